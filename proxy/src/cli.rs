@@ -1,0 +1,186 @@
+//! Command line and environment: the spec's settings as flags (`--proxy-type`) and variables
+//! (`PROXY_TYPE`), a downward-API annotations file, and the runtime options.
+//!
+//! Setting values are taken as text and validated by the config model, so a bad value gets the same
+//! message here as in the injector. Precedence: flag, then environment, then annotations file, then the
+//! spec's default.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
+
+use crate::config::{parse_annotations_file, ProxyConfig, RawSettings, Setting, Source};
+use crate::options::RuntimeOptions;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sidecar-proxy",
+    version,
+    about = "Traffic-capture sidecar: relays the pod's traffic as a reverse, forward or dual proxy (tcp, http, socks4/4a/5)"
+)]
+pub struct Cli {
+    /// transparent | reverse | forward | dual [default: transparent]
+    #[arg(long, env = "PROXY_TYPE", value_name = "TYPE")]
+    pub proxy_type: Option<String>,
+
+    /// tcp | http | socks | tcp:http | tcp:socks [default: http]
+    #[arg(long, env = "PROXY_PROTOCOL", value_name = "PROTOCOL")]
+    pub proxy_protocol: Option<String>,
+
+    /// Host of the app the reverse proxy delivers to [default: localhost]
+    #[arg(long, env = "PROXY_HOST", value_name = "HOST")]
+    pub proxy_host: Option<String>,
+
+    /// Port of the app the reverse proxy delivers to [default: 80]
+    #[arg(long, env = "PROXY_PORT", value_name = "PORT")]
+    pub proxy_port: Option<String>,
+
+    /// Port of the inbound (reverse) listener [default: 4143]
+    #[arg(long, env = "PROXY_IN_PORT", value_name = "PORT")]
+    pub proxy_in_port: Option<String>,
+
+    /// Port of the outbound (forward) listener [default: 4140]
+    #[arg(long, env = "PROXY_OUT_PORT", value_name = "PORT")]
+    pub proxy_out_port: Option<String>,
+
+    /// Kubernetes downward-API annotations file; its sidecar.speedscale.com/* keys configure the proxy
+    #[arg(long, env = "PROXY_ANNOTATIONS", value_name = "FILE")]
+    pub annotations: Option<PathBuf>,
+
+    /// Address the inbound listener binds (all interfaces, so callers reach it on the pod IP)
+    #[arg(
+        long,
+        env = "PROXY_IN_BIND",
+        value_name = "IP",
+        default_value = "0.0.0.0"
+    )]
+    pub proxy_in_bind: IpAddr,
+
+    /// Address the outbound listener binds (loopback, so the sidecar is never an open proxy)
+    #[arg(
+        long,
+        env = "PROXY_OUT_BIND",
+        value_name = "IP",
+        default_value = "127.0.0.1"
+    )]
+    pub proxy_out_bind: IpAddr,
+
+    /// Time a client has to finish its proxy handshake or request head
+    #[arg(long, env = "PROXY_HANDSHAKE_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// Time allowed to open a connection to the upstream or the app
+    #[arg(long, env = "PROXY_CONNECT_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// After SIGTERM/SIGINT, how long open connections may finish before exit
+    #[arg(long, env = "PROXY_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// The command line, parsed, with the origin of every spec setting.
+pub struct Invocation {
+    pub cli: Cli,
+    /// Settings given as flags or environment variables (annotations are added by [`Invocation::settings`]).
+    explicit: RawSettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InvocationError {
+    #[error("cannot read annotations file {path}: {source}")]
+    ReadAnnotations {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Annotations {
+        path: PathBuf,
+        source: crate::config::AnnotationsFileError,
+    },
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
+impl Invocation {
+    /// Parses arguments and environment; clap's own errors (unknown flags, --help) are returned as such.
+    pub fn parse_from<I, T>(args: I) -> Result<Invocation, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Cli::command().try_get_matches_from(args)?;
+        let cli = Cli::from_arg_matches(&matches)?;
+        let explicit = explicit_settings(&cli, &matches);
+        Ok(Invocation { cli, explicit })
+    }
+
+    /// All settings, the annotations file (if any) filling what flags and environment left unset.
+    pub fn settings(&self) -> Result<RawSettings, InvocationError> {
+        let mut settings = self.explicit.clone();
+        if let Some(path) = &self.cli.annotations {
+            let text = std::fs::read_to_string(path).map_err(|source| {
+                InvocationError::ReadAnnotations {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            let from_file =
+                parse_annotations_file(&text).map_err(|source| InvocationError::Annotations {
+                    path: path.clone(),
+                    source,
+                })?;
+            settings.merge(&from_file);
+        }
+        Ok(settings)
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> Result<ProxyConfig, InvocationError> {
+        Ok(ProxyConfig::from_settings(&self.settings()?)?)
+    }
+
+    /// Runtime options for a validated configuration.
+    pub fn runtime_options(&self, config: &ProxyConfig) -> RuntimeOptions {
+        RuntimeOptions {
+            inbound_listen: SocketAddr::new(self.cli.proxy_in_bind, config.in_port),
+            outbound_listen: SocketAddr::new(self.cli.proxy_out_bind, config.out_port),
+            handshake_timeout: self.cli.handshake_timeout,
+            connect_timeout: self.cli.connect_timeout,
+            shutdown_grace: self.cli.shutdown_grace,
+        }
+    }
+}
+
+fn explicit_settings(cli: &Cli, matches: &ArgMatches) -> RawSettings {
+    let fields = [
+        (Setting::ProxyType, "proxy_type", &cli.proxy_type),
+        (
+            Setting::ProxyProtocol,
+            "proxy_protocol",
+            &cli.proxy_protocol,
+        ),
+        (Setting::ProxyHost, "proxy_host", &cli.proxy_host),
+        (Setting::ProxyPort, "proxy_port", &cli.proxy_port),
+        (Setting::ProxyInPort, "proxy_in_port", &cli.proxy_in_port),
+        (Setting::ProxyOutPort, "proxy_out_port", &cli.proxy_out_port),
+    ];
+    let mut settings = RawSettings::default();
+    for (setting, id, value) in fields {
+        if let Some(value) = value {
+            let source = match matches.value_source(id) {
+                Some(ValueSource::EnvVariable) => Source::Env,
+                _ => Source::Flag,
+            };
+            settings.offer(setting, value.clone(), source);
+        }
+    }
+    settings
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{e} (write durations like 10s, 500ms or 1m)"))
+}

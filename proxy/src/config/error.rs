@@ -1,0 +1,73 @@
+//! Validation failures, each a single line naming the setting, the value and what is allowed.
+//!
+//! The proxy prints these before exiting with status 2; the injector returns the same text in its
+//! admission denial, so a user sees one message for one mistake wherever it is caught.
+
+use super::model::{ProtocolSetting, ProxyType};
+use super::settings::SettingName;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid {setting} \"{value}\": allowed values are {allowed}")]
+    UnknownWord {
+        setting: SettingName,
+        value: String,
+        allowed: &'static str,
+    },
+
+    #[error(
+        "invalid {setting} \"{value}\" for {type_setting} \"{proxy_type}\": {why}; allowed for {proxy_type}: {allowed}"
+    )]
+    ProtocolNotForType {
+        setting: SettingName,
+        value: String,
+        type_setting: SettingName,
+        proxy_type: ProxyType,
+        why: &'static str,
+        allowed: String,
+    },
+
+    #[error("invalid {setting} \"{value}\": allowed values are port numbers 1-65535")]
+    InvalidPort { setting: SettingName, value: String },
+
+    #[error(
+        "invalid {setting} \"{value}\": allowed values are a host name or an IP address, without scheme, port or path"
+    )]
+    InvalidHost { setting: SettingName, value: String },
+
+    #[error(
+        "invalid {out_setting} \"{port}\": {in_setting} is also {port}, and the inbound and outbound listeners need different ports"
+    )]
+    PortClash {
+        in_setting: SettingName,
+        out_setting: SettingName,
+        port: u16,
+    },
+
+    #[error(
+        "invalid {port_setting} \"{port}\": {host}:{port} is the sidecar's own inbound port ({in_setting}), so requests would loop back into the sidecar; point it at the app's port"
+    )]
+    AppIsSidecar {
+        port_setting: SettingName,
+        in_setting: SettingName,
+        host: String,
+        port: u16,
+    },
+}
+
+/// Why a protocol value does not fit a proxy type, in the user's terms.
+pub(super) fn protocol_mismatch_reason(
+    protocol: ProtocolSetting,
+    proxy_type: ProxyType,
+) -> &'static str {
+    match (protocol, proxy_type) {
+        (ProtocolSetting::Tcp, ProxyType::Forward) => {
+            "a forward proxy serves many destinations and needs a proxy protocol (tcp applies only to reverse proxies)"
+        }
+        (ProtocolSetting::Tcp, _) => "tcp applies only to reverse proxies",
+        (ProtocolSetting::TcpHttp | ProtocolSetting::TcpSocks, _) => {
+            "combined protocols apply only to dual proxies"
+        }
+        _ => "this protocol does not apply to this proxy type",
+    }
+}

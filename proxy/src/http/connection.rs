@@ -1,0 +1,117 @@
+//! Serving one client connection as HTTP/1 or HTTP/2 (prior knowledge), with a handshake deadline and
+//! graceful shutdown.
+//!
+//! The version is chosen by sniffing for the HTTP/2 connection preface and replaying what was read, rather
+//! than by hyper's auto-detection, so that a client that connects and sends nothing is closed after the
+//! handshake timeout instead of holding a task forever.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::body::ProxyBody;
+use crate::io::PrefixedIo;
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+#[derive(Clone, Copy, Debug)]
+pub struct ServeOptions {
+    /// How long a client may take to send its first request head.
+    pub handshake_timeout: Duration,
+    /// Whether HTTP/2 with prior knowledge is served (reverse proxy) or only HTTP/1 (forward proxy).
+    pub accept_h2: bool,
+}
+
+/// Serves HTTP on `stream` until the client is done, the connection fails, or shutdown completes it.
+pub async fn serve<S, F, Fut>(
+    stream: S,
+    options: ServeOptions,
+    shutdown: CancellationToken,
+    handler: F,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
+{
+    let service = hyper::service::service_fn(handler);
+    let (prefix, stream, is_h2) = if options.accept_h2 {
+        match tokio::time::timeout(options.handshake_timeout, sniff_h2(stream)).await {
+            Ok(Ok(sniffed)) => sniffed,
+            Ok(Err(e)) => {
+                debug!(error = %e, "connection closed before a request");
+                return;
+            }
+            Err(_) => {
+                warn!(timeout = ?options.handshake_timeout, "closing connection: no request within the handshake timeout");
+                return;
+            }
+        }
+    } else {
+        (Vec::new(), stream, false)
+    };
+    let io = TokioIo::new(PrefixedIo::new(prefix, stream));
+
+    let result = if is_h2 {
+        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .serve_connection(io, service);
+        tokio::pin!(conn);
+        tokio::select! {
+            result = conn.as_mut() => result,
+            _ = shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    } else {
+        let conn = hyper::server::conn::http1::Builder::new()
+            .preserve_header_case(true)
+            .timer(TokioTimer::new())
+            .header_read_timeout(options.handshake_timeout)
+            .serve_connection(io, service)
+            .with_upgrades();
+        tokio::pin!(conn);
+        tokio::select! {
+            result = conn.as_mut() => result,
+            _ = shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    };
+    if let Err(e) = result {
+        if e.is_timeout() {
+            warn!("closing connection: request head not received within the handshake timeout");
+        } else if e.is_parse() || e.is_parse_too_large() {
+            warn!(error = %e, "malformed HTTP request");
+        } else {
+            debug!(error = %e, "HTTP connection ended with an error");
+        }
+    }
+}
+
+/// Reads just enough to tell whether the client opened with the HTTP/2 preface.
+async fn sniff_h2<S: AsyncRead + Unpin>(mut stream: S) -> std::io::Result<(Vec<u8>, S, bool)> {
+    let mut buf = Vec::with_capacity(H2_PREFACE.len());
+    loop {
+        let mut chunk = [0u8; 24];
+        let wanted = H2_PREFACE.len() - buf.len();
+        let n = stream.read(&mut chunk[..wanted]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if !H2_PREFACE.starts_with(&buf) {
+            return Ok((buf, stream, false));
+        }
+        if buf.len() == H2_PREFACE.len() {
+            return Ok((buf, stream, true));
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! The part of one proxied exchange both proxies share: handing the upstream's response back to the
+//! caller, joining upgraded connections, and turning client errors into a one-line reason.
+
+use std::error::Error as StdError;
+
+use http::{Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use tokio_util::task::TaskTracker;
+
+use super::body::ProxyBody;
+use super::headers::remove_hop_by_hop;
+use super::upgrade;
+use crate::net::DialError;
+
+/// Prepares the upstream's response for the caller. A `101 Switching Protocols` answer to an upgrade
+/// request keeps its `Connection`/`Upgrade` headers and starts the byte relay between the two sides.
+pub fn finish_response(
+    mut response: Response<Incoming>,
+    client_upgrade: Option<OnUpgrade>,
+    tasks: &TaskTracker,
+) -> Response<ProxyBody> {
+    match client_upgrade {
+        Some(client) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            let upstream = hyper::upgrade::on(&mut response);
+            tasks.spawn(upgrade::relay(client, upstream));
+        }
+        _ => remove_hop_by_hop(response.headers_mut()),
+    }
+    response.map(|body| body.boxed_unsync())
+}
+
+/// A short reason for a failed upstream exchange: the dial error when connecting failed, otherwise the
+/// error chain joined on one line.
+pub fn failure_reason(error: &hyper_util::client::legacy::Error) -> String {
+    let mut source: Option<&(dyn StdError + 'static)> = Some(error);
+    let mut parts = Vec::new();
+    while let Some(err) = source {
+        if let Some(dial) = err.downcast_ref::<DialError>() {
+            return dial.to_string();
+        }
+        let text = err.to_string();
+        if !text.is_empty() && parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        source = err.source();
+    }
+    parts.join(": ")
+}

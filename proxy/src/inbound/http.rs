@@ -1,0 +1,116 @@
+//! Reverse `http`: an HTTP reverse proxy in front of the app.
+//!
+//! HTTP/1.0 and 1.1 callers are forwarded over pooled HTTP/1.1 keep-alive connections with header case
+//! preserved; HTTP/2 prior-knowledge callers are forwarded as HTTP/2 prior knowledge (h2c), so gRPC and
+//! trailers keep working. Bodies stream both ways. Upgrades (websockets) are joined after the 101.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio_util::task::TaskTracker;
+use tracing::warn;
+
+use super::AppConnector;
+use crate::http::body::{text_response, ProxyBody};
+use crate::http::exchange::{failure_reason, finish_response};
+use crate::http::headers::{add_forwarded, remove_hop_by_hop};
+use crate::http::upgrade;
+use crate::net::Target;
+
+pub struct ReverseHttp {
+    app: Target,
+    app_authority: Authority,
+    http1: Client<AppConnector, ProxyBody>,
+    http2: Client<AppConnector, ProxyBody>,
+}
+
+impl ReverseHttp {
+    pub fn new(app: Target, connect_timeout: Duration) -> Self {
+        let connector = AppConnector::new(app.clone(), connect_timeout);
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .set_host(false)
+            .http1_preserve_header_case(true);
+        let http1 = builder.build(connector.clone());
+        let http2 = builder.http2_only(true).build(connector);
+        let app_authority = app
+            .to_string()
+            .parse()
+            .unwrap_or_else(|_| Authority::from_static("localhost"));
+        ReverseHttp {
+            app,
+            app_authority,
+            http1,
+            http2,
+        }
+    }
+
+    /// Proxies one request from `peer` to the app.
+    pub async fn handle(
+        self: Arc<Self>,
+        mut request: Request<Incoming>,
+        peer: SocketAddr,
+        tasks: TaskTracker,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        let upgrade_protocol = upgrade::requested(request.headers());
+        let client_upgrade = upgrade_protocol
+            .as_ref()
+            .map(|_| hyper::upgrade::on(&mut request));
+        let is_h2 = request.version() == Version::HTTP_2;
+
+        let (mut parts, body) = request.into_parts();
+        parts.uri = self.upstream_uri(&parts.uri, is_h2);
+        remove_hop_by_hop(&mut parts.headers);
+        if let Some(protocol) = upgrade_protocol {
+            upgrade::restore_headers(&mut parts.headers, protocol);
+        }
+        add_forwarded(&mut parts.headers, peer.ip(), "http");
+
+        let client = if is_h2 { &self.http2 } else { &self.http1 };
+        let upstream_request = Request::from_parts(parts, body.boxed_unsync());
+        Ok(match client.request(upstream_request).await {
+            Ok(response) => finish_response(response, client_upgrade, &tasks),
+            Err(e) => {
+                let reason = failure_reason(&e);
+                warn!(app = %self.app, %reason, "app request failed");
+                text_response(
+                    StatusCode::BAD_GATEWAY,
+                    format!("sidecar: the app at {} did not answer: {reason}", self.app),
+                )
+            }
+        })
+    }
+
+    /// The URI the pooled client is given. HTTP/1 requests are keyed to the app (the caller's Host header
+    /// travels untouched); HTTP/2 keeps the caller's authority, since that is what `:authority` carries.
+    fn upstream_uri(&self, original: &Uri, is_h2: bool) -> Uri {
+        let path = original
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let authority = match (is_h2, original.authority()) {
+            (true, Some(authority)) => authority.clone(),
+            _ => self.app_authority.clone(),
+        };
+        let scheme = match (is_h2, original.scheme()) {
+            (true, Some(scheme)) => scheme.clone(),
+            _ => Scheme::HTTP,
+        };
+        Uri::builder()
+            .scheme(scheme)
+            .authority(authority)
+            .path_and_query(path)
+            .build()
+            .unwrap_or_else(|_| original.clone())
+    }
+}

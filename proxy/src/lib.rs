@@ -1,0 +1,19 @@
+//! sidecar-proxy: the traffic-capture sidecar's proxy, as a library so the injector can share its
+//! configuration model and tests can run it in-process.
+//!
+//! - [`config`]: the spec's annotations/flags/environment → one validated [`config::ProxyConfig`] (pure).
+//! - [`server`]: listeners per direction built from that value; [`inbound`] and [`outbound`] hold the
+//!   protocol handlers, [`socks`] and [`http`] the protocol machinery they share.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod inbound;
+pub mod io;
+pub mod net;
+pub mod options;
+pub mod outbound;
+pub mod relay;
+pub mod server;
+pub mod socks;

@@ -1,0 +1,83 @@
+//! `sidecar-proxy`: validate the configuration, bind the listeners, serve until SIGTERM or SIGINT.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use sidecar_proxy::cli::Invocation;
+use sidecar_proxy::server::{Server, ServerError};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+use tracing_subscriber::EnvFilter;
+
+/// Exit status for a configuration the sidecar refuses: nothing was started.
+const EXIT_BAD_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let invocation = match Invocation::parse_from(std::env::args_os()) {
+        Ok(invocation) => invocation,
+        Err(e) => e.exit(),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let config = match invocation.config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("sidecar-proxy: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    let options = invocation.runtime_options(&config);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("sidecar-proxy: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let server = match Server::bind(&config, options).await {
+            Ok(server) => server,
+            Err(e @ ServerError::TransparentUnavailable) => {
+                eprintln!("sidecar-proxy: {e}");
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
+            Err(e) => {
+                eprintln!("sidecar-proxy: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        server.run(shutdown).await;
+        info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(terminate) => terminate,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; only SIGINT will stop the sidecar");
+            let _ = tokio::signal::ctrl_c().await;
+            shutdown.cancel();
+            return;
+        }
+    };
+    let name = tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    };
+    info!(signal = name, "shutting down");
+    shutdown.cancel();
+}

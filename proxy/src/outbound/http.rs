@@ -1,0 +1,137 @@
+//! Forward `http`: absolute-form requests for `http://` URLs (HTTP_PROXY) and CONNECT tunnels to any
+//! host:port (HTTPS_PROXY, and anything else a client tunnels).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use crate::http::body::{empty, text_response, ProxyBody};
+use crate::http::exchange::{failure_reason, finish_response};
+use crate::http::headers::remove_hop_by_hop;
+use crate::http::upgrade;
+use crate::net::{dial, Target};
+use crate::relay::relay;
+
+pub struct ForwardHttp {
+    client: Client<HttpConnector, ProxyBody>,
+    connect_timeout: Duration,
+}
+
+impl ForwardHttp {
+    pub fn new(connect_timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .set_host(false)
+            .http1_preserve_header_case(true)
+            .build(connector);
+        ForwardHttp {
+            client,
+            connect_timeout,
+        }
+    }
+
+    pub async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        tasks: TaskTracker,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        if request.method() == Method::CONNECT {
+            return Ok(self.tunnel(request, tasks).await);
+        }
+        let uri = request.uri();
+        Ok(match (uri.scheme_str(), uri.authority()) {
+            (Some("http"), Some(_)) => self.forward(request, tasks).await,
+            (Some(scheme), Some(_)) => bad_request(format!(
+                "sidecar: {scheme}:// URLs cannot be sent in absolute-form; clients reach them through a CONNECT tunnel (HTTPS_PROXY)"
+            )),
+            _ => bad_request(
+                "sidecar: this is the outbound proxy port; send absolute-form requests (GET http://host/path) or CONNECT host:port".to_owned(),
+            ),
+        })
+    }
+
+    async fn forward(
+        &self,
+        mut request: Request<Incoming>,
+        tasks: TaskTracker,
+    ) -> Response<ProxyBody> {
+        let upgrade_protocol = upgrade::requested(request.headers());
+        let client_upgrade = upgrade_protocol
+            .as_ref()
+            .map(|_| hyper::upgrade::on(&mut request));
+        let (mut parts, body) = request.into_parts();
+        let authority = parts
+            .uri
+            .authority()
+            .cloned()
+            .expect("checked by the caller");
+        remove_hop_by_hop(&mut parts.headers);
+        if let Some(protocol) = upgrade_protocol {
+            upgrade::restore_headers(&mut parts.headers, protocol);
+        }
+        if !parts.headers.contains_key(header::HOST) {
+            if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                parts.headers.insert(header::HOST, host);
+            }
+        }
+        let upstream_request = Request::from_parts(parts, body.boxed_unsync());
+        match self.client.request(upstream_request).await {
+            Ok(response) => finish_response(response, client_upgrade, &tasks),
+            Err(e) => {
+                let reason = failure_reason(&e);
+                warn!(target = %authority, %reason, "forward request failed");
+                text_response(
+                    StatusCode::BAD_GATEWAY,
+                    format!("sidecar: cannot reach {authority}: {reason}"),
+                )
+            }
+        }
+    }
+
+    /// Opens the tunnel before answering, so an unreachable target gets a 502 rather than a dead tunnel.
+    async fn tunnel(&self, request: Request<Incoming>, tasks: TaskTracker) -> Response<ProxyBody> {
+        let Some(target) = request.uri().authority().and_then(|a| {
+            a.port_u16()
+                .map(|port| Target::from_host_str(a.host(), port))
+        }) else {
+            return bad_request(format!(
+                "sidecar: CONNECT needs host:port, got \"{}\"",
+                request.uri()
+            ));
+        };
+        let mut upstream = match dial(&target, self.connect_timeout).await {
+            Ok(upstream) => upstream,
+            Err(e) => {
+                warn!(error = %e, "CONNECT failed");
+                return text_response(StatusCode::BAD_GATEWAY, format!("sidecar: {e}"));
+            }
+        };
+        debug!(%target, "CONNECT tunnel open");
+        tasks.spawn(async move {
+            match hyper::upgrade::on(request).await {
+                Ok(upgraded) => {
+                    relay(&mut TokioIo::new(upgraded), &mut upstream).await;
+                }
+                Err(e) => debug!(error = %e, "client left before the tunnel started"),
+            }
+        });
+        Response::new(empty())
+    }
+}
+
+fn bad_request(message: String) -> Response<ProxyBody> {
+    text_response(StatusCode::BAD_REQUEST, message)
+}

@@ -1,0 +1,88 @@
+//! One SOCKS connection from handshake to relay, shared by the forward proxy (deliver to the requested
+//! target) and the reverse proxy (deliver to the app, whatever the caller asked for).
+
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tracing::{debug, warn};
+
+use super::{accept, SocksError};
+use crate::net::{dial, Target};
+use crate::relay::relay;
+
+/// What a client that speaks HTTP to a SOCKS port is told, so a misconfigured proxy URL is obvious.
+const HTTP_ON_SOCKS_PORT: &str =
+    "sidecar: this port speaks SOCKS4/SOCKS5, not HTTP; use a socks5:// or socks4a:// proxy URL for it\n";
+
+fn http_400(body: &str) -> String {
+    format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+pub struct Timeouts {
+    pub handshake: Duration,
+    pub connect: Duration,
+}
+
+/// Serves one SOCKS client. `deliver_to` overrides the requested destination (the reverse proxy's app).
+pub async fn serve(mut client: TcpStream, deliver_to: Option<&Target>, timeouts: &Timeouts) {
+    let request = match tokio::time::timeout(timeouts.handshake, accept(&mut client)).await {
+        Ok(Ok(request)) => request,
+        Ok(Err(SocksError::Empty)) => {
+            debug!("client closed before a SOCKS request");
+            return;
+        }
+        Ok(Err(SocksError::NotSocks {
+            first,
+            looks_like_http,
+        })) => {
+            if looks_like_http {
+                let _ = client
+                    .write_all(http_400(HTTP_ON_SOCKS_PORT).as_bytes())
+                    .await;
+            }
+            warn!(
+                first_byte = first,
+                "closing connection: not a SOCKS4/SOCKS5 handshake"
+            );
+            return;
+        }
+        Ok(Err(e)) => {
+            warn!(error = %e, "closing connection: SOCKS handshake failed");
+            return;
+        }
+        Err(_) => {
+            warn!(timeout = ?timeouts.handshake, "closing connection: SOCKS handshake not finished within the handshake timeout");
+            return;
+        }
+    };
+
+    let destination = deliver_to.unwrap_or(&request.target).clone();
+    debug!(version = request.version.as_str(), requested = %request.target, destination = %destination, "SOCKS CONNECT");
+    let mut upstream = match dial(&destination, timeouts.connect).await {
+        Ok(upstream) => upstream,
+        Err(e) => {
+            warn!(error = %e, "SOCKS CONNECT failed");
+            let _ = request.refuse(e.failure).await;
+            return;
+        }
+    };
+    let bound = match upstream.local_addr() {
+        Ok(addr) => addr,
+        Err(e) => {
+            warn!(error = %e, "upstream socket has no local address");
+            return;
+        }
+    };
+    let mut client = match request.grant(bound).await {
+        Ok(client) => client,
+        Err(e) => {
+            debug!(error = %e, "client left before the SOCKS reply");
+            return;
+        }
+    };
+    relay(&mut client, &mut upstream).await;
+}
