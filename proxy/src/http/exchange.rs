@@ -36,15 +36,20 @@ pub fn finish_response(
 pub fn failure_reason(error: &hyper_util::client::legacy::Error) -> String {
     let mut source: Option<&(dyn StdError + 'static)> = Some(error);
     let mut parts = Vec::new();
+    let mut innermost = String::new();
     while let Some(err) = source {
         if let Some(dial) = err.downcast_ref::<DialError>() {
             return dial.to_string();
         }
-        let text = err.to_string();
-        if !text.is_empty() && parts.last() != Some(&text) {
-            parts.push(text);
+        innermost = err.to_string();
+        if !innermost.is_empty() && parts.last() != Some(&innermost) {
+            parts.push(innermost.clone());
         }
         source = err.source();
+    }
+    if error.is_connect() {
+        // hyper's wrappers ("client error (Connect)", "tcp connect error") add nothing for a user.
+        return format!("cannot connect: {innermost}");
     }
     parts.join(": ")
 }

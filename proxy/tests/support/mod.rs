@@ -1,0 +1,12 @@
+//! Test support: the sidecar running in-process on loopback, and the real servers it proxies to, so each
+//! test reads as the behaviour it checks. Every address is 127.0.0.1 / ::1 with an OS-chosen port.
+#![allow(dead_code, unused_imports)]
+
+pub mod app;
+pub mod data;
+pub mod proxy;
+pub mod raw;
+
+pub use app::{start_app, start_tcp_echo, App};
+pub use data::{pattern_body, sha256_hex};
+pub use proxy::{start_proxy, RunningProxy};
