@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Sets up what the tests need on a fresh Debian 12 machine with a Rust toolchain, then runs every check
+# CI runs: formatting, clippy, and the whole test suite (unit, integration, real curl clients).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+need_packages=()
+command -v curl >/dev/null 2>&1 || need_packages+=(curl)
+command -v cc >/dev/null 2>&1 || need_packages+=(gcc)
+if ((${#need_packages[@]})); then
+    log "installing ${need_packages[*]}"
+    sudo_cmd=()
+    [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need_packages[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo not found: install a Rust toolchain first (https://rustup.rs), then re-run $0" >&2
+    exit 1
+fi
+if command -v rustup >/dev/null 2>&1; then
+    rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+    rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+fi
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "cargo test"
+cargo test --workspace --locked
