@@ -48,6 +48,8 @@ pub enum SocksError {
     Socks4(#[from] socks4::Socks4Error),
     #[error("SOCKS5 {0}")]
     Socks5(#[from] fast_socks5::server::SocksServerError),
+    #[error("SOCKS5 username/password sub-negotiation version {0} is not 1")]
+    Socks5Auth(u8),
     #[error("SOCKS5 command {0} is not supported (only CONNECT is)")]
     Socks5Command(&'static str),
     #[error(transparent)]
