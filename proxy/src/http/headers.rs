@@ -44,10 +44,17 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Appends the caller's address to X-Forwarded-For and records the scheme it used.
 pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str) {
-    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(existing) if !existing.trim().is_empty() => format!("{existing}, {client}"),
-        _ => client.to_string(),
-    };
+    // Every X-Forwarded-For line counts: a chain split over repeated headers is one list (RFC 9110 §5.3).
+    let mut chain: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    let client = client.to_string();
+    chain.push(&client);
+    let forwarded_for = chain.join(", ");
     if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
         headers.insert("x-forwarded-for", value);
     }

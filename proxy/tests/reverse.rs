@@ -1,0 +1,945 @@
+//! The reverse (inbound) proxy end to end: real clients on 127.0.0.1 talk to the sidecar's inbound
+//! listener, and real servers behind it show what arrived.
+//!
+//! - `tcp`: opaque bytes, half-close, an app that is down.
+//! - `http`: HTTP/1.0 and 1.1 through hyper, keep-alive and upstream reuse, streamed bodies (100 MB each way),
+//!   header rules (case, hop-by-hop, X-Forwarded-*), websockets, HTTP/2 prior knowledge, 502 for a dead app.
+//! - `socks`: SOCKS4, 4a and 5 clients, whose requested target is never dialed: the stream goes to the app.
+//! - `dual`: the inbound listener speaks the protocol the configuration names.
+
+mod support;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderMap, Method, Request, StatusCode, Version};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rstest::rstest;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_socks::tcp::{Socks4Stream, Socks5Stream};
+use tokio_tungstenite::tungstenite::Message;
+
+use support::data::{hex, pattern_sha256};
+use support::{pattern_body, raw, sha256_hex, start_app, start_proxy, start_tcp_echo};
+
+type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// Longest any single step may take before the test fails instead of hanging.
+const STEP: Duration = Duration::from_secs(30);
+/// The big transfers: 100 MiB.
+const BIG: u64 = 100 * 1024 * 1024;
+
+// -------------------------------------------------------------------------------------------------
+// helpers
+// -------------------------------------------------------------------------------------------------
+
+async fn within<T>(what: &str, limit: Duration, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not done within {limit:?}"))
+}
+
+/// An address on 127.0.0.1 where nothing listens.
+async fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    addr
+}
+
+/// A listener that must never be connected to; returns its address and how many connections it saw.
+async fn start_decoy() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((_stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (addr, accepted)
+}
+
+/// A TCP app that reads until the caller half-closes, then answers `got <n> bytes <sha256>` and closes.
+/// It can only answer if the proxy passed the half-close on.
+async fn start_reply_after_eof() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut received = Vec::new();
+                if stream.read_to_end(&mut received).await.is_err() {
+                    return;
+                }
+                let reply = format!("got {} bytes {}", received.len(), sha256_hex(&received));
+                let _ = stream.write_all(reply.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// `len` bytes of the test pattern, streamed, with no size known in advance (sent chunked on HTTP/1.1).
+fn streamed(len: u64) -> Body {
+    StreamBody::new(pattern_body(len).map(|chunk| Ok(Frame::data(chunk)))).boxed_unsync()
+}
+
+fn client() -> Client<HttpConnector, Body> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+fn url(proxy: SocketAddr, path: &str) -> String {
+    format!("http://{proxy}{path}")
+}
+
+/// Sends `request` with the pooled hyper client and reads the whole (small) response.
+async fn fetch(request: Request<Body>) -> (StatusCode, HeaderMap, String) {
+    let response = within("response head", STEP, client().request(request))
+        .await
+        .expect("the proxy answers");
+    read_text(response).await
+}
+
+async fn read_text(response: http::Response<Incoming>) -> (StatusCode, HeaderMap, String) {
+    let (parts, body) = response.into_parts();
+    let body = within("response body", STEP, body.collect())
+        .await
+        .expect("the response body arrives whole")
+        .to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+/// Length and SHA-256 of a response body, hashed frame by frame as it streams in.
+async fn hash_body(mut body: Incoming) -> (u64, String) {
+    let mut hasher = Sha256::new();
+    let mut length = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.expect("the body streams without error");
+        if let Some(data) = frame.data_ref() {
+            length += data.len() as u64;
+            hasher.update(data);
+        }
+    }
+    (length, hex(&hasher.finalize()))
+}
+
+/// The header lines the app's default route echoed (`name: value`, names lower-case).
+fn echoed_header<'a>(echo: &'a str, name: &str) -> Option<&'a str> {
+    echo.lines()
+        .skip(1)
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(": "))
+}
+
+/// Splits raw HTTP/1 response bytes into head and body.
+fn split_response(bytes: &[u8]) -> (String, String) {
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    match text.split_once("\r\n\r\n") {
+        Some((head, body)) => (head.to_owned(), body.to_owned()),
+        None => (text, String::new()),
+    }
+}
+
+/// The header names of a recorded request head, as they were on the wire.
+fn head_names(head: &str) -> Vec<String> {
+    head.lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(':').map(|(name, _)| name.to_owned()))
+        .collect()
+}
+
+fn head_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// Sends one HTTP/1.1 request over an already open stream (raw bytes) and reads until the app closes.
+async fn http_over<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, path: &str) -> String {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n");
+    within("write request", STEP, stream.write_all(request.as_bytes()))
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    within("read response", STEP, stream.read_to_end(&mut response))
+        .await
+        .expect("the response arrives");
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+// -------------------------------------------------------------------------------------------------
+// reverse tcp
+// -------------------------------------------------------------------------------------------------
+
+#[rstest]
+#[case::one_byte(1)]
+#[case::one_packet(1_000)]
+#[case::several_megabytes(8 * 1024 * 1024 + 17)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reverse_tcp_echoes_every_byte_then_eof(#[case] len: u64) {
+    let echo = start_tcp_echo().await;
+    let proxy = start_proxy("reverse", "tcp", Some(echo)).await;
+    let stream = TcpStream::connect(proxy.inbound()).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+
+    // Write and read at once: a large payload would otherwise fill every buffer on the way and stall.
+    let writing = tokio::spawn(async move {
+        let mut body = std::pin::pin!(pattern_body(len));
+        while let Some(chunk) = body.next().await {
+            writer.write_all(&chunk).await.unwrap();
+        }
+        writer.shutdown().await.unwrap();
+        writer
+    });
+    let mut hasher = Sha256::new();
+    let mut received = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    within("echo and EOF", STEP, async {
+        loop {
+            let n = reader.read(&mut buf).await.expect("read echoed bytes");
+            if n == 0 {
+                break;
+            }
+            received += n as u64;
+            hasher.update(&buf[..n]);
+        }
+    })
+    .await;
+    let _writer = writing.await.unwrap();
+    assert_eq!(received, len, "every byte sent comes back, then EOF");
+    assert_eq!(hex(&hasher.finalize()), pattern_sha256(len));
+}
+
+#[tokio::test]
+async fn reverse_tcp_passes_a_half_close_on_and_keeps_the_other_direction_open() {
+    let app = start_reply_after_eof().await;
+    let proxy = start_proxy("reverse", "tcp", Some(app)).await;
+    let mut stream = TcpStream::connect(proxy.inbound()).await.unwrap();
+    let payload = b"first part, second part";
+    stream.write_all(payload).await.unwrap();
+    // Only write is shut: the app answers after seeing EOF, and that answer must still reach us.
+    stream.shutdown().await.unwrap();
+    let mut reply = String::new();
+    within(
+        "reply after half-close",
+        STEP,
+        stream.read_to_string(&mut reply),
+    )
+    .await
+    .expect("read the reply and then EOF");
+    assert_eq!(
+        reply,
+        format!("got {} bytes {}", payload.len(), sha256_hex(payload))
+    );
+}
+
+#[tokio::test]
+async fn reverse_tcp_with_the_app_down_closes_the_connection_at_once() {
+    let app = closed_port().await;
+    let proxy = start_proxy("reverse", "tcp", Some(app)).await;
+    let mut stream = TcpStream::connect(proxy.inbound()).await.unwrap();
+    let started = Instant::now();
+    let _ = stream.write_all(b"hello?").await;
+    let mut buf = [0u8; 64];
+    let read = within("close", Duration::from_secs(5), stream.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "expected EOF or reset, got {read:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "closed only after {:?}",
+        started.elapsed()
+    );
+}
+
+// -------------------------------------------------------------------------------------------------
+// reverse http: HTTP/1
+// -------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn reverse_http_get_reaches_the_app() {
+    let app = start_app().await;
+    let proxy = start_proxy("reverse", "http", Some(app.addr)).await;
+    let request = Request::get(url(proxy.inbound(), "/hello?name=world"))
+        .body(empty())
+        .unwrap();
+    let (status, _, body) = fetch(request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body.lines().next(),
+        Some("GET /hello?name=world HTTP/1.1"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn reverse_http_post_carries_the_body_both_ways() {
+    let app = start_app().await;
+    let proxy = start_proxy("reverse", "http", Some(app.addr)).await;
+    let payload = "a small body\nwith two lines";
+
+    let echo = Request::post(url(proxy.inbound(), "/echo"))
+        .body(full(payload))
+        .unwrap();
+    let (status, _, body) = fetch(echo).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, payload);
+
+    let digest = Request::post(url(proxy.inbound(), "/sha256"))
+        .body(full(payload))
+        .unwrap();
+    let (status, _, body) = fetch(digest).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        format!("{} {}", payload.len(), sha256_hex(payload.as_bytes()))
+    );
+}
+
+#[tokio::test]
+async fn reverse_http_serves_an_http_1_0_request() {
+    let app = start_app().await;
+    let proxy = start_proxy("reverse", "http", Some(app.addr)).await;
+    let received = raw::exchange(
+        proxy.inbound(),
+        b"GET /old?v=1 HTTP/1.0\r\nHost: legacy.example\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    let (head, body) = split_response(&received);
+    assert!(head.starts_with("HTTP/1."), "{head}");
+    assert!(head.lines().next().unwrap().contains(" 200 "), "{head}");
+    assert!(body.starts_with("GET /old?v=1 HTTP/1."), "{body}");
+    assert_eq!(
+        echoed_header(&body, "host"),
+        Some("legacy.example"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn reverse_http_keeps_alive_and_reuses_the_app_connection() {
+    let app = start_app().await;
+    let proxy = start_proxy("reverse", "http", Some(app.addr)).await;
+    let stream = TcpStream::connect(proxy.inbound()).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+
+    for i in 0..5 {
+        within("ready", STEP, sender.ready())
+            .await
+            .expect("the client connection stays open");
+        let (request, expected) = if i % 2 == 0 {
+            let path = format!("/round/{i}");
+            (
+                Request::get(path.as_str())
+                    .header("host", "app")
+                    .body(empty())
+                    .unwrap(),
+                format!("GET {path} HTTP/1.1"),
+            )
+        } else {
+            (
+                Request::post("/echo")
+                    .header("host", "app")
+                    .body(full(format!("body {i}")))
+                    .unwrap(),
+                format!("body {i}"),
+            )
+        };
+        let response = within("response", STEP, sender.send_request(request))
+            .await
+            .unwrap();
+        let (status, _, body) = read_text(response).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body.lines().next(), Some(expected.as_str()), "{body}");
+        // Let the proxy's pool take the finished connection back before the next request.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        app.connections(),
+        1,
+        "five requests on one client connection should share one app connection"
+    );
+}
+
+#[tokio::test]
+async fn reverse_http_relays_a_raw_chunked_upload() {
+    let app = start_app().await;
+    let proxy = start_proxy("reverse", "http", Some(app.addr)).await;
+    let received = raw::exchange(
+        proxy.inbound(),
+        b"POST /sha256 HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    let (head, body) = split_response(&received);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // Chunked framing or not, the app sees the 11 bytes in order.
+    let expected = format!("11 {}", sha256_hex(b"hello world"));
+    assert!(
+        body == expected || body.contains(&format!("\r\n{expected}\r\n")),
+        "expected {expected:?} in {body:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reverse_http_streams_an_upload_without_content_length() {
+    let app = start_app().await;
+    let proxy = start_proxy("reverse", "http", Some(app.addr)).await;
+    let len = 3 * 1024 * 1024 + 5;
+    let request = Request::post(url(proxy.inbound(), "/sha256"))
+        .body(streamed(len))
+        .unwrap();
+    assert!(request.headers().get("content-length").is_none());
+    let (status, _, body) = fetch(request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, format!("{len} {}", pattern_sha256(len)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reverse_http_streams_a_100_mb_upload() {
+    let app = start_app().await;
+    let proxy = start_proxy("reverse", "http", Some(app.addr)).await;
+    let request = Request::post(url(proxy.inbound(), "/sha256"))
+        .header("content-length", BIG)
+        .body(streamed(BIG))
+        .unwrap();
+    let response = within("100 MB upload", Duration::from_secs(300), async {
+        client().request(request).await.expect("the proxy answers")
+    })
+    .await;
+    let (status, _, body) = read_text(response).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, format!("{BIG} {}", pattern_sha256(BIG)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reverse_http_streams_a_100_mb_download() {
+    let app = start_app().await;
+    let proxy = start_proxy("reverse", "http", Some(app.addr)).await;
+    let request = Request::get(url(proxy.inbound(), &format!("/bytes/{BIG}")))
+        .body(empty())
+        .unwrap();
+    let (length, digest) = within("100 MB download", Duration::from_secs(300), async {
+        let response = client().request(request).await.expect("the proxy answers");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers().get("content-length").unwrap(),
+            &BIG.to_string()
+        );
+        hash_body(response.into_body()).await
+    })
+    .await;
+    assert_eq!(length, BIG);
+    assert_eq!(digest, pattern_sha256(BIG));
+}
+
+#[rstest]
+#[case::get("GET", "/")]
+#[case::post("POST", "/orders?id=7&sort=desc")]
+#[case::put("PUT", "/a/b/c?x=%20y")]
+#[case::delete("DELETE", "/items/42?force=true")]
+#[case::patch("PATCH", "/items/42")]
+#[case::options("OPTIONS", "/cors?origin=a.example")]
+#[case::extension_method("PURGE", "/cache/key?all")]
+#[tokio::test]
+async fn reverse_http_preserves_method_path_query_and_host(
+    #[case] method: &str,
+    #[case] path: &str,
+) {
+    let app = start_app().await;
+    let proxy = start_proxy("reverse", "http", Some(app.addr)).await;
+    let request = Request::builder()
+        .method(Method::from_bytes(method.as_bytes()).unwrap())
+        .uri(url(proxy.inbound(), path))
+        .header("host", "orders.shop.svc.cluster.local:8080")
+        .body(empty())
+        .unwrap();
+    let (status, _, body) = fetch(request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body.lines().next(),
+        Some(format!("{method} {path} HTTP/1.1").as_str()),
+        "{body}"
+    );
+    assert_eq!(
+        echoed_header(&body, "host"),
+        Some("orders.shop.svc.cluster.local:8080"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn reverse_http_preserves_header_name_case() {
+    let (app, mut heads) = raw::start_head_recorder().await;
+    let proxy = start_proxy("reverse", "http", Some(app)).await;
+    let received = raw::exchange(
+        proxy.inbound(),
+        b"GET /case HTTP/1.1\r\nHost: app\r\nX-Mixed-Case: one\r\nCONTENT-type: text/plain\r\n\
+          x-lower: two\r\nX-UPPER: three\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        String::from_utf8_lossy(&received).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&received)
+    );
+    let head = within("recorded head", STEP, heads.recv()).await.unwrap();
+    let names = head_names(&head);
+    for name in ["Host", "X-Mixed-Case", "CONTENT-type", "x-lower", "X-UPPER"] {
+        assert!(
+            names.iter().any(|n| n == name),
+            "{name} lost its case: {head}"
+        );
+    }
+    assert!(head.starts_with("GET /case HTTP/1.1\r\n"), "{head}");
+}
+
+#[tokio::test]
+async fn reverse_http_drops_hop_by_hop_headers() {
+    let (app, mut heads) = raw::start_head_recorder().await;
+    let proxy = start_proxy("reverse", "http", Some(app)).await;
+    let received = raw::exchange(
+        proxy.inbound(),
+        b"GET /hop HTTP/1.1\r\nHost: app\r\nConnection: close, X-Session-Hint\r\nX-Session-Hint: 1\r\n\
+          Keep-Alive: timeout=5\r\nProxy-Authorization: Basic dXNlcjpwYXNz\r\nTE: gzip\r\n\
+          Proxy-Connection: keep-alive\r\nX-End-To-End: kept\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        String::from_utf8_lossy(&received).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&received)
+    );
+    let head = within("recorded head", STEP, heads.recv()).await.unwrap();
+    let names: Vec<String> = head_names(&head)
+        .into_iter()
+        .map(|n| n.to_ascii_lowercase())
+        .collect();
+    for dropped in [
+        "x-session-hint",
+        "keep-alive",
+        "proxy-authorization",
+        "te",
+        "proxy-connection",
+    ] {
+        assert!(
+            !names.iter().any(|n| n == dropped),
+            "{dropped} reached the app: {head}"
+        );
+    }
+    assert_eq!(head_value(&head, "connection"), None, "{head}");
+    assert_eq!(head_value(&head, "x-end-to-end"), Some("kept"), "{head}");
+}
+
+#[tokio::test]
+async fn reverse_http_keeps_te_trailers() {
+    let (app, mut heads) = raw::start_head_recorder().await;
+    let proxy = start_proxy("reverse", "http", Some(app)).await;
+    raw::exchange(
+        proxy.inbound(),
+        b"GET /te HTTP/1.1\r\nHost: app\r\nTE: trailers\r\nConnection: TE, close\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    let head = within("recorded head", STEP, heads.recv()).await.unwrap();
+    assert_eq!(head_value(&head, "te"), Some("trailers"), "{head}");
+}
+
+#[rstest]
+#[case::first_hop(&[], "127.0.0.1")]
+#[case::appended(&["203.0.113.9"], "203.0.113.9, 127.0.0.1")]
+#[case::appended_to_a_chain(
+    &["198.51.100.1, 203.0.113.9"],
+    "198.51.100.1, 203.0.113.9, 127.0.0.1"
+)]
+#[case::appended_to_repeated_headers(
+    &["198.51.100.1", "203.0.113.9"],
+    "198.51.100.1, 203.0.113.9, 127.0.0.1"
+)]
+#[tokio::test]
+async fn reverse_http_adds_x_forwarded_headers(#[case] existing: &[&str], #[case] expected: &str) {
+    let (app, mut heads) = raw::start_head_recorder().await;
+    let proxy = start_proxy("reverse", "http", Some(app)).await;
+    let mut request = String::from("GET /xff HTTP/1.1\r\nHost: app\r\nConnection: close\r\n");
+    for value in existing {
+        request.push_str(&format!("X-Forwarded-For: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    raw::exchange(proxy.inbound(), request.as_bytes(), Duration::from_secs(10)).await;
+    let head = within("recorded head", STEP, heads.recv()).await.unwrap();
+    assert_eq!(
+        head_value(&head, "x-forwarded-for"),
+        Some(expected),
+        "{head}"
+    );
+    assert_eq!(
+        head_value(&head, "x-forwarded-proto"),
+        Some("http"),
+        "{head}"
+    );
+    let forwarded_for_lines = head
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("x-forwarded-for:"))
+        .count();
+    assert_eq!(forwarded_for_lines, 1, "{head}");
+}
+
+// -------------------------------------------------------------------------------------------------
+// reverse http: websocket, HTTP/2, app down
+// -------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn reverse_http_upgrades_to_a_websocket() {
+    let app = start_app().await;
+    let proxy = start_proxy("reverse", "http", Some(app.addr)).await;
+    let stream = TcpStream::connect(proxy.inbound()).await.unwrap();
+    let (mut ws, response) = within(
+        "websocket handshake",
+        STEP,
+        tokio_tungstenite::client_async("ws://app/ws", stream),
+    )
+    .await
+    .expect("the handshake succeeds through the proxy");
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+
+    let binary: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    let messages = [
+        Message::text("hello through the sidecar"),
+        Message::binary(binary),
+        Message::text(""),
+        Message::text("ünïcödé ✓"),
+    ];
+    for message in messages {
+        within("send", STEP, ws.send(message.clone()))
+            .await
+            .unwrap();
+        let echoed = within("echo", STEP, ws.next())
+            .await
+            .expect("the socket stays open")
+            .expect("a message, not an error");
+        assert_eq!(echoed, message);
+    }
+    within("close", STEP, ws.close(None)).await.unwrap();
+}
+
+async fn h2_sender(proxy: SocketAddr) -> hyper::client::conn::http2::SendRequest<Body> {
+    let stream = TcpStream::connect(proxy).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http2::handshake::<_, _, Body>(
+        TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .expect("HTTP/2 handshake with the proxy");
+    tokio::spawn(connection);
+    sender
+}
+
+#[tokio::test]
+async fn reverse_http_serves_http2_prior_knowledge() {
+    let app = start_app().await;
+    let proxy = start_proxy("reverse", "http", Some(app.addr)).await;
+    let mut sender = h2_sender(proxy.inbound()).await;
+
+    let get = Request::get("http://app.internal/h2/get?x=1")
+        .body(empty())
+        .unwrap();
+    let response = within("h2 GET", STEP, sender.send_request(get))
+        .await
+        .unwrap();
+    assert_eq!(response.version(), Version::HTTP_2);
+    let (status, _, body) = read_text(response).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body.lines().next(),
+        Some("GET /h2/get?x=1 HTTP/2.0"),
+        "{body}"
+    );
+
+    let post = Request::post("http://app.internal/h2/post")
+        .body(full("h2 body"))
+        .unwrap();
+    let response = within("h2 POST", STEP, sender.send_request(post))
+        .await
+        .unwrap();
+    let (status, _, body) = read_text(response).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body.lines().next(),
+        Some("POST /h2/post HTTP/2.0"),
+        "{body}"
+    );
+
+    let len = 2 * 1024 * 1024 + 3;
+    let upload = Request::post("http://app.internal/sha256")
+        .body(streamed(len))
+        .unwrap();
+    let response = within("h2 upload", STEP, sender.send_request(upload))
+        .await
+        .unwrap();
+    let (status, _, body) = read_text(response).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, format!("{len} {}", pattern_sha256(len)));
+
+    let echo = Request::post("http://app.internal/echo")
+        .body(full("echo over h2"))
+        .unwrap();
+    let response = within("h2 echo", STEP, sender.send_request(echo))
+        .await
+        .unwrap();
+    let (status, _, body) = read_text(response).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "echo over h2");
+}
+
+#[rstest]
+#[case::http1(false)]
+#[case::http2(true)]
+#[tokio::test]
+async fn reverse_http_answers_502_naming_the_app_when_it_is_down(#[case] h2: bool) {
+    let app = closed_port().await;
+    let proxy = start_proxy("reverse", "http", Some(app)).await;
+    let response = if h2 {
+        let mut sender = h2_sender(proxy.inbound()).await;
+        let request = Request::get("http://app/anything").body(empty()).unwrap();
+        within("502", STEP, sender.send_request(request))
+            .await
+            .unwrap()
+    } else {
+        let request = Request::get(url(proxy.inbound(), "/anything"))
+            .body(empty())
+            .unwrap();
+        within("502", STEP, client().request(request))
+            .await
+            .unwrap()
+    };
+    let (status, _, body) = read_text(response).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(
+        body.contains(&app.to_string()),
+        "the 502 body should name {app}: {body}"
+    );
+}
+
+// -------------------------------------------------------------------------------------------------
+// reverse socks
+// -------------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug)]
+enum Socks {
+    V4,
+    V4a,
+    V5,
+}
+
+/// A SOCKS connection through `proxy` asking for `host:port`; `host` is an IP literal or a name.
+async fn socks_connect(
+    dialect: Socks,
+    proxy: SocketAddr,
+    host: &str,
+    port: u16,
+) -> Box<dyn AsyncReadWrite> {
+    let connecting = async {
+        match dialect {
+            Socks::V4 => {
+                let ip: std::net::Ipv4Addr = host.parse().expect("SOCKS4 needs an IPv4 target");
+                Box::new(
+                    Socks4Stream::connect(proxy, SocketAddr::from((ip, port)))
+                        .await
+                        .expect("SOCKS4 CONNECT granted"),
+                ) as Box<dyn AsyncReadWrite>
+            }
+            Socks::V4a => {
+                assert!(
+                    host.parse::<std::net::IpAddr>().is_err(),
+                    "SOCKS4a sends a name"
+                );
+                Box::new(
+                    Socks4Stream::connect(proxy, (host, port))
+                        .await
+                        .expect("SOCKS4a CONNECT granted"),
+                )
+            }
+            Socks::V5 => Box::new(
+                Socks5Stream::connect(proxy, (host, port))
+                    .await
+                    .expect("SOCKS5 CONNECT granted"),
+            ),
+        }
+    };
+    within("SOCKS handshake", STEP, connecting).await
+}
+
+trait AsyncReadWrite: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncReadWrite for T {}
+
+#[rstest]
+#[case::socks4_unused_port(Socks::V4, "127.0.0.1", 1)]
+#[case::socks4a_localhost(Socks::V4a, "localhost", 80)]
+#[case::socks4a_unresolvable(Socks::V4a, "anything.example", 80)]
+#[case::socks5_ipv4(Socks::V5, "127.0.0.1", 1)]
+#[case::socks5_domain(Socks::V5, "anything.example", 443)]
+#[case::socks5_localhost(Socks::V5, "localhost", 80)]
+#[tokio::test]
+async fn reverse_socks_delivers_every_stream_to_the_app(
+    #[case] dialect: Socks,
+    #[case] host: &str,
+    #[case] port: u16,
+) {
+    let app = start_app().await;
+    let proxy = start_proxy("reverse", "socks", Some(app.addr)).await;
+    let stream = socks_connect(dialect, proxy.inbound(), host, port).await;
+    let response = http_over(stream, "/via-socks?q=1").await;
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(
+        response.contains("\r\n\r\nGET /via-socks?q=1 HTTP/1.1\n"),
+        "{response}"
+    );
+    assert_eq!(app.connections(), 1);
+}
+
+#[rstest]
+#[case::socks4(Socks::V4)]
+#[case::socks5(Socks::V5)]
+#[tokio::test]
+async fn reverse_socks_never_dials_the_requested_target(#[case] dialect: Socks) {
+    let app = start_app().await;
+    let (decoy, decoy_connections) = start_decoy().await;
+    let proxy = start_proxy("reverse", "socks", Some(app.addr)).await;
+    let stream = socks_connect(dialect, proxy.inbound(), "127.0.0.1", decoy.port()).await;
+    let response = http_over(stream, "/not-the-decoy").await;
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(
+        response.contains("GET /not-the-decoy HTTP/1.1"),
+        "{response}"
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        decoy_connections.load(Ordering::SeqCst),
+        0,
+        "the requested target was dialed"
+    );
+}
+
+// -------------------------------------------------------------------------------------------------
+// dual
+// -------------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Inbound {
+    Http,
+    Socks,
+    Tcp,
+}
+
+#[rstest]
+#[case::http("http", Inbound::Http)]
+#[case::socks("socks", Inbound::Socks)]
+#[case::tcp_http("tcp:http", Inbound::Tcp)]
+#[case::tcp_socks("tcp:socks", Inbound::Tcp)]
+#[tokio::test]
+async fn dual_inbound_speaks_the_configured_protocol(
+    #[case] protocol: &str,
+    #[case] expected: Inbound,
+) {
+    let app = start_app().await;
+    let proxy = start_proxy("dual", protocol, Some(app.addr)).await;
+    let inbound = proxy.inbound();
+    assert_ne!(inbound, proxy.outbound(), "dual has both listeners");
+
+    // A plain HTTP request on the inbound port: an HTTP reverse proxy forwards it (adding
+    // X-Forwarded-For), a TCP proxy passes the bytes as they are, a SOCKS port refuses it.
+    let received = raw::exchange(
+        inbound,
+        b"GET /dual HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    let (head, body) = split_response(&received);
+    match expected {
+        Inbound::Http | Inbound::Tcp => {
+            assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+            assert!(body.starts_with("GET /dual HTTP/1.1\n"), "{body}");
+            let forwarded = echoed_header(&body, "x-forwarded-for");
+            if expected == Inbound::Http {
+                assert_eq!(forwarded, Some("127.0.0.1"), "{body}");
+            } else {
+                assert_eq!(
+                    forwarded, None,
+                    "a tcp proxy must not touch the bytes: {body}"
+                );
+            }
+        }
+        Inbound::Socks => {
+            assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+            assert!(body.contains("SOCKS"), "{body}");
+        }
+    }
+
+    // The protocol's own client works too.
+    match expected {
+        Inbound::Http => {
+            let request = Request::get(url(inbound, "/dual-client"))
+                .body(empty())
+                .unwrap();
+            let (status, _, body) = fetch(request).await;
+            assert_eq!(status, StatusCode::OK);
+            assert!(body.starts_with("GET /dual-client HTTP/1.1"), "{body}");
+        }
+        Inbound::Socks => {
+            let stream = socks_connect(Socks::V5, inbound, "anything.example", 80).await;
+            let response = http_over(stream, "/dual-socks").await;
+            assert!(response.contains("GET /dual-socks HTTP/1.1"), "{response}");
+        }
+        Inbound::Tcp => {
+            let mut stream = TcpStream::connect(inbound).await.unwrap();
+            let response = {
+                stream
+                    .write_all(b"GET /dual-tcp HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")
+                    .await
+                    .unwrap();
+                let mut out = String::new();
+                within("tcp response", STEP, stream.read_to_string(&mut out))
+                    .await
+                    .unwrap();
+                out
+            };
+            assert!(response.contains("GET /dual-tcp HTTP/1.1"), "{response}");
+        }
+    }
+}
