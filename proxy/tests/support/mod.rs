@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod data;
+pub mod panics;
 pub mod proxy;
 pub mod raw;
 
