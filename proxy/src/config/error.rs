@@ -3,7 +3,7 @@
 //! The proxy prints these before exiting with status 2; the injector returns the same text in its
 //! admission denial, so a user sees one message for one mistake wherever it is caught.
 
-use super::model::{ProtocolSetting, ProxyType};
+use super::model::{ProtocolSetting, ProxyType, ReverseTarget};
 use super::settings::SettingName;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,22 +36,23 @@ pub enum ConfigError {
     InvalidHost { setting: SettingName, value: String },
 
     #[error(
-        "invalid {out_setting} \"{port}\": {in_setting} is also {port}, and the inbound and outbound listeners need different ports"
+        "invalid {setting} \"{port}\": {other_setting} is also {port}, and the inbound and outbound listeners need different ports"
     )]
     PortClash {
-        in_setting: SettingName,
-        out_setting: SettingName,
+        /// The port the user set (the out-port when both were set).
+        setting: SettingName,
+        other_setting: SettingName,
         port: u16,
     },
 
     #[error(
-        "invalid {port_setting} \"{port}\": {host}:{port} is the sidecar's own inbound port ({in_setting}), so requests would loop back into the sidecar; point it at the app's port"
+        "invalid {port_setting} \"{}\": {app} is the sidecar's own inbound port ({in_setting}), so requests would loop back into the sidecar; point it at the app's port",
+        .app.port
     )]
     AppIsSidecar {
         port_setting: SettingName,
         in_setting: SettingName,
-        host: String,
-        port: u16,
+        app: ReverseTarget,
     },
 }
 

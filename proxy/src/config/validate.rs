@@ -29,7 +29,10 @@ impl ProxyConfig {
         if !proxy_type.0.allowed_protocols().contains(&protocol.0) {
             return Err(ConfigError::ProtocolNotForType {
                 setting: protocol.1,
-                value: protocol.0.as_str().to_owned(),
+                value: source_of(raw, Setting::ProxyProtocol)
+                    .0
+                    .unwrap_or(protocol.0.as_str())
+                    .to_owned(),
                 type_setting: proxy_type.1,
                 proxy_type: proxy_type.0,
                 why: protocol_mismatch_reason(protocol.0, proxy_type.0),
@@ -63,9 +66,15 @@ impl ProxyConfig {
         let listens_out =
             config.outbound().is_some() || config.proxy_type == ProxyType::Transparent;
         if listens_in && listens_out && config.in_port == config.out_port {
+            // Blame the port the user wrote: the other may be a default they never saw.
+            let (setting, other_setting) = if raw.get(Setting::ProxyOutPort).is_none() {
+                (in_port.1, out_port.1)
+            } else {
+                (out_port.1, in_port.1)
+            };
             return Err(ConfigError::PortClash {
-                in_setting: in_port.1,
-                out_setting: out_port.1,
+                setting,
+                other_setting,
                 port: config.in_port,
             });
         }
@@ -76,8 +85,7 @@ impl ProxyConfig {
             return Err(ConfigError::AppIsSidecar {
                 port_setting: app_port.1,
                 in_setting: in_port.1,
-                host: config.app.host.clone(),
-                port: config.app.port,
+                app: config.app.clone(),
             });
         }
         Ok(config)
@@ -178,4 +186,21 @@ fn is_loopback_name(host: &str) -> bool {
             .parse::<IpAddr>()
             .map(|ip| ip.is_loopback())
             .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_value_is_quoted_as_the_user_wrote_it() {
+        let mut raw = RawSettings::default();
+        raw.offer(Setting::ProxyType, "forward", Source::Flag);
+        raw.offer(Setting::ProxyProtocol, "TCP", Source::Env);
+        let message = ProxyConfig::from_settings(&raw).unwrap_err().to_string();
+        assert!(
+            message.starts_with("invalid PROXY_PROTOCOL \"TCP\" for --proxy-type \"forward\""),
+            "{message}"
+        );
+    }
 }

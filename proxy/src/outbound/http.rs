@@ -132,6 +132,8 @@ impl ForwardHttp {
     }
 }
 
+/// Refuses a request the forward proxy cannot serve, with the one warning line every refusal gets.
 fn bad_request(message: String) -> Response<ProxyBody> {
+    warn!(reason = %message, "refused request");
     text_response(StatusCode::BAD_REQUEST, message)
 }
