@@ -6,11 +6,13 @@
 //!   protocol handlers, [`socks`] and [`http`] the protocol machinery they share.
 #![forbid(unsafe_code)]
 
+pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod http;
 pub mod inbound;
 pub mod io;
+pub mod metrics;
 pub mod net;
 pub mod options;
 pub mod outbound;

@@ -6,8 +6,10 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
 
-/// Relays until both directions are finished; returns bytes sent client→upstream and upstream→client.
-pub async fn relay<C, U>(client: &mut C, upstream: &mut U) -> (u64, u64)
+use crate::capture::StreamEnd;
+
+/// Relays until both directions are finished, and says how the stream ended.
+pub async fn relay<C, U>(client: &mut C, upstream: &mut U) -> StreamEnd
 where
     C: AsyncRead + AsyncWrite + Unpin + ?Sized,
     U: AsyncRead + AsyncWrite + Unpin + ?Sized,
@@ -15,12 +17,12 @@ where
     match tokio::io::copy_bidirectional(client, upstream).await {
         Ok((sent, received)) => {
             debug!(sent, received, "stream closed");
-            (sent, received)
+            StreamEnd::Closed
         }
         Err(e) => {
             // A reset from either peer ends the stream; the other side is closed when both are dropped.
             debug!(error = %e, "stream ended with an error");
-            (0, 0)
+            StreamEnd::Reset(e.to_string())
         }
     }
 }

@@ -9,18 +9,42 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::capture::{CaptureContext, CaptureSettings, CaptureSink};
 use crate::config::{InboundProtocol, OutboundProtocol, ProxyConfig, ProxyType};
 use crate::http::connection::{self, ServeOptions};
 use crate::inbound::http::ReverseHttp;
+use crate::io::MeteredIo;
+use crate::metrics::{FlowLabels, ListenerLabels, Metrics};
 use crate::net::Target;
 use crate::options::RuntimeOptions;
 use crate::outbound::http::ForwardHttp;
 use crate::socks::{self, Timeouts};
+
+/// What every connection shares besides the configuration: where records go and what is counted.
+#[derive(Clone)]
+pub struct Services {
+    pub capture: CaptureSink,
+    pub capture_settings: Arc<CaptureSettings>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Default for Services {
+    /// Capture off, default capture settings, fresh metrics.
+    fn default() -> Self {
+        Services {
+            capture: CaptureSink::disabled(),
+            capture_settings: Arc::new(CaptureSettings::default()),
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -56,13 +80,24 @@ struct Listener {
 pub struct Server {
     listeners: Vec<Listener>,
     options: RuntimeOptions,
+    services: Services,
+    proxy_type: &'static str,
 }
 
 impl Server {
-    /// Binds a listener for each direction the configuration has.
+    /// Binds a listener for each direction the configuration has, with capture off.
     pub async fn bind(
         config: &ProxyConfig,
         options: RuntimeOptions,
+    ) -> Result<Server, ServerError> {
+        Server::bind_with(config, options, Services::default()).await
+    }
+
+    /// Binds a listener for each direction the configuration has.
+    pub async fn bind_with(
+        config: &ProxyConfig,
+        options: RuntimeOptions,
+        services: Services,
     ) -> Result<Server, ServerError> {
         if config.proxy_type == ProxyType::Transparent {
             return Err(ServerError::TransparentUnavailable);
@@ -115,7 +150,12 @@ impl Server {
                 handler: Arc::new(handler),
             });
         }
-        Ok(Server { listeners, options })
+        Ok(Server {
+            listeners,
+            options,
+            services,
+            proxy_type: config.proxy_type.as_str(),
+        })
     }
 
     /// The bound address of the inbound listener, if there is one.
@@ -140,17 +180,17 @@ impl Server {
     pub async fn run(self, shutdown: CancellationToken) {
         let tasks = TaskTracker::new();
         let options = Arc::new(self.options);
+        let shared = Arc::new(Shared {
+            options: options.clone(),
+            services: self.services,
+            proxy_type: self.proxy_type,
+            tasks: tasks.clone(),
+            shutdown: shutdown.clone(),
+        });
         let accept_loops: Vec<_> = self
             .listeners
             .into_iter()
-            .map(|listener| {
-                tokio::spawn(accept_loop(
-                    listener,
-                    options.clone(),
-                    tasks.clone(),
-                    shutdown.clone(),
-                ))
-            })
+            .map(|listener| tokio::spawn(accept_loop(listener, shared.clone())))
             .collect();
         for accept_loop in accept_loops {
             let _ = accept_loop.await;
@@ -182,31 +222,69 @@ async fn bind(address: SocketAddr, direction: &'static str) -> Result<TcpListene
         })
 }
 
-async fn accept_loop(
-    listener: Listener,
+/// What the accept loops and their connections share.
+struct Shared {
     options: Arc<RuntimeOptions>,
+    services: Services,
+    proxy_type: &'static str,
     tasks: TaskTracker,
     shutdown: CancellationToken,
-) {
+}
+
+async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
+    let metrics = &shared.services.metrics;
+    let labels = ListenerLabels {
+        direction: listener.direction,
+        protocol: listener.protocol,
+    };
+    // Looked up once: per-connection counting is then plain atomic adds.
+    let accepted_total = metrics.connections_accepted.get_or_create(&labels).clone();
+    let open = metrics.connections_open.get_or_create(&labels).clone();
+    let flow = |flow| {
+        metrics
+            .relayed_bytes
+            .get_or_create(&FlowLabels {
+                direction: listener.direction,
+                flow,
+            })
+            .clone()
+    };
+    let (from_client, to_client) = (flow("client_to_target"), flow("target_to_client"));
     loop {
         let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = shared.shutdown.cancelled() => break,
             accepted = listener.socket.accept() => accepted,
         };
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
+                accepted_total.inc();
+                let open = OpenConnection::new(open.clone());
+                let stream = MeteredIo::new(stream, from_client.clone(), to_client.clone());
+                let context = CaptureContext::new(
+                    shared.services.capture.clone(),
+                    shared.services.capture_settings.clone(),
+                    shared.services.metrics.clone(),
+                    listener.direction,
+                    shared.proxy_type,
+                    listener.protocol,
+                    peer,
+                );
                 let span = info_span!("conn", direction = listener.direction, protocol = listener.protocol, %peer);
-                let handler = listener.handler.clone();
                 let connection = serve_connection(
-                    handler,
+                    listener.handler.clone(),
                     stream,
                     peer,
-                    options.clone(),
-                    tasks.clone(),
-                    shutdown.clone(),
+                    shared.clone(),
+                    context,
                 );
-                tasks.spawn(connection.instrument(span));
+                shared.tasks.spawn(
+                    async move {
+                        connection.await;
+                        drop(open);
+                    }
+                    .instrument(span),
+                );
             }
             Err(e) => {
                 // Out of file descriptors or a connection reset before accept: keep serving the others.
@@ -217,33 +295,58 @@ async fn accept_loop(
     }
 }
 
-async fn serve_connection(
+/// Keeps the open-connections gauge right however the connection task ends.
+struct OpenConnection(Gauge);
+
+impl OpenConnection {
+    fn new(gauge: Gauge) -> Self {
+        gauge.inc();
+        OpenConnection(gauge)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+async fn serve_connection<S>(
     handler: Arc<Handler>,
-    stream: TcpStream,
+    stream: S,
     peer: SocketAddr,
-    options: Arc<RuntimeOptions>,
-    tasks: TaskTracker,
-    shutdown: CancellationToken,
-) {
+    shared: Arc<Shared>,
+    context: CaptureContext,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     debug!("accepted");
+    let options = &shared.options;
     let socks_timeouts = Timeouts {
         handshake: options.handshake_timeout,
         connect: options.connect_timeout,
     };
+    let tasks = shared.tasks.clone();
+    let shutdown = shared.shutdown.clone();
     match &*handler {
         Handler::ReverseTcp(app) => {
-            crate::inbound::tcp::serve(stream, app, options.connect_timeout).await
+            crate::inbound::tcp::serve(stream, app, options.connect_timeout, context).await
         }
-        Handler::ReverseSocks(app) => socks::serve(stream, Some(app), &socks_timeouts).await,
-        Handler::ForwardSocks => socks::serve(stream, None, &socks_timeouts).await,
+        Handler::ReverseSocks(app) => {
+            socks::serve(stream, Some(app), &socks_timeouts, context).await
+        }
+        Handler::ForwardSocks => socks::serve(stream, None, &socks_timeouts, context).await,
         Handler::ReverseHttp(reverse) => {
             let reverse = reverse.clone();
             let serve_options = ServeOptions {
                 handshake_timeout: options.handshake_timeout,
                 accept_h2: true,
             };
-            connection::serve(stream, serve_options, shutdown, move |request| {
-                reverse.clone().handle(request, peer, tasks.clone())
+            let for_requests = context.clone();
+            connection::serve(stream, serve_options, shutdown, &context, move |request| {
+                reverse
+                    .clone()
+                    .handle(request, peer, tasks.clone(), for_requests.clone())
             })
             .await
         }
@@ -253,8 +356,11 @@ async fn serve_connection(
                 handshake_timeout: options.handshake_timeout,
                 accept_h2: false,
             };
-            connection::serve(stream, serve_options, shutdown, move |request| {
-                forward.clone().handle(request, tasks.clone())
+            let for_requests = context.clone();
+            connection::serve(stream, serve_options, shutdown, &context, move |request| {
+                forward
+                    .clone()
+                    .handle(request, tasks.clone(), for_requests.clone())
             })
             .await
         }

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::body::ProxyBody;
+use crate::capture::CaptureContext;
 use crate::io::PrefixedIo;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -33,6 +34,7 @@ pub async fn serve<S, F, Fut>(
     stream: S,
     options: ServeOptions,
     shutdown: CancellationToken,
+    context: &CaptureContext,
     handler: F,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -48,6 +50,7 @@ pub async fn serve<S, F, Fut>(
                 return;
             }
             Err(_) => {
+                context.count_handshake_error("timeout");
                 warn!(timeout = ?options.handshake_timeout, "closing connection: no request within the handshake timeout");
                 return;
             }
@@ -87,8 +90,10 @@ pub async fn serve<S, F, Fut>(
     };
     if let Err(e) = result {
         if e.is_timeout() {
+            context.count_handshake_error("timeout");
             warn!("closing connection: request head not received within the handshake timeout");
         } else if e.is_parse() || e.is_parse_too_large() {
+            context.count_handshake_error("malformed");
             warn!(error = %e, "malformed HTTP request");
         } else {
             debug!(error = %e, "HTTP connection ended with an error");

@@ -12,14 +12,17 @@ use tokio_util::task::TaskTracker;
 use super::body::ProxyBody;
 use super::headers::remove_hop_by_hop;
 use super::upgrade;
+use crate::capture::HttpCapture;
 use crate::net::DialError;
 
 /// Prepares the upstream's response for the caller. A `101 Switching Protocols` answer to an upgrade
 /// request keeps its `Connection`/`Upgrade` headers and starts the byte relay between the two sides.
+/// The body streams to the caller through the exchange's capture.
 pub fn finish_response(
     mut response: Response<Incoming>,
     client_upgrade: Option<OnUpgrade>,
     tasks: &TaskTracker,
+    capture: &HttpCapture,
 ) -> Response<ProxyBody> {
     match client_upgrade {
         Some(client) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
@@ -28,7 +31,9 @@ pub fn finish_response(
         }
         _ => remove_hop_by_hop(response.headers_mut()),
     }
-    response.map(|body| body.boxed_unsync())
+    let (parts, body) = response.into_parts();
+    let body = capture.response_body(&parts, body).boxed_unsync();
+    Response::from_parts(parts, body)
 }
 
 /// A short reason for a failed upstream exchange: the dial error when connecting failed, otherwise the

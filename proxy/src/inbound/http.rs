@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use super::AppConnector;
+use crate::capture::{CaptureContext, HttpCapture};
 use crate::http::body::{text_response, ProxyBody};
 use crate::http::exchange::{failure_reason, finish_response};
 use crate::http::headers::{add_forwarded, remove_hop_by_hop};
@@ -61,6 +62,7 @@ impl ReverseHttp {
         mut request: Request<Incoming>,
         peer: SocketAddr,
         tasks: TaskTracker,
+        context: CaptureContext,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let upgrade_protocol = upgrade::requested(request.headers());
         let client_upgrade = upgrade_protocol
@@ -69,6 +71,15 @@ impl ReverseHttp {
         let is_h2 = request.version() == Version::HTTP_2;
 
         let (mut parts, body) = request.into_parts();
+        // The record keeps the request as the caller sent it, before any header is changed.
+        let requested = requested_authority(&parts).unwrap_or_else(|| self.app.to_string());
+        let capture = HttpCapture::begin(
+            &context,
+            "http",
+            &parts,
+            requested,
+            Some(self.app.to_string()),
+        );
         parts.uri = self.upstream_uri(&parts.uri, is_h2);
         remove_hop_by_hop(&mut parts.headers);
         if let Some(protocol) = upgrade_protocol {
@@ -77,12 +88,17 @@ impl ReverseHttp {
         add_forwarded(&mut parts.headers, peer.ip(), "http");
 
         let client = if is_h2 { &self.http2 } else { &self.http1 };
-        let upstream_request = Request::from_parts(parts, body.boxed_unsync());
+        let upstream_request =
+            Request::from_parts(parts, capture.request_body(body).boxed_unsync());
         Ok(match client.request(upstream_request).await {
-            Ok(response) => finish_response(response, client_upgrade, &tasks),
+            Ok(response) => finish_response(response, client_upgrade, &tasks, &capture),
             Err(e) => {
                 let reason = failure_reason(&e);
                 warn!(app = %self.app, %reason, "app request failed");
+                if e.is_connect() {
+                    context.count_connect_failure();
+                }
+                capture.fail(reason.clone());
                 text_response(
                     StatusCode::BAD_GATEWAY,
                     format!("sidecar: the app at {} did not answer: {reason}", self.app),
@@ -113,4 +129,15 @@ impl ReverseHttp {
             .build()
             .unwrap_or_else(|_| original.clone())
     }
+}
+
+/// The authority the caller addressed: `:authority` on HTTP/2, the Host header on HTTP/1.
+fn requested_authority(parts: &http::request::Parts) -> Option<String> {
+    parts.uri.authority().map(|a| a.to_string()).or_else(|| {
+        parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+    })
 }

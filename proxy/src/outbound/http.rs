@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::uri::Authority;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -14,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use crate::capture::{CaptureContext, HttpCapture, StreamCapture};
 use crate::http::body::{empty, text_response, ProxyBody};
 use crate::http::exchange::{failure_reason, finish_response};
 use crate::http::headers::remove_hop_by_hop;
@@ -47,13 +49,14 @@ impl ForwardHttp {
         self: Arc<Self>,
         request: Request<Incoming>,
         tasks: TaskTracker,
+        context: CaptureContext,
     ) -> Result<Response<ProxyBody>, Infallible> {
         if request.method() == Method::CONNECT {
-            return Ok(self.tunnel(request, tasks).await);
+            return Ok(self.tunnel(request, tasks, context).await);
         }
         let uri = request.uri();
-        Ok(match (uri.scheme_str(), uri.authority()) {
-            (Some("http"), Some(_)) => self.forward(request, tasks).await,
+        Ok(match (uri.scheme_str(), uri.authority().cloned()) {
+            (Some("http"), Some(authority)) => self.forward(request, authority, tasks, context).await,
             (Some(scheme), Some(_)) => bad_request(format!(
                 "sidecar: {scheme}:// URLs cannot be sent in absolute-form; clients reach them through a CONNECT tunnel (HTTPS_PROXY)"
             )),
@@ -66,43 +69,53 @@ impl ForwardHttp {
     async fn forward(
         &self,
         mut request: Request<Incoming>,
+        authority: Authority,
         tasks: TaskTracker,
+        context: CaptureContext,
     ) -> Response<ProxyBody> {
         let upgrade_protocol = upgrade::requested(request.headers());
         let client_upgrade = upgrade_protocol
             .as_ref()
             .map(|_| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
-        let authority = parts
-            .uri
-            .authority()
-            .cloned()
-            .expect("checked by the caller");
+        let capture = HttpCapture::begin(&context, "http", &parts, target_of(&authority), None);
         remove_hop_by_hop(&mut parts.headers);
         if let Some(protocol) = upgrade_protocol {
             upgrade::restore_headers(&mut parts.headers, protocol);
         }
-        if !parts.headers.contains_key(header::HOST) {
-            if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
-                parts.headers.insert(header::HOST, host);
-            }
+        // RFC 9112 §3.2.2: the URL's host wins over any Host the client sent, and never carries userinfo.
+        if let Ok(host) = HeaderValue::from_str(&host_header(&authority)) {
+            parts.headers.insert(header::HOST, host);
         }
-        let upstream_request = Request::from_parts(parts, body.boxed_unsync());
+        let upstream_request =
+            Request::from_parts(parts, capture.request_body(body).boxed_unsync());
         match self.client.request(upstream_request).await {
-            Ok(response) => finish_response(response, client_upgrade, &tasks),
+            Ok(response) => finish_response(response, client_upgrade, &tasks, &capture),
             Err(e) => {
                 let reason = failure_reason(&e);
                 warn!(target = %authority, %reason, "forward request failed");
+                if e.is_connect() {
+                    context.count_connect_failure();
+                }
+                capture.fail(reason.clone());
                 text_response(
                     StatusCode::BAD_GATEWAY,
-                    format!("sidecar: cannot reach {authority}: {reason}"),
+                    format!(
+                        "sidecar: cannot reach {}: {reason}",
+                        host_header(&authority)
+                    ),
                 )
             }
         }
     }
 
     /// Opens the tunnel before answering, so an unreachable target gets a 502 rather than a dead tunnel.
-    async fn tunnel(&self, request: Request<Incoming>, tasks: TaskTracker) -> Response<ProxyBody> {
+    async fn tunnel(
+        &self,
+        request: Request<Incoming>,
+        tasks: TaskTracker,
+        context: CaptureContext,
+    ) -> Response<ProxyBody> {
         let Some(target) = request.uri().authority().and_then(|a| {
             a.port_u16()
                 .map(|port| Target::from_host_str(a.host(), port))
@@ -112,10 +125,13 @@ impl ForwardHttp {
                 request.uri()
             ));
         };
+        let record = StreamCapture::begin(&context, "connect", target.to_string(), None);
         let mut upstream = match dial(&target, self.connect_timeout).await {
             Ok(upstream) => upstream,
             Err(e) => {
                 warn!(error = %e, "CONNECT failed");
+                context.count_connect_failure();
+                record.refused(e.to_string());
                 return text_response(StatusCode::BAD_GATEWAY, format!("sidecar: {e}"));
             }
         };
@@ -123,12 +139,34 @@ impl ForwardHttp {
         tasks.spawn(async move {
             match hyper::upgrade::on(request).await {
                 Ok(upgraded) => {
-                    relay(&mut TokioIo::new(upgraded), &mut upstream).await;
+                    let mut client = record.tap(TokioIo::new(upgraded));
+                    let end = relay(&mut client, &mut upstream).await;
+                    record.finish(client, end);
                 }
-                Err(e) => debug!(error = %e, "client left before the tunnel started"),
+                Err(e) => {
+                    debug!(error = %e, "client left before the tunnel started");
+                    record.refused(format!("client left before the tunnel started: {e}"));
+                }
             }
         });
         Response::new(empty())
+    }
+}
+
+/// `host:port` as the client named it, with http's default port when none was given.
+fn target_of(authority: &Authority) -> String {
+    format!(
+        "{}:{}",
+        authority.host(),
+        authority.port_u16().unwrap_or(80)
+    )
+}
+
+/// The Host header for a URL's authority: host and explicit port, without any `user:password@`.
+fn host_header(authority: &Authority) -> String {
+    match authority.port() {
+        Some(port) => format!("{}:{}", authority.host(), port.as_str()),
+        None => authority.host().to_owned(),
     }
 }
 

@@ -56,6 +56,24 @@ pub enum SocksError {
     Io(#[from] io::Error),
 }
 
+impl SocksError {
+    /// The `reason` label of the handshake-errors metric.
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            SocksError::Empty => "empty",
+            SocksError::NotSocks { .. } => "not_socks",
+            SocksError::Socks4(socks4::Socks4Error::UnsupportedCommand(_))
+            | SocksError::Socks5Command(_) => "unsupported_command",
+            SocksError::Socks4(socks4::Socks4Error::Truncated(_)) | SocksError::Io(_) => {
+                "truncated"
+            }
+            SocksError::Socks4(_) | SocksError::Socks5(_) | SocksError::Socks5Auth(_) => {
+                "malformed"
+            }
+        }
+    }
+}
+
 /// A client's CONNECT request, waiting for the sidecar's answer.
 pub struct SocksRequest<S> {
     pub version: SocksVersion,

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, warn};
 
 use super::{accept, SocksError};
+use crate::capture::{CaptureContext, StreamCapture};
 use crate::net::{dial, Target};
 use crate::relay::relay;
 
@@ -28,7 +28,14 @@ pub struct Timeouts {
 }
 
 /// Serves one SOCKS client. `deliver_to` overrides the requested destination (the reverse proxy's app).
-pub async fn serve(mut client: TcpStream, deliver_to: Option<&Target>, timeouts: &Timeouts) {
+pub async fn serve<S>(
+    mut client: S,
+    deliver_to: Option<&Target>,
+    timeouts: &Timeouts,
+    capture: CaptureContext,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let request = match tokio::time::timeout(timeouts.handshake, accept(&mut client)).await {
         Ok(Ok(request)) => request,
         Ok(Err(SocksError::Empty)) => {
@@ -39,6 +46,7 @@ pub async fn serve(mut client: TcpStream, deliver_to: Option<&Target>, timeouts:
             first,
             looks_like_http,
         })) => {
+            capture.count_handshake_error("not_socks");
             if looks_like_http {
                 let _ = client
                     .write_all(http_400(HTTP_ON_SOCKS_PORT).as_bytes())
@@ -51,10 +59,12 @@ pub async fn serve(mut client: TcpStream, deliver_to: Option<&Target>, timeouts:
             return;
         }
         Ok(Err(e)) => {
+            capture.count_handshake_error(e.metric_reason());
             warn!(error = %e, "closing connection: SOCKS handshake failed");
             return;
         }
         Err(_) => {
+            capture.count_handshake_error("timeout");
             warn!(timeout = ?timeouts.handshake, "closing connection: SOCKS handshake not finished within the handshake timeout");
             return;
         }
@@ -62,11 +72,19 @@ pub async fn serve(mut client: TcpStream, deliver_to: Option<&Target>, timeouts:
 
     let destination = deliver_to.unwrap_or(&request.target).clone();
     debug!(version = request.version.as_str(), requested = %request.target, destination = %destination, "SOCKS CONNECT");
+    let record = StreamCapture::begin(
+        &capture,
+        request.version.as_str(),
+        request.target.to_string(),
+        deliver_to.map(|app| app.to_string()),
+    );
     let mut upstream = match dial(&destination, timeouts.connect).await {
         Ok(upstream) => upstream,
         Err(e) => {
             warn!(error = %e, "SOCKS CONNECT failed");
+            capture.count_connect_failure();
             let _ = request.refuse(e.failure).await;
+            record.refused(e.to_string());
             return;
         }
     };
@@ -77,12 +95,15 @@ pub async fn serve(mut client: TcpStream, deliver_to: Option<&Target>, timeouts:
             return;
         }
     };
-    let mut client = match request.grant(bound).await {
+    let client = match request.grant(bound).await {
         Ok(client) => client,
         Err(e) => {
             debug!(error = %e, "client left before the SOCKS reply");
+            record.refused(format!("client left before the SOCKS reply: {e}"));
             return;
         }
     };
-    relay(&mut client, &mut upstream).await;
+    let mut client = record.tap(client);
+    let end = relay(&mut client, &mut upstream).await;
+    record.finish(client, end);
 }

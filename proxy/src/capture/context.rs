@@ -1,0 +1,80 @@
+//! What every record of one client connection shares: who, where, through which listener.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::settings::CaptureSettings;
+use super::sink::CaptureSink;
+use crate::metrics::{HandshakeErrorLabels, ListenerLabels, Metrics};
+
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+static NEXT_RECORD: AtomicU64 = AtomicU64::new(1);
+
+pub(super) fn next_record_id() -> u64 {
+    NEXT_RECORD.fetch_add(1, Ordering::Relaxed)
+}
+
+pub(super) fn rfc3339(at: SystemTime) -> String {
+    humantime::format_rfc3339_micros(at).to_string()
+}
+
+/// Per-connection capture context, cloned into each exchange of the connection.
+#[derive(Clone)]
+pub struct CaptureContext {
+    pub sink: CaptureSink,
+    pub settings: Arc<CaptureSettings>,
+    pub metrics: Arc<Metrics>,
+    pub connection: u64,
+    pub direction: &'static str,
+    pub proxy_type: &'static str,
+    pub protocol: &'static str,
+    pub client: SocketAddr,
+}
+
+impl CaptureContext {
+    pub fn new(
+        sink: CaptureSink,
+        settings: Arc<CaptureSettings>,
+        metrics: Arc<Metrics>,
+        direction: &'static str,
+        proxy_type: &'static str,
+        protocol: &'static str,
+        client: SocketAddr,
+    ) -> Self {
+        CaptureContext {
+            sink,
+            settings,
+            metrics,
+            connection: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
+            direction,
+            proxy_type,
+            protocol,
+            client,
+        }
+    }
+
+    /// Counts a client handshake that was refused or failed (`timeout`, `malformed`, `not_socks`, ...).
+    pub fn count_handshake_error(&self, reason: &'static str) {
+        self.metrics
+            .handshake_errors
+            .get_or_create(&HandshakeErrorLabels {
+                direction: self.direction,
+                protocol: self.protocol,
+                reason,
+            })
+            .inc();
+    }
+
+    /// Counts a connection to the app or an upstream that could not be opened.
+    pub fn count_connect_failure(&self) {
+        self.metrics
+            .upstream_connect_failures
+            .get_or_create(&ListenerLabels {
+                direction: self.direction,
+                protocol: self.protocol,
+            })
+            .inc();
+    }
+}

@@ -1,0 +1,285 @@
+//! Recording one HTTP exchange while it streams.
+//!
+//! The request and response bodies are wrapped in [`CapturingBody`], which passes every frame on at once
+//! and keeps a bounded copy. The pieces share one [`ExchangeState`]; when the last of them is dropped (the
+//! response body has been written out and the request body consumed or abandoned), the record is complete
+//! and goes to the sink. No JSON and no I/O happen on the connection's task.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, Version};
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+
+use super::body_tap::BodyTap;
+use super::context::{next_record_id, rfc3339, CaptureContext};
+use super::record::{self, Detail, Record, SCHEMA};
+use super::settings::REDACTED;
+use crate::metrics::DirectionLabels;
+
+/// The capture of one exchange; clone-free handle used by the proxy handler.
+pub struct HttpCapture {
+    shared: Arc<ExchangeState>,
+}
+
+struct ExchangeState {
+    context: CaptureContext,
+    started: Instant,
+    start_time: SystemTime,
+    /// Whether a record is wanted; metrics are kept either way.
+    recording: bool,
+    parts: Mutex<Parts>,
+}
+
+#[derive(Default)]
+struct Parts {
+    target: String,
+    delivered_to: Option<String>,
+    transport: &'static str,
+    request: Option<record::HttpRequest>,
+    request_body: Option<record::Body>,
+    response: Option<record::HttpResponse>,
+    response_body: Option<record::Body>,
+    error: Option<String>,
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    Request,
+    Response,
+}
+
+impl HttpCapture {
+    /// Starts recording a request. `target` is the destination as the client named it.
+    pub fn begin(
+        context: &CaptureContext,
+        transport: &'static str,
+        request: &http::request::Parts,
+        target: String,
+        delivered_to: Option<String>,
+    ) -> HttpCapture {
+        let recording = context.sink.is_enabled();
+        let mut parts = Parts {
+            target,
+            delivered_to,
+            transport,
+            ..Parts::default()
+        };
+        if recording {
+            parts.request = Some(record::HttpRequest {
+                method: request.method.to_string(),
+                url: absolute_url(request),
+                version: version_text(request.version),
+                headers: headers(&request.headers, context),
+                body: record::Body::default(),
+            });
+        }
+        HttpCapture {
+            shared: Arc::new(ExchangeState {
+                context: context.clone(),
+                started: Instant::now(),
+                start_time: SystemTime::now(),
+                recording,
+                parts: Mutex::new(parts),
+            }),
+        }
+    }
+
+    /// Wraps the request body on its way upstream.
+    pub fn request_body<B>(&self, body: B) -> CapturingBody<B> {
+        self.wrap(body, Side::Request)
+    }
+
+    /// Records the response head and wraps the response body on its way to the client.
+    pub fn response_body<B>(&self, response: &http::response::Parts, body: B) -> CapturingBody<B> {
+        if self.shared.recording {
+            let head = record::HttpResponse {
+                status: response.status.as_u16(),
+                version: version_text(response.version),
+                headers: headers(&response.headers, &self.shared.context),
+                body: record::Body::default(),
+            };
+            self.shared.lock().response = Some(head);
+        }
+        self.wrap(body, Side::Response)
+    }
+
+    /// Marks the exchange failed (no response from upstream, or the sidecar refused it).
+    pub fn fail(&self, reason: impl Into<String>) {
+        self.shared.lock().error = Some(reason.into());
+    }
+
+    fn wrap<B>(&self, body: B, side: Side) -> CapturingBody<B> {
+        let limit = if self.shared.recording {
+            self.shared.context.settings.body_limit
+        } else {
+            0
+        };
+        CapturingBody {
+            inner: body,
+            tap: Some(BodyTap::new(limit)),
+            side,
+            exchange: self.shared.clone(),
+        }
+    }
+}
+
+impl ExchangeState {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Parts> {
+        // A poisoned lock only means another holder panicked mid-update; the parts are still usable.
+        self.parts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for ExchangeState {
+    fn drop(&mut self) {
+        let elapsed = self.started.elapsed();
+        let context = &self.context;
+        context
+            .metrics
+            .request_duration
+            .get_or_create(&DirectionLabels {
+                direction: context.direction,
+            })
+            .observe(elapsed.as_secs_f64());
+        if !self.recording {
+            return;
+        }
+        let parts = std::mem::take(
+            self.parts
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        let Some(mut request) = parts.request else {
+            return;
+        };
+        request.body = parts.request_body.unwrap_or_default();
+        let response = parts.response.map(|mut response| {
+            response.body = parts.response_body.unwrap_or_default();
+            response
+        });
+        context.sink.submit(Record {
+            schema: SCHEMA.to_owned(),
+            id: next_record_id(),
+            connection: context.connection,
+            direction: context.direction.to_owned(),
+            proxy_type: context.proxy_type.to_owned(),
+            protocol: context.protocol.to_owned(),
+            transport: parts.transport.to_owned(),
+            client: context.client.to_string(),
+            target: parts.target,
+            delivered_to: parts.delivered_to,
+            start: rfc3339(self.start_time),
+            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            detail: Detail::Http(record::HttpExchange {
+                request,
+                response,
+                error: parts.error,
+            }),
+        });
+    }
+}
+
+/// A body passed through unchanged, frame by frame, with a bounded copy kept for the record.
+pub struct CapturingBody<B> {
+    inner: B,
+    tap: Option<BodyTap>,
+    side: Side,
+    exchange: Arc<ExchangeState>,
+}
+
+impl<B> CapturingBody<B> {
+    fn settle(&mut self, complete: bool) {
+        if let Some(tap) = self.tap.take() {
+            let body = tap.finish(complete);
+            let mut parts = self.exchange.lock();
+            match self.side {
+                Side::Request => parts.request_body = Some(body),
+                Side::Response => parts.response_body = Some(body),
+            }
+        }
+    }
+}
+
+impl<B> Drop for CapturingBody<B> {
+    fn drop(&mut self) {
+        // Dropped before its end: the peer went away or the exchange was abandoned.
+        self.settle(false);
+    }
+}
+
+impl<B> HttpBody for CapturingBody<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(tap)) = (frame.data_ref(), this.tap.as_mut()) {
+                    tap.observe(data);
+                }
+                if this.inner.is_end_stream() {
+                    this.settle(true);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.settle(false),
+            Poll::Ready(None) => this.settle(true),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn version_text(version: Version) -> String {
+    format!("{version:?}")
+}
+
+fn headers(map: &HeaderMap, context: &CaptureContext) -> Vec<(String, String)> {
+    map.iter()
+        .map(|(name, value)| {
+            let value = if context.settings.redacts(name) {
+                REDACTED.to_owned()
+            } else {
+                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            };
+            (name.as_str().to_owned(), value)
+        })
+        .collect()
+}
+
+/// The request's URL in absolute form: as sent for absolute-form requests, rebuilt from Host otherwise.
+fn absolute_url(request: &http::request::Parts) -> String {
+    let uri = &request.uri;
+    if uri.scheme().is_some() && uri.authority().is_some() {
+        return uri.to_string();
+    }
+    let host = request
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    format!("http://{host}{path}")
+}

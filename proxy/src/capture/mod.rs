@@ -1,0 +1,19 @@
+//! Traffic capture: every exchange through the sidecar becomes one JSON-lines record.
+//!
+//! - [`record`]: the record schema (`sidecar.capture/v1`).
+//! - [`http`] and [`stream`]: recording HTTP exchanges and opaque streams as they flow.
+//! - [`sink`]: the bounded queue and the writer thread; capture never holds traffic.
+
+mod body_tap;
+mod context;
+pub mod http;
+pub mod record;
+mod settings;
+pub mod sink;
+pub mod stream;
+
+pub use context::CaptureContext;
+pub use http::{CapturingBody, HttpCapture};
+pub use settings::{CaptureSettings, DEFAULT_BODY_LIMIT, DEFAULT_REDACTED, REDACTED};
+pub use sink::{CaptureSink, CaptureWriter, Destination, Rotation, SinkOptions};
+pub use stream::{StreamCapture, StreamEnd, TappedIo};

@@ -1,0 +1,180 @@
+//! The capture record, schema `sidecar.capture/v1`: one JSON object per line, one line per HTTP exchange or
+//! per opaque stream. docs/capture.md is the user-facing description; change both together, and bump the
+//! schema version for anything a reader could trip over (a removed or renamed field, a changed meaning).
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// Written into every record so readers can tell formats apart.
+pub const SCHEMA: &str = "sidecar.capture/v1";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub schema: String,
+    /// Unique within one sidecar process, in the order records were started.
+    pub id: u64,
+    /// The client connection the record belongs to; exchanges on one keep-alive connection share it.
+    pub connection: u64,
+    /// `inbound` (reverse proxy, callers → app) or `outbound` (forward proxy, app → anywhere).
+    pub direction: String,
+    /// The sidecar's `proxy-type`.
+    pub proxy_type: String,
+    /// The listener's protocol: `tcp`, `http` or `socks`.
+    pub protocol: String,
+    /// How the bytes reached the sidecar: `http`, `connect`, `socks4`, `socks4a`, `socks5` or `tcp`.
+    pub transport: String,
+    /// The client's address, `ip:port`.
+    pub client: String,
+    /// The destination as the client named it (host names kept).
+    pub target: String,
+    /// Where the sidecar really delivered, when that differs from `target` (a reverse proxy always delivers
+    /// to the app).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_to: Option<String>,
+    /// RFC 3339, UTC, microseconds.
+    pub start: String,
+    pub duration_ms: f64,
+    #[serde(flatten)]
+    pub detail: Detail,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Detail {
+    Http(HttpExchange),
+    Stream(StreamSummary),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HttpExchange {
+    pub request: HttpRequest,
+    /// Absent when no response head arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<HttpResponse>,
+    /// Why the exchange failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HttpRequest {
+    pub method: String,
+    /// Absolute URL: `http://host/path?query`.
+    pub url: String,
+    /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2.0`.
+    pub version: String,
+    /// `[name, value]` pairs as received, names in lower case; redacted values read `[REDACTED]`.
+    pub headers: Vec<(String, String)>,
+    pub body: Body,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub version: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Body,
+}
+
+/// A body, or a stream's payload: the first bytes (up to the capture limit) and the full length.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Body {
+    /// Every byte that passed, captured or not.
+    pub size: u64,
+    /// True when `size` is larger than what was kept.
+    pub truncated: bool,
+    /// The kept bytes, standard base64.
+    #[serde(with = "base64_bytes")]
+    pub base64: Bytes,
+    /// False when the body did not end normally (a peer reset or the exchange failed mid-body).
+    #[serde(default = "yes")]
+    pub complete: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StreamSummary {
+    /// What the first bytes looked like: `tls`, `http`, `http2`, `opaque` or `none` (nothing was sent).
+    pub protocol_seen: String,
+    pub bytes_client_to_target: u64,
+    pub bytes_target_to_client: u64,
+    /// `closed` (both sides finished), `reset` (a peer reset or the relay failed), or `refused` (the target
+    /// could not be reached: see `error`).
+    pub end: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The payload each way, when `--capture-payload` is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<StreamPayload>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StreamPayload {
+    pub client_to_target: Body,
+    pub target_to_client: Body,
+}
+
+mod base64_bytes {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Bytes, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Bytes, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        STANDARD
+            .decode(text)
+            .map(Bytes::from)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_survives_a_round_trip_through_json() {
+        let record = Record {
+            schema: SCHEMA.into(),
+            id: 7,
+            connection: 3,
+            direction: "outbound".into(),
+            proxy_type: "forward".into(),
+            protocol: "http".into(),
+            transport: "http".into(),
+            client: "127.0.0.1:40000".into(),
+            target: "api.test:80".into(),
+            delivered_to: None,
+            start: "2026-11-26T10:00:00.000000Z".into(),
+            duration_ms: 1.5,
+            detail: Detail::Http(HttpExchange {
+                request: HttpRequest {
+                    method: "POST".into(),
+                    url: "http://api.test/v1".into(),
+                    version: "HTTP/1.1".into(),
+                    headers: vec![("host".into(), "api.test".into())],
+                    body: Body {
+                        size: 5,
+                        truncated: false,
+                        base64: Bytes::from_static(b"hello"),
+                        complete: true,
+                    },
+                },
+                response: None,
+                error: Some("cannot connect".into()),
+            }),
+        };
+        let line = serde_json::to_string(&record).unwrap();
+        assert!(line.contains(r#""kind":"http""#), "{line}");
+        assert!(line.contains(r#""base64":"aGVsbG8=""#), "{line}");
+        assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), record);
+    }
+}

@@ -1,0 +1,291 @@
+//! Getting records off the data path: relays hand finished records to a bounded queue, and a dedicated
+//! writer thread serializes them to JSON lines and does the file I/O.
+//!
+//! A full queue never holds traffic: the record is dropped and counted, with a warning at most every
+//! few seconds. Shutdown sends a `Finish` marker behind every queued record and waits for the writer to
+//! flush, so every exchange that completed before exit is on disk.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, warn};
+
+use super::record::{Detail, Record};
+use crate::metrics::{Metrics, RecordLabels};
+
+/// How often, at most, a "records dropped" warning is logged.
+const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Where records go: `--capture PATH`, `--capture -` (stdout) or `--capture off`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    Off,
+    Stdout,
+    File(PathBuf),
+}
+
+impl Destination {
+    pub fn parse(text: &str) -> Destination {
+        match text {
+            "off" => Destination::Off,
+            "-" => Destination::Stdout,
+            path => Destination::File(PathBuf::from(path)),
+        }
+    }
+}
+
+/// Size-based rotation: when the file reaches `max_bytes` it becomes `PATH.1` (older files shift to
+/// `PATH.2` ... `PATH.<keep>`, the oldest is removed) and a new file is started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    pub max_bytes: u64,
+    pub keep: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SinkOptions {
+    pub destination: Destination,
+    /// Records that may wait for the writer before new ones are dropped.
+    pub queue_capacity: usize,
+    pub rotation: Option<Rotation>,
+}
+
+enum Message {
+    Record(Box<Record>),
+    Finish(oneshot::Sender<()>),
+}
+
+/// The relays' handle: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct CaptureSink {
+    inner: Option<Arc<SinkInner>>,
+}
+
+struct SinkInner {
+    queue: mpsc::Sender<Message>,
+    metrics: Arc<Metrics>,
+    dropped_unreported: AtomicU64,
+    last_warning: Mutex<Option<Instant>>,
+}
+
+/// Owned by `main`: flushes and stops the writer at shutdown.
+pub struct CaptureWriter {
+    queue: mpsc::Sender<Message>,
+    thread: JoinHandle<()>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open capture file {path}: {source}")]
+pub struct SinkError {
+    path: PathBuf,
+    source: io::Error,
+}
+
+impl CaptureSink {
+    /// A sink that records nothing (`--capture off`, and tests that do not look at records).
+    pub fn disabled() -> Self {
+        CaptureSink { inner: None }
+    }
+
+    /// Opens the destination (so a bad path fails at start, not at the first record) and starts the writer.
+    pub fn start(
+        options: &SinkOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<(CaptureSink, Option<CaptureWriter>), SinkError> {
+        let output = match &options.destination {
+            Destination::Off => return Ok((CaptureSink::disabled(), None)),
+            Destination::Stdout => Output::Stdout(BufWriter::new(io::stdout())),
+            Destination::File(path) => {
+                Output::open_file(path, options.rotation).map_err(|source| SinkError {
+                    path: path.clone(),
+                    source,
+                })?
+            }
+        };
+        let (queue, receiver) = mpsc::channel(options.queue_capacity.max(1));
+        let writer_metrics = metrics.clone();
+        let thread = std::thread::Builder::new()
+            .name("capture-writer".into())
+            .spawn(move || write_records(receiver, output, &writer_metrics))
+            .map_err(|source| SinkError {
+                path: PathBuf::from("<writer thread>"),
+                source,
+            })?;
+        let sink = CaptureSink {
+            inner: Some(Arc::new(SinkInner {
+                queue: queue.clone(),
+                metrics,
+                dropped_unreported: AtomicU64::new(0),
+                last_warning: Mutex::new(None),
+            })),
+        };
+        Ok((sink, Some(CaptureWriter { queue, thread })))
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// Hands a finished record to the writer, or drops and counts it if the queue is full.
+    pub fn submit(&self, record: Record) {
+        let Some(inner) = &self.inner else { return };
+        let kind = match record.detail {
+            Detail::Http(_) => "http",
+            Detail::Stream(_) => "stream",
+        };
+        match inner.queue.try_send(Message::Record(Box::new(record))) {
+            Ok(()) => {
+                inner
+                    .metrics
+                    .records_captured
+                    .get_or_create(&RecordLabels { kind })
+                    .inc();
+            }
+            Err(_) => inner.record_dropped(),
+        }
+    }
+}
+
+impl SinkInner {
+    fn record_dropped(&self) {
+        self.metrics.records_dropped.inc();
+        let unreported = self.dropped_unreported.fetch_add(1, Ordering::Relaxed) + 1;
+        // try_lock: a contended lock means another task is warning right now; never wait on the data path.
+        let Ok(mut last) = self.last_warning.try_lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if last.is_none_or(|at| now.duration_since(at) >= DROP_WARNING_INTERVAL) {
+            *last = Some(now);
+            self.dropped_unreported
+                .fetch_sub(unreported, Ordering::Relaxed);
+            warn!(
+                dropped = unreported,
+                "capture queue full: records dropped (traffic is not affected)"
+            );
+        }
+    }
+}
+
+impl CaptureWriter {
+    /// Waits until every record queued so far is written and flushed, then stops the writer.
+    pub async fn finish(self) {
+        let (done, flushed) = oneshot::channel();
+        if self.queue.send(Message::Finish(done)).await.is_ok() {
+            let _ = flushed.await;
+        }
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+}
+
+fn write_records(mut queue: mpsc::Receiver<Message>, mut output: Output, metrics: &Metrics) {
+    let mut line = Vec::with_capacity(4096);
+    while let Some(message) = queue.blocking_recv() {
+        match message {
+            Message::Record(record) => {
+                line.clear();
+                if let Err(e) = serde_json::to_writer(&mut line, &record) {
+                    error!(error = %e, "cannot encode a capture record");
+                    metrics.records_dropped.inc();
+                    continue;
+                }
+                line.push(b'\n');
+                if let Err(e) = output.write_line(&line) {
+                    error!(error = %e, "cannot write a capture record");
+                    metrics.records_dropped.inc();
+                }
+                // Flush whenever the queue runs dry: batches under load, prompt when traffic is light.
+                if queue.is_empty() {
+                    let _ = output.flush();
+                }
+            }
+            Message::Finish(done) => {
+                if let Err(e) = output.flush() {
+                    error!(error = %e, "cannot flush capture records");
+                }
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+    let _ = output.flush();
+}
+
+enum Output {
+    Stdout(BufWriter<io::Stdout>),
+    File {
+        path: PathBuf,
+        file: BufWriter<File>,
+        written: u64,
+        rotation: Option<Rotation>,
+    },
+}
+
+impl Output {
+    fn open_file(path: &Path, rotation: Option<Rotation>) -> io::Result<Output> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let written = file.metadata()?.len();
+        Ok(Output::File {
+            path: path.to_owned(),
+            file: BufWriter::with_capacity(64 * 1024, file),
+            written,
+            rotation,
+        })
+    }
+
+    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        match self {
+            Output::Stdout(out) => out.write_all(line),
+            Output::File {
+                path,
+                file,
+                written,
+                rotation,
+            } => {
+                file.write_all(line)?;
+                *written += line.len() as u64;
+                if let Some(rotation) = rotation {
+                    if *written >= rotation.max_bytes {
+                        file.flush()?;
+                        rotate(path, rotation.keep)?;
+                        *file = BufWriter::with_capacity(64 * 1024, File::create(&*path)?);
+                        *written = 0;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Output::Stdout(out) => out.flush(),
+            Output::File { file, .. } => file.flush(),
+        }
+    }
+}
+
+/// `PATH` → `PATH.1`, `PATH.1` → `PATH.2`, ... keeping `keep` old files.
+fn rotate(path: &Path, keep: usize) -> io::Result<()> {
+    let numbered = |n: usize| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".{n}"));
+        PathBuf::from(name)
+    };
+    let keep = keep.max(1);
+    let _ = fs::remove_file(numbered(keep));
+    for n in (1..keep).rev() {
+        let from = numbered(n);
+        if from.exists() {
+            fs::rename(&from, numbered(n + 1))?;
+        }
+    }
+    fs::rename(path, numbered(1))
+}
