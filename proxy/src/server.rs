@@ -49,7 +49,7 @@ impl Default for Services {
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error(
-        "proxy-type transparent (the default) is not available in this build yet; set --proxy-type / PROXY_TYPE / sidecar.speedscale.com/proxy-type to reverse, forward or dual"
+        "proxy-type transparent is not available in this build yet (it is the default when no proxy-type is set); set --proxy-type / PROXY_TYPE / sidecar.speedscale.com/proxy-type to reverse, forward or dual"
     )]
     TransparentUnavailable,
     #[error("cannot listen on {address} ({direction}): {source}")]
@@ -257,7 +257,7 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
         };
         match accepted {
             Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
+                crate::net::tune(&stream);
                 accepted_total.inc();
                 let open = OpenConnection::new(open.clone());
                 let stream = MeteredIo::new(stream, from_client.clone(), to_client.clone());

@@ -6,6 +6,8 @@
 //! handshake timeout instead of holding a task forever.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -20,6 +22,22 @@ use crate::capture::CaptureContext;
 use crate::io::PrefixedIo;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Drives a hyper connection to its end; on shutdown, lets its in-flight requests finish first.
+/// (A macro because hyper's HTTP/1 and HTTP/2 connections share no trait for graceful shutdown.)
+macro_rules! until_done_or_shutdown {
+    ($conn:expr, $shutdown:expr) => {{
+        let conn = $conn;
+        tokio::pin!(conn);
+        tokio::select! {
+            result = conn.as_mut() => result,
+            _ = $shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    }};
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct ServeOptions {
@@ -41,7 +59,14 @@ pub async fn serve<S, F, Fut>(
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
 {
-    let service = hyper::service::service_fn(handler);
+    // Whether a request was ever served: a timeout after one is an idle keep-alive connection closing,
+    // not a stalled handshake.
+    let served = Arc::new(AtomicBool::new(false));
+    let seen = served.clone();
+    let service = hyper::service::service_fn(move |request| {
+        seen.store(true, Ordering::Relaxed);
+        handler(request)
+    });
     let (prefix, stream, is_h2) = if options.accept_h2 {
         match tokio::time::timeout(options.handshake_timeout, sniff_h2(stream)).await {
             Ok(Ok(sniffed)) => sniffed,
@@ -61,35 +86,28 @@ pub async fn serve<S, F, Fut>(
     let io = TokioIo::new(PrefixedIo::new(prefix, stream));
 
     let result = if is_h2 {
+        // Pings find HTTP/2 clients that stopped answering (there is no per-request head timeout to do it).
         let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
+            .keep_alive_interval(options.handshake_timeout)
+            .keep_alive_timeout(options.handshake_timeout)
             .serve_connection(io, service);
-        tokio::pin!(conn);
-        tokio::select! {
-            result = conn.as_mut() => result,
-            _ = shutdown.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        }
+        until_done_or_shutdown!(conn, shutdown)
     } else {
+        // hyper applies the head timeout to every request, so it also ends idle keep-alive connections.
         let conn = hyper::server::conn::http1::Builder::new()
             .preserve_header_case(true)
             .timer(TokioTimer::new())
             .header_read_timeout(options.handshake_timeout)
             .serve_connection(io, service)
             .with_upgrades();
-        tokio::pin!(conn);
-        tokio::select! {
-            result = conn.as_mut() => result,
-            _ = shutdown.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        }
+        until_done_or_shutdown!(conn, shutdown)
     };
     if let Err(e) = result {
-        if e.is_timeout() {
+        let served = served.load(Ordering::Relaxed);
+        if e.is_timeout() && served {
+            debug!("idle keep-alive connection closed");
+        } else if e.is_timeout() {
             context.count_handshake_error("timeout");
             warn!("closing connection: request head not received within the handshake timeout");
         } else if e.is_parse() || e.is_parse_too_large() {

@@ -28,6 +28,11 @@ pub fn finish_response(
         Some(client) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
             let upstream = hyper::upgrade::on(&mut response);
             tasks.spawn(upgrade::relay(client, upstream));
+            let protocol = response.headers().get(http::header::UPGRADE).cloned();
+            remove_hop_by_hop(response.headers_mut());
+            if let Some(protocol) = protocol {
+                upgrade::restore_headers(response.headers_mut(), protocol);
+            }
         }
         _ => remove_hop_by_hop(response.headers_mut()),
     }

@@ -5,15 +5,16 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-/// Connection-specific headers of RFC 9110 plus the de-facto `Proxy-Connection` and `Keep-Alive`.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// Connection-specific headers of RFC 9110 §7.6.1 plus the de-facto `Proxy-Connection` and `Keep-Alive`.
+/// `Trailer` is deliberately absent: it describes the message, and hyper's HTTP/1 encoder only sends the
+/// trailer fields that a `Trailer` header declares.
+const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
 ];
 

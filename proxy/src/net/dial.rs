@@ -79,8 +79,7 @@ async fn dial_unbounded(target: &Target) -> Result<TcpStream, DialError> {
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(stream) => {
-                // Proxied request/response traffic is latency-bound; never wait to coalesce writes.
-                let _ = stream.set_nodelay(true);
+                super::keepalive::tune(&stream);
                 return Ok(stream);
             }
             Err(e) => last_error = Some(DialError::from_io(target, &e)),

@@ -33,6 +33,10 @@ impl ForwardHttp {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
+        // The same keepalive probing as every other upstream socket (see net::tune).
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        connector.set_keepalive_interval(Some(Duration::from_secs(10)));
+        connector.set_keepalive_retries(Some(6));
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())

@@ -14,7 +14,7 @@ use fast_socks5::{ReplyError, Socks5Command};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::SocksError;
-use crate::net::{DialFailure, Host, Target};
+use crate::net::{DialFailure, Target};
 
 fast_socks5::auth_method_enums! {
     /// The methods the sidecar offers, in order of preference.
@@ -103,7 +103,8 @@ where
     }
     let target = match target {
         TargetAddr::Ip(addr) => Target::from(addr),
-        TargetAddr::Domain(name, port) => Target::new(Host::Name(name), port),
+        // Some clients send an IP literal (even a bracketed IPv6 one) as a "domain": dial it as an IP.
+        TargetAddr::Domain(name, port) => Target::from_host_str(&name, port),
     };
     Ok((protocol, target))
 }
