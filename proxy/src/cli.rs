@@ -12,6 +12,9 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
+use http::HeaderName;
+
+use crate::capture::{CaptureSettings, Destination, Rotation, SinkOptions};
 use crate::config::{parse_annotations_file, ProxyConfig, RawSettings, Setting, Source};
 use crate::options::RuntimeOptions;
 
@@ -79,6 +82,72 @@ pub struct Cli {
     /// After SIGTERM/SIGINT, how long open connections may finish before exit
     #[arg(long, env = "PROXY_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Where capture records go: a JSON-lines file, `-` for stdout, or `off`
+    #[arg(
+        long,
+        env = "PROXY_CAPTURE",
+        value_name = "PATH|-|off",
+        default_value = "capture.jsonl"
+    )]
+    pub capture: String,
+
+    /// Bytes of each body (and stream payload) kept in a record; the full length is always recorded
+    #[arg(long, env = "PROXY_CAPTURE_BODY_LIMIT", value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
+    pub capture_body_limit: u64,
+
+    /// Also keep the payload bytes of opaque streams (tcp relays, SOCKS, CONNECT), up to the body limit
+    #[arg(long, env = "PROXY_CAPTURE_PAYLOAD")]
+    pub capture_payload: bool,
+
+    /// Comma-separated header names whose values are recorded as [REDACTED]; `none` records every value
+    #[arg(
+        long,
+        env = "PROXY_CAPTURE_REDACT",
+        value_name = "HEADERS|none",
+        default_value = "authorization,proxy-authorization,cookie,set-cookie"
+    )]
+    pub capture_redact: String,
+
+    /// Start a new capture file when the current one reaches this size (the old one becomes PATH.1)
+    #[arg(long, env = "PROXY_CAPTURE_ROTATE_SIZE", value_name = "SIZE", value_parser = parse_size)]
+    pub capture_rotate_size: Option<u64>,
+
+    /// Rotated capture files kept (PATH.1 ... PATH.N)
+    #[arg(
+        long,
+        env = "PROXY_CAPTURE_ROTATE_KEEP",
+        value_name = "N",
+        default_value_t = 5
+    )]
+    pub capture_rotate_keep: usize,
+
+    /// Records that may wait for the writer; beyond that new records are dropped and counted
+    #[arg(
+        long,
+        env = "PROXY_CAPTURE_QUEUE",
+        value_name = "N",
+        default_value_t = 8192
+    )]
+    pub capture_queue: usize,
+
+    /// Port of the admin listener (/healthz, /readyz, /metrics)
+    #[arg(
+        long,
+        env = "PROXY_ADMIN_PORT",
+        value_name = "PORT",
+        default_value_t = 4191
+    )]
+    pub admin_port: u16,
+
+    /// Address the admin listener binds (all interfaces, so kubelet probes and Prometheus reach it)
+    #[arg(
+        long,
+        env = "PROXY_ADMIN_BIND",
+        value_name = "IP",
+        default_value = "0.0.0.0"
+    )]
+    pub admin_bind: IpAddr,
 }
 
 /// The command line, parsed, with the origin of every spec setting.
@@ -102,6 +171,9 @@ pub enum InvocationError {
     },
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// A runtime option with a value the sidecar cannot use.
+    #[error("{0}")]
+    Option(String),
 }
 
 impl Invocation {
@@ -140,6 +212,49 @@ impl Invocation {
     /// The validated configuration.
     pub fn config(&self) -> Result<ProxyConfig, InvocationError> {
         Ok(ProxyConfig::from_settings(&self.settings()?)?)
+    }
+
+    /// Capture settings: what each record keeps.
+    pub fn capture_settings(&self) -> Result<CaptureSettings, InvocationError> {
+        let redact = self.cli.capture_redact.trim();
+        let redacted_headers = if redact.eq_ignore_ascii_case("none") || redact.is_empty() {
+            Vec::new()
+        } else {
+            redact
+                .split(',')
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .map(|name| {
+                    HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
+                        InvocationError::Option(format!(
+                            "invalid --capture-redact \"{redact}\": \"{name}\" is not a header name; allowed: comma-separated header names, or none"
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        };
+        Ok(CaptureSettings {
+            body_limit: usize::try_from(self.cli.capture_body_limit).unwrap_or(usize::MAX),
+            stream_payload: self.cli.capture_payload,
+            redacted_headers,
+        })
+    }
+
+    /// Where records go and how the writer behaves.
+    pub fn sink_options(&self) -> SinkOptions {
+        SinkOptions {
+            destination: Destination::parse(&self.cli.capture),
+            queue_capacity: self.cli.capture_queue.max(1),
+            rotation: self.cli.capture_rotate_size.map(|max_bytes| Rotation {
+                max_bytes,
+                keep: self.cli.capture_rotate_keep.max(1),
+            }),
+        }
+    }
+
+    /// The admin listener's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.cli.admin_bind, self.cli.admin_port)
     }
 
     /// Runtime options for a validated configuration.
@@ -183,4 +298,12 @@ fn explicit_settings(cli: &Cli, matches: &ArgMatches) -> RawSettings {
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("{e} (write durations like 10s, 500ms or 1m)"))
+}
+
+/// Sizes as people write them: `1048576`, `512KiB`, `1MiB`, `10MB`.
+fn parse_size(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|size| size.as_u64())
+        .map_err(|e| format!("{e} (write sizes like 65536, 512KiB or 1MiB)"))
 }

@@ -3,8 +3,13 @@
 
 use std::process::ExitCode;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use sidecar_proxy::capture::CaptureSink;
 use sidecar_proxy::cli::Invocation;
-use sidecar_proxy::server::{Server, ServerError};
+use sidecar_proxy::metrics::Metrics;
+use sidecar_proxy::server::{Server, ServerError, Services};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
@@ -34,6 +39,14 @@ fn main() -> ExitCode {
         }
     };
     let options = invocation.runtime_options(&config);
+    let capture_settings = match invocation.capture_settings() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("sidecar-proxy: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    let sink_options = invocation.sink_options();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -45,8 +58,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
-        let server = match Server::bind(&config, options).await {
+    let status = runtime.block_on(async move {
+        let metrics = Arc::new(Metrics::new());
+        let (capture, capture_writer) = match CaptureSink::start(&sink_options, metrics.clone()) {
+            Ok(started) => started,
+            Err(e) => {
+                eprintln!("sidecar-proxy: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let services = Services {
+            capture,
+            capture_settings: Arc::new(capture_settings),
+            metrics,
+        };
+        let server = match Server::bind_with(&config, options, services).await {
             Ok(server) => server,
             Err(e @ ServerError::TransparentUnavailable) => {
                 eprintln!("sidecar-proxy: {e}");
@@ -60,9 +86,16 @@ fn main() -> ExitCode {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
         server.run(shutdown).await;
+        if let Some(writer) = capture_writer {
+            // Every record of every exchange that completed is written before the process exits.
+            writer.finish().await;
+        }
         info!("stopped");
         ExitCode::SUCCESS
-    })
+    });
+    // Blocking-pool work (a name lookup stuck on DNS) must not hold the exit past the grace period.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    status
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {
@@ -82,4 +115,11 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     };
     info!(signal = name, "shutting down");
     shutdown.cancel();
+    // A second signal means "now": skip the rest of the grace period.
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::warn!("second signal: exiting without waiting for open connections");
+    std::process::exit(0);
 }
