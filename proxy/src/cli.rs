@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::parser::ValueSource;
-use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use http::HeaderName;
 
@@ -22,9 +22,14 @@ use crate::options::RuntimeOptions;
 #[command(
     name = "sidecar-proxy",
     version,
+    args_conflicts_with_subcommands = true,
     about = "Traffic-capture sidecar: relays the pod's traffic as a reverse, forward or dual proxy (tcp, http, socks4/4a/5)"
 )]
 pub struct Cli {
+    /// A tool subcommand (`capture export`); without one the sidecar runs the proxy.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// transparent | reverse | forward | dual [default: transparent]
     #[arg(long, env = "PROXY_TYPE", value_name = "TYPE")]
     pub proxy_type: Option<String>,
@@ -306,4 +311,63 @@ fn parse_size(text: &str) -> Result<u64, String> {
         .parse::<bytesize::ByteSize>()
         .map(|size| size.as_u64())
         .map_err(|e| format!("{e} (write sizes like 65536, 512KiB or 1MiB)"))
+}
+
+/// Subcommands: tools around the proxy. Without one, `sidecar-proxy [flags]` runs the proxy.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Work with capture files
+    #[command(subcommand)]
+    Capture(CaptureCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaptureCommand {
+    /// Convert capture records (JSON lines) to HAR 1.2, for browser devtools, Postman or mitmproxy
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Write HAR 1.2 (HTTP exchanges only; stream records are skipped)
+    #[arg(long, required = true)]
+    pub har: bool,
+
+    /// The HAR file to write [default: stdout]
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Capture files, JSON lines; `-` reads stdin
+    #[arg(value_name = "INPUT.jsonl", required = true)]
+    pub inputs: Vec<PathBuf>,
+}
+
+impl Command {
+    /// Runs the subcommand: 0 on success, 2 for input it refuses (a malformed line), 1 when it cannot write.
+    pub fn run(self) -> std::process::ExitCode {
+        match self {
+            Command::Capture(CaptureCommand::Export(args)) => {
+                match crate::capture::har::export_files(&args.inputs, args.output.as_deref()) {
+                    Ok(summary) => {
+                        let plural = |n: usize| if n == 1 { "" } else { "s" };
+                        let (entries, streams) = (summary.entries, summary.skipped_streams);
+                        eprintln!(
+                            "sidecar-proxy: wrote {entries} HTTP exchange{} to {} as HAR 1.2; skipped {streams} stream record{}",
+                            plural(entries),
+                            args.output
+                                .as_deref()
+                                .filter(|path| path.as_os_str() != "-")
+                                .map_or("stdout".into(), |path| path.display().to_string()),
+                            plural(streams),
+                        );
+                        std::process::ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("sidecar-proxy: {e}");
+                        std::process::ExitCode::from(e.exit_code())
+                    }
+                }
+            }
+        }
+    }
 }

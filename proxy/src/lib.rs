@@ -6,6 +6,7 @@
 //!   protocol handlers, [`socks`] and [`http`] the protocol machinery they share.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod capture;
 pub mod cli;
 pub mod config;

@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sidecar_proxy::admin::{AdminServer, Readiness};
 use sidecar_proxy::capture::CaptureSink;
 use sidecar_proxy::cli::Invocation;
+use sidecar_proxy::config::ProxyType;
 use sidecar_proxy::metrics::Metrics;
 use sidecar_proxy::server::{Server, ServerError, Services};
 use tokio_util::sync::CancellationToken;
@@ -18,10 +20,14 @@ use tracing_subscriber::EnvFilter;
 const EXIT_BAD_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
-    let invocation = match Invocation::parse_from(std::env::args_os()) {
+    let mut invocation = match Invocation::parse_from(std::env::args_os()) {
         Ok(invocation) => invocation,
         Err(e) => e.exit(),
     };
+    // A tool subcommand (`capture export`) runs instead of the proxy.
+    if let Some(command) = invocation.cli.command.take() {
+        return command.run();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -38,6 +44,11 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
+    if config.proxy_type == ProxyType::Transparent {
+        // Refused before anything (admin port included) starts, like any other invalid configuration.
+        eprintln!("sidecar-proxy: {}", ServerError::TransparentUnavailable);
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    }
     let options = invocation.runtime_options(&config);
     let capture_settings = match invocation.capture_settings() {
         Ok(settings) => settings,
@@ -47,6 +58,7 @@ fn main() -> ExitCode {
         }
     };
     let sink_options = invocation.sink_options();
+    let admin_addr = invocation.admin_addr();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -72,6 +84,16 @@ fn main() -> ExitCode {
             capture_settings: Arc::new(capture_settings),
             metrics,
         };
+        let readiness = Readiness::new();
+        let admin = match AdminServer::bind(admin_addr, services.metrics.clone(), readiness.clone())
+            .await
+        {
+            Ok(admin) => admin,
+            Err(e) => {
+                eprintln!("sidecar-proxy: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let server = match Server::bind_with(&config, options, services).await {
             Ok(server) => server,
             Err(e @ ServerError::TransparentUnavailable) => {
@@ -84,12 +106,19 @@ fn main() -> ExitCode {
             }
         };
         let shutdown = CancellationToken::new();
-        tokio::spawn(stop_on_signal(shutdown.clone()));
+        tokio::spawn(stop_on_signal(shutdown.clone(), readiness.clone()));
+        let admin_stop = CancellationToken::new();
+        let admin_task = tokio::spawn(admin.run(admin_stop.clone()));
+        // Every proxy listener is bound: the pod may receive traffic.
+        readiness.set_ready(true);
         server.run(shutdown).await;
         if let Some(writer) = capture_writer {
             // Every record of every exchange that completed is written before the process exits.
             writer.finish().await;
         }
+        // Health and metrics stay up while connections drain, then stop last.
+        admin_stop.cancel();
+        let _ = admin_task.await;
         info!("stopped");
         ExitCode::SUCCESS
     });
@@ -98,13 +127,14 @@ fn main() -> ExitCode {
     status
 }
 
-async fn stop_on_signal(shutdown: CancellationToken) {
+async fn stop_on_signal(shutdown: CancellationToken, readiness: Readiness) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = match signal(SignalKind::terminate()) {
         Ok(terminate) => terminate,
         Err(e) => {
             tracing::error!(error = %e, "cannot listen for SIGTERM; only SIGINT will stop the sidecar");
             let _ = tokio::signal::ctrl_c().await;
+            readiness.set_ready(false);
             shutdown.cancel();
             return;
         }
@@ -114,6 +144,8 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         _ = tokio::signal::ctrl_c() => "SIGINT",
     };
     info!(signal = name, "shutting down");
+    // Not ready from the first moment, so the pod leaves Service endpoints while connections drain.
+    readiness.set_ready(false);
     shutdown.cancel();
     // A second signal means "now": skip the rest of the grace period.
     tokio::select! {

@@ -1,12 +1,88 @@
-//! The opaque byte relay under tcp proxying, SOCKS streams and CONNECT tunnels.
+//! Streams under tcp proxying, SOCKS and CONNECT: cleartext HTTP/1 is detected and served as HTTP so its
+//! exchanges are recorded; everything else is an opaque byte relay.
 //!
-//! tokio's `copy_bidirectional` is the whole data path: fixed buffers, no per-byte work, and a half-close
-//! on one side (EOF) is passed on as a write shutdown to the other while the reverse direction keeps flowing.
+//! tokio's `copy_bidirectional` is the whole opaque data path: fixed buffers, no per-byte work, and a
+//! half-close on one side (EOF) is passed on as a write shutdown to the other while the reverse direction
+//! keeps flowing.
+
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use crate::capture::StreamEnd;
+use crate::capture::{CaptureContext, StreamCapture, StreamEnd};
+use crate::http::detect::{first_bytes, is_http_request, FirstBytes, DETECT_TIMEOUT};
+use crate::http::tunnelled::{self, TunnelledTarget};
+use crate::io::PrefixedIo;
+
+/// Everything a stream needs besides its two ends.
+pub struct StreamJob<'a> {
+    pub record: StreamCapture,
+    pub context: &'a CaptureContext,
+    pub tasks: &'a TaskTracker,
+    /// Request-head timeout for HTTP found inside the stream.
+    pub head_timeout: Duration,
+}
+
+/// Proxies an open stream between `client` and `upstream` and records it.
+///
+/// With capture on, whoever speaks first decides: a client opening with an HTTP/1 request line is served
+/// as HTTP (one record per exchange); anything else is relayed as bytes (one stream record). With capture
+/// off there is nothing to record, so every stream is relayed as bytes at once.
+pub async fn proxy_stream<C, U>(client: C, mut upstream: U, job: StreamJob<'_>)
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let StreamJob {
+        record,
+        context,
+        tasks,
+        head_timeout,
+    } = job;
+    let mut client = record.tap(client);
+    if !context.sink.is_enabled() {
+        let end = relay(&mut client, &mut upstream).await;
+        record.finish(client, end);
+        return;
+    }
+    match first_bytes(&mut client, &mut upstream, DETECT_TIMEOUT).await {
+        Ok(FirstBytes::Client(bytes)) if is_http_request(&bytes) => {
+            let route = TunnelledTarget {
+                transport: record.transport(),
+                target: record.target().to_owned(),
+                delivered_to: record.delivered_to().map(str::to_owned),
+            };
+            // The exchanges are the record of this stream; no separate stream record.
+            let client = PrefixedIo::new(bytes, client);
+            tunnelled::serve(
+                client,
+                upstream,
+                route,
+                context.clone(),
+                tasks.clone(),
+                head_timeout,
+            )
+            .await;
+        }
+        Ok(FirstBytes::Client(bytes)) => {
+            let mut client = PrefixedIo::new(bytes, client);
+            let end = relay(&mut client, &mut upstream).await;
+            record.finish(client.into_inner(), end);
+        }
+        Ok(FirstBytes::Upstream(bytes)) => {
+            let mut upstream = PrefixedIo::new(bytes, upstream);
+            let end = relay(&mut client, &mut upstream).await;
+            record.finish(client, end);
+        }
+        Ok(FirstBytes::Silence) => {
+            let end = relay(&mut client, &mut upstream).await;
+            record.finish(client, end);
+        }
+        Err(e) => record.finish(client, StreamEnd::Reset(e.to_string())),
+    }
+}
 
 /// Relays until both directions are finished, and says how the stream ended.
 pub async fn relay<C, U>(client: &mut C, upstream: &mut U) -> StreamEnd

@@ -21,7 +21,9 @@ use crate::config::{InboundProtocol, OutboundProtocol, ProxyConfig, ProxyType};
 use crate::http::connection::{self, ServeOptions};
 use crate::inbound::http::ReverseHttp;
 use crate::io::MeteredIo;
-use crate::metrics::{FlowLabels, ListenerLabels, Metrics};
+use crate::metrics::{
+    DirectionLabels, FlowLabels, HandshakeErrorLabels, ListenerLabels, Metrics, RecordLabels,
+};
 use crate::net::Target;
 use crate::options::RuntimeOptions;
 use crate::outbound::http::ForwardHttp;
@@ -130,9 +132,10 @@ impl Server {
         }
         if let Some(protocol) = config.outbound() {
             let handler = match protocol {
-                OutboundProtocol::Http => {
-                    Handler::ForwardHttp(Arc::new(ForwardHttp::new(options.connect_timeout)))
-                }
+                OutboundProtocol::Http => Handler::ForwardHttp(Arc::new(ForwardHttp::new(
+                    options.connect_timeout,
+                    options.handshake_timeout,
+                ))),
                 OutboundProtocol::Socks => Handler::ForwardSocks,
             };
             let socket = bind(options.outbound_listen, "outbound").await?;
@@ -250,6 +253,7 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
             .clone()
     };
     let (from_client, to_client) = (flow("client_to_target"), flow("target_to_client"));
+    zero_series(metrics, &labels, shared.services.capture.is_enabled());
     loop {
         let accepted = tokio::select! {
             _ = shared.shutdown.cancelled() => break,
@@ -295,6 +299,42 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
     }
 }
 
+/// Creates this listener's series at 0, so dashboards and alerts see "none yet" rather than "no data".
+fn zero_series(metrics: &Metrics, labels: &ListenerLabels, capturing: bool) {
+    let _ = metrics.upstream_connect_failures.get_or_create(labels);
+    let reasons: &[&'static str] = match labels.protocol {
+        "http" => &["timeout", "malformed"],
+        "socks" => &[
+            "timeout",
+            "malformed",
+            "not_socks",
+            "unsupported_command",
+            "truncated",
+            "empty",
+        ],
+        _ => &[],
+    };
+    for &reason in reasons {
+        let _ = metrics
+            .handshake_errors
+            .get_or_create(&HandshakeErrorLabels {
+                direction: labels.direction,
+                protocol: labels.protocol,
+                reason,
+            });
+    }
+    let _ = metrics.request_duration.get_or_create(&DirectionLabels {
+        direction: labels.direction,
+    });
+    if capturing {
+        for kind in ["http", "stream"] {
+            let _ = metrics
+                .records_captured
+                .get_or_create(&RecordLabels { kind });
+        }
+    }
+}
+
 /// Keeps the open-connections gauge right however the connection task ends.
 struct OpenConnection(Gauge);
 
@@ -330,12 +370,12 @@ async fn serve_connection<S>(
     let shutdown = shared.shutdown.clone();
     match &*handler {
         Handler::ReverseTcp(app) => {
-            crate::inbound::tcp::serve(stream, app, options.connect_timeout, context).await
+            crate::inbound::tcp::serve(stream, app, options, context, &tasks).await
         }
         Handler::ReverseSocks(app) => {
-            socks::serve(stream, Some(app), &socks_timeouts, context).await
+            socks::serve(stream, Some(app), &socks_timeouts, context, &tasks).await
         }
-        Handler::ForwardSocks => socks::serve(stream, None, &socks_timeouts, context).await,
+        Handler::ForwardSocks => socks::serve(stream, None, &socks_timeouts, context, &tasks).await,
         Handler::ReverseHttp(reverse) => {
             let reverse = reverse.clone();
             let serve_options = ServeOptions {

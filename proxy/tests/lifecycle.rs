@@ -35,6 +35,15 @@ const PROXY_VARS: &[&str] = &[
     "PROXY_HANDSHAKE_TIMEOUT",
     "PROXY_CONNECT_TIMEOUT",
     "PROXY_SHUTDOWN_GRACE",
+    "PROXY_CAPTURE",
+    "PROXY_CAPTURE_BODY_LIMIT",
+    "PROXY_CAPTURE_PAYLOAD",
+    "PROXY_CAPTURE_REDACT",
+    "PROXY_CAPTURE_ROTATE_SIZE",
+    "PROXY_CAPTURE_ROTATE_KEEP",
+    "PROXY_CAPTURE_QUEUE",
+    "PROXY_ADMIN_PORT",
+    "PROXY_ADMIN_BIND",
 ];
 
 /// A loopback port nothing listens on (bound by the OS, then released).
@@ -101,8 +110,13 @@ impl Sidecar {
         for var in PROXY_VARS {
             command.env_remove(var);
         }
+        // No capture file in the source tree, and no two sidecars on the default admin port; a test's
+        // own `env` still wins.
         command
             .env("RUST_LOG", "info")
+            .env("PROXY_CAPTURE", "off")
+            .env("PROXY_ADMIN_BIND", "127.0.0.1")
+            .env("PROXY_ADMIN_PORT", free_port().to_string())
             .envs(env.iter().copied())
             .args(args)
             .stdin(Stdio::null())
@@ -132,10 +146,11 @@ impl Sidecar {
     }
 
     /// The `listening` lines logged so far.
+    /// The proxy listeners' start lines (the admin listener announces itself separately).
     fn listening_lines(&self) -> Vec<String> {
         self.stderr()
             .lines()
-            .filter(|line| line.contains(" listening "))
+            .filter(|line| line.contains("sidecar_proxy::server: listening "))
             .map(str::to_owned)
             .collect()
     }
@@ -338,7 +353,7 @@ async fn an_invalid_configuration_exits_2_with_one_line(
     assert_refused(loopback(out_port)).await;
 }
 
-const TRANSPARENT_UNAVAILABLE: &str = "sidecar-proxy: proxy-type transparent (the default) is not available in this build yet; set --proxy-type / PROXY_TYPE / sidecar.speedscale.com/proxy-type to reverse, forward or dual\n";
+const TRANSPARENT_UNAVAILABLE: &str = "sidecar-proxy: proxy-type transparent is not available in this build yet (it is the default when no proxy-type is set); set --proxy-type / PROXY_TYPE / sidecar.speedscale.com/proxy-type to reverse, forward or dual\n";
 
 /// The spec's default type cannot run here; the sidecar says so instead of falling back to another mode.
 #[rstest]

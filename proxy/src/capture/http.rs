@@ -89,12 +89,16 @@ impl HttpCapture {
     }
 
     /// Wraps the request body on its way upstream.
-    pub fn request_body<B>(&self, body: B) -> CapturingBody<B> {
+    pub fn request_body<B: HttpBody>(&self, body: B) -> CapturingBody<B> {
         self.wrap(body, Side::Request)
     }
 
     /// Records the response head and wraps the response body on its way to the client.
-    pub fn response_body<B>(&self, response: &http::response::Parts, body: B) -> CapturingBody<B> {
+    pub fn response_body<B: HttpBody>(
+        &self,
+        response: &http::response::Parts,
+        body: B,
+    ) -> CapturingBody<B> {
         if self.shared.recording {
             let head = record::HttpResponse {
                 status: response.status.as_u16(),
@@ -112,18 +116,24 @@ impl HttpCapture {
         self.shared.lock().error = Some(reason.into());
     }
 
-    fn wrap<B>(&self, body: B, side: Side) -> CapturingBody<B> {
+    fn wrap<B: HttpBody>(&self, body: B, side: Side) -> CapturingBody<B> {
         let limit = if self.shared.recording {
             self.shared.context.settings.body_limit
         } else {
             0
         };
-        CapturingBody {
+        let mut wrapped = CapturingBody {
             inner: body,
             tap: Some(BodyTap::new(limit)),
             side,
             exchange: self.shared.clone(),
+        };
+        // An empty body (a GET, a 204) is complete before it starts: hyper never polls a body that says
+        // it has ended, so without this its record would read as cut off when it is dropped.
+        if wrapped.inner.is_end_stream() {
+            wrapped.settle(true);
         }
+        wrapped
     }
 }
 

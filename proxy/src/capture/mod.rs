@@ -6,6 +6,7 @@
 
 mod body_tap;
 mod context;
+pub mod har;
 pub mod http;
 pub mod record;
 mod settings;

@@ -53,6 +53,18 @@ impl StreamCapture {
         }
     }
 
+    pub fn transport(&self) -> &'static str {
+        self.transport
+    }
+
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    pub fn delivered_to(&self) -> Option<&str> {
+        self.delivered_to.as_deref()
+    }
+
     /// Wraps the client side of the relay.
     pub fn tap<S>(&self, client: S) -> TappedIo<S> {
         let limit = self.context.settings.body_limit;

@@ -24,20 +24,23 @@ pub fn finish_response(
     tasks: &TaskTracker,
     capture: &HttpCapture,
 ) -> Response<ProxyBody> {
-    match client_upgrade {
+    let client_upgrade = match client_upgrade {
         Some(client) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
             let upstream = hyper::upgrade::on(&mut response);
             tasks.spawn(upgrade::relay(client, upstream));
-            let protocol = response.headers().get(http::header::UPGRADE).cloned();
-            remove_hop_by_hop(response.headers_mut());
-            if let Some(protocol) = protocol {
-                upgrade::restore_headers(response.headers_mut(), protocol);
-            }
+            true
         }
-        _ => remove_hop_by_hop(response.headers_mut()),
-    }
-    let (parts, body) = response.into_parts();
+        _ => false,
+    };
+    let (mut parts, body) = response.into_parts();
+    // The record keeps the response head as the upstream sent it (like the request's), before the
+    // hop-by-hop headers are dropped for the client.
     let body = capture.response_body(&parts, body).boxed_unsync();
+    let protocol = parts.headers.get(http::header::UPGRADE).cloned();
+    remove_hop_by_hop(&mut parts.headers);
+    if let (true, Some(protocol)) = (client_upgrade, protocol) {
+        upgrade::restore_headers(&mut parts.headers, protocol);
+    }
     Response::from_parts(parts, body)
 }
 

@@ -2,6 +2,8 @@
 
 pub mod body;
 pub mod connection;
+pub mod detect;
 pub mod exchange;
 pub mod headers;
+pub mod tunnelled;
 pub mod upgrade;

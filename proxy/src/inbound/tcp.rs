@@ -1,20 +1,26 @@
 //! Reverse `tcp`: opaque bytes between the caller and the app.
 
-use std::time::Duration;
-
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use crate::capture::{CaptureContext, StreamCapture};
 use crate::net::{dial, Target};
-use crate::relay::relay;
+use crate::options::RuntimeOptions;
+use crate::relay::{proxy_stream, StreamJob};
 
-pub async fn serve<S>(client: S, app: &Target, connect_timeout: Duration, capture: CaptureContext)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
+pub async fn serve<S>(
+    client: S,
+    app: &Target,
+    options: &RuntimeOptions,
+    capture: CaptureContext,
+    tasks: &TaskTracker,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let connect_timeout = options.connect_timeout;
     let record = StreamCapture::begin(&capture, "tcp", app.to_string(), None);
-    let mut upstream = match dial(app, connect_timeout).await {
+    let upstream = match dial(app, connect_timeout).await {
         Ok(upstream) => upstream,
         Err(e) => {
             // Closing is the only answer a raw TCP caller can be given.
@@ -24,7 +30,11 @@ where
             return;
         }
     };
-    let mut client = record.tap(client);
-    let end = relay(&mut client, &mut upstream).await;
-    record.finish(client, end);
+    let job = StreamJob {
+        record,
+        context: &capture,
+        tasks,
+        head_timeout: options.handshake_timeout,
+    };
+    proxy_stream(client, upstream, job).await;
 }

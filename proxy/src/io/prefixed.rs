@@ -24,8 +24,9 @@ impl<S> PrefixedIo<S> {
         }
     }
 
-    pub fn get_ref(&self) -> &S {
-        &self.inner
+    /// The wrapped stream; any prefix not yet read is lost.
+    pub fn into_inner(self) -> S {
+        self.inner
     }
 }
 

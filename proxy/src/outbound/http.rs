@@ -21,15 +21,17 @@ use crate::http::exchange::{failure_reason, finish_response};
 use crate::http::headers::remove_hop_by_hop;
 use crate::http::upgrade;
 use crate::net::{dial, Target};
-use crate::relay::relay;
+use crate::relay::{proxy_stream, StreamJob};
 
 pub struct ForwardHttp {
     client: Client<HttpConnector, ProxyBody>,
     connect_timeout: Duration,
+    /// Request-head timeout for HTTP found inside CONNECT tunnels.
+    head_timeout: Duration,
 }
 
 impl ForwardHttp {
-    pub fn new(connect_timeout: Duration) -> Self {
+    pub fn new(connect_timeout: Duration, head_timeout: Duration) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
@@ -46,6 +48,7 @@ impl ForwardHttp {
         ForwardHttp {
             client,
             connect_timeout,
+            head_timeout,
         }
     }
 
@@ -130,7 +133,7 @@ impl ForwardHttp {
             ));
         };
         let record = StreamCapture::begin(&context, "connect", target.to_string(), None);
-        let mut upstream = match dial(&target, self.connect_timeout).await {
+        let upstream = match dial(&target, self.connect_timeout).await {
             Ok(upstream) => upstream,
             Err(e) => {
                 warn!(error = %e, "CONNECT failed");
@@ -140,12 +143,18 @@ impl ForwardHttp {
             }
         };
         debug!(%target, "CONNECT tunnel open");
+        let head_timeout = self.head_timeout;
+        let tunnel_tasks = tasks.clone();
         tasks.spawn(async move {
             match hyper::upgrade::on(request).await {
                 Ok(upgraded) => {
-                    let mut client = record.tap(TokioIo::new(upgraded));
-                    let end = relay(&mut client, &mut upstream).await;
-                    record.finish(client, end);
+                    let job = StreamJob {
+                        record,
+                        context: &context,
+                        tasks: &tunnel_tasks,
+                        head_timeout,
+                    };
+                    proxy_stream(TokioIo::new(upgraded), upstream, job).await;
                 }
                 Err(e) => {
                     debug!(error = %e, "client left before the tunnel started");

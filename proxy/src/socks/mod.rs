@@ -13,10 +13,38 @@ pub use serve::{serve, Timeouts};
 use std::io;
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::io::PrefixedIo;
 use crate::net::{DialFailure, Target};
+
+/// What a client that speaks HTTP to a SOCKS port is told, so a misconfigured proxy URL is obvious.
+const HTTP_ON_SOCKS_PORT: &str =
+    "sidecar: this port speaks SOCKS4/SOCKS5, not HTTP; use a socks5:// or socks4a:// proxy URL for it\n";
+
+fn http_400(body: &str) -> String {
+    format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Closing with unread request bytes makes the kernel send a reset, which can destroy the 400 before the
+/// client reads it; so finish writing, then read what the client sent (briefly, boundedly) before closing.
+async fn drain_and_close<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let mut left = 64 * 1024;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left -= n.min(left),
+            }
+        }
+    })
+    .await;
+}
 
 /// The dialect a client spoke.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,9 +69,9 @@ impl SocksVersion {
 pub enum SocksError {
     #[error("client closed the connection before sending a SOCKS request")]
     Empty,
-    /// The first byte was not a SOCKS version; `looks_like_http` lets the caller answer in HTTP.
+    /// The first byte was not a SOCKS version (an HTTP client was answered with a 400).
     #[error("not a SOCKS4/SOCKS5 handshake (first byte 0x{first:02x})")]
-    NotSocks { first: u8, looks_like_http: bool },
+    NotSocks { first: u8 },
     #[error("SOCKS4 {0}")]
     Socks4(#[from] socks4::Socks4Error),
     #[error("SOCKS5 {0}")]
@@ -115,10 +143,16 @@ where
                 pending: Pending::V5(protocol),
             })
         }
-        other => Err(SocksError::NotSocks {
-            first: other,
-            looks_like_http: other.is_ascii_uppercase(),
-        }),
+        other => {
+            if other.is_ascii_uppercase() {
+                // Most likely an http:// proxy URL pointed at a SOCKS port: say so in HTTP.
+                let _ = stream
+                    .write_all(http_400(HTTP_ON_SOCKS_PORT).as_bytes())
+                    .await;
+                drain_and_close(&mut stream).await;
+            }
+            Err(SocksError::NotSocks { first: other })
+        }
     }
 }
 

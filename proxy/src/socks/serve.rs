@@ -3,24 +3,14 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, warn};
 
 use super::{accept, SocksError};
 use crate::capture::{CaptureContext, StreamCapture};
 use crate::net::{dial, Target};
-use crate::relay::relay;
-
-/// What a client that speaks HTTP to a SOCKS port is told, so a misconfigured proxy URL is obvious.
-const HTTP_ON_SOCKS_PORT: &str =
-    "sidecar: this port speaks SOCKS4/SOCKS5, not HTTP; use a socks5:// or socks4a:// proxy URL for it\n";
-
-fn http_400(body: &str) -> String {
-    format!(
-        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-}
+use crate::relay::{proxy_stream, StreamJob};
+use tokio_util::task::TaskTracker;
 
 pub struct Timeouts {
     pub handshake: Duration,
@@ -29,29 +19,22 @@ pub struct Timeouts {
 
 /// Serves one SOCKS client. `deliver_to` overrides the requested destination (the reverse proxy's app).
 pub async fn serve<S>(
-    mut client: S,
+    client: S,
     deliver_to: Option<&Target>,
     timeouts: &Timeouts,
     capture: CaptureContext,
+    tasks: &TaskTracker,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let request = match tokio::time::timeout(timeouts.handshake, accept(&mut client)).await {
+    let request = match tokio::time::timeout(timeouts.handshake, accept(client)).await {
         Ok(Ok(request)) => request,
         Ok(Err(SocksError::Empty)) => {
             debug!("client closed before a SOCKS request");
             return;
         }
-        Ok(Err(SocksError::NotSocks {
-            first,
-            looks_like_http,
-        })) => {
+        Ok(Err(SocksError::NotSocks { first })) => {
             capture.count_handshake_error("not_socks");
-            if looks_like_http {
-                let _ = client
-                    .write_all(http_400(HTTP_ON_SOCKS_PORT).as_bytes())
-                    .await;
-            }
             warn!(
                 first_byte = first,
                 "closing connection: not a SOCKS4/SOCKS5 handshake"
@@ -78,7 +61,7 @@ pub async fn serve<S>(
         request.target.to_string(),
         deliver_to.map(|app| app.to_string()),
     );
-    let mut upstream = match dial(&destination, timeouts.connect).await {
+    let upstream = match dial(&destination, timeouts.connect).await {
         Ok(upstream) => upstream,
         Err(e) => {
             warn!(error = %e, "SOCKS CONNECT failed");
@@ -103,7 +86,11 @@ pub async fn serve<S>(
             return;
         }
     };
-    let mut client = record.tap(client);
-    let end = relay(&mut client, &mut upstream).await;
-    record.finish(client, end);
+    let job = StreamJob {
+        record,
+        context: &capture,
+        tasks,
+        head_timeout: timeouts.handshake,
+    };
+    proxy_stream(client, upstream, job).await;
 }

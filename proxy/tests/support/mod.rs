@@ -2,7 +2,9 @@
 //! test reads as the behaviour it checks. Every address is 127.0.0.1 / ::1 with an OS-chosen port.
 #![allow(dead_code, unused_imports)]
 
+pub mod admin;
 pub mod app;
+pub mod capture;
 pub mod data;
 pub mod panics;
 pub mod proxy;

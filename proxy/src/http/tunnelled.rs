@@ -1,0 +1,134 @@
+//! Cleartext HTTP/1 found inside a stream (a CONNECT tunnel, a SOCKS stream, a tcp relay): the sidecar
+//! serves it as HTTP on the client side and replays each request over the one upstream connection already
+//! open, so every exchange is recorded like any other.
+//!
+//! The client believes it is talking straight to the origin, so nothing is rewritten: headers (hop-by-hop
+//! ones included), Host and keep-alive decisions pass through as the client sent them.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Mutex;
+use tokio_util::task::TaskTracker;
+use tracing::debug;
+
+use super::body::{text_response, ProxyBody};
+use super::upgrade;
+use crate::capture::{CaptureContext, HttpCapture};
+
+/// Where the stream's requests go, for the records.
+pub struct TunnelledTarget {
+    pub transport: &'static str,
+    /// The destination the client named (the CONNECT or SOCKS target, or the app for a tcp relay).
+    pub target: String,
+    pub delivered_to: Option<String>,
+}
+
+/// Serves HTTP/1 on `client`, forwarding each request over `upstream`, until either side closes.
+pub async fn serve<C, U>(
+    client: C,
+    upstream: U,
+    route: TunnelledTarget,
+    context: CaptureContext,
+    tasks: TaskTracker,
+    head_timeout: Duration,
+) where
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = match hyper::client::conn::http1::Builder::new()
+        .preserve_header_case(true)
+        .handshake::<_, ProxyBody>(TokioIo::new(upstream))
+        .await
+    {
+        Ok(pair) => pair,
+        Err(e) => {
+            debug!(error = %e, "upstream handshake failed");
+            return;
+        }
+    };
+    tasks.spawn(async move {
+        if let Err(e) = connection.with_upgrades().await {
+            debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+
+    // hyper serves one request at a time on an HTTP/1 connection, so the lock is never contended; it
+    // only lets the per-request futures share the sender.
+    let sender = Arc::new(Mutex::new(sender));
+    let route = Arc::new(route);
+    let service = hyper::service::service_fn(move |request| {
+        exchange(
+            request,
+            sender.clone(),
+            route.clone(),
+            context.clone(),
+            tasks.clone(),
+        )
+    });
+    let served = hyper::server::conn::http1::Builder::new()
+        .preserve_header_case(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(head_timeout)
+        .serve_connection(TokioIo::new(client), service)
+        .with_upgrades()
+        .await;
+    if let Err(e) = served {
+        debug!(error = %e, "tunnelled HTTP ended with an error");
+    }
+}
+
+async fn exchange(
+    mut request: Request<Incoming>,
+    sender: Arc<Mutex<SendRequest<ProxyBody>>>,
+    route: Arc<TunnelledTarget>,
+    context: CaptureContext,
+    tasks: TaskTracker,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let client_upgrade =
+        upgrade::requested(request.headers()).map(|_| hyper::upgrade::on(&mut request));
+    let (parts, body) = request.into_parts();
+    let capture = HttpCapture::begin(
+        &context,
+        route.transport,
+        &parts,
+        route.target.clone(),
+        route.delivered_to.clone(),
+    );
+    let request = Request::from_parts(parts, capture.request_body(body).boxed_unsync());
+    let sent = {
+        let mut sender = sender.lock().await;
+        match sender.ready().await {
+            Ok(()) => sender.send_request(request).await,
+            Err(e) => Err(e),
+        }
+    };
+    match sent {
+        Ok(mut response) => {
+            if let Some(client) = client_upgrade {
+                if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    let upstream = hyper::upgrade::on(&mut response);
+                    tasks.spawn(upgrade::relay(client, upstream));
+                }
+            }
+            let (parts, body) = response.into_parts();
+            let body = capture.response_body(&parts, body).boxed_unsync();
+            Ok(Response::from_parts(parts, body))
+        }
+        Err(e) => {
+            let reason = format!("upstream connection failed: {e}");
+            capture.fail(reason.clone());
+            Ok(text_response(
+                StatusCode::BAD_GATEWAY,
+                format!("sidecar: {reason}"),
+            ))
+        }
+    }
+}

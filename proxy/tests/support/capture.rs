@@ -1,0 +1,533 @@
+//! Capture under test: the sidecar in-process with a capture sink writing to a fresh temporary file, a
+//! strict reader for the JSON lines it writes, a bare HTTP/1.1 client whose bytes on the wire are exactly
+//! what a record is checked against, and the real binary as a subprocess.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use sidecar_proxy::capture::record::{Record, SCHEMA};
+use sidecar_proxy::capture::{
+    CaptureSettings, CaptureSink, CaptureWriter, Destination, SinkOptions,
+};
+use sidecar_proxy::metrics::Metrics;
+use sidecar_proxy::server::Services;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use super::admin::start_proxy_with_services;
+use super::proxy::RunningProxy;
+
+/// A path in the temporary directory no other test (or test process) uses.
+pub fn temp_path(tag: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "sidecar-capture-test-{}-{tag}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// The records of one in-process proxy: read once the proxy has stopped and the writer has flushed.
+pub struct CaptureLog {
+    pub path: PathBuf,
+    pub metrics: Arc<Metrics>,
+    writer: Option<CaptureWriter>,
+}
+
+impl CaptureLog {
+    /// Stops the proxy (open connections get its grace period), flushes the writer, and parses every line.
+    pub async fn records(mut self, proxy: RunningProxy) -> Vec<Record> {
+        self.stop(proxy).await;
+        let text = std::fs::read_to_string(&self.path).expect("read the capture file");
+        parse_records(&text)
+    }
+
+    /// Stops the proxy and flushes the writer, without reading the destination.
+    pub async fn stop(&mut self, proxy: RunningProxy) {
+        proxy.stop().await;
+        if let Some(writer) = self.writer.take() {
+            tokio::time::timeout(Duration::from_secs(30), writer.finish())
+                .await
+                .expect("the capture writer flushes");
+        }
+    }
+}
+
+impl Drop for CaptureLog {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Starts the sidecar (`proxy_type`/`protocol` as a user writes them, reverse traffic to `app`) with capture
+/// to a fresh temporary file; `adjust` changes the capture settings from their defaults.
+pub async fn start_capturing_proxy(
+    proxy_type: &str,
+    protocol: &str,
+    app: Option<SocketAddr>,
+    adjust: impl FnOnce(&mut CaptureSettings),
+) -> (RunningProxy, CaptureLog) {
+    let path = temp_path("records.jsonl");
+    let options = SinkOptions {
+        destination: Destination::File(path.clone()),
+        queue_capacity: 1024,
+        rotation: None,
+    };
+    let metrics = Arc::new(Metrics::new());
+    let (sink, writer) =
+        CaptureSink::start(&options, metrics.clone()).expect("start the capture writer");
+    let proxy =
+        start_proxy_with_sink(proxy_type, protocol, app, sink, metrics.clone(), adjust).await;
+    let log = CaptureLog {
+        path,
+        metrics,
+        writer,
+    };
+    (proxy, log)
+}
+
+/// Starts the sidecar recording into `sink`, counting into `metrics`.
+pub async fn start_proxy_with_sink(
+    proxy_type: &str,
+    protocol: &str,
+    app: Option<SocketAddr>,
+    sink: CaptureSink,
+    metrics: Arc<Metrics>,
+    adjust: impl FnOnce(&mut CaptureSettings),
+) -> RunningProxy {
+    let mut settings = CaptureSettings::default();
+    adjust(&mut settings);
+    let services = Services {
+        capture: sink,
+        capture_settings: Arc::new(settings),
+        metrics,
+    };
+    start_proxy_with_services(proxy_type, protocol, app, services).await
+}
+
+/// Parses JSON lines strictly: every line one JSON object of schema v1, which reads as a [`Record`] and
+/// writes back to exactly the same object (no field unknown to the schema, none lost).
+pub fn parse_records(text: &str) -> Vec<Record> {
+    if !text.is_empty() {
+        assert!(text.ends_with('\n'), "the last record is cut off: {text:?}");
+    }
+    text.lines()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not one JSON value ({e}): {line}"));
+            let object = value
+                .as_object()
+                .unwrap_or_else(|| panic!("not a JSON object: {line}"));
+            assert_eq!(
+                object.get("schema"),
+                Some(&serde_json::json!(SCHEMA)),
+                "{line}"
+            );
+            let record: Record = serde_json::from_value(value.clone())
+                .unwrap_or_else(|e| panic!("not a capture record ({e}): {line}"));
+            assert_eq!(
+                serde_json::to_value(&record).unwrap(),
+                value,
+                "the line has fields the schema does not: {line}"
+            );
+            record
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------------
+// A bare HTTP/1.1 client: the exact request bytes, the response as it came off the wire
+// ---------------------------------------------------------------------------------------------------
+
+/// A response as the client received it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Received {
+    pub status: u16,
+    /// `HTTP/1.1` as on the status line.
+    pub version: String,
+    /// Names lower-cased, values as sent, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One client connection speaking HTTP/1.1 over any stream (a socket, a tunnel, a SOCKS stream).
+pub struct RawHttp<S> {
+    stream: BufReader<S>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> RawHttp<S> {
+    pub fn new(stream: S) -> Self {
+        RawHttp {
+            stream: BufReader::new(stream),
+        }
+    }
+
+    /// Sends `request` as is and reads one whole response.
+    pub async fn exchange(&mut self, request: &[u8]) -> std::io::Result<Received> {
+        self.send(request).await?;
+        self.read_response().await
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.get_mut().write_all(bytes).await?;
+        self.stream.get_mut().flush().await
+    }
+
+    pub async fn read_response(&mut self) -> std::io::Result<Received> {
+        let status_line = self.line().await?;
+        let mut parts = status_line.splitn(3, ' ');
+        let version = parts.next().unwrap_or_default().to_owned();
+        let status = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad(format!("bad status line {status_line:?}")))?;
+        let mut headers = Vec::new();
+        loop {
+            let line = self.line().await?;
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line
+                .split_once(':')
+                .ok_or_else(|| bad(format!("bad header line {line:?}")))?;
+            headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+        }
+        let mut received = Received {
+            status,
+            version,
+            headers,
+            body: Vec::new(),
+        };
+        if let Some(length) = received.header("content-length") {
+            let length: usize = length.parse().map_err(|_| bad("bad content-length"))?;
+            received.body = vec![0; length];
+            self.stream.read_exact(&mut received.body).await?;
+        } else if received.header("transfer-encoding") == Some("chunked") {
+            loop {
+                let size_line = self.line().await?;
+                let size = usize::from_str_radix(size_line.split(';').next().unwrap().trim(), 16)
+                    .map_err(|_| bad(format!("bad chunk size {size_line:?}")))?;
+                let mut chunk = vec![0; size];
+                self.stream.read_exact(&mut chunk).await?;
+                received.body.extend_from_slice(&chunk);
+                if size == 0 {
+                    // Trailers, then the empty line.
+                    while !self.line().await?.is_empty() {}
+                    break;
+                }
+                let end = self.line().await?;
+                if !end.is_empty() {
+                    return Err(bad("chunk not followed by CRLF"));
+                }
+            }
+        } else if !(status == 204 || status == 304 || (100..200).contains(&status)) {
+            self.stream.read_to_end(&mut received.body).await?;
+        }
+        Ok(received)
+    }
+
+    async fn line(&mut self) -> std::io::Result<String> {
+        let mut line = String::new();
+        if self.stream.read_line(&mut line).await? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
+        }
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    }
+
+    pub fn into_inner(self) -> S {
+        self.stream.into_inner()
+    }
+}
+
+fn bad(message: impl Into<String>) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, message.into())
+}
+
+/// Opens a CONNECT tunnel to `target` through the forward proxy at `proxy`.
+pub async fn connect_tunnel(proxy: SocketAddr, target: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(proxy).await.unwrap();
+    stream
+        .write_all(format!("CONNECT {target} HTTP/1.1\r\nhost: {target}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            stream.read(&mut byte).await.unwrap(),
+            1,
+            "tunnel answer cut off"
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    stream
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Upstreams for streams: exact byte counts each way
+// ---------------------------------------------------------------------------------------------------
+
+/// A TCP server that reads everything the client sends until its half-close, then answers `reply` and
+/// closes. Byte counts differ each way, so a swapped direction shows.
+pub async fn start_reply_after_eof(reply: Vec<u8>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reply = Arc::new(reply);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                let mut sink = Vec::new();
+                let _ = stream.read_to_end(&mut sink).await;
+                let _ = stream.write_all(&reply).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// A server that speaks first (an SMTP-like banner), then reads until the client's half-close and closes.
+pub async fn start_banner_server(banner: &'static [u8]) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = stream.write_all(banner).await;
+                let mut sink = Vec::new();
+                let _ = stream.read_to_end(&mut sink).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// An HTTP/1.1 upstream answering every request (keep-alive) with exactly `response`.
+pub async fn start_fixed_responder(response: &'static [u8]) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut stream = BufReader::new(stream);
+                loop {
+                    let mut line = String::new();
+                    // Request heads only (no bodies): read up to the empty line.
+                    loop {
+                        line.clear();
+                        match stream.read_line(&mut line).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) if line == "\r\n" => break,
+                            Ok(_) => {}
+                        }
+                    }
+                    if stream.get_mut().write_all(response).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The real binary
+// ---------------------------------------------------------------------------------------------------
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sidecar-proxy");
+
+/// Every variable the binary reads, so the test runner's environment cannot leak into a test.
+const PROXY_VARS: &[&str] = &[
+    "PROXY_TYPE",
+    "PROXY_PROTOCOL",
+    "PROXY_HOST",
+    "PROXY_PORT",
+    "PROXY_IN_PORT",
+    "PROXY_OUT_PORT",
+    "PROXY_ANNOTATIONS",
+    "PROXY_IN_BIND",
+    "PROXY_OUT_BIND",
+    "PROXY_HANDSHAKE_TIMEOUT",
+    "PROXY_CONNECT_TIMEOUT",
+    "PROXY_SHUTDOWN_GRACE",
+    "PROXY_CAPTURE",
+    "PROXY_CAPTURE_BODY_LIMIT",
+    "PROXY_CAPTURE_PAYLOAD",
+    "PROXY_CAPTURE_REDACT",
+    "PROXY_CAPTURE_ROTATE_SIZE",
+    "PROXY_CAPTURE_ROTATE_KEEP",
+    "PROXY_CAPTURE_QUEUE",
+    "PROXY_ADMIN_PORT",
+    "PROXY_ADMIN_BIND",
+];
+
+/// A loopback port nothing listens on (bound by the OS, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The binary as a reverse http proxy to `app` on loopback, killed when dropped.
+pub struct Sidecar {
+    child: Child,
+    pub inbound: SocketAddr,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            into.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    })
+}
+
+impl Sidecar {
+    /// Starts `sidecar-proxy --proxy-type reverse --proxy-protocol http` with `capture_args`, in `cwd`,
+    /// and waits until the inbound port accepts connections.
+    pub async fn reverse_http(app: SocketAddr, capture_args: &[&str], cwd: &Path) -> Sidecar {
+        let in_port = free_port();
+        let mut command = Command::new(BIN);
+        for var in PROXY_VARS {
+            command.env_remove(var);
+        }
+        command
+            .env("RUST_LOG", "info")
+            .args(["--proxy-type", "reverse", "--proxy-protocol", "http"])
+            .args(["--proxy-host", "127.0.0.1", "--proxy-port"])
+            .arg(app.port().to_string())
+            .args(["--proxy-in-bind", "127.0.0.1", "--proxy-in-port"])
+            .arg(in_port.to_string())
+            .args(["--proxy-out-port"])
+            .arg(free_port().to_string())
+            .args(["--admin-bind", "127.0.0.1", "--admin-port"])
+            .arg(free_port().to_string())
+            .args(["--shutdown-grace", "10s"])
+            .args(capture_args)
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start sidecar-proxy");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let readers = vec![
+            collect(child.stdout.take().unwrap(), stdout.clone()),
+            collect(child.stderr.take().unwrap(), stderr.clone()),
+        ];
+        let mut sidecar = Sidecar {
+            child,
+            inbound: SocketAddr::from(([127, 0, 0, 1], in_port)),
+            stdout,
+            stderr,
+            readers,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(sidecar.inbound).await.is_err() {
+            if let Some(status) = sidecar.child.try_wait().unwrap() {
+                panic!("sidecar exited ({status}); stderr:\n{}", sidecar.stderr());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sidecar never listened; stderr:\n{}",
+                sidecar.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sidecar
+    }
+
+    pub fn stdout(&self) -> Vec<u8> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    /// Sends a signal with `kill -<name> <pid>`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed: {status}");
+    }
+
+    /// Waits for the process to exit (a bound far above the expected time), then for its output.
+    pub async fn exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                for reader in self.readers.drain(..) {
+                    reader.join().unwrap();
+                }
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sidecar still running; stderr:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh, empty directory, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let path = temp_path(tag);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
