@@ -948,3 +948,35 @@ async fn dual_mode_outbound_speaks_its_protocol(
     assert!(echo.starts_with("GET /in HTTP/1.1\n"), "{echo}");
     assert_eq!(app.connections(), 1, "inbound traffic goes to the app");
 }
+
+/// RFC 9112 §3.2.2: a proxy replaces Host with the host of the absolute URL, so the upstream never sees a
+/// host the connection was not made to, and never sees userinfo from the URL.
+#[rstest]
+#[case::conflicting_host("GET http://localhost:{port}/v HTTP/1.1\r\nhost: elsewhere.test\r\n\r\n")]
+#[case::userinfo_in_the_url(
+    "GET http://user:pw@localhost:{port}/v HTTP/1.1\r\nhost: localhost:{port}\r\n\r\n"
+)]
+#[tokio::test]
+async fn host_comes_from_the_absolute_url(#[case] request: &str) {
+    let (upstream, mut heads) = support::raw::start_head_recorder().await;
+    let proxy = start_proxy("forward", "http", None).await;
+    let request = request.replace("{port}", &upstream.port().to_string());
+    let reply =
+        support::raw::exchange(proxy.outbound(), request.as_bytes(), Duration::from_secs(2)).await;
+    assert!(
+        String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    let head = heads.recv().await.expect("the upstream got the request");
+    let hosts: Vec<&str> = head
+        .lines()
+        .filter(|line| line.to_ascii_lowercase().starts_with("host:"))
+        .collect();
+    assert_eq!(
+        hosts,
+        [format!("host: localhost:{}", upstream.port())],
+        "{head}"
+    );
+    assert!(!head.contains("user:pw"), "{head}");
+}

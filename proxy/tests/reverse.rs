@@ -943,3 +943,52 @@ async fn dual_inbound_speaks_the_configured_protocol(
         }
     }
 }
+
+/// An app answering every connection with a chunked body followed by a declared trailer.
+async fn start_app_with_trailers() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-checksum\r\nconnection: close\r\n\r\n\
+                          5\r\nhello\r\n0\r\nx-checksum: 5d41402a\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// `Trailer` describes the message, not the connection: a declared trailer reaches a caller that accepts
+/// trailers (`TE: trailers`), after the body.
+#[tokio::test]
+async fn reverse_http_passes_trailers_through() {
+    let app = start_app_with_trailers().await;
+    let proxy = start_proxy("reverse", "http", Some(app)).await;
+    let reply = raw::exchange(
+        proxy.inbound(),
+        b"GET /t HTTP/1.1\r\nhost: app\r\nte: trailers\r\nconnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    let reply = String::from_utf8_lossy(&reply).to_lowercase();
+    assert!(reply.starts_with("http/1.1 200 ok"), "{reply}");
+    let body_end = reply.find("\r\n0\r\n").expect("a chunked body");
+    assert!(reply[..body_end].contains("hello"), "{reply}");
+    assert!(
+        reply[body_end..].contains("x-checksum: 5d41402a"),
+        "trailer missing after the last chunk: {reply}"
+    );
+}
