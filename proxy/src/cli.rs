@@ -301,8 +301,14 @@ fn explicit_settings(cli: &Cli, matches: &ArgMatches) -> RawSettings {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|e| format!("{e} (write durations like 10s, 500ms or 1m)"))
+    match humantime::parse_duration(text) {
+        // A zero timeout would fail every handshake and connect at once.
+        Ok(d) if d.is_zero() => {
+            Err("must be longer than zero (write durations like 10s, 500ms or 1m)".into())
+        }
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e} (write durations like 10s, 500ms or 1m)")),
+    }
 }
 
 /// Sizes as people write them: `1048576`, `512KiB`, `1MiB`, `10MB`.
