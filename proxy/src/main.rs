@@ -18,6 +18,8 @@ use tracing_subscriber::EnvFilter;
 
 /// Exit status for a configuration the sidecar refuses: nothing was started.
 const EXIT_BAD_CONFIG: u8 = 2;
+/// How long the final capture flush may take before the sidecar exits anyway.
+const CAPTURE_FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     let mut invocation = match Invocation::parse_from(std::env::args_os()) {
@@ -70,13 +72,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let status = runtime.block_on(async move {
+    let (status, capture_writer) = runtime.block_on(async move {
         let metrics = Arc::new(Metrics::new());
         let (capture, capture_writer) = match CaptureSink::start(&sink_options, metrics.clone()) {
             Ok(started) => started,
             Err(e) => {
                 eprintln!("sidecar-proxy: {e}");
-                return ExitCode::FAILURE;
+                return (ExitCode::FAILURE, None);
             }
         };
         let services = Services {
@@ -91,43 +93,50 @@ fn main() -> ExitCode {
             Ok(admin) => admin,
             Err(e) => {
                 eprintln!("sidecar-proxy: {e}");
-                return ExitCode::FAILURE;
+                return (ExitCode::FAILURE, capture_writer);
             }
         };
         let server = match Server::bind_with(&config, options, services).await {
             Ok(server) => server,
-            Err(e @ ServerError::TransparentUnavailable) => {
-                eprintln!("sidecar-proxy: {e}");
-                return ExitCode::from(EXIT_BAD_CONFIG);
-            }
             Err(e) => {
                 eprintln!("sidecar-proxy: {e}");
-                return ExitCode::FAILURE;
+                return (ExitCode::FAILURE, capture_writer);
             }
         };
         let shutdown = CancellationToken::new();
-        tokio::spawn(stop_on_signal(shutdown.clone(), readiness.clone()));
+        tokio::spawn(stop_on_signal(
+            shutdown.clone(),
+            server.stop_now_token(),
+            readiness.clone(),
+        ));
         let admin_stop = CancellationToken::new();
         let admin_task = tokio::spawn(admin.run(admin_stop.clone()));
         // Every proxy listener is bound: the pod may receive traffic.
         readiness.set_ready(true);
         server.run(shutdown).await;
-        if let Some(writer) = capture_writer {
-            // Every record of every exchange that completed is written before the process exits.
-            writer.finish().await;
-        }
         // Health and metrics stay up while connections drain, then stop last.
         admin_stop.cancel();
         let _ = admin_task.await;
-        info!("stopped");
-        ExitCode::SUCCESS
+        (ExitCode::SUCCESS, capture_writer)
     });
-    // Blocking-pool work (a name lookup stuck on DNS) must not hold the exit past the grace period.
+    // Connections still open past the grace period are dropped here, so none can finish an exchange after
+    // the writer's final flush. Blocking-pool work (a name lookup stuck on DNS) gets a second at most.
     runtime.shutdown_timeout(Duration::from_secs(1));
+    if let Some(writer) = capture_writer {
+        // Every record of every exchange that completed is written before the process exits.
+        if !writer.finish_blocking(CAPTURE_FLUSH_LIMIT) {
+            eprintln!("sidecar-proxy: capture records could not be flushed within {CAPTURE_FLUSH_LIMIT:?}");
+        }
+    }
+    info!("stopped");
     status
 }
 
-async fn stop_on_signal(shutdown: CancellationToken, readiness: Readiness) {
+async fn stop_on_signal(
+    shutdown: CancellationToken,
+    stop_now: CancellationToken,
+    readiness: Readiness,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = match signal(SignalKind::terminate()) {
         Ok(terminate) => terminate,
@@ -152,6 +161,6 @@ async fn stop_on_signal(shutdown: CancellationToken, readiness: Readiness) {
         _ = terminate.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
-    tracing::warn!("second signal: exiting without waiting for open connections");
-    std::process::exit(0);
+    tracing::warn!("second signal: not waiting for open connections");
+    stop_now.cancel();
 }

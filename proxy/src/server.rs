@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +21,8 @@ use crate::http::connection::{self, ServeOptions};
 use crate::inbound::http::ReverseHttp;
 use crate::io::MeteredIo;
 use crate::metrics::{
-    DirectionLabels, FlowLabels, HandshakeErrorLabels, ListenerLabels, Metrics, RecordLabels,
+    DirectionLabels, FlowLabels, GaugeGuard, HandshakeErrorLabels, ListenerLabels, Metrics,
+    RecordLabels,
 };
 use crate::net::Target;
 use crate::options::RuntimeOptions;
@@ -84,6 +84,8 @@ pub struct Server {
     options: RuntimeOptions,
     services: Services,
     proxy_type: &'static str,
+    /// Cancelled to end the grace period early (a second signal).
+    stop_now: CancellationToken,
 }
 
 impl Server {
@@ -158,7 +160,13 @@ impl Server {
             options,
             services,
             proxy_type: config.proxy_type.as_str(),
+            stop_now: CancellationToken::new(),
         })
+    }
+
+    /// A token that, once cancelled during shutdown, ends the grace period at once.
+    pub fn stop_now_token(&self) -> CancellationToken {
+        self.stop_now.clone()
     }
 
     /// The bound address of the inbound listener, if there is one.
@@ -203,14 +211,14 @@ impl Server {
             return;
         }
         info!(open = tasks.len(), grace = ?options.shutdown_grace, "stopped accepting; waiting for open connections");
-        if tokio::time::timeout(options.shutdown_grace, tasks.wait())
-            .await
-            .is_err()
-        {
-            warn!(
-                open = tasks.len(),
-                "grace period over; closing the remaining connections"
-            );
+        tokio::select! {
+            _ = tasks.wait() => {}
+            _ = tokio::time::sleep(options.shutdown_grace) => {
+                warn!(open = tasks.len(), "grace period over; closing the remaining connections");
+            }
+            _ = self.stop_now.cancelled() => {
+                warn!(open = tasks.len(), "told to stop now; closing the remaining connections");
+            }
         }
     }
 }
@@ -263,7 +271,8 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
             Ok((stream, peer)) => {
                 crate::net::tune(&stream);
                 accepted_total.inc();
-                let open = OpenConnection::new(open.clone());
+                // Held by the context, which tunnels and upgraded connections keep past this task.
+                let open = Arc::new(GaugeGuard::new(open.clone()));
                 let stream = MeteredIo::new(stream, from_client.clone(), to_client.clone());
                 let context = CaptureContext::new(
                     shared.services.capture.clone(),
@@ -273,7 +282,8 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
                     shared.proxy_type,
                     listener.protocol,
                     peer,
-                );
+                )
+                .holding(open);
                 let span = info_span!("conn", direction = listener.direction, protocol = listener.protocol, %peer);
                 let connection = serve_connection(
                     listener.handler.clone(),
@@ -282,13 +292,7 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
                     shared.clone(),
                     context,
                 );
-                shared.tasks.spawn(
-                    async move {
-                        connection.await;
-                        drop(open);
-                    }
-                    .instrument(span),
-                );
+                shared.tasks.spawn(connection.instrument(span));
             }
             Err(e) => {
                 // Out of file descriptors or a connection reset before accept: keep serving the others.
@@ -332,22 +336,6 @@ fn zero_series(metrics: &Metrics, labels: &ListenerLabels, capturing: bool) {
                 .records_captured
                 .get_or_create(&RecordLabels { kind });
         }
-    }
-}
-
-/// Keeps the open-connections gauge right however the connection task ends.
-struct OpenConnection(Gauge);
-
-impl OpenConnection {
-    fn new(gauge: Gauge) -> Self {
-        gauge.inc();
-        OpenConnection(gauge)
-    }
-}
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.dec();
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use super::settings::CaptureSettings;
 use super::sink::CaptureSink;
-use crate::metrics::{HandshakeErrorLabels, ListenerLabels, Metrics};
+use crate::metrics::{GaugeGuard, HandshakeErrorLabels, ListenerLabels, Metrics};
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 static NEXT_RECORD: AtomicU64 = AtomicU64::new(1);
@@ -31,6 +31,8 @@ pub struct CaptureContext {
     pub proxy_type: &'static str,
     pub protocol: &'static str,
     pub client: SocketAddr,
+    /// Keeps the connection counted as open while any part of it (a tunnel, an upgrade) is alive.
+    _open: Option<Arc<GaugeGuard>>,
 }
 
 impl CaptureContext {
@@ -52,7 +54,14 @@ impl CaptureContext {
             proxy_type,
             protocol,
             client,
+            _open: None,
         }
+    }
+
+    /// Ties the connection's open-gauge to this context and all its clones.
+    pub fn holding(mut self, open: Arc<GaugeGuard>) -> Self {
+        self._open = Some(open);
+        self
     }
 
     /// Counts a client handshake that was refused or failed (`timeout`, `malformed`, `not_socks`, ...).

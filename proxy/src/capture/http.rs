@@ -26,6 +26,8 @@ pub struct HttpCapture {
 }
 
 struct ExchangeState {
+    /// Taken when the request arrived, so ids follow the order exchanges started.
+    id: u64,
     context: CaptureContext,
     started: Instant,
     start_time: SystemTime,
@@ -79,6 +81,7 @@ impl HttpCapture {
         }
         HttpCapture {
             shared: Arc::new(ExchangeState {
+                id: next_record_id(),
                 context: context.clone(),
                 started: Instant::now(),
                 start_time: SystemTime::now(),
@@ -86,6 +89,11 @@ impl HttpCapture {
                 parts: Mutex::new(parts),
             }),
         }
+    }
+
+    /// The connection's context, for tasks that outlive the exchange (an upgraded connection).
+    pub fn context(&self) -> CaptureContext {
+        self.shared.context.clone()
     }
 
     /// Wraps the request body on its way upstream.
@@ -109,6 +117,19 @@ impl HttpCapture {
             self.shared.lock().response = Some(head);
         }
         self.wrap(body, Side::Response)
+    }
+
+    /// Records a response the sidecar writes itself (a 502, a refusal) and marks the exchange failed.
+    pub fn sidecar_response(
+        &self,
+        response: http::Response<crate::http::body::ProxyBody>,
+        reason: impl Into<String>,
+    ) -> http::Response<crate::http::body::ProxyBody> {
+        use http_body_util::BodyExt;
+        self.fail(reason);
+        let (parts, body) = response.into_parts();
+        let body = self.response_body(&parts, body).boxed_unsync();
+        http::Response::from_parts(parts, body)
     }
 
     /// Marks the exchange failed (no response from upstream, or the sidecar refused it).
@@ -175,7 +196,7 @@ impl Drop for ExchangeState {
         });
         context.sink.submit(Record {
             schema: SCHEMA.to_owned(),
-            id: next_record_id(),
+            id: self.id,
             connection: context.connection,
             direction: context.direction.to_owned(),
             proxy_type: context.proxy_type.to_owned(),
@@ -208,9 +229,13 @@ impl<B> CapturingBody<B> {
         if let Some(tap) = self.tap.take() {
             let body = tap.finish(complete);
             let mut parts = self.exchange.lock();
-            match self.side {
-                Side::Request => parts.request_body = Some(body),
-                Side::Response => parts.response_body = Some(body),
+            let (slot, cut_off) = match self.side {
+                Side::Request => (&mut parts.request_body, "the request body did not finish"),
+                Side::Response => (&mut parts.response_body, "the response body did not finish"),
+            };
+            *slot = Some(body);
+            if !complete && parts.error.is_none() {
+                parts.error = Some(cut_off.to_owned());
             }
         }
     }
@@ -281,8 +306,14 @@ fn headers(map: &HeaderMap, context: &CaptureContext) -> Vec<(String, String)> {
 /// The request's URL in absolute form: as sent for absolute-form requests, rebuilt from Host otherwise.
 fn absolute_url(request: &http::request::Parts) -> String {
     let uri = &request.uri;
-    if uri.scheme().is_some() && uri.authority().is_some() {
-        return uri.to_string();
+    if let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) {
+        // Rebuilt rather than printed, so `user:password@` in the URL never reaches a record.
+        let port = authority
+            .port()
+            .map(|p| format!(":{p}"))
+            .unwrap_or_default();
+        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        return format!("{scheme}://{}{port}{path}", authority.host());
     }
     let host = request
         .headers

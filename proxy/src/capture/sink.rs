@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{error, warn};
 
 use super::record::{Detail, Record};
@@ -58,7 +58,8 @@ pub struct SinkOptions {
 
 enum Message {
     Record(Box<Record>),
-    Finish(oneshot::Sender<()>),
+    /// Flush, acknowledge, stop. Sent behind every record already queued.
+    Finish(std::sync::mpsc::Sender<()>),
 }
 
 /// The relays' handle: cheap to clone, never blocks.
@@ -135,19 +136,12 @@ impl CaptureSink {
     /// Hands a finished record to the writer, or drops and counts it if the queue is full.
     pub fn submit(&self, record: Record) {
         let Some(inner) = &self.inner else { return };
-        let kind = match record.detail {
-            Detail::Http(_) => "http",
-            Detail::Stream(_) => "stream",
-        };
-        match inner.queue.try_send(Message::Record(Box::new(record))) {
-            Ok(()) => {
-                inner
-                    .metrics
-                    .records_captured
-                    .get_or_create(&RecordLabels { kind })
-                    .inc();
-            }
-            Err(_) => inner.record_dropped(),
+        if inner
+            .queue
+            .try_send(Message::Record(Box::new(record)))
+            .is_err()
+        {
+            inner.record_dropped();
         }
     }
 }
@@ -174,14 +168,37 @@ impl SinkInner {
 }
 
 impl CaptureWriter {
-    /// Waits until every record queued so far is written and flushed, then stops the writer.
-    pub async fn finish(self) {
-        let (done, flushed) = oneshot::channel();
-        if self.queue.send(Message::Finish(done)).await.is_ok() {
-            let _ = flushed.await;
+    /// Waits until every record queued so far is written and flushed, then stops the writer. Gives up
+    /// after `timeout` (a hung disk must not keep a terminating pod alive); returns whether it finished.
+    ///
+    /// Blocking: call it outside the async runtime, once no connection task can submit records any more.
+    pub fn finish_blocking(self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let (done, flushed) = std::sync::mpsc::channel();
+        let mut message = Message::Finish(done);
+        loop {
+            match self.queue.try_send(message) {
+                Ok(()) => break,
+                Err(mpsc::error::TrySendError::Full(again)) if Instant::now() < deadline => {
+                    message = again;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(_) => return false,
+            }
         }
-        let thread = self.thread;
-        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        let finished = flushed
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok();
+        if finished {
+            let _ = self.thread.join();
+        }
+        finished
+    }
+
+    /// [`CaptureWriter::finish_blocking`] for async callers (tests, embedders), with a 30 s limit.
+    pub async fn finish(self) {
+        let _ = tokio::task::spawn_blocking(move || self.finish_blocking(Duration::from_secs(30)))
+            .await;
     }
 }
 
@@ -197,9 +214,21 @@ fn write_records(mut queue: mpsc::Receiver<Message>, mut output: Output, metrics
                     continue;
                 }
                 line.push(b'\n');
-                if let Err(e) = output.write_line(&line) {
-                    error!(error = %e, "cannot write a capture record");
-                    metrics.records_dropped.inc();
+                match output.write_line(&line) {
+                    Ok(()) => {
+                        let kind = match record.detail {
+                            Detail::Http(_) => "http",
+                            Detail::Stream(_) => "stream",
+                        };
+                        metrics
+                            .records_captured
+                            .get_or_create(&RecordLabels { kind })
+                            .inc();
+                    }
+                    Err(e) => {
+                        error!(error = %e, "cannot write a capture record");
+                        metrics.records_dropped.inc();
+                    }
                 }
                 // Flush whenever the queue runs dry: batches under load, prompt when traffic is light.
                 if queue.is_empty() {

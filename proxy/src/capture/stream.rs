@@ -28,6 +28,8 @@ pub enum StreamEnd {
 
 /// The record of one stream, filled in as it goes and submitted by [`StreamCapture::finish`].
 pub struct StreamCapture {
+    /// Taken when the stream started, so ids follow the order records started.
+    id: u64,
     context: CaptureContext,
     transport: &'static str,
     target: String,
@@ -44,6 +46,7 @@ impl StreamCapture {
         delivered_to: Option<String>,
     ) -> Self {
         StreamCapture {
+            id: next_record_id(),
             context: context.clone(),
             transport,
             target,
@@ -120,7 +123,7 @@ impl StreamCapture {
         let context = &self.context;
         context.sink.submit(Record {
             schema: SCHEMA.to_owned(),
-            id: next_record_id(),
+            id: self.id,
             connection: context.connection,
             direction: context.direction.to_owned(),
             proxy_type: context.proxy_type.to_owned(),

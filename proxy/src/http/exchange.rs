@@ -27,7 +27,11 @@ pub fn finish_response(
     let client_upgrade = match client_upgrade {
         Some(client) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
             let upstream = hyper::upgrade::on(&mut response);
-            tasks.spawn(upgrade::relay(client, upstream));
+            let connection = capture.context();
+            tasks.spawn(async move {
+                upgrade::relay(client, upstream).await;
+                drop(connection);
+            });
             true
         }
         _ => false,

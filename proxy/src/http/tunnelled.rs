@@ -115,7 +115,11 @@ async fn exchange(
             if let Some(client) = client_upgrade {
                 if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                     let upstream = hyper::upgrade::on(&mut response);
-                    tasks.spawn(upgrade::relay(client, upstream));
+                    let connection = capture.context();
+                    tasks.spawn(async move {
+                        upgrade::relay(client, upstream).await;
+                        drop(connection);
+                    });
                 }
             }
             let (parts, body) = response.into_parts();
@@ -124,11 +128,8 @@ async fn exchange(
         }
         Err(e) => {
             let reason = format!("upstream connection failed: {e}");
-            capture.fail(reason.clone());
-            Ok(text_response(
-                StatusCode::BAD_GATEWAY,
-                format!("sidecar: {reason}"),
-            ))
+            let response = text_response(StatusCode::BAD_GATEWAY, format!("sidecar: {reason}"));
+            Ok(capture.sidecar_response(response, reason))
         }
     }
 }

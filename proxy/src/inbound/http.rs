@@ -98,11 +98,11 @@ impl ReverseHttp {
                 if e.is_connect() {
                     context.count_connect_failure();
                 }
-                capture.fail(reason.clone());
-                text_response(
+                let response = text_response(
                     StatusCode::BAD_GATEWAY,
                     format!("sidecar: the app at {} did not answer: {reason}", self.app),
-                )
+                );
+                capture.sidecar_response(response, reason)
             }
         })
     }

@@ -64,10 +64,15 @@ impl ForwardHttp {
         let uri = request.uri();
         Ok(match (uri.scheme_str(), uri.authority().cloned()) {
             (Some("http"), Some(authority)) => self.forward(request, authority, tasks, context).await,
-            (Some(scheme), Some(_)) => bad_request(format!(
-                "sidecar: {scheme}:// URLs cannot be sent in absolute-form; clients reach them through a CONNECT tunnel (HTTPS_PROXY)"
-            )),
-            _ => bad_request(
+            (Some(scheme), Some(_)) => {
+                let message = format!(
+                    "sidecar: {scheme}:// URLs cannot be sent in absolute-form; clients reach them through a CONNECT tunnel (HTTPS_PROXY)"
+                );
+                refuse(request, &context, message)
+            }
+            _ => refuse(
+                request,
+                &context,
                 "sidecar: this is the outbound proxy port; send absolute-form requests (GET http://host/path) or CONNECT host:port".to_owned(),
             ),
         })
@@ -104,14 +109,14 @@ impl ForwardHttp {
                 if e.is_connect() {
                     context.count_connect_failure();
                 }
-                capture.fail(reason.clone());
-                text_response(
+                let response = text_response(
                     StatusCode::BAD_GATEWAY,
                     format!(
                         "sidecar: cannot reach {}: {reason}",
                         host_header(&authority)
                     ),
-                )
+                );
+                capture.sidecar_response(response, reason)
             }
         }
     }
@@ -181,6 +186,18 @@ fn host_header(authority: &Authority) -> String {
         Some(port) => format!("{}:{}", authority.host(), port.as_str()),
         None => authority.host().to_owned(),
     }
+}
+
+/// Refuses a request the forward proxy cannot serve, and records the refusal like any exchange.
+fn refuse(
+    request: Request<Incoming>,
+    context: &CaptureContext,
+    message: String,
+) -> Response<ProxyBody> {
+    let (parts, _unread_body) = request.into_parts();
+    let target = parts.uri.authority().map(target_of).unwrap_or_default();
+    let capture = HttpCapture::begin(context, "http", &parts, target, None);
+    capture.sidecar_response(bad_request(message.clone()), message)
 }
 
 /// Refuses a request the forward proxy cannot serve, with the one warning line every refusal gets.
