@@ -5,8 +5,6 @@
 //! half-close on one side (EOF) is passed on as a write shutdown to the other while the reverse direction
 //! keeps flowing.
 
-use std::time::Duration;
-
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::task::TaskTracker;
 use tracing::debug;
@@ -21,8 +19,6 @@ pub struct StreamJob<'a> {
     pub record: StreamCapture,
     pub context: &'a CaptureContext,
     pub tasks: &'a TaskTracker,
-    /// Request-head timeout for HTTP found inside the stream.
-    pub head_timeout: Duration,
 }
 
 /// Proxies an open stream between `client` and `upstream` and records it.
@@ -39,7 +35,6 @@ where
         record,
         context,
         tasks,
-        head_timeout,
     } = job;
     let mut client = record.tap(client);
     if !context.sink.is_enabled() {
@@ -56,15 +51,7 @@ where
             };
             // The exchanges are the record of this stream; no separate stream record.
             let client = PrefixedIo::new(bytes, client);
-            tunnelled::serve(
-                client,
-                upstream,
-                route,
-                context.clone(),
-                tasks.clone(),
-                head_timeout,
-            )
-            .await;
+            tunnelled::serve(client, upstream, route, context.clone(), tasks.clone()).await;
         }
         Ok(FirstBytes::Client(bytes)) => {
             let mut client = PrefixedIo::new(bytes, client);

@@ -134,10 +134,9 @@ impl Server {
         }
         if let Some(protocol) = config.outbound() {
             let handler = match protocol {
-                OutboundProtocol::Http => Handler::ForwardHttp(Arc::new(ForwardHttp::new(
-                    options.connect_timeout,
-                    options.handshake_timeout,
-                ))),
+                OutboundProtocol::Http => {
+                    Handler::ForwardHttp(Arc::new(ForwardHttp::new(options.connect_timeout)))
+                }
                 OutboundProtocol::Socks => Handler::ForwardSocks,
             };
             let socket = bind(options.outbound_listen, "outbound").await?;

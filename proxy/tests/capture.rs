@@ -1414,3 +1414,30 @@ async fn rotation_spreads_every_record_over_the_files_exactly_once() {
         .collect();
     assert_eq!(seen, expected);
 }
+
+/// Text protocols that open with an HTTP-looking word (a Redis inline `GET key`) are not HTTP: without a
+/// whole `METHOD target HTTP/1.x` request line the stream is relayed untouched and recorded as one stream.
+#[tokio::test]
+async fn a_text_protocol_that_starts_with_get_is_relayed_as_bytes() {
+    let echo = support::start_tcp_echo().await;
+    let (proxy, log) = start_capturing_proxy("reverse", "tcp", Some(echo), |_| {}).await;
+    let mut stream = TcpStream::connect(proxy.inbound()).await.unwrap();
+    stream.write_all(b"GET key\r\n").await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut echoed = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut echoed))
+        .await
+        .expect("the echo ends")
+        .unwrap();
+    assert_eq!(echoed, b"GET key\r\n");
+    drop(stream);
+
+    let records = log.records(proxy).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    let Detail::Stream(stream_record) = &records[0].detail else {
+        panic!("expected a stream record: {:?}", records[0]);
+    };
+    assert_eq!(stream_record.bytes_client_to_target, 9);
+    assert_eq!(stream_record.bytes_target_to_client, 9);
+    assert_eq!(records[0].transport, "tcp");
+}

@@ -17,8 +17,8 @@ pub const DETECT_TIMEOUT: Duration = Duration::from_secs(1);
 const METHODS: [&[u8]; 8] = [
     b"GET", b"POST", b"PUT", b"HEAD", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE",
 ];
-/// Enough bytes to see the longest method and its space.
-const SNIFF_LEN: usize = 8;
+/// The longest request line waited for; a longer one is relayed as opaque bytes.
+const MAX_REQUEST_LINE: usize = 8 * 1024;
 
 /// Who spoke first, and what they said.
 pub enum FirstBytes {
@@ -28,7 +28,9 @@ pub enum FirstBytes {
     Silence,
 }
 
-/// Waits for the first bytes from either side.
+/// Waits for the first bytes from either side. When the client's begin like an HTTP method, reading goes on
+/// (boundedly, until the deadline) to the end of the request line, so that [`is_http_request`] can check
+/// the whole line rather than guess from a word: `GET key` is Redis, `GET / HTTP/1.1` is HTTP.
 pub async fn first_bytes<C, U>(
     client: &mut C,
     upstream: &mut U,
@@ -40,18 +42,20 @@ where
 {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut from_client = Vec::new();
-    let mut client_buf = [0u8; SNIFF_LEN];
+    let mut client_buf = [0u8; 1024];
     let mut upstream_buf = [0u8; 1024];
     loop {
+        let room = (MAX_REQUEST_LINE - from_client.len()).min(client_buf.len());
         // Both reads are cancel-safe: the losing one has consumed nothing.
         tokio::select! {
-            read = client.read(&mut client_buf[..SNIFF_LEN - from_client.len()]) => {
+            read = client.read(&mut client_buf[..room]) => {
                 let n = read?;
                 if n == 0 {
                     return Ok(if from_client.is_empty() { FirstBytes::Silence } else { FirstBytes::Client(from_client) });
                 }
                 from_client.extend_from_slice(&client_buf[..n]);
-                if from_client.len() >= SNIFF_LEN || !could_become_http(&from_client) || is_http_request(&from_client) {
+                let undecided = could_become_http(&from_client) && !has_line_end(&from_client);
+                if !undecided || from_client.len() >= MAX_REQUEST_LINE {
                     return Ok(FirstBytes::Client(from_client));
                 }
             }
@@ -66,11 +70,26 @@ where
     }
 }
 
-/// Whether the bytes begin an HTTP/1 request line (`METHOD SP ...`).
+/// Whether the bytes begin with a whole HTTP/1 request line: `METHOD SP target SP HTTP/1.x CRLF`.
 pub fn is_http_request(bytes: &[u8]) -> bool {
-    METHODS.iter().any(|method| {
-        bytes.len() > method.len() && bytes.starts_with(method) && bytes[method.len()] == b' '
-    })
+    let Some(end) = bytes.iter().position(|&b| b == b'\n') else {
+        return false;
+    };
+    let line = bytes[..end].strip_suffix(b"\r").unwrap_or(&bytes[..end]);
+    let mut words = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return false;
+    };
+    METHODS.contains(&method)
+        && !target.is_empty()
+        && !target.iter().any(|b| b.is_ascii_control())
+        && (version == b"HTTP/1.1" || version == b"HTTP/1.0")
+}
+
+fn has_line_end(bytes: &[u8]) -> bool {
+    bytes.contains(&b'\n')
 }
 
 /// Whether more bytes could still make these an HTTP request line.
@@ -88,11 +107,14 @@ mod tests {
     use tokio::io::AsyncWriteExt;
 
     #[test]
-    fn recognises_request_lines() {
-        assert!(is_http_request(b"GET / HTTP/1.1"));
-        assert!(is_http_request(b"DELETE /x"));
-        assert!(!is_http_request(b"GETTING"));
-        assert!(!is_http_request(b"CONNECT a:1 HTTP/1.1"));
+    fn recognises_whole_request_lines_only() {
+        assert!(is_http_request(b"GET / HTTP/1.1\r\nhost: a\r\n"));
+        assert!(is_http_request(b"DELETE /x HTTP/1.0\r\n"));
+        assert!(!is_http_request(b"GET / HTTP/1.1"), "no line end yet");
+        assert!(!is_http_request(b"GET key\r\n"), "a Redis inline command");
+        assert!(!is_http_request(b"GET /\r\n"), "HTTP/0.9");
+        assert!(!is_http_request(b"GETTING there\r\n"));
+        assert!(!is_http_request(b"CONNECT a:1 HTTP/1.1\r\n"));
         assert!(!is_http_request(&[0x16, 0x03, 0x01]));
     }
 

@@ -7,15 +7,15 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
@@ -32,13 +32,17 @@ pub struct TunnelledTarget {
 }
 
 /// Serves HTTP/1 on `client`, forwarding each request over `upstream`, until either side closes.
+///
+/// No request-head timeout here: the origin, not the sidecar, decides how long an idle keep-alive
+/// connection lives (and TCP keepalive finds dead peers). When the origin closes its side, the client's side
+/// is wound down gracefully, so the client sees a closed connection (which HTTP clients retry) rather than a
+/// sidecar 502 for its next request.
 pub async fn serve<C, U>(
     client: C,
     upstream: U,
     route: TunnelledTarget,
     context: CaptureContext,
     tasks: TaskTracker,
-    head_timeout: Duration,
 ) where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -54,10 +58,13 @@ pub async fn serve<C, U>(
             return;
         }
     };
+    let upstream_closed = CancellationToken::new();
+    let closed = upstream_closed.clone();
     tasks.spawn(async move {
         if let Err(e) = connection.with_upgrades().await {
             debug!(error = %e, "upstream connection ended with an error");
         }
+        closed.cancel();
     });
 
     // hyper serves one request at a time on an HTTP/1 connection, so the lock is never contended; it
@@ -75,12 +82,17 @@ pub async fn serve<C, U>(
     });
     let served = hyper::server::conn::http1::Builder::new()
         .preserve_header_case(true)
-        .timer(TokioTimer::new())
-        .header_read_timeout(head_timeout)
         .serve_connection(TokioIo::new(client), service)
-        .with_upgrades()
-        .await;
-    if let Err(e) = served {
+        .with_upgrades();
+    tokio::pin!(served);
+    let result = tokio::select! {
+        result = served.as_mut() => result,
+        _ = upstream_closed.cancelled() => {
+            served.as_mut().graceful_shutdown();
+            served.await
+        }
+    };
+    if let Err(e) = result {
         debug!(error = %e, "tunnelled HTTP ended with an error");
     }
 }

@@ -34,7 +34,6 @@ pub async fn serve<S>(
         record,
         context: &capture,
         tasks,
-        head_timeout: options.handshake_timeout,
     };
     proxy_stream(client, upstream, job).await;
 }

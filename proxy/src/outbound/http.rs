@@ -26,12 +26,10 @@ use crate::relay::{proxy_stream, StreamJob};
 pub struct ForwardHttp {
     client: Client<HttpConnector, ProxyBody>,
     connect_timeout: Duration,
-    /// Request-head timeout for HTTP found inside CONNECT tunnels.
-    head_timeout: Duration,
 }
 
 impl ForwardHttp {
-    pub fn new(connect_timeout: Duration, head_timeout: Duration) -> Self {
+    pub fn new(connect_timeout: Duration) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
@@ -48,7 +46,6 @@ impl ForwardHttp {
         ForwardHttp {
             client,
             connect_timeout,
-            head_timeout,
         }
     }
 
@@ -148,7 +145,6 @@ impl ForwardHttp {
             }
         };
         debug!(%target, "CONNECT tunnel open");
-        let head_timeout = self.head_timeout;
         let tunnel_tasks = tasks.clone();
         tasks.spawn(async move {
             match hyper::upgrade::on(request).await {
@@ -157,7 +153,6 @@ impl ForwardHttp {
                         record,
                         context: &context,
                         tasks: &tunnel_tasks,
-                        head_timeout,
                     };
                     proxy_stream(TokioIo::new(upgraded), upstream, job).await;
                 }

@@ -90,7 +90,6 @@ pub async fn serve<S>(
         record,
         context: &capture,
         tasks,
-        head_timeout: timeouts.handshake,
     };
     proxy_stream(client, upstream, job).await;
 }
