@@ -155,6 +155,9 @@ pub struct Cli {
     pub admin_bind: IpAddr,
 }
 
+/// The largest body copy a record may keep: memory is what bounds it (see docs/capture.md).
+const MAX_BODY_LIMIT: u64 = 64 * 1024 * 1024;
+
 /// The command line, parsed, with the origin of every spec setting.
 pub struct Invocation {
     pub cli: Cli,
@@ -238,6 +241,12 @@ impl Invocation {
                 })
                 .collect::<Result<_, _>>()?
         };
+        if self.cli.capture_body_limit > MAX_BODY_LIMIT {
+            return Err(InvocationError::Option(format!(
+                "invalid --capture-body-limit \"{}\": allowed values are sizes up to 64MiB (each in-flight exchange may hold two such copies)",
+                bytesize::ByteSize::b(self.cli.capture_body_limit)
+            )));
+        }
         Ok(CaptureSettings {
             body_limit: usize::try_from(self.cli.capture_body_limit).unwrap_or(usize::MAX),
             stream_payload: self.cli.capture_payload,
@@ -246,15 +255,31 @@ impl Invocation {
     }
 
     /// Where records go and how the writer behaves.
-    pub fn sink_options(&self) -> SinkOptions {
-        SinkOptions {
-            destination: Destination::parse(&self.cli.capture),
-            queue_capacity: self.cli.capture_queue.max(1),
-            rotation: self.cli.capture_rotate_size.map(|max_bytes| Rotation {
+    pub fn sink_options(&self) -> Result<SinkOptions, InvocationError> {
+        let destination = Destination::parse(&self.cli.capture);
+        let rotation = match (self.cli.capture_rotate_size, &destination) {
+            (None, _) => None,
+            (Some(0), _) => {
+                return Err(InvocationError::Option(
+                    "invalid --capture-rotate-size \"0\": allowed values are sizes above zero, like 64MiB".into(),
+                ))
+            }
+            (Some(_), Destination::Stdout | Destination::Off) => {
+                return Err(InvocationError::Option(format!(
+                    "invalid --capture-rotate-size with --capture \"{}\": only a capture file can be rotated",
+                    self.cli.capture
+                )))
+            }
+            (Some(max_bytes), Destination::File(_)) => Some(Rotation {
                 max_bytes,
                 keep: self.cli.capture_rotate_keep.max(1),
             }),
-        }
+        };
+        Ok(SinkOptions {
+            destination,
+            queue_capacity: self.cli.capture_queue.max(1),
+            rotation,
+        })
     }
 
     /// The admin listener's address.

@@ -59,7 +59,13 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
-    let sink_options = invocation.sink_options();
+    let sink_options = match invocation.sink_options() {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("sidecar-proxy: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
     let admin_addr = invocation.admin_addr();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()

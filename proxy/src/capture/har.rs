@@ -595,10 +595,11 @@ fn http_date_to_iso8601(text: &str) -> Option<String> {
             } else {
                 return None;
             }
-        } else if let Some(index) = MONTHS
-            .iter()
-            .position(|m| token.len() >= 3 && token[..3].eq_ignore_ascii_case(m))
-        {
+        } else if let Some(index) = MONTHS.iter().position(|m| {
+            token
+                .get(..3)
+                .is_some_and(|prefix| prefix.eq_ignore_ascii_case(m))
+        }) {
             // Weekday names never start like a month name.
             month = Some(index as u32 + 1);
         }

@@ -46,6 +46,8 @@ struct Parts {
     response: Option<record::HttpResponse>,
     response_body: Option<record::Body>,
     error: Option<String>,
+    /// The record has been handed to the sink (or, with capture off, the exchange counted).
+    emitted: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -167,8 +169,17 @@ impl ExchangeState {
     }
 }
 
-impl Drop for ExchangeState {
-    fn drop(&mut self) {
+impl ExchangeState {
+    /// Emits the record as soon as both bodies have ended, so it does not wait for the last handle to be
+    /// dropped (an HTTP/2 client task may hold the request body's wrapper a little longer).
+    fn emit_if_finished(&self, parts: &mut Parts) {
+        if !parts.emitted && parts.request_body.is_some() && parts.response_body.is_some() {
+            self.emit(parts);
+        }
+    }
+
+    fn emit(&self, parts: &mut Parts) {
+        parts.emitted = true;
         let elapsed = self.started.elapsed();
         let context = &self.context;
         context
@@ -181,11 +192,7 @@ impl Drop for ExchangeState {
         if !self.recording {
             return;
         }
-        let parts = std::mem::take(
-            self.parts
-                .get_mut()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        );
+        let parts = std::mem::take(parts);
         let Some(mut request) = parts.request else {
             return;
         };
@@ -216,6 +223,20 @@ impl Drop for ExchangeState {
     }
 }
 
+impl Drop for ExchangeState {
+    /// The last handle is gone: whatever did not finish is recorded as it stands.
+    fn drop(&mut self) {
+        let mut parts = std::mem::take(
+            self.parts
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        if !parts.emitted {
+            self.emit(&mut parts);
+        }
+    }
+}
+
 /// A body passed through unchanged, frame by frame, with a bounded copy kept for the record.
 pub struct CapturingBody<B> {
     inner: B,
@@ -237,6 +258,7 @@ impl<B> CapturingBody<B> {
             if !complete && parts.error.is_none() {
                 parts.error = Some(cut_off.to_owned());
             }
+            self.exchange.emit_if_finished(&mut parts);
         }
     }
 }

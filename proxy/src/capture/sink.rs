@@ -259,8 +259,18 @@ enum Output {
 
 impl Output {
     fn open_file(path: &Path, rotation: Option<Rotation>) -> io::Result<Output> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        let written = file.metadata()?.len();
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(path)?;
+        let mut written = file.metadata()?.len();
+        if written > 0 && !ends_with_newline(&mut file)? {
+            // A previous run was killed mid-line: start ours on a fresh line, so only that one line is
+            // damaged rather than it and our first record.
+            file.write_all(b"\n")?;
+            written += 1;
+        }
         Ok(Output::File {
             path: path.to_owned(),
             file: BufWriter::with_capacity(64 * 1024, file),
@@ -282,10 +292,20 @@ impl Output {
                 *written += line.len() as u64;
                 if let Some(rotation) = rotation {
                     if *written >= rotation.max_bytes {
-                        file.flush()?;
-                        rotate(path, rotation.keep)?;
-                        *file = BufWriter::with_capacity(64 * 1024, File::create(&*path)?);
+                        // The line is written; a failed rotation only means the file grows on. Counting
+                        // from zero again spaces out the retries instead of failing every record.
                         *written = 0;
+                        file.flush()?;
+                        if let Err(e) = rotate(path, rotation.keep) {
+                            error!(error = %e, path = %path.display(), "cannot rotate the capture file; writing on");
+                            return Ok(());
+                        }
+                        match File::create(&*path) {
+                            Ok(fresh) => *file = BufWriter::with_capacity(64 * 1024, fresh),
+                            Err(e) => {
+                                error!(error = %e, path = %path.display(), "cannot start a new capture file; writing on to the rotated one")
+                            }
+                        }
                     }
                 }
                 Ok(())
@@ -299,6 +319,14 @@ impl Output {
             Output::File { file, .. } => file.flush(),
         }
     }
+}
+
+fn ends_with_newline(file: &mut File) -> io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
 }
 
 /// `PATH` → `PATH.1`, `PATH.1` → `PATH.2`, ... keeping `keep` old files.

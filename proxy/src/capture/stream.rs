@@ -199,9 +199,10 @@ pub struct TappedIo<S> {
 }
 
 impl<S> TappedIo<S> {
-    /// Bytes seen before the relay began (a replayed prefix), counted as if read now.
-    pub fn observe_prefix(&mut self, prefix: &[u8]) {
-        self.note_read(prefix);
+    /// Stops keeping payload copies (the stream turned out to be HTTP, recorded exchange by exchange).
+    pub fn stop_copying(&mut self) {
+        self.from_client.tap = None;
+        self.to_client.tap = None;
     }
 
     fn note_read(&mut self, chunk: &[u8]) {
@@ -243,6 +244,31 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TappedIo<S> {
             self.to_client.observe(&buf[..n]);
         }
         polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = polled {
+            // Observe exactly the n bytes written, which may end inside any of the slices.
+            let mut left = n;
+            for buf in bufs {
+                if left == 0 {
+                    break;
+                }
+                let take = left.min(buf.len());
+                self.to_client.observe(&buf[..take]);
+                left -= take;
+            }
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
