@@ -50,6 +50,7 @@ where
                 delivered_to: record.delivered_to().map(str::to_owned),
             };
             // The exchanges are the record of this stream; no separate stream record, no payload copies.
+            record.discard();
             client.stop_copying();
             let client = PrefixedIo::new(bytes, client);
             tunnelled::serve(client, upstream, route, context.clone(), tasks.clone()).await;

@@ -1441,3 +1441,51 @@ async fn a_text_protocol_that_starts_with_get_is_relayed_as_bytes() {
     assert_eq!(stream_record.bytes_target_to_client, 9);
     assert_eq!(records[0].transport, "tcp");
 }
+
+/// A stream still open when the grace period ends is cut off, and still recorded: `end: reset`, with the
+/// bytes that got through each way.
+#[tokio::test]
+async fn a_stream_cut_off_at_shutdown_is_recorded() {
+    let echo = support::start_tcp_echo().await;
+    let dir = TempDir::new("cut-off");
+    let capture_path = dir.0.join("records.jsonl");
+    let capture_arg = capture_path.to_str().unwrap().to_owned();
+    let mut sidecar = Sidecar::reverse(
+        "tcp",
+        echo,
+        &["--capture", &capture_arg, "--shutdown-grace", "1s"],
+        &dir.0,
+    )
+    .await;
+    let mut stream = TcpStream::connect(sidecar.inbound).await.unwrap();
+    stream.write_all(b"\x00\x01binary").await.unwrap();
+    let mut echoed = [0u8; 8];
+    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut echoed))
+        .await
+        .expect("the echo arrives")
+        .unwrap();
+    assert_eq!(&echoed, b"\x00\x01binary");
+
+    sidecar.signal("TERM");
+    let status = sidecar.exit().await;
+    assert_eq!(status.code(), Some(0), "{}", sidecar.stderr());
+    drop(stream);
+
+    // The harness's own readiness probe (connect, then close) is a stream record too: skip it.
+    let records: Vec<Record> = parse_records(&std::fs::read_to_string(&capture_path).unwrap())
+        .into_iter()
+        .filter(|r| !matches!(&r.detail, Detail::Stream(s) if s.protocol_seen == "none" && s.end == "closed"))
+        .collect();
+    assert_eq!(records.len(), 1, "{records:#?}");
+    let Detail::Stream(summary) = &records[0].detail else {
+        panic!("expected a stream record: {:?}", records[0]);
+    };
+    assert_eq!(summary.end, "reset");
+    assert!(
+        summary.error.as_deref().unwrap_or("").contains("cut off"),
+        "{summary:?}"
+    );
+    assert_eq!(summary.bytes_client_to_target, 8);
+    assert_eq!(summary.bytes_target_to_client, 8);
+    assert_eq!(summary.protocol_seen, "opaque");
+}

@@ -7,6 +7,8 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
@@ -26,7 +28,8 @@ pub enum StreamEnd {
     Refused(String),
 }
 
-/// The record of one stream, filled in as it goes and submitted by [`StreamCapture::finish`].
+/// The record of one stream, filled in as it goes and submitted by [`StreamCapture::finish`] (or, for a
+/// stream cut off before it ended, such as at shutdown, when it is dropped).
 pub struct StreamCapture {
     /// Taken when the stream started, so ids follow the order records started.
     id: u64,
@@ -36,7 +39,20 @@ pub struct StreamCapture {
     delivered_to: Option<String>,
     started: Instant,
     start_time: SystemTime,
+    /// Shared with the [`TappedIo`], so a stream dropped mid-relay is still recorded with its counts.
+    progress: Arc<Progress>,
+    submitted: bool,
 }
+
+/// Bytes each way and what the first bytes looked like, as the relay goes.
+#[derive(Default)]
+struct Progress {
+    client_to_target: AtomicU64,
+    target_to_client: AtomicU64,
+    protocol_seen: AtomicU8,
+}
+
+const SEEN: [&str; 5] = ["none", "tls", "http2", "http", "opaque"];
 
 impl StreamCapture {
     pub fn begin(
@@ -53,6 +69,8 @@ impl StreamCapture {
             delivered_to,
             started: Instant::now(),
             start_time: SystemTime::now(),
+            progress: Arc::default(),
+            submitted: false,
         }
     }
 
@@ -76,13 +94,13 @@ impl StreamCapture {
             inner: client,
             from_client: Direction::new(keep_payload.then(|| BodyTap::new(limit))),
             to_client: Direction::new(keep_payload.then(|| BodyTap::new(limit))),
+            progress: self.progress.clone(),
             first_bytes: Vec::new(),
         }
     }
 
     /// Submits the record of a stream that was relayed.
-    pub fn finish<S>(self, tapped: TappedIo<S>, end: StreamEnd) {
-        let protocol_seen = classify(&tapped.first_bytes);
+    pub fn finish<S>(mut self, tapped: TappedIo<S>, end: StreamEnd) {
         let payload = match (tapped.from_client.tap, tapped.to_client.tap) {
             (Some(up), Some(down)) => Some(StreamPayload {
                 client_to_target: up.finish(true),
@@ -90,31 +108,27 @@ impl StreamCapture {
             }),
             _ => None,
         };
-        self.submit(
-            protocol_seen,
-            tapped.from_client.bytes,
-            tapped.to_client.bytes,
-            end,
-            payload,
-        );
+        self.submit(end, payload);
     }
 
     /// Submits the record of a stream whose target could not be reached.
-    pub fn refused(self, reason: String) {
-        self.submit("none", 0, 0, StreamEnd::Refused(reason), None);
+    pub fn refused(mut self, reason: String) {
+        self.submit(StreamEnd::Refused(reason), None);
     }
 
-    fn submit(
-        self,
-        protocol_seen: &str,
-        up: u64,
-        down: u64,
-        end: StreamEnd,
-        payload: Option<StreamPayload>,
-    ) {
+    /// No stream record: the stream turned out to be HTTP, recorded exchange by exchange.
+    pub fn discard(mut self) {
+        self.submitted = true;
+    }
+
+    fn submit(&mut self, end: StreamEnd, payload: Option<StreamPayload>) {
+        self.submitted = true;
         if !self.context.sink.is_enabled() {
             return;
         }
+        let protocol_seen = SEEN[usize::from(self.progress.protocol_seen.load(Ordering::Relaxed))];
+        let up = self.progress.client_to_target.load(Ordering::Relaxed);
+        let down = self.progress.target_to_client.load(Ordering::Relaxed);
         let (end, error) = match end {
             StreamEnd::Closed => ("closed", None),
             StreamEnd::Reset(reason) => ("reset", Some(reason)),
@@ -130,8 +144,8 @@ impl StreamCapture {
             protocol: context.protocol.to_owned(),
             transport: self.transport.to_owned(),
             client: context.client.to_string(),
-            target: self.target,
-            delivered_to: self.delivered_to,
+            target: std::mem::take(&mut self.target),
+            delivered_to: self.delivered_to.take(),
             start: rfc3339(self.start_time),
             duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
             detail: Detail::Stream(StreamSummary {
@@ -143,6 +157,20 @@ impl StreamCapture {
                 payload,
             }),
         });
+    }
+}
+
+impl Drop for StreamCapture {
+    /// Dropped mid-relay (the sidecar stopped, or the task was cancelled): record what got through.
+    fn drop(&mut self) {
+        if !self.submitted {
+            self.submit(
+                StreamEnd::Reset(
+                    "the stream was cut off before it ended (the sidecar was stopping)".into(),
+                ),
+                None,
+            );
+        }
     }
 }
 
@@ -174,16 +202,14 @@ fn classify(first: &[u8]) -> &'static str {
 
 struct Direction {
     tap: Option<BodyTap>,
-    bytes: u64,
 }
 
 impl Direction {
     fn new(tap: Option<BodyTap>) -> Self {
-        Direction { tap, bytes: 0 }
+        Direction { tap }
     }
 
     fn observe(&mut self, chunk: &[u8]) {
-        self.bytes += chunk.len() as u64;
         if let Some(tap) = &mut self.tap {
             tap.observe(chunk);
         }
@@ -195,6 +221,7 @@ pub struct TappedIo<S> {
     inner: S,
     from_client: Direction,
     to_client: Direction,
+    progress: Arc<Progress>,
     first_bytes: Vec<u8>,
 }
 
@@ -209,8 +236,21 @@ impl<S> TappedIo<S> {
         if self.first_bytes.len() < SNIFF_LEN {
             let n = chunk.len().min(SNIFF_LEN - self.first_bytes.len());
             self.first_bytes.extend_from_slice(&chunk[..n]);
+            let seen = classify(&self.first_bytes);
+            let code = SEEN.iter().position(|name| *name == seen).unwrap_or(0) as u8;
+            self.progress.protocol_seen.store(code, Ordering::Relaxed);
         }
+        self.progress
+            .client_to_target
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
         self.from_client.observe(chunk);
+    }
+
+    fn note_written(&mut self, chunk: &[u8]) {
+        self.progress
+            .target_to_client
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        self.to_client.observe(chunk);
     }
 }
 
@@ -241,7 +281,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TappedIo<S> {
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = polled {
-            self.to_client.observe(&buf[..n]);
+            self.note_written(&buf[..n]);
         }
         polled
     }
@@ -260,7 +300,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TappedIo<S> {
                     break;
                 }
                 let take = left.min(buf.len());
-                self.to_client.observe(&buf[..take]);
+                self.note_written(&buf[..take]);
                 left -= take;
             }
         }

@@ -419,14 +419,30 @@ impl Sidecar {
     /// Starts `sidecar-proxy --proxy-type reverse --proxy-protocol http` with `capture_args`, in `cwd`,
     /// and waits until the inbound port accepts connections.
     pub async fn reverse_http(app: SocketAddr, capture_args: &[&str], cwd: &Path) -> Sidecar {
+        Sidecar::reverse("http", app, capture_args, cwd).await
+    }
+
+    /// Starts `sidecar-proxy --proxy-type reverse --proxy-protocol <protocol>` with `extra_args` (which may
+    /// set `--shutdown-grace`; 10s otherwise), in `cwd`, and waits until the inbound port accepts.
+    pub async fn reverse(
+        protocol: &str,
+        app: SocketAddr,
+        extra_args: &[&str],
+        cwd: &Path,
+    ) -> Sidecar {
         let in_port = free_port();
+        let grace: &[&str] = if extra_args.contains(&"--shutdown-grace") {
+            &[]
+        } else {
+            &["--shutdown-grace", "10s"]
+        };
         let mut command = Command::new(BIN);
         for var in PROXY_VARS {
             command.env_remove(var);
         }
         command
             .env("RUST_LOG", "info")
-            .args(["--proxy-type", "reverse", "--proxy-protocol", "http"])
+            .args(["--proxy-type", "reverse", "--proxy-protocol", protocol])
             .args(["--proxy-host", "127.0.0.1", "--proxy-port"])
             .arg(app.port().to_string())
             .args(["--proxy-in-bind", "127.0.0.1", "--proxy-in-port"])
@@ -435,8 +451,8 @@ impl Sidecar {
             .arg(free_port().to_string())
             .args(["--admin-bind", "127.0.0.1", "--admin-port"])
             .arg(free_port().to_string())
-            .args(["--shutdown-grace", "10s"])
-            .args(capture_args)
+            .args(grace)
+            .args(extra_args)
             .current_dir(cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
