@@ -9,9 +9,8 @@ use std::time::Duration;
 use sidecar_proxy::admin::{AdminServer, Readiness};
 use sidecar_proxy::capture::CaptureSink;
 use sidecar_proxy::cli::Invocation;
-use sidecar_proxy::config::ProxyType;
 use sidecar_proxy::metrics::Metrics;
-use sidecar_proxy::server::{Server, ServerError, Services};
+use sidecar_proxy::server::{Server, Services};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
@@ -46,11 +45,6 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
-    if config.proxy_type == ProxyType::Transparent {
-        // Refused before anything (admin port included) starts, like any other invalid configuration.
-        eprintln!("sidecar-proxy: {}", ServerError::TransparentUnavailable);
-        return ExitCode::from(EXIT_BAD_CONFIG);
-    }
     let options = invocation.runtime_options(&config);
     let capture_settings = match invocation.capture_settings() {
         Ok(settings) => settings,

@@ -10,7 +10,8 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use crate::capture::{CaptureContext, StreamCapture, StreamEnd};
-use crate::http::detect::{first_bytes, is_http_request, FirstBytes, DETECT_TIMEOUT};
+use crate::detect::tls::client_hello_sni;
+use crate::detect::{first_bytes, is_h2_preface, is_http_request, FirstBytes, DETECT_TIMEOUT};
 use crate::http::tunnelled::{self, TunnelledTarget};
 use crate::io::PrefixedIo;
 
@@ -32,7 +33,7 @@ where
     U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let StreamJob {
-        record,
+        mut record,
         context,
         tasks,
     } = job;
@@ -43,19 +44,27 @@ where
         return;
     }
     match first_bytes(&mut client, &mut upstream, DETECT_TIMEOUT).await {
-        Ok(FirstBytes::Client(bytes)) if is_http_request(&bytes) => {
+        Ok(FirstBytes::Client(bytes)) if is_http_request(&bytes) || is_h2_preface(&bytes) => {
             let route = TunnelledTarget {
                 transport: record.transport(),
                 target: record.target().to_owned(),
                 delivered_to: record.delivered_to().map(str::to_owned),
             };
             // The exchanges are the record of this stream; no separate stream record, no payload copies.
+            let h2 = is_h2_preface(&bytes);
             record.discard();
             client.stop_copying();
             let client = PrefixedIo::new(bytes, client);
-            tunnelled::serve(client, upstream, route, context.clone(), tasks.clone()).await;
+            if h2 {
+                tunnelled::serve_h2(client, upstream, route, context.clone(), tasks.clone()).await;
+            } else {
+                tunnelled::serve(client, upstream, route, context.clone(), tasks.clone()).await;
+            }
         }
         Ok(FirstBytes::Client(bytes)) => {
+            if let Some(sni) = client_hello_sni(&bytes) {
+                record.note_sni(sni);
+            }
             let mut client = PrefixedIo::new(bytes, client);
             let end = relay(&mut client, &mut upstream).await;
             record.finish(client.into_inner(), end);

@@ -28,6 +28,7 @@ use crate::net::Target;
 use crate::options::RuntimeOptions;
 use crate::outbound::http::ForwardHttp;
 use crate::socks::{self, Timeouts};
+use crate::transparent::{self, redirected_destination, Redirect};
 
 /// What every connection shares besides the configuration: where records go and what is counted.
 #[derive(Clone)]
@@ -50,10 +51,6 @@ impl Default for Services {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error(
-        "proxy-type transparent is not available in this build yet (it is the default when no proxy-type is set); set --proxy-type / PROXY_TYPE / sidecar.speedscale.com/proxy-type to reverse, forward or dual"
-    )]
-    TransparentUnavailable,
     #[error("cannot listen on {address} ({direction}): {source}")]
     Bind {
         address: SocketAddr,
@@ -69,6 +66,8 @@ enum Handler {
     ReverseSocks(Target),
     ForwardHttp(Arc<ForwardHttp>),
     ForwardSocks,
+    /// iptables-redirected connections, relayed to their original destination.
+    Transparent,
 }
 
 struct Listener {
@@ -104,7 +103,13 @@ impl Server {
         services: Services,
     ) -> Result<Server, ServerError> {
         if config.proxy_type == ProxyType::Transparent {
-            return Err(ServerError::TransparentUnavailable);
+            return Ok(Server {
+                listeners: bind_transparent(&options).await?,
+                options,
+                services,
+                proxy_type: config.proxy_type.as_str(),
+                stop_now: CancellationToken::new(),
+            });
         }
         let app = Target::from(&config.app);
         let mut listeners = Vec::new();
@@ -222,6 +227,38 @@ impl Server {
     }
 }
 
+/// Transparent mode: one listener per direction for redirected connections, both speaking whatever the
+/// connection carries.
+async fn bind_transparent(options: &RuntimeOptions) -> Result<Vec<Listener>, ServerError> {
+    let mut listeners = Vec::new();
+    for (address, direction) in [
+        (options.inbound_listen, "inbound"),
+        (options.outbound_listen, "outbound"),
+    ] {
+        let socket = bind(address, direction).await?;
+        listeners.push(Listener {
+            socket,
+            direction,
+            protocol: TRANSPARENT,
+            handler: Arc::new(Handler::Transparent),
+        });
+    }
+    // Announced only once both are bound, so the log never names a listener that failed to start.
+    for listener in &listeners {
+        info!(
+            address = %listener.socket.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            direction = listener.direction,
+            protocol = TRANSPARENT,
+            target = "the original destination (iptables redirect)",
+            "listening"
+        );
+    }
+    Ok(listeners)
+}
+
+/// The listener protocol label of transparent mode: the protocol is detected per connection.
+const TRANSPARENT: &str = "transparent";
+
 async fn bind(address: SocketAddr, direction: &'static str) -> Result<TcpListener, ServerError> {
     TcpListener::bind(address)
         .await
@@ -270,6 +307,19 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
             Ok((stream, peer)) => {
                 crate::net::tune(&stream);
                 accepted_total.inc();
+                // Read before the socket is wrapped: the kernel knows where a redirected connection was going.
+                let redirect = match &*listener.handler {
+                    Handler::Transparent => match redirected_destination(&stream) {
+                        Ok(Redirect::To(destination)) => Some(destination),
+                        Ok(Redirect::NotRedirected) | Err(_) => {
+                            // Relaying it would make the sidecar connect to itself, forever.
+                            warn!(%peer, direction = listener.direction, "refusing a connection that was not redirected by iptables (it would loop back into the sidecar)");
+                            count_handshake_error(metrics, &labels, "not_redirected");
+                            continue;
+                        }
+                    },
+                    _ => None,
+                };
                 // Held by the context, which tunnels and upgraded connections keep past this task.
                 let open = Arc::new(GaugeGuard::new(open.clone()));
                 let stream = MeteredIo::new(stream, from_client.clone(), to_client.clone());
@@ -288,6 +338,7 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
                     listener.handler.clone(),
                     stream,
                     peer,
+                    redirect,
                     shared.clone(),
                     context,
                 );
@@ -300,6 +351,17 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
             }
         }
     }
+}
+
+fn count_handshake_error(metrics: &Metrics, listener: &ListenerLabels, reason: &'static str) {
+    metrics
+        .handshake_errors
+        .get_or_create(&HandshakeErrorLabels {
+            direction: listener.direction,
+            protocol: listener.protocol,
+            reason,
+        })
+        .inc();
 }
 
 /// Creates this listener's series at 0, so dashboards and alerts see "none yet" rather than "no data".
@@ -342,6 +404,7 @@ async fn serve_connection<S>(
     handler: Arc<Handler>,
     stream: S,
     peer: SocketAddr,
+    redirect: Option<SocketAddr>,
     shared: Arc<Shared>,
     context: CaptureContext,
 ) where
@@ -363,6 +426,11 @@ async fn serve_connection<S>(
             socks::serve(stream, Some(app), &socks_timeouts, context, &tasks).await
         }
         Handler::ForwardSocks => socks::serve(stream, None, &socks_timeouts, context, &tasks).await,
+        Handler::Transparent => {
+            if let Some(destination) = redirect {
+                transparent::serve(stream, destination, options, context, &tasks).await
+            }
+        }
         Handler::ReverseHttp(reverse) => {
             let reverse = reverse.clone();
             let serve_options = ServeOptions {

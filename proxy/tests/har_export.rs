@@ -210,6 +210,7 @@ fn sample_records() -> Vec<Record> {
                 protocol_seen: "tls".into(),
                 bytes_client_to_target: 1840,
                 bytes_target_to_client: 52_113,
+                sni: None,
                 end: "closed".into(),
                 error: None,
                 payload: None,

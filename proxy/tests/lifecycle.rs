@@ -353,14 +353,15 @@ async fn an_invalid_configuration_exits_2_with_one_line(
     assert_refused(loopback(out_port)).await;
 }
 
-const TRANSPARENT_UNAVAILABLE: &str = "sidecar-proxy: proxy-type transparent is not available in this build yet (it is the default when no proxy-type is set); set --proxy-type / PROXY_TYPE / sidecar.speedscale.com/proxy-type to reverse, forward or dual\n";
-
-/// The spec's default type cannot run here; the sidecar says so instead of falling back to another mode.
+/// The spec's default type: both listeners start, and a connection that reaches them without an iptables
+/// redirect is refused (relaying it would loop back into the sidecar) while the sidecar keeps serving.
 #[rstest]
 #[case::nothing_set(&[])]
 #[case::explicit(&["--proxy-type", "transparent"])]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transparent_is_refused_not_replaced(#[case] extra: &[&str]) {
+async fn transparent_listens_and_refuses_connections_that_were_not_redirected(
+    #[case] extra: &[&str],
+) {
     let (in_port, out_port) = (free_port(), free_port());
     let (in_arg, out_arg) = (in_port.to_string(), out_port.to_string());
     let mut args = vec![
@@ -373,11 +374,40 @@ async fn transparent_is_refused_not_replaced(#[case] extra: &[&str]) {
     ];
     args.extend_from_slice(extra);
     let mut sidecar = Sidecar::spawn(&args, &[]);
+    let lines = sidecar.ready(2).await;
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for line in &lines {
+        assert!(line.contains("protocol=\"transparent\""), "{line}");
+    }
+
+    for port in [in_port, out_port] {
+        let mut direct = TcpStream::connect(loopback(port)).await.unwrap();
+        let _ = direct.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        let mut reply = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), direct.read_to_end(&mut reply)).await;
+        assert!(
+            read.is_ok(),
+            "a direct connection to {port} is closed, not held"
+        );
+        assert!(
+            reply.is_empty(),
+            "nothing is relayed for a direct connection: {reply:?}"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sidecar.stderr().contains("not redirected by iptables") {
+        assert!(
+            Instant::now() < deadline,
+            "no warning; stderr:\n{}",
+            sidecar.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(sidecar.running(), "the sidecar keeps serving");
+    sidecar.signal("TERM");
     let status = sidecar.exit_within(Duration::from_secs(30)).await;
-    assert_eq!(status.code(), Some(2), "stderr:\n{}", sidecar.stderr());
-    assert_eq!(sidecar.stderr(), TRANSPARENT_UNAVAILABLE);
-    assert_refused(loopback(in_port)).await;
-    assert_refused(loopback(out_port)).await;
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", sidecar.stderr());
 }
 
 // ---------------------------------------------------------------------------------------------------

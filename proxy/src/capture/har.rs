@@ -1119,6 +1119,7 @@ mod tests {
                 protocol_seen: "tls".into(),
                 bytes_client_to_target: 10,
                 bytes_target_to_client: 20,
+                sni: None,
                 end: "closed".into(),
                 error: None,
                 payload: None,

@@ -101,6 +101,9 @@ pub struct StreamSummary {
     pub protocol_seen: String,
     pub bytes_client_to_target: u64,
     pub bytes_target_to_client: u64,
+    /// The server name a TLS client asked for (SNI), when the stream opened with a ClientHello carrying one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
     /// `closed` (both sides finished), `reset` (a peer reset or the relay failed), or `refused` (the target
     /// could not be reached: see `error`).
     pub end: String,

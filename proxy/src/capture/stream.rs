@@ -42,6 +42,7 @@ pub struct StreamCapture {
     /// Shared with the [`TappedIo`], so a stream dropped mid-relay is still recorded with its counts.
     progress: Arc<Progress>,
     submitted: bool,
+    sni: Option<String>,
 }
 
 /// Bytes each way and what the first bytes looked like, as the relay goes.
@@ -71,6 +72,7 @@ impl StreamCapture {
             start_time: SystemTime::now(),
             progress: Arc::default(),
             submitted: false,
+            sni: None,
         }
     }
 
@@ -116,6 +118,11 @@ impl StreamCapture {
         self.submit(StreamEnd::Refused(reason), None);
     }
 
+    /// The server name from the stream's TLS ClientHello.
+    pub fn note_sni(&mut self, sni: String) {
+        self.sni = Some(sni);
+    }
+
     /// No stream record: the stream turned out to be HTTP, recorded exchange by exchange.
     pub fn discard(mut self) {
         self.submitted = true;
@@ -152,6 +159,7 @@ impl StreamCapture {
                 protocol_seen: protocol_seen.to_owned(),
                 bytes_client_to_target: up,
                 bytes_target_to_client: down,
+                sni: self.sni.take(),
                 end: end.to_owned(),
                 error,
                 payload,

@@ -2,7 +2,6 @@
 
 pub mod body;
 pub mod connection;
-pub mod detect;
 pub mod exchange;
 pub mod headers;
 pub mod tunnelled;

@@ -1,6 +1,7 @@
-//! Cleartext HTTP/1 found inside a stream (a CONNECT tunnel, a SOCKS stream, a tcp relay): the sidecar
-//! serves it as HTTP on the client side and replays each request over the one upstream connection already
-//! open, so every exchange is recorded like any other.
+//! Cleartext HTTP found inside a stream (a CONNECT tunnel, a SOCKS stream, a tcp relay, a redirected
+//! connection): the sidecar serves it as HTTP on the client side and replays each request over the one
+//! upstream connection already open, so every exchange is recorded like any other. HTTP/1 and HTTP/2 with
+//! prior knowledge (h2c, as gRPC uses inside clusters) are both served, each in its own version.
 //!
 //! The client believes it is talking straight to the origin, so nothing is rewritten: headers (hop-by-hop
 //! ones included), Host and keep-alive decisions pass through as the client sent them.
@@ -12,7 +13,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -94,6 +95,90 @@ pub async fn serve<C, U>(
     };
     if let Err(e) = result {
         debug!(error = %e, "tunnelled HTTP ended with an error");
+    }
+}
+
+/// Serves HTTP/2 with prior knowledge on `client` (its preface not yet consumed), multiplexing every stream
+/// over one HTTP/2 connection to `upstream`.
+pub async fn serve_h2<C, U>(
+    client: C,
+    upstream: U,
+    route: TunnelledTarget,
+    context: CaptureContext,
+    tasks: TaskTracker,
+) where
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = match hyper::client::conn::http2::handshake::<_, _, ProxyBody>(
+        TokioExecutor::new(),
+        TokioIo::new(upstream),
+    )
+    .await
+    {
+        Ok(pair) => pair,
+        Err(e) => {
+            debug!(error = %e, "upstream HTTP/2 handshake failed");
+            return;
+        }
+    };
+    let upstream_closed = CancellationToken::new();
+    let closed = upstream_closed.clone();
+    tasks.spawn(async move {
+        if let Err(e) = connection.await {
+            debug!(error = %e, "upstream HTTP/2 connection ended with an error");
+        }
+        closed.cancel();
+    });
+    let route = Arc::new(route);
+    let service = hyper::service::service_fn(move |request| {
+        exchange_h2(request, sender.clone(), route.clone(), context.clone())
+    });
+    let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(client), service);
+    tokio::pin!(served);
+    let result = tokio::select! {
+        result = served.as_mut() => result,
+        _ = upstream_closed.cancelled() => {
+            served.as_mut().graceful_shutdown();
+            served.await
+        }
+    };
+    if let Err(e) = result {
+        debug!(error = %e, "tunnelled HTTP/2 ended with an error");
+    }
+}
+
+async fn exchange_h2(
+    request: Request<Incoming>,
+    mut sender: hyper::client::conn::http2::SendRequest<ProxyBody>,
+    route: Arc<TunnelledTarget>,
+    context: CaptureContext,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let capture = HttpCapture::begin(
+        &context,
+        route.transport,
+        &parts,
+        route.target.clone(),
+        route.delivered_to.clone(),
+    );
+    let request = Request::from_parts(parts, capture.request_body(body).boxed_unsync());
+    let sent = match sender.ready().await {
+        Ok(()) => sender.send_request(request).await,
+        Err(e) => Err(e),
+    };
+    match sent {
+        Ok(response) => {
+            let (parts, body) = response.into_parts();
+            let body = capture.response_body(&parts, body).boxed_unsync();
+            Ok(Response::from_parts(parts, body))
+        }
+        Err(e) => {
+            let reason = format!("upstream connection failed: {e}");
+            let response = text_response(StatusCode::BAD_GATEWAY, format!("sidecar: {reason}"));
+            Ok(capture.sidecar_response(response, reason))
+        }
     }
 }
 

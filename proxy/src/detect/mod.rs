@@ -1,8 +1,11 @@
 //! Telling what a freshly opened stream carries, by whoever speaks first.
 //!
-//! The client's first bytes decide (cleartext HTTP/1 is then proxied as HTTP so each exchange is
-//! recorded); a server that speaks first (SMTP, MySQL, ...) means the stream is opaque, and so does
-//! silence on both sides past the detection timeout. Whatever was read is handed back for replay.
+//! The client's first bytes decide: cleartext HTTP/1 and HTTP/2 prior knowledge are then proxied as HTTP so
+//! each exchange is recorded, a TLS ClientHello is read far enough to name the server (SNI). A server that
+//! speaks first (SMTP, MySQL, ...) means the stream is opaque, and so does silence on both sides past the
+//! detection timeout. Whatever was read is handed back for replay.
+
+pub mod tls;
 
 use std::io;
 use std::time::Duration;
@@ -17,8 +20,11 @@ pub const DETECT_TIMEOUT: Duration = Duration::from_secs(1);
 const METHODS: [&[u8]; 8] = [
     b"GET", b"POST", b"PUT", b"HEAD", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE",
 ];
-/// The longest request line waited for; a longer one is relayed as opaque bytes.
-const MAX_REQUEST_LINE: usize = 8 * 1024;
+/// The most bytes read before deciding: a longer request line is relayed as opaque bytes, and a TLS
+/// ClientHello is at most one 16 KiB record plus its header.
+const MAX_SNIFF: usize = 16 * 1024 + 5;
+/// How HTTP/2 with prior knowledge opens a connection.
+pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Who spoke first, and what they said.
 pub enum FirstBytes {
@@ -42,10 +48,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut from_client = Vec::new();
-    let mut client_buf = [0u8; 1024];
+    let mut client_buf = [0u8; 4096];
     let mut upstream_buf = [0u8; 1024];
     loop {
-        let room = (MAX_REQUEST_LINE - from_client.len()).min(client_buf.len());
+        let room = (MAX_SNIFF - from_client.len()).min(client_buf.len());
         // Both reads are cancel-safe: the losing one has consumed nothing.
         tokio::select! {
             read = client.read(&mut client_buf[..room]) => {
@@ -54,8 +60,7 @@ where
                     return Ok(if from_client.is_empty() { FirstBytes::Silence } else { FirstBytes::Client(from_client) });
                 }
                 from_client.extend_from_slice(&client_buf[..n]);
-                let undecided = could_become_http(&from_client) && !has_line_end(&from_client);
-                if !undecided || from_client.len() >= MAX_REQUEST_LINE {
+                if !needs_more(&from_client) || from_client.len() >= MAX_SNIFF {
                     return Ok(FirstBytes::Client(from_client));
                 }
             }
@@ -88,8 +93,21 @@ pub fn is_http_request(bytes: &[u8]) -> bool {
         && (version == b"HTTP/1.1" || version == b"HTTP/1.0")
 }
 
-fn has_line_end(bytes: &[u8]) -> bool {
-    bytes.contains(&b'\n')
+/// Whether the HTTP/2 connection preface is all there.
+pub fn is_h2_preface(bytes: &[u8]) -> bool {
+    bytes.starts_with(H2_PREFACE)
+}
+
+/// Whether the bytes so far are the start of something worth waiting for: a request line without its end,
+/// part of the HTTP/2 preface, or a TLS record not yet complete.
+fn needs_more(bytes: &[u8]) -> bool {
+    if tls::is_tls_handshake(bytes) || (bytes.len() < 3 && bytes.first() == Some(&0x16)) {
+        return tls::first_record_len(bytes).is_none_or(|len| bytes.len() < len);
+    }
+    if H2_PREFACE.len() > bytes.len() && H2_PREFACE.starts_with(bytes) {
+        return true;
+    }
+    could_become_http(bytes) && !bytes.contains(&b'\n')
 }
 
 /// Whether more bytes could still make these an HTTP request line.

@@ -1,0 +1,82 @@
+//! Where a redirected connection was going, from the kernel's NAT table (SO_ORIGINAL_DST for IPv4,
+//! IP6T_SO_ORIGINAL_DST for IPv6).
+//!
+//! A connection that reached the listener directly (not through an iptables REDIRECT) reports the listener
+//! itself as its original destination; relaying it would connect the sidecar to itself, over and over. Such
+//! connections are told apart and refused.
+
+use std::io;
+use std::net::SocketAddr;
+
+use socket2::SockRef;
+use tokio::net::TcpStream;
+
+/// What the kernel says about an accepted connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Redirect {
+    /// Redirected by iptables: relay to this address.
+    To(SocketAddr),
+    /// Not redirected: its "original destination" is the listener itself.
+    NotRedirected,
+}
+
+pub fn redirected_destination(stream: &TcpStream) -> io::Result<Redirect> {
+    let local = stream.local_addr()?;
+    let socket = SockRef::from(stream);
+    let original = if local.is_ipv4() {
+        socket.original_dst_v4()?
+    } else {
+        socket.original_dst_v6()?
+    };
+    let original = original
+        .as_socket()
+        .ok_or_else(|| io::Error::other("the original destination is not an IP address"))?;
+    Ok(classify(local, normalize(original)))
+}
+
+fn classify(local: SocketAddr, original: SocketAddr) -> Redirect {
+    if original == local {
+        Redirect::NotRedirected
+    } else {
+        Redirect::To(original)
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`) are dialed as the IPv4 address they are.
+fn normalize(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => addr,
+        },
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_direct_connection_is_not_redirected() {
+        // Without NAT rules the kernel reports the listener itself, which must never be dialed.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        match redirected_destination(&accepted) {
+            Ok(redirect) => assert_eq!(redirect, Redirect::NotRedirected),
+            // Kernels without the nat table loaded answer ENOENT: equally "not redirected" for the caller.
+            Err(e) => assert_eq!(e.raw_os_error(), Some(2), "{e}"),
+        }
+    }
+
+    #[test]
+    fn mapped_addresses_become_ipv4() {
+        let mapped: SocketAddr = "[::ffff:10.0.0.1]:80".parse().unwrap();
+        assert_eq!(
+            normalize(mapped),
+            "10.0.0.1:80".parse::<SocketAddr>().unwrap()
+        );
+    }
+}
