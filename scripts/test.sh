@@ -9,6 +9,15 @@ log() { printf '\n==> %s\n' "$*"; }
 need_packages=()
 command -v curl >/dev/null 2>&1 || need_packages+=(curl)
 command -v cc >/dev/null 2>&1 || need_packages+=(gcc)
+# init-iptables' real test (proxy/tests/iptables_netns.rs) runs iptables inside `ip netns` namespaces.
+# Both live in /usr/sbin, which a non-root PATH may lack.
+PATH="$PATH:/usr/sbin:/sbin" command -v iptables >/dev/null 2>&1 || need_packages+=(iptables)
+PATH="$PATH:/usr/sbin:/sbin" command -v ip >/dev/null 2>&1 || need_packages+=(iproute2)
+# Transparent mode's end-to-end test (proxy/tests/transparent_netns.rs): the sidecar runs as uid 2102 via
+# setpriv, upstreams are Python's http.server, signals go through kill.
+command -v setpriv >/dev/null 2>&1 || need_packages+=(util-linux)
+command -v python3 >/dev/null 2>&1 || need_packages+=(python3)
+command -v kill >/dev/null 2>&1 || need_packages+=(procps)
 if ((${#need_packages[@]})); then
     log "installing ${need_packages[*]}"
     sudo_cmd=()

@@ -26,7 +26,7 @@ use crate::options::RuntimeOptions;
     about = "Traffic-capture sidecar: relays the pod's traffic as a reverse, forward or dual proxy (tcp, http, socks4/4a/5)"
 )]
 pub struct Cli {
-    /// A tool subcommand (`capture export`); without one the sidecar runs the proxy.
+    /// A tool subcommand (`capture export`, `init-iptables`); without one the sidecar runs the proxy.
     #[command(subcommand)]
     pub command: Option<Command>,
 
@@ -192,7 +192,12 @@ impl Invocation {
         T: Into<std::ffi::OsString> + Clone,
     {
         let matches = Cli::command().try_get_matches_from(args)?;
-        let cli = Cli::from_arg_matches(&matches)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        if let (Some(Command::InitIptables(args)), Some((_, sub))) =
+            (&mut cli.command, matches.subcommand())
+        {
+            args.record_sources(sub);
+        }
         let explicit = explicit_settings(&cli, &matches);
         Ok(Invocation { cli, explicit })
     }
@@ -350,6 +355,9 @@ pub enum Command {
     /// Work with capture files
     #[command(subcommand)]
     Capture(CaptureCommand),
+
+    /// Set up transparent mode's iptables rules (run by the pod's init container, as root / NET_ADMIN)
+    InitIptables(crate::iptables::InitIptablesArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -377,6 +385,7 @@ impl Command {
     /// Runs the subcommand: 0 on success, 2 for input it refuses (a malformed line), 1 when it cannot write.
     pub fn run(self) -> std::process::ExitCode {
         match self {
+            Command::InitIptables(args) => args.run(),
             Command::Capture(CaptureCommand::Export(args)) => {
                 match crate::capture::har::export_files(&args.inputs, args.output.as_deref()) {
                     Ok(summary) => {

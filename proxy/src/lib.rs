@@ -14,6 +14,7 @@ pub mod detect;
 pub mod http;
 pub mod inbound;
 pub mod io;
+pub mod iptables;
 pub mod metrics;
 pub mod net;
 pub mod options;

@@ -4,6 +4,7 @@
 //! admission denial, so a user sees one message for one mistake wherever it is caught.
 
 use super::model::{ProtocolSetting, ProxyType, ReverseTarget};
+use super::ports::{PortList, PortListProblem};
 use super::settings::SettingName;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +30,16 @@ pub enum ConfigError {
 
     #[error("invalid {setting} \"{value}\": allowed values are port numbers 1-65535")]
     InvalidPort { setting: SettingName, value: String },
+
+    #[error(
+        "invalid {setting} \"{value}\": {problem}; allowed values are {}",
+        PortList::ALLOWED
+    )]
+    InvalidPortList {
+        setting: SettingName,
+        value: String,
+        problem: PortListProblem,
+    },
 
     #[error(
         "invalid {setting} \"{value}\": allowed values are a host name or an IP address, without scheme, port or path"

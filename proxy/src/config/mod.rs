@@ -4,6 +4,8 @@
 mod annotations;
 mod error;
 mod model;
+mod ports;
+mod redirect;
 mod settings;
 mod validate;
 
@@ -13,4 +15,6 @@ pub use model::{
     InboundProtocol, OutboundProtocol, ProtocolSetting, ProxyConfig, ProxyType, ReverseTarget,
     DEFAULT_APP_HOST, DEFAULT_APP_PORT, DEFAULT_IN_PORT, DEFAULT_OUT_PORT,
 };
+pub use ports::{PortList, PortListProblem, PortRange};
+pub use redirect::RedirectSettings;
 pub use settings::{RawSettings, RawValue, Setting, SettingName, Source, ANNOTATION_PREFIX};

@@ -1,7 +1,7 @@
 //! The spec's settings as raw text, before validation, and where each value came from.
 //!
-//! The same six settings reach the sidecar as flags, environment variables or pod annotations (and reach
-//! the injector as annotations). Keeping the origin of every value lets a validation error name the setting
+//! The same settings (the spec's six, and the two ignore lists of transparent mode's iptables rules) reach
+//! the sidecar as flags, environment variables or pod annotations (and reach the injector as annotations). Keeping the origin of every value lets a validation error name the setting
 //! exactly as the user wrote it: `--proxy-port`, `PROXY_PORT` or `sidecar.speedscale.com/proxy-port`.
 
 use std::collections::BTreeMap;
@@ -19,16 +19,22 @@ pub enum Setting {
     ProxyPort,
     ProxyInPort,
     ProxyOutPort,
+    /// Inbound destination ports the iptables rules do not redirect (`22,8000-8100`).
+    IgnoreInboundPorts,
+    /// Outbound destination ports the iptables rules do not redirect.
+    IgnoreOutboundPorts,
 }
 
 impl Setting {
-    pub const ALL: [Setting; 6] = [
+    pub const ALL: [Setting; 8] = [
         Setting::ProxyType,
         Setting::ProxyProtocol,
         Setting::ProxyHost,
         Setting::ProxyPort,
         Setting::ProxyInPort,
         Setting::ProxyOutPort,
+        Setting::IgnoreInboundPorts,
+        Setting::IgnoreOutboundPorts,
     ];
 
     /// The spec's name: the annotation key without its prefix, and the flag without its dashes.
@@ -40,6 +46,8 @@ impl Setting {
             Setting::ProxyPort => "proxy-port",
             Setting::ProxyInPort => "proxy-in-port",
             Setting::ProxyOutPort => "proxy-out-port",
+            Setting::IgnoreInboundPorts => "ignore-inbound-ports",
+            Setting::IgnoreOutboundPorts => "ignore-outbound-ports",
         }
     }
 
@@ -51,6 +59,8 @@ impl Setting {
             Setting::ProxyPort => "PROXY_PORT",
             Setting::ProxyInPort => "PROXY_IN_PORT",
             Setting::ProxyOutPort => "PROXY_OUT_PORT",
+            Setting::IgnoreInboundPorts => "PROXY_IGNORE_INBOUND_PORTS",
+            Setting::IgnoreOutboundPorts => "PROXY_IGNORE_OUTBOUND_PORTS",
         }
     }
 

@@ -66,17 +66,7 @@ impl ProxyConfig {
         let listens_out =
             config.outbound().is_some() || config.proxy_type == ProxyType::Transparent;
         if listens_in && listens_out && config.in_port == config.out_port {
-            // Blame the port the user wrote: the other may be a default they never saw.
-            let (setting, other_setting) = if raw.get(Setting::ProxyOutPort).is_none() {
-                (in_port.1, out_port.1)
-            } else {
-                (out_port.1, in_port.1)
-            };
-            return Err(ConfigError::PortClash {
-                setting,
-                other_setting,
-                port: config.in_port,
-            });
+            return Err(port_clash(raw, in_port, out_port));
         }
         if config.inbound().is_some()
             && is_loopback_name(&config.app.host)
@@ -92,7 +82,26 @@ impl ProxyConfig {
     }
 }
 
-fn source_of(raw: &RawSettings, setting: Setting) -> (Option<&str>, SettingName) {
+/// The in-port and out-port are equal: blame the port the user wrote, as the other may be a default
+/// they never saw.
+pub(super) fn port_clash(
+    raw: &RawSettings,
+    in_port: (u16, SettingName),
+    out_port: (u16, SettingName),
+) -> ConfigError {
+    let (setting, other_setting) = if raw.get(Setting::ProxyOutPort).is_none() {
+        (in_port.1, out_port.1)
+    } else {
+        (out_port.1, in_port.1)
+    };
+    ConfigError::PortClash {
+        setting,
+        other_setting,
+        port: in_port.0,
+    }
+}
+
+pub(super) fn source_of(raw: &RawSettings, setting: Setting) -> (Option<&str>, SettingName) {
     match raw.get(setting) {
         Some(v) => (Some(v.value.trim()), setting.spelled(v.source)),
         None => (None, setting.spelled(Source::Default)),
@@ -118,7 +127,7 @@ fn word<T>(
     }
 }
 
-fn port(
+pub(super) fn port(
     raw: &RawSettings,
     setting: Setting,
     default: u16,
