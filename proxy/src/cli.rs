@@ -153,6 +153,10 @@ pub struct Cli {
         default_value = "0.0.0.0"
     )]
     pub admin_bind: IpAddr,
+
+    /// Transparent mode: the uid the sidecar must run as, the one init-iptables exempts from redirection
+    #[arg(long, env = "PROXY_UID", value_name = "UID", default_value_t = crate::iptables::rules::DEFAULT_PROXY_UID)]
+    pub proxy_uid: u32,
 }
 
 /// The largest body copy a record may keep: memory is what bounds it (see docs/capture.md).

@@ -9,6 +9,7 @@ use std::time::Duration;
 use sidecar_proxy::admin::{AdminServer, Readiness};
 use sidecar_proxy::capture::CaptureSink;
 use sidecar_proxy::cli::Invocation;
+use sidecar_proxy::config::ProxyType;
 use sidecar_proxy::metrics::Metrics;
 use sidecar_proxy::server::{Server, Services};
 use tokio_util::sync::CancellationToken;
@@ -45,6 +46,12 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
+    if config.proxy_type == ProxyType::Transparent {
+        if let Err(message) = check_transparent_uid(invocation.cli.proxy_uid) {
+            eprintln!("sidecar-proxy: {message}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    }
     let options = invocation.runtime_options(&config);
     let capture_settings = match invocation.capture_settings() {
         Ok(settings) => settings,
@@ -130,6 +137,24 @@ fn main() -> ExitCode {
     }
     info!("stopped");
     status
+}
+
+/// In transparent mode the sidecar's own connections escape the redirect only because they come from the
+/// uid init-iptables exempts; under any other uid each upstream connection would be redirected back into
+/// the sidecar, again and again. Refuse to start instead.
+fn check_transparent_uid(expected: u32) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the process's effective uid: no libc call needed.
+    let running_as = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .map_err(|e| format!("cannot tell which uid the sidecar runs as (/proc/self: {e})"))?;
+    if running_as == expected {
+        Ok(())
+    } else {
+        Err(format!(
+            "transparent mode must run as uid {expected} (--proxy-uid / PROXY_UID), the uid init-iptables exempts, but runs as uid {running_as}; its own connections would be redirected back into it"
+        ))
+    }
 }
 
 async fn stop_on_signal(

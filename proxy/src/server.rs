@@ -5,7 +5,7 @@
 //! listeners close at once and open connections get the grace period to finish.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -242,8 +242,22 @@ async fn bind_transparent(options: &RuntimeOptions) -> Result<Vec<Listener>, Ser
             protocol: TRANSPARENT,
             handler: Arc::new(Handler::Transparent),
         });
+        // init-iptables redirects IPv6 too where the pod has it; an IPv6 listener must be there to take it.
+        if let Some(v6) = ipv6_counterpart(address) {
+            match bind_v6_only(v6) {
+                Ok(socket) => listeners.push(Listener {
+                    socket,
+                    direction,
+                    protocol: TRANSPARENT,
+                    handler: Arc::new(Handler::Transparent),
+                }),
+                Err(e) => {
+                    debug!(address = %v6, error = %e, "no IPv6 listener (the pod has no IPv6)")
+                }
+            }
+        }
     }
-    // Announced only once both are bound, so the log never names a listener that failed to start.
+    // Announced only once all are bound, so the log never names a listener that failed to start.
     for listener in &listeners {
         info!(
             address = %listener.socket.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -254,6 +268,35 @@ async fn bind_transparent(options: &RuntimeOptions) -> Result<Vec<Listener>, Ser
         );
     }
     Ok(listeners)
+}
+
+/// The IPv6 address matching an IPv4 listen address: any → `[::]`, loopback → `[::1]`.
+fn ipv6_counterpart(address: SocketAddr) -> Option<SocketAddr> {
+    match address.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => Some(SocketAddr::new(
+            Ipv6Addr::UNSPECIFIED.into(),
+            address.port(),
+        )),
+        IpAddr::V4(ip) if ip.is_loopback() => {
+            Some(SocketAddr::new(Ipv6Addr::LOCALHOST.into(), address.port()))
+        }
+        _ => None,
+    }
+}
+
+/// An IPv6-only socket, so it can share the port with the IPv4 listener.
+fn bind_v6_only(address: SocketAddr) -> io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV6,
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_only_v6(true)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
 }
 
 /// The listener protocol label of transparent mode: the protocol is detected per connection.
@@ -377,6 +420,7 @@ fn zero_series(metrics: &Metrics, labels: &ListenerLabels, capturing: bool) {
             "truncated",
             "empty",
         ],
+        TRANSPARENT => &["not_redirected"],
         _ => &[],
     };
     for &reason in reasons {

@@ -108,7 +108,7 @@ fn chosen(args: &[&str], env: &[(&str, &str)]) -> (String, String) {
     let text = stdout(&output);
     let in_port = text
         .lines()
-        .find_map(|l| l.strip_prefix("iptables-nft -t nat -A PROXY_INBOUND_REDIRECT "))
+        .find_map(|l| l.strip_prefix("iptables-nft -t nat -A SPEEDSCALE_INBOUND_REDIRECT "))
         .and_then(|l| l.rsplit(' ').next())
         .unwrap()
         .to_owned();

@@ -130,7 +130,7 @@ fn assert_rules_once(saved: &str, rules: &RuleSet) {
     }
     let ours = lines
         .iter()
-        .filter(|l| l.starts_with("-A PROXY_") || l.contains("-j PROXY_"))
+        .filter(|l| l.starts_with("-A SPEEDSCALE_") || l.contains("-j SPEEDSCALE_"))
         .count();
     assert_eq!(ours, rules.rules.len() + rules.jumps.len(), "{saved}");
     for chain in &rules.chains {
@@ -224,7 +224,7 @@ fn legacy_backend_converges_and_auto_stays_on_it() {
     );
     let nft = netns.save("iptables-nft-save");
     assert!(
-        !nft.contains("PROXY_"),
+        !nft.contains("SPEEDSCALE_"),
         "auto wrote nf_tables rules too:\n{nft}"
     );
 }

@@ -44,6 +44,7 @@ const PROXY_VARS: &[&str] = &[
     "PROXY_CAPTURE_QUEUE",
     "PROXY_ADMIN_PORT",
     "PROXY_ADMIN_BIND",
+    "PROXY_UID",
 ];
 
 /// A loopback port nothing listens on (bound by the OS, then released).
@@ -364,6 +365,7 @@ async fn transparent_listens_and_refuses_connections_that_were_not_redirected(
 ) {
     let (in_port, out_port) = (free_port(), free_port());
     let (in_arg, out_arg) = (in_port.to_string(), out_port.to_string());
+    let uid = own_uid().to_string();
     let mut args = vec![
         "--proxy-in-bind",
         "127.0.0.1",
@@ -371,11 +373,17 @@ async fn transparent_listens_and_refuses_connections_that_were_not_redirected(
         &in_arg,
         "--proxy-out-port",
         &out_arg,
+        "--proxy-uid",
+        &uid,
     ];
     args.extend_from_slice(extra);
     let mut sidecar = Sidecar::spawn(&args, &[]);
-    let lines = sidecar.ready(2).await;
-    assert_eq!(lines.len(), 2, "{lines:?}");
+    // IPv4 listeners, and IPv6 ones beside them where the machine has IPv6.
+    let has_ipv6 =
+        std::fs::read_to_string("/proc/net/if_inet6").is_ok_and(|t| !t.trim().is_empty());
+    let expected = if has_ipv6 { 4 } else { 2 };
+    let lines = sidecar.ready(expected).await;
+    assert_eq!(lines.len(), expected, "{lines:?}");
     for line in &lines {
         assert!(line.contains("protocol=\"transparent\""), "{line}");
     }
@@ -408,6 +416,41 @@ async fn transparent_listens_and_refuses_connections_that_were_not_redirected(
     sidecar.signal("TERM");
     let status = sidecar.exit_within(Duration::from_secs(30)).await;
     assert_eq!(status.code(), Some(0), "stderr:\n{}", sidecar.stderr());
+}
+
+fn own_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").unwrap().uid()
+}
+
+/// Under any uid but the one init-iptables exempts, the sidecar's own connections would be redirected back
+/// into it; it refuses to start instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transparent_refuses_to_run_under_the_wrong_uid() {
+    let (in_port, out_port) = (free_port(), free_port());
+    let other_uid = (own_uid() + 1).to_string();
+    let (in_arg, out_arg) = (in_port.to_string(), out_port.to_string());
+    let args = [
+        "--proxy-in-bind",
+        "127.0.0.1",
+        "--proxy-in-port",
+        &in_arg,
+        "--proxy-out-port",
+        &out_arg,
+        "--proxy-uid",
+        &other_uid,
+    ];
+    let mut sidecar = Sidecar::spawn(&args, &[]);
+    let status = sidecar.exit_within(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(2), "stderr:\n{}", sidecar.stderr());
+    assert_eq!(
+        sidecar.stderr(),
+        format!(
+            "sidecar-proxy: transparent mode must run as uid {other_uid} (--proxy-uid / PROXY_UID), the uid init-iptables exempts, but runs as uid {}; its own connections would be redirected back into it\n",
+            own_uid()
+        )
+    );
+    assert_refused(loopback(in_port)).await;
 }
 
 // ---------------------------------------------------------------------------------------------------

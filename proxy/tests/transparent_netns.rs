@@ -16,6 +16,9 @@ use sidecar_proxy::capture::record::{Detail, Record};
 const BIN: &str = env!("CARGO_BIN_EXE_sidecar-proxy");
 const POD_IP: &str = "198.18.0.1";
 const PEER_IP: &str = "198.18.0.2";
+/// A unique-local IPv6 prefix, used only inside the two namespaces.
+const POD_IP6: &str = "fd00:5ca1::1";
+const PEER_IP6: &str = "fd00:5ca1::2";
 const SIDECAR_UID: &str = "2102";
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -73,16 +76,15 @@ impl Pod {
         ]));
         run(Command::new("ip").args(["link", "set", &pod_if, "netns", &pod.pod]));
         run(Command::new("ip").args(["link", "set", &peer_if, "netns", &pod.peer]));
-        for (ns, interface, ip) in [(&pod.pod, &pod_if, POD_IP), (&pod.peer, &peer_if, PEER_IP)] {
-            run(Command::new("ip").args([
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{ip}/24"),
-                "dev",
-                interface,
-            ]));
+        let ends = [
+            (&pod.pod, &pod_if, POD_IP, POD_IP6),
+            (&pod.peer, &peer_if, PEER_IP, PEER_IP6),
+        ];
+        for (ns, interface, ip, ip6) in ends {
+            let (v4, v6) = (format!("{ip}/24"), format!("{ip6}/64"));
+            run(Command::new("ip").args(["-n", ns, "addr", "add", &v4, "dev", interface]));
+            // nodad: usable at once, without waiting out duplicate address detection.
+            run(Command::new("ip").args(["-n", ns, "addr", "add", &v6, "dev", interface, "nodad"]));
             run(Command::new("ip").args(["-n", ns, "link", "set", interface, "up"]));
             run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]));
         }
@@ -120,7 +122,7 @@ impl Pod {
 
     /// An HTTP server (Python's) in `ns` on `ip:port`, serving a file whose body names where it runs.
     fn http_server(&mut self, ns: &str, ip: &str, port: u16, body: &str) {
-        let root = self.dir.join(format!("www-{ns}"));
+        let root = self.dir.join(format!("www-{ns}-{port}"));
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(root.join("hello.txt"), body).unwrap();
         let mut command = self.exec(ns);
@@ -164,10 +166,16 @@ impl Pod {
     }
 
     fn curl(&self, ns: &str, url: &str) -> String {
-        let output =
-            run(self
-                .exec(ns)
-                .args(["curl", "-sS", "--noproxy", "*", "--max-time", "20", url]));
+        let output = run(self.exec(ns).args([
+            "curl",
+            "-sS",
+            "-g",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "20",
+            url,
+        ]));
         String::from_utf8(output.stdout).unwrap()
     }
 
@@ -220,6 +228,12 @@ fn transparent_mode_relays_and_records_both_directions_with_no_app_settings() {
     // The upstream elsewhere in the "cluster", and the pod's own app.
     let (peer_ns, pod_ns) = (pod.peer.clone(), pod.pod.clone());
     pod.http_server(&peer_ns, PEER_IP, 8080, "upstream in the peer namespace\n");
+    pod.http_server(
+        &peer_ns,
+        PEER_IP6,
+        8086,
+        "upstream in the peer namespace, over IPv6\n",
+    );
     pod.http_server(&pod_ns, "0.0.0.0", 9090, "the pod's app\n");
 
     // The init container's job, then the same again: a re-run converges to the same rules.
@@ -262,6 +276,9 @@ fn transparent_mode_relays_and_records_both_directions_with_no_app_settings() {
     // Outbound: the app dials the upstream directly; the rules take it through the sidecar.
     let outbound = pod.curl(&pod_ns, &format!("http://{PEER_IP}:8080/hello.txt"));
     assert_eq!(outbound, "upstream in the peer namespace\n");
+    // The same over IPv6: ip6tables redirects to the sidecar's IPv6 listener.
+    let outbound6 = pod.curl(&pod_ns, &format!("http://[{PEER_IP6}]:8086/hello.txt"));
+    assert_eq!(outbound6, "upstream in the peer namespace, over IPv6\n");
     // Inbound: a caller dials the pod's IP; the rules take it through the sidecar to the app.
     let inbound = pod.curl(&peer_ns, &format!("http://{POD_IP}:9090/hello.txt"));
     assert_eq!(inbound, "the pod's app\n");
@@ -285,7 +302,16 @@ fn transparent_mode_relays_and_records_both_directions_with_no_app_settings() {
             .find(|(r, _)| r.direction == direction)
             .unwrap_or_else(|| panic!("no {direction} http record in {records:#?}"))
     };
-    let (out_record, out_exchange) = find("outbound");
+    let out6 = http
+        .iter()
+        .find(|(r, _)| r.target == format!("[{PEER_IP6}]:8086"))
+        .unwrap_or_else(|| panic!("no IPv6 outbound record in {records:#?}"));
+    assert_eq!(out6.0.direction, "outbound");
+    assert_eq!(out6.1.response.as_ref().map(|r| r.status), Some(200));
+    let (out_record, out_exchange) = http
+        .iter()
+        .find(|(r, _)| r.direction == "outbound" && r.target == format!("{PEER_IP}:8080"))
+        .unwrap_or_else(|| panic!("no IPv4 outbound record in {records:#?}"));
     assert_eq!(
         out_record.target,
         format!("{PEER_IP}:8080"),

@@ -156,6 +156,57 @@ mod tests {
         }
     }
 
+    /// Feeds `bytes` to [`first_bytes`] in two writes, cut at `at` with a pause between them, and returns
+    /// what detection handed back.
+    async fn first_bytes_in_two_pieces(bytes: &[u8], at: usize) -> Vec<u8> {
+        let (mut client, mut client_side) = tokio::io::duplex(64 * 1024);
+        let (_upstream, mut upstream_side) = tokio::io::duplex(64);
+        let (head, tail) = (bytes[..at].to_vec(), bytes[at..].to_vec());
+        let writer = tokio::spawn(async move {
+            client.write_all(&head).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            client.write_all(&tail).await.unwrap();
+            client
+        });
+        let first = first_bytes(&mut client_side, &mut upstream_side, Duration::from_secs(2))
+            .await
+            .unwrap();
+        let _client = writer.await.unwrap();
+        match first {
+            FirstBytes::Client(bytes) => bytes,
+            _ => panic!("expected the client's bytes (cut at {at})"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tls_record_split_across_reads_is_read_whole() {
+        let hello = tls::tests::client_hello("api.example.test");
+        // In the content type, in the version, before and inside the length, just after the header, in
+        // the middle, and one byte short.
+        for at in [1, 2, 3, 4, 5, 40, hello.len() - 1] {
+            let bytes = first_bytes_in_two_pieces(&hello, at).await;
+            assert_eq!(bytes, hello, "cut at {at}");
+            assert_eq!(
+                tls::client_hello_sni(&bytes).as_deref(),
+                Some("api.example.test"),
+                "cut at {at}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_h2_preface_split_across_reads_is_still_h2() {
+        // The preface, then an empty SETTINGS frame.
+        let mut opening = H2_PREFACE.to_vec();
+        opening.extend_from_slice(&[0, 0, 0, 0x04, 0, 0, 0, 0, 0]);
+        // Inside `PRI` (also the start of POST, PUT, PATCH), after the first line, one byte short.
+        for at in [1, 3, 16, H2_PREFACE.len() - 1] {
+            let bytes = first_bytes_in_two_pieces(&opening, at).await;
+            assert!(is_h2_preface(&bytes), "cut at {at}: {bytes:?}");
+            assert_eq!(bytes, opening, "cut at {at}");
+        }
+    }
+
     #[tokio::test]
     async fn a_server_that_speaks_first_wins() {
         let (_client, mut client_side) = tokio::io::duplex(64);

@@ -94,11 +94,11 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// A minimal ClientHello carrying `server_name` = `name`.
-    fn client_hello(name: &str) -> Vec<u8> {
+    pub(crate) fn client_hello(name: &str) -> Vec<u8> {
         let mut sni = Vec::new();
         let entry_len = 3 + name.len();
         sni.extend_from_slice(&(entry_len as u16).to_be_bytes());

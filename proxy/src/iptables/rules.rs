@@ -5,10 +5,10 @@
 //! anyone else's, and read top to bottom as "what is left alone, then redirect the rest":
 //!
 //! ```text
-//! PREROUTING -p tcp -> PROXY_INBOUND: RETURN ignored inbound ports, admin port, the sidecar's own ports
-//!                                     -> PROXY_INBOUND_REDIRECT: REDIRECT --to-ports <in-port>
-//! OUTPUT     -p tcp -> PROXY_OUTPUT:  RETURN the sidecar's uid, -o lo, ignored outbound ports
-//!                                     -> PROXY_OUTBOUND_REDIRECT: REDIRECT --to-ports <out-port>
+//! PREROUTING -p tcp -> SPEEDSCALE_INBOUND: RETURN ignored inbound ports, admin port, the sidecar's own ports
+//!                                     -> SPEEDSCALE_INBOUND_REDIRECT: REDIRECT --to-ports <in-port>
+//! OUTPUT     -p tcp -> SPEEDSCALE_OUTPUT:  RETURN the sidecar's uid, -o lo, ignored outbound ports
+//!                                     -> SPEEDSCALE_OUTBOUND_REDIRECT: REDIRECT --to-ports <out-port>
 //! ```
 //!
 //! Every rule carries a `-m comment` starting with `sidecar-proxy:` so an operator reading `iptables-save`
@@ -16,14 +16,17 @@
 
 use crate::config::{PortList, RedirectSettings};
 
+// Vendor-prefixed (as istio's ISTIO_*): `-F` on a chain another tool also calls PROXY_INBOUND would wipe
+// its rules.
+
 /// Inbound traffic enters here from PREROUTING.
-pub const INBOUND_CHAIN: &str = "PROXY_INBOUND";
+pub const INBOUND_CHAIN: &str = "SPEEDSCALE_INBOUND";
 /// Inbound traffic that is not left alone is redirected here.
-pub const INBOUND_REDIRECT_CHAIN: &str = "PROXY_INBOUND_REDIRECT";
+pub const INBOUND_REDIRECT_CHAIN: &str = "SPEEDSCALE_INBOUND_REDIRECT";
 /// Locally generated (outbound) traffic enters here from OUTPUT.
-pub const OUTBOUND_CHAIN: &str = "PROXY_OUTPUT";
+pub const OUTBOUND_CHAIN: &str = "SPEEDSCALE_OUTPUT";
 /// Outbound traffic that is not left alone is redirected here.
-pub const OUTBOUND_REDIRECT_CHAIN: &str = "PROXY_OUTBOUND_REDIRECT";
+pub const OUTBOUND_REDIRECT_CHAIN: &str = "SPEEDSCALE_OUTBOUND_REDIRECT";
 
 /// The sidecar container's default uid: its own connections must never be redirected back to itself.
 pub const DEFAULT_PROXY_UID: u32 = 2102;

@@ -21,7 +21,9 @@ pub enum Redirect {
 }
 
 pub fn redirected_destination(stream: &TcpStream) -> io::Result<Redirect> {
-    let local = stream.local_addr()?;
+    // An IPv4 connection on a dual-stack socket shows a mapped local address (::ffff:a.b.c.d), but its NAT
+    // entry is IPv4: ask with the IPv4 option, and compare like with like.
+    let local = normalize(stream.local_addr()?);
     let socket = SockRef::from(stream);
     let original = if local.is_ipv4() {
         socket.original_dst_v4()?
@@ -42,7 +44,7 @@ fn classify(local: SocketAddr, original: SocketAddr) -> Redirect {
     }
 }
 
-/// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`) are dialed as the IPv4 address they are.
+/// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`) are the IPv4 address they stand for.
 fn normalize(addr: SocketAddr) -> SocketAddr {
     match addr {
         SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
