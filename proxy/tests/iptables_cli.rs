@@ -7,17 +7,19 @@ use std::process::{Command, Output};
 
 use rstest::rstest;
 
+// Only the environment helper: the rest of `support` (the in-process proxy) is not needed here.
+#[path = "support/env.rs"]
+mod env;
+
+use env::remove_proxy_vars;
+
 const BIN: &str = env!("CARGO_BIN_EXE_sidecar-proxy");
 
 /// Runs the subcommand with no PROXY_* variables from the test's own environment, plus `env`.
 fn init_iptables(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(BIN);
     command.arg("init-iptables").args(args);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PROXY_") {
-            command.env_remove(key);
-        }
-    }
+    remove_proxy_vars(&mut command);
     command.envs(env.iter().copied());
     command.output().expect("run sidecar-proxy")
 }

@@ -10,6 +10,12 @@ use sidecar_proxy::config::{RawSettings, RedirectSettings, Setting, Source};
 use sidecar_proxy::iptables::rules::{DEFAULT_ADMIN_PORT, DEFAULT_PROXY_UID};
 use sidecar_proxy::iptables::{RuleInputs, RuleSet};
 
+// Only the environment helper: the rest of `support` (the in-process proxy) is not needed here.
+#[path = "support/env.rs"]
+mod env;
+
+use env::remove_proxy_vars;
+
 const BIN: &str = env!("CARGO_BIN_EXE_sidecar-proxy");
 
 /// A network namespace of the test's own, deleted when dropped (also when the test panics).
@@ -41,11 +47,7 @@ impl Netns {
     fn exec(&self, program: &str, args: &[&str]) -> Output {
         let mut command = Command::new("ip");
         command.args(["netns", "exec", &self.0, program]).args(args);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("PROXY_") {
-                command.env_remove(key);
-            }
-        }
+        remove_proxy_vars(&mut command);
         command
             .output()
             .unwrap_or_else(|e| panic!("cannot run {program} in {}: {e}", self.0))

@@ -15,37 +15,12 @@ use std::time::{Duration, Instant};
 use rstest::rstest;
 use sha2::{Digest, Sha256};
 use support::data::{hex, pattern_sha256};
+use support::env::remove_proxy_vars;
 use support::start_app;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sidecar-proxy");
-
-/// Every variable the binary reads, so the test runner's environment cannot leak into a test.
-const PROXY_VARS: &[&str] = &[
-    "PROXY_TYPE",
-    "PROXY_PROTOCOL",
-    "PROXY_HOST",
-    "PROXY_PORT",
-    "PROXY_IN_PORT",
-    "PROXY_OUT_PORT",
-    "PROXY_ANNOTATIONS",
-    "PROXY_IN_BIND",
-    "PROXY_OUT_BIND",
-    "PROXY_HANDSHAKE_TIMEOUT",
-    "PROXY_CONNECT_TIMEOUT",
-    "PROXY_SHUTDOWN_GRACE",
-    "PROXY_CAPTURE",
-    "PROXY_CAPTURE_BODY_LIMIT",
-    "PROXY_CAPTURE_PAYLOAD",
-    "PROXY_CAPTURE_REDACT",
-    "PROXY_CAPTURE_ROTATE_SIZE",
-    "PROXY_CAPTURE_ROTATE_KEEP",
-    "PROXY_CAPTURE_QUEUE",
-    "PROXY_ADMIN_PORT",
-    "PROXY_ADMIN_BIND",
-    "PROXY_UID",
-];
 
 /// A loopback port nothing listens on (bound by the OS, then released).
 fn free_port() -> u16 {
@@ -108,9 +83,7 @@ fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> J
 impl Sidecar {
     fn spawn(args: &[&str], env: &[(&str, &str)]) -> Sidecar {
         let mut command = Command::new(BIN);
-        for var in PROXY_VARS {
-            command.env_remove(var);
-        }
+        remove_proxy_vars(&mut command);
         // No capture file in the source tree, and no two sidecars on the default admin port; a test's
         // own `env` still wins.
         command
@@ -151,7 +124,7 @@ impl Sidecar {
     fn listening_lines(&self) -> Vec<String> {
         self.stderr()
             .lines()
-            .filter(|line| line.contains("sidecar_proxy::server: listening "))
+            .filter(|line| line.contains(": listening ") && line.contains(" direction="))
             .map(str::to_owned)
             .collect()
     }

@@ -7,7 +7,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
 
 use super::apply::{apply, usable};
@@ -15,8 +14,8 @@ use super::backend::{select, BackendChoice};
 use super::exec::SystemRunner;
 use super::rules::{RuleInputs, RuleSet, DEFAULT_ADMIN_PORT, DEFAULT_PROXY_UID};
 use super::script::{render, steps};
-use crate::cli::InvocationError;
-use crate::config::{parse_annotations_file, RawSettings, RedirectSettings, Setting, Source};
+use crate::cli::{settings_from_flags_and_env, with_annotations_file, InvocationError};
+use crate::config::{RawSettings, RedirectSettings, Setting};
 
 const EXIT_BAD_SETTINGS: u8 = 2;
 
@@ -91,36 +90,12 @@ impl InitIptablesArgs {
                 &self.ignore_outbound_ports,
             ),
         ];
-        let mut explicit = RawSettings::default();
-        for (setting, id, value) in fields {
-            if let Some(value) = value {
-                let source = match matches.value_source(id) {
-                    Some(ValueSource::EnvVariable) => Source::Env,
-                    _ => Source::Flag,
-                };
-                explicit.offer(setting, value.clone(), source);
-            }
-        }
-        self.explicit = explicit;
+        self.explicit = settings_from_flags_and_env(matches, fields);
     }
 
     /// The rule inputs: flags, then environment, then the annotations file, then the defaults.
     pub fn inputs(&self) -> Result<RuleInputs, InvocationError> {
-        let mut settings = self.explicit.clone();
-        if let Some(path) = &self.annotations {
-            let text = std::fs::read_to_string(path).map_err(|source| {
-                InvocationError::ReadAnnotations {
-                    path: path.clone(),
-                    source,
-                }
-            })?;
-            let from_file =
-                parse_annotations_file(&text).map_err(|source| InvocationError::Annotations {
-                    path: path.clone(),
-                    source,
-                })?;
-            settings.merge(&from_file);
-        }
+        let settings = with_annotations_file(&self.explicit, self.annotations.as_deref())?;
         Ok(RuleInputs {
             redirect: RedirectSettings::from_settings(&settings)?,
             proxy_uid: self.proxy_uid,

@@ -21,6 +21,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::net::TcpStream;
 
 use super::admin::start_proxy_with_services;
+use super::env::remove_proxy_vars;
 use super::proxy::RunningProxy;
 
 /// A path in the temporary directory no other test (or test process) uses.
@@ -360,31 +361,6 @@ pub async fn start_fixed_responder(response: &'static [u8]) -> SocketAddr {
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sidecar-proxy");
 
-/// Every variable the binary reads, so the test runner's environment cannot leak into a test.
-const PROXY_VARS: &[&str] = &[
-    "PROXY_TYPE",
-    "PROXY_PROTOCOL",
-    "PROXY_HOST",
-    "PROXY_PORT",
-    "PROXY_IN_PORT",
-    "PROXY_OUT_PORT",
-    "PROXY_ANNOTATIONS",
-    "PROXY_IN_BIND",
-    "PROXY_OUT_BIND",
-    "PROXY_HANDSHAKE_TIMEOUT",
-    "PROXY_CONNECT_TIMEOUT",
-    "PROXY_SHUTDOWN_GRACE",
-    "PROXY_CAPTURE",
-    "PROXY_CAPTURE_BODY_LIMIT",
-    "PROXY_CAPTURE_PAYLOAD",
-    "PROXY_CAPTURE_REDACT",
-    "PROXY_CAPTURE_ROTATE_SIZE",
-    "PROXY_CAPTURE_ROTATE_KEEP",
-    "PROXY_CAPTURE_QUEUE",
-    "PROXY_ADMIN_PORT",
-    "PROXY_ADMIN_BIND",
-];
-
 /// A loopback port nothing listens on (bound by the OS, then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -437,9 +413,7 @@ impl Sidecar {
             &["--shutdown-grace", "10s"]
         };
         let mut command = Command::new(BIN);
-        for var in PROXY_VARS {
-            command.env_remove(var);
-        }
+        remove_proxy_vars(&mut command);
         command
             .env("RUST_LOG", "info")
             .args(["--proxy-type", "reverse", "--proxy-protocol", protocol])

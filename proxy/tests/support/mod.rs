@@ -6,6 +6,7 @@ pub mod admin;
 pub mod app;
 pub mod capture;
 pub mod data;
+pub mod env;
 pub mod panics;
 pub mod proxy;
 pub mod raw;

@@ -9,14 +9,17 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use http::HeaderName;
 
 use crate::capture::{CaptureSettings, Destination, Rotation, SinkOptions};
-use crate::config::{parse_annotations_file, ProxyConfig, RawSettings, Setting, Source};
+use crate::config::{ProxyConfig, RawSettings, Setting};
 use crate::options::RuntimeOptions;
+
+mod setting_sources;
+
+pub(crate) use setting_sources::{settings_from_flags_and_env, with_annotations_file};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -208,22 +211,7 @@ impl Invocation {
 
     /// All settings, the annotations file (if any) filling what flags and environment left unset.
     pub fn settings(&self) -> Result<RawSettings, InvocationError> {
-        let mut settings = self.explicit.clone();
-        if let Some(path) = &self.cli.annotations {
-            let text = std::fs::read_to_string(path).map_err(|source| {
-                InvocationError::ReadAnnotations {
-                    path: path.clone(),
-                    source,
-                }
-            })?;
-            let from_file =
-                parse_annotations_file(&text).map_err(|source| InvocationError::Annotations {
-                    path: path.clone(),
-                    source,
-                })?;
-            settings.merge(&from_file);
-        }
-        Ok(settings)
+        with_annotations_file(&self.explicit, self.cli.annotations.as_deref())
     }
 
     /// The validated configuration.
@@ -321,17 +309,7 @@ fn explicit_settings(cli: &Cli, matches: &ArgMatches) -> RawSettings {
         (Setting::ProxyInPort, "proxy_in_port", &cli.proxy_in_port),
         (Setting::ProxyOutPort, "proxy_out_port", &cli.proxy_out_port),
     ];
-    let mut settings = RawSettings::default();
-    for (setting, id, value) in fields {
-        if let Some(value) = value {
-            let source = match matches.value_source(id) {
-                Some(ValueSource::EnvVariable) => Source::Env,
-                _ => Source::Flag,
-            };
-            settings.offer(setting, value.clone(), source);
-        }
-    }
-    settings
+    settings_from_flags_and_env(matches, fields)
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -1,0 +1,195 @@
+//! The export command around [`to_har`]: capture JSON lines in (files or stdin), one HAR document out,
+//! and a bad line reported by file and line number.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::capture::record::{Record, SCHEMA};
+
+use super::entry::to_har;
+use super::model::Har;
+
+/// Why an export failed; [`ExportError::exit_code`] tells bad input (2) from a failure to write (1).
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("cannot read {source_name}: {error}")]
+    Open {
+        source_name: String,
+        error: std::io::Error,
+    },
+    #[error("{source_name} line {line}: cannot read: {error}")]
+    Read {
+        source_name: String,
+        line: usize,
+        error: std::io::Error,
+    },
+    #[error("{source_name} line {line}: not a {SCHEMA} record: {message}")]
+    Malformed {
+        source_name: String,
+        line: usize,
+        message: String,
+    },
+    #[error("cannot write {destination}: {error}")]
+    Write {
+        destination: String,
+        error: std::io::Error,
+    },
+}
+
+impl ExportError {
+    /// 2 for input the command refuses (nothing is written), 1 when the HAR could not be written.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ExportError::Write { .. } => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// Parses capture JSON lines; blank lines are ignored. `source_name` names the input in errors.
+pub fn read_records<R: BufRead>(reader: R, source_name: &str) -> Result<Vec<Record>, ExportError> {
+    let mut records = Vec::new();
+    for (index, line) in reader.lines().enumerate() {
+        let line_number = index + 1;
+        let line = line.map_err(|error| ExportError::Read {
+            source_name: source_name.to_owned(),
+            line: line_number,
+            error,
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let malformed = |message: String| ExportError::Malformed {
+            source_name: source_name.to_owned(),
+            line: line_number,
+            message,
+        };
+        let record: Record = serde_json::from_str(&line).map_err(|e| {
+            // serde_json's own "at line 1 column N" would read as a line of the file.
+            let column = e.column();
+            let text = e.to_string();
+            let text = text
+                .rsplit_once(" at line ")
+                .map_or(text.as_str(), |(t, _)| t);
+            malformed(format!("{text} (column {column})"))
+        })?;
+        if record.schema != SCHEMA {
+            return Err(malformed(format!(
+                "schema is \"{}\"; this sidecar reads \"{SCHEMA}\"",
+                record.schema
+            )));
+        }
+        records.push(record);
+    }
+    Ok(records)
+}
+
+/// What [`export_files`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportSummary {
+    pub records: usize,
+    pub entries: usize,
+    pub skipped_streams: usize,
+}
+
+/// Reads every input (`-` is stdin), then writes one HAR document to `output` (`None` or `-`: stdout).
+/// A file output is written beside its final name and renamed into place, so a failed export never
+/// leaves half a HAR file behind (and an input may be overwritten safely).
+pub fn export_files(
+    inputs: &[PathBuf],
+    output: Option<&Path>,
+) -> Result<ExportSummary, ExportError> {
+    let mut records = Vec::new();
+    for input in inputs {
+        if input.as_os_str() == "-" {
+            records.extend(read_records(std::io::stdin().lock(), "<stdin>")?);
+        } else {
+            let source_name = input.display().to_string();
+            let file = File::open(input).map_err(|error| ExportError::Open {
+                source_name: source_name.clone(),
+                error,
+            })?;
+            records.extend(read_records(BufReader::new(file), &source_name)?);
+        }
+    }
+    let export = to_har(&records);
+    let summary = ExportSummary {
+        records: records.len(),
+        entries: export.har.log.entries.len(),
+        skipped_streams: export.skipped_streams,
+    };
+    match output.filter(|path| path.as_os_str() != "-") {
+        None => {
+            let stdout = std::io::stdout().lock();
+            write_har(&export.har, stdout).map_err(|error| ExportError::Write {
+                destination: "stdout".into(),
+                error,
+            })?;
+        }
+        Some(path) => {
+            let write_error = |error| ExportError::Write {
+                destination: path.display().to_string(),
+                error,
+            };
+            let mut temporary = path.as_os_str().to_owned();
+            temporary.push(format!(".tmp-{}", std::process::id()));
+            let temporary = PathBuf::from(temporary);
+            let written = File::create(&temporary)
+                .and_then(|file| write_har(&export.har, file))
+                .and_then(|()| std::fs::rename(&temporary, path));
+            if let Err(error) = written {
+                let _ = std::fs::remove_file(&temporary);
+                return Err(write_error(error));
+            }
+        }
+    }
+    Ok(summary)
+}
+
+fn write_har<W: Write>(har: &Har, writer: W) -> std::io::Result<()> {
+    let mut writer = BufWriter::new(writer);
+    serde_json::to_writer_pretty(&mut writer, har)?;
+    writer.write_all(b"\n")?;
+    writer.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::har::fixtures::{get, http_record};
+    use crate::capture::record::HttpExchange;
+
+    #[test]
+    fn a_malformed_line_is_named_by_number() {
+        let good = serde_json::to_string(&http_record(
+            1,
+            "2026-11-26T10:00:00.000000Z",
+            HttpExchange {
+                request: get("http://api.test/"),
+                response: None,
+                error: Some("boom".into()),
+            },
+        ))
+        .unwrap();
+        let input = format!("{good}\n\n{good}\n{{\"schema\": 3\n");
+        let err = read_records(input.as_bytes(), "cap.jsonl").unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with("cap.jsonl line 4: not a sidecar.capture/v1 record: "),
+            "{message}"
+        );
+        assert!(!message.contains('\n'), "{message}");
+        assert_eq!(err.exit_code(), 2);
+
+        let other = good.replace(SCHEMA, "sidecar.capture/v9");
+        let err = read_records(format!("{good}\n{other}\n").as_bytes(), "cap.jsonl").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cap.jsonl line 2: not a sidecar.capture/v1 record: schema is \"sidecar.capture/v9\"; this sidecar reads \"sidecar.capture/v1\""
+        );
+
+        let records = read_records(format!("{good}\n\n{good}\n").as_bytes(), "x").unwrap();
+        assert_eq!(records.len(), 2);
+    }
+}

@@ -1,0 +1,218 @@
+//! The accept loops and the task each connection runs in: its metrics, its capture context, its span, and
+//! the protocol handler of its listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info_span, warn, Instrument};
+
+use super::listeners::{Handler, Listener, TRANSPARENT};
+use super::Services;
+use crate::capture::CaptureContext;
+use crate::http::connection::{self, ServeOptions};
+use crate::io::MeteredIo;
+use crate::metrics::{
+    DirectionLabels, FlowLabels, GaugeGuard, HandshakeErrorLabels, ListenerLabels, Metrics,
+    RecordLabels,
+};
+use crate::options::RuntimeOptions;
+use crate::socks::{self, Timeouts};
+use crate::transparent::{self, redirected_destination, Redirect};
+
+/// What the accept loops and their connections share.
+pub(super) struct Shared {
+    pub(super) options: Arc<RuntimeOptions>,
+    pub(super) services: Services,
+    pub(super) proxy_type: &'static str,
+    pub(super) tasks: TaskTracker,
+    pub(super) shutdown: CancellationToken,
+}
+
+pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
+    let metrics = &shared.services.metrics;
+    let labels = ListenerLabels {
+        direction: listener.direction,
+        protocol: listener.protocol,
+    };
+    // Looked up once: per-connection counting is then plain atomic adds.
+    let accepted_total = metrics.connections_accepted.get_or_create(&labels).clone();
+    let open = metrics.connections_open.get_or_create(&labels).clone();
+    let flow = |flow| {
+        metrics
+            .relayed_bytes
+            .get_or_create(&FlowLabels {
+                direction: listener.direction,
+                flow,
+            })
+            .clone()
+    };
+    let (from_client, to_client) = (flow("client_to_target"), flow("target_to_client"));
+    zero_series(metrics, &labels, shared.services.capture.is_enabled());
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
+            accepted = listener.socket.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                crate::net::tune(&stream);
+                accepted_total.inc();
+                // Read before the socket is wrapped: the kernel knows where a redirected connection was going.
+                let redirect = match &*listener.handler {
+                    Handler::Transparent => match redirected_destination(&stream) {
+                        Ok(Redirect::To(destination)) => Some(destination),
+                        Ok(Redirect::NotRedirected) | Err(_) => {
+                            // Relaying it would make the sidecar connect to itself, forever.
+                            warn!(%peer, direction = listener.direction, "refusing a connection that was not redirected by iptables (it would loop back into the sidecar)");
+                            count_handshake_error(metrics, &labels, "not_redirected");
+                            continue;
+                        }
+                    },
+                    _ => None,
+                };
+                // Held by the context, which tunnels and upgraded connections keep past this task.
+                let open = Arc::new(GaugeGuard::new(open.clone()));
+                let stream = MeteredIo::new(stream, from_client.clone(), to_client.clone());
+                let context = CaptureContext::new(
+                    shared.services.capture.clone(),
+                    shared.services.capture_settings.clone(),
+                    shared.services.metrics.clone(),
+                    listener.direction,
+                    shared.proxy_type,
+                    listener.protocol,
+                    peer,
+                )
+                .holding(open);
+                let span = info_span!("conn", direction = listener.direction, protocol = listener.protocol, %peer);
+                let connection = serve_connection(
+                    listener.handler.clone(),
+                    stream,
+                    peer,
+                    redirect,
+                    shared.clone(),
+                    context,
+                );
+                shared.tasks.spawn(connection.instrument(span));
+            }
+            Err(e) => {
+                // Out of file descriptors or a connection reset before accept: keep serving the others.
+                warn!(direction = listener.direction, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+fn count_handshake_error(metrics: &Metrics, listener: &ListenerLabels, reason: &'static str) {
+    metrics
+        .handshake_errors
+        .get_or_create(&HandshakeErrorLabels {
+            direction: listener.direction,
+            protocol: listener.protocol,
+            reason,
+        })
+        .inc();
+}
+
+/// Creates this listener's series at 0, so dashboards and alerts see "none yet" rather than "no data".
+fn zero_series(metrics: &Metrics, labels: &ListenerLabels, capturing: bool) {
+    let _ = metrics.upstream_connect_failures.get_or_create(labels);
+    let reasons: &[&'static str] = match labels.protocol {
+        "http" => &["timeout", "malformed"],
+        "socks" => &[
+            "timeout",
+            "malformed",
+            "not_socks",
+            "unsupported_command",
+            "truncated",
+            "empty",
+        ],
+        TRANSPARENT => &["not_redirected"],
+        _ => &[],
+    };
+    for &reason in reasons {
+        let _ = metrics
+            .handshake_errors
+            .get_or_create(&HandshakeErrorLabels {
+                direction: labels.direction,
+                protocol: labels.protocol,
+                reason,
+            });
+    }
+    let _ = metrics.request_duration.get_or_create(&DirectionLabels {
+        direction: labels.direction,
+    });
+    if capturing {
+        for kind in ["http", "stream"] {
+            let _ = metrics
+                .records_captured
+                .get_or_create(&RecordLabels { kind });
+        }
+    }
+}
+
+async fn serve_connection<S>(
+    handler: Arc<Handler>,
+    stream: S,
+    peer: SocketAddr,
+    redirect: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    context: CaptureContext,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    debug!("accepted");
+    let options = &shared.options;
+    let socks_timeouts = Timeouts {
+        handshake: options.handshake_timeout,
+        connect: options.connect_timeout,
+    };
+    let tasks = shared.tasks.clone();
+    let shutdown = shared.shutdown.clone();
+    match &*handler {
+        Handler::ReverseTcp(app) => {
+            crate::inbound::tcp::serve(stream, app, options, context, &tasks).await
+        }
+        Handler::ReverseSocks(app) => {
+            socks::serve(stream, Some(app), &socks_timeouts, context, &tasks).await
+        }
+        Handler::ForwardSocks => socks::serve(stream, None, &socks_timeouts, context, &tasks).await,
+        Handler::Transparent => {
+            if let Some(destination) = redirect {
+                transparent::serve(stream, destination, options, context, &tasks).await
+            }
+        }
+        Handler::ReverseHttp(reverse) => {
+            let reverse = reverse.clone();
+            let serve_options = ServeOptions {
+                handshake_timeout: options.handshake_timeout,
+                accept_h2: true,
+            };
+            let for_requests = context.clone();
+            connection::serve(stream, serve_options, shutdown, &context, move |request| {
+                reverse
+                    .clone()
+                    .handle(request, peer, tasks.clone(), for_requests.clone())
+            })
+            .await
+        }
+        Handler::ForwardHttp(forward) => {
+            let forward = forward.clone();
+            let serve_options = ServeOptions {
+                handshake_timeout: options.handshake_timeout,
+                accept_h2: false,
+            };
+            let for_requests = context.clone();
+            connection::serve(stream, serve_options, shutdown, &context, move |request| {
+                forward
+                    .clone()
+                    .handle(request, tasks.clone(), for_requests.clone())
+            })
+            .await
+        }
+    }
+}

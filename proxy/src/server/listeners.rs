@@ -1,0 +1,177 @@
+//! Which listener speaks which protocol, and binding them: one per direction in the inline modes, and in
+//! transparent mode one per direction and address family for iptables-redirected connections.
+
+use std::io;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tracing::{debug, info};
+
+use super::ServerError;
+use crate::config::{InboundProtocol, OutboundProtocol, ProxyConfig};
+use crate::inbound::http::ReverseHttp;
+use crate::net::Target;
+use crate::options::RuntimeOptions;
+use crate::outbound::http::ForwardHttp;
+
+/// The protocol handler behind one listener.
+pub(super) enum Handler {
+    ReverseTcp(Target),
+    ReverseHttp(Arc<ReverseHttp>),
+    ReverseSocks(Target),
+    ForwardHttp(Arc<ForwardHttp>),
+    ForwardSocks,
+    /// iptables-redirected connections, relayed to their original destination.
+    Transparent,
+}
+
+pub(super) struct Listener {
+    pub(super) socket: TcpListener,
+    pub(super) direction: &'static str,
+    pub(super) protocol: &'static str,
+    pub(super) handler: Arc<Handler>,
+}
+
+/// The inline modes: a listener for each direction the configuration has.
+pub(super) async fn bind_inline(
+    config: &ProxyConfig,
+    options: &RuntimeOptions,
+) -> Result<Vec<Listener>, ServerError> {
+    let app = Target::from(&config.app);
+    let mut listeners = Vec::new();
+    if let Some(protocol) = config.inbound() {
+        let handler = match protocol {
+            InboundProtocol::Tcp => Handler::ReverseTcp(app.clone()),
+            InboundProtocol::Http => Handler::ReverseHttp(Arc::new(ReverseHttp::new(
+                app.clone(),
+                options.connect_timeout,
+            ))),
+            InboundProtocol::Socks => Handler::ReverseSocks(app.clone()),
+        };
+        let socket = bind(options.inbound_listen, "inbound").await?;
+        info!(
+            address = %socket.local_addr().unwrap_or(options.inbound_listen),
+            direction = "inbound",
+            protocol = protocol.as_str(),
+            target = %app,
+            "listening"
+        );
+        listeners.push(Listener {
+            socket,
+            direction: "inbound",
+            protocol: protocol.as_str(),
+            handler: Arc::new(handler),
+        });
+    }
+    if let Some(protocol) = config.outbound() {
+        let handler = match protocol {
+            OutboundProtocol::Http => {
+                Handler::ForwardHttp(Arc::new(ForwardHttp::new(options.connect_timeout)))
+            }
+            OutboundProtocol::Socks => Handler::ForwardSocks,
+        };
+        let socket = bind(options.outbound_listen, "outbound").await?;
+        info!(
+            address = %socket.local_addr().unwrap_or(options.outbound_listen),
+            direction = "outbound",
+            protocol = protocol.as_str(),
+            target = "as requested by the client",
+            "listening"
+        );
+        listeners.push(Listener {
+            socket,
+            direction: "outbound",
+            protocol: protocol.as_str(),
+            handler: Arc::new(handler),
+        });
+    }
+    Ok(listeners)
+}
+
+/// Transparent mode: one listener per direction for redirected connections, both speaking whatever the
+/// connection carries.
+pub(super) async fn bind_transparent(
+    options: &RuntimeOptions,
+) -> Result<Vec<Listener>, ServerError> {
+    let mut listeners = Vec::new();
+    for (address, direction) in [
+        (options.inbound_listen, "inbound"),
+        (options.outbound_listen, "outbound"),
+    ] {
+        let socket = bind(address, direction).await?;
+        listeners.push(Listener {
+            socket,
+            direction,
+            protocol: TRANSPARENT,
+            handler: Arc::new(Handler::Transparent),
+        });
+        // init-iptables redirects IPv6 too where the pod has it; an IPv6 listener must be there to take it.
+        if let Some(v6) = ipv6_counterpart(address) {
+            match bind_v6_only(v6) {
+                Ok(socket) => listeners.push(Listener {
+                    socket,
+                    direction,
+                    protocol: TRANSPARENT,
+                    handler: Arc::new(Handler::Transparent),
+                }),
+                Err(e) => {
+                    debug!(address = %v6, error = %e, "no IPv6 listener (the pod has no IPv6)")
+                }
+            }
+        }
+    }
+    // Announced only once all are bound, so the log never names a listener that failed to start.
+    for listener in &listeners {
+        info!(
+            address = %listener.socket.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            direction = listener.direction,
+            protocol = TRANSPARENT,
+            target = "the original destination (iptables redirect)",
+            "listening"
+        );
+    }
+    Ok(listeners)
+}
+
+/// The IPv6 address matching an IPv4 listen address: any → `[::]`, loopback → `[::1]`.
+fn ipv6_counterpart(address: SocketAddr) -> Option<SocketAddr> {
+    match address.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => Some(SocketAddr::new(
+            Ipv6Addr::UNSPECIFIED.into(),
+            address.port(),
+        )),
+        IpAddr::V4(ip) if ip.is_loopback() => {
+            Some(SocketAddr::new(Ipv6Addr::LOCALHOST.into(), address.port()))
+        }
+        _ => None,
+    }
+}
+
+/// An IPv6-only socket, so it can share the port with the IPv4 listener.
+fn bind_v6_only(address: SocketAddr) -> io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV6,
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_only_v6(true)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// The listener protocol label of transparent mode: the protocol is detected per connection.
+pub(super) const TRANSPARENT: &str = "transparent";
+
+async fn bind(address: SocketAddr, direction: &'static str) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| ServerError::Bind {
+            address,
+            direction,
+            source,
+        })
+}
