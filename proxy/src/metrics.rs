@@ -121,13 +121,13 @@ impl Metrics {
         let records_captured = Family::<RecordLabels, Counter>::default();
         registry.register(
             "capture_records",
-            "Capture records handed to the writer, by kind",
+            "Capture records written, by kind",
             records_captured.clone(),
         );
         let records_dropped = Counter::default();
         registry.register(
             "capture_records_dropped",
-            "Capture records dropped because the writer queue was full or closed",
+            "Capture records lost: the writer queue was full, or encoding or writing failed",
             records_dropped.clone(),
         );
         let request_duration = HistogramFamily::new_with_constructor(request_histogram);

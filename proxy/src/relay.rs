@@ -1,5 +1,6 @@
-//! Streams under tcp proxying, SOCKS and CONNECT: cleartext HTTP/1 is detected and served as HTTP so its
-//! exchanges are recorded; everything else is an opaque byte relay.
+//! Streams under tcp proxying, SOCKS, CONNECT and transparent redirects: cleartext HTTP/1 and HTTP/2 with
+//! prior knowledge are detected and served as HTTP so their exchanges are recorded; everything else is an
+//! opaque byte relay (a TLS stream's server name noted in its record).
 //!
 //! tokio's `copy_bidirectional` is the whole opaque data path: fixed buffers, no per-byte work, and a
 //! half-close on one side (EOF) is passed on as a write shutdown to the other while the reverse direction
@@ -24,9 +25,9 @@ pub struct StreamJob<'a> {
 
 /// Proxies an open stream between `client` and `upstream` and records it.
 ///
-/// With capture on, whoever speaks first decides: a client opening with an HTTP/1 request line is served
-/// as HTTP (one record per exchange); anything else is relayed as bytes (one stream record). With capture
-/// off there is nothing to record, so every stream is relayed as bytes at once.
+/// With capture on, whoever speaks first decides: a client opening with an HTTP/1 request line or the
+/// HTTP/2 preface is served as HTTP (one record per exchange); anything else is relayed as bytes (one
+/// stream record). With capture off there is nothing to record, so every stream is relayed as bytes at once.
 pub async fn proxy_stream<C, U>(client: C, mut upstream: U, job: StreamJob<'_>)
 where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,

@@ -15,13 +15,15 @@ pub struct Record {
     pub id: u64,
     /// The client connection the record belongs to; exchanges on one keep-alive connection share it.
     pub connection: u64,
-    /// `inbound` (reverse proxy, callers → app) or `outbound` (forward proxy, app → anywhere).
+    /// `inbound` (callers → app: reverse proxy or PREROUTING redirect) or `outbound` (app → anywhere:
+    /// forward proxy or OUTPUT redirect).
     pub direction: String,
     /// The sidecar's `proxy-type`.
     pub proxy_type: String,
-    /// The listener's protocol: `tcp`, `http` or `socks`.
+    /// The listener's protocol: `tcp`, `http`, `socks`, or `transparent`.
     pub protocol: String,
-    /// How the bytes reached the sidecar: `http`, `connect`, `socks4`, `socks4a`, `socks5` or `tcp`.
+    /// How the bytes reached the sidecar: `http`, `connect`, `socks4`, `socks4a`, `socks5`, `tcp`, or
+    /// `iptables` (a redirected connection).
     pub transport: String,
     /// The client's address, `ip:port`.
     pub client: String,

@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::body_tap::BodyTap;
 use super::context::{next_record_id, rfc3339, CaptureContext};
 use super::record::{Detail, Record, StreamPayload, StreamSummary, SCHEMA};
+use crate::detect::{is_h2_preface, is_http_request, tls};
 
 /// How much of the client's first bytes is kept to name the protocol.
 const SNIFF_LEN: usize = 24;
@@ -184,24 +185,15 @@ impl Drop for StreamCapture {
 
 /// Names the protocol from the client's first bytes.
 fn classify(first: &[u8]) -> &'static str {
-    const METHODS: [&[u8]; 9] = [
-        b"GET ",
-        b"POST ",
-        b"PUT ",
-        b"HEAD ",
-        b"DELETE ",
-        b"OPTIONS ",
-        b"PATCH ",
-        b"CONNECT ",
-        b"TRACE ",
-    ];
+    // The same tests detection uses, so a record never calls "http" what detection relayed as opaque
+    // (a Redis `GET key`, say).
     if first.is_empty() {
         "none"
-    } else if first.len() >= 3 && first[0] == 0x16 && first[1] == 0x03 {
+    } else if tls::is_tls_handshake(first) {
         "tls"
-    } else if first.starts_with(b"PRI * HTTP/2.0") {
+    } else if is_h2_preface(first) {
         "http2"
-    } else if METHODS.iter().any(|m| first.starts_with(m)) {
+    } else if is_http_request(first) {
         "http"
     } else {
         "opaque"
@@ -337,7 +329,8 @@ mod tests {
         assert_eq!(classify(b""), "none");
         assert_eq!(classify(&[0x16, 0x03, 0x01, 0x02]), "tls");
         assert_eq!(classify(b"GET / HTTP/1.1\r\n"), "http");
-        assert_eq!(classify(b"PRI * HTTP/2.0\r\n"), "http2");
+        assert_eq!(classify(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), "http2");
+        assert_eq!(classify(b"GET key\r\n"), "opaque", "Redis, not HTTP");
         assert_eq!(classify(b"\x00\x01binary"), "opaque");
     }
 }

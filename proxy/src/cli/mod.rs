@@ -66,7 +66,7 @@ pub struct Cli {
         long,
         env = "PROXY_IN_BIND",
         value_name = "IP",
-        default_value = "0.0.0.0"
+        default_value_t = crate::options::DEFAULT_INBOUND_BIND
     )]
     pub proxy_in_bind: IpAddr,
 
@@ -75,7 +75,7 @@ pub struct Cli {
         long,
         env = "PROXY_OUT_BIND",
         value_name = "IP",
-        default_value = "127.0.0.1"
+        default_value_t = crate::options::DEFAULT_OUTBOUND_BIND
     )]
     pub proxy_out_bind: IpAddr,
 
@@ -126,7 +126,8 @@ pub struct Cli {
         long,
         env = "PROXY_CAPTURE_ROTATE_KEEP",
         value_name = "N",
-        default_value_t = 5
+        default_value_t = 5,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
     )]
     pub capture_rotate_keep: usize,
 
@@ -135,7 +136,8 @@ pub struct Cli {
         long,
         env = "PROXY_CAPTURE_QUEUE",
         value_name = "N",
-        default_value_t = 8192
+        default_value_t = 8192,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
     )]
     pub capture_queue: usize,
 
@@ -144,7 +146,8 @@ pub struct Cli {
         long,
         env = "PROXY_ADMIN_PORT",
         value_name = "PORT",
-        default_value_t = 4191
+        // The port init-iptables leaves unredirected: the two defaults must stay one.
+        default_value_t = crate::iptables::rules::DEFAULT_ADMIN_PORT
     )]
     pub admin_port: u16,
 
@@ -391,5 +394,25 @@ impl Command {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProxyType;
+
+    /// The binary's defaults (clap's) and the library's (`RuntimeOptions::for_config`, used by embedders and
+    /// tests) must not drift apart.
+    #[test]
+    fn flag_defaults_match_the_library_defaults() {
+        let invocation =
+            Invocation::parse_from(["sidecar-proxy", "--proxy-type", "reverse"]).unwrap();
+        let config = invocation.config().unwrap();
+        assert_eq!(config.proxy_type, ProxyType::Reverse);
+        assert_eq!(
+            invocation.runtime_options(&config),
+            RuntimeOptions::for_config(&config)
+        );
     }
 }

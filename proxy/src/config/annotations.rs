@@ -37,14 +37,17 @@ pub fn parse_annotations_file(text: &str) -> Result<RawSettings, AnnotationsFile
     ))
 }
 
-/// Undoes Go's `strconv.Quote`.
+/// Undoes Go's `strconv.Quote`. `\xNN` stands for one byte (Go writes it for bytes that are not valid
+/// UTF-8), so the value is rebuilt as bytes; bytes that still do not form UTF-8 become U+FFFD.
 fn unquote_go(quoted: &str) -> Result<String, String> {
     let inner = quoted
         .strip_prefix('"')
         .and_then(|q| q.strip_suffix('"'))
         .filter(|_| quoted.len() >= 2)
         .ok_or_else(|| "value is not a double-quoted string".to_owned())?;
-    let mut out = String::with_capacity(inner.len());
+    let mut out: Vec<u8> = Vec::with_capacity(inner.len());
+    let push =
+        |out: &mut Vec<u8>, c: char| out.extend_from_slice(c.encode_utf8(&mut [0u8; 4]).as_bytes());
     let mut chars = inner.chars();
     while let Some(c) = chars.next() {
         match c {
@@ -62,25 +65,34 @@ fn unquote_go(quoted: &str) -> Result<String, String> {
                     '\\' => '\\',
                     '"' => '"',
                     '\'' => '\'',
-                    'x' => hex_char(&mut chars, 2)?,
+                    'x' => {
+                        let byte = hex_value(&mut chars, 2)?;
+                        out.push(byte as u8);
+                        continue;
+                    }
                     'u' => hex_char(&mut chars, 4)?,
                     'U' => hex_char(&mut chars, 8)?,
                     other => return Err(format!("unknown escape '\\{other}'")),
                 };
-                out.push(decoded);
+                push(&mut out, decoded);
             }
-            c => out.push(c),
+            c => push(&mut out, c),
         }
     }
-    Ok(out)
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-fn hex_char(chars: &mut std::str::Chars<'_>, digits: usize) -> Result<char, String> {
+fn hex_value(chars: &mut std::str::Chars<'_>, digits: usize) -> Result<u32, String> {
     let hex: String = chars.by_ref().take(digits).collect();
     if hex.len() != digits {
         return Err("escape sequence cut short".to_owned());
     }
-    u32::from_str_radix(&hex, 16)
+    u32::from_str_radix(&hex, 16).map_err(|_| format!("invalid escape value {hex}"))
+}
+
+fn hex_char(chars: &mut std::str::Chars<'_>, digits: usize) -> Result<char, String> {
+    let hex: String = chars.clone().take(digits).collect();
+    hex_value(chars, digits)
         .ok()
         .and_then(char::from_u32)
         .ok_or_else(|| format!("invalid escape value {hex}"))
@@ -102,6 +114,13 @@ mod tests {
         assert_eq!(port.value, "8080");
         assert_eq!(port.source, Source::Annotation);
         assert_eq!(raw.get(Setting::ProxyType).unwrap().value, "dual");
+    }
+
+    #[test]
+    fn x_escapes_are_bytes() {
+        // Go writes "é" as-is, but a lone 0xC3 0xA9 pair escaped byte by byte must come back as "é" too.
+        assert_eq!(unquote_go(r#""\xc3\xa9""#).unwrap(), "é");
+        assert_eq!(unquote_go(r#""\xff""#).unwrap(), "\u{fffd}");
     }
 
     #[test]

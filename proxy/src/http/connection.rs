@@ -19,9 +19,8 @@ use tracing::{debug, warn};
 
 use super::body::ProxyBody;
 use crate::capture::CaptureContext;
+use crate::detect::H2_PREFACE;
 use crate::io::PrefixedIo;
-
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Drives a hyper connection to its end; on shutdown, lets its in-flight requests finish first.
 /// (A macro because hyper's HTTP/1 and HTTP/2 connections share no trait for graceful shutdown.)

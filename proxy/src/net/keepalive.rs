@@ -7,9 +7,9 @@ use socket2::{SockRef, TcpKeepalive};
 use tokio::net::TcpStream;
 
 /// Idle time before the first probe, then probe spacing; the kernel gives up after its retry count.
-const IDLE: Duration = Duration::from_secs(60);
-const INTERVAL: Duration = Duration::from_secs(10);
-const RETRIES: u32 = 6;
+pub(crate) const IDLE: Duration = Duration::from_secs(60);
+pub(crate) const INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const RETRIES: u32 = 6;
 
 /// Turns keepalive and no-delay on; failures only cost the probe, so they are ignored.
 pub fn tune(stream: &TcpStream) {

@@ -1,7 +1,7 @@
 //! Where traffic goes: targets as clients name them, and dialing them.
 
 mod dial;
-mod keepalive;
+pub(crate) mod keepalive;
 mod target;
 
 pub use dial::{dial, DialError, DialFailure};

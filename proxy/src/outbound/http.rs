@@ -20,7 +20,7 @@ use crate::http::body::{empty, text_response, ProxyBody};
 use crate::http::exchange::{failure_reason, finish_response};
 use crate::http::headers::remove_hop_by_hop;
 use crate::http::upgrade;
-use crate::net::{dial, Target};
+use crate::net::{dial, keepalive, Target};
 use crate::relay::{proxy_stream, StreamJob};
 
 pub struct ForwardHttp {
@@ -34,9 +34,9 @@ impl ForwardHttp {
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
         // The same keepalive probing as every other upstream socket (see net::tune).
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        connector.set_keepalive_interval(Some(Duration::from_secs(10)));
-        connector.set_keepalive_retries(Some(6));
+        connector.set_keepalive(Some(keepalive::IDLE));
+        connector.set_keepalive_interval(Some(keepalive::INTERVAL));
+        connector.set_keepalive_retries(Some(keepalive::RETRIES));
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())

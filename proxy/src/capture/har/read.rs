@@ -65,6 +65,21 @@ pub fn read_records<R: BufRead>(reader: R, source_name: &str) -> Result<Vec<Reco
             line: line_number,
             message,
         };
+        // The schema first: a record of another version should be named as such, not as a missing field.
+        #[derive(serde::Deserialize)]
+        struct SchemaOnly {
+            schema: Option<String>,
+        }
+        if let Ok(SchemaOnly {
+            schema: Some(schema),
+        }) = serde_json::from_str::<SchemaOnly>(&line)
+        {
+            if schema != SCHEMA {
+                return Err(malformed(format!(
+                    "schema is \"{schema}\"; this sidecar reads \"{SCHEMA}\""
+                )));
+            }
+        }
         let record: Record = serde_json::from_str(&line).map_err(|e| {
             // serde_json's own "at line 1 column N" would read as a line of the file.
             let column = e.column();
@@ -191,5 +206,19 @@ mod tests {
 
         let records = read_records(format!("{good}\n\n{good}\n").as_bytes(), "x").unwrap();
         assert_eq!(records.len(), 2);
+    }
+
+    #[test]
+    fn another_schema_version_is_named_as_such() {
+        let line = r#"{"schema":"sidecar.capture/v2","id":1,"kind":"http"}"#;
+        let error = read_records(line.as_bytes(), "new.jsonl")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(
+                "schema is \"sidecar.capture/v2\"; this sidecar reads \"sidecar.capture/v1\""
+            ),
+            "{error}"
+        );
     }
 }
