@@ -22,22 +22,6 @@ use crate::capture::CaptureContext;
 use crate::detect::H2_PREFACE;
 use crate::io::PrefixedIo;
 
-/// Drives a hyper connection to its end; on shutdown, lets its in-flight requests finish first.
-/// (A macro because hyper's HTTP/1 and HTTP/2 connections share no trait for graceful shutdown.)
-macro_rules! until_done_or_shutdown {
-    ($conn:expr, $shutdown:expr) => {{
-        let conn = $conn;
-        tokio::pin!(conn);
-        tokio::select! {
-            result = conn.as_mut() => result,
-            _ = $shutdown.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        }
-    }};
-}
-
 #[derive(Clone, Copy, Debug)]
 pub struct ServeOptions {
     /// How long a client may take to send its first request head.

@@ -1,5 +1,23 @@
 //! HTTP pieces shared by the reverse (inbound) and forward (outbound) proxies.
 
+// Defined before the modules that use it (macro_rules scoping is textual).
+/// Drives a hyper server connection to its end; once `$shutdown` is cancelled, lets its in-flight requests
+/// finish first.
+/// (A macro because hyper's HTTP/1 and HTTP/2 connections share no trait for graceful shutdown.)
+macro_rules! until_done_or_shutdown {
+    ($conn:expr, $shutdown:expr) => {{
+        let conn = $conn;
+        tokio::pin!(conn);
+        tokio::select! {
+            result = conn.as_mut() => result,
+            _ = $shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    }};
+}
+
 pub mod body;
 pub mod connection;
 pub mod exchange;

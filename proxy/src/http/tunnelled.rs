@@ -59,14 +59,7 @@ pub async fn serve<C, U>(
             return;
         }
     };
-    let upstream_closed = CancellationToken::new();
-    let closed = upstream_closed.clone();
-    tasks.spawn(async move {
-        if let Err(e) = connection.with_upgrades().await {
-            debug!(error = %e, "upstream connection ended with an error");
-        }
-        closed.cancel();
-    });
+    let upstream_closed = drive_upstream(&tasks, connection.with_upgrades());
 
     // hyper serves one request at a time on an HTTP/1 connection, so the lock is never contended; it
     // only lets the per-request futures share the sender.
@@ -85,15 +78,7 @@ pub async fn serve<C, U>(
         .preserve_header_case(true)
         .serve_connection(TokioIo::new(client), service)
         .with_upgrades();
-    tokio::pin!(served);
-    let result = tokio::select! {
-        result = served.as_mut() => result,
-        _ = upstream_closed.cancelled() => {
-            served.as_mut().graceful_shutdown();
-            served.await
-        }
-    };
-    if let Err(e) = result {
+    if let Err(e) = until_done_or_shutdown!(served, upstream_closed) {
         debug!(error = %e, "tunnelled HTTP ended with an error");
     }
 }
@@ -122,29 +107,14 @@ pub async fn serve_h2<C, U>(
             return;
         }
     };
-    let upstream_closed = CancellationToken::new();
-    let closed = upstream_closed.clone();
-    tasks.spawn(async move {
-        if let Err(e) = connection.await {
-            debug!(error = %e, "upstream HTTP/2 connection ended with an error");
-        }
-        closed.cancel();
-    });
+    let upstream_closed = drive_upstream(&tasks, connection);
     let route = Arc::new(route);
     let service = hyper::service::service_fn(move |request| {
         exchange_h2(request, sender.clone(), route.clone(), context.clone())
     });
     let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(client), service);
-    tokio::pin!(served);
-    let result = tokio::select! {
-        result = served.as_mut() => result,
-        _ = upstream_closed.cancelled() => {
-            served.as_mut().graceful_shutdown();
-            served.await
-        }
-    };
-    if let Err(e) = result {
+    if let Err(e) = until_done_or_shutdown!(served, upstream_closed) {
         debug!(error = %e, "tunnelled HTTP/2 ended with an error");
     }
 }
@@ -155,31 +125,12 @@ async fn exchange_h2(
     route: Arc<TunnelledTarget>,
     context: CaptureContext,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let (parts, body) = request.into_parts();
-    let capture = HttpCapture::begin(
-        &context,
-        route.transport,
-        &parts,
-        route.target.clone(),
-        route.delivered_to.clone(),
-    );
-    let request = Request::from_parts(parts, capture.request_body(body).boxed_unsync());
+    let (capture, request) = begin(request, &route, &context);
     let sent = match sender.ready().await {
         Ok(()) => sender.send_request(request).await,
         Err(e) => Err(e),
     };
-    match sent {
-        Ok(response) => {
-            let (parts, body) = response.into_parts();
-            let body = capture.response_body(&parts, body).boxed_unsync();
-            Ok(Response::from_parts(parts, body))
-        }
-        Err(e) => {
-            let reason = format!("upstream connection failed: {e}");
-            let response = text_response(StatusCode::BAD_GATEWAY, format!("sidecar: {reason}"));
-            Ok(capture.sidecar_response(response, reason))
-        }
-    }
+    Ok(respond(&capture, sent))
 }
 
 async fn exchange(
@@ -191,15 +142,7 @@ async fn exchange(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let client_upgrade =
         upgrade::requested(request.headers()).map(|_| hyper::upgrade::on(&mut request));
-    let (parts, body) = request.into_parts();
-    let capture = HttpCapture::begin(
-        &context,
-        route.transport,
-        &parts,
-        route.target.clone(),
-        route.delivered_to.clone(),
-    );
-    let request = Request::from_parts(parts, capture.request_body(body).boxed_unsync());
+    let (capture, request) = begin(request, &route, &context);
     let sent = {
         let mut sender = sender.lock().await;
         match sender.ready().await {
@@ -207,26 +150,72 @@ async fn exchange(
             Err(e) => Err(e),
         }
     };
-    match sent {
-        Ok(mut response) => {
-            if let Some(client) = client_upgrade {
-                if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-                    let upstream = hyper::upgrade::on(&mut response);
-                    let connection = capture.context();
-                    tasks.spawn(async move {
-                        upgrade::relay(client, upstream).await;
-                        drop(connection);
-                    });
-                }
+    let sent = sent.map(|mut response| {
+        if let Some(client) = client_upgrade {
+            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                let upstream = hyper::upgrade::on(&mut response);
+                let connection = capture.context();
+                tasks.spawn(async move {
+                    upgrade::relay(client, upstream).await;
+                    drop(connection);
+                });
             }
+        }
+        response
+    });
+    Ok(respond(&capture, sent))
+}
+
+/// Starts the record of one request and wraps its body for the trip upstream.
+fn begin(
+    request: Request<Incoming>,
+    route: &TunnelledTarget,
+    context: &CaptureContext,
+) -> (HttpCapture, Request<ProxyBody>) {
+    let (parts, body) = request.into_parts();
+    let capture = HttpCapture::begin(
+        context,
+        route.transport,
+        &parts,
+        route.target.clone(),
+        route.delivered_to.clone(),
+    );
+    let request = Request::from_parts(parts, capture.request_body(body).boxed_unsync());
+    (capture, request)
+}
+
+/// The upstream's response, as recorded, or the sidecar's 502 when the upstream connection failed.
+fn respond(
+    capture: &HttpCapture,
+    sent: Result<Response<Incoming>, hyper::Error>,
+) -> Response<ProxyBody> {
+    match sent {
+        Ok(response) => {
             let (parts, body) = response.into_parts();
             let body = capture.response_body(&parts, body).boxed_unsync();
-            Ok(Response::from_parts(parts, body))
+            Response::from_parts(parts, body)
         }
         Err(e) => {
             let reason = format!("upstream connection failed: {e}");
             let response = text_response(StatusCode::BAD_GATEWAY, format!("sidecar: {reason}"));
-            Ok(capture.sidecar_response(response, reason))
+            capture.sidecar_response(response, reason)
         }
     }
+}
+
+/// Drives the upstream connection in its own task; the token is cancelled when that connection ends, so
+/// the client side can be wound down.
+fn drive_upstream<F>(tasks: &TaskTracker, connection: F) -> CancellationToken
+where
+    F: std::future::Future<Output = Result<(), hyper::Error>> + Send + 'static,
+{
+    let closed = CancellationToken::new();
+    let done = closed.clone();
+    tasks.spawn(async move {
+        if let Err(e) = connection.await {
+            debug!(error = %e, "upstream connection ended with an error");
+        }
+        done.cancel();
+    });
+    closed
 }
