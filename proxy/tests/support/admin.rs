@@ -10,15 +10,14 @@ use std::time::Duration;
 
 use sidecar_proxy::admin::{AdminServer, Readiness};
 use sidecar_proxy::capture::{CaptureSink, CaptureWriter, Destination, SinkOptions};
-use sidecar_proxy::config::{ProxyConfig, RawSettings, Setting, Source};
 use sidecar_proxy::metrics::Metrics;
-use sidecar_proxy::options::RuntimeOptions;
-use sidecar_proxy::server::{Server, Services};
+use sidecar_proxy::server::Services;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use super::proxy::start_proxy_with_services;
 use super::proxy::RunningProxy;
 
 pub struct RunningAdmin {
@@ -98,43 +97,6 @@ pub fn capture_to_temp_file(
     };
     let (sink, writer) = CaptureSink::start(&options, metrics).expect("start the capture writer");
     (sink, writer, path)
-}
-
-/// Starts the sidecar with the given services, like `support::start_proxy` otherwise.
-pub async fn start_proxy_with_services(
-    proxy_type: &str,
-    protocol: &str,
-    app: Option<SocketAddr>,
-    services: Services,
-) -> RunningProxy {
-    let mut raw = RawSettings::default();
-    raw.offer(Setting::ProxyType, proxy_type, Source::Flag);
-    raw.offer(Setting::ProxyProtocol, protocol, Source::Flag);
-    let app = app.unwrap_or_else(|| "127.0.0.1:9".parse().unwrap());
-    raw.offer(Setting::ProxyHost, app.ip().to_string(), Source::Flag);
-    raw.offer(Setting::ProxyPort, app.port().to_string(), Source::Flag);
-    let config = ProxyConfig::from_settings(&raw).expect("valid test configuration");
-
-    let mut options = RuntimeOptions::for_config(&config);
-    options.inbound_listen = "127.0.0.1:0".parse().unwrap();
-    options.outbound_listen = "127.0.0.1:0".parse().unwrap();
-    options.handshake_timeout = Duration::from_secs(2);
-    options.connect_timeout = Duration::from_secs(2);
-    options.shutdown_grace = Duration::from_secs(2);
-
-    let server = Server::bind_with(&config, options, services)
-        .await
-        .expect("bind test listeners");
-    let inbound = server.inbound_addr();
-    let outbound = server.outbound_addr();
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(server.run(shutdown.clone()));
-    RunningProxy {
-        inbound,
-        outbound,
-        shutdown,
-        task: Some(task),
-    }
 }
 
 /// An admin answer as it came off the wire.

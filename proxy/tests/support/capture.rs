@@ -20,8 +20,8 @@ use sidecar_proxy::server::Services;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::admin::start_proxy_with_services;
 use super::env::remove_proxy_vars;
+use super::proxy::start_proxy_with_services;
 use super::proxy::RunningProxy;
 
 /// A path in the temporary directory no other test (or test process) uses.

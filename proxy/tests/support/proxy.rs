@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sidecar_proxy::config::{ProxyConfig, RawSettings, Setting, Source};
 use sidecar_proxy::options::RuntimeOptions;
-use sidecar_proxy::server::Server;
+use sidecar_proxy::server::{Server, Services};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -56,6 +56,28 @@ pub async fn start_proxy_with(
     app: Option<SocketAddr>,
     adjust: impl FnOnce(&mut RuntimeOptions),
 ) -> RunningProxy {
+    start_proxy_serving(proxy_type, protocol, app, Services::default(), adjust).await
+}
+
+/// Starts the sidecar with the given services (capture sink, metrics), like [`start_proxy`] otherwise.
+pub async fn start_proxy_with_services(
+    proxy_type: &str,
+    protocol: &str,
+    app: Option<SocketAddr>,
+    services: Services,
+) -> RunningProxy {
+    start_proxy_serving(proxy_type, protocol, app, services, |_| {}).await
+}
+
+/// The one place test proxies are built: the config through the real model, loopback listeners on
+/// OS-chosen ports, short timeouts.
+async fn start_proxy_serving(
+    proxy_type: &str,
+    protocol: &str,
+    app: Option<SocketAddr>,
+    services: Services,
+    adjust: impl FnOnce(&mut RuntimeOptions),
+) -> RunningProxy {
     let mut raw = RawSettings::default();
     raw.offer(Setting::ProxyType, proxy_type, Source::Flag);
     raw.offer(Setting::ProxyProtocol, protocol, Source::Flag);
@@ -72,7 +94,7 @@ pub async fn start_proxy_with(
     options.shutdown_grace = Duration::from_secs(2);
     adjust(&mut options);
 
-    let server = Server::bind(&config, options)
+    let server = Server::bind_with(&config, options, services)
         .await
         .expect("bind test listeners");
     let inbound = server.inbound_addr();
