@@ -54,7 +54,7 @@ where
             // The exchanges are the record of this stream; no separate stream record, no payload copies.
             let h2 = is_h2_preface(&bytes);
             record.discard();
-            client.stop_copying();
+            client.observer_mut().stop_copying();
             let client = PrefixedIo::new(bytes, client);
             if h2 {
                 tunnelled::serve_h2(client, upstream, route, context.clone(), tasks.clone()).await;

@@ -17,4 +17,4 @@ pub use context::CaptureContext;
 pub use http::{CapturingBody, HttpCapture};
 pub use settings::{CaptureSettings, DEFAULT_BODY_LIMIT, DEFAULT_REDACTED, REDACTED};
 pub use sink::{CaptureSink, CaptureWriter, Destination, Rotation, SinkOptions};
-pub use stream::{StreamCapture, StreamEnd, TappedIo};
+pub use stream::{StreamCapture, StreamEnd, StreamTap, TappedIo};

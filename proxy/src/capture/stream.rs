@@ -5,19 +5,15 @@
 //! capture is on, keeps a bounded copy of each direction. (The relayed-bytes metric is counted for every
 //! connection at accept, by `io::MeteredIo`.)
 
-use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
-
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::body_tap::BodyTap;
 use super::context::{next_record_id, rfc3339, CaptureContext};
 use super::record::{Detail, Record, StreamPayload, StreamSummary, SCHEMA};
 use crate::detect::{is_h2_preface, is_http_request, tls};
+use crate::io::{ObservedIo, Observer};
 
 /// How much of the client's first bytes is kept to name the protocol.
 const SNIFF_LEN: usize = 24;
@@ -93,18 +89,21 @@ impl StreamCapture {
     pub fn tap<S>(&self, client: S) -> TappedIo<S> {
         let limit = self.context.settings.body_limit;
         let keep_payload = self.context.settings.stream_payload && self.context.sink.is_enabled();
-        TappedIo {
-            inner: client,
-            from_client: Direction::new(keep_payload.then(|| BodyTap::new(limit))),
-            to_client: Direction::new(keep_payload.then(|| BodyTap::new(limit))),
-            progress: self.progress.clone(),
-            first_bytes: Vec::new(),
-        }
+        TappedIo::new(
+            client,
+            StreamTap {
+                from_client: keep_payload.then(|| BodyTap::new(limit)),
+                to_client: keep_payload.then(|| BodyTap::new(limit)),
+                progress: self.progress.clone(),
+                first_bytes: Vec::new(),
+            },
+        )
     }
 
     /// Submits the record of a stream that was relayed.
     pub fn finish<S>(mut self, tapped: TappedIo<S>, end: StreamEnd) {
-        let payload = match (tapped.from_client.tap, tapped.to_client.tap) {
+        let tap = tapped.into_observer();
+        let payload = match (tap.from_client, tap.to_client) {
             (Some(up), Some(down)) => Some(StreamPayload {
                 client_to_target: up.finish(true),
                 target_to_client: down.finish(true),
@@ -200,39 +199,28 @@ fn classify(first: &[u8]) -> &'static str {
     }
 }
 
-struct Direction {
-    tap: Option<BodyTap>,
-}
-
-impl Direction {
-    fn new(tap: Option<BodyTap>) -> Self {
-        Direction { tap }
-    }
-
-    fn observe(&mut self, chunk: &[u8]) {
-        if let Some(tap) = &mut self.tap {
-            tap.observe(chunk);
-        }
-    }
-}
-
 /// The client side of a relay, counted and optionally copied.
-pub struct TappedIo<S> {
-    inner: S,
-    from_client: Direction,
-    to_client: Direction,
+pub type TappedIo<S> = ObservedIo<S, StreamTap>;
+
+/// What a stream record needs from the bytes: counts (shared with the record, so a stream cut off mid-relay
+/// still has them), what the first bytes looked like, and, with payload capture, bounded copies.
+pub struct StreamTap {
+    from_client: Option<BodyTap>,
+    to_client: Option<BodyTap>,
     progress: Arc<Progress>,
     first_bytes: Vec<u8>,
 }
 
-impl<S> TappedIo<S> {
+impl StreamTap {
     /// Stops keeping payload copies (the stream turned out to be HTTP, recorded exchange by exchange).
     pub fn stop_copying(&mut self) {
-        self.from_client.tap = None;
-        self.to_client.tap = None;
+        self.from_client = None;
+        self.to_client = None;
     }
+}
 
-    fn note_read(&mut self, chunk: &[u8]) {
+impl Observer for StreamTap {
+    fn read(&mut self, chunk: &[u8]) {
         if self.first_bytes.len() < SNIFF_LEN {
             let n = chunk.len().min(SNIFF_LEN - self.first_bytes.len());
             self.first_bytes.extend_from_slice(&chunk[..n]);
@@ -243,80 +231,18 @@ impl<S> TappedIo<S> {
         self.progress
             .client_to_target
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        self.from_client.observe(chunk);
+        if let Some(tap) = &mut self.from_client {
+            tap.observe(chunk);
+        }
     }
 
-    fn note_written(&mut self, chunk: &[u8]) {
+    fn written(&mut self, chunk: &[u8]) {
         self.progress
             .target_to_client
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        self.to_client.observe(chunk);
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for TappedIo<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = polled {
-            let this = &mut *self;
-            let fresh = &buf.filled()[before..];
-            if !fresh.is_empty() {
-                this.note_read(fresh);
-            }
+        if let Some(tap) = &mut self.to_client {
+            tap.observe(chunk);
         }
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for TappedIo<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = polled {
-            self.note_written(&buf[..n]);
-        }
-        polled
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = polled {
-            // Observe exactly the n bytes written, which may end inside any of the slices.
-            let mut left = n;
-            for buf in bufs {
-                if left == 0 {
-                    break;
-                }
-                let take = left.min(buf.len());
-                self.note_written(&buf[..take]);
-                left -= take;
-            }
-        }
-        polled
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

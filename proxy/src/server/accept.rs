@@ -14,7 +14,7 @@ use super::listeners::{Handler, Listener, TRANSPARENT};
 use super::Services;
 use crate::capture::CaptureContext;
 use crate::http::connection::{self, ServeOptions};
-use crate::io::MeteredIo;
+use crate::io::{ByteMeter, MeteredIo};
 use crate::metrics::{
     DirectionLabels, FlowLabels, GaugeGuard, HandshakeErrorLabels, ListenerLabels, Metrics,
     RecordLabels,
@@ -76,7 +76,10 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
                 };
                 // Held by the context, which tunnels and upgraded connections keep past this task.
                 let open = Arc::new(GaugeGuard::new(open.clone()));
-                let stream = MeteredIo::new(stream, from_client.clone(), to_client.clone());
+                let stream = MeteredIo::new(
+                    stream,
+                    ByteMeter::new(from_client.clone(), to_client.clone()),
+                );
                 let context = CaptureContext::new(
                     shared.services.capture.clone(),
                     shared.services.capture_settings.clone(),

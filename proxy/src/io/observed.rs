@@ -1,0 +1,141 @@
+//! A stream that shows every byte it carries to an observer, on its way through: the one place where
+//! reads and (vectored) writes are intercepted, for byte metrics and for capture taps alike.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Sees the bytes of one connection side: `read` what came from the peer, `written` what went to it.
+pub trait Observer {
+    fn read(&mut self, bytes: &[u8]);
+    fn written(&mut self, bytes: &[u8]);
+}
+
+pub struct ObservedIo<S, O> {
+    inner: S,
+    observer: O,
+}
+
+impl<S, O> ObservedIo<S, O> {
+    pub fn new(inner: S, observer: O) -> Self {
+        ObservedIo { inner, observer }
+    }
+
+    pub fn observer(&self) -> &O {
+        &self.observer
+    }
+
+    pub fn observer_mut(&mut self) -> &mut O {
+        &mut self.observer
+    }
+
+    pub fn into_observer(self) -> O {
+        self.observer
+    }
+}
+
+impl<S: AsyncRead + Unpin, O: Observer + Unpin> AsyncRead for ObservedIo<S, O> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            let fresh = &buf.filled()[before..];
+            if !fresh.is_empty() {
+                this.observer.read(fresh);
+            }
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin, O: Observer + Unpin> AsyncWrite for ObservedIo<S, O> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = polled {
+            this.observer.written(&buf[..n]);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = polled {
+            // Exactly the n bytes written, which may end inside any of the slices.
+            let mut left = n;
+            for buf in bufs {
+                if left == 0 {
+                    break;
+                }
+                let take = left.min(buf.len());
+                this.observer.written(&buf[..take]);
+                left -= take;
+            }
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[derive(Default)]
+    struct Seen {
+        read: Vec<u8>,
+        written: Vec<u8>,
+    }
+
+    impl Observer for Seen {
+        fn read(&mut self, bytes: &[u8]) {
+            self.read.extend_from_slice(bytes);
+        }
+        fn written(&mut self, bytes: &[u8]) {
+            self.written.extend_from_slice(bytes);
+        }
+    }
+
+    #[tokio::test]
+    async fn sees_exactly_what_passes_each_way() {
+        let (ours, mut peer) = tokio::io::duplex(64);
+        let mut io = ObservedIo::new(ours, Seen::default());
+        peer.write_all(b"in").await.unwrap();
+        let mut two = [0u8; 2];
+        io.read_exact(&mut two).await.unwrap();
+        io.write_all(b"out").await.unwrap();
+        let seen = io.into_observer();
+        assert_eq!(
+            (&seen.read[..], &seen.written[..]),
+            (&b"in"[..], &b"out"[..])
+        );
+    }
+}
