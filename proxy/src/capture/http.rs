@@ -58,21 +58,22 @@ enum Side {
 
 impl HttpCapture {
     /// Starts recording a request. `target` is the destination as the client named it.
+    ///
+    /// `route` gives `(target, delivered_to)`; it is called only when a record is wanted, so with capture off
+    /// no per-request strings are built.
     pub fn begin(
         context: &CaptureContext,
         transport: &'static str,
         request: &http::request::Parts,
-        target: String,
-        delivered_to: Option<String>,
+        route: impl FnOnce() -> (String, Option<String>),
     ) -> HttpCapture {
         let recording = context.sink.is_enabled();
         let mut parts = Parts {
-            target,
-            delivered_to,
             transport,
             ..Parts::default()
         };
         if recording {
+            (parts.target, parts.delivered_to) = route();
             parts.request = Some(record::HttpRequest {
                 method: request.method.to_string(),
                 url: absolute_url(request),

@@ -173,13 +173,9 @@ fn begin(
     context: &CaptureContext,
 ) -> (HttpCapture, Request<ProxyBody>) {
     let (parts, body) = request.into_parts();
-    let capture = HttpCapture::begin(
-        context,
-        route.transport,
-        &parts,
-        route.target.clone(),
-        route.delivered_to.clone(),
-    );
+    let capture = HttpCapture::begin(context, route.transport, &parts, || {
+        (route.target.clone(), route.delivered_to.clone())
+    });
     let request = Request::from_parts(parts, capture.request_body(body).boxed_unsync());
     (capture, request)
 }

@@ -72,14 +72,10 @@ impl ReverseHttp {
 
         let (mut parts, body) = request.into_parts();
         // The record keeps the request as the caller sent it, before any header is changed.
-        let requested = requested_authority(&parts).unwrap_or_else(|| self.app.to_string());
-        let capture = HttpCapture::begin(
-            &context,
-            "http",
-            &parts,
-            requested,
-            Some(self.app.to_string()),
-        );
+        let capture = HttpCapture::begin(&context, "http", &parts, || {
+            let requested = requested_authority(&parts).unwrap_or_else(|| self.app.to_string());
+            (requested, Some(self.app.to_string()))
+        });
         parts.uri = self.upstream_uri(&parts.uri, is_h2);
         remove_hop_by_hop(&mut parts.headers);
         if let Some(protocol) = upgrade_protocol {

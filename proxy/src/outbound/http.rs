@@ -87,7 +87,8 @@ impl ForwardHttp {
             .as_ref()
             .map(|_| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
-        let capture = HttpCapture::begin(&context, "http", &parts, target_of(&authority), None);
+        let capture =
+            HttpCapture::begin(&context, "http", &parts, || (target_of(&authority), None));
         remove_hop_by_hop(&mut parts.headers);
         if let Some(protocol) = upgrade_protocol {
             upgrade::restore_headers(&mut parts.headers, protocol);
@@ -190,8 +191,12 @@ fn refuse(
     message: String,
 ) -> Response<ProxyBody> {
     let (parts, _unread_body) = request.into_parts();
-    let target = parts.uri.authority().map(target_of).unwrap_or_default();
-    let capture = HttpCapture::begin(context, "http", &parts, target, None);
+    let capture = HttpCapture::begin(context, "http", &parts, || {
+        (
+            parts.uri.authority().map(target_of).unwrap_or_default(),
+            None,
+        )
+    });
     capture.sidecar_response(bad_request(message.clone()), message)
 }
 
