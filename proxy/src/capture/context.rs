@@ -3,8 +3,9 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use super::record::{Detail, Record, SCHEMA};
 use super::settings::CaptureSettings;
 use super::sink::CaptureSink;
 use crate::metrics::{GaugeGuard, HandshakeErrorLabels, ListenerLabels, Metrics};
@@ -18,6 +19,13 @@ pub(super) fn next_record_id() -> u64 {
 
 pub(super) fn rfc3339(at: SystemTime) -> String {
     humantime::format_rfc3339_micros(at).to_string()
+}
+
+/// How a record's bytes reached the sidecar and where they were going.
+pub(super) struct RecordRoute {
+    pub transport: &'static str,
+    pub target: String,
+    pub delivered_to: Option<String>,
 }
 
 /// Per-connection capture context, cloned into each exchange of the connection.
@@ -55,6 +63,31 @@ impl CaptureContext {
             protocol,
             client,
             _open: None,
+        }
+    }
+
+    /// A record of this connection: the fields every kind shares, filled in from the context.
+    pub(super) fn record(
+        &self,
+        id: u64,
+        route: RecordRoute,
+        started: (SystemTime, Duration),
+        detail: Detail,
+    ) -> Record {
+        Record {
+            schema: SCHEMA.to_owned(),
+            id,
+            connection: self.connection,
+            direction: self.direction.to_owned(),
+            proxy_type: self.proxy_type.to_owned(),
+            protocol: self.protocol.to_owned(),
+            transport: route.transport.to_owned(),
+            client: self.client.to_string(),
+            target: route.target,
+            delivered_to: route.delivered_to,
+            start: rfc3339(started.0),
+            duration_ms: started.1.as_secs_f64() * 1000.0,
+            detail,
         }
     }
 

@@ -15,8 +15,8 @@ use http::{HeaderMap, Version};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use super::body_tap::BodyTap;
-use super::context::{next_record_id, rfc3339, CaptureContext};
-use super::record::{self, Detail, Record, SCHEMA};
+use super::context::{next_record_id, CaptureContext, RecordRoute};
+use super::record::{self, Detail};
 use super::settings::REDACTED;
 use crate::metrics::DirectionLabels;
 
@@ -202,25 +202,19 @@ impl ExchangeState {
             response.body = parts.response_body.unwrap_or_default();
             response
         });
-        context.sink.submit(Record {
-            schema: SCHEMA.to_owned(),
-            id: self.id,
-            connection: context.connection,
-            direction: context.direction.to_owned(),
-            proxy_type: context.proxy_type.to_owned(),
-            protocol: context.protocol.to_owned(),
-            transport: parts.transport.to_owned(),
-            client: context.client.to_string(),
+        let route = RecordRoute {
+            transport: parts.transport,
             target: parts.target,
             delivered_to: parts.delivered_to,
-            start: rfc3339(self.start_time),
-            duration_ms: elapsed.as_secs_f64() * 1000.0,
-            detail: Detail::Http(record::HttpExchange {
-                request,
-                response,
-                error: parts.error,
-            }),
+        };
+        let detail = Detail::Http(record::HttpExchange {
+            request,
+            response,
+            error: parts.error,
         });
+        context
+            .sink
+            .submit(context.record(self.id, route, (self.start_time, elapsed), detail));
     }
 }
 

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::body_tap::BodyTap;
-use super::context::{next_record_id, rfc3339, CaptureContext};
-use super::record::{Detail, Record, StreamPayload, StreamSummary, SCHEMA};
+use super::context::{next_record_id, CaptureContext, RecordRoute};
+use super::record::{Detail, StreamPayload, StreamSummary};
 use crate::detect::{is_h2_preface, is_http_request, tls};
 use crate::io::{ObservedIo, Observer};
 
@@ -142,29 +142,24 @@ impl StreamCapture {
             StreamEnd::Refused(reason) => ("refused", Some(reason)),
         };
         let context = &self.context;
-        context.sink.submit(Record {
-            schema: SCHEMA.to_owned(),
-            id: self.id,
-            connection: context.connection,
-            direction: context.direction.to_owned(),
-            proxy_type: context.proxy_type.to_owned(),
-            protocol: context.protocol.to_owned(),
-            transport: self.transport.to_owned(),
-            client: context.client.to_string(),
+        let route = RecordRoute {
+            transport: self.transport,
             target: std::mem::take(&mut self.target),
             delivered_to: self.delivered_to.take(),
-            start: rfc3339(self.start_time),
-            duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
-            detail: Detail::Stream(StreamSummary {
-                protocol_seen: protocol_seen.to_owned(),
-                bytes_client_to_target: up,
-                bytes_target_to_client: down,
-                sni: self.sni.take(),
-                end: end.to_owned(),
-                error,
-                payload,
-            }),
+        };
+        let detail = Detail::Stream(StreamSummary {
+            protocol_seen: protocol_seen.to_owned(),
+            bytes_client_to_target: up,
+            bytes_target_to_client: down,
+            sni: self.sni.take(),
+            end: end.to_owned(),
+            error,
+            payload,
         });
+        let started = (self.start_time, self.started.elapsed());
+        context
+            .sink
+            .submit(context.record(self.id, route, started, detail));
     }
 }
 
