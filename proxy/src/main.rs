@@ -120,6 +120,7 @@ fn main() -> ExitCode {
         let admin_task = tokio::spawn(admin.run(admin_stop.clone()));
         // Every proxy listener is bound: the pod may receive traffic.
         readiness.set_ready(true);
+        info!("ready: every listener is bound");
         server.run(shutdown).await;
         // Health and metrics stay up while connections drain, then stop last.
         admin_stop.cancel();

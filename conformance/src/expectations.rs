@@ -1,0 +1,86 @@
+//! What the docs promise for each cell. A cell runs either way; its test passes when what happened is
+//! what the docs say: `Works` cells must deliver every request exactly, `Unsupported` cells must fail.
+//! An unsupported cell that works fails its test just the same: then the docs are wrong and change.
+
+use crate::clients::{Client, Runtime, Side, Speaks};
+use crate::modes::{Mode, Protocol};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    Works,
+    /// The docs say this combination does not work, and why.
+    Unsupported(String),
+}
+
+/// The port a client row talks to in a column, with its protocol; `None` when the column has no
+/// listener on the row's side (the cell does not exist).
+pub fn sidecar_port(client: &Client, mode: &Mode) -> Option<crate::modes::Port> {
+    match client.side {
+        Side::Outbound => mode.outbound,
+        Side::Inbound => mode.inbound,
+    }
+}
+
+/// The documented outcome of a cell, or `None` for a cell that does not exist.
+pub fn expected(client: &Client, mode: &Mode) -> Option<Expected> {
+    let port = sidecar_port(client, mode)?;
+    let expected = match (client.speaks, port.protocol) {
+        (Speaks::Ignored(reason), _) => Expected::Unsupported(reason.to_owned()),
+        (Speaks::HttpProxy, Protocol::Http) | (Speaks::Socks, Protocol::Socks) => Expected::Works,
+        (Speaks::PlainHttp, Protocol::Tcp | Protocol::Http) => Expected::Works,
+        (Speaks::HttpProxy, _) if client.runtime == Runtime::Node => Expected::Unsupported(
+            "NodeJS needs `proxy-protocol` `http` or `tcp:http`: global-agent speaks only HTTP proxy"
+                .to_owned(),
+        ),
+        (Speaks::HttpProxy, _) => Expected::Unsupported(
+            "an `http://` proxy setting needs the forward port to speak http".to_owned(),
+        ),
+        (Speaks::Socks, _) if client.runtime == Runtime::Java => Expected::Unsupported(
+            "Java's SOCKS properties need `proxy-protocol` `socks` or `tcp:socks`".to_owned(),
+        ),
+        (Speaks::Socks, _) if client.side == Side::Outbound => Expected::Unsupported(
+            "a SOCKS proxy setting needs the forward port to speak socks".to_owned(),
+        ),
+        (Speaks::Socks, _) => Expected::Unsupported(
+            "a SOCKS caller needs the inbound port to speak socks".to_owned(),
+        ),
+        (Speaks::PlainHttp, Protocol::Socks) => Expected::Unsupported(
+            "an inbound socks port needs callers to speak SOCKS".to_owned(),
+        ),
+    };
+    Some(expected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{clients, modes};
+
+    #[test]
+    fn the_docs_claims_are_the_expectations() {
+        let node = clients::by_id("node_global_agent").unwrap();
+        let java_socks = clients::by_id("java_urlconnection_socks_properties").unwrap();
+        assert_eq!(expected(node, &modes::FORWARD_HTTP), Some(Expected::Works));
+        assert!(matches!(
+            expected(node, &modes::FORWARD_SOCKS),
+            Some(Expected::Unsupported(_))
+        ));
+        assert_eq!(
+            expected(java_socks, &modes::DUAL_TCP_SOCKS),
+            Some(Expected::Works)
+        );
+        assert!(matches!(
+            expected(java_socks, &modes::DUAL_TCP_HTTP_8080),
+            Some(Expected::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn cells_exist_only_where_the_column_has_the_rows_listener() {
+        let go = clients::by_id("go_env_http").unwrap();
+        let caller = clients::by_id("go_caller").unwrap();
+        assert_eq!(expected(go, &modes::REVERSE_TCP), None);
+        assert_eq!(expected(caller, &modes::FORWARD_HTTP), None);
+        assert_eq!(expected(caller, &modes::REVERSE_TCP), Some(Expected::Works));
+    }
+}

@@ -1,0 +1,15 @@
+//! The conformance suite: the client settings docs/language-configuration.md gives, proven with the real
+//! clients users run (curl, Go, Python, Node, Java), each in a container sharing a pod network namespace
+//! with the sidecar, in every mode of the spec. See docs/conformance.md.
+
+pub mod cell;
+pub mod clients;
+pub mod expectations;
+pub mod images;
+pub mod modes;
+pub mod pki;
+pub mod pod;
+pub mod report;
+pub mod results;
+pub mod upstream;
+pub mod workspace;

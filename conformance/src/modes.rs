@@ -1,0 +1,232 @@
+//! The matrix's columns: every row of the spec's protocol list and every one of its four YAML examples,
+//! written as the annotations a user puts on the workload. The ports and protocols each column must
+//! serve are written out here by hand from the spec, not computed by the proxy's config model, so a
+//! model that misread an annotation would fail the cells instead of agreeing with itself.
+
+/// What a sidecar port speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Tcp,
+    Http,
+    Socks,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Http => "http",
+            Protocol::Socks => "socks",
+        }
+    }
+}
+
+/// One sidecar listener the column promises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Port {
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Mode {
+    /// Stable id, used in test names and result files.
+    pub id: &'static str,
+    /// The column header.
+    pub title: &'static str,
+    /// Where in the spec this column comes from.
+    pub source: &'static str,
+    /// The workload's `sidecar.speedscale.com/*` annotations, besides `inject: "true"`.
+    pub annotations: &'static [(&'static str, &'static str)],
+    /// The inbound (reverse) listener, if the mode has one.
+    pub inbound: Option<Port>,
+    /// The outbound (forward) listener, if the mode has one.
+    pub outbound: Option<Port>,
+    /// Where the app listens (`proxy-port`, default 80).
+    pub app_port: u16,
+}
+
+const PREFIX: &str = "sidecar.speedscale.com/";
+
+impl Mode {
+    /// The annotations as a downward-API file (`key="value"` lines), the way Kubernetes mounts them.
+    pub fn downward_api_annotations(&self) -> String {
+        let mut file = format!("{PREFIX}inject=\"true\"\n");
+        for (key, value) in self.annotations {
+            file.push_str(&format!("{PREFIX}{key}=\"{value}\"\n"));
+        }
+        file
+    }
+
+    /// The annotations as the workload's YAML would carry them, for the docs table.
+    pub fn annotations_yaml(&self) -> String {
+        self.annotations
+            .iter()
+            .map(|(key, value)| format!("`{key}: {value}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+const fn port(protocol: Protocol, port: u16) -> Option<Port> {
+    Some(Port { protocol, port })
+}
+
+pub const REVERSE_TCP: Mode = Mode {
+    id: "reverse_tcp",
+    title: "reverse tcp",
+    source: "protocol list: `tcp`",
+    annotations: &[("proxy-type", "reverse"), ("proxy-protocol", "tcp")],
+    inbound: port(Protocol::Tcp, 4143),
+    outbound: None,
+    app_port: 80,
+};
+
+pub const REVERSE_HTTP_8888: Mode = Mode {
+    id: "reverse_http_app_8888",
+    title: "reverse http, app :8888",
+    source: "example 3",
+    annotations: &[
+        ("proxy-type", "reverse"),
+        ("proxy-protocol", "http"),
+        ("proxy-port", "8888"),
+    ],
+    inbound: port(Protocol::Http, 4143),
+    outbound: None,
+    app_port: 8888,
+};
+
+pub const REVERSE_SOCKS: Mode = Mode {
+    id: "reverse_socks",
+    title: "reverse socks",
+    source: "protocol list: `socks`",
+    annotations: &[("proxy-type", "reverse"), ("proxy-protocol", "socks")],
+    inbound: port(Protocol::Socks, 4143),
+    outbound: None,
+    app_port: 80,
+};
+
+pub const FORWARD_HTTP: Mode = Mode {
+    id: "forward_http",
+    title: "forward http",
+    source: "protocol list: `http`",
+    annotations: &[("proxy-type", "forward"), ("proxy-protocol", "http")],
+    inbound: None,
+    outbound: port(Protocol::Http, 4140),
+    app_port: 80,
+};
+
+pub const FORWARD_SOCKS: Mode = Mode {
+    id: "forward_socks",
+    title: "forward socks",
+    source: "example 2",
+    annotations: &[("proxy-type", "forward"), ("proxy-protocol", "socks")],
+    inbound: None,
+    outbound: port(Protocol::Socks, 4140),
+    app_port: 80,
+};
+
+pub const DUAL_HTTP: Mode = Mode {
+    id: "dual_http",
+    title: "dual http",
+    source: "protocol list: `http`",
+    annotations: &[("proxy-type", "dual"), ("proxy-protocol", "http")],
+    inbound: port(Protocol::Http, 4143),
+    outbound: port(Protocol::Http, 4140),
+    app_port: 80,
+};
+
+pub const DUAL_SOCKS: Mode = Mode {
+    id: "dual_socks",
+    title: "dual socks",
+    source: "protocol list: `socks`",
+    annotations: &[("proxy-type", "dual"), ("proxy-protocol", "socks")],
+    inbound: port(Protocol::Socks, 4143),
+    outbound: port(Protocol::Socks, 4140),
+    app_port: 80,
+};
+
+pub const DUAL_TCP_HTTP_8080: Mode = Mode {
+    id: "dual_tcp_http_app_8080",
+    title: "dual tcp:http, app :8080",
+    source: "example 1",
+    annotations: &[
+        ("proxy-type", "dual"),
+        ("proxy-protocol", "tcp:http"),
+        ("proxy-port", "8080"),
+    ],
+    inbound: port(Protocol::Tcp, 4143),
+    outbound: port(Protocol::Http, 4140),
+    app_port: 8080,
+};
+
+pub const DUAL_TCP_SOCKS: Mode = Mode {
+    id: "dual_tcp_socks",
+    title: "dual tcp:socks",
+    source: "protocol list: `tcp:socks`",
+    annotations: &[("proxy-type", "dual"), ("proxy-protocol", "tcp:socks")],
+    inbound: port(Protocol::Tcp, 4143),
+    outbound: port(Protocol::Socks, 4140),
+    app_port: 80,
+};
+
+pub const DUAL_TCP_HTTP_CUSTOM_PORTS: Mode = Mode {
+    id: "dual_tcp_http_ports_10000_10001",
+    title: "dual tcp:http, ports 10000/10001, app :8080",
+    source: "example 4",
+    annotations: &[
+        ("proxy-type", "dual"),
+        ("proxy-protocol", "tcp:http"),
+        ("proxy-port", "8080"),
+        ("proxy-in-port", "10000"),
+        ("proxy-out-port", "10001"),
+    ],
+    inbound: port(Protocol::Tcp, 10000),
+    outbound: port(Protocol::Http, 10001),
+    app_port: 8080,
+};
+
+/// Every column, in table order.
+pub const ALL: &[Mode] = &[
+    REVERSE_TCP,
+    REVERSE_HTTP_8888,
+    REVERSE_SOCKS,
+    FORWARD_HTTP,
+    FORWARD_SOCKS,
+    DUAL_HTTP,
+    DUAL_SOCKS,
+    DUAL_TCP_HTTP_8080,
+    DUAL_TCP_SOCKS,
+    DUAL_TCP_HTTP_CUSTOM_PORTS,
+];
+
+pub fn by_id(id: &str) -> Option<&'static Mode> {
+    ALL.iter().find(|mode| mode.id == id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downward_api_file_carries_inject_and_every_annotation() {
+        assert_eq!(
+            REVERSE_HTTP_8888.downward_api_annotations(),
+            "sidecar.speedscale.com/inject=\"true\"\n\
+             sidecar.speedscale.com/proxy-type=\"reverse\"\n\
+             sidecar.speedscale.com/proxy-protocol=\"http\"\n\
+             sidecar.speedscale.com/proxy-port=\"8888\"\n"
+        );
+    }
+
+    #[test]
+    fn ids_are_unique() {
+        for (i, mode) in ALL.iter().enumerate() {
+            assert!(
+                ALL[i + 1..].iter().all(|other| other.id != mode.id),
+                "{}",
+                mode.id
+            );
+        }
+    }
+}

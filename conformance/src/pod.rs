@@ -1,0 +1,186 @@
+//! One Kubernetes pod, as containers: the upstream holds the network namespace (`--network none`, so
+//! loopback only) and the sidecar and the client join it with `container:<id>`, exactly as a pod's
+//! containers share one. Containers are started through testcontainers, labelled, and removed when the
+//! pod is dropped, even when a cell fails; testcontainers' watchdog removes them on Ctrl-C.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use testcontainers::core::wait::ExitWaitStrategy;
+use testcontainers::core::{AccessMode, Mount, WaitFor};
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+
+use crate::pki;
+use crate::upstream::READY_LINE;
+
+/// Label on every container of the suite, so leftovers of a killed run can be found
+/// (`docker ps -a --filter label=sidecar-conformance`).
+pub const LABEL: &str = "sidecar-conformance";
+
+/// The sidecar logs this once every listener is bound.
+const SIDECAR_READY_LINE: &str = "ready: every listener is bound";
+/// Where the downward-API annotations file is mounted, as the injector mounts it.
+const ANNOTATIONS_IN_CONTAINER: &str = "/etc/podinfo/annotations";
+const CAPTURE_DIR_IN_CONTAINER: &str = "/var/capture";
+
+pub struct Pod {
+    name: String,
+    dir: PathBuf,
+    // Field order is drop order: the joining containers go before the namespace holder.
+    sidecar: Option<ContainerAsync<GenericImage>>,
+    upstream: ContainerAsync<GenericImage>,
+}
+
+/// What the sidecar container gets: the pod's annotations and the host names only it can resolve.
+pub struct SidecarSpec<'a> {
+    pub image: &'a str,
+    pub downward_api_annotations: String,
+    /// Lines of the sidecar's own /etc/hosts (as a pod's hostAliases would give it).
+    pub hosts: &'a [(&'a str, &'a str)],
+}
+
+/// The finished client container.
+pub struct ClientRun {
+    pub exit_code: Option<i64>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+fn image(tag: &str) -> GenericImage {
+    let (name, version) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
+    GenericImage::new(name, version)
+}
+
+fn read_only(host: &Path, container: &str) -> Mount {
+    Mount::bind_mount(host.to_string_lossy(), container).with_access_mode(AccessMode::ReadOnly)
+}
+
+impl Pod {
+    /// Starts the upstream, which holds the pod's network namespace, and waits until it listens.
+    /// `dir` keeps the pod's files (annotations, hosts, capture, logs); `pki_dir` is mounted read-only.
+    pub async fn start(
+        name: &str,
+        dir: &Path,
+        pki_dir: &Path,
+        upstream_image: &str,
+        upstream_args: Vec<String>,
+    ) -> anyhow::Result<Pod> {
+        fs::create_dir_all(dir)?;
+        let upstream = image(upstream_image)
+            .with_wait_for(WaitFor::message_on_stdout(READY_LINE))
+            .with_network("none")
+            .with_label(LABEL, name)
+            .with_mount(read_only(pki_dir, pki::DIR_IN_CONTAINER))
+            .with_cmd(upstream_args)
+            .with_startup_timeout(Duration::from_secs(30))
+            .start()
+            .await
+            .with_context(|| format!("{name}: the upstream container did not start"))?;
+        Ok(Pod {
+            name: name.to_owned(),
+            dir: dir.to_path_buf(),
+            sidecar: None,
+            upstream,
+        })
+    }
+
+    fn network(&self) -> String {
+        format!("container:{}", self.upstream.id())
+    }
+
+    /// Starts the sidecar from its image, configured only by the annotations file, and waits until it is
+    /// ready. Its capture file lands in the pod directory.
+    pub async fn start_sidecar(&mut self, spec: SidecarSpec<'_>) -> anyhow::Result<()> {
+        let annotations = self.dir.join("annotations");
+        fs::write(&annotations, &spec.downward_api_annotations)?;
+        let hosts = self.dir.join("hosts");
+        let mut hosts_file = String::from("127.0.0.1 localhost\n");
+        for (address, name) in spec.hosts {
+            hosts_file.push_str(&format!("{address} {name}\n"));
+        }
+        fs::write(&hosts, hosts_file)?;
+        let capture = self.dir.join("capture");
+        fs::create_dir_all(&capture)?;
+        // The sidecar runs as a non-root user; the capture directory is this test's own.
+        fs::set_permissions(&capture, fs::Permissions::from_mode(0o777))?;
+
+        let sidecar = image(spec.image)
+            .with_wait_for(WaitFor::message_on_stderr(SIDECAR_READY_LINE))
+            .with_network(self.network())
+            .with_label(LABEL, &self.name)
+            .with_mount(read_only(&annotations, ANNOTATIONS_IN_CONTAINER))
+            .with_mount(read_only(&hosts, "/etc/hosts"))
+            .with_mount(Mount::bind_mount(
+                capture.to_string_lossy(),
+                CAPTURE_DIR_IN_CONTAINER,
+            ))
+            .with_env_var("PROXY_ANNOTATIONS", ANNOTATIONS_IN_CONTAINER)
+            .with_env_var(
+                "PROXY_CAPTURE",
+                format!("{CAPTURE_DIR_IN_CONTAINER}/capture.jsonl"),
+            )
+            .with_startup_timeout(Duration::from_secs(30))
+            .start()
+            .await
+            .with_context(|| format!("{}: the sidecar container did not start", self.name))?;
+        self.sidecar = Some(sidecar);
+        Ok(())
+    }
+
+    /// Runs a client container in the pod to completion and returns its output.
+    pub async fn run_client(
+        &self,
+        image_tag: &str,
+        pki_dir: &Path,
+        command: Vec<String>,
+        env: &[(String, String)],
+    ) -> anyhow::Result<ClientRun> {
+        let mut request = image(image_tag)
+            .with_wait_for(WaitFor::exit(ExitWaitStrategy::new()))
+            .with_network(self.network())
+            .with_label(LABEL, &self.name)
+            .with_mount(read_only(pki_dir, pki::DIR_IN_CONTAINER))
+            .with_cmd(command)
+            .with_startup_timeout(Duration::from_secs(120));
+        for (name, value) in env {
+            request = request.with_env_var(name, value);
+        }
+        let client = request
+            .start()
+            .await
+            .with_context(|| format!("{}: the client container did not run", self.name))?;
+        let run = ClientRun {
+            exit_code: client.exit_code().await?,
+            stdout: String::from_utf8_lossy(&client.stdout_to_vec().await?).into_owned(),
+            stderr: String::from_utf8_lossy(&client.stderr_to_vec().await?).into_owned(),
+        };
+        fs::write(self.dir.join("client.stdout"), &run.stdout)?;
+        fs::write(self.dir.join("client.stderr"), &run.stderr)?;
+        client.rm().await?;
+        Ok(run)
+    }
+
+    /// Stops the sidecar as Kubernetes does (SIGTERM), so every capture record is flushed, and returns
+    /// the capture file's contents.
+    pub async fn stop_sidecar(&mut self) -> anyhow::Result<String> {
+        if let Some(sidecar) = self.sidecar.take() {
+            sidecar.stop_with_timeout(Some(10)).await?;
+            let log = String::from_utf8_lossy(&sidecar.stderr_to_vec().await?).into_owned();
+            fs::write(self.dir.join("sidecar.stderr"), log)?;
+            sidecar.rm().await?;
+        }
+        let capture = self.dir.join("capture/capture.jsonl");
+        Ok(fs::read_to_string(&capture).unwrap_or_default())
+    }
+
+    /// Everything the upstream printed so far: one JSON line per request it saw.
+    pub async fn upstream_stdout(&self) -> anyhow::Result<String> {
+        let stdout = String::from_utf8_lossy(&self.upstream.stdout_to_vec().await?).into_owned();
+        fs::write(self.dir.join("upstream.stdout"), &stdout)?;
+        Ok(stdout)
+    }
+}

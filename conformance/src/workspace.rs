@@ -1,0 +1,81 @@
+//! Where the suite finds the workspace, keeps its per-run files, and gets the binaries it puts in images.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+/// The Cargo workspace root (this package's parent).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the conformance package sits inside the workspace")
+        .to_path_buf()
+}
+
+/// Per-run files: build contexts, the test PKI, each cell's logs and capture, the results. Kept after the
+/// run so a failing cell can be read; `CONFORMANCE_DIR` moves it.
+pub fn scratch_dir() -> PathBuf {
+    std::env::var_os("CONFORMANCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/conformance"))
+}
+
+/// Where each cell writes its result, read by `conformance-matrix`.
+pub fn results_dir() -> PathBuf {
+    scratch_dir().join("results")
+}
+
+pub struct Binaries {
+    pub sidecar_proxy: PathBuf,
+    pub upstream: PathBuf,
+}
+
+/// Builds `sidecar-proxy` and `conformance-upstream` with the profile of the running test (so a stale
+/// binary can never be tested), and returns their paths.
+pub fn binaries() -> anyhow::Result<Binaries> {
+    let exe = std::env::current_exe()?;
+    // <target>/<profile>/deps/<test binary>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("cannot tell the target directory from the test binary's path")?
+        .to_path_buf();
+    let profile = profile_dir
+        .file_name()
+        .and_then(|name| name.to_str())
+        .unwrap_or("debug");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(root())
+        .args([
+            "build",
+            "--locked",
+            "--bin",
+            "sidecar-proxy",
+            "--bin",
+            "conformance-upstream",
+        ])
+        .env(
+            "CARGO_TARGET_DIR",
+            profile_dir.parent().unwrap_or(&profile_dir),
+        );
+    match profile {
+        "debug" => {}
+        "release" => {
+            build.arg("--release");
+        }
+        other => {
+            build.args(["--profile", other]);
+        }
+    }
+    let status = build.status().context("cannot run cargo")?;
+    if !status.success() {
+        bail!("cargo build of sidecar-proxy and conformance-upstream failed ({status})");
+    }
+    Ok(Binaries {
+        sidecar_proxy: profile_dir.join("sidecar-proxy"),
+        upstream: profile_dir.join("conformance-upstream"),
+    })
+}

@@ -1,0 +1,93 @@
+//! The conformance matrix, one test per cell: `outbound` cells are the app's own requests through the
+//! sidecar's forward port, `inbound` cells a caller's requests through its inbound port. A test passes
+//! when the cell behaves as the docs say: documented to work and every request arrived exactly, or
+//! documented not to work and it failed. Needs a Docker engine and the base image
+//! (`scripts/docker-engine.sh`); images are built on first use. See docs/conformance.md.
+
+use rstest::rstest;
+use sidecar_conformance::cell;
+use sidecar_conformance::clients::*;
+use sidecar_conformance::modes::*;
+
+async fn check(client: Client, mode: Mode) {
+    let result = cell::run(&client, &mode)
+        .await
+        .unwrap_or_else(|e| panic!("the cell could not run: {e:#}"));
+    assert!(
+        result.as_documented(),
+        "{} in {}: docs say {}, but {}",
+        client.id,
+        mode.id,
+        match &result.unsupported_because {
+            None => "it works".to_owned(),
+            Some(reason) => format!("it does not work ({reason})"),
+        },
+        result
+            .detail
+            .as_deref()
+            .unwrap_or("every request got the upstream's answer through the sidecar"),
+    );
+}
+
+#[rstest]
+#[tokio::test]
+async fn outbound(
+    #[values(
+        CURL_PROXY_HTTP,
+        CURL_SOCKS5_HOSTNAME,
+        CURL_SOCKS4A,
+        GO_ENV_HTTP,
+        GO_ENV_SOCKS5,
+        PYTHON_URLLIB_PROXIES_DICT,
+        PYTHON_URLLIB_ENV_HTTP,
+        PYTHON_REQUESTS_ENV_HTTP,
+        PYTHON_REQUESTS_ENV_SOCKS5H,
+        PYTHON_REQUESTS_ENV_SOCKS4A,
+        NODE_GLOBAL_AGENT,
+        JAVA_URLCONNECTION_SOCKS_PROPERTIES,
+        JAVA_URLCONNECTION_HTTP_PROPERTIES,
+        JAVA_HTTPCLIENT_SOCKS_PROPERTIES,
+        JAVA_HTTPCLIENT_HTTP_PROPERTIES
+    )]
+    client: Client,
+    #[values(
+        FORWARD_HTTP,
+        FORWARD_SOCKS,
+        DUAL_HTTP,
+        DUAL_SOCKS,
+        DUAL_TCP_HTTP_8080,
+        DUAL_TCP_SOCKS,
+        DUAL_TCP_HTTP_CUSTOM_PORTS
+    )]
+    mode: Mode,
+) {
+    check(client, mode).await;
+}
+
+#[rstest]
+#[tokio::test]
+async fn inbound(
+    #[values(
+        CURL_CALLER,
+        GO_CALLER,
+        PYTHON_REQUESTS_CALLER,
+        NODE_CALLER,
+        JAVA_CALLER,
+        CURL_SOCKS5_CALLER,
+        PYTHON_REQUESTS_SOCKS5H_CALLER
+    )]
+    client: Client,
+    #[values(
+        REVERSE_TCP,
+        REVERSE_HTTP_8888,
+        REVERSE_SOCKS,
+        DUAL_HTTP,
+        DUAL_SOCKS,
+        DUAL_TCP_HTTP_8080,
+        DUAL_TCP_SOCKS,
+        DUAL_TCP_HTTP_CUSTOM_PORTS
+    )]
+    mode: Mode,
+) {
+    check(client, mode).await;
+}

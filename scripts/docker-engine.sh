@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Makes a Docker engine and the conformance suite's Debian base image available on a fresh Debian 12
+# machine, without any image registry:
+#   - installs docker.io and debootstrap when missing;
+#   - starts dockerd with no bridge and no iptables (containers only ever use `none`, `host` or
+#     `container:<id>` networking, so the engine needs neither) unless an engine already answers;
+#   - builds the base image `sidecar-conformance/debian-base:bookworm` with debootstrap when missing.
+# Safe to run repeatedly; each step is skipped when its result is already there. Needs root.
+set -euo pipefail
+
+BASE_IMAGE=${CONFORMANCE_BASE_IMAGE:-sidecar-conformance/debian-base:bookworm}
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+DOCKERD_LOG=${DOCKERD_LOG:-/var/log/sidecar-dockerd.log}
+
+log() { printf '==> %s\n' "$*"; }
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "$0: needs root (it installs packages, starts dockerd and runs debootstrap)" >&2
+    exit 1
+fi
+
+packages=()
+command -v dockerd >/dev/null 2>&1 || packages+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || packages+=(debootstrap)
+if ((${#packages[@]})); then
+    log "installing ${packages[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}"
+fi
+
+if ! docker info >/dev/null 2>&1; then
+    log "starting dockerd (no bridge, no iptables; log: $DOCKERD_LOG)"
+    # setsid: the engine outlives this script and the test run that started it.
+    setsid dockerd --bridge=none --iptables=false >"$DOCKERD_LOG" 2>&1 </dev/null &
+    for _ in $(seq 1 120); do
+        docker info >/dev/null 2>&1 && break
+        sleep 0.5
+    done
+    if ! docker info >/dev/null 2>&1; then
+        echo "$0: dockerd did not answer within 60 s; its log ($DOCKERD_LOG) ends with:" >&2
+        tail -n 20 "$DOCKERD_LOG" >&2
+        exit 1
+    fi
+fi
+
+if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+    log "building $BASE_IMAGE with debootstrap from $DEBIAN_MIRROR"
+    rootfs=$(mktemp -d /tmp/sidecar-debian-base.XXXXXX)
+    trap 'rm -rf "$rootfs"' EXIT
+    debootstrap --variant=minbase bookworm "$rootfs" "$DEBIAN_MIRROR" >/dev/null
+    # Image builds install packages from the same sources the host uses (with security updates), when the
+    # host has deb822 sources; otherwise debootstrap's own sources.list stays.
+    if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
+        cp /etc/apt/sources.list.d/debian.sources "$rootfs/etc/apt/sources.list.d/"
+        rm -f "$rootfs/etc/apt/sources.list"
+    fi
+    cp /etc/apt/apt.conf.d/99artifact-registry "$rootfs/etc/apt/apt.conf.d/" 2>/dev/null || true
+    apt-get clean -o Dir="$rootfs" 2>/dev/null || true
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+    tar -C "$rootfs" -c . | docker import - "$BASE_IMAGE" >/dev/null
+fi
+log "docker engine ready; base image $BASE_IMAGE present"
