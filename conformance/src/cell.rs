@@ -212,7 +212,8 @@ fn response_problems(requests: &[PlannedRequest], stdout: &str) -> Vec<String> {
             (Some(error), _, _) => problems.push(format!("{what}: {error}")),
             (None, Some(200), Some(body)) if body == request.expected_body() => {}
             (None, status, body) => problems.push(format!(
-                "{what}: got status {status:?} and body {:?}, not the upstream's answer",
+                "{what}: got status {} and body {:?}, not the upstream's answer",
+                status.map_or_else(|| "none".to_owned(), |status| status.to_string()),
                 body.unwrap_or_default()
                     .chars()
                     .take(120)

@@ -22,6 +22,8 @@ pub fn render(results: &[CellResult]) -> Report {
         .collect();
     let mut reasons: Vec<String> = Vec::new();
     let mut not_as_documented = Vec::new();
+    // Per reason, the first documented failure of each row: what the failure looked like.
+    let mut examples: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     let mut markdown = String::from(HEADER);
 
     for (heading, rows) in [
@@ -55,7 +57,16 @@ pub fn render(results: &[CellResult]) -> Report {
         for row in rows {
             let cells: Vec<String> = columns
                 .iter()
-                .map(|mode| cell_text(row, mode, &by_cell, &mut reasons, &mut not_as_documented))
+                .map(|mode| {
+                    cell_text(
+                        row,
+                        mode,
+                        &by_cell,
+                        &mut reasons,
+                        &mut examples,
+                        &mut not_as_documented,
+                    )
+                })
                 .collect();
             let _ = writeln!(markdown, "| {} | {} |", row.title, cells.join(" | "));
         }
@@ -63,7 +74,10 @@ pub fn render(results: &[CellResult]) -> Report {
 
     let _ = writeln!(markdown, "\n## Why the documented failures fail\n");
     for (i, reason) in reasons.iter().enumerate() {
-        let _ = writeln!(markdown, "{}. {reason}", i + 1);
+        let _ = writeln!(markdown, "{}. {reason}. What each client saw:", i + 1);
+        for example in examples.get(&(i + 1)).into_iter().flatten() {
+            let _ = writeln!(markdown, "   - {example}");
+        }
     }
     let _ = writeln!(markdown, "\n## The annotations of each column\n");
     let _ = writeln!(
@@ -85,6 +99,7 @@ fn cell_text(
     mode: &Mode,
     by_cell: &BTreeMap<(&str, &str), &CellResult>,
     reasons: &mut Vec<String>,
+    examples: &mut BTreeMap<usize, Vec<String>>,
     not_as_documented: &mut Vec<String>,
 ) -> String {
     let Some(expected) = expectations::expected(row, mode) else {
@@ -105,6 +120,14 @@ fn cell_text(
                     reasons.len()
                 }
             };
+            let seen = examples.entry(number).or_default();
+            let row_prefix = format!("{} (first in {}): ", row.title, mode.title);
+            if !seen
+                .iter()
+                .any(|example| example.starts_with(&format!("{} (", row.title)))
+            {
+                seen.push(row_prefix + &first_problem(result.detail.as_deref()));
+            }
             format!("fails, as documented ({number})")
         }
         (Expected::Works, Outcome::Fail) => {
@@ -123,6 +146,18 @@ fn cell_text(
     }
 }
 
+/// The first problem of a cell's detail, short enough for a list item.
+fn first_problem(detail: Option<&str>) -> String {
+    let first = detail.unwrap_or("").split("; ").next().unwrap_or("");
+    // Problems read "METHOD URL: what happened"; the row and column already say which request it was.
+    let first = first.split_once(": ").map_or(first, |(_, what)| what);
+    let mut short: String = first.chars().take(220).collect();
+    if short.len() < first.len() {
+        short.push('…');
+    }
+    format!("`{}`", short.replace('`', "'"))
+}
+
 const HEADER: &str = "\
 # Conformance matrix
 
@@ -134,7 +169,8 @@ annotations, an upstream, and the row's client configured exactly as
 upstream's exact answer, the upstream saw the client's method, path and body, and the sidecar's capture
 file recorded each exchange. The upstream's host name resolves only inside the sidecar's container, so a
 client that bypassed the sidecar fails. Cells the docs call unsupported run too, and must fail; one that
-works would make the run fail until the docs change. See [conformance.md](conformance.md) for how to run it.
+works would make the run fail until the docs change. Row titles show the default ports; in the example 4
+column the clients use 10001 (forward) and 10000 (inbound). See [conformance.md](conformance.md) for how to run it.
 ";
 
 #[cfg(test)]

@@ -1,0 +1,3 @@
+module sidecar-conformance/clients/go
+
+go 1.19
