@@ -1,0 +1,177 @@
+//! The injector's own annotations, beside the spec's proxy settings: whether to inject, whether to set the
+//! app containers' proxy settings, the sidecar's resources, and the marks an injected pod carries. Every
+//! `sidecar.speedscale.com/*` key is either known here or a spec setting; any other is refused, so a
+//! misspelled annotation is never silently ignored.
+
+use std::collections::BTreeMap;
+
+use sidecar_proxy::config::{Setting, ANNOTATION_PREFIX};
+use thiserror::Error;
+
+/// `"true"` asks for the sidecar.
+pub const INJECT: &str = "sidecar.speedscale.com/inject";
+/// `"true"` sets the app containers' proxy settings for the chosen mode.
+pub const CONFIGURE_APP: &str = "sidecar.speedscale.com/configure-app";
+/// Set on an injected pod (annotation, value: the injector's version); a pod carrying it is left alone.
+pub const INJECTED: &str = "sidecar.speedscale.com/injected";
+/// Label set on an injected pod, for selectors: `sidecar.speedscale.com/injected=true`.
+pub const INJECTED_LABEL: &str = "sidecar.speedscale.com/injected";
+
+/// Resource overrides for the sidecar container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceAnnotation {
+    CpuRequest,
+    MemoryRequest,
+    CpuLimit,
+    MemoryLimit,
+}
+
+impl ResourceAnnotation {
+    pub const ALL: [ResourceAnnotation; 4] = [
+        ResourceAnnotation::CpuRequest,
+        ResourceAnnotation::MemoryRequest,
+        ResourceAnnotation::CpuLimit,
+        ResourceAnnotation::MemoryLimit,
+    ];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            ResourceAnnotation::CpuRequest => "sidecar.speedscale.com/proxy-cpu-request",
+            ResourceAnnotation::MemoryRequest => "sidecar.speedscale.com/proxy-memory-request",
+            ResourceAnnotation::CpuLimit => "sidecar.speedscale.com/proxy-cpu-limit",
+            ResourceAnnotation::MemoryLimit => "sidecar.speedscale.com/proxy-memory-limit",
+        }
+    }
+
+    /// `cpu` or `memory`.
+    pub fn resource(self) -> &'static str {
+        match self {
+            ResourceAnnotation::CpuRequest | ResourceAnnotation::CpuLimit => "cpu",
+            ResourceAnnotation::MemoryRequest | ResourceAnnotation::MemoryLimit => "memory",
+        }
+    }
+
+    pub fn is_limit(self) -> bool {
+        matches!(
+            self,
+            ResourceAnnotation::CpuLimit | ResourceAnnotation::MemoryLimit
+        )
+    }
+}
+
+/// A `sidecar.speedscale.com/*` annotation the injector cannot accept.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AnnotationError {
+    #[error("{key}: {value:?} is not allowed; allowed: true, false")]
+    NotABoolean { key: String, value: String },
+    #[error(
+        "{key}: {value:?} is not a Kubernetes quantity; allowed: a number with an optional suffix, like 100m, 0.5, 64Mi, 1G"
+    )]
+    NotAQuantity { key: String, value: String },
+    #[error("{key} is not an annotation of the sidecar; known: {known}")]
+    Unknown { key: String, known: String },
+}
+
+/// Reads a `"true"`/`"false"` annotation (absent is false).
+pub fn flag(annotations: &BTreeMap<String, String>, key: &str) -> Result<bool, AnnotationError> {
+    match annotations.get(key).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(AnnotationError::NotABoolean {
+            key: key.to_owned(),
+            value: other.to_owned(),
+        }),
+    }
+}
+
+/// Refuses any `sidecar.speedscale.com/*` key that is neither a spec setting nor the injector's own.
+pub fn check_known(annotations: &BTreeMap<String, String>) -> Result<(), AnnotationError> {
+    for key in annotations.keys() {
+        if !key.starts_with(ANNOTATION_PREFIX) || is_known(key) {
+            continue;
+        }
+        return Err(AnnotationError::Unknown {
+            key: key.clone(),
+            known: known_keys().join(", "),
+        });
+    }
+    Ok(())
+}
+
+fn is_known(key: &str) -> bool {
+    Setting::from_annotation_key(key).is_some()
+        || [INJECT, CONFIGURE_APP, INJECTED].contains(&key)
+        || ResourceAnnotation::ALL.iter().any(|r| r.key() == key)
+}
+
+fn known_keys() -> Vec<String> {
+    let mut keys: Vec<String> = [INJECT, CONFIGURE_APP]
+        .iter()
+        .map(|key| key.trim_start_matches(ANNOTATION_PREFIX).to_owned())
+        .collect();
+    keys.extend(Setting::ALL.iter().map(|s| s.name().to_owned()));
+    keys.extend(
+        ResourceAnnotation::ALL
+            .iter()
+            .map(|r| r.key().trim_start_matches(ANNOTATION_PREFIX).to_owned()),
+    );
+    keys
+}
+
+/// Checks the syntax of a Kubernetes resource quantity (`100m`, `0.5`, `64Mi`, `1e3`), so a bad override is
+/// refused at admission instead of by the API server with a less specific message.
+pub fn is_quantity(text: &str) -> bool {
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let number_end = unsigned
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(unsigned.len());
+    let (number, suffix) = unsigned.split_at(number_end);
+    let digits = number.chars().filter(char::is_ascii_digit).count();
+    if digits == 0 || number.matches('.').count() > 1 {
+        return false;
+    }
+    const SUFFIXES: [&str; 14] = [
+        "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T",
+    ];
+    if SUFFIXES.contains(&suffix) || suffix == "P" || suffix == "E" {
+        return true;
+    }
+    // Decimal exponent: e3, E-2.
+    let Some(exponent) = suffix.strip_prefix(['e', 'E']) else {
+        return false;
+    };
+    let exponent = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+    !exponent.is_empty() && exponent.chars().all(|c| c.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities() {
+        for good in ["100m", "0.5", "64Mi", "1G", "2", "1e3", "+1", ".5"] {
+            assert!(is_quantity(good), "{good}");
+        }
+        for bad in ["", "m", "64MB", "1.2.3", "lots", "1e", "-"] {
+            assert!(!is_quantity(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_of_our_prefix_are_refused_and_others_ignored() {
+        let mut annotations = BTreeMap::new();
+        annotations.insert("example.com/anything".to_owned(), "x".to_owned());
+        annotations.insert(INJECT.to_owned(), "true".to_owned());
+        assert_eq!(check_known(&annotations), Ok(()));
+        annotations.insert(
+            "sidecar.speedscale.com/proxy-typ".to_owned(),
+            "dual".to_owned(),
+        );
+        let error = check_known(&annotations).unwrap_err().to_string();
+        assert!(
+            error.starts_with("sidecar.speedscale.com/proxy-typ is not an annotation of the sidecar; known: inject, configure-app, proxy-type,"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! The containers the injector adds: the sidecar itself, and for transparent mode the init container that
+//! installs the iptables redirect. Both run the same image (`sidecar-proxy` and its `init-iptables`
+//! subcommand), so the rules and the listeners always come from one version.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, Probe,
+    ResourceRequirements, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use sidecar_proxy::config::ProxyType;
+
+use crate::plan::Plan;
+
+pub const SIDECAR_NAME: &str = "sidecar-proxy";
+pub const INIT_NAME: &str = "sidecar-init-iptables";
+/// The emptyDir the capture file goes to: the sidecar's root filesystem is read-only.
+pub const CAPTURE_VOLUME: &str = "sidecar-capture";
+pub const CAPTURE_DIR: &str = "/var/sidecar/capture";
+/// iptables takes its lock under /run, which a read-only root filesystem would refuse.
+pub const XTABLES_LOCK_VOLUME: &str = "sidecar-xtables-lock";
+
+const ADMIN_PORT_NAME: &str = "sidecar-admin";
+
+/// What the operator configures on the injector (flags or environment of `sidecar-injector`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SidecarOptions {
+    /// The sidecar image, e.g. `registry.example.com/sidecar-proxy:0.1.0`.
+    pub image: String,
+    /// `Always`, `IfNotPresent` or `Never`; unset leaves Kubernetes' default.
+    pub image_pull_policy: Option<String>,
+    /// The uid the sidecar runs as, the one transparent mode's rules exempt.
+    pub proxy_uid: i64,
+    /// The sidecar's admin port (health, readiness, metrics).
+    pub admin_port: u16,
+}
+
+impl SidecarOptions {
+    pub fn new(image: impl Into<String>) -> Self {
+        SidecarOptions {
+            image: image.into(),
+            image_pull_policy: None,
+            proxy_uid: i64::from(sidecar_proxy::iptables::rules::DEFAULT_PROXY_UID),
+            admin_port: sidecar_proxy::iptables::rules::DEFAULT_ADMIN_PORT,
+        }
+    }
+}
+
+/// The sidecar's default resources: small, as a proxy in every pod must be. Overridable per pod with the
+/// `proxy-cpu-request`, `proxy-memory-request`, `proxy-cpu-limit`, `proxy-memory-limit` annotations.
+const DEFAULT_REQUESTS: [(&str, &str); 2] = [("cpu", "50m"), ("memory", "64Mi")];
+const DEFAULT_LIMITS: [(&str, &str); 1] = [("memory", "256Mi")];
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+fn port(name: &str, number: u16) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.to_owned()),
+        container_port: i32::from(number),
+        protocol: Some("TCP".to_owned()),
+        ..ContainerPort::default()
+    }
+}
+
+fn probe(path: &str, period_seconds: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String(ADMIN_PORT_NAME.to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period_seconds),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    }
+}
+
+fn quantities(
+    defaults: &[(&'static str, &str)],
+    overrides: &BTreeMap<&'static str, String>,
+) -> BTreeMap<String, Quantity> {
+    let mut merged: BTreeMap<String, Quantity> = defaults
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), Quantity((*value).to_owned())))
+        .collect();
+    for (name, value) in overrides {
+        merged.insert((*name).to_owned(), Quantity(value.clone()));
+    }
+    merged
+}
+
+/// The sidecar container for a plan.
+pub fn sidecar(plan: &Plan, options: &SidecarOptions) -> Container {
+    let config = &plan.config;
+    let mut env: Vec<EnvVar> = plan
+        .proxy_env
+        .iter()
+        .map(|(name, value)| self::env(name, value.clone()))
+        .collect();
+    env.push(self::env("PROXY_CAPTURE", format!("{CAPTURE_DIR}/capture.jsonl")));
+    env.push(self::env("PROXY_ADMIN_PORT", options.admin_port.to_string()));
+    if config.proxy_type == ProxyType::Transparent {
+        env.push(self::env("PROXY_UID", options.proxy_uid.to_string()));
+    }
+
+    let transparent = config.proxy_type == ProxyType::Transparent;
+    let mut ports = Vec::new();
+    if config.inbound().is_some() || transparent {
+        ports.push(port("sidecar-in", config.in_port));
+    }
+    if config.outbound().is_some() || transparent {
+        ports.push(port("sidecar-out", config.out_port));
+    }
+    ports.push(port(ADMIN_PORT_NAME, options.admin_port));
+
+    Container {
+        name: SIDECAR_NAME.to_owned(),
+        image: Some(options.image.clone()),
+        image_pull_policy: options.image_pull_policy.clone(),
+        env: Some(env),
+        ports: Some(ports),
+        liveness_probe: Some(probe("/healthz", 10)),
+        readiness_probe: Some(probe("/readyz", 5)),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities(&DEFAULT_REQUESTS, &plan.requests)),
+            limits: Some(quantities(&DEFAULT_LIMITS, &plan.limits)),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(SecurityContext {
+            run_as_user: Some(options.proxy_uid),
+            run_as_group: Some(options.proxy_uid),
+            run_as_non_root: Some(true),
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                add: None,
+            }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(vec![VolumeMount {
+            name: CAPTURE_VOLUME.to_owned(),
+            mount_path: CAPTURE_DIR.to_owned(),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
+    }
+}
+
+/// Transparent mode's init container: `sidecar-proxy init-iptables` with the pod's ports, as root with
+/// NET_ADMIN and NET_RAW (and nothing else), before any other container starts.
+pub fn init_iptables(plan: &Plan, options: &SidecarOptions) -> Option<Container> {
+    let redirect = plan.redirect.as_ref()?;
+    let mut env = vec![
+        self::env("PROXY_IN_PORT", redirect.in_port.to_string()),
+        self::env("PROXY_OUT_PORT", redirect.out_port.to_string()),
+        self::env("PROXY_UID", options.proxy_uid.to_string()),
+        self::env("PROXY_ADMIN_PORT", options.admin_port.to_string()),
+    ];
+    for (name, list) in [
+        ("PROXY_IGNORE_INBOUND_PORTS", &redirect.ignore_inbound),
+        ("PROXY_IGNORE_OUTBOUND_PORTS", &redirect.ignore_outbound),
+    ] {
+        if !list.is_empty() {
+            let text: Vec<String> = list
+                .ranges()
+                .iter()
+                .map(|range| {
+                    if range.low() == range.high() {
+                        range.low().to_string()
+                    } else {
+                        format!("{}-{}", range.low(), range.high())
+                    }
+                })
+                .collect();
+            env.push(self::env(name, text.join(",")));
+        }
+    }
+    Some(Container {
+        name: INIT_NAME.to_owned(),
+        image: Some(options.image.clone()),
+        image_pull_policy: options.image_pull_policy.clone(),
+        args: Some(vec!["init-iptables".to_owned()]),
+        env: Some(env),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities(&[("cpu", "10m"), ("memory", "16Mi")], &BTreeMap::new())),
+            limits: Some(quantities(&[("memory", "64Mi")], &BTreeMap::new())),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(SecurityContext {
+            run_as_user: Some(0),
+            run_as_non_root: Some(false),
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                add: Some(vec!["NET_ADMIN".to_owned(), "NET_RAW".to_owned()]),
+                drop: Some(vec!["ALL".to_owned()]),
+            }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(vec![VolumeMount {
+            name: XTABLES_LOCK_VOLUME.to_owned(),
+            mount_path: "/run".to_owned(),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
+    })
+}
+
+/// The pod volumes the added containers mount.
+pub fn volumes(plan: &Plan) -> Vec<Volume> {
+    let empty_dir = |name: &str| Volume {
+        name: name.to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    };
+    let mut volumes = vec![empty_dir(CAPTURE_VOLUME)];
+    if plan.redirect.is_some() {
+        volumes.push(empty_dir(XTABLES_LOCK_VOLUME));
+    }
+    volumes
+}

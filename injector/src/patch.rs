@@ -1,0 +1,154 @@
+//! The RFC 6902 JSON patch that injects a plan into a pod. Parents the pod lacks (annotations, labels,
+//! volumes, init containers) are created first, since `add` to `/metadata/annotations/x` fails when
+//! `/metadata/annotations` does not exist. Operations run in order, so the app containers' environment is
+//! changed at their original indices before the sidecar is inserted in front of them.
+
+use std::collections::BTreeMap;
+
+use json_patch::Patch;
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::{json, Value};
+
+use crate::annotations::{INJECTED, INJECTED_LABEL};
+use crate::app_env::{self, EnvChange};
+use crate::containers::{self, SidecarOptions, SIDECAR_NAME};
+use crate::plan::Plan;
+
+/// `kubectl logs` and `kubectl exec` pick this container when none is named; the sidecar goes first in the
+/// pod, so without it they would pick the sidecar.
+const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
+
+/// The injector's version, recorded on every pod it injects.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Escapes one reference token of a JSON pointer (RFC 6901): annotation keys contain `/`.
+fn token(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+fn add(path: String, value: Value) -> Value {
+    json!({"op": "add", "path": path, "value": value})
+}
+
+/// Adds `key: value` to a string map at `parent`, creating the map when the pod has none.
+fn add_to_map(
+    ops: &mut Vec<Value>,
+    parent: &str,
+    existing: Option<&BTreeMap<String, String>>,
+    entries: &[(&str, String)],
+) {
+    if existing.is_none() {
+        let map: serde_json::Map<String, Value> = entries
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), Value::String(value.clone())))
+            .collect();
+        ops.push(add(parent.to_owned(), Value::Object(map)));
+        return;
+    }
+    for (key, value) in entries {
+        ops.push(add(format!("{parent}/{}", token(key)), json!(value)));
+    }
+}
+
+/// Appends `items` to the array at `parent`, creating it when the pod has none; with `at_front` they go
+/// first instead.
+fn add_to_list(ops: &mut Vec<Value>, parent: &str, exists: bool, items: Vec<Value>, at_front: bool) {
+    if !exists {
+        ops.push(add(parent.to_owned(), Value::Array(items)));
+        return;
+    }
+    for (i, item) in items.into_iter().enumerate() {
+        let path = if at_front {
+            format!("{parent}/{i}")
+        } else {
+            format!("{parent}/-")
+        };
+        ops.push(add(path, item));
+    }
+}
+
+/// The patch for a pod the plan applies to.
+pub fn injection_patch(pod: &Pod, plan: &Plan, options: &SidecarOptions) -> Patch {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let metadata = &pod.metadata;
+    let mut ops = Vec::new();
+
+    let mut annotations = vec![(INJECTED, VERSION.to_owned())];
+    let has_default = metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(DEFAULT_CONTAINER));
+    if let (false, Some(first)) = (has_default, spec.containers.first()) {
+        annotations.push((DEFAULT_CONTAINER, first.name.clone()));
+    }
+    add_to_map(
+        &mut ops,
+        "/metadata/annotations",
+        metadata.annotations.as_ref(),
+        &annotations,
+    );
+    add_to_map(
+        &mut ops,
+        "/metadata/labels",
+        metadata.labels.as_ref(),
+        &[(INJECTED_LABEL, "true".to_owned())],
+    );
+
+    if plan.configure_app {
+        for (i, container) in spec.containers.iter().enumerate() {
+            let changes = app_env::changes(container, &plan.config);
+            let has_env = container.env.is_some();
+            let mut added = Vec::new();
+            for change in changes {
+                match change {
+                    EnvChange::Add(var) => added.push(json!(var)),
+                    EnvChange::Replace { index, value } => ops.push(json!({
+                        "op": "replace",
+                        "path": format!("/spec/containers/{i}/env/{index}/value"),
+                        "value": value,
+                    })),
+                }
+            }
+            if !added.is_empty() {
+                add_to_list(
+                    &mut ops,
+                    &format!("/spec/containers/{i}/env"),
+                    has_env,
+                    added,
+                    false,
+                );
+            }
+        }
+    }
+
+    let volumes = containers::volumes(plan)
+        .into_iter()
+        .map(|volume| json!(volume))
+        .collect();
+    add_to_list(&mut ops, "/spec/volumes", spec.volumes.is_some(), volumes, false);
+
+    if let Some(init) = containers::init_iptables(plan, options) {
+        // First, so the redirect is in place before any other init container or the app runs.
+        add_to_list(
+            &mut ops,
+            "/spec/initContainers",
+            spec.init_containers.is_some(),
+            vec![json!(init)],
+            true,
+        );
+    }
+    // The sidecar goes first: the kubelet starts containers in order, so it is up before the app.
+    ops.push(add(
+        "/spec/containers/0".to_owned(),
+        json!(containers::sidecar(plan, options)),
+    ));
+
+    serde_json::from_value(Value::Array(ops)).expect("the operations are well-formed RFC 6902")
+}
+
+/// Whether a pod already has the sidecar container.
+pub fn has_sidecar(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .is_some_and(|spec| spec.containers.iter().any(|c| c.name == SIDECAR_NAME))
+}

@@ -1,0 +1,190 @@
+//! From a pod's annotations to a decision: leave the pod alone, refuse it with the one-line message the
+//! proxy itself would print, or inject a sidecar configured by exactly those annotations.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Container;
+use sidecar_proxy::config::{ProxyConfig, ProxyType, RawSettings, RedirectSettings, Setting};
+use thiserror::Error;
+
+use crate::annotations::{self, AnnotationError, ResourceAnnotation, CONFIGURE_APP, INJECT, INJECTED};
+use crate::containers::SIDECAR_NAME;
+
+/// What the injector does with a pod.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// No `inject: "true"`: the pod passes unchanged.
+    NotRequested,
+    /// Already carries the sidecar: nothing to add (admission may see a pod twice).
+    AlreadyInjected,
+    Inject(Plan),
+}
+
+/// A validated injection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub config: ProxyConfig,
+    /// Transparent mode's iptables settings, for the init container.
+    pub redirect: Option<RedirectSettings>,
+    /// The spec's settings as the annotations wrote them, handed to the proxy as `PROXY_*` variables:
+    /// the proxy reads the very values the injector validated.
+    pub proxy_env: Vec<(&'static str, String)>,
+    /// Resource overrides from annotations (`cpu`/`memory` → quantity), requests and limits.
+    pub requests: BTreeMap<&'static str, String>,
+    pub limits: BTreeMap<&'static str, String>,
+    /// Also set the app containers' proxy settings.
+    pub configure_app: bool,
+}
+
+/// Why a pod is refused: one line, naming the annotation and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0}")]
+pub struct Denial(pub String);
+
+impl From<AnnotationError> for Denial {
+    fn from(error: AnnotationError) -> Self {
+        Denial(error.to_string())
+    }
+}
+
+/// Decides what to do with a pod, from its annotations and its containers.
+pub fn decide(
+    annotations: &BTreeMap<String, String>,
+    containers: &[Container],
+) -> Result<Decision, Denial> {
+    if !annotations::flag(annotations, INJECT)? {
+        return Ok(Decision::NotRequested);
+    }
+    if annotations.contains_key(INJECTED) || containers.iter().any(|c| c.name == SIDECAR_NAME) {
+        return Ok(Decision::AlreadyInjected);
+    }
+    annotations::check_known(annotations)?;
+
+    let raw = RawSettings::from_annotations(
+        annotations
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str())),
+    );
+    // The proxy's own validation: the denial carries the message the proxy would print.
+    let config = ProxyConfig::from_settings(&raw).map_err(|e| Denial(e.to_string()))?;
+    let transparent = config.proxy_type == ProxyType::Transparent;
+    let redirect = if transparent {
+        Some(RedirectSettings::from_settings(&raw).map_err(|e| Denial(e.to_string()))?)
+    } else {
+        for setting in [Setting::IgnoreInboundPorts, Setting::IgnoreOutboundPorts] {
+            if annotations.contains_key(&setting.annotation_key()) {
+                return Err(Denial(format!(
+                    "{} applies only to proxy-type \"transparent\" (it lists ports the iptables rules leave alone); this pod's proxy-type is \"{}\"",
+                    setting.annotation_key(),
+                    config.proxy_type.as_str()
+                )));
+            }
+        }
+        None
+    };
+
+    let configure_app = annotations::flag(annotations, CONFIGURE_APP)?;
+    if configure_app && config.outbound().is_none() {
+        return Err(Denial(format!(
+            "{CONFIGURE_APP}: \"true\" needs proxy-type \"forward\" or \"dual\": with proxy-type \"{}\" the app needs no proxy settings",
+            config.proxy_type.as_str()
+        )));
+    }
+
+    let proxy_env = Setting::ALL
+        .iter()
+        .filter_map(|setting| {
+            annotations
+                .get(&setting.annotation_key())
+                .map(|value| (setting.env_var(), value.clone()))
+        })
+        .collect();
+
+    let mut requests = BTreeMap::new();
+    let mut limits = BTreeMap::new();
+    for resource in ResourceAnnotation::ALL {
+        let Some(value) = annotations.get(resource.key()) else {
+            continue;
+        };
+        if !annotations::is_quantity(value) {
+            return Err(AnnotationError::NotAQuantity {
+                key: resource.key().to_owned(),
+                value: value.clone(),
+            }
+            .into());
+        }
+        let target = if resource.is_limit() {
+            &mut limits
+        } else {
+            &mut requests
+        };
+        target.insert(resource.resource(), value.clone());
+    }
+
+    Ok(Decision::Inject(Plan {
+        config,
+        redirect,
+        proxy_env,
+        requests,
+        limits,
+        configure_app,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (format!("sidecar.speedscale.com/{k}"), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn without_inject_true_nothing_happens() {
+        assert_eq!(decide(&BTreeMap::new(), &[]), Ok(Decision::NotRequested));
+        assert_eq!(
+            decide(&annotations(&[("inject", "false"), ("proxy-type", "bogus")]), &[]),
+            Ok(Decision::NotRequested)
+        );
+    }
+
+    #[test]
+    fn the_denial_is_the_proxys_own_message() {
+        let denial = decide(
+            &annotations(&[("inject", "true"), ("proxy-type", "forward"), ("proxy-protocol", "tcp")]),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            denial.0.starts_with("invalid sidecar.speedscale.com/proxy-protocol \"tcp\" for sidecar.speedscale.com/proxy-type \"forward\""),
+            "{denial}"
+        );
+    }
+
+    #[test]
+    fn spec_settings_reach_the_proxy_as_written() {
+        let Ok(Decision::Inject(plan)) = decide(
+            &annotations(&[
+                ("inject", "true"),
+                ("proxy-type", "dual"),
+                ("proxy-protocol", "tcp:http"),
+                ("proxy-port", "8080"),
+            ]),
+            &[],
+        ) else {
+            panic!("expected an injection");
+        };
+        assert_eq!(
+            plan.proxy_env,
+            [
+                ("PROXY_TYPE", "dual".to_owned()),
+                ("PROXY_PROTOCOL", "tcp:http".to_owned()),
+                ("PROXY_PORT", "8080".to_owned()),
+            ]
+        );
+        assert_eq!(plan.redirect, None);
+    }
+}

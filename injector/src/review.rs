@@ -1,0 +1,87 @@
+//! One admission decision, independent of transport: a pod in, a patch or a denial out. The webhook
+//! server and the offline `inject` command both go through [`admit`]; [`review`] wraps it in the
+//! AdmissionReview (admission.k8s.io/v1) exchange the API server speaks.
+
+use std::collections::BTreeMap;
+
+use json_patch::Patch;
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube::core::DynamicObject;
+
+use crate::containers::SidecarOptions;
+use crate::patch::injection_patch;
+use crate::plan::{decide, Decision, Denial};
+
+/// What admission does with one pod.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admission {
+    /// Allowed as it is (not annotated for injection, or already injected).
+    Unchanged,
+    /// Allowed with the sidecar added by this patch.
+    Patched(Patch),
+}
+
+/// Decides for one pod.
+pub fn admit(pod: &Pod, options: &SidecarOptions) -> Result<Admission, Denial> {
+    let empty = BTreeMap::new();
+    let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|spec| spec.containers.as_slice())
+        .unwrap_or_default();
+    match decide(annotations, containers)? {
+        Decision::NotRequested | Decision::AlreadyInjected => Ok(Admission::Unchanged),
+        Decision::Inject(plan) => Ok(Admission::Patched(injection_patch(pod, &plan, options))),
+    }
+}
+
+/// Answers one AdmissionReview request body. Never fails: a body that is not an AdmissionReview gets a
+/// response saying so, which the API server reports to the user.
+pub fn review(body: &[u8], options: &SidecarOptions) -> AdmissionReview<DynamicObject> {
+    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
+        Ok(review) => review,
+        Err(e) => {
+            return AdmissionResponse::invalid(format!(
+                "sidecar-injector: the request body is not an admission.k8s.io/v1 AdmissionReview: {e}"
+            ))
+            .into_review()
+        }
+    };
+    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+        Ok(request) => request,
+        Err(_) => {
+            return AdmissionResponse::invalid(
+                "sidecar-injector: the AdmissionReview carries no request",
+            )
+            .into_review()
+        }
+    };
+    respond(&request, options).into_review()
+}
+
+fn respond(request: &AdmissionRequest<DynamicObject>, options: &SidecarOptions) -> AdmissionResponse {
+    let response = AdmissionResponse::from(request);
+    // Only pods are ever injected; anything else a broad webhook rule sends passes untouched.
+    if request.kind.group != "" || request.kind.kind != "Pod" {
+        return response;
+    }
+    let Some(object) = &request.object else {
+        return response;
+    };
+    let pod: Pod = match serde_json::to_value(object).and_then(serde_json::from_value) {
+        Ok(pod) => pod,
+        Err(e) => {
+            return response.deny(format!("sidecar-injector: the object is not a valid Pod: {e}"))
+        }
+    };
+    match admit(&pod, options) {
+        Ok(Admission::Unchanged) => response,
+        Ok(Admission::Patched(patch)) => match response.clone().with_patch(patch) {
+            Ok(patched) => patched,
+            Err(e) => response.deny(format!("sidecar-injector: cannot encode the patch: {e}")),
+        },
+        Err(denial) => response.deny(denial),
+    }
+}
