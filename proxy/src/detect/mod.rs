@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// How long both sides may stay silent before the stream is treated as opaque.
+/// How long a client that has begun has to complete a request line or a TLS record.
 pub const DETECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Request methods that mark a stream as cleartext HTTP/1. CONNECT is left out: a tunnel inside a
@@ -30,13 +30,16 @@ pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub enum FirstBytes {
     Client(Vec<u8>),
     Upstream(Vec<u8>),
-    /// Neither side sent anything within the timeout, or a side closed at once.
+    /// A side closed before either sent anything.
     Silence,
 }
 
-/// Waits for the first bytes from either side. When the client's begin like an HTTP method, reading goes on
-/// (boundedly, until the deadline) to the end of the request line, so that [`is_http_request`] can check
-/// the whole line rather than guess from a word: `GET key` is Redis, `GET / HTTP/1.1` is HTTP.
+/// Waits for the first bytes from either side, however long that takes: a client that is slow to open (a
+/// JVM starting TLS on a busy node) is still recognised, and waiting costs nothing since there is nothing
+/// to relay meanwhile. Once the client has begun, it has `timeout` to complete what it began: when its
+/// bytes begin like an HTTP method, reading goes on to the end of the request line, so that
+/// [`is_http_request`] can check the whole line rather than guess from a word (`GET key` is Redis,
+/// `GET / HTTP/1.1` is HTTP); a TLS record is read whole, so its server name can be found.
 pub async fn first_bytes<C, U>(
     client: &mut C,
     upstream: &mut U,
@@ -46,7 +49,8 @@ where
     C: AsyncRead + Unpin,
     U: AsyncRead + Unpin,
 {
-    let deadline = tokio::time::Instant::now() + timeout;
+    // Set by the client's first bytes.
+    let mut deadline = None;
     let mut from_client = Vec::new();
     let mut client_buf = [0u8; 4096];
     let mut upstream_buf = [0u8; 1024];
@@ -60,6 +64,7 @@ where
                     return Ok(if from_client.is_empty() { FirstBytes::Silence } else { FirstBytes::Client(from_client) });
                 }
                 from_client.extend_from_slice(&client_buf[..n]);
+                deadline.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
                 if !needs_more(&from_client) || from_client.len() >= MAX_SNIFF {
                     return Ok(FirstBytes::Client(from_client));
                 }
@@ -68,10 +73,18 @@ where
                 let n = read?;
                 return Ok(if n == 0 { FirstBytes::Silence } else { FirstBytes::Upstream(upstream_buf[..n].to_vec()) });
             }
-            _ = tokio::time::sleep_until(deadline) => {
-                return Ok(if from_client.is_empty() { FirstBytes::Silence } else { FirstBytes::Client(from_client) });
+            _ = sleep_until_set(deadline) => {
+                return Ok(FirstBytes::Client(from_client));
             }
         }
+    }
+}
+
+/// Sleeps until the deadline, or forever while there is none.
+async fn sleep_until_set(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -219,16 +232,50 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn silence_ends_at_the_timeout() {
-        let (_client, mut client_side) = tokio::io::duplex(64);
+    async fn a_client_slow_to_open_is_still_recognised() {
+        let (mut client, mut client_side) = tokio::io::duplex(64 * 1024);
         let (_upstream, mut upstream_side) = tokio::io::duplex(64);
-        let first = first_bytes(
-            &mut client_side,
-            &mut upstream_side,
-            Duration::from_millis(50),
+        let hello = tls::tests::client_hello("slow.example.test");
+        let sent = hello.clone();
+        let writer = tokio::spawn(async move {
+            // Far longer than the timeout, which only starts with the client's first byte.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            client.write_all(&sent).await.unwrap();
+            client
+        });
+        let first = first_bytes(&mut client_side, &mut upstream_side, Duration::from_millis(50))
+            .await
+            .unwrap();
+        let _client = writer.await.unwrap();
+        match first {
+            FirstBytes::Client(bytes) => assert_eq!(bytes, hello),
+            _ => panic!("expected the client's hello"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unfinished_request_line_waits_only_the_timeout() {
+        let (mut client, mut client_side) = tokio::io::duplex(64);
+        let (_upstream, mut upstream_side) = tokio::io::duplex(64);
+        client.write_all(b"GET /never-ends").await.unwrap();
+        let first = tokio::time::timeout(
+            Duration::from_secs(2),
+            first_bytes(&mut client_side, &mut upstream_side, Duration::from_millis(50)),
         )
         .await
+        .expect("detection gives up after its timeout")
         .unwrap();
+        assert!(matches!(first, FirstBytes::Client(bytes) if bytes == b"GET /never-ends"));
+    }
+
+    #[tokio::test]
+    async fn a_side_closing_first_is_silence() {
+        let (client, mut client_side) = tokio::io::duplex(64);
+        let (_upstream, mut upstream_side) = tokio::io::duplex(64);
+        drop(client);
+        let first = first_bytes(&mut client_side, &mut upstream_side, Duration::from_millis(50))
+            .await
+            .unwrap();
         assert!(matches!(first, FirstBytes::Silence));
     }
 }
