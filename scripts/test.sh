@@ -65,6 +65,8 @@ matrix_status=0
 # Cells mostly wait on containers, so more run at once than there are cores.
 cargo test --locked -p sidecar-conformance --test matrix -- --test-threads "${CONFORMANCE_THREADS:-6}" \
     || matrix_status=$?
+# The injector end to end: pods patched by sidecar-injector, their sidecar container run as patched.
+cargo test --locked -p sidecar-conformance --test injected_pods -- --test-threads 4 || matrix_status=$?
 # The table is written even when cells failed, so it shows which.
 cargo run --quiet --locked -p sidecar-conformance --bin conformance-matrix || matrix_status=1
 exit "$matrix_status"

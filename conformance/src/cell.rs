@@ -23,8 +23,8 @@ use crate::{images, pki, workspace};
 pub const UPSTREAM_HOST: &str = "upstream.conformance.test";
 /// The name a SOCKS caller asks a reverse sidecar for; nobody resolves it (the sidecar delivers to the app).
 pub const APP_HOST: &str = "app.conformance.test";
-const UPSTREAM_HTTP_PORT: u16 = 9080;
-const UPSTREAM_HTTPS_PORT: u16 = 9443;
+pub const UPSTREAM_HTTP_PORT: u16 = 9080;
+pub const UPSTREAM_HTTPS_PORT: u16 = 9443;
 
 /// One request the client is told to make, and what the upstream must answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,7 +98,8 @@ struct ClientLine {
     error: Option<String>,
 }
 
-fn test_pki() -> anyhow::Result<&'static PathBuf> {
+/// The run's test PKI, made once per process.
+pub fn test_pki() -> anyhow::Result<&'static PathBuf> {
     static PKI: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     PKI.get_or_init(|| {
         pki::write_test_pki(&workspace::scratch_dir().join("pki"), &[UPSTREAM_HOST])
@@ -122,10 +123,43 @@ pub async fn run(client: &Client, mode: &Mode) -> anyhow::Result<CellResult> {
     let dir = workspace::scratch_dir().join("cells").join(&name);
     let _ = fs::remove_dir_all(&dir);
 
-    let mut upstream_args = vec!["conformance-upstream".to_owned()];
-    match client.side {
-        Side::Inbound => upstream_args.extend(["--http-port".into(), mode.app_port.to_string()]),
-        Side::Outbound => upstream_args.extend([
+    let mut pod = Pod::start(
+        &name,
+        &dir,
+        pki_dir,
+        &images.upstream,
+        upstream_args(client.side, mode.app_port),
+    )
+    .await?;
+    pod.start_sidecar(SidecarSpec {
+        image: &images.sidecar,
+        downward_api_annotations: mode.downward_api_annotations(),
+        hosts: &[("127.0.0.1", UPSTREAM_HOST)],
+    })
+    .await?;
+
+    let requests = planned_requests(client, mode, port);
+    let setup = client.setup(port);
+    let problems = exchange(&mut pod, client, &requests, setup.args, &setup.env).await?;
+    drop(pod);
+
+    let (outcome, detail) = if problems.is_empty() {
+        (Outcome::Pass, None)
+    } else {
+        (Outcome::Fail, Some(problems.join("; ")))
+    };
+    let result = CellResult::new(client.id, mode.id, &expected, outcome, detail);
+    result.write(&workspace::results_dir())?;
+    Ok(result)
+}
+
+/// The upstream's arguments: the app's port for callers, the named upstream's HTTP and HTTPS ports for
+/// the app's own requests.
+pub fn upstream_args(side: Side, app_port: u16) -> Vec<String> {
+    let mut args = vec!["conformance-upstream".to_owned()];
+    match side {
+        Side::Inbound => args.extend(["--http-port".into(), app_port.to_string()]),
+        Side::Outbound => args.extend([
             "--http-port".into(),
             UPSTREAM_HTTP_PORT.to_string(),
             "--https-port".into(),
@@ -136,29 +170,31 @@ pub async fn run(client: &Client, mode: &Mode) -> anyhow::Result<CellResult> {
             pki::KEY_PATH_IN_CONTAINER.into(),
         ]),
     }
-    let mut pod = Pod::start(&name, &dir, pki_dir, &images.upstream, upstream_args).await?;
-    pod.start_sidecar(SidecarSpec {
-        image: &images.sidecar,
-        downward_api_annotations: mode.downward_api_annotations(),
-        hosts: &[("127.0.0.1", UPSTREAM_HOST)],
-    })
-    .await?;
+    args
+}
 
-    let requests = planned_requests(client, mode, port);
-    let setup = client.setup(port);
+/// Runs the client's requests in a pod whose sidecar is up, stops the sidecar, and returns every way the
+/// exchange fell short (empty when every request arrived exactly, through the sidecar, and was recorded).
+pub async fn exchange(
+    pod: &mut Pod,
+    client: &Client,
+    requests: &[PlannedRequest],
+    args: Vec<String>,
+    env: &[(String, String)],
+) -> anyhow::Result<Vec<String>> {
+    let images = images::images().map_err(|e| anyhow!("{e}"))?;
     let mut command = vec!["conformance-client".to_owned()];
-    command.extend(setup.args);
-    for request in &requests {
+    command.extend(args);
+    for request in requests {
         command.push(request.method.to_owned());
         command.push(request.url.clone());
         command.push(request.body.clone().unwrap_or_else(|| "-".to_owned()));
     }
     let run = pod
-        .run_client(images.client(client.runtime), pki_dir, command, &setup.env)
+        .run_client(images.client(client.runtime), test_pki()?, command, env)
         .await?;
     let seen = seen_requests(&pod.upstream_stdout().await?);
     let capture = pod.stop_sidecar().await?;
-    drop(pod);
 
     let mut problems = Vec::new();
     if run.exit_code != Some(0) {
@@ -168,17 +204,10 @@ pub async fn run(client: &Client, mode: &Mode) -> anyhow::Result<CellResult> {
             last_line(&run.stderr)
         ));
     }
-    problems.extend(response_problems(&requests, &run.stdout));
-    problems.extend(upstream_problems(&requests, &seen));
-    problems.extend(capture_problems(&requests, client.side, &capture));
-    let (outcome, detail) = if problems.is_empty() {
-        (Outcome::Pass, None)
-    } else {
-        (Outcome::Fail, Some(problems.join("; ")))
-    };
-    let result = CellResult::new(client.id, mode.id, &expected, outcome, detail);
-    result.write(&workspace::results_dir())?;
-    Ok(result)
+    problems.extend(response_problems(requests, &run.stdout));
+    problems.extend(upstream_problems(requests, &seen));
+    problems.extend(capture_problems(requests, client.side, &capture));
+    Ok(problems)
 }
 
 fn last_line(text: &str) -> &str {

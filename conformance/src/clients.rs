@@ -473,6 +473,41 @@ pub const INBOUND: &[Client] = &[
     PYTHON_REQUESTS_SOCKS5H_CALLER,
 ];
 
+/// Apps whose proxy settings come from the injector's `configure-app: "true"` (the patched app
+/// container's environment), with nothing set by hand: not matrix rows, used by the injected-pod tests.
+pub const GO_CONFIGURED_BY_INJECTOR: Client = Client {
+    id: "go_configured_by_injector",
+    runtime: Runtime::Go,
+    title: "Go net/http, settings from configure-app",
+    side: Side::Outbound,
+    speaks: Speaks::HttpProxy,
+    https: true,
+    setup: |_| Setup::default(),
+};
+
+pub const NODE_CONFIGURED_BY_INJECTOR: Client = Client {
+    id: "node_configured_by_injector",
+    runtime: Runtime::Node,
+    title: "Node http/https + global-agent, settings from configure-app",
+    side: Side::Outbound,
+    speaks: Speaks::HttpProxy,
+    https: true,
+    setup: |_| Setup::default(),
+};
+
+pub const JAVA_CONFIGURED_BY_INJECTOR: Client = Client {
+    id: "java_configured_by_injector",
+    runtime: Runtime::Java,
+    title: "Java HttpURLConnection, JAVA_TOOL_OPTIONS from configure-app",
+    side: Side::Outbound,
+    speaks: Speaks::Socks,
+    https: true,
+    setup: |_| Setup {
+        args: args(&["--library", "urlconnection"]),
+        env: vec![],
+    },
+};
+
 /// Every row, outbound first, in table order.
 pub fn all() -> impl Iterator<Item = &'static Client> {
     OUTBOUND.iter().chain(INBOUND.iter())

@@ -6,6 +6,7 @@ pub mod cell;
 pub mod clients;
 pub mod expectations;
 pub mod images;
+pub mod injected;
 pub mod modes;
 pub mod pki;
 pub mod pod;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use k8s_openapi::api::core::v1::Container;
 use testcontainers::core::wait::ExitWaitStrategy;
 use testcontainers::core::{AccessMode, Mount, WaitFor};
 use testcontainers::runners::AsyncRunner;
@@ -97,12 +98,7 @@ impl Pod {
     pub async fn start_sidecar(&mut self, spec: SidecarSpec<'_>) -> anyhow::Result<()> {
         let annotations = self.dir.join("annotations");
         fs::write(&annotations, &spec.downward_api_annotations)?;
-        let hosts = self.dir.join("hosts");
-        let mut hosts_file = String::from("127.0.0.1 localhost\n");
-        for (address, name) in spec.hosts {
-            hosts_file.push_str(&format!("{address} {name}\n"));
-        }
-        fs::write(&hosts, hosts_file)?;
+        let hosts = self.write_hosts(spec.hosts)?;
         let capture = self.dir.join("capture");
         fs::create_dir_all(&capture)?;
         // The sidecar runs as a non-root user; the capture directory is this test's own.
@@ -129,6 +125,77 @@ impl Pod {
             .with_context(|| format!("{}: the sidecar container did not start", self.name))?;
         self.sidecar = Some(sidecar);
         Ok(())
+    }
+
+    /// Starts the sidecar exactly as a container spec says (the one the injector adds to a pod): its
+    /// image, args, environment, user and read-only root filesystem. Each volume mount becomes a fresh
+    /// directory of the pod's own, as an `emptyDir` would; the mount at `capture_mount` is where the
+    /// capture file lands, read back by [`Pod::stop_sidecar`].
+    pub async fn start_sidecar_container(
+        &mut self,
+        container: &Container,
+        capture_mount: &str,
+        hosts: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
+        let tag = container
+            .image
+            .as_deref()
+            .context("the sidecar container names no image")?;
+        let hosts_path = self.write_hosts(hosts)?;
+        let mut request = image(tag)
+            .with_wait_for(WaitFor::message_on_stderr(SIDECAR_READY_LINE))
+            .with_network(self.network())
+            .with_label(LABEL, &self.name)
+            .with_mount(read_only(&hosts_path, "/etc/hosts"))
+            .with_startup_timeout(Duration::from_secs(30));
+        if let Some(args) = &container.args {
+            request = request.with_cmd(args.clone());
+        }
+        for var in container.env.iter().flatten() {
+            let value = var
+                .value
+                .clone()
+                .with_context(|| format!("env {} has no literal value", var.name))?;
+            request = request.with_env_var(&var.name, value);
+        }
+        if let Some(security) = &container.security_context {
+            if let Some(uid) = security.run_as_user {
+                let gid = security.run_as_group.unwrap_or(uid);
+                request = request.with_user(format!("{uid}:{gid}"));
+            }
+            if security.read_only_root_filesystem == Some(true) {
+                request = request.with_readonly_rootfs(true);
+            }
+        }
+        for mount in container.volume_mounts.iter().flatten() {
+            let host = if mount.mount_path == capture_mount {
+                self.dir.join("capture")
+            } else {
+                self.dir.join("volumes").join(&mount.name)
+            };
+            fs::create_dir_all(&host)?;
+            fs::set_permissions(&host, fs::Permissions::from_mode(0o777))?;
+            request = request.with_mount(Mount::bind_mount(
+                host.to_string_lossy(),
+                mount.mount_path.as_str(),
+            ));
+        }
+        let sidecar = request
+            .start()
+            .await
+            .with_context(|| format!("{}: the sidecar container did not start", self.name))?;
+        self.sidecar = Some(sidecar);
+        Ok(())
+    }
+
+    fn write_hosts(&self, hosts: &[(&str, &str)]) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join("hosts");
+        let mut hosts_file = String::from("127.0.0.1 localhost\n");
+        for (address, name) in hosts {
+            hosts_file.push_str(&format!("{address} {name}\n"));
+        }
+        fs::write(&path, hosts_file)?;
+        Ok(path)
     }
 
     /// Runs a client container in the pod to completion and returns its output.

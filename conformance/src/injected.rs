@@ -1,0 +1,128 @@
+//! End to end through the injector: a pod carrying the spec's annotations goes through
+//! `sidecar-injector`'s admission, and the sidecar container of the patched pod (its image, args,
+//! environment, user, read-only root filesystem and volumes, nothing else) runs in a pod of the harness.
+//! A client then proves the sidecar serves the annotated mode. With `configure-app`, the client's proxy
+//! settings are the ones the injector put on the app container, so the patch itself is proven.
+
+use std::collections::BTreeMap;
+use std::fs;
+
+use anyhow::{anyhow, bail, Context};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use sidecar_injector::annotations::{CONFIGURE_APP, INJECT};
+use sidecar_injector::containers::{SidecarOptions, CAPTURE_DIR, SIDECAR_NAME};
+use sidecar_injector::review::{admit, Admission};
+
+use crate::cell::{self, exchange, planned_requests, upstream_args, UPSTREAM_HOST};
+use crate::clients::Client;
+use crate::expectations::sidecar_port;
+use crate::modes::Mode;
+use crate::pod::Pod as HarnessPod;
+use crate::{images, workspace};
+
+/// The app container of the workload, before injection.
+const APP_CONTAINER: &str = "app";
+
+/// The workload as a user writes it: the mode's annotations, `inject: "true"`, one app container.
+pub fn workload(mode: &Mode, configure_app: bool) -> Pod {
+    let mut annotations: BTreeMap<String, String> = mode
+        .annotations
+        .iter()
+        .map(|(key, value)| (format!("sidecar.speedscale.com/{key}"), (*value).to_owned()))
+        .collect();
+    annotations.insert(INJECT.to_owned(), "true".to_owned());
+    if configure_app {
+        annotations.insert(CONFIGURE_APP.to_owned(), "true".to_owned());
+    }
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(format!("conformance-{}", mode.id.replace('_', "-"))),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: APP_CONTAINER.to_owned(),
+                image: Some("app:latest".to_owned()),
+                ..Container::default()
+            }],
+            ..PodSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The pod after admission: the patch applied as the API server applies it.
+pub fn admitted(pod: &Pod, options: &SidecarOptions) -> anyhow::Result<Pod> {
+    let patch = match admit(pod, options) {
+        Ok(Admission::Patched(patch)) => patch,
+        Ok(Admission::Unchanged) => bail!("the injector left the pod unchanged"),
+        Err(denial) => bail!("the injector denied the pod: {denial}"),
+    };
+    let mut value = serde_json::to_value(pod)?;
+    json_patch::patch(&mut value, &patch).context("the injector's patch does not apply")?;
+    Ok(serde_json::from_value(value)?)
+}
+
+fn container<'a>(pod: &'a Pod, name: &str) -> anyhow::Result<&'a Container> {
+    pod.spec
+        .as_ref()
+        .and_then(|spec| spec.containers.iter().find(|c| c.name == name))
+        .with_context(|| format!("the patched pod has no container {name}"))
+}
+
+/// Runs one injected pod and returns what fell short (empty: the client got through as documented).
+pub async fn run(mode: &Mode, client: &Client, configure_app: bool) -> anyhow::Result<Vec<String>> {
+    let images = images::images().map_err(|e| anyhow!("{e}"))?;
+    let port = sidecar_port(client, mode)
+        .with_context(|| format!("{} has no listener for {}", mode.id, client.id))?
+        .port;
+    let patched = admitted(
+        &workload(mode, configure_app),
+        &SidecarOptions::new(images.sidecar.clone()),
+    )?;
+    let sidecar = container(&patched, SIDECAR_NAME)?;
+    let app = container(&patched, APP_CONTAINER)?;
+
+    let name = format!(
+        "injected__{}__{}{}",
+        client.id,
+        mode.id,
+        if configure_app { "__configure_app" } else { "" }
+    );
+    let dir = workspace::scratch_dir().join("cells").join(&name);
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir)?;
+    fs::write(
+        dir.join("patched-pod.json"),
+        serde_json::to_vec_pretty(&patched)?,
+    )?;
+
+    let pki_dir = cell::test_pki()?;
+    let mut pod = HarnessPod::start(
+        &name,
+        &dir,
+        pki_dir,
+        &images.upstream,
+        upstream_args(client.side, mode.app_port),
+    )
+    .await?;
+    pod.start_sidecar_container(sidecar, CAPTURE_DIR, &[("127.0.0.1", UPSTREAM_HOST)])
+        .await?;
+
+    let setup = client.setup(port);
+    let mut env = setup.env;
+    if configure_app {
+        // The app's environment exactly as the patch left it.
+        for var in app.env.iter().flatten() {
+            let value = var
+                .value
+                .clone()
+                .with_context(|| format!("app env {} has no literal value", var.name))?;
+            env.push((var.name.clone(), value));
+        }
+    }
+    let requests = planned_requests(client, mode, port);
+    exchange(&mut pod, client, &requests, setup.args, &env).await
+}
