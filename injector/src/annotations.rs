@@ -144,6 +144,43 @@ pub fn is_quantity(text: &str) -> bool {
     !exponent.is_empty() && exponent.chars().all(|c| c.is_ascii_digit())
 }
 
+/// The value of a quantity [`is_quantity`] accepts, as a float: enough to compare a request with a limit.
+pub fn quantity_value(text: &str) -> Option<f64> {
+    if !is_quantity(text) {
+        return None;
+    }
+    let (sign, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (-1.0, rest),
+        None => (1.0, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let number_end = unsigned
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(unsigned.len());
+    let (number, suffix) = unsigned.split_at(number_end);
+    let number: f64 = number.parse().ok()?;
+    let binary = |power: i32| 1024f64.powi(power);
+    let scale = match suffix {
+        "" => 1.0,
+        "Ki" => binary(1),
+        "Mi" => binary(2),
+        "Gi" => binary(3),
+        "Ti" => binary(4),
+        "Pi" => binary(5),
+        "Ei" => binary(6),
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        exponent => 10f64.powi(exponent[1..].parse().ok()?),
+    };
+    Some(sign * number * scale)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +193,18 @@ mod tests {
         for bad in ["", "m", "64MB", "1.2.3", "lots", "1e", "-"] {
             assert!(!is_quantity(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn quantity_values() {
+        assert_eq!(quantity_value("100m"), Some(0.1));
+        assert_eq!(quantity_value("64Mi"), Some(64.0 * 1024.0 * 1024.0));
+        assert_eq!(quantity_value("1G"), Some(1e9));
+        assert_eq!(quantity_value("1e3"), Some(1000.0));
+        assert_eq!(quantity_value(".5"), Some(0.5));
+        assert_eq!(quantity_value("64MB"), None);
+        assert!(quantity_value("512Mi") > quantity_value("256Mi"));
+        assert!(quantity_value("1Gi") > quantity_value("1G"));
     }
 
     #[test]

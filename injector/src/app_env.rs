@@ -6,6 +6,8 @@ use k8s_openapi::api::core::v1::{Container, EnvVar};
 use sidecar_proxy::config::{OutboundProtocol, ProxyConfig};
 
 /// One change to an app container's environment.
+// A handful of short-lived values per pod: boxing the EnvVar would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum EnvChange {
     /// Add a variable the container does not have.
@@ -51,7 +53,11 @@ pub fn changes(container: &Container, config: &ProxyConfig) -> Vec<EnvChange> {
     }
     let existing = container.env.as_deref().unwrap_or_default();
     // HTTP_PROXY and http_proxy mean the same to most clients: a user who set either keeps it.
-    let is_set = |name: &str| existing.iter().any(|var| var.name.eq_ignore_ascii_case(name));
+    let is_set = |name: &str| {
+        existing
+            .iter()
+            .any(|var| var.name.eq_ignore_ascii_case(name))
+    };
     let mut changes: Vec<EnvChange> = variables
         .into_iter()
         .filter(|(name, _)| !is_set(name))

@@ -50,8 +50,8 @@ impl SidecarOptions {
 
 /// The sidecar's default resources: small, as a proxy in every pod must be. Overridable per pod with the
 /// `proxy-cpu-request`, `proxy-memory-request`, `proxy-cpu-limit`, `proxy-memory-limit` annotations.
-const DEFAULT_REQUESTS: [(&str, &str); 2] = [("cpu", "50m"), ("memory", "64Mi")];
-const DEFAULT_LIMITS: [(&str, &str); 1] = [("memory", "256Mi")];
+pub const DEFAULT_REQUESTS: [(&str, &str); 2] = [("cpu", "50m"), ("memory", "64Mi")];
+pub const DEFAULT_LIMITS: [(&str, &str); 1] = [("memory", "256Mi")];
 
 fn env(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar {
@@ -105,8 +105,14 @@ pub fn sidecar(plan: &Plan, options: &SidecarOptions) -> Container {
         .iter()
         .map(|(name, value)| self::env(name, value.clone()))
         .collect();
-    env.push(self::env("PROXY_CAPTURE", format!("{CAPTURE_DIR}/capture.jsonl")));
-    env.push(self::env("PROXY_ADMIN_PORT", options.admin_port.to_string()));
+    env.push(self::env(
+        "PROXY_CAPTURE",
+        format!("{CAPTURE_DIR}/capture.jsonl"),
+    ));
+    env.push(self::env(
+        "PROXY_ADMIN_PORT",
+        options.admin_port.to_string(),
+    ));
     if config.proxy_type == ProxyType::Transparent {
         env.push(self::env("PROXY_UID", options.proxy_uid.to_string()));
     }
@@ -191,7 +197,10 @@ pub fn init_iptables(plan: &Plan, options: &SidecarOptions) -> Option<Container>
         args: Some(vec!["init-iptables".to_owned()]),
         env: Some(env),
         resources: Some(ResourceRequirements {
-            requests: Some(quantities(&[("cpu", "10m"), ("memory", "16Mi")], &BTreeMap::new())),
+            requests: Some(quantities(
+                &[("cpu", "10m"), ("memory", "16Mi")],
+                &BTreeMap::new(),
+            )),
             limits: Some(quantities(&[("memory", "64Mi")], &BTreeMap::new())),
             ..ResourceRequirements::default()
         }),

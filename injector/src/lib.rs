@@ -4,8 +4,11 @@
 
 pub mod annotations;
 pub mod app_env;
+pub mod certs;
+pub mod cli;
 pub mod containers;
+pub mod offline;
 pub mod patch;
 pub mod plan;
 pub mod review;
-pub mod offline;
+pub mod server;

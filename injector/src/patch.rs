@@ -52,7 +52,13 @@ fn add_to_map(
 
 /// Appends `items` to the array at `parent`, creating it when the pod has none; with `at_front` they go
 /// first instead.
-fn add_to_list(ops: &mut Vec<Value>, parent: &str, exists: bool, items: Vec<Value>, at_front: bool) {
+fn add_to_list(
+    ops: &mut Vec<Value>,
+    parent: &str,
+    exists: bool,
+    items: Vec<Value>,
+    at_front: bool,
+) {
     if !exists {
         ops.push(add(parent.to_owned(), Value::Array(items)));
         return;
@@ -102,8 +108,11 @@ pub fn injection_patch(pod: &Pod, plan: &Plan, options: &SidecarOptions) -> Patc
             for change in changes {
                 match change {
                     EnvChange::Add(var) => added.push(json!(var)),
+                    // `add`, not `replace`: a variable written without a value (`- name:
+                    // JAVA_TOOL_OPTIONS`) has no `value` member, and `replace` fails on a missing
+                    // one; `add` sets the member whether or not it exists (RFC 6902, 4.1).
                     EnvChange::Replace { index, value } => ops.push(json!({
-                        "op": "replace",
+                        "op": "add",
                         "path": format!("/spec/containers/{i}/env/{index}/value"),
                         "value": value,
                     })),
@@ -125,7 +134,13 @@ pub fn injection_patch(pod: &Pod, plan: &Plan, options: &SidecarOptions) -> Patc
         .into_iter()
         .map(|volume| json!(volume))
         .collect();
-    add_to_list(&mut ops, "/spec/volumes", spec.volumes.is_some(), volumes, false);
+    add_to_list(
+        &mut ops,
+        "/spec/volumes",
+        spec.volumes.is_some(),
+        volumes,
+        false,
+    );
 
     if let Some(init) = containers::init_iptables(plan, options) {
         // First, so the redirect is in place before any other init container or the app runs.

@@ -7,8 +7,10 @@ use k8s_openapi::api::core::v1::Container;
 use sidecar_proxy::config::{ProxyConfig, ProxyType, RawSettings, RedirectSettings, Setting};
 use thiserror::Error;
 
-use crate::annotations::{self, AnnotationError, ResourceAnnotation, CONFIGURE_APP, INJECT, INJECTED};
-use crate::containers::SIDECAR_NAME;
+use crate::annotations::{
+    self, quantity_value, AnnotationError, ResourceAnnotation, CONFIGURE_APP, INJECT, INJECTED,
+};
+use crate::containers::{DEFAULT_LIMITS, DEFAULT_REQUESTS, SIDECAR_NAME};
 
 /// What the injector does with a pod.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,6 +122,7 @@ pub fn decide(
         };
         target.insert(resource.resource(), value.clone());
     }
+    check_requests_within_limits(&requests, &limits)?;
 
     Ok(Decision::Inject(Plan {
         config,
@@ -129,6 +132,67 @@ pub fn decide(
         limits,
         configure_app,
     }))
+}
+
+/// A request above its limit (an override against a default, say `proxy-memory-request: "512Mi"` with the
+/// default 256Mi limit) makes the API server refuse the pod naming `containers[0]`, and for a Deployment
+/// only in the ReplicaSet's events: refuse it here, naming the annotation.
+fn check_requests_within_limits(
+    requests: &BTreeMap<&'static str, String>,
+    limits: &BTreeMap<&'static str, String>,
+) -> Result<(), Denial> {
+    for resource in ["cpu", "memory"] {
+        let effective =
+            |overrides: &BTreeMap<&'static str, String>, defaults: &[(&str, &str)]| match overrides
+                .get(resource)
+            {
+                Some(value) => Some((value.clone(), true)),
+                None => defaults
+                    .iter()
+                    .find(|(name, _)| *name == resource)
+                    .map(|(_, value)| ((*value).to_owned(), false)),
+            };
+        let (Some((request, request_set)), Some((limit, limit_set))) = (
+            effective(requests, &DEFAULT_REQUESTS),
+            effective(limits, &DEFAULT_LIMITS),
+        ) else {
+            continue;
+        };
+        let (Some(request_value), Some(limit_value)) =
+            (quantity_value(&request), quantity_value(&limit))
+        else {
+            continue;
+        };
+        if request_value <= limit_value {
+            continue;
+        }
+        let key = |is_limit: bool| {
+            ResourceAnnotation::ALL
+                .iter()
+                .find(|r| r.resource() == resource && r.is_limit() == is_limit)
+                .expect("a request and a limit annotation per resource")
+                .key()
+        };
+        let message = match (request_set, limit_set) {
+            (true, true) => format!(
+                "{}: \"{request}\" is more than {} \"{limit}\"; allowed: a request at most its limit",
+                key(false),
+                key(true)
+            ),
+            (true, false) => format!(
+                "{}: \"{request}\" is more than the sidecar's default {resource} limit \"{limit}\" (set {} to raise it); allowed: a request at most its limit",
+                key(false),
+                key(true)
+            ),
+            (false, _) => format!(
+                "{}: \"{limit}\" is less than the sidecar's default {resource} request \"{request}\" (set {} to lower it); allowed: a limit at least its request",
+                key(true),
+                key(false)
+            ),
+        };
+        return Err(Denial(message));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -146,7 +210,10 @@ mod tests {
     fn without_inject_true_nothing_happens() {
         assert_eq!(decide(&BTreeMap::new(), &[]), Ok(Decision::NotRequested));
         assert_eq!(
-            decide(&annotations(&[("inject", "false"), ("proxy-type", "bogus")]), &[]),
+            decide(
+                &annotations(&[("inject", "false"), ("proxy-type", "bogus")]),
+                &[]
+            ),
             Ok(Decision::NotRequested)
         );
     }
@@ -154,7 +221,11 @@ mod tests {
     #[test]
     fn the_denial_is_the_proxys_own_message() {
         let denial = decide(
-            &annotations(&[("inject", "true"), ("proxy-type", "forward"), ("proxy-protocol", "tcp")]),
+            &annotations(&[
+                ("inject", "true"),
+                ("proxy-type", "forward"),
+                ("proxy-protocol", "tcp"),
+            ]),
             &[],
         )
         .unwrap_err();

@@ -8,10 +8,11 @@ use json_patch::Patch;
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::core::DynamicObject;
+use sidecar_proxy::config::{ProxyType, Setting};
 
 use crate::containers::SidecarOptions;
 use crate::patch::injection_patch;
-use crate::plan::{decide, Decision, Denial};
+use crate::plan::{decide, Decision, Denial, Plan};
 
 /// What admission does with one pod.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,8 +34,64 @@ pub fn admit(pod: &Pod, options: &SidecarOptions) -> Result<Admission, Denial> {
         .unwrap_or_default();
     match decide(annotations, containers)? {
         Decision::NotRequested | Decision::AlreadyInjected => Ok(Admission::Unchanged),
-        Decision::Inject(plan) => Ok(Admission::Patched(injection_patch(pod, &plan, options))),
+        Decision::Inject(plan) => {
+            let host_network = pod.spec.as_ref().and_then(|spec| spec.host_network);
+            if plan.redirect.is_some() && host_network == Some(true) {
+                return Err(transparent_on_host_network(annotations));
+            }
+            if let Some(denial) = listener_on_admin_port(&plan, annotations, options.admin_port) {
+                return Err(denial);
+            }
+            Ok(Admission::Patched(injection_patch(pod, &plan, options)))
+        }
     }
+}
+
+/// Transparent mode's init container rewrites the iptables of the pod's network namespace: with
+/// `hostNetwork: true` that is the node's, and every connection of the node would be redirected.
+fn transparent_on_host_network(annotations: &BTreeMap<String, String>) -> Denial {
+    let key = Setting::ProxyType.annotation_key();
+    let setting = match annotations.get(&key) {
+        Some(value) => format!("{key} \"{}\"", value.trim()),
+        None => format!("{key} (default \"transparent\")"),
+    };
+    Denial(format!(
+        "invalid {setting} for a pod with hostNetwork: true: the iptables rules would redirect the whole node's traffic; allowed with hostNetwork: reverse, forward, dual"
+    ))
+}
+
+/// A listener on the admin port would make the sidecar fail to bind one of them, and never become ready.
+fn listener_on_admin_port(
+    plan: &Plan,
+    annotations: &BTreeMap<String, String>,
+    admin_port: u16,
+) -> Option<Denial> {
+    let config = &plan.config;
+    let transparent = config.proxy_type == ProxyType::Transparent;
+    let listeners = [
+        (
+            Setting::ProxyInPort,
+            config.in_port,
+            config.inbound().is_some() || transparent,
+        ),
+        (
+            Setting::ProxyOutPort,
+            config.out_port,
+            config.outbound().is_some() || transparent,
+        ),
+    ];
+    let (setting, port, _) = listeners
+        .into_iter()
+        .find(|(_, port, listens)| *listens && *port == admin_port)?;
+    let key = setting.annotation_key();
+    let name = if annotations.contains_key(&key) {
+        key
+    } else {
+        format!("{} (default)", setting.name())
+    };
+    Some(Denial(format!(
+        "invalid {name} \"{port}\": the sidecar's admin listener (probes, metrics) is also on {admin_port}, and every listener needs its own port"
+    )))
 }
 
 /// Answers one AdmissionReview request body. Never fails: a body that is not an AdmissionReview gets a
@@ -44,8 +101,8 @@ pub fn review(body: &[u8], options: &SidecarOptions) -> AdmissionReview<DynamicO
         Ok(review) => review,
         Err(e) => {
             return AdmissionResponse::invalid(format!(
-                "sidecar-injector: the request body is not an admission.k8s.io/v1 AdmissionReview: {e}"
-            ))
+            "sidecar-injector: the request body is not an admission.k8s.io/v1 AdmissionReview: {e}"
+        ))
             .into_review()
         }
     };
@@ -61,10 +118,13 @@ pub fn review(body: &[u8], options: &SidecarOptions) -> AdmissionReview<DynamicO
     respond(&request, options).into_review()
 }
 
-fn respond(request: &AdmissionRequest<DynamicObject>, options: &SidecarOptions) -> AdmissionResponse {
+fn respond(
+    request: &AdmissionRequest<DynamicObject>,
+    options: &SidecarOptions,
+) -> AdmissionResponse {
     let response = AdmissionResponse::from(request);
     // Only pods are ever injected; anything else a broad webhook rule sends passes untouched.
-    if request.kind.group != "" || request.kind.kind != "Pod" {
+    if !request.kind.group.is_empty() || request.kind.kind != "Pod" {
         return response;
     }
     let Some(object) = &request.object else {
@@ -73,7 +133,9 @@ fn respond(request: &AdmissionRequest<DynamicObject>, options: &SidecarOptions) 
     let pod: Pod = match serde_json::to_value(object).and_then(serde_json::from_value) {
         Ok(pod) => pod,
         Err(e) => {
-            return response.deny(format!("sidecar-injector: the object is not a valid Pod: {e}"))
+            return response.deny(format!(
+                "sidecar-injector: the object is not a valid Pod: {e}"
+            ))
         }
     };
     match admit(&pod, options) {

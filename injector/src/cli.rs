@@ -1,0 +1,201 @@
+//! The command line: `serve` (the webhook), `inject` (offline, manifests in and out) and `certs` (a CA
+//! and serving certificate for clusters without cert-manager). Every flag can also come from the
+//! environment, as a Deployment sets it.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::builder::NonEmptyStringValueParser;
+use clap::{Args, Parser, Subcommand};
+
+use crate::certs;
+use crate::containers::SidecarOptions;
+use crate::server::ServerSettings;
+
+/// Exit status for a configuration the injector refuses: nothing was done.
+pub const EXIT_BAD_CONFIG: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sidecar-injector",
+    version,
+    about = "Adds sidecar-proxy to pods annotated sidecar.speedscale.com/inject: \"true\", as a mutating admission webhook or offline"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the mutating admission webhook over HTTPS (POST /mutate, GET /healthz)
+    Serve(ServeArgs),
+    /// Inject the sidecar into the pods (and pod templates) of YAML manifests, printed to stdout
+    Inject(InjectArgs),
+    /// Write a CA and a serving certificate for the webhook's Service; print the caBundle
+    Certs(CertsArgs),
+}
+
+/// How the added containers are configured: the same for `serve` and `inject`.
+#[derive(Debug, Args)]
+pub struct SidecarArgs {
+    /// Image of the sidecar-proxy container (and of transparent mode's init container)
+    #[arg(long, env = "SIDECAR_IMAGE", value_name = "IMAGE", value_parser = NonEmptyStringValueParser::new())]
+    pub sidecar_image: String,
+
+    /// imagePullPolicy of the added containers [default: Kubernetes' own]
+    #[arg(
+        long,
+        env = "SIDECAR_IMAGE_PULL_POLICY",
+        value_name = "POLICY",
+        value_parser = ["Always", "IfNotPresent", "Never"]
+    )]
+    pub sidecar_image_pull_policy: Option<String>,
+}
+
+impl SidecarArgs {
+    pub fn options(&self) -> SidecarOptions {
+        SidecarOptions {
+            image_pull_policy: self.sidecar_image_pull_policy.clone(),
+            ..SidecarOptions::new(&self.sidecar_image)
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// PEM certificate chain the webhook serves (re-read when it changes)
+    #[arg(long, env = "SIDECAR_INJECTOR_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: PathBuf,
+
+    /// PEM private key of that certificate (re-read when it changes)
+    #[arg(long, env = "SIDECAR_INJECTOR_TLS_KEY", value_name = "FILE")]
+    pub tls_key: PathBuf,
+
+    /// Address to listen on
+    #[arg(
+        long,
+        env = "SIDECAR_INJECTOR_LISTEN",
+        value_name = "ADDR",
+        default_value = "0.0.0.0:8443"
+    )]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub sidecar: SidecarArgs,
+}
+
+impl ServeArgs {
+    pub fn settings(&self) -> ServerSettings {
+        ServerSettings::new(
+            self.listen,
+            &self.tls_cert,
+            &self.tls_key,
+            self.sidecar.options(),
+        )
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct InjectArgs {
+    /// Manifest to read (multi-document YAML), `-` for stdin
+    #[arg(short = 'f', long = "filename", value_name = "FILE|-")]
+    pub filename: PathBuf,
+
+    #[command(flatten)]
+    pub sidecar: SidecarArgs,
+}
+
+impl InjectArgs {
+    /// Reads the manifest, writes it injected to stdout. On error, one line on stderr and exit 1.
+    pub fn run(&self) -> ExitCode {
+        let options = self.sidecar.options();
+        let mut input: Box<dyn Read> = if self.filename.as_os_str() == "-" {
+            Box::new(io::stdin().lock())
+        } else {
+            match File::open(&self.filename) {
+                Ok(file) => Box::new(file),
+                Err(e) => {
+                    return fail(format_args!("cannot read {}: {e}", self.filename.display()))
+                }
+            }
+        };
+        let mut output = io::stdout().lock();
+        match crate::offline::inject(&mut input, &mut output, &options)
+            .and_then(|()| output.flush().map_err(Into::into))
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(format_args!("{e:#}")),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Name of the injector's Service
+    #[arg(long, value_name = "NAME")]
+    pub service: String,
+
+    /// Namespace of the injector's Service
+    #[arg(long, value_name = "NS")]
+    pub namespace: String,
+
+    /// Directory to write ca.crt, tls.crt and tls.key to (created if missing; existing files are replaced)
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
+
+    /// Validity of the CA and the certificate, in days
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 365,
+        value_parser = clap::value_parser!(u32).range(1..=36_500)
+    )]
+    pub days: u32,
+
+    /// A further DNS name or IP address for the certificate (repeatable), e.g. to run the webhook outside
+    /// the cluster
+    #[arg(long, value_name = "NAME|IP")]
+    pub extra_san: Vec<String>,
+}
+
+impl CertsArgs {
+    /// Writes the files and prints the base64 caBundle as the only line on stdout.
+    pub fn run(&self) -> ExitCode {
+        let mut names = match certs::service_dns_names(&self.service, &self.namespace) {
+            Ok(names) => names,
+            Err(e) => {
+                eprintln!("sidecar-injector: {e}");
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
+        };
+        names.extend(self.extra_san.iter().cloned());
+        let minted = match certs::mint(&names, self.days) {
+            Ok(minted) => minted,
+            Err(e) => return fail(e),
+        };
+        if let Err(e) = minted.write(&self.out_dir) {
+            return fail(e);
+        }
+        let mut stdout = io::stdout().lock();
+        match writeln!(stdout, "{}", minted.ca_bundle()).and_then(|()| stdout.flush()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(format_args!("cannot write to stdout: {e}")),
+        }
+    }
+}
+
+/// Prints the error as one line (whatever line breaks its sources carry) and returns exit status 1.
+fn fail(error: impl std::fmt::Display) -> ExitCode {
+    let text = error.to_string();
+    let line: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .collect();
+    eprintln!("sidecar-injector: {}", line.join(" "));
+    ExitCode::FAILURE
+}

@@ -1,0 +1,428 @@
+//! The `sidecar-injector` binary as an operator runs it: `certs`, `inject`, `serve`, and what bad flags and
+//! bad configuration do (exit status, one line on stderr, nothing stray on stdout).
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use rustls::client::danger::ServerCertVerifier;
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sidecar-injector");
+
+fn scratch_dir() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "cli-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Runs the binary with no inherited `SIDECAR_*` configuration, feeding `stdin`.
+fn run(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("SIDECAR_IMAGE")
+        .env_remove("SIDECAR_IMAGE_PULL_POLICY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A configuration error: status 2, exactly one line on stderr starting with the program name.
+fn assert_one_line_error(output: &Output, status: i32, expected: &str) {
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(status), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.starts_with("sidecar-injector: "), "{stderr}");
+    assert!(stderr.contains(expected), "{expected:?} in {stderr}");
+    assert!(output.stdout.is_empty(), "stdout: {}", text(&output.stdout));
+}
+
+#[test]
+fn certs_writes_the_pair_and_prints_only_the_ca_bundle() {
+    let dir = scratch_dir();
+    let output = run(
+        &[
+            "certs",
+            "--service",
+            "sidecar-injector",
+            "--namespace",
+            "tools",
+            "--out-dir",
+            dir.to_str().unwrap(),
+            "--days",
+            "30",
+        ],
+        "",
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert_eq!(stdout.lines().count(), 1, "one line: {stdout:?}");
+    assert!(stdout.ends_with('\n'));
+
+    let ca_pem = std::fs::read(dir.join("ca.crt")).unwrap();
+    let bundle = base64::engine::general_purpose::STANDARD
+        .decode(stdout.trim_end())
+        .expect("the line is base64");
+    assert_eq!(bundle, ca_pem, "the caBundle is ca.crt's PEM");
+    let mode = |name: &str| {
+        std::fs::metadata(dir.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("tls.key"), 0o600);
+    assert_eq!(mode("tls.crt") & 0o600, 0o600);
+
+    // The certificate is what the API server accepts for the Service, under every name it may use.
+    let verifier = verifier_trusting(&ca_pem);
+    let chain = pem_certs(&dir.join("tls.crt"));
+    for name in [
+        "sidecar-injector",
+        "sidecar-injector.tools",
+        "sidecar-injector.tools.svc",
+        "sidecar-injector.tools.svc.cluster.local",
+    ] {
+        verify(&verifier, &chain, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    assert!(verify(&verifier, &chain, "sidecar-injector.other.svc").is_err());
+    assert!(std::fs::read_to_string(dir.join("tls.key"))
+        .unwrap()
+        .starts_with("-----BEGIN PRIVATE KEY-----"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn pem_certs(path: &Path) -> Vec<CertificateDer<'static>> {
+    CertificateDer::pem_file_iter(path)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn verifier_trusting(ca_pem: &[u8]) -> Arc<WebPkiServerVerifier> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .build()
+    .unwrap()
+}
+
+fn verify(
+    verifier: &WebPkiServerVerifier,
+    chain: &[CertificateDer<'static>],
+    name: &str,
+) -> Result<(), rustls::Error> {
+    verifier
+        .verify_server_cert(
+            &chain[0],
+            &chain[1..],
+            &ServerName::try_from(name.to_owned()).unwrap(),
+            &[],
+            UnixTime::now(),
+        )
+        .map(|_| ())
+}
+
+#[test]
+fn certs_refuses_a_service_name_that_is_not_a_dns_label() {
+    let dir = scratch_dir();
+    let output = run(
+        &[
+            "certs",
+            "--service",
+            "Sidecar_Injector",
+            "--namespace",
+            "tools",
+            "--out-dir",
+            dir.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_one_line_error(&output, 2, "\"Sidecar_Injector\" is not a DNS label");
+    assert!(!dir.exists(), "nothing written");
+}
+
+#[test]
+fn bad_flags_get_clap_errors() {
+    for args in [
+        &["serve", "--bogus"][..],
+        &["certs", "--namespace", "tools", "--out-dir", "x"],
+        &[
+            "certs",
+            "--service",
+            "a",
+            "--namespace",
+            "b",
+            "--out-dir",
+            "x",
+            "--days",
+            "0",
+        ],
+        &["inject", "--sidecar-image", "img"],
+        &["inject", "-f", "-"],
+        &["inject", "-f", "-", "--sidecar-image", ""],
+        &["frobnicate"],
+        &[],
+    ] {
+        let output = run(args, "");
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+        assert!(output.stdout.is_empty(), "{args:?}");
+        assert!(!output.stderr.is_empty(), "{args:?}");
+    }
+    let output = run(
+        &[
+            "inject",
+            "-f",
+            "-",
+            "--sidecar-image",
+            "img",
+            "--sidecar-image-pull-policy",
+            "Sometimes",
+        ],
+        "",
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("Always, IfNotPresent, Never"), "{stderr}");
+}
+
+const MANIFEST: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+      annotations:
+        sidecar.speedscale.com/inject: "true"
+        sidecar.speedscale.com/proxy-type: "reverse"
+        sidecar.speedscale.com/proxy-protocol: "http"
+        sidecar.speedscale.com/proxy-port: "8888"
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  ports:
+  - port: 80
+"#;
+
+#[test]
+fn inject_reads_stdin_and_writes_the_injected_manifest() {
+    let output = run(
+        &[
+            "inject",
+            "-f",
+            "-",
+            "--sidecar-image",
+            "registry.example.com/sidecar-proxy:0.1.0",
+            "--sidecar-image-pull-policy",
+            "IfNotPresent",
+        ],
+        MANIFEST,
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let documents: Vec<Value> = serde_yaml_ng::Deserializer::from_slice(&output.stdout)
+        .map(|document| serde::Deserialize::deserialize(document).expect("YAML out"))
+        .collect();
+    assert_eq!(documents.len(), 2, "{}", text(&output.stdout));
+    let containers = &documents[0]["spec"]["template"]["spec"]["containers"];
+    let sidecar = &containers[0];
+    assert_eq!(sidecar["name"], "sidecar-proxy");
+    assert_eq!(sidecar["image"], "registry.example.com/sidecar-proxy:0.1.0");
+    assert_eq!(sidecar["imagePullPolicy"], "IfNotPresent");
+    let env: Vec<(&str, &str)> = sidecar["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|var| {
+            (
+                var["name"].as_str().unwrap(),
+                var["value"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    for expected in [
+        ("PROXY_TYPE", "reverse"),
+        ("PROXY_PROTOCOL", "http"),
+        ("PROXY_PORT", "8888"),
+    ] {
+        assert!(env.contains(&expected), "{expected:?} in {env:?}");
+    }
+    assert_eq!(containers[1]["name"], "web");
+    assert_eq!(documents[1]["kind"], "Service");
+}
+
+#[test]
+fn inject_fails_with_one_line_and_writes_nothing() {
+    let denied = MANIFEST.replace("\"http\"", "\"bogus\"");
+    let output = run(&["inject", "-f", "-", "--sidecar-image", "img"], &denied);
+    assert_one_line_error(&output, 1, "sidecar.speedscale.com/proxy-protocol");
+
+    let output = run(
+        &[
+            "inject",
+            "-f",
+            "/nonexistent/manifest.yaml",
+            "--sidecar-image",
+            "img",
+        ],
+        "",
+    );
+    assert_one_line_error(&output, 1, "cannot read /nonexistent/manifest.yaml");
+}
+
+#[test]
+fn serve_refuses_a_certificate_it_cannot_read() {
+    let dir = scratch_dir();
+    let output = run(
+        &[
+            "serve",
+            "--tls-cert",
+            dir.join("tls.crt").to_str().unwrap(),
+            "--tls-key",
+            dir.join("tls.key").to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--sidecar-image",
+            "img",
+        ],
+        "",
+    );
+    assert_one_line_error(&output, 2, "cannot read");
+}
+
+fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+#[tokio::test]
+async fn serve_is_configured_from_the_environment_and_stops_cleanly_on_sigterm() {
+    let dir = scratch_dir();
+    let minted = sidecar_injector::certs::mint(&["localhost".to_owned()], 1).unwrap();
+    minted.write(&dir).unwrap();
+    let addr = free_port();
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env("SIDECAR_INJECTOR_TLS_CERT", dir.join("tls.crt"))
+        .env("SIDECAR_INJECTOR_TLS_KEY", dir.join("tls.key"))
+        .env("SIDECAR_INJECTOR_LISTEN", addr.to_string())
+        .env("SIDECAR_IMAGE", "img")
+        .env("SIDECAR_IMAGE_PULL_POLICY", "Always")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Wait for the listener, then one request over TLS trusting the minted CA.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "the webhook never listened");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("serve exited early: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = healthz(addr, &minted.ca_pem).await;
+    assert_eq!(body, "ok");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(output.stdout.is_empty(), "logs go to stderr");
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("SIGTERM"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn healthz(addr: SocketAddr, ca_pem: &str) -> String {
+    use http_body_util::{BodyExt, Empty};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("TLS with the minted CA");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::get("/healthz")
+        .header("host", "localhost")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    text(&response.into_body().collect().await.unwrap().to_bytes())
+}

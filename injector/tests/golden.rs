@@ -1,0 +1,488 @@
+//! Golden files for the admission decision, like istio's and linkerd's injector testdata.
+//!
+//! Every directory under `testdata/golden/` is one case: `pod.yaml` is the input pod, and the expected
+//! outcome of `review::admit` (with `SidecarOptions::new("registry.example.com/sidecar-proxy:0.1.0")`) is
+//! exactly one of:
+//!
+//! - `patch.json` (the RFC 6902 patch, pretty-printed) and `patched.yaml` (the pod after applying it);
+//! - `denial.txt`: the one-line denial message;
+//! - `unchanged.txt`: admission lets the pod through untouched (not annotated, `inject: "false"`, or
+//!   already injected). Its content is fixed ([`UNCHANGED`]); the file's presence is the expectation.
+//!
+//! The test recomputes every case and reports each mismatching one by name. After an intended change,
+//! regenerate the files and review the diff:
+//!
+//! ```sh
+//! UPDATE_GOLDEN=1 cargo test -p sidecar-injector --test golden
+//! ```
+//!
+//! A new case is a new directory with a `pod.yaml`, added to [`CASES`] (the list catches a deleted or
+//! misnamed directory). Beside the files, every injected case is checked for invariants: the patched pod
+//! is admitted `Unchanged` (idempotence, with and without the `injected` annotation), the sidecar's
+//! `PROXY_*` environment is accepted by the proxy's own configuration parser and matches its ports, and
+//! `offline::inject` on `pod.yaml` gives the same result.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use serde_json::Value;
+use sidecar_injector::containers::{SidecarOptions, INIT_NAME, SIDECAR_NAME};
+use sidecar_injector::offline;
+use sidecar_injector::review::{admit, Admission};
+use sidecar_proxy::config::{
+    ProxyConfig, ProxyType, RawSettings, RedirectSettings, Setting, Source,
+};
+
+const IMAGE: &str = "registry.example.com/sidecar-proxy:0.1.0";
+
+/// The content of `unchanged.txt`.
+const UNCHANGED: &str = "unchanged: admission allows this pod without a patch\n";
+
+const INPUT: &str = "pod.yaml";
+const PATCH: &str = "patch.json";
+const PATCHED: &str = "patched.yaml";
+const DENIAL: &str = "denial.txt";
+const UNCHANGED_FILE: &str = "unchanged.txt";
+const OUTPUTS: [&str; 4] = [PATCH, PATCHED, DENIAL, UNCHANGED_FILE];
+
+/// Every case directory, sorted.
+const CASES: &[&str] = &[
+    "already-injected",
+    "configure-app-forward-http-existing-env",
+    "configure-app-forward-socks-no-env",
+    "configure-app-java-options-from-configmap",
+    "configure-app-java-options-without-value",
+    "configure-app-two-containers",
+    "default-container-kept",
+    "default-protocol-dual",
+    "default-protocol-forward",
+    "default-protocol-reverse",
+    "default-transparent",
+    "default-transparent-explicit",
+    "deny-bad-ignore-list",
+    "deny-bad-quantity",
+    "deny-bogus-proxy-type",
+    "deny-configure-app-reverse",
+    "deny-configure-app-transparent",
+    "deny-cpu-limit-below-default-request",
+    "deny-cpu-request-above-cpu-limit",
+    "deny-forward-tcp",
+    "deny-host-with-scheme",
+    "deny-ignore-ports-not-transparent",
+    "deny-in-port-equals-out-port",
+    "deny-in-port-is-admin-port",
+    "deny-inject-yes",
+    "deny-memory-request-above-default-limit",
+    "deny-port-70000",
+    "deny-port-zero",
+    "deny-proxy-port-is-in-port",
+    "deny-reverse-tcp-http",
+    "deny-transparent-host-network",
+    "deny-transparent-in-port-is-default-out-port",
+    "deny-unknown-annotation",
+    "inject-false",
+    "not-annotated",
+    "not-annotated-no-metadata-maps",
+    "parents-existing",
+    "parents-missing",
+    "protocol-dual-http",
+    "protocol-dual-socks",
+    "protocol-dual-tcp-http-host-127-0-0-1",
+    "protocol-dual-tcp-socks",
+    "protocol-forward-http",
+    "protocol-forward-socks-out-port-11000",
+    "protocol-reverse-http",
+    "protocol-reverse-socks",
+    "protocol-reverse-tcp",
+    "resources-all-overridden",
+    "resources-cpu-limit-only",
+    "resources-memory-request-and-limit-raised",
+    "reverse-host-network",
+    "spec-dual-tcp-http-in-10000-out-10001",
+    "spec-dual-tcp-http-port-8080",
+    "spec-forward-socks",
+    "spec-reverse-http-port-8888",
+    "transparent-custom-ports",
+    "transparent-ignore-ports",
+];
+
+fn options() -> SidecarOptions {
+    SidecarOptions::new(IMAGE)
+}
+
+fn golden_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/golden")
+}
+
+fn updating() -> bool {
+    std::env::var_os("UPDATE_GOLDEN").is_some_and(|value| value == "1")
+}
+
+/// What admission does with one case's pod.
+enum Outcome {
+    Patched { patch: Value, patched: Value },
+    Denied(String),
+    Unchanged,
+}
+
+fn to_yaml(value: &Value) -> String {
+    serde_yaml_ng::to_string(value).expect("a JSON value renders as YAML")
+}
+
+/// The expected output files of an outcome, by name.
+fn rendered(outcome: &Outcome) -> BTreeMap<&'static str, String> {
+    match outcome {
+        Outcome::Patched { patch, patched } => BTreeMap::from([
+            (
+                PATCH,
+                serde_json::to_string_pretty(patch).expect("JSON") + "\n",
+            ),
+            (PATCHED, to_yaml(patched)),
+        ]),
+        Outcome::Denied(message) => BTreeMap::from([(DENIAL, format!("{message}\n"))]),
+        Outcome::Unchanged => BTreeMap::from([(UNCHANGED_FILE, UNCHANGED.to_owned())]),
+    }
+}
+
+fn parse_pod(value: &Value) -> Result<Pod, String> {
+    serde_json::from_value(value.clone()).map_err(|e| format!("not a valid Pod: {e}"))
+}
+
+fn decide(input: &Value) -> Result<Outcome, String> {
+    let pod = parse_pod(input)?;
+    Ok(match admit(&pod, &options()) {
+        Ok(Admission::Unchanged) => Outcome::Unchanged,
+        Err(denial) => Outcome::Denied(denial.to_string()),
+        Ok(Admission::Patched(patch)) => {
+            let mut patched = input.clone();
+            json_patch::patch(&mut patched, &patch)
+                .map_err(|e| format!("the patch does not apply to pod.yaml: {e}"))?;
+            Outcome::Patched {
+                patch: serde_json::to_value(&patch).expect("a patch is JSON"),
+                patched,
+            }
+        }
+    })
+}
+
+/// One case: the golden files, then the invariants. Returns the problems found (empty: the case passes).
+fn check_case(dir: &Path, update: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    let input_text = match fs::read_to_string(dir.join(INPUT)) {
+        Ok(text) => text,
+        Err(e) => return vec![format!("cannot read {INPUT}: {e}")],
+    };
+    let input: Value = match serde_yaml_ng::from_str(&input_text) {
+        Ok(value) => value,
+        Err(e) => return vec![format!("{INPUT} is not YAML: {e}")],
+    };
+    let outcome = match decide(&input) {
+        Ok(outcome) => outcome,
+        Err(e) => return vec![e],
+    };
+
+    // Only the input and the outcome's files belong in the directory.
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name != INPUT && !OUTPUTS.contains(&name.as_str()) {
+                problems.push(format!("unexpected file {name}"));
+            }
+        }
+    }
+    let expected = rendered(&outcome);
+    for file in OUTPUTS {
+        let path = dir.join(file);
+        let want = expected.get(file);
+        let have = fs::read_to_string(&path).ok();
+        if update {
+            match want {
+                Some(content) if have.as_ref() != Some(content) => {
+                    fs::write(&path, content).expect("write a golden file")
+                }
+                None if have.is_some() => fs::remove_file(&path).expect("remove a stale file"),
+                _ => {}
+            }
+            continue;
+        }
+        match (want, have) {
+            (Some(want), Some(have)) if *want != have => {
+                problems.push(format!("{file} differs: {}", first_difference(want, &have)))
+            }
+            (Some(_), None) => problems.push(format!("{file} is missing")),
+            (None, Some(_)) => problems.push(format!(
+                "{file} should not exist (the outcome is {})",
+                expected.keys().copied().collect::<Vec<_>>().join(" + ")
+            )),
+            _ => {}
+        }
+    }
+
+    problems.extend(check_offline(&input_text, &input, &outcome));
+    if let Outcome::Patched { patched, .. } = &outcome {
+        problems.extend(check_injected(&input, patched));
+    }
+    problems
+}
+
+/// Where two texts first differ, for the report.
+fn first_difference(want: &str, have: &str) -> String {
+    let mut want_lines = want.lines();
+    let mut have_lines = have.lines();
+    for line in 1.. {
+        match (want_lines.next(), have_lines.next()) {
+            (Some(w), Some(h)) if w == h => continue,
+            (None, None) => return "only in line endings or a trailing newline".to_owned(),
+            (w, h) => {
+                return format!(
+                    "line {line}: expected {:?}, found {:?}",
+                    w.unwrap_or("<end>"),
+                    h.unwrap_or("<end>")
+                )
+            }
+        }
+    }
+    unreachable!()
+}
+
+/// `offline::inject` on the case's pod agrees with admission.
+fn check_offline(input_text: &str, input: &Value, outcome: &Outcome) -> Vec<String> {
+    let mut output = Vec::new();
+    let result = offline::inject(&mut input_text.as_bytes(), &mut output, &options());
+    let name = input["metadata"]["name"].as_str().unwrap_or_default();
+    let output: Option<Value> = String::from_utf8(output)
+        .ok()
+        .and_then(|text| serde_yaml_ng::from_str(&text).ok());
+    let problem = match (outcome, result) {
+        (Outcome::Patched { patched, .. }, Ok(())) if output.as_ref() == Some(patched) => None,
+        (Outcome::Unchanged, Ok(())) if output.as_ref() == Some(input) => None,
+        (Outcome::Denied(message), Err(e))
+            if e.to_string() == format!("document 1 (Pod {name}): {message}") =>
+        {
+            None
+        }
+        (_, Err(e)) => Some(format!("offline::inject failed: {e}")),
+        (_, Ok(())) => Some(format!("offline::inject gave {output:?}")),
+    };
+    problem.into_iter().collect()
+}
+
+fn env_of(container: &Container) -> BTreeMap<String, String> {
+    container
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|var| Some((var.name.clone(), var.value.clone()?)))
+        .collect()
+}
+
+fn port_named(container: &Container, name: &str) -> Option<u16> {
+    container
+        .ports
+        .iter()
+        .flatten()
+        .find(|port| port.name.as_deref() == Some(name))
+        .map(|port| port.container_port as u16)
+}
+
+/// What every injected pod must satisfy, whatever the mode.
+fn check_injected(input: &Value, patched_value: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let patched = match parse_pod(patched_value) {
+        Ok(pod) => pod,
+        Err(e) => return vec![format!("patched: {e}")],
+    };
+
+    // Idempotence: admission of the injected pod changes nothing, even if the annotation were lost.
+    match admit(&patched, &options()) {
+        Ok(Admission::Unchanged) => {}
+        other => problems.push(format!("re-admitting the patched pod gave {other:?}")),
+    }
+    let mut unmarked = patched.clone();
+    if let Some(annotations) = unmarked.metadata.annotations.as_mut() {
+        annotations.remove("sidecar.speedscale.com/injected");
+    }
+    match admit(&unmarked, &options()) {
+        Ok(Admission::Unchanged) => {}
+        other => problems.push(format!(
+            "re-admitting the patched pod without its injected annotation gave {other:?}"
+        )),
+    }
+
+    let spec = patched.spec.as_ref().expect("a patched pod has a spec");
+    let Some(sidecar) = spec.containers.first().filter(|c| c.name == SIDECAR_NAME) else {
+        problems.push(format!("the first container is not {SIDECAR_NAME}"));
+        return problems;
+    };
+    let input_pod = parse_pod(input).expect("the input parsed before");
+    let input_spec = input_pod.spec.expect("the input has a spec");
+    // The app containers are still there, in order, behind the sidecar.
+    let names = |containers: &[Container]| -> Vec<String> {
+        containers.iter().map(|c| c.name.clone()).collect()
+    };
+    if names(&spec.containers[1..]) != names(&input_spec.containers) {
+        problems.push("the app containers changed order or names".to_owned());
+    }
+    let all_names: Vec<String> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .map(|c| c.name.clone())
+        .collect();
+    if all_names.iter().collect::<BTreeSet<_>>().len() != all_names.len() {
+        problems.push(format!("duplicate container names: {all_names:?}"));
+    }
+    let volumes: Vec<&str> = spec
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| v.name.as_str())
+        .collect();
+    if volumes.iter().collect::<BTreeSet<_>>().len() != volumes.len() {
+        problems.push(format!("duplicate volume names: {volumes:?}"));
+    }
+    for container in spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+    {
+        for mount in container.volume_mounts.iter().flatten() {
+            if !volumes.contains(&mount.name.as_str()) {
+                problems.push(format!(
+                    "{} mounts {}, which is not a volume of the pod",
+                    container.name, mount.name
+                ));
+            }
+        }
+    }
+
+    // The proxy accepts the environment the injector wrote, and listens where the ports say.
+    let env = env_of(sidecar);
+    let mut raw = RawSettings::default();
+    for setting in Setting::ALL {
+        if let Some(value) = env.get(setting.env_var()) {
+            raw.offer(setting, value.clone(), Source::Env);
+        }
+    }
+    let config = match ProxyConfig::from_settings(&raw) {
+        Ok(config) => config,
+        Err(e) => {
+            problems.push(format!("the proxy refuses the sidecar's environment: {e}"));
+            return problems;
+        }
+    };
+    let transparent = config.proxy_type == ProxyType::Transparent;
+    let want_in = (config.inbound().is_some() || transparent).then_some(config.in_port);
+    let want_out = (config.outbound().is_some() || transparent).then_some(config.out_port);
+    if port_named(sidecar, "sidecar-in") != want_in
+        || port_named(sidecar, "sidecar-out") != want_out
+    {
+        problems.push(format!(
+            "sidecar ports {:?}/{:?} do not match the configuration's {want_in:?}/{want_out:?}",
+            port_named(sidecar, "sidecar-in"),
+            port_named(sidecar, "sidecar-out")
+        ));
+    }
+    let admin_port = options().admin_port;
+    if port_named(sidecar, "sidecar-admin") != Some(admin_port)
+        || env.get("PROXY_ADMIN_PORT") != Some(&admin_port.to_string())
+    {
+        problems.push("the admin port is not the one the probes use".to_owned());
+    }
+
+    // Transparent mode: the init container goes first and redirects to the sidecar's ports.
+    let init = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .position(|c| c.name == INIT_NAME);
+    match (transparent, init) {
+        (true, Some(0)) => {
+            let init = &spec.init_containers.as_ref().expect("init containers")[0];
+            let init_env = env_of(init);
+            let mut raw = RawSettings::default();
+            for setting in Setting::ALL {
+                if let Some(value) = init_env.get(setting.env_var()) {
+                    raw.offer(setting, value.clone(), Source::Env);
+                }
+            }
+            match RedirectSettings::from_settings(&raw) {
+                Ok(redirect)
+                    if (redirect.in_port, redirect.out_port)
+                        == (config.in_port, config.out_port) => {}
+                Ok(redirect) => problems.push(format!(
+                    "the init container redirects to {}/{}, the sidecar listens on {}/{}",
+                    redirect.in_port, redirect.out_port, config.in_port, config.out_port
+                )),
+                Err(e) => problems.push(format!("init-iptables refuses its environment: {e}")),
+            }
+            if init_env.get("PROXY_UID") != env.get("PROXY_UID") {
+                problems.push("the init container exempts another uid than the sidecar's".into());
+            }
+        }
+        (true, _) => problems.push(format!("transparent mode without {INIT_NAME} first")),
+        (false, Some(_)) => problems.push(format!("{INIT_NAME} outside transparent mode")),
+        (false, None) => {}
+    }
+    problems
+}
+
+#[test]
+fn golden_cases() {
+    let root = golden_root();
+    let update = updating();
+    let found: BTreeSet<String> = fs::read_dir(&root)
+        .expect("testdata/golden exists")
+        .flatten()
+        .filter(|entry| entry.path().is_dir())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    let listed: BTreeSet<String> = CASES.iter().map(|case| (*case).to_owned()).collect();
+
+    let mut failures = Vec::new();
+    for missing in listed.difference(&found) {
+        failures.push(format!("{missing}: listed in CASES but has no directory"));
+    }
+    for unlisted in found.difference(&listed) {
+        failures.push(format!("{unlisted}: a directory not listed in CASES"));
+    }
+    for case in &found {
+        let problems = check_case(&root.join(case), update);
+        if !problems.is_empty() {
+            failures.push(format!("{case}:\n    {}", problems.join("\n    ")));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} golden case(s) failed (rerun with UPDATE_GOLDEN=1 to rewrite the files, then review the diff):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn the_case_list_is_sorted_and_unique() {
+    assert!(CASES.windows(2).all(|pair| pair[0] < pair[1]));
+}
+
+/// Each kind of outcome is represented, so a bug that turns everything into one kind is noticed.
+#[test]
+fn every_outcome_is_covered() {
+    let root = golden_root();
+    for (prefix, file) in [
+        ("deny-", DENIAL),
+        ("not-annotated", UNCHANGED_FILE),
+        ("spec-", PATCH),
+    ] {
+        for case in CASES.iter().filter(|case| case.starts_with(prefix)) {
+            assert!(
+                root.join(case).join(file).exists() || updating(),
+                "{case} should have {file}"
+            );
+        }
+    }
+}
