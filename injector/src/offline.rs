@@ -24,6 +24,8 @@ use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use sidecar_proxy::config::ANNOTATION_PREFIX;
+
 use crate::containers::SidecarOptions;
 use crate::review::{admit, Admission};
 
@@ -124,15 +126,47 @@ fn locate(object: &Value) -> PodLocation {
     }
 }
 
+fn object_annotations_of(object: &Value) -> Vec<String> {
+    object
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .map(|annotations| {
+            annotations
+                .keys()
+                .filter(|key| key.starts_with(ANNOTATION_PREFIX))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sidecar annotations on a workload's own metadata never reach its pods (Kubernetes copies only the
+/// template's), so the webhook would never see them: say so rather than leave them silently unused.
+fn misplaced_annotations(keys: &[String], template_pointer: &str) -> Result<(), String> {
+    let Some(first) = keys.first() else {
+        return Ok(());
+    };
+    let template_path = template_pointer.trim_start_matches('/').replace('/', ".");
+    Err(format!(
+        "{first} is on the workload's own metadata, which Kubernetes does not copy to its pods; put the sidecar.speedscale.com/ annotations on {template_path}.metadata.annotations"
+    ))
+}
+
 /// Injects one object in place; the error is the message without the document's name.
 fn inject_object(object: &mut Value, options: &SidecarOptions) -> Result<(), String> {
     match locate(object) {
         PodLocation::Itself => inject_pod(object, options),
-        PodLocation::Template(pointer) => match object.pointer_mut(pointer) {
-            Some(template) => inject_template(template, options),
-            // Nothing to inject into; the API server will say what is missing.
-            None => Ok(()),
-        },
+        PodLocation::Template(pointer) => {
+            // Nothing to inject into: the API server will say what is missing.
+            if object.pointer(pointer).is_none() {
+                return Ok(());
+            }
+            misplaced_annotations(&object_annotations_of(object), pointer)?;
+            let template = object
+                .pointer_mut(pointer)
+                .expect("the template was just found");
+            inject_template(template, options)
+        }
         PodLocation::ListItems => {
             let Some(items) = object.get_mut("items").and_then(Value::as_array_mut) else {
                 return Ok(());
@@ -424,6 +458,30 @@ items:
         assert_eq!(
             error,
             "document 1 (List): item 1 (Pod p): sidecar.speedscale.com/inject: \"yes\" is not allowed; allowed: true, false"
+        );
+    }
+
+    #[test]
+    fn annotations_on_the_workload_itself_are_refused_with_where_they_belong() {
+        let error = run(r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  annotations:
+    sidecar.speedscale.com/inject: "true"
+spec:
+  template:
+    spec:
+      containers:
+        - name: app
+          image: app
+"#)
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            error,
+            "document 1 (Deployment web): sidecar.speedscale.com/inject is on the workload's own metadata, which Kubernetes does not copy to its pods; put the sidecar.speedscale.com/ annotations on spec.template.metadata.annotations"
         );
     }
 
