@@ -243,9 +243,13 @@ mod tests {
             client.write_all(&sent).await.unwrap();
             client
         });
-        let first = first_bytes(&mut client_side, &mut upstream_side, Duration::from_millis(50))
-            .await
-            .unwrap();
+        let first = first_bytes(
+            &mut client_side,
+            &mut upstream_side,
+            Duration::from_millis(50),
+        )
+        .await
+        .unwrap();
         let _client = writer.await.unwrap();
         match first {
             FirstBytes::Client(bytes) => assert_eq!(bytes, hello),
@@ -260,7 +264,11 @@ mod tests {
         client.write_all(b"GET /never-ends").await.unwrap();
         let first = tokio::time::timeout(
             Duration::from_secs(2),
-            first_bytes(&mut client_side, &mut upstream_side, Duration::from_millis(50)),
+            first_bytes(
+                &mut client_side,
+                &mut upstream_side,
+                Duration::from_millis(50),
+            ),
         )
         .await
         .expect("detection gives up after its timeout")
@@ -273,9 +281,13 @@ mod tests {
         let (client, mut client_side) = tokio::io::duplex(64);
         let (_upstream, mut upstream_side) = tokio::io::duplex(64);
         drop(client);
-        let first = first_bytes(&mut client_side, &mut upstream_side, Duration::from_millis(50))
-            .await
-            .unwrap();
+        let first = first_bytes(
+            &mut client_side,
+            &mut upstream_side,
+            Duration::from_millis(50),
+        )
+        .await
+        .unwrap();
         assert!(matches!(first, FirstBytes::Silence));
     }
 }
