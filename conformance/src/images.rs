@@ -1,9 +1,11 @@
 //! The suite's container images, built locally and tagged by a hash of their inputs (Dockerfile, build
 //! context, build arguments, base image), so an image whose inputs did not change is never rebuilt.
 //!
-//! The client images build from `conformance/clients/<runtime>/Dockerfile`. The sidecar and the upstream
-//! are Rust binaries built on the host by cargo and copied into a runtime image: inside an offline image
-//! build there is no usable Rust toolchain (see docs/conformance.md).
+//! The client images build from `conformance/clients/<runtime>/Dockerfile`. The sidecar and the injector
+//! are built from their own Dockerfiles (`proxy/Dockerfile`, `injector/Dockerfile`) at the `prebuilt`
+//! stage, which packages a binary built on the host by cargo into the same runtime stage users get: inside
+//! an offline image build there is no usable Rust toolchain (see docs/building.md). The upstream is built
+//! the same way from `conformance/upstream.Dockerfile`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -28,6 +30,7 @@ pub fn base_image() -> String {
 #[derive(Debug, Clone)]
 pub struct Images {
     pub sidecar: String,
+    pub injector: String,
     pub upstream: String,
     pub clients: BTreeMap<&'static str, String>,
 }
@@ -56,9 +59,18 @@ fn build_all() -> anyhow::Result<Images> {
     let root = workspace::root();
     let binaries = workspace::binaries()?;
 
+    // The project's own Dockerfiles, at the stage that packages a binary built on the host.
     let sidecar = ensure(
-        &ImageInputs::new("sidecar-proxy", root.join("proxy/prebuilt.Dockerfile"))
+        &ImageInputs::new("sidecar-proxy", root.join("proxy/Dockerfile"))
+            .target("prebuilt")
             .file("sidecar-proxy", &binaries.sidecar_proxy),
+        &base,
+        &base_id,
+    )?;
+    let injector = ensure(
+        &ImageInputs::new("sidecar-injector", root.join("injector/Dockerfile"))
+            .target("prebuilt")
+            .file("sidecar-injector", &binaries.injector),
         &base,
         &base_id,
     )?;
@@ -86,6 +98,7 @@ fn build_all() -> anyhow::Result<Images> {
     }
     Ok(Images {
         sidecar,
+        injector,
         upstream,
         clients,
     })
@@ -97,6 +110,8 @@ const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 struct ImageInputs {
     name: String,
     dockerfile: PathBuf,
+    /// The Dockerfile stage to build, when not the last.
+    target: Option<&'static str>,
     /// Context-relative name → file on the host.
     files: BTreeMap<String, PathBuf>,
 }
@@ -106,8 +121,14 @@ impl ImageInputs {
         ImageInputs {
             name: name.to_owned(),
             dockerfile,
+            target: None,
             files: BTreeMap::new(),
         }
+    }
+
+    fn target(mut self, stage: &'static str) -> Self {
+        self.target = Some(stage);
+        self
     }
 
     fn file(mut self, name: &str, source: &Path) -> Self {
@@ -141,6 +162,7 @@ impl ImageInputs {
     fn tag(&self, base_id: &str) -> anyhow::Result<String> {
         let mut hash = Sha256::new();
         hash.update(base_id.as_bytes());
+        hash.update(self.target.unwrap_or("").as_bytes());
         hash.update(
             fs::read(&self.dockerfile)
                 .with_context(|| format!("cannot read {}", self.dockerfile.display()))?,
@@ -177,13 +199,15 @@ fn ensure(inputs: &ImageInputs, base: &str, base_id: &str) -> anyhow::Result<Str
     }
     fs::copy(&inputs.dockerfile, context.join("Dockerfile"))?;
     eprintln!("conformance: building {tag}");
-    let output = Command::new("docker")
+    let mut build = Command::new("docker");
+    build
         .args(["build", "--network", "host", "--build-arg"])
         .arg(format!("BASE_IMAGE={base}"))
-        .args(["--tag", &tag])
-        .arg(&context)
-        .output()
-        .context("cannot run docker")?;
+        .args(["--tag", &tag]);
+    if let Some(stage) = inputs.target {
+        build.args(["--target", stage]);
+    }
+    let output = build.arg(&context).output().context("cannot run docker")?;
     if !output.status.success() {
         let log = String::from_utf8_lossy(&output.stdout).into_owned()
             + &String::from_utf8_lossy(&output.stderr);

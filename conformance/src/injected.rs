@@ -1,5 +1,5 @@
-//! End to end through the injector: a pod carrying the spec's annotations goes through
-//! `sidecar-injector`'s admission, and the sidecar container of the patched pod (its image, args,
+//! End to end through the injector: a pod carrying the spec's annotations goes through the
+//! `sidecar-injector` image, and the sidecar container of the patched pod (its image, args,
 //! environment, user, read-only root filesystem and volumes, nothing else) runs in a pod of the harness.
 //! A client then proves the sidecar serves the annotated mode. With `configure-app`, the client's proxy
 //! settings are the ones the injector put on the app container, so the patch itself is proven.
@@ -7,19 +7,21 @@
 use std::collections::BTreeMap;
 use std::fs;
 
+use std::path::Path;
+
 use anyhow::{anyhow, bail, Context};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sidecar_injector::annotations::{CONFIGURE_APP, INJECT};
-use sidecar_injector::containers::{SidecarOptions, CAPTURE_DIR, SIDECAR_NAME};
-use sidecar_injector::review::{admit, Admission};
+use sidecar_injector::containers::{CAPTURE_DIR, SIDECAR_NAME};
 
 use crate::cell::{self, exchange, planned_requests, upstream_args, UPSTREAM_HOST};
 use crate::clients::Client;
 use crate::expectations::sidecar_port;
+use crate::images::{self, Images};
 use crate::modes::Mode;
-use crate::pod::Pod as HarnessPod;
-use crate::{images, workspace};
+use crate::pod::{run_tool, Pod as HarnessPod};
+use crate::workspace;
 
 /// The app container of the workload, before injection.
 const APP_CONTAINER: &str = "app";
@@ -53,16 +55,34 @@ pub fn workload(mode: &Mode, configure_app: bool) -> Pod {
     }
 }
 
-/// The pod after admission: the patch applied as the API server applies it.
-pub fn admitted(pod: &Pod, options: &SidecarOptions) -> anyhow::Result<Pod> {
-    let patch = match admit(pod, options) {
-        Ok(Admission::Patched(patch)) => patch,
-        Ok(Admission::Unchanged) => bail!("the injector left the pod unchanged"),
-        Err(denial) => bail!("the injector denied the pod: {denial}"),
-    };
-    let mut value = serde_json::to_value(pod)?;
-    json_patch::patch(&mut value, &patch).context("the injector's patch does not apply")?;
-    Ok(serde_json::from_value(value)?)
+/// The pod after injection by the injector's own image: `sidecar-injector inject` run in its container on
+/// the workload, as a user runs it before `kubectl apply`. It makes the webhook's decision (both call the
+/// same admission code, which the injector's golden and TLS tests cover), so this proves the image too.
+pub async fn injected_by_image(pod: &Pod, dir: &Path, images: &Images) -> anyhow::Result<Pod> {
+    let workload = dir.join("workload.yaml");
+    fs::write(&workload, serde_yaml_ng::to_string(pod)?)?;
+    let run = run_tool(
+        "injector",
+        &images.injector,
+        vec![
+            "inject".into(),
+            "-f".into(),
+            "/workload/workload.yaml".into(),
+            "--sidecar-image".into(),
+            images.sidecar.clone(),
+        ],
+        &[(&workload, "/workload/workload.yaml")],
+    )
+    .await?;
+    if run.exit_code != Some(0) {
+        bail!(
+            "sidecar-injector inject exited with {:?}: {}",
+            run.exit_code,
+            run.stderr.trim()
+        );
+    }
+    fs::write(dir.join("injected.yaml"), &run.stdout)?;
+    serde_yaml_ng::from_str(&run.stdout).context("the injector's output is not one Pod")
 }
 
 fn container<'a>(pod: &'a Pod, name: &str) -> anyhow::Result<&'a Container> {
@@ -78,13 +98,6 @@ pub async fn run(mode: &Mode, client: &Client, configure_app: bool) -> anyhow::R
     let port = sidecar_port(client, mode)
         .with_context(|| format!("{} has no listener for {}", mode.id, client.id))?
         .port;
-    let patched = admitted(
-        &workload(mode, configure_app),
-        &SidecarOptions::new(images.sidecar.clone()),
-    )?;
-    let sidecar = container(&patched, SIDECAR_NAME)?;
-    let app = container(&patched, APP_CONTAINER)?;
-
     let name = format!(
         "injected__{}__{}{}",
         client.id,
@@ -94,10 +107,9 @@ pub async fn run(mode: &Mode, client: &Client, configure_app: bool) -> anyhow::R
     let dir = workspace::scratch_dir().join("cells").join(&name);
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir)?;
-    fs::write(
-        dir.join("patched-pod.json"),
-        serde_json::to_vec_pretty(&patched)?,
-    )?;
+    let patched = injected_by_image(&workload(mode, configure_app), &dir, images).await?;
+    let sidecar = container(&patched, SIDECAR_NAME)?;
+    let app = container(&patched, APP_CONTAINER)?;
 
     let pki_dir = cell::test_pki()?;
     let mut pod = HarnessPod::start(

@@ -251,3 +251,33 @@ impl Pod {
         Ok(stdout)
     }
 }
+
+/// Runs a one-off container of a tool to completion, with no network and the given files mounted
+/// read-only (`sidecar-injector inject`, say), and returns its output.
+pub async fn run_tool(
+    name: &str,
+    image_tag: &str,
+    command: Vec<String>,
+    mounts: &[(&Path, &str)],
+) -> anyhow::Result<ClientRun> {
+    let mut request = image(image_tag)
+        .with_wait_for(WaitFor::exit(ExitWaitStrategy::new()))
+        .with_network("none")
+        .with_label(LABEL, name)
+        .with_cmd(command)
+        .with_startup_timeout(Duration::from_secs(60));
+    for (host, container) in mounts {
+        request = request.with_mount(read_only(host, container));
+    }
+    let tool = request
+        .start()
+        .await
+        .with_context(|| format!("{name}: the {image_tag} container did not run"))?;
+    let run = ClientRun {
+        exit_code: tool.exit_code().await?,
+        stdout: String::from_utf8_lossy(&tool.stdout_to_vec().await?).into_owned(),
+        stderr: String::from_utf8_lossy(&tool.stderr_to_vec().await?).into_owned(),
+    };
+    tool.rm().await?;
+    Ok(run)
+}

@@ -28,10 +28,11 @@ pub fn results_dir() -> PathBuf {
 
 pub struct Binaries {
     pub sidecar_proxy: PathBuf,
+    pub injector: PathBuf,
     pub upstream: PathBuf,
 }
 
-/// Builds `sidecar-proxy` and `conformance-upstream` with the profile of the running test (so a stale
+/// Builds `sidecar-proxy`, `sidecar-injector` and `conformance-upstream` with the profile of the running test (so a stale
 /// binary can never be tested), and returns their paths.
 pub fn binaries() -> anyhow::Result<Binaries> {
     let exe = std::env::current_exe()?;
@@ -72,10 +73,11 @@ pub fn binaries() -> anyhow::Result<Binaries> {
     }
     let status = build.status().context("cannot run cargo")?;
     if !status.success() {
-        bail!("cargo build of sidecar-proxy and conformance-upstream failed ({status})");
+        bail!("cargo build of the binaries the images carry failed ({status})");
     }
     Ok(Binaries {
         sidecar_proxy: profile_dir.join("sidecar-proxy"),
+        injector: profile_dir.join("sidecar-injector"),
         upstream: profile_dir.join("conformance-upstream"),
     })
 }
