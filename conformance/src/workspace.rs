@@ -32,9 +32,23 @@ pub struct Binaries {
     pub upstream: PathBuf,
 }
 
-/// Builds `sidecar-proxy`, `sidecar-injector` and `conformance-upstream` with the profile of the running test (so a stale
-/// binary can never be tested), and returns their paths.
+/// Builds `sidecar-proxy`, `sidecar-injector` and `conformance-upstream` with the profile of the running
+/// test (so a stale binary can never be tested), and returns their paths. Under Bazel, which builds them
+/// as the test's data, `CONFORMANCE_SIDECAR_PROXY_BIN`, `CONFORMANCE_SIDECAR_INJECTOR_BIN` and
+/// `CONFORMANCE_UPSTREAM_BIN` name them instead.
 pub fn binaries() -> anyhow::Result<Binaries> {
+    // A build system that built them already (Bazel) names them; nothing is rebuilt then.
+    if let (Some(sidecar_proxy), Some(injector), Some(upstream)) = (
+        std::env::var_os("CONFORMANCE_SIDECAR_PROXY_BIN"),
+        std::env::var_os("CONFORMANCE_SIDECAR_INJECTOR_BIN"),
+        std::env::var_os("CONFORMANCE_UPSTREAM_BIN"),
+    ) {
+        return Ok(Binaries {
+            sidecar_proxy: std::fs::canonicalize(sidecar_proxy)?,
+            injector: std::fs::canonicalize(injector)?,
+            upstream: std::fs::canonicalize(upstream)?,
+        });
+    }
     let exe = std::env::current_exe()?;
     // <target>/<profile>/deps/<test binary>
     let profile_dir = exe

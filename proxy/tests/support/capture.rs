@@ -412,7 +412,9 @@ impl Sidecar {
         } else {
             &["--shutdown-grace", "10s"]
         };
-        let mut command = Command::new(BIN);
+        // Absolute, because the child runs in `cwd`: Cargo gives an absolute path, Bazel a relative one.
+        let binary = std::fs::canonicalize(BIN).expect("the sidecar-proxy binary exists");
+        let mut command = Command::new(binary);
         remove_proxy_vars(&mut command);
         command
             .env("RUST_LOG", "info")

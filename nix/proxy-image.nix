@@ -1,0 +1,37 @@
+# The sidecar image, the Nix twin of proxy/Dockerfile: the same binary serves the sidecar container (as uid
+# 2102) and transparent mode's init container (`sidecar-proxy init-iptables`, run as root).
+# `nix build .#sidecar-proxy-image` gives a script that streams the image: `./result | docker load`.
+{
+  lib,
+  dockerTools,
+  iptables,
+  sidecar-proxy,
+}:
+dockerTools.streamLayeredImage {
+  name = "sidecar-proxy";
+  tag = sidecar-proxy.version;
+
+  # Linked into the image's /bin and /sbin. init-iptables runs iptables-legacy/-nft(-save) by name.
+  contents = [
+    sidecar-proxy
+    iptables
+  ];
+  # iptables-legacy takes its lock at /run/xtables.lock; /tmp for anything that wants scratch space.
+  extraCommands = ''
+    mkdir -p run tmp
+    chmod 1777 tmp
+  '';
+
+  config = {
+    Entrypoint = [ (lib.getExe sidecar-proxy) ];
+    # The uid transparent mode's iptables rules exempt (--proxy-uid); the injector runs the sidecar as it.
+    User = "2102:2102";
+    Env = [ "PATH=/bin:/sbin" ];
+    # outbound, inbound, admin (metrics and health).
+    ExposedPorts = {
+      "4140/tcp" = { };
+      "4143/tcp" = { };
+      "4191/tcp" = { };
+    };
+  };
+}
