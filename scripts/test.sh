@@ -76,7 +76,7 @@ fi
 docker ps -aq --filter label=sidecar-conformance | xargs -r docker rm -f >/dev/null
 
 log "conformance matrix"
-rm -rf target/conformance/results
+rm -rf "${CONFORMANCE_DIR:-target/conformance}/results"
 matrix_status=0
 # Cells mostly wait on containers, so more run at once than there are cores.
 cargo test --locked -p sidecar-conformance --test matrix -- --test-threads "${CONFORMANCE_THREADS:-6}" \

@@ -2,7 +2,6 @@
 //! its requests, and the verdict: did every request get the upstream's exact answer, did the upstream see
 //! exactly what the client sent, and did the sidecar record each exchange.
 
-use std::fs;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -13,10 +12,11 @@ use serde_json::Value;
 use crate::clients::{Client, Side, Speaks};
 use crate::expectations;
 use crate::modes::Mode;
-use crate::pod::{Pod, SidecarSpec};
+use crate::pod::Pod;
 use crate::results::{CellResult, Outcome};
 use crate::upstream::{echo_body, seen_requests, SeenRequest};
-use crate::{images, pki, workspace};
+use crate::{images, injected, pki, workspace};
+use sidecar_injector::containers::{SidecarOptions, CAPTURE_DIR, SIDECAR_NAME};
 
 /// The upstream's name in outbound cells: only the sidecar's container can resolve it, so a client that
 /// bypassed the proxy fails instead of passing unseen.
@@ -38,6 +38,15 @@ pub struct PlannedRequest {
 }
 
 impl PlannedRequest {
+    /// The URL's authority: the `Host` the upstream must receive, whatever path the request took.
+    fn authority(&self) -> &str {
+        let rest = self
+            .url
+            .split_once("://")
+            .map_or(self.url.as_str(), |(_, rest)| rest);
+        rest.split('/').next().unwrap_or(rest)
+    }
+
     fn expected_body(&self) -> String {
         echo_body(
             self.scheme,
@@ -121,7 +130,7 @@ pub async fn run(client: &Client, mode: &Mode) -> anyhow::Result<CellResult> {
     let pki_dir = test_pki()?;
     let name = format!("{}__{}", client.id, mode.id);
     let dir = workspace::scratch_dir().join("cells").join(&name);
-    let _ = fs::remove_dir_all(&dir);
+    workspace::fresh_dir(&dir)?;
 
     let mut pod = Pod::start(
         &name,
@@ -131,11 +140,16 @@ pub async fn run(client: &Client, mode: &Mode) -> anyhow::Result<CellResult> {
         upstream_args(client.side, mode.app_port),
     )
     .await?;
-    pod.start_sidecar(SidecarSpec {
-        image: &images.sidecar,
-        downward_api_annotations: mode.downward_api_annotations(),
-        hosts: &[("127.0.0.1", UPSTREAM_HOST)],
-    })
+    // The sidecar exactly as the injector adds it to a pod carrying the column's annotations.
+    let injected = injected::injected_in_process(
+        &injected::workload(mode, false),
+        &SidecarOptions::new(images.sidecar.clone()),
+    )?;
+    pod.start_sidecar_container(
+        injected::container(&injected, SIDECAR_NAME)?,
+        CAPTURE_DIR,
+        &[("127.0.0.1", UPSTREAM_HOST)],
+    )
     .await?;
 
     let requests = planned_requests(client, mode, port);
@@ -263,11 +277,12 @@ fn upstream_problems(requests: &[PlannedRequest], seen: &[SeenRequest]) -> Vec<S
                     && seen.method == request.method
                     && seen.path == request.path
                     && seen.body == request.body.as_deref().unwrap_or("")
+                    && seen.host.as_deref() == Some(request.authority())
             })
         })
         .map(|request| {
             format!(
-                "the upstream never saw {} {} with the client's body",
+                "the upstream never saw {} {} with the client's Host and body",
                 request.method, request.path
             )
         })

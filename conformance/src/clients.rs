@@ -500,6 +500,7 @@ pub const JAVA_CONFIGURED_BY_INJECTOR: Client = Client {
     runtime: Runtime::Java,
     title: "Java HttpURLConnection, JAVA_TOOL_OPTIONS from configure-app",
     side: Side::Outbound,
+    // Either: the injector writes the flags for the pod's forward protocol.
     speaks: Speaks::Socks,
     https: true,
     setup: |_| Setup {

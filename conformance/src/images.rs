@@ -89,10 +89,11 @@ fn build_all() -> anyhow::Result<Images> {
         let mut inputs =
             ImageInputs::new(&format!("client-{}", runtime.dir()), dir.join("Dockerfile"))
                 .directory(&dir)?;
-        if runtime == Runtime::Node {
+        let host_ca = Path::new(HOST_CA_BUNDLE);
+        if runtime == Runtime::Node && host_ca.exists() {
             // npm talks TLS to its registry; behind a TLS-inspecting gateway it must trust the gateway's
-            // CA, which the host's bundle carries.
-            inputs = inputs.file("build-ca.crt", Path::new(HOST_CA_BUNDLE));
+            // CA, which the host's bundle carries (the Dockerfile does without one where there is none).
+            inputs = inputs.file("build-ca.crt", host_ca);
         }
         clients.insert(runtime.dir(), ensure(&inputs, &base, &base_id)?);
     }

@@ -13,7 +13,8 @@ use anyhow::{anyhow, bail, Context};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sidecar_injector::annotations::{CONFIGURE_APP, INJECT};
-use sidecar_injector::containers::{CAPTURE_DIR, SIDECAR_NAME};
+use sidecar_injector::containers::{SidecarOptions, CAPTURE_DIR, SIDECAR_NAME};
+use sidecar_injector::review::{admit, Admission};
 
 use crate::cell::{self, exchange, planned_requests, upstream_args, UPSTREAM_HOST};
 use crate::clients::Client;
@@ -55,6 +56,19 @@ pub fn workload(mode: &Mode, configure_app: bool) -> Pod {
     }
 }
 
+/// The pod after admission by the injector's code, in process: the patch applied as the API server
+/// applies it. The matrix's cells start their sidecar from this.
+pub fn injected_in_process(pod: &Pod, options: &SidecarOptions) -> anyhow::Result<Pod> {
+    let patch = match admit(pod, options) {
+        Ok(Admission::Patched(patch)) => patch,
+        Ok(Admission::Unchanged) => bail!("the injector left the pod unchanged"),
+        Err(denial) => bail!("the injector denied the pod: {denial}"),
+    };
+    let mut value = serde_json::to_value(pod)?;
+    json_patch::patch(&mut value, &patch).context("the injector's patch does not apply")?;
+    Ok(serde_json::from_value(value)?)
+}
+
 /// The pod after injection by the injector's own image: `sidecar-injector inject` run in its container on
 /// the workload, as a user runs it before `kubectl apply`. It makes the webhook's decision (both call the
 /// same admission code, which the injector's golden and TLS tests cover), so this proves the image too.
@@ -85,7 +99,7 @@ pub async fn injected_by_image(pod: &Pod, dir: &Path, images: &Images) -> anyhow
     serde_yaml_ng::from_str(&run.stdout).context("the injector's output is not one Pod")
 }
 
-fn container<'a>(pod: &'a Pod, name: &str) -> anyhow::Result<&'a Container> {
+pub fn container<'a>(pod: &'a Pod, name: &str) -> anyhow::Result<&'a Container> {
     pod.spec
         .as_ref()
         .and_then(|spec| spec.containers.iter().find(|c| c.name == name))
@@ -105,8 +119,7 @@ pub async fn run(mode: &Mode, client: &Client, configure_app: bool) -> anyhow::R
         if configure_app { "__configure_app" } else { "" }
     );
     let dir = workspace::scratch_dir().join("cells").join(&name);
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir)?;
+    workspace::fresh_dir(&dir)?;
     let patched = injected_by_image(&workload(mode, configure_app), &dir, images).await?;
     let sidecar = container(&patched, SIDECAR_NAME)?;
     let app = container(&patched, APP_CONTAINER)?;

@@ -46,18 +46,7 @@ pub struct Mode {
     pub app_port: u16,
 }
 
-const PREFIX: &str = "sidecar.speedscale.com/";
-
 impl Mode {
-    /// The annotations as a downward-API file (`key="value"` lines), the way Kubernetes mounts them.
-    pub fn downward_api_annotations(&self) -> String {
-        let mut file = format!("{PREFIX}inject=\"true\"\n");
-        for (key, value) in self.annotations {
-            file.push_str(&format!("{PREFIX}{key}=\"{value}\"\n"));
-        }
-        file
-    }
-
     /// The annotations as the workload's YAML would carry them, for the docs table.
     pub fn annotations_yaml(&self) -> String {
         self.annotations
@@ -207,17 +196,6 @@ pub fn by_id(id: &str) -> Option<&'static Mode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn downward_api_file_carries_inject_and_every_annotation() {
-        assert_eq!(
-            REVERSE_HTTP_8888.downward_api_annotations(),
-            "sidecar.speedscale.com/inject=\"true\"\n\
-             sidecar.speedscale.com/proxy-type=\"reverse\"\n\
-             sidecar.speedscale.com/proxy-protocol=\"http\"\n\
-             sidecar.speedscale.com/proxy-port=\"8888\"\n"
-        );
-    }
 
     #[test]
     fn ids_are_unique() {

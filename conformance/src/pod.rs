@@ -8,10 +8,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use k8s_openapi::api::core::v1::Container;
 use testcontainers::core::wait::ExitWaitStrategy;
-use testcontainers::core::{AccessMode, Mount, WaitFor};
+use testcontainers::core::{AccessMode, ExecCommand, Mount, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
@@ -24,9 +24,6 @@ pub const LABEL: &str = "sidecar-conformance";
 
 /// The sidecar logs this once every listener is bound.
 const SIDECAR_READY_LINE: &str = "ready: every listener is bound";
-/// Where the downward-API annotations file is mounted, as the injector mounts it.
-const ANNOTATIONS_IN_CONTAINER: &str = "/etc/podinfo/annotations";
-const CAPTURE_DIR_IN_CONTAINER: &str = "/var/capture";
 
 pub struct Pod {
     name: String,
@@ -34,14 +31,6 @@ pub struct Pod {
     // Field order is drop order: the joining containers go before the namespace holder.
     sidecar: Option<ContainerAsync<GenericImage>>,
     upstream: ContainerAsync<GenericImage>,
-}
-
-/// What the sidecar container gets: the pod's annotations and the host names only it can resolve.
-pub struct SidecarSpec<'a> {
-    pub image: &'a str,
-    pub downward_api_annotations: String,
-    /// Lines of the sidecar's own /etc/hosts (as a pod's hostAliases would give it).
-    pub hosts: &'a [(&'a str, &'a str)],
 }
 
 /// The finished client container.
@@ -91,40 +80,6 @@ impl Pod {
 
     fn network(&self) -> String {
         format!("container:{}", self.upstream.id())
-    }
-
-    /// Starts the sidecar from its image, configured only by the annotations file, and waits until it is
-    /// ready. Its capture file lands in the pod directory.
-    pub async fn start_sidecar(&mut self, spec: SidecarSpec<'_>) -> anyhow::Result<()> {
-        let annotations = self.dir.join("annotations");
-        fs::write(&annotations, &spec.downward_api_annotations)?;
-        let hosts = self.write_hosts(spec.hosts)?;
-        let capture = self.dir.join("capture");
-        fs::create_dir_all(&capture)?;
-        // The sidecar runs as a non-root user; the capture directory is this test's own.
-        fs::set_permissions(&capture, fs::Permissions::from_mode(0o777))?;
-
-        let sidecar = image(spec.image)
-            .with_wait_for(WaitFor::message_on_stderr(SIDECAR_READY_LINE))
-            .with_network(self.network())
-            .with_label(LABEL, &self.name)
-            .with_mount(read_only(&annotations, ANNOTATIONS_IN_CONTAINER))
-            .with_mount(read_only(&hosts, "/etc/hosts"))
-            .with_mount(Mount::bind_mount(
-                capture.to_string_lossy(),
-                CAPTURE_DIR_IN_CONTAINER,
-            ))
-            .with_env_var("PROXY_ANNOTATIONS", ANNOTATIONS_IN_CONTAINER)
-            .with_env_var(
-                "PROXY_CAPTURE",
-                format!("{CAPTURE_DIR_IN_CONTAINER}/capture.jsonl"),
-            )
-            .with_startup_timeout(Duration::from_secs(30))
-            .start()
-            .await
-            .with_context(|| format!("{}: the sidecar container did not start", self.name))?;
-        self.sidecar = Some(sidecar);
-        Ok(())
     }
 
     /// Starts the sidecar exactly as a container spec says (the one the injector adds to a pod): its
@@ -184,6 +139,25 @@ impl Pod {
             .start()
             .await
             .with_context(|| format!("{}: the sidecar container did not start", self.name))?;
+        // The postStart hook runs inside the container as the kubelet runs it, and must succeed.
+        let hook = container
+            .lifecycle
+            .as_ref()
+            .and_then(|lifecycle| lifecycle.post_start.as_ref())
+            .and_then(|handler| handler.exec.as_ref())
+            .and_then(|exec| exec.command.clone());
+        if let Some(command) = hook {
+            let mut run = sidecar.exec(ExecCommand::new(command.clone())).await?;
+            let stderr = String::from_utf8_lossy(&run.stderr_to_vec().await?).into_owned();
+            let code = run.exit_code().await?;
+            if code != Some(0) {
+                bail!(
+                    "{}: the sidecar's postStart hook {command:?} exited with {code:?}: {}",
+                    self.name,
+                    stderr.trim()
+                );
+            }
+        }
         self.sidecar = Some(sidecar);
         Ok(())
     }
@@ -241,7 +215,12 @@ impl Pod {
             sidecar.rm().await?;
         }
         let capture = self.dir.join("capture/capture.jsonl");
-        Ok(fs::read_to_string(&capture).unwrap_or_default())
+        match fs::read_to_string(&capture) {
+            Ok(records) => Ok(records),
+            // The sidecar never wrote a record.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", capture.display())),
+        }
     }
 
     /// Everything the upstream printed so far: one JSON line per request it saw.

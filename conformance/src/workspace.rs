@@ -21,6 +21,16 @@ pub fn scratch_dir() -> PathBuf {
         .unwrap_or_else(|| root().join("target/conformance"))
 }
 
+/// Empties `dir` (creating it): an old run's capture file must never satisfy a new run's checks.
+pub fn fresh_dir(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot empty {}", dir.display())),
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
+}
+
 /// Where each cell writes its result, read by `conformance-matrix`.
 pub fn results_dir() -> PathBuf {
     scratch_dir().join("results")
@@ -69,6 +79,8 @@ pub fn binaries() -> anyhow::Result<Binaries> {
             "--locked",
             "--bin",
             "sidecar-proxy",
+            "--bin",
+            "sidecar-injector",
             "--bin",
             "conformance-upstream",
         ])

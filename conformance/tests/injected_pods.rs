@@ -40,6 +40,7 @@ async fn spec_example(#[case] mode: Mode, #[case] client: Client) {
 #[case::go_forward_http(FORWARD_HTTP, GO_CONFIGURED_BY_INJECTOR)]
 #[case::node_custom_out_port(DUAL_TCP_HTTP_CUSTOM_PORTS, NODE_CONFIGURED_BY_INJECTOR)]
 #[case::java_forward_socks(FORWARD_SOCKS, JAVA_CONFIGURED_BY_INJECTOR)]
+#[case::java_forward_http(FORWARD_HTTP, JAVA_CONFIGURED_BY_INJECTOR)]
 #[case::go_forward_socks(FORWARD_SOCKS, GO_CONFIGURED_BY_INJECTOR)]
 #[tokio::test]
 async fn configure_app(#[case] mode: Mode, #[case] client: Client) {

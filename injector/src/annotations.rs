@@ -65,7 +65,7 @@ pub enum AnnotationError {
     #[error("{key}: {value:?} is not allowed; allowed: true, false")]
     NotABoolean { key: String, value: String },
     #[error(
-        "{key}: {value:?} is not a Kubernetes quantity; allowed: a number with an optional suffix, like 100m, 0.5, 64Mi, 1G"
+        "{key}: {value:?} is not a Kubernetes quantity; allowed: a non-negative number with an optional suffix, like 100m, 0.5, 64Mi, 1G"
     )]
     NotAQuantity { key: String, value: String },
     #[error("{key} is not an annotation of the sidecar; known: {known}")]
@@ -118,45 +118,18 @@ fn known_keys() -> Vec<String> {
     keys
 }
 
-/// Checks the syntax of a Kubernetes resource quantity (`100m`, `0.5`, `64Mi`, `1e3`), so a bad override is
-/// refused at admission instead of by the API server with a less specific message.
-pub fn is_quantity(text: &str) -> bool {
-    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+/// A Kubernetes resource quantity (`100m`, `0.5`, `64Mi`, `1e3`) as a number, or `None` when the text is
+/// not one. Resources cannot be negative, so a sign other than `+` is refused here, at admission, instead of
+/// by the API server with a message that for a Deployment only shows in its ReplicaSet's events.
+pub fn quantity_value(text: &str) -> Option<f64> {
+    let unsigned = text.strip_prefix('+').unwrap_or(text);
     let number_end = unsigned
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(unsigned.len());
     let (number, suffix) = unsigned.split_at(number_end);
-    let digits = number.chars().filter(char::is_ascii_digit).count();
-    if digits == 0 || number.matches('.').count() > 1 {
-        return false;
-    }
-    const SUFFIXES: [&str; 14] = [
-        "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T",
-    ];
-    if SUFFIXES.contains(&suffix) || suffix == "P" || suffix == "E" {
-        return true;
-    }
-    // Decimal exponent: e3, E-2.
-    let Some(exponent) = suffix.strip_prefix(['e', 'E']) else {
-        return false;
-    };
-    let exponent = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
-    !exponent.is_empty() && exponent.chars().all(|c| c.is_ascii_digit())
-}
-
-/// The value of a quantity [`is_quantity`] accepts, as a float: enough to compare a request with a limit.
-pub fn quantity_value(text: &str) -> Option<f64> {
-    if !is_quantity(text) {
+    if !number.chars().any(|c| c.is_ascii_digit()) || number.matches('.').count() > 1 {
         return None;
     }
-    let (sign, unsigned) = match text.strip_prefix('-') {
-        Some(rest) => (-1.0, rest),
-        None => (1.0, text.strip_prefix('+').unwrap_or(text)),
-    };
-    let number_end = unsigned
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(unsigned.len());
-    let (number, suffix) = unsigned.split_at(number_end);
     let number: f64 = number.parse().ok()?;
     let binary = |power: i32| 1024f64.powi(power);
     let scale = match suffix {
@@ -176,9 +149,22 @@ pub fn quantity_value(text: &str) -> Option<f64> {
         "T" => 1e12,
         "P" => 1e15,
         "E" => 1e18,
-        exponent => 10f64.powi(exponent[1..].parse().ok()?),
+        // A decimal exponent: e3, E-2.
+        other => {
+            let exponent = other.strip_prefix(['e', 'E'])?;
+            let digits = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+            if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            10f64.powi(exponent.parse().ok()?)
+        }
     };
-    Some(sign * number * scale)
+    Some(number * scale)
+}
+
+/// Whether the text is a resource quantity Kubernetes accepts (see [`quantity_value`]).
+pub fn is_quantity(text: &str) -> bool {
+    quantity_value(text).is_some()
 }
 
 #[cfg(test)]
@@ -190,7 +176,7 @@ mod tests {
         for good in ["100m", "0.5", "64Mi", "1G", "2", "1e3", "+1", ".5"] {
             assert!(is_quantity(good), "{good}");
         }
-        for bad in ["", "m", "64MB", "1.2.3", "lots", "1e", "-"] {
+        for bad in ["", "m", "64MB", "1.2.3", "lots", "1e", "-", "-1", "-64Mi"] {
             assert!(!is_quantity(bad), "{bad}");
         }
     }

@@ -51,6 +51,15 @@ pub fn changes(container: &Container, config: &ProxyConfig) -> Vec<EnvChange> {
     if variables.is_empty() {
         return Vec::new();
     }
+    // Variables from a ConfigMap or Secret (`envFrom`) are invisible here, and an `env` entry would
+    // override them: a container that has any is left as it is rather than risk replacing the user's proxy.
+    if container
+        .env_from
+        .as_ref()
+        .is_some_and(|from| !from.is_empty())
+    {
+        return Vec::new();
+    }
     let existing = container.env.as_deref().unwrap_or_default();
     // HTTP_PROXY and http_proxy mean the same to most clients: a user who set either keeps it.
     let is_set = |name: &str| {
@@ -146,6 +155,23 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_container_with_env_from_is_left_alone() {
+        let container = Container {
+            name: "app".into(),
+            env_from: Some(vec![k8s_openapi::api::core::v1::EnvFromSource {
+                config_map_ref: Some(k8s_openapi::api::core::v1::ConfigMapEnvSource {
+                    name: "proxy-settings".into(),
+                    optional: None,
+                }),
+                ..Default::default()
+            }]),
+            ..Container::default()
+        };
+        let config = config(&[("proxy-type", "forward"), ("proxy-protocol", "http")]);
+        assert_eq!(changes(&container, &config), []);
     }
 
     #[test]

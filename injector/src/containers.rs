@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, Probe,
-    ResourceRequirements, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, ExecAction,
+    HTTPGetAction, Lifecycle, LifecycleHandler, Probe, ResourceRequirements, SecurityContext,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -23,6 +24,9 @@ pub const CAPTURE_DIR: &str = "/var/sidecar/capture";
 pub const XTABLES_LOCK_VOLUME: &str = "sidecar-xtables-lock";
 
 const ADMIN_PORT_NAME: &str = "sidecar-admin";
+/// The sidecar's postStart hook: returns once `/readyz` answers 200 (the admin port comes from the
+/// container's `PROXY_ADMIN_PORT`).
+pub const WAIT_READY: [&str; 2] = ["/usr/local/bin/sidecar-proxy", "wait-ready"];
 
 /// What the operator configures on the injector (flags or environment of `sidecar-injector`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +139,17 @@ pub fn sidecar(plan: &Plan, options: &SidecarOptions) -> Container {
         ports: Some(ports),
         liveness_probe: Some(probe("/healthz", 10)),
         readiness_probe: Some(probe("/readyz", 5)),
+        // The kubelet starts the next container (the app) only when this hook returns, so the app's first
+        // connection finds the sidecar listening.
+        lifecycle: Some(Lifecycle {
+            post_start: Some(LifecycleHandler {
+                exec: Some(ExecAction {
+                    command: Some(WAIT_READY.iter().map(|arg| (*arg).to_owned()).collect()),
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
         resources: Some(ResourceRequirements {
             requests: Some(quantities(&DEFAULT_REQUESTS, &plan.requests)),
             limits: Some(quantities(&DEFAULT_LIMITS, &plan.limits)),

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::annotations::{INJECTED, INJECTED_LABEL};
 use crate::app_env::{self, EnvChange};
-use crate::containers::{self, SidecarOptions, SIDECAR_NAME};
+use crate::containers::{self, SidecarOptions};
 use crate::plan::Plan;
 
 /// `kubectl logs` and `kubectl exec` pick this container when none is named; the sidecar goes first in the
@@ -152,18 +152,12 @@ pub fn injection_patch(pod: &Pod, plan: &Plan, options: &SidecarOptions) -> Patc
             true,
         );
     }
-    // The sidecar goes first: the kubelet starts containers in order, so it is up before the app.
+    // The sidecar goes first: the kubelet starts containers in order and waits for each one's postStart
+    // hook, and the sidecar's returns only once it is ready, so the app starts after it listens.
     ops.push(add(
         "/spec/containers/0".to_owned(),
         json!(containers::sidecar(plan, options)),
     ));
 
     serde_json::from_value(Value::Array(ops)).expect("the operations are well-formed RFC 6902")
-}
-
-/// Whether a pod already has the sidecar container.
-pub fn has_sidecar(pod: &Pod) -> bool {
-    pod.spec
-        .as_ref()
-        .is_some_and(|spec| spec.containers.iter().any(|c| c.name == SIDECAR_NAME))
 }

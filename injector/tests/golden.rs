@@ -50,6 +50,7 @@ const OUTPUTS: [&str; 4] = [PATCH, PATCHED, DENIAL, UNCHANGED_FILE];
 /// Every case directory, sorted.
 const CASES: &[&str] = &[
     "already-injected",
+    "configure-app-env-from",
     "configure-app-forward-http-existing-env",
     "configure-app-forward-socks-no-env",
     "configure-app-java-options-from-configmap",

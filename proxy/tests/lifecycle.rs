@@ -834,3 +834,76 @@ async fn sigint_stops_it_with_exit_0() {
     );
     assert_refused(loopback(port)).await;
 }
+
+/// `wait-ready`, the sidecar container's postStart hook: it returns once the sidecar serves `/readyz`,
+/// started before the sidecar as the kubelet may run it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_ready_returns_once_the_sidecar_is_ready() {
+    let admin_port = free_port().to_string();
+    let waiting = std::thread::spawn({
+        let admin_port = admin_port.clone();
+        move || {
+            Command::new(BIN)
+                .args([
+                    "wait-ready",
+                    "--admin-port",
+                    &admin_port,
+                    "--timeout",
+                    "20s",
+                ])
+                .stdin(Stdio::null())
+                .output()
+                .expect("run wait-ready")
+        }
+    });
+    // The hook polls while the sidecar is not up yet.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out_port = free_port().to_string();
+    let mut sidecar = Sidecar::spawn(
+        &[
+            "--proxy-type",
+            "forward",
+            "--proxy-protocol",
+            "http",
+            "--proxy-out-port",
+            &out_port,
+        ],
+        &[("PROXY_ADMIN_PORT", &admin_port)],
+    );
+    sidecar.ready(1).await;
+    let output = tokio::task::spawn_blocking(move || waiting.join().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "wait-ready failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_ready_gives_up_with_one_line_when_nothing_answers() {
+    let admin_port = free_port().to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args([
+                "wait-ready",
+                "--admin-port",
+                &admin_port,
+                "--timeout",
+                "500ms",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run wait-ready")
+    })
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("/readyz did not answer 200 within 500ms"),
+        "{stderr}"
+    );
+}

@@ -18,6 +18,7 @@ use crate::config::{ProxyConfig, RawSettings, Setting};
 use crate::options::RuntimeOptions;
 
 mod setting_sources;
+mod wait_ready;
 
 pub(crate) use setting_sources::{settings_from_flags_and_env, with_annotations_file};
 
@@ -343,6 +344,10 @@ pub enum Command {
 
     /// Set up transparent mode's iptables rules (run by the pod's init container, as root / NET_ADMIN)
     InitIptables(crate::iptables::InitIptablesArgs),
+
+    /// Wait until the sidecar answers /readyz (the sidecar container's postStart hook, so the app starts
+    /// after the sidecar listens)
+    WaitReady(wait_ready::WaitReadyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -371,6 +376,7 @@ impl Command {
     pub fn run(self) -> std::process::ExitCode {
         match self {
             Command::InitIptables(args) => args.run(),
+            Command::WaitReady(args) => args.run(),
             Command::Capture(CaptureCommand::Export(args)) => {
                 match crate::capture::har::export_files(&args.inputs, args.output.as_deref()) {
                     Ok(summary) => {

@@ -1,0 +1,76 @@
+//! `sidecar-proxy wait-ready`: blocks until the sidecar's admin port answers `/readyz` with 200.
+//!
+//! The injector runs it as the sidecar container's postStart hook. The kubelet starts a pod's containers in
+//! order but does not wait for one to listen before starting the next, except that it does wait for a
+//! container's postStart hook to finish. With the sidecar first and this hook, the app starts only once every
+//! listener is bound, so its first outbound call (redirected by iptables, or sent to `HTTP_PROXY`) is not
+//! refused.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use http_body_util::Empty;
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::iptables::rules::DEFAULT_ADMIN_PORT;
+
+#[derive(Debug, Args)]
+pub struct WaitReadyArgs {
+    /// The sidecar's admin port
+    #[arg(long, env = "PROXY_ADMIN_PORT", value_name = "PORT", default_value_t = DEFAULT_ADMIN_PORT)]
+    pub admin_port: u16,
+
+    /// Give up after this long (exit 1)
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = super::parse_duration)]
+    pub timeout: Duration,
+}
+
+const POLL_EVERY: Duration = Duration::from_millis(100);
+
+impl WaitReadyArgs {
+    pub fn run(self) -> ExitCode {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                eprintln!("sidecar-proxy: cannot start the async runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let url = format!("http://127.0.0.1:{}/readyz", self.admin_port);
+        match runtime.block_on(wait_until_ready(&url, self.timeout)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(last) => {
+                eprintln!(
+                    "sidecar-proxy: {url} did not answer 200 within {}: {last}",
+                    humantime::format_duration(self.timeout)
+                );
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// Polls until `/readyz` says 200; the error is the last thing that went wrong.
+async fn wait_until_ready(url: &str, timeout: Duration) -> Result<(), String> {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("bad URL: {e}"))?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let last = match tokio::time::timeout(POLL_EVERY * 10, client.get(uri.clone())).await {
+            Ok(Ok(response)) if response.status() == hyper::StatusCode::OK => return Ok(()),
+            Ok(Ok(response)) => format!("status {}", response.status()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the request timed out".to_owned(),
+        };
+        if tokio::time::Instant::now() + POLL_EVERY > deadline {
+            return Err(last);
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
