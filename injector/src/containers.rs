@@ -121,13 +121,12 @@ pub fn sidecar(plan: &Plan, options: &SidecarOptions) -> Container {
         env.push(self::env("PROXY_UID", options.proxy_uid.to_string()));
     }
 
-    let transparent = config.proxy_type == ProxyType::Transparent;
     let mut ports = Vec::new();
-    if config.inbound().is_some() || transparent {
-        ports.push(port("sidecar-in", config.in_port));
+    if let Some(in_port) = config.inbound_listener_port() {
+        ports.push(port("sidecar-in", in_port));
     }
-    if config.outbound().is_some() || transparent {
-        ports.push(port("sidecar-out", config.out_port));
+    if let Some(out_port) = config.outbound_listener_port() {
+        ports.push(port("sidecar-out", out_port));
     }
     ports.push(port(ADMIN_PORT_NAME, options.admin_port));
 

@@ -8,7 +8,7 @@ use json_patch::Patch;
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::core::DynamicObject;
-use sidecar_proxy::config::{ProxyType, Setting};
+use sidecar_proxy::config::Setting;
 
 use crate::containers::SidecarOptions;
 use crate::patch::injection_patch;
@@ -67,22 +67,14 @@ fn listener_on_admin_port(
     admin_port: u16,
 ) -> Option<Denial> {
     let config = &plan.config;
-    let transparent = config.proxy_type == ProxyType::Transparent;
     let listeners = [
-        (
-            Setting::ProxyInPort,
-            config.in_port,
-            config.inbound().is_some() || transparent,
-        ),
-        (
-            Setting::ProxyOutPort,
-            config.out_port,
-            config.outbound().is_some() || transparent,
-        ),
+        (Setting::ProxyInPort, config.inbound_listener_port()),
+        (Setting::ProxyOutPort, config.outbound_listener_port()),
     ];
-    let (setting, port, _) = listeners
-        .into_iter()
-        .find(|(_, port, listens)| *listens && *port == admin_port)?;
+    let (setting, port) = listeners.into_iter().find_map(|(setting, port)| {
+        port.filter(|&port| port == admin_port)
+            .map(|port| (setting, port))
+    })?;
     let key = setting.annotation_key();
     let name = if annotations.contains_key(&key) {
         key

@@ -202,6 +202,19 @@ impl ProxyConfig {
         }
     }
 
+    /// The port of the inbound listener, when there is one: reverse, dual, and transparent (whose
+    /// inbound listener takes what iptables redirects).
+    pub fn inbound_listener_port(&self) -> Option<u16> {
+        (self.inbound().is_some() || self.proxy_type == ProxyType::Transparent)
+            .then_some(self.in_port)
+    }
+
+    /// The port of the outbound listener, when there is one: forward, dual, and transparent.
+    pub fn outbound_listener_port(&self) -> Option<u16> {
+        (self.outbound().is_some() || self.proxy_type == ProxyType::Transparent)
+            .then_some(self.out_port)
+    }
+
     /// The outbound listener's protocol, if this configuration has an outbound listener.
     pub fn outbound(&self) -> Option<OutboundProtocol> {
         match self.proxy_type {

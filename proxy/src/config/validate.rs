@@ -212,4 +212,21 @@ mod tests {
             "{message}"
         );
     }
+
+    #[test]
+    fn listener_ports_follow_the_proxy_type() {
+        let listeners = |proxy_type: &str| {
+            let mut raw = RawSettings::default();
+            raw.offer(Setting::ProxyType, proxy_type, Source::Annotation);
+            let config = ProxyConfig::from_settings(&raw).unwrap();
+            (
+                config.inbound_listener_port(),
+                config.outbound_listener_port(),
+            )
+        };
+        assert_eq!(listeners("reverse"), (Some(4143), None));
+        assert_eq!(listeners("forward"), (None, Some(4140)));
+        assert_eq!(listeners("dual"), (Some(4143), Some(4140)));
+        assert_eq!(listeners("transparent"), (Some(4143), Some(4140)));
+    }
 }
