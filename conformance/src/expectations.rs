@@ -9,8 +9,31 @@ use crate::modes::{Mode, Protocol};
 pub enum Expected {
     Works,
     /// The docs say this combination does not work, and why.
-    Unsupported(String),
+    Unsupported(Unsupported),
 }
+
+/// A documented failure: why, and how it shows, so that a cell failing for another reason (a crash, a
+/// timeout, a wrong port) is not taken for the documented failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported {
+    pub reason: String,
+    /// Text the client's failure must contain (compared without case).
+    pub signature: &'static str,
+}
+
+impl Unsupported {
+    fn expected(reason: &str, signature: &'static str) -> Expected {
+        Expected::Unsupported(Unsupported {
+            reason: reason.to_owned(),
+            signature,
+        })
+    }
+}
+
+/// What an HTTP client gets from a SOCKS port: the sidecar's own 400.
+const SOCKS_PORT_ANSWERS_HTTP: &str = "this port speaks SOCKS4/SOCKS5, not HTTP";
+/// SOCKS clients name the protocol that failed in their errors (curl, Go, PySocks).
+const SOCKS_HANDSHAKE_FAILED: &str = "socks";
 
 /// The port a client row talks to in a column, with its protocol; `None` when the column has no
 /// listener on the row's side (the cell does not exist).
@@ -25,27 +48,34 @@ pub fn sidecar_port(client: &Client, mode: &Mode) -> Option<crate::modes::Port> 
 pub fn expected(client: &Client, mode: &Mode) -> Option<Expected> {
     let port = sidecar_port(client, mode)?;
     let expected = match (client.speaks, port.protocol) {
-        (Speaks::Ignored(reason), _) => Expected::Unsupported(reason.to_owned()),
+        // It tries to reach the upstream itself, which only the sidecar can resolve.
+        (Speaks::Ignored(reason), _) => Unsupported::expected(reason, "UnresolvedAddressException"),
         (Speaks::HttpProxy, Protocol::Http) | (Speaks::Socks, Protocol::Socks) => Expected::Works,
         (Speaks::PlainHttp, Protocol::Tcp | Protocol::Http) => Expected::Works,
-        (Speaks::HttpProxy, _) if client.runtime == Runtime::Node => Expected::Unsupported(
-            "NodeJS needs `proxy-protocol` `http` or `tcp:http`: global-agent speaks only HTTP proxy"
-                .to_owned(),
+        (Speaks::HttpProxy, _) if client.runtime == Runtime::Node => Unsupported::expected(
+            "NodeJS needs `proxy-protocol` `http` or `tcp:http`: global-agent speaks only HTTP proxy",
+            SOCKS_PORT_ANSWERS_HTTP,
         ),
-        (Speaks::HttpProxy, _) => Expected::Unsupported(
-            "an `http://` proxy setting needs the forward port to speak http".to_owned(),
+        (Speaks::HttpProxy, _) => Unsupported::expected(
+            "an `http://` proxy setting needs the forward port to speak http",
+            SOCKS_PORT_ANSWERS_HTTP,
         ),
-        (Speaks::Socks, _) if client.runtime == Runtime::Java => Expected::Unsupported(
-            "Java's SOCKS properties need `proxy-protocol` `socks` or `tcp:socks`".to_owned(),
+        // Java falls back to a direct connection when its SOCKS proxy fails, and cannot resolve the name.
+        (Speaks::Socks, _) if client.runtime == Runtime::Java => Unsupported::expected(
+            "Java's SOCKS properties need `proxy-protocol` `socks` or `tcp:socks`",
+            "UnknownHostException",
         ),
-        (Speaks::Socks, _) if client.side == Side::Outbound => Expected::Unsupported(
-            "a SOCKS proxy setting needs the forward port to speak socks".to_owned(),
+        (Speaks::Socks, _) if client.side == Side::Outbound => Unsupported::expected(
+            "a SOCKS proxy setting needs the forward port to speak socks",
+            SOCKS_HANDSHAKE_FAILED,
         ),
-        (Speaks::Socks, _) => Expected::Unsupported(
-            "a SOCKS caller needs the inbound port to speak socks".to_owned(),
+        (Speaks::Socks, _) => Unsupported::expected(
+            "a SOCKS caller needs the inbound port to speak socks",
+            SOCKS_HANDSHAKE_FAILED,
         ),
-        (Speaks::PlainHttp, Protocol::Socks) => Expected::Unsupported(
-            "an inbound socks port needs callers to speak SOCKS".to_owned(),
+        (Speaks::PlainHttp, Protocol::Socks) => Unsupported::expected(
+            "an inbound socks port needs callers to speak SOCKS",
+            SOCKS_PORT_ANSWERS_HTTP,
         ),
     };
     Some(expected)

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::clients::{self, Client};
-use crate::expectations::{self, Expected};
+use crate::expectations::{self, Expected, Unsupported};
 use crate::modes::{self, Mode};
 use crate::results::{CellResult, Outcome};
 
@@ -112,7 +112,16 @@ fn cell_text(
     };
     match (&expected, result.outcome) {
         (Expected::Works, Outcome::Pass) => "pass".to_owned(),
-        (Expected::Unsupported(reason), Outcome::Fail) => {
+        (Expected::Unsupported(unsupported), Outcome::Fail) if !result.fails_as_documented() => {
+            not_as_documented.push(format!(
+                "{name}: documented not to work, but failed without showing {:?}: {}",
+                unsupported.signature,
+                result.detail.as_deref().unwrap_or("")
+            ));
+            "**fails, not as documented**".to_owned()
+        }
+        (Expected::Unsupported(Unsupported { reason, signature }), Outcome::Fail) => {
+            let reason = &format!("{reason}; the failure shows `{signature}`");
             let number = match reasons.iter().position(|known| known == reason) {
                 Some(i) => i + 1,
                 None => {
@@ -168,8 +177,9 @@ annotations, an upstream, and the row's client configured exactly as
 **passes** when a GET, a POST with a body and (for the app's own requests) an HTTPS GET all returned the
 upstream's exact answer, the upstream saw the client's method, path and body, and the sidecar's capture
 file recorded each exchange. The upstream's host name resolves only inside the sidecar's container, so a
-client that bypassed the sidecar fails. Cells the docs call unsupported run too, and must fail; one that
-works would make the run fail until the docs change. Row titles show the default ports; in the example 4
+client that bypassed the sidecar fails. Cells the docs call unsupported run too, and must fail the way the
+docs say (each failure below must show its documented sign, so a crash or a timeout does not pass for
+it); one that works would make the run fail until the docs change. Row titles show the default ports; in the example 4
 column the clients use 10001 (forward) and 10000 (inbound). See [conformance.md](conformance.md) for how to run it.
 ";
 

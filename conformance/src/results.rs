@@ -24,6 +24,9 @@ pub struct CellResult {
     pub mode: String,
     /// `None` when the docs say the cell works; otherwise why they say it does not.
     pub unsupported_because: Option<String>,
+    /// For an unsupported cell: what its failure must show.
+    #[serde(default)]
+    pub failure_signature: Option<String>,
     pub outcome: Outcome,
     /// What went wrong, when something did (the first failure).
     pub detail: Option<String>,
@@ -42,7 +45,11 @@ impl CellResult {
             mode: mode.to_owned(),
             unsupported_because: match expected {
                 Expected::Works => None,
-                Expected::Unsupported(reason) => Some(reason.clone()),
+                Expected::Unsupported(unsupported) => Some(unsupported.reason.clone()),
+            },
+            failure_signature: match expected {
+                Expected::Works => None,
+                Expected::Unsupported(unsupported) => Some(unsupported.signature.to_owned()),
             },
             outcome,
             detail,
@@ -53,8 +60,20 @@ impl CellResult {
     pub fn as_documented(&self) -> bool {
         match self.unsupported_because {
             None => self.outcome == Outcome::Pass,
-            Some(_) => self.outcome == Outcome::Fail,
+            Some(_) => self.outcome == Outcome::Fail && self.fails_as_documented(),
         }
+    }
+
+    /// Whether the failure shows the documented signature (true when there is none to show).
+    pub fn fails_as_documented(&self) -> bool {
+        let Some(signature) = &self.failure_signature else {
+            return true;
+        };
+        self.detail
+            .as_deref()
+            .unwrap_or("")
+            .to_ascii_lowercase()
+            .contains(&signature.to_ascii_lowercase())
     }
 
     pub fn file_name(client: &str, mode: &str) -> String {
@@ -87,5 +106,28 @@ impl CellResult {
             }
         }
         Ok(results)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{clients, expectations, modes};
+
+    #[test]
+    fn an_unsupported_cell_must_fail_the_documented_way() {
+        let expected =
+            expectations::expected(&clients::NODE_GLOBAL_AGENT, &modes::FORWARD_SOCKS).unwrap();
+        let failed = |detail: &str| {
+            CellResult::new(
+                "node_global_agent",
+                "forward_socks",
+                &expected,
+                Outcome::Fail,
+                Some(detail.to_owned()),
+            )
+        };
+        assert!(failed("GET http://x/: got status 400 and body \"sidecar: this port speaks SOCKS4/SOCKS5, not HTTP\"").as_documented());
+        assert!(!failed("the client exited with Some(139): Segmentation fault").as_documented());
     }
 }
