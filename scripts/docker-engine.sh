@@ -54,7 +54,14 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
         cp /etc/apt/sources.list.d/debian.sources "$rootfs/etc/apt/sources.list.d/"
         rm -f "$rootfs/etc/apt/sources.list"
     fi
-    cp /etc/apt/apt.conf.d/99artifact-registry "$rootfs/etc/apt/apt.conf.d/" 2>/dev/null || true
+    # apt settings the host needs for its mirror (a registry proxy may serve Release files apt would call
+    # stale): image builds reach the same mirror, so they need them too. Names listed in
+    # BASE_IMAGE_APT_CONF (space-separated, from /etc/apt/apt.conf.d; empty for none).
+    for conf in ${BASE_IMAGE_APT_CONF-99artifact-registry}; do
+        if [[ -f "/etc/apt/apt.conf.d/$conf" ]]; then
+            cp "/etc/apt/apt.conf.d/$conf" "$rootfs/etc/apt/apt.conf.d/"
+        fi
+    done
     apt-get clean -o Dir="$rootfs" 2>/dev/null || true
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
     tar -C "$rootfs" -c . | docker import - "$BASE_IMAGE" >/dev/null

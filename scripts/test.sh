@@ -72,8 +72,12 @@ else
     [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
     "${sudo_cmd[@]}" ./scripts/docker-engine.sh
 fi
-# Containers left behind by an interrupted run.
-docker ps -aq --filter label=sidecar-conformance | xargs -r docker rm -f >/dev/null
+# Containers left behind by a killed run: those whose test process is gone (a run still going on the same
+# engine keeps its own).
+docker ps -a --filter label=sidecar-conformance.pid --format '{{.ID}} {{.Label "sidecar-conformance.pid"}}' |
+    while read -r id pid; do
+        kill -0 "$pid" 2>/dev/null || docker rm -f "$id" >/dev/null
+    done
 
 log "conformance matrix"
 rm -rf "${CONFORMANCE_DIR:-target/conformance}/results"

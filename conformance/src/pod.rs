@@ -13,14 +13,17 @@ use k8s_openapi::api::core::v1::Container;
 use testcontainers::core::wait::ExitWaitStrategy;
 use testcontainers::core::{AccessMode, ExecCommand, Mount, WaitFor};
 use testcontainers::runners::AsyncRunner;
-use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+use testcontainers::{ContainerAsync, ContainerRequest, GenericImage, ImageExt};
 
 use crate::pki;
 use crate::upstream::READY_LINE;
 
 /// Label on every container of the suite, so leftovers of a killed run can be found
-/// (`docker ps -a --filter label=sidecar-conformance`).
+/// (`docker ps -a --filter label=sidecar-conformance`); its value names the cell.
 pub const LABEL: &str = "sidecar-conformance";
+/// The test process that started the container: leftovers are only those whose process is gone, so
+/// cleaning up never touches a run still going on the same engine.
+pub const PID_LABEL: &str = "sidecar-conformance.pid";
 
 /// The sidecar logs this once every listener is bound.
 const SIDECAR_READY_LINE: &str = "ready: every listener is bound";
@@ -64,6 +67,7 @@ impl Pod {
             .with_wait_for(WaitFor::message_on_stdout(READY_LINE))
             .with_network("none")
             .with_label(LABEL, name)
+            .with_label(PID_LABEL, std::process::id().to_string())
             .with_mount(read_only(pki_dir, pki::DIR_IN_CONTAINER))
             .with_cmd(upstream_args)
             .with_startup_timeout(Duration::from_secs(30))
@@ -101,6 +105,7 @@ impl Pod {
             .with_wait_for(WaitFor::message_on_stderr(SIDECAR_READY_LINE))
             .with_network(self.network())
             .with_label(LABEL, &self.name)
+            .with_label(PID_LABEL, std::process::id().to_string())
             .with_mount(read_only(&hosts_path, "/etc/hosts"))
             .with_startup_timeout(Duration::from_secs(30));
         if let Some(args) = &container.args {
@@ -184,24 +189,18 @@ impl Pod {
             .with_wait_for(WaitFor::exit(ExitWaitStrategy::new()))
             .with_network(self.network())
             .with_label(LABEL, &self.name)
+            .with_label(PID_LABEL, std::process::id().to_string())
             .with_mount(read_only(pki_dir, pki::DIR_IN_CONTAINER))
             .with_cmd(command)
             .with_startup_timeout(Duration::from_secs(120));
         for (name, value) in env {
             request = request.with_env_var(name, value);
         }
-        let client = request
-            .start()
+        let run = run_to_completion(request)
             .await
             .with_context(|| format!("{}: the client container did not run", self.name))?;
-        let run = ClientRun {
-            exit_code: client.exit_code().await?,
-            stdout: String::from_utf8_lossy(&client.stdout_to_vec().await?).into_owned(),
-            stderr: String::from_utf8_lossy(&client.stderr_to_vec().await?).into_owned(),
-        };
         fs::write(self.dir.join("client.stdout"), &run.stdout)?;
         fs::write(self.dir.join("client.stderr"), &run.stderr)?;
-        client.rm().await?;
         Ok(run)
     }
 
@@ -243,20 +242,25 @@ pub async fn run_tool(
         .with_wait_for(WaitFor::exit(ExitWaitStrategy::new()))
         .with_network("none")
         .with_label(LABEL, name)
+        .with_label(PID_LABEL, std::process::id().to_string())
         .with_cmd(command)
         .with_startup_timeout(Duration::from_secs(60));
     for (host, container) in mounts {
         request = request.with_mount(read_only(host, container));
     }
-    let tool = request
-        .start()
+    run_to_completion(request)
         .await
-        .with_context(|| format!("{name}: the {image_tag} container did not run"))?;
+        .with_context(|| format!("{name}: the {image_tag} container did not run"))
+}
+
+/// Starts a container whose readiness is its exit, collects its output, and removes it.
+async fn run_to_completion(request: ContainerRequest<GenericImage>) -> anyhow::Result<ClientRun> {
+    let container = request.start().await?;
     let run = ClientRun {
-        exit_code: tool.exit_code().await?,
-        stdout: String::from_utf8_lossy(&tool.stdout_to_vec().await?).into_owned(),
-        stderr: String::from_utf8_lossy(&tool.stderr_to_vec().await?).into_owned(),
+        exit_code: container.exit_code().await?,
+        stdout: String::from_utf8_lossy(&container.stdout_to_vec().await?).into_owned(),
+        stderr: String::from_utf8_lossy(&container.stderr_to_vec().await?).into_owned(),
     };
-    tool.rm().await?;
+    container.rm().await?;
     Ok(run)
 }
