@@ -155,6 +155,37 @@ pub const CURL_SOCKS4A: Client = Client {
     },
 };
 
+pub const CURL_PROXY_SOCKS5H: Client = Client {
+    id: "curl_proxy_socks5h",
+    runtime: Runtime::Curl,
+    title: "curl `--proxy socks5h://127.0.0.1:4140`",
+    side: Side::Outbound,
+    speaks: Speaks::Socks,
+    https: true,
+    setup: |port| Setup {
+        args: vec!["--proxy".into(), format!("socks5h://127.0.0.1:{port}")],
+        env: vec![],
+    },
+};
+
+pub const CURL_ENV_HTTP: Client = Client {
+    id: "curl_env_http",
+    runtime: Runtime::Curl,
+    title: "curl, `http_proxy`/`HTTPS_PROXY=http://127.0.0.1:4140`",
+    side: Side::Outbound,
+    speaks: Speaks::HttpProxy,
+    https: true,
+    setup: |port| Setup {
+        args: vec![],
+        // curl reads `http_proxy` only in lower case (an upper-case HTTP_PROXY could come from a CGI
+        // request's Proxy header); HTTPS_PROXY in either.
+        env: env(&[
+            ("http_proxy", format!("http://127.0.0.1:{port}")),
+            ("HTTPS_PROXY", format!("http://127.0.0.1:{port}")),
+        ]),
+    },
+};
+
 pub const GO_ENV_HTTP: Client = Client {
     id: "go_env_http",
     runtime: Runtime::Go,
@@ -355,6 +386,8 @@ pub const OUTBOUND: &[Client] = &[
     CURL_PROXY_HTTP,
     CURL_SOCKS5_HOSTNAME,
     CURL_SOCKS4A,
+    CURL_PROXY_SOCKS5H,
+    CURL_ENV_HTTP,
     GO_ENV_HTTP,
     GO_ENV_SOCKS5,
     PYTHON_URLLIB_PROXIES_DICT,

@@ -38,6 +38,8 @@ async fn outbound(
         CURL_PROXY_HTTP,
         CURL_SOCKS5_HOSTNAME,
         CURL_SOCKS4A,
+        CURL_PROXY_SOCKS5H,
+        CURL_ENV_HTTP,
         GO_ENV_HTTP,
         GO_ENV_SOCKS5,
         PYTHON_URLLIB_PROXIES_DICT,
