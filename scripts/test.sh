@@ -52,10 +52,10 @@ command -v npm >/dev/null 2>&1 || install_packages npm
 python3 -m unittest discover -s scripts/tests -q
 log "flake.nix: parse, and evaluate its outputs against stand-in inputs"
 ./scripts/check_nix.sh
-if [[ -x scripts/check_workflows.sh ]]; then
-    log "GitHub workflows: actionlint"
-    ./scripts/check_workflows.sh
-fi
+log "GitHub workflows: actionlint"
+# actionlint comes from PyPI into a virtual environment.
+python3 -c 'import venv, ensurepip' 2>/dev/null || install_packages python3-venv
+./scripts/check_workflows.sh
 
 log "cargo test (everything but the conformance matrix)"
 cargo test --workspace --locked --exclude sidecar-conformance
