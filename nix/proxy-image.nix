@@ -17,13 +17,15 @@ dockerTools.streamLayeredImage {
     iptables
   ];
   # iptables-legacy takes its lock at /run/xtables.lock; /tmp for anything that wants scratch space.
+  # /usr/local/bin/sidecar-proxy as in the Dockerfile's image: the injector's postStart hook runs that path.
   extraCommands = ''
-    mkdir -p run tmp
+    mkdir -p run tmp usr/local/bin
     chmod 1777 tmp
+    ln -s ${lib.getExe sidecar-proxy} usr/local/bin/sidecar-proxy
   '';
 
   config = {
-    Entrypoint = [ (lib.getExe sidecar-proxy) ];
+    Entrypoint = [ "/usr/local/bin/sidecar-proxy" ];
     # The uid transparent mode's iptables rules exempt (--proxy-uid); the injector runs the sidecar as it.
     User = "2102:2102";
     Env = [ "PATH=/bin:/sbin" ];

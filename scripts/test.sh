@@ -8,7 +8,9 @@ log() { printf '\n==> %s\n' "$*"; }
 
 need_packages=()
 command -v curl >/dev/null 2>&1 || need_packages+=(curl)
+# A C compiler and the C library's headers and startup files: the linker Rust uses.
 command -v cc >/dev/null 2>&1 || need_packages+=(gcc)
+[[ -e /usr/lib/x86_64-linux-gnu/crt1.o || -e /usr/lib/aarch64-linux-gnu/crt1.o ]] || need_packages+=(libc6-dev)
 # init-iptables' real test (proxy/tests/iptables_netns.rs) runs iptables inside `ip netns` namespaces.
 # Both live in /usr/sbin, which a non-root PATH may lack.
 PATH="$PATH:/usr/sbin:/sbin" command -v iptables >/dev/null 2>&1 || need_packages+=(iptables)
@@ -17,7 +19,8 @@ PATH="$PATH:/usr/sbin:/sbin" command -v ip >/dev/null 2>&1 || need_packages+=(ip
 # setpriv, upstreams are Python's http.server, signals go through kill.
 command -v setpriv >/dev/null 2>&1 || need_packages+=(util-linux)
 command -v python3 >/dev/null 2>&1 || need_packages+=(python3)
-command -v kill >/dev/null 2>&1 || need_packages+=(procps)
+# The tests run the kill program, not the shell's builtin.
+type -P kill >/dev/null 2>&1 || need_packages+=(procps)
 install_packages() {
     log "installing $*"
     local sudo_cmd=()

@@ -273,8 +273,11 @@ let
         "4191/tcp"
       ])
       (expectEq "sidecar-proxy-image ${at} config.Entrypoint" (proxyImage.config.Entrypoint or null) [
-        "${proxy}/bin/sidecar-proxy"
+        "/usr/local/bin/sidecar-proxy"
       ])
+      (expect "sidecar-proxy-image ${at} links /usr/local/bin/sidecar-proxy, the path of the injector's postStart hook" (
+        hasInfix "ln -s ${proxy}/bin/sidecar-proxy usr/local/bin/sidecar-proxy" (proxyImage.extraCommands or "")
+      ))
       (expect "sidecar-proxy-image ${at} contents hold sidecar-proxy and iptables (hold ${show (stubAttrs (proxyImage.contents or [ ]))})" (
         elem proxy.outPath (map (p: p.outPath) (proxyImage.contents or [ ]))
         && elem "iptables" (stubAttrs (proxyImage.contents or [ ]))
