@@ -2,21 +2,22 @@
 //! its requests, and the verdict: did every request get the upstream's exact answer, did the upstream see
 //! exactly what the client sent, and did the sidecar record each exchange.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{anyhow, Context};
+use k8s_openapi::api::core::v1::Container;
 use serde::Deserialize;
 use serde_json::Value;
+use sidecar_injector::containers::{SidecarOptions, CAPTURE_DIR, SIDECAR_NAME};
 
-use crate::clients::{Client, Side, Speaks};
+use crate::clients::{Client, Setup, Side, Speaks};
 use crate::expectations;
 use crate::modes::Mode;
 use crate::pod::Pod;
 use crate::results::{CellResult, Outcome};
 use crate::upstream::{echo_body, seen_requests, SeenRequest};
 use crate::{images, injected, pki, workspace};
-use sidecar_injector::containers::{SidecarOptions, CAPTURE_DIR, SIDECAR_NAME};
 
 /// The upstream's name in outbound cells: only the sidecar's container can resolve it, so a client that
 /// bypassed the proxy fails instead of passing unseen.
@@ -127,35 +128,15 @@ pub async fn run(client: &Client, mode: &Mode) -> anyhow::Result<CellResult> {
         .expect("a cell exists only where its port does")
         .port;
     let images = images::images().map_err(|e| anyhow!("{e}"))?;
-    let pki_dir = test_pki()?;
     let name = format!("{}__{}", client.id, mode.id);
-    let dir = workspace::scratch_dir().join("cells").join(&name);
-    workspace::fresh_dir(&dir)?;
-
-    let mut pod = Pod::start(
-        &name,
-        &dir,
-        pki_dir,
-        &images.upstream,
-        upstream_args(client.side, mode.app_port),
-    )
-    .await?;
+    let dir = workspace::fresh_cell_dir(&name)?;
     // The sidecar exactly as the injector adds it to a pod carrying the column's annotations.
     let injected = injected::injected_in_process(
         &injected::workload(mode, false),
         &SidecarOptions::new(images.sidecar.clone()),
     )?;
-    pod.start_sidecar_container(
-        injected::container(&injected, SIDECAR_NAME)?,
-        CAPTURE_DIR,
-        &[("127.0.0.1", UPSTREAM_HOST)],
-    )
-    .await?;
-
-    let requests = planned_requests(client, mode, port);
-    let setup = client.setup(port);
-    let problems = exchange(&mut pod, client, &requests, setup.args, &setup.env).await?;
-    drop(pod);
+    let sidecar = injected::container(&injected, SIDECAR_NAME)?;
+    let problems = run_in_pod(&name, &dir, sidecar, client, mode, client.setup(port)).await?;
 
     let (outcome, detail) = if problems.is_empty() {
         (Outcome::Pass, None)
@@ -185,6 +166,34 @@ pub fn upstream_args(side: Side, app_port: u16) -> Vec<String> {
         ]),
     }
     args
+}
+
+/// Starts a pod (the upstream, then the sidecar from its container spec) and runs the client's requests in
+/// it with `setup`; returns what fell short, as [`exchange`] does.
+pub async fn run_in_pod(
+    name: &str,
+    dir: &Path,
+    sidecar: &Container,
+    client: &Client,
+    mode: &Mode,
+    setup: Setup,
+) -> anyhow::Result<Vec<String>> {
+    let images = images::images().map_err(|e| anyhow!("{e}"))?;
+    let port = expectations::sidecar_port(client, mode)
+        .with_context(|| format!("{} has no listener for {}", mode.id, client.id))?
+        .port;
+    let mut pod = Pod::start(
+        name,
+        dir,
+        test_pki()?,
+        &images.upstream,
+        upstream_args(client.side, mode.app_port),
+    )
+    .await?;
+    pod.start_sidecar_container(sidecar, CAPTURE_DIR, &[("127.0.0.1", UPSTREAM_HOST)])
+        .await?;
+    let requests = planned_requests(client, mode, port);
+    exchange(&mut pod, client, &requests, setup.args, &setup.env).await
 }
 
 /// Runs the client's requests in a pod whose sidecar is up, stops the sidecar, and returns every way the

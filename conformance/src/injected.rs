@@ -13,15 +13,16 @@ use anyhow::{anyhow, bail, Context};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sidecar_injector::annotations::{CONFIGURE_APP, INJECT};
-use sidecar_injector::containers::{SidecarOptions, CAPTURE_DIR, SIDECAR_NAME};
+use sidecar_injector::containers::{SidecarOptions, SIDECAR_NAME};
 use sidecar_injector::review::{admit, Admission};
+use sidecar_proxy::config::ANNOTATION_PREFIX;
 
-use crate::cell::{self, exchange, planned_requests, upstream_args, UPSTREAM_HOST};
+use crate::cell::run_in_pod;
 use crate::clients::Client;
 use crate::expectations::sidecar_port;
 use crate::images::{self, Images};
 use crate::modes::Mode;
-use crate::pod::{run_tool, Pod as HarnessPod};
+use crate::pod::run_tool;
 use crate::workspace;
 
 /// The app container of the workload, before injection.
@@ -32,7 +33,7 @@ pub fn workload(mode: &Mode, configure_app: bool) -> Pod {
     let mut annotations: BTreeMap<String, String> = mode
         .annotations
         .iter()
-        .map(|(key, value)| (format!("sidecar.speedscale.com/{key}"), (*value).to_owned()))
+        .map(|(key, value)| (format!("{ANNOTATION_PREFIX}{key}"), (*value).to_owned()))
         .collect();
     annotations.insert(INJECT.to_owned(), "true".to_owned());
     if configure_app {
@@ -118,26 +119,12 @@ pub async fn run(mode: &Mode, client: &Client, configure_app: bool) -> anyhow::R
         mode.id,
         if configure_app { "__configure_app" } else { "" }
     );
-    let dir = workspace::scratch_dir().join("cells").join(&name);
-    workspace::fresh_dir(&dir)?;
+    let dir = workspace::fresh_cell_dir(&name)?;
     let patched = injected_by_image(&workload(mode, configure_app), &dir, images).await?;
     let sidecar = container(&patched, SIDECAR_NAME)?;
     let app = container(&patched, APP_CONTAINER)?;
 
-    let pki_dir = cell::test_pki()?;
-    let mut pod = HarnessPod::start(
-        &name,
-        &dir,
-        pki_dir,
-        &images.upstream,
-        upstream_args(client.side, mode.app_port),
-    )
-    .await?;
-    pod.start_sidecar_container(sidecar, CAPTURE_DIR, &[("127.0.0.1", UPSTREAM_HOST)])
-        .await?;
-
-    let setup = client.setup(port);
-    let mut env = setup.env;
+    let mut setup = client.setup(port);
     if configure_app {
         // The app's environment exactly as the patch left it.
         for var in app.env.iter().flatten() {
@@ -145,9 +132,8 @@ pub async fn run(mode: &Mode, client: &Client, configure_app: bool) -> anyhow::R
                 .value
                 .clone()
                 .with_context(|| format!("app env {} has no literal value", var.name))?;
-            env.push((var.name.clone(), value));
+            setup.env.push((var.name.clone(), value));
         }
     }
-    let requests = planned_requests(client, mode, port);
-    exchange(&mut pod, client, &requests, setup.args, &env).await
+    run_in_pod(&name, &dir, sidecar, client, mode, setup).await
 }

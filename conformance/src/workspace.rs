@@ -31,6 +31,13 @@ pub fn fresh_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
 }
 
+/// A cell's own directory under the scratch directory, emptied.
+pub fn fresh_cell_dir(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = scratch_dir().join("cells").join(name);
+    fresh_dir(&dir)?;
+    Ok(dir)
+}
+
 /// Where each cell writes its result, read by `conformance-matrix`.
 pub fn results_dir() -> PathBuf {
     scratch_dir().join("results")
