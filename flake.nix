@@ -59,6 +59,7 @@
               ./proxy
               ./injector
               ./conformance
+              ./bench
               ./deploy
             ];
           };

@@ -21,6 +21,8 @@ command -v setpriv >/dev/null 2>&1 || need_packages+=(util-linux)
 command -v python3 >/dev/null 2>&1 || need_packages+=(python3)
 # The tests run the kill program, not the shell's builtin.
 type -P kill >/dev/null 2>&1 || need_packages+=(procps)
+# The webhook's TLS versions are checked with OpenSSL's own client (injector/tests/security_defaults.rs).
+command -v openssl >/dev/null 2>&1 || need_packages+=(openssl)
 install_packages() {
     log "installing $*"
     local sudo_cmd=()

@@ -1,6 +1,7 @@
 //! The conformance suite: the client settings docs/language-configuration.md gives, proven with the real
 //! clients users run (curl, Go, Python, Node, Java), each in a container sharing a pod network namespace
 //! with the sidecar, in every mode of the spec. See docs/conformance.md.
+#![forbid(unsafe_code)]
 
 pub mod cell;
 pub mod clients;

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, ExecAction,
-    HTTPGetAction, Lifecycle, LifecycleHandler, Probe, ResourceRequirements, SecurityContext,
-    Volume, VolumeMount,
+    HTTPGetAction, Lifecycle, LifecycleHandler, Probe, ResourceRequirements, SeccompProfile,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -87,6 +87,20 @@ fn probe(path: &str, period_seconds: i32) -> Probe {
     }
 }
 
+/// The container runtime's default seccomp filter. Set on each added container rather than left to the
+/// pod: the kubelet's own default is no filter at all, and the `restricted` Pod Security Standard accepts
+/// a pod whose containers each set a profile (with none at pod level); a sidecar without one would make
+/// such a pod fail admission after injection. The filter blocks kernel-level operations (module loading,
+/// mounts, ptrace, keyrings, ...), none of which the proxy or iptables uses: the sidecar runs under
+/// Docker's default filter, which RuntimeDefault derives from, in every conformance cell, and iptables
+/// (netlink and raw-socket `setsockopt`) is routinely run under it in containers given NET_ADMIN.
+fn runtime_default_seccomp() -> Option<SeccompProfile> {
+    Some(SeccompProfile {
+        type_: "RuntimeDefault".to_owned(),
+        localhost_profile: None,
+    })
+}
+
 fn quantities(
     defaults: &[(&'static str, &str)],
     overrides: &BTreeMap<&'static str, String>,
@@ -164,6 +178,7 @@ pub fn sidecar(plan: &Plan, options: &SidecarOptions) -> Container {
                 drop: Some(vec!["ALL".to_owned()]),
                 add: None,
             }),
+            seccomp_profile: runtime_default_seccomp(),
             ..SecurityContext::default()
         }),
         volume_mounts: Some(vec![VolumeMount {
@@ -227,6 +242,7 @@ pub fn init_iptables(plan: &Plan, options: &SidecarOptions) -> Option<Container>
                 add: Some(vec!["NET_ADMIN".to_owned(), "NET_RAW".to_owned()]),
                 drop: Some(vec!["ALL".to_owned()]),
             }),
+            seccomp_profile: runtime_default_seccomp(),
             ..SecurityContext::default()
         }),
         volume_mounts: Some(vec![VolumeMount {

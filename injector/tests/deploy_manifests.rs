@@ -1,7 +1,8 @@
 //! deploy/: every YAML file parses, and the manifests agree with each other and with the binary — the
 //! webhook calls the Service that fronts the Deployment's port, the certificate names are the ones
 //! `sidecar-injector certs` mints, the Deployment mounts the secret cert-manager writes — and the webhook
-//! registration makes the choices its comments explain.
+//! registration makes the choices its comments explain; the injector has no RBAC and its pod meets the
+//! restricted Pod Security Standard (docs/security.md).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -456,4 +457,110 @@ fn cert_manager_issues_for_the_names_the_certs_command_uses() {
         str_of(&ca["spec"]["issuerRef"]["name"], "issuerRef"),
     );
     assert!(root["spec"]["selfSigned"].is_object());
+}
+
+/// Every object in deploy/ of any kind in `kinds`, as `file: kind name`.
+fn objects_of_kinds(all: &BTreeMap<String, Vec<Value>>, kinds: &[&str]) -> Vec<String> {
+    all.iter()
+        .flat_map(|(file, documents)| {
+            documents
+                .iter()
+                .filter(|d| kinds.iter().any(|kind| d["kind"] == *kind))
+                .map(move |d| {
+                    let name = d["metadata"]["name"].as_str().unwrap_or_default();
+                    format!("{file}: {} {name}", d["kind"].as_str().unwrap_or_default())
+                })
+        })
+        .collect()
+}
+
+#[test]
+fn the_injector_has_no_rbac_and_its_pods_hold_no_api_token() {
+    // The API server calls the webhook; the webhook never calls the API server (it reads nothing: the
+    // AdmissionReview carries the whole pod). So the minimum RBAC is none at all, and a token it never
+    // uses is only something to steal.
+    let all = manifests();
+    let rbac = objects_of_kinds(
+        &all,
+        &["Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"],
+    );
+    assert!(rbac.is_empty(), "RBAC in deploy/: {rbac:?}");
+
+    let accounts = objects_of_kinds(&all, &["ServiceAccount"]);
+    assert_eq!(
+        accounts,
+        ["serviceaccount.yaml: ServiceAccount sidecar-injector"]
+    );
+    let account = object(&all, "serviceaccount.yaml", "ServiceAccount");
+    assert_eq!(account["automountServiceAccountToken"], false);
+
+    let deployment = object(&all, "deployment.yaml", "Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], account["metadata"]["name"]);
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    for volume in pod["volumes"].as_array().unwrap() {
+        let sources = volume["projected"]["sources"].as_array();
+        let token = sources
+            .into_iter()
+            .flatten()
+            .any(|source| source.get("serviceAccountToken").is_some());
+        assert!(!token, "a projected service account token: {volume}");
+    }
+}
+
+#[test]
+fn the_injector_pod_meets_the_restricted_pod_security_standard() {
+    let all = manifests();
+    // The namespace enforces it, so a manifest that drifts from it is refused by the cluster too.
+    let namespace = object(&all, "namespace.yaml", "Namespace");
+    assert_eq!(
+        namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
+
+    let deployment = object(&all, "deployment.yaml", "Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let pod_security = &pod["securityContext"];
+    assert_eq!(pod_security["runAsNonRoot"], true);
+    for id in ["runAsUser", "runAsGroup"] {
+        let value = pod_security[id].as_u64().unwrap_or_else(|| panic!("{id}"));
+        assert_ne!(value, 0, "{id}");
+    }
+    assert_eq!(pod_security["seccompProfile"]["type"], "RuntimeDefault");
+    for host in ["hostNetwork", "hostPID", "hostIPC"] {
+        assert_ne!(pod[host], true, "{host}");
+    }
+    for volume in pod["volumes"].as_array().unwrap() {
+        assert!(volume["hostPath"].is_null(), "{volume}");
+    }
+
+    let containers = pod["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(pod["initContainers"].as_array().into_iter().flatten());
+    for container in containers {
+        let name = &container["name"];
+        let security = &container["securityContext"];
+        assert_eq!(security["allowPrivilegeEscalation"], false, "{name}");
+        assert_eq!(security["readOnlyRootFilesystem"], true, "{name}");
+        assert_eq!(
+            security["capabilities"]["drop"],
+            serde_json::json!(["ALL"]),
+            "{name}"
+        );
+        assert!(security["capabilities"]["add"].is_null(), "{name}");
+        assert_ne!(security["privileged"], true, "{name}");
+        assert_ne!(security["runAsNonRoot"], false, "{name}");
+        assert_ne!(security["runAsUser"], 0, "{name}");
+        // Container-level seccomp may only narrow the pod's RuntimeDefault to a Localhost profile.
+        let seccomp = &security["seccompProfile"]["type"];
+        assert!(
+            seccomp.is_null() || seccomp == "RuntimeDefault" || seccomp == "Localhost",
+            "{name}: {seccomp}"
+        );
+        for port in container["ports"].as_array().into_iter().flatten() {
+            assert!(port["hostPort"].is_null(), "{name}: {port}");
+        }
+    }
 }

@@ -197,7 +197,16 @@ fn respond(request: &Request<Incoming>, state: &State) -> Response<Full<Bytes>> 
         "/healthz" => plain(StatusCode::OK, "ok"),
         "/readyz" if state.readiness.is_ready() => plain(StatusCode::OK, "ready"),
         "/readyz" => plain(StatusCode::SERVICE_UNAVAILABLE, "not ready"),
-        _ => with_body(StatusCode::OK, OPENMETRICS, state.metrics.encode().into()),
+        _ => {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let alive = runtime.metrics().num_alive_tasks();
+                state
+                    .metrics
+                    .runtime_tasks_alive
+                    .set(i64::try_from(alive).unwrap_or(i64::MAX));
+            }
+            with_body(StatusCode::OK, OPENMETRICS, state.metrics.encode().into())
+        }
     };
     if method == Method::HEAD {
         // Same head as GET, length included; hyper does not send a body in answer to HEAD.

@@ -53,6 +53,14 @@ fn main() -> ExitCode {
         }
     }
     let options = invocation.runtime_options(&config);
+    let directions = [
+        config.inbound_listener_port(),
+        config.outbound_listener_port(),
+    ]
+    .iter()
+    .flatten()
+    .count();
+    sidecar_proxy::server::fd_limit::raise_to_hard_limit(options.max_connections, directions);
     let capture_settings = match invocation.capture_settings() {
         Ok(settings) => settings,
         Err(e) => {

@@ -24,7 +24,8 @@ pub struct FlowLabels {
     pub flow: &'static str,
 }
 
-/// A refused or failed handshake, by reason (`timeout`, `malformed`, `not_socks`, `unsupported_command`, ...).
+/// A refused or failed handshake, by reason (`timeout`, `malformed`, `too_large`, `not_socks`,
+/// `unsupported_command`, ...).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HandshakeErrorLabels {
     pub direction: &'static str,
@@ -74,8 +75,13 @@ pub struct Metrics {
     pub relayed_bytes: Family<FlowLabels, Counter>,
     pub handshake_errors: Family<HandshakeErrorLabels, Counter>,
     pub upstream_connect_failures: Family<ListenerLabels, Counter>,
+    pub upstream_timeouts: Family<ListenerLabels, Counter>,
+    pub connections_refused: Family<ListenerLabels, Counter>,
+    pub accept_errors: Family<ListenerLabels, Counter>,
     pub records_captured: Family<RecordLabels, Counter>,
     pub records_dropped: Counter,
+    /// Set when /metrics is scraped (see `admin`).
+    pub runtime_tasks_alive: Gauge,
     pub request_duration: HistogramFamily,
 }
 
@@ -118,11 +124,35 @@ impl Metrics {
             "Connections to the app or an upstream that could not be opened",
             upstream_connect_failures.clone(),
         );
+        let upstream_timeouts = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "upstream_timeouts",
+            "HTTP requests answered 504 because the app or upstream did not begin its response within --upstream-timeout",
+            upstream_timeouts.clone(),
+        );
+        let connections_refused = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Client connections refused because their direction already had --max-connections open",
+            connections_refused.clone(),
+        );
+        let accept_errors = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "accept_errors",
+            "Failed accepts, per listener (usually the file-descriptor limit): the listener pauses and retries",
+            accept_errors.clone(),
+        );
         let records_captured = Family::<RecordLabels, Counter>::default();
         registry.register(
             "capture_records",
             "Capture records written, by kind",
             records_captured.clone(),
+        );
+        let runtime_tasks_alive = Gauge::default();
+        registry.register(
+            "runtime_tasks_alive",
+            "Tasks alive in the sidecar's async runtime (connections, their upstream sides, helpers); it returns to its resting level when traffic stops, so a steady climb is a leak",
+            runtime_tasks_alive.clone(),
         );
         let records_dropped = Counter::default();
         registry.register(
@@ -143,8 +173,12 @@ impl Metrics {
             relayed_bytes,
             handshake_errors,
             upstream_connect_failures,
+            upstream_timeouts,
+            connections_refused,
+            accept_errors,
             records_captured,
             records_dropped,
+            runtime_tasks_alive,
             request_duration,
         }
     }

@@ -1,5 +1,6 @@
-//! Runtime settings that are not part of the spec's annotations: where listeners bind and how long the
-//! sidecar waits for slow peers and for open connections at shutdown.
+//! Runtime settings that are not part of the spec's annotations: where listeners bind, how long the
+//! sidecar waits for slow peers and for open connections at shutdown, and the limits that keep abusive
+//! peers from exhausting it (docs/slow-and-abusive-peers.md says why each default is what it is).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -9,6 +10,15 @@ use crate::config::ProxyConfig;
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Long enough for any app answering a request at human speed (and for most batch endpoints), short
+/// enough that a hung upstream is reported as such instead of holding the caller forever.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+/// Open client connections per direction. Far above what one pod's traffic needs, low enough that a flood
+/// is refused before the sidecar runs out of file descriptors (each relayed connection holds two) or memory.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// The largest HTTP request head (request line and header fields) accepted: Envoy's default is 60 KiB,
+/// nginx's 32 KiB; larger heads are answered 431.
+pub const DEFAULT_MAX_REQUEST_HEAD: usize = 64 * 1024;
 /// Callers reach the inbound listener on the pod IP.
 pub const DEFAULT_INBOUND_BIND: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 /// The outbound listener is for the pod's own app only: never an open proxy to the network.
@@ -24,6 +34,12 @@ pub struct RuntimeOptions {
     pub connect_timeout: Duration,
     /// After SIGTERM, how long open connections may keep running before the process exits.
     pub shutdown_grace: Duration,
+    /// Time the app or an upstream has to begin its HTTP response once the whole request has reached it.
+    pub upstream_timeout: Duration,
+    /// Open client connections allowed per direction; more are refused politely.
+    pub max_connections: usize,
+    /// Largest HTTP request head accepted, in bytes.
+    pub max_request_head: usize,
 }
 
 impl RuntimeOptions {
@@ -35,6 +51,9 @@ impl RuntimeOptions {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_request_head: DEFAULT_MAX_REQUEST_HEAD,
         }
     }
 }

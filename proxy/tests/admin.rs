@@ -98,8 +98,12 @@ async fn metrics_is_openmetrics_with_every_family() {
         ("sidecar_relayed_bytes", "counter"),
         ("sidecar_handshake_errors", "counter"),
         ("sidecar_upstream_connect_failures", "counter"),
+        ("sidecar_upstream_timeouts", "counter"),
+        ("sidecar_connections_refused", "counter"),
+        ("sidecar_accept_errors", "counter"),
         ("sidecar_capture_records", "counter"),
         ("sidecar_capture_records_dropped", "counter"),
+        ("sidecar_runtime_tasks_alive", "gauge"),
         ("sidecar_http_request_duration_seconds", "histogram"),
     ];
     let metrics = scrape_until(admin.addr, |m| {
@@ -118,6 +122,11 @@ async fn metrics_is_openmetrics_with_every_family() {
         );
     }
     assert_eq!(metrics.families.len(), families.len(), "{metrics:#?}");
+    // The admin server's own connection task, at least, is alive while it answers.
+    assert!(
+        metrics.count("sidecar_runtime_tasks_alive", &[]) >= 1.0,
+        "{metrics:#?}"
+    );
 
     drop((reverse, forward));
     if let Some(writer) = writer {

@@ -1,5 +1,6 @@
 //! Transparent mode for real: in network namespaces this test creates, `init-iptables` installs the rules,
-//! the sidecar runs as uid 2102, and clients with no proxy settings reach their destinations through it.
+//! the sidecar runs as uid 2102, and clients with no proxy settings reach their destinations through it,
+//! half-closes included.
 //!
 //! Two namespaces joined by a veth pair stand for a pod (198.18.0.1) and the rest of the cluster
 //! (198.18.0.2), in 198.18.0.0/24, the range reserved for such tests. No traffic leaves them. Needs root
@@ -182,6 +183,81 @@ impl Pod {
         String::from_utf8(output.stdout).unwrap()
     }
 
+    /// A TCP server (Python's) in `ns` on `ip:port` for half-closes. The client's first byte picks who
+    /// shuts down writing first: `c`, the client (the server reads to EOF, then answers `got N` and
+    /// closes); `u`, the server (it sends `upstream first`, shuts down writing, reads to EOF, and writes
+    /// `got N` to `report` since it can no longer answer).
+    fn half_close_server(&mut self, ns: &str, ip: &str, port: u16, report: &Path) {
+        let script = format!(
+            r#"
+import socket
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("{ip}", {port}))
+server.listen()
+def serve(conn):
+    mode = conn.recv(1)
+    if not mode:
+        return  # a readiness probe
+    if mode == b"u":
+        conn.sendall(b"upstream first")
+        conn.shutdown(socket.SHUT_WR)
+    got = 0
+    while True:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        got += len(chunk)
+    if mode == b"u":
+        open("{report}", "w").write("got %d" % got)
+    else:
+        conn.sendall(b"got %d" % got)
+while True:
+    conn, _ = server.accept()
+    try:
+        serve(conn)
+    except OSError:
+        pass
+    conn.close()
+"#,
+            report = report.display()
+        );
+        let mut command = self.exec(ns);
+        command.args(["python3", "-c", &script]);
+        self.spawn(command);
+        self.wait_for_port(ns, ip, port);
+    }
+
+    /// Runs a Python client in `ns` against `ip:port`: mode byte `c` or `u` (see `half_close_server`),
+    /// 100000 bytes, and its half-close, in the order the mode asks for. Returns what it read.
+    fn half_close_client(&self, ns: &str, ip: &str, port: u16, mode: char) -> String {
+        let script = format!(
+            r#"
+import socket, sys
+conn = socket.create_connection(("{ip}", {port}), timeout=20)
+conn.sendall(b"{mode}")
+def read_all():
+    data = b""
+    while True:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+if "{mode}" == "u":
+    first = read_all()
+    conn.sendall(b"x" * 100000)
+    conn.shutdown(socket.SHUT_WR)
+    sys.stdout.write(first.decode())
+else:
+    conn.sendall(b"x" * 100000)
+    conn.shutdown(socket.SHUT_WR)
+    sys.stdout.write(read_all().decode())
+"#
+        );
+        let output = run(self.exec(ns).args(["python3", "-c", &script]));
+        String::from_utf8(output.stdout).unwrap()
+    }
+
     fn nat_rules(&self) -> String {
         let output = run(self.exec(&self.pod).args(["iptables-save", "-t", "nat"]));
         // Counters and the generation comment change between dumps; the rules themselves must not.
@@ -248,6 +324,8 @@ fn transparent_mode_relays_and_records_both_directions_with_no_app_settings() {
         eprintln!("this kernel has IPv6 turned off: checking transparent mode over IPv4 only");
     }
     pod.http_server(&pod_ns, "0.0.0.0", 9090, "the pod's app\n");
+    let report = pod.dir.join("half-close-report");
+    pod.half_close_server(&peer_ns, PEER_IP, 8082, &report);
 
     // The init container's job, then the same again: a re-run converges to the same rules.
     run(pod.exec(&pod_ns).args([BIN, "init-iptables"]));
@@ -297,6 +375,24 @@ fn transparent_mode_relays_and_records_both_directions_with_no_app_settings() {
     // Inbound: a caller dials the pod's IP; the rules take it through the sidecar to the app.
     let inbound = pod.curl(&peer_ns, &format!("http://{POD_IP}:9090/hello.txt"));
     assert_eq!(inbound, "the pod's app\n");
+
+    // A half-close through the redirect, either side first: the other direction keeps flowing.
+    let client_first = pod.half_close_client(&pod_ns, PEER_IP, 8082, 'c');
+    assert_eq!(
+        client_first, "got 100000",
+        "the client's half-close, then the answer"
+    );
+    let upstream_first = pod.half_close_client(&pod_ns, PEER_IP, 8082, 'u');
+    assert_eq!(upstream_first, "upstream first");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&report).unwrap_or_default() != "got 100000" {
+        assert!(
+            Instant::now() < deadline,
+            "after its own half-close, the upstream never read the client's bytes to EOF: {:?}",
+            std::fs::read_to_string(&report)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // Stop the sidecar the way Kubernetes does, so every record is flushed.
     let sidecar = pod.children.last_mut().unwrap();

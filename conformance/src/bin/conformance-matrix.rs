@@ -2,6 +2,7 @@
 //! passing nor failing as documented, or did not run.
 //!
 //! `conformance-matrix [--results DIR] [--output FILE]`
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

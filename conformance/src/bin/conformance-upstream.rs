@@ -4,6 +4,7 @@
 //! logs each request as one JSON line on stdout, so a cell can check what the app saw.
 //!
 //! `conformance-upstream --http-port 80 [--https-port 8443 --tls-cert cert.pem --tls-key key.pem]`
+#![forbid(unsafe_code)]
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};

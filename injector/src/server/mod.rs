@@ -40,6 +40,12 @@ pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Time a client has for the TLS handshake and, on HTTP/1.1, for each request head.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TLS 1.3 and 1.2, nothing older. Named here rather than taken from rustls' defaults so the floor is a
+/// decision of this server, visible in review, and not something a dependency upgrade could move. Every
+/// API server that calls webhooks speaks TLS 1.2 or later. (rustls implements nothing below 1.2 anyway;
+/// injector/tests/security_defaults.rs proves the refusal with a real TLS 1.0/1.1 client.)
+const PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
 
 /// Everything `serve` is configured with.
 #[derive(Debug, Clone)]
@@ -108,7 +114,7 @@ impl Server {
             provider.clone(),
         )?);
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
+            .with_protocol_versions(PROTOCOL_VERSIONS)?
             .with_no_client_auth()
             .with_cert_resolver(cert.clone());
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

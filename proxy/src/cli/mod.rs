@@ -92,6 +92,24 @@ pub struct Cli {
     #[arg(long, env = "PROXY_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// Time the app or an upstream has to begin its HTTP response once the whole request reached it (504 after)
+    #[arg(long, env = "PROXY_UPSTREAM_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub upstream_timeout: Duration,
+
+    /// Open client connections allowed per direction (inbound, outbound); more are refused politely
+    #[arg(
+        long,
+        env = "PROXY_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value_t = crate::options::DEFAULT_MAX_CONNECTIONS,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub max_connections: usize,
+
+    /// Largest HTTP request head (request line and headers) accepted; a larger one is answered 431
+    #[arg(long, env = "PROXY_MAX_REQUEST_HEAD", value_name = "SIZE", default_value = "64KiB", value_parser = parse_request_head_limit)]
+    pub max_request_head: usize,
+
     /// Where capture records go: a JSON-lines file, `-` for stdout, or `off`
     #[arg(
         long,
@@ -296,6 +314,9 @@ impl Invocation {
             handshake_timeout: self.cli.handshake_timeout,
             connect_timeout: self.cli.connect_timeout,
             shutdown_grace: self.cli.shutdown_grace,
+            upstream_timeout: self.cli.upstream_timeout,
+            max_connections: self.cli.max_connections,
+            max_request_head: self.cli.max_request_head,
         }
     }
 }
@@ -325,6 +346,18 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         Ok(d) => Ok(d),
         Err(e) => Err(format!("{e} (write durations like 10s, 500ms or 1m)")),
     }
+}
+
+/// The request-head limit: below 1 KiB ordinary requests would fail; above 256 KiB hyper's own read
+/// buffer limit (about 400 KB) would be reached first for partial heads, so the setting would not be
+/// the limit that applies.
+fn parse_request_head_limit(text: &str) -> Result<usize, String> {
+    const RANGE: std::ops::RangeInclusive<u64> = 1024..=256 * 1024;
+    let size = parse_size(text)?;
+    if !RANGE.contains(&size) {
+        return Err("allowed sizes are 1KiB to 256KiB".into());
+    }
+    usize::try_from(size).map_err(|_| "allowed sizes are 1KiB to 256KiB".into())
 }
 
 /// Sizes as people write them: `1048576`, `512KiB`, `1MiB`, `10MB`.
@@ -420,5 +453,42 @@ mod tests {
             invocation.runtime_options(&config),
             RuntimeOptions::for_config(&config)
         );
+    }
+
+    #[test]
+    fn limits_and_the_upstream_timeout_come_from_flags() {
+        let invocation = Invocation::parse_from([
+            "sidecar-proxy",
+            "--proxy-type",
+            "reverse",
+            "--upstream-timeout",
+            "5s",
+            "--max-connections",
+            "7",
+            "--max-request-head",
+            "16KiB",
+        ])
+        .unwrap();
+        let options = invocation.runtime_options(&invocation.config().unwrap());
+        assert_eq!(options.upstream_timeout, Duration::from_secs(5));
+        assert_eq!(options.max_connections, 7);
+        assert_eq!(options.max_request_head, 16 * 1024);
+    }
+
+    #[test]
+    fn limits_out_of_range_are_refused_by_name() {
+        for (flag, value) in [
+            ("--max-connections", "0"),
+            ("--max-request-head", "512"),
+            ("--max-request-head", "1MiB"),
+            ("--max-request-head", "lots"),
+            ("--upstream-timeout", "0s"),
+        ] {
+            let error = Invocation::parse_from(["sidecar-proxy", flag, value])
+                .err()
+                .unwrap_or_else(|| panic!("{flag} {value} was accepted"));
+            assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation);
+            assert!(error.to_string().contains(flag), "{error}");
+        }
     }
 }

@@ -52,8 +52,9 @@ where
     // Set by the client's first bytes.
     let mut deadline = None;
     let mut from_client = Vec::new();
-    let mut client_buf = [0u8; 4096];
-    let mut upstream_buf = [0u8; 1024];
+    // Small: they are part of the connection's task while it waits, however long that is.
+    let mut client_buf = [0u8; 1024];
+    let mut upstream_buf = [0u8; 512];
     loop {
         let room = (MAX_SNIFF - from_client.len()).min(client_buf.len());
         // Both reads are cancel-safe: the losing one has consumed nothing.

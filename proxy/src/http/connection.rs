@@ -28,6 +28,9 @@ pub struct ServeOptions {
     pub handshake_timeout: Duration,
     /// Whether HTTP/2 with prior knowledge is served (reverse proxy) or only HTTP/1 (forward proxy).
     pub accept_h2: bool,
+    /// Largest request head accepted (HTTP/1 request line and headers, HTTP/2 header list); hyper and h2
+    /// answer a larger one 431.
+    pub max_request_head: usize,
 }
 
 /// Serves HTTP on `stream` until the client is done, the connection fails, or shutdown completes it.
@@ -74,6 +77,7 @@ pub async fn serve<S, F, Fut>(
             .timer(TokioTimer::new())
             .keep_alive_interval(options.handshake_timeout)
             .keep_alive_timeout(options.handshake_timeout)
+            .max_header_list_size(u32::try_from(options.max_request_head).unwrap_or(u32::MAX))
             .serve_connection(io, service);
         until_done_or_shutdown!(conn, shutdown)
     } else {
@@ -82,6 +86,7 @@ pub async fn serve<S, F, Fut>(
             .preserve_header_case(true)
             .timer(TokioTimer::new())
             .header_read_timeout(options.handshake_timeout)
+            .max_header_size(options.max_request_head)
             .serve_connection(io, service)
             .with_upgrades();
         until_done_or_shutdown!(conn, shutdown)
@@ -93,7 +98,10 @@ pub async fn serve<S, F, Fut>(
         } else if e.is_timeout() {
             context.count_handshake_error("timeout");
             warn!("closing connection: request head not received within the handshake timeout");
-        } else if e.is_parse() || e.is_parse_too_large() {
+        } else if e.is_parse_too_large() {
+            context.count_handshake_error("too_large");
+            warn!(error = %e, limit = options.max_request_head, "request head too large (answered 431)");
+        } else if e.is_parse() {
             context.count_handshake_error("malformed");
             warn!(error = %e, "malformed HTTP request");
         } else {

@@ -1,19 +1,24 @@
 //! The part of one proxied exchange both proxies share: handing the upstream's response back to the
-//! caller, joining upgraded connections, and turning client errors into a one-line reason.
+//! caller, joining upgraded connections, turning client errors into a one-line reason, and the sidecar's
+//! own answers when there is no response to hand back (refused framing, a timeout, a broken request body).
 
 use std::error::Error as StdError;
+use std::time::Duration;
 
-use http::{Response, StatusCode};
+use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use tokio_util::task::TaskTracker;
+use tracing::warn;
 
-use super::body::ProxyBody;
+use super::body::{text_response, ProxyBody};
+use super::framing::Refusal;
 use super::headers::remove_hop_by_hop;
 use super::upgrade;
-use crate::capture::HttpCapture;
-use crate::net::DialError;
+use crate::capture::{CaptureContext, HttpCapture};
+use crate::metrics::ListenerLabels;
+use crate::net::{humanize, DialError, DialFailure};
 
 /// Prepares the upstream's response for the caller. A `101 Switching Protocols` answer to an upgrade
 /// request keeps its `Connection`/`Upgrade` headers and starts the byte relay between the two sides.
@@ -69,4 +74,75 @@ pub fn failure_reason(error: &hyper_util::client::legacy::Error) -> String {
         return format!("cannot connect: {innermost}");
     }
     parts.join(": ")
+}
+
+/// The status for a failed upstream exchange: 504 when connecting timed out, 502 for anything else.
+pub fn failure_status(error: &hyper_util::client::legacy::Error) -> StatusCode {
+    let mut source: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(err) = source {
+        let timed_out = err
+            .downcast_ref::<DialError>()
+            .is_some_and(|dial| dial.failure == DialFailure::TimedOut)
+            || err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+        if timed_out {
+            return StatusCode::GATEWAY_TIMEOUT;
+        }
+        source = err.source();
+    }
+    StatusCode::BAD_GATEWAY
+}
+
+/// The 504 for an upstream that did not begin its response within the upstream timeout; `upstream` names
+/// it the way the caller knows it ("the app at 127.0.0.1:8080", "example.test:80").
+pub fn upstream_timed_out(
+    upstream: &str,
+    timeout: Duration,
+    context: &CaptureContext,
+    capture: &HttpCapture,
+) -> Response<ProxyBody> {
+    let reason = format!(
+        "{upstream} did not begin its response within {} (--upstream-timeout)",
+        humanize(timeout)
+    );
+    warn!(%reason, "upstream timed out");
+    context
+        .metrics
+        .upstream_timeouts
+        .get_or_create(&ListenerLabels {
+            direction: context.direction,
+            protocol: context.protocol,
+        })
+        .inc();
+    let response = text_response(StatusCode::GATEWAY_TIMEOUT, format!("sidecar: {reason}"));
+    capture.sidecar_response(response, reason)
+}
+
+/// The 400 for a request whose body the client broke on its way (bad chunked framing, a reset
+/// mid-upload): the upstream was given up, and where the body ends is unknown, so the connection closes.
+pub fn broken_request_body(reason: &str, capture: &HttpCapture) -> Response<ProxyBody> {
+    let reason = format!("the request body could not be read: {reason}");
+    warn!(%reason, "refused request");
+    let response = closing(text_response(
+        StatusCode::BAD_REQUEST,
+        format!("sidecar: {reason}"),
+    ));
+    capture.sidecar_response(response, reason)
+}
+
+/// The answer to a request whose framing the sidecar will not forward (see [`super::framing`]). Its body
+/// is left unread, so the connection closes after the answer.
+pub fn refused_framing(refusal: Refusal, capture: &HttpCapture) -> Response<ProxyBody> {
+    warn!(reason = %refusal.reason, "refused request");
+    let response = closing(text_response(refusal.status, refusal.reason.clone()));
+    capture.sidecar_response(response, refusal.reason)
+}
+
+/// Tells hyper (and the client) that the connection ends after this response.
+pub fn closing(mut response: Response<ProxyBody>) -> Response<ProxyBody> {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }

@@ -20,7 +20,9 @@ macro_rules! until_done_or_shutdown {
 
 pub mod body;
 pub mod connection;
+pub mod delivery;
 pub mod exchange;
+pub mod framing;
 pub mod headers;
 pub mod tunnelled;
 pub mod upgrade;

@@ -16,13 +16,55 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Mutex;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use super::body::{text_response, ProxyBody};
 use super::upgrade;
 use crate::capture::{CaptureContext, HttpCapture};
+
+/// Runs the client side (`$served`, a hyper server connection) and the upstream connection (`$upstream`,
+/// a hyper client connection) in the calling task, until both are done.
+///
+/// One task rather than one each: every request crosses from one to the other and back, and a wake-up
+/// inside a task is free where one between tasks (often between worker threads) is not. When the origin
+/// closes its side, the client's side is wound down gracefully, so the client sees a closed connection
+/// (which HTTP clients retry) rather than a sidecar 502 for its next request. When the client's side ends
+/// first, dropping it drops the request sender, which lets the upstream connection close.
+macro_rules! serve_beside_upstream {
+    ($served:expr, $upstream:expr) => {{
+        let mut upstream = std::pin::pin!($upstream);
+        let upstream_finished = {
+            let mut served = std::pin::pin!($served);
+            tokio::select! {
+                result = served.as_mut() => {
+                    log_ended("client side", result);
+                    false
+                }
+                result = upstream.as_mut() => {
+                    log_ended("upstream", result);
+                    served.as_mut().graceful_shutdown();
+                    // hyper's graceful shutdown never ends a connection whose first request head is half
+                    // read (a client trickling it): bounded, so such a client is closed like the upstream.
+                    match tokio::time::timeout(CLIENT_WIND_DOWN, served).await {
+                        Ok(result) => log_ended("client side", result),
+                        Err(_) => debug!("client side still busy after the upstream closed; closing it"),
+                    }
+                    true
+                }
+            }
+        };
+        if !upstream_finished {
+            log_ended("upstream", upstream.await);
+        }
+    }};
+}
+
+/// How long the client side may take to wind down once the upstream connection has closed: what it was
+/// sending can no longer be answered, and what it was receiving has already left the upstream (hyper hands
+/// the last of a response over before the connection ends), so this bounds only a client that keeps a
+/// half-read request head open, or one too slow to take the tail of its response within it.
+const CLIENT_WIND_DOWN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Where the stream's requests go, for the records.
 pub struct TunnelledTarget {
@@ -35,9 +77,7 @@ pub struct TunnelledTarget {
 /// Serves HTTP/1 on `client`, forwarding each request over `upstream`, until either side closes.
 ///
 /// No request-head timeout here: the origin, not the sidecar, decides how long an idle keep-alive
-/// connection lives (and TCP keepalive finds dead peers). When the origin closes its side, the client's side
-/// is wound down gracefully, so the client sees a closed connection (which HTTP clients retry) rather than a
-/// sidecar 502 for its next request.
+/// connection lives (and TCP keepalive finds dead peers).
 pub async fn serve<C, U>(
     client: C,
     upstream: U,
@@ -59,8 +99,6 @@ pub async fn serve<C, U>(
             return;
         }
     };
-    let upstream_closed = drive_upstream(&tasks, connection.with_upgrades());
-
     // hyper serves one request at a time on an HTTP/1 connection, so the lock is never contended; it
     // only lets the per-request futures share the sender.
     let sender = Arc::new(Mutex::new(sender));
@@ -78,20 +116,13 @@ pub async fn serve<C, U>(
         .preserve_header_case(true)
         .serve_connection(TokioIo::new(client), service)
         .with_upgrades();
-    if let Err(e) = until_done_or_shutdown!(served, upstream_closed) {
-        debug!(error = %e, "tunnelled HTTP ended with an error");
-    }
+    serve_beside_upstream!(served, connection.with_upgrades());
 }
 
 /// Serves HTTP/2 with prior knowledge on `client` (its preface not yet consumed), multiplexing every stream
 /// over one HTTP/2 connection to `upstream`.
-pub async fn serve_h2<C, U>(
-    client: C,
-    upstream: U,
-    route: TunnelledTarget,
-    context: CaptureContext,
-    tasks: TaskTracker,
-) where
+pub async fn serve_h2<C, U>(client: C, upstream: U, route: TunnelledTarget, context: CaptureContext)
+where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -107,16 +138,13 @@ pub async fn serve_h2<C, U>(
             return;
         }
     };
-    let upstream_closed = drive_upstream(&tasks, connection);
     let route = Arc::new(route);
     let service = hyper::service::service_fn(move |request| {
         exchange_h2(request, sender.clone(), route.clone(), context.clone())
     });
     let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(client), service);
-    if let Err(e) = until_done_or_shutdown!(served, upstream_closed) {
-        debug!(error = %e, "tunnelled HTTP/2 ended with an error");
-    }
+    serve_beside_upstream!(served, connection);
 }
 
 async fn exchange_h2(
@@ -199,19 +227,8 @@ fn respond(
     }
 }
 
-/// Drives the upstream connection in its own task; the token is cancelled when that connection ends, so
-/// the client side can be wound down.
-fn drive_upstream<F>(tasks: &TaskTracker, connection: F) -> CancellationToken
-where
-    F: std::future::Future<Output = Result<(), hyper::Error>> + Send + 'static,
-{
-    let closed = CancellationToken::new();
-    let done = closed.clone();
-    tasks.spawn(async move {
-        if let Err(e) = connection.await {
-            debug!(error = %e, "upstream connection ended with an error");
-        }
-        done.cancel();
-    });
-    closed
+fn log_ended(side: &str, result: Result<(), hyper::Error>) {
+    if let Err(e) = result {
+        debug!(error = %e, side, "tunnelled HTTP connection ended with an error");
+    }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -21,7 +21,12 @@ use tracing::warn;
 use super::AppConnector;
 use crate::capture::{CaptureContext, HttpCapture};
 use crate::http::body::{text_response, ProxyBody};
-use crate::http::exchange::{failure_reason, finish_response};
+use crate::http::delivery::{Delivery, Failure};
+use crate::http::exchange::{
+    broken_request_body, failure_reason, failure_status, finish_response, refused_framing,
+    upstream_timed_out,
+};
+use crate::http::framing;
 use crate::http::headers::{add_forwarded, remove_hop_by_hop};
 use crate::http::upgrade;
 use crate::net::Target;
@@ -31,10 +36,13 @@ pub struct ReverseHttp {
     app_authority: Authority,
     http1: Client<AppConnector, ProxyBody>,
     http2: Client<AppConnector, ProxyBody>,
+    upstream_timeout: Duration,
 }
 
 impl ReverseHttp {
-    pub fn new(app: Target, connect_timeout: Duration) -> Self {
+    /// A reverse proxy to `app`: connections open within `connect_timeout`, and the app has
+    /// `upstream_timeout` to begin each response once the request reached it.
+    pub fn new(app: Target, connect_timeout: Duration, upstream_timeout: Duration) -> Self {
         let connector = AppConnector::new(app.clone(), connect_timeout);
         let mut builder = Client::builder(TokioExecutor::new());
         builder
@@ -53,6 +61,7 @@ impl ReverseHttp {
             app_authority,
             http1,
             http2,
+            upstream_timeout,
         }
     }
 
@@ -77,6 +86,10 @@ impl ReverseHttp {
             (requested, Some(self.app.to_string()))
         });
         parts.uri = self.upstream_uri(&parts.uri, is_h2);
+        // Before hop-by-hop removal, which drops Transfer-Encoding.
+        if let Err(refusal) = framing::check_request(&parts.headers) {
+            return Ok(refused_framing(refusal, &capture));
+        }
         remove_hop_by_hop(&mut parts.headers);
         if let Some(protocol) = upgrade_protocol {
             upgrade::restore_headers(&mut parts.headers, protocol);
@@ -84,23 +97,32 @@ impl ReverseHttp {
         add_forwarded(&mut parts.headers, peer.ip(), "http");
 
         let client = if is_h2 { &self.http2 } else { &self.http1 };
-        let upstream_request =
-            Request::from_parts(parts, capture.request_body(body).boxed_unsync());
-        Ok(match client.request(upstream_request).await {
-            Ok(response) => finish_response(response, client_upgrade, &tasks, &capture),
-            Err(e) => {
-                let reason = failure_reason(&e);
-                warn!(app = %self.app, %reason, "app request failed");
-                if e.is_connect() {
-                    context.count_connect_failure();
+        let (body, delivery) = Delivery::new(capture.request_body(body), self.upstream_timeout);
+        let upstream_request = Request::from_parts(parts, body.boxed_unsync());
+        Ok(
+            match delivery.response(client.request(upstream_request)).await {
+                Ok(response) => finish_response(response, client_upgrade, &tasks, &capture),
+                Err(Failure::TimedOut(timeout)) => upstream_timed_out(
+                    &format!("the app at {}", self.app),
+                    timeout,
+                    &context,
+                    &capture,
+                ),
+                Err(Failure::BrokenRequestBody(reason)) => broken_request_body(&reason, &capture),
+                Err(Failure::Upstream(e)) => {
+                    let reason = failure_reason(&e);
+                    warn!(app = %self.app, %reason, "app request failed");
+                    if e.is_connect() {
+                        context.count_connect_failure();
+                    }
+                    let response = text_response(
+                        failure_status(&e),
+                        format!("sidecar: the app at {} did not answer: {reason}", self.app),
+                    );
+                    capture.sidecar_response(response, reason)
                 }
-                let response = text_response(
-                    StatusCode::BAD_GATEWAY,
-                    format!("sidecar: the app at {} did not answer: {reason}", self.app),
-                );
-                capture.sidecar_response(response, reason)
-            }
-        })
+            },
+        )
     }
 
     /// The URI the pooled client is given. HTTP/1 requests are keyed to the app (the caller's Host header

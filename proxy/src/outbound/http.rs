@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::Authority;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -17,19 +17,27 @@ use tracing::{debug, warn};
 
 use crate::capture::{CaptureContext, HttpCapture, StreamCapture};
 use crate::http::body::{empty, text_response, ProxyBody};
-use crate::http::exchange::{failure_reason, finish_response};
+use crate::http::delivery::{Delivery, Failure};
+use crate::http::exchange::{
+    broken_request_body, failure_reason, failure_status, finish_response, refused_framing,
+    upstream_timed_out,
+};
+use crate::http::framing;
 use crate::http::headers::remove_hop_by_hop;
 use crate::http::upgrade;
-use crate::net::{dial, keepalive, Target};
+use crate::net::{dial, keepalive, DialFailure, Target};
 use crate::relay::{proxy_stream, StreamJob};
 
 pub struct ForwardHttp {
     client: Client<HttpConnector, ProxyBody>,
     connect_timeout: Duration,
+    upstream_timeout: Duration,
 }
 
 impl ForwardHttp {
-    pub fn new(connect_timeout: Duration) -> Self {
+    /// A forward proxy: connections open within `connect_timeout`, and an upstream has
+    /// `upstream_timeout` to begin each response once the request reached it.
+    pub fn new(connect_timeout: Duration, upstream_timeout: Duration) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
@@ -46,6 +54,7 @@ impl ForwardHttp {
         ForwardHttp {
             client,
             connect_timeout,
+            upstream_timeout,
         }
     }
 
@@ -89,6 +98,10 @@ impl ForwardHttp {
         let (mut parts, body) = request.into_parts();
         let capture =
             HttpCapture::begin(&context, "http", &parts, || (target_of(&authority), None));
+        // Before hop-by-hop removal, which drops Transfer-Encoding.
+        if let Err(refusal) = framing::check_request(&parts.headers) {
+            return refused_framing(refusal, &capture);
+        }
         remove_hop_by_hop(&mut parts.headers);
         if let Some(protocol) = upgrade_protocol {
             upgrade::restore_headers(&mut parts.headers, protocol);
@@ -97,18 +110,25 @@ impl ForwardHttp {
         if let Ok(host) = HeaderValue::from_str(&host_header(&authority)) {
             parts.headers.insert(header::HOST, host);
         }
-        let upstream_request =
-            Request::from_parts(parts, capture.request_body(body).boxed_unsync());
-        match self.client.request(upstream_request).await {
+        let (body, delivery) = Delivery::new(capture.request_body(body), self.upstream_timeout);
+        let upstream_request = Request::from_parts(parts, body.boxed_unsync());
+        match delivery
+            .response(self.client.request(upstream_request))
+            .await
+        {
             Ok(response) => finish_response(response, client_upgrade, &tasks, &capture),
-            Err(e) => {
+            Err(Failure::TimedOut(timeout)) => {
+                upstream_timed_out(&host_header(&authority), timeout, &context, &capture)
+            }
+            Err(Failure::BrokenRequestBody(reason)) => broken_request_body(&reason, &capture),
+            Err(Failure::Upstream(e)) => {
                 let reason = failure_reason(&e);
                 warn!(target = %authority, %reason, "forward request failed");
                 if e.is_connect() {
                     context.count_connect_failure();
                 }
                 let response = text_response(
-                    StatusCode::BAD_GATEWAY,
+                    failure_status(&e),
                     format!(
                         "sidecar: cannot reach {}: {reason}",
                         host_header(&authority)
@@ -119,17 +139,15 @@ impl ForwardHttp {
         }
     }
 
-    /// Opens the tunnel before answering, so an unreachable target gets a 502 rather than a dead tunnel.
+    /// Opens the tunnel before answering, so an unreachable target gets a 502 (504 when connecting timed
+    /// out) rather than a dead tunnel.
     async fn tunnel(
         &self,
         request: Request<Incoming>,
         tasks: TaskTracker,
         context: CaptureContext,
     ) -> Response<ProxyBody> {
-        let Some(target) = request.uri().authority().and_then(|a| {
-            a.port_u16()
-                .map(|port| Target::from_host_str(a.host(), port))
-        }) else {
+        let Some(target) = connect_target(request.uri()) else {
             return bad_request(format!(
                 "sidecar: CONNECT needs host:port, got \"{}\"",
                 request.uri()
@@ -142,7 +160,12 @@ impl ForwardHttp {
                 warn!(error = %e, "CONNECT failed");
                 context.count_connect_failure();
                 record.refused(e.to_string());
-                return text_response(StatusCode::BAD_GATEWAY, format!("sidecar: {e}"));
+                let status = if e.failure == DialFailure::TimedOut {
+                    StatusCode::GATEWAY_TIMEOUT
+                } else {
+                    StatusCode::BAD_GATEWAY
+                };
+                return text_response(status, format!("sidecar: {e}"));
             }
         };
         debug!(%target, "CONNECT tunnel open");
@@ -167,8 +190,27 @@ impl ForwardHttp {
     }
 }
 
+/// Where a CONNECT request asks to go: its authority-form target, which must name both host and port.
+/// Public for the fuzz targets (fuzz/), which feed it every request target hyper accepts.
+pub fn connect_target(uri: &Uri) -> Option<Target> {
+    let authority = uri.authority()?;
+    let port = authority.port_u16()?;
+    let host = authority.host();
+    // http's Authority takes brackets anywhere (`2[001:db8::1]:145` reads as host `2[001`, port 145): only
+    // a whole bracketed IPv6 literal may carry them (found by fuzzing: fuzz/corpus/http_forward/
+    // regression-connect-stray-bracket).
+    let is_ipv6_literal = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok());
+    if host.contains(['[', ']']) && !is_ipv6_literal {
+        return None;
+    }
+    Some(Target::from_host_str(host, port))
+}
+
 /// `host:port` as the client named it, with http's default port when none was given.
-fn target_of(authority: &Authority) -> String {
+pub fn target_of(authority: &Authority) -> String {
     format!(
         "{}:{}",
         authority.host(),
@@ -177,7 +219,7 @@ fn target_of(authority: &Authority) -> String {
 }
 
 /// The Host header for a URL's authority: host and explicit port, without any `user:password@`.
-fn host_header(authority: &Authority) -> String {
+pub fn host_header(authority: &Authority) -> String {
     match authority.port() {
         Some(port) => format!("{}:{}", authority.host(), port.as_str()),
         None => authority.host().to_owned(),

@@ -1,5 +1,9 @@
 //! The accept loops and the task each connection runs in: its metrics, its capture context, its span, and
 //! the protocol handler of its listener.
+//!
+//! An accept that fails for lack of resources (file descriptors above all) is retried after a pause, so an
+//! exhausted process waits instead of spinning on a listener that stays readable; the pending connections
+//! wait in the kernel's backlog meanwhile, and are served as soon as descriptors are free again.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info_span, warn, Instrument};
 
+use super::limit::ConnectionLimit;
 use super::listeners::{Handler, Listener, TRANSPARENT};
+use super::throttle::Throttle;
 use super::Services;
 use crate::capture::CaptureContext;
 use crate::http::connection::{self, ServeOptions};
@@ -22,6 +28,10 @@ use crate::metrics::{
 use crate::options::RuntimeOptions;
 use crate::socks::{self, Timeouts};
 use crate::transparent::{self, redirected_destination, Redirect};
+
+/// The pause after an accept failed for lack of resources: long enough to cost nothing while the process is
+/// out of file descriptors, short enough that serving resumes promptly once some are free.
+const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// What the accept loops and their connections share.
 pub(super) struct Shared {
@@ -52,6 +62,15 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
     };
     let (from_client, to_client) = (flow("client_to_target"), flow("target_to_client"));
     zero_series(metrics, &labels, shared.services.capture.is_enabled());
+    let mut limit = ConnectionLimit::new(
+        listener.direction,
+        shared.options.max_connections,
+        open.clone(),
+        metrics.connections_refused.get_or_create(&labels).clone(),
+    );
+    let accept_errors = metrics.accept_errors.get_or_create(&labels).clone();
+    let mut accept_failing = Throttle::new();
+    let mut not_redirected = Throttle::new();
     loop {
         let accepted = tokio::select! {
             _ = shared.shutdown.cancelled() => break,
@@ -67,13 +86,25 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
                         Ok(Redirect::To(destination)) => Some(destination),
                         Ok(Redirect::NotRedirected) | Err(_) => {
                             // Relaying it would make the sidecar connect to itself, forever.
-                            warn!(%peer, direction = listener.direction, "refusing a connection that was not redirected by iptables (it would loop back into the sidecar)");
+                            if let Some(refused) = not_redirected.occurred() {
+                                warn!(%peer, direction = listener.direction, refused, "refusing connections that were not redirected by iptables (they would loop back into the sidecar); at most one warning every 10s");
+                            }
                             count_handshake_error(metrics, &labels, "not_redirected");
                             continue;
                         }
                     },
                     _ => None,
                 };
+                if limit.is_reached() {
+                    limit.refuse(
+                        stream,
+                        peer,
+                        &listener.handler,
+                        shared.options.handshake_timeout,
+                        &shared.tasks,
+                    );
+                    continue;
+                }
                 // Held by the context, which tunnels and upgraded connections keep past this task.
                 let open = Arc::new(GaugeGuard::new(open.clone()));
                 let stream = MeteredIo::new(
@@ -102,12 +133,27 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
                 shared.tasks.spawn(connection.instrument(span));
             }
             Err(e) => {
-                // Out of file descriptors or a connection reset before accept: keep serving the others.
-                warn!(direction = listener.direction, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                accept_errors.inc();
+                if is_connection_gone(&e) {
+                    // One client's problem (it left before it was accepted), not the listener's.
+                    debug!(direction = listener.direction, error = %e, "connection gone before accept");
+                    continue;
+                }
+                if let Some(failures) = accept_failing.occurred() {
+                    warn!(direction = listener.direction, error = %e, failures, pause = ?ACCEPT_RETRY_PAUSE, "accept failed (out of file descriptors?); retrying after each pause, at most one warning every 10s");
+                }
+                tokio::time::sleep(ACCEPT_RETRY_PAUSE).await;
             }
         }
     }
+}
+
+/// Whether an accept error concerns only the connection being accepted.
+fn is_connection_gone(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
+    )
 }
 
 fn count_handshake_error(metrics: &Metrics, listener: &ListenerLabels, reason: &'static str) {
@@ -124,8 +170,13 @@ fn count_handshake_error(metrics: &Metrics, listener: &ListenerLabels, reason: &
 /// Creates this listener's series at 0, so dashboards and alerts see "none yet" rather than "no data".
 fn zero_series(metrics: &Metrics, labels: &ListenerLabels, capturing: bool) {
     let _ = metrics.upstream_connect_failures.get_or_create(labels);
+    let _ = metrics.connections_refused.get_or_create(labels);
+    let _ = metrics.accept_errors.get_or_create(labels);
+    if labels.protocol == "http" {
+        let _ = metrics.upstream_timeouts.get_or_create(labels);
+    }
     let reasons: &[&'static str] = match labels.protocol {
-        "http" => &["timeout", "malformed"],
+        "http" => &["timeout", "malformed", "too_large"],
         "socks" => &[
             "timeout",
             "malformed",
@@ -176,17 +227,38 @@ async fn serve_connection<S>(
     };
     let tasks = shared.tasks.clone();
     let shutdown = shared.shutdown.clone();
+    // Each handler's future is boxed: a future is as large as its largest state, so without this every
+    // connection's task would be the size of the largest handler (the HTTP server's), idle ones included.
     match &*handler {
         Handler::ReverseTcp(app) => {
-            crate::inbound::tcp::serve(stream, app, options, context, &tasks).await
+            Box::pin(crate::inbound::tcp::serve(
+                stream, app, options, context, &tasks,
+            ))
+            .await
         }
         Handler::ReverseSocks(app) => {
-            socks::serve(stream, Some(app), &socks_timeouts, context, &tasks).await
+            Box::pin(socks::serve(
+                stream,
+                Some(app),
+                &socks_timeouts,
+                context,
+                &tasks,
+            ))
+            .await
         }
-        Handler::ForwardSocks => socks::serve(stream, None, &socks_timeouts, context, &tasks).await,
+        Handler::ForwardSocks => {
+            Box::pin(socks::serve(stream, None, &socks_timeouts, context, &tasks)).await
+        }
         Handler::Transparent => {
             if let Some(destination) = redirect {
-                transparent::serve(stream, destination, options, context, &tasks).await
+                Box::pin(transparent::serve(
+                    stream,
+                    destination,
+                    options,
+                    context,
+                    &tasks,
+                ))
+                .await
             }
         }
         Handler::ReverseHttp(reverse) => {
@@ -194,13 +266,20 @@ async fn serve_connection<S>(
             let serve_options = ServeOptions {
                 handshake_timeout: options.handshake_timeout,
                 accept_h2: true,
+                max_request_head: options.max_request_head,
             };
             let for_requests = context.clone();
-            connection::serve(stream, serve_options, shutdown, &context, move |request| {
-                reverse
-                    .clone()
-                    .handle(request, peer, tasks.clone(), for_requests.clone())
-            })
+            Box::pin(connection::serve(
+                stream,
+                serve_options,
+                shutdown,
+                &context,
+                move |request| {
+                    reverse
+                        .clone()
+                        .handle(request, peer, tasks.clone(), for_requests.clone())
+                },
+            ))
             .await
         }
         Handler::ForwardHttp(forward) => {
@@ -208,13 +287,20 @@ async fn serve_connection<S>(
             let serve_options = ServeOptions {
                 handshake_timeout: options.handshake_timeout,
                 accept_h2: false,
+                max_request_head: options.max_request_head,
             };
             let for_requests = context.clone();
-            connection::serve(stream, serve_options, shutdown, &context, move |request| {
-                forward
-                    .clone()
-                    .handle(request, tasks.clone(), for_requests.clone())
-            })
+            Box::pin(connection::serve(
+                stream,
+                serve_options,
+                shutdown,
+                &context,
+                move |request| {
+                    forward
+                        .clone()
+                        .handle(request, tasks.clone(), for_requests.clone())
+                },
+            ))
             .await
         }
     }

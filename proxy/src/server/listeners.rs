@@ -46,6 +46,7 @@ pub(super) async fn bind_inline(
             InboundProtocol::Http => Handler::ReverseHttp(Arc::new(ReverseHttp::new(
                 app.clone(),
                 options.connect_timeout,
+                options.upstream_timeout,
             ))),
             InboundProtocol::Socks => Handler::ReverseSocks(app.clone()),
         };
@@ -66,9 +67,10 @@ pub(super) async fn bind_inline(
     }
     if let Some(protocol) = config.outbound() {
         let handler = match protocol {
-            OutboundProtocol::Http => {
-                Handler::ForwardHttp(Arc::new(ForwardHttp::new(options.connect_timeout)))
-            }
+            OutboundProtocol::Http => Handler::ForwardHttp(Arc::new(ForwardHttp::new(
+                options.connect_timeout,
+                options.upstream_timeout,
+            ))),
             OutboundProtocol::Socks => Handler::ForwardSocks,
         };
         let socket = bind(options.outbound_listen, "outbound").await?;

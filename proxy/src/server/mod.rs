@@ -3,9 +3,14 @@
 //!
 //! - [`listeners`]: which listener speaks which protocol, and binding them (inline modes, transparent).
 //! - [`accept`]: the accept loops and the per-connection task (metrics, capture context, handler).
+//! - [`limit`]: the connection limit per direction, and refusing politely beyond it.
+//! - [`fd_limit`]: raising the process's file-descriptor limit at startup.
 
 mod accept;
+pub mod fd_limit;
+mod limit;
 mod listeners;
+mod throttle;
 
 use std::io;
 use std::net::SocketAddr;

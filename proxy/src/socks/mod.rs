@@ -16,35 +16,12 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::io::PrefixedIo;
+use crate::net::closing::{drain_and_close, plain_http_response};
 use crate::net::{DialFailure, Target};
 
 /// What a client that speaks HTTP to a SOCKS port is told, so a misconfigured proxy URL is obvious.
 const HTTP_ON_SOCKS_PORT: &str =
     "sidecar: this port speaks SOCKS4/SOCKS5, not HTTP; use a socks5:// or socks4a:// proxy URL for it\n";
-
-fn http_400(body: &str) -> String {
-    format!(
-        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-/// Closing with unread request bytes makes the kernel send a reset, which can destroy the 400 before the
-/// client reads it; so finish writing, then read what the client sent (briefly, boundedly) before closing.
-async fn drain_and_close<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
-    let _ = stream.shutdown().await;
-    let mut sink = [0u8; 4096];
-    let mut left = 64 * 1024;
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
-        while left > 0 {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => left -= n.min(left),
-            }
-        }
-    })
-    .await;
-}
 
 /// The dialect a client spoke.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,9 +123,9 @@ where
         other => {
             if other.is_ascii_uppercase() {
                 // Most likely an http:// proxy URL pointed at a SOCKS port: say so in HTTP.
-                let _ = stream
-                    .write_all(http_400(HTTP_ON_SOCKS_PORT).as_bytes())
-                    .await;
+                let answer =
+                    plain_http_response(http::StatusCode::BAD_REQUEST, "", HTTP_ON_SOCKS_PORT);
+                let _ = stream.write_all(answer.as_bytes()).await;
                 drain_and_close(&mut stream).await;
             }
             Err(SocksError::NotSocks { first: other })

@@ -374,6 +374,8 @@ pub fn free_port() -> u16 {
 pub struct Sidecar {
     child: Child,
     pub inbound: SocketAddr,
+    /// The admin listener (`/metrics`, `/readyz`).
+    pub admin: SocketAddr,
     stdout: Arc<Mutex<Vec<u8>>>,
     stderr: Arc<Mutex<Vec<u8>>>,
     readers: Vec<JoinHandle<()>>,
@@ -406,7 +408,20 @@ impl Sidecar {
         extra_args: &[&str],
         cwd: &Path,
     ) -> Sidecar {
+        Sidecar::reverse_under(&[], protocol, app, extra_args, cwd).await
+    }
+
+    /// Like [`Sidecar::reverse`], run by `launcher` (a command that execs the rest of its arguments, such as
+    /// `prlimit --nofile=64 --`), so the process is still the sidecar itself.
+    pub async fn reverse_under(
+        launcher: &[&str],
+        protocol: &str,
+        app: SocketAddr,
+        extra_args: &[&str],
+        cwd: &Path,
+    ) -> Sidecar {
         let in_port = free_port();
+        let admin_port = free_port();
         let grace: &[&str] = if extra_args.contains(&"--shutdown-grace") {
             &[]
         } else {
@@ -414,7 +429,14 @@ impl Sidecar {
         };
         // Absolute, because the child runs in `cwd`: Cargo gives an absolute path, Bazel a relative one.
         let binary = std::fs::canonicalize(BIN).expect("the sidecar-proxy binary exists");
-        let mut command = Command::new(binary);
+        let mut command = match launcher.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         remove_proxy_vars(&mut command);
         command
             .env("RUST_LOG", "info")
@@ -426,7 +448,7 @@ impl Sidecar {
             .args(["--proxy-out-port"])
             .arg(free_port().to_string())
             .args(["--admin-bind", "127.0.0.1", "--admin-port"])
-            .arg(free_port().to_string())
+            .arg(admin_port.to_string())
             .args(grace)
             .args(extra_args)
             .current_dir(cwd)
@@ -443,6 +465,7 @@ impl Sidecar {
         let mut sidecar = Sidecar {
             child,
             inbound: SocketAddr::from(([127, 0, 0, 1], in_port)),
+            admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
             stdout,
             stderr,
             readers,
@@ -464,6 +487,11 @@ impl Sidecar {
 
     pub fn stdout(&self) -> Vec<u8> {
         self.stdout.lock().unwrap().clone()
+    }
+
+    /// The process id (the sidecar's own, also when started through a launcher that execs it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn stderr(&self) -> String {

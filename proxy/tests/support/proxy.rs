@@ -70,8 +70,8 @@ pub async fn start_proxy_with_services(
 }
 
 /// The one place test proxies are built: the config through the real model, loopback listeners on
-/// OS-chosen ports, short timeouts.
-async fn start_proxy_serving(
+/// OS-chosen ports, short timeouts; `services` and `adjust` as the test needs them.
+pub async fn start_proxy_serving(
     proxy_type: &str,
     protocol: &str,
     app: Option<SocketAddr>,

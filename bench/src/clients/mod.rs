@@ -1,0 +1,34 @@
+//! The programs that put load on a path, and what their output says: wrk (alone, or inside proxychains4
+//! for CONNECT and SOCKS5), iperf3, curl; and the harness's own holder of idle connections.
+
+pub mod curl;
+pub mod idle;
+pub mod iperf3;
+pub mod proxychains;
+pub mod wrk;
+
+use std::process::Output;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::process::Command;
+
+/// A measurement that ran but cannot be used: nothing got through, or errors did. It is reported as
+/// such and never enters a median.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+/// Runs a load generator to completion, killing it if it overruns `timeout` (or if the run is
+/// interrupted: the future is dropped and kill_on_drop ends it).
+pub async fn output(mut command: Command, timeout: Duration) -> anyhow::Result<Output> {
+    let shown = format!("{:?}", command.as_std());
+    command
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null());
+    let child = command.output();
+    tokio::time::timeout(timeout, child)
+        .await
+        .with_context(|| format!("{shown} ran longer than {timeout:?}"))?
+        .with_context(|| format!("cannot run {shown}"))
+}

@@ -1,0 +1,52 @@
+//! The long-lived servers of the throughput and latency scenarios: the origin and one instance of every
+//! contender the plan names, all started (and each proven ready) before the first round, and all
+//! stopped when the fleet is dropped.
+
+use super::origin::Origin;
+use super::{Context, Server, ServerSpec};
+
+#[derive(Debug)]
+pub struct Fleet {
+    pub origin: Origin,
+    servers: Vec<Server>,
+}
+
+impl Fleet {
+    /// Starts the origin, then each distinct spec once.
+    pub async fn start(ctx: &Context, specs: &[ServerSpec]) -> anyhow::Result<Fleet> {
+        let origin = Origin::start(ctx).await?;
+        let mut fleet = Fleet {
+            origin,
+            servers: Vec::new(),
+        };
+        for spec in specs {
+            if fleet.server(spec).is_some() {
+                continue;
+            }
+            eprintln!("sidecar-bench: starting {}", spec.describe());
+            let server = spec.start(ctx).await?;
+            fleet.servers.push(server);
+        }
+        Ok(fleet)
+    }
+
+    pub fn server(&self, spec: &ServerSpec) -> Option<&Server> {
+        self.servers.iter().find(|server| server.spec == *spec)
+    }
+
+    /// The port of a started server; the plan only names servers the fleet started.
+    pub fn port(&self, spec: &ServerSpec) -> anyhow::Result<u16> {
+        self.server(spec)
+            .map(|server| server.port)
+            .ok_or_else(|| anyhow::anyhow!("{} was not started", spec.describe()))
+    }
+
+    /// Fails, with the log tail, if any server has died (a crash mid-run must not pass for a slow row).
+    pub fn ensure_running(&mut self) -> anyhow::Result<()> {
+        self.origin.ensure_running()?;
+        for server in &mut self.servers {
+            server.process.ensure_running()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,303 @@
+//! The servers of a run: the origin and every contender, one module per kind of server configuration.
+//! A [`ServerSpec`] says what to start; [`ServerSpec::start`] writes its config, starts it, and proves it
+//! ready (its port answers and a real request through each route it serves returns the origin's exact
+//! body) before anything is measured through it.
+
+pub mod dante;
+pub mod fleet;
+pub mod haproxy;
+pub mod microsocks;
+pub mod mitmproxy;
+pub mod nginx;
+pub mod origin;
+pub mod sidecar;
+pub mod squid;
+pub mod tinyproxy;
+
+use std::fmt;
+
+use crate::install::Tools;
+use crate::ports::PortAllocator;
+use crate::probe;
+use crate::process::ServerProcess;
+use crate::route::Route;
+use crate::workdir::Workdir;
+
+pub use origin::{OriginEndpoints, LARGE_PATH, SMALL_BODY, SMALL_PATH};
+
+/// What every server start needs.
+#[derive(Debug)]
+pub struct Context {
+    pub workdir: Workdir,
+    pub ports: PortAllocator,
+    pub tools: Tools,
+    pub origin: OriginEndpoints,
+    /// The open-file limit every server inherits; their own connection limits are sized by it.
+    pub fd_limit: u64,
+}
+
+/// A started, verified server.
+#[derive(Debug)]
+pub struct Server {
+    pub spec: ServerSpec,
+    pub port: u16,
+    pub process: ServerProcess,
+}
+
+/// Whether sidecar-proxy records every exchange (to a file in the work directory) or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Capture {
+    On,
+    Off,
+}
+
+impl fmt::Display for Capture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Capture::On => "capture on",
+            Capture::Off => "capture off",
+        })
+    }
+}
+
+/// Which of the origin's services a reverse proxy relays to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Upstream {
+    /// nginx: the small response and the download file.
+    Http,
+    /// The iperf3 server, for the bulk tcp relay.
+    Iperf3,
+}
+
+impl Upstream {
+    pub fn port(self, origin: &OriginEndpoints) -> u16 {
+        match self {
+            Upstream::Http => origin.http_port,
+            Upstream::Iperf3 => origin.iperf_port,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SidecarMode {
+    ReverseTcp(Upstream),
+    ReverseHttp,
+    /// Absolute-form and CONNECT on one listener.
+    ForwardHttp,
+    ForwardSocks,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HaproxyMode {
+    Tcp,
+    Http,
+}
+
+/// One server to start, with everything that distinguishes it from the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerSpec {
+    Sidecar(SidecarMode, Capture),
+    Haproxy(HaproxyMode, Upstream),
+    NginxReverse,
+    Squid,
+    Tinyproxy,
+    Mitmproxy,
+    Dante,
+    Microsocks,
+}
+
+impl ServerSpec {
+    /// The contender's name in the report.
+    pub fn contender(&self) -> &'static str {
+        match self {
+            ServerSpec::Sidecar(..) => "sidecar-proxy",
+            ServerSpec::Haproxy(HaproxyMode::Tcp, _) => "haproxy (mode tcp)",
+            ServerSpec::Haproxy(HaproxyMode::Http, _) => "haproxy (mode http)",
+            ServerSpec::NginxReverse => "nginx",
+            ServerSpec::Squid => "squid",
+            ServerSpec::Tinyproxy => "tinyproxy",
+            ServerSpec::Mitmproxy => "mitmproxy",
+            ServerSpec::Dante => "dante",
+            ServerSpec::Microsocks => "microsocks",
+        }
+    }
+
+    pub fn capture(&self) -> Option<Capture> {
+        match self {
+            ServerSpec::Sidecar(_, capture) => Some(*capture),
+            _ => None,
+        }
+    }
+
+    /// A short name for files and logs, e.g. `sidecar-reverse-tcp-on`.
+    pub fn slug(&self) -> String {
+        match self {
+            ServerSpec::Sidecar(mode, capture) => {
+                let mode = match mode {
+                    SidecarMode::ReverseTcp(Upstream::Http) => "reverse-tcp",
+                    SidecarMode::ReverseTcp(Upstream::Iperf3) => "reverse-tcp-iperf3",
+                    SidecarMode::ReverseHttp => "reverse-http",
+                    SidecarMode::ForwardHttp => "forward-http",
+                    SidecarMode::ForwardSocks => "forward-socks",
+                };
+                let capture = match capture {
+                    Capture::On => "on",
+                    Capture::Off => "off",
+                };
+                format!("sidecar-{mode}-{capture}")
+            }
+            ServerSpec::Haproxy(mode, upstream) => format!(
+                "haproxy-{}{}",
+                match mode {
+                    HaproxyMode::Tcp => "tcp",
+                    HaproxyMode::Http => "http",
+                },
+                match upstream {
+                    Upstream::Http => "",
+                    Upstream::Iperf3 => "-iperf3",
+                }
+            ),
+            ServerSpec::NginxReverse => "nginx-reverse".to_owned(),
+            ServerSpec::Squid => "squid".to_owned(),
+            ServerSpec::Tinyproxy => "tinyproxy".to_owned(),
+            ServerSpec::Mitmproxy => "mitmproxy".to_owned(),
+            ServerSpec::Dante => "dante".to_owned(),
+            ServerSpec::Microsocks => "microsocks".to_owned(),
+        }
+    }
+
+    /// A human name for errors, e.g. `sidecar-proxy (reverse tcp, capture on)`.
+    pub fn describe(&self) -> String {
+        match self {
+            ServerSpec::Sidecar(..) => format!("sidecar-proxy ({})", self.slug()),
+            other => other.contender().to_owned(),
+        }
+    }
+
+    /// tinyproxy closes every client connection after one response without saying so (no
+    /// `Connection: close`, even when the request asked for it), so wrk counts each close as a read
+    /// error. For such a server one read error per completed response is expected, not a failure.
+    pub fn closes_client_connections(&self) -> bool {
+        matches!(self, ServerSpec::Tinyproxy)
+    }
+
+    /// Which origin service it relays to; forward proxies reach whatever the client names.
+    fn upstream(&self) -> Upstream {
+        match self {
+            ServerSpec::Sidecar(SidecarMode::ReverseTcp(upstream), _)
+            | ServerSpec::Haproxy(_, upstream) => *upstream,
+            _ => Upstream::Http,
+        }
+    }
+
+    /// Every route a client takes through this server; readiness checks each.
+    pub fn routes(&self, port: u16) -> Vec<Route> {
+        let reverse = vec![Route::Reverse { port }];
+        match self {
+            ServerSpec::Sidecar(SidecarMode::ReverseTcp(_) | SidecarMode::ReverseHttp, _)
+            | ServerSpec::Haproxy(..)
+            | ServerSpec::NginxReverse => reverse,
+            ServerSpec::Sidecar(SidecarMode::ForwardHttp, _) | ServerSpec::Squid => vec![
+                Route::AbsoluteForm { proxy_port: port },
+                Route::Connect { proxy_port: port },
+            ],
+            ServerSpec::Tinyproxy | ServerSpec::Mitmproxy => {
+                vec![Route::AbsoluteForm { proxy_port: port }]
+            }
+            ServerSpec::Sidecar(SidecarMode::ForwardSocks, _)
+            | ServerSpec::Dante
+            | ServerSpec::Microsocks => vec![Route::Socks5 { proxy_port: port }],
+        }
+    }
+
+    /// Starts the server on a free port and proves every route through it.
+    pub async fn start(&self, ctx: &Context) -> anyhow::Result<Server> {
+        let port = ctx.ports.next()?;
+        let name = self.describe();
+        // Files are named by slug and port: fresh instances of the memory scenario get new ports, so
+        // nothing of an earlier instance is overwritten.
+        let stem = format!("{}-{port}", self.slug());
+        let mut process = match self {
+            ServerSpec::Sidecar(mode, capture) => {
+                sidecar::spawn(ctx, &name, &stem, *mode, *capture, port)?
+            }
+            ServerSpec::Haproxy(mode, upstream) => {
+                haproxy::spawn(ctx, &name, &stem, *mode, upstream.port(&ctx.origin), port)?
+            }
+            ServerSpec::NginxReverse => nginx::spawn_reverse(ctx, &name, &stem, port)?,
+            ServerSpec::Squid => squid::spawn(ctx, &name, &stem, port)?,
+            ServerSpec::Tinyproxy => tinyproxy::spawn(ctx, &name, &stem, port)?,
+            ServerSpec::Mitmproxy => mitmproxy::spawn(ctx, &name, &stem, port)?,
+            ServerSpec::Dante => dante::spawn(ctx, &name, &stem, port)?,
+            ServerSpec::Microsocks => microsocks::spawn(ctx, &name, &stem, port)?,
+        };
+        probe::until_listening(&mut process, port, probe::LISTEN_TIMEOUT).await?;
+        for route in self.routes(port) {
+            match self.upstream() {
+                Upstream::Http => {
+                    probe::expect_body(
+                        &mut process,
+                        route,
+                        ctx.origin.http_port,
+                        SMALL_PATH,
+                        SMALL_BODY,
+                    )
+                    .await?
+                }
+                Upstream::Iperf3 => crate::clients::iperf3::verify(&ctx.tools, port)
+                    .await
+                    .map_err(|error| {
+                        process.failed(format!("relayed no iperf3 test: {error:#}"))
+                    })?,
+            }
+        }
+        Ok(Server {
+            spec: *self,
+            port,
+            process,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    const ALL: [ServerSpec; 16] = [
+        ServerSpec::Sidecar(SidecarMode::ReverseTcp(Upstream::Http), Capture::On),
+        ServerSpec::Sidecar(SidecarMode::ReverseTcp(Upstream::Iperf3), Capture::Off),
+        ServerSpec::Sidecar(SidecarMode::ReverseHttp, Capture::On),
+        ServerSpec::Sidecar(SidecarMode::ReverseHttp, Capture::Off),
+        ServerSpec::Sidecar(SidecarMode::ForwardHttp, Capture::On),
+        ServerSpec::Sidecar(SidecarMode::ForwardSocks, Capture::On),
+        ServerSpec::Haproxy(HaproxyMode::Tcp, Upstream::Http),
+        ServerSpec::Haproxy(HaproxyMode::Tcp, Upstream::Iperf3),
+        ServerSpec::Haproxy(HaproxyMode::Http, Upstream::Http),
+        ServerSpec::NginxReverse,
+        ServerSpec::Squid,
+        ServerSpec::Tinyproxy,
+        ServerSpec::Mitmproxy,
+        ServerSpec::Dante,
+        ServerSpec::Microsocks,
+        ServerSpec::Sidecar(SidecarMode::ForwardSocks, Capture::Off),
+    ];
+
+    #[test]
+    fn slugs_tell_every_server_apart() {
+        let slugs: HashSet<String> = ALL.iter().map(ServerSpec::slug).collect();
+        assert_eq!(slugs.len(), ALL.len());
+    }
+
+    #[test]
+    fn every_server_serves_at_least_one_route_on_its_port() {
+        for spec in ALL {
+            let routes = spec.routes(4000);
+            assert!(!routes.is_empty(), "{spec:?}");
+            assert!(
+                routes.iter().all(|route| route.first_hop(1) == 4000),
+                "{spec:?}"
+            );
+        }
+    }
+}

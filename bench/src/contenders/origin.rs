@@ -1,0 +1,73 @@
+//! The origin every path ends at: nginx serving a 13-byte response and a large (sparse) file, and an
+//! iperf3 server on a port of its own for the bulk tcp relay.
+
+use std::process::Command;
+
+use anyhow::Context as _;
+
+use super::{nginx, Context};
+use crate::probe;
+use crate::process::ServerProcess;
+use crate::route::Route;
+
+/// The small keep-alive response: 13 bytes, as in the issue.
+pub const SMALL_BODY: &[u8] = b"hello, world\n";
+pub const SMALL_PATH: &str = "/";
+pub const LARGE_PATH: &str = "/large.bin";
+
+/// Where the origin listens (ports chosen before it starts, so the context can carry them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OriginEndpoints {
+    pub http_port: u16,
+    pub iperf_port: u16,
+    pub large_file_bytes: u64,
+}
+
+#[derive(Debug)]
+pub struct Origin {
+    pub nginx: ServerProcess,
+    pub iperf3: ServerProcess,
+}
+
+impl Origin {
+    pub async fn start(ctx: &Context) -> anyhow::Result<Origin> {
+        let www = ctx.workdir.subdir("www", 0o755)?;
+        let large = www.join(LARGE_PATH.trim_start_matches('/'));
+        // Sparse: no disk is written, and nginx's sendfile reads zeros from the page cache.
+        std::fs::File::create(&large)
+            .and_then(|file| file.set_len(ctx.origin.large_file_bytes))
+            .with_context(|| format!("cannot create {}", large.display()))?;
+        crate::workdir::set_mode(&large, 0o644)?;
+
+        let mut nginx = nginx::spawn_origin(ctx, "nginx (origin)", &www)?;
+        probe::until_listening(&mut nginx, ctx.origin.http_port, probe::LISTEN_TIMEOUT).await?;
+        probe::expect_body(
+            &mut nginx,
+            Route::Direct,
+            ctx.origin.http_port,
+            SMALL_PATH,
+            SMALL_BODY,
+        )
+        .await?;
+
+        let log = ctx.workdir.file("iperf3-server.log");
+        let mut command = Command::new(&ctx.tools.iperf3);
+        command
+            // --forceflush: its banner must reach the log file now, not when a buffer fills.
+            .args(["--server", "--forceflush", "--bind", "127.0.0.1", "--port"])
+            .arg(ctx.origin.iperf_port.to_string());
+        let mut iperf3 = ServerProcess::spawn("iperf3 (origin)", command, &log)?;
+        // A bare connection would count as a failed test on iperf3's control port: wait for its banner.
+        probe::until_logged(&mut iperf3, &log, "Server listening", probe::LISTEN_TIMEOUT).await?;
+        crate::clients::iperf3::verify(&ctx.tools, ctx.origin.iperf_port)
+            .await
+            .map_err(|error| iperf3.failed(format!("ran no test: {error:#}")))?;
+        Ok(Origin { nginx, iperf3 })
+    }
+
+    pub fn ensure_running(&mut self) -> anyhow::Result<()> {
+        self.nginx.ensure_running()?;
+        self.iperf3.ensure_running()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,163 @@
+//! Our sidecar-proxy in each mode the benchmark compares, with capture on (records to a file in the
+//! work directory) or off (`--capture off`). Everything binds 127.0.0.1, the admin port included.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::{Capture, Context, SidecarMode, Upstream};
+use crate::process::ServerProcess;
+
+/// A capture file rotates at this size and one old file is kept, so a long run cannot fill the disk;
+/// rotation is what a production sidecar would run with, too.
+const CAPTURE_ROTATE_SIZE: &str = "64MiB";
+
+/// The command line of one instance (without the program).
+pub fn args(
+    mode: SidecarMode,
+    capture: Capture,
+    port: u16,
+    admin_port: u16,
+    origin_http_port: u16,
+    origin_iperf_port: u16,
+    capture_file: &Path,
+) -> Vec<String> {
+    let mut args: Vec<String> = Vec::new();
+    let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
+    let reverse_to = |upstream: Upstream| match upstream {
+        Upstream::Http => origin_http_port,
+        Upstream::Iperf3 => origin_iperf_port,
+    };
+    let port = port.to_string();
+    match mode {
+        SidecarMode::ReverseTcp(_) | SidecarMode::ReverseHttp => {
+            let (protocol, target) = match mode {
+                SidecarMode::ReverseTcp(upstream) => ("tcp", reverse_to(upstream)),
+                _ => ("http", origin_http_port),
+            };
+            push(&["--proxy-type", "reverse", "--proxy-protocol", protocol]);
+            push(&[
+                "--proxy-host",
+                "127.0.0.1",
+                "--proxy-port",
+                &target.to_string(),
+            ]);
+            push(&["--proxy-in-port", &port, "--proxy-in-bind", "127.0.0.1"]);
+        }
+        SidecarMode::ForwardHttp | SidecarMode::ForwardSocks => {
+            let protocol = if mode == SidecarMode::ForwardHttp {
+                "http"
+            } else {
+                "socks"
+            };
+            push(&["--proxy-type", "forward", "--proxy-protocol", protocol]);
+            push(&["--proxy-out-port", &port, "--proxy-out-bind", "127.0.0.1"]);
+        }
+    }
+    push(&[
+        "--admin-port",
+        &admin_port.to_string(),
+        "--admin-bind",
+        "127.0.0.1",
+    ]);
+    push(&["--shutdown-grace", "1s"]);
+    match capture {
+        Capture::On => {
+            let file = capture_file.display().to_string();
+            push(&["--capture", &file]);
+            push(&[
+                "--capture-rotate-size",
+                CAPTURE_ROTATE_SIZE,
+                "--capture-rotate-keep",
+                "1",
+            ]);
+        }
+        Capture::Off => push(&["--capture", "off"]),
+    }
+    args
+}
+
+/// Starts one instance with its files named `<stem>.log` and `<stem>.jsonl` (the capture).
+pub fn spawn(
+    ctx: &Context,
+    name: &str,
+    stem: &str,
+    mode: SidecarMode,
+    capture: Capture,
+    port: u16,
+) -> anyhow::Result<ServerProcess> {
+    let admin_port = ctx.ports.next()?;
+    let capture_file = ctx.workdir.file(&format!("{stem}.jsonl"));
+    let mut command = Command::new(&ctx.tools.sidecar_proxy);
+    command.args(args(
+        mode,
+        capture,
+        port,
+        admin_port,
+        ctx.origin.http_port,
+        ctx.origin.iperf_port,
+        &capture_file,
+    ));
+    ServerProcess::spawn(name, command, &ctx.workdir.file(&format!("{stem}.log")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn joined(mode: SidecarMode, capture: Capture) -> String {
+        args(
+            mode,
+            capture,
+            4143,
+            4191,
+            8080,
+            5201,
+            Path::new("/w/c.jsonl"),
+        )
+        .join(" ")
+    }
+
+    #[rstest]
+    #[case(
+        SidecarMode::ReverseTcp(Upstream::Http),
+        "--proxy-type reverse --proxy-protocol tcp --proxy-host 127.0.0.1 --proxy-port 8080 --proxy-in-port 4143 --proxy-in-bind 127.0.0.1"
+    )]
+    #[case(
+        SidecarMode::ReverseTcp(Upstream::Iperf3),
+        "--proxy-protocol tcp --proxy-host 127.0.0.1 --proxy-port 5201"
+    )]
+    #[case(
+        SidecarMode::ReverseHttp,
+        "--proxy-type reverse --proxy-protocol http --proxy-host 127.0.0.1 --proxy-port 8080"
+    )]
+    #[case(
+        SidecarMode::ForwardHttp,
+        "--proxy-type forward --proxy-protocol http --proxy-out-port 4143 --proxy-out-bind 127.0.0.1"
+    )]
+    #[case(
+        SidecarMode::ForwardSocks,
+        "--proxy-type forward --proxy-protocol socks --proxy-out-port 4143"
+    )]
+    fn each_mode_listens_on_loopback_with_its_flags(
+        #[case] mode: SidecarMode,
+        #[case] expected: &str,
+    ) {
+        let line = joined(mode, Capture::Off);
+        assert!(line.contains(expected), "{line}");
+        assert!(
+            line.contains("--admin-port 4191 --admin-bind 127.0.0.1"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn capture_on_writes_a_rotated_file_and_off_writes_nothing() {
+        let on = joined(SidecarMode::ReverseHttp, Capture::On);
+        assert!(
+            on.contains("--capture /w/c.jsonl --capture-rotate-size 64MiB --capture-rotate-keep 1")
+        );
+        let off = joined(SidecarMode::ReverseHttp, Capture::Off);
+        assert!(off.ends_with("--capture off"), "{off}");
+    }
+}

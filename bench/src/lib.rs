@@ -1,0 +1,30 @@
+//! sidecar-bench: measures sidecar-proxy next to the proxies users already know (haproxy, nginx, squid,
+//! tinyproxy, dante, microsocks, mitmproxy) on one machine, in one run, and writes the comparison as
+//! markdown (docs/benchmarks.md; issue #8).
+//!
+//! - [`cli`] and [`run`]: the flags and the run from start to report;
+//! - [`install`] and [`workspace`]: the tools from Debian's packages and PyPI, the proxy's release binary;
+//! - [`process`], [`ports`], [`workdir`]: the servers the harness starts, their ports and their files;
+//! - [`route`], [`http1`], [`probe`]: one real request through any contender, to prove it ready;
+//! - [`contenders`]: one module per kind of server configuration;
+//! - [`clients`]: the load generators (wrk, proxychains4, iperf3, curl) and the idle-connection holder;
+//! - [`scenarios`]: what is measured, round by round; [`stats`], [`targets`], [`report`]: the result.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod clients;
+pub mod contenders;
+pub mod http1;
+pub mod install;
+pub mod ports;
+pub mod probe;
+pub mod process;
+pub mod report;
+pub mod route;
+pub mod rss;
+pub mod run;
+pub mod scenarios;
+pub mod stats;
+pub mod targets;
+pub mod workdir;
+pub mod workspace;

@@ -1,0 +1,154 @@
+//! Readiness: a contender is measured only after its port answers and one real request through it
+//! returns the origin's exact body. Anything else is a hard error carrying the server's log tail, so a
+//! broken contender can never show up in the report as a slow one.
+
+use std::time::{Duration, Instant};
+
+use crate::process::ServerProcess;
+use crate::route::{self, Route};
+
+/// How long a server has to start listening (mitmproxy, a Python program, is the slowest).
+pub const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Waits until something listens on 127.0.0.1:`port` (or the wildcard address), failing early if the
+/// server exits. The kernel's socket table is read rather than connecting: a bare connection would
+/// reach the origin through a relay, and iperf3's server counts such a connection as a failed test.
+/// The real request of [`expect_body`] then proves the port is the server's and that it answers.
+pub async fn until_listening(
+    server: &mut ServerProcess,
+    port: u16,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        server.ensure_running()?;
+        if is_listening(port) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(server
+                .failed(format!(
+                    "did not listen on 127.0.0.1:{port} within {timeout:?}"
+                ))
+                .into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn is_listening(port: u16) -> bool {
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        std::fs::read_to_string(table).is_ok_and(|text| listening_ports(&text).contains(&port))
+    })
+}
+
+/// Ports in state LISTEN (0A) on loopback or the wildcard address, from /proc/net/tcp{,6}, whose
+/// addresses are hex `ADDRESS:PORT` with the address in the kernel's byte order.
+pub fn listening_ports(table: &str) -> Vec<u16> {
+    const LOOPBACK_OR_ANY: [&str; 4] = [
+        "0100007F",
+        "00000000",
+        "00000000000000000000000001000000",
+        "00000000000000000000000000000000",
+    ];
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let local = fields.nth(1)?;
+            let state = fields.nth(1)?;
+            let (address, port) = local.split_once(':')?;
+            (state == "0A" && LOOPBACK_OR_ANY.contains(&address))
+                .then(|| u16::from_str_radix(port, 16).ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// Waits until the server's log contains `needle` (for servers that must not be poked by a bare
+/// connection, such as iperf3's, whose control protocol would count it as a failed test).
+pub async fn until_logged(
+    server: &mut ServerProcess,
+    log: &std::path::Path,
+    needle: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        server.ensure_running()?;
+        if std::fs::read_to_string(log).is_ok_and(|text| text.contains(needle)) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(server
+                .failed(format!("did not log {needle:?} within {timeout:?}"))
+                .into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One GET of `path` on the origin through `route` must return 200 and exactly `expected`.
+pub async fn expect_body(
+    server: &mut ServerProcess,
+    route: Route,
+    origin_port: u16,
+    path: &str,
+    expected: &[u8],
+) -> anyhow::Result<()> {
+    match fetch(route, origin_port, path).await {
+        Ok(response) if response.status == 200 && response.body == expected => Ok(()),
+        Ok(response) => Err(server
+            .failed(format!(
+                "answered GET {path} through {route:?} with {} and a {}-byte body {:?}, not 200 and {:?}",
+                response.status,
+                response.body.len(),
+                String::from_utf8_lossy(&response.body[..response.body.len().min(200)]),
+                String::from_utf8_lossy(expected),
+            ))
+            .into()),
+        Err(error) => Err(server
+            .failed(format!("failed GET {path} through {route:?}: {error:#}"))
+            .into()),
+    }
+}
+
+async fn fetch(
+    route: Route,
+    origin_port: u16,
+    path: &str,
+) -> anyhow::Result<crate::http1::Response> {
+    let mut stream = route::open(route, origin_port).await?;
+    let target = route.request_target(origin_port, path);
+    let host = format!("127.0.0.1:{origin_port}");
+    let exchange = crate::http1::get(&mut stream, &target, &host, false);
+    tokio::time::timeout(route::HANDSHAKE_TIMEOUT, exchange)
+        .await
+        .map_err(|_| anyhow::anyhow!("no response within {:?}", route::HANDSHAKE_TIMEOUT))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:471E 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2732003 1 0 100 0 0 10 0
+   1: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2718568 1 0 100 0 0 10 0
+   2: 0100007F:0050 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 2718569 1 0 100 0 0 10 0
+   3: 0A00020F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2718570 1 0 100 0 0 10 0
+";
+
+    #[test]
+    fn only_listening_sockets_on_loopback_or_any_count() {
+        // 0x471E = 18206 on 127.0.0.1, 0x1F90 = 8080 on 0.0.0.0; port 80 is an established
+        // connection and port 22 listens on another address.
+        assert_eq!(listening_ports(TCP), vec![18206, 8080]);
+    }
+
+    #[test]
+    fn a_listener_of_our_own_is_seen() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(is_listening(listener.local_addr().unwrap().port()));
+    }
+}

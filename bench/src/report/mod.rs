@@ -1,0 +1,381 @@
+//! The markdown report: what ran where, the targets and whether we meet them, then one table per
+//! scenario with medians, ratios to direct and every round's figure (an invalid round shows why).
+//! [`render`] is pure; [`machine`] gathers the facts and versions, [`document`] puts the generated part
+//! between markers in a file that may hold hand-written prose around it.
+
+pub mod document;
+pub mod machine;
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::scenarios::{Figure, Outcome, Row, Scenario, ScenarioKind, Section, Tool};
+use crate::stats::{summarize, RowSummary};
+use crate::targets::{goal_for, judge, kib_to_mb, per_connection_kb, Verdict};
+
+/// Everything about the run that is not a measurement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Meta {
+    /// When the run started (RFC 3339, UTC).
+    pub date: String,
+    pub cores: usize,
+    /// 1-minute load average when the measurements started and when they ended.
+    pub load_before: String,
+    pub load_after: String,
+    pub cpu: String,
+    pub kernel: String,
+    pub command: String,
+    pub smoke: bool,
+    pub rounds: u32,
+    pub seconds: u64,
+    pub wall_time: Duration,
+    pub wrk_threads: u32,
+    pub wrk_connections: u32,
+    pub pace_ms: u64,
+    pub idle_connections: u32,
+    /// Why fewer idle connections were held than asked, if so.
+    pub idle_note: Option<String>,
+    pub large_file_mib: u64,
+    /// (program, version), sidecar-proxy first.
+    pub versions: Vec<(String, String)>,
+}
+
+pub fn render(meta: &Meta, scenarios: &[Scenario]) -> String {
+    let mut out = String::new();
+    render_meta(&mut out, meta);
+    render_targets(&mut out, scenarios);
+    for scenario in scenarios {
+        render_scenario(&mut out, scenario, meta);
+    }
+    out
+}
+
+fn render_meta(out: &mut String, meta: &Meta) {
+    let kind = if meta.smoke { "Smoke run" } else { "Run" };
+    let _ = writeln!(out, "## Results\n");
+    let _ = writeln!(
+        out,
+        "{kind} started {}: {} round{} of {} s per measurement, medians; wall time {}.\n",
+        meta.date,
+        meta.rounds,
+        if meta.rounds == 1 { "" } else { "s" },
+        meta.seconds,
+        format_duration(meta.wall_time),
+    );
+    let _ = writeln!(out, "| | |\n|---|---|");
+    let _ = writeln!(out, "| command | `{}` |", meta.command.replace('|', "\\|"));
+    let _ = writeln!(
+        out,
+        "| machine | {} cores (nproc), {}, Linux {}; load average {} before the first measurement, {} after the last |",
+        meta.cores, meta.cpu, meta.kernel, meta.load_before, meta.load_after
+    );
+    let _ = writeln!(
+        out,
+        "| load | wrk {} threads × {} connections; latency paced at {} ms per request per connection; \
+         {} idle connections; download file {} MiB |",
+        meta.wrk_threads, meta.wrk_connections, meta.pace_ms, meta.idle_connections, meta.large_file_mib
+    );
+    if let Some(note) = &meta.idle_note {
+        let _ = writeln!(out, "| note | {note} |");
+    }
+    let _ = writeln!(out, "\n| program | version |\n|---|---|");
+    for (program, version) in &meta.versions {
+        let _ = writeln!(out, "| {program} | {} |", version.replace('|', "\\|"));
+    }
+    out.push('\n');
+}
+
+fn render_targets(out: &mut String, scenarios: &[Scenario]) {
+    let _ = writeln!(out, "### Our rows against the issue's targets\n");
+    let _ = writeln!(
+        out,
+        "| scenario | path | sidecar-proxy | our figure | target | verdict |"
+    );
+    let _ = writeln!(out, "|---|---|---|---:|---|---|");
+    for scenario in scenarios {
+        for section in &scenario.sections {
+            for row in section.rows.iter().filter(|row| row.is_ours()) {
+                let Some(goal) = goal_for(scenario.kind, row.group) else {
+                    continue;
+                };
+                let summary = summarize(row, section.baseline());
+                let figure = match scenario.kind {
+                    ScenarioKind::Latency => figure_p99(&summary),
+                    ScenarioKind::Memory => figure_memory(&summary),
+                    _ => summary
+                        .ratio
+                        .map_or("—".to_owned(), |r| format!("{r:.2} × direct")),
+                };
+                let capture = row.capture().map_or(String::new(), |c| c.to_string());
+                let _ = writeln!(
+                    out,
+                    "| {}. {} | {} | {capture} | {figure} | {goal} | {} |",
+                    scenario.kind.number(),
+                    section_short_name(scenario.kind, section),
+                    row.group,
+                    judge(goal, &summary),
+                );
+            }
+        }
+    }
+    out.push('\n');
+}
+
+fn section_short_name(kind: ScenarioKind, section: &Section) -> &'static str {
+    match (kind, section.tool) {
+        (ScenarioKind::KeepAlive, _) => "keep-alive",
+        (ScenarioKind::NewConnection, _) => "new connection per request",
+        (_, Tool::Iperf3) => "bulk, iperf3",
+        (_, Tool::Download) => "bulk, download",
+        (ScenarioKind::Latency, _) => "latency",
+        (ScenarioKind::Memory, _) => "memory",
+        _ => section.title,
+    }
+}
+
+fn figure_p99(summary: &RowSummary) -> String {
+    match summary.figure {
+        Some(Figure::Latency { p99_ms, .. }) => format!("p99 {p99_ms:.2} ms"),
+        _ => "—".to_owned(),
+    }
+}
+
+fn figure_memory(summary: &RowSummary) -> String {
+    match summary.figure {
+        Some(Figure::Memory {
+            idle_kib,
+            loaded_kib,
+            connections,
+            ..
+        }) => format!(
+            "{:.1} MB idle, {:.2} KB/conn",
+            kib_to_mb(idle_kib),
+            per_connection_kb(idle_kib, loaded_kib, connections)
+        ),
+        _ => "—".to_owned(),
+    }
+}
+
+fn render_scenario(out: &mut String, scenario: &Scenario, meta: &Meta) {
+    let _ = writeln!(
+        out,
+        "### {}. {}\n",
+        scenario.kind.number(),
+        scenario.kind.title()
+    );
+    for section in &scenario.sections {
+        let _ = writeln!(out, "_{}_\n", section.title);
+        match section.tool {
+            Tool::Wrk { .. } => rate_table(out, scenario.kind, section, "req/s", |f| match f {
+                Figure::RequestRate { per_sec } => Some(format_count(*per_sec)),
+                _ => None,
+            }),
+            Tool::Iperf3 | Tool::Download => {
+                rate_table(out, scenario.kind, section, "Gbit/s", |f| match f {
+                    Figure::Bandwidth { bits_per_sec } => {
+                        Some(format!("{:.2}", bits_per_sec / 1e9))
+                    }
+                    _ => None,
+                })
+            }
+            Tool::PacedWrk => latency_table(out, scenario.kind, section),
+            Tool::IdleConnections => {
+                memory_table(out, scenario.kind, section, meta.idle_connections)
+            }
+        }
+        out.push('\n');
+    }
+}
+
+/// Requests per second or Gbit/s, ratio to direct, target, and each round.
+fn rate_table(
+    out: &mut String,
+    kind: ScenarioKind,
+    section: &Section,
+    unit: &str,
+    show: fn(&Figure) -> Option<String>,
+) {
+    let _ = writeln!(
+        out,
+        "| path | contender | {unit} | × direct | target | each round ({unit}) |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---|---|");
+    let wrk = matches!(section.tool, Tool::Wrk { .. });
+    let mut closing = Vec::new();
+    for row in &section.rows {
+        let summary = summarize(row, section.baseline());
+        let value = summary
+            .figure
+            .as_ref()
+            .and_then(show)
+            .unwrap_or_else(|| "no result".to_owned());
+        let ratio = summary.ratio.map_or("—".to_owned(), |r| format!("{r:.2}"));
+        let mut contender = contender_cell(row);
+        if wrk
+            && row
+                .server
+                .is_some_and(|spec| spec.closes_client_connections())
+        {
+            contender.push_str(" ¹");
+            closing.push(row.contender());
+        }
+        let _ = writeln!(
+            out,
+            "| {} | {contender} | {value} | {ratio} | {} | {} |",
+            row.group,
+            target_cell(kind, row, &summary),
+            rounds_cell(&row.outcomes, show),
+        );
+    }
+    if !closing.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n¹ {} closes every client connection after one response without announcing it (no \
+             `Connection: close`), so keep-alive is in effect a new connection per request, and wrk \
+             counts each close as a read error: up to one read error per completed response is \
+             accepted for it, and no other socket error.",
+            closing.join(", ")
+        );
+    }
+}
+
+fn latency_table(out: &mut String, kind: ScenarioKind, section: &Section) {
+    let _ = writeln!(
+        out,
+        "| path | contender | p50 ms | p99 ms | p99.9 ms | req/s | p99 × direct | target | each round (p99 ms) |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---|---|");
+    for row in &section.rows {
+        let summary = summarize(row, section.baseline());
+        let cells = match summary.figure {
+            Some(Figure::Latency {
+                p50_ms,
+                p99_ms,
+                p999_ms,
+                per_sec,
+            }) => format!(
+                "{p50_ms:.3} | {p99_ms:.3} | {p999_ms:.3} | {}",
+                format_count(per_sec)
+            ),
+            _ => "no result | | | ".to_owned(),
+        };
+        let ratio = summary.ratio.map_or("—".to_owned(), |r| format!("{r:.2}"));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {cells} | {ratio} | {} | {} |",
+            row.group,
+            contender_cell(row),
+            target_cell(kind, row, &summary),
+            rounds_cell(&row.outcomes, |f| match f {
+                Figure::Latency { p99_ms, .. } => Some(format!("{p99_ms:.3}")),
+                _ => None,
+            }),
+        );
+    }
+}
+
+fn memory_table(out: &mut String, kind: ScenarioKind, section: &Section, connections: u32) {
+    let _ = writeln!(
+        out,
+        "| path | contender | RSS idle (MB) | RSS with {connections} idle connections (MB) | KB per connection | PSS with them (MB) | processes | target | each round (idle → loaded RSS, MB) |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---|---|");
+    for row in &section.rows {
+        let summary = summarize(row, None);
+        let cells = match summary.figure {
+            Some(Figure::Memory {
+                idle_kib,
+                loaded_kib,
+                loaded_pss_kib,
+                processes,
+                connections,
+            }) => format!(
+                "{:.1} | {:.1} | {:.2} | {:.1} | {processes}",
+                kib_to_mb(idle_kib),
+                kib_to_mb(loaded_kib),
+                per_connection_kb(idle_kib, loaded_kib, connections),
+                kib_to_mb(loaded_pss_kib),
+            ),
+            _ => "no result | | | | ".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {cells} | {} | {} |",
+            row.group,
+            contender_cell(row),
+            target_cell(kind, row, &summary),
+            rounds_cell(&row.outcomes, |f| match f {
+                Figure::Memory {
+                    idle_kib,
+                    loaded_kib,
+                    ..
+                } => Some(format!(
+                    "{:.1} → {:.1}",
+                    kib_to_mb(*idle_kib),
+                    kib_to_mb(*loaded_kib)
+                )),
+                _ => None,
+            }),
+        );
+    }
+}
+
+/// Ours in bold, with the capture setting.
+fn contender_cell(row: &Row) -> String {
+    if row.is_ours() {
+        format!("**{}**", row.label())
+    } else {
+        row.label()
+    }
+}
+
+fn target_cell(kind: ScenarioKind, row: &Row, summary: &RowSummary) -> String {
+    if !row.is_ours() {
+        return String::new();
+    }
+    match goal_for(kind, row.group) {
+        Some(goal) => match judge(goal, summary) {
+            Verdict::Met => format!("{goal}: met"),
+            verdict => format!("{goal}: {verdict}"),
+        },
+        None => String::new(),
+    }
+}
+
+/// Every round's figure, or `✗ reason` for an invalid one.
+fn rounds_cell(outcomes: &[Outcome], show: fn(&Figure) -> Option<String>) -> String {
+    outcomes
+        .iter()
+        .map(|outcome| match outcome {
+            Ok(figure) => show(figure).unwrap_or_else(|| "?".to_owned()),
+            Err(invalid) => format!("✗ {}", invalid.0.replace('|', "\\|")),
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+/// 12345.6 → "12,346".
+pub fn format_count(value: f64) -> String {
+    let rounded = value.round().max(0.0) as u64;
+    let digits = rounded.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn format_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    if seconds >= 60 {
+        format!("{} min {} s", seconds / 60, seconds % 60)
+    } else {
+        format!("{seconds} s")
+    }
+}
+
+#[cfg(test)]
+mod tests;

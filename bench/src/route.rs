@@ -1,0 +1,167 @@
+//! How a client reaches the origin: directly, through a reverse proxy that stands in for it, or through
+//! a forward proxy (HTTP absolute-form, HTTP CONNECT, SOCKS5). [`open`] does the proxy handshake, so the
+//! readiness probe and the idle-connection holder speak to every contender the same way.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Longest CONNECT response head the handshake accepts.
+const MAX_CONNECT_HEAD: usize = 8 * 1024;
+
+/// How long a connection and its proxy handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Straight to the origin.
+    Direct,
+    /// To a reverse proxy's listener, which relays to the origin.
+    Reverse { port: u16 },
+    /// To an HTTP forward proxy, with the origin's absolute URL in the request line.
+    AbsoluteForm { proxy_port: u16 },
+    /// Through an HTTP CONNECT tunnel.
+    Connect { proxy_port: u16 },
+    /// Through a SOCKS5 tunnel (no authentication).
+    Socks5 { proxy_port: u16 },
+}
+
+impl Route {
+    /// The port the client connects to.
+    pub fn first_hop(&self, origin_port: u16) -> u16 {
+        match *self {
+            Route::Direct => origin_port,
+            Route::Reverse { port } => port,
+            Route::AbsoluteForm { proxy_port }
+            | Route::Connect { proxy_port }
+            | Route::Socks5 { proxy_port } => proxy_port,
+        }
+    }
+
+    /// The request target of a GET for `path` on the origin: absolute-form for an HTTP forward proxy,
+    /// origin-form otherwise.
+    pub fn request_target(&self, origin_port: u16, path: &str) -> String {
+        match self {
+            Route::AbsoluteForm { .. } => format!("{}{path}", origin_url(origin_port)),
+            _ => path.to_owned(),
+        }
+    }
+}
+
+/// `http://127.0.0.1:PORT` (no trailing slash).
+pub fn origin_url(origin_port: u16) -> String {
+    format!("http://127.0.0.1:{origin_port}")
+}
+
+/// A connection on which an HTTP request to the origin can be written: the proxy handshake, if any,
+/// is done.
+pub async fn open(route: Route, origin_port: u16) -> anyhow::Result<TcpStream> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, open_now(route, origin_port))
+        .await
+        .with_context(|| format!("no connection through {route:?} within {HANDSHAKE_TIMEOUT:?}"))?
+}
+
+async fn open_now(route: Route, origin_port: u16) -> anyhow::Result<TcpStream> {
+    let first_hop = SocketAddr::from((Ipv4Addr::LOCALHOST, route.first_hop(origin_port)));
+    let mut stream = TcpStream::connect(first_hop)
+        .await
+        .with_context(|| format!("cannot connect to {first_hop}"))?;
+    stream.set_nodelay(true)?;
+    match route {
+        Route::Direct | Route::Reverse { .. } | Route::AbsoluteForm { .. } => {}
+        Route::Connect { .. } => connect_tunnel(&mut stream, origin_port).await?,
+        Route::Socks5 { .. } => socks5_tunnel(&mut stream, origin_port).await?,
+    }
+    Ok(stream)
+}
+
+async fn connect_tunnel(stream: &mut TcpStream, origin_port: u16) -> anyhow::Result<()> {
+    let authority = format!("127.0.0.1:{origin_port}");
+    stream
+        .write_all(format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes())
+        .await?;
+    // Byte by byte: nothing of the tunnel may be read as part of the proxy's answer.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() >= MAX_CONNECT_HEAD {
+            bail!("CONNECT answer head longer than {MAX_CONNECT_HEAD} bytes");
+        }
+        let byte = stream
+            .read_u8()
+            .await
+            .context("the proxy closed the connection before answering CONNECT")?;
+        head.push(byte);
+    }
+    let status = crate::http1::parse_status_line(&head)?;
+    if !(200..300).contains(&status) {
+        bail!(
+            "CONNECT refused: {}",
+            String::from_utf8_lossy(&head).lines().next().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+async fn socks5_tunnel(stream: &mut TcpStream, origin_port: u16) -> anyhow::Result<()> {
+    // Greeting: version 5, one method, "no authentication".
+    stream.write_all(&[5, 1, 0]).await?;
+    let mut choice = [0u8; 2];
+    stream
+        .read_exact(&mut choice)
+        .await
+        .context("no SOCKS5 method choice")?;
+    if choice != [5, 0] {
+        bail!("SOCKS5 server chose method {choice:?}, not [5, 0] (no authentication)");
+    }
+    let [port_high, port_low] = origin_port.to_be_bytes();
+    stream
+        .write_all(&[5, 1, 0, 1, 127, 0, 0, 1, port_high, port_low])
+        .await?;
+    let mut reply = [0u8; 4];
+    stream
+        .read_exact(&mut reply)
+        .await
+        .context("no SOCKS5 reply to CONNECT")?;
+    if reply[0] != 5 || reply[1] != 0 {
+        bail!("SOCKS5 CONNECT refused (reply code {})", reply[1]);
+    }
+    let address_len = match reply[3] {
+        1 => 4,
+        4 => 16,
+        3 => usize::from(stream.read_u8().await?),
+        other => bail!("SOCKS5 reply with unknown address type {other}"),
+    };
+    let mut bound = vec![0u8; address_len + 2];
+    stream.read_exact(&mut bound).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(Route::Direct, "/")]
+    #[case(Route::Reverse { port: 2 }, "/")]
+    #[case(Route::AbsoluteForm { proxy_port: 2 }, "http://127.0.0.1:1000/")]
+    #[case(Route::Connect { proxy_port: 2 }, "/")]
+    #[case(Route::Socks5 { proxy_port: 2 }, "/")]
+    fn only_absolute_form_puts_the_origin_in_the_request_line(
+        #[case] route: Route,
+        #[case] expected: &str,
+    ) {
+        assert_eq!(route.request_target(1000, "/"), expected);
+    }
+
+    #[rstest]
+    #[case(Route::Direct, 1000)]
+    #[case(Route::Reverse { port: 2 }, 2)]
+    #[case(Route::Socks5 { proxy_port: 3 }, 3)]
+    fn first_hop_is_the_origin_only_when_direct(#[case] route: Route, #[case] expected: u16) {
+        assert_eq!(route.first_hop(1000), expected);
+    }
+}

@@ -1,0 +1,260 @@
+//! The rows of issue #8, scenario by scenario. Each of our rows comes twice, capture on and capture
+//! off (scenario 6), right after each other so the pair shares the machine's state.
+
+use super::{Group, Row, Scenario, ScenarioKind, Section, Tool};
+use crate::contenders::{Capture, HaproxyMode, ServerSpec, SidecarMode, Upstream};
+
+fn ours(group: Group, mode: SidecarMode) -> [Row; 2] {
+    [Capture::On, Capture::Off]
+        .map(|capture| Row::through(group, ServerSpec::Sidecar(mode, capture)))
+}
+
+fn theirs(group: Group, specs: &[ServerSpec]) -> Vec<Row> {
+    specs
+        .iter()
+        .map(|spec| Row::through(group, *spec))
+        .collect()
+}
+
+/// Scenarios 1 and 2 share their rows: every relay against the tools users know for it.
+fn http_load_rows() -> Vec<Row> {
+    let mut rows = vec![Row::direct()];
+    rows.extend(ours(
+        Group::ReverseTcp,
+        SidecarMode::ReverseTcp(Upstream::Http),
+    ));
+    rows.extend(theirs(
+        Group::ReverseTcp,
+        &[ServerSpec::Haproxy(HaproxyMode::Tcp, Upstream::Http)],
+    ));
+    rows.extend(ours(Group::ReverseHttp, SidecarMode::ReverseHttp));
+    rows.extend(theirs(
+        Group::ReverseHttp,
+        &[
+            ServerSpec::NginxReverse,
+            ServerSpec::Haproxy(HaproxyMode::Http, Upstream::Http),
+        ],
+    ));
+    rows.extend(ours(Group::AbsoluteForm, SidecarMode::ForwardHttp));
+    rows.extend(theirs(
+        Group::AbsoluteForm,
+        &[
+            ServerSpec::Squid,
+            ServerSpec::Tinyproxy,
+            ServerSpec::Mitmproxy,
+        ],
+    ));
+    rows.extend(ours(Group::Connect, SidecarMode::ForwardHttp));
+    rows.extend(theirs(Group::Connect, &[ServerSpec::Squid]));
+    rows.extend(ours(Group::Socks5, SidecarMode::ForwardSocks));
+    rows.extend(theirs(
+        Group::Socks5,
+        &[ServerSpec::Dante, ServerSpec::Microsocks],
+    ));
+    rows
+}
+
+fn bulk_sections() -> Vec<Section> {
+    let mut iperf = vec![Row::direct()];
+    iperf.extend(ours(
+        Group::ReverseTcp,
+        SidecarMode::ReverseTcp(Upstream::Iperf3),
+    ));
+    iperf.extend(theirs(
+        Group::ReverseTcp,
+        &[ServerSpec::Haproxy(HaproxyMode::Tcp, Upstream::Iperf3)],
+    ));
+    let mut download = vec![Row::direct()];
+    download.extend(ours(Group::Connect, SidecarMode::ForwardHttp));
+    download.extend(theirs(Group::Connect, &[ServerSpec::Squid]));
+    download.extend(ours(Group::Socks5, SidecarMode::ForwardSocks));
+    download.extend(theirs(
+        Group::Socks5,
+        &[ServerSpec::Dante, ServerSpec::Microsocks],
+    ));
+    vec![
+        Section {
+            title: "iperf3 through a tcp relay",
+            tool: Tool::Iperf3,
+            rows: iperf,
+        },
+        Section {
+            title: "large download (curl) through a tunnel",
+            tool: Tool::Download,
+            rows: download,
+        },
+    ]
+}
+
+fn latency_rows() -> Vec<Row> {
+    let mut rows = vec![Row::direct()];
+    rows.extend(ours(Group::ReverseHttp, SidecarMode::ReverseHttp));
+    rows.extend(theirs(
+        Group::ReverseHttp,
+        &[
+            ServerSpec::NginxReverse,
+            ServerSpec::Haproxy(HaproxyMode::Http, Upstream::Http),
+        ],
+    ));
+    rows.extend(ours(
+        Group::ReverseTcp,
+        SidecarMode::ReverseTcp(Upstream::Http),
+    ));
+    rows.extend(theirs(
+        Group::ReverseTcp,
+        &[ServerSpec::Haproxy(HaproxyMode::Tcp, Upstream::Http)],
+    ));
+    rows
+}
+
+fn memory_rows() -> Vec<Row> {
+    let mut rows = Vec::new();
+    rows.extend(ours(
+        Group::ReverseTcp,
+        SidecarMode::ReverseTcp(Upstream::Http),
+    ));
+    rows.extend(theirs(
+        Group::ReverseTcp,
+        &[ServerSpec::Haproxy(HaproxyMode::Tcp, Upstream::Http)],
+    ));
+    rows.extend(ours(Group::Socks5, SidecarMode::ForwardSocks));
+    rows.extend(theirs(
+        Group::Socks5,
+        &[ServerSpec::Dante, ServerSpec::Microsocks],
+    ));
+    rows
+}
+
+/// The whole plan, in the order each round measures it.
+pub fn plan() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            kind: ScenarioKind::KeepAlive,
+            sections: vec![Section {
+                title: "wrk, 50 keep-alive connections",
+                tool: Tool::Wrk {
+                    connection_close: false,
+                },
+                rows: http_load_rows(),
+            }],
+        },
+        Scenario {
+            kind: ScenarioKind::NewConnection,
+            sections: vec![Section {
+                title: "wrk, 50 connections, `Connection: close`",
+                tool: Tool::Wrk {
+                    connection_close: true,
+                },
+                rows: http_load_rows(),
+            }],
+        },
+        Scenario {
+            kind: ScenarioKind::Bulk,
+            sections: bulk_sections(),
+        },
+        Scenario {
+            kind: ScenarioKind::Latency,
+            sections: vec![Section {
+                title: "wrk, 50 connections, each pausing before every request",
+                tool: Tool::PacedWrk,
+                rows: latency_rows(),
+            }],
+        },
+        Scenario {
+            kind: ScenarioKind::Memory,
+            sections: vec![Section {
+                title: "a fresh server per round; idle connections opened by the harness",
+                tool: Tool::IdleConnections,
+                rows: memory_rows(),
+            }],
+        },
+    ]
+}
+
+/// The servers the long-lived fleet must run: every server of every section but the memory one
+/// (which starts its own, fresh each round), each once, in plan order.
+pub fn fleet_specs(plan: &[Scenario]) -> Vec<ServerSpec> {
+    let mut specs: Vec<ServerSpec> = Vec::new();
+    for section in plan.iter().flat_map(|scenario| &scenario.sections) {
+        if section.tool == Tool::IdleConnections {
+            continue;
+        }
+        for spec in section.rows.iter().filter_map(|row| row.server) {
+            if !specs.contains(&spec) {
+                specs.push(spec);
+            }
+        }
+    }
+    specs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_throughput_and_latency_section_starts_with_its_direct_baseline() {
+        for scenario in plan() {
+            for section in &scenario.sections {
+                let has_baseline = section.baseline().is_some();
+                assert_eq!(
+                    has_baseline,
+                    section.tool != Tool::IdleConnections,
+                    "{}",
+                    section.title
+                );
+                let directs = section
+                    .rows
+                    .iter()
+                    .filter(|row| row.server.is_none())
+                    .count();
+                assert_eq!(directs, usize::from(has_baseline), "{}", section.title);
+            }
+        }
+    }
+
+    #[test]
+    fn each_of_our_rows_comes_with_capture_on_then_off() {
+        for section in plan().iter().flat_map(|scenario| scenario.sections.clone()) {
+            let ours: Vec<&Row> = section.rows.iter().filter(|row| row.is_ours()).collect();
+            assert!(!ours.is_empty(), "{}", section.title);
+            for pair in ours.chunks(2) {
+                assert_eq!(pair[0].capture(), Some(Capture::On), "{}", section.title);
+                assert_eq!(pair[1].capture(), Some(Capture::Off), "{}", section.title);
+                assert_eq!(pair[0].group, pair[1].group);
+            }
+        }
+    }
+
+    #[test]
+    fn the_issues_contenders_are_all_there() {
+        let plan = plan();
+        let names: Vec<&str> = plan
+            .iter()
+            .flat_map(|scenario| &scenario.sections)
+            .flat_map(|section| &section.rows)
+            .map(Row::contender)
+            .collect();
+        for expected in [
+            "haproxy (mode tcp)",
+            "haproxy (mode http)",
+            "nginx",
+            "squid",
+            "tinyproxy",
+            "mitmproxy",
+            "dante",
+            "microsocks",
+        ] {
+            assert!(names.contains(&expected), "{expected}");
+        }
+    }
+
+    #[test]
+    fn the_fleet_runs_each_server_once_and_none_only_for_memory() {
+        let specs = fleet_specs(&plan());
+        let unique: std::collections::HashSet<_> = specs.iter().collect();
+        assert_eq!(unique.len(), specs.len());
+        assert!(specs.contains(&ServerSpec::Mitmproxy));
+        assert!(specs.contains(&ServerSpec::Haproxy(HaproxyMode::Tcp, Upstream::Iperf3)));
+    }
+}

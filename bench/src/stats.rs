@@ -1,0 +1,190 @@
+//! Medians over rounds. A row's figure is the median of its valid rounds; its ratio is the median of
+//! the per-round ratios to the direct path (each round's ratio uses the direct figure of that same
+//! round, so a machine that is slower in one round does not skew the comparison).
+
+use crate::scenarios::{Figure, Row};
+
+/// The median (the mean of the middle two for an even count); `None` when empty. NaN is skipped.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let middle = sorted.len() / 2;
+    Some(if sorted.len().is_multiple_of(2) {
+        (sorted[middle - 1] + sorted[middle]) / 2.0
+    } else {
+        sorted[middle]
+    })
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowSummary {
+    pub figure: Option<Figure>,
+    pub ratio: Option<f64>,
+    pub valid_rounds: usize,
+    pub rounds: usize,
+}
+
+pub fn summarize(row: &Row, baseline: Option<&Row>) -> RowSummary {
+    let valid: Vec<Figure> = row
+        .outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().ok().copied())
+        .collect();
+    // The direct row against itself gives 1.0 each round, which is what its ratio column should say.
+    let ratios: Vec<f64> = baseline
+        .map(|base| {
+            row.outcomes
+                .iter()
+                .zip(&base.outcomes)
+                .filter_map(|(ours, direct)| match (ours, direct) {
+                    (Ok(ours), Ok(direct)) => ours.ratio_to(direct),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    RowSummary {
+        figure: median_figure(&valid),
+        ratio: median(&ratios),
+        valid_rounds: valid.len(),
+        rounds: row.outcomes.len(),
+    }
+}
+
+/// Field by field for rates and percentiles; for memory, the round with the median growth under load,
+/// kept whole so that its idle and loaded RSS belong together.
+pub fn median_figure(figures: &[Figure]) -> Option<Figure> {
+    let first = *figures.first()?;
+    let field = |get: fn(&Figure) -> Option<f64>| {
+        median(&figures.iter().filter_map(get).collect::<Vec<_>>())
+    };
+    Some(match first {
+        Figure::RequestRate { .. } => Figure::RequestRate {
+            per_sec: field(|f| match f {
+                Figure::RequestRate { per_sec } => Some(*per_sec),
+                _ => None,
+            })?,
+        },
+        Figure::Bandwidth { .. } => Figure::Bandwidth {
+            bits_per_sec: field(|f| match f {
+                Figure::Bandwidth { bits_per_sec } => Some(*bits_per_sec),
+                _ => None,
+            })?,
+        },
+        Figure::Latency { .. } => Figure::Latency {
+            p50_ms: field(|f| match f {
+                Figure::Latency { p50_ms, .. } => Some(*p50_ms),
+                _ => None,
+            })?,
+            p99_ms: field(|f| match f {
+                Figure::Latency { p99_ms, .. } => Some(*p99_ms),
+                _ => None,
+            })?,
+            p999_ms: field(|f| match f {
+                Figure::Latency { p999_ms, .. } => Some(*p999_ms),
+                _ => None,
+            })?,
+            per_sec: field(|f| match f {
+                Figure::Latency { per_sec, .. } => Some(*per_sec),
+                _ => None,
+            })?,
+        },
+        Figure::Memory { .. } => {
+            let mut rounds: Vec<Figure> = figures
+                .iter()
+                .copied()
+                .filter(|f| matches!(f, Figure::Memory { .. }))
+                .collect();
+            rounds.sort_by_key(|f| match f {
+                Figure::Memory {
+                    idle_kib,
+                    loaded_kib,
+                    ..
+                } => loaded_kib.saturating_sub(*idle_kib),
+                _ => 0,
+            });
+            *rounds.get(rounds.len().saturating_sub(1) / 2)?
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clients::Invalid;
+    use crate::contenders::{Capture, ServerSpec, SidecarMode};
+    use crate::scenarios::Group;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(&[], None)]
+    #[case(&[3.0], Some(3.0))]
+    #[case(&[5.0, 1.0, 3.0], Some(3.0))]
+    #[case(&[4.0, 1.0, 3.0, 2.0], Some(2.5))]
+    #[case(&[f64::NAN, 2.0], Some(2.0))]
+    fn medians(#[case] values: &[f64], #[case] expected: Option<f64>) {
+        assert_eq!(median(values), expected);
+    }
+
+    fn rate(per_sec: f64) -> Result<Figure, Invalid> {
+        Ok(Figure::RequestRate { per_sec })
+    }
+
+    #[test]
+    fn ratios_pair_each_round_with_its_own_direct_figure() {
+        let mut direct = Row::direct();
+        direct.outcomes = vec![rate(100.0), rate(200.0), rate(100.0)];
+        let mut ours = Row::through(
+            Group::ReverseHttp,
+            ServerSpec::Sidecar(SidecarMode::ReverseHttp, Capture::On),
+        );
+        ours.outcomes = vec![
+            rate(50.0),
+            rate(180.0),
+            Err(Invalid("socket errors".into())),
+        ];
+        let summary = summarize(&ours, Some(&direct));
+        // Rounds 1 and 2: 0.5 and 0.9; round 3 is invalid and left out.
+        assert_eq!(summary.ratio, Some(0.7));
+        assert_eq!(summary.figure, Some(Figure::RequestRate { per_sec: 115.0 }));
+        assert_eq!((summary.valid_rounds, summary.rounds), (2, 3));
+    }
+
+    #[test]
+    fn a_row_with_no_valid_round_has_no_figure() {
+        let mut row = Row::direct();
+        row.outcomes = vec![Err(Invalid("no request completed".into()))];
+        let summary = summarize(&row, None);
+        assert_eq!(summary.figure, None);
+        assert_eq!(summary.ratio, None);
+    }
+
+    #[test]
+    fn memory_keeps_the_median_round_whole() {
+        let memory = |idle_kib, loaded_kib| Figure::Memory {
+            idle_kib,
+            loaded_kib,
+            loaded_pss_kib: loaded_kib,
+            processes: 1,
+            connections: 10,
+        };
+        let figures = [memory(1000, 5000), memory(3000, 4000), memory(1000, 3000)];
+        // Growth 4000, 1000, 2000: the median round is the third.
+        assert_eq!(median_figure(&figures), Some(memory(1000, 3000)));
+    }
+
+    #[test]
+    fn latency_percentiles_take_their_medians_separately() {
+        let latency = |p50_ms, p99_ms| Figure::Latency {
+            p50_ms,
+            p99_ms,
+            p999_ms: 9.0,
+            per_sec: 100.0,
+        };
+        let figures = [latency(1.0, 8.0), latency(3.0, 2.0), latency(2.0, 4.0)];
+        assert_eq!(median_figure(&figures), Some(latency(2.0, 4.0)));
+    }
+}

@@ -1,0 +1,115 @@
+//! The Cargo workspace the harness runs in: where the report and the venv go, and the release build of
+//! sidecar-proxy that is measured.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+use serde::Deserialize;
+
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub root: PathBuf,
+    /// `target/` or wherever CARGO_TARGET_DIR (or Cargo's configuration) puts it.
+    pub target_dir: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    workspace_root: PathBuf,
+    target_directory: PathBuf,
+}
+
+/// The cargo that runs us (`cargo run` sets CARGO), else the one on PATH.
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+impl Workspace {
+    /// Asks Cargo, which knows CARGO_TARGET_DIR and `.cargo/config.toml` alike.
+    pub fn locate() -> anyhow::Result<Workspace> {
+        let output = cargo()
+            .args([
+                "metadata",
+                "--format-version",
+                "1",
+                "--no-deps",
+                "--offline",
+            ])
+            .output()
+            .context("cannot run cargo metadata (run sidecar-bench inside the repository)")?;
+        if !output.status.success() {
+            bail!(
+                "cargo metadata failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        let metadata: Metadata = serde_json::from_slice(&output.stdout)
+            .context("cannot read cargo metadata's output")?;
+        Ok(Workspace {
+            root: metadata.workspace_root,
+            target_dir: metadata.target_directory,
+        })
+    }
+
+    /// `cargo build --release -p sidecar-proxy --locked` and the binary it made.
+    pub fn build_proxy(&self) -> anyhow::Result<PathBuf> {
+        eprintln!("sidecar-bench: cargo build --release -p sidecar-proxy --locked");
+        let status = cargo()
+            .current_dir(&self.root)
+            .args(["build", "--release", "-p", "sidecar-proxy", "--locked"])
+            .status()
+            .context("cannot run cargo build")?;
+        if !status.success() {
+            bail!("cargo build --release -p sidecar-proxy failed ({status})");
+        }
+        let binary = self.target_dir.join("release/sidecar-proxy");
+        if !binary.is_file() {
+            bail!("{} is missing after the build", binary.display());
+        }
+        Ok(binary)
+    }
+
+    /// Short commit of HEAD, and whether proxy/ has uncommitted changes (the numbers are then of code
+    /// no commit holds).
+    pub fn proxy_revision(&self) -> String {
+        let git = |args: &[&str]| {
+            Command::new("git")
+                .current_dir(&self.root)
+                .args(args)
+                .output()
+        };
+        let head = match git(&["rev-parse", "--short", "HEAD"]) {
+            Ok(out) if out.status.success() => {
+                String::from_utf8_lossy(&out.stdout).trim().to_owned()
+            }
+            _ => return "unknown (no git)".to_owned(),
+        };
+        let clean = git(&["status", "--porcelain", "--", "proxy"])
+            .is_ok_and(|out| out.status.success() && out.stdout.is_empty());
+        if clean {
+            head
+        } else {
+            format!("{head} with uncommitted changes in proxy/")
+        }
+    }
+
+    pub fn default_report(&self) -> PathBuf {
+        self.root.join("docs/benchmarks.md")
+    }
+
+    pub fn venv(&self) -> PathBuf {
+        self.target_dir.join("bench-venv")
+    }
+}
+
+/// A given binary must exist and be executable before anything starts.
+pub fn check_proxy_bin(path: &Path) -> anyhow::Result<PathBuf> {
+    let path = path
+        .canonicalize()
+        .with_context(|| format!("--proxy-bin {}", path.display()))?;
+    if !path.is_file() {
+        bail!("--proxy-bin {} is not a file", path.display());
+    }
+    Ok(path)
+}

@@ -1,0 +1,93 @@
+//! Slow, broken and abusive peers: each is handled by design, and shown here on loopback with real sockets,
+//! against the sidecar in-process or (where the process itself is the point) the real binary.
+//!
+//! - [`slowloris`]: a request head or SOCKS handshake trickled a byte at a time is closed at the handshake
+//!   timeout, on every listener that has a handshake.
+//! - [`head_size`]: an oversized request head is answered 431.
+//! - [`smuggling`]: absurd or conflicting Content-Length / Transfer-Encoding is refused (or resolved as
+//!   RFC 9112 says), and the upstream never sees a second request.
+//! - [`half_close`]: a half-close passes through every relay, both ways, and the other direction flows on.
+//! - [`upstream_timeout`]: an upstream that accepts and never answers gets the client a 504 (HTTP) or the
+//!   protocol's failure reply (SOCKS, CONNECT), and a response head in time is never cut off after.
+//! - [`resets`]: a peer that resets mid-stream closes the other side, and disturbs nothing else.
+//! - [`flood`]: the connection limit refuses politely while the open connections keep flowing.
+//! - [`fd_exhaustion`]: out of file descriptors, the binary pauses its accepts instead of spinning.
+//! - [`full_disk`]: with the capture sink on a full disk, traffic flows and records are counted dropped.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod fd_exhaustion;
+mod flood;
+mod full_disk;
+mod half_close;
+mod head_size;
+mod resets;
+mod slowloris;
+mod smuggling;
+mod upstream_timeout;
+
+use std::future::Future;
+use std::time::Duration;
+
+/// How long any answer or close may take before a test calls it missing: liveness, not speed, on a loaded
+/// two-core machine.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// The handshake, connect and upstream timeouts of the cases that wait for one: short, so a case ends
+/// quickly, while the margins around them stay generous.
+pub const SHORT_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// Runs `future`, failing the test (instead of hanging) if it takes longer than [`PATIENCE`].
+pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(PATIENCE, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not done within {PATIENCE:?}"))
+}
+
+/// The sidecar's two HTTP listeners.
+#[derive(Clone, Copy, Debug)]
+pub enum HttpProxy {
+    Reverse,
+    Forward,
+}
+
+/// An HTTP listener of the sidecar in front of one upstream.
+pub struct HttpFront {
+    pub addr: std::net::SocketAddr,
+    /// What a request target starts with: `http://host:port` through the forward proxy, nothing through
+    /// the reverse one (whose app is the upstream).
+    pub target_prefix: String,
+    pub proxy: support::RunningProxy,
+}
+
+impl HttpProxy {
+    /// Starts the sidecar with this listener in front of `upstream`, its options changed by `adjust`.
+    pub async fn start(
+        self,
+        upstream: std::net::SocketAddr,
+        services: sidecar_proxy::server::Services,
+        adjust: impl FnOnce(&mut sidecar_proxy::options::RuntimeOptions),
+    ) -> HttpFront {
+        use support::proxy::start_proxy_serving;
+        match self {
+            HttpProxy::Reverse => {
+                let proxy =
+                    start_proxy_serving("reverse", "http", Some(upstream), services, adjust).await;
+                HttpFront {
+                    addr: proxy.inbound(),
+                    target_prefix: String::new(),
+                    proxy,
+                }
+            }
+            HttpProxy::Forward => {
+                let proxy = start_proxy_serving("forward", "http", None, services, adjust).await;
+                HttpFront {
+                    addr: proxy.outbound(),
+                    target_prefix: format!("http://{upstream}"),
+                    proxy,
+                }
+            }
+        }
+    }
+}
