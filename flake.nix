@@ -60,6 +60,7 @@
               ./injector
               ./conformance
               ./bench
+              ./fuzz
               ./deploy
             ];
           };

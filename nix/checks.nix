@@ -13,13 +13,14 @@ let
   inherit ((lib.importTOML ../proxy/Cargo.toml).package) version;
 
   # Tests that create network namespaces and iptables rules, which needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN):
-  # every #[test] in proxy/tests/iptables_netns.rs and proxy/tests/transparent_netns.rs. They fail, not
+  # every #[test] in proxy/tests/*_netns.rs (iptables_netns, transparent_netns, open_proxy_netns). They fail, not
   # skip, without root, so a new one that is not listed here fails this check loudly rather than passing.
   # scripts/check_nix.sh checks this list against those files.
   rootOnlyTests = [
     "auto_backend_applies_once_reruns_identically_and_dry_run_changes_nothing"
     "legacy_backend_converges_and_auto_stays_on_it"
     "transparent_mode_relays_and_records_both_directions_with_no_app_settings"
+    "another_pod_cannot_use_the_forward_listener_but_reaches_inbound_and_admin"
   ];
 
   workspace = {

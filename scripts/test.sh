@@ -66,6 +66,23 @@ log "cargo test (everything but the conformance matrix)"
 cargo test --workspace --locked --exclude sidecar-conformance
 cargo test --locked -p sidecar-conformance --lib --bins
 
+# Every fuzz target for a few seconds over a scratch copy of its committed corpus (docs/fuzzing.md); the
+# corpus itself already ran above, as sidecar-fuzz's corpus test. Installs cargo-fuzz when missing.
+log "fuzz: a short libFuzzer run of every target"
+./scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
+
+# The benchmark harness in its smoke mode (docs/benchmarks.md): one short round of every scenario against
+# every contender, so the harness cannot rot; it installs the contenders from Debian's packages and PyPI when
+# missing, and fails on any row without a valid result. Figures from a busy CI machine mean nothing; the
+# full run is by hand.
+log "benchmark harness, smoke run"
+cargo run --locked -p sidecar-bench -- run --smoke
+
+# A few minutes of mixed load through sidecars in every inline mode, failing on growth of memory, file
+# descriptors or tasks beyond the bounds docs/soak.md states; the hour-long run is by hand.
+log "soak, short run"
+cargo run --locked --release -p sidecar-bench --bin sidecar-soak -- --duration "${SOAK_DURATION:-3m}" --out target/soak
+
 # The conformance matrix (docs/conformance.md) runs real clients in containers: it needs a Docker engine and
 # the Debian base image, which scripts/docker-engine.sh provides (installing docker.io and debootstrap when
 # missing). The suite builds its own images when their inputs changed.

@@ -24,6 +24,7 @@ pub mod route;
 pub mod rss;
 pub mod run;
 pub mod scenarios;
+pub mod soak;
 pub mod stats;
 pub mod targets;
 pub mod workdir;

@@ -552,7 +552,7 @@ async fn capture_files_are_created_0600_even_under_umask_0000_rotated_ones_too()
 // No unsafe code
 
 /// The workspace's Rust packages, relative to the workspace root.
-const PACKAGES: [&str; 3] = ["proxy", "injector", "conformance"];
+const PACKAGES: [&str; 5] = ["proxy", "injector", "conformance", "bench", "fuzz"];
 
 /// Identifiers that mean memory-unsafe code, or what the `unsafe_code` lint treats alike (symbols
 /// exported unchecked under a chosen name or section).

@@ -84,10 +84,22 @@ async fn client(
     let output = super::output(command, expected + Duration::from_secs(30))
         .await
         .context("iperf3 client")?;
-    // iperf3 exits non-zero on failure but still prints its JSON with the reason.
-    Ok(parse_bits_per_second(&String::from_utf8_lossy(
-        &output.stdout,
-    )))
+    // iperf3 exits non-zero on failure but still prints its JSON with the reason; when that JSON has
+    // none, its exit status and stderr are all there is to go on.
+    Ok(
+        parse_bits_per_second(&String::from_utf8_lossy(&output.stdout)).map_err(|invalid| {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            Invalid(format!(
+                "{invalid} (iperf3 exited with {}{})",
+                output.status,
+                if stderr.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", stderr.trim())
+                }
+            ))
+        }),
+    )
 }
 
 #[cfg(test)]
