@@ -38,7 +38,7 @@ pub async fn relay(client: OnUpgrade, upstream: OnUpgrade) {
     };
     let mut client = TokioIo::new(client);
     let mut upstream = TokioIo::new(upstream);
-    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+    match crate::io::copy_bidirectional(&mut client, &mut upstream).await {
         Ok((sent, received)) => debug!(sent, received, "upgraded connection closed"),
         Err(e) => debug!(error = %e, "upgraded connection ended with an error"),
     }

@@ -3,7 +3,9 @@
 mod metered;
 mod observed;
 mod prefixed;
+mod relay_copy;
 
 pub use metered::{ByteMeter, MeteredIo};
 pub use observed::{ObservedIo, Observer};
 pub use prefixed::PrefixedIo;
+pub use relay_copy::copy_bidirectional;
