@@ -160,10 +160,18 @@ async fn the_binary_raises_its_soft_fd_limit_to_the_hard_limit() {
         open_files_limits(sidecar.pid()),
         ("4096".to_owned(), "4096".to_owned())
     );
-    assert!(
-        sidecar
+    // The log line is written before the sidecar listens, but stderr is collected by a task of this test
+    // that may not have read it yet.
+    let logged = async {
+        while !sidecar
             .stderr()
-            .contains("raised the file-descriptor limit"),
+            .contains("raised the file-descriptor limit")
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    assert!(
+        tokio::time::timeout(PATIENCE, logged).await.is_ok(),
         "{}",
         sidecar.stderr()
     );
