@@ -9,7 +9,7 @@
 # Environment:
 #   FUZZ_RUNS=N          also stop each target after N executions (libFuzzer -runs)
 #   FUZZ_SANITIZER=NAME  address, leak, memory, thread or none (default none: the sidecar's own code forbids
-#                        unsafe, so a sanitizer only watches dependencies, at twice the cost per execution)
+#                        unsafe, so a sanitizer only watches dependencies, and it slows every execution)
 #   FUZZ_KEEP_CORPUS=DIR keep each target's grown corpus in DIR/<target> (for a long run by hand); by
 #                        default the copy is scratch, and the committed corpus never grows from a run
 #

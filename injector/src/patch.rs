@@ -79,7 +79,8 @@ pub fn injection_patch(pod: &Pod, plan: &Plan, options: &SidecarOptions) -> Patc
     let metadata = &pod.metadata;
     let mut ops = Vec::new();
     // A pod without a spec is read as an empty one; the patch must then create it, or every `/spec/...`
-    // operation below fails to apply (found by fuzzing: fuzz/corpus/admission_review/regression-pod-without-spec).
+    // operation below fails to apply (found by fuzzing:
+    // fuzz/corpus/admission_review/regression-pod-without-spec).
     if pod.spec.is_none() {
         ops.push(add("/spec".to_owned(), json!({"containers": []})));
     }
