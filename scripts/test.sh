@@ -76,7 +76,8 @@ log "fuzz: a short libFuzzer run of every target"
 # missing, and fails on any row without a valid result. Figures from a busy CI machine mean nothing; the
 # full run is by hand.
 log "benchmark harness, smoke run"
-cargo run --locked -p sidecar-bench -- run --smoke
+# Two rounds: a row fails only when neither gave a valid result (one connect error on a busy machine is not rot).
+cargo run --locked -p sidecar-bench -- run --smoke --rounds 2
 
 # A few minutes of mixed load through sidecars in every inline mode, failing on growth of memory, file
 # descriptors or tasks beyond the bounds docs/soak.md states; the hour-long run is by hand.
