@@ -43,6 +43,14 @@ if command -v rustup >/dev/null 2>&1; then
     rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 fi
 
+# A CI machine builds once from nothing: incremental caches only cost disk there (gigabytes). Set
+# CARGO_INCREMENTAL=1 to keep them for repeated local runs.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+# Free disk at each step, so a run that runs out of it says where.
+disk() { df -h --output=avail,target "${CARGO_TARGET_DIR:-target}" 2>/dev/null | tail -1 | awk '{print "free disk: " $1 " (" $2 ")"}' || true; }
+mkdir -p "${CARGO_TARGET_DIR:-target}"
+disk
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -62,14 +70,19 @@ log "GitHub workflows: actionlint"
 python3 -c 'import venv, ensurepip' 2>/dev/null || install_packages python3-venv
 ./scripts/check_workflows.sh
 
+# Every cargo build of the debug profile selects the whole workspace (`--workspace`, or no -p), so Cargo
+# resolves one set of dependency features and builds each dependency once; `-p one-crate` would resolve a
+# different set and build them all again. The conformance matrix and injected pods are `test = false`
+# (they need Docker) and run further down.
 log "cargo test (everything but the conformance matrix)"
-cargo test --workspace --locked --exclude sidecar-conformance
-cargo test --locked -p sidecar-conformance --lib --bins
+cargo test --workspace --locked
+disk
 
 # Every fuzz target for a few seconds over a scratch copy of its committed corpus (docs/fuzzing.md); the
 # corpus itself already ran above, as sidecar-fuzz's corpus test. Installs cargo-fuzz when missing.
 log "fuzz: a short libFuzzer run of every target"
 ./scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
+disk
 
 # The benchmark harness in its smoke mode (docs/benchmarks.md): one short round of every scenario against
 # every contender, so the harness cannot rot; it installs the contenders from Debian's packages and PyPI when
@@ -77,7 +90,9 @@ log "fuzz: a short libFuzzer run of every target"
 # full run is by hand.
 log "benchmark harness, smoke run"
 # Two rounds: a row fails only when neither gave a valid result (one connect error on a busy machine is not rot).
-cargo run --locked -p sidecar-bench -- run --smoke --rounds 2
+# Release, like the soak below: the two share one build of the harness.
+cargo run --locked --release -p sidecar-bench -- run --smoke --rounds 2
+disk
 
 # A few minutes of mixed load through sidecars in every inline mode, failing on growth of memory, file
 # descriptors or tasks beyond the bounds docs/soak.md states; the hour-long run is by hand.
@@ -106,10 +121,13 @@ log "conformance matrix"
 rm -rf "${CONFORMANCE_DIR:-target/conformance}/results"
 matrix_status=0
 # Cells mostly wait on containers, so more run at once than there are cores.
-cargo test --locked -p sidecar-conformance --test matrix -- --test-threads "${CONFORMANCE_THREADS:-6}" \
+cargo test --workspace --locked --test matrix -- --test-threads "${CONFORMANCE_THREADS:-6}" \
     || matrix_status=$?
 # The injector end to end: pods patched by sidecar-injector, their sidecar container run as patched.
-cargo test --locked -p sidecar-conformance --test injected_pods -- --test-threads 4 || matrix_status=$?
-# The table is written even when cells failed, so it shows which.
-cargo run --quiet --locked -p sidecar-conformance --bin conformance-matrix || matrix_status=1
+cargo test --workspace --locked --test injected_pods -- --test-threads 4 || matrix_status=$?
+# The table is written even when cells failed, so it shows which. `cargo build` without -p: the same
+# dependency build as the tests above.
+cargo build --quiet --locked --bin conformance-matrix
+"${CARGO_TARGET_DIR:-target}/debug/conformance-matrix" || matrix_status=1
+disk
 exit "$matrix_status"
