@@ -4,6 +4,7 @@
 {
   lib,
   dockerTools,
+  cacert,
   iptables,
   sidecar-proxy,
 }:
@@ -15,6 +16,8 @@ dockerTools.streamLayeredImage {
   contents = [
     sidecar-proxy
     iptables
+    # tls-out verifies upstream certificates against the system roots and hands them on to the app.
+    cacert
   ];
   # iptables-legacy takes its lock at /run/xtables.lock; /tmp for anything that wants scratch space.
   # /usr/local/bin/sidecar-proxy as in the Dockerfile's image: the injector's postStart hook runs that path.
@@ -28,7 +31,10 @@ dockerTools.streamLayeredImage {
     Entrypoint = [ "/usr/local/bin/sidecar-proxy" ];
     # The uid transparent mode's iptables rules exempt (--proxy-uid); the injector runs the sidecar as it.
     User = "2102:2102";
-    Env = [ "PATH=/bin:/sbin" ];
+    Env = [
+      "PATH=/bin:/sbin"
+      "SSL_CERT_FILE=${cacert}/etc/ssl/certs/ca-bundle.crt"
+    ];
     # outbound, inbound, admin (metrics and health).
     ExposedPorts = {
       "4140/tcp" = { };

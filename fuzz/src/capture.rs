@@ -268,6 +268,12 @@ pub fn record_from_input(data: &[u8]) -> Record {
         client: "10.0.0.7:40000".to_owned(),
         target: text(1).unwrap_or_default(),
         delivered_to: (hash & 8 == 0).then(|| "127.0.0.1:8080".to_owned()),
+        tls: (hash & 16 == 0).then(|| sidecar_proxy::capture::record::TlsSession {
+            sni: text(7).filter(|sni| !sni.is_empty()),
+            alpn: (hash & 32 == 0).then(|| "h2".to_owned()),
+            version: "TLSv1.3".to_owned(),
+            upstream_version: "TLSv1.2".to_owned(),
+        }),
         start: format!("2026-11-26T10:00:{:02}.{:06}Z", hash % 60, hash % 1_000_000),
         // As the sidecar measures it: a Duration in milliseconds, finite and non-negative.
         duration_ms: std::time::Duration::from_nanos(hash % 3_600_000_000_000).as_secs_f64()

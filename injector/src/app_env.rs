@@ -1,9 +1,12 @@
 //! `configure-app: "true"`: the proxy settings docs/language-configuration.md gives, set on every app
 //! container for the pod's forward listener, so Go, Python, Node and Java apps use the sidecar without a
-//! manifest change. A variable the user already set is never touched; `JAVA_TOOL_OPTIONS` is appended to.
+//! manifest change; with tls-out, also the settings that make each runtime trust the capture CA. A
+//! variable the user already set is never touched; `JAVA_TOOL_OPTIONS` is appended to.
 
 use k8s_openapi::api::core::v1::{Container, EnvVar};
 use sidecar_proxy::config::{OutboundProtocol, ProxyConfig};
+
+use crate::tls_out;
 
 /// One change to an app container's environment.
 // A handful of short-lived values per pod: boxing the EnvVar would buy nothing.
@@ -16,11 +19,18 @@ pub enum EnvChange {
     Replace { index: usize, value: String },
 }
 
-/// The variables and Java flags for the config's forward listener; empty when it has none.
-fn settings(config: &ProxyConfig) -> (Vec<(&'static str, String)>, String) {
+/// One group of `JAVA_TOOL_OPTIONS` flags, and the flag names whose presence means the user already chose
+/// that setting (then the group is not appended).
+struct JavaFlags {
+    flags: String,
+    chosen_by: &'static [&'static str],
+}
+
+/// The variables and Java flags for the config's forward listener; none when it has none.
+fn proxy_settings(config: &ProxyConfig) -> Option<(Vec<(&'static str, String)>, JavaFlags)> {
     let port = config.out_port;
-    match config.outbound() {
-        Some(OutboundProtocol::Http) => {
+    let (variables, flags) = match config.outbound()? {
+        OutboundProtocol::Http => {
             let url = format!("http://127.0.0.1:{port}");
             (
                 vec![
@@ -34,20 +44,39 @@ fn settings(config: &ProxyConfig) -> (Vec<(&'static str, String)>, String) {
                 ),
             )
         }
-        Some(OutboundProtocol::Socks) => {
+        OutboundProtocol::Socks => {
             let url = format!("socks5://127.0.0.1:{port}");
             (
                 vec![("HTTP_PROXY", url.clone()), ("HTTPS_PROXY", url)],
                 format!("-DsocksProxyHost=127.0.0.1 -DsocksProxyPort={port}"),
             )
         }
-        None => (Vec::new(), String::new()),
-    }
+    };
+    let chosen_by = &["socksProxyHost", "http.proxyHost", "https.proxyHost"];
+    Some((variables, JavaFlags { flags, chosen_by }))
 }
 
-/// The changes for one app container.
-pub fn changes(container: &Container, config: &ProxyConfig) -> Vec<EnvChange> {
-    let (variables, java_flags) = settings(config);
+/// The changes for one app container: the proxy settings of the config's forward listener, and with
+/// `trust_capture_ca` (tls-out) the settings that make each runtime trust the capture CA.
+pub fn changes(
+    container: &Container,
+    config: &ProxyConfig,
+    trust_capture_ca: bool,
+) -> Vec<EnvChange> {
+    let mut variables = Vec::new();
+    let mut java = Vec::new();
+    if let Some((proxy_variables, proxy_flags)) = proxy_settings(config) {
+        variables.extend(proxy_variables);
+        java.push(proxy_flags);
+    }
+    if trust_capture_ca {
+        variables.extend(tls_out::app_variables());
+        java.push(JavaFlags {
+            flags: tls_out::java_flags(),
+            // A trust store of the user's own (or only its password or type) means they manage trust.
+            chosen_by: &["javax.net.ssl.trustStore"],
+        });
+    }
     if variables.is_empty() {
         return Vec::new();
     }
@@ -78,31 +107,41 @@ pub fn changes(container: &Container, config: &ProxyConfig) -> Vec<EnvChange> {
             })
         })
         .collect();
+    let joined = |groups: Vec<&JavaFlags>| {
+        groups
+            .iter()
+            .map(|group| group.flags.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     match existing
         .iter()
         .position(|var| var.name == "JAVA_TOOL_OPTIONS")
     {
         None => changes.push(EnvChange::Add(EnvVar {
             name: "JAVA_TOOL_OPTIONS".to_owned(),
-            value: Some(java_flags),
+            value: Some(joined(java.iter().collect())),
             value_from: None,
         })),
-        Some(index) => {
-            let var = &existing[index];
-            // A value from a ConfigMap or Secret cannot be appended to; proxy flags already there win.
-            let current = var.value.as_deref().unwrap_or("");
-            let has_proxy_flags = ["socksProxyHost", "http.proxyHost", "https.proxyHost"]
+        // A value from a ConfigMap or Secret cannot be appended to.
+        Some(index) if existing[index].value_from.is_none() => {
+            let current = existing[index].value.as_deref().unwrap_or("");
+            // Flags already there win, group by group.
+            let missing: Vec<&JavaFlags> = java
                 .iter()
-                .any(|flag| current.contains(flag));
-            if var.value_from.is_none() && !has_proxy_flags {
+                .filter(|group| !group.chosen_by.iter().any(|flag| current.contains(flag)))
+                .collect();
+            if !missing.is_empty() {
+                let flags = joined(missing);
                 let value = if current.trim().is_empty() {
-                    java_flags
+                    flags
                 } else {
-                    format!("{} {java_flags}", current.trim_end())
+                    format!("{} {flags}", current.trim_end())
                 };
                 changes.push(EnvChange::Replace { index, value });
             }
         }
+        Some(_) => {}
     }
     changes
 }
@@ -144,6 +183,7 @@ mod tests {
         let changes = changes(
             &container,
             &config(&[("proxy-type", "forward"), ("proxy-protocol", "socks")]),
+            false,
         );
         assert_eq!(
             changes,
@@ -171,7 +211,8 @@ mod tests {
             ..Container::default()
         };
         let config = config(&[("proxy-type", "forward"), ("proxy-protocol", "http")]);
-        assert_eq!(changes(&container, &config), []);
+        assert_eq!(changes(&container, &config, false), []);
+        assert_eq!(changes(&container, &config, true), []);
     }
 
     #[test]
@@ -183,10 +224,98 @@ mod tests {
                 ("proxy-protocol", "tcp:http"),
                 ("proxy-out-port", "10001"),
             ]),
+            false,
         );
         assert!(changes.contains(&EnvChange::Add(var(
             "GLOBAL_AGENT_HTTP_PROXY",
             "http://127.0.0.1:10001"
         ))));
+    }
+
+    #[test]
+    fn trust_is_added_beside_the_proxy_and_a_users_choice_is_kept() {
+        let container = Container {
+            name: "app".into(),
+            env: Some(vec![
+                var("SSL_CERT_FILE", "/etc/pki/mine.pem"),
+                var("JAVA_TOOL_OPTIONS", "-Xmx512m"),
+            ]),
+            ..Container::default()
+        };
+        let config = config(&[("proxy-type", "forward"), ("proxy-protocol", "http")]);
+        let changes = changes(&container, &config, true);
+        let added: Vec<&str> = changes
+            .iter()
+            .filter_map(|change| match change {
+                EnvChange::Add(var) => Some(var.name.as_str()),
+                EnvChange::Replace { .. } => None,
+            })
+            .collect();
+        assert_eq!(
+            added,
+            [
+                "HTTP_PROXY",
+                "HTTPS_PROXY",
+                "GLOBAL_AGENT_HTTP_PROXY",
+                "GLOBAL_AGENT_HTTPS_PROXY",
+                "REQUESTS_CA_BUNDLE",
+                "NODE_EXTRA_CA_CERTS",
+            ]
+        );
+        assert_eq!(
+            changes.last(),
+            Some(&EnvChange::Replace {
+                index: 1,
+                value: format!(
+                    "-Xmx512m -Dhttp.proxyHost=127.0.0.1 -Dhttp.proxyPort=4140 -Dhttps.proxyHost=127.0.0.1 -Dhttps.proxyPort=4140 {}",
+                    tls_out::java_flags()
+                )
+            })
+        );
+    }
+
+    #[test]
+    fn java_flags_already_there_win_group_by_group() {
+        let with_options = |value: &str| Container {
+            name: "app".into(),
+            env: Some(vec![var("JAVA_TOOL_OPTIONS", value)]),
+            ..Container::default()
+        };
+        let config = config(&[("proxy-type", "forward"), ("proxy-protocol", "socks")]);
+        let own_store = "-Djavax.net.ssl.trustStore=/etc/mine.jks";
+        assert_eq!(
+            changes(&with_options(own_store), &config, true).last(),
+            Some(&EnvChange::Replace {
+                index: 0,
+                value: format!("{own_store} -DsocksProxyHost=127.0.0.1 -DsocksProxyPort=4140")
+            })
+        );
+        let own_proxy = "-DsocksProxyHost=corp -DsocksProxyPort=1080";
+        assert_eq!(
+            changes(&with_options(own_proxy), &config, true).last(),
+            Some(&EnvChange::Replace {
+                index: 0,
+                value: format!("{own_proxy} {}", tls_out::java_flags())
+            })
+        );
+        let both = format!("{own_proxy} {own_store}");
+        assert!(!changes(&with_options(&both), &config, true)
+            .iter()
+            .any(|change| matches!(change, EnvChange::Replace { .. })));
+    }
+
+    #[test]
+    fn transparent_mode_gets_only_the_trust_settings() {
+        let config = config(&[("proxy-type", "transparent")]);
+        assert_eq!(changes(&Container::default(), &config, false), []);
+        let changes = changes(&Container::default(), &config, true);
+        assert_eq!(
+            changes.last(),
+            Some(&EnvChange::Add(var(
+                "JAVA_TOOL_OPTIONS",
+                &tls_out::java_flags()
+            )))
+        );
+        assert_eq!(changes.len(), 4, "{changes:?}");
     }
 }

@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sidecar_proxy::config::ProxyType;
 
 use crate::plan::Plan;
+use crate::tls_out;
 
 pub const SIDECAR_NAME: &str = "sidecar-proxy";
 pub const INIT_NAME: &str = "sidecar-init-iptables";
@@ -134,6 +135,20 @@ pub fn sidecar(plan: &Plan, options: &SidecarOptions) -> Container {
     if config.proxy_type == ProxyType::Transparent {
         env.push(self::env("PROXY_UID", options.proxy_uid.to_string()));
     }
+    let mut volume_mounts = vec![VolumeMount {
+        name: CAPTURE_VOLUME.to_owned(),
+        mount_path: CAPTURE_DIR.to_owned(),
+        ..VolumeMount::default()
+    }];
+    if plan.tls_out.is_some() {
+        // Set even where they equal the sidecar's defaults, so the pod says where its mounts are read.
+        env.extend(
+            tls_out::sidecar_env()
+                .into_iter()
+                .map(|(name, value)| self::env(name, value)),
+        );
+        volume_mounts.extend(tls_out::sidecar_mounts());
+    }
 
     let mut ports = Vec::new();
     if let Some(in_port) = config.inbound_listener_port() {
@@ -181,11 +196,7 @@ pub fn sidecar(plan: &Plan, options: &SidecarOptions) -> Container {
             seccomp_profile: runtime_default_seccomp(),
             ..SecurityContext::default()
         }),
-        volume_mounts: Some(vec![VolumeMount {
-            name: CAPTURE_VOLUME.to_owned(),
-            mount_path: CAPTURE_DIR.to_owned(),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(volume_mounts),
         ..Container::default()
     }
 }
@@ -264,6 +275,9 @@ pub fn volumes(plan: &Plan) -> Vec<Volume> {
     let mut volumes = vec![empty_dir(CAPTURE_VOLUME)];
     if plan.redirect.is_some() {
         volumes.push(empty_dir(XTABLES_LOCK_VOLUME));
+    }
+    if let Some(tls_out) = &plan.tls_out {
+        volumes.extend(tls_out::volumes(tls_out));
     }
     volumes
 }

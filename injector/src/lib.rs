@@ -13,3 +13,4 @@ pub mod patch;
 pub mod plan;
 pub mod review;
 pub mod server;
+pub mod tls_out;

@@ -13,6 +13,7 @@ use crate::annotations::{INJECTED, INJECTED_LABEL};
 use crate::app_env::{self, EnvChange};
 use crate::containers::{self, SidecarOptions};
 use crate::plan::Plan;
+use crate::tls_out;
 
 /// `kubectl logs` and `kubectl exec` pick this container when none is named; the sidecar goes first in the
 /// pod, so without it they would pick the sidecar.
@@ -107,8 +108,9 @@ pub fn injection_patch(pod: &Pod, plan: &Plan, options: &SidecarOptions) -> Patc
     );
 
     if plan.configure_app {
+        let trust_capture_ca = plan.tls_out.is_some();
         for (i, container) in spec.containers.iter().enumerate() {
-            let changes = app_env::changes(container, &plan.config);
+            let changes = app_env::changes(container, &plan.config, trust_capture_ca);
             let has_env = container.env.is_some();
             let mut added = Vec::new();
             for change in changes {
@@ -130,6 +132,17 @@ pub fn injection_patch(pod: &Pod, plan: &Plan, options: &SidecarOptions) -> Patc
                     &format!("/spec/containers/{i}/env"),
                     has_env,
                     added,
+                    false,
+                );
+            }
+            // Every app container gets the trust files, even one left without variables for its
+            // `envFrom`: its ConfigMap can then point at them.
+            if trust_capture_ca {
+                add_to_list(
+                    &mut ops,
+                    &format!("/spec/containers/{i}/volumeMounts"),
+                    container.volume_mounts.is_some(),
+                    vec![json!(tls_out::app_mount())],
                     false,
                 );
             }

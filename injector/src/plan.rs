@@ -4,13 +4,17 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Container;
-use sidecar_proxy::config::{ProxyConfig, ProxyType, RawSettings, RedirectSettings, Setting};
+use sidecar_proxy::config::{
+    ProxyConfig, ProxyType, RawSettings, RedirectSettings, Setting, TlsOutSettings,
+};
 use thiserror::Error;
 
 use crate::annotations::{
     self, quantity_value, AnnotationError, ResourceAnnotation, CONFIGURE_APP, INJECT, INJECTED,
+    TLS_OUT_SECRET,
 };
 use crate::containers::{DEFAULT_LIMITS, DEFAULT_REQUESTS, SIDECAR_NAME};
+use crate::tls_out::{self, TlsOutPlan};
 
 /// What the injector does with a pod.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,8 +38,10 @@ pub struct Plan {
     /// Resource overrides from annotations (`cpu`/`memory` → quantity), requests and limits.
     pub requests: BTreeMap<&'static str, String>,
     pub limits: BTreeMap<&'static str, String>,
-    /// Also set the app containers' proxy settings.
+    /// Also set the app containers' proxy settings (and, with tls-out, their trust in the capture CA).
     pub configure_app: bool,
+    /// `tls-out: "true"`: the capture CA to mount into the sidecar.
+    pub tls_out: Option<TlsOutPlan>,
 }
 
 /// Why a pod is refused: one line, naming the annotation and what is allowed.
@@ -85,10 +91,19 @@ pub fn decide(
         None
     };
 
+    let tls_out = tls_out_plan(annotations, &raw, config.proxy_type)?;
+
     let configure_app = annotations::flag(annotations, CONFIGURE_APP)?;
-    if configure_app && config.outbound().is_none() {
+    // With tls-out, a transparent pod's apps need no proxy settings but do need to trust the capture CA,
+    // which is all configure-app then sets.
+    if configure_app && config.outbound().is_none() && !(transparent && tls_out.is_some()) {
+        let hint = if transparent {
+            " (with tls-out: \"true\" it sets only the app's trust in the capture CA)"
+        } else {
+            ""
+        };
         return Err(Denial(format!(
-            "{CONFIGURE_APP}: \"true\" needs proxy-type \"forward\" or \"dual\": with proxy-type \"{}\" the app needs no proxy settings",
+            "{CONFIGURE_APP}: \"true\" needs proxy-type \"forward\" or \"dual\": with proxy-type \"{}\" the app needs no proxy settings{hint}",
             config.proxy_type.as_str()
         )));
     }
@@ -131,7 +146,46 @@ pub fn decide(
         requests,
         limits,
         configure_app,
+        tls_out,
     }))
+}
+
+/// tls-out, validated by the proxy's own rules (the denial is the proxy's message), and the Secret its CA
+/// comes from. `tls-out-secret` without tls-out is refused: a pod that names a CA but intercepts nothing
+/// is almost certainly missing the annotation that switches interception on.
+fn tls_out_plan(
+    annotations: &BTreeMap<String, String>,
+    raw: &RawSettings,
+    proxy_type: ProxyType,
+) -> Result<Option<TlsOutPlan>, Denial> {
+    let settings =
+        TlsOutSettings::from_settings(raw, proxy_type).map_err(|e| Denial(e.to_string()))?;
+    let secret = annotations.get(TLS_OUT_SECRET);
+    if !settings.enabled {
+        if secret.is_none() {
+            return Ok(None);
+        }
+        let key = Setting::TlsOut.annotation_key();
+        let current = match annotations.get(&key) {
+            Some(value) => format!("this pod's tls-out is \"{value}\""),
+            None => "this pod does not set tls-out (default \"false\")".to_owned(),
+        };
+        return Err(Denial(format!(
+            "{TLS_OUT_SECRET} applies only with {key}: \"true\" (it names the Secret holding the CA the sidecar intercepts TLS with); {current}"
+        )));
+    }
+    let secret = match secret {
+        None => tls_out::DEFAULT_SECRET.to_owned(),
+        Some(name) if tls_out::is_secret_name(name) => name.clone(),
+        Some(name) => {
+            return Err(AnnotationError::NotASecretName {
+                key: TLS_OUT_SECRET.to_owned(),
+                value: name.clone(),
+            }
+            .into())
+        }
+    };
+    Ok(Some(TlsOutPlan { secret }))
 }
 
 /// A request above its limit (an override against a default, say `proxy-memory-request: "512Mi"` with the
@@ -257,5 +311,44 @@ mod tests {
             ]
         );
         assert_eq!(plan.redirect, None);
+    }
+
+    #[test]
+    fn tls_out_secret_needs_tls_out_and_a_secret_name() {
+        let deny = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("inject", "true"), ("proxy-type", "forward")];
+            all.extend_from_slice(pairs);
+            decide(&annotations(&all), &[]).unwrap_err().0
+        };
+        assert_eq!(
+            deny(&[("tls-out-secret", "shop-ca")]),
+            "sidecar.speedscale.com/tls-out-secret applies only with sidecar.speedscale.com/tls-out: \"true\" (it names the Secret holding the CA the sidecar intercepts TLS with); this pod does not set tls-out (default \"false\")"
+        );
+        assert!(deny(&[("tls-out", "false"), ("tls-out-secret", "shop-ca")])
+            .ends_with("; this pod's tls-out is \"false\""));
+        assert!(deny(&[("tls-out", "true"), ("tls-out-secret", "shop_ca")])
+            .starts_with("sidecar.speedscale.com/tls-out-secret: \"shop_ca\" is not a Kubernetes Secret name; allowed: lowercase letters"));
+    }
+
+    #[test]
+    fn tls_out_defaults_its_secret_and_any_case_of_true_counts() {
+        let plan = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("inject", "true"), ("proxy-type", "dual")];
+            all.extend_from_slice(pairs);
+            match decide(&annotations(&all), &[]) {
+                Ok(Decision::Inject(plan)) => plan.tls_out.map(|t| t.secret),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(plan(&[]), None);
+        assert_eq!(plan(&[("tls-out", "false")]), None);
+        assert_eq!(
+            plan(&[("tls-out", "TRUE")]).as_deref(),
+            Some("sidecar-tls-out-ca")
+        );
+        assert_eq!(
+            plan(&[("tls-out", "true"), ("tls-out-secret", "shop-ca")]).as_deref(),
+            Some("shop-ca")
+        );
     }
 }

@@ -19,20 +19,22 @@
 //! A new case is a new directory with a `pod.yaml`, added to [`CASES`] (the list catches a deleted or
 //! misnamed directory). Beside the files, every injected case is checked for invariants: the patched pod
 //! is admitted `Unchanged` (idempotence, with and without the `injected` annotation), the sidecar's
-//! `PROXY_*` environment is accepted by the proxy's own configuration parser and matches its ports, and
+//! `PROXY_*` environment is accepted by the proxy's own configuration parser and matches its ports, the
+//! tls-out volumes are where that environment says and mounted only as they should be, and
 //! `offline::inject` on `pod.yaml` gives the same result.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, VolumeMount};
 use serde_json::Value;
 use sidecar_injector::containers::{SidecarOptions, INIT_NAME, SIDECAR_NAME};
 use sidecar_injector::offline;
 use sidecar_injector::review::{admit, Admission};
+use sidecar_injector::tls_out::{CA_VOLUME, TRUST_DIR, TRUST_VOLUME};
 use sidecar_proxy::config::{
-    ProxyConfig, ProxyType, RawSettings, RedirectSettings, Setting, Source,
+    ProxyConfig, ProxyType, RawSettings, RedirectSettings, Setting, Source, TlsOutSettings,
 };
 
 const IMAGE: &str = "registry.example.com/sidecar-proxy:0.1.0";
@@ -80,6 +82,11 @@ const CASES: &[&str] = &[
     "deny-port-zero",
     "deny-proxy-port-is-in-port",
     "deny-reverse-tcp-http",
+    "deny-tls-out-bad-exclude-list",
+    "deny-tls-out-reverse",
+    "deny-tls-out-secret-bad-name",
+    "deny-tls-out-secret-without-tls-out",
+    "deny-tls-out-yes",
     "deny-transparent-host-network",
     "deny-transparent-in-port-is-default-out-port",
     "deny-unknown-annotation",
@@ -105,6 +112,12 @@ const CASES: &[&str] = &[
     "spec-dual-tcp-http-port-8080",
     "spec-forward-socks",
     "spec-reverse-http-port-8888",
+    "tls-out-configure-app-env-from",
+    "tls-out-custom-secret",
+    "tls-out-dual-configure-app-existing-env",
+    "tls-out-forward-http",
+    "tls-out-transparent",
+    "tls-out-transparent-configure-app",
     "transparent-custom-ports",
     "transparent-ignore-ports",
 ];
@@ -395,6 +408,11 @@ fn check_injected(input: &Value, patched_value: &Value) -> Vec<String> {
         problems.push("the admin port is not the one the probes use".to_owned());
     }
 
+    match TlsOutSettings::from_settings(&raw, config.proxy_type) {
+        Ok(tls_out) => problems.extend(check_tls_out(spec, sidecar, &env, tls_out.enabled)),
+        Err(e) => problems.push(format!("the proxy refuses the sidecar's tls-out: {e}")),
+    }
+
     // Transparent mode: the init container goes first and redirects to the sidecar's ports.
     let init = spec
         .init_containers
@@ -428,6 +446,87 @@ fn check_injected(input: &Value, patched_value: &Value) -> Vec<String> {
         (true, _) => problems.push(format!("transparent mode without {INIT_NAME} first")),
         (false, Some(_)) => problems.push(format!("{INIT_NAME} outside transparent mode")),
         (false, None) => {}
+    }
+    problems
+}
+
+fn mount<'a>(container: &'a Container, volume: &str) -> Option<&'a VolumeMount> {
+    container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|mount| mount.name == volume)
+}
+
+/// tls-out: the CA Secret is read-only in the sidecar alone, at the directory its environment names; the
+/// trust emptyDir is writable in the sidecar and read-only in any app container, and the app's trust
+/// variables point into it only where it is mounted. Without tls-out, none of it.
+fn check_tls_out(
+    spec: &PodSpec,
+    sidecar: &Container,
+    env: &BTreeMap<String, String>,
+    enabled: bool,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let volume = |name: &str| spec.volumes.iter().flatten().find(|v| v.name == name);
+    let ca_dir = env.get("PROXY_TLS_CA_DIR");
+    let trust_dir = env.get("PROXY_TLS_TRUST_DIR");
+    if !enabled {
+        if volume(CA_VOLUME).is_some() || volume(TRUST_VOLUME).is_some() {
+            problems.push("tls-out volumes without tls-out".to_owned());
+        }
+        if ca_dir.is_some() || trust_dir.is_some() {
+            problems.push("PROXY_TLS_*_DIR without tls-out".to_owned());
+        }
+        return problems;
+    }
+    if volume(CA_VOLUME).and_then(|v| v.secret.as_ref()).is_none() {
+        problems.push(format!("tls-out without a Secret volume {CA_VOLUME}"));
+    }
+    if volume(TRUST_VOLUME)
+        .and_then(|v| v.empty_dir.as_ref())
+        .is_none()
+    {
+        problems.push(format!("tls-out without an emptyDir volume {TRUST_VOLUME}"));
+    }
+    match mount(sidecar, CA_VOLUME) {
+        Some(m) if Some(&m.mount_path) == ca_dir && m.read_only == Some(true) => {}
+        other => problems.push(format!(
+            "the sidecar's CA mount {other:?} is not read-only at PROXY_TLS_CA_DIR {ca_dir:?}"
+        )),
+    }
+    match mount(sidecar, TRUST_VOLUME) {
+        Some(m) if Some(&m.mount_path) == trust_dir && m.read_only != Some(true) => {}
+        other => problems.push(format!(
+            "the sidecar's trust mount {other:?} is not writable at PROXY_TLS_TRUST_DIR {trust_dir:?}"
+        )),
+    }
+    for init in spec.init_containers.iter().flatten() {
+        if mount(init, CA_VOLUME).is_some() || mount(init, TRUST_VOLUME).is_some() {
+            problems.push(format!(
+                "init container {} mounts a tls-out volume",
+                init.name
+            ));
+        }
+    }
+    for app in spec.containers.iter().filter(|c| c.name != SIDECAR_NAME) {
+        if mount(app, CA_VOLUME).is_some() {
+            problems.push(format!("{} mounts the CA's key", app.name));
+        }
+        let trust = mount(app, TRUST_VOLUME);
+        if let Some(m) = trust {
+            if m.mount_path != TRUST_DIR || m.read_only != Some(true) {
+                problems.push(format!("{} mounts the trust files as {m:?}", app.name));
+            }
+        }
+        for (name, value) in env_of(app) {
+            if value.contains(TRUST_DIR) && trust.is_none() {
+                problems.push(format!(
+                    "{}: {name} points at the trust files, which it does not mount",
+                    app.name
+                ));
+            }
+        }
     }
     problems
 }

@@ -3,8 +3,9 @@
 //! - what it adds to a pod runs unprivileged: the sidecar non-root, read-only root filesystem, no
 //!   privilege escalation, every capability dropped, the runtime's seccomp filter; transparent mode's
 //!   init container is root with NET_ADMIN and NET_RAW and nothing more;
-//! - the patch only adds (containers, init containers, emptyDir volumes, marks) and never touches what
-//!   would widen the pod's privileges (host namespaces, pod security context, service account);
+//! - the patch only adds (containers, init containers, emptyDir volumes, marks, and with tls-out the
+//!   capture CA's Secret, read-only in the sidecar alone) and never touches what would widen the pod's
+//!   privileges (host namespaces, pod security context, service account);
 //! - the sidecar keeps its loopback-only forward listener: the injector never sets a bind address;
 //! - the injector's image runs as a non-root user;
 //! - the webhook speaks TLS 1.2 and 1.3 and refuses 1.0 and 1.1, proven with OpenSSL's own client
@@ -25,6 +26,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, SecurityContext};
 use serde_json::{json, Value};
 use sidecar_injector::containers::{SidecarOptions, CAPTURE_VOLUME, INIT_NAME, SIDECAR_NAME};
 use sidecar_injector::review::{admit, Admission};
+use sidecar_injector::tls_out::{CA_VOLUME, TRUST_VOLUME};
 
 const IMAGE: &str = "registry.example.com/sidecar-proxy:0.1.0";
 const BIN: &str = env!("CARGO_BIN_EXE_sidecar-injector");
@@ -65,7 +67,30 @@ const MODES: &[&[(&str, &str)]] = &[
         ("configure-app", "true"),
         ("proxy-out-port", "11000"),
     ],
+    &[("tls-out", "true")],
+    &[
+        ("proxy-type", "transparent"),
+        ("configure-app", "true"),
+        ("tls-out", "true"),
+    ],
+    &[
+        ("proxy-type", "forward"),
+        ("proxy-protocol", "http"),
+        ("tls-out", "true"),
+        ("tls-out-secret", "shop-capture-ca"),
+    ],
+    &[
+        ("proxy-type", "dual"),
+        ("proxy-protocol", "tcp:http"),
+        ("configure-app", "true"),
+        ("tls-out", "true"),
+        ("tls-out-exclude", "*.bank.example"),
+    ],
 ];
+
+fn has_tls_out(annotations: &[(&str, &str)]) -> bool {
+    annotations.contains(&("tls-out", "true"))
+}
 
 /// A pod as a user writes it: two app containers (one already with some env), a pod-level security
 /// context of its own, the default service account.
@@ -246,7 +271,8 @@ fn operations(patch: &Value) -> Vec<(String, String)> {
 fn the_patch_only_adds_and_never_touches_what_widens_the_pods_privileges() {
     // Everything injection may change. Notably absent: hostNetwork/hostPID/hostIPC, the pod's
     // securityContext, serviceAccountName, automountServiceAccountToken, anything of an app container
-    // other than its env (configure-app), and any remove or replace.
+    // other than its env and its mounts (configure-app; the mount is checked below), and any remove or
+    // replace.
     let allowed = [
         "/metadata/annotations",
         "/metadata/annotations/kubectl.kubernetes.io~1default-container",
@@ -257,6 +283,8 @@ fn the_patch_only_adds_and_never_touches_what_widens_the_pods_privileges() {
         "/spec/containers/N/env",
         "/spec/containers/N/env/-",
         "/spec/containers/N/env/N/value",
+        "/spec/containers/N/volumeMounts",
+        "/spec/containers/N/volumeMounts/-",
         "/spec/initContainers",
         "/spec/initContainers/N",
         "/spec/volumes",
@@ -286,7 +314,8 @@ fn the_patch_only_adds_and_never_touches_what_widens_the_pods_privileges() {
         }
 
         let spec = injected.patched.spec.as_ref().unwrap();
-        // Only emptyDir volumes: nothing of the node's filesystem, no extra token or secret.
+        // Only emptyDir volumes: nothing of the node's filesystem, no extra token; the one Secret is the
+        // capture CA, with tls-out only.
         for volume in spec.volumes.iter().flatten() {
             let as_json = serde_json::to_value(volume).unwrap();
             let sources: Vec<&String> = as_json
@@ -295,7 +324,12 @@ fn the_patch_only_adds_and_never_touches_what_widens_the_pods_privileges() {
                 .keys()
                 .filter(|k| *k != "name")
                 .collect();
-            assert_eq!(sources, ["emptyDir"], "{annotations:?}: volume {as_json}");
+            let expected = if volume.name == CA_VOLUME && has_tls_out(annotations) {
+                "secret"
+            } else {
+                "emptyDir"
+            };
+            assert_eq!(sources, [expected], "{annotations:?}: volume {as_json}");
         }
         // The records are on a volume only the sidecar mounts: app containers cannot read them.
         for c in spec
@@ -314,11 +348,81 @@ fn the_patch_only_adds_and_never_touches_what_widens_the_pods_privileges() {
                 "{annotations:?}: {} and the capture volume",
                 c.name
             );
+            // The CA's key is the sidecar's alone, and read-only even there; the apps may only read
+            // the trust files, and gain no other mount.
+            for m in c.volume_mounts.iter().flatten() {
+                if m.name == CA_VOLUME {
+                    assert_eq!(
+                        c.name, SIDECAR_NAME,
+                        "{annotations:?}: {} mounts the CA",
+                        c.name
+                    );
+                    assert_eq!(m.read_only, Some(true), "{annotations:?}: the CA mount");
+                }
+                if c.name != SIDECAR_NAME && m.name == TRUST_VOLUME {
+                    assert_eq!(m.read_only, Some(true), "{annotations:?}: {}", c.name);
+                }
+            }
+            let app_mounts_before = injected.original["spec"]["containers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|original| original["name"] == c.name.as_str())
+                .map(|original| {
+                    original["volumeMounts"]
+                        .as_array()
+                        .map_or(0, |mounts| mounts.len())
+                });
+            if let Some(before) = app_mounts_before {
+                let after: Vec<&str> = c
+                    .volume_mounts
+                    .iter()
+                    .flatten()
+                    .skip(before)
+                    .map(|m| m.name.as_str())
+                    .collect();
+                let allowed: &[&str] = if has_tls_out(annotations) {
+                    &[TRUST_VOLUME]
+                } else {
+                    &[]
+                };
+                assert!(
+                    after.iter().all(|name| allowed.contains(name)),
+                    "{annotations:?}: {} gains mounts {after:?}",
+                    c.name
+                );
+            }
             for port in c.ports.iter().flatten() {
                 assert!(port.host_port.is_none(), "{annotations:?}: {port:?}");
             }
         }
     }
+}
+
+#[test]
+fn the_sidecar_can_read_the_capture_ca_without_the_pod_setting_fs_group() {
+    // Without fsGroup the kubelet makes a Secret's files root:root, and the sidecar runs as 2102:2102
+    // with no supplemental groups: only the mode's bits for others let it read the key.
+    let mut pod = pod(&[("proxy-type", "forward"), ("tls-out", "true")]);
+    pod.spec.as_mut().unwrap().security_context = None;
+    let Ok(Admission::Patched(patch)) = admit(&pod, &SidecarOptions::new(IMAGE)) else {
+        panic!("not injected");
+    };
+    let mut patched = serde_json::to_value(&pod).unwrap();
+    json_patch::patch(&mut patched, &patch).unwrap();
+    let patched: Pod = serde_json::from_value(patched).unwrap();
+    let spec = patched.spec.unwrap();
+    let secret = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == CA_VOLUME)
+        .and_then(|v| v.secret.clone())
+        .expect("the CA volume");
+    let mode = secret.default_mode.expect("an explicit mode");
+    assert_eq!(mode & 0o004, 0o004, "others cannot read: {mode:o}");
+    assert_eq!(mode & 0o333, 0, "writable or executable: {mode:o}");
+    assert!(spec.security_context.is_none(), "the pod's own business");
 }
 
 #[test]

@@ -285,6 +285,10 @@ let
       (expect "sidecar-proxy-image ${at} PATH reaches the iptables tools (Env ${show (proxyImage.config.Env or null)})" (
         any (e: hasPrefix "PATH=" e && hasInfix "/sbin" e && hasInfix "/bin" e) (proxyImage.config.Env or [ ])
       ))
+      (expect "sidecar-proxy-image ${at} carries the system roots tls-out verifies upstreams against (contents ${show (stubAttrs (proxyImage.contents or [ ]))}, Env ${show (proxyImage.config.Env or null)})" (
+        elem "cacert" (stubAttrs (proxyImage.contents or [ ]))
+        && any (e: hasPrefix "SSL_CERT_FILE=" e && hasInfix "cacert" e) (proxyImage.config.Env or [ ])
+      ))
 
       (expectEq "sidecar-injector-image ${at} is made by" (P.sidecar-injector-image.stub.fn or null) "streamLayeredImage")
       (expectEq "sidecar-injector-image ${at} name" (injectorImage.name or null) "sidecar-injector")

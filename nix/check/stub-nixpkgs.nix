@@ -146,6 +146,7 @@ let
     curl = pkg "curl";
     docker-client = pkg "docker-client";
     iptables = pkg "iptables";
+    cacert = pkg "cacert";
     coreutils = pkg "coreutils";
     bazel-buildtools = pkg "bazel-buildtools";
     bazelisk = pkg "bazelisk";

@@ -22,4 +22,5 @@ pub mod outbound;
 pub mod relay;
 pub mod server;
 pub mod socks;
+pub mod tls_out;
 pub mod transparent;

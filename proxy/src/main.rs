@@ -75,6 +75,14 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
+    let tls_out = match invocation.tls_out_settings(&config) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("sidecar-proxy: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    let tls_out_files = invocation.tls_out_files();
     let admin_addr = invocation.admin_addr();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -96,10 +104,24 @@ fn main() -> ExitCode {
                 return (ExitCode::FAILURE, None);
             }
         };
+        let tls_out = match sidecar_proxy::tls_out::startup::start(
+            tls_out,
+            &tls_out_files,
+            capture.is_enabled(),
+            options.handshake_timeout,
+            metrics.clone(),
+        ) {
+            Ok(interceptor) => interceptor,
+            Err(e) => {
+                eprintln!("sidecar-proxy: {e}");
+                return (ExitCode::FAILURE, capture_writer);
+            }
+        };
         let services = Services {
             capture,
             capture_settings: Arc::new(capture_settings),
             metrics,
+            tls_out,
         };
         let readiness = Readiness::new();
         let admin = match AdminServer::bind(admin_addr, services.metrics.clone(), readiness.clone())

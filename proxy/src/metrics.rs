@@ -45,6 +45,20 @@ pub struct DirectionLabels {
     pub direction: &'static str,
 }
 
+/// One outcome of tls-out: `intercepted`, `upstream_failed` (the upstream's TLS or certificate failed, the
+/// client got an alert), `client_failed` (the client refused the minted certificate or left), `passed`
+/// (relayed untouched: an excluded host).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TlsOutcomeLabels {
+    pub result: &'static str,
+}
+
+/// Leaf certificates shown to clients, by `source`: `cached` or `minted`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LeafLabels {
+    pub source: &'static str,
+}
+
 type HistogramFamily = Family<DirectionLabels, Histogram, fn() -> Histogram>;
 
 fn request_histogram() -> Histogram {
@@ -83,6 +97,8 @@ pub struct Metrics {
     /// Set when /metrics is scraped (see `admin`).
     pub runtime_tasks_alive: Gauge,
     pub request_duration: HistogramFamily,
+    pub tls_connections: Family<TlsOutcomeLabels, Counter>,
+    pub tls_leaf_certificates: Family<LeafLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -166,6 +182,18 @@ impl Metrics {
             "Time from request head to the end of the response body, per direction",
             request_duration.clone(),
         );
+        let tls_connections = Family::<TlsOutcomeLabels, Counter>::default();
+        registry.register(
+            "tls_out_connections",
+            "TLS streams tls-out handled, by result (intercepted, upstream_failed, client_failed, passed)",
+            tls_connections.clone(),
+        );
+        let tls_leaf_certificates = Family::<LeafLabels, Counter>::default();
+        registry.register(
+            "tls_out_leaf_certificates",
+            "Leaf certificates shown to clients, by source (cached, minted)",
+            tls_leaf_certificates.clone(),
+        );
         Metrics {
             registry,
             connections_accepted,
@@ -180,6 +208,8 @@ impl Metrics {
             records_dropped,
             runtime_tasks_alive,
             request_duration,
+            tls_connections,
+            tls_leaf_certificates,
         }
     }
 

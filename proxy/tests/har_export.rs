@@ -103,6 +103,7 @@ fn record(
         client: "10.1.2.3:51234".into(),
         target: target.into(),
         delivered_to: delivered_to.map(Into::into),
+        tls: None,
         start: start.into(),
         duration_ms,
         detail,

@@ -5,10 +5,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::record::{Detail, Record, SCHEMA};
+use super::record::{Detail, Record, TlsSession, SCHEMA};
 use super::settings::CaptureSettings;
 use super::sink::CaptureSink;
 use crate::metrics::{GaugeGuard, HandshakeErrorLabels, ListenerLabels, Metrics};
+use crate::tls_out::TlsInterceptor;
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 static NEXT_RECORD: AtomicU64 = AtomicU64::new(1);
@@ -26,6 +27,7 @@ pub(super) struct RecordRoute {
     pub transport: &'static str,
     pub target: String,
     pub delivered_to: Option<String>,
+    pub tls: Option<TlsSession>,
 }
 
 /// Per-connection capture context, cloned into each exchange of the connection.
@@ -39,6 +41,8 @@ pub struct CaptureContext {
     pub proxy_type: &'static str,
     pub protocol: &'static str,
     pub client: SocketAddr,
+    /// tls-out, for the streams of an outbound connection when it is on.
+    tls_out: Option<Arc<TlsInterceptor>>,
     /// Keeps the connection counted as open while any part of it (a tunnel, an upgrade) is alive.
     _open: Option<Arc<GaugeGuard>>,
 }
@@ -62,6 +66,7 @@ impl CaptureContext {
             proxy_type,
             protocol,
             client,
+            tls_out: None,
             _open: None,
         }
     }
@@ -85,10 +90,22 @@ impl CaptureContext {
             client: self.client.to_string(),
             target: route.target,
             delivered_to: route.delivered_to,
+            tls: route.tls,
             start: rfc3339(started.0),
             duration_ms: started.1.as_secs_f64() * 1000.0,
             detail,
         }
+    }
+
+    /// Lets this connection's TLS streams be intercepted (tls-out).
+    pub fn with_tls_out(mut self, interceptor: Option<Arc<TlsInterceptor>>) -> Self {
+        self.tls_out = interceptor;
+        self
+    }
+
+    /// tls-out's interceptor, when this connection's TLS streams are to be intercepted.
+    pub fn tls_out(&self) -> Option<&TlsInterceptor> {
+        self.tls_out.as_deref()
     }
 
     /// Ties the connection's open-gauge to this context and all its clones.

@@ -41,6 +41,7 @@ struct Parts {
     target: String,
     delivered_to: Option<String>,
     transport: &'static str,
+    tls: Option<record::TlsSession>,
     request: Option<record::HttpRequest>,
     request_body: Option<record::Body>,
     response: Option<record::HttpResponse>,
@@ -91,6 +92,21 @@ impl HttpCapture {
                 recording,
                 parts: Mutex::new(parts),
             }),
+        }
+    }
+
+    /// Marks the exchange as one the sidecar decrypted (tls-out): the record carries the session, and the
+    /// request's URL the `https` scheme the client used.
+    pub fn mark_tls(&self, session: &record::TlsSession) {
+        if !self.shared.recording {
+            return;
+        }
+        let mut parts = self.shared.lock();
+        parts.tls = Some(session.clone());
+        if let Some(request) = parts.request.as_mut() {
+            if let Some(rest) = request.url.strip_prefix("http://") {
+                request.url = format!("https://{rest}");
+            }
         }
     }
 
@@ -206,6 +222,7 @@ impl ExchangeState {
             transport: parts.transport,
             target: parts.target,
             delivered_to: parts.delivered_to,
+            tls: parts.tls,
         };
         let detail = Detail::Http(record::HttpExchange {
             request,

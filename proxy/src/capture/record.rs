@@ -33,11 +33,29 @@ pub struct Record {
     /// to the app).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered_to: Option<String>,
+    /// Present when the sidecar terminated the client's TLS (tls-out) and recorded what was inside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSession>,
     /// RFC 3339, UTC, microseconds.
     pub start: String,
     pub duration_ms: f64,
     #[serde(flatten)]
     pub detail: Detail,
+}
+
+/// The TLS the sidecar terminated: what the client asked for and what was agreed with it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsSession {
+    /// The server name the client asked for (SNI); absent when it sent none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// The application protocol agreed (ALPN): `h2`, `http/1.1`, ...; absent when none was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpn: Option<String>,
+    /// The client side's TLS version: `TLSv1.2` or `TLSv1.3`.
+    pub version: String,
+    /// The upstream side's TLS version.
+    pub upstream_version: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -158,6 +176,12 @@ mod tests {
             client: "127.0.0.1:40000".into(),
             target: "api.test:80".into(),
             delivered_to: None,
+            tls: Some(TlsSession {
+                sni: Some("api.test".into()),
+                alpn: Some("h2".into()),
+                version: "TLSv1.3".into(),
+                upstream_version: "TLSv1.2".into(),
+            }),
             start: "2026-11-26T10:00:00.000000Z".into(),
             duration_ms: 1.5,
             detail: Detail::Http(HttpExchange {

@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime};
 
 use super::body_tap::BodyTap;
 use super::context::{next_record_id, CaptureContext, RecordRoute};
-use super::record::{Detail, StreamPayload, StreamSummary};
+use super::record::{Detail, StreamPayload, StreamSummary, TlsSession};
 use crate::detect::{is_h2_preface, is_http_request, tls};
 use crate::io::{ObservedIo, Observer};
 
@@ -40,6 +40,7 @@ pub struct StreamCapture {
     progress: Arc<Progress>,
     submitted: bool,
     sni: Option<String>,
+    tls: Option<TlsSession>,
 }
 
 /// Bytes each way and what the first bytes looked like, as the relay goes.
@@ -70,6 +71,7 @@ impl StreamCapture {
             progress: Arc::default(),
             submitted: false,
             sni: None,
+            tls: None,
         }
     }
 
@@ -113,6 +115,12 @@ impl StreamCapture {
         self.submit(end, payload);
     }
 
+    /// Submits the record of a stream whose client connection was lost inside a handshake (tls-out), so
+    /// no payload copies can be taken from it.
+    pub fn end(mut self, end: StreamEnd) {
+        self.submit(end, None);
+    }
+
     /// Submits the record of a stream whose target could not be reached.
     pub fn refused(mut self, reason: String) {
         self.submit(StreamEnd::Refused(reason), None);
@@ -121,6 +129,12 @@ impl StreamCapture {
     /// The server name from the stream's TLS ClientHello.
     pub fn note_sni(&mut self, sni: String) {
         self.sni = Some(sni);
+    }
+
+    /// The stream's TLS was terminated by the sidecar (tls-out) and what was inside relayed as bytes.
+    pub fn note_intercepted(&mut self, session: TlsSession) {
+        self.sni.clone_from(&session.sni);
+        self.tls = Some(session);
     }
 
     /// No stream record: the stream turned out to be HTTP, recorded exchange by exchange.
@@ -146,6 +160,7 @@ impl StreamCapture {
             transport: self.transport,
             target: std::mem::take(&mut self.target),
             delivered_to: self.delivered_to.take(),
+            tls: self.tls.take(),
         };
         let detail = Detail::Stream(StreamSummary {
             protocol_seen: protocol_seen.to_owned(),

@@ -14,9 +14,10 @@ use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand}
 use http::HeaderName;
 
 use crate::capture::{CaptureSettings, Destination, Rotation, SinkOptions};
-use crate::config::{ProxyConfig, RawSettings, Setting};
+use crate::config::{ProxyConfig, RawSettings, Setting, TlsOutSettings};
 use crate::options::RuntimeOptions;
 
+mod ca;
 mod setting_sources;
 mod wait_ready;
 
@@ -57,6 +58,39 @@ pub struct Cli {
     /// Port of the outbound (forward) listener [default: 4140]
     #[arg(long, env = "PROXY_OUT_PORT", value_name = "PORT")]
     pub proxy_out_port: Option<String>,
+
+    /// Terminate the app's outbound TLS with certificates of the capture CA and record the HTTP inside
+    /// (`--tls-out` alone means true) [default: false]
+    #[arg(
+        long,
+        env = "PROXY_TLS_OUT",
+        value_name = "true|false",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub tls_out: Option<String>,
+
+    /// Hosts whose TLS tls-out leaves untouched: names, *.domain wildcards and IP addresses, comma-separated
+    #[arg(long, env = "PROXY_TLS_OUT_EXCLUDE", value_name = "HOSTS")]
+    pub tls_out_exclude: Option<String>,
+
+    /// Directory holding the capture CA as tls.crt and tls.key (a mounted kubernetes.io/tls Secret)
+    #[arg(
+        long,
+        env = "PROXY_TLS_CA_DIR",
+        value_name = "DIR",
+        default_value = crate::tls_out::DEFAULT_CA_DIR
+    )]
+    pub tls_ca_dir: PathBuf,
+
+    /// Extra CA certificates (PEM) upstream certificates may chain to, besides the system roots
+    #[arg(long, env = "PROXY_TLS_UPSTREAM_CA", value_name = "FILE")]
+    pub tls_upstream_ca: Option<PathBuf>,
+
+    /// Where to write, at start, the files apps use to trust the capture CA (ca.crt, ca-bundle.crt,
+    /// truststore.p12); nothing is written when unset
+    #[arg(long, env = "PROXY_TLS_TRUST_DIR", value_name = "DIR")]
+    pub tls_trust_dir: Option<PathBuf>,
 
     /// Kubernetes downward-API annotations file; its sidecar.speedscale.com/* keys configure the proxy
     #[arg(long, env = "PROXY_ANNOTATIONS", value_name = "FILE")]
@@ -241,6 +275,26 @@ impl Invocation {
         Ok(ProxyConfig::from_settings(&self.settings()?)?)
     }
 
+    /// tls-out's validated settings (off unless `tls-out` is true).
+    pub fn tls_out_settings(
+        &self,
+        config: &ProxyConfig,
+    ) -> Result<TlsOutSettings, InvocationError> {
+        Ok(TlsOutSettings::from_settings(
+            &self.settings()?,
+            config.proxy_type,
+        )?)
+    }
+
+    /// Where tls-out's files are.
+    pub fn tls_out_files(&self) -> crate::tls_out::startup::TlsOutFiles {
+        crate::tls_out::startup::TlsOutFiles {
+            ca_dir: self.cli.tls_ca_dir.clone(),
+            upstream_ca: self.cli.tls_upstream_ca.clone(),
+            trust_dir: self.cli.tls_trust_dir.clone(),
+        }
+    }
+
     /// Capture settings: what each record keeps.
     pub fn capture_settings(&self) -> Result<CaptureSettings, InvocationError> {
         let redact = self.cli.capture_redact.trim();
@@ -333,6 +387,12 @@ fn explicit_settings(cli: &Cli, matches: &ArgMatches) -> RawSettings {
         (Setting::ProxyPort, "proxy_port", &cli.proxy_port),
         (Setting::ProxyInPort, "proxy_in_port", &cli.proxy_in_port),
         (Setting::ProxyOutPort, "proxy_out_port", &cli.proxy_out_port),
+        (Setting::TlsOut, "tls_out", &cli.tls_out),
+        (
+            Setting::TlsOutExclude,
+            "tls_out_exclude",
+            &cli.tls_out_exclude,
+        ),
     ];
     settings_from_flags_and_env(matches, fields)
 }
@@ -381,6 +441,10 @@ pub enum Command {
     /// Wait until the sidecar answers /readyz (the sidecar container's postStart hook, so the app starts
     /// after the sidecar listens)
     WaitReady(wait_ready::WaitReadyArgs),
+
+    /// Make the capture CA tls-out signs its certificates with
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -410,6 +474,7 @@ impl Command {
         match self {
             Command::InitIptables(args) => args.run(),
             Command::WaitReady(args) => args.run(),
+            Command::Ca(command) => command.run(),
             Command::Capture(CaptureCommand::Export(args)) => {
                 match crate::capture::har::export_files(&args.inputs, args.output.as_deref()) {
                     Ok(summary) => {

@@ -47,6 +47,23 @@ pub enum ConfigError {
     InvalidHost { setting: SettingName, value: String },
 
     #[error(
+        "invalid {setting} \"{value}\": \"{entry}\" is not a host name, *.domain or IP address; allowed values are comma-separated host names, *.domain wildcards and IP addresses, like api.example.com,*.bank.example,10.0.0.7"
+    )]
+    InvalidHostList {
+        setting: SettingName,
+        value: String,
+        entry: String,
+    },
+
+    #[error(
+        "invalid {setting} \"true\" for {type_setting} \"reverse\": tls-out intercepts the app's outbound TLS, and a reverse proxy has no outbound listener; allowed proxy types: forward, dual, transparent"
+    )]
+    TlsOutWithoutOutbound {
+        setting: SettingName,
+        type_setting: SettingName,
+    },
+
+    #[error(
         "invalid {setting} \"{port}\": {other_setting} is also {port}, and the inbound and outbound listeners need different ports"
     )]
     PortClash {

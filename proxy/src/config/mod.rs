@@ -7,6 +7,7 @@ mod model;
 mod ports;
 mod redirect;
 mod settings;
+mod tls_out;
 mod validate;
 
 pub use annotations::{parse_annotations_file, AnnotationsFileError};
@@ -18,3 +19,4 @@ pub use model::{
 pub use ports::{PortList, PortListProblem, PortRange};
 pub use redirect::RedirectSettings;
 pub use settings::{RawSettings, RawValue, Setting, SettingName, Source, ANNOTATION_PREFIX};
+pub use tls_out::{HostPattern, TlsOutSettings};

@@ -1,6 +1,7 @@
 //! The spec's settings as raw text, before validation, and where each value came from.
 //!
-//! The same settings (the spec's six, and the two ignore lists of transparent mode's iptables rules) reach
+//! The same settings (the spec's six, the two ignore lists of transparent mode's iptables rules, and
+//! tls-out with its exclusion list) reach
 //! the sidecar as flags, environment variables or pod annotations (and reach the injector as annotations). Keeping the origin of every value lets a validation error name the setting
 //! exactly as the user wrote it: `--proxy-port`, `PROXY_PORT` or `sidecar.speedscale.com/proxy-port`.
 
@@ -23,10 +24,14 @@ pub enum Setting {
     IgnoreInboundPorts,
     /// Outbound destination ports the iptables rules do not redirect.
     IgnoreOutboundPorts,
+    /// `true`: outbound TLS is terminated with certificates of the capture CA, so its HTTP is recorded.
+    TlsOut,
+    /// Hosts whose TLS is relayed untouched even with tls-out on (`*.bank.example,10.0.0.7`).
+    TlsOutExclude,
 }
 
 impl Setting {
-    pub const ALL: [Setting; 8] = [
+    pub const ALL: [Setting; 10] = [
         Setting::ProxyType,
         Setting::ProxyProtocol,
         Setting::ProxyHost,
@@ -35,6 +40,8 @@ impl Setting {
         Setting::ProxyOutPort,
         Setting::IgnoreInboundPorts,
         Setting::IgnoreOutboundPorts,
+        Setting::TlsOut,
+        Setting::TlsOutExclude,
     ];
 
     /// The spec's name: the annotation key without its prefix, and the flag without its dashes.
@@ -48,6 +55,8 @@ impl Setting {
             Setting::ProxyOutPort => "proxy-out-port",
             Setting::IgnoreInboundPorts => "ignore-inbound-ports",
             Setting::IgnoreOutboundPorts => "ignore-outbound-ports",
+            Setting::TlsOut => "tls-out",
+            Setting::TlsOutExclude => "tls-out-exclude",
         }
     }
 
@@ -61,6 +70,8 @@ impl Setting {
             Setting::ProxyOutPort => "PROXY_OUT_PORT",
             Setting::IgnoreInboundPorts => "PROXY_IGNORE_INBOUND_PORTS",
             Setting::IgnoreOutboundPorts => "PROXY_IGNORE_OUTBOUND_PORTS",
+            Setting::TlsOut => "PROXY_TLS_OUT",
+            Setting::TlsOutExclude => "PROXY_TLS_OUT_EXCLUDE",
         }
     }
 

@@ -108,7 +108,7 @@ pub(super) fn source_of(raw: &RawSettings, setting: Setting) -> (Option<&str>, S
     }
 }
 
-fn word<T>(
+pub(super) fn word<T>(
     raw: &RawSettings,
     setting: Setting,
     default: &str,
@@ -174,7 +174,7 @@ fn host(raw: &RawSettings) -> Result<(String, SettingName), ConfigError> {
 }
 
 /// RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens, at most 253 bytes.
-fn is_dns_name(name: &str) -> bool {
+pub(super) fn is_dns_name(name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);
     !name.is_empty()
         && name.len() <= 253

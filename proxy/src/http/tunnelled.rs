@@ -21,6 +21,7 @@ use tracing::debug;
 
 use super::body::{text_response, ProxyBody};
 use super::upgrade;
+use crate::capture::record::TlsSession;
 use crate::capture::{CaptureContext, HttpCapture};
 
 /// Runs the client side (`$served`, a hyper server connection) and the upstream connection (`$upstream`,
@@ -72,6 +73,8 @@ pub struct TunnelledTarget {
     /// The destination the client named (the CONNECT or SOCKS target, or the app for a tcp relay).
     pub target: String,
     pub delivered_to: Option<String>,
+    /// The TLS the sidecar terminated around these requests (tls-out), when it did.
+    pub tls: Option<TlsSession>,
 }
 
 /// Serves HTTP/1 on `client`, forwarding each request over `upstream`, until either side closes.
@@ -204,6 +207,9 @@ fn begin(
     let capture = HttpCapture::begin(context, route.transport, &parts, || {
         (route.target.clone(), route.delivered_to.clone())
     });
+    if let Some(session) = &route.tls {
+        capture.mark_tls(session);
+    }
     let request = Request::from_parts(parts, capture.request_body(body).boxed_unsync());
     (capture, request)
 }

@@ -24,6 +24,16 @@ impl<S> PrefixedIo<S> {
         }
     }
 
+    /// The bytes still to be replayed.
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+
+    /// The wrapped stream, for its owner's bookkeeping (not for reading: the prefix comes first).
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
     /// The wrapped stream; any prefix not yet read is lost.
     pub fn into_inner(self) -> S {
         self.inner

@@ -120,7 +120,13 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
                     listener.protocol,
                     peer,
                 )
-                .holding(open);
+                .holding(open)
+                // Only the app's own outbound TLS is intercepted; inbound TLS is the app's to terminate.
+                .with_tls_out(if listener.direction == "outbound" {
+                    shared.services.tls_out.clone()
+                } else {
+                    None
+                });
                 let span = info_span!("conn", direction = listener.direction, protocol = listener.protocol, %peer);
                 let connection = serve_connection(
                     listener.handler.clone(),

@@ -24,6 +24,7 @@ use crate::capture::{CaptureSettings, CaptureSink};
 use crate::config::{ProxyConfig, ProxyType};
 use crate::metrics::Metrics;
 use crate::options::RuntimeOptions;
+use crate::tls_out::TlsInterceptor;
 use accept::{accept_loop, Shared};
 use listeners::{bind_inline, bind_transparent, Listener};
 
@@ -33,6 +34,8 @@ pub struct Services {
     pub capture: CaptureSink,
     pub capture_settings: Arc<CaptureSettings>,
     pub metrics: Arc<Metrics>,
+    /// tls-out's interceptor, when it is on: outbound TLS streams are terminated and their HTTP recorded.
+    pub tls_out: Option<Arc<TlsInterceptor>>,
 }
 
 impl Default for Services {
@@ -42,6 +45,7 @@ impl Default for Services {
             capture: CaptureSink::disabled(),
             capture_settings: Arc::new(CaptureSettings::default()),
             metrics: Arc::new(Metrics::new()),
+            tls_out: None,
         }
     }
 }

@@ -74,6 +74,21 @@ pub async fn start_capturing_proxy(
     app: Option<SocketAddr>,
     adjust: impl FnOnce(&mut CaptureSettings),
 ) -> (RunningProxy, CaptureLog) {
+    start_capturing_proxy_with(proxy_type, protocol, app, |services| {
+        let mut settings = CaptureSettings::default();
+        adjust(&mut settings);
+        services.capture_settings = Arc::new(settings);
+    })
+    .await
+}
+
+/// [`start_capturing_proxy`] with the services (capture settings, tls-out) as `adjust` leaves them.
+pub async fn start_capturing_proxy_with(
+    proxy_type: &str,
+    protocol: &str,
+    app: Option<SocketAddr>,
+    adjust: impl FnOnce(&mut Services),
+) -> (RunningProxy, CaptureLog) {
     let path = temp_path("records.jsonl");
     let options = SinkOptions {
         destination: Destination::File(path.clone()),
@@ -83,8 +98,13 @@ pub async fn start_capturing_proxy(
     let metrics = Arc::new(Metrics::new());
     let (sink, writer) =
         CaptureSink::start(&options, metrics.clone()).expect("start the capture writer");
-    let proxy =
-        start_proxy_with_sink(proxy_type, protocol, app, sink, metrics.clone(), adjust).await;
+    let mut services = Services {
+        capture: sink,
+        metrics: metrics.clone(),
+        ..Services::default()
+    };
+    adjust(&mut services);
+    let proxy = start_proxy_with_services(proxy_type, protocol, app, services).await;
     let log = CaptureLog {
         path,
         metrics,
@@ -108,6 +128,7 @@ pub async fn start_proxy_with_sink(
         capture: sink,
         capture_settings: Arc::new(settings),
         metrics,
+        tls_out: None,
     };
     start_proxy_with_services(proxy_type, protocol, app, services).await
 }

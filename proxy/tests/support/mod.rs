@@ -10,6 +10,7 @@ pub mod env;
 pub mod panics;
 pub mod proxy;
 pub mod raw;
+pub mod tls;
 
 pub use app::{start_app, start_tcp_echo, App};
 pub use data::{pattern_body, sha256_hex};

@@ -35,6 +35,7 @@ pub(super) fn http_record(id: u64, start: &str, exchange: HttpExchange) -> Recor
         client: "127.0.0.1:50000".into(),
         target: "api.test:80".into(),
         delivered_to: None,
+        tls: None,
         start: start.into(),
         duration_ms: 12.5,
         detail: Detail::Http(exchange),

@@ -1,0 +1,422 @@
+//! tls-out end to end on loopback: a real TLS client (rustls) through the sidecar's CONNECT and SOCKS5
+//! listeners to a real HTTPS upstream with certificates of its own CA. The client trusts only the capture
+//! CA, so every successful request proves the sidecar terminated its TLS; the records must hold the
+//! decrypted exchange.
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rstest::rstest;
+use rustls::pki_types::ServerName;
+use sidecar_proxy::capture::record::{Detail, Record};
+use sidecar_proxy::config::{ProxyType, RawSettings, Setting, Source, TlsOutSettings};
+use sidecar_proxy::tls_out::TlsInterceptor;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use support::capture::{connect_tunnel, start_capturing_proxy_with, temp_path, CaptureLog};
+use support::proxy::RunningProxy;
+use support::start_tcp_echo;
+use support::tls::{client_config, https_request, start_https_upstream, HttpsReply, TestCa};
+
+const H2: &[u8] = b"h2";
+const HTTP11: &[u8] = b"http/1.1";
+
+/// A sidecar with tls-out on, the two CAs of the test, and its records.
+struct Fixture {
+    proxy: RunningProxy,
+    log: CaptureLog,
+    capture_ca: TestCa,
+    upstream_ca: TestCa,
+    _files: Vec<PathBuf>,
+}
+
+struct Setup {
+    protocol: &'static str,
+    exclude: &'static str,
+    /// Whether the sidecar is told to trust the upstream's CA (else upstream verification fails).
+    trust_upstream: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            protocol: "http",
+            exclude: "",
+            trust_upstream: true,
+        }
+    }
+}
+
+async fn sidecar(setup: Setup) -> Fixture {
+    let capture_ca = TestCa::new("tls-out test capture CA");
+    let upstream_ca = TestCa::new("tls-out test upstream CA");
+    let ca_dir = capture_ca.write_dir(&temp_path("capture-ca"));
+    let bundle = temp_path("upstream-ca.pem");
+    std::fs::write(&bundle, &upstream_ca.cert_pem).unwrap();
+    let mut raw = RawSettings::default();
+    raw.offer(Setting::TlsOut, "true", Source::Flag);
+    raw.offer(Setting::TlsOutExclude, setup.exclude, Source::Flag);
+    let settings = TlsOutSettings::from_settings(&raw, ProxyType::Forward).unwrap();
+    let extra = setup.trust_upstream.then_some(bundle.as_path());
+    let (proxy, log) = start_capturing_proxy_with("forward", setup.protocol, None, |services| {
+        let interceptor = TlsInterceptor::new(
+            settings,
+            &ca_dir,
+            extra,
+            Duration::from_secs(5),
+            services.metrics.clone(),
+        )
+        .expect("tls-out starts");
+        services.tls_out = Some(Arc::new(interceptor));
+    })
+    .await;
+    Fixture {
+        proxy,
+        log,
+        capture_ca,
+        upstream_ca,
+        _files: vec![ca_dir, bundle],
+    }
+}
+
+impl Fixture {
+    /// An HTTPS upstream with a certificate of the upstream CA for `names`, offering `alpn`.
+    async fn upstream(&self, names: &[&str], alpn: &[&[u8]]) -> std::net::SocketAddr {
+        start_https_upstream(self.upstream_ca.server_config(names, alpn)).await
+    }
+
+    /// One request through a CONNECT tunnel to `target`, trusting only the capture CA.
+    async fn via_connect(
+        &self,
+        target: &str,
+        server_name: ServerName<'static>,
+        alpn: &[&[u8]],
+        body: Option<&'static [u8]>,
+    ) -> std::io::Result<HttpsReply> {
+        let tunnel = connect_tunnel(self.proxy.outbound(), target).await;
+        let config = client_config(&[&self.capture_ca.cert_der], alpn);
+        https_request(tunnel, config, server_name, "/orders", body).await
+    }
+
+    /// The records and the metrics, once the sidecar has stopped (every connection's task finished).
+    async fn records(self) -> (Vec<Record>, String) {
+        let metrics = self.log.metrics.clone();
+        let records = self.log.records(self.proxy).await;
+        (records, metrics.encode())
+    }
+}
+
+fn dns(name: &str) -> ServerName<'static> {
+    ServerName::try_from(name.to_owned()).unwrap()
+}
+
+/// The one record of the run, which must be an HTTP exchange.
+fn only_exchange(records: &[Record]) -> &Record {
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert!(matches!(records[0].detail, Detail::Http(_)), "{records:#?}");
+    &records[0]
+}
+
+#[rstest]
+#[case::http1(&[HTTP11], "http/1.1", "HTTP/1.1")]
+#[case::h2(&[H2, HTTP11], "h2", "HTTP/2.0")]
+#[tokio::test]
+async fn connect_tunnels_are_decrypted_and_recorded(
+    #[case] alpn: &[&[u8]],
+    #[case] agreed: &str,
+    #[case] version: &str,
+) {
+    let fixture = sidecar(Setup::default()).await;
+    let upstream = fixture.upstream(&["localhost"], &[H2, HTTP11]).await;
+    let reply = fixture
+        .via_connect(
+            &format!("localhost:{}", upstream.port()),
+            dns("localhost"),
+            alpn,
+            Some(b"hello"),
+        )
+        .await
+        .expect("the client trusts the capture CA's leaf");
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.body,
+        format!("upstream saw POST /orders over {version}, 5 body bytes")
+    );
+    assert_eq!(reply.alpn.as_deref(), Some(agreed), "client side");
+    assert_eq!(
+        reply.upstream_alpn.as_deref(),
+        Some(agreed),
+        "upstream side"
+    );
+
+    let (records, _) = fixture.records().await;
+    let record = only_exchange(&records);
+    assert_eq!(record.transport, "connect");
+    assert_eq!(record.target, format!("localhost:{}", upstream.port()));
+    let tls = record.tls.as_ref().expect("marked as TLS");
+    assert_eq!(tls.sni.as_deref(), Some("localhost"));
+    assert_eq!(tls.alpn.as_deref(), Some(agreed));
+    assert_eq!(tls.version, "TLSv1.3");
+    let Detail::Http(exchange) = &record.detail else {
+        unreachable!()
+    };
+    assert!(
+        exchange.request.url.starts_with("https://localhost")
+            && exchange.request.url.ends_with("/orders"),
+        "{}",
+        exchange.request.url
+    );
+    assert_eq!(exchange.request.method, "POST");
+    assert_eq!(exchange.request.version, version);
+    assert_eq!(&exchange.request.body.base64[..], b"hello");
+    let response = exchange.response.as_ref().expect("a response");
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        String::from_utf8_lossy(&response.body.base64),
+        reply.body,
+        "the record holds the decrypted response"
+    );
+}
+
+#[tokio::test]
+async fn socks5_streams_are_decrypted_and_recorded() {
+    let fixture = sidecar(Setup {
+        protocol: "socks",
+        ..Setup::default()
+    })
+    .await;
+    let upstream = fixture.upstream(&["localhost"], &[H2, HTTP11]).await;
+    let stream = tokio_socks::tcp::Socks5Stream::connect(
+        fixture.proxy.outbound(),
+        ("localhost", upstream.port()),
+    )
+    .await
+    .unwrap();
+    let config = client_config(&[&fixture.capture_ca.cert_der], &[H2, HTTP11]);
+    let reply = https_request(stream, config, dns("localhost"), "/orders", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.body,
+        "upstream saw GET /orders over HTTP/2.0, 0 body bytes"
+    );
+    let (records, _) = fixture.records().await;
+    let record = only_exchange(&records);
+    assert_eq!(record.transport, "socks5");
+    assert_eq!(record.tls.as_ref().unwrap().alpn.as_deref(), Some("h2"));
+}
+
+#[tokio::test]
+async fn without_sni_the_leaf_is_for_the_requested_address() {
+    let fixture = sidecar(Setup::default()).await;
+    let upstream = fixture.upstream(&["127.0.0.1"], &[HTTP11]).await;
+    // rustls sends no SNI for an IP address, as most clients do.
+    let reply = fixture
+        .via_connect(
+            &upstream.to_string(),
+            ServerName::IpAddress(upstream.ip().into()),
+            &[HTTP11],
+            None,
+        )
+        .await
+        .expect("the leaf names the IP address");
+    let (_, leaf) = X509Certificate::from_der(&reply.peer_certificate).unwrap();
+    let sans: Vec<String> = leaf
+        .subject_alternative_name()
+        .unwrap()
+        .unwrap()
+        .value
+        .general_names
+        .iter()
+        .map(|name| match name {
+            GeneralName::IPAddress(ip) => format!("ip {ip:?}"),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(sans, ["ip [127, 0, 0, 1]"]);
+    let (records, _) = fixture.records().await;
+    let tls = only_exchange(&records).tls.clone().unwrap();
+    assert_eq!(tls.sni, None);
+}
+
+#[tokio::test]
+async fn a_second_connection_to_a_host_reuses_its_leaf() {
+    let fixture = sidecar(Setup::default()).await;
+    let upstream = fixture.upstream(&["localhost"], &[HTTP11]).await;
+    let target = format!("localhost:{}", upstream.port());
+    let first = fixture
+        .via_connect(&target, dns("localhost"), &[HTTP11], None)
+        .await
+        .unwrap();
+    let second = fixture
+        .via_connect(&target, dns("localhost"), &[HTTP11], None)
+        .await
+        .unwrap();
+    assert_eq!(first.peer_certificate, second.peer_certificate);
+    let (records, metrics) = fixture.records().await;
+    assert_eq!(records.len(), 2);
+    assert!(
+        metrics.contains("sidecar_tls_out_leaf_certificates_total{source=\"minted\"} 1\n")
+            && metrics.contains("sidecar_tls_out_leaf_certificates_total{source=\"cached\"} 1\n"),
+        "{metrics}"
+    );
+}
+
+#[rstest]
+#[case::both_offered(&[H2, HTTP11], &[HTTP11], Some("http/1.1"))]
+#[case::client_offers_none(&[], &[H2, HTTP11], None)]
+#[tokio::test]
+async fn the_client_gets_the_protocol_the_upstream_chose(
+    #[case] client_offers: &[&[u8]],
+    #[case] upstream_offers: &[&[u8]],
+    #[case] agreed: Option<&str>,
+) {
+    let fixture = sidecar(Setup::default()).await;
+    let upstream = fixture.upstream(&["localhost"], upstream_offers).await;
+    let reply = fixture
+        .via_connect(
+            &format!("localhost:{}", upstream.port()),
+            dns("localhost"),
+            client_offers,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.alpn.as_deref(), agreed);
+    assert_eq!(
+        reply.upstream_alpn.as_deref(),
+        Some(agreed.unwrap_or("none"))
+    );
+    assert_eq!(
+        reply.body,
+        "upstream saw GET /orders over HTTP/1.1, 0 body bytes"
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_that_fails_verification_gets_the_client_a_tls_alert() {
+    let fixture = sidecar(Setup {
+        trust_upstream: false,
+        ..Setup::default()
+    })
+    .await;
+    let upstream = fixture.upstream(&["localhost"], &[HTTP11]).await;
+    let error = fixture
+        .via_connect(
+            &format!("localhost:{}", upstream.port()),
+            dns("localhost"),
+            &[HTTP11],
+            None,
+        )
+        .await
+        .expect_err("never silently trusted");
+    assert!(
+        error.to_string().contains("received fatal alert"),
+        "the client gets a TLS alert, not a certificate: {error}"
+    );
+    let (records, metrics) = fixture.records().await;
+    assert_eq!(records.len(), 1, "{records:#?}");
+    let Detail::Stream(stream) = &records[0].detail else {
+        panic!("{records:#?}")
+    };
+    assert_eq!(stream.end, "reset");
+    let reason = stream.error.as_deref().unwrap();
+    assert!(
+        reason.contains("upstream localhost") && reason.contains("UnknownIssuer"),
+        "the record names host and reason: {reason}"
+    );
+    assert!(
+        metrics.contains("sidecar_tls_out_connections_total{result=\"upstream_failed\"} 1\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_trust_the_capture_ca_fails_its_handshake() {
+    let fixture = sidecar(Setup::default()).await;
+    let upstream = fixture.upstream(&["localhost"], &[HTTP11]).await;
+    let tunnel = connect_tunnel(
+        fixture.proxy.outbound(),
+        &format!("localhost:{}", upstream.port()),
+    )
+    .await;
+    let config = client_config(&[&fixture.upstream_ca.cert_der], &[HTTP11]);
+    let error = https_request(tunnel, config, dns("localhost"), "/", None)
+        .await
+        .expect_err("the leaf is the capture CA's");
+    assert!(error.to_string().contains("UnknownIssuer"), "{error}");
+    let (records, metrics) = fixture.records().await;
+    let Detail::Stream(stream) = &records[0].detail else {
+        panic!("{records:#?}")
+    };
+    assert_eq!(stream.end, "reset");
+    assert!(
+        metrics.contains("sidecar_tls_out_connections_total{result=\"client_failed\"} 1\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn an_excluded_host_keeps_its_own_certificate() {
+    let fixture = sidecar(Setup {
+        exclude: "*.example.test,localhost",
+        ..Setup::default()
+    })
+    .await;
+    let upstream = fixture.upstream(&["localhost"], &[HTTP11]).await;
+    let tunnel = connect_tunnel(
+        fixture.proxy.outbound(),
+        &format!("localhost:{}", upstream.port()),
+    )
+    .await;
+    // Trusting only the upstream's CA: this works only if the sidecar stayed out of the way.
+    let config = client_config(&[&fixture.upstream_ca.cert_der], &[HTTP11]);
+    let reply = https_request(tunnel, config, dns("localhost"), "/orders", None)
+        .await
+        .expect("relayed untouched");
+    assert_eq!(
+        reply.body,
+        "upstream saw GET /orders over HTTP/1.1, 0 body bytes"
+    );
+    let (records, metrics) = fixture.records().await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].tls, None);
+    let Detail::Stream(stream) = &records[0].detail else {
+        panic!("{records:#?}")
+    };
+    assert_eq!(stream.protocol_seen, "tls");
+    assert_eq!(stream.sni.as_deref(), Some("localhost"));
+    assert!(
+        metrics.contains("sidecar_tls_out_connections_total{result=\"passed\"} 1\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn streams_that_are_not_tls_are_untouched() {
+    let fixture = sidecar(Setup::default()).await;
+    let echo = start_tcp_echo().await;
+    let mut tunnel = connect_tunnel(fixture.proxy.outbound(), &echo.to_string()).await;
+    tunnel.write_all(b"\x16not quite tls\n").await.unwrap();
+    tunnel.shutdown().await.unwrap();
+    let mut echoed = Vec::new();
+    tunnel.read_to_end(&mut echoed).await.unwrap();
+    assert_eq!(echoed, b"\x16not quite tls\n");
+    let mut plain = TcpStream::connect(fixture.proxy.outbound()).await.unwrap();
+    drop(plain.shutdown().await);
+    let (records, metrics) = fixture.records().await;
+    let Detail::Stream(stream) = &records[0].detail else {
+        panic!("{records:#?}")
+    };
+    assert_eq!(stream.bytes_client_to_target, 15);
+    assert_eq!(records[0].tls, None);
+    assert!(
+        !metrics.contains("sidecar_tls_out_connections_total{"),
+        "{metrics}"
+    );
+}
