@@ -5,6 +5,7 @@
   lib,
   runCommand,
   curl,
+  openssl,
   rustPlatform,
   src,
   toolchain,
@@ -20,6 +21,7 @@ let
     "auto_backend_applies_once_reruns_identically_and_dry_run_changes_nothing"
     "legacy_backend_converges_and_auto_stays_on_it"
     "transparent_mode_relays_and_records_both_directions_with_no_app_settings"
+    "transparent_mode_with_tls_out_records_the_apps_https"
     "another_pod_cannot_use_the_forward_listener_but_reaches_inbound_and_admin"
   ];
 
@@ -47,6 +49,9 @@ in
         "sidecar-conformance"
       ];
       checkFlags = map (name: "--skip=${name}") rootOnlyTests;
+      # The webhook's TLS versions (injector) and the capture CA and trust files (proxy/tests/tls_out_ca.rs)
+      # are checked with OpenSSL's own command-line tool.
+      nativeCheckInputs = [ openssl ];
       # proxy/tests/curl.rs runs the system's /usr/bin/curl, which the sandbox does not have.
       postPatch = ''
         substituteInPlace proxy/tests/curl.rs \

@@ -258,6 +258,7 @@ mod tests {
                 "HTTPS_PROXY",
                 "GLOBAL_AGENT_HTTP_PROXY",
                 "GLOBAL_AGENT_HTTPS_PROXY",
+                "CURL_CA_BUNDLE",
                 "REQUESTS_CA_BUNDLE",
                 "NODE_EXTRA_CA_CERTS",
             ]
@@ -316,6 +317,6 @@ mod tests {
                 &tls_out::java_flags()
             )))
         );
-        assert_eq!(changes.len(), 4, "{changes:?}");
+        assert_eq!(changes.len(), 5, "{changes:?}");
     }
 }

@@ -104,8 +104,10 @@ pub fn app_mount() -> VolumeMount {
 pub fn app_variables() -> Vec<(&'static str, String)> {
     let file = |name: &str| format!("{TRUST_DIR}/{name}");
     vec![
-        // Go, the curl tool, Python's ssl module and most OpenSSL-based clients: replaces the roots.
+        // Go, Python's ssl module and most OpenSSL-based clients: replaces the roots.
         ("SSL_CERT_FILE", file(BUNDLE_FILE)),
+        // The curl tool: Debian's (7.88) ignores SSL_CERT_FILE and reads only this.
+        ("CURL_CA_BUNDLE", file(BUNDLE_FILE)),
         // Python requests, which otherwise trusts certifi's bundle and ignores SSL_CERT_FILE.
         ("REQUESTS_CA_BUNDLE", file(BUNDLE_FILE)),
         // Node adds these to its built-in roots.
@@ -183,6 +185,10 @@ mod tests {
         );
         assert_eq!(
             value("REQUESTS_CA_BUNDLE"),
+            Some("/var/run/sidecar/trust/ca-bundle.crt")
+        );
+        assert_eq!(
+            value("CURL_CA_BUNDLE"),
             Some("/var/run/sidecar/trust/ca-bundle.crt")
         );
         assert_eq!(

@@ -147,6 +147,7 @@ let
     docker-client = pkg "docker-client";
     iptables = pkg "iptables";
     cacert = pkg "cacert";
+    openssl = pkg "openssl";
     coreutils = pkg "coreutils";
     bazel-buildtools = pkg "bazel-buildtools";
     bazelisk = pkg "bazelisk";

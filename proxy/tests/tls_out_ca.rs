@@ -225,6 +225,11 @@ fn ca_create_writes_a_ca_that_openssl_reads_as_one() {
     );
     assert!(!expired_by.status.success(), "valid for more than 30 days");
 
+    // The sidecar loads it as its capture CA.
+    if let Err(e) = sidecar_proxy::tls_out::authority::CaptureAuthority::load(&out) {
+        panic!("the sidecar refuses the CA: {e}");
+    }
+
     // The key is the certificate's.
     let cert_key = succeed(
         "openssl",

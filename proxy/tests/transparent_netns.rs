@@ -258,6 +258,70 @@ else:
         String::from_utf8(output.stdout).unwrap()
     }
 
+    /// The sidecar in the pod's namespace, transparent, as uid 2102, capturing into a file whose path it
+    /// returns; `extra` are more flags. A copy of the binary, since uid 2102 may not be able to reach the
+    /// build directory (a checkout under /root, say). The rules must be installed already.
+    fn start_sidecar(&mut self, extra: &[&str]) -> PathBuf {
+        let binary = self.dir.join("sidecar-proxy");
+        std::fs::copy(BIN, &binary).unwrap();
+        run(Command::new("chmod").args(["0755", binary.to_str().unwrap()]));
+        let capture = self.dir.join("capture.jsonl");
+        let mut sidecar = self.exec(&self.pod);
+        sidecar
+            .args([
+                "setpriv",
+                "--reuid",
+                SIDECAR_UID,
+                "--regid",
+                SIDECAR_UID,
+                "--clear-groups",
+            ])
+            .arg(&binary)
+            .args(["--proxy-type", "transparent", "--capture"])
+            .arg(&capture)
+            .args(["--admin-bind", "127.0.0.1", "--shutdown-grace", "2s"])
+            .args(extra)
+            .env("RUST_LOG", "info");
+        self.spawn(sidecar);
+        let pod = self.pod.clone();
+        self.wait_for_port(&pod, "127.0.0.1", 4140);
+        self.wait_for_port(&pod, "127.0.0.1", 4143);
+        capture
+    }
+
+    /// Stops the sidecar (the last process started) the way Kubernetes does, so every record is flushed.
+    fn stop_sidecar(&mut self) {
+        let sidecar = self.children.last_mut().unwrap();
+        run(Command::new("kill").args(["-TERM", &sidecar.id().to_string()]));
+        let status = sidecar.wait().unwrap();
+        assert!(status.success(), "sidecar exit: {status}");
+    }
+
+    /// An HTTPS server (Python's) in `ns` on `ip:port` with the certificate and key in `tls`
+    /// (`cert.pem`, `key.pem`), serving a file whose body is `body`.
+    fn https_server(&mut self, ns: &str, ip: &str, port: u16, tls: &Path, body: &str) {
+        let root = self.dir.join(format!("www-tls-{ns}-{port}"));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("hello.txt"), body).unwrap();
+        let script = format!(
+            r#"
+import functools, http.server, ssl
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory="{root}")
+server = http.server.ThreadingHTTPServer(("{ip}", {port}), handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain("{tls}/cert.pem", "{tls}/key.pem")
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"#,
+            root = root.display(),
+            tls = tls.display()
+        );
+        let mut command = self.exec(ns);
+        command.args(["python3", "-c", &script]);
+        self.spawn(command);
+        self.wait_for_port(ns, ip, port);
+    }
+
     fn nat_rules(&self) -> String {
         let output = run(self.exec(&self.pod).args(["iptables-save", "-t", "nat"]));
         // Counters and the generation comment change between dumps; the rules themselves must not.
@@ -339,30 +403,7 @@ fn transparent_mode_relays_and_records_both_directions_with_no_app_settings() {
         "a second init-iptables changed the rules"
     );
 
-    // The sidecar, as uid 2102, capturing into a file. A copy of the binary, since uid 2102 may not be
-    // able to reach the build directory (a checkout under /root, say).
-    let binary = pod.dir.join("sidecar-proxy");
-    std::fs::copy(BIN, &binary).unwrap();
-    run(Command::new("chmod").args(["0755", binary.to_str().unwrap()]));
-    let capture = pod.dir.join("capture.jsonl");
-    let mut sidecar = pod.exec(&pod_ns);
-    sidecar
-        .args([
-            "setpriv",
-            "--reuid",
-            SIDECAR_UID,
-            "--regid",
-            SIDECAR_UID,
-            "--clear-groups",
-        ])
-        .arg(&binary)
-        .args(["--proxy-type", "transparent", "--capture"])
-        .arg(&capture)
-        .args(["--admin-bind", "127.0.0.1", "--shutdown-grace", "2s"])
-        .env("RUST_LOG", "info");
-    pod.spawn(sidecar);
-    pod.wait_for_port(&pod_ns, "127.0.0.1", 4140);
-    pod.wait_for_port(&pod_ns, "127.0.0.1", 4143);
+    let capture = pod.start_sidecar(&[]);
 
     // Outbound: the app dials the upstream directly; the rules take it through the sidecar.
     let outbound = pod.curl(&pod_ns, &format!("http://{PEER_IP}:8080/hello.txt"));
@@ -394,12 +435,7 @@ fn transparent_mode_relays_and_records_both_directions_with_no_app_settings() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    // Stop the sidecar the way Kubernetes does, so every record is flushed.
-    let sidecar = pod.children.last_mut().unwrap();
-    run(Command::new("kill").args(["-TERM", &sidecar.id().to_string()]));
-    let status = sidecar.wait().unwrap();
-    assert!(status.success(), "sidecar exit: {status}");
-
+    pod.stop_sidecar();
     let records = records(&capture);
     let http: Vec<_> = records
         .iter()
@@ -454,4 +490,147 @@ fn transparent_mode_relays_and_records_both_directions_with_no_app_settings() {
         format!("http://{POD_IP}:9090/hello.txt")
     );
     assert_eq!(in_exchange.response.as_ref().map(|r| r.status), Some(200));
+}
+
+/// tls-out in transparent mode: the app calls an HTTPS upstream with no proxy settings, trusting the
+/// capture CA only through `CURL_CA_BUNDLE` and the trust files the sidecar wrote; the sidecar decrypts the
+/// redirected connection, verifies the real upstream against its CA, and records the exchange.
+#[test]
+fn transparent_mode_with_tls_out_records_the_apps_https() {
+    let mut pod = Pod::create();
+    let (peer_ns, pod_ns) = (pod.peer.clone(), pod.pod.clone());
+
+    // The upstream's own CA and certificate (for its name and its address), as another team's service has.
+    let upstream_tls = pod.dir.join("upstream-tls");
+    std::fs::create_dir_all(&upstream_tls).unwrap();
+    let upstream_ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "upstream team CA");
+    let upstream_ca = ca_params.self_signed(&upstream_ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, upstream_ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["upstream.test".to_owned(), PEER_IP.to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    std::fs::write(upstream_tls.join("cert.pem"), leaf.pem()).unwrap();
+    std::fs::write(upstream_tls.join("key.pem"), leaf_key.serialize_pem()).unwrap();
+    let upstream_ca_file = pod.dir.join("upstream-ca.pem");
+    std::fs::write(&upstream_ca_file, upstream_ca.pem()).unwrap();
+    pod.https_server(&peer_ns, PEER_IP, 8443, &upstream_tls, "secret upstream\n");
+
+    // The capture CA, made by the real command, readable by the sidecar's uid as a Secret mount would be.
+    let ca_dir = pod.dir.join("capture-ca");
+    run(Command::new(BIN)
+        .args(["ca", "create", "--out"])
+        .arg(&ca_dir));
+    run(Command::new("chown")
+        .args(["-R", &format!("{SIDECAR_UID}:{SIDECAR_UID}")])
+        .arg(&ca_dir));
+    let trust_dir = pod.dir.join("trust");
+    std::fs::create_dir_all(&trust_dir).unwrap();
+    run(Command::new("chown")
+        .arg(format!("{SIDECAR_UID}:{SIDECAR_UID}"))
+        .arg(&trust_dir));
+
+    run(pod.exec(&pod_ns).args([BIN, "init-iptables"]));
+    let capture = pod.start_sidecar(&[
+        "--tls-out",
+        "--tls-ca-dir",
+        ca_dir.to_str().unwrap(),
+        "--tls-upstream-ca",
+        upstream_ca_file.to_str().unwrap(),
+        "--tls-trust-dir",
+        trust_dir.to_str().unwrap(),
+    ]);
+
+    // The curl tool reads CURL_CA_BUNDLE (the injector sets it with configure-app): the bundle the sidecar
+    // wrote.
+    let bundle = trust_dir.join("ca-bundle.crt");
+    let by_name = run(pod.exec(&pod_ns).env("CURL_CA_BUNDLE", &bundle).args([
+        "curl",
+        "-sS",
+        "--noproxy",
+        "*",
+        "--max-time",
+        "20",
+        "--resolve",
+        &format!("upstream.test:8443:{PEER_IP}"),
+        "https://upstream.test:8443/hello.txt",
+    ]));
+    assert_eq!(
+        String::from_utf8_lossy(&by_name.stdout),
+        "secret upstream\n"
+    );
+    let by_address = run(pod.exec(&pod_ns).env("CURL_CA_BUNDLE", &bundle).args([
+        "curl",
+        "-sS",
+        "--noproxy",
+        "*",
+        "--max-time",
+        "20",
+        &format!("https://{PEER_IP}:8443/hello.txt"),
+    ]));
+    assert_eq!(
+        String::from_utf8_lossy(&by_address.stdout),
+        "secret upstream\n"
+    );
+    // Without the capture CA the app's TLS fails: the sidecar's leaf is not the upstream's certificate.
+    let untrusting = pod
+        .exec(&pod_ns)
+        .env("CURL_CA_BUNDLE", &upstream_ca_file)
+        .args([
+            "curl",
+            "-sS",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "20",
+            &format!("https://{PEER_IP}:8443/hello.txt"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!untrusting.status.success(), "the leaf is the capture CA's");
+
+    pod.stop_sidecar();
+    let records = records(&capture);
+    let decrypted: Vec<_> = records
+        .iter()
+        .filter_map(|r| match &r.detail {
+            Detail::Http(exchange) if r.tls.is_some() => Some((r, exchange)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(decrypted.len(), 2, "{records:#?}");
+    for (record, exchange) in &decrypted {
+        assert_eq!(record.direction, "outbound");
+        assert_eq!(record.transport, "iptables");
+        assert_eq!(
+            record.target,
+            format!("{PEER_IP}:8443"),
+            "the original destination"
+        );
+        let response = exchange.response.as_ref().unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(&response.body.base64[..], b"secret upstream\n");
+    }
+    let urls: Vec<_> = decrypted
+        .iter()
+        .map(|(_, e)| e.request.url.as_str())
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            "https://upstream.test:8443/hello.txt".to_owned(),
+            format!("https://{PEER_IP}:8443/hello.txt")
+        ]
+    );
+    assert_eq!(
+        decrypted[0].0.tls.as_ref().unwrap().sni.as_deref(),
+        Some("upstream.test")
+    );
+    assert_eq!(decrypted[1].0.tls.as_ref().unwrap().sni, None);
 }

@@ -14,12 +14,10 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
+// The names the sidecar loads the CA by, which are the names a Kubernetes TLS secret gives its files.
+use crate::tls_out::authority::{CERT_FILE, KEY_FILE};
 use crate::tls_out::ca_create::{create_ca, CaPem};
 
-/// The certificate file, the name a Kubernetes TLS secret gives it.
-const CERT_FILE: &str = "tls.crt";
-/// The private key file, the name a Kubernetes TLS secret gives it.
-const KEY_FILE: &str = "tls.key";
 const CERT_MODE: u32 = 0o644;
 /// The umask can only remove bits from this, never add any.
 const KEY_MODE: u32 = 0o600;
