@@ -19,7 +19,8 @@ use std::os::unix::ffi::OsStringExt;
 
 use sidecar_proxy::cli::{Command, Invocation};
 use sidecar_proxy::config::{
-    parse_annotations_file, PortList, ProxyConfig, RawSettings, RedirectSettings, Setting, Source,
+    parse_annotations_file, HostPattern, PortList, ProxyConfig, ProxyType, RawSettings,
+    RedirectSettings, Setting, Source, TlsOutSettings,
 };
 use sidecar_proxy::iptables::rules::{RuleInputs, RuleSet};
 use sidecar_proxy::iptables::script::{render, steps};
@@ -58,6 +59,9 @@ pub fn config_flags(data: &[u8]) {
             let options = invocation.runtime_options(&config);
             assert_eq!(options.inbound_listen.port(), config.in_port);
             assert_eq!(options.outbound_listen.port(), config.out_port);
+            if let Ok(settings) = invocation.settings() {
+                check_tls_out(&settings, config.proxy_type);
+            }
         }
         Err(error) => {
             let _ = error.to_string();
@@ -166,10 +170,13 @@ pub fn ignore_ports(data: &[u8]) {
     }
 }
 
-/// Validates settings both ways the sidecar uses them, checking what validates.
+/// Validates settings every way the sidecar uses them, checking what validates.
 fn validate_settings(settings: &RawSettings) {
     match ProxyConfig::from_settings(settings) {
-        Ok(config) => check_revalidates(&config),
+        Ok(config) => {
+            check_revalidates(&config);
+            check_tls_out(settings, config.proxy_type);
+        }
         Err(error) => {
             let _ = error.to_string();
         }
@@ -182,6 +189,36 @@ fn validate_settings(settings: &RawSettings) {
         }),
         Err(error) => {
             let _ = error.to_string();
+        }
+    }
+}
+
+/// tls-out's settings: a refusal is one line naming the setting; an accepted exclusion list excludes what
+/// it names (a name itself, any name below a `*.` domain, an address) and intercepts nothing when off.
+fn check_tls_out(settings: &RawSettings, proxy_type: ProxyType) {
+    match TlsOutSettings::from_settings(settings, proxy_type) {
+        Ok(tls) => {
+            for pattern in &tls.exclude {
+                let covered = match pattern {
+                    HostPattern::Name(name) => name.clone(),
+                    HostPattern::Below(domain) => format!("x.{domain}"),
+                    HostPattern::Ip(ip) => ip.to_string(),
+                };
+                assert!(
+                    !tls.intercepts(&covered),
+                    "{covered:?} is excluded by {pattern:?}"
+                );
+            }
+            if !tls.enabled {
+                assert!(!tls.intercepts("api.example.test"));
+            }
+        }
+        Err(error) => {
+            let message = error.to_string();
+            assert!(
+                message.starts_with("invalid ") && !message.contains('\n'),
+                "{message}"
+            );
         }
     }
 }
