@@ -16,7 +16,7 @@ use crate::detect::tls::{client_hello_sni, is_tls_handshake};
 use crate::detect::{first_bytes, is_h2_preface, is_http_request, FirstBytes, DETECT_TIMEOUT};
 use crate::http::tunnelled::{self, TunnelledTarget};
 use crate::io::PrefixedIo;
-use crate::tls_out::{Intercepted, Outcome};
+use crate::tls_out::{Intercepted, Outcome, TlsInterceptor};
 
 /// Everything a stream needs besides its two ends.
 pub struct StreamJob<'a> {
@@ -67,13 +67,19 @@ where
             let sni = client_hello_sni(&bytes);
             if let Some(interceptor) = context.tls_out().filter(|_| is_tls_handshake(&bytes)) {
                 let requested = host_of(record.target()).to_owned();
-                if interceptor.intercepts(sni.as_deref().unwrap_or(&requested)) {
+                // Excluded when either name is: the server name the client asked for, or the host or
+                // address it dialled (transparent mode knows only the address).
+                if interceptor.intercepts(&requested)
+                    && sni.as_deref().is_none_or(|sni| interceptor.intercepts(sni))
+                {
                     let client = PrefixedIo::new(bytes, client);
+                    let job = StreamJob {
+                        record,
+                        context,
+                        tasks,
+                    };
                     // Boxed like the HTTP path: only intercepted streams carry TLS state.
-                    Box::pin(intercepted(
-                        client, upstream, &requested, record, context, tasks,
-                    ))
-                    .await;
+                    Box::pin(intercepted(interceptor, client, upstream, &requested, job)).await;
                     return;
                 }
                 interceptor.count_passed();
@@ -102,19 +108,20 @@ where
 /// served like a cleartext one (HTTP exchange by exchange, anything else relayed as bytes), its records
 /// marked with the TLS session.
 async fn intercepted<C, U>(
+    interceptor: &TlsInterceptor,
     client: PrefixedIo<TappedIo<C>>,
     upstream: U,
     requested_host: &str,
-    mut record: StreamCapture,
-    context: &CaptureContext,
-    tasks: &TaskTracker,
+    job: StreamJob<'_>,
 ) where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Some(interceptor) = context.tls_out() else {
-        return;
-    };
+    let StreamJob {
+        mut record,
+        context,
+        tasks,
+    } = job;
     let Intercepted {
         mut client,
         mut upstream,

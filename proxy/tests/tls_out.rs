@@ -361,17 +361,24 @@ async fn a_client_that_does_not_trust_the_capture_ca_fails_its_handshake() {
     );
 }
 
+/// Excluded by the server name the client asked for, or by the address it dialled whatever name it sent.
+#[rstest]
+#[case::by_name("*.example.test,localhost", "localhost")]
+#[case::by_dialled_address("10.0.0.7,127.0.0.1", "127.0.0.1")]
 #[tokio::test]
-async fn an_excluded_host_keeps_its_own_certificate() {
+async fn an_excluded_host_keeps_its_own_certificate(
+    #[case] exclude: &'static str,
+    #[case] dialled: &str,
+) {
     let fixture = sidecar(Setup {
-        exclude: "*.example.test,localhost",
+        exclude,
         ..Setup::default()
     })
     .await;
     let upstream = fixture.upstream(&["localhost"], &[HTTP11]).await;
     let tunnel = connect_tunnel(
         fixture.proxy.outbound(),
-        &format!("localhost:{}", upstream.port()),
+        &format!("{dialled}:{}", upstream.port()),
     )
     .await;
     // Trusting only the upstream's CA: this works only if the sidecar stayed out of the way.

@@ -205,6 +205,7 @@ impl TlsInterceptor {
             Ok(Ok(client)) => {
                 self.count("intercepted");
                 let version = version_text(client.get_ref().1.protocol_version());
+                debug!(host, %version, "tls-out: intercepted");
                 Outcome::Intercepted(Box::new(Intercepted {
                     client,
                     upstream,
