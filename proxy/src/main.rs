@@ -46,6 +46,13 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
+    let tls_out = match invocation.tls_out_settings(&config) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("sidecar-proxy: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
     if config.proxy_type == ProxyType::Transparent {
         if let Err(message) = check_transparent_uid(invocation.cli.proxy_uid) {
             eprintln!("sidecar-proxy: {message}");
@@ -70,13 +77,6 @@ fn main() -> ExitCode {
     };
     let sink_options = match invocation.sink_options() {
         Ok(options) => options,
-        Err(e) => {
-            eprintln!("sidecar-proxy: {e}");
-            return ExitCode::from(EXIT_BAD_CONFIG);
-        }
-    };
-    let tls_out = match invocation.tls_out_settings(&config) {
-        Ok(settings) => settings,
         Err(e) => {
             eprintln!("sidecar-proxy: {e}");
             return ExitCode::from(EXIT_BAD_CONFIG);

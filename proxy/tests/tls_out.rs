@@ -427,3 +427,157 @@ async fn streams_that_are_not_tls_are_untouched() {
         "{metrics}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------------
+// The real binary: start-up checks, the trust files, and the log line of a failed upstream
+// ---------------------------------------------------------------------------------------------------
+
+const BIN: &str = env!("CARGO_BIN_EXE_sidecar-proxy");
+
+/// Runs the binary in forward http mode with tls-out and `extra` flags until `ready` says so or it exits;
+/// returns it with its stderr so far.
+fn forward_with_tls_out(extra: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(BIN);
+    for var in ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"] {
+        command.env_remove(var);
+    }
+    command
+        .env("RUST_LOG", "info")
+        .args(["--proxy-type", "forward", "--proxy-protocol", "http"])
+        .args(["--admin-bind", "127.0.0.1", "--tls-out"])
+        .args(extra);
+    command
+}
+
+#[test]
+fn a_missing_or_wrong_ca_stops_the_sidecar_with_one_line() {
+    let dir = temp_path("no-ca");
+    std::fs::create_dir_all(&dir).unwrap();
+    let capture = dir.join("capture.jsonl");
+    let missing = forward_with_tls_out(&["--capture", capture.to_str().unwrap()])
+        .args(["--tls-ca-dir", dir.to_str().unwrap(), "--proxy-out-port"])
+        .arg(support::capture::free_port().to_string())
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("sidecar-proxy: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].starts_with("sidecar-proxy: cannot read the capture CA's certificate")
+            && errors[0].contains("tls.crt")
+            && errors[0].contains("sidecar-proxy ca create"),
+        "{stderr}"
+    );
+
+    // A CA whose key is another's.
+    let ca = TestCa::new("one");
+    let other = TestCa::new("other");
+    std::fs::write(dir.join("tls.crt"), &ca.cert_pem).unwrap();
+    std::fs::write(dir.join("tls.key"), &other.key_pem).unwrap();
+    let mismatched = forward_with_tls_out(&["--capture", capture.to_str().unwrap()])
+        .args(["--tls-ca-dir", dir.to_str().unwrap(), "--proxy-out-port"])
+        .arg(support::capture::free_port().to_string())
+        .output()
+        .unwrap();
+    assert_eq!(mismatched.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&mismatched.stderr).contains("does not belong to the certificate"),
+        "{}",
+        String::from_utf8_lossy(&mismatched.stderr)
+    );
+
+    // tls-out on a reverse proxy is a configuration error (exit 2), named as written.
+    let reverse = std::process::Command::new(BIN)
+        .args(["--proxy-type", "reverse", "--tls-out", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(reverse.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&reverse.stderr)
+            .lines()
+            .any(|line| line.starts_with(
+                "sidecar-proxy: invalid --tls-out \"true\" for --proxy-type \"reverse\""
+            )),
+        "{}",
+        String::from_utf8_lossy(&reverse.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_binary_writes_trust_files_before_ready_and_logs_a_refused_upstream() {
+    let dir = temp_path("binary");
+    let ca = TestCa::new("binary capture CA");
+    let ca_dir = ca.write_dir(&dir.join("ca"));
+    let trust = dir.join("trust");
+    let capture = dir.join("capture.jsonl");
+    let out_port = support::capture::free_port();
+    let admin_port = support::capture::free_port();
+    let mut child = tokio::process::Command::from(forward_with_tls_out(&[
+        "--capture",
+        capture.to_str().unwrap(),
+        "--tls-ca-dir",
+        ca_dir.to_str().unwrap(),
+        "--tls-trust-dir",
+        trust.to_str().unwrap(),
+        "--proxy-out-port",
+        &out_port.to_string(),
+        "--admin-port",
+        &admin_port.to_string(),
+    ]))
+    .stderr(std::process::Stdio::piped())
+    .kill_on_drop(true)
+    .spawn()
+    .unwrap();
+    // Ready means the trust files are complete.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], admin_port));
+    loop {
+        if TcpStream::connect(admin).await.is_ok()
+            && support::admin::get(admin, "/readyz").await.status == 200
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        std::fs::read_to_string(trust.join("ca.crt")).unwrap(),
+        ca.cert_pem
+    );
+    let bundle = std::fs::read_to_string(trust.join("ca-bundle.crt")).unwrap();
+    assert!(
+        bundle.ends_with(&ca.cert_pem),
+        "the bundle ends with the CA"
+    );
+    assert!(trust.join("truststore.p12").metadata().unwrap().len() > 0);
+
+    // An upstream of a CA the sidecar was not given: the client gets an alert, the log names host and why.
+    let upstream_ca = TestCa::new("unknown upstream CA");
+    let upstream = start_https_upstream(upstream_ca.server_config(&["localhost"], &[HTTP11])).await;
+    let tunnel = connect_tunnel(
+        ([127, 0, 0, 1], out_port).into(),
+        &format!("localhost:{}", upstream.port()),
+    )
+    .await;
+    let config = client_config(&[&ca.cert_der], &[HTTP11]);
+    assert!(https_request(tunnel, config, dns("localhost"), "/", None)
+        .await
+        .is_err());
+    child.start_kill().unwrap();
+    let output = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = stderr
+        .lines()
+        .find(|line| line.contains("tls-out: upstream TLS failed"))
+        .unwrap_or_else(|| panic!("no log line for the refused upstream:\n{stderr}"));
+    assert!(
+        line.contains("host=\"localhost\"") && line.contains("UnknownIssuer"),
+        "{line}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
