@@ -547,52 +547,41 @@ fn transparent_mode_with_tls_out_records_the_apps_https() {
         trust_dir.to_str().unwrap(),
     ]);
 
-    // The curl tool reads CURL_CA_BUNDLE (the injector sets it with configure-app): the bundle the sidecar
-    // wrote.
+    // The app: curl with no proxy settings, trusting what CURL_CA_BUNDLE names (the injector points it at
+    // the bundle the sidecar wrote). `extra` goes before the URL.
+    let https_get = |trusted: &Path, extra: &[&str], url: &str| {
+        pod.exec(&pod_ns)
+            .env("CURL_CA_BUNDLE", trusted)
+            .args(["curl", "-sS", "--noproxy", "*", "--max-time", "20"])
+            .args(extra)
+            .arg(url)
+            .output()
+            .unwrap()
+    };
     let bundle = trust_dir.join("ca-bundle.crt");
-    let by_name = run(pod.exec(&pod_ns).env("CURL_CA_BUNDLE", &bundle).args([
-        "curl",
-        "-sS",
-        "--noproxy",
-        "*",
-        "--max-time",
-        "20",
-        "--resolve",
-        &format!("upstream.test:8443:{PEER_IP}"),
-        "https://upstream.test:8443/hello.txt",
-    ]));
-    assert_eq!(
-        String::from_utf8_lossy(&by_name.stdout),
-        "secret upstream\n"
-    );
-    let by_address = run(pod.exec(&pod_ns).env("CURL_CA_BUNDLE", &bundle).args([
-        "curl",
-        "-sS",
-        "--noproxy",
-        "*",
-        "--max-time",
-        "20",
-        &format!("https://{PEER_IP}:8443/hello.txt"),
-    ]));
-    assert_eq!(
-        String::from_utf8_lossy(&by_address.stdout),
-        "secret upstream\n"
-    );
+    let resolve = format!("upstream.test:8443:{PEER_IP}");
+    let by_address_url = format!("https://{PEER_IP}:8443/hello.txt");
+    for (extra, url) in [
+        (
+            &["--resolve", resolve.as_str()][..],
+            "https://upstream.test:8443/hello.txt",
+        ),
+        (&[][..], by_address_url.as_str()),
+    ] {
+        let got = https_get(&bundle, extra, url);
+        assert!(
+            got.status.success(),
+            "{url}: {}",
+            String::from_utf8_lossy(&got.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&got.stdout),
+            "secret upstream\n",
+            "{url}"
+        );
+    }
     // Without the capture CA the app's TLS fails: the sidecar's leaf is not the upstream's certificate.
-    let untrusting = pod
-        .exec(&pod_ns)
-        .env("CURL_CA_BUNDLE", &upstream_ca_file)
-        .args([
-            "curl",
-            "-sS",
-            "--noproxy",
-            "*",
-            "--max-time",
-            "20",
-            &format!("https://{PEER_IP}:8443/hello.txt"),
-        ])
-        .output()
-        .unwrap();
+    let untrusting = https_get(&upstream_ca_file, &[], &by_address_url);
     assert!(!untrusting.status.success(), "the leaf is the capture CA's");
 
     pod.stop_sidecar();
