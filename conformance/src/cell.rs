@@ -6,18 +6,18 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{anyhow, Context};
-use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::api::core::v1::Pod as PodManifest;
 use serde::Deserialize;
-use serde_json::Value;
 use sidecar_injector::containers::{SidecarOptions, CAPTURE_DIR, SIDECAR_NAME};
 
-use crate::clients::{Client, Setup, Side, Speaks};
+use crate::clients::{Client, Setup, Side, Speaks, Trust, TRUST_DIR_IN_CONTAINER};
 use crate::expectations;
 use crate::modes::Mode;
 use crate::pod::Pod;
+use crate::recorded::Recorded;
 use crate::results::{CellResult, Outcome};
 use crate::upstream::{echo_body, seen_requests, SeenRequest};
-use crate::{images, injected, pki, workspace};
+use crate::{images, injected, pki, tls_out, workspace};
 
 /// The upstream's name in outbound cells: only the sidecar's container can resolve it, so a client that
 /// bypassed the proxy fails instead of passing unseen.
@@ -48,7 +48,7 @@ impl PlannedRequest {
         rest.split('/').next().unwrap_or(rest)
     }
 
-    fn expected_body(&self) -> String {
+    pub(crate) fn expected_body(&self) -> String {
         echo_body(
             self.scheme,
             self.method,
@@ -101,11 +101,11 @@ pub fn planned_requests(client: &Client, mode: &Mode, sidecar_port: u16) -> Vec<
 }
 
 /// One line of a client's output (see conformance/clients/README.md).
-#[derive(Debug, Deserialize)]
-struct ClientLine {
-    status: Option<u16>,
-    body: Option<String>,
-    error: Option<String>,
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct ClientLine {
+    pub status: Option<u16>,
+    pub body: Option<String>,
+    pub error: Option<String>,
 }
 
 /// The run's test PKI, made once per process.
@@ -135,8 +135,8 @@ pub async fn run(client: &Client, mode: &Mode) -> anyhow::Result<CellResult> {
         &injected::workload(mode, false),
         &SidecarOptions::new(images.sidecar.clone()),
     )?;
-    let sidecar = injected::container(&injected, SIDECAR_NAME)?;
-    let problems = run_in_pod(&name, &dir, sidecar, client, mode, client.setup(port)).await?;
+    let setup = client.setup(port, Trust::for_mode(mode));
+    let problems = run_in_pod(&name, &dir, &injected, client, mode, setup).await?;
 
     let (outcome, detail) = if problems.is_empty() {
         (Outcome::Pass, None)
@@ -168,12 +168,13 @@ pub fn upstream_args(side: Side, app_port: u16) -> Vec<String> {
     args
 }
 
-/// Starts a pod (the upstream, then the sidecar from its container spec) and runs the client's requests in
-/// it with `setup`; returns what fell short, as [`exchange`] does.
+/// Starts a pod (the upstream, then the sidecar from the container spec of `patched`, the pod as the
+/// injector left it) and runs the client's requests in it with `setup`; returns what fell short, as
+/// [`exchange`] does.
 pub async fn run_in_pod(
     name: &str,
     dir: &Path,
-    sidecar: &Container,
+    patched: &PodManifest,
     client: &Client,
     mode: &Mode,
     setup: Setup,
@@ -182,6 +183,12 @@ pub async fn run_in_pod(
     let port = expectations::sidecar_port(client, mode)
         .with_context(|| format!("{} has no listener for {}", mode.id, client.id))?
         .port;
+    let mut sidecar = injected::container(patched, SIDECAR_NAME)?.clone();
+    let tls_out = if mode.tls_out {
+        Some(tls_out::prepare(patched, &mut sidecar, dir, test_pki()?)?)
+    } else {
+        None
+    };
     let mut pod = Pod::start(
         name,
         dir,
@@ -190,31 +197,51 @@ pub async fn run_in_pod(
         upstream_args(client.side, mode.app_port),
     )
     .await?;
-    pod.start_sidecar_container(sidecar, CAPTURE_DIR, &[("127.0.0.1", UPSTREAM_HOST)])
-        .await?;
+    let provided = tls_out
+        .as_ref()
+        .map(|volumes| volumes.provided.clone())
+        .unwrap_or_default();
+    pod.start_sidecar_container(
+        &sidecar,
+        CAPTURE_DIR,
+        &[("127.0.0.1", UPSTREAM_HOST)],
+        &provided,
+    )
+    .await?;
+    // The client trusts the test CA, or with tls-out only the trust files the sidecar wrote, mounted as
+    // `configure-app` mounts them into app containers.
+    let trust_mount = match &tls_out {
+        Some(volumes) => (
+            pod.volume_dir(&volumes.trust_volume),
+            TRUST_DIR_IN_CONTAINER,
+        ),
+        None => (test_pki()?.clone(), pki::DIR_IN_CONTAINER),
+    };
     let requests = planned_requests(client, mode, port);
-    exchange(&mut pod, client, &requests, setup.args, &setup.env).await
+    exchange(&mut pod, client, mode, &requests, &[trust_mount], setup).await
 }
 
-/// Runs the client's requests in a pod whose sidecar is up, stops the sidecar, and returns every way the
-/// exchange fell short (empty when every request arrived exactly, through the sidecar, and was recorded).
+/// Runs the client's requests in a pod whose sidecar is up (the client container with `mounts`, read-only,
+/// and `setup`), stops the sidecar, and returns every way the exchange fell short (empty when every
+/// request arrived exactly, through the sidecar, and was recorded).
 pub async fn exchange(
     pod: &mut Pod,
     client: &Client,
+    mode: &Mode,
     requests: &[PlannedRequest],
-    args: Vec<String>,
-    env: &[(String, String)],
+    mounts: &[(PathBuf, &str)],
+    setup: Setup,
 ) -> anyhow::Result<Vec<String>> {
     let images = images::images().map_err(|e| anyhow!("{e}"))?;
     let mut command = vec!["conformance-client".to_owned()];
-    command.extend(args);
+    command.extend(setup.args);
     for request in requests {
         command.push(request.method.to_owned());
         command.push(request.url.clone());
         command.push(request.body.clone().unwrap_or_else(|| "-".to_owned()));
     }
     let run = pod
-        .run_client(images.client(client.runtime), test_pki()?, command, env)
+        .run_client(images.client(client.runtime), mounts, command, &setup.env)
         .await?;
     let seen = seen_requests(&pod.upstream_stdout().await?);
     let capture = pod.stop_sidecar().await?;
@@ -227,9 +254,15 @@ pub async fn exchange(
             last_line(&run.stderr)
         ));
     }
-    problems.extend(response_problems(requests, &run.stdout));
+    let lines = client_lines(&run.stdout);
+    problems.extend(response_problems(requests, &lines));
     problems.extend(upstream_problems(requests, &seen));
-    problems.extend(capture_problems(requests, client.side, &capture));
+    let recorded = Recorded {
+        side: client.side,
+        tls_out: mode.tls_out,
+        capture: &capture,
+    };
+    problems.extend(recorded.problems(requests, &lines));
     Ok(problems)
 }
 
@@ -240,25 +273,36 @@ fn last_line(text: &str) -> &str {
         .unwrap_or("")
 }
 
-/// Every request must get status 200 and the upstream's exact body.
-fn response_problems(requests: &[PlannedRequest], stdout: &str) -> Vec<String> {
-    let lines: Vec<_> = stdout
+/// The client's result lines, in request order: each parsed, or why it could not be.
+pub(crate) fn client_lines(stdout: &str) -> Vec<Result<ClientLine, String>> {
+    stdout
         .lines()
         .filter(|line| line.starts_with('{'))
-        .collect();
+        .map(|line| {
+            serde_json::from_str(line)
+                .map_err(|e| format!("unreadable client output ({e}): {line}"))
+        })
+        .collect()
+}
+
+/// Every request must get status 200 and the upstream's exact body.
+fn response_problems(
+    requests: &[PlannedRequest],
+    lines: &[Result<ClientLine, String>],
+) -> Vec<String> {
     let mut problems = Vec::new();
     for (i, request) in requests.iter().enumerate() {
         let what = format!("{} {}", request.method, request.url);
-        let Some(line) = lines.get(i) else {
-            problems.push(format!("{what}: the client printed no result"));
-            continue;
-        };
-        let line: ClientLine = match serde_json::from_str(line) {
-            Ok(line) => line,
-            Err(e) => {
-                problems.push(format!("{what}: unreadable client output ({e}): {line}"));
+        let line = match lines.get(i) {
+            None => {
+                problems.push(format!("{what}: the client printed no result"));
                 continue;
             }
+            Some(Err(unreadable)) => {
+                problems.push(format!("{what}: {unreadable}"));
+                continue;
+            }
+            Some(Ok(line)) => line.clone(),
         };
         match (line.error, line.status, line.body) {
             (Some(error), _, _) => problems.push(format!("{what}: {error}")),
@@ -298,41 +342,6 @@ fn upstream_problems(requests: &[PlannedRequest], seen: &[SeenRequest]) -> Vec<S
         .collect()
 }
 
-/// The sidecar must have recorded each exchange: an `http` record for cleartext requests (also those it
-/// found inside SOCKS and tcp streams), a `stream` record naming the server for HTTPS.
-fn capture_problems(requests: &[PlannedRequest], side: Side, capture: &str) -> Vec<String> {
-    let direction = match side {
-        Side::Outbound => "outbound",
-        Side::Inbound => "inbound",
-    };
-    let records: Vec<Value> = capture
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .filter(|record: &Value| record["direction"] == direction)
-        .collect();
-    let mut problems = Vec::new();
-    for request in requests {
-        let recorded = records.iter().any(|record| match request.scheme {
-            "https" => record["kind"] == "stream" && record["sni"] == UPSTREAM_HOST,
-            _ => {
-                record["kind"] == "http"
-                    && record["request"]["method"] == request.method
-                    && record["request"]["url"]
-                        .as_str()
-                        .is_some_and(|url| url.ends_with(&request.path))
-                    && record["response"]["status"] == 200
-            }
-        });
-        if !recorded {
-            problems.push(format!(
-                "no {direction} capture record of {} {}",
-                request.method, request.url
-            ));
-        }
-    }
-    problems
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,9 +370,17 @@ mod tests {
             .to_string()
         };
         let stdout: String = requests.iter().map(|r| good(r) + "\n").collect();
-        assert!(response_problems(&requests, &stdout).is_empty());
+        assert!(response_problems(&requests, &client_lines(&stdout)).is_empty());
         let tampered = stdout.replacen("hello from", "hullo from", 1);
-        assert_eq!(response_problems(&requests, &tampered).len(), 1);
-        assert_eq!(capture_problems(&requests, Side::Inbound, "").len(), 2);
+        assert_eq!(
+            response_problems(&requests, &client_lines(&tampered)).len(),
+            1
+        );
+        let nothing = Recorded {
+            side: Side::Inbound,
+            tls_out: false,
+            capture: "",
+        };
+        assert_eq!(nothing.problems(&requests, &client_lines(&stdout)).len(), 2);
     }
 }

@@ -80,22 +80,74 @@ pub struct Client {
 }
 
 impl Client {
-    /// The settings for a sidecar port (the column's forward port, or its inbound port for callers).
-    pub fn setup(&self, port: u16) -> Setup {
+    /// The settings for a sidecar port (the column's forward port, or its inbound port for callers), with
+    /// the runtime's trust in HTTPS servers as `trust` says.
+    pub fn setup(&self, port: u16, trust: Trust) -> Setup {
         let mut setup = (self.setup)(port);
-        // Every runtime's usual way of trusting the test CA of the local HTTPS upstream; the Java client
-        // image turns the same file into a trust store. None of these carries proxy settings.
-        for name in [
-            "SSL_CERT_FILE",
-            "REQUESTS_CA_BUNDLE",
-            "CURL_CA_BUNDLE",
-            "NODE_EXTRA_CA_CERTS",
-        ] {
-            setup
-                .env
-                .push((name.to_owned(), CA_PATH_IN_CONTAINER.to_owned()));
-        }
+        setup.env.extend(trust.env());
         setup
+    }
+}
+
+/// Where the app containers of a tls-out pod read the trust files the sidecar writes (docs/injector.md).
+pub const TRUST_DIR_IN_CONTAINER: &str = "/var/run/sidecar/trust";
+
+/// What a cell's client trusts for HTTPS. None of these settings carries proxy settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// The run's test CA, which signs the upstream's certificate, through every runtime's usual setting;
+    /// the Java client image turns the same file into a trust store.
+    TestCa,
+    /// tls-out: the capture CA, through the files the sidecar writes to the shared trust directory, with
+    /// exactly the settings docs/injector.md says `configure-app` gives every app container. The test CA
+    /// is nowhere in the client: only the sidecar, which decrypts, can verify the upstream.
+    CaptureCa,
+    /// tls-out with `configure-app`: the settings are the ones the injector put on the app container,
+    /// and the harness adds none of its own.
+    ConfiguredByInjector,
+}
+
+impl Trust {
+    pub fn for_mode(mode: &crate::modes::Mode) -> Trust {
+        if mode.tls_out {
+            Trust::CaptureCa
+        } else {
+            Trust::TestCa
+        }
+    }
+
+    fn env(self) -> Vec<(String, String)> {
+        match self {
+            Trust::ConfiguredByInjector => Vec::new(),
+            Trust::TestCa => [
+                "SSL_CERT_FILE",
+                "REQUESTS_CA_BUNDLE",
+                "CURL_CA_BUNDLE",
+                "NODE_EXTRA_CA_CERTS",
+            ]
+            .iter()
+            .map(|name| ((*name).to_owned(), CA_PATH_IN_CONTAINER.to_owned()))
+            .collect(),
+            // Written out from the docs' table, not taken from the injector, so a patch that drifted
+            // from the docs fails the injector's own tests and a docs table that is wrong fails here.
+            Trust::CaptureCa => {
+                let file = |name: &str| format!("{TRUST_DIR_IN_CONTAINER}/{name}");
+                vec![
+                    // Go, Python's ssl/urllib, OpenSSL-based clients.
+                    ("SSL_CERT_FILE".to_owned(), file("ca-bundle.crt")),
+                    ("CURL_CA_BUNDLE".to_owned(), file("ca-bundle.crt")),
+                    ("REQUESTS_CA_BUNDLE".to_owned(), file("ca-bundle.crt")),
+                    ("NODE_EXTRA_CA_CERTS".to_owned(), file("ca.crt")),
+                    (
+                        "JAVA_TOOL_OPTIONS".to_owned(),
+                        format!(
+                            "-Djavax.net.ssl.trustStore={} -Djavax.net.ssl.trustStoreType=PKCS12 -Djavax.net.ssl.trustStorePassword=changeit",
+                            file("truststore.p12")
+                        ),
+                    ),
+                ]
+            }
+        }
     }
 }
 
@@ -564,14 +616,31 @@ mod tests {
     }
 
     #[test]
+    fn with_tls_out_the_client_trusts_only_the_sidecars_trust_files() {
+        let setup = GO_ENV_HTTP.setup(4140, Trust::CaptureCa);
+        let trust: Vec<_> = setup
+            .env
+            .iter()
+            .filter(|(name, _)| !name.ends_with("_PROXY"))
+            .collect();
+        assert_eq!(trust.len(), 5, "{trust:?}");
+        for (name, value) in trust {
+            assert!(
+                value.contains("/var/run/sidecar/trust/") && !value.contains("/conformance/"),
+                "{name}={value}"
+            );
+        }
+    }
+
+    #[test]
     fn settings_follow_the_column_port() {
-        let setup = by_id("go_env_socks5").unwrap().setup(10001);
+        let setup = by_id("go_env_socks5").unwrap().setup(10001, Trust::TestCa);
         assert!(setup
             .env
             .contains(&("HTTPS_PROXY".into(), "socks5://127.0.0.1:10001".into())));
         let setup = by_id("java_urlconnection_socks_properties")
             .unwrap()
-            .setup(4140);
+            .setup(4140, Trust::TestCa);
         assert_eq!(
             setup.args[..2],
             ["-DsocksProxyHost=127.0.0.1", "-DsocksProxyPort=4140"]

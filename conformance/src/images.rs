@@ -33,6 +33,9 @@ pub struct Images {
     pub injector: String,
     pub upstream: String,
     pub clients: BTreeMap<&'static str, String>,
+    /// The `sidecar-proxy` binary the sidecar image carries, for the commands a user runs on their own
+    /// machine (`sidecar-proxy ca create`).
+    pub sidecar_binary: PathBuf,
 }
 
 impl Images {
@@ -102,6 +105,7 @@ fn build_all() -> anyhow::Result<Images> {
         injector,
         upstream,
         clients,
+        sidecar_binary: binaries.sidecar_proxy,
     })
 }
 

@@ -13,12 +13,12 @@ use anyhow::{anyhow, bail, Context};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sidecar_injector::annotations::{CONFIGURE_APP, INJECT};
-use sidecar_injector::containers::{SidecarOptions, SIDECAR_NAME};
+use sidecar_injector::containers::SidecarOptions;
 use sidecar_injector::review::{admit, Admission};
 use sidecar_proxy::config::ANNOTATION_PREFIX;
 
 use crate::cell::run_in_pod;
-use crate::clients::Client;
+use crate::clients::{Client, Trust};
 use crate::expectations::sidecar_port;
 use crate::images::{self, Images};
 use crate::modes::Mode;
@@ -121,10 +121,14 @@ pub async fn run(mode: &Mode, client: &Client, configure_app: bool) -> anyhow::R
     );
     let dir = workspace::fresh_cell_dir(&name)?;
     let patched = injected_by_image(&workload(mode, configure_app), &dir, images).await?;
-    let sidecar = container(&patched, SIDECAR_NAME)?;
     let app = container(&patched, APP_CONTAINER)?;
 
-    let mut setup = client.setup(port);
+    let trust = if configure_app && mode.tls_out {
+        Trust::ConfiguredByInjector
+    } else {
+        Trust::for_mode(mode)
+    };
+    let mut setup = client.setup(port, trust);
     if configure_app {
         // The app's environment exactly as the patch left it.
         for var in app.env.iter().flatten() {
@@ -135,5 +139,5 @@ pub async fn run(mode: &Mode, client: &Client, configure_app: bool) -> anyhow::R
             setup.env.push((var.name.clone(), value));
         }
     }
-    run_in_pod(&name, &dir, sidecar, client, mode, setup).await
+    run_in_pod(&name, &dir, &patched, client, mode, setup).await
 }

@@ -44,6 +44,9 @@ pub struct Mode {
     pub outbound: Option<Port>,
     /// Where the app listens (`proxy-port`, default 80).
     pub app_port: u16,
+    /// `tls-out: "true"`: the sidecar decrypts the app's outbound HTTPS with the capture CA, which the
+    /// clients trust through the files the sidecar writes (docs/injector.md, "tls-out").
+    pub tls_out: bool,
 }
 
 impl Mode {
@@ -69,6 +72,7 @@ pub const REVERSE_TCP: Mode = Mode {
     inbound: port(Protocol::Tcp, 4143),
     outbound: None,
     app_port: 80,
+    tls_out: false,
 };
 
 pub const REVERSE_HTTP_8888: Mode = Mode {
@@ -83,6 +87,7 @@ pub const REVERSE_HTTP_8888: Mode = Mode {
     inbound: port(Protocol::Http, 4143),
     outbound: None,
     app_port: 8888,
+    tls_out: false,
 };
 
 pub const REVERSE_SOCKS: Mode = Mode {
@@ -93,6 +98,7 @@ pub const REVERSE_SOCKS: Mode = Mode {
     inbound: port(Protocol::Socks, 4143),
     outbound: None,
     app_port: 80,
+    tls_out: false,
 };
 
 pub const FORWARD_HTTP: Mode = Mode {
@@ -103,6 +109,7 @@ pub const FORWARD_HTTP: Mode = Mode {
     inbound: None,
     outbound: port(Protocol::Http, 4140),
     app_port: 80,
+    tls_out: false,
 };
 
 pub const FORWARD_SOCKS: Mode = Mode {
@@ -113,6 +120,7 @@ pub const FORWARD_SOCKS: Mode = Mode {
     inbound: None,
     outbound: port(Protocol::Socks, 4140),
     app_port: 80,
+    tls_out: false,
 };
 
 pub const DUAL_HTTP: Mode = Mode {
@@ -123,6 +131,7 @@ pub const DUAL_HTTP: Mode = Mode {
     inbound: port(Protocol::Http, 4143),
     outbound: port(Protocol::Http, 4140),
     app_port: 80,
+    tls_out: false,
 };
 
 pub const DUAL_SOCKS: Mode = Mode {
@@ -133,6 +142,7 @@ pub const DUAL_SOCKS: Mode = Mode {
     inbound: port(Protocol::Socks, 4143),
     outbound: port(Protocol::Socks, 4140),
     app_port: 80,
+    tls_out: false,
 };
 
 pub const DUAL_TCP_HTTP_8080: Mode = Mode {
@@ -147,6 +157,7 @@ pub const DUAL_TCP_HTTP_8080: Mode = Mode {
     inbound: port(Protocol::Tcp, 4143),
     outbound: port(Protocol::Http, 4140),
     app_port: 8080,
+    tls_out: false,
 };
 
 pub const DUAL_TCP_SOCKS: Mode = Mode {
@@ -157,6 +168,7 @@ pub const DUAL_TCP_SOCKS: Mode = Mode {
     inbound: port(Protocol::Tcp, 4143),
     outbound: port(Protocol::Socks, 4140),
     app_port: 80,
+    tls_out: false,
 };
 
 pub const DUAL_TCP_HTTP_CUSTOM_PORTS: Mode = Mode {
@@ -173,6 +185,39 @@ pub const DUAL_TCP_HTTP_CUSTOM_PORTS: Mode = Mode {
     inbound: port(Protocol::Tcp, 10000),
     outbound: port(Protocol::Http, 10001),
     app_port: 8080,
+    tls_out: false,
+};
+
+/// The forward columns again, with tls-out: the app's HTTPS is decrypted and recorded, and the app trusts
+/// the capture CA as the injector's `configure-app` tells it to (docs/injector.md).
+pub const FORWARD_HTTP_TLS_OUT: Mode = Mode {
+    id: "forward_http_tls_out",
+    title: "forward http, tls-out",
+    source: "protocol list: `http`; tls-out",
+    annotations: &[
+        ("proxy-type", "forward"),
+        ("proxy-protocol", "http"),
+        ("tls-out", "true"),
+    ],
+    inbound: None,
+    outbound: port(Protocol::Http, 4140),
+    app_port: 80,
+    tls_out: true,
+};
+
+pub const FORWARD_SOCKS_TLS_OUT: Mode = Mode {
+    id: "forward_socks_tls_out",
+    title: "forward socks, tls-out",
+    source: "example 2; tls-out",
+    annotations: &[
+        ("proxy-type", "forward"),
+        ("proxy-protocol", "socks"),
+        ("tls-out", "true"),
+    ],
+    inbound: None,
+    outbound: port(Protocol::Socks, 4140),
+    app_port: 80,
+    tls_out: true,
 };
 
 /// Every column, in table order.
@@ -187,6 +232,8 @@ pub const ALL: &[Mode] = &[
     DUAL_TCP_HTTP_8080,
     DUAL_TCP_SOCKS,
     DUAL_TCP_HTTP_CUSTOM_PORTS,
+    FORWARD_HTTP_TLS_OUT,
+    FORWARD_SOCKS_TLS_OUT,
 ];
 
 pub fn by_id(id: &str) -> Option<&'static Mode> {

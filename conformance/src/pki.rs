@@ -13,6 +13,8 @@ use rcgen::{
 
 /// Where the PKI directory is mounted in every container of a pod.
 pub const DIR_IN_CONTAINER: &str = "/conformance/pki";
+/// The CA's file in the PKI directory.
+pub const CA_FILE: &str = "ca.pem";
 pub const CA_PATH_IN_CONTAINER: &str = "/conformance/pki/ca.pem";
 pub const CERT_PATH_IN_CONTAINER: &str = "/conformance/pki/upstream.pem";
 pub const KEY_PATH_IN_CONTAINER: &str = "/conformance/pki/upstream-key.pem";
@@ -49,7 +51,7 @@ pub fn write_test_pki(dir: &Path, names: &[&str]) -> anyhow::Result<PathBuf> {
     let leaf = leaf_params.signed_by(&leaf_key, &ca)?;
 
     for (file, contents) in [
-        ("ca.pem", ca.pem()),
+        (CA_FILE, ca.pem()),
         ("upstream.pem", leaf.pem()),
         ("upstream-key.pem", leaf_key.serialize_pem()),
     ] {

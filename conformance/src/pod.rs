@@ -87,14 +87,17 @@ impl Pod {
     }
 
     /// Starts the sidecar exactly as a container spec says (the one the injector adds to a pod): its
-    /// image, args, environment, user and read-only root filesystem. Each volume mount becomes a fresh
-    /// directory of the pod's own, as an `emptyDir` would; the mount at `capture_mount` is where the
-    /// capture file lands, read back by [`Pod::stop_sidecar`].
+    /// image, args, environment, user, read-only root filesystem and volume mounts (read-only where the
+    /// spec says so). A volume named in `provided` is that host directory, as a Secret or a ConfigMap the
+    /// cell filled; every other volume is a fresh directory of the pod's own ([`Pod::volume_dir`]), as an
+    /// `emptyDir` would be. The mount at `capture_mount` is where the capture file lands, read back by
+    /// [`Pod::stop_sidecar`].
     pub async fn start_sidecar_container(
         &mut self,
         container: &Container,
         capture_mount: &str,
         hosts: &[(&str, &str)],
+        provided: &[(String, PathBuf)],
     ) -> anyhow::Result<()> {
         let tag = container
             .image
@@ -128,17 +131,22 @@ impl Pod {
             }
         }
         for mount in container.volume_mounts.iter().flatten() {
-            let host = if mount.mount_path == capture_mount {
-                self.dir.join("capture")
-            } else {
-                self.dir.join("volumes").join(&mount.name)
+            let given = provided.iter().find(|(name, _)| *name == mount.name);
+            let host = match given {
+                Some((_, dir)) => dir.clone(),
+                None if mount.mount_path == capture_mount => self.dir.join("capture"),
+                None => self.volume_dir(&mount.name),
             };
-            fs::create_dir_all(&host)?;
-            fs::set_permissions(&host, fs::Permissions::from_mode(0o777))?;
-            request = request.with_mount(Mount::bind_mount(
-                host.to_string_lossy(),
-                mount.mount_path.as_str(),
-            ));
+            if given.is_none() {
+                fs::create_dir_all(&host)?;
+                fs::set_permissions(&host, fs::Permissions::from_mode(0o777))?;
+            }
+            let bind = Mount::bind_mount(host.to_string_lossy(), mount.mount_path.as_str());
+            request = request.with_mount(if mount.read_only == Some(true) {
+                bind.with_access_mode(AccessMode::ReadOnly)
+            } else {
+                bind
+            });
         }
         let sidecar = request
             .start()
@@ -167,6 +175,11 @@ impl Pod {
         Ok(())
     }
 
+    /// The host directory behind the sidecar's volume `name` (an `emptyDir`), to share it with a client.
+    pub fn volume_dir(&self, name: &str) -> PathBuf {
+        self.dir.join("volumes").join(name)
+    }
+
     fn write_hosts(&self, hosts: &[(&str, &str)]) -> anyhow::Result<PathBuf> {
         let path = self.dir.join("hosts");
         let mut hosts_file = String::from("127.0.0.1 localhost\n");
@@ -177,11 +190,12 @@ impl Pod {
         Ok(path)
     }
 
-    /// Runs a client container in the pod to completion and returns its output.
+    /// Runs a client container in the pod to completion, with `mounts` (host directory, path in the
+    /// container) read-only, and returns its output.
     pub async fn run_client(
         &self,
         image_tag: &str,
-        pki_dir: &Path,
+        mounts: &[(PathBuf, &str)],
         command: Vec<String>,
         env: &[(String, String)],
     ) -> anyhow::Result<ClientRun> {
@@ -190,9 +204,11 @@ impl Pod {
             .with_network(self.network())
             .with_label(LABEL, &self.name)
             .with_label(PID_LABEL, std::process::id().to_string())
-            .with_mount(read_only(pki_dir, pki::DIR_IN_CONTAINER))
             .with_cmd(command)
             .with_startup_timeout(Duration::from_secs(120));
+        for (host, container) in mounts {
+            request = request.with_mount(read_only(host, container));
+        }
         for (name, value) in env {
             request = request.with_env_var(name, value);
         }

@@ -46,3 +46,14 @@ async fn spec_example(#[case] mode: Mode, #[case] client: Client) {
 async fn configure_app(#[case] mode: Mode, #[case] client: Client) {
     check(mode, client, true).await;
 }
+
+/// `tls-out: "true"` with `configure-app`: the app's trust in the capture CA is only what the injector set
+/// (its variables and the trust files' mount), and the HTTPS it sends must be decrypted and recorded.
+#[rstest]
+#[case::go_forward_http(FORWARD_HTTP_TLS_OUT, GO_CONFIGURED_BY_INJECTOR)]
+#[case::node_forward_http(FORWARD_HTTP_TLS_OUT, NODE_CONFIGURED_BY_INJECTOR)]
+#[case::java_forward_socks(FORWARD_SOCKS_TLS_OUT, JAVA_CONFIGURED_BY_INJECTOR)]
+#[tokio::test]
+async fn configure_app_tls_out(#[case] mode: Mode, #[case] client: Client) {
+    check(mode, client, true).await;
+}

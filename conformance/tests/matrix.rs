@@ -61,7 +61,9 @@ async fn outbound(
         DUAL_SOCKS,
         DUAL_TCP_HTTP_8080,
         DUAL_TCP_SOCKS,
-        DUAL_TCP_HTTP_CUSTOM_PORTS
+        DUAL_TCP_HTTP_CUSTOM_PORTS,
+        FORWARD_HTTP_TLS_OUT,
+        FORWARD_SOCKS_TLS_OUT
     )]
     mode: Mode,
 ) {

@@ -106,7 +106,8 @@ pub fn app_variables() -> Vec<(&'static str, String)> {
     vec![
         // Go, Python's ssl module and most OpenSSL-based clients: replaces the roots.
         ("SSL_CERT_FILE", file(BUNDLE_FILE)),
-        // The curl tool: Debian's (7.88) ignores SSL_CERT_FILE and reads only this.
+        // The curl tool reads this before SSL_CERT_DIR and SSL_CERT_FILE, so an SSL_CERT_DIR the image
+        // sets cannot hide the bundle from it.
         ("CURL_CA_BUNDLE", file(BUNDLE_FILE)),
         // Python requests, which otherwise trusts certifi's bundle and ignores SSL_CERT_FILE.
         ("REQUESTS_CA_BUNDLE", file(BUNDLE_FILE)),
