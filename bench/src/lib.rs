@@ -7,7 +7,9 @@
 //! - [`process`], [`ports`], [`workdir`]: the servers the harness starts, their ports and their files;
 //! - [`route`], [`http1`], [`probe`]: one real request through any contender, to prove it ready;
 //! - [`contenders`]: one module per kind of server configuration;
-//! - [`clients`]: the load generators (wrk, proxychains4, iperf3, curl) and the idle-connection holder;
+//! - [`clients`]: the load generators (wrk, proxychains4, iperf3, curl, and our own for TLS handshakes),
+//!   the idle-connection holder, and the sidecar's tls-out counters;
+//! - [`tls`]: the run's certificates for the HTTPS rows (the origin's test CA, the capture CA);
 //! - [`scenarios`]: what is measured, round by round; [`stats`], [`targets`], [`report`]: the result.
 #![forbid(unsafe_code)]
 
@@ -27,5 +29,6 @@ pub mod scenarios;
 pub mod soak;
 pub mod stats;
 pub mod targets;
+pub mod tls;
 pub mod workdir;
 pub mod workspace;

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::clients::tls_handshakes::{self, HttpsTarget};
 use crate::process::ServerProcess;
 use crate::route::{self, Route};
 
@@ -110,6 +111,31 @@ pub async fn expect_body(
             .into()),
         Err(error) => Err(server
             .failed(format!("failed GET {path} through {route:?}: {error:#}"))
+            .into()),
+    }
+}
+
+/// One GET over TLS through `target`'s route (with its trust) must return 200 and exactly its body.
+pub async fn expect_https_body(
+    server: &mut ServerProcess,
+    target: &HttpsTarget,
+) -> anyhow::Result<()> {
+    let route = target.route;
+    let path = target.path;
+    match tls_handshakes::fetch(target).await {
+        Ok(response) if response.status == 200 && response.body == target.expected_body => Ok(()),
+        Ok(response) => Err(server
+            .failed(format!(
+                "answered GET {path} over TLS through {route:?} with {} and a {}-byte body, not 200 and {:?}",
+                response.status,
+                response.body.len(),
+                String::from_utf8_lossy(target.expected_body),
+            ))
+            .into()),
+        Err(error) => Err(server
+            .failed(format!(
+                "failed GET {path} over TLS through {route:?}: {error:#}"
+            ))
             .into()),
     }
 }

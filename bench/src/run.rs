@@ -1,5 +1,5 @@
-//! One run from start to report: tools, proxy binary, descriptor limit, the origin and the contenders
-//! (each proven ready), the proxychains check, then every scenario round by round (A B C, A B C, ...),
+//! One run from start to report: tools, proxy binary, descriptor limit, the run's certificates, the
+//! origin and the contenders (each proven ready), the proxychains check, then every scenario round by round (A B C, A B C, ...),
 //! the report, and every server stopped (by the guards, whatever happens).
 
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ use crate::contenders::{Context, OriginEndpoints};
 use crate::ports::PortAllocator;
 use crate::report::{self, document, machine, Meta};
 use crate::scenarios::{self, http_load, latency, plan, Bench, Outcome};
+use crate::tls::TlsMaterial;
 use crate::workdir::Workdir;
 use crate::workspace::{self, Workspace};
 use crate::{install, process};
@@ -50,15 +51,19 @@ pub async fn run(mut settings: Settings, command_line: String) -> anyhow::Result
     let ports = PortAllocator::default();
     let origin = OriginEndpoints {
         http_port: ports.next()?,
+        https_port: ports.next()?,
         iperf_port: ports.next()?,
         large_file_bytes: settings.large_file_bytes,
     };
+    let workdir = Workdir::create(settings.keep_workdir)?;
+    let tls = TlsMaterial::create(&workdir, &tools.sidecar_proxy)?;
     let ctx = Context {
-        workdir: Workdir::create(settings.keep_workdir)?,
+        workdir,
         ports,
         tools,
         origin,
         fd_limit,
+        tls,
     };
     eprintln!(
         "sidecar-bench: work directory {}",

@@ -2,7 +2,7 @@
 //! the per-round ratios to the direct path (each round's ratio uses the direct figure of that same
 //! round, so a machine that is slower in one round does not skew the comparison).
 
-use crate::scenarios::{Figure, Row};
+use crate::scenarios::{Figure, LeafCounts, Row};
 
 /// The median (the mean of the middle two for an even count); `None` when empty. NaN is skipped.
 pub fn median(values: &[f64]) -> Option<f64> {
@@ -92,6 +92,25 @@ pub fn median_figure(figures: &[Figure]) -> Option<Figure> {
                 _ => None,
             })?,
         },
+        // The rate's median; the leaves summed over the rounds (they are counts, and the report gives
+        // the share served from the cache), with the sidecar's own total as the last round saw it.
+        Figure::Handshakes { .. } => Figure::Handshakes {
+            per_sec: field(|f| match f {
+                Figure::Handshakes { per_sec, .. } => Some(*per_sec),
+                _ => None,
+            })?,
+            leaves: figures
+                .iter()
+                .filter_map(|f| match f {
+                    Figure::Handshakes { leaves, .. } => *leaves,
+                    _ => None,
+                })
+                .reduce(|sum, round| LeafCounts {
+                    minted: sum.minted + round.minted,
+                    cached: sum.cached + round.cached,
+                    minted_since_start: sum.minted_since_start.max(round.minted_since_start),
+                }),
+        },
         Figure::Memory { .. } => {
             let mut rounds: Vec<Figure> = figures
                 .iter()
@@ -174,6 +193,35 @@ mod tests {
         let figures = [memory(1000, 5000), memory(3000, 4000), memory(1000, 3000)];
         // Growth 4000, 1000, 2000: the median round is the third.
         assert_eq!(median_figure(&figures), Some(memory(1000, 3000)));
+    }
+
+    #[test]
+    fn handshake_rates_take_the_median_and_leaves_add_up() {
+        let round = |per_sec, cached| Figure::Handshakes {
+            per_sec,
+            leaves: Some(LeafCounts {
+                minted: 0,
+                cached,
+                minted_since_start: 1,
+            }),
+        };
+        let figures = [round(900.0, 900), round(1100.0, 1100), round(1000.0, 1000)];
+        assert_eq!(
+            median_figure(&figures),
+            Some(Figure::Handshakes {
+                per_sec: 1000.0,
+                leaves: Some(LeafCounts {
+                    minted: 0,
+                    cached: 3000,
+                    minted_since_start: 1
+                })
+            })
+        );
+        let relayed = [Figure::Handshakes {
+            per_sec: 5.0,
+            leaves: None,
+        }];
+        assert_eq!(median_figure(&relayed), Some(relayed[0]));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The issue's targets for our rows, and whether a figure meets them. The issue states them for capture
 //! on; the report judges capture off by the same bar, for comparison. Scenario 2 (a new connection per
-//! request) has no target in the issue. Memory units are decimal: 20 MB = 20,000,000 bytes,
+//! request) has no target in the issue, nor has scenario 7 (tls-out, issue #10). Memory units are decimal: 20 MB = 20,000,000 bytes,
 //! 10 KB = 10,000 bytes (the stricter reading).
 
 use std::fmt;
@@ -59,7 +59,7 @@ pub fn goal_for(kind: ScenarioKind, group: Group) -> Option<Goal> {
                 Some(Goal::RatioAtLeast(0.75))
             }
             Group::AbsoluteForm => Some(Goal::RatioAtLeast(0.40)),
-            Group::Direct => None,
+            Group::Direct | Group::ConnectTlsRelayed | Group::ConnectTlsIntercepted => None,
         },
         ScenarioKind::NewConnection => None,
         ScenarioKind::Bulk => (group != Group::Direct).then_some(Goal::RatioAtLeast(0.70)),
@@ -68,6 +68,8 @@ pub fn goal_for(kind: ScenarioKind, group: Group) -> Option<Goal> {
             idle_mb: 20.0,
             per_connection_kb: 10.0,
         }),
+        // Issue #10 asks for the rows, not for a figure they must reach.
+        ScenarioKind::TlsOut => None,
     }
 }
 
@@ -144,6 +146,7 @@ mod tests {
     #[case(ScenarioKind::Bulk, Group::Socks5, Some(Goal::RatioAtLeast(0.70)))]
     #[case(ScenarioKind::Latency, Group::ReverseHttp, Some(Goal::P99UnderMs(1.5)))]
     #[case(ScenarioKind::Latency, Group::Direct, None)]
+    #[case(ScenarioKind::TlsOut, Group::ConnectTlsIntercepted, None)]
     fn the_issues_targets(
         #[case] kind: ScenarioKind,
         #[case] group: Group,

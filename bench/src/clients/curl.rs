@@ -1,7 +1,8 @@
 //! curl: the large download, straight from the origin, through a CONNECT tunnel (`--proxytunnel`) or
-//! through SOCKS5. Downloads repeat until the measurement's time is spent (at least one), and the
-//! figure is all bytes over all transfer time.
+//! through SOCKS5; in cleartext, or over HTTPS trusting one CA (scenario 7). Downloads repeat until the
+//! measurement's time is spent (at least one), and the figure is all bytes over all transfer time.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tokio::process::Command;
@@ -9,6 +10,7 @@ use tokio::process::Command;
 use super::Invalid;
 use crate::install::Tools;
 use crate::route::{origin_url, Route};
+use crate::tls::SERVER_NAME;
 
 /// curl's `--write-out`: status, bytes, seconds.
 const WRITE_OUT: &str = "%{http_code} %{size_download} %{time_total}\n";
@@ -28,6 +30,36 @@ pub fn route_args(route: Route) -> anyhow::Result<Vec<String>> {
             anyhow::bail!("the download scenario has no {route:?} row")
         }
     })
+}
+
+/// Which of the origin's servers a download fetches from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme<'a> {
+    Http,
+    /// Its HTTPS server, trusting only the CA in `ca_file`.
+    Https {
+        ca_file: &'a Path,
+    },
+}
+
+/// The URL and the arguments that go with the scheme. Over HTTPS the URL names [`SERVER_NAME`] (the
+/// SNI, and the name the certificate is checked against) and `--connect-to` sends the connection, or
+/// the CONNECT request, to 127.0.0.1, so nothing has to resolve the name. HTTP/1.1 only, as the
+/// origin's TLS server offers no other, so the protocol cannot differ between rows.
+pub fn scheme_args(scheme: Scheme<'_>, origin_port: u16, path: &str) -> (String, Vec<String>) {
+    match scheme {
+        Scheme::Http => (format!("{}{path}", origin_url(origin_port)), Vec::new()),
+        Scheme::Https { ca_file } => (
+            format!("https://{SERVER_NAME}:{origin_port}{path}"),
+            vec![
+                "--cacert".into(),
+                ca_file.display().to_string(),
+                "--connect-to".into(),
+                format!("{SERVER_NAME}:{origin_port}:127.0.0.1:{origin_port}"),
+                "--http1.1".into(),
+            ],
+        ),
+    }
 }
 
 /// One transfer as `--write-out` reported it.
@@ -54,12 +86,13 @@ pub fn parse_write_out(line: &str) -> Option<Transfer> {
 pub async fn download(
     tools: &Tools,
     route: Route,
+    scheme: Scheme<'_>,
     origin_port: u16,
     path: &str,
     expected_bytes: u64,
     budget: Duration,
 ) -> anyhow::Result<Result<f64, Invalid>> {
-    let url = format!("{}{path}", origin_url(origin_port));
+    let (url, scheme_args) = scheme_args(scheme, origin_port, path);
     let started = Instant::now();
     let (mut bytes, mut seconds) = (0u64, 0f64);
     while bytes == 0 || started.elapsed() < budget {
@@ -74,6 +107,7 @@ pub async fn download(
                 WRITE_OUT,
             ])
             .args(route_args(route)?)
+            .args(&scheme_args)
             .arg(&url);
         let output = super::output(command, budget + Duration::from_secs(120)).await?;
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -122,5 +156,24 @@ mod tests {
     #[case(Route::Socks5 { proxy_port: 1080 }, "--socks5 127.0.0.1:1080")]
     fn each_route_has_its_curl_flags(#[case] route: Route, #[case] expected: &str) {
         assert_eq!(route_args(route).unwrap().join(" "), expected);
+    }
+
+    #[test]
+    fn https_names_the_certificate_and_connects_to_loopback() {
+        let (url, args) = scheme_args(
+            Scheme::Https {
+                ca_file: Path::new("/w/ca.crt"),
+            },
+            8443,
+            "/large.bin",
+        );
+        assert_eq!(url, "https://origin.sidecar-bench.test:8443/large.bin");
+        assert_eq!(
+            args.join(" "),
+            "--cacert /w/ca.crt --connect-to origin.sidecar-bench.test:8443:127.0.0.1:8443 --http1.1"
+        );
+        let (url, args) = scheme_args(Scheme::Http, 8080, "/large.bin");
+        assert_eq!(url, "http://127.0.0.1:8080/large.bin");
+        assert!(args.is_empty());
     }
 }

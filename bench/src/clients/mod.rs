@@ -1,10 +1,13 @@
 //! The programs that put load on a path, and what their output says: wrk (alone, or inside proxychains4
-//! for CONNECT and SOCKS5), iperf3, curl; and the harness's own holder of idle connections.
+//! for CONNECT and SOCKS5), iperf3, curl; the harness's own holder of idle connections and its own TLS
+//! handshake load generator; and the sidecar's tls-out counters.
 
 pub mod curl;
 pub mod idle;
 pub mod iperf3;
 pub mod proxychains;
+pub mod sidecar_metrics;
+pub mod tls_handshakes;
 pub mod wrk;
 
 use std::process::Output;

@@ -41,6 +41,13 @@ impl Fleet {
             .ok_or_else(|| anyhow::anyhow!("{} was not started", spec.describe()))
     }
 
+    /// The admin port of a started sidecar-proxy.
+    pub fn admin_port(&self, spec: &ServerSpec) -> anyhow::Result<u16> {
+        self.server(spec)
+            .and_then(|server| server.admin_port)
+            .ok_or_else(|| anyhow::anyhow!("{} has no admin port", spec.describe()))
+    }
+
     /// Fails, with the log tail, if any server has died (a crash mid-run must not pass for a slow row).
     pub fn ensure_running(&mut self) -> anyhow::Result<()> {
         self.origin.ensure_running()?;

@@ -1,7 +1,7 @@
 //! The servers of a run: the origin and every contender, one module per kind of server configuration.
 //! A [`ServerSpec`] says what to start; [`ServerSpec::start`] writes its config, starts it, and proves it
 //! ready (its port answers and a real request through each route it serves returns the origin's exact
-//! body) before anything is measured through it.
+//! body, over TLS too where a TLS row goes through it) before anything is measured through it.
 
 pub mod dante;
 pub mod fleet;
@@ -21,6 +21,7 @@ use crate::ports::PortAllocator;
 use crate::probe;
 use crate::process::ServerProcess;
 use crate::route::Route;
+use crate::tls::{TlsMaterial, Trust};
 use crate::workdir::Workdir;
 
 pub use origin::{OriginEndpoints, LARGE_PATH, SMALL_BODY, SMALL_PATH};
@@ -34,6 +35,8 @@ pub struct Context {
     pub origin: OriginEndpoints,
     /// The open-file limit every server inherits; their own connection limits are sized by it.
     pub fd_limit: u64,
+    /// The run's certificates: the origin's HTTPS, the capture CA of tls-out.
+    pub tls: TlsMaterial,
 }
 
 /// A started, verified server.
@@ -41,6 +44,8 @@ pub struct Context {
 pub struct Server {
     pub spec: ServerSpec,
     pub port: u16,
+    /// sidecar-proxy's admin port (/metrics), on 127.0.0.1.
+    pub admin_port: Option<u16>,
     pub process: ServerProcess,
 }
 
@@ -84,6 +89,9 @@ pub enum SidecarMode {
     ReverseHttp,
     /// Absolute-form and CONNECT on one listener.
     ForwardHttp,
+    /// The same with tls-out: TLS inside CONNECT is terminated with leaves of the capture CA, and the
+    /// origin is verified against the run's test CA (scenario 7; capture must be on, or tls-out is off).
+    ForwardHttpTlsOut,
     ForwardSocks,
 }
 
@@ -138,6 +146,7 @@ impl ServerSpec {
                     SidecarMode::ReverseTcp(Upstream::Iperf3) => "reverse-tcp-iperf3",
                     SidecarMode::ReverseHttp => "reverse-http",
                     SidecarMode::ForwardHttp => "forward-http",
+                    SidecarMode::ForwardHttpTlsOut => "forward-http-tls-out",
                     SidecarMode::ForwardSocks => "forward-socks",
                 };
                 let capture = match capture {
@@ -197,7 +206,8 @@ impl ServerSpec {
             ServerSpec::Sidecar(SidecarMode::ReverseTcp(_) | SidecarMode::ReverseHttp, _)
             | ServerSpec::Haproxy(..)
             | ServerSpec::NginxReverse => reverse,
-            ServerSpec::Sidecar(SidecarMode::ForwardHttp, _) | ServerSpec::Squid => vec![
+            ServerSpec::Sidecar(SidecarMode::ForwardHttp | SidecarMode::ForwardHttpTlsOut, _)
+            | ServerSpec::Squid => vec![
                 Route::AbsoluteForm { proxy_port: port },
                 Route::Connect { proxy_port: port },
             ],
@@ -210,6 +220,17 @@ impl ServerSpec {
         }
     }
 
+    /// For the forward http sidecars, which carry the HTTPS rows: the CA a client must trust to get
+    /// through, which is the origin's when TLS is relayed as bytes and the capture CA when tls-out
+    /// intercepts it.
+    pub fn https_trust(&self) -> Option<Trust> {
+        match self {
+            ServerSpec::Sidecar(SidecarMode::ForwardHttp, _) => Some(Trust::Origin),
+            ServerSpec::Sidecar(SidecarMode::ForwardHttpTlsOut, _) => Some(Trust::Capture),
+            _ => None,
+        }
+    }
+
     /// Starts the server on a free port and proves every route through it.
     pub async fn start(&self, ctx: &Context) -> anyhow::Result<Server> {
         let port = ctx.ports.next()?;
@@ -217,9 +238,12 @@ impl ServerSpec {
         // Files are named by slug and port: fresh instances of the memory scenario get new ports, so
         // nothing of an earlier instance is overwritten.
         let stem = format!("{}-{port}", self.slug());
+        let mut admin_port = None;
         let mut process = match self {
             ServerSpec::Sidecar(mode, capture) => {
-                sidecar::spawn(ctx, &name, &stem, *mode, *capture, port)?
+                let (process, admin) = sidecar::spawn(ctx, &name, &stem, *mode, *capture, port)?;
+                admin_port = Some(admin);
+                process
             }
             ServerSpec::Haproxy(mode, upstream) => {
                 haproxy::spawn(ctx, &name, &stem, *mode, upstream.port(&ctx.origin), port)?
@@ -251,9 +275,14 @@ impl ServerSpec {
                     })?,
             }
         }
+        if let Some(trust) = self.https_trust() {
+            let target = origin::https_target(ctx, Route::Connect { proxy_port: port }, trust);
+            probe::expect_https_body(&mut process, &target).await?;
+        }
         Ok(Server {
             spec: *self,
             port,
+            admin_port,
             process,
         })
     }
@@ -264,12 +293,13 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
-    const ALL: [ServerSpec; 16] = [
+    const ALL: [ServerSpec; 17] = [
         ServerSpec::Sidecar(SidecarMode::ReverseTcp(Upstream::Http), Capture::On),
         ServerSpec::Sidecar(SidecarMode::ReverseTcp(Upstream::Iperf3), Capture::Off),
         ServerSpec::Sidecar(SidecarMode::ReverseHttp, Capture::On),
         ServerSpec::Sidecar(SidecarMode::ReverseHttp, Capture::Off),
         ServerSpec::Sidecar(SidecarMode::ForwardHttp, Capture::On),
+        ServerSpec::Sidecar(SidecarMode::ForwardHttpTlsOut, Capture::On),
         ServerSpec::Sidecar(SidecarMode::ForwardSocks, Capture::On),
         ServerSpec::Haproxy(HaproxyMode::Tcp, Upstream::Http),
         ServerSpec::Haproxy(HaproxyMode::Tcp, Upstream::Iperf3),

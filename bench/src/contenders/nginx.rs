@@ -1,5 +1,6 @@
-//! nginx, twice: as the origin (one worker, like a single app process in a pod) and as a reverse proxy
-//! contender (a worker per core, keep-alive to the origin, as nginx is deployed in front of apps).
+//! nginx, twice: as the origin (one worker, like a single app process in a pod; cleartext and HTTPS) and
+//! as a reverse proxy contender (a worker per core, keep-alive to the origin, as nginx is deployed in
+//! front of apps).
 
 use std::path::Path;
 use std::process::Command;
@@ -7,27 +8,64 @@ use std::process::Command;
 use super::Context;
 use crate::process::ServerProcess;
 
-/// The origin's config: `/` answers 13 bytes, `/large.bin` is the download file in `www`.
-pub fn origin_config(dir: &Path, port: u16, www: &Path, fd_limit: u64) -> String {
+/// The origin's HTTPS listener (scenario 7): its port and the certificate it shows.
+#[derive(Debug, Clone, Copy)]
+pub struct OriginHttps<'a> {
+    pub port: u16,
+    pub cert: &'a Path,
+    pub key: &'a Path,
+}
+
+/// The origin's config: `/` answers 13 bytes, `/large.bin` is the download file in `www`, in cleartext
+/// on `port` and over TLS on `https.port`. The TLS server offers TLS 1.3 (nginx before 1.23.4 leaves it
+/// out by default, and clients of today negotiate it) and closes every connection after one response
+/// (`keepalive_timeout 0`), so each request there pays a handshake, and a client that ignored
+/// `Connection: close` could not make the handshake row measure keep-alive instead.
+pub fn origin_config(
+    dir: &Path,
+    port: u16,
+    https: OriginHttps<'_>,
+    www: &Path,
+    fd_limit: u64,
+) -> String {
     format!(
         r#"{main}
 http {{
 {http}
     server {{
         listen 127.0.0.1:{port} backlog=4096;
-        location = / {{
-            default_type text/plain;
-            return 200 "hello, world\n";
-        }}
-        location = /large.bin {{
-            root {www};
-        }}
+{locations}
+    }}
+    server {{
+        listen 127.0.0.1:{https_port} ssl backlog=4096;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        keepalive_timeout 0;
+{locations}
     }}
 }}
 "#,
         main = main_context(dir, "1", fd_limit),
         http = http_context(dir),
-        www = www.display(),
+        locations = origin_locations(www),
+        https_port = https.port,
+        cert = https.cert.display(),
+        key = https.key.display(),
+    )
+}
+
+/// What both of the origin's servers answer.
+fn origin_locations(www: &Path) -> String {
+    format!(
+        r#"        location = / {{
+            default_type text/plain;
+            return 200 "hello, world\n";
+        }}
+        location = /large.bin {{
+            root {www};
+        }}"#,
+        www = www.display()
     )
 }
 
@@ -97,7 +135,12 @@ fn http_context(dir: &Path) -> String {
 
 pub fn spawn_origin(ctx: &Context, name: &str, www: &Path) -> anyhow::Result<ServerProcess> {
     let dir = ctx.workdir.subdir("nginx-origin", 0o755)?;
-    let config = origin_config(&dir, ctx.origin.http_port, www, ctx.fd_limit);
+    let https = OriginHttps {
+        port: ctx.origin.https_port,
+        cert: &ctx.tls.origin_cert_file,
+        key: &ctx.tls.origin_key_file,
+    };
+    let config = origin_config(&dir, ctx.origin.http_port, https, www, ctx.fd_limit);
     spawn(ctx, name, &dir, &config)
 }
 
@@ -134,10 +177,21 @@ mod tests {
 
     #[test]
     fn the_origin_answers_13_bytes_and_serves_the_large_file() {
-        let config = origin_config(Path::new("/w"), 8080, Path::new("/w/www"), 20_000);
-        assert!(config.contains("listen 127.0.0.1:8080"));
-        assert!(config.contains(r#"return 200 "hello, world\n";"#));
-        assert!(config.contains("root /w/www;"));
+        let https = OriginHttps {
+            port: 8443,
+            cert: Path::new("/w/tls/origin.crt"),
+            key: Path::new("/w/tls/origin.key"),
+        };
+        let config = origin_config(Path::new("/w"), 8080, https, Path::new("/w/www"), 20_000);
+        assert!(config.contains("listen 127.0.0.1:8080 backlog"));
+        assert!(config.contains("listen 127.0.0.1:8443 ssl backlog"));
+        assert!(config.contains("ssl_certificate /w/tls/origin.crt;"));
+        assert!(config.contains("ssl_certificate_key /w/tls/origin.key;"));
+        assert!(config.contains("ssl_protocols TLSv1.2 TLSv1.3;"));
+        // Both servers answer the same two locations; only the TLS one closes after each response.
+        assert_eq!(config.matches(r#"return 200 "hello, world\n";"#).count(), 2);
+        assert_eq!(config.matches("root /w/www;").count(), 2);
+        assert_eq!(config.matches("keepalive_timeout 0;").count(), 1);
         assert!(config.contains("worker_processes 1;"));
         assert!(config.contains("worker_rlimit_nofile 20000;"));
         assert_eq!(config.matches('{').count(), config.matches('}').count());

@@ -1,14 +1,17 @@
-//! The origin every path ends at: nginx serving a 13-byte response and a large (sparse) file, and an
-//! iperf3 server on a port of its own for the bulk tcp relay.
+//! The origin every path ends at: nginx serving a 13-byte response and a large (sparse) file, in
+//! cleartext and over HTTPS (with the run's test certificate, [`crate::tls`]), and an iperf3 server on
+//! a port of its own for the bulk tcp relay.
 
 use std::process::Command;
 
 use anyhow::Context as _;
 
 use super::{nginx, Context};
+use crate::clients::tls_handshakes::HttpsTarget;
 use crate::probe;
 use crate::process::ServerProcess;
 use crate::route::Route;
+use crate::tls::Trust;
 
 /// The small keep-alive response: 13 bytes, as in the issue.
 pub const SMALL_BODY: &[u8] = b"hello, world\n";
@@ -19,6 +22,8 @@ pub const LARGE_PATH: &str = "/large.bin";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OriginEndpoints {
     pub http_port: u16,
+    /// The same content over TLS; the server closes each connection after one response.
+    pub https_port: u16,
     pub iperf_port: u16,
     pub large_file_bytes: u64,
 }
@@ -55,6 +60,7 @@ impl Origin {
         let warm_up = crate::clients::curl::download(
             &ctx.tools,
             Route::Direct,
+            crate::clients::curl::Scheme::Http,
             ctx.origin.http_port,
             LARGE_PATH,
             ctx.origin.large_file_bytes,
@@ -65,6 +71,9 @@ impl Origin {
                 .failed(format!("failed the download of {LARGE_PATH}: {invalid}"))
                 .into());
         }
+        probe::until_listening(&mut nginx, ctx.origin.https_port, probe::LISTEN_TIMEOUT).await?;
+        let https = https_target(ctx, Route::Direct, Trust::Origin);
+        probe::expect_https_body(&mut nginx, &https).await?;
 
         let log = ctx.workdir.file("iperf3-server.log");
         let mut command = Command::new(&ctx.tools.iperf3);
@@ -85,5 +94,18 @@ impl Origin {
         self.nginx.ensure_running()?;
         self.iperf3.ensure_running()?;
         Ok(())
+    }
+}
+
+/// A GET of the small response from the origin's HTTPS server through `route`, by a client trusting
+/// only the CA `trust` names.
+pub fn https_target(ctx: &Context, route: Route, trust: Trust) -> HttpsTarget {
+    HttpsTarget {
+        route,
+        origin_port: ctx.origin.https_port,
+        server_name: crate::tls::server_name(),
+        config: ctx.tls.client_config(trust),
+        path: SMALL_PATH,
+        expected_body: SMALL_BODY,
     }
 }

@@ -1,15 +1,23 @@
 //! Our sidecar-proxy in each mode the benchmark compares, with capture on (records to a file in the
-//! work directory) or off (`--capture off`). Everything binds 127.0.0.1, the admin port included.
+//! work directory) or off (`--capture off`), and with tls-out for the intercepted HTTPS rows. Everything
+//! binds 127.0.0.1, the admin port included.
 
 use std::path::Path;
 use std::process::Command;
 
-use super::{Capture, Context, SidecarMode, Upstream};
+use super::{Capture, Context, OriginEndpoints, SidecarMode};
 use crate::process::ServerProcess;
 
 /// A capture file rotates at this size and one old file is kept, so a long run cannot fill the disk;
 /// rotation is what a production sidecar would run with, too.
 const CAPTURE_ROTATE_SIZE: &str = "64MiB";
+
+/// tls-out's files: the capture CA (tls.crt, tls.key) and the CA the origin's certificate chains to.
+#[derive(Debug, Clone, Copy)]
+pub struct TlsOutFiles<'a> {
+    pub ca_dir: &'a Path,
+    pub upstream_ca: &'a Path,
+}
 
 /// The command line of one instance (without the program).
 pub fn args(
@@ -17,22 +25,18 @@ pub fn args(
     capture: Capture,
     port: u16,
     admin_port: u16,
-    origin_http_port: u16,
-    origin_iperf_port: u16,
+    origin: &OriginEndpoints,
     capture_file: &Path,
+    tls_out: TlsOutFiles<'_>,
 ) -> Vec<String> {
     let mut args: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
-    let reverse_to = |upstream: Upstream| match upstream {
-        Upstream::Http => origin_http_port,
-        Upstream::Iperf3 => origin_iperf_port,
-    };
     let port = port.to_string();
     match mode {
         SidecarMode::ReverseTcp(_) | SidecarMode::ReverseHttp => {
             let (protocol, target) = match mode {
-                SidecarMode::ReverseTcp(upstream) => ("tcp", reverse_to(upstream)),
-                _ => ("http", origin_http_port),
+                SidecarMode::ReverseTcp(upstream) => ("tcp", upstream.port(origin)),
+                _ => ("http", origin.http_port),
             };
             push(&["--proxy-type", "reverse", "--proxy-protocol", protocol]);
             push(&[
@@ -43,15 +47,21 @@ pub fn args(
             ]);
             push(&["--proxy-in-port", &port, "--proxy-in-bind", "127.0.0.1"]);
         }
-        SidecarMode::ForwardHttp | SidecarMode::ForwardSocks => {
-            let protocol = if mode == SidecarMode::ForwardHttp {
-                "http"
-            } else {
+        SidecarMode::ForwardHttp | SidecarMode::ForwardHttpTlsOut | SidecarMode::ForwardSocks => {
+            let protocol = if mode == SidecarMode::ForwardSocks {
                 "socks"
+            } else {
+                "http"
             };
             push(&["--proxy-type", "forward", "--proxy-protocol", protocol]);
             push(&["--proxy-out-port", &port, "--proxy-out-bind", "127.0.0.1"]);
         }
+    }
+    if mode == SidecarMode::ForwardHttpTlsOut {
+        let ca_dir = tls_out.ca_dir.display().to_string();
+        let upstream_ca = tls_out.upstream_ca.display().to_string();
+        push(&["--tls-out", "true", "--tls-ca-dir", &ca_dir]);
+        push(&["--tls-upstream-ca", &upstream_ca]);
     }
     push(&[
         "--admin-port",
@@ -76,7 +86,8 @@ pub fn args(
     args
 }
 
-/// Starts one instance with its files named `<stem>.log` and `<stem>.jsonl` (the capture).
+/// Starts one instance with its files named `<stem>.log` and `<stem>.jsonl` (the capture); returns it
+/// and its admin port.
 pub fn spawn(
     ctx: &Context,
     name: &str,
@@ -84,25 +95,31 @@ pub fn spawn(
     mode: SidecarMode,
     capture: Capture,
     port: u16,
-) -> anyhow::Result<ServerProcess> {
+) -> anyhow::Result<(ServerProcess, u16)> {
     let admin_port = ctx.ports.next()?;
     let capture_file = ctx.workdir.file(&format!("{stem}.jsonl"));
+    let tls_out = TlsOutFiles {
+        ca_dir: &ctx.tls.capture_ca_dir,
+        upstream_ca: &ctx.tls.origin_ca_file,
+    };
     let mut command = Command::new(&ctx.tools.sidecar_proxy);
     command.args(args(
         mode,
         capture,
         port,
         admin_port,
-        ctx.origin.http_port,
-        ctx.origin.iperf_port,
+        &ctx.origin,
         &capture_file,
+        tls_out,
     ));
-    ServerProcess::spawn(name, command, &ctx.workdir.file(&format!("{stem}.log")))
+    let process = ServerProcess::spawn(name, command, &ctx.workdir.file(&format!("{stem}.log")))?;
+    Ok((process, admin_port))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contenders::Upstream;
     use rstest::rstest;
 
     fn joined(mode: SidecarMode, capture: Capture) -> String {
@@ -111,9 +128,17 @@ mod tests {
             capture,
             4143,
             4191,
-            8080,
-            5201,
+            &OriginEndpoints {
+                http_port: 8080,
+                https_port: 8443,
+                iperf_port: 5201,
+                large_file_bytes: 1,
+            },
             Path::new("/w/c.jsonl"),
+            TlsOutFiles {
+                ca_dir: Path::new("/w/tls/capture-ca"),
+                upstream_ca: Path::new("/w/tls/origin-ca.crt"),
+            },
         )
         .join(" ")
     }
@@ -149,6 +174,27 @@ mod tests {
             line.contains("--admin-port 4191 --admin-bind 127.0.0.1"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn only_the_tls_out_mode_intercepts_and_it_trusts_the_runs_origin_ca() {
+        let line = joined(SidecarMode::ForwardHttpTlsOut, Capture::On);
+        assert!(
+            line.contains("--proxy-type forward --proxy-protocol http"),
+            "{line}"
+        );
+        assert!(
+            line.contains("--tls-out true --tls-ca-dir /w/tls/capture-ca --tls-upstream-ca /w/tls/origin-ca.crt"),
+            "{line}"
+        );
+        assert!(line.contains("--capture /w/c.jsonl"), "{line}");
+        for mode in [
+            SidecarMode::ForwardHttp,
+            SidecarMode::ForwardSocks,
+            SidecarMode::ReverseHttp,
+        ] {
+            assert!(!joined(mode, Capture::On).contains("--tls"), "{mode:?}");
+        }
     }
 
     #[test]

@@ -63,7 +63,11 @@ pub fn versions(tools: &Tools, workspace: &Workspace, proxy_given: bool) -> Vec<
         ("iperf3".into(), first_line(&tools.iperf3, &["-v"])),
         (
             "curl".into(),
-            first_words(&first_line(&tools.curl, &["--version"]), 2),
+            curl_version(&first_line(&tools.curl, &["--version"])),
+        ),
+        (
+            "TLS load generator".into(),
+            "sidecar-bench's own (tokio-rustls with ring; versions in Cargo.lock)".into(),
         ),
     ]
 }
@@ -97,12 +101,23 @@ pub fn load_average() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-/// curl lists every library it links after its version; the version is enough.
-fn first_words(line: &str, count: usize) -> String {
-    line.split_whitespace()
-        .take(count)
+/// curl lists every library it links after its version; the version and its TLS library (which does
+/// the work in the HTTPS download rows) are enough.
+fn curl_version(line: &str) -> String {
+    let version = line
+        .split_whitespace()
+        .take(2)
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    let tls = line.split_whitespace().find(|word| {
+        ["SSL/", "TLS/", "rustls", "mbedTLS"]
+            .iter()
+            .any(|lib| word.contains(lib))
+    });
+    match tls {
+        Some(tls) => format!("{version} ({tls})"),
+        None => version,
+    }
 }
 
 fn clean_version_line(line: &str) -> &str {
@@ -132,13 +147,16 @@ mod tests {
     use rstest::rstest;
 
     #[test]
-    fn curl_keeps_its_version_only() {
+    fn curl_keeps_its_version_and_tls_library() {
         assert_eq!(
-            first_words(
-                "curl 7.88.1 (x86_64-pc-linux-gnu) libcurl/7.88.1 OpenSSL/3.0.19",
-                2
+            curl_version(
+                "curl 7.88.1 (x86_64-pc-linux-gnu) libcurl/7.88.1 OpenSSL/3.0.19 zlib/1.2.13 nghttp2/1.52.0"
             ),
-            "curl 7.88.1"
+            "curl 7.88.1 (OpenSSL/3.0.19)"
+        );
+        assert_eq!(
+            curl_version("curl 8.0.0 (x86_64-pc-linux-gnu)"),
+            "curl 8.0.0"
         );
     }
 

@@ -9,7 +9,7 @@ pub mod machine;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::scenarios::{Figure, Outcome, Row, Scenario, ScenarioKind, Section, Tool};
+use crate::scenarios::{Figure, LeafCounts, Outcome, Row, Scenario, ScenarioKind, Section, Tool};
 use crate::stats::{summarize, RowSummary};
 use crate::targets::{goal_for, judge, kib_to_mb, per_connection_kb, Verdict};
 
@@ -72,8 +72,14 @@ fn render_meta(out: &mut String, meta: &Meta) {
     let _ = writeln!(
         out,
         "| load | wrk {} threads × {} connections; latency paced at {} ms per request per connection; \
-         {} idle connections; download file {} MiB |",
-        meta.wrk_threads, meta.wrk_connections, meta.pace_ms, meta.idle_connections, meta.large_file_mib
+         {} idle connections; download file {} MiB; TLS handshakes: {} connections of the harness's own \
+         load generator |",
+        meta.wrk_threads,
+        meta.wrk_connections,
+        meta.pace_ms,
+        meta.idle_connections,
+        meta.large_file_mib,
+        meta.wrk_connections
     );
     if let Some(note) = &meta.idle_note {
         let _ = writeln!(out, "| note | {note} |");
@@ -182,6 +188,11 @@ fn render_scenario(out: &mut String, scenario: &Scenario, meta: &Meta) {
             Tool::IdleConnections => {
                 memory_table(out, scenario.kind, section, meta.idle_connections)
             }
+            Tool::TlsHandshakes => handshake_table(out, section),
+            Tool::TlsDownload => rate_table(out, scenario.kind, section, "MB/s", |f| match f {
+                Figure::Bandwidth { bits_per_sec } => Some(format!("{:.0}", bits_per_sec / 8e6)),
+                _ => None,
+            }),
         }
         out.push('\n');
     }
@@ -237,6 +248,59 @@ fn rate_table(
             closing.join(", ")
         );
     }
+}
+
+/// New TLS connections per second, ratio to direct, and for an intercepting sidecar the leaf
+/// certificates it showed: minted or from its cache (summed over the rounds' measurements).
+fn handshake_table(out: &mut String, section: &Section) {
+    let _ = writeln!(
+        out,
+        "| path | contender | handshakes/s | × direct | leaf certificates during the measurements | each round (handshakes/s) |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---|---|");
+    let show: fn(&Figure) -> Option<String> = |f| match f {
+        Figure::Handshakes { per_sec, .. } => Some(format_count(*per_sec)),
+        _ => None,
+    };
+    for row in &section.rows {
+        let summary = summarize(row, section.baseline());
+        let value = summary
+            .figure
+            .as_ref()
+            .and_then(show)
+            .unwrap_or_else(|| "no result".to_owned());
+        let ratio = summary.ratio.map_or("—".to_owned(), |r| format!("{r:.2}"));
+        let leaves = match summary.figure {
+            Some(Figure::Handshakes {
+                leaves: Some(leaves),
+                ..
+            }) => leaf_cell(&leaves),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {value} | {ratio} | {leaves} | {} |",
+            row.group,
+            contender_cell(row),
+            rounds_cell(&row.outcomes, show),
+        );
+    }
+}
+
+/// `0 minted, 41,212 cached (100.0 % hits); 1 minted since start`.
+pub fn leaf_cell(leaves: &LeafCounts) -> String {
+    let shown = leaves.minted + leaves.cached;
+    let hits = if shown == 0 {
+        "no leaf shown".to_owned()
+    } else {
+        format!("{:.1} % hits", leaves.cached as f64 * 100.0 / shown as f64)
+    };
+    format!(
+        "{} minted, {} cached ({hits}); {} minted since start",
+        format_count(leaves.minted as f64),
+        format_count(leaves.cached as f64),
+        format_count(leaves.minted_since_start as f64),
+    )
 }
 
 fn latency_table(out: &mut String, kind: ScenarioKind, section: &Section) {

@@ -5,7 +5,7 @@ use rstest::rstest;
 use super::*;
 use crate::clients::Invalid;
 use crate::contenders::{Capture, HaproxyMode, ServerSpec, SidecarMode, Upstream};
-use crate::scenarios::{Group, Row, Scenario, ScenarioKind, Section, Tool};
+use crate::scenarios::{Group, LeafCounts, Row, Scenario, ScenarioKind, Section, Tool};
 
 fn meta() -> Meta {
     Meta {
@@ -196,6 +196,117 @@ fn a_server_that_cannot_keep_connections_alive_is_footnoted_on_keep_alive() {
     assert!(
         report.contains("¹ tinyproxy closes every client connection"),
         "{report}"
+    );
+}
+
+fn tls_out() -> Scenario {
+    let relayed = ServerSpec::Sidecar(SidecarMode::ForwardHttp, Capture::On);
+    let intercepting = ServerSpec::Sidecar(SidecarMode::ForwardHttpTlsOut, Capture::On);
+    let handshakes = |per_sec, cached: Option<u64>| {
+        Ok(Figure::Handshakes {
+            per_sec,
+            leaves: cached.map(|cached| LeafCounts {
+                minted: 0,
+                cached,
+                minted_since_start: 1,
+            }),
+        })
+    };
+    let mb_per_sec = |mb: f64| {
+        Ok(Figure::Bandwidth {
+            bits_per_sec: mb * 8e6,
+        })
+    };
+    Scenario {
+        kind: ScenarioKind::TlsOut,
+        sections: vec![
+            Section {
+                title: "handshakes",
+                tool: Tool::TlsHandshakes,
+                rows: vec![
+                    with(
+                        Row::direct(),
+                        vec![handshakes(2_000.0, None), handshakes(4_000.0, None)],
+                    ),
+                    with(
+                        Row::through(Group::ConnectTlsRelayed, relayed),
+                        vec![handshakes(1_000.0, None), handshakes(2_000.0, None)],
+                    ),
+                    with(
+                        Row::through(Group::ConnectTlsIntercepted, intercepting),
+                        vec![
+                            handshakes(500.0, Some(500)),
+                            handshakes(1_000.0, Some(1_000)),
+                        ],
+                    ),
+                ],
+            },
+            Section {
+                title: "download",
+                tool: Tool::TlsDownload,
+                rows: vec![
+                    with(
+                        Row::direct(),
+                        vec![mb_per_sec(1_000.0), mb_per_sec(1_200.0)],
+                    ),
+                    with(
+                        Row::through(Group::ConnectTlsIntercepted, intercepting),
+                        vec![mb_per_sec(400.0), mb_per_sec(720.0)],
+                    ),
+                ],
+            },
+        ],
+    }
+}
+
+#[test]
+fn tls_out_shows_handshakes_leaf_cache_hits_and_megabytes() {
+    let report = render(&meta(), &[tls_out()]);
+    assert!(
+        report.contains("### 7. HTTPS through CONNECT, relayed and intercepted (tls-out)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("| direct | direct | 3,000 | 1.00 |  | 2,000 · 4,000 |"),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "| forward, CONNECT, TLS relayed (tls-out off) | **sidecar-proxy, capture on** | 1,500 | 0.50 |  | 1,000 · 2,000 |"
+        ),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "| forward, CONNECT, TLS intercepted (tls-out on) | **sidecar-proxy, capture on** | 750 | 0.25 | 0 minted, 1,500 cached (100.0 % hits); 1 minted since start | 500 · 1,000 |"
+        ),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "| forward, CONNECT, TLS intercepted (tls-out on) | **sidecar-proxy, capture on** | 560 | 0.50 |  | 400 · 720 |"
+        ),
+        "{report}"
+    );
+    // No target in the issue: the rows stay out of the targets table.
+    let targets = report
+        .split("### Our rows against the issue's targets")
+        .nth(1)
+        .and_then(|rest| rest.split("### 7.").next())
+        .unwrap();
+    assert!(!targets.contains("TLS"), "{targets}");
+}
+
+#[test]
+fn a_leaf_cell_with_a_fresh_mint_shows_the_share_of_hits() {
+    let cell = leaf_cell(&LeafCounts {
+        minted: 1,
+        cached: 3,
+        minted_since_start: 1,
+    });
+    assert_eq!(
+        cell,
+        "1 minted, 3 cached (75.0 % hits); 1 minted since start"
     );
 }
 

@@ -18,6 +18,7 @@ pub async fn download(bench: &Bench<'_>, route: Route) -> anyhow::Result<Outcome
     Ok(curl::download(
         &bench.ctx.tools,
         route,
+        curl::Scheme::Http,
         bench.ctx.origin.http_port,
         LARGE_PATH,
         bench.ctx.origin.large_file_bytes,

@@ -4,13 +4,15 @@
 //!
 //! - [`plan`]: which rows exist (scenario 6, capture on and off, is a pair of rows for each of ours);
 //! - [`http_load`]: scenarios 1 and 2 (wrk), [`latency`]: 4 (paced wrk), [`bulk`]: 3 (iperf3, curl),
-//!   [`memory`]: 5 (RSS idle and with idle connections held open).
+//!   [`memory`]: 5 (RSS idle and with idle connections held open), [`tls_out`]: 7 (HTTPS through
+//!   CONNECT, relayed and intercepted: handshakes, bulk, leaf-cache hits; issue #10).
 
 pub mod bulk;
 pub mod http_load;
 pub mod latency;
 pub mod memory;
 pub mod plan;
+pub mod tls_out;
 
 use std::fmt;
 
@@ -27,6 +29,9 @@ pub enum ScenarioKind {
     Bulk,
     Latency,
     Memory,
+    /// HTTPS through CONNECT with tls-out off and on (issue #10; 6 is capture on/off, which has no
+    /// section of its own).
+    TlsOut,
 }
 
 impl ScenarioKind {
@@ -38,6 +43,7 @@ impl ScenarioKind {
             ScenarioKind::Bulk => 3,
             ScenarioKind::Latency => 4,
             ScenarioKind::Memory => 5,
+            ScenarioKind::TlsOut => 7,
         }
     }
 
@@ -48,6 +54,7 @@ impl ScenarioKind {
             ScenarioKind::Bulk => "Bulk throughput",
             ScenarioKind::Latency => "Latency at a fixed request rate",
             ScenarioKind::Memory => "Memory: idle, and with idle connections held open",
+            ScenarioKind::TlsOut => "HTTPS through CONNECT, relayed and intercepted (tls-out)",
         }
     }
 }
@@ -61,6 +68,10 @@ pub enum Group {
     AbsoluteForm,
     Connect,
     Socks5,
+    /// HTTPS through CONNECT, the TLS relayed as opaque bytes (tls-out off).
+    ConnectTlsRelayed,
+    /// HTTPS through CONNECT, the TLS terminated by the proxy and opened anew to the origin (tls-out).
+    ConnectTlsIntercepted,
 }
 
 impl Group {
@@ -69,7 +80,9 @@ impl Group {
             Group::Direct => Route::Direct,
             Group::ReverseTcp | Group::ReverseHttp => Route::Reverse { port },
             Group::AbsoluteForm => Route::AbsoluteForm { proxy_port: port },
-            Group::Connect => Route::Connect { proxy_port: port },
+            Group::Connect | Group::ConnectTlsRelayed | Group::ConnectTlsIntercepted => {
+                Route::Connect { proxy_port: port }
+            }
             Group::Socks5 => Route::Socks5 { proxy_port: port },
         }
     }
@@ -84,6 +97,8 @@ impl fmt::Display for Group {
             Group::AbsoluteForm => "forward, absolute-form",
             Group::Connect => "forward, CONNECT",
             Group::Socks5 => "forward, SOCKS5",
+            Group::ConnectTlsRelayed => "forward, CONNECT, TLS relayed (tls-out off)",
+            Group::ConnectTlsIntercepted => "forward, CONNECT, TLS intercepted (tls-out on)",
         })
     }
 }
@@ -101,6 +116,10 @@ pub enum Tool {
     Download,
     /// A fresh server, its RSS idle, then with idle connections held open.
     IdleConnections,
+    /// The harness's TLS load generator: a new connection, full handshake and one GET per request.
+    TlsHandshakes,
+    /// curl downloading the large file over HTTPS.
+    TlsDownload,
 }
 
 /// One round's figure for one row.
@@ -127,6 +146,21 @@ pub enum Figure {
         processes: u32,
         connections: u32,
     },
+    /// Requests per second, each on a new TLS connection; for an intercepting proxy, the leaf
+    /// certificates it showed meanwhile.
+    Handshakes {
+        per_sec: f64,
+        leaves: Option<LeafCounts>,
+    },
+}
+
+/// tls-out's leaf certificates, from the sidecar's counters: minted and served from its cache during
+/// the measurement, and minted since the sidecar started (its readiness check minted the first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeafCounts {
+    pub minted: u64,
+    pub cached: u64,
+    pub minted_since_start: u64,
 }
 
 impl Figure {
@@ -134,9 +168,11 @@ impl Figure {
     /// direct (higher is better), latency as p99 over direct p99 (lower is better). Memory has none.
     pub fn ratio_to(&self, direct: &Figure) -> Option<f64> {
         let ratio = match (self, direct) {
-            (Figure::RequestRate { per_sec: ours }, Figure::RequestRate { per_sec: base }) => {
-                ours / base
-            }
+            (Figure::RequestRate { per_sec: ours }, Figure::RequestRate { per_sec: base })
+            | (
+                Figure::Handshakes { per_sec: ours, .. },
+                Figure::Handshakes { per_sec: base, .. },
+            ) => ours / base,
             (
                 Figure::Bandwidth { bits_per_sec: ours },
                 Figure::Bandwidth { bits_per_sec: base },
@@ -273,6 +309,8 @@ pub async fn measure(
             })?;
             memory::measure(bench, group, spec).await
         }
+        Tool::TlsHandshakes => tls_out::handshakes(bench, group, server).await,
+        Tool::TlsDownload => tls_out::download(bench, group, server).await,
     }
 }
 
@@ -291,6 +329,12 @@ mod tests {
     )]
     #[case(Figure::RequestRate { per_sec: 5.0 }, Figure::RequestRate { per_sec: 0.0 }, None)]
     #[case(Figure::RequestRate { per_sec: 5.0 }, Figure::Bandwidth { bits_per_sec: 1.0 }, None)]
+    #[case(
+        Figure::Handshakes { per_sec: 300.0, leaves: Some(LeafCounts { minted: 0, cached: 300, minted_since_start: 1 }) },
+        Figure::Handshakes { per_sec: 1200.0, leaves: None },
+        Some(0.25)
+    )]
+    #[case(Figure::Handshakes { per_sec: 5.0, leaves: None }, Figure::RequestRate { per_sec: 5.0 }, None)]
     fn ratios_compare_like_with_like(
         #[case] figure: Figure,
         #[case] direct: Figure,

@@ -1,5 +1,6 @@
 //! The rows of issue #8, scenario by scenario. Each of our rows comes twice, capture on and capture
-//! off (scenario 6), right after each other so the pair shares the machine's state.
+//! off (scenario 6), right after each other so the pair shares the machine's state. Scenario 7 (issue
+//! #10) pairs tls-out off and on instead, both with capture on: interception needs capture.
 
 use super::{Group, Row, Scenario, ScenarioKind, Section, Tool};
 use crate::contenders::{Capture, HaproxyMode, ServerSpec, SidecarMode, Upstream};
@@ -125,6 +126,23 @@ fn memory_rows() -> Vec<Row> {
     rows
 }
 
+/// Scenario 7's rows: the client's TLS straight to the origin, relayed through our CONNECT (the same
+/// forward http sidecar as the CONNECT rows above), and intercepted by a forward http sidecar with
+/// tls-out.
+fn tls_out_rows() -> Vec<Row> {
+    vec![
+        Row::direct(),
+        Row::through(
+            Group::ConnectTlsRelayed,
+            ServerSpec::Sidecar(SidecarMode::ForwardHttp, Capture::On),
+        ),
+        Row::through(
+            Group::ConnectTlsIntercepted,
+            ServerSpec::Sidecar(SidecarMode::ForwardHttpTlsOut, Capture::On),
+        ),
+    ]
+}
+
 /// The whole plan, in the order each round measures it.
 pub fn plan() -> Vec<Scenario> {
     vec![
@@ -167,6 +185,22 @@ pub fn plan() -> Vec<Scenario> {
                 tool: Tool::IdleConnections,
                 rows: memory_rows(),
             }],
+        },
+        Scenario {
+            kind: ScenarioKind::TlsOut,
+            sections: vec![
+                Section {
+                    title: "50 connections, each request on a new TLS connection (CONNECT, full \
+                            handshake, one GET, close): the harness's TLS load generator",
+                    tool: Tool::TlsHandshakes,
+                    rows: tls_out_rows(),
+                },
+                Section {
+                    title: "large download (curl) over one TLS connection",
+                    tool: Tool::TlsDownload,
+                    rows: tls_out_rows(),
+                },
+            ],
         },
     ]
 }
@@ -215,7 +249,10 @@ mod tests {
 
     #[test]
     fn each_of_our_rows_comes_with_capture_on_then_off() {
-        for section in plan().iter().flat_map(|scenario| scenario.sections.clone()) {
+        let capture_pairs = plan()
+            .into_iter()
+            .filter(|scenario| scenario.kind != ScenarioKind::TlsOut);
+        for section in capture_pairs.flat_map(|scenario| scenario.sections) {
             let ours: Vec<&Row> = section.rows.iter().filter(|row| row.is_ours()).collect();
             assert!(!ours.is_empty(), "{}", section.title);
             for pair in ours.chunks(2) {
@@ -223,6 +260,41 @@ mod tests {
                 assert_eq!(pair[1].capture(), Some(Capture::Off), "{}", section.title);
                 assert_eq!(pair[0].group, pair[1].group);
             }
+        }
+    }
+
+    #[test]
+    fn tls_out_compares_relayed_and_intercepted_tls_with_capture_on() {
+        let plan = plan();
+        let scenario = plan
+            .iter()
+            .find(|scenario| scenario.kind == ScenarioKind::TlsOut)
+            .expect("scenario 7");
+        let tools: Vec<Tool> = scenario.sections.iter().map(|s| s.tool).collect();
+        assert_eq!(tools, [Tool::TlsHandshakes, Tool::TlsDownload]);
+        for section in &scenario.sections {
+            let rows: Vec<(Group, Option<ServerSpec>)> = section
+                .rows
+                .iter()
+                .map(|row| (row.group, row.server))
+                .collect();
+            assert_eq!(
+                rows,
+                [
+                    (Group::Direct, None),
+                    (
+                        Group::ConnectTlsRelayed,
+                        Some(ServerSpec::Sidecar(SidecarMode::ForwardHttp, Capture::On))
+                    ),
+                    (
+                        Group::ConnectTlsIntercepted,
+                        Some(ServerSpec::Sidecar(
+                            SidecarMode::ForwardHttpTlsOut,
+                            Capture::On
+                        ))
+                    ),
+                ]
+            );
         }
     }
 
@@ -256,5 +328,9 @@ mod tests {
         assert_eq!(unique.len(), specs.len());
         assert!(specs.contains(&ServerSpec::Mitmproxy));
         assert!(specs.contains(&ServerSpec::Haproxy(HaproxyMode::Tcp, Upstream::Iperf3)));
+        assert!(specs.contains(&ServerSpec::Sidecar(
+            SidecarMode::ForwardHttpTlsOut,
+            Capture::On
+        )));
     }
 }

@@ -188,7 +188,9 @@ pub async fn get_status(admin: SocketAddr, path: &str) -> anyhow::Result<u16> {
     Ok(status)
 }
 
-async fn get_text(admin: SocketAddr, path: &str) -> anyhow::Result<String> {
+/// The body of a GET on the admin port that must answer 200 (the benchmark's tls-out rows read /metrics
+/// with it too).
+pub async fn get_text(admin: SocketAddr, path: &str) -> anyhow::Result<String> {
     let (status, body) = get(admin, path).await?;
     if status != 200 {
         bail!("GET http://{admin}{path} answered {status}");

@@ -1,0 +1,153 @@
+//! tls-out's counters, read from the sidecar's admin port (/metrics) before and after a measurement:
+//! how many TLS streams it intercepted or failed, and whether each leaf certificate it showed was
+//! minted or came from its cache.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::soak::sampler::get_text;
+
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The counters' values at one moment (zero for a series the sidecar has not created yet: its counter
+/// families show a label set only once it has been counted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TlsOutCounters {
+    pub intercepted: u64,
+    pub upstream_failed: u64,
+    pub client_failed: u64,
+    pub passed: u64,
+    pub minted: u64,
+    pub cached: u64,
+}
+
+impl TlsOutCounters {
+    /// Reads `sidecar_tls_out_connections_total{result=...}` and
+    /// `sidecar_tls_out_leaf_certificates_total{source=...}` from the exposition text.
+    pub fn parse(text: &str) -> anyhow::Result<TlsOutCounters> {
+        let mut counters = TlsOutCounters::default();
+        for line in text.lines() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+            let slot = match (name, label(labels)) {
+                ("sidecar_tls_out_connections_total", Some("intercepted")) => {
+                    &mut counters.intercepted
+                }
+                ("sidecar_tls_out_connections_total", Some("upstream_failed")) => {
+                    &mut counters.upstream_failed
+                }
+                ("sidecar_tls_out_connections_total", Some("client_failed")) => {
+                    &mut counters.client_failed
+                }
+                ("sidecar_tls_out_connections_total", Some("passed")) => &mut counters.passed,
+                ("sidecar_tls_out_leaf_certificates_total", Some("minted")) => &mut counters.minted,
+                ("sidecar_tls_out_leaf_certificates_total", Some("cached")) => &mut counters.cached,
+                _ => continue,
+            };
+            let number: f64 = value
+                .trim()
+                .parse()
+                .with_context(|| format!("bad value in metrics line {line:?}"))?;
+            *slot = number.max(0.0) as u64;
+        }
+        Ok(counters)
+    }
+
+    /// What was counted between `before` and `self`.
+    pub fn since(&self, before: &TlsOutCounters) -> TlsOutCounters {
+        TlsOutCounters {
+            intercepted: self.intercepted.saturating_sub(before.intercepted),
+            upstream_failed: self.upstream_failed.saturating_sub(before.upstream_failed),
+            client_failed: self.client_failed.saturating_sub(before.client_failed),
+            passed: self.passed.saturating_sub(before.passed),
+            minted: self.minted.saturating_sub(before.minted),
+            cached: self.cached.saturating_sub(before.cached),
+        }
+    }
+}
+
+/// The value of the one label of a tls-out series (`result="..."` or `source="..."`).
+fn label(labels: &str) -> Option<&str> {
+    let (_, value) = labels.trim_end_matches('}').split_once('=')?;
+    Some(value.trim_matches('"'))
+}
+
+/// Scrapes the sidecar whose admin port is `admin_port` on 127.0.0.1.
+pub async fn scrape(admin_port: u16) -> anyhow::Result<TlsOutCounters> {
+    let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, admin_port));
+    let text = tokio::time::timeout(SCRAPE_TIMEOUT, get_text(admin, "/metrics"))
+        .await
+        .with_context(|| {
+            format!("http://{admin}/metrics did not answer within {SCRAPE_TIMEOUT:?}")
+        })??;
+    TlsOutCounters::parse(&text).with_context(|| format!("http://{admin}/metrics"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tls_out_series_are_read_and_others_ignored() {
+        let text = "# HELP sidecar_tls_out_connections TLS streams tls-out handled\n\
+                    # TYPE sidecar_tls_out_connections counter\n\
+                    sidecar_tls_out_connections_total{result=\"intercepted\"} 41\n\
+                    sidecar_tls_out_connections_total{result=\"client_failed\"} 2\n\
+                    # TYPE sidecar_tls_out_leaf_certificates counter\n\
+                    sidecar_tls_out_leaf_certificates_total{source=\"minted\"} 1\n\
+                    sidecar_tls_out_leaf_certificates_total{source=\"cached\"} 40\n\
+                    sidecar_connections_open{direction=\"outbound\",protocol=\"http\"} 4\n\
+                    # EOF\n";
+        assert_eq!(
+            TlsOutCounters::parse(text).unwrap(),
+            TlsOutCounters {
+                intercepted: 41,
+                upstream_failed: 0,
+                client_failed: 2,
+                passed: 0,
+                minted: 1,
+                cached: 40,
+            }
+        );
+    }
+
+    #[test]
+    fn a_sidecar_without_tls_out_reads_as_all_zero() {
+        let text = "sidecar_connections_open{direction=\"outbound\",protocol=\"http\"} 4\n# EOF\n";
+        assert_eq!(
+            TlsOutCounters::parse(text).unwrap(),
+            TlsOutCounters::default()
+        );
+    }
+
+    #[test]
+    fn differences_count_what_happened_in_between() {
+        let before = TlsOutCounters {
+            intercepted: 10,
+            minted: 1,
+            cached: 9,
+            ..TlsOutCounters::default()
+        };
+        let after = TlsOutCounters {
+            intercepted: 110,
+            minted: 1,
+            cached: 109,
+            ..TlsOutCounters::default()
+        };
+        assert_eq!(
+            after.since(&before),
+            TlsOutCounters {
+                intercepted: 100,
+                cached: 100,
+                ..TlsOutCounters::default()
+            }
+        );
+    }
+}

@@ -1,0 +1,237 @@
+//! The certificates of the HTTPS rows (scenario 7, tls-out), made fresh for every run:
+//!
+//! - a test CA of the run's own (rcgen) and the origin's certificate signed by it, for
+//!   [`SERVER_NAME`] and 127.0.0.1: what nginx serves HTTPS with, what the direct and relayed rows'
+//!   clients trust, and what the intercepting sidecar verifies the origin against (`--tls-upstream-ca`);
+//! - the capture CA, made the way users make it (`sidecar-proxy ca create`): what the intercepting
+//!   sidecar signs its leaves with, and the only root the intercepted rows' clients trust.
+//!
+//! Each client trusts exactly one of the two, so a handshake that succeeds proves which path it took: a
+//! relayed connection that was intercepted, or an intercepted one that was not, fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls::client::Resumption;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+
+use crate::workdir::{set_mode, Workdir};
+
+/// The name HTTPS clients ask for (their SNI; the origin's certificate and the sidecar's leaf name
+/// it). Nothing resolves it: clients connect to 127.0.0.1 (or CONNECT to it), so no DNS and no hosts
+/// file is involved. `.test` is reserved for testing (RFC 6761).
+pub const SERVER_NAME: &str = "origin.sidecar-bench.test";
+
+/// Which CA a client trusts, and so which path its handshake can succeed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Trust {
+    /// The run's test CA that signed the origin's certificate: direct, and TLS relayed as bytes.
+    Origin,
+    /// The capture CA: TLS intercepted by the sidecar (tls-out).
+    Capture,
+}
+
+/// The run's certificate files and the client configurations that trust them.
+#[derive(Debug)]
+pub struct TlsMaterial {
+    /// PEM of the test CA (the clients' root for [`Trust::Origin`], the sidecar's --tls-upstream-ca).
+    pub origin_ca_file: PathBuf,
+    /// The origin's certificate and key (PEM), for nginx.
+    pub origin_cert_file: PathBuf,
+    pub origin_key_file: PathBuf,
+    /// tls.crt and tls.key of the capture CA (the sidecar's --tls-ca-dir).
+    pub capture_ca_dir: PathBuf,
+    origin_client: Arc<ClientConfig>,
+    capture_client: Arc<ClientConfig>,
+}
+
+impl TlsMaterial {
+    /// Makes both CAs and the origin's certificate in `workdir`; the capture CA with `sidecar_proxy ca
+    /// create`.
+    pub fn create(workdir: &Workdir, sidecar_proxy: &Path) -> anyhow::Result<TlsMaterial> {
+        let dir = workdir.subdir("tls", 0o755)?;
+        let origin = OriginCertificates::generate().context("cannot make the origin's test CA")?;
+        let origin_ca_file = write(&dir.join("origin-ca.crt"), &origin.ca_pem, 0o644)?;
+        let origin_cert_file = write(&dir.join("origin.crt"), &origin.cert_pem, 0o644)?;
+        let origin_key_file = write(&dir.join("origin.key"), &origin.key_pem, 0o600)?;
+
+        let capture_ca_dir = dir.join("capture-ca");
+        create_capture_ca(sidecar_proxy, &capture_ca_dir)?;
+        let capture_ca = read_certificate(&capture_ca_dir.join("tls.crt"))?;
+
+        Ok(TlsMaterial {
+            origin_ca_file,
+            origin_cert_file,
+            origin_key_file,
+            origin_client: client_config(origin.ca_der)?,
+            capture_client: client_config(capture_ca)?,
+            capture_ca_dir,
+        })
+    }
+
+    /// The PEM file of the CA a client with `trust` trusts (for curl's --cacert).
+    pub fn ca_file(&self, trust: Trust) -> PathBuf {
+        match trust {
+            Trust::Origin => self.origin_ca_file.clone(),
+            Trust::Capture => self.capture_ca_dir.join("tls.crt"),
+        }
+    }
+
+    /// A rustls client configuration trusting only that CA.
+    pub fn client_config(&self, trust: Trust) -> Arc<ClientConfig> {
+        match trust {
+            Trust::Origin => self.origin_client.clone(),
+            Trust::Capture => self.capture_client.clone(),
+        }
+    }
+}
+
+/// What clients send as SNI.
+pub fn server_name() -> ServerName<'static> {
+    ServerName::try_from(SERVER_NAME).expect("SERVER_NAME is a valid DNS name")
+}
+
+struct OriginCertificates {
+    ca_pem: String,
+    ca_der: CertificateDer<'static>,
+    cert_pem: String,
+    key_pem: String,
+}
+
+impl OriginCertificates {
+    /// A CA that may sign leaves only, and the origin's leaf (ECDSA P-256, as most servers now use),
+    /// valid for the name and the address clients may ask for.
+    fn generate() -> Result<OriginCertificates, rcgen::Error> {
+        let ca_key = KeyPair::generate()?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "sidecar-bench origin test CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let ca_pem = ca_cert.pem();
+        let ca_der = ca_cert.der().clone();
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, SERVER_NAME);
+        params.subject_alt_names = vec![
+            SanType::DnsName(SERVER_NAME.try_into()?),
+            SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
+        ];
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok(OriginCertificates {
+            ca_pem,
+            ca_der,
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// `sidecar-proxy ca create --out DIR`: the capture CA as users make it.
+fn create_capture_ca(sidecar_proxy: &Path, dir: &Path) -> anyhow::Result<()> {
+    let output = Command::new(sidecar_proxy)
+        .args([
+            "ca",
+            "create",
+            "--name",
+            "sidecar-bench capture CA",
+            "--out",
+        ])
+        .arg(dir)
+        .output()
+        .with_context(|| format!("cannot run {} ca create", sidecar_proxy.display()))?;
+    if !output.status.success() {
+        bail!(
+            "{} ca create --out {} failed ({}): {}",
+            sidecar_proxy.display(),
+            dir.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn read_certificate(path: &Path) -> anyhow::Result<CertificateDer<'static>> {
+    CertificateDer::from_pem_file(path)
+        .with_context(|| format!("no PEM certificate in {}", path.display()))
+}
+
+fn write(path: &Path, contents: &str, mode: u32) -> anyhow::Result<PathBuf> {
+    std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))?;
+    set_mode(path, mode)?;
+    Ok(path.to_owned())
+}
+
+/// Trusts `root` alone, offers HTTP/1.1 (what the load generator speaks), and never resumes a session:
+/// every connection is a full handshake, the cost a client pays the first time it meets a host.
+fn client_config(root: CertificateDer<'static>) -> anyhow::Result<Arc<ClientConfig>> {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(root)
+        .context("the CA certificate is not usable as a root")?;
+    let mut config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .context("the TLS provider supports no default protocol version")?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.resumption = Resumption::disabled();
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The origin's certificate verifies for the name clients send, with the test CA as the only root.
+    #[tokio::test]
+    async fn a_client_trusting_the_test_ca_accepts_the_origin() {
+        let origin = OriginCertificates::generate().unwrap();
+        let cert = CertificateDer::from_pem_slice(origin.cert_pem.as_bytes()).unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            KeyPair::from_pem(&origin.key_pem).unwrap().serialize_der(),
+        ));
+        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let accept = tokio::spawn(async move {
+            let mut tls = tokio_rustls::TlsAcceptor::from(Arc::new(server))
+                .accept(server_io)
+                .await
+                .unwrap();
+            tls.write_all(b"ok").await.unwrap();
+            tls.shutdown().await.unwrap();
+        });
+        let mut tls = tokio_rustls::TlsConnector::from(client_config(origin.ca_der).unwrap())
+            .connect(server_name(), client_io)
+            .await
+            .unwrap();
+        let mut reply = Vec::new();
+        tls.read_to_end(&mut reply).await.unwrap();
+        assert_eq!(reply, b"ok");
+        accept.await.unwrap();
+    }
+}
