@@ -1,6 +1,6 @@
 //! The injector's own annotations, beside the spec's proxy settings: whether to inject, whether to set the
-//! app containers' proxy settings, which Secret holds tls-out's CA, the sidecar's resources, and the marks
-//! an injected pod carries. Every
+//! app containers' proxy settings, which Secret holds tls-out's CA, which ConfigMap holds extra CAs for
+//! tls-out's upstreams, the sidecar's resources, and the marks an injected pod carries. Every
 //! `sidecar.speedscale.com/*` key is either known here or a spec setting; any other is refused, so a
 //! misspelled annotation is never silently ignored.
 
@@ -15,6 +15,9 @@ pub const INJECT: &str = "sidecar.speedscale.com/inject";
 pub const CONFIGURE_APP: &str = "sidecar.speedscale.com/configure-app";
 /// The Secret holding the capture CA for tls-out (default `sidecar-tls-out-ca`), mounted into the sidecar.
 pub const TLS_OUT_SECRET: &str = "sidecar.speedscale.com/tls-out-secret";
+/// The ConfigMap whose `ca.crt` holds extra CAs (PEM) that tls-out's upstream certificates may chain to,
+/// mounted into the sidecar as its `PROXY_TLS_UPSTREAM_CA`.
+pub const TLS_OUT_UPSTREAM_CA: &str = "sidecar.speedscale.com/tls-out-upstream-ca";
 /// Set on an injected pod (annotation, value: the injector's version); a pod carrying it is left alone.
 pub const INJECTED: &str = "sidecar.speedscale.com/injected";
 /// Label set on an injected pod, for selectors: `sidecar.speedscale.com/injected=true`.
@@ -71,10 +74,16 @@ pub enum AnnotationError {
         "{key}: {value:?} is not a Kubernetes quantity; allowed: a non-negative number with an optional suffix, like 100m, 0.5, 64Mi, 1G"
     )]
     NotAQuantity { key: String, value: String },
+    /// `kind` is what the annotation names (`Secret`, `ConfigMap`), `example` a good name for it.
     #[error(
-        "{key}: {value:?} is not a Kubernetes Secret name; allowed: lowercase letters, digits, '-' and '.', each dot-separated part starting and ending with a letter or digit, at most 253 characters (a DNS-1123 subdomain), like sidecar-tls-out-ca"
+        "{key}: {value:?} is not a Kubernetes {kind} name; allowed: lowercase letters, digits, '-' and '.', each dot-separated part starting and ending with a letter or digit, at most 253 characters (a DNS-1123 subdomain), like {example}"
     )]
-    NotASecretName { key: String, value: String },
+    NotAnObjectName {
+        key: String,
+        value: String,
+        kind: &'static str,
+        example: &'static str,
+    },
     #[error("{key} is not an annotation of the sidecar; known: {known}")]
     Unknown { key: String, known: String },
 }
@@ -107,7 +116,14 @@ pub fn check_known(annotations: &BTreeMap<String, String>) -> Result<(), Annotat
 
 fn is_known(key: &str) -> bool {
     Setting::from_annotation_key(key).is_some()
-        || [INJECT, CONFIGURE_APP, TLS_OUT_SECRET, INJECTED].contains(&key)
+        || [
+            INJECT,
+            CONFIGURE_APP,
+            TLS_OUT_SECRET,
+            TLS_OUT_UPSTREAM_CA,
+            INJECTED,
+        ]
+        .contains(&key)
         || ResourceAnnotation::ALL.iter().any(|r| r.key() == key)
 }
 
@@ -117,10 +133,10 @@ fn known_keys() -> Vec<String> {
         .map(|key| key.trim_start_matches(ANNOTATION_PREFIX).to_owned())
         .collect();
     keys.extend(Setting::ALL.iter().map(|s| s.name().to_owned()));
-    keys.push(
-        TLS_OUT_SECRET
-            .trim_start_matches(ANNOTATION_PREFIX)
-            .to_owned(),
+    keys.extend(
+        [TLS_OUT_SECRET, TLS_OUT_UPSTREAM_CA]
+            .iter()
+            .map(|key| key.trim_start_matches(ANNOTATION_PREFIX).to_owned()),
     );
     keys.extend(
         ResourceAnnotation::ALL

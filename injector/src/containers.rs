@@ -140,14 +140,14 @@ pub fn sidecar(plan: &Plan, options: &SidecarOptions) -> Container {
         mount_path: CAPTURE_DIR.to_owned(),
         ..VolumeMount::default()
     }];
-    if plan.tls_out.is_some() {
+    if let Some(tls_out) = &plan.tls_out {
         // Set even where they equal the sidecar's defaults, so the pod says where its mounts are read.
         env.extend(
-            tls_out::sidecar_env()
+            tls_out::sidecar_env(tls_out)
                 .into_iter()
                 .map(|(name, value)| self::env(name, value)),
         );
-        volume_mounts.extend(tls_out::sidecar_mounts());
+        volume_mounts.extend(tls_out::sidecar_mounts(tls_out));
     }
 
     let mut ports = Vec::new();

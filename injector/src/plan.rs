@@ -11,7 +11,7 @@ use thiserror::Error;
 
 use crate::annotations::{
     self, quantity_value, AnnotationError, ResourceAnnotation, CONFIGURE_APP, INJECT, INJECTED,
-    TLS_OUT_SECRET,
+    TLS_OUT_SECRET, TLS_OUT_UPSTREAM_CA,
 };
 use crate::containers::{DEFAULT_LIMITS, DEFAULT_REQUESTS, SIDECAR_NAME};
 use crate::tls_out::{self, TlsOutPlan};
@@ -23,7 +23,8 @@ pub enum Decision {
     NotRequested,
     /// Already carries the sidecar: nothing to add (admission may see a pod twice).
     AlreadyInjected,
-    Inject(Plan),
+    /// Boxed: a plan is a few hundred bytes, the other outcomes none.
+    Inject(Box<Plan>),
 }
 
 /// A validated injection.
@@ -40,7 +41,7 @@ pub struct Plan {
     pub limits: BTreeMap<&'static str, String>,
     /// Also set the app containers' proxy settings (and, with tls-out, their trust in the capture CA).
     pub configure_app: bool,
-    /// `tls-out: "true"`: the capture CA to mount into the sidecar.
+    /// `tls-out: "true"`: the capture CA (and any extra upstream CAs) to mount into the sidecar.
     pub tls_out: Option<TlsOutPlan>,
 }
 
@@ -139,7 +140,7 @@ pub fn decide(
     }
     check_requests_within_limits(&requests, &limits)?;
 
-    Ok(Decision::Inject(Plan {
+    Ok(Decision::Inject(Box::new(Plan {
         config,
         redirect,
         proxy_env,
@@ -147,12 +148,13 @@ pub fn decide(
         limits,
         configure_app,
         tls_out,
-    }))
+    })))
 }
 
-/// tls-out, validated by the proxy's own rules (the denial is the proxy's message), and the Secret its CA
-/// comes from. `tls-out-secret` without tls-out is refused: a pod that names a CA but intercepts nothing
-/// is almost certainly missing the annotation that switches interception on.
+/// tls-out, validated by the proxy's own rules (the denial is the proxy's message), the Secret its CA
+/// comes from, and the ConfigMap of extra upstream CAs if any. `tls-out-secret` or `tls-out-upstream-ca`
+/// without tls-out is refused: a pod that names a CA but intercepts nothing is almost certainly missing
+/// the annotation that switches interception on.
 fn tls_out_plan(
     annotations: &BTreeMap<String, String>,
     raw: &RawSettings,
@@ -160,32 +162,48 @@ fn tls_out_plan(
 ) -> Result<Option<TlsOutPlan>, Denial> {
     let settings =
         TlsOutSettings::from_settings(raw, proxy_type).map_err(|e| Denial(e.to_string()))?;
-    let secret = annotations.get(TLS_OUT_SECRET);
     if !settings.enabled {
-        if secret.is_none() {
+        let named = [
+            (
+                TLS_OUT_SECRET,
+                "it names the Secret holding the CA the sidecar intercepts TLS with",
+            ),
+            (
+                TLS_OUT_UPSTREAM_CA,
+                "it names the ConfigMap holding extra CAs the sidecar verifies upstream certificates with",
+            ),
+        ]
+        .into_iter()
+        .find(|(annotation, _)| annotations.contains_key(*annotation));
+        let Some((annotation, purpose)) = named else {
             return Ok(None);
-        }
+        };
         let key = Setting::TlsOut.annotation_key();
         let current = match annotations.get(&key) {
             Some(value) => format!("this pod's tls-out is \"{value}\""),
             None => "this pod does not set tls-out (default \"false\")".to_owned(),
         };
         return Err(Denial(format!(
-            "{TLS_OUT_SECRET} applies only with {key}: \"true\" (it names the Secret holding the CA the sidecar intercepts TLS with); {current}"
+            "{annotation} applies only with {key}: \"true\" ({purpose}); {current}"
         )));
     }
-    let secret = match secret {
-        None => tls_out::DEFAULT_SECRET.to_owned(),
-        Some(name) if tls_out::is_secret_name(name) => name.clone(),
-        Some(name) => {
-            return Err(AnnotationError::NotASecretName {
-                key: TLS_OUT_SECRET.to_owned(),
+    let object_name =
+        |key: &str, kind: &'static str, example: &'static str| match annotations.get(key) {
+            Some(name) if !tls_out::is_object_name(name) => Err(AnnotationError::NotAnObjectName {
+                key: key.to_owned(),
                 value: name.clone(),
-            }
-            .into())
-        }
-    };
-    Ok(Some(TlsOutPlan { secret }))
+                kind,
+                example,
+            }),
+            name => Ok(name.cloned()),
+        };
+    let secret = object_name(TLS_OUT_SECRET, "Secret", tls_out::DEFAULT_SECRET)?
+        .unwrap_or_else(|| tls_out::DEFAULT_SECRET.to_owned());
+    let upstream_ca = object_name(TLS_OUT_UPSTREAM_CA, "ConfigMap", "internal-ca")?;
+    Ok(Some(TlsOutPlan {
+        secret,
+        upstream_ca,
+    }))
 }
 
 /// A request above its limit (an override against a default, say `proxy-memory-request: "512Mi"` with the
@@ -331,24 +349,55 @@ mod tests {
     }
 
     #[test]
+    fn tls_out_upstream_ca_needs_tls_out_and_a_config_map_name() {
+        let deny = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("inject", "true"), ("proxy-type", "forward")];
+            all.extend_from_slice(pairs);
+            decide(&annotations(&all), &[]).unwrap_err().0
+        };
+        assert_eq!(
+            deny(&[("tls-out-upstream-ca", "internal-ca")]),
+            "sidecar.speedscale.com/tls-out-upstream-ca applies only with sidecar.speedscale.com/tls-out: \"true\" (it names the ConfigMap holding extra CAs the sidecar verifies upstream certificates with); this pod does not set tls-out (default \"false\")"
+        );
+        assert!(
+            deny(&[("tls-out", "false"), ("tls-out-upstream-ca", "internal-ca")])
+                .ends_with("; this pod's tls-out is \"false\"")
+        );
+        assert_eq!(
+            deny(&[("tls-out", "true"), ("tls-out-upstream-ca", "Internal CA")]),
+            "sidecar.speedscale.com/tls-out-upstream-ca: \"Internal CA\" is not a Kubernetes ConfigMap name; allowed: lowercase letters, digits, '-' and '.', each dot-separated part starting and ending with a letter or digit, at most 253 characters (a DNS-1123 subdomain), like internal-ca"
+        );
+    }
+
+    #[test]
     fn tls_out_defaults_its_secret_and_any_case_of_true_counts() {
         let plan = |pairs: &[(&str, &str)]| {
             let mut all = vec![("inject", "true"), ("proxy-type", "dual")];
             all.extend_from_slice(pairs);
             match decide(&annotations(&all), &[]) {
-                Ok(Decision::Inject(plan)) => plan.tls_out.map(|t| t.secret),
+                Ok(Decision::Inject(plan)) => plan.tls_out,
                 other => panic!("{other:?}"),
             }
+        };
+        let tls_out = |secret: &str, upstream_ca: Option<&str>| {
+            Some(TlsOutPlan {
+                secret: secret.to_owned(),
+                upstream_ca: upstream_ca.map(str::to_owned),
+            })
         };
         assert_eq!(plan(&[]), None);
         assert_eq!(plan(&[("tls-out", "false")]), None);
         assert_eq!(
-            plan(&[("tls-out", "TRUE")]).as_deref(),
-            Some("sidecar-tls-out-ca")
+            plan(&[("tls-out", "TRUE")]),
+            tls_out("sidecar-tls-out-ca", None)
         );
         assert_eq!(
-            plan(&[("tls-out", "true"), ("tls-out-secret", "shop-ca")]).as_deref(),
-            Some("shop-ca")
+            plan(&[("tls-out", "true"), ("tls-out-secret", "shop-ca")]),
+            tls_out("shop-ca", None)
+        );
+        assert_eq!(
+            plan(&[("tls-out", "true"), ("tls-out-upstream-ca", "internal-ca")]),
+            tls_out("sidecar-tls-out-ca", Some("internal-ca"))
         );
     }
 }

@@ -1,8 +1,12 @@
 //! tls-out in the pod: the capture CA's Secret mounted into the sidecar, and the trust files the sidecar
 //! writes at start (the CA alone, the CA plus its image's roots, a Java trust store) shared read-only
 //! with the app containers, which `configure-app` points at them the way each runtime reads trust.
+//! Optionally a ConfigMap of extra CAs (a private CA of internal services) that the sidecar, and only
+//! the sidecar, verifies the real upstreams against.
 
-use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, SecretVolumeSource, Volume, VolumeMount};
+use k8s_openapi::api::core::v1::{
+    ConfigMapVolumeSource, EmptyDirVolumeSource, KeyToPath, SecretVolumeSource, Volume, VolumeMount,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 /// The Secret (`kubernetes.io/tls`: `tls.crt`, `tls.key`) holding the capture CA, when the pod does not
@@ -16,6 +20,13 @@ pub const CA_DIR: &str = "/etc/sidecar/tls-out";
 pub const TRUST_VOLUME: &str = "sidecar-trust";
 /// Where the trust files are, in the sidecar (its `PROXY_TLS_TRUST_DIR`) and in every app container.
 pub const TRUST_DIR: &str = "/var/run/sidecar/trust";
+/// The volume of the `tls-out-upstream-ca` ConfigMap, mounted only into the sidecar.
+pub const UPSTREAM_CA_VOLUME: &str = "sidecar-tls-out-upstream-ca";
+/// Where the sidecar reads the extra upstream CAs. Beside the capture CA's directory, not inside it: each
+/// volume keeps a directory of its own.
+pub const UPSTREAM_CA_DIR: &str = "/etc/sidecar/tls-out-upstream";
+/// The ConfigMap's key holding the PEM bundle, and the file's name in [`UPSTREAM_CA_DIR`].
+pub const UPSTREAM_CA_KEY: &str = "ca.crt";
 
 /// The CA's certificate alone, for runtimes that add it to their own roots.
 const CA_FILE: &str = "ca.crt";
@@ -33,6 +44,10 @@ const TRUST_STORE_PASSWORD: &str = "changeit";
 /// only, whose sole process is the proxy: no app container can reach the key.
 const CA_FILE_MODE: i32 = 0o444;
 
+/// Mode of the upstream CA bundle: public certificates, read by the sidecar's uid 2102 whatever group the
+/// kubelet gives the file (see [`CA_FILE_MODE`]), written by no one.
+const UPSTREAM_CA_FILE_MODE: i32 = 0o444;
+
 /// The trust files are public certificates, a few hundred KiB (a system bundle of ~150 roots, twice).
 /// In memory, so nothing lands on the node's disk and it goes with the pod; the limit keeps a runaway
 /// writer from growing it, with room for a larger bundle than Debian's.
@@ -43,11 +58,14 @@ const TRUST_SIZE_LIMIT: &str = "4Mi";
 pub struct TlsOutPlan {
     /// The Secret holding the capture CA, in the pod's namespace.
     pub secret: String,
+    /// The ConfigMap (`tls-out-upstream-ca`) of extra CAs for upstream certificates, in the pod's
+    /// namespace.
+    pub upstream_ca: Option<String>,
 }
 
-/// The two volumes tls-out adds to the pod.
-pub fn volumes(plan: &TlsOutPlan) -> [Volume; 2] {
-    [
+/// The volumes tls-out adds to the pod: the CA, the trust files, and the upstream CAs when named.
+pub fn volumes(plan: &TlsOutPlan) -> Vec<Volume> {
+    let mut volumes = vec![
         Volume {
             name: CA_VOLUME.to_owned(),
             secret: Some(SecretVolumeSource {
@@ -65,7 +83,26 @@ pub fn volumes(plan: &TlsOutPlan) -> [Volume; 2] {
             }),
             ..Volume::default()
         },
-    ]
+    ];
+    if let Some(config_map) = &plan.upstream_ca {
+        volumes.push(Volume {
+            name: UPSTREAM_CA_VOLUME.to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: config_map.clone(),
+                // Only the bundle, whatever else the ConfigMap holds; without the key the kubelet refuses
+                // the mount with an event naming it, rather than the sidecar starting without the CAs.
+                items: Some(vec![KeyToPath {
+                    key: UPSTREAM_CA_KEY.to_owned(),
+                    path: UPSTREAM_CA_KEY.to_owned(),
+                    mode: None,
+                }]),
+                default_mode: Some(UPSTREAM_CA_FILE_MODE),
+                optional: None,
+            }),
+            ..Volume::default()
+        });
+    }
+    volumes
 }
 
 fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
@@ -77,20 +114,32 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
-/// The sidecar's mounts: the CA read-only, the trust directory writable.
-pub fn sidecar_mounts() -> [VolumeMount; 2] {
-    [
+/// The sidecar's mounts: the CA read-only, the trust directory writable, the upstream CAs read-only.
+pub fn sidecar_mounts(plan: &TlsOutPlan) -> Vec<VolumeMount> {
+    let mut mounts = vec![
         mount(CA_VOLUME, CA_DIR, true),
         mount(TRUST_VOLUME, TRUST_DIR, false),
-    ]
+    ];
+    if plan.upstream_ca.is_some() {
+        mounts.push(mount(UPSTREAM_CA_VOLUME, UPSTREAM_CA_DIR, true));
+    }
+    mounts
 }
 
-/// The sidecar's variables: where it reads the CA and where it writes the trust files.
-pub fn sidecar_env() -> [(&'static str, &'static str); 2] {
-    [
-        ("PROXY_TLS_CA_DIR", CA_DIR),
-        ("PROXY_TLS_TRUST_DIR", TRUST_DIR),
-    ]
+/// The sidecar's variables: where it reads the CA, where it writes the trust files, and the extra
+/// upstream CAs' file.
+pub fn sidecar_env(plan: &TlsOutPlan) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("PROXY_TLS_CA_DIR", CA_DIR.to_owned()),
+        ("PROXY_TLS_TRUST_DIR", TRUST_DIR.to_owned()),
+    ];
+    if plan.upstream_ca.is_some() {
+        env.push((
+            "PROXY_TLS_UPSTREAM_CA",
+            format!("{UPSTREAM_CA_DIR}/{UPSTREAM_CA_KEY}"),
+        ));
+    }
+    env
 }
 
 /// An app container's mount of the trust files (read-only: only the sidecar writes them).
@@ -124,9 +173,9 @@ pub fn java_flags() -> String {
     )
 }
 
-/// Whether `name` is a name Kubernetes accepts for a Secret: a DNS-1123 subdomain, lowercase labels of
-/// letters, digits and inner hyphens, joined by dots, at most 253 characters.
-pub fn is_secret_name(name: &str) -> bool {
+/// Whether `name` is a name Kubernetes accepts for a Secret or a ConfigMap: a DNS-1123 subdomain,
+/// lowercase labels of letters, digits and inner hyphens, joined by dots, at most 253 characters.
+pub fn is_object_name(name: &str) -> bool {
     name.len() <= 253
         && name.split('.').all(|label| {
             let bytes = label.as_bytes();
@@ -142,7 +191,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secret_names_are_dns_1123_subdomains() {
+    fn object_names_are_dns_1123_subdomains() {
         for good in [
             "sidecar-tls-out-ca",
             "a",
@@ -151,7 +200,7 @@ mod tests {
             "a--b",
             &"a".repeat(253),
         ] {
-            assert!(is_secret_name(good), "{good}");
+            assert!(is_object_name(good), "{good}");
         }
         for bad in [
             "",
@@ -167,8 +216,51 @@ mod tests {
             "ça",
             &"a".repeat(254),
         ] {
-            assert!(!is_secret_name(bad), "{bad}");
+            assert!(!is_object_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_upstream_ca_is_the_sidecars_alone_and_only_when_named() {
+        let mut plan = TlsOutPlan {
+            secret: DEFAULT_SECRET.to_owned(),
+            upstream_ca: None,
+        };
+        assert_eq!(volumes(&plan).len(), 2);
+        assert_eq!(sidecar_mounts(&plan).len(), 2);
+        assert!(sidecar_env(&plan)
+            .iter()
+            .all(|(name, _)| *name != "PROXY_TLS_UPSTREAM_CA"));
+
+        plan.upstream_ca = Some("internal-ca".to_owned());
+        let volume = volumes(&plan)
+            .into_iter()
+            .find(|v| v.name == UPSTREAM_CA_VOLUME)
+            .and_then(|v| v.config_map)
+            .expect("a ConfigMap volume");
+        assert_eq!(volume.name, "internal-ca");
+        assert_eq!(volume.default_mode, Some(0o444));
+        let items = volume.items.expect("only the bundle");
+        assert_eq!(
+            items
+                .iter()
+                .map(|i| (i.key.as_str(), i.path.as_str()))
+                .collect::<Vec<_>>(),
+            [("ca.crt", "ca.crt")]
+        );
+        let mount = sidecar_mounts(&plan)
+            .into_iter()
+            .find(|m| m.name == UPSTREAM_CA_VOLUME)
+            .expect("the sidecar mounts it");
+        assert_eq!(
+            (mount.mount_path.as_str(), mount.read_only),
+            ("/etc/sidecar/tls-out-upstream", Some(true))
+        );
+        assert!(sidecar_env(&plan).contains(&(
+            "PROXY_TLS_UPSTREAM_CA",
+            "/etc/sidecar/tls-out-upstream/ca.crt".to_owned()
+        )));
+        assert_ne!(app_mount().name, UPSTREAM_CA_VOLUME);
     }
 
     #[test]

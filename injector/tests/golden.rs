@@ -27,12 +27,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, VolumeMount};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Volume, VolumeMount};
 use serde_json::Value;
 use sidecar_injector::containers::{SidecarOptions, INIT_NAME, SIDECAR_NAME};
 use sidecar_injector::offline;
 use sidecar_injector::review::{admit, Admission};
-use sidecar_injector::tls_out::{CA_VOLUME, TRUST_DIR, TRUST_VOLUME};
+use sidecar_injector::tls_out::{CA_VOLUME, TRUST_DIR, TRUST_VOLUME, UPSTREAM_CA_VOLUME};
 use sidecar_proxy::config::{
     ProxyConfig, ProxyType, RawSettings, RedirectSettings, Setting, Source, TlsOutSettings,
 };
@@ -86,6 +86,8 @@ const CASES: &[&str] = &[
     "deny-tls-out-reverse",
     "deny-tls-out-secret-bad-name",
     "deny-tls-out-secret-without-tls-out",
+    "deny-tls-out-upstream-ca-bad-name",
+    "deny-tls-out-upstream-ca-without-tls-out",
     "deny-tls-out-yes",
     "deny-transparent-host-network",
     "deny-transparent-in-port-is-default-out-port",
@@ -118,6 +120,7 @@ const CASES: &[&str] = &[
     "tls-out-forward-http",
     "tls-out-transparent",
     "tls-out-transparent-configure-app",
+    "tls-out-upstream-ca",
     "transparent-custom-ports",
     "transparent-ignore-ports",
 ];
@@ -460,7 +463,9 @@ fn mount<'a>(container: &'a Container, volume: &str) -> Option<&'a VolumeMount> 
 
 /// tls-out: the CA Secret is read-only in the sidecar alone, at the directory its environment names; the
 /// trust emptyDir is writable in the sidecar and read-only in any app container, and the app's trust
-/// variables point into it only where it is mounted. Without tls-out, none of it.
+/// variables point into it only where it is mounted; the upstream CA ConfigMap, when there is one, gives
+/// the sidecar alone, read-only, exactly the file its `PROXY_TLS_UPSTREAM_CA` names. Without tls-out,
+/// none of it.
 fn check_tls_out(
     spec: &PodSpec,
     sidecar: &Container,
@@ -471,15 +476,24 @@ fn check_tls_out(
     let volume = |name: &str| spec.volumes.iter().flatten().find(|v| v.name == name);
     let ca_dir = env.get("PROXY_TLS_CA_DIR");
     let trust_dir = env.get("PROXY_TLS_TRUST_DIR");
+    let upstream_ca = env.get("PROXY_TLS_UPSTREAM_CA");
     if !enabled {
-        if volume(CA_VOLUME).is_some() || volume(TRUST_VOLUME).is_some() {
+        if [CA_VOLUME, TRUST_VOLUME, UPSTREAM_CA_VOLUME]
+            .iter()
+            .any(|name| volume(name).is_some())
+        {
             problems.push("tls-out volumes without tls-out".to_owned());
         }
-        if ca_dir.is_some() || trust_dir.is_some() {
-            problems.push("PROXY_TLS_*_DIR without tls-out".to_owned());
+        if ca_dir.is_some() || trust_dir.is_some() || upstream_ca.is_some() {
+            problems.push("PROXY_TLS_* without tls-out".to_owned());
         }
         return problems;
     }
+    problems.extend(check_upstream_ca(
+        volume(UPSTREAM_CA_VOLUME),
+        mount(sidecar, UPSTREAM_CA_VOLUME),
+        upstream_ca,
+    ));
     if volume(CA_VOLUME).and_then(|v| v.secret.as_ref()).is_none() {
         problems.push(format!("tls-out without a Secret volume {CA_VOLUME}"));
     }
@@ -502,7 +516,10 @@ fn check_tls_out(
         )),
     }
     for init in spec.init_containers.iter().flatten() {
-        if mount(init, CA_VOLUME).is_some() || mount(init, TRUST_VOLUME).is_some() {
+        if [CA_VOLUME, TRUST_VOLUME, UPSTREAM_CA_VOLUME]
+            .iter()
+            .any(|name| mount(init, name).is_some())
+        {
             problems.push(format!(
                 "init container {} mounts a tls-out volume",
                 init.name
@@ -512,6 +529,9 @@ fn check_tls_out(
     for app in spec.containers.iter().filter(|c| c.name != SIDECAR_NAME) {
         if mount(app, CA_VOLUME).is_some() {
             problems.push(format!("{} mounts the CA's key", app.name));
+        }
+        if mount(app, UPSTREAM_CA_VOLUME).is_some() {
+            problems.push(format!("{} mounts the sidecar's upstream CAs", app.name));
         }
         let trust = mount(app, TRUST_VOLUME);
         if let Some(m) = trust {
@@ -527,6 +547,47 @@ fn check_tls_out(
                 ));
             }
         }
+    }
+    problems
+}
+
+/// The upstream CA ConfigMap: absent together with `PROXY_TLS_UPSTREAM_CA`, or a ConfigMap volume whose
+/// one item the sidecar mounts read-only exactly where that variable points.
+fn check_upstream_ca(
+    volume: Option<&Volume>,
+    sidecar_mount: Option<&VolumeMount>,
+    file: Option<&String>,
+) -> Vec<String> {
+    let (volume, mount, file) = match (volume, sidecar_mount, file) {
+        (None, None, None) => return Vec::new(),
+        (Some(volume), Some(mount), Some(file)) => (volume, mount, file),
+        (volume, mount, file) => {
+            return vec![format!(
+                "the upstream CA's volume {:?}, sidecar mount {:?} and PROXY_TLS_UPSTREAM_CA {file:?} do not come together",
+                volume.map(|v| &v.name),
+                mount.map(|m| &m.mount_path)
+            )]
+        }
+    };
+    let mut problems = Vec::new();
+    let Some(config_map) = volume.config_map.as_ref() else {
+        return vec![format!("{UPSTREAM_CA_VOLUME} is not a ConfigMap volume")];
+    };
+    let items: Vec<(&str, &str)> = config_map
+        .items
+        .iter()
+        .flatten()
+        .map(|item| (item.key.as_str(), item.path.as_str()))
+        .collect();
+    match items.as_slice() {
+        [(_, path)] if *file == format!("{}/{path}", mount.mount_path) => {}
+        _ => problems.push(format!(
+            "PROXY_TLS_UPSTREAM_CA {file} is not the one item {items:?} of {UPSTREAM_CA_VOLUME} under {}",
+            mount.mount_path
+        )),
+    }
+    if mount.read_only != Some(true) {
+        problems.push("the sidecar's upstream CA mount is writable".to_owned());
     }
     problems
 }

@@ -4,8 +4,9 @@
 //!   privilege escalation, every capability dropped, the runtime's seccomp filter; transparent mode's
 //!   init container is root with NET_ADMIN and NET_RAW and nothing more;
 //! - the patch only adds (containers, init containers, emptyDir volumes, marks, and with tls-out the
-//!   capture CA's Secret, read-only in the sidecar alone) and never touches what would widen the pod's
-//!   privileges (host namespaces, pod security context, service account);
+//!   capture CA's Secret and any upstream CA ConfigMap, read-only in the sidecar alone) and never
+//!   touches what would widen the pod's privileges (host namespaces, pod security context, service
+//!   account);
 //! - the sidecar keeps its loopback-only forward listener: the injector never sets a bind address;
 //! - the injector's image runs as a non-root user;
 //! - the webhook speaks TLS 1.2 and 1.3 and refuses 1.0 and 1.1, proven with OpenSSL's own client
@@ -26,7 +27,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, SecurityContext};
 use serde_json::{json, Value};
 use sidecar_injector::containers::{SidecarOptions, CAPTURE_VOLUME, INIT_NAME, SIDECAR_NAME};
 use sidecar_injector::review::{admit, Admission};
-use sidecar_injector::tls_out::{CA_VOLUME, TRUST_VOLUME};
+use sidecar_injector::tls_out::{CA_VOLUME, TRUST_VOLUME, UPSTREAM_CA_VOLUME};
 
 const IMAGE: &str = "registry.example.com/sidecar-proxy:0.1.0";
 const BIN: &str = env!("CARGO_BIN_EXE_sidecar-injector");
@@ -78,6 +79,18 @@ const MODES: &[&[(&str, &str)]] = &[
         ("proxy-protocol", "http"),
         ("tls-out", "true"),
         ("tls-out-secret", "shop-capture-ca"),
+    ],
+    &[
+        ("proxy-type", "forward"),
+        ("proxy-protocol", "socks"),
+        ("configure-app", "true"),
+        ("tls-out", "true"),
+        ("tls-out-upstream-ca", "internal-ca"),
+    ],
+    &[
+        ("proxy-type", "transparent"),
+        ("tls-out", "true"),
+        ("tls-out-upstream-ca", "internal-ca"),
     ],
     &[
         ("proxy-type", "dual"),
@@ -315,7 +328,7 @@ fn the_patch_only_adds_and_never_touches_what_widens_the_pods_privileges() {
 
         let spec = injected.patched.spec.as_ref().unwrap();
         // Only emptyDir volumes: nothing of the node's filesystem, no extra token; the one Secret is the
-        // capture CA, with tls-out only.
+        // capture CA and the one ConfigMap the upstream CAs, with tls-out only.
         for volume in spec.volumes.iter().flatten() {
             let as_json = serde_json::to_value(volume).unwrap();
             let sources: Vec<&String> = as_json
@@ -324,10 +337,10 @@ fn the_patch_only_adds_and_never_touches_what_widens_the_pods_privileges() {
                 .keys()
                 .filter(|k| *k != "name")
                 .collect();
-            let expected = if volume.name == CA_VOLUME && has_tls_out(annotations) {
-                "secret"
-            } else {
-                "emptyDir"
+            let expected = match volume.name.as_str() {
+                CA_VOLUME if has_tls_out(annotations) => "secret",
+                UPSTREAM_CA_VOLUME if has_tls_out(annotations) => "configMap",
+                _ => "emptyDir",
             };
             assert_eq!(sources, [expected], "{annotations:?}: volume {as_json}");
         }
@@ -348,16 +361,16 @@ fn the_patch_only_adds_and_never_touches_what_widens_the_pods_privileges() {
                 "{annotations:?}: {} and the capture volume",
                 c.name
             );
-            // The CA's key is the sidecar's alone, and read-only even there; the apps may only read
-            // the trust files, and gain no other mount.
+            // The CA's key and the upstream CAs are the sidecar's alone, and read-only even there; the
+            // apps may only read the trust files, and gain no other mount.
             for m in c.volume_mounts.iter().flatten() {
-                if m.name == CA_VOLUME {
+                if m.name == CA_VOLUME || m.name == UPSTREAM_CA_VOLUME {
                     assert_eq!(
                         c.name, SIDECAR_NAME,
-                        "{annotations:?}: {} mounts the CA",
-                        c.name
+                        "{annotations:?}: {} mounts {}",
+                        c.name, m.name
                     );
-                    assert_eq!(m.read_only, Some(true), "{annotations:?}: the CA mount");
+                    assert_eq!(m.read_only, Some(true), "{annotations:?}: {}", m.name);
                 }
                 if c.name != SIDECAR_NAME && m.name == TRUST_VOLUME {
                     assert_eq!(m.read_only, Some(true), "{annotations:?}: {}", c.name);
@@ -400,10 +413,14 @@ fn the_patch_only_adds_and_never_touches_what_widens_the_pods_privileges() {
 }
 
 #[test]
-fn the_sidecar_can_read_the_capture_ca_without_the_pod_setting_fs_group() {
-    // Without fsGroup the kubelet makes a Secret's files root:root, and the sidecar runs as 2102:2102
-    // with no supplemental groups: only the mode's bits for others let it read the key.
-    let mut pod = pod(&[("proxy-type", "forward"), ("tls-out", "true")]);
+fn the_sidecar_can_read_the_capture_ca_and_the_upstream_cas_without_the_pod_setting_fs_group() {
+    // Without fsGroup the kubelet makes a Secret's or ConfigMap's files root:root, and the sidecar runs
+    // as 2102:2102 with no supplemental groups: only the mode's bits for others let it read them.
+    let mut pod = pod(&[
+        ("proxy-type", "forward"),
+        ("tls-out", "true"),
+        ("tls-out-upstream-ca", "internal-ca"),
+    ]);
     pod.spec.as_mut().unwrap().security_context = None;
     let Ok(Admission::Patched(patch)) = admit(&pod, &SidecarOptions::new(IMAGE)) else {
         panic!("not injected");
@@ -412,16 +429,26 @@ fn the_sidecar_can_read_the_capture_ca_without_the_pod_setting_fs_group() {
     json_patch::patch(&mut patched, &patch).unwrap();
     let patched: Pod = serde_json::from_value(patched).unwrap();
     let spec = patched.spec.unwrap();
-    let secret = spec
-        .volumes
-        .iter()
-        .flatten()
-        .find(|v| v.name == CA_VOLUME)
-        .and_then(|v| v.secret.clone())
-        .expect("the CA volume");
-    let mode = secret.default_mode.expect("an explicit mode");
-    assert_eq!(mode & 0o004, 0o004, "others cannot read: {mode:o}");
-    assert_eq!(mode & 0o333, 0, "writable or executable: {mode:o}");
+    let volume = |name: &str| {
+        spec.volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == name)
+            .unwrap_or_else(|| panic!("no volume {name}"))
+    };
+    let secret_mode = volume(CA_VOLUME)
+        .secret
+        .as_ref()
+        .and_then(|s| s.default_mode);
+    let config_map_mode = volume(UPSTREAM_CA_VOLUME)
+        .config_map
+        .as_ref()
+        .and_then(|c| c.default_mode);
+    for (what, mode) in [("CA", secret_mode), ("upstream CAs", config_map_mode)] {
+        let mode = mode.unwrap_or_else(|| panic!("{what}: no explicit mode"));
+        assert_eq!(mode & 0o004, 0o004, "{what}: others cannot read: {mode:o}");
+        assert_eq!(mode & 0o333, 0, "{what}: writable or executable: {mode:o}");
+    }
     assert!(spec.security_context.is_none(), "the pod's own business");
 }
 
