@@ -139,6 +139,9 @@ pub fn parse_summary(stdout: &str) -> Result<Summary, ParseError> {
     })
 }
 
+/// Completed requests per connect error a run may have and stay valid (0.1 %).
+pub const CONNECT_ERRORS_PER: u64 = 1000;
+
 impl Summary {
     pub fn requests_per_sec(&self) -> f64 {
         if self.duration_us == 0 {
@@ -148,13 +151,17 @@ impl Summary {
         }
     }
 
-    /// Socket errors, less the read errors `read_errors` allows.
+    /// Socket errors, less the read errors `read_errors` allows and the stray connect errors every run
+    /// is allowed: one per [`CONNECT_ERRORS_PER`] completed requests. Opening tens of thousands of
+    /// connections a second on two cores, a proxy that forks per connection (dante) now and then refuses
+    /// one; that is its figure's footnote, not a harness that stopped working.
     pub fn socket_errors(&self, read_errors: ReadErrors) -> u64 {
         let tolerated = match read_errors {
             ReadErrors::NoneAllowed => 0,
             ReadErrors::OnePerResponse { connections } => self.requests + u64::from(connections),
         };
         self.connect_errors
+            .saturating_sub(self.requests / CONNECT_ERRORS_PER)
             + self.read_errors.saturating_sub(tolerated)
             + self.write_errors
             + self.timeout_errors
@@ -301,6 +308,21 @@ sidecar-bench wrk: requests=87835 duration_us=1000626 bytes=14406140 connect_err
             summary.check(ReadErrors::NoneAllowed),
             Err(Invalid(expected.to_owned()))
         );
+    }
+
+    #[test]
+    fn a_stray_connect_error_per_thousand_requests_is_tolerated_and_no_more() {
+        let busy = Summary {
+            requests: 15_000,
+            connect_errors: 15,
+            ..clean()
+        };
+        assert_eq!(busy.check(ReadErrors::NoneAllowed), Ok(()));
+        let more = Summary {
+            connect_errors: 16,
+            ..busy
+        };
+        assert!(more.check(ReadErrors::NoneAllowed).is_err());
     }
 
     #[test]
