@@ -724,6 +724,11 @@ fn export_writes_valid_har_matching_the_records() {
         "{stderr}"
     );
 
+    // The export holds what the capture files hold: readable by their owner only, as they are.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&har_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode & 0o077, 0, "the HAR file is {mode:o}");
+
     let har: Value = serde_json::from_slice(&std::fs::read(&har_path).unwrap()).unwrap();
     let errors = Validator::har(&har);
     assert!(errors.is_empty(), "not HAR 1.2: {errors:#?}");

@@ -428,8 +428,9 @@ impl Output {
     }
 }
 
-/// A fresh, empty capture file after a rotation, created [`CAPTURE_FILE_MODE`] like the first one.
-fn create_private(path: &Path) -> io::Result<File> {
+/// A fresh, empty file created [`CAPTURE_FILE_MODE`]: a capture file after a rotation, like the first one,
+/// and a HAR export, which holds the same data.
+pub(crate) fn create_private(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .write(true)
         .create(true)

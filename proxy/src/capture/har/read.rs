@@ -150,7 +150,8 @@ pub fn export_files(
             let mut temporary = path.as_os_str().to_owned();
             temporary.push(format!(".tmp-{}", std::process::id()));
             let temporary = PathBuf::from(temporary);
-            let written = File::create(&temporary)
+            // 0600 like the capture files it is made from: it holds the same headers and bodies.
+            let written = crate::capture::sink::create_private(&temporary)
                 .and_then(|file| write_har(&export.har, file))
                 .and_then(|()| std::fs::rename(&temporary, path));
             if let Err(error) = written {
