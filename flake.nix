@@ -80,7 +80,7 @@
           # Plain import, not callPackage: callPackage would add `override` next to the checks, and
           # `nix flake check` wants nothing but derivations there.
           checks = import ./nix/checks.nix {
-            inherit (pkgs) lib runCommand curl openssl;
+            inherit (pkgs) lib runCommand curl jdk17 openssl;
             inherit rustPlatform src toolchain;
           };
 

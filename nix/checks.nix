@@ -5,6 +5,7 @@
   lib,
   runCommand,
   curl,
+  jdk17,
   openssl,
   rustPlatform,
   src,
@@ -50,8 +51,11 @@ in
       ];
       checkFlags = map (name: "--skip=${name}") rootOnlyTests;
       # The webhook's TLS versions (injector) and the capture CA and trust files (proxy/tests/tls_out_ca.rs)
-      # are checked with OpenSSL's own command-line tool.
-      nativeCheckInputs = [ openssl ];
+      # are checked with OpenSSL's own command-line tool; the Java trust store with keytool and a JVM.
+      nativeCheckInputs = [
+        openssl
+        jdk17
+      ];
       # proxy/tests/curl.rs runs the system's /usr/bin/curl, which the sandbox does not have.
       postPatch = ''
         substituteInPlace proxy/tests/curl.rs \

@@ -23,6 +23,8 @@ command -v python3 >/dev/null 2>&1 || need_packages+=(python3)
 type -P kill >/dev/null 2>&1 || need_packages+=(procps)
 # The webhook's TLS versions are checked with OpenSSL's own client (injector/tests/security_defaults.rs).
 command -v openssl >/dev/null 2>&1 || need_packages+=(openssl)
+# tls-out's Java trust store is opened with keytool and a JVM's own trust manager (proxy/tests/tls_out_ca.rs).
+{ command -v keytool && command -v java; } >/dev/null 2>&1 || need_packages+=(openjdk-17-jdk-headless)
 install_packages() {
     log "installing $*"
     local sudo_cmd=()

@@ -2,9 +2,9 @@
 //! parser: `sidecar-proxy ca create` (the real binary) writes a CA that OpenSSL reads as a CA and that
 //! verifies a leaf signed with it (under `-x509_strict`, as Python 3.13 verifies); the key is 0600 even
 //! under umask 0000; existing files survive unless `--force`. The trust files: OpenSSL counts the bundle
-//! and opens the PKCS#12 trust store; where a JDK is installed, `keytool` lists every certificate as a
-//! trustedCertEntry and the JDK's default trust manager, configured by the system properties the injector
-//! sets, accepts a leaf of the CA and rejects a leaf of another CA.
+//! and opens the PKCS#12 trust store; a JDK's `keytool` (scripts/test.sh installs one) lists every
+//! certificate as a trustedCertEntry, and the JDK's default trust manager, configured by the system
+//! properties the injector sets, accepts a leaf of the CA and rejects a leaf of another CA.
 
 #[path = "support/env.rs"]
 mod env;
@@ -555,11 +555,12 @@ fn openssl_opens_the_truststore_with_the_password_and_sees_every_certificate_tru
 }
 
 #[test]
-fn java_trusts_the_truststore_where_a_jdk_is_installed() {
-    if !installed("keytool") || !installed("java") {
-        eprintln!("skipped: no JDK (keytool, java) on this machine");
-        return;
-    }
+fn java_trusts_the_truststore() {
+    // Required, not skipped when missing: scripts/test.sh installs Debian's JDK.
+    assert!(
+        installed("keytool") && installed("java"),
+        "this test needs a JDK (keytool, java): apt-get install openjdk-17-jdk-headless"
+    );
     let setup = trust_setup("p12-java");
     let store = setup.file(TRUSTSTORE_FILE);
 
