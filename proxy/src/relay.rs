@@ -63,44 +63,66 @@ where
             )
             .await;
         }
-        Ok(FirstBytes::Client(bytes)) => {
-            let sni = client_hello_sni(&bytes);
-            if let Some(interceptor) = context.tls_out().filter(|_| is_tls_handshake(&bytes)) {
-                let requested = host_of(record.target()).to_owned();
-                // Excluded when either name is: the server name the client asked for, or the host or
-                // address it dialled (transparent mode knows only the address).
-                if interceptor.intercepts(&requested)
-                    && sni.as_deref().is_none_or(|sni| interceptor.intercepts(sni))
-                {
-                    let client = PrefixedIo::new(bytes, client);
-                    let job = StreamJob {
-                        record,
-                        context,
-                        tasks,
-                    };
-                    // Boxed like the HTTP path: only intercepted streams carry TLS state.
-                    Box::pin(intercepted(interceptor, client, upstream, &requested, job)).await;
-                    return;
+        Ok(FirstBytes::Client(bytes)) if to_intercept(context, &record, &bytes).is_some() => {
+            let (interceptor, requested) =
+                to_intercept(context, &record, &bytes).expect("checked by the guard");
+            let client = PrefixedIo::new(bytes, client);
+            let job = StreamJob {
+                record,
+                context,
+                tasks,
+            };
+            // Boxed like the HTTP path: only intercepted streams carry TLS state.
+            Box::pin(intercepted(interceptor, client, upstream, &requested, job)).await;
+        }
+        first => {
+            if let Ok(FirstBytes::Client(bytes)) = &first {
+                if let Some(sni) = client_hello_sni(bytes) {
+                    record.note_sni(sni);
                 }
-                interceptor.count_passed();
+                if let Some(interceptor) = context.tls_out().filter(|_| is_tls_handshake(bytes)) {
+                    interceptor.count_passed();
+                }
             }
-            if let Some(sni) = sni {
-                record.note_sni(sni);
-            }
-            let mut client = PrefixedIo::new(bytes, client);
-            let end = relay(&mut client, &mut upstream).await;
-            record.finish(client.into_inner(), end);
+            let end = relay_after(first, &mut client, &mut upstream).await;
+            record.finish(client, end);
         }
+    }
+}
+
+/// The interceptor and the host the client dialled, when this stream is one tls-out intercepts: it opens
+/// with a ClientHello, tls-out is on for the connection, and neither the server name the client asked for
+/// (SNI) nor the host or address it dialled is excluded (transparent mode knows only the address).
+fn to_intercept<'a>(
+    context: &'a CaptureContext,
+    record: &StreamCapture,
+    first: &[u8],
+) -> Option<(&'a TlsInterceptor, String)> {
+    let interceptor = context.tls_out().filter(|_| is_tls_handshake(first))?;
+    let requested = host_of(record.target());
+    let sni = client_hello_sni(first);
+    (interceptor.intercepts(requested) && sni.is_none_or(|sni| interceptor.intercepts(&sni)))
+        .then(|| (interceptor, requested.to_owned()))
+}
+
+/// Relays a stream whose first bytes detection read and did not serve as HTTP: they are replayed to the
+/// side they were meant for.
+async fn relay_after<C, U>(
+    first: std::io::Result<FirstBytes>,
+    client: &mut C,
+    upstream: &mut U,
+) -> StreamEnd
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    match first {
+        Ok(FirstBytes::Client(bytes)) => relay(&mut PrefixedIo::new(bytes, client), upstream).await,
         Ok(FirstBytes::Upstream(bytes)) => {
-            let mut upstream = PrefixedIo::new(bytes, upstream);
-            let end = relay(&mut client, &mut upstream).await;
-            record.finish(client, end);
+            relay(client, &mut PrefixedIo::new(bytes, upstream)).await
         }
-        Ok(FirstBytes::Silence) => {
-            let end = relay(&mut client, &mut upstream).await;
-            record.finish(client, end);
-        }
-        Err(e) => record.finish(client, StreamEnd::Reset(e.to_string())),
+        Ok(FirstBytes::Silence) => relay(client, upstream).await,
+        Err(e) => StreamEnd::Reset(e.to_string()),
     }
 }
 
@@ -157,18 +179,7 @@ async fn intercepted<C, U>(
             // Not HTTP inside: relayed as bytes, one stream record saying it was decrypted. Payload copies
             // (--capture-payload) are of the client's wire bytes, so still encrypted.
             record.note_intercepted(session);
-            let end = match first {
-                Ok(FirstBytes::Client(bytes)) => {
-                    let mut client = PrefixedIo::new(bytes, &mut client);
-                    relay(&mut client, &mut upstream).await
-                }
-                Ok(FirstBytes::Upstream(bytes)) => {
-                    let mut upstream = PrefixedIo::new(bytes, &mut upstream);
-                    relay(&mut client, &mut upstream).await
-                }
-                Ok(FirstBytes::Silence) => relay(&mut client, &mut upstream).await,
-                Err(e) => StreamEnd::Reset(e.to_string()),
-            };
+            let end = relay_after(first, &mut client, &mut upstream).await;
             let (client, _) = client.into_inner();
             record.finish(client.into_inner(), end);
         }

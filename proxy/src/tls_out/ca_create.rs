@@ -82,9 +82,9 @@ pub fn create_ca(common_name: &str, validity: Duration) -> Result<CaPem, rcgen::
     })
 }
 
-/// A positive serial number from the system's secure random source, so two CAs with the same name (made
-/// again after a leak, say) are never mistaken for one another.
-fn random_serial() -> Result<SerialNumber, rcgen::Error> {
+/// A positive serial number from the system's secure random source, so two certificates with the same
+/// name (a CA made again after a leak, a leaf minted again for a host) are never mistaken for one another.
+pub(super) fn random_serial() -> Result<SerialNumber, rcgen::Error> {
     let mut bytes = [0u8; SERIAL_BYTES];
     rustls::crypto::ring::default_provider()
         .secure_random

@@ -19,6 +19,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 
 use super::authority::CaptureAuthority;
+use super::ca_create::random_serial;
 
 /// How long a minted leaf is valid.
 pub const LEAF_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -147,7 +148,7 @@ impl LeafMinter {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
-        params.serial_number = Some(rand_serial());
+        params.serial_number = Some(random_serial()?);
         let cert = params.signed_by(&self.leaf_key, self.authority.issuer())?;
         Ok(CertifiedKey::new(
             vec![CertificateDer::from(cert.der().to_vec())],
@@ -159,24 +160,6 @@ impl LeafMinter {
         // A panic while holding the lock cannot leave the cache inconsistent (each call is one get or put).
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-/// A positive 128-bit serial from the system's random source: two leaves for one name must never share
-/// one, or a client that saw the first may refuse the second.
-fn rand_serial() -> rcgen::SerialNumber {
-    let mut bytes = [0u8; 16];
-    rustls::crypto::ring::default_provider()
-        .secure_random
-        .fill(&mut bytes)
-        .unwrap_or_else(|_| {
-            let nanos = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos();
-            bytes = nanos.to_be_bytes();
-        });
-    bytes[0] &= 0x7f;
-    rcgen::SerialNumber::from_slice(&bytes)
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use tracing::{info, warn};
 
+use super::trust_files::system_roots;
+
 /// Builds and holds the client configuration every intercepted connection starts from.
 pub struct UpstreamTls {
     base: Arc<ClientConfig>,
@@ -33,9 +35,8 @@ impl UpstreamTls {
     /// of `extra_bundle`, a PEM file.
     pub fn new(extra_bundle: Option<&Path>) -> Result<UpstreamTls, UpstreamTlsError> {
         let mut roots = RootCertStore::empty();
-        let system = rustls_native_certs::load_native_certs();
-        let system_errors: Vec<String> = system.errors.iter().map(|e| e.to_string()).collect();
-        let (added, ignored) = roots.add_parsable_certificates(system.certs);
+        let (system, system_errors) = system_roots();
+        let (added, ignored) = roots.add_parsable_certificates(system);
         if ignored > 0 || !system_errors.is_empty() {
             warn!(
                 ignored,
