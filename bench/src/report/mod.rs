@@ -215,12 +215,7 @@ fn rate_table(
     let mut closing = Vec::new();
     for row in &section.rows {
         let summary = summarize(row, section.baseline());
-        let value = summary
-            .figure
-            .as_ref()
-            .and_then(show)
-            .unwrap_or_else(|| "no result".to_owned());
-        let ratio = summary.ratio.map_or("—".to_owned(), |r| format!("{r:.2}"));
+        let (value, ratio) = value_and_ratio(&summary, show);
         let mut contender = contender_cell(row);
         if wrk
             && row
@@ -250,6 +245,21 @@ fn rate_table(
     }
 }
 
+/// A row's median as `show` writes it ("no result" without one), and its ratio to direct.
+fn value_and_ratio(summary: &RowSummary, show: fn(&Figure) -> Option<String>) -> (String, String) {
+    let value = summary
+        .figure
+        .as_ref()
+        .and_then(show)
+        .unwrap_or_else(|| "no result".to_owned());
+    (value, ratio_cell(summary))
+}
+
+/// The ratio to direct, two decimals, or a dash without one.
+fn ratio_cell(summary: &RowSummary) -> String {
+    summary.ratio.map_or("—".to_owned(), |r| format!("{r:.2}"))
+}
+
 /// New TLS connections per second, ratio to direct, and for an intercepting sidecar the leaf
 /// certificates it showed: minted or from its cache (summed over the rounds' measurements).
 fn handshake_table(out: &mut String, section: &Section) {
@@ -264,12 +274,7 @@ fn handshake_table(out: &mut String, section: &Section) {
     };
     for row in &section.rows {
         let summary = summarize(row, section.baseline());
-        let value = summary
-            .figure
-            .as_ref()
-            .and_then(show)
-            .unwrap_or_else(|| "no result".to_owned());
-        let ratio = summary.ratio.map_or("—".to_owned(), |r| format!("{r:.2}"));
+        let (value, ratio) = value_and_ratio(&summary, show);
         let leaves = match summary.figure {
             Some(Figure::Handshakes {
                 leaves: Some(leaves),
@@ -323,7 +328,7 @@ fn latency_table(out: &mut String, kind: ScenarioKind, section: &Section) {
             ),
             _ => "no result | | | ".to_owned(),
         };
-        let ratio = summary.ratio.map_or("—".to_owned(), |r| format!("{r:.2}"));
+        let ratio = ratio_cell(&summary);
         let _ = writeln!(
             out,
             "| {} | {} | {cells} | {ratio} | {} | {} |",
