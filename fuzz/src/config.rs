@@ -45,9 +45,7 @@ pub fn config_flags(data: &[u8]) {
             args.annotations = None;
             match args.inputs() {
                 Ok(inputs) => check_rules(&inputs),
-                Err(error) => {
-                    let _ = error.to_string();
-                }
+                Err(error) => check_refusal(&error),
             }
         }
         Some(_) => return,
@@ -63,9 +61,7 @@ pub fn config_flags(data: &[u8]) {
                 check_tls_out(&settings, config.proxy_type);
             }
         }
-        Err(error) => {
-            let _ = error.to_string();
-        }
+        Err(error) => check_refusal(&error),
     }
     if let Ok(settings) = invocation.settings() {
         if let Ok(redirect) = RedirectSettings::from_settings(&settings) {
@@ -76,8 +72,12 @@ pub fn config_flags(data: &[u8]) {
             });
         }
     }
-    let _ = invocation.capture_settings().map_err(|e| e.to_string());
-    let _ = invocation.sink_options().map_err(|e| e.to_string());
+    if let Err(error) = invocation.capture_settings() {
+        check_refusal(&error);
+    }
+    if let Err(error) = invocation.sink_options() {
+        check_refusal(&error);
+    }
     let _ = invocation.admin_addr();
 }
 
@@ -177,9 +177,7 @@ fn validate_settings(settings: &RawSettings) {
             check_revalidates(&config);
             check_tls_out(settings, config.proxy_type);
         }
-        Err(error) => {
-            let _ = error.to_string();
-        }
+        Err(error) => check_refusal(&error),
     }
     match RedirectSettings::from_settings(settings) {
         Ok(redirect) => check_rules(&RuleInputs {
@@ -187,9 +185,7 @@ fn validate_settings(settings: &RawSettings) {
             proxy_uid: 2102,
             admin_port: 4191,
         }),
-        Err(error) => {
-            let _ = error.to_string();
-        }
+        Err(error) => check_refusal(&error),
     }
 }
 
@@ -213,14 +209,18 @@ fn check_tls_out(settings: &RawSettings, proxy_type: ProxyType) {
                 assert!(!tls.intercepts("api.example.test"));
             }
         }
-        Err(error) => {
-            let message = error.to_string();
-            assert!(
-                message.starts_with("invalid ") && !message.contains('\n'),
-                "{message}"
-            );
-        }
+        Err(error) => check_refusal(&error),
     }
+}
+
+/// A refusal is what the sidecar prints before exiting 2 and what the injector's denial says: one line
+/// that starts by naming what was invalid, even when the value it quotes holds newlines or quotes.
+fn check_refusal(error: &dyn std::fmt::Display) {
+    let message = error.to_string();
+    assert!(
+        message.starts_with("invalid ") && !message.contains(['\n', '\r']),
+        "not one line starting \"invalid \": {message:?}"
+    );
 }
 
 /// A validated configuration, written back as settings, must validate to itself.

@@ -180,7 +180,7 @@ fn tls_out_plan(
         };
         let key = Setting::TlsOut.annotation_key();
         let current = match annotations.get(&key) {
-            Some(value) => format!("this pod's tls-out is \"{value}\""),
+            Some(value) => format!("this pod's tls-out is {value:?}"),
             None => "this pod does not set tls-out (default \"false\")".to_owned(),
         };
         return Err(Denial(format!(

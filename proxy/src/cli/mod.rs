@@ -308,7 +308,7 @@ impl Invocation {
                 .map(|name| {
                     HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
                         InvocationError::Option(format!(
-                            "invalid --capture-redact \"{redact}\": \"{name}\" is not a header name; allowed: comma-separated header names, or none"
+                            "invalid --capture-redact {redact:?}: {name:?} is not a header name; allowed: comma-separated header names, or none"
                         ))
                     })
                 })
@@ -339,7 +339,7 @@ impl Invocation {
             }
             (Some(_), Destination::Stdout | Destination::Off) => {
                 return Err(InvocationError::Option(format!(
-                    "invalid --capture-rotate-size with --capture \"{}\": only a capture file can be rotated",
+                    "invalid --capture-rotate-size with --capture {:?}: only a capture file can be rotated",
                     self.cli.capture
                 )))
             }

@@ -1,5 +1,8 @@
 //! Validation failures, each a single line naming the setting, the value and what is allowed.
 //!
+//! Values are the user's text and are shown with Rust's string escaping (`{value:?}`): a value holding a
+//! newline or a quote still gives one unambiguous line.
+//!
 //! The proxy prints these before exiting with status 2; the injector returns the same text in its
 //! admission denial, so a user sees one message for one mistake wherever it is caught.
 
@@ -9,7 +12,7 @@ use super::settings::SettingName;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("invalid {setting} \"{value}\": allowed values are {allowed}")]
+    #[error("invalid {setting} {value:?}: allowed values are {allowed}")]
     UnknownWord {
         setting: SettingName,
         value: String,
@@ -17,7 +20,7 @@ pub enum ConfigError {
     },
 
     #[error(
-        "invalid {setting} \"{value}\" for {type_setting} \"{proxy_type}\": {why}; allowed for {proxy_type}: {allowed}"
+        "invalid {setting} {value:?} for {type_setting} \"{proxy_type}\": {why}; allowed for {proxy_type}: {allowed}"
     )]
     ProtocolNotForType {
         setting: SettingName,
@@ -28,11 +31,11 @@ pub enum ConfigError {
         allowed: String,
     },
 
-    #[error("invalid {setting} \"{value}\": allowed values are port numbers 1-65535")]
+    #[error("invalid {setting} {value:?}: allowed values are port numbers 1-65535")]
     InvalidPort { setting: SettingName, value: String },
 
     #[error(
-        "invalid {setting} \"{value}\": {problem}; allowed values are {}",
+        "invalid {setting} {value:?}: {problem}; allowed values are {}",
         PortList::ALLOWED
     )]
     InvalidPortList {
@@ -42,12 +45,12 @@ pub enum ConfigError {
     },
 
     #[error(
-        "invalid {setting} \"{value}\": allowed values are a host name or an IP address, without scheme, port or path"
+        "invalid {setting} {value:?}: allowed values are a host name or an IP address, without scheme, port or path"
     )]
     InvalidHost { setting: SettingName, value: String },
 
     #[error(
-        "invalid {setting} \"{value}\": \"{entry}\" is not a host name, *.domain or IP address; allowed values are comma-separated host names, *.domain wildcards and IP addresses, like api.example.com,*.bank.example,10.0.0.7"
+        "invalid {setting} {value:?}: {entry:?} is not a host name, *.domain or IP address; allowed values are comma-separated host names, *.domain wildcards and IP addresses, like api.example.com,*.bank.example,10.0.0.7"
     )]
     InvalidHostList {
         setting: SettingName,

@@ -93,11 +93,11 @@ impl fmt::Display for PortList {
 pub enum PortListProblem {
     #[error("an entry between commas is empty")]
     EmptyEntry,
-    #[error("\"{0}\" is not a port number")]
+    #[error("{0:?} is not a port number")]
     NotANumber(String),
     #[error("port {0} is outside 1-65535")]
     OutOfRange(String),
-    #[error("range \"{0}\" has its low port above its high port")]
+    #[error("range {0:?} has its low port above its high port")]
     Reversed(String),
 }
 

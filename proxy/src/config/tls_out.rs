@@ -157,6 +157,20 @@ mod tests {
         );
     }
 
+    /// The fuzzer's find: a value is the user's text, and a newline in it must not break the refusal
+    /// (printed before exit 2, returned as the injector's denial) into two lines.
+    #[test]
+    fn a_refusal_shows_newlines_and_quotes_escaped_on_one_line() {
+        assert_eq!(
+            settings(Some("ban\n\"x\""), None).unwrap_err(),
+            r#"invalid sidecar.speedscale.com/tls-out "ban\n\"x\"": allowed values are true, false"#
+        );
+        assert_eq!(
+            settings(Some("true"), Some("ok.example,bad\nhost")).unwrap_err(),
+            r#"invalid sidecar.speedscale.com/tls-out-exclude "ok.example,bad\nhost": "bad\nhost" is not a host name, *.domain or IP address; allowed values are comma-separated host names, *.domain wildcards and IP addresses, like api.example.com,*.bank.example,10.0.0.7"#
+        );
+    }
+
     #[test]
     fn exclusions_cover_names_domains_and_addresses() {
         let tls = settings(
