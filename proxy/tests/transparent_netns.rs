@@ -2,171 +2,49 @@
 //! the sidecar runs as uid 2102, and clients with no proxy settings reach their destinations through it,
 //! half-closes included.
 //!
-//! Two namespaces joined by a veth pair stand for a pod (198.18.0.1) and the rest of the cluster
-//! (198.18.0.2), in 198.18.0.0/24, the range reserved for such tests. No traffic leaves them. Needs root
+//! Two namespaces this test creates (`support/netns.rs`) stand for a pod (198.18.0.1) and the rest of the
+//! cluster (198.18.0.2). No traffic leaves them. Needs root
 //! (CI runs as root), `ip`, `iptables`, `setpriv`, `curl` and `python3`; without them the test fails saying
 //! what is missing rather than passing vacuously.
 
+#[path = "support/env.rs"]
+mod env;
+#[path = "support/netns.rs"]
+mod netns;
+
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use netns::{ipv6_enabled, run, PodNetwork, PEER_IP, PEER_IP6, POD_IP};
 use sidecar_proxy::capture::record::{Detail, Record};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sidecar-proxy");
-const POD_IP: &str = "198.18.0.1";
-const PEER_IP: &str = "198.18.0.2";
-/// A unique-local IPv6 prefix, used only inside the two namespaces.
-const POD_IP6: &str = "fd00:5ca1::1";
-const PEER_IP6: &str = "fd00:5ca1::2";
 const SIDECAR_UID: &str = "2102";
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
+/// The two namespaces, with the servers and the sidecar of a test.
+struct Pod(PodNetwork);
 
-fn run(command: &mut Command) -> Output {
-    let rendered = format!("{command:?}");
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {rendered}: {e}"));
-    assert!(
-        output.status.success(),
-        "{rendered} failed ({}): {}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+impl Deref for Pod {
+    type Target = PodNetwork;
+    fn deref(&self) -> &PodNetwork {
+        &self.0
+    }
 }
 
-/// A pod namespace and a peer namespace joined by a veth pair; removed (with their processes) on drop.
-struct Pod {
-    pod: String,
-    peer: String,
-    children: Vec<Child>,
-    dir: PathBuf,
+impl DerefMut for Pod {
+    fn deref_mut(&mut self) -> &mut PodNetwork {
+        &mut self.0
+    }
 }
 
 impl Pod {
     fn create() -> Pod {
-        assert_eq!(
-            Command::new("id")
-                .arg("-u")
-                .output()
-                .map(|o| o.stdout)
-                .unwrap_or_default(),
-            b"0\n",
-            "this test creates network namespaces and iptables rules: run it as root (CI does)"
-        );
-        let tag = format!(
-            "{}{}",
-            std::process::id() % 100_000,
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let pod = Pod {
-            pod: format!("sp-pod-{tag}"),
-            peer: format!("sp-peer-{tag}"),
-            children: Vec::new(),
-            dir: std::env::temp_dir().join(format!("sidecar-transparent-{tag}")),
-        };
-        let (pod_if, peer_if) = (format!("spa{tag}"), format!("spb{tag}"));
-        run(Command::new("ip").args(["netns", "add", &pod.pod]));
-        run(Command::new("ip").args(["netns", "add", &pod.peer]));
-        run(Command::new("ip").args([
-            "link", "add", &pod_if, "type", "veth", "peer", "name", &peer_if,
-        ]));
-        run(Command::new("ip").args(["link", "set", &pod_if, "netns", &pod.pod]));
-        run(Command::new("ip").args(["link", "set", &peer_if, "netns", &pod.peer]));
-        let ends = [
-            (&pod.pod, &pod_if, POD_IP, POD_IP6),
-            (&pod.peer, &peer_if, PEER_IP, PEER_IP6),
-        ];
-        for (ns, interface, ip, ip6) in ends {
-            let (v4, v6) = (format!("{ip}/24"), format!("{ip6}/64"));
-            run(Command::new("ip").args(["-n", ns, "addr", "add", &v4, "dev", interface]));
-            if ipv6_enabled() {
-                // nodad: usable at once, without waiting out duplicate address detection.
-                run(Command::new("ip")
-                    .args(["-n", ns, "addr", "add", &v6, "dev", interface, "nodad"]));
-            }
-            run(Command::new("ip").args(["-n", ns, "link", "set", interface, "up"]));
-            run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]));
-        }
-        // The sidecar runs as uid 2102 and writes its capture here.
-        std::fs::create_dir_all(&pod.dir).unwrap();
-        run(Command::new("chmod").args(["0777", pod.dir.to_str().unwrap()]));
-        pod
-    }
-
-    fn exec(&self, ns: &str) -> Command {
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", ns]);
-        for var in [
-            "http_proxy",
-            "HTTP_PROXY",
-            "https_proxy",
-            "HTTPS_PROXY",
-            "all_proxy",
-            "ALL_PROXY",
-        ] {
-            command.env_remove(var);
-        }
-        command
-    }
-
-    fn spawn(&mut self, mut command: Command) {
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        self.children.push(child);
-    }
-
-    /// An HTTP server (Python's) in `ns` on `ip:port`, serving a file whose body names where it runs.
-    fn http_server(&mut self, ns: &str, ip: &str, port: u16, body: &str) {
-        let root = self.dir.join(format!("www-{ns}-{port}"));
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::write(root.join("hello.txt"), body).unwrap();
-        let mut command = self.exec(ns);
-        command.args([
-            "python3",
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            ip,
-            "--directory",
-        ]);
-        command.arg(&root);
-        self.spawn(command);
-        self.wait_for_port(ns, ip, port);
-    }
-
-    fn wait_for_port(&self, ns: &str, ip: &str, port: u16) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let probe = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    ns,
-                    "bash",
-                    "-c",
-                    &format!("exec 3<>/dev/tcp/{ip}/{port}"),
-                ])
-                .output()
-                .unwrap();
-            if probe.status.success() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nothing listens on {ip}:{port} in {ns}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        Pod(PodNetwork::create(
+            "sp",
+            "creates network namespaces and iptables rules",
+        ))
     }
 
     fn curl(&self, ns: &str, url: &str) -> String {
@@ -291,7 +169,7 @@ else:
 
     /// Stops the sidecar (the last process started) the way Kubernetes does, so every record is flushed.
     fn stop_sidecar(&mut self) {
-        let sidecar = self.children.last_mut().unwrap();
+        let sidecar = self.last_child();
         run(Command::new("kill").args(["-TERM", &sidecar.id().to_string()]));
         let status = sidecar.wait().unwrap();
         assert!(status.success(), "sidecar exit: {status}");
@@ -339,27 +217,6 @@ server.serve_forever()
             .collect::<Vec<_>>()
             .join("\n")
     }
-}
-
-impl Drop for Pod {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.pod])
-            .status();
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.peer])
-            .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Whether the kernel has IPv6 at all (it can be turned off at boot); where it has, IPv6 is tested too.
-fn ipv6_enabled() -> bool {
-    Path::new("/proc/net/if_inet6").exists()
 }
 
 fn records(path: &Path) -> Vec<Record> {
