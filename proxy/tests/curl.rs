@@ -35,21 +35,6 @@ enum Via {
     Direct,
 }
 
-/// Proxy variables curl would otherwise honour from the test's environment.
-const PROXY_ENV: &[&str] = &[
-    "http_proxy",
-    "HTTP_PROXY",
-    "https_proxy",
-    "HTTPS_PROXY",
-    "all_proxy",
-    "ALL_PROXY",
-    "no_proxy",
-    "NO_PROXY",
-    "socks_proxy",
-    "SOCKS_PROXY",
-    "CURL_HOME",
-];
-
 const POST_LEN: usize = 300 * 1024 + 17;
 
 struct Reply {
@@ -61,7 +46,7 @@ struct Reply {
 async fn run_curl(via: Via, proxy: SocketAddr, url: &str, args: &[&str]) -> std::process::Output {
     let proxy_url = format!("127.0.0.1:{}", proxy.port());
     let mut command = tokio::process::Command::new("/usr/bin/curl");
-    for name in PROXY_ENV {
+    for name in support::env::CLIENT_PROXY_VARS {
         command.env_remove(name);
     }
     // -q first: no ~/.curlrc. The status code is appended after a marker line so the body stays exact.

@@ -16,7 +16,6 @@ mod env;
 #[path = "support/netns.rs"]
 mod netns;
 
-use std::ops::{Deref, DerefMut};
 use std::process::Command;
 
 use netns::{PodNetwork, POD_IP};
@@ -25,63 +24,41 @@ const BIN: &str = env!("CARGO_BIN_EXE_sidecar-proxy");
 const APP_PORT: u16 = 8080;
 const BODY: &str = "the app, which listens on the pod's loopback only\n";
 
-/// The two namespaces, with the app and the sidecars of this test.
-struct Network(PodNetwork);
+/// The app: Python's HTTP server on the pod's 127.0.0.1:8080, serving BODY as /hello.txt.
+fn start_app(network: &mut PodNetwork) {
+    let pod = network.pod.clone();
+    network.http_server(&pod, "127.0.0.1", APP_PORT, BODY);
+}
 
-impl Deref for Network {
-    type Target = PodNetwork;
-    fn deref(&self) -> &PodNetwork {
-        &self.0
+/// A sidecar in the pod, configured only by `settings` (as the injector configures it).
+fn start_sidecar(network: &mut PodNetwork, settings: &[(&str, &str)], ports: &[u16]) {
+    let mut command: Command = network.exec(&network.pod);
+    command.arg(BIN).env("PROXY_CAPTURE", "off");
+    for (name, value) in settings {
+        command.env(name, value);
+    }
+    network.spawn(command);
+    for port in ports {
+        network.wait_for_port(&network.pod, "127.0.0.1", *port);
     }
 }
 
-impl DerefMut for Network {
-    fn deref_mut(&mut self) -> &mut PodNetwork {
-        &mut self.0
-    }
-}
-
-impl Network {
-    fn create() -> Network {
-        Network(PodNetwork::create("op", "creates network namespaces"))
-    }
-
-    /// The app: Python's HTTP server on the pod's 127.0.0.1:8080, serving BODY as /hello.txt.
-    fn start_app(&mut self) {
-        let pod = self.pod.clone();
-        self.http_server(&pod, "127.0.0.1", APP_PORT, BODY);
-    }
-
-    /// The sidecar in the pod, configured only by `settings` (as the injector configures it).
-    fn start_sidecar(&mut self, settings: &[(&str, &str)], ports: &[u16]) {
-        let mut command: Command = self.exec(&self.pod);
-        command.arg(BIN).env("PROXY_CAPTURE", "off");
-        for (name, value) in settings {
-            command.env(name, value);
-        }
-        self.spawn(command);
-        for port in ports {
-            self.wait_for_port(&self.pod, "127.0.0.1", *port);
-        }
-    }
-
-    /// curl in `ns` with `args`: its exit code and output.
-    fn curl(&self, ns: &str, args: &[&str]) -> (Option<i32>, String) {
-        let output = self
-            .exec(ns)
-            .args(["curl", "-sS", "-g", "--max-time", "10"])
-            .args(args)
-            .output()
-            .expect("run curl");
-        (
-            output.status.code(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ),
-        )
-    }
+/// curl in `ns` with `args`: its exit code and output.
+fn curl(network: &PodNetwork, ns: &str, args: &[&str]) -> (Option<i32>, String) {
+    let output = network
+        .exec(ns)
+        .args(["curl", "-sS", "-g", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("run curl");
+    (
+        output.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
 }
 
 /// curl's exit code when it cannot connect (here: to the proxy).
@@ -89,12 +66,13 @@ const CURL_COULDNT_CONNECT: i32 = 7;
 
 #[test]
 fn another_pod_cannot_use_the_forward_listener_but_reaches_inbound_and_admin() {
-    let mut network = Network::create();
-    network.start_app();
+    let mut network = PodNetwork::create("op", "creates network namespaces");
+    start_app(&mut network);
     let app_url = format!("http://127.0.0.1:{APP_PORT}/hello.txt");
     let app_port = APP_PORT.to_string();
     // Default ports: 4143 in, 4140 out, 4191 admin. And a SOCKS forward proxy beside it.
-    network.start_sidecar(
+    start_sidecar(
+        &mut network,
         &[
             ("PROXY_TYPE", "dual"),
             ("PROXY_PROTOCOL", "http"),
@@ -103,7 +81,8 @@ fn another_pod_cannot_use_the_forward_listener_but_reaches_inbound_and_admin() {
         ],
         &[4143, 4140, 4191],
     );
-    network.start_sidecar(
+    start_sidecar(
+        &mut network,
         &[
             ("PROXY_TYPE", "forward"),
             ("PROXY_PROTOCOL", "socks"),
@@ -115,13 +94,21 @@ fn another_pod_cannot_use_the_forward_listener_but_reaches_inbound_and_admin() {
     let (pod, peer) = (network.pod.clone(), network.peer.clone());
 
     // The app in the pod uses both forward proxies: they are up and they work.
-    let (code, out) = network.curl(&pod, &["--proxy", "http://127.0.0.1:4140", &app_url]);
+    let (code, out) = curl(
+        &network,
+        &pod,
+        &["--proxy", "http://127.0.0.1:4140", &app_url],
+    );
     assert_eq!(
         (code, out.as_str()),
         (Some(0), BODY),
         "http forward, from the pod"
     );
-    let (code, out) = network.curl(&pod, &["--socks5-hostname", "127.0.0.1:6140", &app_url]);
+    let (code, out) = curl(
+        &network,
+        &pod,
+        &["--socks5-hostname", "127.0.0.1:6140", &app_url],
+    );
     assert_eq!(
         (code, out.as_str()),
         (Some(0), BODY),
@@ -129,13 +116,17 @@ fn another_pod_cannot_use_the_forward_listener_but_reaches_inbound_and_admin() {
     );
 
     // Another pod reaches what it should: the inbound listener (to the app) and the admin port.
-    let (code, out) = network.curl(&peer, &[&format!("http://{POD_IP}:4143/hello.txt")]);
+    let (code, out) = curl(
+        &network,
+        &peer,
+        &[&format!("http://{POD_IP}:4143/hello.txt")],
+    );
     assert_eq!(
         (code, out.as_str()),
         (Some(0), BODY),
         "inbound, from the peer"
     );
-    let (code, out) = network.curl(&peer, &[&format!("http://{POD_IP}:4191/healthz")]);
+    let (code, out) = curl(&network, &peer, &[&format!("http://{POD_IP}:4191/healthz")]);
     assert_eq!(
         (code, out.as_str()),
         (Some(0), "ok"),
@@ -150,7 +141,8 @@ fn another_pod_cannot_use_the_forward_listener_but_reaches_inbound_and_admin() {
             Err(error) => assert!(error.contains("Connection refused"), "{port}: {error}"),
         }
     }
-    let (code, out) = network.curl(
+    let (code, out) = curl(
+        &network,
         &peer,
         &["--proxy", &format!("http://{POD_IP}:4140"), &app_url],
     );
@@ -159,7 +151,8 @@ fn another_pod_cannot_use_the_forward_listener_but_reaches_inbound_and_admin() {
         Some(CURL_COULDNT_CONNECT),
         "http forward, from the peer: {out}"
     );
-    let (code, out) = network.curl(
+    let (code, out) = curl(
+        &network,
         &peer,
         &["--socks5-hostname", &format!("{POD_IP}:6140"), &app_url],
     );
@@ -171,7 +164,8 @@ fn another_pod_cannot_use_the_forward_listener_but_reaches_inbound_and_admin() {
 
     // What the default prevents: told to bind all addresses, the forward listener serves the peer,
     // which then reads the pod's loopback-only app through it.
-    network.start_sidecar(
+    start_sidecar(
+        &mut network,
         &[
             ("PROXY_TYPE", "forward"),
             ("PROXY_PROTOCOL", "http"),
@@ -181,7 +175,8 @@ fn another_pod_cannot_use_the_forward_listener_but_reaches_inbound_and_admin() {
         ],
         &[5140],
     );
-    let (code, out) = network.curl(
+    let (code, out) = curl(
+        &network,
         &peer,
         &["--proxy", &format!("http://{POD_IP}:5140"), &app_url],
     );

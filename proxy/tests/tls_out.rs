@@ -438,9 +438,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_sidecar-proxy");
 /// returns it with its stderr so far.
 fn forward_with_tls_out(extra: &[&str]) -> std::process::Command {
     let mut command = std::process::Command::new(BIN);
-    for var in ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"] {
-        command.env_remove(var);
-    }
+    support::env::remove_all_proxy_vars(&mut command);
     command
         .env("RUST_LOG", "info")
         .args(["--proxy-type", "forward", "--proxy-protocol", "http"])

@@ -116,19 +116,7 @@ impl PodNetwork {
     pub fn exec(&self, ns: &str) -> Command {
         let mut command = Command::new("ip");
         command.args(["netns", "exec", ns]);
-        for var in [
-            "http_proxy",
-            "HTTP_PROXY",
-            "https_proxy",
-            "HTTPS_PROXY",
-            "all_proxy",
-            "ALL_PROXY",
-            "no_proxy",
-            "NO_PROXY",
-        ] {
-            command.env_remove(var);
-        }
-        env::remove_proxy_vars(&mut command);
+        env::remove_all_proxy_vars(&mut command);
         command
     }
 
