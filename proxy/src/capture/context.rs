@@ -43,6 +43,9 @@ pub struct CaptureContext {
     pub client: SocketAddr,
     /// tls-out, for the streams of an outbound connection when it is on.
     tls_out: Option<Arc<TlsInterceptor>>,
+    /// `--max-request-head`, for HTTP found inside this connection's streams: it is served by the sidecar
+    /// like any other, and a head that never ends must not hold more memory there than on an HTTP listener.
+    max_request_head: usize,
     /// Keeps the connection counted as open while any part of it (a tunnel, an upgrade) is alive.
     _open: Option<Arc<GaugeGuard>>,
 }
@@ -67,6 +70,7 @@ impl CaptureContext {
             protocol,
             client,
             tls_out: None,
+            max_request_head: crate::options::DEFAULT_MAX_REQUEST_HEAD,
             _open: None,
         }
     }
@@ -106,6 +110,16 @@ impl CaptureContext {
     /// tls-out's interceptor, when this connection's TLS streams are to be intercepted.
     pub fn tls_out(&self) -> Option<&TlsInterceptor> {
         self.tls_out.as_deref()
+    }
+
+    /// The largest request head HTTP inside this connection's streams may send (`--max-request-head`).
+    pub fn with_max_request_head(mut self, limit: usize) -> Self {
+        self.max_request_head = limit;
+        self
+    }
+
+    pub fn max_request_head(&self) -> usize {
+        self.max_request_head
     }
 
     /// Ties the connection's open-gauge to this context and all its clones.

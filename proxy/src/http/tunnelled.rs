@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Mutex;
 use tokio_util::task::TaskTracker;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::body::{text_response, ProxyBody};
 use super::upgrade;
@@ -33,22 +33,22 @@ use crate::capture::{CaptureContext, HttpCapture};
 /// (which HTTP clients retry) rather than a sidecar 502 for its next request. When the client's side ends
 /// first, dropping it drops the request sender, which lets the upstream connection close.
 macro_rules! serve_beside_upstream {
-    ($served:expr, $upstream:expr) => {{
+    ($served:expr, $upstream:expr, $context:expr) => {{
         let mut upstream = std::pin::pin!($upstream);
         let upstream_finished = {
             let mut served = std::pin::pin!($served);
             tokio::select! {
                 result = served.as_mut() => {
-                    log_ended("client side", result);
+                    client_side_ended($context, result);
                     false
                 }
                 result = upstream.as_mut() => {
-                    log_ended("upstream", result);
+                    upstream_ended(result);
                     served.as_mut().graceful_shutdown();
                     // hyper's graceful shutdown never ends a connection whose first request head is half
                     // read (a client trickling it): bounded, so such a client is closed like the upstream.
                     match tokio::time::timeout(CLIENT_WIND_DOWN, served).await {
-                        Ok(result) => log_ended("client side", result),
+                        Ok(result) => client_side_ended($context, result),
                         Err(_) => debug!("client side still busy after the upstream closed; closing it"),
                     }
                     true
@@ -56,7 +56,7 @@ macro_rules! serve_beside_upstream {
             }
         };
         if !upstream_finished {
-            log_ended("upstream", upstream.await);
+            upstream_ended(upstream.await);
         }
     }};
 }
@@ -80,7 +80,8 @@ pub struct TunnelledTarget {
 /// Serves HTTP/1 on `client`, forwarding each request over `upstream`, until either side closes.
 ///
 /// No request-head timeout here: the origin, not the sidecar, decides how long an idle keep-alive
-/// connection lives (and TCP keepalive finds dead peers).
+/// connection lives (and TCP keepalive finds dead peers). The head size is bounded, as on the HTTP
+/// listeners (`--max-request-head`): a larger head is answered 431 and the connection closed.
 pub async fn serve<C, U>(
     client: C,
     upstream: U,
@@ -106,6 +107,8 @@ pub async fn serve<C, U>(
     // only lets the per-request futures share the sender.
     let sender = Arc::new(Mutex::new(sender));
     let route = Arc::new(route);
+    let max_request_head = context.max_request_head();
+    let connection_context = context.clone();
     let service = hyper::service::service_fn(move |request| {
         exchange(
             request,
@@ -117,9 +120,10 @@ pub async fn serve<C, U>(
     });
     let served = hyper::server::conn::http1::Builder::new()
         .preserve_header_case(true)
+        .max_header_size(max_request_head)
         .serve_connection(TokioIo::new(client), service)
         .with_upgrades();
-    serve_beside_upstream!(served, connection.with_upgrades());
+    serve_beside_upstream!(served, connection.with_upgrades(), &connection_context);
 }
 
 /// Serves HTTP/2 with prior knowledge on `client` (its preface not yet consumed), multiplexing every stream
@@ -142,12 +146,15 @@ where
         }
     };
     let route = Arc::new(route);
+    let max_header_list = u32::try_from(context.max_request_head()).unwrap_or(u32::MAX);
+    let connection_context = context.clone();
     let service = hyper::service::service_fn(move |request| {
         exchange_h2(request, sender.clone(), route.clone(), context.clone())
     });
     let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .max_header_list_size(max_header_list)
         .serve_connection(TokioIo::new(client), service);
-    serve_beside_upstream!(served, connection);
+    serve_beside_upstream!(served, connection, &connection_context);
 }
 
 async fn exchange_h2(
@@ -233,8 +240,21 @@ fn respond(
     }
 }
 
-fn log_ended(side: &str, result: Result<(), hyper::Error>) {
+fn client_side_ended(context: &CaptureContext, result: Result<(), hyper::Error>) {
+    match result {
+        Ok(()) => {}
+        Err(e) if e.is_parse_too_large() => {
+            context.count_handshake_error("too_large");
+            warn!(error = %e, limit = context.max_request_head(), "request head inside a stream too large (answered 431)");
+        }
+        Err(e) => {
+            debug!(error = %e, side = "client", "tunnelled HTTP connection ended with an error")
+        }
+    }
+}
+
+fn upstream_ended(result: Result<(), hyper::Error>) {
     if let Err(e) = result {
-        debug!(error = %e, side, "tunnelled HTTP connection ended with an error");
+        debug!(error = %e, side = "upstream", "tunnelled HTTP connection ended with an error");
     }
 }

@@ -121,6 +121,7 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
                     peer,
                 )
                 .holding(open)
+                .with_max_request_head(shared.options.max_request_head)
                 // Only the app's own outbound TLS is intercepted; inbound TLS is the app's to terminate.
                 .with_tls_out(if listener.direction == "outbound" {
                     shared.services.tls_out.clone()

@@ -1,12 +1,15 @@
 //! An oversized request head is answered 431 and the connection closed, by hyper at the limit the sidecar
 //! sets (`--max-request-head`, 64 KiB by default); a head just within the limit is served. Too many header
-//! fields (more than hyper's 100) is the same answer.
+//! fields (more than hyper's 100) is the same answer. HTTP that the sidecar serves inside a stream (a
+//! CONNECT tunnel here; SOCKS, tcp and transparent streams take the same path) has the same limit.
 
 use rstest::rstest;
 use sidecar_proxy::server::Services;
 use tokio::net::TcpStream;
 
-use crate::support::capture::RawHttp;
+use sidecar_proxy::capture::record::Detail;
+
+use crate::support::capture::{connect_tunnel, start_capturing_proxy_serving, RawHttp};
 use crate::support::start_app;
 use crate::{within, HttpFront, HttpProxy};
 
@@ -78,4 +81,53 @@ async fn too_many_header_fields_is_431(
         .unwrap();
     assert_eq!(answer.status, 431, "{answer:?}");
     assert_eq!(app.connections(), 0);
+}
+
+/// Inside a CONNECT tunnel, with capture on, the sidecar serves the HTTP it finds: a head within the limit
+/// reaches the app and is recorded, a larger one is answered 431 there and then, and neither forwarded nor
+/// recorded.
+#[tokio::test]
+async fn http_inside_a_tunnel_has_the_same_head_limit() {
+    let app = start_app().await;
+    let (proxy, log) = start_capturing_proxy_serving(
+        "forward",
+        "http",
+        None,
+        |_| {},
+        |o| o.max_request_head = LIMIT,
+    )
+    .await;
+    let target = app.addr.to_string();
+
+    let mut within_limit = RawHttp::new(connect_tunnel(proxy.outbound(), &target).await);
+    let answer = within("an answer", within_limit.exchange(&head_of_len("", LIMIT)))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{answer:?}");
+
+    let mut oversized = RawHttp::new(connect_tunnel(proxy.outbound(), &target).await);
+    let answer = within(
+        "an answer",
+        oversized.exchange(&head_of_len("", 16 * LIMIT)),
+    )
+    .await
+    .unwrap();
+    // The status alone: the app echoes what it got, and a 64 KiB echo would bury the message.
+    assert_eq!(
+        answer.status, 431,
+        "a head of 16 times the limit inside the tunnel"
+    );
+    let after = within("the close", oversized.read_response()).await;
+    assert!(after.is_err(), "the tunnel stays open after a 431");
+    drop((within_limit, oversized));
+
+    let records = log.records(proxy).await;
+    let statuses: Vec<Option<u16>> = records
+        .iter()
+        .map(|record| match &record.detail {
+            Detail::Http(http) => http.response.as_ref().map(|r| r.status),
+            other => panic!("only HTTP exchanges are recorded here, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(statuses, [Some(200)], "{records:#?}");
 }

@@ -16,13 +16,13 @@ use sidecar_proxy::capture::{
     CaptureSettings, CaptureSink, CaptureWriter, Destination, SinkOptions,
 };
 use sidecar_proxy::metrics::Metrics;
+use sidecar_proxy::options::RuntimeOptions;
 use sidecar_proxy::server::Services;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use super::env::remove_proxy_vars;
-use super::proxy::start_proxy_with_services;
-use super::proxy::RunningProxy;
+use super::proxy::{start_proxy_serving, start_proxy_with_services, RunningProxy};
 
 /// A path in the temporary directory no other test (or test process) uses.
 pub fn temp_path(tag: &str) -> PathBuf {
@@ -89,6 +89,17 @@ pub async fn start_capturing_proxy_with(
     app: Option<SocketAddr>,
     adjust: impl FnOnce(&mut Services),
 ) -> (RunningProxy, CaptureLog) {
+    start_capturing_proxy_serving(proxy_type, protocol, app, adjust, |_| {}).await
+}
+
+/// [`start_capturing_proxy_with`], with the runtime options (limits, timeouts) as `options` leaves them.
+pub async fn start_capturing_proxy_serving(
+    proxy_type: &str,
+    protocol: &str,
+    app: Option<SocketAddr>,
+    adjust: impl FnOnce(&mut Services),
+    adjust_options: impl FnOnce(&mut RuntimeOptions),
+) -> (RunningProxy, CaptureLog) {
     let path = temp_path("records.jsonl");
     let options = SinkOptions {
         destination: Destination::File(path.clone()),
@@ -104,7 +115,7 @@ pub async fn start_capturing_proxy_with(
         ..Services::default()
     };
     adjust(&mut services);
-    let proxy = start_proxy_with_services(proxy_type, protocol, app, services).await;
+    let proxy = start_proxy_serving(proxy_type, protocol, app, services, adjust_options).await;
     let log = CaptureLog {
         path,
         metrics,
