@@ -1,7 +1,8 @@
 //! Validation failures, each a single line naming the setting, the value and what is allowed.
 //!
 //! Values are the user's text and are shown with Rust's string escaping (`{value:?}`): a value holding a
-//! newline or a quote still gives one unambiguous line.
+//! newline or a quote still gives one unambiguous line (found by fuzzing, in CI:
+//! fuzz/corpus/config_flags/regression-newline-in-tls-out).
 //!
 //! The proxy prints these before exiting with status 2; the injector returns the same text in its
 //! admission denial, so a user sees one message for one mistake wherever it is caught.
