@@ -271,6 +271,13 @@ fn check_requests_within_limits(
 mod tests {
     use super::*;
 
+    /// The denial of an injected forward-proxy pod with `pairs` as its other annotations.
+    fn deny_forward(pairs: &[(&str, &str)]) -> String {
+        let mut all = vec![("inject", "true"), ("proxy-type", "forward")];
+        all.extend_from_slice(pairs);
+        decide(&annotations(&all), &[]).unwrap_err().0
+    }
+
     fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
@@ -333,38 +340,30 @@ mod tests {
 
     #[test]
     fn tls_out_secret_needs_tls_out_and_a_secret_name() {
-        let deny = |pairs: &[(&str, &str)]| {
-            let mut all = vec![("inject", "true"), ("proxy-type", "forward")];
-            all.extend_from_slice(pairs);
-            decide(&annotations(&all), &[]).unwrap_err().0
-        };
         assert_eq!(
-            deny(&[("tls-out-secret", "shop-ca")]),
+            deny_forward(&[("tls-out-secret", "shop-ca")]),
             "sidecar.speedscale.com/tls-out-secret applies only with sidecar.speedscale.com/tls-out: \"true\" (it names the Secret holding the CA the sidecar intercepts TLS with); this pod does not set tls-out (default \"false\")"
         );
-        assert!(deny(&[("tls-out", "false"), ("tls-out-secret", "shop-ca")])
-            .ends_with("; this pod's tls-out is \"false\""));
-        assert!(deny(&[("tls-out", "true"), ("tls-out-secret", "shop_ca")])
+        assert!(
+            deny_forward(&[("tls-out", "false"), ("tls-out-secret", "shop-ca")])
+                .ends_with("; this pod's tls-out is \"false\"")
+        );
+        assert!(deny_forward(&[("tls-out", "true"), ("tls-out-secret", "shop_ca")])
             .starts_with("sidecar.speedscale.com/tls-out-secret: \"shop_ca\" is not a Kubernetes Secret name; allowed: lowercase letters"));
     }
 
     #[test]
     fn tls_out_upstream_ca_needs_tls_out_and_a_config_map_name() {
-        let deny = |pairs: &[(&str, &str)]| {
-            let mut all = vec![("inject", "true"), ("proxy-type", "forward")];
-            all.extend_from_slice(pairs);
-            decide(&annotations(&all), &[]).unwrap_err().0
-        };
         assert_eq!(
-            deny(&[("tls-out-upstream-ca", "internal-ca")]),
+            deny_forward(&[("tls-out-upstream-ca", "internal-ca")]),
             "sidecar.speedscale.com/tls-out-upstream-ca applies only with sidecar.speedscale.com/tls-out: \"true\" (it names the ConfigMap holding extra CAs the sidecar verifies upstream certificates with); this pod does not set tls-out (default \"false\")"
         );
         assert!(
-            deny(&[("tls-out", "false"), ("tls-out-upstream-ca", "internal-ca")])
+            deny_forward(&[("tls-out", "false"), ("tls-out-upstream-ca", "internal-ca")])
                 .ends_with("; this pod's tls-out is \"false\"")
         );
         assert_eq!(
-            deny(&[("tls-out", "true"), ("tls-out-upstream-ca", "Internal CA")]),
+            deny_forward(&[("tls-out", "true"), ("tls-out-upstream-ca", "Internal CA")]),
             "sidecar.speedscale.com/tls-out-upstream-ca: \"Internal CA\" is not a Kubernetes ConfigMap name; allowed: lowercase letters, digits, '-' and '.', each dot-separated part starting and ending with a letter or digit, at most 253 characters (a DNS-1123 subdomain), like internal-ca"
         );
     }

@@ -17,7 +17,7 @@ use crate::clients::sidecar_metrics::{self, TlsOutCounters};
 use crate::clients::tls_handshakes::{self, HandshakeRun};
 use crate::clients::{curl, Invalid};
 use crate::contenders::origin::https_target;
-use crate::contenders::{ServerSpec, LARGE_PATH};
+use crate::contenders::ServerSpec;
 use crate::tls::Trust;
 
 /// The CA a row's client trusts: the origin's when it talks to the origin's TLS (direct, relayed), the
@@ -102,17 +102,13 @@ pub async fn download(
     server: Option<ServerSpec>,
 ) -> anyhow::Result<Outcome> {
     let ca_file = bench.ctx.tls.ca_file(trust(server));
-    Ok(curl::download(
-        &bench.ctx.tools,
+    super::bulk::download_over(
+        bench,
         bench.route(group, server)?,
         curl::Scheme::Https { ca_file: &ca_file },
         bench.ctx.origin.https_port,
-        LARGE_PATH,
-        bench.ctx.origin.large_file_bytes,
-        bench.settings.measure_for,
     )
-    .await?
-    .map(|bits_per_sec| Figure::Bandwidth { bits_per_sec }))
+    .await
 }
 
 #[cfg(test)]
