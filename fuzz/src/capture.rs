@@ -246,6 +246,7 @@ pub fn record_from_input(data: &[u8]) -> Record {
                 version: "HTTP/1.1".to_owned(),
                 headers: headers(fields.get(4).copied().unwrap_or_default()),
                 body: body.clone(),
+                trailers: Vec::new(),
             },
             response: fields.get(5).map(|response_headers| HttpResponse {
                 status: (hash >> 48) as u16,
@@ -253,8 +254,10 @@ pub fn record_from_input(data: &[u8]) -> Record {
                     .to_owned(),
                 headers: headers(response_headers),
                 body,
+                trailers: headers(fields.get(7).copied().unwrap_or_default()),
             }),
             error: text(6).filter(|error| !error.is_empty()),
+            upgraded: (hash & 8 != 0).then(|| "websocket".to_owned()),
         })
     };
     Record {

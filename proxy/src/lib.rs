@@ -22,5 +22,6 @@ pub mod outbound;
 pub mod relay;
 pub mod server;
 pub mod socks;
+pub mod tap;
 pub mod tls_out;
 pub mod transparent;

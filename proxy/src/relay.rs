@@ -1,28 +1,26 @@
-//! Streams under tcp proxying, SOCKS, CONNECT and transparent redirects: cleartext HTTP/1 and HTTP/2 with
-//! prior knowledge are detected and served as HTTP so their exchanges are recorded; everything else is an
-//! opaque byte relay (a TLS stream's server name noted in its record).
+//! Streams under tcp proxying, SOCKS, CONNECT and transparent redirects: relayed as bytes, unchanged and
+//! in order, with cleartext HTTP/1 and HTTP/2 (prior knowledge) recorded by a passive tap on the way
+//! through ([`crate::tap`]); everything else is one stream record (a TLS stream's server name noted).
 //!
-//! [`crate::io::copy_bidirectional`] is the whole opaque data path: no per-byte work, buffers only while
-//! data flows, and a half-close on one side (EOF) is passed on as a write shutdown to the other while the
-//! reverse direction keeps flowing.
+//! [`crate::io::copy_bidirectional`] is the whole data path: no per-byte work beyond what the tap
+//! observes, buffers only while data flows, and a half-close on one side (EOF) is passed on as a write
+//! shutdown to the other while the reverse direction keeps flowing.
 
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::task::TaskTracker;
-use tracing::debug;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tracing::{debug, warn};
 
 use crate::capture::record::TlsSession;
 use crate::capture::{CaptureContext, StreamCapture, StreamEnd, TappedIo};
 use crate::detect::tls::{client_hello_sni, is_tls_handshake};
 use crate::detect::{first_bytes, is_h2_preface, is_http_request, FirstBytes, DETECT_TIMEOUT};
-use crate::http::tunnelled::{self, TunnelledTarget};
-use crate::io::PrefixedIo;
+use crate::io::{ObservedIo, PrefixedIo};
+use crate::tap::{Followed, HttpTap, Protocol, Route};
 use crate::tls_out::{Intercepted, Outcome, TlsInterceptor};
 
 /// Everything a stream needs besides its two ends.
 pub struct StreamJob<'a> {
     pub record: StreamCapture,
     pub context: &'a CaptureContext,
-    pub tasks: &'a TaskTracker,
 }
 
 /// Proxies an open stream between `client` and `upstream` and records it.
@@ -40,7 +38,6 @@ where
     let StreamJob {
         mut record,
         context,
-        tasks,
     } = job;
     let mut client = record.tap(client);
     if !context.sink.is_enabled() {
@@ -50,28 +47,21 @@ where
     }
     match first_bytes(&mut client, &mut upstream, DETECT_TIMEOUT).await {
         Ok(FirstBytes::Client(bytes)) if opens_http(&bytes) => {
-            let route = tunnelled_route(&record, None);
-            // The exchanges are the record of this stream; no separate stream record, no payload copies.
-            record.discard();
+            let route = tapped_route(&record, None);
+            // The exchanges are the record of this stream; no payload copies.
             client.observer_mut().stop_copying();
-            serve_http(
-                PrefixedIo::new(bytes, client),
-                upstream,
-                route,
-                context,
-                tasks,
-            )
-            .await;
+            let mut client = PrefixedIo::new(bytes, client);
+            if let Some(end) = relay_tapped(&mut client, &mut upstream, route, context).await {
+                record.finish(client.into_inner(), end);
+            } else {
+                record.discard();
+            }
         }
         Ok(FirstBytes::Client(bytes)) if to_intercept(context, &record, &bytes).is_some() => {
             let (interceptor, requested) =
                 to_intercept(context, &record, &bytes).expect("checked by the guard");
             let client = PrefixedIo::new(bytes, client);
-            let job = StreamJob {
-                record,
-                context,
-                tasks,
-            };
+            let job = StreamJob { record, context };
             // Boxed like the HTTP path: only intercepted streams carry TLS state.
             Box::pin(intercepted(interceptor, client, upstream, &requested, job)).await;
         }
@@ -142,7 +132,6 @@ async fn intercepted<C, U>(
     let StreamJob {
         mut record,
         context,
-        tasks,
     } = job;
     let Intercepted {
         mut client,
@@ -163,17 +152,16 @@ async fn intercepted<C, U>(
     };
     match first_bytes(&mut client, &mut upstream, DETECT_TIMEOUT).await {
         Ok(FirstBytes::Client(bytes)) if opens_http(&bytes) => {
-            let route = tunnelled_route(&record, Some(session));
-            record.discard();
+            let route = tapped_route(&record, Some(session.clone()));
             client.get_mut().0.get_mut().observer_mut().stop_copying();
-            serve_http(
-                PrefixedIo::new(bytes, client),
-                upstream,
-                route,
-                context,
-                tasks,
-            )
-            .await;
+            let mut client = PrefixedIo::new(bytes, client);
+            if let Some(end) = relay_tapped(&mut client, &mut upstream, route, context).await {
+                record.note_intercepted(session);
+                let (client, _) = client.into_inner().into_inner();
+                record.finish(client.into_inner(), end);
+            } else {
+                record.discard();
+            }
         }
         first => {
             // Not HTTP inside: relayed as bytes, one stream record saying it was decrypted. Payload copies
@@ -191,8 +179,8 @@ fn opens_http(bytes: &[u8]) -> bool {
     is_http_request(bytes) || is_h2_preface(bytes)
 }
 
-fn tunnelled_route(record: &StreamCapture, tls: Option<TlsSession>) -> TunnelledTarget {
-    TunnelledTarget {
+fn tapped_route(record: &StreamCapture, tls: Option<TlsSession>) -> Route {
+    Route {
         transport: record.transport(),
         target: record.target().to_owned(),
         delivered_to: record.delivered_to().map(str::to_owned),
@@ -200,36 +188,73 @@ fn tunnelled_route(record: &StreamCapture, tls: Option<TlsSession>) -> Tunnelled
     }
 }
 
-/// Serves HTTP found on a stream (`client` replays the bytes detection read).
-async fn serve_http<C, U>(
-    client: PrefixedIo<C>,
-    upstream: U,
-    route: TunnelledTarget,
+/// Relays a stream that opened with HTTP (`client` replays the bytes detection read) with the tap
+/// recording its exchanges. Returns how the stream ended when it must be recorded as a stream instead: the
+/// tap could not follow it, and the exchanges it had recorded are followed by the stream's own record.
+async fn relay_tapped<C, U>(
+    client: &mut C,
+    upstream: &mut U,
+    route: Route,
     context: &CaptureContext,
-    tasks: &TaskTracker,
-) where
-    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+) -> Option<StreamEnd>
+where
+    C: AsyncRead + AsyncWrite + Unpin + HasPrefix,
+    U: AsyncRead + AsyncWrite + Unpin,
 {
-    // Boxed: a future is as large as its largest state, and every connection's task would otherwise carry
-    // the HTTP machinery's size while it waits for its first bytes.
-    if is_h2_preface(client.prefix()) {
-        Box::pin(tunnelled::serve_h2(
-            client,
-            upstream,
-            route,
-            context.clone(),
-        ))
-        .await;
+    let protocol = if is_h2_preface(client.replayed()) {
+        Protocol::H2
     } else {
-        Box::pin(tunnelled::serve(
-            client,
-            upstream,
-            route,
-            context.clone(),
-            tasks.clone(),
-        ))
-        .await;
+        Protocol::Http1
+    };
+    let mut tapped = ObservedIo::new(client, HttpTap::new(context, route, protocol));
+    let end = relay(&mut tapped, upstream).await;
+    let failure = match &end {
+        StreamEnd::Closed => None,
+        StreamEnd::Reset(reason) | StreamEnd::Refused(reason) | StreamEnd::Untracked(reason) => {
+            Some(reason.clone())
+        }
+    };
+    let (client, tap) = tapped.into_parts();
+    if tap.head_too_large() {
+        refuse_large_head(client, context).await;
+    }
+    match tap.finish(failure.as_deref()) {
+        Followed::Whole | Followed::HeadTooLarge => None,
+        Followed::Lost(why) => {
+            debug!(reason = %why, "stopped following HTTP on a stream; relayed as bytes");
+            Some(match end {
+                StreamEnd::Closed => StreamEnd::Untracked(why),
+                other => other,
+            })
+        }
+    }
+}
+
+/// Answers a request head over `--max-request-head` found inside a stream, as the HTTP listeners do: 431,
+/// then the stream is closed (what the client sent of the head never reached the upstream whole).
+async fn refuse_large_head<C: AsyncWrite + Unpin>(client: &mut C, context: &CaptureContext) {
+    context.count_handshake_error("too_large");
+    warn!(
+        limit = context.max_request_head(),
+        "request head inside a stream too large (answered 431)"
+    );
+    let body = "sidecar: the request head is over the limit\n";
+    let answer = format!(
+        "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = client.write_all(answer.as_bytes()).await;
+    let _ = client.shutdown().await;
+}
+
+/// A stream that replays bytes detection read: what they are tells the tap which protocol it follows.
+pub trait HasPrefix {
+    fn replayed(&self) -> &[u8];
+}
+
+impl<S> HasPrefix for PrefixedIo<S> {
+    fn replayed(&self) -> &[u8] {
+        self.prefix()
     }
 }
 

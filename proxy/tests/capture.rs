@@ -98,6 +98,7 @@ impl Sent {
                 .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
                 .collect(),
             body: whole(&self.body),
+            trailers: Vec::new(),
         }
     }
 }
@@ -119,6 +120,7 @@ fn expected_response(got: &Received) -> HttpResponse {
         version: got.version.clone(),
         headers: got.headers.clone(),
         body: whole(&got.body),
+        trailers: Vec::new(),
     }
 }
 
@@ -304,6 +306,7 @@ async fn reverse_http_records_get_and_post_field_by_field() {
             request: sent.expected(&format!("{base}{path}")),
             response: Some(expected_response(got)),
             error: None,
+            upgraded: None,
         };
         assert_http_record(record, &route, client, began, expected);
     }
@@ -358,6 +361,7 @@ async fn forward_http_absolute_form_is_recorded_outbound_with_the_host_name() {
             request: sent.expected(&format!("http://{authority}{path}")),
             response: Some(expected_response(got)),
             error: None,
+            upgraded: None,
         };
         assert_http_record(by_url(&records, path), &route, client, began, expected);
     }
@@ -415,6 +419,7 @@ async fn reverse_http2_prior_knowledge_is_recorded_as_http2() {
                 ("accept".into(), "text/plain".into()),
             ],
             body: whole(b""),
+            trailers: Vec::new(),
         }
     );
     let response = exchange.response.as_ref().expect("a response");
@@ -542,6 +547,7 @@ async fn cleartext_http_inside_a_stream_gets_one_record_per_exchange(#[case] car
             request: sent.expected(&format!("http://{host}{path}")),
             response: Some(expected_response(got)),
             error: None,
+            upgraded: None,
         };
         assert_http_record(by_url(&records, path), &route, client, began, expected);
     }
@@ -1689,14 +1695,17 @@ async fn http2_prior_knowledge_inside_a_stream_gets_one_record_per_multiplexed_e
                 ("accept".into(), "text/plain".into()),
             ],
             body: whole(b""),
+            trailers: Vec::new(),
         },
         response: Some(HttpResponse {
             status: 200,
             version: "HTTP/2.0".into(),
             headers: header_pairs(&get_parts.headers),
             body: whole(&get_body),
+            trailers: Vec::new(),
         }),
         error: None,
+        upgraded: None,
     };
     let post_expected = HttpExchange {
         request: HttpRequest {
@@ -1709,14 +1718,17 @@ async fn http2_prior_knowledge_inside_a_stream_gets_one_record_per_multiplexed_e
                 ("content-length".into(), "16".into()),
             ],
             body: whole(b"multiplexed body"),
+            trailers: Vec::new(),
         },
         response: Some(HttpResponse {
             status: 200,
             version: "HTTP/2.0".into(),
             headers: header_pairs(&post_parts.headers),
             body: whole(&echoed),
+            trailers: Vec::new(),
         }),
         error: None,
+        upgraded: None,
     };
     let get_record = by_url(&records, "/h2/inside?q=1");
     let post_record = by_url(&records, "/echo");
@@ -1773,14 +1785,17 @@ async fn an_http2_preface_split_across_writes_is_still_http2(#[case] carrier: Ca
             version: "HTTP/2.0".into(),
             headers: vec![("x-request-id".into(), "h2-split".into())],
             body: whole(b""),
+            trailers: Vec::new(),
         },
         response: Some(HttpResponse {
             status: 200,
             version: "HTTP/2.0".into(),
             headers: header_pairs(&parts.headers),
             body: whole(&body),
+            trailers: Vec::new(),
         }),
         error: None,
+        upgraded: None,
     };
     assert_http_record(&records[0], &route, client, began, expected);
 }

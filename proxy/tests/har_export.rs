@@ -142,6 +142,7 @@ fn sample_records() -> Vec<Record> {
                         ("cookie", "[REDACTED]"),
                     ]),
                     body: Body::default(),
+                    trailers: Vec::new(),
                 },
                 response: Some(HttpResponse {
                     status: 200,
@@ -152,8 +153,10 @@ fn sample_records() -> Vec<Record> {
                         ("set-cookie", "[REDACTED]"),
                     ]),
                     body: body(&br#"{"items":[],"page":2,"n":0}"#[..]),
+                    trailers: Vec::new(),
                 }),
                 error: None,
+                upgraded: None,
             }),
         ),
         // Reverse proxy, POST with a JSON body, 201 with a Location; delivered to the app.
@@ -179,6 +182,7 @@ fn sample_records() -> Vec<Record> {
                         ("cookie", "session=abc123; theme=dark"),
                     ]),
                     body: body(&br#"{"sku":"A-17","quantity":3}  "#[..]),
+                    trailers: Vec::new(),
                 },
                 response: Some(HttpResponse {
                     status: 201,
@@ -192,8 +196,10 @@ fn sample_records() -> Vec<Record> {
                         ),
                     ]),
                     body: body(&br#"{"id":981}"#[..]),
+                    trailers: Vec::new(),
                 }),
                 error: None,
+                upgraded: None,
             }),
         ),
         // A TLS tunnel: one stream record, nothing HAR can hold.
@@ -235,6 +241,7 @@ fn sample_records() -> Vec<Record> {
                     version: "HTTP/2.0".into(),
                     headers: headers(&[("accept", "image/*")]),
                     body: Body::default(),
+                    trailers: Vec::new(),
                 },
                 response: Some(HttpResponse {
                     status: 200,
@@ -246,8 +253,10 @@ fn sample_records() -> Vec<Record> {
                         base64: Bytes::from(png),
                         complete: true,
                     },
+                    trailers: Vec::new(),
                 }),
                 error: None,
+                upgraded: None,
             }),
         ),
         // The upstream refused the connection: no response.
@@ -268,12 +277,14 @@ fn sample_records() -> Vec<Record> {
                     version: "HTTP/1.1".into(),
                     headers: headers(&[("host", "down.example.com")]),
                     body: Body::default(),
+                    trailers: Vec::new(),
                 },
                 response: None,
                 error: Some(
                     "cannot connect to down.example.com:80: Connection refused (os error 111)"
                         .into(),
                 ),
+                upgraded: None,
             }),
         ),
     ]

@@ -14,7 +14,7 @@ use crate::tls_out::TlsInterceptor;
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 static NEXT_RECORD: AtomicU64 = AtomicU64::new(1);
 
-pub(super) fn next_record_id() -> u64 {
+pub(crate) fn next_record_id() -> u64 {
     NEXT_RECORD.fetch_add(1, Ordering::Relaxed)
 }
 

@@ -81,6 +81,7 @@ impl HttpCapture {
                 version: version_text(request.version),
                 headers: headers(&request.headers, context),
                 body: record::Body::default(),
+                trailers: Vec::new(),
             });
         }
         HttpCapture {
@@ -132,6 +133,7 @@ impl HttpCapture {
                 version: version_text(response.version),
                 headers: headers(&response.headers, &self.shared.context),
                 body: record::Body::default(),
+                trailers: Vec::new(),
             };
             self.shared.lock().response = Some(head);
         }
@@ -228,6 +230,7 @@ impl ExchangeState {
             request,
             response,
             error: parts.error,
+            upgraded: None,
         });
         context
             .sink

@@ -13,8 +13,10 @@ mod settings;
 pub mod sink;
 pub mod stream;
 
+pub use body_tap::BodyTap;
+pub(crate) use context::next_record_id;
 pub use context::CaptureContext;
 pub use http::{CapturingBody, HttpCapture};
 pub use settings::{CaptureSettings, DEFAULT_BODY_LIMIT, DEFAULT_REDACTED, REDACTED};
-pub use sink::{CaptureSink, CaptureWriter, Destination, Rotation, SinkOptions};
+pub use sink::{BuildRecord, CaptureSink, CaptureWriter, Destination, Rotation, SinkOptions};
 pub use stream::{StreamCapture, StreamEnd, StreamTap, TappedIo};

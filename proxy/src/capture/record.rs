@@ -74,6 +74,11 @@ pub struct HttpExchange {
     /// Why the exchange failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The exchange turned the connection into something else and the bytes after it were relayed
+    /// without being recorded: the protocol a `101 Switching Protocols` named (`websocket`, `h2c`), or
+    /// `tunnel` after a `2xx` answer to CONNECT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgraded: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -86,6 +91,9 @@ pub struct HttpRequest {
     /// `[name, value]` pairs as received, names in lower case; redacted values read `[REDACTED]`.
     pub headers: Vec<(String, String)>,
     pub body: Body,
+    /// Fields sent after the body (chunked trailers, HTTP/2 trailing HEADERS), as `headers`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trailers: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -94,6 +102,9 @@ pub struct HttpResponse {
     pub version: String,
     pub headers: Vec<(String, String)>,
     pub body: Body,
+    /// Fields sent after the body: gRPC's `grpc-status` and `grpc-message` arrive here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trailers: Vec<(String, String)>,
 }
 
 /// A body, or a stream's payload: the first bytes (up to the capture limit) and the full length.
@@ -196,9 +207,11 @@ mod tests {
                         base64: Bytes::from_static(b"hello"),
                         complete: true,
                     },
+                    trailers: vec![("x-checksum".into(), "abc".into())],
                 },
                 response: None,
                 error: Some("cannot connect".into()),
+                upgraded: None,
             }),
         };
         let line = serde_json::to_string(&record).unwrap();

@@ -66,8 +66,17 @@ pub struct SinkOptions {
 
 enum Message {
     Record(Box<Record>),
+    /// Raw material of a record, turned into one on the writer thread (see [`BuildRecord`]).
+    Build(Box<dyn BuildRecord>),
     /// Flush, acknowledge, stop. Sent behind every record already queued.
     Finish(std::sync::mpsc::Sender<()>),
+}
+
+/// What a relay hands over when turning what it saw into a record is too much work for the connection's
+/// task (parsing heads again into named fields, redaction, URLs): the writer thread builds the record just
+/// before serializing it. `None` when there turned out to be nothing to record.
+pub trait BuildRecord: Send {
+    fn build(self: Box<Self>) -> Option<Record>;
 }
 
 /// The relays' handle: cheap to clone, never blocks.
@@ -152,6 +161,15 @@ impl CaptureSink {
             inner.record_dropped();
         }
     }
+
+    /// Hands the makings of a record to the writer, which builds it off the data path; dropped and
+    /// counted like a record when the queue is full.
+    pub fn submit_to_build(&self, makings: Box<dyn BuildRecord>) {
+        let Some(inner) = &self.inner else { return };
+        if inner.queue.try_send(Message::Build(makings)).is_err() {
+            inner.record_dropped();
+        }
+    }
 }
 
 impl SinkInner {
@@ -226,6 +244,18 @@ fn write_records(mut queue: mpsc::Receiver<Message>, mut output: Output, metrics
                     &mut failures,
                     metrics,
                 ),
+                Message::Build(makings) => {
+                    if let Some(record) = makings.build() {
+                        write_record(
+                            &record,
+                            &mut line,
+                            &mut output,
+                            &mut unflushed,
+                            &mut failures,
+                            metrics,
+                        );
+                    }
+                }
                 Message::Finish(done) => {
                     flush(&mut output, &mut unflushed, &mut failures, metrics);
                     let _ = done.send(());

@@ -23,6 +23,9 @@ pub enum StreamEnd {
     Closed,
     Reset(String),
     Refused(String),
+    /// Both sides finished, and the stream is recorded as a stream because its HTTP could not be followed
+    /// to the end: why.
+    Untracked(String),
 }
 
 /// The record of one stream, filled in as it goes and submitted by [`StreamCapture::finish`] (or, for a
@@ -154,6 +157,9 @@ impl StreamCapture {
             StreamEnd::Closed => ("closed", None),
             StreamEnd::Reset(reason) => ("reset", Some(reason)),
             StreamEnd::Refused(reason) => ("refused", Some(reason)),
+            StreamEnd::Untracked(reason) => {
+                ("closed", Some(format!("recorded as a stream: {reason}")))
+            }
         };
         let context = &self.context;
         let route = RecordRoute {

@@ -1,7 +1,6 @@
 //! Reverse `tcp`: opaque bytes between the caller and the app.
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use crate::capture::{CaptureContext, StreamCapture};
@@ -9,13 +8,8 @@ use crate::net::{dial, Target};
 use crate::options::RuntimeOptions;
 use crate::relay::{proxy_stream, StreamJob};
 
-pub async fn serve<S>(
-    client: S,
-    app: &Target,
-    options: &RuntimeOptions,
-    capture: CaptureContext,
-    tasks: &TaskTracker,
-) where
+pub async fn serve<S>(client: S, app: &Target, options: &RuntimeOptions, capture: CaptureContext)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let connect_timeout = options.connect_timeout;
@@ -33,7 +27,6 @@ pub async fn serve<S>(
     let job = StreamJob {
         record,
         context: &capture,
-        tasks,
     };
     proxy_stream(client, upstream, job).await;
 }

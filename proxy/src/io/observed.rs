@@ -11,6 +11,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub trait Observer {
     fn read(&mut self, bytes: &[u8]);
     fn written(&mut self, bytes: &[u8]);
+
+    /// Whether what was read so far must not go on: the read that made this true fails instead of
+    /// handing its bytes over, so a relay stops before forwarding them.
+    fn halted(&self) -> bool {
+        false
+    }
 }
 
 pub struct ObservedIo<S, O> {
@@ -34,6 +40,10 @@ impl<S, O> ObservedIo<S, O> {
     pub fn into_observer(self) -> O {
         self.observer
     }
+
+    pub fn into_parts(self) -> (S, O) {
+        (self.inner, self.observer)
+    }
 }
 
 impl<S: AsyncRead + Unpin, O: Observer + Unpin> AsyncRead for ObservedIo<S, O> {
@@ -49,6 +59,9 @@ impl<S: AsyncRead + Unpin, O: Observer + Unpin> AsyncRead for ObservedIo<S, O> {
             let fresh = &buf.filled()[before..];
             if !fresh.is_empty() {
                 this.observer.read(fresh);
+                if this.observer.halted() {
+                    return Poll::Ready(Err(io::Error::other("halted by the stream's observer")));
+                }
             }
         }
         polled

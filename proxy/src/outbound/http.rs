@@ -169,14 +169,12 @@ impl ForwardHttp {
             }
         };
         debug!(%target, "CONNECT tunnel open");
-        let tunnel_tasks = tasks.clone();
         tasks.spawn(async move {
             match hyper::upgrade::on(request).await {
                 Ok(upgraded) => {
                     let job = StreamJob {
                         record,
                         context: &context,
-                        tasks: &tunnel_tasks,
                     };
                     proxy_stream(TokioIo::new(upgraded), upstream, job).await;
                 }

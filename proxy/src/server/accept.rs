@@ -238,34 +238,17 @@ async fn serve_connection<S>(
     // connection's task would be the size of the largest handler (the HTTP server's), idle ones included.
     match &*handler {
         Handler::ReverseTcp(app) => {
-            Box::pin(crate::inbound::tcp::serve(
-                stream, app, options, context, &tasks,
-            ))
-            .await
+            Box::pin(crate::inbound::tcp::serve(stream, app, options, context)).await
         }
         Handler::ReverseSocks(app) => {
-            Box::pin(socks::serve(
-                stream,
-                Some(app),
-                &socks_timeouts,
-                context,
-                &tasks,
-            ))
-            .await
+            Box::pin(socks::serve(stream, Some(app), &socks_timeouts, context)).await
         }
         Handler::ForwardSocks => {
-            Box::pin(socks::serve(stream, None, &socks_timeouts, context, &tasks)).await
+            Box::pin(socks::serve(stream, None, &socks_timeouts, context)).await
         }
         Handler::Transparent => {
             if let Some(destination) = redirect {
-                Box::pin(transparent::serve(
-                    stream,
-                    destination,
-                    options,
-                    context,
-                    &tasks,
-                ))
-                .await
+                Box::pin(transparent::serve(stream, destination, options, context)).await
             }
         }
         Handler::ReverseHttp(reverse) => {

@@ -10,7 +10,6 @@ use super::{accept, SocksError};
 use crate::capture::{CaptureContext, StreamCapture};
 use crate::net::{dial, Target};
 use crate::relay::{proxy_stream, StreamJob};
-use tokio_util::task::TaskTracker;
 
 pub struct Timeouts {
     pub handshake: Duration,
@@ -23,7 +22,6 @@ pub async fn serve<S>(
     deliver_to: Option<&Target>,
     timeouts: &Timeouts,
     capture: CaptureContext,
-    tasks: &TaskTracker,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -89,7 +87,6 @@ pub async fn serve<S>(
     let job = StreamJob {
         record,
         context: &capture,
-        tasks,
     };
     proxy_stream(client, upstream, job).await;
 }

@@ -8,7 +8,6 @@
 mod original_dst;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use crate::capture::{CaptureContext, StreamCapture};
@@ -27,7 +26,6 @@ pub async fn serve<S>(
     destination: std::net::SocketAddr,
     options: &RuntimeOptions,
     context: CaptureContext,
-    tasks: &TaskTracker,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -46,7 +44,6 @@ pub async fn serve<S>(
     let job = StreamJob {
         record,
         context: &context,
-        tasks,
     };
     proxy_stream(client, upstream, job).await;
 }

@@ -293,6 +293,7 @@ mod tests {
                 request: get("http://api.test/v1/items?id=7&q=a%20b+c&flag#frag"),
                 response: Some(ok("application/json", br#"{"ok":true}"#)),
                 error: None,
+                upgraded: None,
             },
         );
         let entry = single(record);
@@ -354,6 +355,7 @@ mod tests {
                 request,
                 response: Some(ok("text/plain", b"")),
                 error: None,
+                upgraded: None,
             },
         ));
         assert_eq!(
@@ -390,6 +392,7 @@ mod tests {
                 request,
                 response: Some(response),
                 error: None,
+                upgraded: None,
             },
         ));
         let post = &entry["request"]["postData"];
@@ -419,6 +422,7 @@ mod tests {
                 request: get("http://down.test/"),
                 response: None,
                 error: Some("cannot connect to down.test:80: connection refused".into()),
+                upgraded: None,
             },
         );
         record.delivered_to = Some("10.0.0.9:80".into());
@@ -465,6 +469,7 @@ mod tests {
                 request,
                 response: Some(response),
                 error: None,
+                upgraded: None,
             },
         ));
         assert_eq!(
@@ -498,6 +503,7 @@ mod tests {
                 request,
                 response: Some(response),
                 error: None,
+                upgraded: None,
             },
         ));
         assert_eq!(entry["request"]["cookies"], json!([]));
@@ -525,6 +531,7 @@ mod tests {
                     request: get("http://x/"),
                     response: None,
                     error: None,
+                    upgraded: None,
                 },
             )
         };
@@ -535,6 +542,7 @@ mod tests {
                 request: get("http://api.test/later"),
                 response: Some(ok("text/plain", b"b")),
                 error: None,
+                upgraded: None,
             },
         );
         let earlier = http_record(
@@ -544,6 +552,7 @@ mod tests {
                 request: get("http://api.test/earlier"),
                 response: Some(ok("text/plain", b"a")),
                 error: None,
+                upgraded: None,
             },
         );
         let export = to_har(vec![later, stream, earlier]);

@@ -49,6 +49,7 @@ pub(super) fn get(url: &str) -> HttpRequest {
         version: "HTTP/1.1".into(),
         headers: headers(&[("host", "api.test")]),
         body: Body::default(),
+        trailers: Vec::new(),
     }
 }
 
@@ -58,5 +59,6 @@ pub(super) fn ok(content_type: &str, bytes: &'static [u8]) -> HttpResponse {
         version: "HTTP/1.1".into(),
         headers: headers(&[("content-type", content_type)]),
         body: body(bytes),
+        trailers: Vec::new(),
     }
 }

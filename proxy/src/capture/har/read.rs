@@ -185,6 +185,7 @@ mod tests {
                 request: get("http://api.test/"),
                 response: None,
                 error: Some("boom".into()),
+                upgraded: None,
             },
         ))
         .unwrap();

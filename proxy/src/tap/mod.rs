@@ -1,0 +1,119 @@
+//! The capture tap: records HTTP/1 and HTTP/2 exchanges from the bytes a stream relay moves, without
+//! taking part in the conversation.
+//!
+//! The relay ([`crate::io::copy_bidirectional`]) moves every byte unchanged and in order; the tap is an
+//! [`Observer`] on the client side of it and sees each chunk once, as it passes: what the client sent
+//! (`read`) and what reached the client (`written`). A tracker follows the protocol's framing in those
+//! chunks and keeps bounded copies of heads and bodies; a finished exchange is handed to the capture
+//! writer, which builds and writes the record on its own thread.
+//!
+//! The tap never answers anyone. The one decision it feeds back is the sidecar's own limit on request
+//! heads (`--max-request-head`): a client whose head goes past it is answered 431 by the relay, as the
+//! HTTP listeners do. When the tracker cannot follow the stream (bytes that are not the protocol, a header
+//! block HPACK cannot decode), the bytes keep flowing untouched and the stream is recorded as a stream,
+//! its `error` saying what was seen.
+
+mod exchange;
+mod h2;
+mod http1;
+mod origin;
+mod recorder;
+
+pub use origin::Route;
+
+use crate::capture::CaptureContext;
+use crate::io::Observer;
+use h2::H2Tracker;
+use http1::{Http1Tracker, Stop};
+use origin::TapOrigin;
+use recorder::Recorder;
+
+/// Which protocol a tapped stream opened with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    /// HTTP/2 with prior knowledge: the client's first bytes are the connection preface.
+    H2,
+}
+
+pub struct HttpTap {
+    tracker: Tracker,
+}
+
+enum Tracker {
+    Http1(Http1Tracker),
+    // Boxed: two HPACK decoders and the stream table are large next to HTTP/1's state.
+    H2(Box<H2Tracker>),
+}
+
+/// How following a stream ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Followed {
+    /// Every exchange was recorded (an upgrade or a tunnel ends the following by design).
+    Whole,
+    /// A request head over `--max-request-head`, refused by the sidecar.
+    HeadTooLarge,
+    /// The stream stopped being followed: the bytes went on untouched, and this says why.
+    Lost(String),
+}
+
+impl HttpTap {
+    pub fn new(context: &CaptureContext, route: Route, protocol: Protocol) -> Self {
+        let recorder = Recorder::new(context, TapOrigin::new(context, route));
+        let tracker = match protocol {
+            Protocol::Http1 => Tracker::Http1(Http1Tracker::new(recorder)),
+            Protocol::H2 => Tracker::H2(Box::new(H2Tracker::new(recorder))),
+        };
+        HttpTap { tracker }
+    }
+
+    /// Whether the client's request head went past `--max-request-head`.
+    pub fn head_too_large(&self) -> bool {
+        matches!(
+            &self.tracker,
+            Tracker::Http1(t) if t.stopped == Some(Stop::HeadTooLarge)
+        )
+    }
+
+    /// The relay ended (`failure` says why when it did not end cleanly): every exchange still open is
+    /// recorded as it stands.
+    pub fn finish(mut self, failure: Option<&str>) -> Followed {
+        match &mut self.tracker {
+            Tracker::Http1(tracker) => {
+                tracker.finish(failure);
+                match tracker.stopped.take() {
+                    Some(Stop::HeadTooLarge) => Followed::HeadTooLarge,
+                    Some(Stop::Lost(why)) => Followed::Lost(why),
+                    Some(Stop::Upgraded) | None => Followed::Whole,
+                }
+            }
+            Tracker::H2(tracker) => {
+                tracker.finish(failure);
+                match tracker.lost.take() {
+                    Some(why) => Followed::Lost(why),
+                    None => Followed::Whole,
+                }
+            }
+        }
+    }
+}
+
+impl Observer for HttpTap {
+    fn read(&mut self, bytes: &[u8]) {
+        match &mut self.tracker {
+            Tracker::Http1(tracker) => tracker.from_client(bytes),
+            Tracker::H2(tracker) => tracker.from_client(bytes),
+        }
+    }
+
+    fn written(&mut self, bytes: &[u8]) {
+        match &mut self.tracker {
+            Tracker::Http1(tracker) => tracker.from_upstream(bytes),
+            Tracker::H2(tracker) => tracker.from_upstream(bytes),
+        }
+    }
+
+    fn halted(&self) -> bool {
+        self.head_too_large()
+    }
+}

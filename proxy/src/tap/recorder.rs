@@ -1,0 +1,81 @@
+//! What the trackers share: bounded body copies, the request-duration metric, and the hand-off of a
+//! finished exchange to the writer (which builds its record off the connection's task).
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use super::exchange::{RawExchange, RawMessage};
+use super::origin::TapOrigin;
+use crate::capture::{BodyTap, CaptureContext, CaptureSink};
+use crate::metrics::{DirectionLabels, Metrics};
+
+pub struct Recorder {
+    origin: Arc<TapOrigin>,
+    sink: CaptureSink,
+    metrics: Arc<Metrics>,
+    direction: &'static str,
+    body_limit: usize,
+    /// `--max-request-head`: a request head past it is refused by the sidecar (431), as on the HTTP
+    /// listeners.
+    pub max_request_head: usize,
+}
+
+/// When an exchange began: the monotonic clock for its duration, the wall clock for its record.
+pub struct Started {
+    pub id: u64,
+    at: Instant,
+    wall: SystemTime,
+}
+
+impl Recorder {
+    pub fn new(context: &CaptureContext, origin: Arc<TapOrigin>) -> Self {
+        Recorder {
+            origin,
+            sink: context.sink.clone(),
+            metrics: context.metrics.clone(),
+            direction: context.direction,
+            body_limit: context.settings.body_limit,
+            max_request_head: context.max_request_head(),
+        }
+    }
+
+    pub fn start(&self) -> Started {
+        Started {
+            id: crate::capture::next_record_id(),
+            at: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    pub fn body_tap(&self) -> BodyTap {
+        BodyTap::new(self.body_limit)
+    }
+
+    /// Hands a finished exchange over; counts its duration.
+    pub fn submit(
+        &self,
+        started: Started,
+        request: RawMessage,
+        response: Option<RawMessage>,
+        error: Option<String>,
+        upgraded: Option<String>,
+    ) {
+        let duration = started.at.elapsed();
+        self.metrics
+            .request_duration
+            .get_or_create(&DirectionLabels {
+                direction: self.direction,
+            })
+            .observe(duration.as_secs_f64());
+        self.sink.submit_to_build(Box::new(RawExchange {
+            id: started.id,
+            origin: self.origin.clone(),
+            start: started.wall,
+            duration,
+            request,
+            response,
+            error,
+            upgraded,
+        }));
+    }
+}
