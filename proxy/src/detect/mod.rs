@@ -15,10 +15,10 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// How long a client that has begun has to complete a request line or a TLS record.
 pub const DETECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Request methods that mark a stream as cleartext HTTP/1. CONNECT is left out: a tunnel inside a
-/// tunnel is relayed as bytes.
-const METHODS: [&[u8]; 8] = [
-    b"GET", b"POST", b"PUT", b"HEAD", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE",
+/// Request methods that mark a stream as cleartext HTTP/1. CONNECT is one: the tap records the request
+/// and its answer, and relays the tunnel after a `2xx` as bytes.
+const METHODS: [&[u8]; 9] = [
+    b"GET", b"POST", b"PUT", b"HEAD", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE", b"CONNECT",
 ];
 /// The most bytes read before deciding: a longer request line is relayed as opaque bytes, and a TLS
 /// ClientHello is at most one 16 KiB record plus its header.
@@ -146,7 +146,7 @@ mod tests {
         assert!(!is_http_request(b"GET key\r\n"), "a Redis inline command");
         assert!(!is_http_request(b"GET /\r\n"), "HTTP/0.9");
         assert!(!is_http_request(b"GETTING there\r\n"));
-        assert!(!is_http_request(b"CONNECT a:1 HTTP/1.1\r\n"));
+        assert!(is_http_request(b"CONNECT a:1 HTTP/1.1\r\n"));
         assert!(!is_http_request(&[0x16, 0x03, 0x01]));
     }
 

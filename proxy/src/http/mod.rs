@@ -24,5 +24,4 @@ pub mod delivery;
 pub mod exchange;
 pub mod framing;
 pub mod headers;
-pub mod tunnelled;
 pub mod upgrade;

@@ -11,9 +11,9 @@ use super::origin::TapOrigin;
 use crate::capture::record::{Body, Detail, HttpExchange, HttpRequest, HttpResponse, Record};
 use crate::capture::{BuildRecord, REDACTED};
 
-/// Header fields an HTTP/1 head may carry before the tap stops following the stream (hyper's own limit is
-/// 100).
-pub const MAX_FIELDS: usize = 128;
+/// Header fields an HTTP/1 request head may carry: more is refused (431) like a head over the size limit,
+/// as hyper refuses it on the HTTP listeners (its limit is 100 too).
+pub const MAX_FIELDS: usize = 100;
 
 /// A message head as it crossed the wire.
 pub enum RawHead {

@@ -180,7 +180,7 @@ impl MessageReader {
                     *input = &[];
                     Step::NeedMore
                 }
-                Err(why) => Step::Broken(why),
+                Err(why) => self.refusal(why),
             }
         } else {
             let before = gathered.len();
@@ -201,11 +201,23 @@ impl MessageReader {
                     *input = &[];
                     Step::NeedMore
                 }
-                Err(why) => Step::Broken(why),
+                Err(why) => self.refusal(why),
             }
         }
     }
+
+    /// A request with too many fields is refused like one too large; anything else is not followed.
+    fn refusal<'a>(&self, why: String) -> Step<'a> {
+        if self.side == Side::Request && why == TOO_MANY_FIELDS {
+            Step::TooLarge
+        } else {
+            Step::Broken(why)
+        }
+    }
 }
+
+/// Why a head with more than [`MAX_FIELDS`] fields was not followed.
+const TOO_MANY_FIELDS: &str = "too many header fields";
 
 /// Parses a whole head: its length and what it says, `None` while it is incomplete.
 fn parse(side: Side, bytes: &[u8]) -> Result<Option<(usize, HeadInfo)>, String> {
@@ -221,6 +233,7 @@ fn parse(side: Side, bytes: &[u8]) -> Result<Option<(usize, HeadInfo)>, String> 
                     request.headers,
                 ),
                 Ok(httparse::Status::Partial) => return Ok(None),
+                Err(httparse::Error::TooManyHeaders) => return Err(TOO_MANY_FIELDS.to_owned()),
                 Err(e) => return Err(format!("not an HTTP/1 request head ({e})")),
             }
         }
