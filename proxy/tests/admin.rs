@@ -453,3 +453,60 @@ async fn an_http_request_is_observed_in_the_duration_histogram() {
         None
     );
 }
+
+/// With capture on, each request is observed once in the duration histogram, whether the sidecar serves it
+/// (reverse http) or the tap follows it inside a stream (reverse tcp): the count equals the requests sent,
+/// and stays there.
+#[rstest::rstest]
+#[case::reverse_http("http")]
+#[case::tapped_inside_reverse_tcp("tcp")]
+#[tokio::test]
+async fn each_request_is_observed_once_with_capture_on(#[case] protocol: &str) {
+    const REQUESTS: usize = 5;
+    let admin = start_admin().await;
+    let app = start_app().await;
+    let (sink, writer, capture_file) = capture_to_temp_file(admin.metrics.clone());
+    let services = Services {
+        capture: sink,
+        metrics: admin.metrics.clone(),
+        ..Services::default()
+    };
+    let proxy = start_proxy_with_services("reverse", protocol, Some(app.addr), services).await;
+    let mut stream = TcpStream::connect(proxy.inbound()).await.unwrap();
+    for i in 0..REQUESTS {
+        let close = if i + 1 == REQUESTS {
+            "close"
+        } else {
+            "keep-alive"
+        };
+        let request = format!("GET /n/{i} HTTP/1.1\r\nhost: app\r\nconnection: {close}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+    }
+    let mut responses = String::new();
+    stream.read_to_string(&mut responses).await.unwrap();
+    assert_eq!(
+        responses.matches("HTTP/1.1 200 OK").count(),
+        REQUESTS,
+        "{responses}"
+    );
+    drop(stream);
+
+    let direction = [("direction", "inbound")];
+    scrape_until(admin.addr, |m| {
+        m.count("sidecar_http_request_duration_seconds_count", &direction) >= REQUESTS as f64
+    })
+    .await;
+    // Long enough for a second observation per request (the old double count came when the last handle
+    // of an exchange was dropped, right after it was recorded) to have shown.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let metrics = scrape(admin.addr).await;
+    assert_eq!(
+        metrics.count("sidecar_http_request_duration_seconds_count", &direction),
+        REQUESTS as f64
+    );
+    drop(proxy);
+    if let Some(writer) = writer {
+        writer.finish().await;
+    }
+    let _ = std::fs::remove_file(capture_file);
+}

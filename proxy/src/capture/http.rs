@@ -211,7 +211,14 @@ impl ExchangeState {
         if !self.recording {
             return;
         }
-        let parts = std::mem::take(parts);
+        // Taken, and marked emitted again: the Drop of the last handle must not emit (and count) twice.
+        let parts = std::mem::replace(
+            parts,
+            Parts {
+                emitted: true,
+                ..Parts::default()
+            },
+        );
         let Some(mut request) = parts.request else {
             return;
         };
