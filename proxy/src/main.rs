@@ -68,6 +68,9 @@ fn main() -> ExitCode {
     .flatten()
     .count();
     sidecar_proxy::server::fd_limit::raise_to_hard_limit(options.max_connections, directions);
+    if let Some(bytes) = invocation.memory_budget() {
+        sidecar_proxy::budget::process().set_limit(bytes);
+    }
     let capture_settings = match invocation.capture_settings() {
         Ok(settings) => settings,
         Err(e) => {

@@ -53,6 +53,12 @@ pub struct TlsOutcomeLabels {
     pub result: &'static str,
 }
 
+/// Memory-budget reservations by what they were for (`relay_buffer`, `request_head`, `capture_copy`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PurposeLabels {
+    pub purpose: &'static str,
+}
+
 /// Leaf certificates shown to clients, by `source`: `cached` or `minted`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LeafLabels {
@@ -99,6 +105,54 @@ pub struct Metrics {
     pub request_duration: HistogramFamily,
     pub tls_connections: Family<TlsOutcomeLabels, Counter>,
     pub tls_leaf_certificates: Family<LeafLabels, Counter>,
+    memory_budget: MemoryBudgetMetrics,
+}
+
+/// The process's memory budget ([`crate::budget`]), read when the metrics are scraped.
+struct MemoryBudgetMetrics {
+    limit: Gauge,
+    used: Gauge,
+    denied: Family<PurposeLabels, Counter>,
+}
+
+impl MemoryBudgetMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = MemoryBudgetMetrics {
+            limit: Gauge::default(),
+            used: Gauge::default(),
+            denied: Family::default(),
+        };
+        registry.register(
+            "memory_budget_bytes",
+            "The memory budget for bytes held for peers (--memory-budget); 0 when there is none",
+            metrics.limit.clone(),
+        );
+        registry.register(
+            "memory_budget_used_bytes",
+            "Bytes of the memory budget held now (relay buffers, request heads, capture copies)",
+            metrics.used.clone(),
+        );
+        registry.register(
+            "memory_budget_denied",
+            "Reservations the memory budget could not spare, by purpose: the relay kept its small buffer, the tap stopped following a stream, or a capture copy stopped growing",
+            metrics.denied.clone(),
+        );
+        metrics
+    }
+
+    fn refresh(&self) {
+        let budget = crate::budget::process();
+        let gauge = |bytes: usize| i64::try_from(bytes).unwrap_or(i64::MAX);
+        self.limit.set(gauge(budget.limit().unwrap_or(0)));
+        self.used.set(gauge(budget.used()));
+        for purpose in crate::budget::Purpose::ALL {
+            let counter = self.denied.get_or_create(&PurposeLabels {
+                purpose: purpose.label(),
+            });
+            // The budget counts; the counter catches up with it.
+            counter.inc_by(budget.denied(purpose).saturating_sub(counter.get()));
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -194,8 +248,10 @@ impl Metrics {
             "Leaf certificates shown to clients, by source (cached, minted)",
             tls_leaf_certificates.clone(),
         );
+        let memory_budget = MemoryBudgetMetrics::register(&mut registry);
         Metrics {
             registry,
+            memory_budget,
             connections_accepted,
             connections_open,
             relayed_bytes,
@@ -215,6 +271,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
+        self.memory_budget.refresh();
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

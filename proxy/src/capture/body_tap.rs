@@ -3,12 +3,16 @@
 use bytes::BytesMut;
 
 use super::record::Body;
+use crate::budget::{Purpose, Reservation};
 
+/// A bounded copy of bytes passing by. The kept bytes are drawn from the memory budget: without budget to
+/// spare, a copy keeps what it has, and its body is marked truncated.
 #[derive(Debug)]
 pub struct BodyTap {
     limit: usize,
     kept: BytesMut,
     size: u64,
+    held: Reservation,
 }
 
 impl BodyTap {
@@ -17,14 +21,19 @@ impl BodyTap {
             limit,
             kept: BytesMut::new(),
             size: 0,
+            held: Reservation::default(),
         }
     }
 
     pub fn observe(&mut self, chunk: &[u8]) {
         self.size += chunk.len() as u64;
         let room = self.limit - self.kept.len();
-        if room > 0 {
-            self.kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let take = chunk.len().min(room);
+        if take > 0 && self.held.grow(Purpose::CaptureCopy, take) {
+            self.kept.extend_from_slice(&chunk[..take]);
+        } else if take > 0 {
+            // Out of budget: nothing more is kept, so the copy ends here rather than having a gap.
+            self.limit = self.kept.len();
         }
     }
 

@@ -144,6 +144,11 @@ pub struct Cli {
     #[arg(long, env = "PROXY_MAX_REQUEST_HEAD", value_name = "SIZE", default_value = "64KiB", value_parser = parse_request_head_limit)]
     pub max_request_head: usize,
 
+    /// Bytes the sidecar may hold for its peers (relay buffers, request heads, capture copies); default:
+    /// half the container's memory limit, none outside a limited container
+    #[arg(long, env = "PROXY_MEMORY_BUDGET", value_name = "SIZE", value_parser = parse_size)]
+    pub memory_budget: Option<u64>,
+
     /// Where capture records go: a JSON-lines file, `-` for stdout, or `off`
     #[arg(
         long,
@@ -356,6 +361,14 @@ impl Invocation {
     }
 
     /// The admin listener's address.
+    /// The memory budget in force: `--memory-budget`, else half the container's memory limit.
+    pub fn memory_budget(&self) -> Option<usize> {
+        self.cli
+            .memory_budget
+            .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX))
+            .or_else(crate::budget::from_container_limit)
+    }
+
     pub fn admin_addr(&self) -> SocketAddr {
         SocketAddr::new(self.cli.admin_bind, self.cli.admin_port)
     }

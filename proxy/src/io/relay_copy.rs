@@ -16,6 +16,8 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::budget::{self, Purpose, Reservation};
+
 /// Bytes read at a time while a direction carries small messages (requests, responses, pings). Part of the
 /// task, twice per relay, so kept small.
 const SMALL: usize = 2 * 1024;
@@ -46,7 +48,8 @@ where
 /// One direction: read, write what was read, and at the reader's end of stream shut the writer down.
 struct Direction {
     small: [u8; SMALL],
-    bulk: Option<Box<[u8]>>,
+    /// The bulk buffer and its share of the memory budget.
+    bulk: Option<(Box<[u8]>, Reservation)>,
     /// Whether the bytes waiting to be written are in `bulk` (else in `small`).
     pending_in_bulk: bool,
     /// The bytes waiting to be written: `start..end` of their buffer.
@@ -111,7 +114,7 @@ impl Direction {
             }
             while self.start < self.end {
                 let pending = match (&self.bulk, self.pending_in_bulk) {
-                    (Some(bulk), true) => &bulk[self.start..self.end],
+                    (Some((bulk, _)), true) => &bulk[self.start..self.end],
                     _ => &self.small[self.start..self.end],
                 };
                 let written = ready!(Pin::new(&mut *writer).poll_write(cx, pending))?;
@@ -140,7 +143,7 @@ impl Direction {
     {
         let in_bulk = self.bulk.is_some();
         let buffer: &mut [u8] = match &mut self.bulk {
-            Some(bulk) => bulk,
+            Some((bulk, _)) => bulk,
             None => &mut self.small,
         };
         let mut read = ReadBuf::new(buffer);
@@ -153,7 +156,10 @@ impl Direction {
         if n == 0 {
             self.reader_done = true;
         } else if !in_bulk && n == SMALL {
-            self.bulk = Some(vec![0; BULK].into_boxed_slice());
+            // Without budget to spare, the direction goes on with its small buffer: slower, never stopped.
+            if let Some(share) = budget::process().reserve(Purpose::RelayBuffer, BULK) {
+                self.bulk = Some((vec![0; BULK].into_boxed_slice(), share));
+            }
         }
         Poll::Ready(Ok(()))
     }

@@ -41,8 +41,9 @@ pub struct HttpTap {
 }
 
 enum Tracker {
-    Http1(Http1Tracker),
-    // Boxed: two HPACK decoders and the stream table are large next to HTTP/1's state.
+    Http1(Box<Http1Tracker>),
+    // Both boxed: the tap lives in every tapped connection for its whole life, and
+    // an unboxed tracker would size every HttpTap by the largest one.
     H2(Box<H2Tracker>),
 }
 
@@ -61,7 +62,7 @@ impl HttpTap {
     pub fn new(context: &CaptureContext, route: Route, protocol: Protocol) -> Self {
         let recorder = Recorder::new(context, TapOrigin::new(context, route));
         let tracker = match protocol {
-            Protocol::Http1 => Tracker::Http1(Http1Tracker::new(recorder)),
+            Protocol::Http1 => Tracker::Http1(Box::new(Http1Tracker::new(recorder))),
             Protocol::H2 => Tracker::H2(Box::new(H2Tracker::new(recorder))),
         };
         HttpTap { tracker }
@@ -101,15 +102,15 @@ impl HttpTap {
 impl Observer for HttpTap {
     fn read(&mut self, bytes: &[u8]) {
         match &mut self.tracker {
-            Tracker::Http1(tracker) => tracker.from_client(bytes),
-            Tracker::H2(tracker) => tracker.from_client(bytes),
+            Tracker::Http1(tracker) => tracker.client_sent(bytes),
+            Tracker::H2(tracker) => tracker.client_sent(bytes),
         }
     }
 
     fn written(&mut self, bytes: &[u8]) {
         match &mut self.tracker {
-            Tracker::Http1(tracker) => tracker.from_upstream(bytes),
-            Tracker::H2(tracker) => tracker.from_upstream(bytes),
+            Tracker::Http1(tracker) => tracker.upstream_sent(bytes),
+            Tracker::H2(tracker) => tracker.upstream_sent(bytes),
         }
     }
 

@@ -13,6 +13,7 @@
 //! - [`flood`]: the connection limit refuses politely while the open connections keep flowing.
 //! - [`fd_exhaustion`]: out of file descriptors, the binary pauses its accepts instead of spinning.
 //! - [`full_disk`]: with the capture sink on a full disk, traffic flows and records are counted dropped.
+//! - [`memory_budget`]: a flood of unfinished heads stays within `--memory-budget`, and the memory goes back.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -22,6 +23,7 @@ mod flood;
 mod full_disk;
 mod half_close;
 mod head_size;
+mod memory_budget;
 mod resets;
 mod slowloris;
 mod smuggling;

@@ -16,6 +16,7 @@ use loona_hpack::Decoder;
 
 use super::exchange::{RawHead, RawMessage, RawTrailers};
 use super::recorder::{Recorder, Started};
+use crate::budget::{Purpose, Reservation};
 use crate::capture::BodyTap;
 use frames::{FrameReader, FrameStep};
 
@@ -43,6 +44,8 @@ struct Exchange {
     started: Started,
     request: Side,
     response: Option<Side>,
+    /// The memory budget's share for the decoded fields this stream holds until it is recorded.
+    fields_share: Reservation,
 }
 
 struct Side {
@@ -91,11 +94,11 @@ impl H2Tracker {
         }
     }
 
-    pub fn from_client(&mut self, input: &[u8]) {
+    pub fn client_sent(&mut self, input: &[u8]) {
         self.follow(From::Client, input);
     }
 
-    pub fn from_upstream(&mut self, input: &[u8]) {
+    pub fn upstream_sent(&mut self, input: &[u8]) {
         self.follow(From::Upstream, input);
     }
 
@@ -168,9 +171,18 @@ impl H2Tracker {
             // A promised stream's request: decoded only to keep the table in step.
             return;
         }
+        let mut share = Reservation::default();
+        let size: usize = fields.iter().map(|(n, v)| n.len() + v.len() + 32).sum();
+        if !share.grow(Purpose::RequestHead, size) {
+            self.lose("header fields while the memory budget was spent".into());
+            return;
+        }
         match from {
             From::Client => match self.streams.get_mut(&stream) {
-                Some(exchange) => exchange.request.trailers = fields,
+                Some(exchange) => {
+                    exchange.request.trailers = fields;
+                    exchange.fields_share.absorb(share);
+                }
                 None => {
                     if self.streams.len() >= MAX_STREAMS {
                         self.lose(format!("more than {MAX_STREAMS} streams open at once"));
@@ -185,6 +197,7 @@ impl H2Tracker {
                             done: false,
                         },
                         response: None,
+                        fields_share: share,
                     };
                     self.streams.insert(stream, exchange);
                 }
@@ -193,6 +206,7 @@ impl H2Tracker {
                 let Some(exchange) = self.streams.get_mut(&stream) else {
                     return;
                 };
+                exchange.fields_share.absorb(share);
                 match &mut exchange.response {
                     Some(response) => response.trailers = fields,
                     None if informational(&fields) && !end_stream => return,

@@ -7,6 +7,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::chunked::{ChunkStep, ChunkedBody};
+use crate::budget::{Purpose, Reservation};
 use crate::tap::exchange::MAX_FIELDS;
 
 /// Which side of the exchange a reader follows.
@@ -66,6 +67,8 @@ pub struct MessageReader {
     side: Side,
     state: State,
     head_limit: usize,
+    /// The memory budget's share for a head gathered over several reads.
+    gathered_share: Reservation,
 }
 
 impl MessageReader {
@@ -74,6 +77,7 @@ impl MessageReader {
             side,
             state: State::Head(BytesMut::new()),
             head_limit,
+            gathered_share: Reservation::default(),
         }
     }
 
@@ -176,7 +180,9 @@ impl MessageReader {
                 }
                 Ok(None) if input.len() > self.head_limit => Step::TooLarge,
                 Ok(None) => {
-                    gathered.extend_from_slice(input);
+                    if !gather(gathered, input, &mut self.gathered_share, self.head_limit) {
+                        return Step::Broken(OUT_OF_BUDGET.to_owned());
+                    }
                     *input = &[];
                     Step::NeedMore
                 }
@@ -184,7 +190,9 @@ impl MessageReader {
             }
         } else {
             let before = gathered.len();
-            gathered.extend_from_slice(input);
+            if !gather(gathered, input, &mut self.gathered_share, self.head_limit) {
+                return Step::Broken(OUT_OF_BUDGET.to_owned());
+            }
             match parse(self.side, gathered) {
                 Ok(Some((len, info))) => {
                     if len > self.head_limit {
@@ -193,6 +201,7 @@ impl MessageReader {
                     *input = &input[len - before..];
                     gathered.truncate(len);
                     let head = std::mem::take(gathered).freeze();
+                    self.gathered_share = Reservation::default();
                     self.state = State::AwaitingFraming;
                     Step::Head(info, head)
                 }
@@ -215,6 +224,29 @@ impl MessageReader {
         }
     }
 }
+
+/// Appends `input` to a head being gathered, its buffer's growth drawn from the memory budget first: the
+/// buffer grows by doubling up to the head limit (one more read's worth past it), and `share` holds its
+/// whole capacity. False, with nothing appended, when the budget cannot spare the growth.
+fn gather(gathered: &mut BytesMut, input: &[u8], share: &mut Reservation, limit: usize) -> bool {
+    let needed = gathered.len() + input.len();
+    if needed > gathered.capacity() {
+        let target = needed.max((gathered.capacity() * 2).min(limit)).max(1024);
+        let growth = target - gathered.capacity();
+        if !share.grow(Purpose::RequestHead, growth) {
+            return false;
+        }
+        // A new buffer of exactly that size: `reserve` may round up past what the budget holds.
+        let mut larger = BytesMut::with_capacity(target);
+        larger.extend_from_slice(gathered);
+        *gathered = larger;
+    }
+    gathered.extend_from_slice(input);
+    true
+}
+
+/// Why a head was not followed when the memory budget could not hold it while it arrived.
+const OUT_OF_BUDGET: &str = "a head split over several reads while the memory budget was spent";
 
 /// Why a head with more than [`MAX_FIELDS`] fields was not followed.
 const TOO_MANY_FIELDS: &str = "too many header fields";

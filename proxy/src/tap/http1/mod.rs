@@ -17,6 +17,10 @@ use super::recorder::{Recorder, Started};
 use crate::capture::BodyTap;
 use message::{Framing, HeadInfo, MessageReader, Side, Step};
 
+/// Requests sent ahead of their answers that are followed; a client pipelining more (with an app that
+/// has not answered) makes the stream be recorded as a stream, so what it holds stays bounded.
+const MAX_PIPELINED: usize = 128;
+
 /// Response heads are bounded too (their senders are upstreams, not callers, so more generously).
 const MAX_RESPONSE_HEAD: usize = 256 * 1024;
 
@@ -95,7 +99,7 @@ impl Http1Tracker {
     }
 
     /// Bytes the client sent (on their way to the upstream).
-    pub fn from_client(&mut self, mut input: &[u8]) {
+    pub fn client_sent(&mut self, mut input: &[u8]) {
         while self.stopped.is_none() {
             match self.requests.step(&mut input) {
                 Step::NeedMore => return,
@@ -118,7 +122,7 @@ impl Http1Tracker {
     }
 
     /// Bytes the upstream sent (on their way to the client).
-    pub fn from_upstream(&mut self, mut input: &[u8]) {
+    pub fn upstream_sent(&mut self, mut input: &[u8]) {
         while self.stopped.is_none() {
             match self.responses.step(&mut input) {
                 Step::NeedMore => return,
@@ -141,6 +145,12 @@ impl Http1Tracker {
     }
 
     fn request_head(&mut self, info: HeadInfo, head: Bytes) {
+        if self.in_flight.len() >= MAX_PIPELINED {
+            self.stop(Stop::Lost(format!(
+                "more than {MAX_PIPELINED} requests sent ahead of their answers"
+            )));
+            return;
+        }
         let connect = info.method.as_deref() == Some("CONNECT");
         if connect {
             // What follows a CONNECT is the tunnel's (if it is granted): not read as requests.

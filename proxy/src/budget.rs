@@ -1,0 +1,195 @@
+//! The memory budget: the bytes the sidecar may hold on behalf of its peers, process-wide.
+//!
+//! Per-connection limits do not bound a process: 3,000 connections each within every limit can still hold
+//! far more than a pod's memory limit. So the buffers whose size a remote peer decides draw from one
+//! budget, and each has something cheaper to do when it is spent, rather than growing:
+//!
+//! - a relay direction carrying bulk data reads into a 64 KiB buffer; without budget it keeps reading
+//!   into its 2 KiB one (slower, never stopped);
+//! - the capture tap gathering a request head split over several reads stops following that stream
+//!   (its bytes go on; the stream is recorded as a stream, saying why);
+//! - a capture copy of a body keeps what it has and is marked truncated.
+//!
+//! Held bytes are reserved before they are allocated and released when they are freed, by
+//! [`Reservation`]'s drop. The limit is `--memory-budget`; unset, it is derived from the container's memory
+//! limit (cgroup v2 `memory.max`), and without one there is no limit.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// What budgeted bytes are held for, for the metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    RelayBuffer,
+    RequestHead,
+    CaptureCopy,
+}
+
+impl Purpose {
+    pub const ALL: [Purpose; 3] = [
+        Purpose::RelayBuffer,
+        Purpose::RequestHead,
+        Purpose::CaptureCopy,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Purpose::RelayBuffer => "relay_buffer",
+            Purpose::RequestHead => "request_head",
+            Purpose::CaptureCopy => "capture_copy",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct MemoryBudget {
+    limit: AtomicUsize,
+    used: AtomicUsize,
+    denied: [AtomicU64; 3],
+}
+
+static PROCESS: MemoryBudget = MemoryBudget::unlimited();
+
+/// The process's budget, which every connection draws from.
+pub fn process() -> &'static MemoryBudget {
+    &PROCESS
+}
+
+/// Bytes taken from a budget, given back when dropped.
+#[derive(Debug, Default)]
+pub struct Reservation {
+    bytes: usize,
+    from: Option<&'static MemoryBudget>,
+}
+
+impl MemoryBudget {
+    pub const fn unlimited() -> Self {
+        MemoryBudget {
+            limit: AtomicUsize::new(usize::MAX),
+            used: AtomicUsize::new(0),
+            denied: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+        }
+    }
+
+    /// Sets the budget (at start, before any connection).
+    pub fn set_limit(&self, bytes: usize) {
+        self.limit.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The budget in force; `None` when there is none.
+    pub fn limit(&self) -> Option<usize> {
+        Some(self.limit.load(Ordering::Relaxed)).filter(|&limit| limit != usize::MAX)
+    }
+
+    /// Bytes held now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Reservations refused since start, for one purpose.
+    pub fn denied(&self, purpose: Purpose) -> u64 {
+        self.denied[purpose as usize].load(Ordering::Relaxed)
+    }
+
+    /// A reservation of `bytes`, or `None` when the budget cannot spare them.
+    pub fn reserve(&'static self, purpose: Purpose, bytes: usize) -> Option<Reservation> {
+        // `then`, not `then_some`: a reservation built for a refusal would give back what it never took.
+        self.take(purpose, bytes).then(|| Reservation {
+            bytes,
+            from: Some(self),
+        })
+    }
+
+    fn take(&self, purpose: Purpose, bytes: usize) -> bool {
+        let limit = self.limit.load(Ordering::Relaxed);
+        let taken = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(bytes).filter(|&after| after <= limit)
+            })
+            .is_ok();
+        if !taken {
+            self.denied[purpose as usize].fetch_add(1, Ordering::Relaxed);
+        }
+        taken
+    }
+}
+
+impl Reservation {
+    /// An empty reservation on `budget`, to grow.
+    pub fn on(budget: &'static MemoryBudget) -> Self {
+        Reservation {
+            bytes: 0,
+            from: Some(budget),
+        }
+    }
+
+    /// Takes `bytes` more; false (and nothing taken) when the budget cannot spare them.
+    pub fn grow(&mut self, purpose: Purpose, bytes: usize) -> bool {
+        let budget = *self.from.get_or_insert(&PROCESS);
+        if budget.take(purpose, bytes) {
+            self.bytes += bytes;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Takes over what `other` holds (of the same budget), so that this one gives both back.
+    pub fn absorb(&mut self, mut other: Reservation) {
+        if self.from.is_none() {
+            self.from = other.from;
+        }
+        self.bytes += std::mem::take(&mut other.bytes);
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let (Some(budget), true) = (self.from, self.bytes > 0) {
+            budget.used.fetch_sub(self.bytes, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The budget to use when none is given: half of the container's memory limit (the other half is the
+/// runtime, the code, the capture queue and the allocator's slack), or none outside a limited container.
+pub fn from_container_limit() -> Option<usize> {
+    let text = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok()?;
+    let limit: usize = text.trim().parse().ok()?;
+    Some(limit / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservations_stop_at_the_limit_and_give_back_what_they_took() {
+        let budget: &'static MemoryBudget = Box::leak(Box::new(MemoryBudget::unlimited()));
+        budget.set_limit(1000);
+        let first = budget.reserve(Purpose::RelayBuffer, 600).expect("within");
+        assert!(
+            budget.reserve(Purpose::RequestHead, 600).is_none(),
+            "past the limit"
+        );
+        assert_eq!(budget.denied(Purpose::RequestHead), 1);
+        let mut growing = Reservation::on(budget);
+        assert!(growing.grow(Purpose::CaptureCopy, 400));
+        assert!(!growing.grow(Purpose::CaptureCopy, 1));
+        drop(first);
+        assert!(growing.grow(Purpose::CaptureCopy, 600));
+        assert_eq!((growing.bytes(), budget.used()), (1000, 1000));
+        drop(growing);
+        assert_eq!(budget.used(), 0);
+        let held = budget
+            .reserve(Purpose::RelayBuffer, 1000)
+            .expect("all of it");
+        assert!(budget.reserve(Purpose::RelayBuffer, 1).is_none());
+        assert_eq!(budget.used(), 1000, "a refusal gives nothing back");
+        drop(held);
+    }
+}
