@@ -20,6 +20,7 @@
 //! | `admission_pod`      | a pod as annotation lines                                | `review::admit`, the patch               |
 //! | `capture_record`     | one record's fields, NUL-separated                       | record JSON, HAR export                  |
 //! | `har_export`         | a capture file                                           | `har::read_records`, `har::to_har`       |
+//! | `capture_tap`        | both peers' bytes, interleaved in chunks                 | `tap::HttpTap`, records it builds        |
 #![forbid(unsafe_code)]
 
 mod admission;
@@ -29,6 +30,7 @@ mod detect;
 mod http_forward;
 pub mod scripted;
 mod socks;
+mod tap;
 
 pub use admission::{admission_pod, admission_review};
 pub use capture::{capture_record, har_export, record_from_input};
@@ -36,12 +38,13 @@ pub use config::{annotations_file, config_flags, ignore_ports};
 pub use detect::transparent_detect;
 pub use http_forward::http_forward;
 pub use socks::socks_handshake;
+pub use tap::capture_tap;
 
 /// A fuzz target: takes any bytes, panics on a finding.
 pub type Target = fn(&[u8]);
 
 /// Every target by name, for the corpus tests and anything else that runs them all.
-pub const TARGETS: [(&str, Target); 10] = [
+pub const TARGETS: [(&str, Target); 11] = [
     ("socks_handshake", socks_handshake),
     ("http_forward", http_forward),
     ("transparent_detect", transparent_detect),
@@ -52,4 +55,5 @@ pub const TARGETS: [(&str, Target); 10] = [
     ("admission_pod", admission_pod),
     ("capture_record", capture_record),
     ("har_export", har_export),
+    ("capture_tap", capture_tap),
 ];

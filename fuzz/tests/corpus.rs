@@ -53,6 +53,7 @@ fn target_named(name: &str) -> Target {
 #[case::admission_pod("admission_pod")]
 #[case::capture_record("capture_record")]
 #[case::har_export("har_export")]
+#[case::capture_tap("capture_tap")]
 fn every_corpus_file_passes(#[case] target: &str) {
     let run = target_named(target);
     let files = corpus_files(target);

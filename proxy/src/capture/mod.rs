@@ -8,6 +8,7 @@ mod body_tap;
 mod context;
 pub mod har;
 pub mod http;
+mod jsonl_file;
 pub mod record;
 mod settings;
 pub mod sink;

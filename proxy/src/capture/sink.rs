@@ -5,10 +5,8 @@
 //! few seconds. Shutdown sends a `Finish` marker behind every queued record and waits for the writer to
 //! flush, so every exchange that completed before exit is on disk.
 
-use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -17,16 +15,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
+use super::jsonl_file::JsonlFile;
 use super::record::{Detail, Record};
 use crate::metrics::{Metrics, RecordLabels};
 
 /// How often, at most, a "records dropped" warning is logged.
 const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
-/// The mode a capture file is created with: records hold headers and bodies (tokens, personal data), so
-/// only the sidecar's own user may read them, whatever the umask. The umask can only remove bits from
-/// this, never add any. A file that already exists keeps the mode it has.
-const CAPTURE_FILE_MODE: u32 = 0o600;
 /// How long the writer rests after each batch (see `write_records`).
 const WRITER_REST: Duration = Duration::from_millis(5);
 
@@ -120,10 +115,12 @@ impl CaptureSink {
             Destination::Off => return Ok((CaptureSink::disabled(), None)),
             Destination::Stdout => Output::Stdout(BufWriter::new(io::stdout())),
             Destination::File(path) => {
-                Output::open_file(path, options.rotation).map_err(|source| SinkError {
-                    path: path.clone(),
-                    source,
-                })?
+                Output::File(JsonlFile::open(path, options.rotation).map_err(|source| {
+                    SinkError {
+                        path: path.clone(),
+                        source,
+                    }
+                })?)
             }
         };
         let (queue, receiver) = mpsc::channel(options.queue_capacity.max(1));
@@ -258,6 +255,7 @@ fn write_records(mut queue: mpsc::Receiver<Message>, mut output: Output, metrics
                 }
                 Message::Finish(done) => {
                     flush(&mut output, &mut unflushed, &mut failures, metrics);
+                    failures.report_remaining();
                     let _ = done.send(());
                     return;
                 }
@@ -274,6 +272,7 @@ fn write_records(mut queue: mpsc::Receiver<Message>, mut output: Output, metrics
         std::thread::sleep(WRITER_REST);
     }
     flush(&mut output, &mut unflushed, &mut failures, metrics);
+    failures.report_remaining();
 }
 
 /// Records in the output's buffer, not yet flushed to the destination. They count as captured once a flush
@@ -306,6 +305,17 @@ impl WriteFailures {
                 error = %error,
                 dropped = std::mem::take(&mut self.dropped),
                 "cannot write capture records: dropped (traffic is not affected; at most one message every 10s)"
+            );
+        }
+    }
+
+    /// At shutdown: the drops since the last message, which would otherwise never be told.
+    fn report_remaining(&mut self) {
+        let dropped = std::mem::take(&mut self.dropped);
+        if dropped > 0 {
+            error!(
+                dropped,
+                "capture records dropped since the last message, for failed writes"
             );
         }
     }
@@ -364,72 +374,32 @@ fn write_record(
             failures.failed(&e, 1);
         }
     }
+    if output.wants_flush() {
+        flush(output, unflushed, failures, metrics);
+    }
 }
 
 enum Output {
     Stdout(BufWriter<io::Stdout>),
-    File {
-        path: PathBuf,
-        file: BufWriter<File>,
-        written: u64,
-        rotation: Option<Rotation>,
-    },
+    File(JsonlFile),
 }
 
 impl Output {
-    fn open_file(path: &Path, rotation: Option<Rotation>) -> io::Result<Output> {
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .mode(CAPTURE_FILE_MODE)
-            .open(path)?;
-        let mut written = file.metadata()?.len();
-        if written > 0 && !ends_with_newline(&mut file)? {
-            // A previous run was killed mid-line: start ours on a fresh line, so only that one line is
-            // damaged rather than it and our first record.
-            file.write_all(b"\n")?;
-            written += 1;
-        }
-        Ok(Output::File {
-            path: path.to_owned(),
-            file: BufWriter::with_capacity(64 * 1024, file),
-            written,
-            rotation,
-        })
-    }
-
     fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
         match self {
             Output::Stdout(out) => out.write_all(line),
-            Output::File {
-                path,
-                file,
-                written,
-                rotation,
-            } => {
-                file.write_all(line)?;
-                *written += line.len() as u64;
-                if let Some(rotation) = rotation {
-                    if *written >= rotation.max_bytes {
-                        // The line is written; a failed rotation only means the file grows on. Counting
-                        // from zero again spaces out the retries instead of failing every record.
-                        *written = 0;
-                        file.flush()?;
-                        if let Err(e) = rotate(path, rotation.keep) {
-                            error!(error = %e, path = %path.display(), "cannot rotate the capture file; writing on");
-                            return Ok(());
-                        }
-                        match create_private(path) {
-                            Ok(fresh) => *file = BufWriter::with_capacity(64 * 1024, fresh),
-                            Err(e) => {
-                                error!(error = %e, path = %path.display(), "cannot start a new capture file; writing on to the rotated one")
-                            }
-                        }
-                    }
-                }
+            Output::File(file) => {
+                file.push_line(line);
                 Ok(())
             }
+        }
+    }
+
+    /// Whether the records gathered so far should be written before the next one.
+    fn wants_flush(&self) -> bool {
+        match self {
+            Output::Stdout(_) => false,
+            Output::File(file) => file.wants_flush(),
         }
     }
 
@@ -439,58 +409,15 @@ impl Output {
             Output::Stdout(out) => {
                 let _ = std::mem::replace(out, BufWriter::new(io::stdout())).into_parts();
             }
-            Output::File { file, .. } => {
-                // A second handle on the same file for the new buffer; if none can be had, the records
-                // stay buffered and the next flush tries them again.
-                if let Ok(handle) = file.get_ref().try_clone() {
-                    let fresh = BufWriter::with_capacity(64 * 1024, handle);
-                    let _ = std::mem::replace(file, fresh).into_parts();
-                }
-            }
+            // A failed batch is already gone, and cut back off the file.
+            Output::File(_) => {}
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Output::Stdout(out) => out.flush(),
-            Output::File { file, .. } => file.flush(),
+            Output::File(file) => file.flush(),
         }
     }
-}
-
-/// A fresh, empty file created [`CAPTURE_FILE_MODE`]: a capture file after a rotation, like the first one,
-/// and a HAR export, which holds the same data.
-pub(crate) fn create_private(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(CAPTURE_FILE_MODE)
-        .open(path)
-}
-
-fn ends_with_newline(file: &mut File) -> io::Result<bool> {
-    use std::io::{Read, Seek, SeekFrom};
-    file.seek(SeekFrom::End(-1))?;
-    let mut last = [0u8; 1];
-    file.read_exact(&mut last)?;
-    Ok(last[0] == b'\n')
-}
-
-/// `PATH` → `PATH.1`, `PATH.1` → `PATH.2`, ... keeping `keep` old files.
-fn rotate(path: &Path, keep: usize) -> io::Result<()> {
-    let numbered = |n: usize| {
-        let mut name = path.as_os_str().to_owned();
-        name.push(format!(".{n}"));
-        PathBuf::from(name)
-    };
-    let keep = keep.max(1);
-    let _ = fs::remove_file(numbered(keep));
-    for n in (1..keep).rev() {
-        let from = numbered(n);
-        if from.exists() {
-            fs::rename(&from, numbered(n + 1))?;
-        }
-    }
-    fs::rename(path, numbered(1))
 }

@@ -151,7 +151,7 @@ pub fn export_files(
             temporary.push(format!(".tmp-{}", std::process::id()));
             let temporary = PathBuf::from(temporary);
             // 0600 like the capture files it is made from: it holds the same headers and bodies.
-            let written = crate::capture::sink::create_private(&temporary)
+            let written = crate::capture::jsonl_file::create_private(&temporary)
                 .and_then(|file| write_har(&export.har, file))
                 .and_then(|()| std::fs::rename(&temporary, path));
             if let Err(error) = written {
