@@ -105,6 +105,9 @@ async fn metrics_is_openmetrics_with_every_family() {
         ("sidecar_capture_records_dropped", "counter"),
         ("sidecar_runtime_tasks_alive", "gauge"),
         ("sidecar_http_request_duration_seconds", "histogram"),
+        ("sidecar_memory_budget_bytes", "gauge"),
+        ("sidecar_memory_budget_used_bytes", "gauge"),
+        ("sidecar_memory_budget_denied", "counter"),
     ];
     let metrics = scrape_until(admin.addr, |m| {
         m.count("sidecar_capture_records_total", &[("kind", "http")]) == 1.0

@@ -295,6 +295,10 @@ fn label_vocabulary() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
             ]),
         ),
         ("kind", BTreeSet::from(["http", "stream"])),
+        (
+            "purpose",
+            BTreeSet::from(["relay_buffer", "request_head", "capture_copy"]),
+        ),
     ])
 }
 
