@@ -310,7 +310,9 @@ where
                 if let (Some(data), Some(tap)) = (frame.data_ref(), this.tap.as_mut()) {
                     tap.observe(data);
                 }
-                if this.inner.is_end_stream() {
+                // Trailers are a body's last frame: hyper's HTTP/1 client stops polling a request body
+                // once it has written them, so the end would otherwise never be seen.
+                if frame.is_trailers() || this.inner.is_end_stream() {
                     this.settle(true);
                 }
             }
