@@ -47,6 +47,8 @@ struct Parts {
     response: Option<record::HttpResponse>,
     response_body: Option<record::Body>,
     error: Option<String>,
+    /// The protocol a `101` switched the connection to.
+    upgraded: Option<String>,
     /// The record has been handed to the sink (or, with capture off, the exchange counted).
     emitted: bool,
 }
@@ -153,6 +155,22 @@ impl HttpCapture {
         http::Response::from_parts(parts, body)
     }
 
+    /// Marks the exchange as one that switched the connection to `protocol` (a `101` relayed, the bytes
+    /// after it joined without records): `websocket` from `websocket/13`, as the tap names it.
+    pub fn mark_upgraded(&self, protocol: Option<&http::HeaderValue>) {
+        if !self.shared.recording {
+            return;
+        }
+        let name = protocol
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(',').next())
+            .and_then(|first| first.split('/').next())
+            .map(|name| name.trim().to_ascii_lowercase())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "unknown".to_owned());
+        self.shared.lock().upgraded = Some(name);
+    }
+
     /// Marks the exchange failed (no response from upstream, or the sidecar refused it).
     pub fn fail(&self, reason: impl Into<String>) {
         self.shared.lock().error = Some(reason.into());
@@ -237,7 +255,7 @@ impl ExchangeState {
             request,
             response,
             error: parts.error,
-            upgraded: None,
+            upgraded: parts.upgraded,
         });
         context
             .sink
