@@ -272,6 +272,10 @@ impl Drop for ExchangeState {
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
         );
         if !parts.emitted {
+            if parts.response.is_none() && parts.error.is_none() {
+                // The exchange was abandoned (the caller went away) before the upstream answered.
+                parts.error = Some("the connection closed before a response arrived".to_owned());
+            }
             self.emit(&mut parts);
         }
     }
