@@ -26,7 +26,7 @@ use differential::origin::{
 use differential::wire::{lossy, parse_request, parse_response, parse_responses, Message, Wire};
 use futures_util::future::BoxFuture;
 use http::{HeaderMap, Request, Response};
-use http_body_util::{BodyExt, StreamBody};
+use http_body_util::{BodyExt, Empty, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rstest::rstest;
@@ -1052,6 +1052,11 @@ async fn h2_close(sender: Sender, connection: tokio::task::JoinHandle<()>) {
         .unwrap();
 }
 
+/// No body: the request's HEADERS end its stream, as clients send a GET.
+fn no_body() -> H2Body {
+    Empty::new().boxed_unsync()
+}
+
 /// A request body the client feeds frame by frame; it ends when the sender is dropped.
 fn channel_body() -> (tokio::sync::mpsc::UnboundedSender<Frame<Bytes>>, H2Body) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Frame<Bytes>>();
@@ -1123,7 +1128,7 @@ async fn h2c_streams(stream: TcpStream, case: &Case) -> Vec<HttpExchange> {
             let request = Request::get(format!("http://{HOST}/h2/{name}"))
                 .header("x-request-id", format!("h2-{name}"))
                 .header("accept", "text/plain")
-                .body(frames(Vec::new()))
+                .body(no_body())
                 .unwrap();
             let response = sender.send_request(request).await.unwrap();
             let status = response.status();
@@ -1311,7 +1316,7 @@ async fn grpc_streaming(stream: TcpStream, case: &Case) -> Vec<HttpExchange> {
 async fn h2_stream_reset(stream: TcpStream, case: &Case) -> Vec<HttpExchange> {
     let (mut sender, connection) = h2_client(stream).await;
     let request = Request::get(format!("http://{HOST}/h2/slow"))
-        .body(frames(Vec::new()))
+        .body(no_body())
         .unwrap();
     let response = sender.send_request(request).await.unwrap();
     let mut body = response.into_body();
@@ -1321,7 +1326,7 @@ async fn h2_stream_reset(stream: TcpStream, case: &Case) -> Vec<HttpExchange> {
     drop(body);
     // A later stream on the same connection is still answered (and, on the wire, comes after the reset).
     let request = Request::get(format!("http://{HOST}/h2/after-reset"))
-        .body(frames(Vec::new()))
+        .body(no_body())
         .unwrap();
     let response = sender.send_request(request).await.unwrap();
     let after = response.into_body().collect().await.unwrap().to_bytes();
