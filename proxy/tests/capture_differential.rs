@@ -1080,12 +1080,15 @@ fn h2_headers(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
+/// One side of an HTTP/2 exchange as the test sends or answers it: fields, body, trailers.
+type H2Side<'a> = (&'a [(&'a str, &'a str)], &'a [u8], &'a [(&'a str, &'a str)]);
+
 fn h2_exchange(
     method: &str,
     path: &str,
-    request: (&[(&str, &str)], &[u8], &[(&str, &str)]),
+    request: H2Side<'_>,
     status: u16,
-    response: (&[(&str, &str)], &[u8], &[(&str, &str)]),
+    response: H2Side<'_>,
 ) -> HttpExchange {
     HttpExchange {
         request: HttpRequest {

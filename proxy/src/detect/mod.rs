@@ -123,7 +123,7 @@ fn is_h2_settings(bytes: &[u8]) -> bool {
     };
     let length = u32::from_be_bytes([0, l0, l1, l2]);
     let stream = u32::from_be_bytes([s0 & 0x7f, s1, s2, s3]);
-    kind == 0x04 && flags & 0x01 == 0 && stream == 0 && length % 6 == 0 && length <= 16_384
+    kind == 0x04 && flags & 0x01 == 0 && stream == 0 && length.is_multiple_of(6) && length <= 16_384
 }
 
 /// Sleeps until the deadline, or forever while there is none.

@@ -152,7 +152,7 @@ impl<S: AsyncRead + Unpin> Wire<S> {
 
     /// Reads up to `n` bytes as they come, or fewer if the peer closes first.
     pub async fn some(&mut self, n: usize) -> Vec<u8> {
-        self.exact(n).await.unwrap_or_else(|e| partial_bytes(e))
+        self.exact(n).await.unwrap_or_else(partial_bytes)
     }
 
     /// A start line and header fields; `None` when the peer closed before sending anything.
