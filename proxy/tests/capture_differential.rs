@@ -8,10 +8,16 @@
 //! the connection, abrupt closes by either side, h2c with several concurrent streams (request trailers
 //! included), gRPC unary and streaming, and an HTTP/2 stream the client resets.
 //!
+//! The HTTP/2 origin is hyper's h2 server, which (like grpc-go and Envoy) sends its SETTINGS as soon as a
+//! connection opens, before the client's preface: the streams must still be recorded as HTTP/2.
+//!
 //! Where the reverse `http` listener records something else than the tap, it is because the docs say so
-//! (it records no trailers; it answers a request whose body broke itself), and each such place says why.
-//! Transparent mode taps its streams with the same code and needs network namespaces: it is covered by
-//! transparent_netns.rs, not here.
+//! (it records no trailers; it answers a request whose body broke itself), or because the docs leave the
+//! wording to each (an HTTP/2 reset reads as a body that did not finish there), and each such place says
+//! so. What its caller gets differs in one way the docs do not cover either: hyper passes no `1xx` on from
+//! the app but `101` (the `100 Continue` the caller gets is the listener's own). Transparent mode taps its
+//! streams with the same code and needs network namespaces: it is covered by transparent_netns.rs, not
+//! here. The HTTP/2 client is hyper's (the `h2` crate underneath), so no dependency is added for it.
 
 mod differential;
 mod support;
@@ -1348,6 +1354,7 @@ async fn h2_stream_reset(stream: TcpStream, case: &Case) -> Vec<HttpExchange> {
         // CANCEL is 0x8 (RFC 9113 §7).
         "the stream was reset by the client (code 8)".into()
     } else {
+        // The listener sees its response body dropped by hyper when the caller resets the stream.
         "the response body did not finish".into()
     });
     vec![
