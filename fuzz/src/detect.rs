@@ -10,6 +10,7 @@
 use sidecar_proxy::detect::{
     first_bytes, is_h2_preface, is_http_request, tls, FirstBytes, DETECT_TIMEOUT,
 };
+use sidecar_proxy::io::PrefixedIo;
 
 use crate::scripted::{run_to_end, ClientScript, ScriptedClient, SilentPeer};
 
@@ -20,7 +21,12 @@ pub fn transparent_detect(data: &[u8]) {
     let script = ClientScript::parse(data);
     let (mut client, written) = ScriptedClient::new(&script);
     let first = run_to_end("protocol detection", async move {
-        first_bytes(&mut client, &mut SilentPeer, DETECT_TIMEOUT).await
+        first_bytes(
+            &mut client,
+            &mut PrefixedIo::new(Vec::new(), SilentPeer),
+            DETECT_TIMEOUT,
+        )
+        .await
     })
     .expect("reading the in-memory client cannot fail");
     assert!(written.bytes().is_empty(), "detection only reads");

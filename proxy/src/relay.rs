@@ -45,6 +45,8 @@ where
         record.finish(client, end);
         return;
     }
+    // What detection reads ahead of the client's first bytes (an HTTP/2 server's SETTINGS) is replayed.
+    let mut upstream = PrefixedIo::new(Vec::new(), upstream);
     match first_bytes(&mut client, &mut upstream, DETECT_TIMEOUT).await {
         Ok(FirstBytes::Client(bytes)) if opens_http(&bytes) => {
             let route = tapped_route(&record, None);
@@ -135,7 +137,7 @@ async fn intercepted<C, U>(
     } = job;
     let Intercepted {
         mut client,
-        mut upstream,
+        upstream,
         session,
     } = match interceptor
         .intercept(client, upstream, requested_host)
@@ -150,6 +152,7 @@ async fn intercepted<C, U>(
             return;
         }
     };
+    let mut upstream = PrefixedIo::new(Vec::new(), upstream);
     match first_bytes(&mut client, &mut upstream, DETECT_TIMEOUT).await {
         Ok(FirstBytes::Client(bytes)) if opens_http(&bytes) => {
             let route = tapped_route(&record, Some(session.clone()));

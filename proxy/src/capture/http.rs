@@ -47,6 +47,8 @@ struct Parts {
     response: Option<record::HttpResponse>,
     response_body: Option<record::Body>,
     error: Option<String>,
+    /// The protocol a `101` switched the connection to.
+    upgraded: Option<String>,
     /// The record has been handed to the sink (or, with capture off, the exchange counted).
     emitted: bool,
 }
@@ -153,6 +155,22 @@ impl HttpCapture {
         http::Response::from_parts(parts, body)
     }
 
+    /// Marks the exchange as one that switched the connection to `protocol` (a `101` relayed, the bytes
+    /// after it joined without records): `websocket` from `websocket/13`, as the tap names it.
+    pub fn mark_upgraded(&self, protocol: Option<&http::HeaderValue>) {
+        if !self.shared.recording {
+            return;
+        }
+        let name = protocol
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(',').next())
+            .and_then(|first| first.split('/').next())
+            .map(|name| name.trim().to_ascii_lowercase())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "unknown".to_owned());
+        self.shared.lock().upgraded = Some(name);
+    }
+
     /// Marks the exchange failed (no response from upstream, or the sidecar refused it).
     pub fn fail(&self, reason: impl Into<String>) {
         self.shared.lock().error = Some(reason.into());
@@ -237,7 +255,7 @@ impl ExchangeState {
             request,
             response,
             error: parts.error,
-            upgraded: None,
+            upgraded: parts.upgraded,
         });
         context
             .sink
@@ -254,6 +272,10 @@ impl Drop for ExchangeState {
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
         );
         if !parts.emitted {
+            if parts.response.is_none() && parts.error.is_none() {
+                // The exchange was abandoned (the caller went away) before the upstream answered.
+                parts.error = Some("the connection closed before a response arrived".to_owned());
+            }
             self.emit(&mut parts);
         }
     }
@@ -310,7 +332,9 @@ where
                 if let (Some(data), Some(tap)) = (frame.data_ref(), this.tap.as_mut()) {
                     tap.observe(data);
                 }
-                if this.inner.is_end_stream() {
+                // Trailers are a body's last frame: hyper's HTTP/1 client stops polling a request body
+                // once it has written them, so the end would otherwise never be seen.
+                if frame.is_trailers() || this.inner.is_end_stream() {
                     this.settle(true);
                 }
             }

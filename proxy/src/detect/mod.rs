@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::io::PrefixedIo;
+
 /// How long a client that has begun has to complete a request line or a TLS record.
 pub const DETECT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -40,18 +42,26 @@ pub enum FirstBytes {
 /// bytes begin like an HTTP method, reading goes on to the end of the request line, so that
 /// [`is_http_request`] can check the whole line rather than guess from a word (`GET key` is Redis,
 /// `GET / HTTP/1.1` is HTTP); a TLS record is read whole, so its server name can be found.
+///
+/// One server that speaks first does not decide: an HTTP/2 server's SETTINGS frame, which servers of
+/// HTTP/2 with prior knowledge (grpc-go, hyper, Envoy) send as soon as a connection opens, without waiting
+/// for the client's preface (RFC 9113 §3.4). The client then has `timeout` to begin, and its bytes decide
+/// as usual; the server's are put back into `upstream`, to be relayed first. A client silent for that long
+/// leaves the server as the one that spoke first.
 pub async fn first_bytes<C, U>(
     client: &mut C,
-    upstream: &mut U,
+    upstream: &mut PrefixedIo<U>,
     timeout: Duration,
 ) -> io::Result<FirstBytes>
 where
     C: AsyncRead + Unpin,
     U: AsyncRead + Unpin,
 {
-    // Set by the client's first bytes.
+    // Set by the client's first bytes, or by an HTTP/2 server's SETTINGS.
     let mut deadline = None;
     let mut from_client = Vec::new();
+    // An HTTP/2 server's SETTINGS, held while the client is waited for.
+    let mut from_upstream = Vec::new();
     // Small: they are part of the connection's task while it waits, however long that is.
     let mut client_buf = [0u8; 1024];
     let mut upstream_buf = [0u8; 512];
@@ -61,24 +71,59 @@ where
         tokio::select! {
             read = client.read(&mut client_buf[..room]) => {
                 let n = read?;
+                if n == 0 && from_client.is_empty() {
+                    return Ok(if from_upstream.is_empty() { FirstBytes::Silence } else { FirstBytes::Upstream(from_upstream) });
+                }
                 if n == 0 {
-                    return Ok(if from_client.is_empty() { FirstBytes::Silence } else { FirstBytes::Client(from_client) });
+                    return Ok(client_decides(from_client, from_upstream, upstream));
                 }
                 from_client.extend_from_slice(&client_buf[..n]);
                 deadline.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
                 if !needs_more(&from_client) || from_client.len() >= MAX_SNIFF {
-                    return Ok(FirstBytes::Client(from_client));
+                    return Ok(client_decides(from_client, from_upstream, upstream));
                 }
             }
-            read = upstream.read(&mut upstream_buf), if from_client.is_empty() => {
+            read = upstream.read(&mut upstream_buf), if from_client.is_empty() && from_upstream.is_empty() => {
                 let n = read?;
-                return Ok(if n == 0 { FirstBytes::Silence } else { FirstBytes::Upstream(upstream_buf[..n].to_vec()) });
+                if n == 0 {
+                    return Ok(FirstBytes::Silence);
+                }
+                if !is_h2_settings(&upstream_buf[..n]) {
+                    return Ok(FirstBytes::Upstream(upstream_buf[..n].to_vec()));
+                }
+                from_upstream.extend_from_slice(&upstream_buf[..n]);
+                deadline = Some(tokio::time::Instant::now() + timeout);
             }
             _ = sleep_until_set(deadline) => {
-                return Ok(FirstBytes::Client(from_client));
+                if from_client.is_empty() {
+                    return Ok(FirstBytes::Upstream(from_upstream));
+                }
+                return Ok(client_decides(from_client, from_upstream, upstream));
             }
         }
     }
+}
+
+/// The client's bytes decide; what the upstream sent before them (an HTTP/2 server's SETTINGS) goes back
+/// to be relayed first.
+fn client_decides<U>(
+    from_client: Vec<u8>,
+    from_upstream: Vec<u8>,
+    upstream: &mut PrefixedIo<U>,
+) -> FirstBytes {
+    upstream.unread(from_upstream);
+    FirstBytes::Client(from_client)
+}
+
+/// Whether a server's first bytes are an HTTP/2 server preface: a SETTINGS frame (not an ACK) on stream 0,
+/// its length a whole number of settings.
+fn is_h2_settings(bytes: &[u8]) -> bool {
+    let [l0, l1, l2, kind, flags, s0, s1, s2, s3, ..] = *bytes else {
+        return false;
+    };
+    let length = u32::from_be_bytes([0, l0, l1, l2]);
+    let stream = u32::from_be_bytes([s0 & 0x7f, s1, s2, s3]);
+    kind == 0x04 && flags & 0x01 == 0 && stream == 0 && length.is_multiple_of(6) && length <= 16_384
 }
 
 /// Sleeps until the deadline, or forever while there is none.
@@ -153,7 +198,8 @@ mod tests {
     #[tokio::test]
     async fn a_request_split_across_reads_is_still_http() {
         let (mut client, mut client_side) = tokio::io::duplex(64);
-        let (_upstream, mut upstream_side) = tokio::io::duplex(64);
+        let (_upstream, upstream_side) = tokio::io::duplex(64);
+        let mut upstream_side = PrefixedIo::new(Vec::new(), upstream_side);
         let writer = tokio::spawn(async move {
             client.write_all(b"PO").await.unwrap();
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -174,7 +220,8 @@ mod tests {
     /// what detection handed back.
     async fn first_bytes_in_two_pieces(bytes: &[u8], at: usize) -> Vec<u8> {
         let (mut client, mut client_side) = tokio::io::duplex(64 * 1024);
-        let (_upstream, mut upstream_side) = tokio::io::duplex(64);
+        let (_upstream, upstream_side) = tokio::io::duplex(64);
+        let mut upstream_side = PrefixedIo::new(Vec::new(), upstream_side);
         let (head, tail) = (bytes[..at].to_vec(), bytes[at..].to_vec());
         let writer = tokio::spawn(async move {
             client.write_all(&head).await.unwrap();
@@ -224,7 +271,8 @@ mod tests {
     #[tokio::test]
     async fn a_server_that_speaks_first_wins() {
         let (_client, mut client_side) = tokio::io::duplex(64);
-        let (mut upstream, mut upstream_side) = tokio::io::duplex(64);
+        let (mut upstream, upstream_side) = tokio::io::duplex(64);
+        let mut upstream_side = PrefixedIo::new(Vec::new(), upstream_side);
         upstream.write_all(b"220 smtp ready\r\n").await.unwrap();
         let first = first_bytes(&mut client_side, &mut upstream_side, Duration::from_secs(2))
             .await
@@ -232,10 +280,60 @@ mod tests {
         assert!(matches!(first, FirstBytes::Upstream(bytes) if bytes.starts_with(b"220")));
     }
 
+    /// What a hyper, grpc-go or Envoy h2c server sends on accept: SETTINGS with one setting, before the
+    /// client has said anything.
+    const SERVER_SETTINGS: [u8; 15] = [0, 0, 6, 0x04, 0, 0, 0, 0, 0, 0, 0x03, 0, 0, 0, 100];
+
+    #[tokio::test]
+    async fn an_h2_server_settings_first_leaves_the_decision_to_the_client() {
+        let (mut client, mut client_side) = tokio::io::duplex(1024);
+        let (mut upstream, upstream_side) = tokio::io::duplex(1024);
+        let mut upstream_side = PrefixedIo::new(Vec::new(), upstream_side);
+        upstream.write_all(&SERVER_SETTINGS).await.unwrap();
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            client.write_all(H2_PREFACE).await.unwrap();
+            client
+        });
+        let first = first_bytes(&mut client_side, &mut upstream_side, Duration::from_secs(2))
+            .await
+            .unwrap();
+        let _client = writer.await.unwrap();
+        assert!(matches!(first, FirstBytes::Client(bytes) if is_h2_preface(&bytes)));
+        // The server's bytes are relayed first, untouched.
+        drop(upstream);
+        let mut replayed = Vec::new();
+        upstream_side.read_to_end(&mut replayed).await.unwrap();
+        assert_eq!(replayed, SERVER_SETTINGS);
+    }
+
+    #[tokio::test]
+    async fn an_h2_server_settings_and_a_silent_client_is_the_server_first() {
+        let (_client, mut client_side) = tokio::io::duplex(64);
+        let (mut upstream, upstream_side) = tokio::io::duplex(64);
+        let mut upstream_side = PrefixedIo::new(Vec::new(), upstream_side);
+        upstream.write_all(&SERVER_SETTINGS).await.unwrap();
+        let first = first_bytes(
+            &mut client_side,
+            &mut upstream_side,
+            Duration::from_millis(50),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(first, FirstBytes::Upstream(bytes) if bytes == SERVER_SETTINGS));
+        assert!(upstream_side.prefix().is_empty(), "handed back, not kept");
+        // A SETTINGS ACK, or a frame on a stream, is no server preface.
+        assert!(is_h2_settings(&SERVER_SETTINGS));
+        assert!(!is_h2_settings(&[0, 0, 0, 0x04, 0x01, 0, 0, 0, 0]));
+        assert!(!is_h2_settings(&[0, 0, 6, 0x04, 0, 0, 0, 0, 1]));
+        assert!(!is_h2_settings(b"220 smtp ready\r\n"));
+    }
+
     #[tokio::test]
     async fn a_client_slow_to_open_is_still_recognised() {
         let (mut client, mut client_side) = tokio::io::duplex(64 * 1024);
-        let (_upstream, mut upstream_side) = tokio::io::duplex(64);
+        let (_upstream, upstream_side) = tokio::io::duplex(64);
+        let mut upstream_side = PrefixedIo::new(Vec::new(), upstream_side);
         let hello = tls::tests::client_hello("slow.example.test");
         let sent = hello.clone();
         let writer = tokio::spawn(async move {
@@ -261,7 +359,8 @@ mod tests {
     #[tokio::test]
     async fn an_unfinished_request_line_waits_only_the_timeout() {
         let (mut client, mut client_side) = tokio::io::duplex(64);
-        let (_upstream, mut upstream_side) = tokio::io::duplex(64);
+        let (_upstream, upstream_side) = tokio::io::duplex(64);
+        let mut upstream_side = PrefixedIo::new(Vec::new(), upstream_side);
         client.write_all(b"GET /never-ends").await.unwrap();
         let first = tokio::time::timeout(
             Duration::from_secs(2),
@@ -280,7 +379,8 @@ mod tests {
     #[tokio::test]
     async fn a_side_closing_first_is_silence() {
         let (client, mut client_side) = tokio::io::duplex(64);
-        let (_upstream, mut upstream_side) = tokio::io::duplex(64);
+        let (_upstream, upstream_side) = tokio::io::duplex(64);
+        let mut upstream_side = PrefixedIo::new(Vec::new(), upstream_side);
         drop(client);
         let first = first_bytes(
             &mut client_side,

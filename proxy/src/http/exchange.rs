@@ -42,10 +42,14 @@ pub fn finish_response(
         _ => false,
     };
     let (mut parts, body) = response.into_parts();
+    let protocol = parts.headers.get(http::header::UPGRADE).cloned();
+    if client_upgrade {
+        // Before the body is wrapped: a 101's empty body completes the record at once.
+        capture.mark_upgraded(protocol.as_ref());
+    }
     // The record keeps the response head as the upstream sent it (like the request's), before the
     // hop-by-hop headers are dropped for the client.
     let body = capture.response_body(&parts, body).boxed_unsync();
-    let protocol = parts.headers.get(http::header::UPGRADE).cloned();
     remove_hop_by_hop(&mut parts.headers);
     if let (true, Some(protocol)) = (client_upgrade, protocol) {
         upgrade::restore_headers(&mut parts.headers, protocol);

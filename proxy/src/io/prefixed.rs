@@ -29,6 +29,16 @@ impl<S> PrefixedIo<S> {
         &self.prefix
     }
 
+    /// Puts `bytes` in front of what is still to be replayed: bytes read ahead and handed back.
+    pub fn unread(&mut self, bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut joined = bytes;
+        joined.extend_from_slice(&self.prefix);
+        self.prefix = Bytes::from(joined);
+    }
+
     /// The wrapped stream, for its owner's bookkeeping (not for reading: the prefix comes first).
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
