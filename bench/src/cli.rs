@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::run::{self, RunOutcome};
+pub use crate::settings::Settings;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,22 +61,10 @@ pub struct RunArgs {
     pub keep_workdir: bool,
 }
 
-/// What a run does, with the smoke and full defaults applied.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub smoke: bool,
-    pub rounds: u32,
-    pub measure_for: Duration,
-    pub idle_connections: u32,
-    /// Size of the origin's download file: long enough that a download is not all connection setup.
-    pub large_file_bytes: u64,
-    pub out: Option<PathBuf>,
-    pub proxy_bin: Option<PathBuf>,
-    pub keep_workdir: bool,
-}
-
 const MIB: u64 = 1024 * 1024;
 
+/// The flags, with the smoke and full defaults applied. [`Settings`] lives in [`crate::settings`], below
+/// the scenarios that read it, so that they need nothing of the command line.
 impl Settings {
     pub fn from_args(args: &RunArgs) -> Settings {
         let smoke = args.smoke;

@@ -7,13 +7,13 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 
-use crate::cli::Settings;
 use crate::clients::wrk::Load;
 use crate::contenders::fleet::Fleet;
 use crate::contenders::{Context, OriginEndpoints};
 use crate::ports::PortAllocator;
 use crate::report::{self, document, machine, Meta};
 use crate::scenarios::{self, http_load, latency, plan, Bench, Outcome};
+use crate::settings::Settings;
 use crate::tls::TlsMaterial;
 use crate::workdir::Workdir;
 use crate::workspace::{self, Workspace};

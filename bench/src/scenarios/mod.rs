@@ -16,11 +16,11 @@ pub mod tls_out;
 
 use std::fmt;
 
-use crate::cli::Settings;
 use crate::clients::{wrk, Invalid};
 use crate::contenders::fleet::Fleet;
 use crate::contenders::{Capture, Context, ServerSpec};
 use crate::route::Route;
+use crate::settings::Settings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScenarioKind {
