@@ -1,4 +1,5 @@
-//! The command line: `sidecar-bench run [--smoke] [--rounds N] [--seconds S] [--out PATH] [--proxy-bin PATH]`,
+//! The command line: `sidecar-bench run [--smoke] [--rounds N] [--seconds S] [--out PATH] [--proxy-bin PATH]
+//! [--relay-bin PATH]`,
 //! and the settings a full run and a smoke run differ in.
 
 use std::path::PathBuf;
@@ -56,6 +57,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub proxy_bin: Option<PathBuf>,
 
+    /// A minimal-relay binary (the relay limit) to measure instead of building `cargo build --release
+    /// -p sidecar-bench --bin minimal-relay`
+    #[arg(long, value_name = "PATH")]
+    pub relay_bin: Option<PathBuf>,
+
     /// Keep the directory of generated configs, logs and capture files (its path is printed)
     #[arg(long)]
     pub keep_workdir: bool,
@@ -78,6 +84,7 @@ impl Settings {
             large_file_bytes: if smoke { 256 * MIB } else { 1024 * MIB },
             out: args.out.clone(),
             proxy_bin: args.proxy_bin.clone(),
+            relay_bin: args.relay_bin.clone(),
             keep_workdir: args.keep_workdir,
         }
     }

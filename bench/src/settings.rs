@@ -15,5 +15,7 @@ pub struct Settings {
     pub large_file_bytes: u64,
     pub out: Option<PathBuf>,
     pub proxy_bin: Option<PathBuf>,
+    /// The minimal relay (the relay limit) to measure instead of building it.
+    pub relay_bin: Option<PathBuf>,
     pub keep_workdir: bool,
 }
