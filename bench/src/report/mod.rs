@@ -1,9 +1,11 @@
-//! The markdown report: what ran where, the targets and whether we meet them, then one table per
+//! The markdown report: what ran where, the targets and whether we meet them, issue #17's goals
+//! ([`goals`]: our rows against the minimal relay, capture off, peers and direct), then one table per
 //! scenario with medians, ratios to direct and every round's figure (an invalid round shows why).
 //! [`render`] is pure; [`machine`] gathers the facts and versions, [`document`] puts the generated part
 //! between markers in a file that may hold hand-written prose around it.
 
 pub mod document;
+pub mod goals;
 pub mod machine;
 
 use std::fmt::Write as _;
@@ -44,6 +46,7 @@ pub fn render(meta: &Meta, scenarios: &[Scenario]) -> String {
     let mut out = String::new();
     render_meta(&mut out, meta);
     render_targets(&mut out, scenarios);
+    goals::render(&mut out, &goals::evaluate(scenarios));
     for scenario in scenarios {
         render_scenario(&mut out, scenario, meta);
     }
