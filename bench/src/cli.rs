@@ -1,4 +1,5 @@
-//! The command line: `sidecar-bench run [--smoke] [--rounds N] [--seconds S] [--out PATH] [--proxy-bin PATH]`,
+//! The command line: `sidecar-bench run [--smoke] [--rounds N] [--seconds S] [--out PATH] [--proxy-bin PATH]
+//! [--relay-bin PATH]`,
 //! and the settings a full run and a smoke run differ in.
 
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::run::{self, RunOutcome};
+pub use crate::settings::Settings;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -55,27 +57,20 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub proxy_bin: Option<PathBuf>,
 
+    /// A minimal-relay binary (the relay limit) to measure instead of building `cargo build --release
+    /// -p sidecar-bench --bin minimal-relay`
+    #[arg(long, value_name = "PATH")]
+    pub relay_bin: Option<PathBuf>,
+
     /// Keep the directory of generated configs, logs and capture files (its path is printed)
     #[arg(long)]
     pub keep_workdir: bool,
 }
 
-/// What a run does, with the smoke and full defaults applied.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub smoke: bool,
-    pub rounds: u32,
-    pub measure_for: Duration,
-    pub idle_connections: u32,
-    /// Size of the origin's download file: long enough that a download is not all connection setup.
-    pub large_file_bytes: u64,
-    pub out: Option<PathBuf>,
-    pub proxy_bin: Option<PathBuf>,
-    pub keep_workdir: bool,
-}
-
 const MIB: u64 = 1024 * 1024;
 
+/// The flags, with the smoke and full defaults applied. [`Settings`] lives in [`crate::settings`], below
+/// the scenarios that read it, so that they need nothing of the command line.
 impl Settings {
     pub fn from_args(args: &RunArgs) -> Settings {
         let smoke = args.smoke;
@@ -89,6 +84,7 @@ impl Settings {
             large_file_bytes: if smoke { 256 * MIB } else { 1024 * MIB },
             out: args.out.clone(),
             proxy_bin: args.proxy_bin.clone(),
+            relay_bin: args.relay_bin.clone(),
             keep_workdir: args.keep_workdir,
         }
     }

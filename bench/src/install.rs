@@ -25,6 +25,8 @@ pub const DEBIAN_COMMANDS: &[(&str, &str)] = &[
     ("microsocks", "microsocks"),
     ("curl", "curl"),
     ("python3", "python3"),
+    // HTTP/2 load for the h2c rows (scenario 8).
+    ("h2load", "nghttp2-client"),
 ];
 
 /// `python3 -m venv` needs ensurepip, which Debian ships separately.
@@ -49,12 +51,19 @@ pub struct Tools {
     pub microsocks: PathBuf,
     pub curl: PathBuf,
     pub mitmdump: PathBuf,
+    pub h2load: PathBuf,
     /// Set by the caller once the proxy is built or given.
     pub sidecar_proxy: PathBuf,
+    /// The relay limit (bench/src/bin/minimal-relay.rs), built or given like the proxy.
+    pub minimal_relay: PathBuf,
 }
 
 /// Installs whatever is missing and returns where everything is.
-pub fn ensure(venv: &Path, sidecar_proxy: PathBuf) -> anyhow::Result<Tools> {
+pub fn ensure(
+    venv: &Path,
+    sidecar_proxy: PathBuf,
+    minimal_relay: PathBuf,
+) -> anyhow::Result<Tools> {
     let missing_packages = missing_debian_packages();
     let venv_python = venv.join("bin/python3");
     let need_venv_package = !venv_python.exists() && !dpkg_installed(VENV_PACKAGE);
@@ -82,7 +91,9 @@ pub fn ensure(venv: &Path, sidecar_proxy: PathBuf) -> anyhow::Result<Tools> {
         microsocks: path("microsocks")?,
         curl: path("curl")?,
         mitmdump,
+        h2load: path("h2load")?,
         sidecar_proxy,
+        minimal_relay,
     })
 }
 

@@ -2,7 +2,8 @@
 //! tinyproxy, dante, microsocks, mitmproxy) on one machine, in one run, and writes the comparison as
 //! markdown (docs/benchmarks.md; issue #8).
 //!
-//! - [`cli`] and [`run`]: the flags and the run from start to report;
+//! - [`cli`] and [`run`]: the flags and the run from start to report; [`settings`]: what the flags
+//!   amount to, read by the run and the scenarios;
 //! - [`install`] and [`workspace`]: the tools from Debian's packages and PyPI, the proxy's release binary;
 //! - [`process`], [`ports`], [`workdir`]: the servers the harness starts, their ports and their files;
 //! - [`route`], [`http1`], [`probe`]: one real request through any contender, to prove it ready;
@@ -26,6 +27,7 @@ pub mod route;
 pub mod rss;
 pub mod run;
 pub mod scenarios;
+pub mod settings;
 pub mod soak;
 pub mod stats;
 pub mod targets;

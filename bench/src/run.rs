@@ -7,13 +7,13 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 
-use crate::cli::Settings;
 use crate::clients::wrk::Load;
 use crate::contenders::fleet::Fleet;
 use crate::contenders::{Context, OriginEndpoints};
 use crate::ports::PortAllocator;
 use crate::report::{self, document, machine, Meta};
 use crate::scenarios::{self, http_load, latency, plan, Bench, Outcome};
+use crate::settings::Settings;
 use crate::tls::TlsMaterial;
 use crate::workdir::Workdir;
 use crate::workspace::{self, Workspace};
@@ -41,7 +41,11 @@ pub async fn run(mut settings: Settings, command_line: String) -> anyhow::Result
         Some(path) => workspace::check_proxy_bin(path)?,
         None => workspace.build_proxy()?,
     };
-    let tools = install::ensure(&workspace.venv(), proxy)?;
+    let relay = match &settings.relay_bin {
+        Some(path) => workspace::check_given_bin("--relay-bin", path)?,
+        None => workspace.build_minimal_relay()?,
+    };
+    let tools = install::ensure(&workspace.venv(), proxy, relay)?;
     let fd_limit = process::raise_fd_limit()?;
     let idle_note = fit_idle_connections(&mut settings, fd_limit);
     if let Some(note) = &idle_note {
@@ -52,6 +56,7 @@ pub async fn run(mut settings: Settings, command_line: String) -> anyhow::Result
     let origin = OriginEndpoints {
         http_port: ports.next()?,
         https_port: ports.next()?,
+        h2c_port: ports.next()?,
         iperf_port: ports.next()?,
         large_file_bytes: settings.large_file_bytes,
     };

@@ -54,20 +54,37 @@ impl Workspace {
 
     /// `cargo build --release -p sidecar-proxy --locked` and the binary it made.
     pub fn build_proxy(&self) -> anyhow::Result<PathBuf> {
-        eprintln!("sidecar-bench: cargo build --release -p sidecar-proxy --locked");
+        self.build_release(&["-p", "sidecar-proxy"], "sidecar-proxy")
+    }
+
+    /// `cargo build --release -p sidecar-bench --bin minimal-relay --locked`: the relay limit, built
+    /// with the same profile as the proxy it is measured next to.
+    pub fn build_minimal_relay(&self) -> anyhow::Result<PathBuf> {
+        self.build_release(
+            &["-p", "sidecar-bench", "--bin", "minimal-relay"],
+            "minimal-relay",
+        )
+    }
+
+    /// `cargo build --release <selection> --locked`, and `binary` from the release directory.
+    fn build_release(&self, selection: &[&str], binary: &str) -> anyhow::Result<PathBuf> {
+        let shown = format!("cargo build --release {} --locked", selection.join(" "));
+        eprintln!("sidecar-bench: {shown}");
         let status = cargo()
             .current_dir(&self.root)
-            .args(["build", "--release", "-p", "sidecar-proxy", "--locked"])
+            .args(["build", "--release"])
+            .args(selection)
+            .arg("--locked")
             .status()
             .context("cannot run cargo build")?;
         if !status.success() {
-            bail!("cargo build --release -p sidecar-proxy failed ({status})");
+            bail!("{shown} failed ({status})");
         }
-        let binary = self.target_dir.join("release/sidecar-proxy");
-        if !binary.is_file() {
-            bail!("{} is missing after the build", binary.display());
+        let path = self.target_dir.join("release").join(binary);
+        if !path.is_file() {
+            bail!("{} is missing after the build", path.display());
         }
-        Ok(binary)
+        Ok(path)
     }
 
     /// Short commit of HEAD, and whether proxy/ has uncommitted changes (the numbers are then of code
@@ -103,13 +120,18 @@ impl Workspace {
     }
 }
 
-/// A given binary must exist and be executable before anything starts.
-pub fn check_proxy_bin(path: &Path) -> anyhow::Result<PathBuf> {
+/// A binary given by `flag` (--proxy-bin, --relay-bin) must exist before anything starts.
+pub fn check_given_bin(flag: &str, path: &Path) -> anyhow::Result<PathBuf> {
     let path = path
         .canonicalize()
-        .with_context(|| format!("--proxy-bin {}", path.display()))?;
+        .with_context(|| format!("{flag} {}", path.display()))?;
     if !path.is_file() {
-        bail!("--proxy-bin {} is not a file", path.display());
+        bail!("{flag} {} is not a file", path.display());
     }
     Ok(path)
+}
+
+/// [`check_given_bin`] for --proxy-bin.
+pub fn check_proxy_bin(path: &Path) -> anyhow::Result<PathBuf> {
+    check_given_bin("--proxy-bin", path)
 }

@@ -7,6 +7,7 @@ pub mod dante;
 pub mod fleet;
 pub mod haproxy;
 pub mod microsocks;
+pub mod minimal_relay;
 pub mod mitmproxy;
 pub mod nginx;
 pub mod origin;
@@ -72,6 +73,8 @@ pub enum Upstream {
     Http,
     /// The iperf3 server, for the bulk tcp relay.
     Iperf3,
+    /// nginx's HTTP/2 cleartext server (prior knowledge, no upgrade), for the h2c rows.
+    H2c,
 }
 
 impl Upstream {
@@ -79,6 +82,16 @@ impl Upstream {
         match self {
             Upstream::Http => origin.http_port,
             Upstream::Iperf3 => origin.iperf_port,
+            Upstream::H2c => origin.h2c_port,
+        }
+    }
+
+    /// `""`, `"-iperf3"`, `"-h2c"`: what a slug adds for the upstream.
+    fn slug_suffix(self) -> &'static str {
+        match self {
+            Upstream::Http => "",
+            Upstream::Iperf3 => "-iperf3",
+            Upstream::H2c => "-h2c",
         }
     }
 }
@@ -112,7 +125,12 @@ pub enum ServerSpec {
     Mitmproxy,
     Dante,
     Microsocks,
+    /// The relay limit: bench/src/bin/minimal-relay.rs, accept, connect, copy_bidirectional.
+    MinimalRelay(Upstream),
 }
+
+/// The minimal relay's name in the report.
+pub const MINIMAL_RELAY: &str = "minimal relay (the relay limit)";
 
 impl ServerSpec {
     /// The contender's name in the report.
@@ -127,6 +145,7 @@ impl ServerSpec {
             ServerSpec::Mitmproxy => "mitmproxy",
             ServerSpec::Dante => "dante",
             ServerSpec::Microsocks => "microsocks",
+            ServerSpec::MinimalRelay(_) => MINIMAL_RELAY,
         }
     }
 
@@ -142,12 +161,13 @@ impl ServerSpec {
         match self {
             ServerSpec::Sidecar(mode, capture) => {
                 let mode = match mode {
-                    SidecarMode::ReverseTcp(Upstream::Http) => "reverse-tcp",
-                    SidecarMode::ReverseTcp(Upstream::Iperf3) => "reverse-tcp-iperf3",
-                    SidecarMode::ReverseHttp => "reverse-http",
-                    SidecarMode::ForwardHttp => "forward-http",
-                    SidecarMode::ForwardHttpTlsOut => "forward-http-tls-out",
-                    SidecarMode::ForwardSocks => "forward-socks",
+                    SidecarMode::ReverseTcp(upstream) => {
+                        format!("reverse-tcp{}", upstream.slug_suffix())
+                    }
+                    SidecarMode::ReverseHttp => "reverse-http".to_owned(),
+                    SidecarMode::ForwardHttp => "forward-http".to_owned(),
+                    SidecarMode::ForwardHttpTlsOut => "forward-http-tls-out".to_owned(),
+                    SidecarMode::ForwardSocks => "forward-socks".to_owned(),
                 };
                 let capture = match capture {
                     Capture::On => "on",
@@ -161,10 +181,7 @@ impl ServerSpec {
                     HaproxyMode::Tcp => "tcp",
                     HaproxyMode::Http => "http",
                 },
-                match upstream {
-                    Upstream::Http => "",
-                    Upstream::Iperf3 => "-iperf3",
-                }
+                upstream.slug_suffix()
             ),
             ServerSpec::NginxReverse => "nginx-reverse".to_owned(),
             ServerSpec::Squid => "squid".to_owned(),
@@ -172,6 +189,9 @@ impl ServerSpec {
             ServerSpec::Mitmproxy => "mitmproxy".to_owned(),
             ServerSpec::Dante => "dante".to_owned(),
             ServerSpec::Microsocks => "microsocks".to_owned(),
+            ServerSpec::MinimalRelay(upstream) => {
+                format!("minimal-relay{}", upstream.slug_suffix())
+            }
         }
     }
 
@@ -194,7 +214,8 @@ impl ServerSpec {
     fn upstream(&self) -> Upstream {
         match self {
             ServerSpec::Sidecar(SidecarMode::ReverseTcp(upstream), _)
-            | ServerSpec::Haproxy(_, upstream) => *upstream,
+            | ServerSpec::Haproxy(_, upstream)
+            | ServerSpec::MinimalRelay(upstream) => *upstream,
             _ => Upstream::Http,
         }
     }
@@ -205,7 +226,8 @@ impl ServerSpec {
         match self {
             ServerSpec::Sidecar(SidecarMode::ReverseTcp(_) | SidecarMode::ReverseHttp, _)
             | ServerSpec::Haproxy(..)
-            | ServerSpec::NginxReverse => reverse,
+            | ServerSpec::NginxReverse
+            | ServerSpec::MinimalRelay(_) => reverse,
             ServerSpec::Sidecar(SidecarMode::ForwardHttp | SidecarMode::ForwardHttpTlsOut, _)
             | ServerSpec::Squid => vec![
                 Route::AbsoluteForm { proxy_port: port },
@@ -254,6 +276,9 @@ impl ServerSpec {
             ServerSpec::Mitmproxy => mitmproxy::spawn(ctx, &name, &stem, port)?,
             ServerSpec::Dante => dante::spawn(ctx, &name, &stem, port)?,
             ServerSpec::Microsocks => microsocks::spawn(ctx, &name, &stem, port)?,
+            ServerSpec::MinimalRelay(upstream) => {
+                minimal_relay::spawn(ctx, &name, &stem, upstream.port(&ctx.origin), port)?
+            }
         };
         probe::until_listening(&mut process, port, probe::LISTEN_TIMEOUT).await?;
         for route in self.routes(port) {
@@ -273,6 +298,7 @@ impl ServerSpec {
                     .map_err(|error| {
                         process.failed(format!("relayed no iperf3 test: {error:#}"))
                     })?,
+                Upstream::H2c => probe::expect_h2c_body(&mut process, &ctx.tools, port).await?,
             }
         }
         if let Some(trust) = self.https_trust() {
@@ -293,7 +319,11 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
-    const ALL: [ServerSpec; 17] = [
+    const ALL: [ServerSpec; 21] = [
+        ServerSpec::Sidecar(SidecarMode::ReverseTcp(Upstream::H2c), Capture::On),
+        ServerSpec::MinimalRelay(Upstream::Http),
+        ServerSpec::MinimalRelay(Upstream::Iperf3),
+        ServerSpec::MinimalRelay(Upstream::H2c),
         ServerSpec::Sidecar(SidecarMode::ReverseTcp(Upstream::Http), Capture::On),
         ServerSpec::Sidecar(SidecarMode::ReverseTcp(Upstream::Iperf3), Capture::Off),
         ServerSpec::Sidecar(SidecarMode::ReverseHttp, Capture::On),

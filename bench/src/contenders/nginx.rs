@@ -17,13 +17,15 @@ pub struct OriginHttps<'a> {
 }
 
 /// The origin's config: `/` answers 13 bytes, `/large.bin` is the download file in `www`, in cleartext
-/// on `port` and over TLS on `https.port`. The TLS server offers TLS 1.3 (nginx before 1.23.4 leaves it
+/// on `port`, over HTTP/2 cleartext on `h2c_port` (prior knowledge: nginx's `listen ... http2` without
+/// `ssl` takes HTTP/2 from the first byte and does no Upgrade), and over TLS on `https.port`. The TLS server offers TLS 1.3 (nginx before 1.23.4 leaves it
 /// out by default, and clients of today negotiate it) and closes every connection after one response
 /// (`keepalive_timeout 0`), so each request there pays a handshake, and a client that ignored
 /// `Connection: close` could not make the handshake row measure keep-alive instead.
 pub fn origin_config(
     dir: &Path,
     port: u16,
+    h2c_port: u16,
     https: OriginHttps<'_>,
     www: &Path,
     fd_limit: u64,
@@ -34,6 +36,10 @@ http {{
 {http}
     server {{
         listen 127.0.0.1:{port} backlog=4096;
+{locations}
+    }}
+    server {{
+        listen 127.0.0.1:{h2c_port} http2 backlog=4096;
 {locations}
     }}
     server {{
@@ -140,7 +146,14 @@ pub fn spawn_origin(ctx: &Context, name: &str, www: &Path) -> anyhow::Result<Ser
         cert: &ctx.tls.origin_cert_file,
         key: &ctx.tls.origin_key_file,
     };
-    let config = origin_config(&dir, ctx.origin.http_port, https, www, ctx.fd_limit);
+    let config = origin_config(
+        &dir,
+        ctx.origin.http_port,
+        ctx.origin.h2c_port,
+        https,
+        www,
+        ctx.fd_limit,
+    );
     spawn(ctx, name, &dir, &config)
 }
 
@@ -182,15 +195,23 @@ mod tests {
             cert: Path::new("/w/tls/origin.crt"),
             key: Path::new("/w/tls/origin.key"),
         };
-        let config = origin_config(Path::new("/w"), 8080, https, Path::new("/w/www"), 20_000);
+        let config = origin_config(
+            Path::new("/w"),
+            8080,
+            8082,
+            https,
+            Path::new("/w/www"),
+            20_000,
+        );
         assert!(config.contains("listen 127.0.0.1:8080 backlog"));
+        assert!(config.contains("listen 127.0.0.1:8082 http2 backlog"));
         assert!(config.contains("listen 127.0.0.1:8443 ssl backlog"));
         assert!(config.contains("ssl_certificate /w/tls/origin.crt;"));
         assert!(config.contains("ssl_certificate_key /w/tls/origin.key;"));
         assert!(config.contains("ssl_protocols TLSv1.2 TLSv1.3;"));
-        // Both servers answer the same two locations; only the TLS one closes after each response.
-        assert_eq!(config.matches(r#"return 200 "hello, world\n";"#).count(), 2);
-        assert_eq!(config.matches("root /w/www;").count(), 2);
+        // All three servers answer the same two locations; only the TLS one closes after each response.
+        assert_eq!(config.matches(r#"return 200 "hello, world\n";"#).count(), 3);
+        assert_eq!(config.matches("root /w/www;").count(), 3);
         assert_eq!(config.matches("keepalive_timeout 0;").count(), 1);
         assert!(config.contains("worker_processes 1;"));
         assert!(config.contains("worker_rlimit_nofile 20000;"));

@@ -1,5 +1,5 @@
 //! The origin every path ends at: nginx serving a 13-byte response and a large (sparse) file, in
-//! cleartext and over HTTPS (with the run's test certificate, [`crate::tls`]), and an iperf3 server on
+//! cleartext (HTTP/1.1, and HTTP/2 with prior knowledge on a port of its own) and over HTTPS (with the run's test certificate, [`crate::tls`]), and an iperf3 server on
 //! a port of its own for the bulk tcp relay.
 
 use std::process::Command;
@@ -24,6 +24,8 @@ pub struct OriginEndpoints {
     pub http_port: u16,
     /// The same content over TLS; the server closes each connection after one response.
     pub https_port: u16,
+    /// The same content over HTTP/2 cleartext, prior knowledge only (scenario 8).
+    pub h2c_port: u16,
     pub iperf_port: u16,
     pub large_file_bytes: u64,
 }
@@ -71,6 +73,8 @@ impl Origin {
                 .failed(format!("failed the download of {LARGE_PATH}: {invalid}"))
                 .into());
         }
+        probe::until_listening(&mut nginx, ctx.origin.h2c_port, probe::LISTEN_TIMEOUT).await?;
+        probe::expect_h2c_body(&mut nginx, &ctx.tools, ctx.origin.h2c_port).await?;
         probe::until_listening(&mut nginx, ctx.origin.https_port, probe::LISTEN_TIMEOUT).await?;
         let https = https_target(ctx, Route::Direct, Trust::Origin);
         probe::expect_https_body(&mut nginx, &https).await?;

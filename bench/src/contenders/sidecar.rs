@@ -131,6 +131,7 @@ mod tests {
             &OriginEndpoints {
                 http_port: 8080,
                 https_port: 8443,
+                h2c_port: 8082,
                 iperf_port: 5201,
                 large_file_bytes: 1,
             },

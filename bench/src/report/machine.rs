@@ -65,9 +65,16 @@ pub fn versions(tools: &Tools, workspace: &Workspace, proxy_given: bool) -> Vec<
             "curl".into(),
             curl_version(&first_line(&tools.curl, &["--version"])),
         ),
+        ("h2load".into(), first_line(&tools.h2load, &["--version"])),
         (
             "TLS load generator".into(),
             "sidecar-bench's own (tokio-rustls with ring; versions in Cargo.lock)".into(),
+        ),
+        (
+            "minimal relay".into(),
+            "sidecar-bench's own (bench/src/bin/minimal-relay.rs: tokio's copy_bidirectional, \
+             release build; versions in Cargo.lock)"
+                .into(),
         ),
     ]
 }

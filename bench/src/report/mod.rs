@@ -1,9 +1,11 @@
-//! The markdown report: what ran where, the targets and whether we meet them, then one table per
+//! The markdown report: what ran where, the targets and whether we meet them, issue #17's goals
+//! ([`goals`]: our rows against the minimal relay, capture off, peers and direct), then one table per
 //! scenario with medians, ratios to direct and every round's figure (an invalid round shows why).
 //! [`render`] is pure; [`machine`] gathers the facts and versions, [`document`] puts the generated part
 //! between markers in a file that may hold hand-written prose around it.
 
 pub mod document;
+pub mod goals;
 pub mod machine;
 
 use std::fmt::Write as _;
@@ -44,6 +46,7 @@ pub fn render(meta: &Meta, scenarios: &[Scenario]) -> String {
     let mut out = String::new();
     render_meta(&mut out, meta);
     render_targets(&mut out, scenarios);
+    goals::render(&mut out, &goals::evaluate(scenarios));
     for scenario in scenarios {
         render_scenario(&mut out, scenario, meta);
     }
@@ -73,13 +76,15 @@ fn render_meta(out: &mut String, meta: &Meta) {
         out,
         "| load | wrk {} threads × {} connections; latency paced at {} ms per request per connection; \
          {} idle connections; download file {} MiB; TLS handshakes: {} connections of the harness's own \
-         load generator |",
+         load generator; h2c: h2load {} connections × {} concurrent streams |",
         meta.wrk_threads,
         meta.wrk_connections,
         meta.pace_ms,
         meta.idle_connections,
         meta.large_file_mib,
-        meta.wrk_connections
+        meta.wrk_connections,
+        crate::clients::h2load::CLIENTS,
+        crate::clients::h2load::STREAMS,
     );
     if let Some(note) = &meta.idle_note {
         let _ = writeln!(out, "| note | {note} |");
@@ -135,6 +140,7 @@ fn section_short_name(kind: ScenarioKind, section: &Section) -> &'static str {
         (_, Tool::Download) => "bulk, download",
         (ScenarioKind::Latency, _) => "latency",
         (ScenarioKind::Memory, _) => "memory",
+        (ScenarioKind::H2c, _) => "h2c",
         _ => section.title,
     }
 }
@@ -191,6 +197,10 @@ fn render_scenario(out: &mut String, scenario: &Scenario, meta: &Meta) {
             Tool::TlsHandshakes => handshake_table(out, section),
             Tool::TlsDownload => rate_table(out, scenario.kind, section, "MB/s", |f| match f {
                 Figure::Bandwidth { bits_per_sec } => Some(format!("{:.0}", bits_per_sec / 8e6)),
+                _ => None,
+            }),
+            Tool::H2load => rate_table(out, scenario.kind, section, "req/s", |f| match f {
+                Figure::RequestRate { per_sec } => Some(format_count(*per_sec)),
                 _ => None,
             }),
         }

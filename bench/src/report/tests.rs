@@ -318,3 +318,70 @@ fn a_leaf_cell_with_a_fresh_mint_shows_the_share_of_hits() {
 fn counts_get_thousands_separators(#[case] value: f64, #[case] expected: &str) {
     assert_eq!(format_count(value), expected);
 }
+
+#[test]
+fn the_minimal_relay_is_a_reference_with_no_target_and_the_goals_table_follows_the_targets() {
+    let mut scenario = keep_alive();
+    scenario.sections[0].rows.push(with(
+        Row::through(Group::ReverseTcp, ServerSpec::MinimalRelay(Upstream::Http)),
+        vec![rate(9_000.0), rate(18_000.0)],
+    ));
+    let report = render(&meta(), &[scenario]);
+    assert!(
+        report.contains(
+            "| reverse tcp | minimal relay (the relay limit) | 13,500 | 0.90 |  | 9,000 · 18,000 |"
+        ),
+        "{report}"
+    );
+    let targets = report
+        .find("### Our rows against the issue's targets")
+        .unwrap();
+    let goals = report
+        .find("### Goals of issue #17: capture at the cost of a relay")
+        .unwrap();
+    let first_scenario = report.find("### 1.").unwrap();
+    assert!(targets < goals && goals < first_scenario, "{report}");
+    // Capture on 12,000 over the relay limit's 13,500; capture off has one valid round, 7,000.
+    assert!(
+        report.contains(
+            "| 1. keep-alive | reverse tcp, capture on ≥ 0.95 × the minimal relay (reverse tcp) | 0.89 (12,000 vs 13,500 req/s) | **NOT MET** |"
+        ),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "| 1. keep-alive | reverse tcp, capture on ≥ 0.95 × capture off | 1.71 (12,000 vs 7,000 req/s) | MET |"
+        ),
+        "{report}"
+    );
+}
+
+#[test]
+fn h2c_rows_show_requests_per_second() {
+    let ours = |capture| ServerSpec::Sidecar(SidecarMode::ReverseTcp(Upstream::H2c), capture);
+    let scenario = Scenario {
+        kind: ScenarioKind::H2c,
+        sections: vec![Section {
+            title: "h2load",
+            tool: Tool::H2load,
+            rows: vec![
+                with(Row::direct(), vec![rate(50_000.0), rate(60_000.0)]),
+                with(
+                    Row::through(Group::ReverseTcp, ours(Capture::On)),
+                    vec![rate(30_000.0), rate(36_000.0)],
+                ),
+            ],
+        }],
+    };
+    let report = render(&meta(), &[scenario]);
+    assert!(
+        report.contains("### 8. HTTP/2 cleartext (h2c) through a tcp relay"),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "| reverse tcp | **sidecar-proxy, capture on** | 33,000 | 0.60 |  | 30,000 · 36,000 |"
+        ),
+        "{report}"
+    );
+}

@@ -5,9 +5,11 @@
 //! - [`plan`]: which rows exist (scenario 6, capture on and off, is a pair of rows for each of ours);
 //! - [`http_load`]: scenarios 1 and 2 (wrk), [`latency`]: 4 (paced wrk), [`bulk`]: 3 (iperf3, curl),
 //!   [`memory`]: 5 (RSS idle and with idle connections held open), [`tls_out`]: 7 (HTTPS through
-//!   CONNECT, relayed and intercepted: handshakes, bulk, leaf-cache hits; issue #10).
+//!   CONNECT, relayed and intercepted: handshakes, bulk, leaf-cache hits; issue #10), [`h2c`]: 8
+//!   (HTTP/2 with prior knowledge through a tcp relay, h2load; issue #17).
 
 pub mod bulk;
+pub mod h2c;
 pub mod http_load;
 pub mod latency;
 pub mod memory;
@@ -16,11 +18,11 @@ pub mod tls_out;
 
 use std::fmt;
 
-use crate::cli::Settings;
 use crate::clients::{wrk, Invalid};
 use crate::contenders::fleet::Fleet;
 use crate::contenders::{Capture, Context, ServerSpec};
 use crate::route::Route;
+use crate::settings::Settings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScenarioKind {
@@ -32,6 +34,8 @@ pub enum ScenarioKind {
     /// HTTPS through CONNECT with tls-out off and on (issue #10; 6 is capture on/off, which has no
     /// section of its own).
     TlsOut,
+    /// HTTP/2 cleartext with prior knowledge through a tcp relay (issue #17).
+    H2c,
 }
 
 impl ScenarioKind {
@@ -44,6 +48,7 @@ impl ScenarioKind {
             ScenarioKind::Latency => 4,
             ScenarioKind::Memory => 5,
             ScenarioKind::TlsOut => 7,
+            ScenarioKind::H2c => 8,
         }
     }
 
@@ -55,6 +60,7 @@ impl ScenarioKind {
             ScenarioKind::Latency => "Latency at a fixed request rate",
             ScenarioKind::Memory => "Memory: idle, and with idle connections held open",
             ScenarioKind::TlsOut => "HTTPS through CONNECT, relayed and intercepted (tls-out)",
+            ScenarioKind::H2c => "HTTP/2 cleartext (h2c) through a tcp relay",
         }
     }
 }
@@ -120,6 +126,8 @@ pub enum Tool {
     TlsHandshakes,
     /// curl downloading the large file over HTTPS.
     TlsDownload,
+    /// h2load: HTTP/2 with prior knowledge, several streams per connection.
+    H2load,
 }
 
 /// One round's figure for one row.
@@ -311,6 +319,13 @@ pub async fn measure(
         }
         Tool::TlsHandshakes => tls_out::handshakes(bench, group, server).await,
         Tool::TlsDownload => tls_out::download(bench, group, server).await,
+        Tool::H2load => {
+            let port = match server {
+                None => bench.ctx.origin.h2c_port,
+                Some(spec) => bench.fleet.port(&spec)?,
+            };
+            h2c::measure(bench, port).await
+        }
     }
 }
 

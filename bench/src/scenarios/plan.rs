@@ -1,9 +1,16 @@
 //! The rows of issue #8, scenario by scenario. Each of our rows comes twice, capture on and capture
 //! off (scenario 6), right after each other so the pair shares the machine's state. Scenario 7 (issue
-//! #10) pairs tls-out off and on instead, both with capture on: interception needs capture.
+//! #10) pairs tls-out off and on instead, both with capture on: interception needs capture. Wherever a
+//! plain tcp relay fits (reverse tcp: keep-alive, new connections, iperf3, latency, memory, h2c), the
+//! minimal relay is there too (issue #17): the relay limit, which cannot do CONNECT or SOCKS5.
 
 use super::{Group, Row, Scenario, ScenarioKind, Section, Tool};
 use crate::contenders::{Capture, HaproxyMode, ServerSpec, SidecarMode, Upstream};
+
+/// The relay limit, in front of `upstream`.
+fn minimal_relay(upstream: Upstream) -> Row {
+    Row::through(Group::ReverseTcp, ServerSpec::MinimalRelay(upstream))
+}
 
 fn ours(group: Group, mode: SidecarMode) -> [Row; 2] {
     [Capture::On, Capture::Off]
@@ -28,6 +35,7 @@ fn http_load_rows() -> Vec<Row> {
         Group::ReverseTcp,
         &[ServerSpec::Haproxy(HaproxyMode::Tcp, Upstream::Http)],
     ));
+    rows.push(minimal_relay(Upstream::Http));
     rows.extend(ours(Group::ReverseHttp, SidecarMode::ReverseHttp));
     rows.extend(theirs(
         Group::ReverseHttp,
@@ -65,6 +73,7 @@ fn bulk_sections() -> Vec<Section> {
         Group::ReverseTcp,
         &[ServerSpec::Haproxy(HaproxyMode::Tcp, Upstream::Iperf3)],
     ));
+    iperf.push(minimal_relay(Upstream::Iperf3));
     let mut download = vec![Row::direct()];
     download.extend(ours(Group::Connect, SidecarMode::ForwardHttp));
     download.extend(theirs(Group::Connect, &[ServerSpec::Squid]));
@@ -105,6 +114,7 @@ fn latency_rows() -> Vec<Row> {
         Group::ReverseTcp,
         &[ServerSpec::Haproxy(HaproxyMode::Tcp, Upstream::Http)],
     ));
+    rows.push(minimal_relay(Upstream::Http));
     rows
 }
 
@@ -118,6 +128,7 @@ fn memory_rows() -> Vec<Row> {
         Group::ReverseTcp,
         &[ServerSpec::Haproxy(HaproxyMode::Tcp, Upstream::Http)],
     ));
+    rows.push(minimal_relay(Upstream::Http));
     rows.extend(ours(Group::Socks5, SidecarMode::ForwardSocks));
     rows.extend(theirs(
         Group::Socks5,
@@ -141,6 +152,19 @@ fn tls_out_rows() -> Vec<Row> {
             ServerSpec::Sidecar(SidecarMode::ForwardHttpTlsOut, Capture::On),
         ),
     ]
+}
+
+/// Scenario 8's rows: HTTP/2 with prior knowledge straight to the origin's h2c server, through our
+/// reverse tcp relay (whose capture tap records the HTTP/2 inside the stream) with capture on and off,
+/// and through the minimal relay.
+fn h2c_rows() -> Vec<Row> {
+    let mut rows = vec![Row::direct()];
+    rows.extend(ours(
+        Group::ReverseTcp,
+        SidecarMode::ReverseTcp(Upstream::H2c),
+    ));
+    rows.push(minimal_relay(Upstream::H2c));
+    rows
 }
 
 /// The whole plan, in the order each round measures it.
@@ -201,6 +225,14 @@ pub fn plan() -> Vec<Scenario> {
                     rows: tls_out_rows(),
                 },
             ],
+        },
+        Scenario {
+            kind: ScenarioKind::H2c,
+            sections: vec![Section {
+                title: "h2load, 10 connections × 10 concurrent streams, HTTP/2 prior knowledge",
+                tool: Tool::H2load,
+                rows: h2c_rows(),
+            }],
         },
     ]
 }
@@ -316,9 +348,74 @@ mod tests {
             "mitmproxy",
             "dante",
             "microsocks",
+            "minimal relay (the relay limit)",
         ] {
             assert!(names.contains(&expected), "{expected}");
         }
+    }
+
+    #[test]
+    fn the_minimal_relay_is_in_every_plain_tcp_relay_row_and_nowhere_else() {
+        let plan = plan();
+        let mut sections_with_it = Vec::new();
+        for scenario in &plan {
+            for section in &scenario.sections {
+                for row in &section.rows {
+                    if let Some(ServerSpec::MinimalRelay(upstream)) = row.server {
+                        assert_eq!(row.group, Group::ReverseTcp, "{}", section.title);
+                        assert!(!row.is_ours());
+                        sections_with_it.push((scenario.kind, section.tool, upstream));
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            sections_with_it,
+            [
+                (
+                    ScenarioKind::KeepAlive,
+                    Tool::Wrk {
+                        connection_close: false
+                    },
+                    Upstream::Http
+                ),
+                (
+                    ScenarioKind::NewConnection,
+                    Tool::Wrk {
+                        connection_close: true
+                    },
+                    Upstream::Http
+                ),
+                (ScenarioKind::Bulk, Tool::Iperf3, Upstream::Iperf3),
+                (ScenarioKind::Latency, Tool::PacedWrk, Upstream::Http),
+                (ScenarioKind::Memory, Tool::IdleConnections, Upstream::Http),
+                (ScenarioKind::H2c, Tool::H2load, Upstream::H2c),
+            ]
+        );
+    }
+
+    #[test]
+    fn h2c_compares_capture_on_off_direct_and_the_relay_limit() {
+        let plan = plan();
+        let scenario = plan
+            .iter()
+            .find(|scenario| scenario.kind == ScenarioKind::H2c)
+            .expect("scenario 8");
+        let rows: Vec<Option<ServerSpec>> = scenario.sections[0]
+            .rows
+            .iter()
+            .map(|row| row.server)
+            .collect();
+        let ours = |capture| ServerSpec::Sidecar(SidecarMode::ReverseTcp(Upstream::H2c), capture);
+        assert_eq!(
+            rows,
+            [
+                None,
+                Some(ours(Capture::On)),
+                Some(ours(Capture::Off)),
+                Some(ServerSpec::MinimalRelay(Upstream::H2c)),
+            ]
+        );
     }
 
     #[test]

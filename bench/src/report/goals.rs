@@ -1,0 +1,502 @@
+//! Issue #17's goals, "capture at the cost of a relay", judged on the rows of the same run: each goal
+//! compares one of our rows with capture on to another row (the minimal relay, the same row with
+//! capture off, a peer, direct) or to a fixed bound, and is MET, NOT MET, or not measured when a row it
+//! needs is missing or has no valid round.
+//!
+//! Goals between two rows divide the two rows' medians. Goals against direct use the × direct column of
+//! the tables (the median of each round's ratio to that round's direct figure), so the figure here is
+//! the one the table shows.
+
+use std::fmt::{self, Write as _};
+
+use crate::contenders::{Capture, ServerSpec, SidecarMode, Upstream};
+use crate::scenarios::{Figure, Group, Row, Scenario, ScenarioKind, Section, Tool};
+use crate::stats::{summarize, RowSummary};
+use crate::targets::{kib_to_mb, per_connection_kb};
+
+/// Keep-alive relays (reverse tcp, CONNECT, SOCKS5) with capture on, against the minimal relay's
+/// reverse tcp row and against the same row with capture off.
+pub const RELAY_SHARE: f64 = 0.95;
+/// Reverse http and absolute-form with capture on, against the minimal relay's reverse tcp row.
+pub const HTTP_SHARE: f64 = 0.90;
+/// Bulk, capture on and off, against direct.
+pub const BULK_SHARE: f64 = 0.85;
+/// h2c with capture on, against capture off.
+pub const H2C_SHARE: f64 = 0.90;
+/// KB (10³ bytes) per idle connection, capture on.
+pub const MAX_KB_PER_CONNECTION: f64 = 12.0;
+/// MB (10⁶ bytes) of RSS idle, capture on.
+pub const MAX_IDLE_MB: f64 = 10.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Met,
+    NotMet,
+    NotMeasured,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Met => "MET",
+            Status::NotMet => "**NOT MET**",
+            Status::NotMeasured => "not measured",
+        })
+    }
+}
+
+/// One goal, judged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoalCheck {
+    /// The scenario it is read from, e.g. `1. keep-alive`.
+    pub area: &'static str,
+    pub goal: String,
+    /// The measured figure, or why there is none.
+    pub measured: String,
+    pub status: Status,
+}
+
+/// A median read from a row, or why there is none.
+type Reading = Result<f64, String>;
+
+/// The section of `kind` measured with `tool`.
+fn section(scenarios: &[Scenario], kind: ScenarioKind, tool: Tool) -> Option<&Section> {
+    scenarios
+        .iter()
+        .filter(|scenario| scenario.kind == kind)
+        .flat_map(|scenario| &scenario.sections)
+        .find(|section| section.tool == tool)
+}
+
+/// The row of `spec` on `group` in the section of `kind` and `tool`, summarised against its section's
+/// direct row; or why there is no such row.
+fn summary(
+    scenarios: &[Scenario],
+    kind: ScenarioKind,
+    tool: Tool,
+    group: Group,
+    spec: ServerSpec,
+) -> Result<(RowSummary, String), String> {
+    let name = row_name(group, spec);
+    let section = section(scenarios, kind, tool)
+        .ok_or_else(|| format!("the run has no scenario {} rows", kind.number()))?;
+    let row = section
+        .rows
+        .iter()
+        .find(|row| row.group == group && row.server == Some(spec))
+        .ok_or_else(|| format!("the run has no row {name}"))?;
+    Ok((summarize(row, section.baseline()), name))
+}
+
+/// `reverse tcp, sidecar-proxy, capture on`.
+fn row_name(group: Group, spec: ServerSpec) -> String {
+    match spec.capture() {
+        Some(capture) => format!("{group}, {}, {capture}", spec.contender()),
+        None => format!("{group}, {}", spec.contender()),
+    }
+}
+
+fn request_rate(found: Result<(RowSummary, String), String>) -> Reading {
+    let (summary, name) = found?;
+    match summary.figure {
+        Some(Figure::RequestRate { per_sec }) => Ok(per_sec),
+        _ => Err(format!("{name} has no valid round")),
+    }
+}
+
+fn p99_ms(found: Result<(RowSummary, String), String>) -> Reading {
+    let (summary, name) = found?;
+    match summary.figure {
+        Some(Figure::Latency { p99_ms, .. }) => Ok(p99_ms),
+        _ => Err(format!("{name} has no valid round")),
+    }
+}
+
+fn ratio_to_direct(found: Result<(RowSummary, String), String>) -> Reading {
+    let (summary, name) = found?;
+    summary
+        .ratio
+        .ok_or_else(|| format!("{name} has no round to compare with direct"))
+}
+
+fn judged(met: bool) -> Status {
+    if met {
+        Status::Met
+    } else {
+        Status::NotMet
+    }
+}
+
+fn not_measured(area: &'static str, goal: String, why: String) -> GoalCheck {
+    GoalCheck {
+        area,
+        goal,
+        measured: format!("not measured: {why}"),
+        status: Status::NotMeasured,
+    }
+}
+
+/// ours ≥ share × reference (or ours > reference when `strictly_above`), request rates.
+fn rate_goal(
+    area: &'static str,
+    goal: String,
+    ours: Reading,
+    reference: Reading,
+    share: f64,
+    strictly_above: bool,
+) -> GoalCheck {
+    match (ours, reference) {
+        (Ok(ours), Ok(reference)) if reference > 0.0 => {
+            let ratio = ours / reference;
+            let met = if strictly_above {
+                ours > reference
+            } else {
+                ratio >= share
+            };
+            GoalCheck {
+                area,
+                goal,
+                measured: format!(
+                    "{ratio:.2} ({} vs {} req/s)",
+                    super::format_count(ours),
+                    super::format_count(reference)
+                ),
+                status: judged(met),
+            }
+        }
+        (Ok(_), Ok(_)) => not_measured(area, goal, "the reference has no requests".into()),
+        (Err(why), _) | (_, Err(why)) => not_measured(area, goal, why),
+    }
+}
+
+/// The sidecar in the mode that serves `group`'s traffic in scenarios 1, 2 and 4.
+fn ours(group: Group, capture: Capture) -> ServerSpec {
+    let mode = match group {
+        Group::ReverseHttp => SidecarMode::ReverseHttp,
+        Group::AbsoluteForm | Group::Connect => SidecarMode::ForwardHttp,
+        Group::Socks5 => SidecarMode::ForwardSocks,
+        _ => SidecarMode::ReverseTcp(Upstream::Http),
+    };
+    ServerSpec::Sidecar(mode, capture)
+}
+
+const KEEP_ALIVE: Tool = Tool::Wrk {
+    connection_close: false,
+};
+const NEW_CONNECTION: Tool = Tool::Wrk {
+    connection_close: true,
+};
+
+/// Every goal of issue #17, in the order of the report's scenarios.
+pub fn evaluate(scenarios: &[Scenario]) -> Vec<GoalCheck> {
+    let mut checks = Vec::new();
+    keep_alive_goals(scenarios, &mut checks);
+    new_connection_goals(scenarios, &mut checks);
+    bulk_goals(scenarios, &mut checks);
+    latency_goal(scenarios, &mut checks);
+    memory_goals(scenarios, &mut checks);
+    h2c_goals(scenarios, &mut checks);
+    checks
+}
+
+fn keep_alive_rate(scenarios: &[Scenario], group: Group, spec: ServerSpec) -> Reading {
+    request_rate(summary(
+        scenarios,
+        ScenarioKind::KeepAlive,
+        KEEP_ALIVE,
+        group,
+        spec,
+    ))
+}
+
+fn keep_alive_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
+    const AREA: &str = "1. keep-alive";
+    let relay_limit = keep_alive_rate(
+        scenarios,
+        Group::ReverseTcp,
+        ServerSpec::MinimalRelay(Upstream::Http),
+    );
+    for group in [Group::ReverseTcp, Group::Connect, Group::Socks5] {
+        let on = keep_alive_rate(scenarios, group, ours(group, Capture::On));
+        let off = keep_alive_rate(scenarios, group, ours(group, Capture::Off));
+        checks.push(rate_goal(
+            AREA,
+            format!("{group}, capture on ≥ {RELAY_SHARE:.2} × the minimal relay (reverse tcp)"),
+            on.clone(),
+            relay_limit.clone(),
+            RELAY_SHARE,
+            false,
+        ));
+        checks.push(rate_goal(
+            AREA,
+            format!("{group}, capture on ≥ {RELAY_SHARE:.2} × capture off"),
+            on,
+            off,
+            RELAY_SHARE,
+            false,
+        ));
+    }
+    for (group, peer) in [
+        (Group::ReverseHttp, ServerSpec::NginxReverse),
+        (Group::AbsoluteForm, ServerSpec::Squid),
+    ] {
+        let on = keep_alive_rate(scenarios, group, ours(group, Capture::On));
+        checks.push(rate_goal(
+            AREA,
+            format!("{group}, capture on ≥ {HTTP_SHARE:.2} × the minimal relay (reverse tcp)"),
+            on.clone(),
+            relay_limit.clone(),
+            HTTP_SHARE,
+            false,
+        ));
+        checks.push(rate_goal(
+            AREA,
+            format!("{group}, capture on above {}", peer.contender()),
+            on,
+            keep_alive_rate(scenarios, group, peer),
+            1.0,
+            true,
+        ));
+    }
+}
+
+/// Our row against the best of the established proxies in the same row (not the minimal relay, which
+/// is a reference, not a peer).
+fn new_connection_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
+    const AREA: &str = "2. new connection per request";
+    let groups = [
+        Group::ReverseTcp,
+        Group::ReverseHttp,
+        Group::AbsoluteForm,
+        Group::Connect,
+        Group::Socks5,
+    ];
+    let section = section(scenarios, ScenarioKind::NewConnection, NEW_CONNECTION);
+    for group in groups {
+        let goal = format!("{group}, capture on ≥ the best peer");
+        let Some(section) = section else {
+            checks.push(not_measured(
+                AREA,
+                goal,
+                "the run has no scenario 2 rows".into(),
+            ));
+            continue;
+        };
+        let on = request_rate(summary(
+            scenarios,
+            ScenarioKind::NewConnection,
+            NEW_CONNECTION,
+            group,
+            ours(group, Capture::On),
+        ));
+        let peers: Vec<&Row> = section
+            .rows
+            .iter()
+            .filter(|row| row.group == group && is_peer(row))
+            .collect();
+        let best = peers
+            .iter()
+            .filter_map(|row| match summarize(row, None).figure {
+                Some(Figure::RequestRate { per_sec }) => Some((row.label(), per_sec)),
+                _ => None,
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let check = match (on, best) {
+            (Err(why), _) => not_measured(AREA, goal, why),
+            (Ok(_), None) if peers.is_empty() => {
+                not_measured(AREA, goal, format!("the run has no peer on {group}"))
+            }
+            (Ok(_), None) => not_measured(AREA, goal, format!("no peer on {group} has a result")),
+            (Ok(ours), Some((peer, theirs))) => GoalCheck {
+                area: AREA,
+                goal,
+                measured: format!(
+                    "{} vs {peer} {} req/s",
+                    super::format_count(ours),
+                    super::format_count(theirs)
+                ),
+                status: judged(ours >= theirs),
+            },
+        };
+        checks.push(check);
+    }
+}
+
+/// An established proxy: neither ours nor the minimal relay nor direct.
+fn is_peer(row: &Row) -> bool {
+    matches!(row.server, Some(spec) if spec.capture().is_none() && !matches!(spec, ServerSpec::MinimalRelay(_)))
+}
+
+fn bulk_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
+    const AREA: &str = "3. bulk";
+    let rows = [
+        (
+            Tool::Iperf3,
+            "iperf3",
+            Group::ReverseTcp,
+            SidecarMode::ReverseTcp(Upstream::Iperf3),
+        ),
+        (
+            Tool::Download,
+            "download",
+            Group::Connect,
+            SidecarMode::ForwardHttp,
+        ),
+        (
+            Tool::Download,
+            "download",
+            Group::Socks5,
+            SidecarMode::ForwardSocks,
+        ),
+    ];
+    for (tool, what, group, mode) in rows {
+        for capture in [Capture::On, Capture::Off] {
+            let goal = format!("{what}, {group}, {capture} ≥ {BULK_SHARE:.2} × direct");
+            let reading = ratio_to_direct(summary(
+                scenarios,
+                ScenarioKind::Bulk,
+                tool,
+                group,
+                ServerSpec::Sidecar(mode, capture),
+            ));
+            checks.push(match reading {
+                Ok(ratio) => GoalCheck {
+                    area: AREA,
+                    goal,
+                    measured: format!("{ratio:.2} × direct"),
+                    status: judged(ratio >= BULK_SHARE),
+                },
+                Err(why) => not_measured(AREA, goal, why),
+            });
+        }
+    }
+}
+
+/// Reverse http's p99 at a fixed rate below saturation (scenario 4), against nginx's.
+fn latency_goal(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
+    const AREA: &str = "4. latency";
+    let p99 = |spec| {
+        p99_ms(summary(
+            scenarios,
+            ScenarioKind::Latency,
+            Tool::PacedWrk,
+            Group::ReverseHttp,
+            spec,
+        ))
+    };
+    let goal = "reverse http, capture on: p99 ≤ nginx's p99".to_owned();
+    checks.push(
+        match (
+            p99(ours(Group::ReverseHttp, Capture::On)),
+            p99(ServerSpec::NginxReverse),
+        ) {
+            (Ok(ours), Ok(nginx)) => GoalCheck {
+                area: AREA,
+                goal,
+                measured: format!("p99 {ours:.2} ms vs nginx {nginx:.2} ms"),
+                status: judged(ours <= nginx),
+            },
+            (Err(why), _) | (_, Err(why)) => not_measured(AREA, goal, why),
+        },
+    );
+}
+
+fn memory_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
+    const AREA: &str = "5. memory";
+    for group in [Group::ReverseTcp, Group::Socks5] {
+        let found = summary(
+            scenarios,
+            ScenarioKind::Memory,
+            Tool::IdleConnections,
+            group,
+            ours(group, Capture::On),
+        );
+        let per_connection_goal =
+            format!("{group}, capture on: ≤ {MAX_KB_PER_CONNECTION} KB per idle connection");
+        let idle_goal = format!("{group}, capture on: idle RSS < {MAX_IDLE_MB} MB");
+        let figure = found.and_then(|(summary, name)| match summary.figure {
+            Some(Figure::Memory {
+                idle_kib,
+                loaded_kib,
+                connections,
+                ..
+            }) => Ok((
+                per_connection_kb(idle_kib, loaded_kib, connections),
+                kib_to_mb(idle_kib),
+            )),
+            _ => Err(format!("{name} has no valid round")),
+        });
+        match figure {
+            Ok((per_connection, idle_mb)) => {
+                checks.push(GoalCheck {
+                    area: AREA,
+                    goal: per_connection_goal,
+                    measured: format!("{per_connection:.2} KB/conn"),
+                    status: judged(per_connection <= MAX_KB_PER_CONNECTION),
+                });
+                checks.push(GoalCheck {
+                    area: AREA,
+                    goal: idle_goal,
+                    measured: format!("{idle_mb:.1} MB idle"),
+                    status: judged(idle_mb < MAX_IDLE_MB),
+                });
+            }
+            Err(why) => {
+                checks.push(not_measured(AREA, per_connection_goal, why.clone()));
+                checks.push(not_measured(AREA, idle_goal, why));
+            }
+        }
+    }
+}
+
+fn h2c_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
+    const AREA: &str = "8. h2c";
+    let rate = |capture| {
+        request_rate(summary(
+            scenarios,
+            ScenarioKind::H2c,
+            Tool::H2load,
+            Group::ReverseTcp,
+            ServerSpec::Sidecar(SidecarMode::ReverseTcp(Upstream::H2c), capture),
+        ))
+    };
+    checks.push(rate_goal(
+        AREA,
+        format!("reverse tcp, capture on ≥ {H2C_SHARE:.2} × capture off"),
+        rate(Capture::On),
+        rate(Capture::Off),
+        H2C_SHARE,
+        false,
+    ));
+}
+
+/// The goals table, with a count of each verdict above it.
+pub fn render(out: &mut String, checks: &[GoalCheck]) {
+    let count = |status| checks.iter().filter(|c| c.status == status).count();
+    let _ = writeln!(
+        out,
+        "### Goals of issue #17: capture at the cost of a relay\n"
+    );
+    let _ = writeln!(
+        out,
+        "{} of {} goals met, {} not met, {} not measured. Comparisons between two rows divide their \
+         medians; × direct is the tables' column.\n",
+        count(Status::Met),
+        checks.len(),
+        count(Status::NotMet),
+        count(Status::NotMeasured),
+    );
+    let _ = writeln!(out, "| scenario | goal | measured | verdict |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for check in checks {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            check.area, check.goal, check.measured, check.status
+        );
+    }
+    out.push('\n');
+}
+
+#[cfg(test)]
+mod tests;
