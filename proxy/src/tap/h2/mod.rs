@@ -12,7 +12,7 @@ mod frames;
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use loona_hpack::Decoder;
+use httlib_hpack::Decoder;
 
 use super::exchange::{RawHead, RawMessage, RawTrailers};
 use super::recorder::{Recorder, Started};
@@ -26,7 +26,12 @@ const PREFACE_LEN: usize = 24;
 const MAX_STREAMS: usize = 1024;
 /// The largest HPACK table either side may make the other keep (the default is 4 KiB; hyper, Go and
 /// Envoy stay at or below 64 KiB).
-const MAX_TABLE: usize = 64 * 1024;
+const MAX_TABLE: u32 = 64 * 1024;
+/// The HPACK table size every HTTP/2 connection starts with (RFC 9113 §6.5.2).
+const DEFAULT_TABLE: u32 = 4096;
+/// Fields in one header block past which a connection is followed as a stream: far above what real
+/// requests carry (HTTP/1 heads are refused past 100), and it bounds the decoding work a block can cause.
+const MAX_BLOCK_FIELDS: usize = 256;
 
 pub struct H2Tracker {
     recorder: Recorder,
@@ -79,8 +84,10 @@ impl H2Tracker {
     pub fn new(recorder: Recorder) -> Self {
         let block_limit = recorder.max_request_head.max(64 * 1024);
         let decoder = || {
-            let mut decoder = Decoder::new();
-            decoder.set_max_allowed_table_size(MAX_TABLE);
+            // The table starts at HTTP/2's default size, as the peer's encoder does; a size update
+            // may grow it up to MAX_TABLE.
+            let mut decoder = Decoder::with_dynamic_size(DEFAULT_TABLE);
+            decoder.set_max_dynamic_size(MAX_TABLE);
             decoder
         };
         H2Tracker {
@@ -129,10 +136,10 @@ impl H2Tracker {
                 FrameStep::Reset { stream, code } => self.reset(from, stream, code),
                 FrameStep::HeaderTableSize(size) => {
                     // A side's setting bounds the table the *other* side's encoder keeps.
-                    let allowed = usize::try_from(size).unwrap_or(usize::MAX).min(MAX_TABLE);
+                    let allowed = size.min(MAX_TABLE);
                     match from {
-                        From::Client => self.upstream_fields.set_max_allowed_table_size(allowed),
-                        From::Upstream => self.client_fields.set_max_allowed_table_size(allowed),
+                        From::Client => self.upstream_fields.set_max_dynamic_size(allowed),
+                        From::Upstream => self.client_fields.set_max_dynamic_size(allowed),
                     }
                 }
                 FrameStep::Broken(why) => self.lose(format!("{} sent {why}", name(from))),
@@ -152,20 +159,30 @@ impl H2Tracker {
             From::Client => &mut self.client_fields,
             From::Upstream => &mut self.upstream_fields,
         };
+        // Field by field, so that a block of thousands of tiny fields is given up after MAX_BLOCK_FIELDS
+        // rather than decoded whole (the decoder consumes its input from the front).
+        let mut input = block.to_vec();
         let mut fields = Vec::new();
-        let decoded = decoder.decode_with_cb(block, |name, value| {
-            fields.push((
-                Bytes::copy_from_slice(&name),
-                Bytes::copy_from_slice(&value),
-            ));
-        });
-        if let Err(e) = decoded {
-            // Every later block depends on this one's table changes: nothing after it can be read.
-            self.lose(format!(
-                "{} sent a header block HPACK cannot decode ({e:?})",
-                name(from)
-            ));
-            return;
+        let mut decoded = Vec::with_capacity(1);
+        while !input.is_empty() {
+            if let Err(e) = decoder.decode_exact(&mut input, &mut decoded) {
+                // Every later block depends on this one's table changes: nothing after it can be read.
+                self.lose(format!(
+                    "{} sent a header block HPACK cannot decode ({e:?})",
+                    name(from)
+                ));
+                return;
+            }
+            for (field_name, value, _) in decoded.drain(..) {
+                fields.push((Bytes::from(field_name), Bytes::from(value)));
+            }
+            if fields.len() > MAX_BLOCK_FIELDS {
+                self.lose(format!(
+                    "{} sent a header block of more than {MAX_BLOCK_FIELDS} fields",
+                    name(from)
+                ));
+                return;
+            }
         }
         if push {
             // A promised stream's request: decoded only to keep the table in step.
