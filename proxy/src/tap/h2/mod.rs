@@ -7,6 +7,7 @@
 //! A connection the tracker cannot follow (a header block HPACK cannot decode, a frame out of place) stops
 //! being followed: its bytes go on untouched, and the stream is recorded as a stream saying why.
 
+mod block_shape;
 mod frames;
 
 use std::collections::HashMap;
@@ -161,6 +162,13 @@ impl H2Tracker {
         };
         // Field by field, so that a block of thousands of tiny fields is given up after MAX_BLOCK_FIELDS
         // rather than decoded whole (the decoder consumes its input from the front).
+        if !block_shape::is_whole(block) {
+            self.lose(format!(
+                "{} sent a header block that ends inside a field",
+                name(from)
+            ));
+            return;
+        }
         let mut input = block.to_vec();
         let mut fields = Vec::new();
         let mut decoded = Vec::with_capacity(1);
