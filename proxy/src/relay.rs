@@ -6,14 +6,17 @@
 //! observes, buffers only while data flows, and a half-close on one side (EOF) is passed on as a write
 //! shutdown to the other while the reverse direction keeps flowing.
 
+use std::any::Any;
+
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
 use crate::capture::record::TlsSession;
 use crate::capture::{CaptureContext, StreamCapture, StreamEnd, TappedIo};
 use crate::detect::tls::{client_hello_sni, is_tls_handshake};
 use crate::detect::{first_bytes, is_h2_preface, is_http_request, FirstBytes, DETECT_TIMEOUT};
-use crate::io::{ObservedIo, PrefixedIo};
+use crate::io::{splice_bidirectional, MeteredIo, ObservedIo, PrefixedIo};
 use crate::tap::{Followed, HttpTap, Protocol, Route};
 use crate::tls_out::{Intercepted, Outcome, TlsInterceptor};
 
@@ -30,7 +33,7 @@ pub struct StreamJob<'a> {
 /// tls-out is on for this connection and the host is not excluded, its decrypted HTTP then served the same
 /// way; anything else is relayed as bytes (one stream record). With capture off there is nothing to
 /// record, so every stream is relayed as bytes at once.
-pub async fn proxy_stream<C, U>(client: C, mut upstream: U, job: StreamJob<'_>)
+pub async fn proxy_stream<C, U>(mut client: C, mut upstream: U, job: StreamJob<'_>)
 where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -39,12 +42,21 @@ where
         mut record,
         context,
     } = job;
-    let mut client = record.tap(client);
     if !context.sink.is_enabled() {
+        // Nothing to record: plain sockets are spliced, anything else (a CONNECT tunnel's upgraded
+        // stream) relayed through user space.
+        if let Some((client, upstream)) = plain_sockets(&mut client, &mut upstream) {
+            let (socket, meter) = client.parts_mut();
+            let end = ended(splice_bidirectional(socket, upstream, meter).await);
+            record.end(end);
+            return;
+        }
+        let mut client = record.tap(client);
         let end = relay(&mut client, &mut upstream).await;
         record.finish(client, end);
         return;
     }
+    let mut client = record.tap(client);
     // What detection reads ahead of the client's first bytes (an HTTP/2 server's SETTINGS) is replayed.
     let mut upstream = PrefixedIo::new(Vec::new(), upstream);
     match first_bytes(&mut client, &mut upstream, DETECT_TIMEOUT).await {
@@ -76,10 +88,44 @@ where
                     interceptor.count_passed();
                 }
             }
-            let end = relay_after(first, &mut client, &mut upstream).await;
+            let end = relay_opaque(first, &mut client, &mut upstream).await;
             record.finish(client, end);
         }
     }
+}
+
+/// Relays a stream capture records only as a stream (TLS tls-out does not intercept, a protocol the tap
+/// does not follow): spliced when its ends are plain sockets and no payload copies are kept, since then
+/// nothing needs its bytes but their count.
+async fn relay_opaque<C, U>(
+    first: std::io::Result<FirstBytes>,
+    client: &mut TappedIo<C>,
+    upstream: &mut PrefixedIo<U>,
+) -> StreamEnd
+where
+    C: AsyncRead + AsyncWrite + Unpin + 'static,
+    U: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    // The record names the protocol from the client's first bytes: only a stream whose client spoke first,
+    // and enough for that, is spliced.
+    let spliceable = matches!(first, Ok(FirstBytes::Client(_)))
+        && client.observer().has_seen_first_bytes()
+        && !client.observer().copies_payload()
+        && upstream.prefix().is_empty()
+        && plain_sockets(client.parts_mut().0, upstream.get_mut()).is_some();
+    let bytes = match first {
+        Ok(FirstBytes::Client(bytes)) if spliceable => bytes,
+        first => return relay_after(first, client, upstream).await,
+    };
+    // What detection read goes on first; then the sockets are spliced.
+    if let Err(e) = upstream.write_all(&bytes).await {
+        return StreamEnd::Reset(e.to_string());
+    }
+    let (client, tap) = client.parts_mut();
+    let (client, upstream) =
+        plain_sockets(client, upstream.get_mut()).expect("checked above: plain sockets");
+    let (socket, meter) = client.parts_mut();
+    ended(splice_bidirectional(socket, upstream, &mut (meter, tap)).await)
 }
 
 /// The interceptor and the host the client dialled, when this stream is one tls-out intercepts: it opens
@@ -250,6 +296,19 @@ async fn refuse_large_head<C: AsyncWrite + Unpin>(client: &mut C, context: &Capt
     let _ = client.shutdown().await;
 }
 
+/// The sockets under a stream's two ends when they are the plain ones accept and dial produce (the
+/// client's counted for the relayed-bytes metric), so the stream can be spliced. The ends are generic
+/// because a CONNECT tunnel's client side is hyper's upgraded stream; that one is relayed through user
+/// space.
+fn plain_sockets<'a, C: 'static, U: 'static>(
+    client: &'a mut C,
+    upstream: &'a mut U,
+) -> Option<(&'a mut MeteredIo<TcpStream>, &'a TcpStream)> {
+    let client = (client as &mut dyn Any).downcast_mut::<MeteredIo<TcpStream>>()?;
+    let upstream = (upstream as &mut dyn Any).downcast_mut::<TcpStream>()?;
+    Some((client, upstream))
+}
+
 /// A stream that replays bytes detection read: what they are tells the tap which protocol it follows.
 pub trait HasPrefix {
     fn replayed(&self) -> &[u8];
@@ -275,7 +334,12 @@ where
     C: AsyncRead + AsyncWrite + Unpin + ?Sized,
     U: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
-    match crate::io::copy_bidirectional(client, upstream).await {
+    ended(crate::io::copy_bidirectional(client, upstream).await)
+}
+
+/// How a stream ended, from what its relay returned.
+fn ended(relayed: std::io::Result<(u64, u64)>) -> StreamEnd {
+    match relayed {
         Ok((sent, received)) => {
             debug!(sent, received, "stream closed");
             StreamEnd::Closed

@@ -13,7 +13,7 @@ use super::body_tap::BodyTap;
 use super::context::{next_record_id, CaptureContext, RecordRoute};
 use super::record::{Detail, StreamPayload, StreamSummary, TlsSession};
 use crate::detect::{is_h2_preface, is_http_request, tls};
-use crate::io::{ObservedIo, Observer};
+use crate::io::{ObservedIo, Observer, SpliceCounter};
 
 /// How much of the client's first bytes is kept to name the protocol.
 const SNIFF_LEN: usize = 24;
@@ -232,6 +232,34 @@ impl StreamTap {
     pub fn stop_copying(&mut self) {
         self.from_client = None;
         self.to_client = None;
+    }
+}
+
+impl StreamTap {
+    /// Whether payload copies are kept (`--capture-payload`): then the bytes must pass through user space.
+    pub fn copies_payload(&self) -> bool {
+        self.from_client.is_some() || self.to_client.is_some()
+    }
+
+    /// Whether the client's first bytes the record names the protocol from have all been seen.
+    pub fn has_seen_first_bytes(&self) -> bool {
+        self.first_bytes.len() >= SNIFF_LEN
+    }
+}
+
+/// A spliced stream's bytes, counted for the record without being seen (what they were was seen already:
+/// only streams detection has classified are spliced).
+impl SpliceCounter for StreamTap {
+    fn forward(&mut self, n: usize) {
+        self.progress
+            .client_to_target
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    fn backward(&mut self, n: usize) {
+        self.progress
+            .target_to_client
+            .fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 

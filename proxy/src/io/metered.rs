@@ -5,6 +5,7 @@
 use prometheus_client::metrics::counter::Counter;
 
 use super::observed::{ObservedIo, Observer};
+use super::splice::SpliceCounter;
 
 /// The client side of a connection, counted.
 pub type MeteredIo<S> = ObservedIo<S, ByteMeter>;
@@ -32,5 +33,16 @@ impl Observer for ByteMeter {
 
     fn written(&mut self, bytes: &[u8]) {
         self.to_client.inc_by(bytes.len() as u64);
+    }
+}
+
+/// A spliced stream's bytes, counted without being read: forward is from the client.
+impl SpliceCounter for ByteMeter {
+    fn forward(&mut self, n: usize) {
+        self.from_client.inc_by(n as u64);
+    }
+
+    fn backward(&mut self, n: usize) {
+        self.to_client.inc_by(n as u64);
     }
 }

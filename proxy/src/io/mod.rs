@@ -4,8 +4,10 @@ mod metered;
 mod observed;
 mod prefixed;
 mod relay_copy;
+mod splice;
 
 pub use metered::{ByteMeter, MeteredIo};
 pub use observed::{ObservedIo, Observer};
 pub use prefixed::PrefixedIo;
 pub use relay_copy::copy_bidirectional;
+pub use splice::{splice_bidirectional, SpliceCounter};

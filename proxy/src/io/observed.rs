@@ -41,6 +41,12 @@ impl<S, O> ObservedIo<S, O> {
         self.observer
     }
 
+    /// The stream and its observer, both borrowed: for code that moves the stream's bytes without
+    /// reading them (splice) and tells the observer what it moved.
+    pub fn parts_mut(&mut self) -> (&mut S, &mut O) {
+        (&mut self.inner, &mut self.observer)
+    }
+
     pub fn into_parts(self) -> (S, O) {
         (self.inner, self.observer)
     }
