@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use sidecar_proxy::config::{Setting, ANNOTATION_PREFIX};
+use sidecar_proxy::config::{excerpt, Quoted, Setting, ANNOTATION_PREFIX};
 use thiserror::Error;
 
 /// `"true"` asks for the sidecar.
@@ -68,15 +68,17 @@ impl ResourceAnnotation {
 /// A `sidecar.speedscale.com/*` annotation the injector cannot accept.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum AnnotationError {
-    #[error("{key}: {value:?} is not allowed; allowed: true, false")]
+    #[error("{key}: {} is not allowed; allowed: true, false", Quoted(.value))]
     NotABoolean { key: String, value: String },
     #[error(
-        "{key}: {value:?} is not a Kubernetes quantity; allowed: a non-negative number with an optional suffix, like 100m, 0.5, 64Mi, 1G"
+        "{key}: {} is not a Kubernetes quantity; allowed: a non-negative number with an optional suffix, like 100m, 0.5, 64Mi, 1G",
+        Quoted(.value)
     )]
     NotAQuantity { key: String, value: String },
     /// `kind` is what the annotation names (`Secret`, `ConfigMap`), `example` a good name for it.
     #[error(
-        "{key}: {value:?} is not a Kubernetes {kind} name; allowed: lowercase letters, digits, '-' and '.', each dot-separated part starting and ending with a letter or digit, at most 253 characters (a DNS-1123 subdomain), like {example}"
+        "{key}: {} is not a Kubernetes {kind} name; allowed: lowercase letters, digits, '-' and '.', each dot-separated part starting and ending with a letter or digit, at most 253 characters (a DNS-1123 subdomain), like {example}",
+        Quoted(.value)
     )]
     NotAnObjectName {
         key: String,
@@ -84,7 +86,7 @@ pub enum AnnotationError {
         kind: &'static str,
         example: &'static str,
     },
-    #[error("{key} is not an annotation of the sidecar; known: {known}")]
+    #[error("{} is not an annotation of the sidecar; known: {known}", excerpt(.key))]
     Unknown { key: String, known: String },
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Container;
 use sidecar_proxy::config::{
-    ProxyConfig, ProxyType, RawSettings, RedirectSettings, Setting, TlsOutSettings,
+    ProxyConfig, ProxyType, Quoted, RawSettings, RedirectSettings, Setting, TlsOutSettings,
 };
 use thiserror::Error;
 
@@ -180,7 +180,7 @@ fn tls_out_plan(
         };
         let key = Setting::TlsOut.annotation_key();
         let current = match annotations.get(&key) {
-            Some(value) => format!("this pod's tls-out is {value:?}"),
+            Some(value) => format!("this pod's tls-out is {}", Quoted(value)),
             None => "this pod does not set tls-out (default \"false\")".to_owned(),
         };
         return Err(Denial(format!(
