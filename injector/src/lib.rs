@@ -14,3 +14,4 @@ pub mod plan;
 pub mod review;
 pub mod server;
 pub mod tls_out;
+pub mod yaml_depth;

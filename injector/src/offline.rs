@@ -14,7 +14,8 @@
 //! document itself. Empty documents are dropped; the rest are written in input order, separated by `---`.
 //! Mapping keys come out sorted (the documents are plain JSON values).
 //!
-//! Any error (malformed YAML, a denial, a pod that is not a valid pod) fails the whole run before anything is written, and names the document:
+//! Any error (malformed YAML, nesting deeper than [`crate::yaml_depth::MAX_DEPTH`], a denial, a pod that is
+//! not a valid pod) fails the whole run before anything is written, and names the document:
 //! `document 2 (Deployment web): <the denial>`. Values quoted in errors are cut to their first few hundred
 //! bytes.
 
@@ -29,6 +30,7 @@ use sidecar_proxy::config::{excerpt, ANNOTATION_PREFIX};
 
 use crate::containers::SidecarOptions;
 use crate::review::{admit, Admission};
+use crate::yaml_depth::check_depth;
 
 /// Reads YAML documents from `input` and writes them, injected, to `output`; on any error nothing is
 /// written and the error names the document and the annotation.
@@ -51,6 +53,8 @@ pub fn inject(
 
 /// The whole run on text: every document injected and rendered, or the first error.
 fn inject_text(text: &str, options: &SidecarOptions) -> anyhow::Result<String> {
+    // Before the parser, whose time grows with the square of the nesting.
+    check_depth(text)?;
     let mut rendered = Vec::new();
     // The iterator repeats a failure forever; the first error ends the loop.
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {

@@ -372,6 +372,37 @@ fn inject_quotes_only_the_beginning_of_a_huge_bad_value() {
     }
 }
 
+/// YAML nested a hundred thousand levels deep (flow sequences `[[[[...]]]]`, or block sequences `- - - -`) is
+/// refused by its depth, before the YAML parser spends its time on it (21 s for the flow case before).
+#[test]
+fn inject_refuses_absurdly_nested_yaml_by_its_depth() {
+    const DEPTH: usize = 100_000;
+    let flow = format!(
+        "apiVersion: v1\nkind: ConfigMap\ndata: {}{}\n",
+        "[".repeat(DEPTH),
+        "]".repeat(DEPTH)
+    );
+    let block = format!("{}x\n", "- ".repeat(DEPTH));
+    let mappings = format!("---\nkind: List\n---\n{}\n", "{a: ".repeat(DEPTH));
+    for (name, manifest, document) in [
+        ("flow", flow, 1),
+        ("block", block, 1),
+        ("mappings", mappings, 2),
+    ] {
+        let output = run(&["inject", "-f", "-", "--sidecar-image", "img"], &manifest);
+        assert_one_line_error(
+            &output,
+            1,
+            &format!("document {document}: nested more than 128 levels deep"),
+        );
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("allowed: at most 128 levels of nested mappings and sequences"),
+            "{name}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn serve_refuses_a_certificate_it_cannot_read() {
     let dir = scratch_dir();
