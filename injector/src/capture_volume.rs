@@ -147,7 +147,7 @@ fn rotate_size_refused(
 
 /// A size as the sidecar's flags write it: `128MiB` when whole MiB, else bytes.
 fn size_text(bytes: u64) -> String {
-    if bytes % MIB == 0 {
+    if bytes.is_multiple_of(MIB) {
         format!("{}MiB", bytes / MIB)
     } else {
         bytes.to_string()
@@ -156,7 +156,7 @@ fn size_text(bytes: u64) -> String {
 
 /// A size as a Kubernetes quantity: `128Mi` when whole MiB, else bytes.
 fn quantity_text(bytes: u64) -> String {
-    if bytes % MIB == 0 {
+    if bytes.is_multiple_of(MIB) {
         format!("{}Mi", bytes / MIB)
     } else {
         bytes.to_string()
