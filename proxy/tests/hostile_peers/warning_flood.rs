@@ -12,10 +12,12 @@ use tokio::net::TcpStream;
 
 use crate::support::capture::{Sidecar, TempDir};
 use crate::support::start_app;
-use crate::{within, PATIENCE};
+use crate::PATIENCE;
 
 /// Connections in the flood: far more than the lines the log may show for them.
 const FLOOD: usize = 300;
+/// How long the whole flood may take to be closed by the sidecar.
+const FLOOD_PATIENCE: Duration = Duration::from_secs(60);
 /// Lines about the flood allowed: the first at once, one per 10 s interval the test might straddle, and
 /// the rest at shutdown.
 const MAX_LINES: usize = 4;
@@ -83,12 +85,14 @@ async fn a_flood_of_handshake_timeouts_logs_a_few_lines_whose_counts_add_up(
     let clients: Vec<_> = (0..FLOOD)
         .map(|_| tokio::spawn(stalled_client(sidecar.inbound, opening)))
         .collect();
-    within("every stalled connection closed by the sidecar", async {
+    // Liveness only: a generous bound, since the whole suite may be running beside it on two cores.
+    tokio::time::timeout(FLOOD_PATIENCE, async {
         for client in clients {
             client.await.unwrap();
         }
     })
-    .await;
+    .await
+    .unwrap_or_else(|_| panic!("stalled connections still open after {FLOOD_PATIENCE:?}"));
 
     sidecar.signal("TERM");
     assert!(sidecar.exit().await.success(), "{}", sidecar.stderr());
