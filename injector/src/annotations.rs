@@ -1,12 +1,12 @@
 //! The injector's own annotations, beside the spec's proxy settings: whether to inject, whether to set the
 //! app containers' proxy settings, which Secret holds tls-out's CA, which ConfigMap holds extra CAs for
-//! tls-out's upstreams, the sidecar's resources, and the marks an injected pod carries. Every
-//! `sidecar.speedscale.com/*` key is either known here or a spec setting; any other is refused, so a
-//! misspelled annotation is never silently ignored.
+//! tls-out's upstreams, the sidecar's resources, the capture volume's size and rotation, and the marks an
+//! injected pod carries. Every `sidecar.speedscale.com/*` key is either known here or a spec setting; any
+//! other is refused, so a misspelled annotation is never silently ignored.
 
 use std::collections::BTreeMap;
 
-use sidecar_proxy::config::{Setting, ANNOTATION_PREFIX};
+use sidecar_proxy::config::{excerpt, Quoted, Setting, ANNOTATION_PREFIX};
 use thiserror::Error;
 
 /// `"true"` asks for the sidecar.
@@ -18,6 +18,12 @@ pub const TLS_OUT_SECRET: &str = "sidecar.speedscale.com/tls-out-secret";
 /// The ConfigMap whose `ca.crt` holds extra CAs (PEM) that tls-out's upstream certificates may chain to,
 /// mounted into the sidecar as its `PROXY_TLS_UPSTREAM_CA`.
 pub const TLS_OUT_UPSTREAM_CA: &str = "sidecar.speedscale.com/tls-out-upstream-ca";
+/// The capture volume's `sizeLimit` (a quantity, default 1Gi); the rotation is fitted inside it.
+pub const CAPTURE_SIZE_LIMIT: &str = "sidecar.speedscale.com/capture-size-limit";
+/// The size at which the sidecar starts a new capture file (a quantity; default: fitted to the limit).
+pub const CAPTURE_ROTATE_SIZE: &str = "sidecar.speedscale.com/capture-rotate-size";
+/// How many rotated capture files the sidecar keeps besides the current one (default 5).
+pub const CAPTURE_ROTATE_KEEP: &str = "sidecar.speedscale.com/capture-rotate-keep";
 /// Set on an injected pod (annotation, value: the injector's version); a pod carrying it is left alone.
 pub const INJECTED: &str = "sidecar.speedscale.com/injected";
 /// Label set on an injected pod, for selectors: `sidecar.speedscale.com/injected=true`.
@@ -68,15 +74,17 @@ impl ResourceAnnotation {
 /// A `sidecar.speedscale.com/*` annotation the injector cannot accept.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum AnnotationError {
-    #[error("{key}: {value:?} is not allowed; allowed: true, false")]
+    #[error("{key}: {} is not allowed; allowed: true, false", Quoted(.value))]
     NotABoolean { key: String, value: String },
     #[error(
-        "{key}: {value:?} is not a Kubernetes quantity; allowed: a non-negative number with an optional suffix, like 100m, 0.5, 64Mi, 1G"
+        "{key}: {} is not a Kubernetes quantity; allowed: a non-negative number with an optional suffix, like 100m, 0.5, 64Mi, 1G",
+        Quoted(.value)
     )]
     NotAQuantity { key: String, value: String },
     /// `kind` is what the annotation names (`Secret`, `ConfigMap`), `example` a good name for it.
     #[error(
-        "{key}: {value:?} is not a Kubernetes {kind} name; allowed: lowercase letters, digits, '-' and '.', each dot-separated part starting and ending with a letter or digit, at most 253 characters (a DNS-1123 subdomain), like {example}"
+        "{key}: {} is not a Kubernetes {kind} name; allowed: lowercase letters, digits, '-' and '.', each dot-separated part starting and ending with a letter or digit, at most 253 characters (a DNS-1123 subdomain), like {example}",
+        Quoted(.value)
     )]
     NotAnObjectName {
         key: String,
@@ -84,7 +92,7 @@ pub enum AnnotationError {
         kind: &'static str,
         example: &'static str,
     },
-    #[error("{key} is not an annotation of the sidecar; known: {known}")]
+    #[error("{} is not an annotation of the sidecar; known: {known}", excerpt(.key))]
     Unknown { key: String, known: String },
 }
 
@@ -121,6 +129,9 @@ fn is_known(key: &str) -> bool {
             CONFIGURE_APP,
             TLS_OUT_SECRET,
             TLS_OUT_UPSTREAM_CA,
+            CAPTURE_SIZE_LIMIT,
+            CAPTURE_ROTATE_SIZE,
+            CAPTURE_ROTATE_KEEP,
             INJECTED,
         ]
         .contains(&key)
@@ -134,9 +145,15 @@ fn known_keys() -> Vec<String> {
         .collect();
     keys.extend(Setting::ALL.iter().map(|s| s.name().to_owned()));
     keys.extend(
-        [TLS_OUT_SECRET, TLS_OUT_UPSTREAM_CA]
-            .iter()
-            .map(|key| key.trim_start_matches(ANNOTATION_PREFIX).to_owned()),
+        [
+            TLS_OUT_SECRET,
+            TLS_OUT_UPSTREAM_CA,
+            CAPTURE_SIZE_LIMIT,
+            CAPTURE_ROTATE_SIZE,
+            CAPTURE_ROTATE_KEEP,
+        ]
+        .iter()
+        .map(|key| key.trim_start_matches(ANNOTATION_PREFIX).to_owned()),
     );
     keys.extend(
         ResourceAnnotation::ALL

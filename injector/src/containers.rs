@@ -128,6 +128,13 @@ pub fn sidecar(plan: &Plan, options: &SidecarOptions) -> Container {
         "PROXY_CAPTURE",
         format!("{CAPTURE_DIR}/capture.jsonl"),
     ));
+    // Rotation sized so the files fit in the capture volume's sizeLimit (see capture_volume).
+    env.extend(
+        plan.capture
+            .sidecar_env()
+            .into_iter()
+            .map(|(name, value)| self::env(name, value)),
+    );
     env.push(self::env(
         "PROXY_ADMIN_PORT",
         options.admin_port.to_string(),
@@ -267,14 +274,22 @@ pub fn init_iptables(plan: &Plan, options: &SidecarOptions) -> Option<Container>
 
 /// The pod volumes the added containers mount.
 pub fn volumes(plan: &Plan) -> Vec<Volume> {
-    let empty_dir = |name: &str| Volume {
+    let empty_dir = |name: &str, size_limit: Option<&str>| Volume {
         name: name.to_owned(),
-        empty_dir: Some(EmptyDirVolumeSource::default()),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: size_limit.map(|limit| Quantity(limit.to_owned())),
+            ..EmptyDirVolumeSource::default()
+        }),
         ..Volume::default()
     };
-    let mut volumes = vec![empty_dir(CAPTURE_VOLUME)];
+    // Without a limit the captures could fill the node's disk; with one, the kubelet evicts the pod that
+    // passes it, which the sidecar's rotation (sized to fit) prevents.
+    let mut volumes = vec![empty_dir(
+        CAPTURE_VOLUME,
+        Some(plan.capture.size_limit.as_str()),
+    )];
     if plan.redirect.is_some() {
-        volumes.push(empty_dir(XTABLES_LOCK_VOLUME));
+        volumes.push(empty_dir(XTABLES_LOCK_VOLUME, None));
     }
     if let Some(tls_out) = &plan.tls_out {
         volumes.extend(tls_out::volumes(tls_out));

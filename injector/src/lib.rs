@@ -5,6 +5,7 @@
 
 pub mod annotations;
 pub mod app_env;
+pub mod capture_volume;
 pub mod certs;
 pub mod cli;
 pub mod containers;
@@ -14,3 +15,4 @@ pub mod plan;
 pub mod review;
 pub mod server;
 pub mod tls_out;
+pub mod yaml_depth;

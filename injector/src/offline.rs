@@ -14,8 +14,10 @@
 //! document itself. Empty documents are dropped; the rest are written in input order, separated by `---`.
 //! Mapping keys come out sorted (the documents are plain JSON values).
 //!
-//! Any error (malformed YAML, a denial, a pod that is not a valid pod) fails the whole run before anything
-//! is written, and names the document: `document 2 (Deployment web): <the denial>`.
+//! Any error (malformed YAML, nesting deeper than [`crate::yaml_depth::MAX_DEPTH`], a denial, a pod that is
+//! not a valid pod) fails the whole run before anything is written, and names the document:
+//! `document 2 (Deployment web): <the denial>`. Values quoted in errors are cut to their first few hundred
+//! bytes.
 
 use std::io::{Read, Write};
 
@@ -24,10 +26,11 @@ use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use sidecar_proxy::config::ANNOTATION_PREFIX;
+use sidecar_proxy::config::{excerpt, ANNOTATION_PREFIX};
 
 use crate::containers::SidecarOptions;
 use crate::review::{admit, Admission};
+use crate::yaml_depth::check_depth;
 
 /// Reads YAML documents from `input` and writes them, injected, to `output`; on any error nothing is
 /// written and the error names the document and the annotation.
@@ -50,12 +53,14 @@ pub fn inject(
 
 /// The whole run on text: every document injected and rendered, or the first error.
 fn inject_text(text: &str, options: &SidecarOptions) -> anyhow::Result<String> {
+    // Before the parser, whose time grows with the square of the nesting.
+    check_depth(text)?;
     let mut rendered = Vec::new();
     // The iterator repeats a failure forever; the first error ends the loop.
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let position = index + 1;
         let mut value = document_value(document)
-            .map_err(|e| anyhow!("document {position}: not valid YAML: {e}"))?;
+            .map_err(|e| anyhow!("document {position}: not valid YAML: {}", excerpt(&e)))?;
         if value.is_null() {
             continue;
         }
@@ -80,7 +85,7 @@ fn document_value(document: serde_yaml_ng::Deserializer<'_>) -> Result<Value, St
 fn describe(object: &Value) -> String {
     let kind = object.get("kind").and_then(Value::as_str);
     let name = object.pointer("/metadata/name").and_then(Value::as_str);
-    match (kind, name) {
+    match (kind.map(excerpt), name.map(excerpt)) {
         (Some(kind), Some(name)) => format!(" ({kind} {name})"),
         (Some(kind), None) => format!(" ({kind})"),
         (None, Some(name)) => format!(" ({name})"),
@@ -148,7 +153,8 @@ fn misplaced_annotations(keys: &[String], template_pointer: &str) -> Result<(), 
     };
     let template_path = template_pointer.trim_start_matches('/').replace('/', ".");
     Err(format!(
-        "{first} is on the workload's own metadata, which Kubernetes does not copy to its pods; put the sidecar.speedscale.com/ annotations on {template_path}.metadata.annotations"
+        "{} is on the workload's own metadata, which Kubernetes does not copy to its pods; put the sidecar.speedscale.com/ annotations on {template_path}.metadata.annotations",
+        excerpt(first)
     ))
 }
 
@@ -211,8 +217,8 @@ fn inject_template(template: &mut Value, options: &SidecarOptions) -> Result<(),
 /// Admits a pod given as JSON and applies the patch to that JSON, so fields [`Pod`] does not know stay.
 fn inject_pod(pod_value: &mut Value, options: &SidecarOptions) -> Result<(), String> {
     check_string_maps(pod_value)?;
-    let pod: Pod =
-        serde_json::from_value(pod_value.clone()).map_err(|e| format!("not a valid pod: {e}"))?;
+    let pod: Pod = serde_json::from_value(pod_value.clone())
+        .map_err(|e| format!("not a valid pod: {}", excerpt(&e.to_string())))?;
     match admit(&pod, options).map_err(|denial| denial.0)? {
         Admission::Unchanged => Ok(()),
         Admission::Patched(patch) => json_patch::patch(pod_value, &patch)
@@ -233,9 +239,12 @@ fn check_string_maps(pod: &Value) -> Result<(), String> {
         };
         for (key, value) in entries {
             if !value.is_string() {
+                let written = value.to_string();
                 return Err(format!(
-                    "metadata.{map}.{key}: {value} is not a string; quote it in the YAML (\"{}\")",
-                    value.to_string().trim_matches('"')
+                    "metadata.{map}.{}: {} is not a string; quote it in the YAML (\"{}\")",
+                    excerpt(key),
+                    excerpt(&written),
+                    excerpt(written.trim_matches('"'))
                 ));
             }
         }

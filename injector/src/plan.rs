@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Container;
 use sidecar_proxy::config::{
-    ProxyConfig, ProxyType, RawSettings, RedirectSettings, Setting, TlsOutSettings,
+    ProxyConfig, ProxyType, Quoted, RawSettings, RedirectSettings, Setting, TlsOutSettings,
 };
 use thiserror::Error;
 
@@ -13,6 +13,7 @@ use crate::annotations::{
     self, quantity_value, AnnotationError, ResourceAnnotation, CONFIGURE_APP, INJECT, INJECTED,
     TLS_OUT_SECRET, TLS_OUT_UPSTREAM_CA,
 };
+use crate::capture_volume::{capture_plan, CapturePlan};
 use crate::containers::{DEFAULT_LIMITS, DEFAULT_REQUESTS, SIDECAR_NAME};
 use crate::tls_out::{self, TlsOutPlan};
 
@@ -43,6 +44,8 @@ pub struct Plan {
     pub configure_app: bool,
     /// `tls-out: "true"`: the capture CA (and any extra upstream CAs) to mount into the sidecar.
     pub tls_out: Option<TlsOutPlan>,
+    /// The capture volume's size limit and the rotation that fits in it.
+    pub capture: CapturePlan,
 }
 
 /// Why a pod is refused: one line, naming the annotation and what is allowed.
@@ -139,6 +142,7 @@ pub fn decide(
         target.insert(resource.resource(), value.clone());
     }
     check_requests_within_limits(&requests, &limits)?;
+    let capture = capture_plan(annotations)?;
 
     Ok(Decision::Inject(Box::new(Plan {
         config,
@@ -148,6 +152,7 @@ pub fn decide(
         limits,
         configure_app,
         tls_out,
+        capture,
     })))
 }
 
@@ -180,7 +185,7 @@ fn tls_out_plan(
         };
         let key = Setting::TlsOut.annotation_key();
         let current = match annotations.get(&key) {
-            Some(value) => format!("this pod's tls-out is {value:?}"),
+            Some(value) => format!("this pod's tls-out is {}", Quoted(value)),
             None => "this pod does not set tls-out (default \"false\")".to_owned(),
         };
         return Err(Denial(format!(

@@ -8,7 +8,7 @@ use json_patch::Patch;
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::core::DynamicObject;
-use sidecar_proxy::config::Setting;
+use sidecar_proxy::config::{excerpt, Setting};
 
 use crate::containers::SidecarOptions;
 use crate::patch::injection_patch;
@@ -93,7 +93,8 @@ pub fn review(body: &[u8], options: &SidecarOptions) -> AdmissionReview<DynamicO
         Ok(review) => review,
         Err(e) => {
             return AdmissionResponse::invalid(format!(
-            "sidecar-injector: the request body is not an admission.k8s.io/v1 AdmissionReview: {e}"
+            "sidecar-injector: the request body is not an admission.k8s.io/v1 AdmissionReview: {}",
+            excerpt(&e.to_string())
         ))
             .into_review()
         }
@@ -126,7 +127,8 @@ fn respond(
         Ok(pod) => pod,
         Err(e) => {
             return response.deny(format!(
-                "sidecar-injector: the object is not a valid Pod: {e}"
+                "sidecar-injector: the object is not a valid Pod: {}",
+                excerpt(&e.to_string())
             ))
         }
     };

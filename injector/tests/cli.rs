@@ -318,6 +318,91 @@ fn inject_fails_with_one_line_and_writes_nothing() {
     assert_one_line_error(&output, 1, "cannot read /nonexistent/manifest.yaml");
 }
 
+/// A bad value of megabytes (pasted by mistake, or sent to make the logs and events huge) is quoted by its
+/// beginning and its length, whichever check refuses it: the injector's own annotations, the proxy's
+/// settings, an annotation it does not know.
+#[test]
+fn inject_quotes_only_the_beginning_of_a_huge_bad_value() {
+    let huge = "x".repeat(4 << 20);
+    for (annotation, value, expected) in [
+        (
+            "sidecar.speedscale.com/proxy-memory-limit",
+            huge.clone(),
+            "sidecar.speedscale.com/proxy-memory-limit: \"xxxx",
+        ),
+        (
+            "sidecar.speedscale.com/proxy-type",
+            huge.clone(),
+            "invalid sidecar.speedscale.com/proxy-type \"xxxx",
+        ),
+        (
+            "sidecar.speedscale.com/inject",
+            huge.clone(),
+            "sidecar.speedscale.com/inject: \"xxxx",
+        ),
+    ] {
+        // The manifest with this annotation's line (if any) replaced by the huge value.
+        let manifest: String = MANIFEST
+            .lines()
+            .filter(|line| !line.trim_start().starts_with(&format!("{annotation}:")))
+            .map(|line| {
+                if line
+                    .trim_start()
+                    .starts_with("sidecar.speedscale.com/proxy-port:")
+                {
+                    format!("{line}\n        {annotation}: \"{value}\"\n")
+                } else {
+                    format!("{line}\n")
+                }
+            })
+            .collect();
+        let output = run(&["inject", "-f", "-", "--sidecar-image", "img"], &manifest);
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.len() < 1024,
+            "{annotation}: {} bytes of error: {}...",
+            stderr.len(),
+            &stderr[..300.min(stderr.len())]
+        );
+        assert_one_line_error(&output, 1, expected);
+        assert!(
+            stderr.contains("…\" (4194304 bytes; the first 200 shown)"),
+            "{stderr}"
+        );
+    }
+}
+
+/// YAML nested a hundred thousand levels deep (flow sequences `[[[[...]]]]`, or block sequences `- - - -`) is
+/// refused by its depth, before the YAML parser spends its time on it (21 s for the flow case before).
+#[test]
+fn inject_refuses_absurdly_nested_yaml_by_its_depth() {
+    const DEPTH: usize = 100_000;
+    let flow = format!(
+        "apiVersion: v1\nkind: ConfigMap\ndata: {}{}\n",
+        "[".repeat(DEPTH),
+        "]".repeat(DEPTH)
+    );
+    let block = format!("{}x\n", "- ".repeat(DEPTH));
+    let mappings = format!("---\nkind: List\n---\n{}\n", "{a: ".repeat(DEPTH));
+    for (name, manifest, document) in [
+        ("flow", flow, 1),
+        ("block", block, 1),
+        ("mappings", mappings, 2),
+    ] {
+        let output = run(&["inject", "-f", "-", "--sidecar-image", "img"], &manifest);
+        assert_one_line_error(
+            &output,
+            1,
+            &format!("document {document}: nested more than 128 levels deep"),
+        );
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("allowed: at most 128 levels of nested mappings and sequences"),
+            "{name}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn serve_refuses_a_certificate_it_cannot_read() {
     let dir = scratch_dir();

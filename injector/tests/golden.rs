@@ -29,7 +29,9 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Volume, VolumeMount};
 use serde_json::Value;
-use sidecar_injector::containers::{SidecarOptions, INIT_NAME, SIDECAR_NAME};
+use sidecar_injector::annotations::quantity_value;
+use sidecar_injector::capture_volume::RECORD_HEADROOM;
+use sidecar_injector::containers::{SidecarOptions, CAPTURE_VOLUME, INIT_NAME, SIDECAR_NAME};
 use sidecar_injector::offline;
 use sidecar_injector::review::{admit, Admission};
 use sidecar_injector::tls_out::{CA_VOLUME, TRUST_DIR, TRUST_VOLUME, UPSTREAM_CA_VOLUME};
@@ -52,6 +54,8 @@ const OUTPUTS: [&str; 4] = [PATCH, PATCHED, DENIAL, UNCHANGED_FILE];
 /// Every case directory, sorted.
 const CASES: &[&str] = &[
     "already-injected",
+    "capture-size-limit-and-keep",
+    "capture-size-limit-and-rotate-size",
     "configure-app-env-from",
     "configure-app-forward-http-existing-env",
     "configure-app-forward-socks-no-env",
@@ -67,6 +71,8 @@ const CASES: &[&str] = &[
     "deny-bad-ignore-list",
     "deny-bad-quantity",
     "deny-bogus-proxy-type",
+    "deny-capture-rotate-size-too-large",
+    "deny-capture-size-limit-too-small",
     "deny-configure-app-reverse",
     "deny-configure-app-transparent",
     "deny-cpu-limit-below-default-request",
@@ -415,6 +421,7 @@ fn check_injected(input: &Value, patched_value: &Value) -> Vec<String> {
         Ok(tls_out) => problems.extend(check_tls_out(spec, sidecar, &env, tls_out.enabled)),
         Err(e) => problems.push(format!("the proxy refuses the sidecar's tls-out: {e}")),
     }
+    problems.extend(check_capture_fits(spec, &env));
 
     // Transparent mode: the init container goes first and redirects to the sidecar's ports.
     let init = spec
@@ -451,6 +458,56 @@ fn check_injected(input: &Value, patched_value: &Value) -> Vec<String> {
         (false, None) => {}
     }
     problems
+}
+
+/// The capture volume has a size limit, and the rotation the sidecar reads from its environment (parsed by
+/// the proxy's own command line) keeps every file inside it, each with its headroom.
+fn check_capture_fits(spec: &PodSpec, env: &BTreeMap<String, String>) -> Vec<String> {
+    let limit = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|volume| volume.name == CAPTURE_VOLUME)
+        .and_then(|volume| volume.empty_dir.as_ref())
+        .and_then(|empty_dir| empty_dir.size_limit.as_ref())
+        .and_then(|limit| quantity_value(&limit.0));
+    let Some(limit) = limit else {
+        return vec![format!("the {CAPTURE_VOLUME} volume has no sizeLimit")];
+    };
+    let (Some(size), Some(keep)) = (
+        env.get("PROXY_CAPTURE_ROTATE_SIZE"),
+        env.get("PROXY_CAPTURE_ROTATE_KEEP"),
+    ) else {
+        return vec!["the sidecar has no capture rotation".to_owned()];
+    };
+    let args = [
+        "sidecar-proxy",
+        "--capture",
+        "/var/sidecar/capture/capture.jsonl",
+        "--capture-rotate-size",
+        size.as_str(),
+        "--capture-rotate-keep",
+        keep.as_str(),
+    ];
+    let rotation = match sidecar_proxy::cli::Invocation::parse_from(args) {
+        Ok(invocation) => match invocation.sink_options() {
+            Ok(options) => options.rotation,
+            Err(e) => return vec![format!("the proxy refuses the rotation: {e}")],
+        },
+        Err(e) => return vec![format!("the proxy refuses the rotation: {e}")],
+    };
+    let Some(rotation) = rotation else {
+        return vec!["the proxy reads no rotation from the environment".to_owned()];
+    };
+    let worst = (rotation.keep as u64 + 1) * (rotation.max_bytes + RECORD_HEADROOM);
+    if worst as f64 > limit {
+        return vec![format!(
+            "{} capture files of {} bytes (plus headroom) pass the volume's {limit} bytes",
+            rotation.keep + 1,
+            rotation.max_bytes
+        )];
+    }
+    Vec::new()
 }
 
 fn mount<'a>(container: &'a Container, volume: &str) -> Option<&'a VolumeMount> {

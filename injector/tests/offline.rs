@@ -178,6 +178,12 @@ fn a_manifest_comes_out_with_its_workloads_injected() {
     assert_eq!(lookup(&sidecar_env, "PROXY_PROTOCOL"), Some("tcp:http"));
     assert_eq!(lookup(&sidecar_env, "PROXY_PORT"), Some("8080"));
     assert_eq!(lookup(&sidecar_env, "PROXY_ADMIN_PORT"), Some("4191"));
+    // Rotation fitted to the capture volume's size limit (1Gi by default): six files of 128 MiB.
+    assert_eq!(
+        lookup(&sidecar_env, "PROXY_CAPTURE_ROTATE_SIZE"),
+        Some("128MiB")
+    );
+    assert_eq!(lookup(&sidecar_env, "PROXY_CAPTURE_ROTATE_KEEP"), Some("5"));
     let ports: Vec<(&str, i64)> = sidecar["ports"]
         .as_array()
         .unwrap()
@@ -220,7 +226,7 @@ fn a_manifest_comes_out_with_its_workloads_injected() {
     assert!(pod_spec.get("initContainers").is_none());
     assert_eq!(
         pod_spec["volumes"],
-        json!([{"name": "sidecar-capture", "emptyDir": {}}])
+        json!([{"name": "sidecar-capture", "emptyDir": {"sizeLimit": "1Gi"}}])
     );
 
     // The CronJob's job template.

@@ -417,6 +417,55 @@ async fn an_invalid_combination_is_denied_with_the_proxys_own_message() {
     webhook.stop().await;
 }
 
+/// A value of megabytes comes back as its beginning and its length, in the denial the API server shows
+/// (and stores in events) and in the webhook's log line, whichever check refuses it.
+#[tokio::test]
+async fn a_denial_quotes_only_the_beginning_of_a_huge_value() {
+    let webhook = Webhook::start().await;
+    // Within the webhook's 4 MiB body limit, with the rest of the review; the slash makes it no host name.
+    let huge = format!("{}/", "y".repeat(2_999_999));
+    let uid = "0c5e9a7b-5555-4444-8888-9999aaaabbbb";
+    for (annotations, expected) in [
+        (
+            vec![("inject", "true"), ("proxy-memory-limit", huge.as_str())],
+            "sidecar.speedscale.com/proxy-memory-limit: \"yyyy",
+        ),
+        (
+            vec![("inject", "true"), ("proxy-type", huge.as_str())],
+            "invalid sidecar.speedscale.com/proxy-type \"yyyy",
+        ),
+        (
+            vec![
+                ("inject", "true"),
+                ("proxy-type", "forward"),
+                ("tls-out", "true"),
+                ("tls-out-exclude", huge.as_str()),
+            ],
+            "invalid sidecar.speedscale.com/tls-out-exclude \"yyyy",
+        ),
+    ] {
+        let answer = webhook
+            .client()
+            .post_review(Protocol::Http1, &admission_review(uid, &pod(&annotations)))
+            .await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert!(
+            answer.body.len() < 2048,
+            "{expected}: an answer of {} bytes",
+            answer.body.len()
+        );
+        let response = &answer.json()["response"];
+        assert_eq!(response["allowed"], false, "{response}");
+        let message = response["status"]["message"].as_str().unwrap();
+        assert!(message.starts_with(expected), "{message}");
+        assert!(
+            message.contains("…\" (3000000 bytes; the first 200 shown)"),
+            "{message}"
+        );
+    }
+    webhook.stop().await;
+}
+
 #[tokio::test]
 async fn a_pod_not_asking_for_injection_passes_unchanged() {
     let webhook = Webhook::start().await;

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod net;
 pub mod options;
 pub mod outbound;
+pub mod peer_warnings;
 pub mod relay;
 pub mod server;
 pub mod socks;

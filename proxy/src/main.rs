@@ -163,6 +163,8 @@ fn main() -> ExitCode {
     // Connections still open past the grace period are dropped here, so none can finish an exchange after
     // the writer's final flush. Blocking-pool work (a name lookup stuck on DNS) gets a second at most.
     runtime.shutdown_timeout(Duration::from_secs(1));
+    // Events of connections that ended only as the runtime stopped.
+    sidecar_proxy::peer_warnings::report_remaining();
     if let Some(writer) = capture_writer {
         // Every record of every exchange that completed is written before the process exits.
         if !writer.finish_blocking(CAPTURE_FLUSH_LIMIT) {

@@ -10,13 +10,14 @@ use std::any::Any;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::capture::record::TlsSession;
 use crate::capture::{CaptureContext, StreamCapture, StreamEnd, TappedIo};
 use crate::detect::tls::{client_hello_sni, is_tls_handshake};
 use crate::detect::{first_bytes, is_h2_preface, is_http_request, FirstBytes, DETECT_TIMEOUT};
 use crate::io::{splice_bidirectional, MeteredIo, ObservedIo, PrefixedIo};
+use crate::peer_warnings::HEAD_TOO_LARGE;
 use crate::tap::{Followed, HttpTap, Protocol, Route};
 use crate::tls_out::{Intercepted, Outcome, TlsInterceptor};
 
@@ -283,10 +284,10 @@ where
 /// then the stream is closed (what the client sent of the head never reached the upstream whole).
 async fn refuse_large_head<C: AsyncWrite + Unpin>(client: &mut C, context: &CaptureContext) {
     context.count_handshake_error("too_large");
-    warn!(
-        limit = context.max_request_head(),
-        "request head inside a stream too large (answered 431)"
-    );
+    HEAD_TOO_LARGE.occurred_because(&format_args!(
+        "a request head inside a stream went over {} bytes",
+        context.max_request_head()
+    ));
     let body = "sidecar: the request head is over the limit\n";
     let answer = format!(
         "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",

@@ -6,7 +6,7 @@
 //! default ports). From the peer, the inbound listener and the admin port answer (that is their job), and
 //! the forward listener, HTTP or SOCKS, refuses the connection. A second sidecar told
 //! `PROXY_OUT_BIND=0.0.0.0` shows what the default prevents: the peer then reaches the pod's
-//! loopback-only app through it.
+//! loopback-only app through it, and that sidecar says so in a warning at start (the others do not).
 //!
 //! Needs root (CI runs as root), `ip`, `curl` and `python3`; without them the test fails saying what is
 //! missing rather than passing vacuously.
@@ -30,17 +30,34 @@ fn start_app(network: &mut PodNetwork) {
     network.http_server(&pod, "127.0.0.1", APP_PORT, BODY);
 }
 
-/// A sidecar in the pod, configured only by `settings` (as the injector configures it).
-fn start_sidecar(network: &mut PodNetwork, settings: &[(&str, &str)], ports: &[u16]) {
+/// A sidecar in the pod, configured only by `settings` (as the injector configures it). Returns what it
+/// logged up to being ready.
+fn start_sidecar(network: &mut PodNetwork, settings: &[(&str, &str)], ports: &[u16]) -> String {
     let mut command: Command = network.exec(&network.pod);
-    command.arg(BIN).env("PROXY_CAPTURE", "off");
+    command
+        .arg(BIN)
+        .env("PROXY_CAPTURE", "off")
+        .env("RUST_LOG", "info");
     for (name, value) in settings {
         command.env(name, value);
     }
-    network.spawn(command);
+    let index = network.spawn(command);
     for port in ports {
         network.wait_for_port(&network.pod, "127.0.0.1", *port);
     }
+    network.wait_for_stderr(index, "ready: every listener is bound")
+}
+
+/// The start-up warning of a forward listener any host can reach.
+const OPEN_PROXY_WARNING: &str =
+    "which is not a loopback address: anything that can reach it can use this pod as an open proxy";
+
+/// The WARN lines of a sidecar's start-up log that say it is an open proxy.
+fn open_proxy_warnings(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|line| line.contains(" WARN ") && line.contains(OPEN_PROXY_WARNING))
+        .collect()
 }
 
 /// curl in `ns` with `args`: its exit code and output.
@@ -71,7 +88,7 @@ fn another_pod_cannot_use_the_forward_listener_but_reaches_inbound_and_admin() {
     let app_url = format!("http://127.0.0.1:{APP_PORT}/hello.txt");
     let app_port = APP_PORT.to_string();
     // Default ports: 4143 in, 4140 out, 4191 admin. And a SOCKS forward proxy beside it.
-    start_sidecar(
+    let dual = start_sidecar(
         &mut network,
         &[
             ("PROXY_TYPE", "dual"),
@@ -81,7 +98,7 @@ fn another_pod_cannot_use_the_forward_listener_but_reaches_inbound_and_admin() {
         ],
         &[4143, 4140, 4191],
     );
-    start_sidecar(
+    let socks = start_sidecar(
         &mut network,
         &[
             ("PROXY_TYPE", "forward"),
@@ -91,6 +108,14 @@ fn another_pod_cannot_use_the_forward_listener_but_reaches_inbound_and_admin() {
         ],
         &[6140],
     );
+    // Bound to loopback, as by default: nothing to warn about.
+    for (name, stderr) in [("dual", &dual), ("socks", &socks)] {
+        assert_eq!(
+            open_proxy_warnings(stderr),
+            Vec::<&str>::new(),
+            "{name}: {stderr}"
+        );
+    }
     let (pod, peer) = (network.pod.clone(), network.peer.clone());
 
     // The app in the pod uses both forward proxies: they are up and they work.
@@ -164,7 +189,7 @@ fn another_pod_cannot_use_the_forward_listener_but_reaches_inbound_and_admin() {
 
     // What the default prevents: told to bind all addresses, the forward listener serves the peer,
     // which then reads the pod's loopback-only app through it.
-    start_sidecar(
+    let open = start_sidecar(
         &mut network,
         &[
             ("PROXY_TYPE", "forward"),
@@ -174,6 +199,17 @@ fn another_pod_cannot_use_the_forward_listener_but_reaches_inbound_and_admin() {
             ("PROXY_OUT_BIND", "0.0.0.0"),
         ],
         &[5140],
+    );
+    // Which the sidecar says at start, once, naming the address and the way back to the default.
+    let warnings = open_proxy_warnings(&open);
+    assert_eq!(warnings.len(), 1, "{open}");
+    assert!(
+        warnings[0].contains("bound to 0.0.0.0:5140")
+            && warnings[0].contains(
+                "bind it to 127.0.0.1 (the default: remove --proxy-out-bind / PROXY_OUT_BIND)"
+            ),
+        "{}",
+        warnings[0]
     );
     let (code, out) = curl(
         &network,

@@ -1,19 +1,20 @@
 //! Validation failures, each a single line naming the setting, the value and what is allowed.
 //!
-//! Values are the user's text and are shown with Rust's string escaping (`{value:?}`): a value holding a
+//! Values are the user's text and are shown with Rust's string escaping ([`Quoted`]): a value holding a
 //! newline or a quote still gives one unambiguous line (found by fuzzing, in CI:
-//! fuzz/corpus/config_flags/regression-newline-in-tls-out).
+//! fuzz/corpus/config_flags/regression-newline-in-tls-out), and a huge value is cut to its beginning.
 //!
 //! The proxy prints these before exiting with status 2; the injector returns the same text in its
 //! admission denial, so a user sees one message for one mistake wherever it is caught.
 
 use super::model::{ProtocolSetting, ProxyType, ReverseTarget};
 use super::ports::{PortList, PortListProblem};
+use super::quoted::Quoted;
 use super::settings::SettingName;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("invalid {setting} {value:?}: allowed values are {allowed}")]
+    #[error("invalid {setting} {}: allowed values are {allowed}", Quoted(.value))]
     UnknownWord {
         setting: SettingName,
         value: String,
@@ -21,7 +22,8 @@ pub enum ConfigError {
     },
 
     #[error(
-        "invalid {setting} {value:?} for {type_setting} \"{proxy_type}\": {why}; allowed for {proxy_type}: {allowed}"
+        "invalid {setting} {} for {type_setting} \"{proxy_type}\": {why}; allowed for {proxy_type}: {allowed}",
+        Quoted(.value)
     )]
     ProtocolNotForType {
         setting: SettingName,
@@ -32,11 +34,12 @@ pub enum ConfigError {
         allowed: String,
     },
 
-    #[error("invalid {setting} {value:?}: allowed values are port numbers 1-65535")]
+    #[error("invalid {setting} {}: allowed values are port numbers 1-65535", Quoted(.value))]
     InvalidPort { setting: SettingName, value: String },
 
     #[error(
-        "invalid {setting} {value:?}: {problem}; allowed values are {}",
+        "invalid {setting} {}: {problem}; allowed values are {}",
+        Quoted(.value),
         PortList::ALLOWED
     )]
     InvalidPortList {
@@ -46,12 +49,15 @@ pub enum ConfigError {
     },
 
     #[error(
-        "invalid {setting} {value:?}: allowed values are a host name or an IP address, without scheme, port or path"
+        "invalid {setting} {}: allowed values are a host name or an IP address, without scheme, port or path",
+        Quoted(.value)
     )]
     InvalidHost { setting: SettingName, value: String },
 
     #[error(
-        "invalid {setting} {value:?}: {entry:?} is not a host name, *.domain or IP address; allowed values are comma-separated host names, *.domain wildcards and IP addresses, like api.example.com,*.bank.example,10.0.0.7"
+        "invalid {setting} {}: {} is not a host name, *.domain or IP address; allowed values are comma-separated host names, *.domain wildcards and IP addresses, like api.example.com,*.bank.example,10.0.0.7",
+        Quoted(.value),
+        Quoted(.entry)
     )]
     InvalidHostList {
         setting: SettingName,

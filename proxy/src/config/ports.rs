@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use super::quoted::{excerpt, Quoted};
+
 /// One port (`low == high`) or an inclusive range of ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PortRange {
@@ -93,11 +95,11 @@ impl fmt::Display for PortList {
 pub enum PortListProblem {
     #[error("an entry between commas is empty")]
     EmptyEntry,
-    #[error("{0:?} is not a port number")]
+    #[error("{} is not a port number", Quoted(.0))]
     NotANumber(String),
-    #[error("port {0} is outside 1-65535")]
+    #[error("port {} is outside 1-65535", excerpt(.0))]
     OutOfRange(String),
-    #[error("range {0:?} has its low port above its high port")]
+    #[error("range {} has its low port above its high port", Quoted(.0))]
     Reversed(String),
 }
 

@@ -15,12 +15,13 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::body::ProxyBody;
 use crate::capture::CaptureContext;
 use crate::detect::H2_PREFACE;
 use crate::io::PrefixedIo;
+use crate::peer_warnings::{HANDSHAKE_TIMEOUT, HEAD_TOO_LARGE, MALFORMED_REQUEST};
 
 #[derive(Clone, Copy, Debug)]
 pub struct ServeOptions {
@@ -62,7 +63,7 @@ pub async fn serve<S, F, Fut>(
             }
             Err(_) => {
                 context.count_handshake_error("timeout");
-                warn!(timeout = ?options.handshake_timeout, "closing connection: no request within the handshake timeout");
+                HANDSHAKE_TIMEOUT.occurred();
                 return;
             }
         }
@@ -97,13 +98,13 @@ pub async fn serve<S, F, Fut>(
             debug!("idle keep-alive connection closed");
         } else if e.is_timeout() {
             context.count_handshake_error("timeout");
-            warn!("closing connection: request head not received within the handshake timeout");
+            HANDSHAKE_TIMEOUT.occurred();
         } else if e.is_parse_too_large() {
             context.count_handshake_error("too_large");
-            warn!(error = %e, limit = options.max_request_head, "request head too large (answered 431)");
+            HEAD_TOO_LARGE.occurred_because(&e);
         } else if e.is_parse() {
             context.count_handshake_error("malformed");
-            warn!(error = %e, "malformed HTTP request");
+            MALFORMED_REQUEST.occurred_because(&e);
         } else {
             debug!(error = %e, "HTTP connection ended with an error");
         }

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::ServerError;
 use crate::config::{InboundProtocol, OutboundProtocol, ProxyConfig};
@@ -74,13 +74,15 @@ pub(super) async fn bind_inline(
             OutboundProtocol::Socks => Handler::ForwardSocks,
         };
         let socket = bind(options.outbound_listen, "outbound").await?;
+        let address = socket.local_addr().unwrap_or(options.outbound_listen);
         info!(
-            address = %socket.local_addr().unwrap_or(options.outbound_listen),
+            %address,
             direction = "outbound",
             protocol = protocol.as_str(),
             target = "as requested by the client",
             "listening"
         );
+        warn_if_open_proxy(address);
         listeners.push(Listener {
             socket,
             direction: "outbound",
@@ -89,6 +91,22 @@ pub(super) async fn bind_inline(
         });
     }
     Ok(listeners)
+}
+
+/// The forward proxy connects anywhere its client asks, with the pod's identity and from inside the pod's
+/// network (its loopback, the cluster, whatever NetworkPolicy lets the pod reach). On loopback only the
+/// pod's own containers can ask; on any other address, anything that can reach that address can. Allowed,
+/// since a platform may have its reasons, but never silently. (Transparent mode's outbound listener
+/// refuses every connection iptables did not redirect, so it is not a forward proxy whatever it binds.)
+fn warn_if_open_proxy(address: SocketAddr) {
+    // `::ffff:127.0.0.1` is loopback too.
+    if address.ip().to_canonical().is_loopback() {
+        return;
+    }
+    warn!(
+        %address,
+        "the outbound (forward proxy) listener is bound to {address}, which is not a loopback address: anything that can reach it can use this pod as an open proxy, to the pod's own loopback services and to everything the pod can reach; bind it to 127.0.0.1 (the default: remove --proxy-out-bind / PROXY_OUT_BIND) unless something else, such as a NetworkPolicy, limits who can connect"
+    );
 }
 
 /// Transparent mode: one listener per direction for redirected connections, both speaking whatever the

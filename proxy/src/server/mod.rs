@@ -138,6 +138,12 @@ impl Server {
             tasks: tasks.clone(),
             shutdown: shutdown.clone(),
         });
+        // Per-connection warnings (handshake timeouts, bad heads) are counted between lines; this tells
+        // the count of a burst once its interval is over rather than at the next event.
+        let warnings_stop = CancellationToken::new();
+        let warnings = tokio::spawn(crate::peer_warnings::report_periodically(
+            warnings_stop.clone(),
+        ));
         let accept_loops: Vec<_> = self
             .listeners
             .into_iter()
@@ -147,18 +153,21 @@ impl Server {
             let _ = accept_loop.await;
         }
         tasks.close();
-        if tasks.is_empty() {
-            return;
-        }
-        info!(open = tasks.len(), grace = ?options.shutdown_grace, "stopped accepting; waiting for open connections");
-        tokio::select! {
-            _ = tasks.wait() => {}
-            _ = tokio::time::sleep(options.shutdown_grace) => {
-                warn!(open = tasks.len(), "grace period over; closing the remaining connections");
+        if !tasks.is_empty() {
+            info!(open = tasks.len(), grace = ?options.shutdown_grace, "stopped accepting; waiting for open connections");
+            tokio::select! {
+                _ = tasks.wait() => {}
+                _ = tokio::time::sleep(options.shutdown_grace) => {
+                    warn!(open = tasks.len(), "grace period over; closing the remaining connections");
+                }
+                _ = self.stop_now.cancelled() => {
+                    warn!(open = tasks.len(), "told to stop now; closing the remaining connections");
+                }
             }
-            _ = self.stop_now.cancelled() => {
-                warn!(open = tasks.len(), "told to stop now; closing the remaining connections");
-            }
         }
+        warnings_stop.cancel();
+        let _ = warnings.await;
+        // The last interval's counts, which no later event or tick will report.
+        crate::peer_warnings::report_remaining();
     }
 }

@@ -9,6 +9,7 @@ use tracing::{debug, warn};
 use super::{accept, SocksError};
 use crate::capture::{CaptureContext, StreamCapture};
 use crate::net::{dial, Target};
+use crate::peer_warnings::{HANDSHAKE_TIMEOUT, SOCKS_HANDSHAKE_FAILED};
 use crate::relay::{proxy_stream, StreamJob};
 
 pub struct Timeouts {
@@ -33,20 +34,19 @@ pub async fn serve<S>(
         }
         Ok(Err(SocksError::NotSocks { first })) => {
             capture.count_handshake_error("not_socks");
-            warn!(
-                first_byte = first,
-                "closing connection: not a SOCKS4/SOCKS5 handshake"
-            );
+            SOCKS_HANDSHAKE_FAILED.occurred_because(&format_args!(
+                "not a SOCKS4/SOCKS5 handshake (first byte {first})"
+            ));
             return;
         }
         Ok(Err(e)) => {
             capture.count_handshake_error(e.metric_reason());
-            warn!(error = %e, "closing connection: SOCKS handshake failed");
+            SOCKS_HANDSHAKE_FAILED.occurred_because(&e);
             return;
         }
         Err(_) => {
             capture.count_handshake_error("timeout");
-            warn!(timeout = ?timeouts.handshake, "closing connection: SOCKS handshake not finished within the handshake timeout");
+            HANDSHAKE_TIMEOUT.occurred();
             return;
         }
     };

@@ -14,6 +14,7 @@
 //! - [`fd_exhaustion`]: out of file descriptors, the binary pauses its accepts instead of spinning.
 //! - [`full_disk`]: with the capture sink on a full disk, traffic flows and records are counted dropped.
 //! - [`memory_budget`]: a flood of unfinished heads stays within `--memory-budget`, and the memory goes back.
+//! - [`warning_flood`]: hundreds of handshake timeouts log a few lines whose counts add up, not one each.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -28,6 +29,7 @@ mod resets;
 mod slowloris;
 mod smuggling;
 mod upstream_timeout;
+mod warning_flood;
 
 use std::future::Future;
 use std::time::Duration;

@@ -120,8 +120,9 @@ impl PodNetwork {
         command
     }
 
-    /// Starts `command` in the background; its stderr goes to a file shown if the test fails.
-    pub fn spawn(&mut self, mut command: Command) {
+    /// Starts `command` in the background; its stderr goes to a file shown if the test fails (and read by
+    /// [`PodNetwork::stderr`] with the index returned here).
+    pub fn spawn(&mut self, mut command: Command) -> usize {
         let log = self
             .dir
             .join(format!("process-{}.stderr", self.children.len()));
@@ -132,6 +133,28 @@ impl PodNetwork {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
         self.children.push((child, log));
+        self.children.len() - 1
+    }
+
+    /// What the process started `index`-th has written to its stderr so far.
+    pub fn stderr(&self, index: usize) -> String {
+        std::fs::read_to_string(&self.children[index].1).unwrap_or_default()
+    }
+
+    /// Waits (up to 20 s) until the stderr of process `index` contains `text`, and returns all of it.
+    pub fn wait_for_stderr(&self, index: usize, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let stderr = self.stderr(index);
+            if stderr.contains(text) {
+                return stderr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process {index} never wrote {text:?}; its stderr:\n{stderr}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The process started last (a test's sidecar, typically).

@@ -1,0 +1,162 @@
+//! A flood of connections that never finish their handshake, on the real binary: each is closed at the
+//! handshake timeout as before, but the log gets a few lines saying how many, not one line per connection
+//! (15,000 lines in one slowloris run before). The counts of those lines add up to every connection,
+//! the last interval's told at shutdown.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rstest::rstest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::capture::{Sidecar, TempDir};
+use crate::support::start_app;
+use crate::PATIENCE;
+
+/// Connections in the flood: far more than the lines the log may show for them.
+const FLOOD: usize = 300;
+/// How long the whole flood may take to be closed by the sidecar.
+const FLOOD_PATIENCE: Duration = Duration::from_secs(60);
+/// Lines about a flood that lasted `elapsed`: the first at once, one per 10 s interval it spanned, and the
+/// rest at shutdown.
+fn max_lines(elapsed: Duration) -> usize {
+    2 + (elapsed.as_secs() / 10) as usize + 1
+}
+
+/// What each client sends before going quiet.
+#[derive(Clone, Copy, Debug)]
+enum Opening {
+    /// Connects and says nothing (an idle connection).
+    Nothing,
+    /// Half a request head, never finished.
+    Bytes(&'static [u8]),
+}
+
+/// Opens a connection, sends `opening`, and waits until the sidecar closes it.
+async fn stalled_client(sidecar: SocketAddr, opening: Opening) {
+    let mut stream = TcpStream::connect(sidecar).await.unwrap();
+    if let Opening::Bytes(bytes) = opening {
+        stream.write_all(bytes).await.unwrap();
+    }
+    let mut rest = Vec::new();
+    // Closed (or reset) by the sidecar: the read ends either way.
+    let _ = stream.read_to_end(&mut rest).await;
+}
+
+/// The `count=N` of a log line.
+fn count_of(line: &str) -> usize {
+    let start = line
+        .find(" count=")
+        .unwrap_or_else(|| panic!("no count in {line:?}"))
+        + " count=".len();
+    let digits: String = line[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap()
+}
+
+#[rstest]
+#[case::http_idle("http", Opening::Nothing)]
+#[case::http_unfinished_head("http", Opening::Bytes(b"GET / HTTP/1.1\r\nHost: app\r\nX-Slow: a"))]
+#[case::socks_idle("socks", Opening::Nothing)]
+#[case::socks_unfinished_greeting("socks", Opening::Bytes(&[0x05, 0x02, 0x00]))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_handshake_timeouts_logs_a_few_lines_whose_counts_add_up(
+    #[case] protocol: &str,
+    #[case] opening: Opening,
+) {
+    let app = start_app().await;
+    let dir = TempDir::new("warning-flood");
+    let mut sidecar = Sidecar::reverse(
+        protocol,
+        app.addr,
+        &[
+            "--capture",
+            "off",
+            "--handshake-timeout",
+            "500ms",
+            "--shutdown-grace",
+            "2s",
+        ],
+        &dir.0,
+    )
+    .await;
+
+    let started = std::time::Instant::now();
+    let clients: Vec<_> = (0..FLOOD)
+        .map(|_| tokio::spawn(stalled_client(sidecar.inbound, opening)))
+        .collect();
+    // Liveness only: a generous bound, since the whole suite may be running beside it on two cores.
+    tokio::time::timeout(FLOOD_PATIENCE, async {
+        for client in clients {
+            client.await.unwrap();
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("stalled connections still open after {FLOOD_PATIENCE:?}"));
+
+    sidecar.signal("TERM");
+    assert!(sidecar.exit().await.success(), "{}", sidecar.stderr());
+    let allowed = max_lines(started.elapsed());
+    let stderr = sidecar.stderr();
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains(" WARN ")).collect();
+    let timeouts: Vec<&str> = warnings
+        .iter()
+        .copied()
+        .filter(|line| line.contains("within the handshake timeout"))
+        .collect();
+    assert!(
+        !timeouts.is_empty() && warnings.len() <= allowed,
+        "{} warning lines for {FLOOD} handshake timeouts (at most {allowed} allowed):\n{stderr}",
+        warnings.len()
+    );
+    let counted: usize = timeouts.iter().map(|line| count_of(line)).sum();
+    assert_eq!(
+        counted, FLOOD,
+        "the counts of the lines add up to every timed-out connection:\n{stderr}"
+    );
+}
+
+/// After a burst the count is told once its interval is over, without waiting for another event or the
+/// shutdown: a burst of timeouts while the sidecar keeps running shows up in the log within about 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_end_of_a_burst_is_reported_while_the_sidecar_runs() {
+    let app = start_app().await;
+    let dir = TempDir::new("warning-burst");
+    let sidecar = Sidecar::reverse(
+        "http",
+        app.addr,
+        &["--capture", "off", "--handshake-timeout", "300ms"],
+        &dir.0,
+    )
+    .await;
+    let clients: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(stalled_client(sidecar.inbound, Opening::Nothing)))
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    let told = |stderr: &str| -> usize {
+        stderr
+            .lines()
+            .filter(|line| line.contains(" WARN ") && line.contains("handshake timeout"))
+            .map(count_of)
+            .sum()
+    };
+    // The interval is 10 s; PATIENCE on top of it for a loaded machine.
+    tokio::time::timeout(Duration::from_secs(10) + PATIENCE, async {
+        while told(&sidecar.stderr()) < 20 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "20 timeouts, {} told while running:\n{}",
+            told(&sidecar.stderr()),
+            sidecar.stderr()
+        )
+    });
+}
