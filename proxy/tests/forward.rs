@@ -980,3 +980,32 @@ async fn host_comes_from_the_absolute_url(#[case] request: &str) {
     );
     assert!(!head.contains("user:pw"), "{head}");
 }
+
+/// A CONNECT tunnel nothing reads (capture off, or capture on and a stream recorded only as a stream) is
+/// spliced like any other stream: the client side is taken back from the HTTP server as its socket, bulk
+/// data goes through pipes that go back once idle, and the record counts every byte.
+#[rstest]
+#[case::capture_off(false)]
+#[case::capture_on_opaque_stream(true)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_tunnel_nothing_reads_is_spliced(#[case] capture: bool) {
+    let echo = support::start_tcp_echo().await;
+    let dir = support::capture::TempDir::new("splice-connect");
+    let capture_file = dir.0.join("capture.jsonl");
+    let capture_arg = if capture {
+        capture_file.to_str().unwrap()
+    } else {
+        "off"
+    };
+    let sidecar =
+        support::capture::Sidecar::forward("http", &["--capture", capture_arg], &dir.0).await;
+    let stream = support::capture::connect_tunnel(sidecar.outbound, &echo.to_string()).await;
+    let sent = support::spliced::bulk_data_goes_through_pipes(sidecar.pid(), stream).await;
+    if capture {
+        let summary = support::spliced::the_stream_with_bytes(sidecar, &capture_file).await;
+        assert_eq!(summary.protocol_seen, "opaque");
+        assert_eq!(summary.bytes_client_to_target, sent);
+        assert_eq!(summary.bytes_target_to_client, sent);
+        assert_eq!(summary.end, "closed");
+    }
+}

@@ -29,9 +29,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_socks::tcp::{Socks4Stream, Socks5Stream};
 use tokio_tungstenite::tungstenite::Message;
 
-use sidecar_proxy::capture::record::Detail;
-use support::capture::{parse_records, Sidecar, TempDir};
+use support::capture::{Sidecar, TempDir};
 use support::data::{hex, pattern_sha256};
+use support::spliced;
 use support::{pattern_body, raw, sha256_hex, start_app, start_proxy, start_tcp_echo};
 
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
@@ -239,28 +239,6 @@ async fn reverse_tcp_echoes_every_byte_then_eof(#[case] len: u64) {
     assert_eq!(hex(&hasher.finalize()), pattern_sha256(len));
 }
 
-/// The pipes a process holds open now (its stdout and stderr are pipes too, when captured).
-fn open_pipes(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("the sidecar's /proc entry")
-        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
-        .filter(|target| target.to_string_lossy().starts_with("pipe:"))
-        .count()
-}
-
-async fn until_pipes(pid: u32, what: &str, done: impl Fn(usize) -> bool) -> usize {
-    within(what, STEP, async {
-        loop {
-            let pipes = open_pipes(pid);
-            if done(pipes) {
-                return pipes;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-}
-
 /// Where nothing reads a stream's bytes (capture off, or capture on and a stream recorded only as a stream,
 /// without payload copies), bulk data goes socket → pipe → socket (splice(2)): every byte arrives in order,
 /// the record counts them exactly, and the pipes go back once the stream carries small messages again,
@@ -280,78 +258,16 @@ async fn reverse_tcp_splices_bulk_data_nothing_reads_and_gives_the_pipes_back(
     } else {
         "off"
     };
-    let mut sidecar = Sidecar::reverse("tcp", echo, &["--capture", capture_arg], &dir.0).await;
-    let pid = sidecar.pid();
-    let resting = open_pipes(pid);
-    let mut stream = TcpStream::connect(sidecar.inbound).await.unwrap();
-
-    // A binary protocol the tap does not follow, then bulk data, not read yet: the echoed bytes wait in
-    // the sidecar, in its pipes.
-    let hello = b"\x00\x01binary-protocol-hello\r\n".as_slice();
-    stream.write_all(hello).await.unwrap();
-    let mut echoed = vec![0; hello.len()];
-    within("the hello echoed", STEP, stream.read_exact(&mut echoed))
-        .await
-        .unwrap();
-    let bulk = payload_of(1024 * 1024);
-    stream.write_all(&bulk).await.unwrap();
-    let during = until_pipes(pid, "pipes while bulk data flows", |n| n >= resting + 2).await;
-    assert!(
-        during >= resting + 2,
-        "{during} pipe ends, {resting} at rest"
-    );
-    let mut back = vec![0; bulk.len()];
-    within("the bulk data echoed", STEP, stream.read_exact(&mut back))
-        .await
-        .unwrap();
-    assert!(back == bulk, "every byte back, in order");
-
-    stream.write_all(b"ping").await.unwrap();
-    let mut ping = [0; 4];
-    within("a small message echoed", STEP, stream.read_exact(&mut ping))
-        .await
-        .unwrap();
-    assert_eq!(&ping, b"ping");
-    until_pipes(pid, "the pipes given back once idle", |n| n == resting).await;
-
-    stream.shutdown().await.unwrap();
-    let mut rest = Vec::new();
-    within(
-        "EOF after the half-close",
-        STEP,
-        stream.read_to_end(&mut rest),
-    )
-    .await
-    .unwrap();
-    assert!(rest.is_empty());
-    drop(stream);
-    if !capture {
-        return;
+    let sidecar = Sidecar::reverse("tcp", echo, &["--capture", capture_arg], &dir.0).await;
+    let stream = TcpStream::connect(sidecar.inbound).await.unwrap();
+    let sent = spliced::bulk_data_goes_through_pipes(sidecar.pid(), stream).await;
+    if capture {
+        let summary = spliced::the_stream_with_bytes(sidecar, &capture_file).await;
+        assert_eq!(summary.protocol_seen, "opaque");
+        assert_eq!(summary.bytes_client_to_target, sent);
+        assert_eq!(summary.bytes_target_to_client, sent);
+        assert_eq!(summary.end, "closed");
     }
-    sidecar.signal("TERM");
-    assert!(sidecar.exit().await.success(), "{}", sidecar.stderr());
-    // The start-up wait's probe connection is a record too (no bytes); ours is the other one.
-    let records = parse_records(&std::fs::read_to_string(&capture_file).unwrap());
-    let ours: Vec<_> = records
-        .iter()
-        .filter_map(|record| match &record.detail {
-            Detail::Stream(summary) if summary.bytes_client_to_target > 0 => Some(summary),
-            _ => None,
-        })
-        .collect();
-    let [summary] = ours[..] else {
-        panic!("one stream record with bytes: {records:#?}");
-    };
-    let each_way = (hello.len() + bulk.len() + 4) as u64;
-    assert_eq!(summary.protocol_seen, "opaque");
-    assert_eq!(summary.bytes_client_to_target, each_way);
-    assert_eq!(summary.bytes_target_to_client, each_way);
-    assert_eq!(summary.end, "closed");
-}
-
-/// A payload that is not all one byte, so a misplaced chunk shows.
-fn payload_of(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
 }
 
 #[tokio::test]

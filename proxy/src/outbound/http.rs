@@ -9,9 +9,11 @@ use http::uri::Authority;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
@@ -25,6 +27,7 @@ use crate::http::exchange::{
 use crate::http::framing;
 use crate::http::headers::remove_hop_by_hop;
 use crate::http::upgrade;
+use crate::io::{MeteredIo, PrefixedIo};
 use crate::net::{dial, keepalive, DialFailure, Target};
 use crate::relay::{proxy_stream, StreamJob};
 
@@ -176,7 +179,7 @@ impl ForwardHttp {
                         record,
                         context: &context,
                     };
-                    proxy_stream(TokioIo::new(upgraded), upstream, job).await;
+                    tunnel(upgraded, upstream, job).await;
                 }
                 Err(e) => {
                     debug!(error = %e, "client left before the tunnel started");
@@ -244,4 +247,26 @@ fn refuse(
 fn bad_request(message: String) -> Response<ProxyBody> {
     warn!(reason = %message, "refused request");
     text_response(StatusCode::BAD_REQUEST, message)
+}
+
+/// The client connection under an accepted connection's HTTP server, as the listeners hand it to hyper.
+type ServedSocket = TokioIo<PrefixedIo<MeteredIo<TcpStream>>>;
+
+/// Relays a CONNECT tunnel. The client side is taken back from hyper as the socket it is, with whatever
+/// hyper had read past the CONNECT head replayed first, so a tunnel nothing reads can be spliced like any
+/// other stream; a connection of another kind stays hyper's upgraded stream.
+async fn tunnel(upgraded: Upgraded, upstream: TcpStream, job: StreamJob<'_>) {
+    let parts = match upgraded.downcast::<ServedSocket>() {
+        Ok(parts) => parts,
+        Err(upgraded) => return proxy_stream(TokioIo::new(upgraded), upstream, job).await,
+    };
+    let served = parts.io.into_inner();
+    // hyper read its buffer before what is left of the prefix (if anything is).
+    let early = [&parts.read_buf[..], served.prefix()].concat();
+    let socket = served.into_inner();
+    if early.is_empty() {
+        proxy_stream(socket, upstream, job).await;
+    } else {
+        proxy_stream(PrefixedIo::new(early, socket), upstream, job).await;
+    }
 }

@@ -406,6 +406,8 @@ pub fn free_port() -> u16 {
 pub struct Sidecar {
     child: Child,
     pub inbound: SocketAddr,
+    /// The outbound (forward) listener.
+    pub outbound: SocketAddr,
     /// The admin listener (`/metrics`, `/readyz`).
     pub admin: SocketAddr,
     stdout: Arc<Mutex<Vec<u8>>>,
@@ -452,7 +454,30 @@ impl Sidecar {
         extra_args: &[&str],
         cwd: &Path,
     ) -> Sidecar {
+        let app_port = app.port().to_string();
+        let mode = [
+            "--proxy-type",
+            "reverse",
+            "--proxy-protocol",
+            protocol,
+            "--proxy-host",
+            "127.0.0.1",
+            "--proxy-port",
+            &app_port,
+        ];
+        Sidecar::start(launcher, &mode, extra_args, cwd).await
+    }
+
+    /// Starts `sidecar-proxy --proxy-type forward --proxy-protocol <protocol>` with `extra_args`, in `cwd`,
+    /// and waits until the outbound port (`outbound`) accepts connections.
+    pub async fn forward(protocol: &str, extra_args: &[&str], cwd: &Path) -> Sidecar {
+        let mode = ["--proxy-type", "forward", "--proxy-protocol", protocol];
+        Sidecar::start(&[], &mode, extra_args, cwd).await
+    }
+
+    async fn start(launcher: &[&str], mode: &[&str], extra_args: &[&str], cwd: &Path) -> Sidecar {
         let in_port = free_port();
+        let out_port = free_port();
         let admin_port = free_port();
         let grace: &[&str] = if extra_args.contains(&"--shutdown-grace") {
             &[]
@@ -470,15 +495,17 @@ impl Sidecar {
             None => Command::new(binary),
         };
         remove_proxy_vars(&mut command);
+        let forward = mode.contains(&"forward");
+        if !forward {
+            command
+                .args(["--proxy-in-bind", "127.0.0.1", "--proxy-in-port"])
+                .arg(in_port.to_string());
+        }
         command
             .env("RUST_LOG", "info")
-            .args(["--proxy-type", "reverse", "--proxy-protocol", protocol])
-            .args(["--proxy-host", "127.0.0.1", "--proxy-port"])
-            .arg(app.port().to_string())
-            .args(["--proxy-in-bind", "127.0.0.1", "--proxy-in-port"])
-            .arg(in_port.to_string())
-            .args(["--proxy-out-port"])
-            .arg(free_port().to_string())
+            .args(mode)
+            .args(["--proxy-out-bind", "127.0.0.1", "--proxy-out-port"])
+            .arg(out_port.to_string())
             .args(["--admin-bind", "127.0.0.1", "--admin-port"])
             .arg(admin_port.to_string())
             .args(grace)
@@ -497,13 +524,19 @@ impl Sidecar {
         let mut sidecar = Sidecar {
             child,
             inbound: SocketAddr::from(([127, 0, 0, 1], in_port)),
+            outbound: SocketAddr::from(([127, 0, 0, 1], out_port)),
             admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
             stdout,
             stderr,
             readers,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(sidecar.inbound).await.is_err() {
+        let listening = if forward {
+            sidecar.outbound
+        } else {
+            sidecar.inbound
+        };
+        while TcpStream::connect(listening).await.is_err() {
             if let Some(status) = sidecar.child.try_wait().unwrap() {
                 panic!("sidecar exited ({status}); stderr:\n{}", sidecar.stderr());
             }

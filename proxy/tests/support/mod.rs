@@ -11,6 +11,7 @@ pub mod netns;
 pub mod panics;
 pub mod proxy;
 pub mod raw;
+pub mod spliced;
 pub mod tls;
 
 pub use app::{start_app, start_tcp_echo, App};
