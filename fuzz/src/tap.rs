@@ -26,9 +26,8 @@ use std::time::Duration;
 
 use sidecar_proxy::capture::har::read_records;
 use sidecar_proxy::capture::record::Detail;
-use sidecar_proxy::capture::{
-    CaptureContext, CaptureSettings, CaptureSink, Destination, SinkOptions,
-};
+use sidecar_proxy::capture::{Capture, CaptureSettings, CaptureSink, Destination, SinkOptions};
+use sidecar_proxy::connection::Connection;
 use sidecar_proxy::io::Observer;
 use sidecar_proxy::metrics::Metrics;
 use sidecar_proxy::tap::{HttpTap, Protocol, Route};
@@ -62,9 +61,11 @@ pub fn capture_tap(data: &[u8]) {
         body_limit: BODY_LIMIT,
         ..CaptureSettings::default()
     };
-    let context = CaptureContext::new(
-        sink,
-        Arc::new(settings),
+    let context = Connection::new(
+        Capture {
+            sink,
+            settings: Arc::new(settings),
+        },
         metrics,
         "inbound",
         "reverse",

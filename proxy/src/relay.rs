@@ -10,7 +10,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, warn};
 
 use crate::capture::record::TlsSession;
-use crate::capture::{CaptureContext, StreamCapture, StreamEnd, TappedIo};
+use crate::capture::{StreamCapture, StreamEnd, TappedIo};
+use crate::connection::Connection;
 use crate::detect::tls::{client_hello_sni, is_tls_handshake};
 use crate::detect::{first_bytes, is_h2_preface, is_http_request, FirstBytes, DETECT_TIMEOUT};
 use crate::io::{ObservedIo, PrefixedIo};
@@ -20,7 +21,7 @@ use crate::tls_out::{Intercepted, Outcome, TlsInterceptor};
 /// Everything a stream needs besides its two ends.
 pub struct StreamJob<'a> {
     pub record: StreamCapture,
-    pub context: &'a CaptureContext,
+    pub context: &'a Connection,
 }
 
 /// Proxies an open stream between `client` and `upstream` and records it.
@@ -40,7 +41,7 @@ where
         context,
     } = job;
     let mut client = record.tap(client);
-    if !context.sink.is_enabled() {
+    if !context.capture.sink.is_enabled() {
         let end = relay(&mut client, &mut upstream).await;
         record.finish(client, end);
         return;
@@ -86,7 +87,7 @@ where
 /// with a ClientHello, tls-out is on for the connection, and neither the server name the client asked for
 /// (SNI) nor the host or address it dialled is excluded (transparent mode knows only the address).
 fn to_intercept<'a>(
-    context: &'a CaptureContext,
+    context: &'a Connection,
     record: &StreamCapture,
     first: &[u8],
 ) -> Option<(&'a TlsInterceptor, String)> {
@@ -198,7 +199,7 @@ async fn relay_tapped<C, U>(
     client: &mut C,
     upstream: &mut U,
     route: Route,
-    context: &CaptureContext,
+    context: &Connection,
 ) -> Option<StreamEnd>
 where
     C: AsyncRead + AsyncWrite + Unpin + HasPrefix,
@@ -235,7 +236,7 @@ where
 
 /// Answers a request head over `--max-request-head` found inside a stream, as the HTTP listeners do: 431,
 /// then the stream is closed (what the client sent of the head never reached the upstream whole).
-async fn refuse_large_head<C: AsyncWrite + Unpin>(client: &mut C, context: &CaptureContext) {
+async fn refuse_large_head<C: AsyncWrite + Unpin>(client: &mut C, context: &Connection) {
     context.count_handshake_error("too_large");
     warn!(
         limit = context.max_request_head(),

@@ -15,9 +15,10 @@ use http::{HeaderMap, Version};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use super::body_tap::BodyTap;
-use super::context::{next_record_id, CaptureContext, RecordRoute};
+use super::origin::{next_record_id, RecordRoute};
 use super::record::{self, Detail};
 use super::settings::REDACTED;
+use crate::connection::Connection;
 use crate::metrics::DirectionLabels;
 
 /// The capture of one exchange; clone-free handle used by the proxy handler.
@@ -28,7 +29,7 @@ pub struct HttpCapture {
 struct ExchangeState {
     /// Taken when the request arrived, so ids follow the order exchanges started.
     id: u64,
-    context: CaptureContext,
+    context: Connection,
     started: Instant,
     start_time: SystemTime,
     /// Whether a record is wanted; metrics are kept either way.
@@ -65,12 +66,12 @@ impl HttpCapture {
     /// `route` gives `(target, delivered_to)`; it is called only when a record is wanted, so with capture off
     /// no per-request strings are built.
     pub fn begin(
-        context: &CaptureContext,
+        context: &Connection,
         transport: &'static str,
         request: &http::request::Parts,
         route: impl FnOnce() -> (String, Option<String>),
     ) -> HttpCapture {
-        let recording = context.sink.is_enabled();
+        let recording = context.capture.sink.is_enabled();
         let mut parts = Parts {
             transport,
             ..Parts::default()
@@ -114,7 +115,7 @@ impl HttpCapture {
     }
 
     /// The connection's context, for tasks that outlive the exchange (an upgraded connection).
-    pub fn context(&self) -> CaptureContext {
+    pub fn context(&self) -> Connection {
         self.shared.context.clone()
     }
 
@@ -178,7 +179,7 @@ impl HttpCapture {
 
     fn wrap<B: HttpBody>(&self, body: B, side: Side) -> CapturingBody<B> {
         let limit = if self.shared.recording {
-            self.shared.context.settings.body_limit
+            self.shared.context.capture.settings.body_limit
         } else {
             0
         };
@@ -257,9 +258,12 @@ impl ExchangeState {
             error: parts.error,
             upgraded: parts.upgraded,
         });
-        context
-            .sink
-            .submit(context.record(self.id, route, (self.start_time, elapsed), detail));
+        context.capture.sink.submit(context.origin().record(
+            self.id,
+            route,
+            (self.start_time, elapsed),
+            detail,
+        ));
     }
 }
 
@@ -358,10 +362,10 @@ fn version_text(version: Version) -> String {
     format!("{version:?}")
 }
 
-fn headers(map: &HeaderMap, context: &CaptureContext) -> Vec<(String, String)> {
+fn headers(map: &HeaderMap, context: &Connection) -> Vec<(String, String)> {
     map.iter()
         .map(|(name, value)| {
-            let value = if context.settings.redacts(name) {
+            let value = if context.capture.settings.redacts(name) {
                 REDACTED.to_owned()
             } else {
                 String::from_utf8_lossy(value.as_bytes()).into_owned()

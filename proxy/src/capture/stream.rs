@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::body_tap::BodyTap;
-use super::context::{next_record_id, CaptureContext, RecordRoute};
+use super::origin::{next_record_id, RecordRoute};
 use super::record::{Detail, StreamPayload, StreamSummary, TlsSession};
+use crate::connection::Connection;
 use crate::detect::{is_h2_preface, is_http_request, tls};
 use crate::io::{ObservedIo, Observer};
 
@@ -33,7 +34,7 @@ pub enum StreamEnd {
 pub struct StreamCapture {
     /// Taken when the stream started, so ids follow the order records started.
     id: u64,
-    context: CaptureContext,
+    context: Connection,
     transport: &'static str,
     target: String,
     delivered_to: Option<String>,
@@ -58,7 +59,7 @@ const SEEN: [&str; 5] = ["none", "tls", "http2", "http", "opaque"];
 
 impl StreamCapture {
     pub fn begin(
-        context: &CaptureContext,
+        context: &Connection,
         transport: &'static str,
         target: String,
         delivered_to: Option<String>,
@@ -92,8 +93,9 @@ impl StreamCapture {
 
     /// Wraps the client side of the relay.
     pub fn tap<S>(&self, client: S) -> TappedIo<S> {
-        let limit = self.context.settings.body_limit;
-        let keep_payload = self.context.settings.stream_payload && self.context.sink.is_enabled();
+        let limit = self.context.capture.settings.body_limit;
+        let keep_payload =
+            self.context.capture.settings.stream_payload && self.context.capture.sink.is_enabled();
         TappedIo::new(
             client,
             StreamTap {
@@ -147,7 +149,7 @@ impl StreamCapture {
 
     fn submit(&mut self, end: StreamEnd, payload: Option<StreamPayload>) {
         self.submitted = true;
-        if !self.context.sink.is_enabled() {
+        if !self.context.capture.sink.is_enabled() {
             return;
         }
         let protocol_seen = SEEN[usize::from(self.progress.protocol_seen.load(Ordering::Relaxed))];
@@ -179,8 +181,9 @@ impl StreamCapture {
         });
         let started = (self.start_time, self.started.elapsed());
         context
+            .capture
             .sink
-            .submit(context.record(self.id, route, started, detail));
+            .submit(context.origin().record(self.id, route, started, detail));
     }
 }
 

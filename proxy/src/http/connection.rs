@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::body::ProxyBody;
-use crate::capture::CaptureContext;
+use crate::connection::Connection;
 use crate::detect::H2_PREFACE;
 use crate::io::PrefixedIo;
 
@@ -38,7 +38,7 @@ pub async fn serve<S, F, Fut>(
     stream: S,
     options: ServeOptions,
     shutdown: CancellationToken,
-    context: &CaptureContext,
+    context: &Connection,
     handler: F,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,

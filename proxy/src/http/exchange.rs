@@ -16,7 +16,8 @@ use super::body::{text_response, ProxyBody};
 use super::framing::Refusal;
 use super::headers::remove_hop_by_hop;
 use super::upgrade;
-use crate::capture::{CaptureContext, HttpCapture};
+use crate::capture::HttpCapture;
+use crate::connection::Connection;
 use crate::metrics::ListenerLabels;
 use crate::net::{humanize, DialError, DialFailure};
 
@@ -103,7 +104,7 @@ pub fn failure_status(error: &hyper_util::client::legacy::Error) -> StatusCode {
 pub fn upstream_timed_out(
     upstream: &str,
     timeout: Duration,
-    context: &CaptureContext,
+    context: &Connection,
     capture: &HttpCapture,
 ) -> Response<ProxyBody> {
     let reason = format!(

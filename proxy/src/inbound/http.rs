@@ -19,7 +19,8 @@ use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use super::AppConnector;
-use crate::capture::{CaptureContext, HttpCapture};
+use crate::capture::HttpCapture;
+use crate::connection::Connection;
 use crate::http::body::{text_response, ProxyBody};
 use crate::http::delivery::{Delivery, Failure};
 use crate::http::exchange::{
@@ -71,7 +72,7 @@ impl ReverseHttp {
         mut request: Request<Incoming>,
         peer: SocketAddr,
         tasks: TaskTracker,
-        context: CaptureContext,
+        context: Connection,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let upgrade_protocol = upgrade::requested(request.headers());
         let client_upgrade = upgrade_protocol

@@ -15,7 +15,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use crate::capture::{CaptureContext, HttpCapture, StreamCapture};
+use crate::capture::{HttpCapture, StreamCapture};
+use crate::connection::Connection;
 use crate::http::body::{empty, text_response, ProxyBody};
 use crate::http::delivery::{Delivery, Failure};
 use crate::http::exchange::{
@@ -62,7 +63,7 @@ impl ForwardHttp {
         self: Arc<Self>,
         request: Request<Incoming>,
         tasks: TaskTracker,
-        context: CaptureContext,
+        context: Connection,
     ) -> Result<Response<ProxyBody>, Infallible> {
         if request.method() == Method::CONNECT {
             return Ok(self.tunnel(request, tasks, context).await);
@@ -89,7 +90,7 @@ impl ForwardHttp {
         mut request: Request<Incoming>,
         authority: Authority,
         tasks: TaskTracker,
-        context: CaptureContext,
+        context: Connection,
     ) -> Response<ProxyBody> {
         let upgrade_protocol = upgrade::requested(request.headers());
         let client_upgrade = upgrade_protocol
@@ -145,7 +146,7 @@ impl ForwardHttp {
         &self,
         request: Request<Incoming>,
         tasks: TaskTracker,
-        context: CaptureContext,
+        context: Connection,
     ) -> Response<ProxyBody> {
         let Some(target) = connect_target(request.uri()) else {
             return bad_request(format!(
@@ -227,7 +228,7 @@ pub fn host_header(authority: &Authority) -> String {
 /// Refuses a request the forward proxy cannot serve, and records the refusal like any exchange.
 fn refuse(
     request: Request<Incoming>,
-    context: &CaptureContext,
+    context: &Connection,
     message: String,
 ) -> Response<ProxyBody> {
     let (parts, _unread_body) = request.into_parts();

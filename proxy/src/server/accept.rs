@@ -1,4 +1,4 @@
-//! The accept loops and the task each connection runs in: its metrics, its capture context, its span, and
+//! The accept loops and the task each connection runs in: its metrics, its [`Connection`], its span, and
 //! the protocol handler of its listener.
 //!
 //! An accept that fails for lack of resources (file descriptors above all) is retried after a pause, so an
@@ -18,7 +18,8 @@ use super::limit::ConnectionLimit;
 use super::listeners::{Handler, Listener, TRANSPARENT};
 use super::throttle::Throttle;
 use super::Services;
-use crate::capture::CaptureContext;
+use crate::capture::Capture;
+use crate::connection::Connection;
 use crate::http::connection::{self, ServeOptions};
 use crate::io::{ByteMeter, MeteredIo};
 use crate::metrics::{
@@ -105,15 +106,17 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
                     );
                     continue;
                 }
-                // Held by the context, which tunnels and upgraded connections keep past this task.
+                // Held by the connection, which tunnels and upgraded connections keep past this task.
                 let open = Arc::new(GaugeGuard::new(open.clone()));
                 let stream = MeteredIo::new(
                     stream,
                     ByteMeter::new(from_client.clone(), to_client.clone()),
                 );
-                let context = CaptureContext::new(
-                    shared.services.capture.clone(),
-                    shared.services.capture_settings.clone(),
+                let context = Connection::new(
+                    Capture {
+                        sink: shared.services.capture.clone(),
+                        settings: shared.services.capture_settings.clone(),
+                    },
                     shared.services.metrics.clone(),
                     listener.direction,
                     shared.proxy_type,
@@ -222,7 +225,7 @@ async fn serve_connection<S>(
     peer: SocketAddr,
     redirect: Option<SocketAddr>,
     shared: Arc<Shared>,
-    context: CaptureContext,
+    context: Connection,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

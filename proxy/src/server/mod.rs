@@ -2,7 +2,7 @@
 //! shutdown, then given the grace period to finish.
 //!
 //! - [`listeners`]: which listener speaks which protocol, and binding them (inline modes, transparent).
-//! - [`accept`]: the accept loops and the per-connection task (metrics, capture context, handler).
+//! - [`accept`]: the accept loops and the per-connection task (metrics, the [`crate::connection::Connection`], handler).
 //! - [`limit`]: the connection limit per direction, and refusing politely beyond it.
 //! - [`fd_limit`]: raising the process's file-descriptor limit at startup.
 

@@ -7,7 +7,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, warn};
 
 use super::{accept, SocksError};
-use crate::capture::{CaptureContext, StreamCapture};
+use crate::capture::StreamCapture;
+use crate::connection::Connection;
 use crate::net::{dial, Target};
 use crate::relay::{proxy_stream, StreamJob};
 
@@ -21,7 +22,7 @@ pub async fn serve<S>(
     client: S,
     deliver_to: Option<&Target>,
     timeouts: &Timeouts,
-    capture: CaptureContext,
+    connection: Connection,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -32,7 +33,7 @@ pub async fn serve<S>(
             return;
         }
         Ok(Err(SocksError::NotSocks { first })) => {
-            capture.count_handshake_error("not_socks");
+            connection.count_handshake_error("not_socks");
             warn!(
                 first_byte = first,
                 "closing connection: not a SOCKS4/SOCKS5 handshake"
@@ -40,12 +41,12 @@ pub async fn serve<S>(
             return;
         }
         Ok(Err(e)) => {
-            capture.count_handshake_error(e.metric_reason());
+            connection.count_handshake_error(e.metric_reason());
             warn!(error = %e, "closing connection: SOCKS handshake failed");
             return;
         }
         Err(_) => {
-            capture.count_handshake_error("timeout");
+            connection.count_handshake_error("timeout");
             warn!(timeout = ?timeouts.handshake, "closing connection: SOCKS handshake not finished within the handshake timeout");
             return;
         }
@@ -54,7 +55,7 @@ pub async fn serve<S>(
     let destination = deliver_to.unwrap_or(&request.target).clone();
     debug!(version = request.version.as_str(), requested = %request.target, destination = %destination, "SOCKS CONNECT");
     let record = StreamCapture::begin(
-        &capture,
+        &connection,
         request.version.as_str(),
         request.target.to_string(),
         deliver_to.map(|app| app.to_string()),
@@ -63,7 +64,7 @@ pub async fn serve<S>(
         Ok(upstream) => upstream,
         Err(e) => {
             warn!(error = %e, "SOCKS CONNECT failed");
-            capture.count_connect_failure();
+            connection.count_connect_failure();
             let _ = request.refuse(e.failure).await;
             record.refused(e.to_string());
             return;
@@ -86,7 +87,7 @@ pub async fn serve<S>(
     };
     let job = StreamJob {
         record,
-        context: &capture,
+        context: &connection,
     };
     proxy_stream(client, upstream, job).await;
 }

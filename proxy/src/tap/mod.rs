@@ -21,7 +21,7 @@ mod recorder;
 
 pub use origin::Route;
 
-use crate::capture::CaptureContext;
+use crate::connection::Connection;
 use crate::io::Observer;
 use h2::H2Tracker;
 use http1::{Http1Tracker, Stop};
@@ -59,7 +59,7 @@ pub enum Followed {
 }
 
 impl HttpTap {
-    pub fn new(context: &CaptureContext, route: Route, protocol: Protocol) -> Self {
+    pub fn new(context: &Connection, route: Route, protocol: Protocol) -> Self {
         let recorder = Recorder::new(context, TapOrigin::new(context, route));
         let tracker = match protocol {
             Protocol::Http1 => Tracker::Http1(Box::new(Http1Tracker::new(recorder))),

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::capture::record::{Detail, Record, TlsSession, SCHEMA};
-use crate::capture::{CaptureContext, CaptureSettings};
+use crate::capture::CaptureSettings;
+use crate::connection::Connection;
 
 /// Where a tapped stream's exchanges come from and go to.
 pub struct Route {
@@ -30,15 +31,15 @@ pub struct TapOrigin {
 }
 
 impl TapOrigin {
-    pub fn new(context: &CaptureContext, route: Route) -> Arc<TapOrigin> {
+    pub fn new(context: &Connection, route: Route) -> Arc<TapOrigin> {
         Arc::new(TapOrigin {
-            connection: context.connection,
+            connection: context.id,
             direction: context.direction,
             proxy_type: context.proxy_type,
             protocol: context.protocol,
             client: context.client,
             route,
-            settings: context.settings.clone(),
+            settings: context.capture.settings.clone(),
         })
     }
 

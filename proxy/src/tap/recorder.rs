@@ -6,7 +6,8 @@ use std::time::{Instant, SystemTime};
 
 use super::exchange::{RawExchange, RawMessage};
 use super::origin::TapOrigin;
-use crate::capture::{BodyTap, CaptureContext, CaptureSink};
+use crate::capture::{BodyTap, CaptureSink};
+use crate::connection::Connection;
 use crate::metrics::{DirectionLabels, Metrics};
 
 pub struct Recorder {
@@ -28,13 +29,13 @@ pub struct Started {
 }
 
 impl Recorder {
-    pub fn new(context: &CaptureContext, origin: Arc<TapOrigin>) -> Self {
+    pub fn new(context: &Connection, origin: Arc<TapOrigin>) -> Self {
         Recorder {
             origin,
-            sink: context.sink.clone(),
+            sink: context.capture.sink.clone(),
             metrics: context.metrics.clone(),
             direction: context.direction,
-            body_limit: context.settings.body_limit,
+            body_limit: context.capture.settings.body_limit,
             max_request_head: context.max_request_head(),
         }
     }

@@ -10,7 +10,8 @@ mod original_dst;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, warn};
 
-use crate::capture::{CaptureContext, StreamCapture};
+use crate::capture::StreamCapture;
+use crate::connection::Connection;
 use crate::net::{dial, Target};
 use crate::options::RuntimeOptions;
 use crate::relay::{proxy_stream, StreamJob};
@@ -25,7 +26,7 @@ pub async fn serve<S>(
     client: S,
     destination: std::net::SocketAddr,
     options: &RuntimeOptions,
-    context: CaptureContext,
+    context: Connection,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
