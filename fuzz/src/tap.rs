@@ -26,11 +26,13 @@ use std::time::Duration;
 
 use sidecar_proxy::capture::har::read_records;
 use sidecar_proxy::capture::record::Detail;
-use sidecar_proxy::capture::{Capture, CaptureSettings, CaptureSink, Destination, SinkOptions};
+use sidecar_proxy::capture::{
+    Capture, CaptureSettings, CaptureSink, Destination, Route, SinkOptions,
+};
 use sidecar_proxy::connection::Connection;
 use sidecar_proxy::io::Observer;
 use sidecar_proxy::metrics::Metrics;
-use sidecar_proxy::tap::{HttpTap, Protocol, Route};
+use sidecar_proxy::tap::{HttpTap, Protocol};
 
 /// Small, so that inputs reach the truncation paths.
 const BODY_LIMIT: usize = 64;
@@ -72,12 +74,7 @@ pub fn capture_tap(data: &[u8]) {
         "tcp",
         CLIENT,
     );
-    let route = Route {
-        transport: "tcp",
-        target: "127.0.0.1:8080".to_owned(),
-        delivered_to: None,
-        tls: None,
-    };
+    let route = Arc::new(Route::new("tcp", "127.0.0.1:8080".to_owned(), None));
     let mut tap = HttpTap::new(&context, route, protocol);
 
     let (mut from_client, mut from_upstream) = (0u64, 0u64);

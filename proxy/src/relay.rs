@@ -6,20 +6,23 @@
 //! observes, buffers only while data flows, and a half-close on one side (EOF) is passed on as a write
 //! shutdown to the other while the reverse direction keeps flowing.
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, warn};
 
-use crate::capture::record::TlsSession;
-use crate::capture::{StreamCapture, StreamEnd, TappedIo};
+use crate::capture::{Route, StreamCapture, StreamEnd, TappedIo};
 use crate::connection::Connection;
 use crate::detect::tls::{client_hello_sni, is_tls_handshake};
 use crate::detect::{first_bytes, is_h2_preface, is_http_request, FirstBytes, DETECT_TIMEOUT};
 use crate::io::{ObservedIo, PrefixedIo};
-use crate::tap::{Followed, HttpTap, Protocol, Route};
+use crate::tap::{Followed, HttpTap, Protocol};
 use crate::tls_out::{Intercepted, Outcome, TlsInterceptor};
 
 /// Everything a stream needs besides its two ends.
 pub struct StreamJob<'a> {
+    /// How the stream reached the sidecar and where it goes, as its handler classified it.
+    pub route: Arc<Route>,
     pub record: StreamCapture,
     pub context: &'a Connection,
 }
@@ -37,6 +40,7 @@ where
     U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let StreamJob {
+        route,
         mut record,
         context,
     } = job;
@@ -50,7 +54,6 @@ where
     let mut upstream = PrefixedIo::new(Vec::new(), upstream);
     match first_bytes(&mut client, &mut upstream, DETECT_TIMEOUT).await {
         Ok(FirstBytes::Client(bytes)) if opens_http(&bytes) => {
-            let route = tapped_route(&record, None);
             // The exchanges are the record of this stream; no payload copies.
             client.observer_mut().stop_copying();
             let mut client = PrefixedIo::new(bytes, client);
@@ -60,13 +63,16 @@ where
                 record.discard();
             }
         }
-        Ok(FirstBytes::Client(bytes)) if to_intercept(context, &record, &bytes).is_some() => {
-            let (interceptor, requested) =
-                to_intercept(context, &record, &bytes).expect("checked by the guard");
+        Ok(FirstBytes::Client(bytes)) if to_intercept(context, &route, &bytes).is_some() => {
+            let interceptor = to_intercept(context, &route, &bytes).expect("checked by the guard");
             let client = PrefixedIo::new(bytes, client);
-            let job = StreamJob { record, context };
+            let job = StreamJob {
+                route,
+                record,
+                context,
+            };
             // Boxed like the HTTP path: only intercepted streams carry TLS state.
-            Box::pin(intercepted(interceptor, client, upstream, &requested, job)).await;
+            Box::pin(intercepted(interceptor, client, upstream, job)).await;
         }
         first => {
             if let Ok(FirstBytes::Client(bytes)) = &first {
@@ -83,19 +89,19 @@ where
     }
 }
 
-/// The interceptor and the host the client dialled, when this stream is one tls-out intercepts: it opens
-/// with a ClientHello, tls-out is on for the connection, and neither the server name the client asked for
-/// (SNI) nor the host or address it dialled is excluded (transparent mode knows only the address).
+/// The interceptor, when this stream is one tls-out intercepts: it opens with a ClientHello, tls-out is on
+/// for the connection, and neither the server name the client asked for (SNI) nor the host or address it
+/// dialled is excluded (transparent mode knows only the address).
 fn to_intercept<'a>(
     context: &'a Connection,
-    record: &StreamCapture,
+    route: &Route,
     first: &[u8],
-) -> Option<(&'a TlsInterceptor, String)> {
+) -> Option<&'a TlsInterceptor> {
     let interceptor = context.tls_out().filter(|_| is_tls_handshake(first))?;
-    let requested = host_of(record.target());
+    let requested = route.target_host();
     let sni = client_hello_sni(first);
     (interceptor.intercepts(requested) && sni.is_none_or(|sni| interceptor.intercepts(&sni)))
-        .then(|| (interceptor, requested.to_owned()))
+        .then_some(interceptor)
 }
 
 /// Relays a stream whose first bytes detection read and did not serve as HTTP: they are replayed to the
@@ -126,13 +132,13 @@ async fn intercepted<C, U>(
     interceptor: &TlsInterceptor,
     client: PrefixedIo<TappedIo<C>>,
     upstream: U,
-    requested_host: &str,
     job: StreamJob<'_>,
 ) where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let StreamJob {
+        route,
         mut record,
         context,
     } = job;
@@ -141,7 +147,7 @@ async fn intercepted<C, U>(
         upstream,
         session,
     } = match interceptor
-        .intercept(client, upstream, requested_host)
+        .intercept(client, upstream, route.target_host())
         .await
     {
         Outcome::Intercepted(both) => *both,
@@ -153,14 +159,16 @@ async fn intercepted<C, U>(
             return;
         }
     };
+    let inside = Arc::new(route.inside_tls(session));
     let mut upstream = PrefixedIo::new(Vec::new(), upstream);
     match first_bytes(&mut client, &mut upstream, DETECT_TIMEOUT).await {
         Ok(FirstBytes::Client(bytes)) if opens_http(&bytes) => {
-            let route = tapped_route(&record, Some(session.clone()));
             client.get_mut().0.get_mut().observer_mut().stop_copying();
             let mut client = PrefixedIo::new(bytes, client);
-            if let Some(end) = relay_tapped(&mut client, &mut upstream, route, context).await {
-                record.note_intercepted(session);
+            if let Some(end) =
+                relay_tapped(&mut client, &mut upstream, inside.clone(), context).await
+            {
+                record.note_intercepted(inside);
                 let (client, _) = client.into_inner().into_inner();
                 record.finish(client.into_inner(), end);
             } else {
@@ -170,7 +178,7 @@ async fn intercepted<C, U>(
         first => {
             // Not HTTP inside: relayed as bytes, one stream record saying it was decrypted. Payload copies
             // (--capture-payload) are of the client's wire bytes, so still encrypted.
-            record.note_intercepted(session);
+            record.note_intercepted(inside);
             let end = relay_after(first, &mut client, &mut upstream).await;
             let (client, _) = client.into_inner();
             record.finish(client.into_inner(), end);
@@ -183,22 +191,13 @@ fn opens_http(bytes: &[u8]) -> bool {
     is_http_request(bytes) || is_h2_preface(bytes)
 }
 
-fn tapped_route(record: &StreamCapture, tls: Option<TlsSession>) -> Route {
-    Route {
-        transport: record.transport(),
-        target: record.target().to_owned(),
-        delivered_to: record.delivered_to().map(str::to_owned),
-        tls,
-    }
-}
-
 /// Relays a stream that opened with HTTP (`client` replays the bytes detection read) with the tap
 /// recording its exchanges. Returns how the stream ended when it must be recorded as a stream instead: the
 /// tap could not follow it, and the exchanges it had recorded are followed by the stream's own record.
 async fn relay_tapped<C, U>(
     client: &mut C,
     upstream: &mut U,
-    route: Route,
+    route: Arc<Route>,
     context: &Connection,
 ) -> Option<StreamEnd>
 where
@@ -262,14 +261,6 @@ impl<S> HasPrefix for PrefixedIo<S> {
     }
 }
 
-/// The host part of a record's target (`host:port`, `[v6]:port`).
-fn host_of(target: &str) -> &str {
-    let host = target.rsplit_once(':').map_or(target, |(host, _)| host);
-    host.strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
-}
-
 /// Relays until both directions are finished, and says how the stream ended.
 pub async fn relay<C, U>(client: &mut C, upstream: &mut U) -> StreamEnd
 where
@@ -286,18 +277,5 @@ where
             debug!(error = %e, "stream ended with an error");
             StreamEnd::Reset(e.to_string())
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::host_of;
-
-    #[test]
-    fn the_host_of_a_target() {
-        assert_eq!(host_of("api.example.test:443"), "api.example.test");
-        assert_eq!(host_of("10.0.0.7:443"), "10.0.0.7");
-        assert_eq!(host_of("[2001:db8::1]:443"), "2001:db8::1");
-        assert_eq!(host_of("no-port"), "no-port");
     }
 }

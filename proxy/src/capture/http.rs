@@ -15,7 +15,7 @@ use http::{HeaderMap, Version};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use super::body_tap::BodyTap;
-use super::origin::{next_record_id, RecordRoute};
+use super::origin::{next_record_id, Route};
 use super::record::{self, Detail};
 use super::settings::REDACTED;
 use crate::connection::Connection;
@@ -39,10 +39,7 @@ struct ExchangeState {
 
 #[derive(Default)]
 struct Parts {
-    target: String,
-    delivered_to: Option<String>,
-    transport: &'static str,
-    tls: Option<record::TlsSession>,
+    route: Option<Route>,
     request: Option<record::HttpRequest>,
     request_body: Option<record::Body>,
     response: Option<record::HttpResponse>,
@@ -72,12 +69,10 @@ impl HttpCapture {
         route: impl FnOnce() -> (String, Option<String>),
     ) -> HttpCapture {
         let recording = context.capture.sink.is_enabled();
-        let mut parts = Parts {
-            transport,
-            ..Parts::default()
-        };
+        let mut parts = Parts::default();
         if recording {
-            (parts.target, parts.delivered_to) = route();
+            let (target, delivered_to) = route();
+            parts.route = Some(Route::new(transport, target, delivered_to));
             parts.request = Some(record::HttpRequest {
                 method: request.method.to_string(),
                 url: absolute_url(request),
@@ -96,21 +91,6 @@ impl HttpCapture {
                 recording,
                 parts: Mutex::new(parts),
             }),
-        }
-    }
-
-    /// Marks the exchange as one the sidecar decrypted (tls-out): the record carries the session, and the
-    /// request's URL the `https` scheme the client used.
-    pub fn mark_tls(&self, session: &record::TlsSession) {
-        if !self.shared.recording {
-            return;
-        }
-        let mut parts = self.shared.lock();
-        parts.tls = Some(session.clone());
-        if let Some(request) = parts.request.as_mut() {
-            if let Some(rest) = request.url.strip_prefix("http://") {
-                request.url = format!("https://{rest}");
-            }
         }
     }
 
@@ -238,7 +218,7 @@ impl ExchangeState {
                 ..Parts::default()
             },
         );
-        let Some(mut request) = parts.request else {
+        let (Some(mut request), Some(route)) = (parts.request, parts.route) else {
             return;
         };
         request.body = parts.request_body.unwrap_or_default();
@@ -246,12 +226,6 @@ impl ExchangeState {
             response.body = parts.response_body.unwrap_or_default();
             response
         });
-        let route = RecordRoute {
-            transport: parts.transport,
-            target: parts.target,
-            delivered_to: parts.delivered_to,
-            tls: parts.tls,
-        };
         let detail = Detail::Http(record::HttpExchange {
             request,
             response,

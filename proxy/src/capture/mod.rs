@@ -19,7 +19,7 @@ use std::sync::Arc;
 pub use body_tap::BodyTap;
 pub use http::{CapturingBody, HttpCapture};
 pub(crate) use origin::next_record_id;
-pub use origin::Origin;
+pub use origin::{Origin, Route};
 pub use settings::{CaptureSettings, DEFAULT_BODY_LIMIT, DEFAULT_REDACTED, REDACTED};
 pub use sink::{BuildRecord, CaptureSink, CaptureWriter, Destination, Rotation, SinkOptions};
 pub use stream::{StreamCapture, StreamEnd, StreamTap, TappedIo};

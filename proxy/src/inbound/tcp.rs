@@ -1,9 +1,11 @@
 //! Reverse `tcp`: opaque bytes between the caller and the app.
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::warn;
 
-use crate::capture::StreamCapture;
+use crate::capture::{Route, StreamCapture};
 use crate::connection::Connection;
 use crate::net::{dial, Target};
 use crate::options::RuntimeOptions;
@@ -14,7 +16,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let connect_timeout = options.connect_timeout;
-    let record = StreamCapture::begin(&connection, "tcp", app.to_string(), None);
+    let route = Arc::new(Route::new("tcp", app.to_string(), None));
+    let record = StreamCapture::begin(&connection, route.clone());
     let upstream = match dial(app, connect_timeout).await {
         Ok(upstream) => upstream,
         Err(e) => {
@@ -26,6 +29,7 @@ where
         }
     };
     let job = StreamJob {
+        route,
         record,
         context: &connection,
     };

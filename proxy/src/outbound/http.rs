@@ -15,7 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use crate::capture::{HttpCapture, StreamCapture};
+use crate::capture::{HttpCapture, Route, StreamCapture};
 use crate::connection::Connection;
 use crate::http::body::{empty, text_response, ProxyBody};
 use crate::http::delivery::{Delivery, Failure};
@@ -154,7 +154,8 @@ impl ForwardHttp {
                 request.uri()
             ));
         };
-        let record = StreamCapture::begin(&context, "connect", target.to_string(), None);
+        let route = Arc::new(Route::new("connect", target.to_string(), None));
+        let record = StreamCapture::begin(&context, route.clone());
         let upstream = match dial(&target, self.connect_timeout).await {
             Ok(upstream) => upstream,
             Err(e) => {
@@ -174,6 +175,7 @@ impl ForwardHttp {
             match hyper::upgrade::on(request).await {
                 Ok(upgraded) => {
                     let job = StreamJob {
+                        route,
                         record,
                         context: &context,
                     };

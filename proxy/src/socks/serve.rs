@@ -1,13 +1,14 @@
 //! One SOCKS connection from handshake to relay, shared by the forward proxy (deliver to the requested
 //! target) and the reverse proxy (deliver to the app, whatever the caller asked for).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, warn};
 
 use super::{accept, SocksError};
-use crate::capture::StreamCapture;
+use crate::capture::{Route, StreamCapture};
 use crate::connection::Connection;
 use crate::net::{dial, Target};
 use crate::relay::{proxy_stream, StreamJob};
@@ -54,12 +55,12 @@ pub async fn serve<S>(
 
     let destination = deliver_to.unwrap_or(&request.target).clone();
     debug!(version = request.version.as_str(), requested = %request.target, destination = %destination, "SOCKS CONNECT");
-    let record = StreamCapture::begin(
-        &connection,
+    let route = Arc::new(Route::new(
         request.version.as_str(),
         request.target.to_string(),
         deliver_to.map(|app| app.to_string()),
-    );
+    ));
+    let record = StreamCapture::begin(&connection, route.clone());
     let upstream = match dial(&destination, timeouts.connect).await {
         Ok(upstream) => upstream,
         Err(e) => {
@@ -86,6 +87,7 @@ pub async fn serve<S>(
         }
     };
     let job = StreamJob {
+        route,
         record,
         context: &connection,
     };

@@ -19,8 +19,9 @@ mod http1;
 mod origin;
 mod recorder;
 
-pub use origin::Route;
+use std::sync::Arc;
 
+use crate::capture::Route;
 use crate::connection::Connection;
 use crate::io::Observer;
 use h2::H2Tracker;
@@ -59,7 +60,7 @@ pub enum Followed {
 }
 
 impl HttpTap {
-    pub fn new(context: &Connection, route: Route, protocol: Protocol) -> Self {
+    pub fn new(context: &Connection, route: Arc<Route>, protocol: Protocol) -> Self {
         let recorder = Recorder::new(context, TapOrigin::new(context, route));
         let tracker = match protocol {
             Protocol::Http1 => Tracker::Http1(Box::new(Http1Tracker::new(recorder))),

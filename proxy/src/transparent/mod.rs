@@ -7,10 +7,12 @@
 
 mod original_dst;
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, warn};
 
-use crate::capture::StreamCapture;
+use crate::capture::{Route, StreamCapture};
 use crate::connection::Connection;
 use crate::net::{dial, Target};
 use crate::options::RuntimeOptions;
@@ -31,7 +33,8 @@ pub async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     debug!(%destination, "redirected connection");
-    let record = StreamCapture::begin(&context, TRANSPORT, destination.to_string(), None);
+    let route = Arc::new(Route::new(TRANSPORT, destination.to_string(), None));
+    let record = StreamCapture::begin(&context, route.clone());
     let upstream = match dial(&Target::from(destination), options.connect_timeout).await {
         Ok(upstream) => upstream,
         Err(e) => {
@@ -43,6 +46,7 @@ pub async fn serve<S>(
         }
     };
     let job = StreamJob {
+        route,
         record,
         context: &context,
     };
