@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use super::record::{Detail, Record, TlsSession, SCHEMA};
+use super::record::{Detail, Record, SCHEMA};
+use crate::tls_out::TlsSession;
 
 static NEXT_RECORD: AtomicU64 = AtomicU64::new(1);
 

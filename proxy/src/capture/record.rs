@@ -5,6 +5,9 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+/// A record's `tls` field: produced by tls-out, part of the schema.
+pub use crate::tls_out::TlsSession;
+
 /// Written into every record so readers can tell formats apart.
 pub const SCHEMA: &str = "sidecar.capture/v1";
 
@@ -41,21 +44,6 @@ pub struct Record {
     pub duration_ms: f64,
     #[serde(flatten)]
     pub detail: Detail,
-}
-
-/// The TLS the sidecar terminated: what the client asked for and what was agreed with it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TlsSession {
-    /// The server name the client asked for (SNI); absent when it sent none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sni: Option<String>,
-    /// The application protocol agreed (ALPN): `h2`, `http/1.1`, ...; absent when none was.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alpn: Option<String>,
-    /// The client side's TLS version: `TLSv1.2` or `TLSv1.3`.
-    pub version: String,
-    /// The upstream side's TLS version.
-    pub upstream_version: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
