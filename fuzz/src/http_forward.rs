@@ -22,7 +22,6 @@ use std::time::Duration;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::Authority;
 use http::{Method, Request, Response, StatusCode, Uri};
-use sidecar_proxy::capture::{Capture, CaptureSettings, CaptureSink};
 use sidecar_proxy::connection::Connection;
 use sidecar_proxy::http::body::{text_response, ProxyBody};
 use sidecar_proxy::http::connection::{self, ServeOptions};
@@ -55,10 +54,7 @@ const HOP_BY_HOP: [&str; 8] = [
 thread_local! {
     /// Built once per thread: a metrics registry per input would cost more than the input.
     static CONTEXT: Connection = Connection::new(
-        Capture {
-            sink: CaptureSink::disabled(),
-            settings: Arc::new(CaptureSettings::default()),
-        },
+        None,
         Arc::new(Metrics::new()),
         "outbound",
         "forward",

@@ -63,11 +63,12 @@ pub fn capture_tap(data: &[u8]) {
         body_limit: BODY_LIMIT,
         ..CaptureSettings::default()
     };
+    let capture = Capture {
+        sink,
+        settings: Arc::new(settings),
+    };
     let context = Connection::new(
-        Capture {
-            sink,
-            settings: Arc::new(settings),
-        },
+        Some(capture.clone()),
         metrics,
         "inbound",
         "reverse",
@@ -75,7 +76,7 @@ pub fn capture_tap(data: &[u8]) {
         CLIENT,
     );
     let route = Arc::new(Route::new("tcp", "127.0.0.1:8080".to_owned(), None));
-    let mut tap = HttpTap::new(&context, route, protocol);
+    let mut tap = HttpTap::new(&context, &capture, route, protocol);
 
     let (mut from_client, mut from_upstream) = (0u64, 0u64);
     while let Some((&header, after)) = rest.split_first() {
@@ -99,6 +100,7 @@ pub fn capture_tap(data: &[u8]) {
     let failure = (flags & 2 == 2).then_some("Connection reset by peer (os error 104)");
     tap.finish(failure);
     drop(context);
+    drop(capture);
     let writer = writer.expect("a file destination has a writer");
     assert!(
         writer.finish_blocking(Duration::from_secs(10)),

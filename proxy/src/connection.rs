@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::capture::{Capture, Origin};
+use crate::capture::{Capture, Origin, Route, StreamCapture};
 use crate::metrics::{GaugeGuard, HandshakeErrorLabels, ListenerLabels, Metrics};
 use crate::tls_out::TlsInterceptor;
 
@@ -25,8 +25,9 @@ pub struct Connection {
     /// The listener's protocol: `tcp`, `http`, `socks` or `transparent`.
     pub protocol: &'static str,
     pub metrics: Arc<Metrics>,
-    /// Where this connection's records go and what they keep.
-    pub capture: Capture,
+    /// Where this connection's records go and what they keep; `None` with capture off, when nothing of
+    /// capture is built for it.
+    pub capture: Option<Capture>,
     /// tls-out, for the streams of an outbound connection when it is on.
     tls_out: Option<Arc<TlsInterceptor>>,
     /// `--max-request-head`, for HTTP found inside this connection's streams: it is served by the sidecar
@@ -38,7 +39,7 @@ pub struct Connection {
 
 impl Connection {
     pub fn new(
-        capture: Capture,
+        capture: Option<Capture>,
         metrics: Arc<Metrics>,
         direction: &'static str,
         proxy_type: &'static str,
@@ -68,6 +69,13 @@ impl Connection {
             protocol: self.protocol,
             client: self.client,
         }
+    }
+
+    /// Starts the record of a stream on `route`, when capture is on: before the upstream is dialled, so
+    /// that ids follow the order streams started and a refused dial is recorded too.
+    pub fn record_stream(&self, route: &Arc<Route>) -> Option<StreamCapture> {
+        let capture = self.capture.as_ref()?;
+        Some(StreamCapture::begin(capture, self.origin(), route.clone()))
     }
 
     /// Lets this connection's TLS streams be intercepted (tls-out).

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, warn};
 
-use crate::capture::{Route, StreamCapture, StreamEnd, TappedIo};
+use crate::capture::{Capture, Route, StreamCapture, StreamEnd, TappedIo};
 use crate::connection::Connection;
 use crate::detect::tls::{client_hello_sni, is_tls_handshake};
 use crate::detect::{first_bytes, is_h2_preface, is_http_request, FirstBytes, DETECT_TIMEOUT};
@@ -23,8 +23,17 @@ use crate::tls_out::{Intercepted, Outcome, TlsInterceptor};
 pub struct StreamJob<'a> {
     /// How the stream reached the sidecar and where it goes, as its handler classified it.
     pub route: Arc<Route>,
-    pub record: StreamCapture,
+    /// The stream's record, begun by the handler; `None` with capture off.
+    pub record: Option<StreamCapture>,
     pub context: &'a Connection,
+}
+
+/// A stream being recorded: its route and record, and the connection and capture they belong to.
+struct Recording<'a> {
+    route: Arc<Route>,
+    record: StreamCapture,
+    context: &'a Connection,
+    capture: &'a Capture,
 }
 
 /// Proxies an open stream between `client` and `upstream` and records it.
@@ -34,22 +43,22 @@ pub struct StreamJob<'a> {
 /// tls-out is on for this connection and the host is not excluded, its decrypted HTTP then served the same
 /// way; anything else is relayed as bytes (one stream record). With capture off there is nothing to
 /// record, so every stream is relayed as bytes at once.
-pub async fn proxy_stream<C, U>(client: C, mut upstream: U, job: StreamJob<'_>)
+pub async fn proxy_stream<C, U>(mut client: C, mut upstream: U, job: StreamJob<'_>)
 where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let StreamJob {
         route,
-        mut record,
+        record,
         context,
     } = job;
-    let mut client = record.tap(client);
-    if !context.capture.sink.is_enabled() {
-        let end = relay(&mut client, &mut upstream).await;
-        record.finish(client, end);
+    let (Some(mut record), Some(capture)) = (record, context.capture.as_ref()) else {
+        // Nothing to record, so nothing to look at: the bytes are relayed as they come.
+        relay(&mut client, &mut upstream).await;
         return;
-    }
+    };
+    let mut client = record.tap(client);
     // What detection reads ahead of the client's first bytes (an HTTP/2 server's SETTINGS) is replayed.
     let mut upstream = PrefixedIo::new(Vec::new(), upstream);
     match first_bytes(&mut client, &mut upstream, DETECT_TIMEOUT).await {
@@ -57,7 +66,8 @@ where
             // The exchanges are the record of this stream; no payload copies.
             client.observer_mut().stop_copying();
             let mut client = PrefixedIo::new(bytes, client);
-            if let Some(end) = relay_tapped(&mut client, &mut upstream, route, context).await {
+            let tapped = relay_tapped(&mut client, &mut upstream, route, context, capture).await;
+            if let Some(end) = tapped {
                 record.finish(client.into_inner(), end);
             } else {
                 record.discard();
@@ -66,13 +76,14 @@ where
         Ok(FirstBytes::Client(bytes)) if to_intercept(context, &route, &bytes).is_some() => {
             let interceptor = to_intercept(context, &route, &bytes).expect("checked by the guard");
             let client = PrefixedIo::new(bytes, client);
-            let job = StreamJob {
+            let recording = Recording {
                 route,
                 record,
                 context,
+                capture,
             };
             // Boxed like the HTTP path: only intercepted streams carry TLS state.
-            Box::pin(intercepted(interceptor, client, upstream, job)).await;
+            Box::pin(intercepted(interceptor, client, upstream, recording)).await;
         }
         first => {
             if let Ok(FirstBytes::Client(bytes)) = &first {
@@ -132,16 +143,17 @@ async fn intercepted<C, U>(
     interceptor: &TlsInterceptor,
     client: PrefixedIo<TappedIo<C>>,
     upstream: U,
-    job: StreamJob<'_>,
+    recording: Recording<'_>,
 ) where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let StreamJob {
+    let Recording {
         route,
         mut record,
         context,
-    } = job;
+        capture,
+    } = recording;
     let Intercepted {
         mut client,
         upstream,
@@ -165,9 +177,9 @@ async fn intercepted<C, U>(
         Ok(FirstBytes::Client(bytes)) if opens_http(&bytes) => {
             client.get_mut().0.get_mut().observer_mut().stop_copying();
             let mut client = PrefixedIo::new(bytes, client);
-            if let Some(end) =
-                relay_tapped(&mut client, &mut upstream, inside.clone(), context).await
-            {
+            let tapped =
+                relay_tapped(&mut client, &mut upstream, inside.clone(), context, capture).await;
+            if let Some(end) = tapped {
                 record.note_intercepted(inside);
                 let (client, _) = client.into_inner().into_inner();
                 record.finish(client.into_inner(), end);
@@ -199,6 +211,7 @@ async fn relay_tapped<C, U>(
     upstream: &mut U,
     route: Arc<Route>,
     context: &Connection,
+    capture: &Capture,
 ) -> Option<StreamEnd>
 where
     C: AsyncRead + AsyncWrite + Unpin + HasPrefix,
@@ -209,7 +222,7 @@ where
     } else {
         Protocol::Http1
     };
-    let mut tapped = ObservedIo::new(client, HttpTap::new(context, route, protocol));
+    let mut tapped = ObservedIo::new(client, HttpTap::new(context, capture, route, protocol));
     let end = relay(&mut tapped, upstream).await;
     let failure = match &end {
         StreamEnd::Closed => None,

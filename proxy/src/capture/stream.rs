@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::body_tap::BodyTap;
-use super::origin::{next_record_id, Route};
+use super::origin::{next_record_id, Origin, Route};
 use super::record::{Detail, StreamPayload, StreamSummary};
-use crate::connection::Connection;
+use super::Capture;
 use crate::detect::{is_h2_preface, is_http_request, tls};
 use crate::io::{ObservedIo, Observer};
 
@@ -34,7 +34,8 @@ pub enum StreamEnd {
 pub struct StreamCapture {
     /// Taken when the stream started, so ids follow the order records started.
     id: u64,
-    context: Connection,
+    capture: Capture,
+    origin: Origin,
     /// The stream's route, as its handler classified it; inside tls-out's TLS once it was intercepted.
     route: Arc<Route>,
     started: Instant,
@@ -56,10 +57,11 @@ struct Progress {
 const SEEN: [&str; 5] = ["none", "tls", "http2", "http", "opaque"];
 
 impl StreamCapture {
-    pub fn begin(context: &Connection, route: Arc<Route>) -> Self {
+    pub fn begin(capture: &Capture, origin: Origin, route: Arc<Route>) -> Self {
         StreamCapture {
             id: next_record_id(),
-            context: context.clone(),
+            capture: capture.clone(),
+            origin,
             route,
             started: Instant::now(),
             start_time: SystemTime::now(),
@@ -71,9 +73,8 @@ impl StreamCapture {
 
     /// Wraps the client side of the relay.
     pub fn tap<S>(&self, client: S) -> TappedIo<S> {
-        let limit = self.context.capture.settings.body_limit;
-        let keep_payload =
-            self.context.capture.settings.stream_payload && self.context.capture.sink.is_enabled();
+        let limit = self.capture.settings.body_limit;
+        let keep_payload = self.capture.settings.stream_payload;
         TappedIo::new(
             client,
             StreamTap {
@@ -127,9 +128,6 @@ impl StreamCapture {
 
     fn submit(&mut self, end: StreamEnd, payload: Option<StreamPayload>) {
         self.submitted = true;
-        if !self.context.capture.sink.is_enabled() {
-            return;
-        }
         let protocol_seen = SEEN[usize::from(self.progress.protocol_seen.load(Ordering::Relaxed))];
         let up = self.progress.client_to_target.load(Ordering::Relaxed);
         let down = self.progress.target_to_client.load(Ordering::Relaxed);
@@ -141,7 +139,6 @@ impl StreamCapture {
                 ("closed", Some(format!("recorded as a stream: {reason}")))
             }
         };
-        let context = &self.context;
         let route = Route::clone(&self.route);
         let detail = Detail::Stream(StreamSummary {
             protocol_seen: protocol_seen.to_owned(),
@@ -153,10 +150,8 @@ impl StreamCapture {
             payload,
         });
         let started = (self.start_time, self.started.elapsed());
-        context
-            .capture
-            .sink
-            .submit(context.origin().record(self.id, route, started, detail));
+        let record = self.origin.record(self.id, route, started, detail);
+        self.capture.sink.submit(record);
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::warn;
 
-use crate::capture::{Route, StreamCapture};
+use crate::capture::Route;
 use crate::connection::Connection;
 use crate::net::{dial, Target};
 use crate::options::RuntimeOptions;
@@ -17,14 +17,16 @@ where
 {
     let connect_timeout = options.connect_timeout;
     let route = Arc::new(Route::new("tcp", app.to_string(), None));
-    let record = StreamCapture::begin(&connection, route.clone());
+    let record = connection.record_stream(&route);
     let upstream = match dial(app, connect_timeout).await {
         Ok(upstream) => upstream,
         Err(e) => {
             // Closing is the only answer a raw TCP caller can be given.
             warn!(error = %e, "closing connection: the app is unreachable");
             connection.count_connect_failure();
-            record.refused(e.to_string());
+            if let Some(record) = record {
+                record.refused(e.to_string());
+            }
             return;
         }
     };

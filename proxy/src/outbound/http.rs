@@ -15,7 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use crate::capture::{HttpCapture, Route, StreamCapture};
+use crate::capture::Route;
 use crate::connection::Connection;
 use crate::http::body::{empty, text_response, ProxyBody};
 use crate::http::delivery::{Delivery, Failure};
@@ -25,6 +25,7 @@ use crate::http::exchange::{
 };
 use crate::http::framing;
 use crate::http::headers::remove_hop_by_hop;
+use crate::http::observed::ObservedExchange;
 use crate::http::upgrade;
 use crate::net::{dial, keepalive, DialFailure, Target};
 use crate::relay::{proxy_stream, StreamJob};
@@ -98,7 +99,7 @@ impl ForwardHttp {
             .map(|_| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
         let capture =
-            HttpCapture::begin(&context, "http", &parts, || (target_of(&authority), None));
+            ObservedExchange::begin(&context, "http", &parts, || (target_of(&authority), None));
         // Before hop-by-hop removal, which drops Transfer-Encoding.
         if let Err(refusal) = framing::check_request(&parts.headers) {
             return refused_framing(refusal, &capture);
@@ -155,13 +156,15 @@ impl ForwardHttp {
             ));
         };
         let route = Arc::new(Route::new("connect", target.to_string(), None));
-        let record = StreamCapture::begin(&context, route.clone());
+        let record = context.record_stream(&route);
         let upstream = match dial(&target, self.connect_timeout).await {
             Ok(upstream) => upstream,
             Err(e) => {
                 warn!(error = %e, "CONNECT failed");
                 context.count_connect_failure();
-                record.refused(e.to_string());
+                if let Some(record) = record {
+                    record.refused(e.to_string());
+                }
                 let status = if e.failure == DialFailure::TimedOut {
                     StatusCode::GATEWAY_TIMEOUT
                 } else {
@@ -183,7 +186,9 @@ impl ForwardHttp {
                 }
                 Err(e) => {
                     debug!(error = %e, "client left before the tunnel started");
-                    record.refused(format!("client left before the tunnel started: {e}"));
+                    if let Some(record) = record {
+                        record.refused(format!("client left before the tunnel started: {e}"));
+                    }
                 }
             }
         });
@@ -234,7 +239,7 @@ fn refuse(
     message: String,
 ) -> Response<ProxyBody> {
     let (parts, _unread_body) = request.into_parts();
-    let capture = HttpCapture::begin(context, "http", &parts, || {
+    let capture = ObservedExchange::begin(context, "http", &parts, || {
         (
             parts.uri.authority().map(target_of).unwrap_or_default(),
             None,

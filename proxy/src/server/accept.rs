@@ -38,6 +38,8 @@ const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(50);
 pub(super) struct Shared {
     pub(super) options: Arc<RuntimeOptions>,
     pub(super) services: Services,
+    /// What every connection's records need, with capture on; `None` with capture off.
+    pub(super) capture: Option<Capture>,
     pub(super) proxy_type: &'static str,
     pub(super) tasks: TaskTracker,
     pub(super) shutdown: CancellationToken,
@@ -113,10 +115,7 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
                     ByteMeter::new(from_client.clone(), to_client.clone()),
                 );
                 let context = Connection::new(
-                    Capture {
-                        sink: shared.services.capture.clone(),
-                        settings: shared.services.capture_settings.clone(),
-                    },
+                    shared.capture.clone(),
                     shared.services.metrics.clone(),
                     listener.direction,
                     shared.proxy_type,

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::capture::{CaptureSettings, CaptureSink};
+use crate::capture::{Capture, CaptureSettings, CaptureSink};
 use crate::config::{ProxyConfig, ProxyType};
 use crate::metrics::Metrics;
 use crate::options::RuntimeOptions;
@@ -131,8 +131,13 @@ impl Server {
     pub async fn run(self, shutdown: CancellationToken) {
         let tasks = TaskTracker::new();
         let options = Arc::new(self.options);
+        let capture = self.services.capture.is_enabled().then(|| Capture {
+            sink: self.services.capture.clone(),
+            settings: self.services.capture_settings.clone(),
+        });
         let shared = Arc::new(Shared {
             options: options.clone(),
+            capture,
             services: self.services,
             proxy_type: self.proxy_type,
             tasks: tasks.clone(),

@@ -8,7 +8,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, warn};
 
 use super::{accept, SocksError};
-use crate::capture::{Route, StreamCapture};
+use crate::capture::Route;
 use crate::connection::Connection;
 use crate::net::{dial, Target};
 use crate::relay::{proxy_stream, StreamJob};
@@ -60,14 +60,16 @@ pub async fn serve<S>(
         request.target.to_string(),
         deliver_to.map(|app| app.to_string()),
     ));
-    let record = StreamCapture::begin(&connection, route.clone());
+    let record = connection.record_stream(&route);
     let upstream = match dial(&destination, timeouts.connect).await {
         Ok(upstream) => upstream,
         Err(e) => {
             warn!(error = %e, "SOCKS CONNECT failed");
             connection.count_connect_failure();
             let _ = request.refuse(e.failure).await;
-            record.refused(e.to_string());
+            if let Some(record) = record {
+                record.refused(e.to_string());
+            }
             return;
         }
     };
@@ -82,7 +84,9 @@ pub async fn serve<S>(
         Ok(client) => client,
         Err(e) => {
             debug!(error = %e, "client left before the SOCKS reply");
-            record.refused(format!("client left before the SOCKS reply: {e}"));
+            if let Some(record) = record {
+                record.refused(format!("client left before the SOCKS reply: {e}"));
+            }
             return;
         }
     };

@@ -21,7 +21,7 @@ mod recorder;
 
 use std::sync::Arc;
 
-use crate::capture::Route;
+use crate::capture::{Capture, Route};
 use crate::connection::Connection;
 use crate::io::Observer;
 use h2::H2Tracker;
@@ -60,8 +60,14 @@ pub enum Followed {
 }
 
 impl HttpTap {
-    pub fn new(context: &Connection, route: Arc<Route>, protocol: Protocol) -> Self {
-        let recorder = Recorder::new(context, TapOrigin::new(context, route));
+    pub fn new(
+        context: &Connection,
+        capture: &Capture,
+        route: Arc<Route>,
+        protocol: Protocol,
+    ) -> Self {
+        let origin = TapOrigin::new(context.origin(), route, capture.settings.clone());
+        let recorder = Recorder::new(context, capture, origin);
         let tracker = match protocol {
             Protocol::Http1 => Tracker::Http1(Box::new(Http1Tracker::new(recorder))),
             Protocol::H2 => Tracker::H2(Box::new(H2Tracker::new(recorder))),

@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime};
 
 use crate::capture::record::{Detail, Record};
 use crate::capture::{CaptureSettings, Origin, Route};
-use crate::connection::Connection;
 
 pub struct TapOrigin {
     origin: Origin,
@@ -15,11 +14,15 @@ pub struct TapOrigin {
 }
 
 impl TapOrigin {
-    pub fn new(context: &Connection, route: Arc<Route>) -> Arc<TapOrigin> {
+    pub fn new(
+        origin: Origin,
+        route: Arc<Route>,
+        settings: Arc<CaptureSettings>,
+    ) -> Arc<TapOrigin> {
         Arc::new(TapOrigin {
-            origin: context.origin(),
+            origin,
             route,
-            settings: context.capture.settings.clone(),
+            settings,
         })
     }
 

@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime};
 
 use super::exchange::{RawExchange, RawMessage};
 use super::origin::TapOrigin;
-use crate::capture::{BodyTap, CaptureSink};
+use crate::capture::{BodyTap, Capture, CaptureSink};
 use crate::connection::Connection;
 use crate::metrics::{DirectionLabels, Metrics};
 
@@ -29,13 +29,13 @@ pub struct Started {
 }
 
 impl Recorder {
-    pub fn new(context: &Connection, origin: Arc<TapOrigin>) -> Self {
+    pub fn new(context: &Connection, capture: &Capture, origin: Arc<TapOrigin>) -> Self {
         Recorder {
             origin,
-            sink: context.capture.sink.clone(),
+            sink: capture.sink.clone(),
             metrics: context.metrics.clone(),
             direction: context.direction,
-            body_limit: context.capture.settings.body_limit,
+            body_limit: capture.settings.body_limit,
             max_request_head: context.max_request_head(),
         }
     }

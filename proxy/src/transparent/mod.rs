@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, warn};
 
-use crate::capture::{Route, StreamCapture};
+use crate::capture::Route;
 use crate::connection::Connection;
 use crate::net::{dial, Target};
 use crate::options::RuntimeOptions;
@@ -34,14 +34,16 @@ pub async fn serve<S>(
 {
     debug!(%destination, "redirected connection");
     let route = Arc::new(Route::new(TRANSPORT, destination.to_string(), None));
-    let record = StreamCapture::begin(&context, route.clone());
+    let record = context.record_stream(&route);
     let upstream = match dial(&Target::from(destination), options.connect_timeout).await {
         Ok(upstream) => upstream,
         Err(e) => {
             // A redirected client expected to reach the destination itself: closing is its answer.
             warn!(error = %e, "closing connection: the original destination is unreachable");
             context.count_connect_failure();
-            record.refused(e.to_string());
+            if let Some(record) = record {
+                record.refused(e.to_string());
+            }
             return;
         }
     };
