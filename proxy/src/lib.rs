@@ -24,6 +24,7 @@ pub mod options;
 pub mod outbound;
 pub mod relay;
 pub mod server;
+pub mod setting_sources;
 pub mod socks;
 pub mod tap;
 pub mod tls_out;
