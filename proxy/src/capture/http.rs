@@ -16,8 +16,7 @@ use http::{HeaderMap, Version};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use super::body_tap::BodyTap;
-use super::origin::{next_record_id, Origin, Route};
-use super::record::{self, Detail};
+use super::record::{self, next_record_id, Detail, Origin, Route};
 use super::settings::{CaptureSettings, REDACTED};
 use super::Capture;
 

@@ -8,7 +8,6 @@ mod body_tap;
 pub mod har;
 pub mod http;
 mod jsonl_file;
-mod origin;
 pub mod record;
 mod settings;
 pub mod sink;
@@ -18,8 +17,8 @@ use std::sync::Arc;
 
 pub use body_tap::BodyTap;
 pub use http::{CapturingBody, HttpCapture};
-pub(crate) use origin::next_record_id;
-pub use origin::{Origin, Route};
+pub(crate) use record::next_record_id;
+pub use record::{Origin, Route};
 pub use settings::{CaptureSettings, DEFAULT_BODY_LIMIT, DEFAULT_REDACTED, REDACTED};
 pub use sink::{BuildRecord, CaptureSink, CaptureWriter, Destination, Rotation, SinkOptions};
 pub use stream::{StreamCapture, StreamEnd, StreamTap, TappedIo};

@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::body_tap::BodyTap;
-use super::origin::{next_record_id, Origin, Route};
-use super::record::{Detail, StreamPayload, StreamSummary};
+use super::record::{next_record_id, Detail, Origin, Route, StreamPayload, StreamSummary};
 use super::Capture;
 use crate::detect::{is_h2_preface, is_http_request, tls};
 use crate::io::{ObservedIo, Observer};

@@ -16,7 +16,6 @@
 mod exchange;
 mod h2;
 mod http1;
-mod origin;
 mod recorder;
 
 use std::sync::Arc;
@@ -24,9 +23,9 @@ use std::sync::Arc;
 use crate::capture::{Capture, Route};
 use crate::connection::Connection;
 use crate::io::Observer;
+use exchange::TapOrigin;
 use h2::H2Tracker;
 use http1::{Http1Tracker, Stop};
-use origin::TapOrigin;
 use recorder::Recorder;
 
 /// Which protocol a tapped stream opened with.

@@ -4,8 +4,7 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use super::exchange::{RawExchange, RawMessage};
-use super::origin::TapOrigin;
+use super::exchange::{RawExchange, RawMessage, TapOrigin};
 use crate::capture::{BodyTap, Capture, CaptureSink};
 use crate::connection::Connection;
 use crate::metrics::{DirectionLabels, Metrics};
