@@ -191,3 +191,64 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+
+    use super::ObservedExchange;
+    use crate::connection::Connection;
+    use crate::metrics::Metrics;
+
+    /// A connection of a reverse http listener with capture off.
+    fn connection(metrics: &Arc<Metrics>) -> Connection {
+        let client = SocketAddr::from(([127, 0, 0, 1], 40000));
+        Connection::new(None, metrics.clone(), "inbound", "reverse", "http", client)
+    }
+
+    /// The histogram's count as the metrics endpoint shows it.
+    fn timed(metrics: &Metrics) -> Option<u64> {
+        metrics.encode().lines().find_map(|line| {
+            line.strip_prefix(
+                r#"sidecar_http_request_duration_seconds_count{direction="inbound"} "#,
+            )
+            .map(|count| count.parse().expect("a count"))
+        })
+    }
+
+    fn begin(connection: &Connection) -> ObservedExchange {
+        let (request, ()) = http::Request::get("/").body(()).unwrap().into_parts();
+        ObservedExchange::begin(connection, "http", &request, || {
+            unreachable!("with capture off, no route is built for a record")
+        })
+    }
+
+    #[tokio::test]
+    async fn an_exchange_is_timed_once_when_its_response_body_ends() {
+        let metrics = Arc::new(Metrics::new());
+        let exchange = begin(&connection(&metrics));
+        let (head, body) =
+            http::Response::new(Full::new(Bytes::from_static(b"hello"))).into_parts();
+        let mut body = exchange.response_body(&head, body);
+        drop(exchange);
+        assert_eq!(timed(&metrics), Some(0), "the body has not been sent yet");
+
+        while let Some(frame) = body.frame().await {
+            frame.expect("a full body does not fail");
+        }
+        assert_eq!(timed(&metrics), Some(1), "the body has ended");
+        drop(body);
+        assert_eq!(timed(&metrics), Some(1), "and is counted once");
+    }
+
+    #[test]
+    fn an_exchange_abandoned_before_its_response_is_timed_too() {
+        let metrics = Arc::new(Metrics::new());
+        drop(begin(&connection(&metrics)));
+        assert_eq!(timed(&metrics), Some(1));
+    }
+}
