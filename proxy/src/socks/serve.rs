@@ -23,7 +23,7 @@ pub async fn serve<S>(
     client: S,
     deliver_to: Option<&Target>,
     timeouts: &Timeouts,
-    connection: Connection,
+    capture: Connection,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -34,7 +34,7 @@ pub async fn serve<S>(
             return;
         }
         Ok(Err(SocksError::NotSocks { first })) => {
-            connection.count_handshake_error("not_socks");
+            capture.count_handshake_error("not_socks");
             warn!(
                 first_byte = first,
                 "closing connection: not a SOCKS4/SOCKS5 handshake"
@@ -42,12 +42,12 @@ pub async fn serve<S>(
             return;
         }
         Ok(Err(e)) => {
-            connection.count_handshake_error(e.metric_reason());
+            capture.count_handshake_error(e.metric_reason());
             warn!(error = %e, "closing connection: SOCKS handshake failed");
             return;
         }
         Err(_) => {
-            connection.count_handshake_error("timeout");
+            capture.count_handshake_error("timeout");
             warn!(timeout = ?timeouts.handshake, "closing connection: SOCKS handshake not finished within the handshake timeout");
             return;
         }
@@ -60,12 +60,12 @@ pub async fn serve<S>(
         request.target.to_string(),
         deliver_to.map(|app| app.to_string()),
     ));
-    let record = connection.record_stream(&route);
+    let record = capture.record_stream(&route);
     let upstream = match dial(&destination, timeouts.connect).await {
         Ok(upstream) => upstream,
         Err(e) => {
             warn!(error = %e, "SOCKS CONNECT failed");
-            connection.count_connect_failure();
+            capture.count_connect_failure();
             let _ = request.refuse(e.failure).await;
             if let Some(record) = record {
                 record.refused(e.to_string());
@@ -93,7 +93,7 @@ pub async fn serve<S>(
     let job = StreamJob {
         route,
         record,
-        context: &connection,
+        context: &capture,
     };
     proxy_stream(client, upstream, job).await;
 }
