@@ -22,7 +22,7 @@ use std::time::Duration;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::Authority;
 use http::{Method, Request, Response, StatusCode, Uri};
-use sidecar_proxy::capture::{CaptureContext, CaptureSettings, CaptureSink};
+use sidecar_proxy::connection::Connection;
 use sidecar_proxy::http::body::{text_response, ProxyBody};
 use sidecar_proxy::http::connection::{self, ServeOptions};
 use sidecar_proxy::http::framing;
@@ -53,9 +53,8 @@ const HOP_BY_HOP: [&str; 8] = [
 
 thread_local! {
     /// Built once per thread: a metrics registry per input would cost more than the input.
-    static CONTEXT: CaptureContext = CaptureContext::new(
-        CaptureSink::disabled(),
-        Arc::new(CaptureSettings::default()),
+    static CONTEXT: Connection = Connection::new(
+        None,
         Arc::new(Metrics::new()),
         "outbound",
         "forward",
@@ -67,7 +66,7 @@ thread_local! {
 pub fn http_forward(data: &[u8]) {
     let script = ClientScript::parse(data);
     let (client, written) = ScriptedClient::new(&script);
-    let context = CONTEXT.with(CaptureContext::clone);
+    let context = CONTEXT.with(Connection::clone);
     // As the outbound listener serves: HTTP/1 only, the default head limit. The head timeout never
     // fires: the client has closed.
     let options = ServeOptions {

@@ -27,11 +27,12 @@ use std::time::Duration;
 use sidecar_proxy::capture::har::read_records;
 use sidecar_proxy::capture::record::Detail;
 use sidecar_proxy::capture::{
-    CaptureContext, CaptureSettings, CaptureSink, Destination, SinkOptions,
+    Capture, CaptureSettings, CaptureSink, Destination, Route, SinkOptions,
 };
+use sidecar_proxy::connection::Connection;
 use sidecar_proxy::io::Observer;
 use sidecar_proxy::metrics::Metrics;
-use sidecar_proxy::tap::{HttpTap, Protocol, Route};
+use sidecar_proxy::tap::{HttpTap, Protocol};
 
 /// Small, so that inputs reach the truncation paths.
 const BODY_LIMIT: usize = 64;
@@ -62,22 +63,20 @@ pub fn capture_tap(data: &[u8]) {
         body_limit: BODY_LIMIT,
         ..CaptureSettings::default()
     };
-    let context = CaptureContext::new(
+    let capture = Capture {
         sink,
-        Arc::new(settings),
+        settings: Arc::new(settings),
+    };
+    let context = Connection::new(
+        Some(capture.clone()),
         metrics,
         "inbound",
         "reverse",
         "tcp",
         CLIENT,
     );
-    let route = Route {
-        transport: "tcp",
-        target: "127.0.0.1:8080".to_owned(),
-        delivered_to: None,
-        tls: None,
-    };
-    let mut tap = HttpTap::new(&context, route, protocol);
+    let route = Arc::new(Route::new("tcp", "127.0.0.1:8080".to_owned(), None));
+    let mut tap = HttpTap::new(&context, &capture, route, protocol);
 
     let (mut from_client, mut from_upstream) = (0u64, 0u64);
     while let Some((&header, after)) = rest.split_first() {
@@ -101,6 +100,7 @@ pub fn capture_tap(data: &[u8]) {
     let failure = (flags & 2 == 2).then_some("Connection reset by peer (os error 104)");
     tap.finish(failure);
     drop(context);
+    drop(capture);
     let writer = writer.expect("a file destination has a writer");
     assert!(
         writer.finish_blocking(Duration::from_secs(10)),

@@ -4,6 +4,7 @@
 //! - [`config`]: the spec's annotations/flags/environment → one validated [`config::ProxyConfig`] (pure).
 //! - [`server`]: listeners per direction built from that value; [`inbound`] and [`outbound`] hold the
 //!   protocol handlers, [`socks`] and [`http`] the protocol machinery they share.
+//! - [`connection`]: one accepted client connection, built at accept and shared by everything serving it.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -11,6 +12,7 @@ pub mod budget;
 pub mod capture;
 pub mod cli;
 pub mod config;
+pub mod connection;
 pub mod detect;
 pub mod http;
 pub mod inbound;
@@ -23,6 +25,7 @@ pub mod outbound;
 pub mod peer_warnings;
 pub mod relay;
 pub mod server;
+pub mod setting_sources;
 pub mod socks;
 pub mod tap;
 pub mod tls_out;

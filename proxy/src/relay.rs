@@ -7,24 +7,36 @@
 //! shutdown to the other while the reverse direction keeps flowing.
 
 use std::any::Any;
+use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use crate::capture::record::TlsSession;
-use crate::capture::{CaptureContext, StreamCapture, StreamEnd, TappedIo};
+use crate::capture::{Capture, Route, StreamCapture, StreamEnd, TappedIo};
+use crate::connection::Connection;
 use crate::detect::tls::{client_hello_sni, is_tls_handshake};
 use crate::detect::{first_bytes, is_h2_preface, is_http_request, FirstBytes, DETECT_TIMEOUT};
 use crate::io::{splice_bidirectional, MeteredIo, ObservedIo, PrefixedIo};
 use crate::peer_warnings::HEAD_TOO_LARGE;
-use crate::tap::{Followed, HttpTap, Protocol, Route};
+use crate::tap::{Followed, HttpTap, Protocol};
 use crate::tls_out::{Intercepted, Outcome, TlsInterceptor};
 
 /// Everything a stream needs besides its two ends.
 pub struct StreamJob<'a> {
-    pub record: StreamCapture,
-    pub context: &'a CaptureContext,
+    /// How the stream reached the sidecar and where it goes, as its handler classified it.
+    pub route: Arc<Route>,
+    /// The stream's record, begun by the handler; `None` with capture off.
+    pub record: Option<StreamCapture>,
+    pub context: &'a Connection,
+}
+
+/// A stream being recorded: its route and record, and the connection and capture they belong to.
+struct Recording<'a> {
+    route: Arc<Route>,
+    record: StreamCapture,
+    context: &'a Connection,
+    capture: &'a Capture,
 }
 
 /// Proxies an open stream between `client` and `upstream` and records it.
@@ -40,45 +52,47 @@ where
     U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let StreamJob {
-        mut record,
+        route,
+        record,
         context,
     } = job;
-    if !context.sink.is_enabled() {
-        // Nothing to record: plain sockets are spliced, anything else (a CONNECT tunnel's upgraded
-        // stream) relayed through user space.
+    let (Some(mut record), Some(capture)) = (record, context.capture.as_ref()) else {
+        // Nothing to record, so nothing to look at: plain sockets are spliced, anything else relayed as
+        // the bytes come.
         if let Some((client, upstream)) = plain_sockets(&mut client, &mut upstream) {
             let (socket, meter) = client.parts_mut();
-            let end = ended(splice_bidirectional(socket, upstream, meter).await);
-            record.end(end);
+            ended(splice_bidirectional(socket, upstream, meter).await);
             return;
         }
-        let mut client = record.tap(client);
-        let end = relay(&mut client, &mut upstream).await;
-        record.finish(client, end);
+        relay(&mut client, &mut upstream).await;
         return;
-    }
+    };
     let mut client = record.tap(client);
     // What detection reads ahead of the client's first bytes (an HTTP/2 server's SETTINGS) is replayed.
     let mut upstream = PrefixedIo::new(Vec::new(), upstream);
     match first_bytes(&mut client, &mut upstream, DETECT_TIMEOUT).await {
         Ok(FirstBytes::Client(bytes)) if opens_http(&bytes) => {
-            let route = tapped_route(&record, None);
             // The exchanges are the record of this stream; no payload copies.
             client.observer_mut().stop_copying();
             let mut client = PrefixedIo::new(bytes, client);
-            if let Some(end) = relay_tapped(&mut client, &mut upstream, route, context).await {
+            let tapped = relay_tapped(&mut client, &mut upstream, route, context, capture).await;
+            if let Some(end) = tapped {
                 record.finish(client.into_inner(), end);
             } else {
                 record.discard();
             }
         }
-        Ok(FirstBytes::Client(bytes)) if to_intercept(context, &record, &bytes).is_some() => {
-            let (interceptor, requested) =
-                to_intercept(context, &record, &bytes).expect("checked by the guard");
+        Ok(FirstBytes::Client(bytes)) if to_intercept(context, &route, &bytes).is_some() => {
+            let interceptor = to_intercept(context, &route, &bytes).expect("checked by the guard");
             let client = PrefixedIo::new(bytes, client);
-            let job = StreamJob { record, context };
+            let recording = Recording {
+                route,
+                record,
+                context,
+                capture,
+            };
             // Boxed like the HTTP path: only intercepted streams carry TLS state.
-            Box::pin(intercepted(interceptor, client, upstream, &requested, job)).await;
+            Box::pin(intercepted(interceptor, client, upstream, recording)).await;
         }
         first => {
             if let Ok(FirstBytes::Client(bytes)) = &first {
@@ -129,19 +143,19 @@ where
     ended(splice_bidirectional(socket, upstream, &mut (meter, tap)).await)
 }
 
-/// The interceptor and the host the client dialled, when this stream is one tls-out intercepts: it opens
-/// with a ClientHello, tls-out is on for the connection, and neither the server name the client asked for
-/// (SNI) nor the host or address it dialled is excluded (transparent mode knows only the address).
+/// The interceptor, when this stream is one tls-out intercepts: it opens with a ClientHello, tls-out is on
+/// for the connection, and neither the server name the client asked for (SNI) nor the host or address it
+/// dialled is excluded (transparent mode knows only the address).
 fn to_intercept<'a>(
-    context: &'a CaptureContext,
-    record: &StreamCapture,
+    context: &'a Connection,
+    route: &Route,
     first: &[u8],
-) -> Option<(&'a TlsInterceptor, String)> {
+) -> Option<&'a TlsInterceptor> {
     let interceptor = context.tls_out().filter(|_| is_tls_handshake(first))?;
-    let requested = host_of(record.target());
+    let requested = route.target_host();
     let sni = client_hello_sni(first);
     (interceptor.intercepts(requested) && sni.is_none_or(|sni| interceptor.intercepts(&sni)))
-        .then(|| (interceptor, requested.to_owned()))
+        .then_some(interceptor)
 }
 
 /// Relays a stream whose first bytes detection read and did not serve as HTTP: they are replayed to the
@@ -172,22 +186,23 @@ async fn intercepted<C, U>(
     interceptor: &TlsInterceptor,
     client: PrefixedIo<TappedIo<C>>,
     upstream: U,
-    requested_host: &str,
-    job: StreamJob<'_>,
+    recording: Recording<'_>,
 ) where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let StreamJob {
+    let Recording {
+        route,
         mut record,
         context,
-    } = job;
+        capture,
+    } = recording;
     let Intercepted {
         mut client,
         upstream,
         session,
     } = match interceptor
-        .intercept(client, upstream, requested_host)
+        .intercept(client, upstream, route.target_host())
         .await
     {
         Outcome::Intercepted(both) => *both,
@@ -199,14 +214,16 @@ async fn intercepted<C, U>(
             return;
         }
     };
+    let inside = Arc::new(route.inside_tls(session));
     let mut upstream = PrefixedIo::new(Vec::new(), upstream);
     match first_bytes(&mut client, &mut upstream, DETECT_TIMEOUT).await {
         Ok(FirstBytes::Client(bytes)) if opens_http(&bytes) => {
-            let route = tapped_route(&record, Some(session.clone()));
             client.get_mut().0.get_mut().observer_mut().stop_copying();
             let mut client = PrefixedIo::new(bytes, client);
-            if let Some(end) = relay_tapped(&mut client, &mut upstream, route, context).await {
-                record.note_intercepted(session);
+            let tapped =
+                relay_tapped(&mut client, &mut upstream, inside.clone(), context, capture).await;
+            if let Some(end) = tapped {
+                record.note_intercepted(inside);
                 let (client, _) = client.into_inner().into_inner();
                 record.finish(client.into_inner(), end);
             } else {
@@ -216,7 +233,7 @@ async fn intercepted<C, U>(
         first => {
             // Not HTTP inside: relayed as bytes, one stream record saying it was decrypted. Payload copies
             // (--capture-payload) are of the client's wire bytes, so still encrypted.
-            record.note_intercepted(session);
+            record.note_intercepted(inside);
             let end = relay_after(first, &mut client, &mut upstream).await;
             let (client, _) = client.into_inner();
             record.finish(client.into_inner(), end);
@@ -229,23 +246,15 @@ fn opens_http(bytes: &[u8]) -> bool {
     is_http_request(bytes) || is_h2_preface(bytes)
 }
 
-fn tapped_route(record: &StreamCapture, tls: Option<TlsSession>) -> Route {
-    Route {
-        transport: record.transport(),
-        target: record.target().to_owned(),
-        delivered_to: record.delivered_to().map(str::to_owned),
-        tls,
-    }
-}
-
 /// Relays a stream that opened with HTTP (`client` replays the bytes detection read) with the tap
 /// recording its exchanges. Returns how the stream ended when it must be recorded as a stream instead: the
 /// tap could not follow it, and the exchanges it had recorded are followed by the stream's own record.
 async fn relay_tapped<C, U>(
     client: &mut C,
     upstream: &mut U,
-    route: Route,
-    context: &CaptureContext,
+    route: Arc<Route>,
+    context: &Connection,
+    capture: &Capture,
 ) -> Option<StreamEnd>
 where
     C: AsyncRead + AsyncWrite + Unpin + HasPrefix,
@@ -256,7 +265,7 @@ where
     } else {
         Protocol::Http1
     };
-    let mut tapped = ObservedIo::new(client, HttpTap::new(context, route, protocol));
+    let mut tapped = ObservedIo::new(client, HttpTap::new(context, capture, route, protocol));
     let end = relay(&mut tapped, upstream).await;
     let failure = match &end {
         StreamEnd::Closed => None,
@@ -282,7 +291,7 @@ where
 
 /// Answers a request head over `--max-request-head` found inside a stream, as the HTTP listeners do: 431,
 /// then the stream is closed (what the client sent of the head never reached the upstream whole).
-async fn refuse_large_head<C: AsyncWrite + Unpin>(client: &mut C, context: &CaptureContext) {
+async fn refuse_large_head<C: AsyncWrite + Unpin>(client: &mut C, context: &Connection) {
     context.count_handshake_error("too_large");
     HEAD_TOO_LARGE.occurred_because(&format_args!(
         "a request head inside a stream went over {} bytes",
@@ -321,14 +330,6 @@ impl<S> HasPrefix for PrefixedIo<S> {
     }
 }
 
-/// The host part of a record's target (`host:port`, `[v6]:port`).
-fn host_of(target: &str) -> &str {
-    let host = target.rsplit_once(':').map_or(target, |(host, _)| host);
-    host.strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
-}
-
 /// Relays until both directions are finished, and says how the stream ended.
 pub async fn relay<C, U>(client: &mut C, upstream: &mut U) -> StreamEnd
 where
@@ -350,18 +351,5 @@ fn ended(relayed: std::io::Result<(u64, u64)>) -> StreamEnd {
             debug!(error = %e, "stream ended with an error");
             StreamEnd::Reset(e.to_string())
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::host_of;
-
-    #[test]
-    fn the_host_of_a_target() {
-        assert_eq!(host_of("api.example.test:443"), "api.example.test");
-        assert_eq!(host_of("10.0.0.7:443"), "10.0.0.7");
-        assert_eq!(host_of("[2001:db8::1]:443"), "2001:db8::1");
-        assert_eq!(host_of("no-port"), "no-port");
     }
 }

@@ -1,9 +1,10 @@
 //! Recording one HTTP exchange while it streams.
 //!
 //! The request and response bodies are wrapped in [`CapturingBody`], which passes every frame on at once
-//! and keeps a bounded copy. The pieces share one [`ExchangeState`]; when the last of them is dropped (the
-//! response body has been written out and the request body consumed or abandoned), the record is complete
-//! and goes to the sink. No JSON and no I/O happen on the connection's task.
+//! and keeps a bounded copy. The pieces share one [`ExchangeState`]; when both bodies have ended, or the last
+//! of them is dropped (the response body has been written out and the request body consumed or abandoned),
+//! the record is complete and goes to the sink. No JSON and no I/O happen on the connection's task. Built
+//! only with capture on; the exchange's duration metric is the HTTP path's own (`crate::http::observed`).
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -15,12 +16,11 @@ use http::{HeaderMap, Version};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use super::body_tap::BodyTap;
-use super::context::{next_record_id, CaptureContext, RecordRoute};
-use super::record::{self, Detail};
-use super::settings::REDACTED;
-use crate::metrics::DirectionLabels;
+use super::record::{self, next_record_id, Detail, Origin, Route};
+use super::settings::{CaptureSettings, REDACTED};
+use super::Capture;
 
-/// The capture of one exchange; clone-free handle used by the proxy handler.
+/// The record of one exchange, built while it streams: the handle the proxy handler holds.
 pub struct HttpCapture {
     shared: Arc<ExchangeState>,
 }
@@ -28,20 +28,16 @@ pub struct HttpCapture {
 struct ExchangeState {
     /// Taken when the request arrived, so ids follow the order exchanges started.
     id: u64,
-    context: CaptureContext,
+    capture: Capture,
+    origin: Origin,
+    route: Route,
     started: Instant,
     start_time: SystemTime,
-    /// Whether a record is wanted; metrics are kept either way.
-    recording: bool,
     parts: Mutex<Parts>,
 }
 
 #[derive(Default)]
 struct Parts {
-    target: String,
-    delivered_to: Option<String>,
-    transport: &'static str,
-    tls: Option<record::TlsSession>,
     request: Option<record::HttpRequest>,
     request_body: Option<record::Body>,
     response: Option<record::HttpResponse>,
@@ -49,7 +45,7 @@ struct Parts {
     error: Option<String>,
     /// The protocol a `101` switched the connection to.
     upgraded: Option<String>,
-    /// The record has been handed to the sink (or, with capture off, the exchange counted).
+    /// The record has been handed to the sink.
     emitted: bool,
 }
 
@@ -60,62 +56,35 @@ enum Side {
 }
 
 impl HttpCapture {
-    /// Starts recording a request. `target` is the destination as the client named it.
-    ///
-    /// `route` gives `(target, delivered_to)`; it is called only when a record is wanted, so with capture off
-    /// no per-request strings are built.
+    /// Starts recording a request of the connection `origin` describes, as it arrived.
     pub fn begin(
-        context: &CaptureContext,
-        transport: &'static str,
+        capture: &Capture,
+        origin: Origin,
+        route: Route,
         request: &http::request::Parts,
-        route: impl FnOnce() -> (String, Option<String>),
     ) -> HttpCapture {
-        let recording = context.sink.is_enabled();
-        let mut parts = Parts {
-            transport,
-            ..Parts::default()
-        };
-        if recording {
-            (parts.target, parts.delivered_to) = route();
-            parts.request = Some(record::HttpRequest {
+        let parts = Parts {
+            request: Some(record::HttpRequest {
                 method: request.method.to_string(),
                 url: absolute_url(request),
                 version: version_text(request.version),
-                headers: headers(&request.headers, context),
+                headers: headers(&request.headers, &capture.settings),
                 body: record::Body::default(),
                 trailers: Vec::new(),
-            });
-        }
+            }),
+            ..Parts::default()
+        };
         HttpCapture {
             shared: Arc::new(ExchangeState {
                 id: next_record_id(),
-                context: context.clone(),
+                capture: capture.clone(),
+                origin,
+                route,
                 started: Instant::now(),
                 start_time: SystemTime::now(),
-                recording,
                 parts: Mutex::new(parts),
             }),
         }
-    }
-
-    /// Marks the exchange as one the sidecar decrypted (tls-out): the record carries the session, and the
-    /// request's URL the `https` scheme the client used.
-    pub fn mark_tls(&self, session: &record::TlsSession) {
-        if !self.shared.recording {
-            return;
-        }
-        let mut parts = self.shared.lock();
-        parts.tls = Some(session.clone());
-        if let Some(request) = parts.request.as_mut() {
-            if let Some(rest) = request.url.strip_prefix("http://") {
-                request.url = format!("https://{rest}");
-            }
-        }
-    }
-
-    /// The connection's context, for tasks that outlive the exchange (an upgraded connection).
-    pub fn context(&self) -> CaptureContext {
-        self.shared.context.clone()
     }
 
     /// Wraps the request body on its way upstream.
@@ -129,38 +98,20 @@ impl HttpCapture {
         response: &http::response::Parts,
         body: B,
     ) -> CapturingBody<B> {
-        if self.shared.recording {
-            let head = record::HttpResponse {
-                status: response.status.as_u16(),
-                version: version_text(response.version),
-                headers: headers(&response.headers, &self.shared.context),
-                body: record::Body::default(),
-                trailers: Vec::new(),
-            };
-            self.shared.lock().response = Some(head);
-        }
+        let head = record::HttpResponse {
+            status: response.status.as_u16(),
+            version: version_text(response.version),
+            headers: headers(&response.headers, &self.shared.capture.settings),
+            body: record::Body::default(),
+            trailers: Vec::new(),
+        };
+        self.shared.lock().response = Some(head);
         self.wrap(body, Side::Response)
-    }
-
-    /// Records a response the sidecar writes itself (a 502, a refusal) and marks the exchange failed.
-    pub fn sidecar_response(
-        &self,
-        response: http::Response<crate::http::body::ProxyBody>,
-        reason: impl Into<String>,
-    ) -> http::Response<crate::http::body::ProxyBody> {
-        use http_body_util::BodyExt;
-        self.fail(reason);
-        let (parts, body) = response.into_parts();
-        let body = self.response_body(&parts, body).boxed_unsync();
-        http::Response::from_parts(parts, body)
     }
 
     /// Marks the exchange as one that switched the connection to `protocol` (a `101` relayed, the bytes
     /// after it joined without records): `websocket` from `websocket/13`, as the tap names it.
     pub fn mark_upgraded(&self, protocol: Option<&http::HeaderValue>) {
-        if !self.shared.recording {
-            return;
-        }
         let name = protocol
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.split(',').next())
@@ -177,14 +128,9 @@ impl HttpCapture {
     }
 
     fn wrap<B: HttpBody>(&self, body: B, side: Side) -> CapturingBody<B> {
-        let limit = if self.shared.recording {
-            self.shared.context.settings.body_limit
-        } else {
-            0
-        };
         let mut wrapped = CapturingBody {
             inner: body,
-            tap: Some(BodyTap::new(limit)),
+            tap: Some(BodyTap::new(self.shared.capture.settings.body_limit)),
             side,
             exchange: self.shared.clone(),
         };
@@ -204,9 +150,7 @@ impl ExchangeState {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
 
-impl ExchangeState {
     /// Emits the record as soon as both bodies have ended, so it does not wait for the last handle to be
     /// dropped (an HTTP/2 client task may hold the request body's wrapper a little longer).
     fn emit_if_finished(&self, parts: &mut Parts) {
@@ -216,20 +160,7 @@ impl ExchangeState {
     }
 
     fn emit(&self, parts: &mut Parts) {
-        parts.emitted = true;
-        let elapsed = self.started.elapsed();
-        let context = &self.context;
-        context
-            .metrics
-            .request_duration
-            .get_or_create(&DirectionLabels {
-                direction: context.direction,
-            })
-            .observe(elapsed.as_secs_f64());
-        if !self.recording {
-            return;
-        }
-        // Taken, and marked emitted again: the Drop of the last handle must not emit (and count) twice.
+        // Taken, and marked emitted: the Drop of the last handle must not emit again.
         let parts = std::mem::replace(
             parts,
             Parts {
@@ -245,21 +176,17 @@ impl ExchangeState {
             response.body = parts.response_body.unwrap_or_default();
             response
         });
-        let route = RecordRoute {
-            transport: parts.transport,
-            target: parts.target,
-            delivered_to: parts.delivered_to,
-            tls: parts.tls,
-        };
         let detail = Detail::Http(record::HttpExchange {
             request,
             response,
             error: parts.error,
             upgraded: parts.upgraded,
         });
-        context
-            .sink
-            .submit(context.record(self.id, route, (self.start_time, elapsed), detail));
+        let started = (self.start_time, self.started.elapsed());
+        let record = self
+            .origin
+            .record(self.id, self.route.clone(), started, detail);
+        self.capture.sink.submit(record);
     }
 }
 
@@ -358,10 +285,10 @@ fn version_text(version: Version) -> String {
     format!("{version:?}")
 }
 
-fn headers(map: &HeaderMap, context: &CaptureContext) -> Vec<(String, String)> {
+fn headers(map: &HeaderMap, settings: &CaptureSettings) -> Vec<(String, String)> {
     map.iter()
         .map(|(name, value)| {
-            let value = if context.settings.redacts(name) {
+            let value = if settings.redacts(name) {
                 REDACTED.to_owned()
             } else {
                 String::from_utf8_lossy(value.as_bytes()).into_owned()

@@ -5,7 +5,6 @@
 //! - [`sink`]: the bounded queue and the writer thread; capture never holds traffic.
 
 mod body_tap;
-mod context;
 pub mod har;
 pub mod http;
 mod jsonl_file;
@@ -14,10 +13,19 @@ mod settings;
 pub mod sink;
 pub mod stream;
 
+use std::sync::Arc;
+
 pub use body_tap::BodyTap;
-pub(crate) use context::next_record_id;
-pub use context::CaptureContext;
 pub use http::{CapturingBody, HttpCapture};
+pub(crate) use record::next_record_id;
+pub use record::{Origin, Route};
 pub use settings::{CaptureSettings, DEFAULT_BODY_LIMIT, DEFAULT_REDACTED, REDACTED};
 pub use sink::{BuildRecord, CaptureSink, CaptureWriter, Destination, Rotation, SinkOptions};
 pub use stream::{StreamCapture, StreamEnd, StreamTap, TappedIo};
+
+/// What capture keeps for a connection: where its records go, and what they keep.
+#[derive(Clone)]
+pub struct Capture {
+    pub sink: CaptureSink,
+    pub settings: Arc<CaptureSettings>,
+}

@@ -1,9 +1,19 @@
 //! The capture record, schema `sidecar.capture/v1`: one JSON object per line, one line per HTTP exchange or
 //! per opaque stream. docs/capture.md is the user-facing description; change both together, and bump the
 //! schema version for anything a reader could trip over (a removed or renamed field, a changed meaning).
+//!
+//! The fields every record shares come from two values made before any record: the connection's
+//! [`Origin`] (made at accept) and the [`Route`] its bytes took (made where its handler classifies it).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+
+/// A record's `tls` field: produced by tls-out, part of the schema.
+pub use crate::tls_out::TlsSession;
 
 /// Written into every record so readers can tell formats apart.
 pub const SCHEMA: &str = "sidecar.capture/v1";
@@ -43,19 +53,94 @@ pub struct Record {
     pub detail: Detail,
 }
 
-/// The TLS the sidecar terminated: what the client asked for and what was agreed with it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TlsSession {
-    /// The server name the client asked for (SNI); absent when it sent none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sni: Option<String>,
-    /// The application protocol agreed (ALPN): `h2`, `http/1.1`, ...; absent when none was.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alpn: Option<String>,
-    /// The client side's TLS version: `TLSv1.2` or `TLSv1.3`.
-    pub version: String,
-    /// The upstream side's TLS version.
-    pub upstream_version: String,
+/// The client connection a record belongs to and the listener that accepted it.
+#[derive(Clone, Copy, Debug)]
+pub struct Origin {
+    pub connection: u64,
+    pub direction: &'static str,
+    pub proxy_type: &'static str,
+    pub protocol: &'static str,
+    pub client: SocketAddr,
+}
+
+impl Origin {
+    /// A record of this connection: the fields every kind shares, filled in from the origin.
+    pub(crate) fn record(
+        &self,
+        id: u64,
+        route: Route,
+        started: (SystemTime, Duration),
+        detail: Detail,
+    ) -> Record {
+        Record {
+            schema: SCHEMA.to_owned(),
+            id,
+            connection: self.connection,
+            direction: self.direction.to_owned(),
+            proxy_type: self.proxy_type.to_owned(),
+            protocol: self.protocol.to_owned(),
+            transport: route.transport.to_owned(),
+            client: self.client.to_string(),
+            target: route.target,
+            delivered_to: route.delivered_to,
+            tls: route.tls,
+            start: humantime::format_rfc3339_micros(started.0).to_string(),
+            duration_ms: started.1.as_secs_f64() * 1000.0,
+            detail,
+        }
+    }
+}
+
+/// How a connection's bytes reached the sidecar and where they were going. Decided once, where the
+/// connection is classified (its listener's handler, or each request on an HTTP listener), and handed to
+/// the relay, the tap and the records alike.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// `http`, `connect`, `socks4`, `socks4a`, `socks5`, `tcp`, or `iptables` (a redirected connection).
+    pub transport: &'static str,
+    /// The destination as the client named it (the CONNECT or SOCKS target, the app for a tcp relay, the
+    /// original destination of a redirected connection), host names kept.
+    pub target: String,
+    /// Where the sidecar really delivered, when that differs from `target`.
+    pub delivered_to: Option<String>,
+    /// The TLS the sidecar terminated around these bytes (tls-out), when it did.
+    pub tls: Option<TlsSession>,
+}
+
+impl Route {
+    pub fn new(transport: &'static str, target: String, delivered_to: Option<String>) -> Route {
+        Route {
+            transport,
+            target,
+            delivered_to,
+            tls: None,
+        }
+    }
+
+    /// The same route inside the TLS the sidecar terminated (tls-out): what was decrypted is recorded with
+    /// the session.
+    pub fn inside_tls(&self, session: TlsSession) -> Route {
+        Route {
+            tls: Some(session),
+            ..self.clone()
+        }
+    }
+
+    /// The host part of the target (`host:port`, `[v6]:port`).
+    pub fn target_host(&self) -> &str {
+        let target = self.target.as_str();
+        let host = target.rsplit_once(':').map_or(target, |(host, _)| host);
+        host.strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
+    }
+}
+
+static NEXT_RECORD: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh record id: ids follow the order records were started.
+pub(crate) fn next_record_id() -> u64 {
+    NEXT_RECORD.fetch_add(1, Ordering::Relaxed)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -218,5 +303,18 @@ mod tests {
         assert!(line.contains(r#""kind":"http""#), "{line}");
         assert!(line.contains(r#""base64":"aGVsbG8=""#), "{line}");
         assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), record);
+    }
+
+    #[test]
+    fn the_host_of_a_target() {
+        let host = |target: &str| {
+            Route::new("tcp", target.to_owned(), None)
+                .target_host()
+                .to_owned()
+        };
+        assert_eq!(host("api.example.test:443"), "api.example.test");
+        assert_eq!(host("10.0.0.7:443"), "10.0.0.7");
+        assert_eq!(host("[2001:db8::1]:443"), "2001:db8::1");
+        assert_eq!(host("no-port"), "no-port");
     }
 }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::body_tap::BodyTap;
-use super::context::{next_record_id, CaptureContext, RecordRoute};
-use super::record::{Detail, StreamPayload, StreamSummary, TlsSession};
+use super::record::{next_record_id, Detail, Origin, Route, StreamPayload, StreamSummary};
+use super::Capture;
 use crate::detect::{is_h2_preface, is_http_request, tls};
 use crate::io::{ObservedIo, Observer, SpliceCounter};
 
@@ -33,17 +33,16 @@ pub enum StreamEnd {
 pub struct StreamCapture {
     /// Taken when the stream started, so ids follow the order records started.
     id: u64,
-    context: CaptureContext,
-    transport: &'static str,
-    target: String,
-    delivered_to: Option<String>,
+    capture: Capture,
+    origin: Origin,
+    /// The stream's route, as its handler classified it; inside tls-out's TLS once it was intercepted.
+    route: Arc<Route>,
     started: Instant,
     start_time: SystemTime,
     /// Shared with the [`TappedIo`], so a stream dropped mid-relay is still recorded with its counts.
     progress: Arc<Progress>,
     submitted: bool,
     sni: Option<String>,
-    tls: Option<TlsSession>,
 }
 
 /// Bytes each way and what the first bytes looked like, as the relay goes.
@@ -57,43 +56,24 @@ struct Progress {
 const SEEN: [&str; 5] = ["none", "tls", "http2", "http", "opaque"];
 
 impl StreamCapture {
-    pub fn begin(
-        context: &CaptureContext,
-        transport: &'static str,
-        target: String,
-        delivered_to: Option<String>,
-    ) -> Self {
+    pub fn begin(capture: &Capture, origin: Origin, route: Arc<Route>) -> Self {
         StreamCapture {
             id: next_record_id(),
-            context: context.clone(),
-            transport,
-            target,
-            delivered_to,
+            capture: capture.clone(),
+            origin,
+            route,
             started: Instant::now(),
             start_time: SystemTime::now(),
             progress: Arc::default(),
             submitted: false,
             sni: None,
-            tls: None,
         }
-    }
-
-    pub fn transport(&self) -> &'static str {
-        self.transport
-    }
-
-    pub fn target(&self) -> &str {
-        &self.target
-    }
-
-    pub fn delivered_to(&self) -> Option<&str> {
-        self.delivered_to.as_deref()
     }
 
     /// Wraps the client side of the relay.
     pub fn tap<S>(&self, client: S) -> TappedIo<S> {
-        let limit = self.context.settings.body_limit;
-        let keep_payload = self.context.settings.stream_payload && self.context.sink.is_enabled();
+        let limit = self.capture.settings.body_limit;
+        let keep_payload = self.capture.settings.stream_payload;
         TappedIo::new(
             client,
             StreamTap {
@@ -134,10 +114,10 @@ impl StreamCapture {
         self.sni = Some(sni);
     }
 
-    /// The stream's TLS was terminated by the sidecar (tls-out) and what was inside relayed as bytes.
-    pub fn note_intercepted(&mut self, session: TlsSession) {
-        self.sni.clone_from(&session.sni);
-        self.tls = Some(session);
+    /// The stream's TLS was terminated by the sidecar (tls-out): `inside` is its route with the session.
+    pub fn note_intercepted(&mut self, inside: Arc<Route>) {
+        self.sni = inside.tls.as_ref().and_then(|session| session.sni.clone());
+        self.route = inside;
     }
 
     /// No stream record: the stream turned out to be HTTP, recorded exchange by exchange.
@@ -147,9 +127,6 @@ impl StreamCapture {
 
     fn submit(&mut self, end: StreamEnd, payload: Option<StreamPayload>) {
         self.submitted = true;
-        if !self.context.sink.is_enabled() {
-            return;
-        }
         let protocol_seen = SEEN[usize::from(self.progress.protocol_seen.load(Ordering::Relaxed))];
         let up = self.progress.client_to_target.load(Ordering::Relaxed);
         let down = self.progress.target_to_client.load(Ordering::Relaxed);
@@ -161,13 +138,7 @@ impl StreamCapture {
                 ("closed", Some(format!("recorded as a stream: {reason}")))
             }
         };
-        let context = &self.context;
-        let route = RecordRoute {
-            transport: self.transport,
-            target: std::mem::take(&mut self.target),
-            delivered_to: self.delivered_to.take(),
-            tls: self.tls.take(),
-        };
+        let route = Route::clone(&self.route);
         let detail = Detail::Stream(StreamSummary {
             protocol_seen: protocol_seen.to_owned(),
             bytes_client_to_target: up,
@@ -178,9 +149,8 @@ impl StreamCapture {
             payload,
         });
         let started = (self.start_time, self.started.elapsed());
-        context
-            .sink
-            .submit(context.record(self.id, route, started, detail));
+        let record = self.origin.record(self.id, route, started, detail);
+        self.capture.sink.submit(record);
     }
 }
 

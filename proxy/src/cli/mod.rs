@@ -16,12 +16,12 @@ use http::HeaderName;
 use crate::capture::{CaptureSettings, Destination, Rotation, SinkOptions};
 use crate::config::{ProxyConfig, RawSettings, Setting, TlsOutSettings};
 use crate::options::RuntimeOptions;
+use crate::setting_sources::{
+    settings_from_flags_and_env, with_annotations_file, AnnotationsError,
+};
 
 mod ca;
-mod setting_sources;
 mod wait_ready;
-
-pub(crate) use setting_sources::{settings_from_flags_and_env, with_annotations_file};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -235,16 +235,8 @@ pub struct Invocation {
 
 #[derive(Debug, thiserror::Error)]
 pub enum InvocationError {
-    #[error("cannot read annotations file {path}: {source}")]
-    ReadAnnotations {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {source}")]
-    Annotations {
-        path: PathBuf,
-        source: crate::config::AnnotationsFileError,
-    },
+    #[error(transparent)]
+    Annotations(#[from] AnnotationsError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     /// A runtime option with a value the sidecar cannot use.
@@ -272,7 +264,10 @@ impl Invocation {
 
     /// All settings, the annotations file (if any) filling what flags and environment left unset.
     pub fn settings(&self) -> Result<RawSettings, InvocationError> {
-        with_annotations_file(&self.explicit, self.cli.annotations.as_deref())
+        Ok(with_annotations_file(
+            &self.explicit,
+            self.cli.annotations.as_deref(),
+        )?)
     }
 
     /// The validated configuration.

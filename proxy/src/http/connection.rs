@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::body::ProxyBody;
-use crate::capture::CaptureContext;
+use crate::connection::Connection;
 use crate::detect::H2_PREFACE;
 use crate::io::PrefixedIo;
 use crate::peer_warnings::{HANDSHAKE_TIMEOUT, HEAD_TOO_LARGE, MALFORMED_REQUEST};
@@ -39,7 +39,7 @@ pub async fn serve<S, F, Fut>(
     stream: S,
     options: ServeOptions,
     shutdown: CancellationToken,
-    context: &CaptureContext,
+    context: &Connection,
     handler: F,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,

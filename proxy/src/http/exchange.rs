@@ -15,8 +15,9 @@ use tracing::warn;
 use super::body::{text_response, ProxyBody};
 use super::framing::Refusal;
 use super::headers::remove_hop_by_hop;
+use super::observed::ObservedExchange;
 use super::upgrade;
-use crate::capture::{CaptureContext, HttpCapture};
+use crate::connection::Connection;
 use crate::metrics::ListenerLabels;
 use crate::net::{humanize, DialError, DialFailure};
 
@@ -27,12 +28,12 @@ pub fn finish_response(
     mut response: Response<Incoming>,
     client_upgrade: Option<OnUpgrade>,
     tasks: &TaskTracker,
-    capture: &HttpCapture,
+    capture: &ObservedExchange,
 ) -> Response<ProxyBody> {
     let client_upgrade = match client_upgrade {
         Some(client) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
             let upstream = hyper::upgrade::on(&mut response);
-            let connection = capture.context();
+            let connection = capture.connection();
             tasks.spawn(async move {
                 upgrade::relay(client, upstream).await;
                 drop(connection);
@@ -103,8 +104,8 @@ pub fn failure_status(error: &hyper_util::client::legacy::Error) -> StatusCode {
 pub fn upstream_timed_out(
     upstream: &str,
     timeout: Duration,
-    context: &CaptureContext,
-    capture: &HttpCapture,
+    context: &Connection,
+    capture: &ObservedExchange,
 ) -> Response<ProxyBody> {
     let reason = format!(
         "{upstream} did not begin its response within {} (--upstream-timeout)",
@@ -125,7 +126,7 @@ pub fn upstream_timed_out(
 
 /// The 400 for a request whose body the client broke on its way (bad chunked framing, a reset
 /// mid-upload): the upstream was given up, and where the body ends is unknown, so the connection closes.
-pub fn broken_request_body(reason: &str, capture: &HttpCapture) -> Response<ProxyBody> {
+pub fn broken_request_body(reason: &str, capture: &ObservedExchange) -> Response<ProxyBody> {
     let reason = format!("the request body could not be read: {reason}");
     warn!(%reason, "refused request");
     let response = closing(text_response(
@@ -137,7 +138,7 @@ pub fn broken_request_body(reason: &str, capture: &HttpCapture) -> Response<Prox
 
 /// The answer to a request whose framing the sidecar will not forward (see [`super::framing`]). Its body
 /// is left unread, so the connection closes after the answer.
-pub fn refused_framing(refusal: Refusal, capture: &HttpCapture) -> Response<ProxyBody> {
+pub fn refused_framing(refusal: Refusal, capture: &ObservedExchange) -> Response<ProxyBody> {
     warn!(reason = %refusal.reason, "refused request");
     let response = closing(text_response(refusal.status, refusal.reason.clone()));
     capture.sidecar_response(response, refusal.reason)

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use super::AppConnector;
-use crate::capture::{CaptureContext, HttpCapture};
+use crate::connection::Connection;
 use crate::http::body::{text_response, ProxyBody};
 use crate::http::delivery::{Delivery, Failure};
 use crate::http::exchange::{
@@ -28,6 +28,7 @@ use crate::http::exchange::{
 };
 use crate::http::framing;
 use crate::http::headers::{add_forwarded, remove_hop_by_hop};
+use crate::http::observed::ObservedExchange;
 use crate::http::upgrade;
 use crate::net::Target;
 
@@ -71,7 +72,7 @@ impl ReverseHttp {
         mut request: Request<Incoming>,
         peer: SocketAddr,
         tasks: TaskTracker,
-        context: CaptureContext,
+        context: Connection,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let upgrade_protocol = upgrade::requested(request.headers());
         let client_upgrade = upgrade_protocol
@@ -81,7 +82,7 @@ impl ReverseHttp {
 
         let (mut parts, body) = request.into_parts();
         // The record keeps the request as the caller sent it, before any header is changed.
-        let capture = HttpCapture::begin(&context, "http", &parts, || {
+        let capture = ObservedExchange::begin(&context, "http", &parts, || {
             let requested = requested_authority(&parts).unwrap_or_else(|| self.app.to_string());
             (requested, Some(self.app.to_string()))
         });

@@ -14,10 +14,21 @@ use super::backend::{select, BackendChoice};
 use super::exec::SystemRunner;
 use super::rules::{RuleInputs, RuleSet, DEFAULT_ADMIN_PORT, DEFAULT_PROXY_UID};
 use super::script::{render, steps};
-use crate::cli::{settings_from_flags_and_env, with_annotations_file, InvocationError};
-use crate::config::{RawSettings, RedirectSettings, Setting};
+use crate::config::{ConfigError, RawSettings, RedirectSettings, Setting};
+use crate::setting_sources::{
+    settings_from_flags_and_env, with_annotations_file, AnnotationsError,
+};
 
 const EXIT_BAD_SETTINGS: u8 = 2;
+
+/// Why the rule inputs could not be gathered.
+#[derive(Debug, thiserror::Error)]
+pub enum InputsError {
+    #[error(transparent)]
+    Annotations(#[from] AnnotationsError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
 
 #[derive(Debug, Args)]
 pub struct InitIptablesArgs {
@@ -94,7 +105,7 @@ impl InitIptablesArgs {
     }
 
     /// The rule inputs: flags, then environment, then the annotations file, then the defaults.
-    pub fn inputs(&self) -> Result<RuleInputs, InvocationError> {
+    pub fn inputs(&self) -> Result<RuleInputs, InputsError> {
         let settings = with_annotations_file(&self.explicit, self.annotations.as_deref())?;
         Ok(RuleInputs {
             redirect: RedirectSettings::from_settings(&settings)?,

@@ -17,7 +17,8 @@ use tokio::net::TcpStream;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use crate::capture::{CaptureContext, HttpCapture, StreamCapture};
+use crate::capture::Route;
+use crate::connection::Connection;
 use crate::http::body::{empty, text_response, ProxyBody};
 use crate::http::delivery::{Delivery, Failure};
 use crate::http::exchange::{
@@ -26,6 +27,7 @@ use crate::http::exchange::{
 };
 use crate::http::framing;
 use crate::http::headers::remove_hop_by_hop;
+use crate::http::observed::ObservedExchange;
 use crate::http::upgrade;
 use crate::io::{MeteredIo, PrefixedIo};
 use crate::net::{dial, keepalive, DialFailure, Target};
@@ -65,7 +67,7 @@ impl ForwardHttp {
         self: Arc<Self>,
         request: Request<Incoming>,
         tasks: TaskTracker,
-        context: CaptureContext,
+        context: Connection,
     ) -> Result<Response<ProxyBody>, Infallible> {
         if request.method() == Method::CONNECT {
             return Ok(self.tunnel(request, tasks, context).await);
@@ -92,7 +94,7 @@ impl ForwardHttp {
         mut request: Request<Incoming>,
         authority: Authority,
         tasks: TaskTracker,
-        context: CaptureContext,
+        context: Connection,
     ) -> Response<ProxyBody> {
         let upgrade_protocol = upgrade::requested(request.headers());
         let client_upgrade = upgrade_protocol
@@ -100,7 +102,7 @@ impl ForwardHttp {
             .map(|_| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
         let capture =
-            HttpCapture::begin(&context, "http", &parts, || (target_of(&authority), None));
+            ObservedExchange::begin(&context, "http", &parts, || (target_of(&authority), None));
         // Before hop-by-hop removal, which drops Transfer-Encoding.
         if let Err(refusal) = framing::check_request(&parts.headers) {
             return refused_framing(refusal, &capture);
@@ -148,7 +150,7 @@ impl ForwardHttp {
         &self,
         request: Request<Incoming>,
         tasks: TaskTracker,
-        context: CaptureContext,
+        context: Connection,
     ) -> Response<ProxyBody> {
         let Some(target) = connect_target(request.uri()) else {
             return bad_request(format!(
@@ -156,13 +158,16 @@ impl ForwardHttp {
                 request.uri()
             ));
         };
-        let record = StreamCapture::begin(&context, "connect", target.to_string(), None);
+        let route = Arc::new(Route::new("connect", target.to_string(), None));
+        let record = context.record_stream(&route);
         let upstream = match dial(&target, self.connect_timeout).await {
             Ok(upstream) => upstream,
             Err(e) => {
                 warn!(error = %e, "CONNECT failed");
                 context.count_connect_failure();
-                record.refused(e.to_string());
+                if let Some(record) = record {
+                    record.refused(e.to_string());
+                }
                 let status = if e.failure == DialFailure::TimedOut {
                     StatusCode::GATEWAY_TIMEOUT
                 } else {
@@ -176,6 +181,7 @@ impl ForwardHttp {
             match hyper::upgrade::on(request).await {
                 Ok(upgraded) => {
                     let job = StreamJob {
+                        route,
                         record,
                         context: &context,
                     };
@@ -183,7 +189,9 @@ impl ForwardHttp {
                 }
                 Err(e) => {
                     debug!(error = %e, "client left before the tunnel started");
-                    record.refused(format!("client left before the tunnel started: {e}"));
+                    if let Some(record) = record {
+                        record.refused(format!("client left before the tunnel started: {e}"));
+                    }
                 }
             }
         });
@@ -230,11 +238,11 @@ pub fn host_header(authority: &Authority) -> String {
 /// Refuses a request the forward proxy cannot serve, and records the refusal like any exchange.
 fn refuse(
     request: Request<Incoming>,
-    context: &CaptureContext,
+    context: &Connection,
     message: String,
 ) -> Response<ProxyBody> {
     let (parts, _unread_body) = request.into_parts();
-    let capture = HttpCapture::begin(context, "http", &parts, || {
+    let capture = ObservedExchange::begin(context, "http", &parts, || {
         (
             parts.uri.authority().map(target_of).unwrap_or_default(),
             None,

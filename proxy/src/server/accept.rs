@@ -1,4 +1,4 @@
-//! The accept loops and the task each connection runs in: its metrics, its capture context, its span, and
+//! The accept loops and the task each connection runs in: its metrics, its [`Connection`], its span, and
 //! the protocol handler of its listener.
 //!
 //! An accept that fails for lack of resources (file descriptors above all) is retried after a pause, so an
@@ -18,7 +18,8 @@ use super::limit::ConnectionLimit;
 use super::listeners::{Handler, Listener, TRANSPARENT};
 use super::throttle::Throttle;
 use super::Services;
-use crate::capture::CaptureContext;
+use crate::capture::Capture;
+use crate::connection::Connection;
 use crate::http::connection::{self, ServeOptions};
 use crate::io::{ByteMeter, MeteredIo};
 use crate::metrics::{
@@ -37,6 +38,8 @@ const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(50);
 pub(super) struct Shared {
     pub(super) options: Arc<RuntimeOptions>,
     pub(super) services: Services,
+    /// What every connection's records need, with capture on; `None` with capture off.
+    pub(super) capture: Option<Capture>,
     pub(super) proxy_type: &'static str,
     pub(super) tasks: TaskTracker,
     pub(super) shutdown: CancellationToken,
@@ -105,15 +108,14 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
                     );
                     continue;
                 }
-                // Held by the context, which tunnels and upgraded connections keep past this task.
+                // Held by the connection, which tunnels and upgraded connections keep past this task.
                 let open = Arc::new(GaugeGuard::new(open.clone()));
                 let stream = MeteredIo::new(
                     stream,
                     ByteMeter::new(from_client.clone(), to_client.clone()),
                 );
-                let context = CaptureContext::new(
-                    shared.services.capture.clone(),
-                    shared.services.capture_settings.clone(),
+                let context = Connection::new(
+                    shared.capture.clone(),
                     shared.services.metrics.clone(),
                     listener.direction,
                     shared.proxy_type,
@@ -222,7 +224,7 @@ async fn serve_connection<S>(
     peer: SocketAddr,
     redirect: Option<SocketAddr>,
     shared: Arc<Shared>,
-    context: CaptureContext,
+    context: Connection,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

@@ -2,7 +2,7 @@
 //! shutdown, then given the grace period to finish.
 //!
 //! - [`listeners`]: which listener speaks which protocol, and binding them (inline modes, transparent).
-//! - [`accept`]: the accept loops and the per-connection task (metrics, capture context, handler).
+//! - [`accept`]: the accept loops and the per-connection task (metrics, the [`crate::connection::Connection`], handler).
 //! - [`limit`]: the connection limit per direction, and refusing politely beyond it.
 //! - [`fd_limit`]: raising the process's file-descriptor limit at startup.
 
@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::capture::{CaptureSettings, CaptureSink};
+use crate::capture::{Capture, CaptureSettings, CaptureSink};
 use crate::config::{ProxyConfig, ProxyType};
 use crate::metrics::Metrics;
 use crate::options::RuntimeOptions;
@@ -131,8 +131,13 @@ impl Server {
     pub async fn run(self, shutdown: CancellationToken) {
         let tasks = TaskTracker::new();
         let options = Arc::new(self.options);
+        let capture = self.services.capture.is_enabled().then(|| Capture {
+            sink: self.services.capture.clone(),
+            settings: self.services.capture_settings.clone(),
+        });
         let shared = Arc::new(Shared {
             options: options.clone(),
+            capture,
             services: self.services,
             proxy_type: self.proxy_type,
             tasks: tasks.clone(),

@@ -1,13 +1,15 @@
 //! One SOCKS connection from handshake to relay, shared by the forward proxy (deliver to the requested
 //! target) and the reverse proxy (deliver to the app, whatever the caller asked for).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, warn};
 
 use super::{accept, SocksError};
-use crate::capture::{CaptureContext, StreamCapture};
+use crate::capture::Route;
+use crate::connection::Connection;
 use crate::net::{dial, Target};
 use crate::peer_warnings::{HANDSHAKE_TIMEOUT, SOCKS_HANDSHAKE_FAILED};
 use crate::relay::{proxy_stream, StreamJob};
@@ -22,7 +24,7 @@ pub async fn serve<S>(
     client: S,
     deliver_to: Option<&Target>,
     timeouts: &Timeouts,
-    capture: CaptureContext,
+    capture: Connection,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -53,19 +55,21 @@ pub async fn serve<S>(
 
     let destination = deliver_to.unwrap_or(&request.target).clone();
     debug!(version = request.version.as_str(), requested = %request.target, destination = %destination, "SOCKS CONNECT");
-    let record = StreamCapture::begin(
-        &capture,
+    let route = Arc::new(Route::new(
         request.version.as_str(),
         request.target.to_string(),
         deliver_to.map(|app| app.to_string()),
-    );
+    ));
+    let record = capture.record_stream(&route);
     let upstream = match dial(&destination, timeouts.connect).await {
         Ok(upstream) => upstream,
         Err(e) => {
             warn!(error = %e, "SOCKS CONNECT failed");
             capture.count_connect_failure();
             let _ = request.refuse(e.failure).await;
-            record.refused(e.to_string());
+            if let Some(record) = record {
+                record.refused(e.to_string());
+            }
             return;
         }
     };
@@ -80,11 +84,14 @@ pub async fn serve<S>(
         Ok(client) => client,
         Err(e) => {
             debug!(error = %e, "client left before the SOCKS reply");
-            record.refused(format!("client left before the SOCKS reply: {e}"));
+            if let Some(record) = record {
+                record.refused(format!("client left before the SOCKS reply: {e}"));
+            }
             return;
         }
     };
     let job = StreamJob {
+        route,
         record,
         context: &capture,
     };

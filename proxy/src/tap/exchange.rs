@@ -7,9 +7,10 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use super::origin::TapOrigin;
-use crate::capture::record::{Body, Detail, HttpExchange, HttpRequest, HttpResponse, Record};
-use crate::capture::{BuildRecord, REDACTED};
+use crate::capture::record::{
+    Body, Detail, HttpExchange, HttpRequest, HttpResponse, Origin, Record, Route,
+};
+use crate::capture::{BuildRecord, CaptureSettings, REDACTED};
 
 /// Header fields an HTTP/1 request head may carry: more is refused (431) like a head over the size limit,
 /// as hyper refuses it on the HTTP listeners (its limit is 100 too).
@@ -48,6 +49,42 @@ pub struct RawExchange {
     pub response: Option<RawMessage>,
     pub error: Option<String>,
     pub upgraded: Option<String>,
+}
+
+/// What every record of one tapped stream shares, captured once when the tap starts so that records can be
+/// built on the writer thread without holding the connection (and its open-connection gauge).
+pub struct TapOrigin {
+    origin: Origin,
+    route: Arc<Route>,
+    pub settings: Arc<CaptureSettings>,
+}
+
+impl TapOrigin {
+    pub fn new(
+        origin: Origin,
+        route: Arc<Route>,
+        settings: Arc<CaptureSettings>,
+    ) -> Arc<TapOrigin> {
+        Arc::new(TapOrigin {
+            origin,
+            route,
+            settings,
+        })
+    }
+
+    /// The scheme of the URLs this stream's requests were made to.
+    pub fn scheme(&self) -> &'static str {
+        if self.route.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    pub fn record(&self, id: u64, start: SystemTime, duration: Duration, detail: Detail) -> Record {
+        self.origin
+            .record(id, Route::clone(&self.route), (start, duration), detail)
+    }
 }
 
 impl BuildRecord for RawExchange {

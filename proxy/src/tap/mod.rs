@@ -16,16 +16,16 @@
 mod exchange;
 mod h2;
 mod http1;
-mod origin;
 mod recorder;
 
-pub use origin::Route;
+use std::sync::Arc;
 
-use crate::capture::CaptureContext;
+use crate::capture::{Capture, Route};
+use crate::connection::Connection;
 use crate::io::Observer;
+use exchange::TapOrigin;
 use h2::H2Tracker;
 use http1::{Http1Tracker, Stop};
-use origin::TapOrigin;
 use recorder::Recorder;
 
 /// Which protocol a tapped stream opened with.
@@ -59,8 +59,14 @@ pub enum Followed {
 }
 
 impl HttpTap {
-    pub fn new(context: &CaptureContext, route: Route, protocol: Protocol) -> Self {
-        let recorder = Recorder::new(context, TapOrigin::new(context, route));
+    pub fn new(
+        context: &Connection,
+        capture: &Capture,
+        route: Arc<Route>,
+        protocol: Protocol,
+    ) -> Self {
+        let origin = TapOrigin::new(context.origin(), route, capture.settings.clone());
+        let recorder = Recorder::new(context, capture, origin);
         let tracker = match protocol {
             Protocol::Http1 => Tracker::Http1(Box::new(Http1Tracker::new(recorder))),
             Protocol::H2 => Tracker::H2(Box::new(H2Tracker::new(recorder))),

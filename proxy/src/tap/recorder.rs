@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use super::exchange::{RawExchange, RawMessage};
-use super::origin::TapOrigin;
-use crate::capture::{BodyTap, CaptureContext, CaptureSink};
+use super::exchange::{RawExchange, RawMessage, TapOrigin};
+use crate::capture::{BodyTap, Capture, CaptureSink};
+use crate::connection::Connection;
 use crate::metrics::{DirectionLabels, Metrics};
 
 pub struct Recorder {
@@ -28,13 +28,13 @@ pub struct Started {
 }
 
 impl Recorder {
-    pub fn new(context: &CaptureContext, origin: Arc<TapOrigin>) -> Self {
+    pub fn new(context: &Connection, capture: &Capture, origin: Arc<TapOrigin>) -> Self {
         Recorder {
             origin,
-            sink: context.sink.clone(),
+            sink: capture.sink.clone(),
             metrics: context.metrics.clone(),
             direction: context.direction,
-            body_limit: context.settings.body_limit,
+            body_limit: capture.settings.body_limit,
             max_request_head: context.max_request_head(),
         }
     }

@@ -17,8 +17,8 @@ use tracing::{debug, warn};
 
 use super::authority::{AuthorityError, CaptureAuthority};
 use super::leaf::{LeafMinter, LeafName, LeafSource};
+use super::session::TlsSession;
 use super::upstream::{UpstreamTls, UpstreamTlsError};
-use crate::capture::record::TlsSession;
 use crate::config::TlsOutSettings;
 use crate::metrics::{LeafLabels, Metrics, TlsOutcomeLabels};
 

@@ -10,6 +10,7 @@ pub mod authority;
 pub mod ca_create;
 pub mod intercept;
 pub mod leaf;
+mod session;
 pub mod startup;
 pub mod trust_files;
 pub mod upstream;
@@ -19,3 +20,4 @@ pub mod upstream;
 pub const DEFAULT_CA_DIR: &str = "/etc/sidecar/tls-out";
 
 pub use intercept::{Intercepted, InterceptorError, Outcome, TlsInterceptor};
+pub use session::TlsSession;

@@ -7,10 +7,13 @@
 
 mod original_dst;
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, warn};
 
-use crate::capture::{CaptureContext, StreamCapture};
+use crate::capture::Route;
+use crate::connection::Connection;
 use crate::net::{dial, Target};
 use crate::options::RuntimeOptions;
 use crate::relay::{proxy_stream, StreamJob};
@@ -25,23 +28,27 @@ pub async fn serve<S>(
     client: S,
     destination: std::net::SocketAddr,
     options: &RuntimeOptions,
-    context: CaptureContext,
+    context: Connection,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     debug!(%destination, "redirected connection");
-    let record = StreamCapture::begin(&context, TRANSPORT, destination.to_string(), None);
+    let route = Arc::new(Route::new(TRANSPORT, destination.to_string(), None));
+    let record = context.record_stream(&route);
     let upstream = match dial(&Target::from(destination), options.connect_timeout).await {
         Ok(upstream) => upstream,
         Err(e) => {
             // A redirected client expected to reach the destination itself: closing is its answer.
             warn!(error = %e, "closing connection: the original destination is unreachable");
             context.count_connect_failure();
-            record.refused(e.to_string());
+            if let Some(record) = record {
+                record.refused(e.to_string());
+            }
             return;
         }
     };
     let job = StreamJob {
+        route,
         record,
         context: &context,
     };

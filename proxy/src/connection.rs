@@ -1,46 +1,33 @@
-//! What every record of one client connection shares: who, where, through which listener.
+//! One client connection, from accept to its last record: who the client is, which listener took it, and
+//! what every part of it shares (its handler, its streams and exchanges, and a tunnel or upgrade that
+//! outlives the handler). Built by the accept loop ([`crate::server`]) and handed to the listener's handler.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
-use super::record::{Detail, Record, TlsSession, SCHEMA};
-use super::settings::CaptureSettings;
-use super::sink::CaptureSink;
+use crate::capture::{Capture, Origin, Route, StreamCapture};
 use crate::metrics::{GaugeGuard, HandshakeErrorLabels, ListenerLabels, Metrics};
 use crate::tls_out::TlsInterceptor;
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
-static NEXT_RECORD: AtomicU64 = AtomicU64::new(1);
 
-pub(crate) fn next_record_id() -> u64 {
-    NEXT_RECORD.fetch_add(1, Ordering::Relaxed)
-}
-
-pub(super) fn rfc3339(at: SystemTime) -> String {
-    humantime::format_rfc3339_micros(at).to_string()
-}
-
-/// How a record's bytes reached the sidecar and where they were going.
-pub(super) struct RecordRoute {
-    pub transport: &'static str,
-    pub target: String,
-    pub delivered_to: Option<String>,
-    pub tls: Option<TlsSession>,
-}
-
-/// Per-connection capture context, cloned into each exchange of the connection.
+/// One accepted client connection, cloned into each exchange of it.
 #[derive(Clone)]
-pub struct CaptureContext {
-    pub sink: CaptureSink,
-    pub settings: Arc<CaptureSettings>,
-    pub metrics: Arc<Metrics>,
-    pub connection: u64,
-    pub direction: &'static str,
-    pub proxy_type: &'static str,
-    pub protocol: &'static str,
+pub struct Connection {
+    /// Unique within one sidecar process, in accept order: the `connection` field of its records.
+    pub id: u64,
     pub client: SocketAddr,
+    /// `inbound` or `outbound`: the listener that accepted it.
+    pub direction: &'static str,
+    /// The sidecar's `proxy-type`.
+    pub proxy_type: &'static str,
+    /// The listener's protocol: `tcp`, `http`, `socks` or `transparent`.
+    pub protocol: &'static str,
+    pub metrics: Arc<Metrics>,
+    /// Where this connection's records go and what they keep; `None` with capture off, when nothing of
+    /// capture is built for it.
+    pub capture: Option<Capture>,
     /// tls-out, for the streams of an outbound connection when it is on.
     tls_out: Option<Arc<TlsInterceptor>>,
     /// `--max-request-head`, for HTTP found inside this connection's streams: it is served by the sidecar
@@ -50,55 +37,45 @@ pub struct CaptureContext {
     _open: Option<Arc<GaugeGuard>>,
 }
 
-impl CaptureContext {
+impl Connection {
     pub fn new(
-        sink: CaptureSink,
-        settings: Arc<CaptureSettings>,
+        capture: Option<Capture>,
         metrics: Arc<Metrics>,
         direction: &'static str,
         proxy_type: &'static str,
         protocol: &'static str,
         client: SocketAddr,
     ) -> Self {
-        CaptureContext {
-            sink,
-            settings,
-            metrics,
-            connection: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
+        Connection {
+            id: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
+            client,
             direction,
             proxy_type,
             protocol,
-            client,
+            metrics,
+            capture,
             tls_out: None,
             max_request_head: crate::options::DEFAULT_MAX_REQUEST_HEAD,
             _open: None,
         }
     }
 
-    /// A record of this connection: the fields every kind shares, filled in from the context.
-    pub(super) fn record(
-        &self,
-        id: u64,
-        route: RecordRoute,
-        started: (SystemTime, Duration),
-        detail: Detail,
-    ) -> Record {
-        Record {
-            schema: SCHEMA.to_owned(),
-            id,
-            connection: self.connection,
-            direction: self.direction.to_owned(),
-            proxy_type: self.proxy_type.to_owned(),
-            protocol: self.protocol.to_owned(),
-            transport: route.transport.to_owned(),
-            client: self.client.to_string(),
-            target: route.target,
-            delivered_to: route.delivered_to,
-            tls: route.tls,
-            start: rfc3339(started.0),
-            duration_ms: started.1.as_secs_f64() * 1000.0,
-            detail,
+    /// What every record of this connection says about where it came from.
+    pub fn origin(&self) -> Origin {
+        Origin {
+            connection: self.id,
+            direction: self.direction,
+            proxy_type: self.proxy_type,
+            protocol: self.protocol,
+            client: self.client,
         }
+    }
+
+    /// Starts the record of a stream on `route`, when capture is on: before the upstream is dialled, so
+    /// that ids follow the order streams started and a refused dial is recorded too.
+    pub fn record_stream(&self, route: &Arc<Route>) -> Option<StreamCapture> {
+        let capture = self.capture.as_ref()?;
+        Some(StreamCapture::begin(capture, self.origin(), route.clone()))
     }
 
     /// Lets this connection's TLS streams be intercepted (tls-out).
@@ -122,7 +99,7 @@ impl CaptureContext {
         self.max_request_head
     }
 
-    /// Ties the connection's open-gauge to this context and all its clones.
+    /// Ties the connection's open-gauge to this connection and all its clones.
     pub fn holding(mut self, open: Arc<GaugeGuard>) -> Self {
         self._open = Some(open);
         self

@@ -1,0 +1,18 @@
+//! What an interception agreed with both sides: produced here, carried by the records of what was inside.
+
+use serde::{Deserialize, Serialize};
+
+/// The TLS the sidecar terminated: what the client asked for and what was agreed with it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsSession {
+    /// The server name the client asked for (SNI); absent when it sent none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// The application protocol agreed (ALPN): `h2`, `http/1.1`, ...; absent when none was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpn: Option<String>,
+    /// The client side's TLS version: `TLSv1.2` or `TLSv1.3`.
+    pub version: String,
+    /// The upstream side's TLS version.
+    pub upstream_version: String,
+}
