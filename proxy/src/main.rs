@@ -31,9 +31,7 @@ fn main() -> ExitCode {
         return command.run();
     }
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         // Colour codes only on a terminal: container log collectors store them verbatim.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -171,6 +169,21 @@ fn main() -> ExitCode {
     }
     info!("stopped");
     status
+}
+
+/// `RUST_LOG`, else `info`. The SOCKS library logs each request's target at debug level as the peer sent
+/// it, where a domain name with CR or LF would forge log lines (the sidecar's own lines escape it, see
+/// `log_escape`): its debug lines stay off unless `RUST_LOG` names the library itself.
+fn log_filter() -> EnvFilter {
+    let directives = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|directives| !directives.trim().is_empty())
+        .unwrap_or_else(|| "info".to_owned());
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
+    match "fast_socks5=info".parse() {
+        Ok(quiet) if !directives.contains("fast_socks5") => filter.add_directive(quiet),
+        _ => filter,
+    }
 }
 
 /// In transparent mode the sidecar's own connections escape the redirect only because they come from the

@@ -14,6 +14,7 @@ use crate::capture::{CaptureContext, StreamCapture, StreamEnd, TappedIo};
 use crate::detect::tls::{client_hello_sni, is_tls_handshake};
 use crate::detect::{first_bytes, is_h2_preface, is_http_request, FirstBytes, DETECT_TIMEOUT};
 use crate::io::{ObservedIo, PrefixedIo};
+use crate::log_escape::Escaped;
 use crate::tap::{Followed, HttpTap, Protocol, Route};
 use crate::tls_out::{Intercepted, Outcome, TlsInterceptor};
 
@@ -224,7 +225,7 @@ where
     match tap.finish(failure.as_deref()) {
         Followed::Whole | Followed::HeadTooLarge => None,
         Followed::Lost(why) => {
-            debug!(reason = %why, "stopped following HTTP on a stream; relayed as bytes");
+            debug!(reason = %Escaped(&why), "stopped following HTTP on a stream; relayed as bytes");
             Some(match end {
                 StreamEnd::Closed => StreamEnd::Untracked(why),
                 other => other,

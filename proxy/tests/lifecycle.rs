@@ -115,6 +115,10 @@ impl Sidecar {
         String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
     }
 
+    fn stderr_bytes(&self) -> Vec<u8> {
+        self.stderr.lock().unwrap().clone()
+    }
+
     fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
     }
@@ -906,4 +910,83 @@ async fn wait_ready_gives_up_with_one_line_when_nothing_answers() {
         stderr.contains("/readyz did not answer 200 within 500ms"),
         "{stderr}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Log forging: what a peer sends is escaped in the sidecar's log lines
+// ---------------------------------------------------------------------------------------------------
+
+/// A SOCKS5 client names a domain with CR, LF and ESC (a fake log line in red, were it written raw). Every
+/// line the sidecar logs about it (the debug line of the request, the warning of the failed connect) shows
+/// the name escaped, and its stderr holds no control byte from the peer, even at `RUST_LOG=debug`, where
+/// the SOCKS library's own debug line would print the name raw (it stays off unless named).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_in_a_socks_domain_are_escaped_in_the_log() {
+    let out_port = free_port();
+    let mut sidecar = Sidecar::spawn(
+        &[
+            "--proxy-type",
+            "forward",
+            "--proxy-protocol",
+            "socks",
+            "--proxy-out-port",
+            &out_port.to_string(),
+            "--connect-timeout",
+            "2s",
+        ],
+        &[("RUST_LOG", "debug")],
+    );
+    sidecar.ready(1).await;
+
+    let domain = b"evil\r\n\x1b[31mFAKE ERROR forged line";
+    let mut socks = TcpStream::connect(loopback(out_port)).await.unwrap();
+    socks.write_all(&[5, 1, 0]).await.unwrap();
+    let mut method = [0u8; 2];
+    socks.read_exact(&mut method).await.unwrap();
+    assert_eq!(method, [5, 0]);
+    let mut request = vec![5, 1, 0, 3, domain.len() as u8];
+    request.extend_from_slice(domain);
+    request.extend_from_slice(&80u16.to_be_bytes());
+    socks.write_all(&request).await.unwrap();
+    let mut reply = [0u8; 2];
+    tokio::time::timeout(Duration::from_secs(30), socks.read_exact(&mut reply))
+        .await
+        .expect("a SOCKS reply within 30s")
+        .unwrap();
+    assert_eq!(reply[0], 5);
+    assert_ne!(reply[1], 0, "the connect cannot have succeeded");
+
+    sidecar.signal("TERM");
+    let status = sidecar.exit_within(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", sidecar.stderr());
+    let stderr = sidecar.stderr();
+    let escaped = r"evil\r\n\x1b[31mFAKE ERROR forged line";
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines.iter().any(|line| line.contains(" WARN ")
+            && line.contains("SOCKS CONNECT failed")
+            && line.contains(escaped)),
+        "no warning naming {escaped:?}:\n{stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains(" DEBUG ")
+                && line.contains(&format!("requested={escaped}:80"))),
+        "no debug line naming {escaped:?}:\n{stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .filter(|line| line.contains("FAKE ERROR"))
+            .all(|line| line.contains(escaped)),
+        "a line the peer wrote:\n{stderr}"
+    );
+    let raw = sidecar.stderr_bytes();
+    for control in [b'\r', 0x1b] {
+        assert!(
+            !raw.contains(&control),
+            "a raw 0x{control:02x} in the log:\n{stderr:?}"
+        );
+    }
 }

@@ -8,6 +8,7 @@ use tracing::{debug, warn};
 
 use super::{accept, SocksError};
 use crate::capture::{CaptureContext, StreamCapture};
+use crate::log_escape::Escaped;
 use crate::net::{dial, Target};
 use crate::relay::{proxy_stream, StreamJob};
 
@@ -41,7 +42,7 @@ pub async fn serve<S>(
         }
         Ok(Err(e)) => {
             capture.count_handshake_error(e.metric_reason());
-            warn!(error = %e, "closing connection: SOCKS handshake failed");
+            warn!(error = %Escaped(&e), "closing connection: SOCKS handshake failed");
             return;
         }
         Err(_) => {
@@ -52,7 +53,7 @@ pub async fn serve<S>(
     };
 
     let destination = deliver_to.unwrap_or(&request.target).clone();
-    debug!(version = request.version.as_str(), requested = %request.target, destination = %destination, "SOCKS CONNECT");
+    debug!(version = request.version.as_str(), requested = %Escaped(&request.target), destination = %Escaped(&destination), "SOCKS CONNECT");
     let record = StreamCapture::begin(
         &capture,
         request.version.as_str(),
@@ -62,7 +63,7 @@ pub async fn serve<S>(
     let upstream = match dial(&destination, timeouts.connect).await {
         Ok(upstream) => upstream,
         Err(e) => {
-            warn!(error = %e, "SOCKS CONNECT failed");
+            warn!(error = %Escaped(&e), "SOCKS CONNECT failed");
             capture.count_connect_failure();
             let _ = request.refuse(e.failure).await;
             record.refused(e.to_string());
