@@ -24,4 +24,5 @@ pub mod delivery;
 pub mod exchange;
 pub mod framing;
 pub mod headers;
+pub mod host_header;
 pub mod upgrade;
