@@ -3,6 +3,11 @@
 //! with two `Host` headers the record (and any routing on the way) may go by one while the app goes by the
 //! other. HTTP/1.0 predates the header, so an HTTP/1.0 request without one is still served.
 //!
+//! A request to the forward proxy names its host in the absolute-form target, and RFC 9112 §3.2.2 has the
+//! proxy replace any `Host` with that; a missing `Host` there is nothing to choose between, and clients
+//! built on bare HTTP connection libraries (hyper's among them) leave it out, so it is served. Several are
+//! still refused: a client that sends two cannot know which one counts.
+//!
 //! HTTP/2 names the authority in `:authority` and is left to the h2 layer. CONNECT is exempt: its target is
 //! the request line's authority-form, and not every client sends `Host` with it.
 
@@ -11,17 +16,27 @@ use http::{Method, StatusCode, Version};
 
 use super::framing::Refusal;
 
+/// Where a request's host comes from, for the one case RFC 9112 lets go without a `Host` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostSource {
+    /// The `Host` header (origin-form, a reverse proxy): an HTTP/1.1 request must have exactly one.
+    Header,
+    /// The absolute-form target (the forward proxy), which replaces any `Host`: none is fine, several not.
+    Target,
+}
+
 /// Checks the request's `Host` headers as RFC 9112 §3.2 requires of an HTTP/1 server.
 pub fn check_request(
     method: &Method,
     version: Version,
     headers: &HeaderMap,
+    source: HostSource,
 ) -> Result<(), Refusal> {
     if *method == Method::CONNECT || !matches!(version, Version::HTTP_10 | Version::HTTP_11) {
         return Ok(());
     }
     let reason = match headers.get_all(HOST).iter().count() {
-        0 if version == Version::HTTP_11 => {
+        0 if version == Version::HTTP_11 && source == HostSource::Header => {
             "sidecar: an HTTP/1.1 request must have a Host header (RFC 9112 §3.2)".to_owned()
         }
         0 | 1 => return Ok(()),
@@ -41,11 +56,20 @@ mod tests {
     use http::HeaderValue;
 
     fn check(method: Method, version: Version, hosts: &[&'static str]) -> Result<(), String> {
+        check_from(HostSource::Header, method, version, hosts)
+    }
+
+    fn check_from(
+        source: HostSource,
+        method: Method,
+        version: Version,
+        hosts: &[&'static str],
+    ) -> Result<(), String> {
         let mut headers = HeaderMap::new();
         for host in hosts {
             headers.append(HOST, HeaderValue::from_static(host));
         }
-        check_request(&method, version, &headers).map_err(|refusal| {
+        check_request(&method, version, &headers, source).map_err(|refusal| {
             assert_eq!(refusal.status, StatusCode::BAD_REQUEST);
             refusal.reason
         })
@@ -79,6 +103,14 @@ mod tests {
                 "equal values too"
             );
         }
+    }
+
+    #[test]
+    fn an_absolute_form_target_may_go_without_host_but_not_with_two() {
+        let forward = |hosts| check_from(HostSource::Target, Method::GET, Version::HTTP_11, hosts);
+        assert_eq!(forward(&[]), Ok(()));
+        assert_eq!(forward(&["a"]), Ok(()));
+        assert!(forward(&["a", "b"]).is_err());
     }
 
     #[test]

@@ -26,9 +26,10 @@ use crate::http::exchange::{
     broken_request_body, failure_reason, failure_status, finish_response, refused_framing,
     refused_request, upstream_timed_out,
 };
+use crate::http::framing;
 use crate::http::headers::{add_forwarded, remove_hop_by_hop};
+use crate::http::host_header::{self, HostSource};
 use crate::http::upgrade;
-use crate::http::{framing, host_header};
 use crate::log_escape::Escaped;
 use crate::net::Target;
 
@@ -91,9 +92,12 @@ impl ReverseHttp {
         if let Err(refusal) = framing::check_request(&parts.headers) {
             return Ok(refused_framing(refusal, &capture));
         }
-        if let Err(refusal) =
-            host_header::check_request(&parts.method, parts.version, &parts.headers)
-        {
+        if let Err(refusal) = host_header::check_request(
+            &parts.method,
+            parts.version,
+            &parts.headers,
+            HostSource::Header,
+        ) {
             return Ok(refused_request(refusal, &capture));
         }
         remove_hop_by_hop(&mut parts.headers);

@@ -22,9 +22,10 @@ use crate::http::exchange::{
     broken_request_body, failure_reason, failure_status, finish_response, refused_framing,
     refused_request, upstream_timed_out,
 };
+use crate::http::framing;
 use crate::http::headers::remove_hop_by_hop;
+use crate::http::host_header::{self, HostSource};
 use crate::http::upgrade;
-use crate::http::{framing, host_header};
 use crate::log_escape::Escaped;
 use crate::net::{dial, keepalive, DialFailure, Target};
 use crate::relay::{proxy_stream, StreamJob};
@@ -103,11 +104,13 @@ impl ForwardHttp {
         if let Err(refusal) = framing::check_request(&parts.headers) {
             return refused_framing(refusal, &capture);
         }
-        // Checked although the URL's host replaces the header below: RFC 9112 §3.2 holds for every
-        // HTTP/1.1 request, and a client that sends two cannot be sure which one a proxy goes by.
-        if let Err(refusal) =
-            host_header::check_request(&parts.method, parts.version, &parts.headers)
-        {
+        // The URL's host replaces the header below, so none is fine; two are refused all the same.
+        if let Err(refusal) = host_header::check_request(
+            &parts.method,
+            parts.version,
+            &parts.headers,
+            HostSource::Target,
+        ) {
             return refused_request(refusal, &capture);
         }
         remove_hop_by_hop(&mut parts.headers);
