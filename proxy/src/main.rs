@@ -24,7 +24,8 @@ const CAPTURE_FLUSH_LIMIT: Duration = Duration::from_secs(5);
 fn main() -> ExitCode {
     let mut invocation = match Invocation::parse_from(std::env::args_os()) {
         Ok(invocation) => invocation,
-        Err(e) => e.exit(),
+        // clap's message, with a huge bad value cut to its beginning.
+        Err(e) => sidecar_proxy::cli::exit_on_clap_error(e),
     };
     // A tool subcommand (`capture export`) runs instead of the proxy.
     if let Some(command) = invocation.cli.command.take() {

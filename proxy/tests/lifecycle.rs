@@ -990,3 +990,75 @@ async fn control_characters_in_a_socks_domain_are_escaped_in_the_log() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------------
+// A huge bad value is quoted by its beginning only
+// ---------------------------------------------------------------------------------------------------
+
+/// A 100 KB bad value (about the most one argument or variable may hold) in a flag clap refuses, in an
+/// environment variable, in an option the sidecar refuses itself, and as an unknown flag: the refusal is
+/// one short message that names the flag and the value's length, never the whole value.
+#[rstest]
+#[case::flag_clap_refuses(&["--handshake-timeout", "{huge}"], &[], "--handshake-timeout")]
+#[case::environment_variable(&[], &[("PROXY_CAPTURE_QUEUE", "{huge}")], "--capture-queue")]
+#[case::option_the_sidecar_refuses(&["--proxy-type", "reverse", "--capture-redact", "{huge}"], &[], "--capture-redact")]
+#[case::unknown_flag(&["--{huge}"], &[], "unexpected argument")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_bad_value_is_not_echoed_whole(
+    #[case] args: &[&str],
+    #[case] env: &[(&str, &str)],
+    #[case] named: &str,
+) {
+    const HUGE: usize = 100_000;
+    // Digits for the numeric option, spaces inside for the header list: each is refused for its content.
+    let huge = if named == "--capture-redact" {
+        "bad name ".repeat(HUGE / 9)
+    } else {
+        "9".repeat(HUGE)
+    };
+    let args: Vec<String> = args.iter().map(|a| a.replace("{huge}", &huge)).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.replace("{huge}", &huge)))
+        .collect();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut command = Command::new(BIN);
+        remove_proxy_vars(&mut command);
+        command
+            .env("PROXY_CAPTURE", "off")
+            .envs(env)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run sidecar-proxy")
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{}",
+        &stderr[..stderr.len().min(2000)]
+    );
+    assert!(
+        stderr.len() < 1500,
+        "{} bytes of stderr: {}",
+        stderr.len(),
+        &stderr[..2000.min(stderr.len())]
+    );
+    assert!(stderr.contains(named), "{stderr}");
+    // The value's length (give or take the flag's dashes or trimmed blanks), in place of its end.
+    let length = quoted_length(&stderr);
+    assert!(
+        length.is_some_and(|n| n.abs_diff(HUGE) < 10),
+        "the length is given: {stderr}"
+    );
+}
+
+/// The number before the first " bytes" in `text`.
+fn quoted_length(text: &str) -> Option<usize> {
+    let before = &text[..text.find(" bytes")?];
+    let digits = before.len() - before.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    before[before.len() - digits..].parse().ok()
+}

@@ -14,13 +14,15 @@ use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand}
 use http::HeaderName;
 
 use crate::capture::{CaptureSettings, Destination, Rotation, SinkOptions};
-use crate::config::{ProxyConfig, RawSettings, Setting, TlsOutSettings};
+use crate::config::{excerpt, ProxyConfig, Quoted, RawSettings, Setting, TlsOutSettings};
 use crate::options::RuntimeOptions;
 
 mod ca;
+mod clap_error;
 mod setting_sources;
 mod wait_ready;
 
+pub use clap_error::exit as exit_on_clap_error;
 pub(crate) use setting_sources::{settings_from_flags_and_env, with_annotations_file};
 
 #[derive(Debug, Parser)]
@@ -313,7 +315,9 @@ impl Invocation {
                 .map(|name| {
                     HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
                         InvocationError::Option(format!(
-                            "invalid --capture-redact {redact:?}: {name:?} is not a header name; allowed: comma-separated header names, or none"
+                            "invalid --capture-redact {}: {} is not a header name; allowed: comma-separated header names, or none",
+                            Quoted(redact),
+                            Quoted(name)
                         ))
                     })
                 })
@@ -344,8 +348,8 @@ impl Invocation {
             }
             (Some(_), Destination::Stdout | Destination::Off) => {
                 return Err(InvocationError::Option(format!(
-                    "invalid --capture-rotate-size with --capture {:?}: only a capture file can be rotated",
-                    self.cli.capture
+                    "invalid --capture-rotate-size with --capture {}: only a capture file can be rotated",
+                    Quoted(&self.cli.capture)
                 )))
             }
             (Some(max_bytes), Destination::File(_)) => Some(Rotation {
@@ -417,7 +421,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
             Err("must be longer than zero (write durations like 10s, 500ms or 1m)".into())
         }
         Ok(d) => Ok(d),
-        Err(e) => Err(format!("{e} (write durations like 10s, 500ms or 1m)")),
+        // humantime's message quotes the part it could not read, which can be all of a huge value.
+        Err(e) => Err(format!(
+            "{} (write durations like 10s, 500ms or 1m)",
+            excerpt(&e.to_string())
+        )),
     }
 }
 
@@ -438,7 +446,12 @@ fn parse_size(text: &str) -> Result<u64, String> {
     text.trim()
         .parse::<bytesize::ByteSize>()
         .map(|size| size.as_u64())
-        .map_err(|e| format!("{e} (write sizes like 65536, 512KiB or 1MiB)"))
+        .map_err(|e| {
+            format!(
+                "{} (write sizes like 65536, 512KiB or 1MiB)",
+                excerpt(&e.to_string())
+            )
+        })
 }
 
 /// Subcommands: tools around the proxy. Without one, `sidecar-proxy [flags]` runs the proxy.

@@ -5,6 +5,7 @@ mod annotations;
 mod error;
 mod model;
 mod ports;
+mod quoted;
 mod redirect;
 mod settings;
 mod tls_out;
@@ -17,6 +18,7 @@ pub use model::{
     DEFAULT_APP_HOST, DEFAULT_APP_PORT, DEFAULT_IN_PORT, DEFAULT_OUT_PORT,
 };
 pub use ports::{PortList, PortListProblem, PortRange};
+pub use quoted::{excerpt, Quoted, QUOTE_LIMIT};
 pub use redirect::RedirectSettings;
 pub use settings::{RawSettings, RawValue, Setting, SettingName, Source, ANNOTATION_PREFIX};
 pub use tls_out::{HostPattern, TlsOutSettings};
