@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::capture::record::{Record, SCHEMA};
+use crate::config::{excerpt, Quoted};
 
 use super::entry::to_har;
 use super::model::Har;
@@ -129,7 +130,8 @@ fn parse_line(line: &[u8], source_name: &str, line_number: usize) -> Result<Reco
     {
         if schema != SCHEMA {
             return Err(malformed(format!(
-                "schema is \"{schema}\"; this sidecar reads \"{SCHEMA}\""
+                "schema is {}; this sidecar reads \"{SCHEMA}\"",
+                Quoted(&schema)
             )));
         }
     }
@@ -140,12 +142,13 @@ fn parse_line(line: &[u8], source_name: &str, line_number: usize) -> Result<Reco
         let text = text
             .rsplit_once(" at line ")
             .map_or(text.as_str(), |(t, _)| t);
-        malformed(format!("{text} (column {column})"))
+        // serde quotes a value it did not expect whole (escaped): a line can hold megabytes of one.
+        malformed(format!("{} (column {column})", excerpt(text)))
     })?;
     if record.schema != SCHEMA {
         return Err(malformed(format!(
-            "schema is \"{}\"; this sidecar reads \"{SCHEMA}\"",
-            record.schema
+            "schema is {}; this sidecar reads \"{SCHEMA}\"",
+            Quoted(&record.schema)
         )));
     }
     Ok(record)
@@ -317,6 +320,24 @@ mod tests {
             refused.to_string().starts_with("cap.jsonl line 2: "),
             "{refused}"
         );
+    }
+
+    #[test]
+    fn what_a_line_holds_is_quoted_short_and_escaped() {
+        let huge = "x".repeat(1 << 20);
+        let line = format!(r#"{{"schema":"{SCHEMA}","id":"{huge}"}}"#);
+        let error = read_records(line.as_bytes(), "big.jsonl")
+            .unwrap_err()
+            .to_string();
+        assert!(error.len() < 600, "{} bytes", error.len());
+        assert!(error.contains("bytes in all"), "{error}");
+
+        let line = r#"{"schema":"v9\n\u001b[31m","id":1}"#;
+        let error = read_records(line.as_bytes(), "esc.jsonl")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(r#"schema is "v9\n\u{1b}[31m""#), "{error}");
+        assert!(!error.contains(['\n', '\x1b']), "{error:?}");
     }
 
     #[test]
