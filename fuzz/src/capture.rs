@@ -4,14 +4,17 @@
 //! - `capture_record`: the input fills one record's fields (see [`record_from_input`]). The record must
 //!   encode as one JSON line, read back as the same record, and export as HAR that parses back, with the
 //!   headers and body bytes it carried.
-//! - `har_export`: the input is a capture file. Reading it either fails naming a line, or gives records
-//!   whose HAR parses back with one entry per HTTP record.
+//! - `har_export`: the input is a capture file. Reading it strictly either fails naming a line, or gives
+//!   records whose HAR parses back with one entry per HTTP record; reading it as `capture export` does by
+//!   default never fails, and names every line it skips.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::Bytes;
 use serde_json::Value;
-use sidecar_proxy::capture::har::{read_records, to_har, ExportError};
+use sidecar_proxy::capture::har::{
+    read_capture, read_records, to_har, ExportError, UnreadableLines,
+};
 use sidecar_proxy::capture::record::{
     Body, Detail, HttpExchange, HttpRequest, HttpResponse, Record, StreamPayload, StreamSummary,
     SCHEMA,
@@ -42,8 +45,27 @@ pub fn capture_record(data: &[u8]) {
 }
 
 pub fn har_export(data: &[u8]) {
+    // Skipping (what `capture export` does by default) never fails on input in memory, and keeps at least
+    // the records that refusing would have given.
+    let mut named = 0;
+    let skipping = read_capture(data, "fuzz.jsonl", UnreadableLines::Skip, &mut |error| {
+        assert!(
+            matches!(error, ExportError::Malformed { line, .. } if *line >= 1),
+            "a skipped line is named by number: {error}"
+        );
+        named += 1;
+    })
+    .unwrap_or_else(|e| panic!("skipping unreadable lines failed: {e}"));
+    assert_eq!(named, skipping.skipped_lines, "every skipped line is named");
+    check_har(&skipping.records);
     match read_records(data, "fuzz.jsonl") {
-        Ok(records) => check_har(&records),
+        Ok(records) => {
+            assert_eq!(skipping.skipped_lines, 0, "refusing found no bad line");
+            assert_eq!(
+                records, skipping.records,
+                "both modes read the same records"
+            );
+        }
         Err(error) => {
             match &error {
                 ExportError::Malformed { line, .. } | ExportError::Read { line, .. } => {

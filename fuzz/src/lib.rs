@@ -19,7 +19,7 @@
 //! | `admission_review`   | a webhook request body                                   | `review::review`                         |
 //! | `admission_pod`      | a pod as annotation lines                                | `review::admit`, the patch               |
 //! | `capture_record`     | one record's fields, NUL-separated                       | record JSON, HAR export                  |
-//! | `har_export`         | a capture file                                           | `har::read_records`, `har::to_har`       |
+//! | `har_export`         | a capture file                                           | `har::read_capture`, `har::to_har`       |
 //! | `capture_tap`        | both peers' bytes, interleaved in chunks                 | `tap::HttpTap`, records it builds        |
 #![forbid(unsafe_code)]
 

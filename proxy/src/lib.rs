@@ -18,6 +18,7 @@ pub mod http;
 pub mod inbound;
 pub mod io;
 pub mod iptables;
+pub mod log_escape;
 pub mod metrics;
 pub mod net;
 pub mod options;

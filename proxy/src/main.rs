@@ -24,16 +24,15 @@ const CAPTURE_FLUSH_LIMIT: Duration = Duration::from_secs(5);
 fn main() -> ExitCode {
     let mut invocation = match Invocation::parse_from(std::env::args_os()) {
         Ok(invocation) => invocation,
-        Err(e) => e.exit(),
+        // clap's message, with a huge bad value cut to its beginning.
+        Err(e) => sidecar_proxy::cli::exit_on_clap_error(e),
     };
     // A tool subcommand (`capture export`) runs instead of the proxy.
     if let Some(command) = invocation.cli.command.take() {
         return command.run();
     }
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         // Colour codes only on a terminal: container log collectors store them verbatim.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -173,6 +172,21 @@ fn main() -> ExitCode {
     }
     info!("stopped");
     status
+}
+
+/// `RUST_LOG`, else `info`. The SOCKS library logs each request's target at debug level as the peer sent
+/// it, where a domain name with CR or LF would forge log lines (the sidecar's own lines escape it, see
+/// `log_escape`): its debug lines stay off unless `RUST_LOG` names the library itself.
+fn log_filter() -> EnvFilter {
+    let directives = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|directives| !directives.trim().is_empty())
+        .unwrap_or_else(|| "info".to_owned());
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
+    match "fast_socks5=info".parse() {
+        Ok(quiet) if !directives.contains("fast_socks5") => filter.add_directive(quiet),
+        _ => filter,
+    }
 }
 
 /// In transparent mode the sidecar's own connections escape the redirect only because they come from the

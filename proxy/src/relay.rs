@@ -18,6 +18,7 @@ use crate::connection::Connection;
 use crate::detect::tls::{client_hello_sni, is_tls_handshake};
 use crate::detect::{first_bytes, is_h2_preface, is_http_request, FirstBytes, DETECT_TIMEOUT};
 use crate::io::{splice_bidirectional, MeteredIo, ObservedIo, PrefixedIo};
+use crate::log_escape::Escaped;
 use crate::peer_warnings::HEAD_TOO_LARGE;
 use crate::tap::{Followed, HttpTap, Protocol};
 use crate::tls_out::{Intercepted, Outcome, TlsInterceptor};
@@ -280,7 +281,7 @@ where
     match tap.finish(failure.as_deref()) {
         Followed::Whole | Followed::HeadTooLarge => None,
         Followed::Lost(why) => {
-            debug!(reason = %why, "stopped following HTTP on a stream; relayed as bytes");
+            debug!(reason = %Escaped(&why), "stopped following HTTP on a stream; relayed as bytes");
             Some(match end {
                 StreamEnd::Closed => StreamEnd::Untracked(why),
                 other => other,

@@ -924,7 +924,7 @@ fn an_empty_capture_is_an_empty_har() {
 }
 
 #[test]
-fn a_malformed_line_exits_2_naming_file_and_line() {
+fn with_strict_a_malformed_line_exits_2_naming_file_and_line() {
     let dir = TempDir::new("malformed");
     let input = dir.file("capture.jsonl");
     let good = serde_json::to_string(&sample_records()[0]).unwrap();
@@ -933,6 +933,7 @@ fn a_malformed_line_exits_2_naming_file_and_line() {
     let har_path = dir.file("out.har");
     let out = export(&[
         "--har".as_ref(),
+        "--strict".as_ref(),
         "-o".as_ref(),
         har_path.as_os_str(),
         input.as_os_str(),
@@ -957,11 +958,99 @@ fn a_malformed_line_exits_2_naming_file_and_line() {
 
     // Valid JSON that is not a record.
     std::fs::write(&input, format!("{good}\n{{\"hello\": \"world\"}}\n")).unwrap();
-    let out = export(&["--har".as_ref(), input.as_os_str()]);
+    let out = export(&["--har".as_ref(), "--strict".as_ref(), input.as_os_str()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("capture.jsonl line 2: "), "{stderr}");
     assert!(out.stdout.is_empty());
+}
+
+/// A capture whose writer was cut off (a crash, a full disk) has a torn line in the middle and one at the
+/// end, without its newline. The export keeps every whole record, names each torn line by file and number
+/// on stderr, counts them in the summary and exits 0; `--strict` refuses the file at the first one.
+#[test]
+fn torn_lines_are_skipped_and_named_and_strict_refuses_them() {
+    let dir = TempDir::new("torn");
+    let input = dir.file("capture.jsonl");
+    let records = sample_records();
+    let http: Vec<&Record> = records
+        .iter()
+        .filter(|record| matches!(record.detail, Detail::Http(_)))
+        .take(3)
+        .collect();
+    assert_eq!(http.len(), 3);
+    let line = |record: &Record| serde_json::to_string(record).unwrap();
+    let torn_middle = &line(http[1])[..60];
+    let torn_end = &line(http[2])[..45];
+    let text = format!(
+        "{}\n{torn_middle}\n{}\n{}\n{torn_end}",
+        line(http[0]),
+        line(http[1]),
+        line(http[2]),
+    );
+    std::fs::write(&input, text).unwrap();
+    let har_path = dir.file("out.har");
+
+    let out = export(&[
+        "--har".as_ref(),
+        "-o".as_ref(),
+        har_path.as_os_str(),
+        input.as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    for (said, number) in lines.iter().zip([2, 5]) {
+        assert!(
+            said.starts_with(&format!(
+                "sidecar-proxy: skipped {} line {number}: not a sidecar.capture/v1 record: ",
+                input.display()
+            )),
+            "{stderr}"
+        );
+    }
+    assert!(
+        lines[2].ends_with("skipped 2 unreadable lines"),
+        "the summary counts them: {stderr}"
+    );
+    let har: Value = serde_json::from_slice(&std::fs::read(&har_path).unwrap()).unwrap();
+    assert_eq!(Validator::har(&har), Vec::<String>::new());
+    let mut urls: Vec<&str> = har["log"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["request"]["url"].as_str().unwrap())
+        .collect();
+    urls.sort_unstable();
+    let mut expected: Vec<&str> = http
+        .iter()
+        .map(|record| match &record.detail {
+            Detail::Http(exchange) => exchange.request.url.as_str(),
+            Detail::Stream(_) => unreachable!(),
+        })
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(urls, expected, "every whole record is in the HAR");
+
+    std::fs::remove_file(&har_path).unwrap();
+    let out = export(&[
+        "--har".as_ref(),
+        "--strict".as_ref(),
+        "-o".as_ref(),
+        har_path.as_os_str(),
+        input.as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "sidecar-proxy: {} line 2: not a sidecar.capture/v1 record: ",
+            input.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!har_path.exists(), "--strict writes nothing");
 }
 
 #[test]

@@ -115,6 +115,10 @@ impl Sidecar {
         String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
     }
 
+    fn stderr_bytes(&self) -> Vec<u8> {
+        self.stderr.lock().unwrap().clone()
+    }
+
     fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
     }
@@ -906,4 +910,155 @@ async fn wait_ready_gives_up_with_one_line_when_nothing_answers() {
         stderr.contains("/readyz did not answer 200 within 500ms"),
         "{stderr}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Log forging: what a peer sends is escaped in the sidecar's log lines
+// ---------------------------------------------------------------------------------------------------
+
+/// A SOCKS5 client names a domain with CR, LF and ESC (a fake log line in red, were it written raw). Every
+/// line the sidecar logs about it (the debug line of the request, the warning of the failed connect) shows
+/// the name escaped, and its stderr holds no control byte from the peer, even at `RUST_LOG=debug`, where
+/// the SOCKS library's own debug line would print the name raw (it stays off unless named).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_in_a_socks_domain_are_escaped_in_the_log() {
+    let out_port = free_port();
+    let mut sidecar = Sidecar::spawn(
+        &[
+            "--proxy-type",
+            "forward",
+            "--proxy-protocol",
+            "socks",
+            "--proxy-out-port",
+            &out_port.to_string(),
+            "--connect-timeout",
+            "2s",
+        ],
+        &[("RUST_LOG", "debug")],
+    );
+    sidecar.ready(1).await;
+
+    let domain = b"evil\r\n\x1b[31mFAKE ERROR forged line";
+    let mut socks = TcpStream::connect(loopback(out_port)).await.unwrap();
+    socks.write_all(&[5, 1, 0]).await.unwrap();
+    let mut method = [0u8; 2];
+    socks.read_exact(&mut method).await.unwrap();
+    assert_eq!(method, [5, 0]);
+    let mut request = vec![5, 1, 0, 3, domain.len() as u8];
+    request.extend_from_slice(domain);
+    request.extend_from_slice(&80u16.to_be_bytes());
+    socks.write_all(&request).await.unwrap();
+    let mut reply = [0u8; 2];
+    tokio::time::timeout(Duration::from_secs(30), socks.read_exact(&mut reply))
+        .await
+        .expect("a SOCKS reply within 30s")
+        .unwrap();
+    assert_eq!(reply[0], 5);
+    assert_ne!(reply[1], 0, "the connect cannot have succeeded");
+
+    sidecar.signal("TERM");
+    let status = sidecar.exit_within(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", sidecar.stderr());
+    let stderr = sidecar.stderr();
+    let escaped = r"evil\r\n\x1b[31mFAKE ERROR forged line";
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines.iter().any(|line| line.contains(" WARN ")
+            && line.contains("SOCKS CONNECT failed")
+            && line.contains(escaped)),
+        "no warning naming {escaped:?}:\n{stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains(" DEBUG ")
+                && line.contains(&format!("requested={escaped}:80"))),
+        "no debug line naming {escaped:?}:\n{stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .filter(|line| line.contains("FAKE ERROR"))
+            .all(|line| line.contains(escaped)),
+        "a line the peer wrote:\n{stderr}"
+    );
+    let raw = sidecar.stderr_bytes();
+    for control in [b'\r', 0x1b] {
+        assert!(
+            !raw.contains(&control),
+            "a raw 0x{control:02x} in the log:\n{stderr:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// A huge bad value is quoted by its beginning only
+// ---------------------------------------------------------------------------------------------------
+
+/// A 100 KB bad value (about the most one argument or variable may hold) in a flag clap refuses, in an
+/// environment variable, in an option the sidecar refuses itself, and as an unknown flag: the refusal is
+/// one short message that names the flag and the value's length, never the whole value.
+#[rstest]
+#[case::flag_clap_refuses(&["--handshake-timeout", "{huge}"], &[], "--handshake-timeout")]
+#[case::environment_variable(&[], &[("PROXY_CAPTURE_QUEUE", "{huge}")], "--capture-queue")]
+#[case::option_the_sidecar_refuses(&["--proxy-type", "reverse", "--capture-redact", "{huge}"], &[], "--capture-redact")]
+#[case::unknown_flag(&["--{huge}"], &[], "unexpected argument")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_bad_value_is_not_echoed_whole(
+    #[case] args: &[&str],
+    #[case] env: &[(&str, &str)],
+    #[case] named: &str,
+) {
+    const HUGE: usize = 100_000;
+    // Digits for the numeric option, spaces inside for the header list: each is refused for its content.
+    let huge = if named == "--capture-redact" {
+        "bad name ".repeat(HUGE / 9)
+    } else {
+        "9".repeat(HUGE)
+    };
+    let args: Vec<String> = args.iter().map(|a| a.replace("{huge}", &huge)).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.replace("{huge}", &huge)))
+        .collect();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut command = Command::new(BIN);
+        remove_proxy_vars(&mut command);
+        command
+            .env("PROXY_CAPTURE", "off")
+            .envs(env)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run sidecar-proxy")
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{}",
+        &stderr[..stderr.len().min(2000)]
+    );
+    assert!(
+        stderr.len() < 1500,
+        "{} bytes of stderr: {}",
+        stderr.len(),
+        &stderr[..2000.min(stderr.len())]
+    );
+    assert!(stderr.contains(named), "{stderr}");
+    // The value's length (give or take the flag's dashes or trimmed blanks), in place of its end.
+    let length = quoted_length(&stderr);
+    assert!(
+        length.is_some_and(|n| n.abs_diff(HUGE) < 10),
+        "the length is given: {stderr}"
+    );
+}
+
+/// The number before the first " bytes" in `text`.
+fn quoted_length(text: &str) -> Option<usize> {
+    let before = &text[..text.find(" bytes")?];
+    let digits = before.len() - before.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    before[before.len() - digits..].parse().ok()
 }

@@ -289,7 +289,7 @@ fn a_leaf_signed_by_the_created_ca_verifies_with_openssl_and_a_stranger_does_not
 }
 
 #[test]
-fn the_key_is_0600_and_the_certificate_0644_even_under_umask_0000() {
+fn the_directory_is_0700_the_key_0600_and_the_certificate_0644_even_under_umask_0000() {
     let dir = TempDir::new("umask");
     let out = dir.file("ca");
     let control = dir.file("created-under-the-same-umask");
@@ -305,8 +305,71 @@ fn the_key_is_0600_and_the_certificate_0644_even_under_umask_0000() {
     assert!(output.status.success(), "{}", text(&output.stderr));
     // The umask really was open: a file made the ordinary way is world-writable.
     assert_eq!(mode(&control), 0o666, "the umask was not 0000");
+    assert_eq!(mode(&out), 0o700, "the directory ca create made");
     assert_eq!(mode(&out.join("tls.key")), 0o600);
     assert_eq!(mode(&out.join("tls.crt")), 0o644);
+}
+
+/// A umask that takes the owner's own bits: the modes are still exactly 0700, 0600 and 0644.
+#[test]
+fn modes_are_exact_under_a_umask_that_takes_owner_bits() {
+    let dir = TempDir::new("umask-owner");
+    let out = dir.file("ca");
+    let output = Command::new("sh")
+        .args(["-c", r#"umask 0577 && exec "$@""#, "sh"])
+        .arg(std::fs::canonicalize(BIN).unwrap())
+        .args(["ca", "create", "--out"])
+        .arg(&out)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(mode(&out), 0o700);
+    assert_eq!(mode(&out.join("tls.key")), 0o600);
+    assert_eq!(mode(&out.join("tls.crt")), 0o644);
+}
+
+/// An existing directory keeps its mode (it may be the user's working directory); one that others can
+/// write to is refused before anything is written, with a sentence saying why and what to do, and a
+/// sticky one (like /tmp) is accepted, since there only a file's owner may replace it.
+#[test]
+fn an_existing_directory_others_can_write_to_is_refused() {
+    let dir = TempDir::new("shared-dir");
+    let out = dir.file("shared");
+    std::fs::create_dir(&out).unwrap();
+    for loose in [0o777, 0o775] {
+        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(loose)).unwrap();
+        let refused = sidecar(&["ca", "create", "--out", path_arg(&out)]);
+        let stderr = text(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!("(mode {loose:04o}): other users can write to it"))
+                && stderr.contains("chmod go-w"),
+            "{stderr}"
+        );
+        assert!(
+            std::fs::read_dir(&out).unwrap().next().is_none(),
+            "nothing written"
+        );
+        assert_eq!(mode(&out), loose, "its mode is left alone");
+    }
+
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let sticky = sidecar(&["ca", "create", "--out", path_arg(&out)]);
+    assert!(sticky.status.success(), "{}", text(&sticky.stderr));
+
+    let readable = dir.file("readable");
+    std::fs::create_dir(&readable).unwrap();
+    std::fs::set_permissions(&readable, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let kept = sidecar(&["ca", "create", "--out", path_arg(&readable)]);
+    assert!(kept.status.success(), "{}", text(&kept.stderr));
+    assert_eq!(
+        mode(&readable),
+        0o755,
+        "an existing directory keeps its mode"
+    );
+    assert_eq!(mode(&readable.join("tls.key")), 0o600);
 }
 
 #[test]

@@ -3,11 +3,13 @@
 //!
 //! The key is created 0600 from the first byte (never written to a file anyone else could open first),
 //! and existing files are left alone unless `--force`: overwriting a CA that apps already trust would
-//! break them silently.
+//! break them silently. A directory it creates is 0700 and the files get their modes exactly, whatever
+//! the umask. An existing directory keeps its mode (it may be the user's working directory), but one that
+//! other users can write to is refused: they could swap the key or the certificate after they are written.
 
-use std::fs::OpenOptions;
+use std::fs::{DirBuilder, OpenOptions, Permissions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -19,8 +21,14 @@ use crate::tls_out::authority::{CERT_FILE, KEY_FILE};
 use crate::tls_out::ca_create::{create_ca, CaPem};
 
 const CERT_MODE: u32 = 0o644;
-/// The umask can only remove bits from this, never add any.
+/// Set on the open file as well as asked of `open`, since the umask could remove bits from the latter.
 const KEY_MODE: u32 = 0o600;
+/// A directory `ca create` makes holds only the CA: nobody else needs to list it.
+const DIR_MODE: u32 = 0o700;
+/// Write permission for the group or for others.
+const WRITABLE_BY_OTHERS: u32 = 0o022;
+/// The sticky bit: in a directory with it (like /tmp), only a file's owner may rename or delete it.
+const STICKY: u32 = 0o1000;
 /// The Secret the injector mounts for tls-out.
 const SECRET_NAME: &str = "sidecar-tls-out-ca";
 const DEFAULT_NAME: &str = "sidecar-proxy capture CA";
@@ -40,7 +48,7 @@ pub enum CaCommand {
 
 #[derive(Debug, Args)]
 pub struct CaCreateArgs {
-    /// Directory to write tls.crt and tls.key to (created if missing)
+    /// Directory to write tls.crt and tls.key to (created with mode 0700 if missing)
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 
@@ -92,10 +100,13 @@ impl CaCreateArgs {
                 }
             }
         }
+        let existing_dir = check_existing_dir(&self.out)?;
         let ca = create_ca(&self.name, DAY * u32::from(self.days))
             .map_err(|e| format!("cannot make the CA: {e}"))?;
-        std::fs::create_dir_all(&self.out)
-            .map_err(|e| format!("cannot create {}: {e}", self.out.display()))?;
+        if !existing_dir {
+            create_private_dir(&self.out)
+                .map_err(|e| format!("cannot create {}: {e}", self.out.display()))?;
+        }
         self.write_pair(&ca, &cert_path, &key_path)?;
 
         eprintln!(
@@ -139,6 +150,38 @@ impl CaCreateArgs {
     }
 }
 
+/// Whether `dir` exists already; an error when it is not a directory, or one other users may write to.
+fn check_existing_dir(dir: &Path) -> Result<bool, String> {
+    // Missing, or unreachable: creating it says why.
+    let Ok(metadata) = std::fs::metadata(dir) else {
+        return Ok(false);
+    };
+    if !metadata.is_dir() {
+        return Err(format!(
+            "cannot use {}: it is not a directory",
+            dir.display()
+        ));
+    }
+    let mode = metadata.permissions().mode();
+    if mode & WRITABLE_BY_OTHERS != 0 && mode & STICKY == 0 {
+        return Err(format!(
+            "refusing to write the CA into {} (mode {:04o}): other users can write to it, so they could replace the key or the certificate; name a new directory (ca create makes it 0700) or remove their write access (chmod go-w)",
+            dir.display(),
+            mode & 0o7777
+        ));
+    }
+    Ok(true)
+}
+
+/// Creates `dir` (and missing parents) with mode 0700, exactly: the umask could remove owner bits too.
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)?;
+    std::fs::set_permissions(dir, Permissions::from_mode(DIR_MODE))
+}
+
 /// Creates `path`, which must not exist, with `mode` from the start.
 fn create_new_file(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     let mut file = OpenOptions::new()
@@ -146,7 +189,11 @@ fn create_new_file(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
         .create_new(true)
         .mode(mode)
         .open(path)?;
-    let written = file.write_all(contents).and_then(|()| file.sync_all());
+    // `mode` exactly, on the open file: the umask may have taken bits from it (never added any).
+    let written = file
+        .set_permissions(Permissions::from_mode(mode))
+        .and_then(|()| file.write_all(contents))
+        .and_then(|()| file.sync_all());
     if written.is_err() {
         let _ = std::fs::remove_file(path);
     }

@@ -14,14 +14,17 @@ use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand}
 use http::HeaderName;
 
 use crate::capture::{CaptureSettings, Destination, Rotation, SinkOptions};
-use crate::config::{ProxyConfig, RawSettings, Setting, TlsOutSettings};
+use crate::config::{excerpt, ProxyConfig, Quoted, RawSettings, Setting, TlsOutSettings};
 use crate::options::RuntimeOptions;
 use crate::setting_sources::{
     settings_from_flags_and_env, with_annotations_file, AnnotationsError,
 };
 
 mod ca;
+mod clap_error;
 mod wait_ready;
+
+pub use clap_error::exit as exit_on_clap_error;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -308,7 +311,9 @@ impl Invocation {
                 .map(|name| {
                     HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
                         InvocationError::Option(format!(
-                            "invalid --capture-redact {redact:?}: {name:?} is not a header name; allowed: comma-separated header names, or none"
+                            "invalid --capture-redact {}: {} is not a header name; allowed: comma-separated header names, or none",
+                            Quoted(redact),
+                            Quoted(name)
                         ))
                     })
                 })
@@ -339,8 +344,8 @@ impl Invocation {
             }
             (Some(_), Destination::Stdout | Destination::Off) => {
                 return Err(InvocationError::Option(format!(
-                    "invalid --capture-rotate-size with --capture {:?}: only a capture file can be rotated",
-                    self.cli.capture
+                    "invalid --capture-rotate-size with --capture {}: only a capture file can be rotated",
+                    Quoted(&self.cli.capture)
                 )))
             }
             (Some(max_bytes), Destination::File(_)) => Some(Rotation {
@@ -412,7 +417,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
             Err("must be longer than zero (write durations like 10s, 500ms or 1m)".into())
         }
         Ok(d) => Ok(d),
-        Err(e) => Err(format!("{e} (write durations like 10s, 500ms or 1m)")),
+        // humantime's message quotes the part it could not read, which can be all of a huge value.
+        Err(e) => Err(format!(
+            "{} (write durations like 10s, 500ms or 1m)",
+            excerpt(&e.to_string())
+        )),
     }
 }
 
@@ -433,7 +442,12 @@ fn parse_size(text: &str) -> Result<u64, String> {
     text.trim()
         .parse::<bytesize::ByteSize>()
         .map(|size| size.as_u64())
-        .map_err(|e| format!("{e} (write sizes like 65536, 512KiB or 1MiB)"))
+        .map_err(|e| {
+            format!(
+                "{} (write sizes like 65536, 512KiB or 1MiB)",
+                excerpt(&e.to_string())
+            )
+        })
 }
 
 /// Subcommands: tools around the proxy. Without one, `sidecar-proxy [flags]` runs the proxy.
@@ -471,40 +485,78 @@ pub struct ExportArgs {
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
+    /// Refuse the input at its first line that is not a capture record (exit 2) instead of skipping it
+    #[arg(long)]
+    pub strict: bool,
+
     /// Capture files, JSON lines; `-` reads stdin
     #[arg(value_name = "INPUT.jsonl", required = true)]
     pub inputs: Vec<PathBuf>,
 }
 
+/// Skipped lines named one by one on stderr; past this many only the count in the summary grows, so a
+/// file that is not a capture at all does not bury the terminal.
+const NAMED_SKIPPED_LINES: usize = 100;
+
+impl ExportArgs {
+    fn run(self) -> std::process::ExitCode {
+        use crate::capture::har::UnreadableLines;
+        let unreadable = if self.strict {
+            UnreadableLines::Refuse
+        } else {
+            UnreadableLines::Skip
+        };
+        let mut named = 0;
+        let mut on_skipped = |error: &crate::capture::har::ExportError| {
+            named += 1;
+            if named <= NAMED_SKIPPED_LINES {
+                eprintln!("sidecar-proxy: skipped {error}");
+            } else if named == NAMED_SKIPPED_LINES + 1 {
+                eprintln!("sidecar-proxy: more lines are unreadable; they are skipped and counted without being named");
+            }
+        };
+        let exported = crate::capture::har::export_files(
+            &self.inputs,
+            self.output.as_deref(),
+            unreadable,
+            &mut on_skipped,
+        );
+        match exported {
+            Ok(summary) => {
+                let plural = |n: usize| if n == 1 { "" } else { "s" };
+                let (entries, streams) = (summary.entries, summary.skipped_streams);
+                let skipped_lines = match summary.skipped_lines {
+                    0 => String::new(),
+                    n => format!("; skipped {n} unreadable line{}", plural(n)),
+                };
+                eprintln!(
+                    "sidecar-proxy: wrote {entries} HTTP exchange{} to {} as HAR 1.2; skipped {streams} stream record{}{skipped_lines}",
+                    plural(entries),
+                    self.output
+                        .as_deref()
+                        .filter(|path| path.as_os_str() != "-")
+                        .map_or("stdout".into(), |path| path.display().to_string()),
+                    plural(streams),
+                );
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sidecar-proxy: {e}");
+                std::process::ExitCode::from(e.exit_code())
+            }
+        }
+    }
+}
+
 impl Command {
-    /// Runs the subcommand: 0 on success, 2 for input it refuses (a malformed line), 1 when it cannot write.
+    /// Runs the subcommand: 0 on success, 2 for input it refuses (a malformed line under `--strict`), 1 when
+    /// it cannot write.
     pub fn run(self) -> std::process::ExitCode {
         match self {
             Command::InitIptables(args) => args.run(),
             Command::WaitReady(args) => args.run(),
             Command::Ca(command) => command.run(),
-            Command::Capture(CaptureCommand::Export(args)) => {
-                match crate::capture::har::export_files(&args.inputs, args.output.as_deref()) {
-                    Ok(summary) => {
-                        let plural = |n: usize| if n == 1 { "" } else { "s" };
-                        let (entries, streams) = (summary.entries, summary.skipped_streams);
-                        eprintln!(
-                            "sidecar-proxy: wrote {entries} HTTP exchange{} to {} as HAR 1.2; skipped {streams} stream record{}",
-                            plural(entries),
-                            args.output
-                                .as_deref()
-                                .filter(|path| path.as_os_str() != "-")
-                                .map_or("stdout".into(), |path| path.display().to_string()),
-                            plural(streams),
-                        );
-                        std::process::ExitCode::SUCCESS
-                    }
-                    Err(e) => {
-                        eprintln!("sidecar-proxy: {e}");
-                        std::process::ExitCode::from(e.exit_code())
-                    }
-                }
-            }
+            Command::Capture(CaptureCommand::Export(args)) => args.run(),
         }
     }
 }

@@ -18,6 +18,7 @@ use super::headers::remove_hop_by_hop;
 use super::observed::ObservedExchange;
 use super::upgrade;
 use crate::connection::Connection;
+use crate::log_escape::Escaped;
 use crate::metrics::ListenerLabels;
 use crate::net::{humanize, DialError, DialFailure};
 
@@ -111,7 +112,7 @@ pub fn upstream_timed_out(
         "{upstream} did not begin its response within {} (--upstream-timeout)",
         humanize(timeout)
     );
-    warn!(%reason, "upstream timed out");
+    warn!(reason = %Escaped(&reason), "upstream timed out");
     context
         .metrics
         .upstream_timeouts
@@ -128,7 +129,7 @@ pub fn upstream_timed_out(
 /// mid-upload): the upstream was given up, and where the body ends is unknown, so the connection closes.
 pub fn broken_request_body(reason: &str, capture: &ObservedExchange) -> Response<ProxyBody> {
     let reason = format!("the request body could not be read: {reason}");
-    warn!(%reason, "refused request");
+    warn!(reason = %Escaped(&reason), "refused request");
     let response = closing(text_response(
         StatusCode::BAD_REQUEST,
         format!("sidecar: {reason}"),
@@ -139,8 +140,17 @@ pub fn broken_request_body(reason: &str, capture: &ObservedExchange) -> Response
 /// The answer to a request whose framing the sidecar will not forward (see [`super::framing`]). Its body
 /// is left unread, so the connection closes after the answer.
 pub fn refused_framing(refusal: Refusal, capture: &ObservedExchange) -> Response<ProxyBody> {
-    warn!(reason = %refusal.reason, "refused request");
+    warn!(reason = %Escaped(&refusal.reason), "refused request");
     let response = closing(text_response(refusal.status, refusal.reason.clone()));
+    capture.sidecar_response(response, refusal.reason)
+}
+
+/// The answer to a request that is framed well but may not be forwarded (see [`super::host_header`]). The
+/// connection stays open for the client's next request: hyper reads past an unread body if it is short,
+/// and closes the connection otherwise.
+pub fn refused_request(refusal: Refusal, capture: &ObservedExchange) -> Response<ProxyBody> {
+    warn!(reason = %Escaped(&refusal.reason), "refused request");
+    let response = text_response(refusal.status, refusal.reason.clone());
     capture.sidecar_response(response, refusal.reason)
 }
 

@@ -13,7 +13,8 @@
 use http::header::{HeaderMap, TRANSFER_ENCODING};
 use http::StatusCode;
 
-/// Why a request's framing is refused: the status to answer and a one-line reason.
+/// Why a request is refused (its framing here, its Host headers in [`super::host_header`]): the status to
+/// answer and a one-line reason.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Refusal {
     pub status: StatusCode,

@@ -24,5 +24,6 @@ pub mod delivery;
 pub mod exchange;
 pub mod framing;
 pub mod headers;
+pub mod host_header;
 pub mod observed;
 pub mod upgrade;

@@ -24,12 +24,14 @@ use crate::http::body::{text_response, ProxyBody};
 use crate::http::delivery::{Delivery, Failure};
 use crate::http::exchange::{
     broken_request_body, failure_reason, failure_status, finish_response, refused_framing,
-    upstream_timed_out,
+    refused_request, upstream_timed_out,
 };
 use crate::http::framing;
 use crate::http::headers::{add_forwarded, remove_hop_by_hop};
+use crate::http::host_header::{self, HostSource};
 use crate::http::observed::ObservedExchange;
 use crate::http::upgrade;
+use crate::log_escape::Escaped;
 use crate::net::Target;
 
 pub struct ReverseHttp {
@@ -91,6 +93,14 @@ impl ReverseHttp {
         if let Err(refusal) = framing::check_request(&parts.headers) {
             return Ok(refused_framing(refusal, &capture));
         }
+        if let Err(refusal) = host_header::check_request(
+            &parts.method,
+            parts.version,
+            &parts.headers,
+            HostSource::Header,
+        ) {
+            return Ok(refused_request(refusal, &capture));
+        }
         remove_hop_by_hop(&mut parts.headers);
         if let Some(protocol) = upgrade_protocol {
             upgrade::restore_headers(&mut parts.headers, protocol);
@@ -112,7 +122,7 @@ impl ReverseHttp {
                 Err(Failure::BrokenRequestBody(reason)) => broken_request_body(&reason, &capture),
                 Err(Failure::Upstream(e)) => {
                     let reason = failure_reason(&e);
-                    warn!(app = %self.app, %reason, "app request failed");
+                    warn!(app = %self.app, reason = %Escaped(&reason), "app request failed");
                     if e.is_connect() {
                         context.count_connect_failure();
                     }

@@ -23,13 +23,15 @@ use crate::http::body::{empty, text_response, ProxyBody};
 use crate::http::delivery::{Delivery, Failure};
 use crate::http::exchange::{
     broken_request_body, failure_reason, failure_status, finish_response, refused_framing,
-    upstream_timed_out,
+    refused_request, upstream_timed_out,
 };
 use crate::http::framing;
 use crate::http::headers::remove_hop_by_hop;
+use crate::http::host_header::{self, HostSource};
 use crate::http::observed::ObservedExchange;
 use crate::http::upgrade;
 use crate::io::{MeteredIo, PrefixedIo};
+use crate::log_escape::Escaped;
 use crate::net::{dial, keepalive, DialFailure, Target};
 use crate::relay::{proxy_stream, StreamJob};
 
@@ -107,6 +109,15 @@ impl ForwardHttp {
         if let Err(refusal) = framing::check_request(&parts.headers) {
             return refused_framing(refusal, &capture);
         }
+        // The URL's host replaces the header below, so none is fine; two are refused all the same.
+        if let Err(refusal) = host_header::check_request(
+            &parts.method,
+            parts.version,
+            &parts.headers,
+            HostSource::Target,
+        ) {
+            return refused_request(refusal, &capture);
+        }
         remove_hop_by_hop(&mut parts.headers);
         if let Some(protocol) = upgrade_protocol {
             upgrade::restore_headers(&mut parts.headers, protocol);
@@ -128,7 +139,7 @@ impl ForwardHttp {
             Err(Failure::BrokenRequestBody(reason)) => broken_request_body(&reason, &capture),
             Err(Failure::Upstream(e)) => {
                 let reason = failure_reason(&e);
-                warn!(target = %authority, %reason, "forward request failed");
+                warn!(target = %Escaped(&authority), reason = %Escaped(&reason), "forward request failed");
                 if e.is_connect() {
                     context.count_connect_failure();
                 }
@@ -163,7 +174,7 @@ impl ForwardHttp {
         let upstream = match dial(&target, self.connect_timeout).await {
             Ok(upstream) => upstream,
             Err(e) => {
-                warn!(error = %e, "CONNECT failed");
+                warn!(error = %Escaped(&e), "CONNECT failed");
                 context.count_connect_failure();
                 if let Some(record) = record {
                     record.refused(e.to_string());
@@ -176,7 +187,7 @@ impl ForwardHttp {
                 return text_response(status, format!("sidecar: {e}"));
             }
         };
-        debug!(%target, "CONNECT tunnel open");
+        debug!(target = %Escaped(&target), "CONNECT tunnel open");
         tasks.spawn(async move {
             match hyper::upgrade::on(request).await {
                 Ok(upgraded) => {
@@ -253,7 +264,7 @@ fn refuse(
 
 /// Refuses a request the forward proxy cannot serve, with the one warning line every refusal gets.
 fn bad_request(message: String) -> Response<ProxyBody> {
-    warn!(reason = %message, "refused request");
+    warn!(reason = %Escaped(&message), "refused request");
     text_response(StatusCode::BAD_REQUEST, message)
 }
 

@@ -10,6 +10,7 @@ use tracing::{debug, warn};
 use super::{accept, SocksError};
 use crate::capture::Route;
 use crate::connection::Connection;
+use crate::log_escape::Escaped;
 use crate::net::{dial, Target};
 use crate::peer_warnings::{HANDSHAKE_TIMEOUT, SOCKS_HANDSHAKE_FAILED};
 use crate::relay::{proxy_stream, StreamJob};
@@ -43,7 +44,7 @@ pub async fn serve<S>(
         }
         Ok(Err(e)) => {
             capture.count_handshake_error(e.metric_reason());
-            SOCKS_HANDSHAKE_FAILED.occurred_because(&e);
+            SOCKS_HANDSHAKE_FAILED.occurred_because(&Escaped(&e));
             return;
         }
         Err(_) => {
@@ -54,7 +55,7 @@ pub async fn serve<S>(
     };
 
     let destination = deliver_to.unwrap_or(&request.target).clone();
-    debug!(version = request.version.as_str(), requested = %request.target, destination = %destination, "SOCKS CONNECT");
+    debug!(version = request.version.as_str(), requested = %Escaped(&request.target), destination = %Escaped(&destination), "SOCKS CONNECT");
     let route = Arc::new(Route::new(
         request.version.as_str(),
         request.target.to_string(),
@@ -64,7 +65,7 @@ pub async fn serve<S>(
     let upstream = match dial(&destination, timeouts.connect).await {
         Ok(upstream) => upstream,
         Err(e) => {
-            warn!(error = %e, "SOCKS CONNECT failed");
+            warn!(error = %Escaped(&e), "SOCKS CONNECT failed");
             capture.count_connect_failure();
             let _ = request.refuse(e.failure).await;
             if let Some(record) = record {

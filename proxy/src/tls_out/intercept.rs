@@ -20,6 +20,7 @@ use super::leaf::{LeafMinter, LeafName, LeafSource};
 use super::session::TlsSession;
 use super::upstream::{UpstreamTls, UpstreamTlsError};
 use crate::config::TlsOutSettings;
+use crate::log_escape::Escaped;
 use crate::metrics::{LeafLabels, Metrics, TlsOutcomeLabels};
 
 /// Everything tls-out needs, built once at start and shared by every outbound connection.
@@ -165,7 +166,7 @@ impl TlsInterceptor {
         let upstream = match self.open_upstream(upstream, &name, hello.alpn).await {
             Ok(upstream) => upstream,
             Err(reason) => {
-                warn!(host, %reason, "tls-out: upstream TLS failed; the client gets a TLS alert");
+                warn!(host = %Escaped(host), reason = %Escaped(&reason), "tls-out: upstream TLS failed; the client gets a TLS alert");
                 self.count("upstream_failed");
                 return self
                     .refuse(start, format!("tls-out: upstream {host}: {reason}"))
@@ -190,7 +191,7 @@ impl TlsInterceptor {
                 leaf
             }
             Err(e) => {
-                warn!(host, error = %e, "tls-out: no certificate for the client");
+                warn!(host = %Escaped(host), error = %Escaped(&e), "tls-out: no certificate for the client");
                 self.count("client_failed");
                 return self.refuse(start, e.to_string()).await;
             }
@@ -205,7 +206,7 @@ impl TlsInterceptor {
             Ok(Ok(client)) => {
                 self.count("intercepted");
                 let version = version_text(client.get_ref().1.protocol_version());
-                debug!(host, %version, "tls-out: intercepted");
+                debug!(host = %Escaped(host), %version, "tls-out: intercepted");
                 Outcome::Intercepted(Box::new(Intercepted {
                     client,
                     upstream,
@@ -219,7 +220,7 @@ impl TlsInterceptor {
             }
             Ok(Err((e, client))) => {
                 // The usual cause: the app does not trust the capture CA (docs/tls-out.md says how).
-                warn!(host, error = %e, "tls-out: the client refused the sidecar's certificate; does the app trust the capture CA?");
+                warn!(host = %Escaped(host), error = %Escaped(&e), "tls-out: the client refused the sidecar's certificate; does the app trust the capture CA?");
                 self.count("client_failed");
                 Outcome::Failed {
                     client: Some(client),

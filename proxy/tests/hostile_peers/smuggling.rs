@@ -184,6 +184,12 @@ async fn ambiguous_framing_never_reaches_the_upstream_as_a_second_request(
                 served[0].ends_with(&format!("({body} body bytes)")),
                 "{served:?}"
             );
+            // The Content-Length it came with is not passed on (RFC 9112 §6.3).
+            let received = String::from_utf8_lossy(&upstream.bytes()).to_ascii_lowercase();
+            assert!(
+                !received.contains("content-length: 50"),
+                "the conflicting length reached the upstream: {received:?}"
+            );
         }
     }
     assert_eq!(panics::outside_tests(), 0, "a panic outside the tests");
@@ -218,4 +224,162 @@ async fn bare_lf_line_ends_are_reframed_not_passed_on(
         !received.replace("\r\n", "").contains('\n'),
         "a bare LF reached the upstream: {received:?}"
     );
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request without `Host`, or any request with two, is answered 400 by the
+/// sidecar and never reaches the upstream (with two, the record could go by one and the app by the other).
+/// It is not a framing error, so the connection serves the client's next request, and another connection
+/// open meanwhile is untouched. (Through the forward proxy a missing `Host` is served: the absolute-form
+/// URL names the host; see `forward.rs` `absolute_form_without_host_gets_host_from_the_uri`.)
+#[rstest]
+#[case::two_hosts("GET {t}/refused HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 2)]
+#[case::two_equal_hosts("GET {t}/refused HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 2)]
+#[case::two_hosts_and_a_body(
+    "POST {t}/refused HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nHost: b\r\n\r\nhello",
+    2
+)]
+#[tokio::test]
+async fn a_missing_or_repeated_host_is_400_and_the_connection_serves_on(
+    #[values(HttpProxy::Reverse, HttpProxy::Forward)] proxy: HttpProxy,
+    #[case] request: &str,
+    #[case] hosts: usize,
+) {
+    host_refused(proxy, request, hosts).await;
+}
+
+#[tokio::test]
+async fn an_http_1_1_request_without_host_is_400_at_the_reverse_proxy() {
+    host_refused(
+        HttpProxy::Reverse,
+        "GET {t}/refused HTTP/1.1\r\nX-Test: 1\r\n\r\n",
+        0,
+    )
+    .await;
+}
+
+async fn host_refused(proxy: HttpProxy, request: &str, hosts: usize) {
+    panics::watch();
+    let upstream = RecordingUpstream::start().await;
+    let front = proxy
+        .start(upstream.addr, Services::default(), |_| {})
+        .await;
+    let t = &front.target_prefix;
+    let good = |path: &str| format!("GET {t}{path} HTTP/1.1\r\nHost: a\r\n\r\n");
+    let mut other = RawHttp::new(TcpStream::connect(front.addr).await.unwrap());
+    let mut client = RawHttp::new(TcpStream::connect(front.addr).await.unwrap());
+
+    let before = within(
+        "the first answer",
+        client.exchange(good("/before").as_bytes()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(before.status, 200);
+    let refused = within(
+        "the refusal",
+        client.exchange(request.replace("{t}", t).as_bytes()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused.status, 400, "{refused:?}");
+    let reason = String::from_utf8_lossy(&refused.body).into_owned();
+    let expected = match hosts {
+        0 => "sidecar: an HTTP/1.1 request must have a Host header (RFC 9112 §3.2)".to_owned(),
+        n => format!(
+            "sidecar: the request has {n} Host headers; it may have only one (RFC 9112 §3.2)"
+        ),
+    };
+    assert_eq!(reason.trim_end(), expected);
+    let after = within(
+        "the answer after",
+        client.exchange(good("/after").as_bytes()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(after.status, 200, "the connection serves on");
+    let elsewhere = within(
+        "the other connection",
+        other.exchange(good("/other").as_bytes()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(elsewhere.status, 200);
+
+    let served = upstream.requests();
+    assert_eq!(served.len(), 3, "{served:?}");
+    assert!(
+        served.iter().all(|line| !line.contains("/refused")),
+        "the refused request reached the upstream: {served:?}"
+    );
+    assert_eq!(panics::outside_tests(), 0, "a panic outside the tests");
+}
+
+/// HTTP/1.0 predates `Host`: a request without one is still served.
+#[rstest]
+#[tokio::test]
+async fn an_http_1_0_request_without_host_is_served(
+    #[values(HttpProxy::Reverse, HttpProxy::Forward)] proxy: HttpProxy,
+) {
+    let upstream = RecordingUpstream::start().await;
+    let front = proxy
+        .start(upstream.addr, Services::default(), |_| {})
+        .await;
+    let request = format!("GET {}/old HTTP/1.0\r\n\r\n", front.target_prefix);
+    let mut client = RawHttp::new(TcpStream::connect(front.addr).await.unwrap());
+    let answer = within("the answer", client.exchange(request.as_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(upstream.requests().len(), 1);
+}
+
+/// Chunked trailers on HTTP/1, as docs/proxy-modes.md states them: a trailer field reaches the upstream
+/// when the request's `Trailer` header announces it, except the fields RFC 9110 §6.5.1 rules out of
+/// trailers (framing, routing, authentication, content format), which are dropped even when announced.
+/// An unannounced field is dropped too.
+#[rstest]
+#[tokio::test]
+async fn http_1_trailers_pass_when_announced_except_those_rfc_9110_rules_out(
+    #[values(HttpProxy::Reverse, HttpProxy::Forward)] proxy: HttpProxy,
+) {
+    let upstream = RecordingUpstream::start().await;
+    let front = proxy
+        .start(upstream.addr, Services::default(), |_| {})
+        .await;
+    let request = format!(
+        "POST {}/trailers HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\
+         Trailer: x-checksum, cookie, authorization, set-cookie, content-type, host\r\n\r\n\
+         5\r\nhello\r\n0\r\nx-checksum: abc123\r\ncookie: session=s1\r\nauthorization: Bearer t0k3n\r\n\
+         set-cookie: a=b\r\ncontent-type: text/evil\r\nhost: elsewhere.test\r\nx-unannounced: 1\r\n\r\n",
+        front.target_prefix
+    );
+    let mut client = RawHttp::new(TcpStream::connect(front.addr).await.unwrap());
+    let answer = within("the answer", client.exchange(request.as_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(upstream.requests().len(), 1, "{:?}", upstream.requests());
+
+    let received = String::from_utf8_lossy(&upstream.bytes()).to_ascii_lowercase();
+    let (_, trailers) = received
+        .split_once("\r\n0\r\n")
+        .unwrap_or_else(|| panic!("no last chunk upstream: {received:?}"));
+    for passed in ["x-checksum: abc123", "cookie: session=s1"] {
+        assert!(
+            trailers.contains(passed),
+            "{passed:?} missing: {trailers:?}"
+        );
+    }
+    for dropped in [
+        "bearer t0k3n",
+        "set-cookie",
+        "text/evil",
+        "elsewhere.test",
+        "x-unannounced",
+    ] {
+        assert!(
+            !trailers.contains(dropped),
+            "{dropped:?} passed: {trailers:?}"
+        );
+    }
 }

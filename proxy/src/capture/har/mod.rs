@@ -2,7 +2,8 @@
 //!
 //! [`to_har`] is the pure mapping: every `kind: http` record becomes one HAR entry, stream records are
 //! skipped and counted. [`read_records`] and [`export_files`] are the command around it: JSON lines in,
-//! one HAR document out, and a bad line reported by file and line number. docs/har-export.md describes
+//! one HAR document out, and a bad line reported by file and line number ([`read_capture`] is the one
+//! reader of capture files: it skips such a line, or refuses the input, as its caller asks). docs/har-export.md describes
 //! the mapping for users; change both together.
 //!
 //! The HAR 1.2 specification: <http://www.softwareishard.com/blog/har-12-spec/>. Custom fields start with
@@ -26,4 +27,7 @@ pub use model::{
     Cache, Content, Cookie, Creator, Entry, Har, Log, NameValue, Page, PostData, Request, Response,
     SidecarFields, Timings, HAR_VERSION,
 };
-pub use read::{export_files, read_records, ExportError, ExportSummary};
+pub use read::{
+    export_files, read_capture, read_records, ExportError, ExportSummary, ReadRecords,
+    UnreadableLines,
+};

@@ -1,11 +1,13 @@
-//! The export command around [`to_har`]: capture JSON lines in (files or stdin), one HAR document out,
-//! and a bad line reported by file and line number.
+//! The export command around [`to_har`]: capture JSON lines in (files or stdin), one HAR document out.
+//! A line that is not a record (a crash or a full disk can cut one short) is reported by file and line
+//! number and skipped, or, with `--strict`, refuses the export.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::capture::record::{Record, SCHEMA};
+use crate::config::{excerpt, Quoted};
 
 use super::entry::to_har;
 use super::model::Har;
@@ -47,57 +49,109 @@ impl ExportError {
     }
 }
 
-/// Parses capture JSON lines; blank lines are ignored. `source_name` names the input in errors.
+/// What a reader does with a line that is not a record (cut short by a crash or a full disk, say).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnreadableLines {
+    /// Skip it, tell `on_skipped`, and read on: one torn line must not cost the records around it.
+    Skip,
+    /// Refuse the whole input with that line's error (`capture export --strict`).
+    Refuse,
+}
+
+/// The records of one input, and how many unreadable lines were skipped to get them.
+#[derive(Debug, Default)]
+pub struct ReadRecords {
+    pub records: Vec<Record>,
+    pub skipped_lines: usize,
+}
+
+/// Parses capture JSON lines, refusing the input at its first unreadable line; blank lines are ignored.
+/// `source_name` names the input in errors.
 pub fn read_records<R: BufRead>(reader: R, source_name: &str) -> Result<Vec<Record>, ExportError> {
-    let mut records = Vec::new();
-    for (index, line) in reader.lines().enumerate() {
-        let line_number = index + 1;
-        let line = line.map_err(|error| ExportError::Read {
-            source_name: source_name.to_owned(),
-            line: line_number,
-            error,
-        })?;
-        if line.trim().is_empty() {
+    read_capture(reader, source_name, UnreadableLines::Refuse, &mut |_| {}).map(|read| read.records)
+}
+
+/// The one reader of capture files: JSON lines in, records out, blank lines ignored. A line that is not a
+/// record ([`ExportError::Malformed`], naming `source_name` and the line number) is skipped and handed to
+/// `on_skipped`, or refuses the input, as `unreadable` says. A failure to read the input is always an
+/// error: what follows it is unknown.
+pub fn read_capture<R: BufRead>(
+    mut reader: R,
+    source_name: &str,
+    unreadable: UnreadableLines,
+    on_skipped: &mut dyn FnMut(&ExportError),
+) -> Result<ReadRecords, ExportError> {
+    let mut read = ReadRecords::default();
+    let mut line = Vec::new();
+    let mut line_number = 0;
+    loop {
+        line.clear();
+        line_number += 1;
+        // Bytes, not `lines()`: a line that is not UTF-8 is an unreadable line, not a failed read.
+        let length = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|error| ExportError::Read {
+                source_name: source_name.to_owned(),
+                line: line_number,
+                error,
+            })?;
+        if length == 0 {
+            return Ok(read);
+        }
+        if line.trim_ascii().is_empty() {
             continue;
         }
-        let malformed = |message: String| ExportError::Malformed {
-            source_name: source_name.to_owned(),
-            line: line_number,
-            message,
-        };
-        // The schema first: a record of another version should be named as such, not as a missing field.
-        #[derive(serde::Deserialize)]
-        struct SchemaOnly {
-            schema: Option<String>,
-        }
-        if let Ok(SchemaOnly {
-            schema: Some(schema),
-        }) = serde_json::from_str::<SchemaOnly>(&line)
-        {
-            if schema != SCHEMA {
-                return Err(malformed(format!(
-                    "schema is \"{schema}\"; this sidecar reads \"{SCHEMA}\""
-                )));
+        match parse_line(&line, source_name, line_number) {
+            Ok(record) => read.records.push(record),
+            Err(error) if unreadable == UnreadableLines::Skip => {
+                read.skipped_lines += 1;
+                on_skipped(&error);
             }
+            Err(error) => return Err(error),
         }
-        let record: Record = serde_json::from_str(&line).map_err(|e| {
-            // serde_json's own "at line 1 column N" would read as a line of the file.
-            let column = e.column();
-            let text = e.to_string();
-            let text = text
-                .rsplit_once(" at line ")
-                .map_or(text.as_str(), |(t, _)| t);
-            malformed(format!("{text} (column {column})"))
-        })?;
-        if record.schema != SCHEMA {
+    }
+}
+
+/// One line as a record of this sidecar's schema.
+fn parse_line(line: &[u8], source_name: &str, line_number: usize) -> Result<Record, ExportError> {
+    let malformed = |message: String| ExportError::Malformed {
+        source_name: source_name.to_owned(),
+        line: line_number,
+        message,
+    };
+    // The schema first: a record of another version should be named as such, not as a missing field.
+    #[derive(serde::Deserialize)]
+    struct SchemaOnly {
+        schema: Option<String>,
+    }
+    if let Ok(SchemaOnly {
+        schema: Some(schema),
+    }) = serde_json::from_slice::<SchemaOnly>(line)
+    {
+        if schema != SCHEMA {
             return Err(malformed(format!(
-                "schema is \"{}\"; this sidecar reads \"{SCHEMA}\"",
-                record.schema
+                "schema is {}; this sidecar reads \"{SCHEMA}\"",
+                Quoted(&schema)
             )));
         }
-        records.push(record);
     }
-    Ok(records)
+    let record: Record = serde_json::from_slice(line).map_err(|e| {
+        // serde_json's own "at line 1 column N" would read as a line of the file.
+        let column = e.column();
+        let text = e.to_string();
+        let text = text
+            .rsplit_once(" at line ")
+            .map_or(text.as_str(), |(t, _)| t);
+        // serde quotes a value it did not expect whole (escaped): a line can hold megabytes of one.
+        malformed(format!("{} (column {column})", excerpt(text)))
+    })?;
+    if record.schema != SCHEMA {
+        return Err(malformed(format!(
+            "schema is {}; this sidecar reads \"{SCHEMA}\"",
+            Quoted(&record.schema)
+        )));
+    }
+    Ok(record)
 }
 
 /// What [`export_files`] wrote.
@@ -106,33 +160,42 @@ pub struct ExportSummary {
     pub records: usize,
     pub entries: usize,
     pub skipped_streams: usize,
+    /// Lines of the inputs that were not records and were skipped (always 0 when refusing them).
+    pub skipped_lines: usize,
 }
 
 /// Reads every input (`-` is stdin), then writes one HAR document to `output` (`None` or `-`: stdout).
+/// Unreadable lines are skipped (each handed to `on_skipped`) or refuse the export, as `unreadable` says.
 /// A file output is written beside its final name and renamed into place, so a failed export never
 /// leaves half a HAR file behind (and an input may be overwritten safely).
 pub fn export_files(
     inputs: &[PathBuf],
     output: Option<&Path>,
+    unreadable: UnreadableLines,
+    on_skipped: &mut dyn FnMut(&ExportError),
 ) -> Result<ExportSummary, ExportError> {
     let mut records = Vec::new();
+    let mut skipped_lines = 0;
     for input in inputs {
-        if input.as_os_str() == "-" {
-            records.extend(read_records(std::io::stdin().lock(), "<stdin>")?);
+        let read = if input.as_os_str() == "-" {
+            read_capture(std::io::stdin().lock(), "<stdin>", unreadable, on_skipped)?
         } else {
             let source_name = input.display().to_string();
             let file = File::open(input).map_err(|error| ExportError::Open {
                 source_name: source_name.clone(),
                 error,
             })?;
-            records.extend(read_records(BufReader::new(file), &source_name)?);
-        }
+            read_capture(BufReader::new(file), &source_name, unreadable, on_skipped)?
+        };
+        records.extend(read.records);
+        skipped_lines += read.skipped_lines;
     }
     let export = to_har(&records);
     let summary = ExportSummary {
         records: records.len(),
         entries: export.har.log.entries.len(),
         skipped_streams: export.skipped_streams,
+        skipped_lines,
     };
     match output.filter(|path| path.as_os_str() != "-") {
         None => {
@@ -208,6 +271,73 @@ mod tests {
 
         let records = read_records(format!("{good}\n\n{good}\n").as_bytes(), "x").unwrap();
         assert_eq!(records.len(), 2);
+    }
+
+    #[test]
+    fn unreadable_lines_are_skipped_and_named_when_skipping() {
+        let good = serde_json::to_string(&http_record(
+            1,
+            "2026-11-26T10:00:00.000000Z",
+            HttpExchange {
+                request: get("http://api.test/"),
+                response: None,
+                error: Some("boom".into()),
+                upgraded: None,
+            },
+        ))
+        .unwrap();
+        // A torn line, a line that is not UTF-8, and a torn last line without its newline.
+        let mut input = format!("{good}\n{}\n{good}\n", &good[..30]).into_bytes();
+        input.extend_from_slice(b"\xff\xfe{\n");
+        input.extend_from_slice(format!("{good}\n{}", &good[..50]).as_bytes());
+        let mut named = Vec::new();
+        let read = read_capture(
+            &input[..],
+            "cap.jsonl",
+            UnreadableLines::Skip,
+            &mut |error| named.push(error.to_string()),
+        )
+        .unwrap();
+        assert_eq!(read.records.len(), 3);
+        assert_eq!(read.skipped_lines, 3);
+        let lines: Vec<_> = named
+            .iter()
+            .map(|message| message.split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            lines,
+            ["cap.jsonl line 2", "cap.jsonl line 4", "cap.jsonl line 6"]
+        );
+
+        let refused = read_capture(
+            &input[..],
+            "cap.jsonl",
+            UnreadableLines::Refuse,
+            &mut |_| panic!("nothing is skipped when refusing"),
+        )
+        .unwrap_err();
+        assert!(
+            refused.to_string().starts_with("cap.jsonl line 2: "),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn what_a_line_holds_is_quoted_short_and_escaped() {
+        let huge = "x".repeat(1 << 20);
+        let line = format!(r#"{{"schema":"{SCHEMA}","id":"{huge}"}}"#);
+        let error = read_records(line.as_bytes(), "big.jsonl")
+            .unwrap_err()
+            .to_string();
+        assert!(error.len() < 600, "{} bytes", error.len());
+        assert!(error.contains("bytes in all"), "{error}");
+
+        let line = r#"{"schema":"v9\n\u001b[31m","id":1}"#;
+        let error = read_records(line.as_bytes(), "esc.jsonl")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(r#"schema is "v9\n\u{1b}[31m""#), "{error}");
+        assert!(!error.contains(['\n', '\x1b']), "{error:?}");
     }
 
     #[test]
