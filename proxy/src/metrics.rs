@@ -53,7 +53,8 @@ pub struct TlsOutcomeLabels {
     pub result: &'static str,
 }
 
-/// Memory-budget reservations by what they were for (`relay_buffer`, `request_head`, `capture_copy`).
+/// Memory-budget reservations by what they were for (`relay_buffer`, `request_head`, `capture_copy`,
+/// `queued_for_peer`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PurposeLabels {
     pub purpose: &'static str,
@@ -129,12 +130,12 @@ impl MemoryBudgetMetrics {
         );
         registry.register(
             "memory_budget_used_bytes",
-            "Bytes of the memory budget held now (relay buffers, request heads, capture copies)",
+            "Bytes of the memory budget held now (relay buffers, request heads, capture copies, responses waiting for slow clients)",
             metrics.used.clone(),
         );
         registry.register(
             "memory_budget_denied",
-            "Reservations the memory budget could not spare, by purpose: the relay kept its small buffer, the tap stopped following a stream, or a capture copy stopped growing",
+            "Reservations the memory budget could not spare, by purpose: the relay kept its small buffer, the tap stopped following a stream, a capture copy stopped growing, or an HTTP connection paused reading a request head or an upstream's response for a slow client",
             metrics.denied.clone(),
         );
         metrics

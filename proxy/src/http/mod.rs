@@ -24,4 +24,5 @@ pub mod delivery;
 pub mod exchange;
 pub mod framing;
 pub mod headers;
+pub mod paced_body;
 pub mod upgrade;
