@@ -8,8 +8,14 @@
 //! chunks), so that a client with ordinary requests is served while a flood holds the budget; past it, the
 //! connection takes in more (reads the head on, polls the upstream's body) only while the budget has
 //! room. Bytes already read are counted even past the limit (they exist); what stops is the reading.
+//!
+//! A connection that stays paused for [`SHED_AFTER`] is shed, freeing what it holds for the others: a head
+//! that could not be read on (answered 503 when no response was begun on the connection, else closed),
+//! or a client that took none of the response bytes it holds in the budget all that time (the connection
+//! is closed: a client that reads nothing can be told nothing).
 
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use super::{MemoryBudget, Reservation};
 
@@ -24,6 +30,18 @@ pub const FREE_QUEUE: usize = 16 * 1024;
 /// The room a response needs in the budget to take its next chunk once past [`FREE_QUEUE`]: the most an
 /// upstream's chunk holds (the clients' read buffers are limited to it).
 pub const QUEUE_CHUNK: usize = 64 * 1024;
+
+/// How long a connection may wait on a spent budget without progress before it is shed.
+pub const SHED_AFTER: Duration = Duration::from_secs(2);
+
+/// Why a connection was shed.
+#[derive(Debug, thiserror::Error)]
+pub enum Shed {
+    #[error("closed: the request head waited {SHED_AFTER:?} on the spent memory budget")]
+    Head,
+    #[error("cut off: the client read nothing for {SHED_AFTER:?} while its response waited on the spent memory budget")]
+    Reader,
+}
 
 #[derive(Debug)]
 pub struct ConnectionBudget {
@@ -41,6 +59,10 @@ struct State {
     /// Response bytes handed to hyper and not yet written to the client.
     queued: usize,
     queued_held: Reservation,
+    /// A response was begun on this connection: the sidecar may no longer write one of its own.
+    answered: bool,
+    /// When the client last took response bytes.
+    last_written: Instant,
 }
 
 #[derive(Debug)]
@@ -67,6 +89,8 @@ impl ConnectionBudget {
                 reads_heads: heads,
                 queued: 0,
                 queued_held: Reservation::on(budget),
+                answered: false,
+                last_written: Instant::now(),
             }),
         }
     }
@@ -138,6 +162,7 @@ impl ConnectionBudget {
     /// `n` response bytes were handed to hyper for the client.
     pub fn queued(&self, n: usize) {
         let mut state = self.state();
+        state.answered = true;
         state.queued += n;
         let held = state.queued.saturating_sub(FREE_QUEUE);
         state.queued_held.track(held);
@@ -146,9 +171,33 @@ impl ConnectionBudget {
     /// `n` bytes were written to the client (response heads and framing too, so the count errs low).
     pub fn written(&self, n: usize) {
         let mut state = self.state();
+        if n > 0 {
+            state.answered = true;
+            state.last_written = Instant::now();
+        }
         state.queued = state.queued.saturating_sub(n);
         let held = state.queued.saturating_sub(FREE_QUEUE);
         state.queued_held.track(held);
+    }
+
+    /// Whether the sidecar may still answer on this connection itself (nothing was written to it yet).
+    pub fn may_answer(&self) -> bool {
+        !self.state().answered
+    }
+
+    /// Whether the client is to be shed: it holds response bytes in the budget, took none of them for
+    /// [`SHED_AFTER`], and the budget is spent. `Err` with when to look again otherwise, if ever.
+    pub fn reader_stalled(&self) -> Result<(), Option<Instant>> {
+        let state = self.state();
+        if state.queued <= FREE_QUEUE || self.budget.has_room(QUEUE_CHUNK) {
+            return Err(None);
+        }
+        let deadline = state.last_written + SHED_AFTER;
+        if Instant::now() >= deadline {
+            Ok(())
+        } else {
+            Err(Some(deadline))
+        }
     }
 
     /// Bytes this connection holds in the budget now.
@@ -224,6 +273,8 @@ mod tests {
             0,
             "writes of heads and framing count low"
         );
+        assert!(!connection.may_answer());
+        assert_eq!(connection.reader_stalled(), Err(None), "it holds no budget");
         connection.queued(FREE_QUEUE + 5);
         drop(connection);
         assert_eq!(

@@ -22,7 +22,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 mod connection;
 mod wait;
 
-pub use connection::{ConnectionBudget, FREE_HEAD, FREE_QUEUE, HEAD_READ, QUEUE_CHUNK};
+pub use connection::{
+    ConnectionBudget, Shed, FREE_HEAD, FREE_QUEUE, HEAD_READ, QUEUE_CHUNK, SHED_AFTER,
+};
 pub use wait::RoomWait;
 
 /// What budgeted bytes are held for, for the metrics.
@@ -58,6 +60,7 @@ pub struct MemoryBudget {
     limit: AtomicUsize,
     used: AtomicUsize,
     denied: [AtomicU64; 4],
+    shed: [AtomicU64; 4],
 }
 
 static PROCESS: MemoryBudget = MemoryBudget::unlimited();
@@ -80,6 +83,12 @@ impl MemoryBudget {
             limit: AtomicUsize::new(usize::MAX),
             used: AtomicUsize::new(0),
             denied: [
+                AtomicU64::new(0),
+                AtomicU64::new(0),
+                AtomicU64::new(0),
+                AtomicU64::new(0),
+            ],
+            shed: [
                 AtomicU64::new(0),
                 AtomicU64::new(0),
                 AtomicU64::new(0),
@@ -120,6 +129,15 @@ impl MemoryBudget {
     /// Whether `bytes` more would fit now (nothing is taken).
     pub fn has_room(&self, bytes: usize) -> bool {
         self.used().saturating_add(bytes) <= self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed since start because they waited on a spent budget too long, by what they held.
+    pub fn shed(&self, purpose: Purpose) -> u64 {
+        self.shed[purpose as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn count_shed(&self, purpose: Purpose) {
+        self.shed[purpose as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a refusal that was not a reservation: a reader paused for lack of room.

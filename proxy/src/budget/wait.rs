@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use super::{MemoryBudget, Purpose};
 
@@ -19,6 +19,7 @@ const RETRY: Duration = Duration::from_millis(50);
 #[derive(Debug, Default)]
 pub struct RoomWait {
     pause: Option<Pin<Box<Sleep>>>,
+    since: Option<Instant>,
 }
 
 impl RoomWait {
@@ -34,10 +35,13 @@ impl RoomWait {
         loop {
             if may_go() {
                 self.pause = None;
+                self.since = None;
                 return Poll::Ready(());
             }
+            let since = &mut self.since;
             let pause = self.pause.get_or_insert_with(|| {
                 budget.count_denied(purpose);
+                *since = Some(Instant::now());
                 Box::pin(tokio::time::sleep(RETRY))
             });
             ready!(pause.as_mut().poll(cx));
@@ -48,6 +52,11 @@ impl RoomWait {
     /// Whether the reader is paused now.
     pub fn is_paused(&self) -> bool {
         self.pause.is_some()
+    }
+
+    /// How long the reader has been paused, if it is.
+    pub fn paused_for(&self) -> Option<Duration> {
+        self.since.map(|since| since.elapsed())
     }
 }
 
@@ -71,8 +80,10 @@ mod tests {
         assert!(poll(&mut wait).is_pending());
         tokio::time::sleep(RETRY * 3).await;
         assert!(poll(&mut wait).is_pending() && wait.is_paused());
+        assert!(wait.paused_for().unwrap() >= RETRY * 3);
         assert_eq!(budget.denied(Purpose::QueuedForPeer), 1);
         room.store(true, Ordering::Relaxed);
         assert!(poll(&mut wait).is_ready() && !wait.is_paused());
+        assert_eq!(wait.paused_for(), None);
     }
 }
