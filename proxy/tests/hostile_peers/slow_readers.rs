@@ -5,8 +5,9 @@
 //! sidecar). Shown on reverse `tcp` (the relay) and reverse `http` (hyper on both sides), capture on, with a
 //! legitimate client answered in the middle of it and the budget all given back once the readers leave.
 //!
-//! The scale is ten times what fits the budget: before the fix, reverse `http` held about 1.2 MB for each
-//! such reader (hyper's 400 KB write queue and read buffer, the body chunk between them, the capture copy).
+//! The scale is ten times what fits the budget: before the fix, reverse `http` held about 1.4 MB for each
+//! such reader (hyper's 400 KB write queue and read buffer, the body chunk between them, the capture copy),
+//! 110 MB for these 80; reverse `tcp` was already within the budget (its relay buffers draw on it).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
