@@ -16,6 +16,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc, with its background threads purging freed pages (after its 10 s decay): after a flood, glibc's
+/// malloc kept every page it had grown to (105 MB above rest, tuned or not) and mimalloc too, where jemalloc
+/// was back within 30 MB of rest in 7 s (proxy/tests/hostile_peers/memory_returns.rs; figures in
+/// docs/slow-and-abusive-peers.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exit status for a configuration the sidecar refuses: nothing was started.
 const EXIT_BAD_CONFIG: u8 = 2;
 /// How long the final capture flush may take before the sidecar exits anyway.

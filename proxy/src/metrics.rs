@@ -10,6 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::budget::Purpose;
+
 /// One listener: its direction and protocol.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ListenerLabels {
@@ -53,7 +55,8 @@ pub struct TlsOutcomeLabels {
     pub result: &'static str,
 }
 
-/// Memory-budget reservations by what they were for (`relay_buffer`, `request_head`, `capture_copy`).
+/// Memory-budget reservations by what they were for (`relay_buffer`, `request_head`, `capture_copy`,
+/// `queued_for_peer`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PurposeLabels {
     pub purpose: &'static str,
@@ -113,6 +116,7 @@ struct MemoryBudgetMetrics {
     limit: Gauge,
     used: Gauge,
     denied: Family<PurposeLabels, Counter>,
+    shed: Family<PurposeLabels, Counter>,
 }
 
 impl MemoryBudgetMetrics {
@@ -121,6 +125,7 @@ impl MemoryBudgetMetrics {
             limit: Gauge::default(),
             used: Gauge::default(),
             denied: Family::default(),
+            shed: Family::default(),
         };
         registry.register(
             "memory_budget_bytes",
@@ -129,13 +134,18 @@ impl MemoryBudgetMetrics {
         );
         registry.register(
             "memory_budget_used_bytes",
-            "Bytes of the memory budget held now (relay buffers, request heads, capture copies)",
+            "Bytes of the memory budget held now (relay buffers, request heads, capture copies, responses waiting for slow clients)",
             metrics.used.clone(),
         );
         registry.register(
             "memory_budget_denied",
-            "Reservations the memory budget could not spare, by purpose: the relay kept its small buffer, the tap stopped following a stream, or a capture copy stopped growing",
+            "Reservations the memory budget could not spare, by purpose: the relay kept its small buffer, the tap stopped following a stream, a capture copy stopped growing, or an HTTP connection paused reading a request head or an upstream's response for a slow client",
             metrics.denied.clone(),
+        );
+        registry.register(
+            "memory_budget_shed",
+            "Connections closed because they waited on a spent memory budget too long, by what they held: request_head (a head that could not be read on) or queued_for_peer (a client that read nothing while its response waited)",
+            metrics.shed.clone(),
         );
         metrics
     }
@@ -145,12 +155,18 @@ impl MemoryBudgetMetrics {
         let gauge = |bytes: usize| i64::try_from(bytes).unwrap_or(i64::MAX);
         self.limit.set(gauge(budget.limit().unwrap_or(0)));
         self.used.set(gauge(budget.used()));
-        for purpose in crate::budget::Purpose::ALL {
+        for purpose in Purpose::ALL {
             let counter = self.denied.get_or_create(&PurposeLabels {
                 purpose: purpose.label(),
             });
             // The budget counts; the counter catches up with it.
             counter.inc_by(budget.denied(purpose).saturating_sub(counter.get()));
+        }
+        for purpose in [Purpose::RequestHead, Purpose::QueuedForPeer] {
+            let counter = self.shed.get_or_create(&PurposeLabels {
+                purpose: purpose.label(),
+            });
+            counter.inc_by(budget.shed(purpose).saturating_sub(counter.get()));
         }
     }
 }

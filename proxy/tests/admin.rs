@@ -108,6 +108,7 @@ async fn metrics_is_openmetrics_with_every_family() {
         ("sidecar_memory_budget_bytes", "gauge"),
         ("sidecar_memory_budget_used_bytes", "gauge"),
         ("sidecar_memory_budget_denied", "counter"),
+        ("sidecar_memory_budget_shed", "counter"),
     ];
     let metrics = scrape_until(admin.addr, |m| {
         m.count("sidecar_capture_records_total", &[("kind", "http")]) == 1.0

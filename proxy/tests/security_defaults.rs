@@ -297,7 +297,12 @@ fn label_vocabulary() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
         ("kind", BTreeSet::from(["http", "stream"])),
         (
             "purpose",
-            BTreeSet::from(["relay_buffer", "request_head", "capture_copy"]),
+            BTreeSet::from([
+                "relay_buffer",
+                "request_head",
+                "capture_copy",
+                "queued_for_peer",
+            ]),
         ),
     ])
 }

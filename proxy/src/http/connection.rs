@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -18,10 +19,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::body::ProxyBody;
+use super::paced_body::PacedBody;
+use crate::budget::{ConnectionBudget, QUEUE_CHUNK};
 use crate::connection::Connection;
 use crate::detect::H2_PREFACE;
-use crate::io::PrefixedIo;
+use crate::io::{BudgetedIo, PrefixedIo};
 use crate::peer_warnings::{HANDSHAKE_TIMEOUT, HEAD_TOO_LARGE, MALFORMED_REQUEST};
+
+/// The smallest buffer hyper's HTTP/1 connection accepts (it panics below it).
+const MIN_HYPER_BUFFER: usize = 8 * 1024;
 
 #[derive(Clone, Copy, Debug)]
 pub struct ServeOptions {
@@ -46,14 +52,6 @@ pub async fn serve<S, F, Fut>(
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
 {
-    // Whether a request was ever served: a timeout after one is an idle keep-alive connection closing,
-    // not a stalled handshake.
-    let served = Arc::new(AtomicBool::new(false));
-    let seen = served.clone();
-    let service = hyper::service::service_fn(move |request| {
-        seen.store(true, Ordering::Relaxed);
-        handler(request)
-    });
     let (prefix, stream, is_h2) = if options.accept_h2 {
         match tokio::time::timeout(options.handshake_timeout, sniff_h2(stream)).await {
             Ok(Ok(sniffed)) => sniffed,
@@ -70,12 +68,40 @@ pub async fn serve<S, F, Fut>(
     } else {
         (Vec::new(), stream, false)
     };
-    let io = TokioIo::new(PrefixedIo::new(prefix, stream));
+    // What the connection holds for its client (the head being read, the response waiting to be read)
+    // is counted in the memory budget, and reading pauses while the budget is spent.
+    let account = Arc::new(ConnectionBudget::new(!is_h2));
+    let io = TokioIo::new(BudgetedIo::new(
+        PrefixedIo::new(prefix, stream),
+        account.clone(),
+    ));
+    // Whether a request was ever served: a timeout after one is an idle keep-alive connection closing,
+    // not a stalled handshake.
+    let served = Arc::new(AtomicBool::new(false));
+    let seen = served.clone();
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        seen.store(true, Ordering::Relaxed);
+        account.head_complete();
+        let tunnel = request.method() == Method::CONNECT;
+        let account = account.clone();
+        let response = handler(request);
+        async move {
+            let response = response.await?;
+            let status = response.status();
+            if status == StatusCode::SWITCHING_PROTOCOLS || (tunnel && status.is_success()) {
+                account.upgraded();
+            }
+            Ok::<_, Infallible>(response.map(|body| PacedBody::new(body, account).boxed_unsync()))
+        }
+    });
 
     let result = if is_h2 {
         // Pings find HTTP/2 clients that stopped answering (there is no per-request head timeout to do it).
         let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
+            // What a stream may have waiting for a client that does not read (hyper's default, 400 KB,
+            // times its hundreds of streams): the rest waits in the upstream, paced by the budget.
+            .max_send_buf_size(QUEUE_CHUNK)
             .keep_alive_interval(options.handshake_timeout)
             .keep_alive_timeout(options.handshake_timeout)
             .max_header_list_size(u32::try_from(options.max_request_head).unwrap_or(u32::MAX))
@@ -88,6 +114,9 @@ pub async fn serve<S, F, Fut>(
             .timer(TokioTimer::new())
             .header_read_timeout(options.handshake_timeout)
             .max_header_size(options.max_request_head)
+            // Bounds both the read buffer (no larger than the largest head accepted) and the write
+            // queue: hyper's default, 400 KB, held for each client that does not read.
+            .max_buf_size(options.max_request_head.max(MIN_HYPER_BUFFER))
             .serve_connection(io, service)
             .with_upgrades();
         until_done_or_shutdown!(conn, shutdown)

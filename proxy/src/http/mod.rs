@@ -26,4 +26,5 @@ pub mod framing;
 pub mod headers;
 pub mod host_header;
 pub mod observed;
+pub mod paced_body;
 pub mod upgrade;

@@ -34,6 +34,10 @@ use crate::http::upgrade;
 use crate::log_escape::Escaped;
 use crate::net::Target;
 
+/// The HTTP/2 flow-control windows the sidecar gives the app: what may wait in the sidecar for a client.
+const STREAM_WINDOW: u32 = 256 * 1024;
+const CONNECTION_WINDOW: u32 = 1024 * 1024;
+
 pub struct ReverseHttp {
     app: Target,
     app_authority: Authority,
@@ -52,7 +56,15 @@ impl ReverseHttp {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .set_host(false)
-            .http1_preserve_header_case(true);
+            .http1_preserve_header_case(true)
+            // Each read from the app is one chunk of the response on its way to the client: small enough
+            // that a client that does not read holds little besides what the memory budget counts (also
+            // the largest response head the app may send).
+            .http1_max_buf_size(crate::budget::QUEUE_CHUNK)
+            // What the app may send on an HTTP/2 stream before the sidecar reads it (h2's default is
+            // 2 MB a stream and 5 MB a connection, held for a client that does not read).
+            .http2_initial_stream_window_size(STREAM_WINDOW)
+            .http2_initial_connection_window_size(CONNECTION_WINDOW);
         let http1 = builder.build(connector.clone());
         let http2 = builder.http2_only(true).build(connector);
         let app_authority = app

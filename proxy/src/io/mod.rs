@@ -1,11 +1,13 @@
 //! Byte-stream helpers shared by every protocol.
 
+mod budgeted;
 mod metered;
 mod observed;
 mod prefixed;
 mod relay_copy;
 mod splice;
 
+pub use budgeted::BudgetedIo;
 pub use metered::{ByteMeter, MeteredIo};
 pub use observed::{ObservedIo, Observer};
 pub use prefixed::PrefixedIo;

@@ -57,6 +57,9 @@ impl ForwardHttp {
             .timer(TokioTimer::new())
             .set_host(false)
             .http1_preserve_header_case(true)
+            // Each read from the upstream is one chunk of the response on its way to the client: small
+            // enough that a client that does not read holds little besides what the budget counts.
+            .http1_max_buf_size(crate::budget::QUEUE_CHUNK)
             .build(connector);
         ForwardHttp {
             client,

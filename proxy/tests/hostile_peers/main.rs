@@ -15,6 +15,9 @@
 //! - [`full_disk`]: with the capture sink on a full disk, traffic flows and records are counted dropped.
 //! - [`memory_budget`]: a flood of unfinished heads stays within `--memory-budget`, and the memory goes back.
 //! - [`warning_flood`]: hundreds of handshake timeouts log a few lines whose counts add up, not one each.
+//! - [`slow_readers`]: clients that never read a large response stay within the budget (reverse tcp and http).
+//! - [`http_heads`]: unfinished heads on the reverse `http` listener (hyper's buffers) stay within the budget.
+//! - [`memory_returns`]: after each of three floods, RSS comes back near its resting level.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -24,8 +27,11 @@ mod flood;
 mod full_disk;
 mod half_close;
 mod head_size;
+mod http_heads;
 mod memory_budget;
+mod memory_returns;
 mod resets;
+mod slow_readers;
 mod slowloris;
 mod smuggling;
 mod upstream_timeout;

@@ -27,7 +27,7 @@ const BUDGET: usize = 8 * 1024 * 1024;
 const SLACK: usize = 14 * 1024 * 1024;
 
 /// The resident set of a process, in bytes.
-fn rss(pid: u32) -> usize {
+pub fn rss(pid: u32) -> usize {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     let kb: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -64,11 +64,16 @@ async fn start_sink_app() -> (SocketAddr, Arc<AtomicU64>) {
     (addr, received)
 }
 
-/// The test process holds both ends of the flood: raise its descriptor limit for them.
-fn room_for_descriptors() {
+/// The test process holds both ends of a flood of `connections` (and the other floods' that run beside
+/// it): raise its descriptor limit for them, to the hard limit.
+pub fn room_for_descriptors(connections: usize) {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    let wanted = (4 * FLOOD as u64 + 256).min(hard);
+    assert!(
+        hard >= 4 * connections as u64 + 256,
+        "a flood of {connections} connections needs more descriptors than the hard limit, {hard}"
+    );
+    let wanted = hard;
     if soft < wanted {
         setrlimit(Resource::RLIMIT_NOFILE, wanted, hard).unwrap();
     }
@@ -76,7 +81,7 @@ fn room_for_descriptors() {
 
 #[tokio::test]
 async fn unfinished_heads_through_the_tap_stay_within_the_memory_budget() {
-    room_for_descriptors();
+    room_for_descriptors(FLOOD);
     let (app, received) = start_sink_app().await;
     let dir = TempDir::new("memory-budget");
     let budget = BUDGET.to_string();

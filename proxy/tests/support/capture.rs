@@ -531,6 +531,23 @@ impl Sidecar {
             readers,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
+        // Under a launcher, the port is probed only once the launcher has exec'd the sidecar: a listener of
+        // another test that took the same free port would otherwise answer for it, and the caller would
+        // look at the launcher's process.
+        let sidecar_exe = std::fs::canonicalize(BIN).expect("the sidecar-proxy binary exists");
+        while !launcher.is_empty()
+            && std::fs::read_link(format!("/proc/{}/exe", sidecar.child.id())).ok()
+                != Some(sidecar_exe.clone())
+        {
+            if let Some(status) = sidecar.child.try_wait().unwrap() {
+                panic!("sidecar exited ({status}); stderr:\n{}", sidecar.stderr());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the launcher never started the sidecar"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let listening = if forward {
             sidecar.outbound
         } else {

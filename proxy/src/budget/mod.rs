@@ -8,7 +8,10 @@
 //!   into its 2 KiB one (slower, never stopped);
 //! - the capture tap gathering a request head split over several reads stops following that stream
 //!   (its bytes go on; the stream is recorded as a stream, saying why);
-//! - a capture copy of a body keeps what it has and is marked truncated.
+//! - a capture copy of a body keeps what it has and is marked truncated;
+//! - on the HTTP listeners, a request head past its connection's first 8 KiB, and the response bytes
+//!   waiting for a slow client to read them: without budget, the sidecar stops reading from the sender
+//!   (the client's head, the upstream's response) until there is room again ([`ConnectionBudget`]).
 //!
 //! Held bytes are reserved before they are allocated and released when they are freed, by
 //! [`Reservation`]'s drop. The limit is `--memory-budget`; unset, it is derived from the container's memory
@@ -16,19 +19,30 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+mod connection;
+mod wait;
+
+pub use connection::{
+    ConnectionBudget, Shed, FREE_HEAD, FREE_QUEUE, HEAD_READ, QUEUE_CHUNK, SHED_AFTER,
+};
+pub use wait::RoomWait;
+
 /// What budgeted bytes are held for, for the metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Purpose {
     RelayBuffer,
     RequestHead,
     CaptureCopy,
+    /// Bytes read from one side and not yet taken by a slow peer.
+    QueuedForPeer,
 }
 
 impl Purpose {
-    pub const ALL: [Purpose; 3] = [
+    pub const ALL: [Purpose; 4] = [
         Purpose::RelayBuffer,
         Purpose::RequestHead,
         Purpose::CaptureCopy,
+        Purpose::QueuedForPeer,
     ];
 
     pub fn label(self) -> &'static str {
@@ -36,6 +50,7 @@ impl Purpose {
             Purpose::RelayBuffer => "relay_buffer",
             Purpose::RequestHead => "request_head",
             Purpose::CaptureCopy => "capture_copy",
+            Purpose::QueuedForPeer => "queued_for_peer",
         }
     }
 }
@@ -44,7 +59,8 @@ impl Purpose {
 pub struct MemoryBudget {
     limit: AtomicUsize,
     used: AtomicUsize,
-    denied: [AtomicU64; 3],
+    denied: [AtomicU64; 4],
+    shed: [AtomicU64; 4],
 }
 
 static PROCESS: MemoryBudget = MemoryBudget::unlimited();
@@ -66,7 +82,18 @@ impl MemoryBudget {
         MemoryBudget {
             limit: AtomicUsize::new(usize::MAX),
             used: AtomicUsize::new(0),
-            denied: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+            denied: [
+                AtomicU64::new(0),
+                AtomicU64::new(0),
+                AtomicU64::new(0),
+                AtomicU64::new(0),
+            ],
+            shed: [
+                AtomicU64::new(0),
+                AtomicU64::new(0),
+                AtomicU64::new(0),
+                AtomicU64::new(0),
+            ],
         }
     }
 
@@ -97,6 +124,25 @@ impl MemoryBudget {
             bytes,
             from: Some(self),
         })
+    }
+
+    /// Whether `bytes` more would fit now (nothing is taken).
+    pub fn has_room(&self, bytes: usize) -> bool {
+        self.used().saturating_add(bytes) <= self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed since start because they waited on a spent budget too long, by what they held.
+    pub fn shed(&self, purpose: Purpose) -> u64 {
+        self.shed[purpose as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn count_shed(&self, purpose: Purpose) {
+        self.shed[purpose as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a refusal that was not a reservation: a reader paused for lack of room.
+    pub fn count_denied(&self, purpose: Purpose) {
+        self.denied[purpose as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     fn take(&self, purpose: Purpose, bytes: usize) -> bool {
@@ -132,6 +178,19 @@ impl Reservation {
         } else {
             false
         }
+    }
+
+    /// Holds exactly `bytes`, taking or giving back the difference. For bytes that are in memory already
+    /// (hyper's buffers hold them): they are counted even past the limit, and the caller stops taking in
+    /// more until there is room again, instead of refusing what it holds.
+    pub fn track(&mut self, bytes: usize) {
+        let budget = *self.from.get_or_insert(&PROCESS);
+        if bytes > self.bytes {
+            budget.used.fetch_add(bytes - self.bytes, Ordering::Relaxed);
+        } else {
+            budget.used.fetch_sub(self.bytes - bytes, Ordering::Relaxed);
+        }
+        self.bytes = bytes;
     }
 
     pub fn bytes(&self) -> usize {
@@ -191,5 +250,25 @@ mod tests {
         assert!(budget.reserve(Purpose::RelayBuffer, 1).is_none());
         assert_eq!(budget.used(), 1000, "a refusal gives nothing back");
         drop(held);
+    }
+
+    #[test]
+    fn tracked_bytes_count_past_the_limit_and_are_all_given_back() {
+        let budget: &'static MemoryBudget = Box::leak(Box::new(MemoryBudget::unlimited()));
+        budget.set_limit(1000);
+        let mut held = Reservation::on(budget);
+        held.track(800);
+        assert!(budget.has_room(200) && !budget.has_room(201));
+        held.track(1200);
+        assert_eq!(
+            budget.used(),
+            1200,
+            "bytes already held count past the limit"
+        );
+        assert!(!budget.has_room(0));
+        held.track(300);
+        assert_eq!(budget.used(), 300);
+        drop(held);
+        assert_eq!(budget.used(), 0);
     }
 }

@@ -1,0 +1,244 @@
+//! Slow readers, on the real binary with its RSS read from /proc: clients that ask for a large response and
+//! never read a byte of it. Whatever the sidecar has read from the app and not yet handed to such a client
+//! is held for it; the memory budget bounds those bytes, and past it the sidecar stops reading from the app
+//! (the app's writes block, which is the back-pressure a slow client would put on the app without a
+//! sidecar). Shown on reverse `tcp` (the relay) and reverse `http` (hyper on both sides), capture on, with a
+//! legitimate client answered in the middle of it and the budget all given back once the readers leave.
+//!
+//! The scale is ten times what fits the budget: before the fix, reverse `http` held about 1.4 MB for each
+//! such reader (hyper's 400 KB write queue and read buffer, the body chunk between them, the capture copy),
+//! 110 MB for these 80; reverse `tcp` was already within the budget (its relay buffers draw on it).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::memory_budget::{room_for_descriptors, rss};
+use crate::support::admin::scrape;
+use crate::support::capture::{Sidecar, TempDir};
+use crate::within;
+
+/// Readers in the flood: at about 1 MB each (a capture copy and the buffers on the way), ten times the
+/// budget.
+const READERS: usize = 80;
+/// The response each reader asks for: far more than every kernel buffer on its way (the app's send
+/// buffer, the sidecar's receive and send buffers, the reader's receive buffer), so the sidecar's own
+/// buffers are full too.
+const RESPONSE: u64 = 64 * 1024 * 1024;
+const BUDGET: usize = 8 * 1024 * 1024;
+/// What the process may hold besides the budget: per reader, what is not drawn from the budget (the task,
+/// hyper's two connections, the reads of the app's bytes on their way: one chunk waiting between them
+/// and one read buffer, up to 64 KiB each; measured at about 200 KiB, and the chunk a reader may take past
+/// a spent budget, 64 KiB), and the allocator's slack.
+const SLACK_PER_READER: usize = 256 * 1024;
+const SLACK: usize = 6 * 1024 * 1024 + READERS * SLACK_PER_READER;
+
+/// An app answering `GET /large` with [`RESPONSE`] bytes and anything else with `ok`, over keep-alive
+/// HTTP/1.1; counts the bytes of large responses it managed to write.
+async fn start_large_response_app() -> (SocketAddr, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let written = Arc::new(AtomicU64::new(0));
+    let counter = written.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve_app_connection(stream, counter.clone()));
+        }
+    });
+    (addr, written)
+}
+
+async fn serve_app_connection(mut stream: TcpStream, written: Arc<AtomicU64>) {
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+            continue;
+        };
+        let large = head.starts_with(b"GET /large ");
+        head.drain(..end + 4);
+        if !large {
+            if stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .is_err()
+            {
+                return;
+            }
+            continue;
+        }
+        let response_head = format!("HTTP/1.1 200 OK\r\ncontent-length: {RESPONSE}\r\n\r\n");
+        if stream.write_all(response_head.as_bytes()).await.is_err() {
+            return;
+        }
+        let mut left = RESPONSE;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            if stream.write_all(&chunk[..n]).await.is_err() {
+                return;
+            }
+            written.fetch_add(n as u64, Ordering::Relaxed);
+            left -= n as u64;
+        }
+    }
+}
+
+/// One request for `/legit` on a new connection, answered `ok`.
+async fn legit_exchange(sidecar: SocketAddr) {
+    let mut legit = TcpStream::connect(sidecar).await.unwrap();
+    legit
+        .write_all(b"GET /legit HTTP/1.1\r\nhost: app\r\n\r\n")
+        .await
+        .unwrap();
+    // Read up to the whole answer: through reverse tcp the app's connection, and so the client's, stays
+    // open after it.
+    let mut answer = Vec::new();
+    within("the legitimate answer", async {
+        let mut buf = [0u8; 1024];
+        while !answer.ends_with(b"\r\n\r\nok") {
+            let n = legit.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200 OK") && answer.ends_with("\r\n\r\nok"),
+        "{answer:?}"
+    );
+}
+
+async fn slow_readers_stay_within_the_memory_budget(protocol: &str) {
+    room_for_descriptors(READERS);
+    let (app, written) = start_large_response_app().await;
+    let dir = TempDir::new("slow-readers");
+    let budget = BUDGET.to_string();
+    let sidecar = Sidecar::reverse(
+        protocol,
+        app,
+        &["--capture", "capture.jsonl", "--memory-budget", &budget],
+        &dir.0,
+    )
+    .await;
+    let pid = sidecar.pid();
+    legit_exchange(sidecar.inbound).await;
+    let at_rest = rss(pid);
+
+    let mut readers = Vec::with_capacity(READERS);
+    for _ in 0..READERS {
+        let mut reader = within(
+            "a slow reader's connection",
+            TcpStream::connect(sidecar.inbound),
+        )
+        .await
+        .unwrap();
+        reader
+            .write_all(b"GET /large HTTP/1.1\r\nhost: app\r\n\r\n")
+            .await
+            .unwrap();
+        readers.push(reader);
+    }
+    // The flood has filled every buffer on its way once the app cannot write any more.
+    let mut peak = at_rest;
+    let mut last = (u64::MAX, 0);
+    within("the app's writes blocked by the readers", async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            peak = peak.max(rss(pid));
+            let now = written.load(Ordering::Relaxed);
+            last = if now == last.0 {
+                (now, last.1 + 1)
+            } else {
+                (now, 0)
+            };
+            if last.1 == 4 {
+                return;
+            }
+        }
+    })
+    .await;
+    let flooded = written.load(Ordering::Relaxed);
+
+    legit_exchange(sidecar.inbound).await;
+    peak = peak.max(rss(pid));
+    if protocol == "http" {
+        // Readers paused on the spent budget that read nothing for two seconds are cut off.
+        within("stalled readers shed", async {
+            loop {
+                let metrics = scrape(sidecar.admin).await;
+                let shed = metrics.count(
+                    "sidecar_memory_budget_shed_total",
+                    &[("purpose", "queued_for_peer")],
+                );
+                if shed > 0.0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+    }
+    let metrics = scrape(sidecar.admin).await;
+    let used = metrics
+        .value("sidecar_memory_budget_used_bytes", &[])
+        .unwrap();
+    assert!(used > 0.0, "the readers' bytes are held in the budget");
+    let grew = peak.saturating_sub(at_rest);
+    eprintln!(
+        "slow readers through reverse {protocol}: RSS at rest {} KiB, peak {} KiB (+{} KiB); budget used {} KiB; the app wrote {} KiB",
+        at_rest / 1024,
+        peak / 1024,
+        grew / 1024,
+        used as usize / 1024,
+        flooded / 1024
+    );
+    assert!(
+        grew < BUDGET + SLACK,
+        "RSS grew by {} KiB under {READERS} slow readers through reverse {protocol} (at rest {} KiB); the budget is {} KiB, the allowance besides it {} KiB",
+        grew / 1024,
+        at_rest / 1024,
+        BUDGET / 1024,
+        SLACK / 1024
+    );
+
+    drop(readers);
+    let settled = within("the readers' connections closed", async {
+        loop {
+            let metrics = scrape(sidecar.admin).await;
+            let open = metrics.count(
+                "sidecar_connections_open",
+                &[("direction", "inbound"), ("protocol", protocol)],
+            );
+            if open == 0.0 {
+                return metrics;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        settled.value("sidecar_memory_budget_used_bytes", &[]),
+        Some(0.0)
+    );
+    legit_exchange(sidecar.inbound).await;
+}
+
+#[tokio::test]
+async fn slow_readers_through_reverse_tcp_stay_within_the_memory_budget() {
+    slow_readers_stay_within_the_memory_budget("tcp").await;
+}
+
+#[tokio::test]
+async fn slow_readers_through_reverse_http_stay_within_the_memory_budget() {
+    slow_readers_stay_within_the_memory_budget("http").await;
+}
