@@ -10,6 +10,8 @@ need_packages=()
 command -v curl >/dev/null 2>&1 || need_packages+=(curl)
 # A C compiler and the C library's headers and startup files: the linker Rust uses.
 command -v cc >/dev/null 2>&1 || need_packages+=(gcc)
+# jemalloc (the sidecar's allocator, built from source by tikv-jemalloc-sys) needs make.
+command -v make >/dev/null 2>&1 || need_packages+=(make)
 [[ -e /usr/lib/x86_64-linux-gnu/crt1.o || -e /usr/lib/aarch64-linux-gnu/crt1.o ]] || need_packages+=(libc6-dev)
 # init-iptables' real test (proxy/tests/iptables_netns.rs) runs iptables inside `ip netns` namespaces.
 # Both live in /usr/sbin, which a non-root PATH may lack.

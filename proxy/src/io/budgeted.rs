@@ -37,6 +37,12 @@ impl<S> BudgetedIo<S> {
         }
     }
 
+    /// The socket, once hyper has handed the connection over (a CONNECT tunnel, relayed with its own
+    /// share of the budget).
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
     /// After a write that could not go on: pending, unless the client is to be shed.
     fn write_blocked<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         loop {

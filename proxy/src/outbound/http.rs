@@ -30,7 +30,7 @@ use crate::http::headers::remove_hop_by_hop;
 use crate::http::host_header::{self, HostSource};
 use crate::http::observed::ObservedExchange;
 use crate::http::upgrade;
-use crate::io::{MeteredIo, PrefixedIo};
+use crate::io::{BudgetedIo, MeteredIo, PrefixedIo};
 use crate::log_escape::Escaped;
 use crate::net::{dial, keepalive, DialFailure, Target};
 use crate::relay::{proxy_stream, StreamJob};
@@ -271,8 +271,9 @@ fn bad_request(message: String) -> Response<ProxyBody> {
     text_response(StatusCode::BAD_REQUEST, message)
 }
 
-/// The client connection under an accepted connection's HTTP server, as the listeners hand it to hyper.
-type ServedSocket = TokioIo<PrefixedIo<MeteredIo<TcpStream>>>;
+/// The client connection under an accepted connection's HTTP server, exactly as `http::connection::serve`
+/// hands it to hyper (forward.rs `a_connect_tunnel_nothing_reads_is_spliced` fails if the two drift apart).
+type ServedSocket = TokioIo<BudgetedIo<PrefixedIo<MeteredIo<TcpStream>>>>;
 
 /// Relays a CONNECT tunnel. The client side is taken back from hyper as the socket it is, with whatever
 /// hyper had read past the CONNECT head replayed first, so a tunnel nothing reads can be spliced like any
@@ -282,7 +283,7 @@ async fn tunnel(upgraded: Upgraded, upstream: TcpStream, job: StreamJob<'_>) {
         Ok(parts) => parts,
         Err(upgraded) => return proxy_stream(TokioIo::new(upgraded), upstream, job).await,
     };
-    let served = parts.io.into_inner();
+    let served = parts.io.into_inner().into_inner();
     // hyper read its buffer before what is left of the prefix (if anything is).
     let early = [&parts.read_buf[..], served.prefix()].concat();
     let socket = served.into_inner();
