@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::certs;
 use crate::containers::SidecarOptions;
+use crate::layout::SidecarLayout;
 use crate::server::ServerSettings;
 
 /// Exit status for a configuration the injector refuses: nothing was done.
@@ -107,12 +108,32 @@ pub struct InjectArgs {
 
     #[command(flatten)]
     pub sidecar: SidecarArgs,
+
+    /// Layout of pods whose sidecar.speedscale.com/native-sidecar is "auto" or absent: true puts the
+    /// sidecar among the init containers with restartPolicy Always (Kubernetes 1.29 or later), false
+    /// makes it the first container
+    #[arg(
+        long,
+        env = "SIDECAR_NATIVE_SIDECAR",
+        value_name = "true|false",
+        default_value = "true",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub native_sidecar: bool,
 }
 
 impl InjectArgs {
     /// Reads the manifest, writes it injected to stdout. On error, one line on stderr and exit 1.
     pub fn run(&self) -> ExitCode {
-        let options = self.sidecar.options();
+        let options = SidecarOptions {
+            auto_layout: if self.native_sidecar {
+                SidecarLayout::Native
+            } else {
+                SidecarLayout::Classic
+            },
+            ..self.sidecar.options()
+        };
         let mut input: Box<dyn Read> = if self.filename.as_os_str() == "-" {
             Box::new(io::stdin().lock())
         } else {
