@@ -872,7 +872,9 @@ fn workloads_in_both_layouts() {
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .collect();
     if found != kinds.iter().map(|k| (*k).to_owned()).collect() {
-        failures.push(format!("testdata/workloads holds {found:?}, expected {kinds:?}"));
+        failures.push(format!(
+            "testdata/workloads holds {found:?}, expected {kinds:?}"
+        ));
     }
     assert!(
         failures.is_empty(),
