@@ -36,6 +36,7 @@ fn run(args: &[&str], stdin: &str) -> Output {
         .args(args)
         .env_remove("SIDECAR_IMAGE")
         .env_remove("SIDECAR_IMAGE_PULL_POLICY")
+        .env_remove("SIDECAR_NATIVE_SIDECAR")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -272,9 +273,18 @@ fn inject_reads_stdin_and_writes_the_injected_manifest() {
         .map(|document| serde::Deserialize::deserialize(document).expect("YAML out"))
         .collect();
     assert_eq!(documents.len(), 2, "{}", text(&output.stdout));
-    let containers = &documents[0]["spec"]["template"]["spec"]["containers"];
-    let sidecar = &containers[0];
+    // By default a native sidecar: the first init container, restarted always, the app's containers
+    // untouched.
+    let pod = &documents[0]["spec"]["template"];
+    assert_eq!(
+        pod["metadata"]["annotations"]["sidecar.speedscale.com/sidecar-layout"],
+        "native"
+    );
+    let containers = &pod["spec"]["containers"];
+    let sidecar = &pod["spec"]["initContainers"][0];
     assert_eq!(sidecar["name"], "sidecar-proxy");
+    assert_eq!(sidecar["restartPolicy"], "Always");
+    assert_eq!(sidecar["startupProbe"]["httpGet"]["path"], "/readyz");
     assert_eq!(sidecar["image"], "registry.example.com/sidecar-proxy:0.1.0");
     assert_eq!(sidecar["imagePullPolicy"], "IfNotPresent");
     let env: Vec<(&str, &str)> = sidecar["env"]
@@ -295,8 +305,86 @@ fn inject_reads_stdin_and_writes_the_injected_manifest() {
     ] {
         assert!(env.contains(&expected), "{expected:?} in {env:?}");
     }
-    assert_eq!(containers[1]["name"], "web");
+    assert_eq!(containers.as_array().map(Vec::len), Some(1));
+    assert_eq!(containers[0]["name"], "web");
     assert_eq!(documents[1]["kind"], "Service");
+}
+
+/// `--native-sidecar false` (or its variable) gives the classic layout: the sidecar first among the
+/// containers, waiting for readiness in its postStart hook; a pod's own annotation still wins.
+#[test]
+fn inject_native_sidecar_false_gives_the_classic_layout() {
+    let classic = |output: &Output| {
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let document: Value = serde_yaml_ng::Deserializer::from_slice(&output.stdout)
+            .map(|document| serde::Deserialize::deserialize(document).expect("YAML out"))
+            .next()
+            .expect("a document");
+        let pod = &document["spec"]["template"];
+        let layout =
+            pod["metadata"]["annotations"]["sidecar.speedscale.com/sidecar-layout"].clone();
+        let first = pod["spec"]["containers"][0].clone();
+        (
+            layout,
+            first["name"].clone(),
+            first["lifecycle"]["postStart"]["exec"]["command"][1].clone(),
+            pod["spec"]["initContainers"].clone(),
+        )
+    };
+    let image = "registry.example.com/sidecar-proxy:0.1.0";
+    let by_flag = run(
+        &[
+            "inject",
+            "-f",
+            "-",
+            "--sidecar-image",
+            image,
+            "--native-sidecar",
+            "false",
+        ],
+        MANIFEST,
+    );
+    let expected = (
+        Value::from("classic"),
+        Value::from("sidecar-proxy"),
+        Value::from("wait-ready"),
+        Value::Null,
+    );
+    assert_eq!(classic(&by_flag), expected);
+    let mut child = Command::new(BIN)
+        .args(["inject", "-f", "-", "--sidecar-image", image])
+        .env("SIDECAR_NATIVE_SIDECAR", "false")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(MANIFEST.as_bytes())
+        .unwrap();
+    assert_eq!(classic(&child.wait_with_output().unwrap()), expected);
+
+    let annotated = MANIFEST.replace(
+        "sidecar.speedscale.com/proxy-port: \"8888\"",
+        "sidecar.speedscale.com/proxy-port: \"8888\"\n        sidecar.speedscale.com/native-sidecar: \"true\"",
+    );
+    assert_ne!(annotated, MANIFEST);
+    let output = run(
+        &[
+            "inject",
+            "-f",
+            "-",
+            "--sidecar-image",
+            image,
+            "--native-sidecar",
+            "false",
+        ],
+        &annotated,
+    );
+    assert_eq!(classic(&output).0, Value::from("native"));
 }
 
 #[test]
