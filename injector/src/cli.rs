@@ -40,11 +40,31 @@ pub enum Command {
     Certs(CertsArgs),
 }
 
+/// The repository of the sidecar image used when no `--sidecar-image` is given: set when building a
+/// release (`SIDECAR_IMAGE_REPOSITORY=ghcr.io/<owner>/sidecar-proxy cargo build ...`) to where that
+/// release's images are pushed; otherwise the name the Dockerfile builds are tagged with (docs/building.md).
+const DEFAULT_IMAGE_REPOSITORY: &str = match option_env!("SIDECAR_IMAGE_REPOSITORY") {
+    Some(repository) => repository,
+    None => "sidecar-proxy",
+};
+
+/// The sidecar image of this release: [`DEFAULT_IMAGE_REPOSITORY`] tagged with the workspace version, the
+/// version of this injector.
+pub fn default_sidecar_image() -> String {
+    format!("{DEFAULT_IMAGE_REPOSITORY}:{}", env!("CARGO_PKG_VERSION"))
+}
+
 /// How the added containers are configured: the same for `serve` and `inject`.
 #[derive(Debug, Args)]
 pub struct SidecarArgs {
     /// Image of the sidecar-proxy container (and of transparent mode's init container)
-    #[arg(long, env = "SIDECAR_IMAGE", value_name = "IMAGE", value_parser = NonEmptyStringValueParser::new())]
+    #[arg(
+        long,
+        env = "SIDECAR_IMAGE",
+        value_name = "IMAGE",
+        value_parser = NonEmptyStringValueParser::new(),
+        default_value_t = default_sidecar_image()
+    )]
     pub sidecar_image: String,
 
     /// imagePullPolicy of the added containers [default: Kubernetes' own]
@@ -145,10 +165,21 @@ impl InjectArgs {
             }
         };
         let mut output = io::stdout().lock();
-        match crate::offline::inject(&mut input, &mut output, &options)
-            .and_then(|()| output.flush().map_err(Into::into))
+        match crate::offline::inject_reporting(&mut input, &mut output, &options)
+            .and_then(|injected| output.flush().map(|()| injected).map_err(Into::into))
         {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(injected) => {
+                // On stderr, so stdout stays the manifest for `| kubectl apply -f -`.
+                for line in &injected {
+                    eprintln!("sidecar-injector: injected {line}");
+                }
+                if injected.is_empty() {
+                    eprintln!(
+                        "sidecar-injector: injected nothing: no pod or pod template is annotated sidecar.speedscale.com/inject: \"true\" (or every one already has the sidecar)"
+                    );
+                }
+                ExitCode::SUCCESS
+            }
             Err(e) => fail(format_args!("{e:#}")),
         }
     }

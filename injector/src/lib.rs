@@ -17,5 +17,6 @@ pub mod plan;
 pub mod resources;
 pub mod review;
 pub mod server;
+pub mod summary;
 pub mod tls_out;
 pub mod yaml_depth;

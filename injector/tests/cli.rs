@@ -192,7 +192,6 @@ fn bad_flags_get_clap_errors() {
             "0",
         ],
         &["inject", "--sidecar-image", "img"],
-        &["inject", "-f", "-"],
         &["inject", "-f", "-", "--sidecar-image", ""],
         &["frobnicate"],
         &[],
@@ -598,4 +597,68 @@ async fn healthz(addr: SocketAddr, ca_pem: &str) -> String {
     let response = sender.send_request(request).await.unwrap();
     assert_eq!(response.status(), 200);
     text(&response.into_body().collect().await.unwrap().to_bytes())
+}
+
+/// Without `--sidecar-image`, the image of this release (`sidecar-proxy` unless the build names the
+/// repository, tagged with the workspace version); `SIDECAR_IMAGE` and the flag override it. On success,
+/// stderr has one line per injected pod, saying where it is, its mode, layout and ports; stdout only the
+/// manifest.
+#[test]
+fn inject_defaults_the_image_and_reports_each_injected_pod_on_stderr() {
+    let manifest = format!(
+        "{MANIFEST}---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: probe\n    annotations:\n      sidecar.speedscale.com/inject: \"true\"\n      sidecar.speedscale.com/native-sidecar: \"false\"\n  spec:\n    containers:\n    - name: probe\n      image: busybox\n"
+    );
+    let output = run(&["inject", "-f", "-"], &manifest);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let repository = option_env!("SIDECAR_IMAGE_REPOSITORY").unwrap_or("sidecar-proxy");
+    let image = format!("{repository}:{}", env!("CARGO_PKG_VERSION"));
+    let documents: Vec<Value> = serde_yaml_ng::Deserializer::from_slice(&output.stdout)
+        .map(|document| serde::Deserialize::deserialize(document).expect("YAML out"))
+        .collect();
+    assert_eq!(documents.len(), 3, "{}", text(&output.stdout));
+    assert_eq!(
+        documents[0]["spec"]["template"]["spec"]["initContainers"][0]["image"],
+        Value::from(image.as_str())
+    );
+    assert_eq!(
+        text(&output.stderr),
+        "sidecar-injector: injected document 1 (Deployment web): proxy-type reverse (http), native layout, ports sidecar-in 4143, sidecar-admin 4191\n\
+         sidecar-injector: injected document 3 (List), item 1 (Pod probe): proxy-type transparent, classic layout, ports sidecar-in 4143, sidecar-out 4140, sidecar-admin 4191\n"
+    );
+
+    let mut child = Command::new(BIN)
+        .args(["inject", "-f", "-"])
+        .env(
+            "SIDECAR_IMAGE",
+            "registry.example.com/mirror/sidecar-proxy:9.9.9",
+        )
+        .env_remove("SIDECAR_NATIVE_SIDECAR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(MANIFEST.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains("image: registry.example.com/mirror/sidecar-proxy:9.9.9"),
+        "{}",
+        text(&output.stdout)
+    );
+
+    // Nothing annotated: the manifest unchanged on stdout, and stderr says so in one line.
+    let service = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n";
+    let output = run(&["inject", "-f", "-"], service);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), service);
+    assert_eq!(
+        text(&output.stderr),
+        "sidecar-injector: injected nothing: no pod or pod template is annotated sidecar.speedscale.com/inject: \"true\" (or every one already has the sidecar)\n"
+    );
 }
