@@ -107,6 +107,19 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub sidecar: SidecarArgs,
+
+    /// Layout of pods whose sidecar.speedscale.com/native-sidecar is "auto" or absent. The webhook does
+    /// not ask the API server for the cluster's versions: set true only when the API server and every
+    /// node run Kubernetes 1.29 or later
+    #[arg(
+        long,
+        env = "SIDECAR_NATIVE_SIDECAR",
+        value_name = "true|false",
+        default_value = "false",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub native_sidecar: bool,
 }
 
 impl ServeArgs {
@@ -115,8 +128,20 @@ impl ServeArgs {
             self.listen,
             &self.tls_cert,
             &self.tls_key,
-            self.sidecar.options(),
+            SidecarOptions {
+                auto_layout: auto_layout(self.native_sidecar),
+                ..self.sidecar.options()
+            },
         )
+    }
+}
+
+/// The layout `--native-sidecar` gives pods that leave it to the injector.
+fn auto_layout(native_sidecar: bool) -> SidecarLayout {
+    if native_sidecar {
+        SidecarLayout::Native
+    } else {
+        SidecarLayout::Classic
     }
 }
 
@@ -147,11 +172,7 @@ impl InjectArgs {
     /// Reads the manifest, writes it injected to stdout. On error, one line on stderr and exit 1.
     pub fn run(&self) -> ExitCode {
         let options = SidecarOptions {
-            auto_layout: if self.native_sidecar {
-                SidecarLayout::Native
-            } else {
-                SidecarLayout::Classic
-            },
+            auto_layout: auto_layout(self.native_sidecar),
             ..self.sidecar.options()
         };
         let mut input: Box<dyn Read> = if self.filename.as_os_str() == "-" {

@@ -568,7 +568,20 @@ async fn serve_is_configured_from_the_environment_and_stops_cleanly_on_sigterm()
 }
 
 async fn healthz(addr: SocketAddr, ca_pem: &str) -> String {
-    use http_body_util::{BodyExt, Empty};
+    let (status, body) = https(addr, ca_pem, "GET", "/healthz", String::new()).await;
+    assert_eq!(status, 200);
+    body
+}
+
+/// One HTTP/1.1 request to the webhook over TLS, trusting `ca_pem`: the status and the body.
+async fn https(
+    addr: SocketAddr,
+    ca_pem: &str,
+    method: &str,
+    path: &str,
+    body: String,
+) -> (u16, String) {
+    use http_body_util::{BodyExt, Full};
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
@@ -590,13 +603,128 @@ async fn healthz(addr: SocketAddr, ca_pem: &str) -> String {
             .await
             .unwrap();
     tokio::spawn(conn);
-    let request = http::Request::get("/healthz")
+    let request = http::Request::builder()
+        .method(method)
+        .uri(path)
         .header("host", "localhost")
-        .body(Empty::<bytes::Bytes>::new())
+        .header("content-type", "application/json")
+        .body(Full::new(bytes::Bytes::from(body)))
         .unwrap();
     let response = sender.send_request(request).await.unwrap();
-    assert_eq!(response.status(), 200);
-    text(&response.into_body().collect().await.unwrap().to_bytes())
+    let status = response.status().as_u16();
+    (
+        status,
+        text(&response.into_body().collect().await.unwrap().to_bytes()),
+    )
+}
+
+/// The patch the `serve` binary answers for a pod annotated only `inject: "true"`, with `env` set.
+async fn served_patch(env: &[(&str, &str)]) -> Vec<Value> {
+    let dir = scratch_dir();
+    let minted = sidecar_injector::certs::mint(&["localhost".to_owned()], 1).unwrap();
+    minted.write(&dir).unwrap();
+    let addr = free_port();
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env("SIDECAR_INJECTOR_TLS_CERT", dir.join("tls.crt"))
+        .env("SIDECAR_INJECTOR_TLS_KEY", dir.join("tls.key"))
+        .env("SIDECAR_INJECTOR_LISTEN", addr.to_string())
+        .env_remove("SIDECAR_NATIVE_SIDECAR")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "the webhook never listened");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("serve exited early: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
+            "name": "web",
+            "namespace": "shop",
+            "operation": "CREATE",
+            "userInfo": {"username": "admin"},
+            "object": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": "web",
+                    "namespace": "shop",
+                    "annotations": {"sidecar.speedscale.com/inject": "true"},
+                },
+                "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]},
+            },
+            "dryRun": false,
+        },
+    });
+    let (status, body) = https(addr, &minted.ca_pem, "POST", "/mutate", review.to_string()).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    let patch = answer["response"]["patch"].as_str().expect("a patch");
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(patch)
+        .unwrap();
+    serde_json::from_slice(&patch).unwrap()
+}
+
+/// The webhook's layout for pods that do not choose: classic unless `SIDECAR_NATIVE_SIDECAR=true`
+/// (`--native-sidecar true`), and the pod is told which it got.
+#[tokio::test]
+async fn serve_uses_the_classic_layout_unless_told_native() {
+    let op = |patch: &[Value], path: &str| {
+        patch
+            .iter()
+            .find(|op| op["path"] == path)
+            .map(|op| op["value"].clone())
+    };
+    let classic = served_patch(&[]).await;
+    assert_eq!(
+        op(
+            &classic,
+            "/metadata/annotations/sidecar.speedscale.com~1sidecar-layout"
+        ),
+        Some(Value::from("classic"))
+    );
+    assert_eq!(
+        op(&classic, "/spec/containers/0").map(|c| c["name"].clone()),
+        Some(Value::from("sidecar-proxy"))
+    );
+
+    let native = served_patch(&[("SIDECAR_NATIVE_SIDECAR", "true")]).await;
+    assert_eq!(
+        op(
+            &native,
+            "/metadata/annotations/sidecar.speedscale.com~1sidecar-layout"
+        ),
+        Some(Value::from("native"))
+    );
+    assert_eq!(op(&native, "/spec/containers/0"), None);
+    let init = op(&native, "/spec/initContainers").expect("init containers added");
+    let names: Vec<&str> = init
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sidecar-init-iptables", "sidecar-proxy"]);
+    assert_eq!(init[1]["restartPolicy"], "Always");
+    assert_eq!(init[1]["startupProbe"]["httpGet"]["path"], "/readyz");
 }
 
 /// Without `--sidecar-image`, the image of this release (`sidecar-proxy` unless the build names the
