@@ -11,6 +11,8 @@ pub mod cli;
 pub mod containers;
 pub mod denial;
 pub mod layout;
+#[cfg(test)]
+mod module_graph;
 pub mod offline;
 pub mod patch;
 pub mod plan;

@@ -1,7 +1,8 @@
 //! The RFC 6902 JSON patch that injects a plan into a pod. Parents the pod lacks (annotations, labels,
 //! volumes, init containers) are created first, since `add` to `/metadata/annotations/x` fails when
 //! `/metadata/annotations` does not exist. Operations run in order, so the app containers' environment is
-//! changed at their original indices before the sidecar is inserted in front of them.
+//! changed at their original indices before the sidecar is inserted in front of them (classic layout;
+//! in the native layout it goes among the init containers, see [`crate::layout`]).
 
 use std::collections::BTreeMap;
 
