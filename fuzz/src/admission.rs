@@ -86,7 +86,14 @@ fn check_patched(pod: &Pod, patch: &json_patch::Patch, options: &SidecarOptions)
     let sidecar = patched
         .spec
         .as_ref()
-        .and_then(|spec| spec.containers.iter().find(|c| c.name == SIDECAR_NAME))
+        .and_then(|spec| {
+            // A native sidecar is an init container.
+            spec.init_containers
+                .iter()
+                .flatten()
+                .chain(&spec.containers)
+                .find(|c| c.name == SIDECAR_NAME)
+        })
         .expect("the patch adds the sidecar container");
     let mut settings = RawSettings::default();
     for variable in sidecar.env.iter().flatten() {

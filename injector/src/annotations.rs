@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use sidecar_proxy::config::{excerpt, Quoted, Setting, ANNOTATION_PREFIX};
 use thiserror::Error;
 
+use crate::layout::LayoutChoice;
+
 /// `"true"` asks for the sidecar.
 pub const INJECT: &str = "sidecar.speedscale.com/inject";
 /// `"true"` sets the app containers' proxy settings for the chosen mode.
@@ -24,6 +26,11 @@ pub const CAPTURE_SIZE_LIMIT: &str = "sidecar.speedscale.com/capture-size-limit"
 pub const CAPTURE_ROTATE_SIZE: &str = "sidecar.speedscale.com/capture-rotate-size";
 /// How many rotated capture files the sidecar keeps besides the current one (default 5).
 pub const CAPTURE_ROTATE_KEEP: &str = "sidecar.speedscale.com/capture-rotate-keep";
+/// `"true"`: the sidecar as a native sidecar (an init container with `restartPolicy: Always`); `"false"`:
+/// the classic layout; `"auto"` (or absent): the injector's default. See [`crate::layout`].
+pub const NATIVE_SIDECAR: &str = "sidecar.speedscale.com/native-sidecar";
+/// Set on an injected pod: the layout the injector chose, `native` or `classic`.
+pub const SIDECAR_LAYOUT: &str = "sidecar.speedscale.com/sidecar-layout";
 /// Set on an injected pod (annotation, value: the injector's version); a pod carrying it is left alone.
 pub const INJECTED: &str = "sidecar.speedscale.com/injected";
 /// Label set on an injected pod, for selectors: `sidecar.speedscale.com/injected=true`.
@@ -92,6 +99,8 @@ pub enum AnnotationError {
         kind: &'static str,
         example: &'static str,
     },
+    #[error("{key}: {} is not allowed; allowed: true (a native sidecar: an init container with restartPolicy Always, Kubernetes 1.29 or later), false (the sidecar as the first container), auto (the injector's default)", Quoted(.value))]
+    NotALayoutChoice { key: String, value: String },
     #[error("{} is not an annotation of the sidecar; known: {known}", excerpt(.key))]
     Unknown { key: String, known: String },
 }
@@ -103,6 +112,21 @@ pub fn flag(annotations: &BTreeMap<String, String>, key: &str) -> Result<bool, A
         Some("true") => Ok(true),
         Some(other) => Err(AnnotationError::NotABoolean {
             key: key.to_owned(),
+            value: other.to_owned(),
+        }),
+    }
+}
+
+/// Reads the `native-sidecar` annotation (absent is `auto`).
+pub fn layout_choice(
+    annotations: &BTreeMap<String, String>,
+) -> Result<LayoutChoice, AnnotationError> {
+    match annotations.get(NATIVE_SIDECAR).map(String::as_str) {
+        None | Some("auto") => Ok(LayoutChoice::Auto),
+        Some("true") => Ok(LayoutChoice::Native),
+        Some("false") => Ok(LayoutChoice::Classic),
+        Some(other) => Err(AnnotationError::NotALayoutChoice {
+            key: NATIVE_SIDECAR.to_owned(),
             value: other.to_owned(),
         }),
     }
@@ -132,6 +156,8 @@ fn is_known(key: &str) -> bool {
             CAPTURE_SIZE_LIMIT,
             CAPTURE_ROTATE_SIZE,
             CAPTURE_ROTATE_KEEP,
+            NATIVE_SIDECAR,
+            SIDECAR_LAYOUT,
             INJECTED,
         ]
         .contains(&key)
@@ -151,6 +177,7 @@ fn known_keys() -> Vec<String> {
             CAPTURE_SIZE_LIMIT,
             CAPTURE_ROTATE_SIZE,
             CAPTURE_ROTATE_KEEP,
+            NATIVE_SIDECAR,
         ]
         .iter()
         .map(|key| key.trim_start_matches(ANNOTATION_PREFIX).to_owned()),

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use crate::annotations::{
     quantity_value, AnnotationError, CAPTURE_ROTATE_KEEP, CAPTURE_ROTATE_SIZE, CAPTURE_SIZE_LIMIT,
 };
-use crate::plan::Denial;
+use crate::denial::Denial;
 use sidecar_proxy::config::Quoted;
 
 /// The capture volume's `sizeLimit` unless `capture-size-limit` says otherwise.

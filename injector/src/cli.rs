@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::certs;
 use crate::containers::SidecarOptions;
+use crate::layout::SidecarLayout;
 use crate::server::ServerSettings;
 
 /// Exit status for a configuration the injector refuses: nothing was done.
@@ -39,11 +40,31 @@ pub enum Command {
     Certs(CertsArgs),
 }
 
+/// The repository of the sidecar image used when no `--sidecar-image` is given: set when building a
+/// release (`SIDECAR_IMAGE_REPOSITORY=ghcr.io/<owner>/sidecar-proxy cargo build ...`) to where that
+/// release's images are pushed; otherwise the name the Dockerfile builds are tagged with (docs/building.md).
+const DEFAULT_IMAGE_REPOSITORY: &str = match option_env!("SIDECAR_IMAGE_REPOSITORY") {
+    Some(repository) => repository,
+    None => "sidecar-proxy",
+};
+
+/// The sidecar image of this release: [`DEFAULT_IMAGE_REPOSITORY`] tagged with the workspace version, the
+/// version of this injector.
+pub fn default_sidecar_image() -> String {
+    format!("{DEFAULT_IMAGE_REPOSITORY}:{}", env!("CARGO_PKG_VERSION"))
+}
+
 /// How the added containers are configured: the same for `serve` and `inject`.
 #[derive(Debug, Args)]
 pub struct SidecarArgs {
     /// Image of the sidecar-proxy container (and of transparent mode's init container)
-    #[arg(long, env = "SIDECAR_IMAGE", value_name = "IMAGE", value_parser = NonEmptyStringValueParser::new())]
+    #[arg(
+        long,
+        env = "SIDECAR_IMAGE",
+        value_name = "IMAGE",
+        value_parser = NonEmptyStringValueParser::new(),
+        default_value_t = default_sidecar_image()
+    )]
     pub sidecar_image: String,
 
     /// imagePullPolicy of the added containers [default: Kubernetes' own]
@@ -86,6 +107,19 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub sidecar: SidecarArgs,
+
+    /// Layout of pods whose sidecar.speedscale.com/native-sidecar is "auto" or absent. The webhook does
+    /// not ask the API server for the cluster's versions: set true only when the API server and every
+    /// node run Kubernetes 1.29 or later
+    #[arg(
+        long,
+        env = "SIDECAR_NATIVE_SIDECAR",
+        value_name = "true|false",
+        default_value = "false",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub native_sidecar: bool,
 }
 
 impl ServeArgs {
@@ -94,8 +128,20 @@ impl ServeArgs {
             self.listen,
             &self.tls_cert,
             &self.tls_key,
-            self.sidecar.options(),
+            SidecarOptions {
+                auto_layout: auto_layout(self.native_sidecar),
+                ..self.sidecar.options()
+            },
         )
+    }
+}
+
+/// The layout `--native-sidecar` gives pods that leave it to the injector.
+fn auto_layout(native_sidecar: bool) -> SidecarLayout {
+    if native_sidecar {
+        SidecarLayout::Native
+    } else {
+        SidecarLayout::Classic
     }
 }
 
@@ -107,12 +153,28 @@ pub struct InjectArgs {
 
     #[command(flatten)]
     pub sidecar: SidecarArgs,
+
+    /// Layout of pods whose sidecar.speedscale.com/native-sidecar is "auto" or absent: true puts the
+    /// sidecar among the init containers with restartPolicy Always (Kubernetes 1.29 or later), false
+    /// makes it the first container
+    #[arg(
+        long,
+        env = "SIDECAR_NATIVE_SIDECAR",
+        value_name = "true|false",
+        default_value = "true",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub native_sidecar: bool,
 }
 
 impl InjectArgs {
     /// Reads the manifest, writes it injected to stdout. On error, one line on stderr and exit 1.
     pub fn run(&self) -> ExitCode {
-        let options = self.sidecar.options();
+        let options = SidecarOptions {
+            auto_layout: auto_layout(self.native_sidecar),
+            ..self.sidecar.options()
+        };
         let mut input: Box<dyn Read> = if self.filename.as_os_str() == "-" {
             Box::new(io::stdin().lock())
         } else {
@@ -124,10 +186,21 @@ impl InjectArgs {
             }
         };
         let mut output = io::stdout().lock();
-        match crate::offline::inject(&mut input, &mut output, &options)
-            .and_then(|()| output.flush().map_err(Into::into))
+        match crate::offline::inject_reporting(&mut input, &mut output, &options)
+            .and_then(|injected| output.flush().map(|()| injected).map_err(Into::into))
         {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(injected) => {
+                // On stderr, so stdout stays the manifest for `| kubectl apply -f -`.
+                for line in &injected {
+                    eprintln!("sidecar-injector: injected {line}");
+                }
+                if injected.is_empty() {
+                    eprintln!(
+                        "sidecar-injector: injected nothing: no pod or pod template is annotated sidecar.speedscale.com/inject: \"true\" (or every one already has the sidecar)"
+                    );
+                }
+                ExitCode::SUCCESS
+            }
             Err(e) => fail(format_args!("{e:#}")),
         }
     }

@@ -14,10 +14,11 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sidecar_proxy::config::ProxyType;
 
 use crate::plan::Plan;
+use crate::resources::{DEFAULT_LIMITS, DEFAULT_REQUESTS};
 use crate::tls_out;
 
-pub const SIDECAR_NAME: &str = "sidecar-proxy";
-pub const INIT_NAME: &str = "sidecar-init-iptables";
+use crate::layout::SidecarLayout;
+pub use crate::layout::{INIT_NAME, SIDECAR_NAME};
 /// The emptyDir the capture file goes to: the sidecar's root filesystem is read-only.
 pub const CAPTURE_VOLUME: &str = "sidecar-capture";
 pub const CAPTURE_DIR: &str = "/var/sidecar/capture";
@@ -40,6 +41,10 @@ pub struct SidecarOptions {
     pub proxy_uid: i64,
     /// The sidecar's admin port (health, readiness, metrics).
     pub admin_port: u16,
+    /// The layout of a pod whose `native-sidecar` annotation is `auto` or absent. The webhook does not ask
+    /// the API server for the cluster's versions, so it keeps classic, which runs on any version; offline
+    /// `inject` takes it from `--native-sidecar` (default native).
+    pub auto_layout: SidecarLayout,
 }
 
 impl SidecarOptions {
@@ -49,14 +54,10 @@ impl SidecarOptions {
             image_pull_policy: None,
             proxy_uid: i64::from(sidecar_proxy::iptables::rules::DEFAULT_PROXY_UID),
             admin_port: sidecar_proxy::iptables::rules::DEFAULT_ADMIN_PORT,
+            auto_layout: SidecarLayout::Classic,
         }
     }
 }
-
-/// The sidecar's default resources: small, as a proxy in every pod must be. Overridable per pod with the
-/// `proxy-cpu-request`, `proxy-memory-request`, `proxy-cpu-limit`, `proxy-memory-limit` annotations.
-pub const DEFAULT_REQUESTS: [(&str, &str); 2] = [("cpu", "50m"), ("memory", "64Mi")];
-pub const DEFAULT_LIMITS: [(&str, &str); 1] = [("memory", "256Mi")];
 
 fn env(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar {
@@ -116,8 +117,8 @@ fn quantities(
     merged
 }
 
-/// The sidecar container for a plan.
-pub fn sidecar(plan: &Plan, options: &SidecarOptions) -> Container {
+/// The sidecar container for a plan, in the given layout.
+pub fn sidecar(plan: &Plan, options: &SidecarOptions, layout: SidecarLayout) -> Container {
     let config = &plan.config;
     let mut env: Vec<EnvVar> = plan
         .proxy_env
@@ -166,25 +167,47 @@ pub fn sidecar(plan: &Plan, options: &SidecarOptions) -> Container {
     }
     ports.push(port(ADMIN_PORT_NAME, options.admin_port));
 
+    let (lifecycle, restart_policy, startup_probe) = match layout {
+        // The kubelet starts the next container (the app) only when this hook returns, so the app's first
+        // connection finds the sidecar listening.
+        SidecarLayout::Classic => (
+            Some(Lifecycle {
+                post_start: Some(LifecycleHandler {
+                    exec: Some(ExecAction {
+                        command: Some(WAIT_READY.iter().map(|arg| (*arg).to_owned()).collect()),
+                    }),
+                    ..LifecycleHandler::default()
+                }),
+                ..Lifecycle::default()
+            }),
+            None,
+            None,
+        ),
+        // An init container with `restartPolicy: Always` is a native sidecar: the kubelet starts the next
+        // init container only once its startupProbe passes, keeps it running beside the app, and stops it
+        // after the app's containers. Up to a minute to start (60 × 1 s), as the postStart hook allows.
+        SidecarLayout::Native => (
+            None,
+            Some("Always".to_owned()),
+            Some(Probe {
+                period_seconds: Some(1),
+                failure_threshold: Some(60),
+                ..probe("/readyz", 1)
+            }),
+        ),
+    };
+
     Container {
         name: SIDECAR_NAME.to_owned(),
+        restart_policy,
+        startup_probe,
+        lifecycle,
         image: Some(options.image.clone()),
         image_pull_policy: options.image_pull_policy.clone(),
         env: Some(env),
         ports: Some(ports),
         liveness_probe: Some(probe("/healthz", 10)),
         readiness_probe: Some(probe("/readyz", 5)),
-        // The kubelet starts the next container (the app) only when this hook returns, so the app's first
-        // connection finds the sidecar listening.
-        lifecycle: Some(Lifecycle {
-            post_start: Some(LifecycleHandler {
-                exec: Some(ExecAction {
-                    command: Some(WAIT_READY.iter().map(|arg| (*arg).to_owned()).collect()),
-                }),
-                ..LifecycleHandler::default()
-            }),
-            ..Lifecycle::default()
-        }),
         resources: Some(ResourceRequirements {
             requests: Some(quantities(&DEFAULT_REQUESTS, &plan.requests)),
             limits: Some(quantities(&DEFAULT_LIMITS, &plan.limits)),
@@ -209,7 +232,8 @@ pub fn sidecar(plan: &Plan, options: &SidecarOptions) -> Container {
 }
 
 /// Transparent mode's init container: `sidecar-proxy init-iptables` with the pod's ports, as root with
-/// NET_ADMIN and NET_RAW (and nothing else), before any other container starts.
+/// NET_ADMIN and NET_RAW (and nothing else). Where it goes among the init containers depends on the layout
+/// (see [`crate::layout`]).
 pub fn init_iptables(plan: &Plan, options: &SidecarOptions) -> Option<Container> {
     let redirect = plan.redirect.as_ref()?;
     let mut env = vec![

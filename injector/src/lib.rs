@@ -9,10 +9,16 @@ pub mod capture_volume;
 pub mod certs;
 pub mod cli;
 pub mod containers;
+pub mod denial;
+pub mod layout;
+#[cfg(test)]
+mod module_graph;
 pub mod offline;
 pub mod patch;
 pub mod plan;
+pub mod resources;
 pub mod review;
 pub mod server;
+pub mod summary;
 pub mod tls_out;
 pub mod yaml_depth;

@@ -30,6 +30,7 @@ use sidecar_proxy::config::{excerpt, ANNOTATION_PREFIX};
 
 use crate::containers::SidecarOptions;
 use crate::review::{admit, Admission};
+use crate::summary::describe_injected;
 use crate::yaml_depth::check_depth;
 
 /// Reads YAML documents from `input` and writes them, injected, to `output`; on any error nothing is
@@ -39,23 +40,34 @@ pub fn inject(
     output: &mut dyn Write,
     options: &SidecarOptions,
 ) -> anyhow::Result<()> {
+    inject_reporting(input, output, options).map(drop)
+}
+
+/// [`inject`], returning one line per injected pod: where it is (`document 2 (Deployment web)`) and what
+/// it got (see [`describe_injected`]).
+pub fn inject_reporting(
+    input: &mut dyn Read,
+    output: &mut dyn Write,
+    options: &SidecarOptions,
+) -> anyhow::Result<Vec<String>> {
     let mut text = String::new();
     input
         .read_to_string(&mut text)
         .context("cannot read the input (it must be UTF-8 YAML)")?;
-    let rendered = inject_text(&text, options)?;
+    let (rendered, injected) = inject_text(&text, options)?;
     output
         .write_all(rendered.as_bytes())
         .and_then(|()| output.flush())
         .context("cannot write the output")?;
-    Ok(())
+    Ok(injected)
 }
 
 /// The whole run on text: every document injected and rendered, or the first error.
-fn inject_text(text: &str, options: &SidecarOptions) -> anyhow::Result<String> {
+fn inject_text(text: &str, options: &SidecarOptions) -> anyhow::Result<(String, Vec<String>)> {
     // Before the parser, whose time grows with the square of the nesting.
     check_depth(text)?;
     let mut rendered = Vec::new();
+    let mut injected = Vec::new();
     // The iterator repeats a failure forever; the first error ends the loop.
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let position = index + 1;
@@ -65,13 +77,17 @@ fn inject_text(text: &str, options: &SidecarOptions) -> anyhow::Result<String> {
             continue;
         }
         let described = describe(&value);
-        inject_object(&mut value, options)
+        let pods = inject_object(&mut value, options)
             .map_err(|e| anyhow!("document {position}{described}: {e}"))?;
+        injected.extend(
+            pods.into_iter()
+                .map(|pod| format!("document {position}{described}{pod}")),
+        );
         let yaml = serde_yaml_ng::to_string(&value)
             .with_context(|| format!("document {position}{described}: cannot render as YAML"))?;
         rendered.push(yaml);
     }
-    Ok(rendered.join("---\n"))
+    Ok((rendered.join("---\n"), injected))
 }
 
 /// One document as JSON, with YAML merge keys (`<<: *defaults`) applied as kubectl applies them.
@@ -158,14 +174,15 @@ fn misplaced_annotations(keys: &[String], template_pointer: &str) -> Result<(), 
     ))
 }
 
-/// Injects one object in place; the error is the message without the document's name.
-fn inject_object(object: &mut Value, options: &SidecarOptions) -> Result<(), String> {
+/// Injects one object in place; returns, for each pod injected, where in the object (empty, or
+/// `, item 2 (Pod web)`) and `: ` what it got. The error is the message without the document's name.
+fn inject_object(object: &mut Value, options: &SidecarOptions) -> Result<Vec<String>, String> {
     match locate(object) {
         PodLocation::Itself => inject_pod(object, options),
         PodLocation::Template(pointer) => {
             // Nothing to inject into: the API server will say what is missing.
             if object.pointer(pointer).is_none() {
-                return Ok(());
+                return Ok(Vec::new());
             }
             misplaced_annotations(&object_annotations_of(object), pointer)?;
             let template = object
@@ -175,21 +192,26 @@ fn inject_object(object: &mut Value, options: &SidecarOptions) -> Result<(), Str
         }
         PodLocation::ListItems => {
             let Some(items) = object.get_mut("items").and_then(Value::as_array_mut) else {
-                return Ok(());
+                return Ok(Vec::new());
             };
+            let mut injected = Vec::new();
             for (index, item) in items.iter_mut().enumerate() {
                 let described = describe(item);
-                inject_object(item, options)
+                let pods = inject_object(item, options)
                     .map_err(|e| format!("item {}{described}: {e}", index + 1))?;
+                injected.extend(
+                    pods.into_iter()
+                        .map(|pod| format!(", item {}{described}{pod}", index + 1)),
+                );
             }
-            Ok(())
+            Ok(injected)
         }
-        PodLocation::None => Ok(()),
+        PodLocation::None => Ok(Vec::new()),
     }
 }
 
 /// A pod template (`metadata` and `spec`) goes through admission as the pod it describes.
-fn inject_template(template: &mut Value, options: &SidecarOptions) -> Result<(), String> {
+fn inject_template(template: &mut Value, options: &SidecarOptions) -> Result<Vec<String>, String> {
     let Some(fields) = template.as_object_mut() else {
         return Err("the pod template is not a mapping".to_owned());
     };
@@ -215,14 +237,21 @@ fn inject_template(template: &mut Value, options: &SidecarOptions) -> Result<(),
 }
 
 /// Admits a pod given as JSON and applies the patch to that JSON, so fields [`Pod`] does not know stay.
-fn inject_pod(pod_value: &mut Value, options: &SidecarOptions) -> Result<(), String> {
+/// Returns `: ` and what the pod got, if it was injected.
+fn inject_pod(pod_value: &mut Value, options: &SidecarOptions) -> Result<Vec<String>, String> {
     check_string_maps(pod_value)?;
     let pod: Pod = serde_json::from_value(pod_value.clone())
         .map_err(|e| format!("not a valid pod: {}", excerpt(&e.to_string())))?;
     match admit(&pod, options).map_err(|denial| denial.0)? {
-        Admission::Unchanged => Ok(()),
-        Admission::Patched(patch) => json_patch::patch(pod_value, &patch)
-            .map_err(|e| format!("the injection patch does not apply to this pod: {e}")),
+        Admission::Unchanged => Ok(Vec::new()),
+        Admission::Patched(patch) => {
+            json_patch::patch(pod_value, &patch)
+                .map_err(|e| format!("the injection patch does not apply to this pod: {e}"))?;
+            Ok(describe_injected(pod_value)
+                .map(|what| format!(": {what}"))
+                .into_iter()
+                .collect())
+        }
     }
 }
 

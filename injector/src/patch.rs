@@ -1,7 +1,8 @@
 //! The RFC 6902 JSON patch that injects a plan into a pod. Parents the pod lacks (annotations, labels,
 //! volumes, init containers) are created first, since `add` to `/metadata/annotations/x` fails when
 //! `/metadata/annotations` does not exist. Operations run in order, so the app containers' environment is
-//! changed at their original indices before the sidecar is inserted in front of them.
+//! changed at their original indices before the sidecar is inserted in front of them (classic layout;
+//! in the native layout it goes among the init containers, see [`crate::layout`]).
 
 use std::collections::BTreeMap;
 
@@ -9,9 +10,10 @@ use json_patch::Patch;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
 
-use crate::annotations::{INJECTED, INJECTED_LABEL};
+use crate::annotations::{INJECTED, INJECTED_LABEL, SIDECAR_LAYOUT};
 use crate::app_env::{self, EnvChange};
 use crate::containers::{self, SidecarOptions};
+use crate::layout::SidecarLayout;
 use crate::plan::Plan;
 use crate::tls_out;
 
@@ -86,12 +88,19 @@ pub fn injection_patch(pod: &Pod, plan: &Plan, options: &SidecarOptions) -> Patc
         ops.push(add("/spec".to_owned(), json!({"containers": []})));
     }
 
-    let mut annotations = vec![(INJECTED, VERSION.to_owned())];
+    let layout = plan.layout.resolve(options.auto_layout);
+    let mut annotations = vec![
+        (INJECTED, VERSION.to_owned()),
+        (SIDECAR_LAYOUT, layout.as_str().to_owned()),
+    ];
     let has_default = metadata
         .annotations
         .as_ref()
         .is_some_and(|a| a.contains_key(DEFAULT_CONTAINER));
-    if let (false, Some(first)) = (has_default, spec.containers.first()) {
+    // Only the classic layout puts the sidecar in front of the app's containers.
+    if let (SidecarLayout::Classic, false, Some(first)) =
+        (layout, has_default, spec.containers.first())
+    {
         annotations.push((DEFAULT_CONTAINER, first.name.clone()));
     }
     add_to_map(
@@ -161,22 +170,37 @@ pub fn injection_patch(pod: &Pod, plan: &Plan, options: &SidecarOptions) -> Patc
         false,
     );
 
-    if let Some(init) = containers::init_iptables(plan, options) {
-        // First, so the redirect is in place before any other init container or the app runs.
-        add_to_list(
+    let init = containers::init_iptables(plan, options).map(|init| json!(init));
+    let sidecar = json!(containers::sidecar(plan, options, layout));
+    let has_init_containers = spec.init_containers.is_some();
+    match layout {
+        // Before the app's init containers: the redirect, then the sidecar behind it, so those init
+        // containers already reach the network through it.
+        SidecarLayout::Native => add_to_list(
             &mut ops,
             "/spec/initContainers",
-            spec.init_containers.is_some(),
-            vec![json!(init)],
+            has_init_containers,
+            init.into_iter().chain([sidecar]).collect(),
             true,
-        );
+        ),
+        SidecarLayout::Classic => {
+            if let Some(init) = init {
+                // Last among the init containers: nothing answers the redirect before the sidecar runs,
+                // so the app's init containers run before it is in place.
+                add_to_list(
+                    &mut ops,
+                    "/spec/initContainers",
+                    has_init_containers,
+                    vec![init],
+                    false,
+                );
+            }
+            // The sidecar goes first: the kubelet starts containers in order and waits for each one's
+            // postStart hook, and the sidecar's returns only once it is ready, so the app starts after
+            // it listens.
+            ops.push(add("/spec/containers/0".to_owned(), sidecar));
+        }
     }
-    // The sidecar goes first: the kubelet starts containers in order and waits for each one's postStart
-    // hook, and the sidecar's returns only once it is ready, so the app starts after it listens.
-    ops.push(add(
-        "/spec/containers/0".to_owned(),
-        json!(containers::sidecar(plan, options)),
-    ));
 
     serde_json::from_value(Value::Array(ops)).expect("the operations are well-formed RFC 6902")
 }

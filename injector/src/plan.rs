@@ -7,14 +7,15 @@ use k8s_openapi::api::core::v1::Container;
 use sidecar_proxy::config::{
     ProxyConfig, ProxyType, Quoted, RawSettings, RedirectSettings, Setting, TlsOutSettings,
 };
-use thiserror::Error;
 
 use crate::annotations::{
-    self, quantity_value, AnnotationError, ResourceAnnotation, CONFIGURE_APP, INJECT, INJECTED,
-    TLS_OUT_SECRET, TLS_OUT_UPSTREAM_CA,
+    self, AnnotationError, ResourceAnnotation, CONFIGURE_APP, INJECT, INJECTED, TLS_OUT_SECRET,
+    TLS_OUT_UPSTREAM_CA,
 };
 use crate::capture_volume::{capture_plan, CapturePlan};
-use crate::containers::{DEFAULT_LIMITS, DEFAULT_REQUESTS, SIDECAR_NAME};
+pub use crate::denial::Denial;
+use crate::layout::{LayoutChoice, SIDECAR_NAME};
+use crate::resources::check_requests_within_limits;
 use crate::tls_out::{self, TlsOutPlan};
 
 /// What the injector does with a pod.
@@ -46,17 +47,8 @@ pub struct Plan {
     pub tls_out: Option<TlsOutPlan>,
     /// The capture volume's size limit and the rotation that fits in it.
     pub capture: CapturePlan,
-}
-
-/// Why a pod is refused: one line, naming the annotation and what is allowed.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("{0}")]
-pub struct Denial(pub String);
-
-impl From<AnnotationError> for Denial {
-    fn from(error: AnnotationError) -> Self {
-        Denial(error.to_string())
-    }
+    /// What `native-sidecar` asks for; the injector resolves `auto` (see [`LayoutChoice::resolve`]).
+    pub layout: LayoutChoice,
 }
 
 /// Decides what to do with a pod, from its annotations and its containers.
@@ -143,6 +135,7 @@ pub fn decide(
     }
     check_requests_within_limits(&requests, &limits)?;
     let capture = capture_plan(annotations)?;
+    let layout = annotations::layout_choice(annotations)?;
 
     Ok(Decision::Inject(Box::new(Plan {
         config,
@@ -153,6 +146,7 @@ pub fn decide(
         configure_app,
         tls_out,
         capture,
+        layout,
     })))
 }
 
@@ -209,67 +203,6 @@ fn tls_out_plan(
         secret,
         upstream_ca,
     }))
-}
-
-/// A request above its limit (an override against a default, say `proxy-memory-request: "512Mi"` with the
-/// default 256Mi limit) makes the API server refuse the pod naming `containers[0]`, and for a Deployment
-/// only in the ReplicaSet's events: refuse it here, naming the annotation.
-fn check_requests_within_limits(
-    requests: &BTreeMap<&'static str, String>,
-    limits: &BTreeMap<&'static str, String>,
-) -> Result<(), Denial> {
-    for resource in ["cpu", "memory"] {
-        let effective =
-            |overrides: &BTreeMap<&'static str, String>, defaults: &[(&str, &str)]| match overrides
-                .get(resource)
-            {
-                Some(value) => Some((value.clone(), true)),
-                None => defaults
-                    .iter()
-                    .find(|(name, _)| *name == resource)
-                    .map(|(_, value)| ((*value).to_owned(), false)),
-            };
-        let (Some((request, request_set)), Some((limit, limit_set))) = (
-            effective(requests, &DEFAULT_REQUESTS),
-            effective(limits, &DEFAULT_LIMITS),
-        ) else {
-            continue;
-        };
-        let (Some(request_value), Some(limit_value)) =
-            (quantity_value(&request), quantity_value(&limit))
-        else {
-            continue;
-        };
-        if request_value <= limit_value {
-            continue;
-        }
-        let key = |is_limit: bool| {
-            ResourceAnnotation::ALL
-                .iter()
-                .find(|r| r.resource() == resource && r.is_limit() == is_limit)
-                .expect("a request and a limit annotation per resource")
-                .key()
-        };
-        let message = match (request_set, limit_set) {
-            (true, true) => format!(
-                "{}: \"{request}\" is more than {} \"{limit}\"; allowed: a request at most its limit",
-                key(false),
-                key(true)
-            ),
-            (true, false) => format!(
-                "{}: \"{request}\" is more than the sidecar's default {resource} limit \"{limit}\" (set {} to raise it); allowed: a request at most its limit",
-                key(false),
-                key(true)
-            ),
-            (false, _) => format!(
-                "{}: \"{limit}\" is less than the sidecar's default {resource} request \"{request}\" (set {} to lower it); allowed: a limit at least its request",
-                key(true),
-                key(false)
-            ),
-        };
-        return Err(Denial(message));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

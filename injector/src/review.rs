@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use json_patch::Patch;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::core::DynamicObject;
 use sidecar_proxy::config::{excerpt, Setting};
@@ -27,12 +27,19 @@ pub enum Admission {
 pub fn admit(pod: &Pod, options: &SidecarOptions) -> Result<Admission, Denial> {
     let empty = BTreeMap::new();
     let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
-    let containers = pod
+    // Init containers too: a native sidecar is one.
+    let containers: Vec<Container> = pod
         .spec
-        .as_ref()
-        .map(|spec| spec.containers.as_slice())
-        .unwrap_or_default();
-    match decide(annotations, containers)? {
+        .iter()
+        .flat_map(|spec| {
+            spec.init_containers
+                .iter()
+                .flatten()
+                .chain(&spec.containers)
+        })
+        .cloned()
+        .collect();
+    match decide(annotations, &containers)? {
         Decision::NotRequested | Decision::AlreadyInjected => Ok(Admission::Unchanged),
         Decision::Inject(plan) => {
             let host_network = pod.spec.as_ref().and_then(|spec| spec.host_network);

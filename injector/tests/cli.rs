@@ -36,6 +36,7 @@ fn run(args: &[&str], stdin: &str) -> Output {
         .args(args)
         .env_remove("SIDECAR_IMAGE")
         .env_remove("SIDECAR_IMAGE_PULL_POLICY")
+        .env_remove("SIDECAR_NATIVE_SIDECAR")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -191,7 +192,6 @@ fn bad_flags_get_clap_errors() {
             "0",
         ],
         &["inject", "--sidecar-image", "img"],
-        &["inject", "-f", "-"],
         &["inject", "-f", "-", "--sidecar-image", ""],
         &["frobnicate"],
         &[],
@@ -272,9 +272,18 @@ fn inject_reads_stdin_and_writes_the_injected_manifest() {
         .map(|document| serde::Deserialize::deserialize(document).expect("YAML out"))
         .collect();
     assert_eq!(documents.len(), 2, "{}", text(&output.stdout));
-    let containers = &documents[0]["spec"]["template"]["spec"]["containers"];
-    let sidecar = &containers[0];
+    // By default a native sidecar: the first init container, restarted always, the app's containers
+    // untouched.
+    let pod = &documents[0]["spec"]["template"];
+    assert_eq!(
+        pod["metadata"]["annotations"]["sidecar.speedscale.com/sidecar-layout"],
+        "native"
+    );
+    let containers = &pod["spec"]["containers"];
+    let sidecar = &pod["spec"]["initContainers"][0];
     assert_eq!(sidecar["name"], "sidecar-proxy");
+    assert_eq!(sidecar["restartPolicy"], "Always");
+    assert_eq!(sidecar["startupProbe"]["httpGet"]["path"], "/readyz");
     assert_eq!(sidecar["image"], "registry.example.com/sidecar-proxy:0.1.0");
     assert_eq!(sidecar["imagePullPolicy"], "IfNotPresent");
     let env: Vec<(&str, &str)> = sidecar["env"]
@@ -295,8 +304,86 @@ fn inject_reads_stdin_and_writes_the_injected_manifest() {
     ] {
         assert!(env.contains(&expected), "{expected:?} in {env:?}");
     }
-    assert_eq!(containers[1]["name"], "web");
+    assert_eq!(containers.as_array().map(Vec::len), Some(1));
+    assert_eq!(containers[0]["name"], "web");
     assert_eq!(documents[1]["kind"], "Service");
+}
+
+/// `--native-sidecar false` (or its variable) gives the classic layout: the sidecar first among the
+/// containers, waiting for readiness in its postStart hook; a pod's own annotation still wins.
+#[test]
+fn inject_native_sidecar_false_gives_the_classic_layout() {
+    let classic = |output: &Output| {
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let document: Value = serde_yaml_ng::Deserializer::from_slice(&output.stdout)
+            .map(|document| serde::Deserialize::deserialize(document).expect("YAML out"))
+            .next()
+            .expect("a document");
+        let pod = &document["spec"]["template"];
+        let layout =
+            pod["metadata"]["annotations"]["sidecar.speedscale.com/sidecar-layout"].clone();
+        let first = pod["spec"]["containers"][0].clone();
+        (
+            layout,
+            first["name"].clone(),
+            first["lifecycle"]["postStart"]["exec"]["command"][1].clone(),
+            pod["spec"]["initContainers"].clone(),
+        )
+    };
+    let image = "registry.example.com/sidecar-proxy:0.1.0";
+    let by_flag = run(
+        &[
+            "inject",
+            "-f",
+            "-",
+            "--sidecar-image",
+            image,
+            "--native-sidecar",
+            "false",
+        ],
+        MANIFEST,
+    );
+    let expected = (
+        Value::from("classic"),
+        Value::from("sidecar-proxy"),
+        Value::from("wait-ready"),
+        Value::Null,
+    );
+    assert_eq!(classic(&by_flag), expected);
+    let mut child = Command::new(BIN)
+        .args(["inject", "-f", "-", "--sidecar-image", image])
+        .env("SIDECAR_NATIVE_SIDECAR", "false")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(MANIFEST.as_bytes())
+        .unwrap();
+    assert_eq!(classic(&child.wait_with_output().unwrap()), expected);
+
+    let annotated = MANIFEST.replace(
+        "sidecar.speedscale.com/proxy-port: \"8888\"",
+        "sidecar.speedscale.com/proxy-port: \"8888\"\n        sidecar.speedscale.com/native-sidecar: \"true\"",
+    );
+    assert_ne!(annotated, MANIFEST);
+    let output = run(
+        &[
+            "inject",
+            "-f",
+            "-",
+            "--sidecar-image",
+            image,
+            "--native-sidecar",
+            "false",
+        ],
+        &annotated,
+    );
+    assert_eq!(classic(&output).0, Value::from("native"));
 }
 
 #[test]
@@ -481,7 +568,20 @@ async fn serve_is_configured_from_the_environment_and_stops_cleanly_on_sigterm()
 }
 
 async fn healthz(addr: SocketAddr, ca_pem: &str) -> String {
-    use http_body_util::{BodyExt, Empty};
+    let (status, body) = https(addr, ca_pem, "GET", "/healthz", String::new()).await;
+    assert_eq!(status, 200);
+    body
+}
+
+/// One HTTP/1.1 request to the webhook over TLS, trusting `ca_pem`: the status and the body.
+async fn https(
+    addr: SocketAddr,
+    ca_pem: &str,
+    method: &str,
+    path: &str,
+    body: String,
+) -> (u16, String) {
+    use http_body_util::{BodyExt, Full};
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
@@ -503,11 +603,190 @@ async fn healthz(addr: SocketAddr, ca_pem: &str) -> String {
             .await
             .unwrap();
     tokio::spawn(conn);
-    let request = http::Request::get("/healthz")
+    let request = http::Request::builder()
+        .method(method)
+        .uri(path)
         .header("host", "localhost")
-        .body(Empty::<bytes::Bytes>::new())
+        .header("content-type", "application/json")
+        .body(Full::new(bytes::Bytes::from(body)))
         .unwrap();
     let response = sender.send_request(request).await.unwrap();
-    assert_eq!(response.status(), 200);
-    text(&response.into_body().collect().await.unwrap().to_bytes())
+    let status = response.status().as_u16();
+    (
+        status,
+        text(&response.into_body().collect().await.unwrap().to_bytes()),
+    )
+}
+
+/// The patch the `serve` binary answers for a pod annotated only `inject: "true"`, with `env` set.
+async fn served_patch(env: &[(&str, &str)]) -> Vec<Value> {
+    let dir = scratch_dir();
+    let minted = sidecar_injector::certs::mint(&["localhost".to_owned()], 1).unwrap();
+    minted.write(&dir).unwrap();
+    let addr = free_port();
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env("SIDECAR_INJECTOR_TLS_CERT", dir.join("tls.crt"))
+        .env("SIDECAR_INJECTOR_TLS_KEY", dir.join("tls.key"))
+        .env("SIDECAR_INJECTOR_LISTEN", addr.to_string())
+        .env_remove("SIDECAR_NATIVE_SIDECAR")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "the webhook never listened");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("serve exited early: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
+            "name": "web",
+            "namespace": "shop",
+            "operation": "CREATE",
+            "userInfo": {"username": "admin"},
+            "object": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": "web",
+                    "namespace": "shop",
+                    "annotations": {"sidecar.speedscale.com/inject": "true"},
+                },
+                "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]},
+            },
+            "dryRun": false,
+        },
+    });
+    let (status, body) = https(addr, &minted.ca_pem, "POST", "/mutate", review.to_string()).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    let patch = answer["response"]["patch"].as_str().expect("a patch");
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(patch)
+        .unwrap();
+    serde_json::from_slice(&patch).unwrap()
+}
+
+/// The webhook's layout for pods that do not choose: classic unless `SIDECAR_NATIVE_SIDECAR=true`
+/// (`--native-sidecar true`), and the pod is told which it got.
+#[tokio::test]
+async fn serve_uses_the_classic_layout_unless_told_native() {
+    let op = |patch: &[Value], path: &str| {
+        patch
+            .iter()
+            .find(|op| op["path"] == path)
+            .map(|op| op["value"].clone())
+    };
+    let classic = served_patch(&[]).await;
+    assert_eq!(
+        op(
+            &classic,
+            "/metadata/annotations/sidecar.speedscale.com~1sidecar-layout"
+        ),
+        Some(Value::from("classic"))
+    );
+    assert_eq!(
+        op(&classic, "/spec/containers/0").map(|c| c["name"].clone()),
+        Some(Value::from("sidecar-proxy"))
+    );
+
+    let native = served_patch(&[("SIDECAR_NATIVE_SIDECAR", "true")]).await;
+    assert_eq!(
+        op(
+            &native,
+            "/metadata/annotations/sidecar.speedscale.com~1sidecar-layout"
+        ),
+        Some(Value::from("native"))
+    );
+    assert_eq!(op(&native, "/spec/containers/0"), None);
+    let init = op(&native, "/spec/initContainers").expect("init containers added");
+    let names: Vec<&str> = init
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sidecar-init-iptables", "sidecar-proxy"]);
+    assert_eq!(init[1]["restartPolicy"], "Always");
+    assert_eq!(init[1]["startupProbe"]["httpGet"]["path"], "/readyz");
+}
+
+/// Without `--sidecar-image`, the image of this release (`sidecar-proxy` unless the build names the
+/// repository, tagged with the workspace version); `SIDECAR_IMAGE` and the flag override it. On success,
+/// stderr has one line per injected pod, saying where it is, its mode, layout and ports; stdout only the
+/// manifest.
+#[test]
+fn inject_defaults_the_image_and_reports_each_injected_pod_on_stderr() {
+    let manifest = format!(
+        "{MANIFEST}---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: probe\n    annotations:\n      sidecar.speedscale.com/inject: \"true\"\n      sidecar.speedscale.com/native-sidecar: \"false\"\n  spec:\n    containers:\n    - name: probe\n      image: busybox\n"
+    );
+    let output = run(&["inject", "-f", "-"], &manifest);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let repository = option_env!("SIDECAR_IMAGE_REPOSITORY").unwrap_or("sidecar-proxy");
+    let image = format!("{repository}:{}", env!("CARGO_PKG_VERSION"));
+    let documents: Vec<Value> = serde_yaml_ng::Deserializer::from_slice(&output.stdout)
+        .map(|document| serde::Deserialize::deserialize(document).expect("YAML out"))
+        .collect();
+    assert_eq!(documents.len(), 3, "{}", text(&output.stdout));
+    assert_eq!(
+        documents[0]["spec"]["template"]["spec"]["initContainers"][0]["image"],
+        Value::from(image.as_str())
+    );
+    assert_eq!(
+        text(&output.stderr),
+        "sidecar-injector: injected document 1 (Deployment web): proxy-type reverse (http), native layout, ports sidecar-in 4143, sidecar-admin 4191\n\
+         sidecar-injector: injected document 3 (List), item 1 (Pod probe): proxy-type transparent, classic layout, ports sidecar-in 4143, sidecar-out 4140, sidecar-admin 4191\n"
+    );
+
+    let mut child = Command::new(BIN)
+        .args(["inject", "-f", "-"])
+        .env(
+            "SIDECAR_IMAGE",
+            "registry.example.com/mirror/sidecar-proxy:9.9.9",
+        )
+        .env_remove("SIDECAR_NATIVE_SIDECAR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(MANIFEST.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains("image: registry.example.com/mirror/sidecar-proxy:9.9.9"),
+        "{}",
+        text(&output.stdout)
+    );
+
+    // Nothing annotated: the manifest unchanged on stdout, and stderr says so in one line.
+    let service = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n";
+    let output = run(&["inject", "-f", "-"], service);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), service);
+    assert_eq!(
+        text(&output.stderr),
+        "sidecar-injector: injected nothing: no pod or pod template is annotated sidecar.speedscale.com/inject: \"true\" (or every one already has the sidecar)\n"
+    );
 }

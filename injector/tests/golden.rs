@@ -28,10 +28,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Volume, VolumeMount};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 use sidecar_injector::annotations::quantity_value;
 use sidecar_injector::capture_volume::RECORD_HEADROOM;
 use sidecar_injector::containers::{SidecarOptions, CAPTURE_VOLUME, INIT_NAME, SIDECAR_NAME};
+use sidecar_injector::layout::SidecarLayout;
 use sidecar_injector::offline;
 use sidecar_injector::review::{admit, Admission};
 use sidecar_injector::tls_out::{CA_VOLUME, TRUST_DIR, TRUST_VOLUME, UPSTREAM_CA_VOLUME};
@@ -84,6 +86,7 @@ const CASES: &[&str] = &[
     "deny-in-port-is-admin-port",
     "deny-inject-yes",
     "deny-memory-request-above-default-limit",
+    "deny-native-sidecar-yes",
     "deny-port-70000",
     "deny-port-zero",
     "deny-proxy-port-is-in-port",
@@ -99,6 +102,10 @@ const CASES: &[&str] = &[
     "deny-transparent-in-port-is-default-out-port",
     "deny-unknown-annotation",
     "inject-false",
+    "native-sidecar-auto",
+    "native-sidecar-false-app-init",
+    "native-sidecar-reverse-configure-dual",
+    "native-sidecar-transparent-app-init",
     "not-annotated",
     "not-annotated-no-metadata-maps",
     "parents-existing",
@@ -335,19 +342,18 @@ fn check_injected(input: &Value, patched_value: &Value) -> Vec<String> {
     }
 
     let spec = patched.spec.as_ref().expect("a patched pod has a spec");
-    let Some(sidecar) = spec.containers.first().filter(|c| c.name == SIDECAR_NAME) else {
-        problems.push(format!("the first container is not {SIDECAR_NAME}"));
+    let Some(sidecar) = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .find(|c| c.name == SIDECAR_NAME)
+    else {
+        problems.push(format!("no container is {SIDECAR_NAME}"));
         return problems;
     };
     let input_pod = parse_pod(input).expect("the input parsed before");
     let input_spec = input_pod.spec.expect("the input has a spec");
-    // The app containers are still there, in order, behind the sidecar.
-    let names = |containers: &[Container]| -> Vec<String> {
-        containers.iter().map(|c| c.name.clone()).collect()
-    };
-    if names(&spec.containers[1..]) != names(&input_spec.containers) {
-        problems.push("the app containers changed order or names".to_owned());
-    }
     let all_names: Vec<String> = spec
         .init_containers
         .iter()
@@ -423,15 +429,17 @@ fn check_injected(input: &Value, patched_value: &Value) -> Vec<String> {
     }
     problems.extend(check_capture_fits(spec, &env));
 
-    // Transparent mode: the init container goes first and redirects to the sidecar's ports.
+    problems.extend(check_layout(&patched, &input_spec, transparent));
+
+    // Transparent mode: the init container redirects to the sidecar's ports (where it goes is
+    // check_layout's).
     let init = spec
         .init_containers
         .iter()
         .flatten()
-        .position(|c| c.name == INIT_NAME);
+        .find(|c| c.name == INIT_NAME);
     match (transparent, init) {
-        (true, Some(0)) => {
-            let init = &spec.init_containers.as_ref().expect("init containers")[0];
+        (true, Some(init)) => {
             let init_env = env_of(init);
             let mut raw = RawSettings::default();
             for setting in Setting::ALL {
@@ -453,9 +461,101 @@ fn check_injected(input: &Value, patched_value: &Value) -> Vec<String> {
                 problems.push("the init container exempts another uid than the sidecar's".into());
             }
         }
-        (true, _) => problems.push(format!("transparent mode without {INIT_NAME} first")),
+        (true, None) => problems.push(format!("transparent mode without {INIT_NAME}")),
         (false, Some(_)) => problems.push(format!("{INIT_NAME} outside transparent mode")),
         (false, None) => {}
+    }
+    problems
+}
+
+fn names<'a>(containers: impl IntoIterator<Item = &'a Container>) -> Vec<String> {
+    containers.into_iter().map(|c| c.name.clone()).collect()
+}
+
+/// The layout the pod's `sidecar-layout` annotation names, and the containers in its order:
+///
+/// - native: the init containers are the iptables one (transparent mode), the sidecar with
+///   `restartPolicy: Always` and a startupProbe on the admin port's `/readyz`, then the app's own, in their
+///   order; the containers are the app's, untouched;
+/// - classic: the sidecar first among the containers, with the postStart hook that waits for readiness,
+///   then the app's; the init containers are the app's, then the iptables one last.
+fn check_layout(patched: &Pod, input: &PodSpec, transparent: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    let spec = patched.spec.as_ref().expect("a patched pod has a spec");
+    let layout = patched
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("sidecar.speedscale.com/sidecar-layout"))
+        .map(String::as_str);
+    let app_init = names(input.init_containers.iter().flatten());
+    let app = names(&input.containers);
+    let iptables = transparent.then(|| INIT_NAME.to_owned());
+    let (want_init, want_containers) = match layout {
+        Some("native") => (
+            iptables
+                .into_iter()
+                .chain([SIDECAR_NAME.to_owned()])
+                .chain(app_init)
+                .collect::<Vec<_>>(),
+            app,
+        ),
+        Some("classic") => (
+            app_init.into_iter().chain(iptables).collect(),
+            [SIDECAR_NAME.to_owned()].into_iter().chain(app).collect(),
+        ),
+        other => return vec![format!("sidecar-layout annotation is {other:?}")],
+    };
+    let have_init = names(spec.init_containers.iter().flatten());
+    if have_init != want_init {
+        problems.push(format!(
+            "init containers {have_init:?}, expected {want_init:?} in the {} layout",
+            layout.unwrap_or_default()
+        ));
+    }
+    let have_containers = names(&spec.containers);
+    if have_containers != want_containers {
+        problems.push(format!(
+            "containers {have_containers:?}, expected {want_containers:?} in the {} layout",
+            layout.unwrap_or_default()
+        ));
+    }
+    let Some(sidecar) = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .find(|c| c.name == SIDECAR_NAME)
+    else {
+        return problems;
+    };
+    let startup_path = sidecar.startup_probe.as_ref().and_then(|probe| {
+        let get = probe.http_get.as_ref()?;
+        (get.port == IntOrString::String("sidecar-admin".to_owned())).then(|| get.path.clone())?
+    });
+    let post_start = sidecar
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.post_start.as_ref())
+        .and_then(|h| h.exec.as_ref())
+        .and_then(|exec| exec.command.clone());
+    let wait_ready = Some(vec![
+        "/usr/local/bin/sidecar-proxy".to_owned(),
+        "wait-ready".to_owned(),
+    ]);
+    let shape = (
+        sidecar.restart_policy.as_deref(),
+        startup_path.as_deref(),
+        post_start,
+    );
+    let want = match layout {
+        Some("native") => (Some("Always"), Some("/readyz"), None),
+        _ => (None, None, wait_ready),
+    };
+    if shape != want {
+        problems.push(format!(
+            "the sidecar's (restartPolicy, startupProbe path on sidecar-admin, postStart) is {shape:?}, expected {want:?}"
+        ));
     }
     problems
 }
@@ -703,4 +803,96 @@ fn every_outcome_is_covered() {
             );
         }
     }
+}
+
+/// The workloads under `testdata/workloads/<kind>/`: `input.yaml` through offline `inject` with pods left
+/// to the default layout (`native-sidecar` absent), once with native as that default (`native.yaml`, as
+/// `inject` does unless told `--native-sidecar false`) and once with classic (`classic.yaml`, as the
+/// webhook does). Each output's pod template is checked for its layout's order and sidecar shape.
+#[test]
+fn workloads_in_both_layouts() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/workloads");
+    let update = updating();
+    let mut failures = Vec::new();
+    let kinds = ["cronjob", "deployment", "job", "pod"];
+    for kind in kinds {
+        let dir = root.join(kind);
+        let input_text = fs::read_to_string(dir.join("input.yaml")).expect("input.yaml");
+        let input: Value = serde_yaml_ng::from_str(&input_text).expect("input.yaml is YAML");
+        for (file, layout) in [
+            ("native.yaml", SidecarLayout::Native),
+            ("classic.yaml", SidecarLayout::Classic),
+        ] {
+            let options = SidecarOptions {
+                auto_layout: layout,
+                ..options()
+            };
+            let mut output = Vec::new();
+            if let Err(e) = offline::inject(&mut input_text.as_bytes(), &mut output, &options) {
+                failures.push(format!("{kind}/{file}: inject failed: {e}"));
+                continue;
+            }
+            let output = String::from_utf8(output).expect("inject writes UTF-8");
+            let path = dir.join(file);
+            if update {
+                fs::write(&path, &output).expect("write a golden file");
+            } else {
+                match fs::read_to_string(&path) {
+                    Ok(want) if want == output => {}
+                    Ok(want) => failures.push(format!(
+                        "{kind}/{file} differs: {}",
+                        first_difference(&want, &output)
+                    )),
+                    Err(e) => failures.push(format!("{kind}/{file}: {e}")),
+                }
+            }
+            let patched: Value = serde_yaml_ng::from_str(&output).expect("inject writes YAML");
+            let (patched_pod, input_pod) = (pod_of(&patched), pod_of(&input));
+            let input_spec = input_pod.spec.expect("the input has a pod spec");
+            let layout_named = patched_pod
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("sidecar.speedscale.com/sidecar-layout"))
+                .cloned();
+            if layout_named.as_deref() != Some(layout.as_str()) {
+                failures.push(format!(
+                    "{kind}/{file}: sidecar-layout is {layout_named:?}, expected {}",
+                    layout.as_str()
+                ));
+            }
+            for problem in check_layout(&patched_pod, &input_spec, kind != "job") {
+                failures.push(format!("{kind}/{file}: {problem}"));
+            }
+        }
+    }
+    let found: BTreeSet<String> = fs::read_dir(&root)
+        .expect("testdata/workloads exists")
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    if found != kinds.iter().map(|k| (*k).to_owned()).collect() {
+        failures.push(format!(
+            "testdata/workloads holds {found:?}, expected {kinds:?}"
+        ));
+    }
+    assert!(
+        failures.is_empty(),
+        "(rerun with UPDATE_GOLDEN=1 to rewrite the files, then review the diff)\n{}",
+        failures.join("\n")
+    );
+}
+
+/// The pod an object describes: itself, or its template.
+fn pod_of(object: &Value) -> Pod {
+    let template = match object["kind"].as_str() {
+        Some("Pod") => object,
+        Some("CronJob") => &object["spec"]["jobTemplate"]["spec"]["template"],
+        _ => &object["spec"]["template"],
+    };
+    parse_pod(&serde_json::json!({
+        "metadata": template["metadata"],
+        "spec": template["spec"],
+    }))
+    .expect("a pod template")
 }

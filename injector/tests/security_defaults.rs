@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Container, Pod, SecurityContext};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, SecurityContext};
 use serde_json::{json, Value};
 use sidecar_injector::containers::{SidecarOptions, CAPTURE_VOLUME, INIT_NAME, SIDECAR_NAME};
 use sidecar_injector::review::{admit, Admission};
@@ -69,6 +69,15 @@ const MODES: &[&[(&str, &str)]] = &[
         ("proxy-out-port", "11000"),
     ],
     &[("tls-out", "true")],
+    // The native layout: the sidecar among the init containers, locked down the same.
+    &[("native-sidecar", "true")],
+    &[
+        ("native-sidecar", "true"),
+        ("proxy-type", "dual"),
+        ("proxy-protocol", "http"),
+        ("configure-app", "true"),
+        ("tls-out", "true"),
+    ],
     &[
         ("proxy-type", "transparent"),
         ("configure-app", "true"),
@@ -156,6 +165,16 @@ fn container<'a>(containers: &'a [Container], name: &str) -> Option<&'a Containe
     containers.iter().find(|c| c.name == name)
 }
 
+/// The sidecar, an ordinary container (classic layout) or an init container (native).
+fn sidecar_of(spec: &PodSpec) -> &Container {
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .find(|c| c.name == SIDECAR_NAME)
+        .expect("the sidecar")
+}
+
 fn security(container: &Container) -> &SecurityContext {
     container
         .security_context
@@ -190,7 +209,7 @@ fn the_sidecar_runs_non_root_read_only_with_no_capabilities_in_every_mode() {
     for annotations in MODES {
         let injected = inject(annotations);
         let spec = injected.patched.spec.as_ref().unwrap();
-        let sidecar = container(&spec.containers, SIDECAR_NAME).expect("the sidecar");
+        let sidecar = sidecar_of(spec);
         let what = format!("sidecar for {annotations:?}");
         assert_locked_down(sidecar, &what);
         let security = security(sidecar);
@@ -290,6 +309,7 @@ fn the_patch_only_adds_and_never_touches_what_widens_the_pods_privileges() {
         "/metadata/annotations",
         "/metadata/annotations/kubectl.kubernetes.io~1default-container",
         "/metadata/annotations/sidecar.speedscale.com~1injected",
+        "/metadata/annotations/sidecar.speedscale.com~1sidecar-layout",
         "/metadata/labels",
         "/metadata/labels/sidecar.speedscale.com~1injected",
         "/spec/containers/N",
@@ -300,6 +320,7 @@ fn the_patch_only_adds_and_never_touches_what_widens_the_pods_privileges() {
         "/spec/containers/N/volumeMounts/-",
         "/spec/initContainers",
         "/spec/initContainers/N",
+        "/spec/initContainers/-",
         "/spec/volumes",
         "/spec/volumes/-",
     ];
@@ -459,7 +480,7 @@ fn the_sidecar_keeps_the_loopback_forward_listener() {
     for annotations in MODES {
         let injected = inject(annotations);
         let spec = injected.patched.spec.as_ref().unwrap();
-        let sidecar = container(&spec.containers, SIDECAR_NAME).unwrap();
+        let sidecar = sidecar_of(spec);
         let env: BTreeMap<&str, &str> = sidecar
             .env
             .iter()
