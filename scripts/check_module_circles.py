@@ -88,6 +88,10 @@ class Edge:
 # Reading source: blank what is not code.
 
 
+RAW_STRING_START = re.compile(r'b?r(#*)"')
+CHAR_LITERAL = re.compile(r"'(\\u\{[0-9a-fA-F]+\}|\\.|[^\\'])'", re.S)
+
+
 def blank_non_code(text: str) -> str:
     """Returns `text` with comments and string/char literals replaced by spaces (newlines kept, so
     line numbers and offsets stay valid)."""
@@ -117,7 +121,7 @@ def blank_non_code(text: str) -> str:
                     j += 1
             blank(i, j)
             i = j
-        elif (m := re.compile(r'b?r(#*)"').match(text, i)) and (i == 0 or not _is_ident(text[i - 1])):
+        elif c in "br" and (m := RAW_STRING_START.match(text, i)) and (i == 0 or not _is_ident(text[i - 1])):
             closing = '"' + m.group(1)
             end = text.find(closing, m.end())
             end = n if end < 0 else end + len(closing)
@@ -132,7 +136,7 @@ def blank_non_code(text: str) -> str:
         elif c == "'":
             # A char literal ('x', '\n', '\u{1F600}') or a lifetime ('a, 'static): only the former is
             # closed by a quote right after its one (possibly escaped) character.
-            m = re.compile(r"'(\\u\{[0-9a-fA-F]+\}|\\.|[^\\'])'", re.S).match(text, i)
+            m = CHAR_LITERAL.match(text, i)
             if m:
                 blank(i, m.end())
                 i = m.end()
@@ -199,8 +203,7 @@ CFG_TEST_BEFORE = re.compile(r"#\s*\[\s*cfg\s*\(\s*test\s*\)\s*\]\s*(?:#\s*\[[^\
 class CrateReader:
     """Reads one crate (one root file) into a tree of `Module`s with their imports."""
 
-    def __init__(self, crate_dir: Path, root_file: Path):
-        self.crate_dir = crate_dir
+    def __init__(self, root_file: Path):
         self.root = Module(path=())
         # Imports are resolved once the whole tree is known (a path may name a module declared later).
         self._raw: list[tuple[Module, str, Path, int]] = []
@@ -402,7 +405,7 @@ def name(path: tuple[str, ...]) -> str:
 
 def circles_in(crate_dir: Path, root_file: Path) -> list[str]:
     """Every circle of one crate root, each as a printable block."""
-    root = CrateReader(crate_dir, root_file).root
+    root = CrateReader(root_file).root
     reports = []
     label = f"{crate_dir.name} ({root_file.relative_to(crate_dir)})"
     for _parent, graph in sorted(sibling_edges(root).items()):
