@@ -32,9 +32,11 @@ Output: one block per circle, for example
 Exit status: 1 when any circle is found, 0 when none, 2 on an unreadable workspace.
 
 Limits, by design (python3's standard library only; the source is scanned, not compiled):
-  * Macros are not expanded, `#[path]` attributes are not followed, and `cfg` on single items is
-    ignored (an import under `#[cfg(test)] use ...` counts).
-  * Integration tests (tests/) are not checked: each file there is its own small crate.
+  * Macros are not expanded, and `cfg` on single items is ignored (an import under
+    `#[cfg(test)] use ...` counts). `#[path]` is followed on `mod name;` only, not on inline modules.
+  * Of the integration tests, only those made of several files (tests/<name>/main.rs) are read.
+
+Crate roots: src/lib.rs, src/main.rs, src/bin/*.rs, src/bin/*/main.rs and tests/*/main.rs.
 
 Usage: scripts/check_module_circles.py [--root DIR] [CRATE_DIR ...]
   --root DIR   the workspace root (default: this script's parent directory); its Cargo.toml's
@@ -45,6 +47,7 @@ Usage: scripts/check_module_circles.py [--root DIR] [CRATE_DIR ...]
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import tomllib
@@ -193,7 +196,10 @@ USE_STATEMENT = re.compile(r"\buse\s+([^;]+);")
 USE_ALIAS = re.compile(r"\s+as\s+" + IDENT)
 PATH_IN_CODE = re.compile(r"(?<![A-Za-z0-9_:])(" + IDENT + r"(?:\s*::\s*" + IDENT + r")+)")
 MOD_DECLARATION = re.compile(r"\bmod\s+(" + IDENT + r")\s*([;{])")
-CFG_TEST_BEFORE = re.compile(r"#\s*\[\s*cfg\s*\(\s*test\s*\)\s*\]\s*(?:#\s*\[[^\]]*\]\s*)*(?:pub(?:\s*\([^)]*\))?\s+)?$")
+# Attributes right before a `mod` (others may stand between, and a `pub`).
+_OTHER_ATTRS = r"\s*(?:#\s*\[[^\]]*\]\s*)*(?:pub(?:\s*\([^)]*\))?\s+)?$"
+CFG_TEST_BEFORE = re.compile(r"#\s*\[\s*cfg\s*\(\s*test\s*\)\s*\]" + _OTHER_ATTRS)
+PATH_BEFORE = re.compile(r'#\s*\[\s*path\s*=\s*"([^"]+)"\s*\]' + _OTHER_ATTRS)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -216,9 +222,11 @@ class CrateReader:
     def _read_file(self, module: Module, file: Path, child_dir: Path) -> None:
         source = file.read_text(encoding="utf-8")
         code = blank_non_code(source)
-        self._read_block(module, file, code, 0, len(code), child_dir)
+        self._read_block(module, file, source, code, 0, len(code), child_dir)
 
-    def _read_block(self, module: Module, file: Path, code: str, start: int, end: int, child_dir: Path) -> None:
+    def _read_block(
+        self, module: Module, file: Path, source: str, code: str, start: int, end: int, child_dir: Path
+    ) -> None:
         """Reads code[start:end], the body of `module`; inline modules inside are read as their own."""
         segments = []  # parts of the body that belong to this module itself
         pos = start
@@ -233,17 +241,23 @@ class CrateReader:
                 pos = block_end
                 if not is_test:
                     child = module.children.setdefault(name, Module(path=module.path + (name,)))
-                    self._read_block(child, file, code, m.end(), block_end - 1, child_dir / name)
+                    self._read_block(child, file, source, code, m.end(), block_end - 1, child_dir / name)
             else:
                 if is_test:
                     continue
-                child_file = next(
-                    (f for f in (child_dir / f"{name}.rs", child_dir / name / "mod.rs") if f.is_file()), None
-                )
+                # `#[path = "..."]` names the file relative to this file's directory (the attribute's
+                # string is read from the source: the blanked code has no strings); the file then holds
+                # its own children as a mod.rs would.
+                path_attr = PATH_BEFORE.search(source, max(start, m.start() - 300), m.start())
+                if path_attr:
+                    candidates = [Path(os.path.normpath(file.parent / path_attr.group(1)))]
+                else:
+                    candidates = [child_dir / f"{name}.rs", child_dir / name / "mod.rs"]
+                child_file = next((f for f in candidates if f.is_file()), None)
                 if child_file is None:
                     continue  # generated or cfg'd away: nothing to read
                 child = module.children.setdefault(name, Module(path=module.path + (name,)))
-                grand_dir = child_dir / name
+                grand_dir = child_file.parent if path_attr or child_file.name == "mod.rs" else child_dir / name
                 self._read_file(child, child_file, grand_dir)
         segments.append((pos, end))
         for seg_start, seg_end in segments:
@@ -427,6 +441,9 @@ def crate_roots(crate_dir: Path) -> list[Path]:
     roots = [f for f in (src / "lib.rs", src / "main.rs") if f.is_file()]
     roots += sorted((src / "bin").glob("*.rs")) if (src / "bin").is_dir() else []
     roots += sorted(p for p in (src / "bin").glob("*/main.rs")) if (src / "bin").is_dir() else []
+    # Integration tests made of several files (tests/<name>/main.rs); one-file tests have no modules
+    # of their own but the shared support, which these read too.
+    roots += sorted((crate_dir / "tests").glob("*/main.rs"))
     return roots
 
 

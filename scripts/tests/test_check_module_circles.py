@@ -132,6 +132,18 @@ class Circles(unittest.TestCase):
         self.assertIn("settings -> run  src/settings.rs:3  crate::run::everything", found[0])
 
 
+    def test_a_module_file_named_by_a_path_attribute_is_read(self):
+        files = dict(LAYERED)
+        files["src/lib.rs"] = LAYERED["src/lib.rs"] + '#[path = "../shared/helpers.rs"]\nmod helpers;\n'
+        files["shared/helpers.rs"] = "pub fn help() { crate::run::everything(todo!()) }\n"
+        self.assertEqual(circles(files), [])
+        files["src/run.rs"] = LAYERED["src/run.rs"] + "fn more() { crate::helpers::help() }\n"
+        found = circles(files)
+        self.assertEqual(len(found), 1, found)
+        self.assertIn("circle helpers -> run -> helpers", found[0])
+        self.assertIn("helpers -> run  shared/helpers.rs:1  crate::run::everything", found[0])
+
+
 class Blanking(unittest.TestCase):
     def test_comments_strings_and_chars_are_blanked_and_lifetimes_kept(self):
         source = 'fn f<\'a>(x: &\'a str) { let c = \'"\'; /* crate::a /* nested */ */ "crate::b"; r#"crate::c"#; }\n// crate::d\n'
@@ -168,6 +180,15 @@ class CommandLine(unittest.TestCase):
         result = self.run_script(files)
         self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
         self.assertIn("demo (src/lib.rs): circle report -> settings -> report", result.stdout)
+
+    def test_integration_tests_of_several_files_are_checked_too(self):
+        files = dict(LAYERED)
+        files["tests/suite/main.rs"] = "mod cases;\nmod fixtures;\n"
+        files["tests/suite/cases.rs"] = "use crate::fixtures::Fixture;\n"
+        files["tests/suite/fixtures.rs"] = "pub struct Fixture(crate::cases::Case);\n"
+        result = self.run_script(files)
+        self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+        self.assertIn("demo (tests/suite/main.rs): circle cases -> fixtures -> cases", result.stdout)
 
     def test_an_unreadable_workspace_exits_two(self):
         stderr = io.StringIO()
