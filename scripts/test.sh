@@ -63,6 +63,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # Bazel, Nix and the release workflow cannot run here (no module registry, no nixpkgs, no GitHub): their
 # files are checked statically instead (docs/building.md says what each check proves).
+# No crate's modules import each other in a circle (docs/architecture.md); python3's standard library only.
+log "module circles: no crate's modules import each other in a circle"
+./scripts/check_module_circles.py
+
 log "Bazel files: buildifier, and every Cargo target has its Bazel target"
 command -v npm >/dev/null 2>&1 || install_packages npm
 ./scripts/check_bazel.sh

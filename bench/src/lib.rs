@@ -11,7 +11,8 @@
 //! - [`clients`]: the load generators (wrk, proxychains4, iperf3, curl, and our own for TLS handshakes),
 //!   the idle-connection holder, and the sidecar's tls-out counters;
 //! - [`tls`]: the run's certificates for the HTTPS rows (the origin's test CA, the capture CA);
-//! - [`scenarios`]: what is measured, round by round; [`stats`], [`targets`], [`report`]: the result.
+//! - [`scenarios`]: what is measured, round by round; [`results`]: the rows and figures it gives;
+//!   [`stats`], [`targets`], [`report`]: what is made of them.
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -23,6 +24,7 @@ pub mod ports;
 pub mod probe;
 pub mod process;
 pub mod report;
+pub mod results;
 pub mod route;
 pub mod rss;
 pub mod run;

@@ -140,28 +140,28 @@ pub async fn expect_https_body(
     }
 }
 
-/// One GET of the small response over HTTP/2 cleartext (prior knowledge) on 127.0.0.1:`port`, the
-/// origin's h2c server or a relay in front of it, must be answered over HTTP/2 with 200 and exactly
-/// the origin's body.
+/// One GET of `path` over HTTP/2 cleartext (prior knowledge) on 127.0.0.1:`port`, the origin's h2c
+/// server or a relay in front of it, must be answered over HTTP/2 with 200 and exactly `expected`.
 pub async fn expect_h2c_body(
     server: &mut ServerProcess,
     tools: &crate::install::Tools,
     port: u16,
+    path: &str,
+    expected: &[u8],
 ) -> anyhow::Result<()> {
-    use crate::contenders::{SMALL_BODY, SMALL_PATH};
-    match crate::clients::h2load::curl_get(tools, port, SMALL_PATH).await {
-        Ok((version, 200, body)) if version == "2" && body == SMALL_BODY => Ok(()),
+    match crate::clients::h2load::curl_get(tools, port, path).await {
+        Ok((version, 200, body)) if version == "2" && body == expected => Ok(()),
         Ok((version, status, body)) => Err(server
             .failed(format!(
-                "answered GET {SMALL_PATH} over h2c on port {port} with HTTP/{version} {status} and a \
+                "answered GET {path} over h2c on port {port} with HTTP/{version} {status} and a \
                  {}-byte body, not HTTP/2 200 and {:?}",
                 body.len(),
-                String::from_utf8_lossy(SMALL_BODY),
+                String::from_utf8_lossy(expected),
             ))
             .into()),
         Err(error) => Err(server
             .failed(format!(
-                "failed GET {SMALL_PATH} over h2c on port {port}: {error:#}"
+                "failed GET {path} over h2c on port {port}: {error:#}"
             ))
             .into()),
     }

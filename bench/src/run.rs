@@ -12,7 +12,8 @@ use crate::contenders::fleet::Fleet;
 use crate::contenders::{Context, OriginEndpoints};
 use crate::ports::PortAllocator;
 use crate::report::{self, document, machine, Meta};
-use crate::scenarios::{self, http_load, latency, plan, Bench, Outcome};
+use crate::results::{Outcome, Scenario};
+use crate::scenarios::{self, http_load, latency, plan, Bench};
 use crate::settings::Settings;
 use crate::tls::TlsMaterial;
 use crate::workdir::Workdir;
@@ -157,7 +158,7 @@ async fn measure_round(
     fleet: &Fleet,
     settings: &Settings,
     load: Load,
-    scenarios: &mut [scenarios::Scenario],
+    scenarios: &mut [Scenario],
     round: u32,
 ) -> anyhow::Result<()> {
     let bench = Bench {
@@ -220,7 +221,7 @@ fn report_path(
     })
 }
 
-fn invalid_rows(scenarios: &[scenarios::Scenario]) -> RunOutcome {
+fn invalid_rows(scenarios: &[Scenario]) -> RunOutcome {
     let mut invalid = Vec::new();
     for scenario in scenarios {
         for section in &scenario.sections {

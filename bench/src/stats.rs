@@ -2,7 +2,7 @@
 //! the per-round ratios to the direct path (each round's ratio uses the direct figure of that same
 //! round, so a machine that is slower in one round does not skew the comparison).
 
-use crate::scenarios::{Figure, LeafCounts, Row};
+use crate::results::{Figure, LeafCounts, Row};
 
 /// The median (the mean of the middle two for an even count); `None` when empty. NaN is skipped.
 pub fn median(values: &[f64]) -> Option<f64> {
@@ -135,7 +135,7 @@ mod tests {
     use super::*;
     use crate::clients::Invalid;
     use crate::contenders::{Capture, ServerSpec, SidecarMode};
-    use crate::scenarios::Group;
+    use crate::results::Group;
     use rstest::rstest;
 
     #[rstest]

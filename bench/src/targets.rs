@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::scenarios::{Figure, Group, ScenarioKind};
+use crate::results::{Figure, Group, ScenarioKind};
 use crate::stats::RowSummary;
 
 #[derive(Debug, Clone, Copy, PartialEq)]

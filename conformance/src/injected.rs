@@ -17,12 +17,11 @@ use sidecar_injector::containers::SidecarOptions;
 use sidecar_injector::review::{admit, Admission};
 use sidecar_proxy::config::ANNOTATION_PREFIX;
 
-use crate::cell::run_in_pod;
 use crate::clients::{Client, Trust};
 use crate::expectations::sidecar_port;
 use crate::images::{self, Images};
 use crate::modes::Mode;
-use crate::pod::run_tool;
+use crate::pod::{container, run_in_pod, run_tool};
 use crate::workspace;
 
 /// The app container of the workload, before injection.
@@ -98,13 +97,6 @@ pub async fn injected_by_image(pod: &Pod, dir: &Path, images: &Images) -> anyhow
     }
     fs::write(dir.join("injected.yaml"), &run.stdout)?;
     serde_yaml_ng::from_str(&run.stdout).context("the injector's output is not one Pod")
-}
-
-pub fn container<'a>(pod: &'a Pod, name: &str) -> anyhow::Result<&'a Container> {
-    pod.spec
-        .as_ref()
-        .and_then(|spec| spec.containers.iter().find(|c| c.name == name))
-        .with_context(|| format!("the patched pod has no container {name}"))
 }
 
 /// Runs one injected pod and returns what fell short (empty: the client got through as documented).

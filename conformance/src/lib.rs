@@ -10,6 +10,7 @@ pub mod images;
 pub mod injected;
 pub mod modes;
 pub mod pki;
+pub mod planned;
 pub mod pod;
 mod recorded;
 pub mod report;

@@ -4,8 +4,8 @@
 use serde_json::Value;
 use sidecar_proxy::capture::record::Body;
 
-use crate::cell::{ClientLine, PlannedRequest, UPSTREAM_HOST};
 use crate::clients::Side;
+use crate::planned::{ClientLine, PlannedRequest, UPSTREAM_HOST};
 
 /// What the sidecar recorded in a cell, to check against the requests.
 pub(crate) struct Recorded<'a> {
@@ -128,7 +128,7 @@ fn decrypted_record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cell::{client_lines, planned_requests};
+    use crate::planned::{client_lines, planned_requests};
     use crate::{clients, modes};
 
     #[test]

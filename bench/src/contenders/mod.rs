@@ -298,7 +298,10 @@ impl ServerSpec {
                     .map_err(|error| {
                         process.failed(format!("relayed no iperf3 test: {error:#}"))
                     })?,
-                Upstream::H2c => probe::expect_h2c_body(&mut process, &ctx.tools, port).await?,
+                Upstream::H2c => {
+                    probe::expect_h2c_body(&mut process, &ctx.tools, port, SMALL_PATH, SMALL_BODY)
+                        .await?
+                }
             }
         }
         if let Some(trust) = self.https_trust() {

@@ -74,7 +74,8 @@ impl Origin {
                 .into());
         }
         probe::until_listening(&mut nginx, ctx.origin.h2c_port, probe::LISTEN_TIMEOUT).await?;
-        probe::expect_h2c_body(&mut nginx, &ctx.tools, ctx.origin.h2c_port).await?;
+        let h2c_port = ctx.origin.h2c_port;
+        probe::expect_h2c_body(&mut nginx, &ctx.tools, h2c_port, SMALL_PATH, SMALL_BODY).await?;
         probe::until_listening(&mut nginx, ctx.origin.https_port, probe::LISTEN_TIMEOUT).await?;
         let https = https_target(ctx, Route::Direct, Trust::Origin);
         probe::expect_https_body(&mut nginx, &https).await?;

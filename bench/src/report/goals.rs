@@ -10,7 +10,7 @@
 use std::fmt::{self, Write as _};
 
 use crate::contenders::{Capture, ServerSpec, SidecarMode, Upstream};
-use crate::scenarios::{Figure, Group, Row, Scenario, ScenarioKind, Section, Tool};
+use crate::results::{Figure, Group, Row, Scenario, ScenarioKind, Section, Tool};
 use crate::stats::{summarize, RowSummary};
 use crate::targets::{kib_to_mb, per_connection_kb};
 

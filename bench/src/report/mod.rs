@@ -11,7 +11,7 @@ pub mod machine;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::scenarios::{Figure, LeafCounts, Outcome, Row, Scenario, ScenarioKind, Section, Tool};
+use crate::results::{Figure, LeafCounts, Outcome, Row, Scenario, ScenarioKind, Section, Tool};
 use crate::stats::{summarize, RowSummary};
 use crate::targets::{goal_for, judge, kib_to_mb, per_connection_kb, Verdict};
 

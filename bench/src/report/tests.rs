@@ -5,7 +5,7 @@ use rstest::rstest;
 use super::*;
 use crate::clients::Invalid;
 use crate::contenders::{Capture, HaproxyMode, ServerSpec, SidecarMode, Upstream};
-use crate::scenarios::{Group, LeafCounts, Row, Scenario, ScenarioKind, Section, Tool};
+use crate::results::{Group, LeafCounts, Row, Scenario, ScenarioKind, Section, Tool};
 
 fn meta() -> Meta {
     Meta {

@@ -1,9 +1,11 @@
 //! Scenario 3: bulk throughput. iperf3 through a tcp relay (ours in reverse tcp, haproxy mode tcp) to
 //! the origin's iperf3 server; and a large download with curl through CONNECT and SOCKS5.
 
-use super::{Bench, Figure, Outcome};
+use super::Bench;
+
 use crate::clients::{curl, iperf3};
 use crate::contenders::LARGE_PATH;
+use crate::results::{Figure, Outcome};
 use crate::route::Route;
 
 pub async fn iperf3(bench: &Bench<'_>, port: u16) -> anyhow::Result<Outcome> {

@@ -3,9 +3,11 @@
 //! capture on, the capture tap finds the HTTP/2 inside the stream and records every exchange; with
 //! capture off the bytes are relayed and nothing more.
 
-use super::{Bench, Figure, Outcome};
+use super::Bench;
+
 use crate::clients::h2load::{self, H2Load};
 use crate::contenders::SMALL_PATH;
+use crate::results::{Figure, Outcome};
 
 /// The load: [`h2load::CLIENTS`] connections × [`h2load::STREAMS`] streams, with as many threads as
 /// wrk has (never more than connections), for the measurement's time.

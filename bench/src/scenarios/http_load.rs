@@ -5,11 +5,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Bench, Figure, Outcome};
+use super::Bench;
+
 use crate::clients::proxychains::{self, Tunnel};
 use crate::clients::wrk::{self, Load, ReadErrors, Script};
 use crate::clients::Invalid;
 use crate::contenders::SMALL_PATH;
+use crate::results::{Figure, Outcome};
 use crate::route::{origin_url, Route};
 
 /// What wrk is pointed at for a route: its URL, the request target, and the proxychains4 config that

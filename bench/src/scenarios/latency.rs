@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use super::http_load::run_wrk;
-use super::{Bench, Figure, Outcome};
+use super::Bench;
 use crate::clients::wrk::ReadErrors;
+use crate::results::{Figure, Outcome};
 use crate::route::Route;
 
 pub const PACE: Duration = Duration::from_millis(20);

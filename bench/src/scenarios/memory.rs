@@ -5,9 +5,11 @@
 
 use std::time::Duration;
 
-use super::{Bench, Figure, Group, Outcome};
+use super::Bench;
+
 use crate::clients::idle;
 use crate::contenders::{ServerSpec, SMALL_BODY, SMALL_PATH};
+use crate::results::{Figure, Group, Outcome};
 use crate::rss;
 
 /// Time for allocations to settle before RSS is read.

@@ -4,8 +4,8 @@
 //! plain tcp relay fits (reverse tcp: keep-alive, new connections, iperf3, latency, memory, h2c), the
 //! minimal relay is there too (issue #17): the relay limit, which cannot do CONNECT or SOCKS5.
 
-use super::{Group, Row, Scenario, ScenarioKind, Section, Tool};
 use crate::contenders::{Capture, HaproxyMode, ServerSpec, SidecarMode, Upstream};
+use crate::results::{Group, Row, Scenario, ScenarioKind, Section, Tool};
 
 /// The relay limit, in front of `upstream`.
 fn minimal_relay(upstream: Upstream) -> Row {

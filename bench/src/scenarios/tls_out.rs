@@ -12,12 +12,14 @@
 //!
 //! Each client trusts one CA only ([`crate::tls::Trust`]), so a row cannot pass on the wrong path.
 
-use super::{Bench, Figure, Group, LeafCounts, Outcome};
+use super::Bench;
+
 use crate::clients::sidecar_metrics::{self, TlsOutCounters};
 use crate::clients::tls_handshakes::{self, HandshakeRun};
 use crate::clients::{curl, Invalid};
 use crate::contenders::origin::https_target;
 use crate::contenders::ServerSpec;
+use crate::results::{Figure, Group, LeafCounts, Outcome};
 use crate::tls::Trust;
 
 /// The CA a row's client trusts: the origin's when it talks to the origin's TLS (direct, relayed), the

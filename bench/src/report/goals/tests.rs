@@ -2,7 +2,7 @@ use rstest::rstest;
 
 use super::*;
 use crate::clients::Invalid;
-use crate::scenarios::Outcome;
+use crate::results::Outcome;
 
 fn rate(per_sec: f64) -> Outcome {
     Ok(Figure::RequestRate { per_sec })

@@ -18,6 +18,10 @@ use testcontainers::{ContainerAsync, ContainerRequest, GenericImage, ImageExt};
 use crate::pki;
 use crate::upstream::READY_LINE;
 
+/// Running a cell's client in a pod and judging the exchange, on top of the containers below.
+mod run;
+pub use run::{container, exchange, run_in_pod, test_pki, upstream_args};
+
 /// Label on every container of the suite, so leftovers of a killed run can be found
 /// (`docker ps -a --filter label=sidecar-conformance`); its value names the cell.
 pub const LABEL: &str = "sidecar-conformance";

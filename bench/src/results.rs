@@ -1,0 +1,279 @@
+//! What a run produces, as the report shows it: the scenarios, their sections and rows, and the figure
+//! each round gives a row. It lives below the code that measures, so the statistics, the targets and the
+//! report read results without importing the measurements.
+
+use std::fmt;
+
+use crate::clients::Invalid;
+use crate::contenders::{Capture, ServerSpec};
+use crate::route::Route;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScenarioKind {
+    KeepAlive,
+    NewConnection,
+    Bulk,
+    Latency,
+    Memory,
+    /// HTTPS through CONNECT with tls-out off and on (issue #10; 6 is capture on/off, which has no
+    /// section of its own).
+    TlsOut,
+    /// HTTP/2 cleartext with prior knowledge through a tcp relay (issue #17).
+    H2c,
+}
+
+impl ScenarioKind {
+    /// The issue's number for the scenario.
+    pub fn number(self) -> u8 {
+        match self {
+            ScenarioKind::KeepAlive => 1,
+            ScenarioKind::NewConnection => 2,
+            ScenarioKind::Bulk => 3,
+            ScenarioKind::Latency => 4,
+            ScenarioKind::Memory => 5,
+            ScenarioKind::TlsOut => 7,
+            ScenarioKind::H2c => 8,
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            ScenarioKind::KeepAlive => "Small responses over keep-alive connections",
+            ScenarioKind::NewConnection => "Small responses, a new connection per request",
+            ScenarioKind::Bulk => "Bulk throughput",
+            ScenarioKind::Latency => "Latency at a fixed request rate",
+            ScenarioKind::Memory => "Memory: idle, and with idle connections held open",
+            ScenarioKind::TlsOut => "HTTPS through CONNECT, relayed and intercepted (tls-out)",
+            ScenarioKind::H2c => "HTTP/2 cleartext (h2c) through a tcp relay",
+        }
+    }
+}
+
+/// The path a row's traffic takes (and so what its figure is compared with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Group {
+    Direct,
+    ReverseTcp,
+    ReverseHttp,
+    AbsoluteForm,
+    Connect,
+    Socks5,
+    /// HTTPS through CONNECT, the TLS relayed as opaque bytes (tls-out off).
+    ConnectTlsRelayed,
+    /// HTTPS through CONNECT, the TLS terminated by the proxy and opened anew to the origin (tls-out).
+    ConnectTlsIntercepted,
+}
+
+impl Group {
+    pub fn route(self, port: u16) -> Route {
+        match self {
+            Group::Direct => Route::Direct,
+            Group::ReverseTcp | Group::ReverseHttp => Route::Reverse { port },
+            Group::AbsoluteForm => Route::AbsoluteForm { proxy_port: port },
+            Group::Connect | Group::ConnectTlsRelayed | Group::ConnectTlsIntercepted => {
+                Route::Connect { proxy_port: port }
+            }
+            Group::Socks5 => Route::Socks5 { proxy_port: port },
+        }
+    }
+}
+
+impl fmt::Display for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Group::Direct => "direct",
+            Group::ReverseTcp => "reverse tcp",
+            Group::ReverseHttp => "reverse http",
+            Group::AbsoluteForm => "forward, absolute-form",
+            Group::Connect => "forward, CONNECT",
+            Group::Socks5 => "forward, SOCKS5",
+            Group::ConnectTlsRelayed => "forward, CONNECT, TLS relayed (tls-out off)",
+            Group::ConnectTlsIntercepted => "forward, CONNECT, TLS intercepted (tls-out on)",
+        })
+    }
+}
+
+/// The load generator of a section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    /// wrk as fast as it goes.
+    Wrk {
+        connection_close: bool,
+    },
+    /// wrk with a pause before each request: a fixed rate below saturation.
+    PacedWrk,
+    Iperf3,
+    Download,
+    /// A fresh server, its RSS idle, then with idle connections held open.
+    IdleConnections,
+    /// The harness's TLS load generator: a new connection, full handshake and one GET per request.
+    TlsHandshakes,
+    /// curl downloading the large file over HTTPS.
+    TlsDownload,
+    /// h2load: HTTP/2 with prior knowledge, several streams per connection.
+    H2load,
+}
+
+/// One round's figure for one row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Figure {
+    RequestRate {
+        per_sec: f64,
+    },
+    Bandwidth {
+        bits_per_sec: f64,
+    },
+    Latency {
+        p50_ms: f64,
+        p99_ms: f64,
+        p999_ms: f64,
+        per_sec: f64,
+    },
+    /// RSS summed over the server's processes, idle and with `connections` held open; the PSS sum
+    /// and the process count with them held (see [`crate::rss`]).
+    Memory {
+        idle_kib: u64,
+        loaded_kib: u64,
+        loaded_pss_kib: u64,
+        processes: u32,
+        connections: u32,
+    },
+    /// Requests per second, each on a new TLS connection; for an intercepting proxy, the leaf
+    /// certificates it showed meanwhile.
+    Handshakes {
+        per_sec: f64,
+        leaves: Option<LeafCounts>,
+    },
+}
+
+/// tls-out's leaf certificates, from the sidecar's counters: minted and served from its cache during
+/// the measurement, and minted since the sidecar started (its readiness check minted the first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeafCounts {
+    pub minted: u64,
+    pub cached: u64,
+    pub minted_since_start: u64,
+}
+
+impl Figure {
+    /// This figure relative to the direct path's of the same round: throughput as a fraction of
+    /// direct (higher is better), latency as p99 over direct p99 (lower is better). Memory has none.
+    pub fn ratio_to(&self, direct: &Figure) -> Option<f64> {
+        let ratio = match (self, direct) {
+            (Figure::RequestRate { per_sec: ours }, Figure::RequestRate { per_sec: base })
+            | (
+                Figure::Handshakes { per_sec: ours, .. },
+                Figure::Handshakes { per_sec: base, .. },
+            ) => ours / base,
+            (
+                Figure::Bandwidth { bits_per_sec: ours },
+                Figure::Bandwidth { bits_per_sec: base },
+            ) => ours / base,
+            (Figure::Latency { p99_ms: ours, .. }, Figure::Latency { p99_ms: base, .. }) => {
+                ours / base
+            }
+            _ => return None,
+        };
+        ratio.is_finite().then_some(ratio)
+    }
+}
+
+/// A round's result: a figure, or why the run gave none.
+pub type Outcome = Result<Figure, Invalid>;
+
+/// A contender on a path, and its outcome in each round so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub group: Group,
+    /// `None` for the direct row.
+    pub server: Option<ServerSpec>,
+    pub outcomes: Vec<Outcome>,
+}
+
+impl Row {
+    pub fn direct() -> Row {
+        Row::new(Group::Direct, None)
+    }
+
+    pub fn through(group: Group, server: ServerSpec) -> Row {
+        Row::new(group, Some(server))
+    }
+
+    fn new(group: Group, server: Option<ServerSpec>) -> Row {
+        Row {
+            group,
+            server,
+            outcomes: Vec::new(),
+        }
+    }
+
+    pub fn contender(&self) -> &'static str {
+        self.server.map_or("direct", |spec| spec.contender())
+    }
+
+    pub fn capture(&self) -> Option<Capture> {
+        self.server.and_then(|spec| spec.capture())
+    }
+
+    pub fn is_ours(&self) -> bool {
+        self.capture().is_some()
+    }
+
+    /// `contender (capture on)` etc., as the report and the progress lines name it.
+    pub fn label(&self) -> String {
+        match self.capture() {
+            Some(capture) => format!("{}, {capture}", self.contender()),
+            None => self.contender().to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Section {
+    pub title: &'static str,
+    pub tool: Tool,
+    /// When the first row is [`Row::direct`], it is the baseline of the others.
+    pub rows: Vec<Row>,
+}
+
+impl Section {
+    pub fn baseline(&self) -> Option<&Row> {
+        self.rows.first().filter(|row| row.server.is_none())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    pub kind: ScenarioKind,
+    pub sections: Vec<Section>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(Figure::RequestRate { per_sec: 50.0 }, Figure::RequestRate { per_sec: 100.0 }, Some(0.5))]
+    #[case(Figure::Bandwidth { bits_per_sec: 3.0 }, Figure::Bandwidth { bits_per_sec: 4.0 }, Some(0.75))]
+    #[case(
+        Figure::Latency { p50_ms: 1.0, p99_ms: 3.0, p999_ms: 9.0, per_sec: 1.0 },
+        Figure::Latency { p50_ms: 1.0, p99_ms: 1.5, p999_ms: 2.0, per_sec: 1.0 },
+        Some(2.0)
+    )]
+    #[case(Figure::RequestRate { per_sec: 5.0 }, Figure::RequestRate { per_sec: 0.0 }, None)]
+    #[case(Figure::RequestRate { per_sec: 5.0 }, Figure::Bandwidth { bits_per_sec: 1.0 }, None)]
+    #[case(
+        Figure::Handshakes { per_sec: 300.0, leaves: Some(LeafCounts { minted: 0, cached: 300, minted_since_start: 1 }) },
+        Figure::Handshakes { per_sec: 1200.0, leaves: None },
+        Some(0.25)
+    )]
+    #[case(Figure::Handshakes { per_sec: 5.0, leaves: None }, Figure::RequestRate { per_sec: 5.0 }, None)]
+    fn ratios_compare_like_with_like(
+        #[case] figure: Figure,
+        #[case] direct: Figure,
+        #[case] expected: Option<f64>,
+    ) {
+        assert_eq!(figure.ratio_to(&direct), expected);
+    }
+}

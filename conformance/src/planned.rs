@@ -1,0 +1,130 @@
+//! What a cell's client is told to do and what it reports back: the requests it makes (and the names and
+//! ports they go to), and its one result line per request. The pod runner and the capture checks both
+//! read these, so they live below both.
+
+use serde::Deserialize;
+
+use crate::clients::{Client, Side, Speaks};
+use crate::modes::Mode;
+use crate::upstream::echo_body;
+
+/// The upstream's name in outbound cells: only the sidecar's container can resolve it, so a client that
+/// bypassed the proxy fails instead of passing unseen.
+pub const UPSTREAM_HOST: &str = "upstream.conformance.test";
+/// The name a SOCKS caller asks a reverse sidecar for; nobody resolves it (the sidecar delivers to the app).
+pub const APP_HOST: &str = "app.conformance.test";
+pub const UPSTREAM_HTTP_PORT: u16 = 9080;
+pub const UPSTREAM_HTTPS_PORT: u16 = 9443;
+
+/// One request the client is told to make, and what the upstream must answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedRequest {
+    pub method: &'static str,
+    pub url: String,
+    pub body: Option<String>,
+    /// `http` or `https`: which upstream listener must answer.
+    pub scheme: &'static str,
+    pub path: String,
+}
+
+impl PlannedRequest {
+    /// The URL's authority: the `Host` the upstream must receive, whatever path the request took.
+    pub(crate) fn authority(&self) -> &str {
+        let rest = self
+            .url
+            .split_once("://")
+            .map_or(self.url.as_str(), |(_, rest)| rest);
+        rest.split('/').next().unwrap_or(rest)
+    }
+
+    pub(crate) fn expected_body(&self) -> String {
+        echo_body(
+            self.scheme,
+            self.method,
+            &self.path,
+            self.body.as_deref().unwrap_or(""),
+        )
+    }
+}
+
+/// The requests of a cell: a GET and a POST with a body, and an HTTPS GET where the row makes one.
+pub fn planned_requests(client: &Client, mode: &Mode, sidecar_port: u16) -> Vec<PlannedRequest> {
+    let cell = format!("{}__{}", client.id, mode.id);
+    let (http_authority, https_authority) = match (client.side, client.speaks) {
+        (Side::Outbound, _) => (
+            format!("{UPSTREAM_HOST}:{UPSTREAM_HTTP_PORT}"),
+            Some(format!("{UPSTREAM_HOST}:{UPSTREAM_HTTPS_PORT}")),
+        ),
+        (Side::Inbound, Speaks::Socks) => (APP_HOST.to_owned(), None),
+        (Side::Inbound, _) => (format!("127.0.0.1:{sidecar_port}"), None),
+    };
+    let get_path = format!("/conformance/get?cell={cell}");
+    let post_path = "/conformance/post".to_owned();
+    let mut requests = vec![
+        PlannedRequest {
+            method: "GET",
+            url: format!("http://{http_authority}{get_path}"),
+            body: None,
+            scheme: "http",
+            path: get_path,
+        },
+        PlannedRequest {
+            method: "POST",
+            url: format!("http://{http_authority}{post_path}"),
+            body: Some(format!("hello from {} through {}", client.id, mode.id)),
+            scheme: "http",
+            path: post_path,
+        },
+    ];
+    if let (true, Some(authority)) = (client.https, https_authority) {
+        let path = format!("/conformance/tls?cell={cell}");
+        requests.push(PlannedRequest {
+            method: "GET",
+            url: format!("https://{authority}{path}"),
+            body: None,
+            scheme: "https",
+            path,
+        });
+    }
+    requests
+}
+
+/// One line of a client's output (see conformance/clients/README.md).
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct ClientLine {
+    pub status: Option<u16>,
+    pub body: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The client's result lines, in request order: each parsed, or why it could not be.
+pub(crate) fn client_lines(stdout: &str) -> Vec<Result<ClientLine, String>> {
+    stdout
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| {
+            serde_json::from_str(line)
+                .map_err(|e| format!("unreadable client output ({e}): {line}"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{clients, modes};
+
+    #[test]
+    fn outbound_cells_name_the_upstream_only_the_sidecar_resolves() {
+        let requests = planned_requests(&clients::GO_ENV_HTTP, &modes::FORWARD_HTTP, 4140);
+        let urls: Vec<_> = requests.iter().map(|r| r.url.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "http://upstream.conformance.test:9080/conformance/get?cell=go_env_http__forward_http",
+                "http://upstream.conformance.test:9080/conformance/post",
+                "https://upstream.conformance.test:9443/conformance/tls?cell=go_env_http__forward_http",
+            ]
+        );
+    }
+}
