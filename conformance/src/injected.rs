@@ -69,8 +69,8 @@ pub fn injected_in_process(pod: &Pod, options: &SidecarOptions) -> anyhow::Resul
     Ok(serde_json::from_value(value)?)
 }
 
-/// The pod after injection by the injector's own image: `sidecar-injector inject` run in its container on
-/// the workload, as a user runs it before `kubectl apply`. It makes the webhook's decision (both call the
+/// The pod after injection by the injector's own image: `sidecar-injector inject --native-sidecar false`
+/// run in its container on the workload, as a user runs it before `kubectl apply`. It makes the webhook's decision (both call the
 /// same admission code, which the injector's golden and TLS tests cover), so this proves the image too.
 pub async fn injected_by_image(pod: &Pod, dir: &Path, images: &Images) -> anyhow::Result<Pod> {
     let workload = dir.join("workload.yaml");
@@ -84,6 +84,10 @@ pub async fn injected_by_image(pod: &Pod, dir: &Path, images: &Images) -> anyhow
             "/workload/workload.yaml".into(),
             "--sidecar-image".into(),
             images.sidecar.clone(),
+            // The pods here are run by Docker, not a kubelet: containers start together, so the classic
+            // layout (the sidecar among the containers) is the one this harness can run as written.
+            "--native-sidecar".into(),
+            "false".into(),
         ],
         &[(&workload, "/workload/workload.yaml")],
     )

@@ -14,8 +14,6 @@ use std::path::{Path, PathBuf};
 
 use tracing::error;
 
-use super::sink::Rotation;
-
 /// The mode a capture file is created with: records hold headers and bodies (tokens, personal data), so
 /// only the sidecar's own user may read them, whatever the umask. The umask can only remove bits from
 /// this, never add any. A file that already exists keeps the mode it has.
@@ -23,6 +21,14 @@ pub(crate) const CAPTURE_FILE_MODE: u32 = 0o600;
 
 /// Bytes gathered before a batch is written even if more records are waiting.
 const BATCH: usize = 64 * 1024;
+
+/// Size-based rotation: when the file reaches `max_bytes` it becomes `PATH.1` (older files shift to
+/// `PATH.2` ... `PATH.<keep>`, the oldest is removed) and a new file is started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    pub max_bytes: u64,
+    pub keep: usize,
+}
 
 pub(crate) struct JsonlFile {
     path: PathBuf,

@@ -17,10 +17,11 @@ use std::sync::Arc;
 
 pub use body_tap::BodyTap;
 pub use http::{CapturingBody, HttpCapture};
+pub use jsonl_file::Rotation;
 pub(crate) use record::next_record_id;
 pub use record::{Origin, Route};
 pub use settings::{CaptureSettings, DEFAULT_BODY_LIMIT, DEFAULT_REDACTED, REDACTED};
-pub use sink::{BuildRecord, CaptureSink, CaptureWriter, Destination, Rotation, SinkOptions};
+pub use sink::{BuildRecord, CaptureSink, CaptureWriter, Destination, SinkOptions};
 pub use stream::{StreamCapture, StreamEnd, StreamTap, TappedIo};
 
 /// What capture keeps for a connection: where its records go, and what they keep.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
-use super::jsonl_file::JsonlFile;
+use super::jsonl_file::{JsonlFile, Rotation};
 use super::record::{Detail, Record};
 use crate::metrics::{Metrics, RecordLabels};
 
@@ -41,14 +41,6 @@ impl Destination {
             path => Destination::File(PathBuf::from(path)),
         }
     }
-}
-
-/// Size-based rotation: when the file reaches `max_bytes` it becomes `PATH.1` (older files shift to
-/// `PATH.2` ... `PATH.<keep>`, the oldest is removed) and a new file is started.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rotation {
-    pub max_bytes: u64,
-    pub keep: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
