@@ -1,0 +1,168 @@
+//! Following a capture file as the sidecar appends to it, across rotation: when the file is renamed away
+//! (`PATH` becomes `PATH.1`) and a new one is created under the same name, what the old file gained is
+//! read to its end, then the new file is read from its start. A file cut back to empty (`truncate`) is
+//! read again from its start.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// What following the file brought.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Followed {
+    /// A whole line, newline included.
+    Line(Vec<u8>),
+    /// The file was replaced (rotated); lines from now on are the new file's, numbered from 1. `torn`
+    /// holds what the old file ended with after its last newline, if anything: a line never finished.
+    Reopened { torn: Option<Vec<u8>> },
+    /// The file was cut shorter than what had been read; it is read again from its start.
+    Truncated,
+}
+
+/// An open capture file being followed, and the name it was opened by.
+pub struct FollowedFile {
+    path: PathBuf,
+    file: File,
+    identity: (u64, u64),
+    position: u64,
+    /// Bytes after the last newline read: a line still being written.
+    partial: Vec<u8>,
+    /// Set when following started in the middle of a line: its rest is dropped, not taken for a line.
+    skip_to_newline: bool,
+}
+
+impl FollowedFile {
+    /// Opens `path` to follow it from its end (`from_start`: from its first byte). Returns the number of
+    /// whole lines that come before the position, so lines can be named by their number in the file.
+    pub fn open(path: &Path, from_start: bool) -> io::Result<(FollowedFile, usize)> {
+        let mut file = File::open(path)?;
+        let metadata = file.metadata()?;
+        let mut lines_before = 0;
+        let mut position = 0;
+        let mut skip_to_newline = false;
+        if !from_start {
+            let mut buffer = vec![0; 64 * 1024];
+            let mut last = b'\n';
+            loop {
+                let read = file.read(&mut buffer)?;
+                if read == 0 {
+                    break;
+                }
+                lines_before += buffer[..read].iter().filter(|&&b| b == b'\n').count();
+                last = buffer[read - 1];
+                position += read as u64;
+            }
+            skip_to_newline = last != b'\n';
+        }
+        Ok((
+            FollowedFile {
+                path: path.to_owned(),
+                file,
+                identity: (metadata.dev(), metadata.ino()),
+                position,
+                partial: Vec::new(),
+                skip_to_newline,
+            },
+            lines_before,
+        ))
+    }
+
+    /// What the file gained since the last call, whole lines only; empty when nothing changed.
+    pub fn poll(&mut self) -> io::Result<Vec<Followed>> {
+        let mut followed = self.read_lines()?;
+        if !followed.is_empty() {
+            return Ok(followed);
+        }
+        let now = match std::fs::metadata(&self.path) {
+            Ok(metadata) => metadata,
+            // Between the rename and the new file's creation: keep reading the old one.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(followed),
+            Err(e) => return Err(e),
+        };
+        if (now.dev(), now.ino()) != self.identity {
+            // Rotated: what the writer put in the old file before it moved on comes first.
+            followed.extend(self.read_lines()?);
+            let torn = (!self.partial.is_empty()).then(|| std::mem::take(&mut self.partial));
+            self.file = File::open(&self.path)?;
+            let metadata = self.file.metadata()?;
+            self.identity = (metadata.dev(), metadata.ino());
+            self.position = 0;
+            self.skip_to_newline = false;
+            followed.push(Followed::Reopened { torn });
+            followed.extend(self.read_lines()?);
+        } else if now.len() < self.position {
+            self.file.seek(SeekFrom::Start(0))?;
+            self.position = 0;
+            self.partial.clear();
+            self.skip_to_newline = false;
+            followed.push(Followed::Truncated);
+            followed.extend(self.read_lines()?);
+        }
+        Ok(followed)
+    }
+
+    fn read_lines(&mut self) -> io::Result<Vec<Followed>> {
+        let mut bytes = Vec::new();
+        let read = (&self.file).read_to_end(&mut bytes)?;
+        self.position += read as u64;
+        let mut lines = Vec::new();
+        for piece in bytes.split_inclusive(|&b| b == b'\n') {
+            self.partial.extend_from_slice(piece);
+            if self.partial.ends_with(b"\n") {
+                let line = std::mem::take(&mut self.partial);
+                if std::mem::take(&mut self.skip_to_newline) {
+                    continue;
+                }
+                lines.push(Followed::Line(line));
+            }
+        }
+        Ok(lines)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_appended_in_pieces_and_across_a_rename() {
+        let dir = std::env::temp_dir().join(format!("sidecar-follow-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.jsonl");
+        std::fs::write(&path, "old\nhalf").unwrap();
+        let (mut followed, before) = FollowedFile::open(&path, false).unwrap();
+        assert_eq!(before, 1);
+        let append = |path: &Path, text: &str| {
+            use std::io::Write;
+            let mut file = std::fs::OpenOptions::new().append(true).create(true).open(path).unwrap();
+            file.write_all(text.as_bytes()).unwrap();
+        };
+        append(&path, " done\none\ntw");
+        assert_eq!(followed.poll().unwrap(), [Followed::Line(b"one\n".to_vec())]);
+        append(&path, "o\n");
+        assert_eq!(followed.poll().unwrap(), [Followed::Line(b"two\n".to_vec())]);
+        assert_eq!(followed.poll().unwrap(), []);
+
+        std::fs::rename(&path, dir.join("c.jsonl.1")).unwrap();
+        append(&dir.join("c.jsonl.1"), "three\ntorn");
+        assert_eq!(followed.poll().unwrap(), [Followed::Line(b"three\n".to_vec())]);
+        append(&path, "four\n");
+        assert_eq!(
+            followed.poll().unwrap(),
+            [
+                Followed::Reopened { torn: Some(b"torn".to_vec()) },
+                Followed::Line(b"four\n".to_vec())
+            ]
+        );
+
+        std::fs::write(&path, "").unwrap();
+        append(&path, "x\n");
+        assert_eq!(
+            followed.poll().unwrap(),
+            [Followed::Truncated, Followed::Line(b"x\n".to_vec())]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
