@@ -512,8 +512,7 @@ impl ExportArgs {
             UnreadableLines::Skip
         };
         let mut skipped = skipped_lines::SkippedLineReporter::default();
-        let mut on_skipped =
-            |error: &crate::capture::har::ExportError| skipped.report(error);
+        let mut on_skipped = |error: &crate::capture::har::ExportError| skipped.report(error);
         let exported = crate::capture::har::export_files(
             &self.inputs,
             self.output.as_deref(),

@@ -83,10 +83,16 @@ pub fn read_capture<R: BufRead>(
     on_skipped: &mut dyn FnMut(&ExportError),
 ) -> Result<ReadRecords, ExportError> {
     let mut records = Vec::new();
-    let skipped_lines = visit_capture(reader, source_name, unreadable, on_skipped, &mut |record, _| {
-        records.push(record);
-        ControlFlow::Continue(())
-    })?;
+    let skipped_lines = visit_capture(
+        reader,
+        source_name,
+        unreadable,
+        on_skipped,
+        &mut |record, _| {
+            records.push(record);
+            ControlFlow::Continue(())
+        },
+    )?;
     Ok(ReadRecords {
         records,
         skipped_lines,

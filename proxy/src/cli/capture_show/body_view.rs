@@ -67,7 +67,9 @@ pub fn decoded_body(body: &Body, headers: &[(String, String)]) -> DecodedBody {
                 Decoded::Whole(plain) => bytes = plain,
                 Decoded::Partial(plain) => {
                     note = Some(if body.truncated {
-                        format!("{coding} body cut short by the capture limit: showing what decodes")
+                        format!(
+                            "{coding} body cut short by the capture limit: showing what decodes"
+                        )
                     } else {
                         format!("{coding} body does not decode to the end: showing what decodes")
                     });
@@ -232,18 +234,30 @@ mod tests {
         gz.write_all(br#"{"ok":true}"#).unwrap();
         let shown = decoded_body(
             &body(&gz.finish().unwrap()),
-            &headers(&[("content-encoding", "gzip"), ("content-type", "application/json")]),
+            &headers(&[
+                ("content-encoding", "gzip"),
+                ("content-type", "application/json"),
+            ]),
         );
         assert_eq!(shown.decoded_from, ["gzip"]);
-        assert_eq!(shown.content, BodyContent::Json("{\n  \"ok\": true\n}".into()));
+        assert_eq!(
+            shown.content,
+            BodyContent::Json("{\n  \"ok\": true\n}".into())
+        );
         assert_eq!(shown.note, None);
     }
 
     #[test]
     fn an_unknown_coding_is_named_and_left_alone() {
-        let shown = decoded_body(&body(b"\x28\xb5\x2f\xfd"), &headers(&[("content-encoding", "zstd")]));
+        let shown = decoded_body(
+            &body(b"\x28\xb5\x2f\xfd"),
+            &headers(&[("content-encoding", "zstd")]),
+        );
         assert!(shown.note.unwrap().contains("zstd"));
-        assert_eq!(shown.content, BodyContent::Binary(b"\x28\xb5\x2f\xfd".to_vec()));
+        assert_eq!(
+            shown.content,
+            BodyContent::Binary(b"\x28\xb5\x2f\xfd".to_vec())
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Following a capture file as the sidecar appends to it, across rotation: when the file is renamed away
 //! (`PATH` becomes `PATH.1`) and a new one is created under the same name, what the old file gained is
-//! read to its end, then the new file is read from its start. A file cut back to empty (`truncate`) is
-//! read again from its start.
+//! read to its end, then the new file is read from its start. If the sidecar rotated more than once
+//! between two looks (a small `--capture-rotate-size`), the old file is now `PATH.k`, and the files
+//! rotated after it (`PATH.(k-1)` ... `PATH.1`) are read whole, oldest first, before `PATH`. A file cut
+//! back to empty (`truncate`) is read again from its start.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -13,9 +15,13 @@ use std::path::{Path, PathBuf};
 pub enum Followed {
     /// A whole line, newline included.
     Line(Vec<u8>),
-    /// The file was replaced (rotated); lines from now on are the new file's, numbered from 1. `torn`
-    /// holds what the old file ended with after its last newline, if anything: a line never finished.
-    Reopened { torn: Option<Vec<u8>> },
+    /// The file was replaced (rotated); lines from now on are those of `path` (the followed name, or a
+    /// rotated file read on the way to it), numbered from 1. `torn` holds what the previous file ended
+    /// with after its last newline, if anything: a line never finished.
+    Reopened {
+        path: PathBuf,
+        torn: Option<Vec<u8>>,
+    },
     /// The file was cut shorter than what had been read; it is read again from its start.
     Truncated,
 }
@@ -81,16 +87,17 @@ impl FollowedFile {
             Err(e) => return Err(e),
         };
         if (now.dev(), now.ino()) != self.identity {
-            // Rotated: what the writer put in the old file before it moved on comes first.
+            // Rotated: what the writer put in the old file before it moved on comes first, then the
+            // files rotated after it, then the new one.
             followed.extend(self.read_lines()?);
-            let torn = (!self.partial.is_empty()).then(|| std::mem::take(&mut self.partial));
-            self.file = File::open(&self.path)?;
-            let metadata = self.file.metadata()?;
-            self.identity = (metadata.dev(), metadata.ino());
-            self.position = 0;
-            self.skip_to_newline = false;
-            followed.push(Followed::Reopened { torn });
-            followed.extend(self.read_lines()?);
+            for path in self.rotated_since() {
+                // Gone already (rotated out of the kept ones): nothing left to read there.
+                if let Ok(file) = File::open(&path) {
+                    followed.extend(self.switch_to(file, path)?);
+                }
+            }
+            let file = File::open(&self.path)?;
+            followed.extend(self.switch_to(file, self.path.clone())?);
         } else if now.len() < self.position {
             self.file.seek(SeekFrom::Start(0))?;
             self.position = 0;
@@ -100,6 +107,39 @@ impl FollowedFile {
             followed.extend(self.read_lines()?);
         }
         Ok(followed)
+    }
+
+    /// Reads `file` (opened by `path`) from its start from now on.
+    fn switch_to(&mut self, file: File, path: PathBuf) -> io::Result<Vec<Followed>> {
+        let torn = (!self.partial.is_empty()).then(|| std::mem::take(&mut self.partial));
+        let metadata = file.metadata()?;
+        self.file = file;
+        self.identity = (metadata.dev(), metadata.ino());
+        self.position = 0;
+        self.skip_to_newline = false;
+        let mut followed = vec![Followed::Reopened { path, torn }];
+        followed.extend(self.read_lines()?);
+        Ok(followed)
+    }
+
+    /// The rotated files newer than the one being read, oldest first: if it is now `PATH.k`, then
+    /// `PATH.(k-1)` ... `PATH.1`. Empty when it is `PATH.1` or was not found among them.
+    fn rotated_since(&self) -> Vec<PathBuf> {
+        let numbered = |n: usize| {
+            let mut name = self.path.as_os_str().to_owned();
+            name.push(format!(".{n}"));
+            PathBuf::from(name)
+        };
+        for k in 1.. {
+            match std::fs::metadata(numbered(k)) {
+                Ok(metadata) if (metadata.dev(), metadata.ino()) == self.identity => {
+                    return (1..k).rev().map(numbered).collect();
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        Vec::new()
     }
 
     fn read_lines(&mut self) -> io::Result<Vec<Followed>> {
@@ -136,23 +176,39 @@ mod tests {
         assert_eq!(before, 1);
         let append = |path: &Path, text: &str| {
             use std::io::Write;
-            let mut file = std::fs::OpenOptions::new().append(true).create(true).open(path).unwrap();
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)
+                .unwrap();
             file.write_all(text.as_bytes()).unwrap();
         };
         append(&path, " done\none\ntw");
-        assert_eq!(followed.poll().unwrap(), [Followed::Line(b"one\n".to_vec())]);
+        assert_eq!(
+            followed.poll().unwrap(),
+            [Followed::Line(b"one\n".to_vec())]
+        );
         append(&path, "o\n");
-        assert_eq!(followed.poll().unwrap(), [Followed::Line(b"two\n".to_vec())]);
+        assert_eq!(
+            followed.poll().unwrap(),
+            [Followed::Line(b"two\n".to_vec())]
+        );
         assert_eq!(followed.poll().unwrap(), []);
 
         std::fs::rename(&path, dir.join("c.jsonl.1")).unwrap();
         append(&dir.join("c.jsonl.1"), "three\ntorn");
-        assert_eq!(followed.poll().unwrap(), [Followed::Line(b"three\n".to_vec())]);
+        assert_eq!(
+            followed.poll().unwrap(),
+            [Followed::Line(b"three\n".to_vec())]
+        );
         append(&path, "four\n");
         assert_eq!(
             followed.poll().unwrap(),
             [
-                Followed::Reopened { torn: Some(b"torn".to_vec()) },
+                Followed::Reopened {
+                    path: path.clone(),
+                    torn: Some(b"torn".to_vec())
+                },
                 Followed::Line(b"four\n".to_vec())
             ]
         );

@@ -42,7 +42,9 @@ fn status_style(status: u16) -> Style {
         400..=499 => AnsiColor::Yellow,
         _ => AnsiColor::Red,
     };
-    Style::new().bold().fg_color(Some(anstyle::Color::Ansi(colour)))
+    Style::new()
+        .bold()
+        .fg_color(Some(anstyle::Color::Ansi(colour)))
 }
 
 /// The record as a block of lines, ending with a blank line.
@@ -61,10 +63,9 @@ pub fn record_block(record: &Record, colours: Colours) -> String {
 fn http_block(out: &mut String, record: &Record, exchange: &HttpExchange, colours: Colours) {
     let request = &exchange.request;
     let status = match &exchange.response {
-        Some(response) => colours.paint(
-            status_style(response.status),
-            status_line(response.status),
-        ),
+        Some(response) => {
+            colours.paint(status_style(response.status), status_line(response.status))
+        }
         None => colours.paint(ERROR, "no response"),
     };
     let heading = format!(
@@ -100,10 +101,18 @@ fn http_block(out: &mut String, record: &Record, exchange: &HttpExchange, colour
         )
     );
     if let Some(error) = &exchange.error {
-        let _ = writeln!(out, "  {}", colours.paint(ERROR, format!("error: {}", Escaped(error))));
+        let _ = writeln!(
+            out,
+            "  {}",
+            colours.paint(ERROR, format!("error: {}", Escaped(error)))
+        );
     }
     if let Some(upgraded) = &exchange.upgraded {
-        let _ = writeln!(out, "  upgraded to {} (the bytes after it are not recorded)", Escaped(upgraded));
+        let _ = writeln!(
+            out,
+            "  upgraded to {} (the bytes after it are not recorded)",
+            Escaped(upgraded)
+        );
     }
     let _ = writeln!(
         out,
@@ -146,10 +155,10 @@ fn stream_block(out: &mut String, record: &Record, stream: &StreamSummary, colou
         record.id,
         Escaped(&record.target),
         Escaped(&stream.protocol_seen),
-        stream
-            .sni
-            .as_ref()
-            .map_or(String::new(), |sni| format!(", server name {}", Escaped(sni)))
+        stream.sni.as_ref().map_or(String::new(), |sni| format!(
+            ", server name {}",
+            Escaped(sni)
+        ))
     );
     let _ = writeln!(
         out,
@@ -175,7 +184,11 @@ fn stream_block(out: &mut String, record: &Record, stream: &StreamSummary, colou
         )
     );
     if let Some(error) = &stream.error {
-        let _ = writeln!(out, "  {}", colours.paint(ERROR, format!("error: {}", Escaped(error))));
+        let _ = writeln!(
+            out,
+            "  {}",
+            colours.paint(ERROR, format!("error: {}", Escaped(error)))
+        );
     }
     if let Some(payload) = &stream.payload {
         let _ = writeln!(out, "  {}", colours.paint(REQUEST, "> client -> target"));
@@ -185,12 +198,21 @@ fn stream_block(out: &mut String, record: &Record, stream: &StreamSummary, colou
     }
 }
 
-fn fields(out: &mut String, marker: &str, fields: &[(String, String)], style: Style, colours: Colours) {
+fn fields(
+    out: &mut String,
+    marker: &str,
+    fields: &[(String, String)],
+    style: Style,
+    colours: Colours,
+) {
     for (name, value) in fields {
         let _ = writeln!(
             out,
             "  {}",
-            colours.paint(style, format!("{marker}{}: {}", Escaped(name), Escaped(value)))
+            colours.paint(
+                style,
+                format!("{marker}{}: {}", Escaped(name), Escaped(value))
+            )
         );
     }
 }
@@ -229,7 +251,11 @@ fn body_lines(out: &mut String, body: &Body, headers: &[(String, String)], colou
         let _ = writeln!(out, "    {line}");
     }
     if !notes.is_empty() {
-        let _ = writeln!(out, "    {}", colours.paint(DIM, format!("[{}]", notes.join("; "))));
+        let _ = writeln!(
+            out,
+            "    {}",
+            colours.paint(DIM, format!("[{}]", notes.join("; ")))
+        );
     }
     out.push('\n');
 }

@@ -27,7 +27,7 @@ use crate::capture::record::Record;
 
 use super::skipped_lines::SkippedLineReporter;
 use filter::{RecordFilter, StatusFilter};
-use follow::{FollowedFile, Followed};
+use follow::{Followed, FollowedFile};
 use format::{record_block, Colours};
 
 /// How often `capture tail` looks for new lines.
@@ -238,7 +238,11 @@ impl TailArgs {
             CaptureLines::new(&source_name, UnreadableLines::Skip).after_lines(lines_before);
         eprintln!(
             "sidecar-proxy: following {source_name} from {} (across rotation); Ctrl-C stops",
-            if self.from_start { "its start" } else { "its end" }
+            if self.from_start {
+                "its start"
+            } else {
+                "its end"
+            }
         );
         loop {
             let gained = match followed.poll() {
@@ -255,17 +259,26 @@ impl TailArgs {
             for event in gained {
                 let line = match event {
                     Followed::Line(line) => line,
-                    Followed::Reopened { torn } => {
+                    Followed::Reopened { path, torn } => {
                         if let Some(torn) = torn {
                             // The old file ended inside a line: it can only be an unreadable one.
                             let _ = lines.next_line(&torn, &mut |e| skipped.report(e));
                         }
-                        eprintln!("sidecar-proxy: {source_name} was rotated; following the new file");
-                        lines = CaptureLines::new(&source_name, UnreadableLines::Skip);
+                        let reading = path.display().to_string();
+                        if reading == source_name {
+                            eprintln!(
+                                "sidecar-proxy: {source_name} was rotated; following the new file"
+                            );
+                        } else {
+                            eprintln!("sidecar-proxy: {source_name} was rotated more than once; reading {reading} on the way");
+                        }
+                        lines = CaptureLines::new(&reading, UnreadableLines::Skip);
                         continue;
                     }
                     Followed::Truncated => {
-                        eprintln!("sidecar-proxy: {source_name} was truncated; reading it from its start");
+                        eprintln!(
+                            "sidecar-proxy: {source_name} was truncated; reading it from its start"
+                        );
                         lines = CaptureLines::new(&source_name, UnreadableLines::Skip);
                         continue;
                     }
