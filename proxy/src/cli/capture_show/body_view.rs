@@ -247,6 +247,63 @@ mod tests {
         assert_eq!(shown.note, None);
     }
 
+    /// Brotli's simplest stream, written by hand (no encoder is a dependency): one uncompressed
+    /// meta-block, then the last, empty one.
+    fn brotli_stored(data: &[u8]) -> Vec<u8> {
+        let header: u32 = ((data.len() as u32 - 1) << 4) | (1 << 20);
+        let mut stream = header.to_le_bytes()[..3].to_vec();
+        stream.extend_from_slice(data);
+        stream.push(0x03);
+        stream
+    }
+
+    #[test]
+    fn brotli_and_both_kinds_of_deflate() {
+        let shown = decoded_body(
+            &body(&brotli_stored(br#"{"br":1}"#)),
+            &headers(&[("content-encoding", "br")]),
+        );
+        assert_eq!(shown.content, BodyContent::Json("{\n  \"br\": 1\n}".into()));
+        assert_eq!(shown.note, None);
+
+        let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        zlib.write_all(b"zlib text").unwrap();
+        let mut raw =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        raw.write_all(b"raw text").unwrap();
+        for (encoded, plain) in [
+            (zlib.finish().unwrap(), "zlib text"),
+            (raw.finish().unwrap(), "raw text"),
+        ] {
+            let shown = decoded_body(
+                &body(&encoded),
+                &headers(&[("content-encoding", "deflate")]),
+            );
+            assert_eq!(shown.content, BodyContent::Text(plain.into()));
+            assert_eq!(shown.decoded_from, ["deflate"]);
+        }
+    }
+
+    #[test]
+    fn a_truncated_gzip_body_shows_what_decodes() {
+        let text = "line of text\n".repeat(200);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+        gz.write_all(text.as_bytes()).unwrap();
+        let whole = gz.finish().unwrap();
+        let mut cut = body(&whole[..whole.len() / 2]);
+        cut.size = whole.len() as u64;
+        cut.truncated = true;
+        let shown = decoded_body(&cut, &headers(&[("content-encoding", "gzip")]));
+        assert_eq!(
+            shown.note.as_deref(),
+            Some("gzip body cut short by the capture limit: showing what decodes")
+        );
+        match shown.content {
+            BodyContent::Text(shown) => assert!(text.starts_with(&shown) && shown.len() > 100),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn an_unknown_coding_is_named_and_left_alone() {
         let shown = decoded_body(
