@@ -649,3 +649,36 @@ async fn one_request(to: std::net::SocketAddr, path: &str) {
         String::from_utf8_lossy(&answer)
     );
 }
+
+/// A record the real sidecar writes carries its text body as `text` beside `base64` (so `jq` alone reads
+/// it), and a compressed body only as `base64`.
+#[tokio::test(flavor = "multi_thread")]
+async fn records_carry_text_bodies_as_text() {
+    let dir = TempDir::new("text-field");
+    let app = start_fixed_responder(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 14\r\n\r\ngr\xc3\xbc\xc3\x9fe, world",
+    )
+    .await;
+    let file = dir.0.join("capture.jsonl");
+    let mut sidecar =
+        Sidecar::reverse_http(app, &["--capture", file.to_str().unwrap()], &dir.0).await;
+    one_request(sidecar.inbound, "/hello").await;
+    sidecar.signal("TERM");
+    assert!(sidecar.exit().await.success(), "{}", sidecar.stderr());
+    let line = std::fs::read_to_string(&file).unwrap();
+    let record: Value = serde_json::from_str(line.trim_end()).unwrap();
+    let response = &record["response"]["body"];
+    assert_eq!(response["text"], "grüße, world");
+    assert_eq!(response["base64"], STANDARD.encode("grüße, world"));
+    assert_eq!(record["request"]["body"]["text"], "");
+
+    let mut gzipped = record.clone();
+    gzipped["response"]["body"] = body(&gzip(b"x"));
+    let reread = capture(&["show", "--json", file.to_str().unwrap()]);
+    assert_eq!(stdout(&reread), line, "passed through unchanged");
+    let written = serde_json::to_value(
+        serde_json::from_value::<sidecar_proxy::capture::record::Record>(gzipped).unwrap(),
+    )
+    .unwrap();
+    assert!(written["response"]["body"].get("text").is_none());
+}

@@ -353,14 +353,18 @@ mod tests {
     fn text_is_written_beside_base64_only_for_utf8() {
         let json = |body: &Body| serde_json::to_value(body).unwrap();
         assert_eq!(json(&kept("grüße\n".as_bytes(), false))["text"], "grüße\n");
-        assert!(json(&kept(b"\x1f\x8b\x08\x00", false)).get("text").is_none());
+        assert!(json(&kept(b"\x1f\x8b\x08\x00", false))
+            .get("text")
+            .is_none());
         assert!(json(&kept(b"", false)).get("text").is_some());
         // Cut inside the "ß" by the capture limit: text up to it; base64 keeps every byte.
         let cut = kept(&"grüß".as_bytes()[..5], true);
         assert_eq!(json(&cut)["text"], "grü");
         assert_eq!(json(&cut)["base64"], "Z3LDvMM=");
         // The same bytes in a body that ended there are not text.
-        assert!(json(&kept(&"grüß".as_bytes()[..5], false)).get("text").is_none());
+        assert!(json(&kept(&"grüß".as_bytes()[..5], false))
+            .get("text")
+            .is_none());
     }
 
     #[test]
