@@ -36,7 +36,8 @@ pub use clap_error::exit as exit_on_clap_error;
     about = "Traffic-capture sidecar: relays the pod's traffic as a reverse, forward or dual proxy (tcp, http, socks4/4a/5)"
 )]
 pub struct Cli {
-    /// A tool subcommand (`capture export`, `init-iptables`); without one the sidecar runs the proxy.
+    /// A tool subcommand (`capture show`, `capture export`, `init-iptables`, ...); without one the sidecar runs
+    /// the proxy.
     #[command(subcommand)]
     pub command: Option<Command>,
 
