@@ -10,6 +10,9 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+/// Bytes read from the file at a time.
+const CHUNK: u64 = 1024 * 1024;
+
 /// What following the file brought.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Followed {
@@ -76,10 +79,18 @@ impl FollowedFile {
 
     /// What the file gained since the last call, whole lines only; empty when nothing changed.
     pub fn poll(&mut self) -> io::Result<Vec<Followed>> {
-        let mut followed = self.read_lines()?;
-        if !followed.is_empty() {
-            return Ok(followed);
+        // A chunk at a time, so a large file read from its start is not held whole; a chunk may end
+        // inside a line, so read on until a line is whole or the file has no more.
+        loop {
+            let (lines, read) = self.read_chunk()?;
+            if !lines.is_empty() {
+                return Ok(lines);
+            }
+            if read == 0 {
+                break;
+            }
         }
+        let mut followed = Vec::new();
         let now = match std::fs::metadata(&self.path) {
             Ok(metadata) => metadata,
             // Between the rename and the new file's creation: keep reading the old one.
@@ -142,9 +153,22 @@ impl FollowedFile {
         Vec::new()
     }
 
+    /// Everything the file holds past the position, as whole lines.
     fn read_lines(&mut self) -> io::Result<Vec<Followed>> {
+        let mut lines = Vec::new();
+        loop {
+            let (more, read) = self.read_chunk()?;
+            lines.extend(more);
+            if read == 0 {
+                return Ok(lines);
+            }
+        }
+    }
+
+    /// Up to [`CHUNK`] bytes past the position: the lines they complete, and how many bytes were read.
+    fn read_chunk(&mut self) -> io::Result<(Vec<Followed>, usize)> {
         let mut bytes = Vec::new();
-        let read = (&self.file).read_to_end(&mut bytes)?;
+        let read = (&self.file).take(CHUNK).read_to_end(&mut bytes)?;
         self.position += read as u64;
         let mut lines = Vec::new();
         for piece in bytes.split_inclusive(|&b| b == b'\n') {
@@ -157,7 +181,7 @@ impl FollowedFile {
                 lines.push(Followed::Line(line));
             }
         }
-        Ok(lines)
+        Ok((lines, read))
     }
 }
 
@@ -220,5 +244,24 @@ mod tests {
             [Followed::Truncated, Followed::Line(b"x\n".to_vec())]
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_line_longer_than_a_chunk_comes_whole() {
+        let path = std::env::temp_dir().join(format!("sidecar-follow-long-{}", std::process::id()));
+        let long = format!("{}\nnext\n", "x".repeat(CHUNK as usize * 2 + 17));
+        std::fs::write(&path, &long).unwrap();
+        let (mut followed, before) = FollowedFile::open(&path, true).unwrap();
+        assert_eq!(before, 0);
+        let mut lines = followed.poll().unwrap();
+        lines.extend(followed.poll().unwrap());
+        assert_eq!(
+            lines,
+            [
+                Followed::Line(long.as_bytes()[..long.len() - 5].to_vec()),
+                Followed::Line(b"next\n".to_vec())
+            ]
+        );
+        let _ = std::fs::remove_file(&path);
     }
 }
