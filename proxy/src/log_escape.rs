@@ -68,7 +68,7 @@ impl Write for EscapingWriter<'_, '_> {
 /// Characters that are not controls yet change how a viewer lays the line out: the bidirectional marks,
 /// embeddings, overrides and isolates (a log line that reads differently than it is), and the Unicode line
 /// and paragraph separators (a line break to some viewers).
-fn reorders_or_splits_text(c: char) -> bool {
+pub(crate) fn reorders_or_splits_text(c: char) -> bool {
     matches!(
         c,
         '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}'

@@ -911,6 +911,27 @@ fn export_writes_to_stdout_by_default() {
     assert!(har["log"].get("comment").is_none());
 }
 
+/// HAR is the default (and only) format: `--har` may be left out, and is still accepted.
+#[test]
+fn export_writes_har_without_the_har_flag() {
+    let dir = TempDir::new("default-har");
+    let input = dir.file("capture.jsonl");
+    write_jsonl(&input, &sample_records()[..2]);
+    let without = export(&[input.as_os_str()]);
+    assert!(
+        without.status.success(),
+        "{}",
+        String::from_utf8_lossy(&without.stderr)
+    );
+    let har: Value = serde_json::from_slice(&without.stdout).unwrap();
+    assert_eq!(Validator::har(&har), Vec::<String>::new());
+    assert_eq!(har["log"]["entries"].as_array().unwrap().len(), 2);
+    let with = export(&["--har".as_ref(), input.as_os_str()]);
+    assert!(with.status.success());
+    let with: Value = serde_json::from_slice(&with.stdout).unwrap();
+    assert_eq!(har, with);
+}
+
 #[test]
 fn an_empty_capture_is_an_empty_har() {
     let dir = TempDir::new("empty");

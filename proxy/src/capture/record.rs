@@ -193,14 +193,18 @@ pub struct HttpResponse {
 }
 
 /// A body, or a stream's payload: the first bytes (up to the capture limit) and the full length.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+///
+/// Written with a `text` field beside `base64` when the kept bytes are UTF-8 (see [`Body::text`]), so `jq`
+/// alone reads text bodies. `text` is derived from `base64`, so reading ignores it; it is an addition within
+/// v1, which readers that ignore unknown fields (this one does) take in their stride.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 pub struct Body {
     /// Every byte that passed, captured or not.
     pub size: u64,
     /// True when `size` is larger than what was kept.
     pub truncated: bool,
     /// The kept bytes, standard base64.
-    #[serde(with = "base64_bytes")]
+    #[serde(deserialize_with = "base64_bytes::deserialize")]
     pub base64: Bytes,
     /// False when the body did not end normally (a peer reset or the exchange failed mid-body).
     #[serde(default = "yes")]
@@ -209,6 +213,38 @@ pub struct Body {
 
 fn yes() -> bool {
     true
+}
+
+impl Body {
+    /// The kept bytes as text, when they are UTF-8. A body the capture limit cut inside a character is
+    /// still text, without the partial character (its bytes stay whole in `base64`).
+    pub fn text(&self) -> Option<&str> {
+        match std::str::from_utf8(&self.base64) {
+            Ok(text) => Some(text),
+            Err(e) if self.truncated && e.error_len().is_none() => {
+                std::str::from_utf8(&self.base64[..e.valid_up_to()]).ok()
+            }
+            Err(_) => None,
+        }
+    }
+}
+
+impl Serialize for Body {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use base64::engine::general_purpose::STANDARD;
+        use base64::Engine;
+        use serde::ser::SerializeStruct;
+        let text = self.text();
+        let mut body = serializer.serialize_struct("Body", 4 + usize::from(text.is_some()))?;
+        body.serialize_field("size", &self.size)?;
+        body.serialize_field("truncated", &self.truncated)?;
+        body.serialize_field("base64", &STANDARD.encode(&self.base64))?;
+        body.serialize_field("complete", &self.complete)?;
+        if let Some(text) = text {
+            body.serialize_field("text", text)?;
+        }
+        body.end()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -240,11 +276,7 @@ mod base64_bytes {
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine;
     use bytes::Bytes;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &Bytes, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&STANDARD.encode(bytes))
-    }
+    use serde::{Deserialize, Deserializer};
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Bytes, D::Error> {
         let text = String::deserialize(deserializer)?;
@@ -301,8 +333,47 @@ mod tests {
         };
         let line = serde_json::to_string(&record).unwrap();
         assert!(line.contains(r#""kind":"http""#), "{line}");
-        assert!(line.contains(r#""base64":"aGVsbG8=""#), "{line}");
+        assert!(
+            line.contains(r#""base64":"aGVsbG8=","complete":true,"text":"hello"}"#),
+            "{line}"
+        );
         assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), record);
+    }
+
+    fn kept(bytes: &'static [u8], truncated: bool) -> Body {
+        Body {
+            size: bytes.len() as u64 + u64::from(truncated),
+            truncated,
+            base64: Bytes::from_static(bytes),
+            complete: true,
+        }
+    }
+
+    #[test]
+    fn text_is_written_beside_base64_only_for_utf8() {
+        let json = |body: &Body| serde_json::to_value(body).unwrap();
+        assert_eq!(json(&kept("grüße\n".as_bytes(), false))["text"], "grüße\n");
+        assert!(json(&kept(b"\x1f\x8b\x08\x00", false))
+            .get("text")
+            .is_none());
+        assert!(json(&kept(b"", false)).get("text").is_some());
+        // Cut inside the "ß" by the capture limit: text up to it; base64 keeps every byte.
+        let cut = kept(&"grüß".as_bytes()[..5], true);
+        assert_eq!(json(&cut)["text"], "grü");
+        assert_eq!(json(&cut)["base64"], "Z3LDvMM=");
+        // The same bytes in a body that ended there are not text.
+        assert!(json(&kept(&"grüß".as_bytes()[..5], false))
+            .get("text")
+            .is_none());
+    }
+
+    #[test]
+    fn readers_take_text_and_fields_they_do_not_know_in_their_stride() {
+        let body: Body = serde_json::from_str(
+            r#"{"size":2,"truncated":false,"base64":"aGk=","complete":true,"text":"not what base64 says","later":1}"#,
+        )
+        .unwrap();
+        assert_eq!(&body.base64[..], b"hi");
     }
 
     #[test]

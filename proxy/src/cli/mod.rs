@@ -21,7 +21,9 @@ use crate::setting_sources::{
 };
 
 mod ca;
+mod capture_show;
 mod clap_error;
+mod skipped_lines;
 mod wait_ready;
 
 pub use clap_error::exit as exit_on_clap_error;
@@ -34,7 +36,8 @@ pub use clap_error::exit as exit_on_clap_error;
     about = "Traffic-capture sidecar: relays the pod's traffic as a reverse, forward or dual proxy (tcp, http, socks4/4a/5)"
 )]
 pub struct Cli {
-    /// A tool subcommand (`capture export`, `init-iptables`); without one the sidecar runs the proxy.
+    /// A tool subcommand (`capture show`, `capture export`, `init-iptables`, ...); without one the sidecar runs
+    /// the proxy.
     #[command(subcommand)]
     pub command: Option<Command>,
 
@@ -473,12 +476,19 @@ pub enum Command {
 pub enum CaptureCommand {
     /// Convert capture records (JSON lines) to HAR 1.2, for browser devtools, Postman or mitmproxy
     Export(ExportArgs),
+
+    /// Print capture records as readable blocks (bodies decoded), filtered; `--json` passes them through
+    Show(capture_show::ShowArgs),
+
+    /// Print records as they are appended to a capture file, following it across rotation
+    Tail(capture_show::TailArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Write HAR 1.2 (HTTP exchanges only; stream records are skipped)
-    #[arg(long, required = true)]
+    /// Write HAR 1.2 (HTTP exchanges only; stream records are skipped). HAR is the default and only
+    /// format; the flag is accepted for scripts that pass it
+    #[arg(long)]
     pub har: bool,
 
     /// The HAR file to write [default: stdout]
@@ -494,10 +504,6 @@ pub struct ExportArgs {
     pub inputs: Vec<PathBuf>,
 }
 
-/// Skipped lines named one by one on stderr; past this many only the count in the summary grows, so a
-/// file that is not a capture at all does not bury the terminal.
-const NAMED_SKIPPED_LINES: usize = 100;
-
 impl ExportArgs {
     fn run(self) -> std::process::ExitCode {
         use crate::capture::har::UnreadableLines;
@@ -506,15 +512,8 @@ impl ExportArgs {
         } else {
             UnreadableLines::Skip
         };
-        let mut named = 0;
-        let mut on_skipped = |error: &crate::capture::har::ExportError| {
-            named += 1;
-            if named <= NAMED_SKIPPED_LINES {
-                eprintln!("sidecar-proxy: skipped {error}");
-            } else if named == NAMED_SKIPPED_LINES + 1 {
-                eprintln!("sidecar-proxy: more lines are unreadable; they are skipped and counted without being named");
-            }
-        };
+        let mut skipped = skipped_lines::SkippedLineReporter::default();
+        let mut on_skipped = |error: &crate::capture::har::ExportError| skipped.report(error);
         let exported = crate::capture::har::export_files(
             &self.inputs,
             self.output.as_deref(),
@@ -557,6 +556,8 @@ impl Command {
             Command::WaitReady(args) => args.run(),
             Command::Ca(command) => command.run(),
             Command::Capture(CaptureCommand::Export(args)) => args.run(),
+            Command::Capture(CaptureCommand::Show(args)) => args.run(),
+            Command::Capture(CaptureCommand::Tail(args)) => args.run(),
         }
     }
 }

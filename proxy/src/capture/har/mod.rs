@@ -28,6 +28,6 @@ pub use model::{
     SidecarFields, Timings, HAR_VERSION,
 };
 pub use read::{
-    export_files, read_capture, read_records, ExportError, ExportSummary, ReadRecords,
-    UnreadableLines,
+    export_files, read_capture, read_records, visit_capture, CaptureLines, ExportError,
+    ExportSummary, ReadRecords, UnreadableLines,
 };

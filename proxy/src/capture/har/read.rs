@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use crate::capture::record::{Record, SCHEMA};
@@ -76,39 +77,119 @@ pub fn read_records<R: BufRead>(reader: R, source_name: &str) -> Result<Vec<Reco
 /// `on_skipped`, or refuses the input, as `unreadable` says. A failure to read the input is always an
 /// error: what follows it is unknown.
 pub fn read_capture<R: BufRead>(
-    mut reader: R,
+    reader: R,
     source_name: &str,
     unreadable: UnreadableLines,
     on_skipped: &mut dyn FnMut(&ExportError),
 ) -> Result<ReadRecords, ExportError> {
-    let mut read = ReadRecords::default();
+    let mut records = Vec::new();
+    let skipped_lines = visit_capture(
+        reader,
+        source_name,
+        unreadable,
+        on_skipped,
+        &mut |record, _| {
+            records.push(record);
+            ControlFlow::Continue(())
+        },
+    )?;
+    Ok(ReadRecords {
+        records,
+        skipped_lines,
+    })
+}
+
+/// [`read_capture`] one record at a time: `on_record` gets each record with its line as written (newline
+/// included), and may stop the reading (`capture show` stops when its reader went away). Returns how many
+/// unreadable lines were skipped.
+pub fn visit_capture<R: BufRead>(
+    mut reader: R,
+    source_name: &str,
+    unreadable: UnreadableLines,
+    on_skipped: &mut dyn FnMut(&ExportError),
+    on_record: &mut dyn FnMut(Record, &[u8]) -> ControlFlow<()>,
+) -> Result<usize, ExportError> {
+    let mut lines = CaptureLines::new(source_name, unreadable);
     let mut line = Vec::new();
-    let mut line_number = 0;
     loop {
         line.clear();
-        line_number += 1;
         // Bytes, not `lines()`: a line that is not UTF-8 is an unreadable line, not a failed read.
         let length = reader
             .read_until(b'\n', &mut line)
             .map_err(|error| ExportError::Read {
                 source_name: source_name.to_owned(),
-                line: line_number,
+                line: lines.line_number() + 1,
                 error,
             })?;
         if length == 0 {
-            return Ok(read);
+            return Ok(lines.skipped_lines());
         }
-        if line.trim_ascii().is_empty() {
-            continue;
-        }
-        match parse_line(&line, source_name, line_number) {
-            Ok(record) => read.records.push(record),
-            Err(error) if unreadable == UnreadableLines::Skip => {
-                read.skipped_lines += 1;
-                on_skipped(&error);
+        if let Some(record) = lines.next_line(&line, on_skipped)? {
+            if on_record(record, &line).is_break() {
+                return Ok(lines.skipped_lines());
             }
-            Err(error) => return Err(error),
         }
+    }
+}
+
+/// The lines of one capture input, numbered as they come, each turned into a record or judged
+/// unreadable. [`visit_capture`] feeds it from a reader; `capture tail` feeds it the lines a growing file
+/// gains, so both read records the same way.
+#[derive(Debug)]
+pub struct CaptureLines {
+    source_name: String,
+    unreadable: UnreadableLines,
+    line_number: usize,
+    skipped_lines: usize,
+}
+
+impl CaptureLines {
+    pub fn new(source_name: &str, unreadable: UnreadableLines) -> CaptureLines {
+        CaptureLines {
+            source_name: source_name.to_owned(),
+            unreadable,
+            line_number: 0,
+            skipped_lines: 0,
+        }
+    }
+
+    /// The same, for an input whose first `lines` lines were passed over (`capture tail` starts at the
+    /// end of a file): lines keep their numbers in the file.
+    pub fn after_lines(mut self, lines: usize) -> CaptureLines {
+        self.line_number = lines;
+        self
+    }
+
+    /// The next line (with or without its newline): its record, or `None` for a blank line or one that
+    /// was skipped (and handed to `on_skipped`); when refusing, an unreadable line is the error.
+    pub fn next_line(
+        &mut self,
+        line: &[u8],
+        on_skipped: &mut dyn FnMut(&ExportError),
+    ) -> Result<Option<Record>, ExportError> {
+        self.line_number += 1;
+        if line.trim_ascii().is_empty() {
+            return Ok(None);
+        }
+        match parse_line(line, &self.source_name, self.line_number) {
+            Ok(record) => Ok(Some(record)),
+            Err(error) if self.unreadable == UnreadableLines::Skip => {
+                self.skipped_lines += 1;
+                on_skipped(&error);
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Lines taken so far.
+    pub fn line_number(&self) -> usize {
+        self.line_number
+    }
+
+    /// Unreadable lines skipped so far.
+    pub fn skipped_lines(&self) -> usize {
+        self.skipped_lines
     }
 }
 
