@@ -427,6 +427,42 @@ fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> J
     })
 }
 
+/// Whether process `pid` holds a listening TCP socket on `port` of this network namespace: the socket's
+/// inode, from /proc/net/tcp and tcp6, is among the process's descriptors.
+fn listens_on(pid: u32, port: u16) -> bool {
+    const LISTEN: &str = "0A";
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    let local_port = fields.get(1)?.rsplit(':').next()?;
+                    let listening = u16::from_str_radix(local_port, 16).ok()? == port
+                        && *fields.get(3)? == LISTEN;
+                    if !listening {
+                        return None;
+                    }
+                    Some(format!("socket:[{}]", fields.get(9)?))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let Ok(descriptors) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    descriptors
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .any(|target| {
+            inodes
+                .iter()
+                .any(|inode| target.to_string_lossy() == *inode)
+        })
+}
+
 impl Sidecar {
     /// Starts `sidecar-proxy --proxy-type reverse --proxy-protocol http` with `capture_args`, in `cwd`,
     /// and waits until the inbound port accepts connections.
@@ -475,7 +511,24 @@ impl Sidecar {
         Sidecar::start(&[], &mode, extra_args, cwd).await
     }
 
+    /// Starts the sidecar with ports from [`free_port`], retrying with new ones when another test took one
+    /// of them between its choice and the sidecar's bind (the sidecar then exits: "address in use").
     async fn start(launcher: &[&str], mode: &[&str], extra_args: &[&str], cwd: &Path) -> Sidecar {
+        for _ in 0..4 {
+            if let Some(sidecar) = Sidecar::try_start(launcher, mode, extra_args, cwd).await {
+                return sidecar;
+            }
+        }
+        panic!("the sidecar lost its ports to other listeners four times in a row");
+    }
+
+    /// One start: `None` when a port was taken by another listener before the sidecar bound it.
+    async fn try_start(
+        launcher: &[&str],
+        mode: &[&str],
+        extra_args: &[&str],
+        cwd: &Path,
+    ) -> Option<Sidecar> {
         let in_port = free_port();
         let out_port = free_port();
         let admin_port = free_port();
@@ -553,9 +606,15 @@ impl Sidecar {
         } else {
             sidecar.inbound
         };
-        while TcpStream::connect(listening).await.is_err() {
+        // The port counts as ready once this very process listens on it: a listener of another test given
+        // the same free port would otherwise answer for it, and the test would talk to a stranger.
+        while !listens_on(sidecar.child.id(), listening.port()) {
             if let Some(status) = sidecar.child.try_wait().unwrap() {
-                panic!("sidecar exited ({status}); stderr:\n{}", sidecar.stderr());
+                let stderr = sidecar.stderr();
+                if stderr.contains("in use") {
+                    return None;
+                }
+                panic!("sidecar exited ({status}); stderr:\n{stderr}");
             }
             assert!(
                 Instant::now() < deadline,
@@ -564,7 +623,16 @@ impl Sidecar {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        sidecar
+        // As before: one connection that proves the listener accepts (it is recorded like any other).
+        while TcpStream::connect(listening).await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "sidecar never accepted; stderr:\n{}",
+                sidecar.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Some(sidecar)
     }
 
     pub fn stdout(&self) -> Vec<u8> {
