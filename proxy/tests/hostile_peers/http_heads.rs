@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::memory_budget::{room_for_descriptors, rss};
+use crate::slow_readers::legit_exchange;
 use crate::support::admin::scrape;
 use crate::support::capture::{Sidecar, TempDir};
 use crate::within;
@@ -56,32 +57,6 @@ async fn start_ok_app() -> SocketAddr {
         }
     });
     addr
-}
-
-/// One request on a new connection, answered `ok`.
-async fn legit_exchange(sidecar: SocketAddr) {
-    let mut legit = TcpStream::connect(sidecar).await.unwrap();
-    legit
-        .write_all(b"GET /legit HTTP/1.1\r\nhost: app\r\n\r\n")
-        .await
-        .unwrap();
-    // Read up to the whole answer: through reverse tcp the app's connection, and so the client's, stays
-    // open after it.
-    let mut answer = Vec::new();
-    within("the legitimate answer", async {
-        let mut buf = [0u8; 1024];
-        while !answer.ends_with(b"\r\n\r\nok") {
-            let n = legit.read(&mut buf).await.unwrap();
-            assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&answer));
-            answer.extend_from_slice(&buf[..n]);
-        }
-    })
-    .await;
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(
-        answer.starts_with("HTTP/1.1 200 OK") && answer.ends_with("\r\n\r\nok"),
-        "{answer:?}"
-    );
 }
 
 #[tokio::test]

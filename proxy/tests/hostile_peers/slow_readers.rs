@@ -92,8 +92,8 @@ async fn serve_app_connection(mut stream: TcpStream, written: Arc<AtomicU64>) {
     }
 }
 
-/// One request for `/legit` on a new connection, answered `ok`.
-async fn legit_exchange(sidecar: SocketAddr) {
+/// One request for `/legit` on a new connection, answered `ok` (also the legitimate client of `http_heads`).
+pub async fn legit_exchange(sidecar: SocketAddr) {
     let mut legit = TcpStream::connect(sidecar).await.unwrap();
     legit
         .write_all(b"GET /legit HTTP/1.1\r\nhost: app\r\n\r\n")
