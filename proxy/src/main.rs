@@ -52,6 +52,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
+    if let Err(e) = invocation.check_admin_port(&config) {
+        eprintln!("sidecar-proxy: {e}");
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    }
     let tls_out = match invocation.tls_out_settings(&config) {
         Ok(settings) => settings,
         Err(e) => {
@@ -209,7 +213,7 @@ fn check_transparent_uid(expected: u32) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "transparent mode must run as uid {expected} (--proxy-uid / PROXY_UID), the uid init-iptables exempts, but runs as uid {running_as}; its own connections would be redirected back into it"
+            "transparent mode must run as uid {expected} (--proxy-uid / PROXY_UID), the uid init-iptables exempts, but runs as uid {running_as}; its own connections would be redirected back into it. Transparent mode is for a pod whose init container set up iptables (sidecar-injector adds both); to try the sidecar here without root, run an inline mode, e.g. sidecar-proxy --proxy-type dual --proxy-protocol tcp:http --proxy-port 8080"
         ))
     }
 }
