@@ -52,6 +52,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
+    for ignored in invocation.ignored_settings(&config) {
+        tracing::warn!("{ignored}");
+    }
     if let Err(e) = invocation.check_admin_port(&config) {
         eprintln!("sidecar-proxy: {e}");
         return ExitCode::from(EXIT_BAD_CONFIG);

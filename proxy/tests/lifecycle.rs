@@ -477,6 +477,31 @@ async fn an_admin_port_on_a_listeners_port_is_refused_naming_both() {
     );
 }
 
+/// A setting the mode has no use for is warned about, named as given, and the sidecar still starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_setting_the_mode_ignores_is_warned_about() {
+    let out_port = free_port().to_string();
+    let mut sidecar = Sidecar::spawn(
+        &[
+            "--proxy-type",
+            "forward",
+            "--proxy-protocol",
+            "http",
+            "--proxy-out-port",
+            &out_port,
+        ],
+        &[("PROXY_PORT", "8080")],
+    );
+    sidecar.ready(1).await;
+    assert!(
+        sidecar.stderr().contains(
+            "PROXY_PORT \"8080\" is ignored: a forward proxy has no app behind it (the app's address is for reverse and dual)"
+        ),
+        "{}",
+        sidecar.stderr()
+    );
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Where settings come from
 // ---------------------------------------------------------------------------------------------------

@@ -388,6 +388,13 @@ impl Invocation {
         SocketAddr::new(self.cli.admin_bind, self.cli.admin_port)
     }
 
+    /// What [`crate::config::ignored_settings`] says of the settings given for `config`.
+    pub fn ignored_settings(&self, config: &ProxyConfig) -> Vec<String> {
+        self.settings()
+            .map(|raw| crate::config::ignored_settings(config, &raw))
+            .unwrap_or_default()
+    }
+
     /// Refuses an admin port that one of the proxy's listeners also binds: one of the two would fail at
     /// start with "address in use", which names neither setting.
     pub fn check_admin_port(&self, config: &ProxyConfig) -> Result<(), InvocationError> {
