@@ -120,6 +120,7 @@ fn main() -> ExitCode {
                 return (ExitCode::FAILURE, None);
             }
         };
+        log_capture_destination(&sink_options);
         let tls_out = match sidecar_proxy::tls_out::startup::start(
             tls_out,
             &tls_out_files,
@@ -206,6 +207,32 @@ fn log_filter() -> EnvFilter {
 /// In transparent mode the sidecar's own connections escape the redirect only because they come from the
 /// uid init-iptables exempts; under any other uid each upstream connection would be redirected back into
 /// the sidecar, again and again. Refuse to start instead.
+/// One line at start saying where records go, and how to read them: a newcomer's first question.
+fn log_capture_destination(options: &sidecar_proxy::capture::SinkOptions) {
+    use sidecar_proxy::capture::Destination;
+    match &options.destination {
+        Destination::Off => info!("capture off: nothing is recorded (--capture FILE records)"),
+        Destination::Stdout => info!("capturing to standard output, one JSON record per line"),
+        Destination::File(path) => {
+            let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            match &options.rotation {
+                Some(rotation) => info!(
+                    path = %path.display(),
+                    rotate_at_bytes = rotation.max_bytes,
+                    keep = rotation.keep,
+                    "capturing to a file; read it with: sidecar-proxy capture show {}",
+                    path.display()
+                ),
+                None => info!(
+                    path = %path.display(),
+                    "capturing to a file; read it with: sidecar-proxy capture show {}",
+                    path.display()
+                ),
+            }
+        }
+    }
+}
+
 fn check_transparent_uid(expected: u32) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     // /proc/self belongs to the process's effective uid: no libc call needed.

@@ -502,6 +502,27 @@ async fn a_setting_the_mode_ignores_is_warned_about() {
     );
 }
 
+/// The start-up log says where records go and how to read them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_start_up_log_names_the_capture_file() {
+    let capture = std::env::temp_dir().join(format!("sidecar-lifecycle-{}.jsonl", free_port()));
+    let capture = capture.to_str().unwrap().to_owned();
+    let out_port = free_port().to_string();
+    let mut sidecar = Sidecar::spawn(
+        &["--proxy-type", "forward", "--proxy-out-port", &out_port],
+        &[("PROXY_CAPTURE", &capture)],
+    );
+    sidecar.ready(1).await;
+    let stderr = sidecar.stderr();
+    let _ = std::fs::remove_file(&capture);
+    assert!(
+        stderr.contains(&format!(
+            "capturing to a file; read it with: sidecar-proxy capture show {capture}"
+        )),
+        "{stderr}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Where settings come from
 // ---------------------------------------------------------------------------------------------------
