@@ -1000,7 +1000,7 @@ async fn wait_ready_gives_up_with_one_line_when_nothing_answers() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("/readyz did not answer 200 within 500ms"),
+        stderr.contains("/readyz did not answer 200 within 500ms; last try: nothing accepts connections there: is the sidecar running in this pod, and is its admin port"),
         "{stderr}"
     );
 }
