@@ -85,7 +85,6 @@ fn certificate_problem(problem: &CertificateError) -> Option<String> {
              certificate signed by that CA and the CA to the sidecar with --tls-upstream-ca, {OR_EXCLUDE}"
         ),
         CertificateError::BadSignature
-        | CertificateError::UnsupportedSignatureAlgorithm
         | CertificateError::UnsupportedSignatureAlgorithmContext { .. } => format!(
             "the upstream's certificate is signed with an algorithm or signature the sidecar cannot verify: \
              give the upstream a certificate with a current algorithm (RSA-PSS/PKCS#1 with SHA-256 or \
