@@ -1028,11 +1028,9 @@ async fn socks_and_tls_clients_on_the_http_port_are_refused_in_their_protocol_an
     let tls = tokio_rustls::TlsConnector::from(support::tls::client_config(&[], &[]));
     let tcp = TcpStream::connect(sidecar.outbound).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("proxy.test").unwrap();
-    let error = tls
-        .connect(name, tcp)
-        .await
-        .err()
-        .expect("no TLS handshake");
+    let Err(error) = tls.connect(name, tcp).await else {
+        panic!("a TLS handshake with the HTTP proxy port succeeded");
+    };
     assert!(
         error.to_string().contains("HandshakeFailure"),
         "the client should report the alert: {error}"
