@@ -85,17 +85,32 @@ async fn a_flood_of_handshake_timeouts_logs_a_few_lines_whose_counts_add_up(
     .await;
 
     let started = std::time::Instant::now();
-    let clients: Vec<_> = (0..FLOOD)
+    let mut clients: Vec<_> = (0..FLOOD)
         .map(|_| tokio::spawn(stalled_client(sidecar.inbound, opening)))
         .collect();
     // Liveness only: a generous bound, since the whole suite may be running beside it on two cores.
-    tokio::time::timeout(FLOOD_PATIENCE, async {
-        for client in clients {
+    let waited = tokio::time::timeout(FLOOD_PATIENCE, async {
+        for client in &mut *clients {
             client.await.unwrap();
         }
     })
-    .await
-    .unwrap_or_else(|_| panic!("stalled connections still open after {FLOOD_PATIENCE:?}"));
+    .await;
+    if waited.is_err() {
+        // Which side holds them: the sidecar's own count of open connections, and its log.
+        let still_open = clients
+            .iter()
+            .filter(|client| !client.is_finished())
+            .count();
+        let metrics = crate::support::admin::scrape(sidecar.admin).await;
+        let open = metrics.count(
+            "sidecar_connections_open",
+            &[("direction", "inbound"), ("protocol", protocol)],
+        );
+        panic!(
+            "{still_open} of {FLOOD} stalled connections still open after {FLOOD_PATIENCE:?}; the sidecar counts {open} open; its log:\n{}",
+            sidecar.stderr()
+        );
+    }
 
     sidecar.signal("TERM");
     assert!(sidecar.exit().await.success(), "{}", sidecar.stderr());
