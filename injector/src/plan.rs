@@ -49,6 +49,8 @@ pub struct Plan {
     pub capture: CapturePlan,
     /// What `native-sidecar` asks for; the injector resolves `auto` (see [`LayoutChoice::resolve`]).
     pub layout: LayoutChoice,
+    /// `pre-stop-wait`: the classic sidecar's preStop hook waits this long before it is signalled.
+    pub pre_stop_wait: Option<std::time::Duration>,
 }
 
 /// Decides what to do with a pod, from its annotations and its containers.
@@ -88,6 +90,8 @@ pub fn decide(
     };
 
     let tls_out = tls_out_plan(annotations, &raw, config.proxy_type)?;
+    // Refused here rather than by the sidecar at start, where the pod would crash-loop.
+    sidecar_proxy::config::drain_duration(&raw).map_err(|e| Denial(e.to_string()))?;
 
     let configure_app = annotations::flag(annotations, CONFIGURE_APP)?;
     // With tls-out, a transparent pod's apps need no proxy settings but do need to trust the capture CA,
@@ -136,6 +140,7 @@ pub fn decide(
     check_requests_within_limits(&requests, &limits)?;
     let capture = capture_plan(annotations)?;
     let layout = annotations::layout_choice(annotations)?;
+    let pre_stop_wait = annotations::pre_stop_wait(annotations)?;
 
     Ok(Decision::Inject(Box::new(Plan {
         config,
@@ -147,6 +152,7 @@ pub fn decide(
         tls_out,
         capture,
         layout,
+        pre_stop_wait,
     })))
 }
 

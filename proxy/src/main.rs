@@ -65,7 +65,14 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     }
-    let options = invocation.runtime_options(&config);
+    let mut options = invocation.runtime_options(&config);
+    options.drain_duration = match invocation.drain_duration() {
+        Ok(duration) => duration,
+        Err(e) => {
+            eprintln!("sidecar-proxy: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
     let directions = [
         config.inbound_listener_port(),
         config.outbound_listener_port(),
