@@ -15,6 +15,7 @@ use crate::annotations::{
 use crate::capture_volume::{capture_plan, CapturePlan};
 pub use crate::denial::Denial;
 use crate::layout::{LayoutChoice, SIDECAR_NAME};
+use crate::probe_ports::tcp_probe_ports;
 use crate::resources::check_requests_within_limits;
 use crate::tls_out::{self, TlsOutPlan};
 
@@ -51,6 +52,9 @@ pub struct Plan {
     pub layout: LayoutChoice,
     /// `pre-stop-wait`: the classic sidecar's preStop hook waits this long before it is signalled.
     pub pre_stop_wait: Option<std::time::Duration>,
+    /// Things the pod's owner should know that do not stop the injection (see `probe_ports`), one sentence
+    /// each: the webhook returns them as admission warnings, `inject` prints them.
+    pub warnings: Vec<String>,
 }
 
 /// Decides what to do with a pod, from its annotations and its containers.
@@ -74,8 +78,16 @@ pub fn decide(
     // The proxy's own validation: the denial carries the message the proxy would print.
     let config = ProxyConfig::from_settings(&raw).map_err(|e| Denial(e.to_string()))?;
     let transparent = config.proxy_type == ProxyType::Transparent;
+    let mut warnings = Vec::new();
     let redirect = if transparent {
-        Some(RedirectSettings::from_settings(&raw).map_err(|e| Denial(e.to_string()))?)
+        let redirect = RedirectSettings::from_settings(&raw).map_err(|e| Denial(e.to_string()))?;
+        // Ports only TCP probes use reach the app itself, so the probes test the app, not the sidecar.
+        let probes = tcp_probe_ports(containers);
+        warnings.extend(probes.warnings);
+        Some(RedirectSettings {
+            ignore_inbound: redirect.ignore_inbound.with_ports(probes.excluded),
+            ..redirect
+        })
     } else {
         for setting in [Setting::IgnoreInboundPorts, Setting::IgnoreOutboundPorts] {
             if annotations.contains_key(&setting.annotation_key()) {
@@ -153,6 +165,7 @@ pub fn decide(
         capture,
         layout,
         pre_stop_wait,
+        warnings,
     })))
 }
 

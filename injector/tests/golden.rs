@@ -139,6 +139,7 @@ const CASES: &[&str] = &[
     "tls-out-upstream-ca",
     "transparent-custom-ports",
     "transparent-ignore-ports",
+    "transparent-tcp-probe-port-excluded",
 ];
 
 fn options() -> SidecarOptions {

@@ -178,6 +178,11 @@ pub struct Cli {
     #[arg(long, env = "PROXY_CAPTURE_PAYLOAD")]
     pub capture_payload: bool,
 
+    /// Also record kubelet probes (requests whose User-Agent starts with kube-probe/); by default they are
+    /// only counted, in sidecar_capture_probes_skipped_total
+    #[arg(long, env = "PROXY_CAPTURE_PROBES")]
+    pub capture_probes: bool,
+
     /// Comma-separated header names whose values are recorded as [REDACTED]; `none` records every value
     #[arg(
         long,
@@ -338,6 +343,7 @@ impl Invocation {
             body_limit: usize::try_from(self.cli.capture_body_limit).unwrap_or(usize::MAX),
             stream_payload: self.cli.capture_payload,
             redacted_headers,
+            record_probes: self.cli.capture_probes,
         })
     }
 

@@ -214,6 +214,9 @@ fn zero_series(metrics: &Metrics, labels: &ListenerLabels, capturing: bool) {
         direction: labels.direction,
     });
     if capturing {
+        let _ = metrics.probes_skipped.get_or_create(&DirectionLabels {
+            direction: labels.direction,
+        });
         for kind in ["http", "stream"] {
             let _ = metrics
                 .records_captured
