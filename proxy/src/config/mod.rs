@@ -4,6 +4,7 @@
 mod annotations;
 mod drain;
 mod error;
+mod ignored;
 mod model;
 mod ports;
 mod quoted;
@@ -17,6 +18,7 @@ pub use drain::{
     drain_duration, parse_shutdown_duration, DEFAULT_DRAIN_DURATION, MAX_DRAIN_DURATION,
 };
 pub use error::ConfigError;
+pub use ignored::ignored_settings;
 pub use model::{
     InboundProtocol, OutboundProtocol, ProtocolSetting, ProxyConfig, ProxyType, ReverseTarget,
     DEFAULT_APP_HOST, DEFAULT_APP_PORT, DEFAULT_IN_PORT, DEFAULT_OUT_PORT,
