@@ -554,11 +554,15 @@ impl Sidecar {
                 .args(["--proxy-in-bind", "127.0.0.1", "--proxy-in-port"])
                 .arg(in_port.to_string());
         }
+        // A reverse proxy has no outbound listener: its port would only be warned about as ignored.
+        if !mode.contains(&"reverse") {
+            command
+                .args(["--proxy-out-bind", "127.0.0.1", "--proxy-out-port"])
+                .arg(out_port.to_string());
+        }
         command
             .env("RUST_LOG", "info")
             .args(mode)
-            .args(["--proxy-out-bind", "127.0.0.1", "--proxy-out-port"])
-            .arg(out_port.to_string())
             .args(["--admin-bind", "127.0.0.1", "--admin-port"])
             .arg(admin_port.to_string())
             .args(grace)
