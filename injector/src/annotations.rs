@@ -29,6 +29,10 @@ pub const CAPTURE_ROTATE_KEEP: &str = "sidecar.speedscale.com/capture-rotate-kee
 /// `"true"`: the sidecar as a native sidecar (an init container with `restartPolicy: Always`); `"false"`:
 /// the classic layout; `"auto"` (or absent): the injector's default. See [`crate::layout`].
 pub const NATIVE_SIDECAR: &str = "sidecar.speedscale.com/native-sidecar";
+/// Classic layout only: how long the sidecar's preStop hook waits before the kubelet signals it (a
+/// duration like `10s`; none by default), so the app finishes its last calls through a sidecar still
+/// serving. A native sidecar needs none: the kubelet stops it after the app.
+pub const PRE_STOP_WAIT: &str = "sidecar.speedscale.com/pre-stop-wait";
 /// Set on an injected pod: the layout the injector chose, `native` or `classic`.
 pub const SIDECAR_LAYOUT: &str = "sidecar.speedscale.com/sidecar-layout";
 /// Set on an injected pod (annotation, value: the injector's version); a pod carrying it is left alone.
@@ -101,6 +105,8 @@ pub enum AnnotationError {
     },
     #[error("{key}: {} is not allowed; allowed: true (a native sidecar: an init container with restartPolicy Always, Kubernetes 1.29 or later), false (the sidecar as the first container), auto (the injector's default)", Quoted(.value))]
     NotALayoutChoice { key: String, value: String },
+    #[error("{key}: {} is not a duration; allowed: durations from 0s to 1h, like 10s or 1m", Quoted(.value))]
+    NotADuration { key: String, value: String },
     #[error("{} is not an annotation of the sidecar; known: {known}", excerpt(.key))]
     Unknown { key: String, known: String },
 }
@@ -132,6 +138,21 @@ pub fn layout_choice(
     }
 }
 
+/// Reads the `pre-stop-wait` annotation (absent is none).
+pub fn pre_stop_wait(
+    annotations: &BTreeMap<String, String>,
+) -> Result<Option<std::time::Duration>, AnnotationError> {
+    let Some(value) = annotations.get(PRE_STOP_WAIT) else {
+        return Ok(None);
+    };
+    sidecar_proxy::config::parse_shutdown_duration(value)
+        .map(Some)
+        .ok_or_else(|| AnnotationError::NotADuration {
+            key: PRE_STOP_WAIT.to_owned(),
+            value: value.clone(),
+        })
+}
+
 /// Refuses any `sidecar.speedscale.com/*` key that is neither a spec setting nor the injector's own.
 pub fn check_known(annotations: &BTreeMap<String, String>) -> Result<(), AnnotationError> {
     for key in annotations.keys() {
@@ -157,6 +178,7 @@ fn is_known(key: &str) -> bool {
             CAPTURE_ROTATE_SIZE,
             CAPTURE_ROTATE_KEEP,
             NATIVE_SIDECAR,
+            PRE_STOP_WAIT,
             SIDECAR_LAYOUT,
             INJECTED,
         ]
@@ -178,6 +200,7 @@ fn known_keys() -> Vec<String> {
             CAPTURE_ROTATE_SIZE,
             CAPTURE_ROTATE_KEEP,
             NATIVE_SIDECAR,
+            PRE_STOP_WAIT,
         ]
         .iter()
         .map(|key| key.trim_start_matches(ANNOTATION_PREFIX).to_owned()),

@@ -47,7 +47,18 @@ fn proxy_settings(config: &ProxyConfig) -> Option<(Vec<(&'static str, String)>, 
         OutboundProtocol::Socks => {
             let url = format!("socks5://127.0.0.1:{port}");
             (
-                vec![("HTTP_PROXY", url.clone()), ("HTTPS_PROXY", url)],
+                // Go reads the upper-case variables and speaks SOCKS through them. Python's urllib (and
+                // requests without PySocks) has no SOCKS: with a socks5:// value every request fails
+                // (`unknown url type: socks5`). It prefers the lower-case names, and an empty one makes it
+                // drop that scheme's proxy, so empty lower-case variables keep Python working (its calls
+                // go direct, uncaptured). Go takes the first non-empty of the two names, so it still uses
+                // the sidecar; curl treats an empty variable as unset and reads HTTPS_PROXY.
+                vec![
+                    ("HTTP_PROXY", url.clone()),
+                    ("HTTPS_PROXY", url),
+                    ("http_proxy", String::new()),
+                    ("https_proxy", String::new()),
+                ],
                 format!("-DsocksProxyHost=127.0.0.1 -DsocksProxyPort={port}"),
             )
         }
@@ -189,6 +200,8 @@ mod tests {
             changes,
             [
                 EnvChange::Add(var("HTTPS_PROXY", "socks5://127.0.0.1:4140")),
+                // The user's http_proxy stays; only the other Python-facing name is emptied.
+                EnvChange::Add(var("https_proxy", "")),
                 EnvChange::Replace {
                     index: 1,
                     value: "-Xmx512m -DsocksProxyHost=127.0.0.1 -DsocksProxyPort=4140".into()

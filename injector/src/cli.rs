@@ -166,6 +166,12 @@ pub struct InjectArgs {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub native_sidecar: bool,
+
+    /// Rewrite the targetPort of the input's Services that send callers of an injected reverse or dual
+    /// pod straight to the app, past the sidecar, to the sidecar's inbound port (without it they are only
+    /// reported)
+    #[arg(long)]
+    pub retarget_services: bool,
 }
 
 impl InjectArgs {
@@ -186,15 +192,24 @@ impl InjectArgs {
             }
         };
         let mut output = io::stdout().lock();
-        match crate::offline::inject_reporting(&mut input, &mut output, &options)
-            .and_then(|injected| output.flush().map(|()| injected).map_err(Into::into))
+        let offline = crate::offline::OfflineOptions {
+            retarget_services: self.retarget_services,
+        };
+        match crate::offline::inject_with(&mut input, &mut output, &options, &offline)
+            .and_then(|report| output.flush().map(|()| report).map_err(Into::into))
         {
-            Ok(injected) => {
+            Ok(report) => {
                 // On stderr, so stdout stays the manifest for `| kubectl apply -f -`.
-                for line in &injected {
+                for line in &report.injected {
                     eprintln!("sidecar-injector: injected {line}");
                 }
-                if injected.is_empty() {
+                for line in &report.retargeted {
+                    eprintln!("sidecar-injector: retargeted {line}");
+                }
+                for line in &report.warnings {
+                    eprintln!("sidecar-injector: warning: {line}");
+                }
+                if report.injected.is_empty() {
                     eprintln!(
                         "sidecar-injector: injected nothing: no pod or pod template is annotated sidecar.speedscale.com/inject: \"true\" (or every one already has the sidecar)"
                     );

@@ -29,6 +29,8 @@ const ADMIN_PORT_NAME: &str = "sidecar-admin";
 /// The sidecar's postStart hook: returns once `/readyz` answers 200 (the admin port comes from the
 /// container's `PROXY_ADMIN_PORT`).
 pub const WAIT_READY: [&str; 2] = ["/usr/local/bin/sidecar-proxy", "wait-ready"];
+/// The classic sidecar's preStop hook with `pre-stop-wait`, followed by `--for <duration>`.
+pub const WAIT_BEFORE_STOP: [&str; 2] = ["/usr/local/bin/sidecar-proxy", "wait-before-stop"];
 
 /// What the operator configures on the injector (flags or environment of `sidecar-injector`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,6 +177,26 @@ pub fn sidecar(plan: &Plan, options: &SidecarOptions, layout: SidecarLayout) -> 
                 post_start: Some(LifecycleHandler {
                     exec: Some(ExecAction {
                         command: Some(WAIT_READY.iter().map(|arg| (*arg).to_owned()).collect()),
+                    }),
+                    ..LifecycleHandler::default()
+                }),
+                // The kubelet signals the sidecar only once this returns: it serves the app's last calls.
+                pre_stop: plan.pre_stop_wait.map(|wait| LifecycleHandler {
+                    exec: Some(ExecAction {
+                        command: Some(
+                            WAIT_BEFORE_STOP
+                                .iter()
+                                .map(|arg| (*arg).to_owned())
+                                .chain([
+                                    "--for".to_owned(),
+                                    if wait.subsec_millis() == 0 {
+                                        format!("{}s", wait.as_secs())
+                                    } else {
+                                        format!("{}ms", wait.as_millis())
+                                    },
+                                ])
+                                .collect(),
+                        ),
                     }),
                     ..LifecycleHandler::default()
                 }),

@@ -17,6 +17,7 @@ const SOURCES: &[(&str, &[&str])] = &[
     ("offline", &[include_str!("offline.rs")]),
     ("patch", &[include_str!("patch.rs")]),
     ("plan", &[include_str!("plan.rs")]),
+    ("probe_ports", &[include_str!("probe_ports.rs")]),
     ("resources", &[include_str!("resources.rs")]),
     ("review", &[include_str!("review.rs")]),
     (
@@ -26,6 +27,7 @@ const SOURCES: &[(&str, &[&str])] = &[
             include_str!("server/routes.rs"),
         ],
     ),
+    ("service_ports", &[include_str!("service_ports.rs")]),
     ("summary", &[include_str!("summary.rs")]),
     ("tls_out", &[include_str!("tls_out.rs")]),
     ("yaml_depth", &[include_str!("yaml_depth.rs")]),

@@ -14,6 +14,10 @@
 //! document itself. Empty documents are dropped; the rest are written in input order, separated by `---`.
 //! Mapping keys come out sorted (the documents are plain JSON values).
 //!
+//! Services in the input are checked against the injected reverse and dual pods they select: a
+//! `targetPort` that reaches the app past its sidecar is reported, or rewritten with `--retarget-services`
+//! (see [`crate::service_ports`]).
+//!
 //! Any error (malformed YAML, nesting deeper than [`crate::yaml_depth::MAX_DEPTH`], a denial, a pod that is
 //! not a valid pod) fails the whole run before anything is written, and names the document:
 //! `document 2 (Deployment web): <the denial>`. Values quoted in errors are cut to their first few hundred
@@ -29,7 +33,8 @@ use serde_json::{Map, Value};
 use sidecar_proxy::config::{excerpt, ANNOTATION_PREFIX};
 
 use crate::containers::SidecarOptions;
-use crate::review::{admit, Admission};
+use crate::review::{admit_planned, Admission};
+use crate::service_ports::{check_service, Finding, InboundPod};
 use crate::summary::describe_injected;
 use crate::yaml_depth::check_depth;
 
@@ -50,24 +55,67 @@ pub fn inject_reporting(
     output: &mut dyn Write,
     options: &SidecarOptions,
 ) -> anyhow::Result<Vec<String>> {
+    inject_with(input, output, options, &OfflineOptions::default()).map(|report| report.injected)
+}
+
+/// What only offline `inject` does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OfflineOptions {
+    /// `--retarget-services`: rewrite the `targetPort` of Services that reach an app past its sidecar.
+    pub retarget_services: bool,
+}
+
+/// What a run did, for stderr: each line names the document.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// One line per injected pod (see [`inject_reporting`]).
+    pub injected: Vec<String>,
+    /// Services rewritten by `--retarget-services`.
+    pub retargeted: Vec<String>,
+    /// What the user should look at: TCP probes on serving ports, Services that bypass a sidecar.
+    pub warnings: Vec<String>,
+}
+
+/// [`inject`] with the offline options, returning the whole report.
+pub fn inject_with(
+    input: &mut dyn Read,
+    output: &mut dyn Write,
+    options: &SidecarOptions,
+    offline: &OfflineOptions,
+) -> anyhow::Result<Report> {
     let mut text = String::new();
     input
         .read_to_string(&mut text)
         .context("cannot read the input (it must be UTF-8 YAML)")?;
-    let (rendered, injected) = inject_text(&text, options)?;
+    let (rendered, report) = inject_text(&text, options, offline)?;
     output
         .write_all(rendered.as_bytes())
         .and_then(|()| output.flush())
         .context("cannot write the output")?;
-    Ok(injected)
+    Ok(report)
 }
 
-/// The whole run on text: every document injected and rendered, or the first error.
-fn inject_text(text: &str, options: &SidecarOptions) -> anyhow::Result<(String, Vec<String>)> {
+/// What the pods of a run leave for the Services pass and the report.
+#[derive(Default)]
+struct Found {
+    /// Injected reverse and dual pods, as Services select them.
+    inbound_pods: Vec<InboundPod>,
+    /// The plans' warnings, each with the pod's place.
+    warnings: Vec<String>,
+}
+
+/// The whole run on text: every document injected, the Services checked against the injected pods, and
+/// everything rendered; or the first error.
+fn inject_text(
+    text: &str,
+    options: &SidecarOptions,
+    offline: &OfflineOptions,
+) -> anyhow::Result<(String, Report)> {
     // Before the parser, whose time grows with the square of the nesting.
     check_depth(text)?;
-    let mut rendered = Vec::new();
-    let mut injected = Vec::new();
+    let mut documents = Vec::new();
+    let mut report = Report::default();
+    let mut found = Found::default();
     // The iterator repeats a failure forever; the first error ends the loop.
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let position = index + 1;
@@ -77,17 +125,43 @@ fn inject_text(text: &str, options: &SidecarOptions) -> anyhow::Result<(String, 
             continue;
         }
         let described = describe(&value);
-        let pods = inject_object(&mut value, options)
-            .map_err(|e| anyhow!("document {position}{described}: {e}"))?;
-        injected.extend(
-            pods.into_iter()
-                .map(|pod| format!("document {position}{described}{pod}")),
-        );
+        let place = format!("document {position}{described}");
+        let pods = inject_object(&mut value, options, &place, &mut found)
+            .map_err(|e| anyhow!("{place}: {e}"))?;
+        report
+            .injected
+            .extend(pods.into_iter().map(|pod| format!("{place}{pod}")));
+        documents.push((place, value));
+    }
+    report.warnings.append(&mut found.warnings);
+    // A Service may come before the workload it selects: checked once every pod is known.
+    let mut rendered = Vec::new();
+    for (place, mut value) in documents {
+        for finding in check_services(&mut value, &found.inbound_pods, offline.retarget_services) {
+            match finding {
+                Finding::Warning(warning) => report.warnings.push(format!("{place}: {warning}")),
+                Finding::Retargeted(change) => report.retargeted.push(format!("{place}: {change}")),
+            }
+        }
         let yaml = serde_yaml_ng::to_string(&value)
-            .with_context(|| format!("document {position}{described}: cannot render as YAML"))?;
+            .with_context(|| format!("{place}: cannot render as YAML"))?;
         rendered.push(yaml);
     }
-    Ok((rendered.join("---\n"), injected))
+    Ok((rendered.join("---\n"), report))
+}
+
+/// A Service, or each Service of a `v1` List.
+fn check_services(object: &mut Value, pods: &[InboundPod], retarget: bool) -> Vec<Finding> {
+    if matches!(locate(object), PodLocation::ListItems) {
+        return object
+            .get_mut("items")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+            .flat_map(|item| check_services(item, pods, retarget))
+            .collect();
+    }
+    check_service(object, pods, retarget)
 }
 
 /// One document as JSON, with YAML merge keys (`<<: *defaults`) applied as kubectl applies them.
@@ -176,9 +250,14 @@ fn misplaced_annotations(keys: &[String], template_pointer: &str) -> Result<(), 
 
 /// Injects one object in place; returns, for each pod injected, where in the object (empty, or
 /// `, item 2 (Pod web)`) and `: ` what it got. The error is the message without the document's name.
-fn inject_object(object: &mut Value, options: &SidecarOptions) -> Result<Vec<String>, String> {
+fn inject_object(
+    object: &mut Value,
+    options: &SidecarOptions,
+    place: &str,
+    found: &mut Found,
+) -> Result<Vec<String>, String> {
     match locate(object) {
-        PodLocation::Itself => inject_pod(object, options),
+        PodLocation::Itself => inject_pod(object, options, place, found),
         PodLocation::Template(pointer) => {
             // Nothing to inject into: the API server will say what is missing.
             if object.pointer(pointer).is_none() {
@@ -188,7 +267,7 @@ fn inject_object(object: &mut Value, options: &SidecarOptions) -> Result<Vec<Str
             let template = object
                 .pointer_mut(pointer)
                 .expect("the template was just found");
-            inject_template(template, options)
+            inject_template(template, options, place, found)
         }
         PodLocation::ListItems => {
             let Some(items) = object.get_mut("items").and_then(Value::as_array_mut) else {
@@ -197,7 +276,8 @@ fn inject_object(object: &mut Value, options: &SidecarOptions) -> Result<Vec<Str
             let mut injected = Vec::new();
             for (index, item) in items.iter_mut().enumerate() {
                 let described = describe(item);
-                let pods = inject_object(item, options)
+                let item_place = format!("{place}, item {}{described}", index + 1);
+                let pods = inject_object(item, options, &item_place, found)
                     .map_err(|e| format!("item {}{described}: {e}", index + 1))?;
                 injected.extend(
                     pods.into_iter()
@@ -211,7 +291,12 @@ fn inject_object(object: &mut Value, options: &SidecarOptions) -> Result<Vec<Str
 }
 
 /// A pod template (`metadata` and `spec`) goes through admission as the pod it describes.
-fn inject_template(template: &mut Value, options: &SidecarOptions) -> Result<Vec<String>, String> {
+fn inject_template(
+    template: &mut Value,
+    options: &SidecarOptions,
+    place: &str,
+    found: &mut Found,
+) -> Result<Vec<String>, String> {
     let Some(fields) = template.as_object_mut() else {
         return Err("the pod template is not a mapping".to_owned());
     };
@@ -224,7 +309,7 @@ fn inject_template(template: &mut Value, options: &SidecarOptions) -> Result<Vec
         }
     }
     let mut pod = Value::Object(pod);
-    let result = inject_pod(&mut pod, options);
+    let result = inject_pod(&mut pod, options, place, found);
     // Back into the template, patched or not (an error fails the whole run anyway).
     if let Value::Object(mut pod) = pod {
         for key in ["metadata", "spec"] {
@@ -238,11 +323,31 @@ fn inject_template(template: &mut Value, options: &SidecarOptions) -> Result<Vec
 
 /// Admits a pod given as JSON and applies the patch to that JSON, so fields [`Pod`] does not know stay.
 /// Returns `: ` and what the pod got, if it was injected.
-fn inject_pod(pod_value: &mut Value, options: &SidecarOptions) -> Result<Vec<String>, String> {
+fn inject_pod(
+    pod_value: &mut Value,
+    options: &SidecarOptions,
+    place: &str,
+    found: &mut Found,
+) -> Result<Vec<String>, String> {
     check_string_maps(pod_value)?;
     let pod: Pod = serde_json::from_value(pod_value.clone())
         .map_err(|e| format!("not a valid pod: {}", excerpt(&e.to_string())))?;
-    match admit(&pod, options).map_err(|denial| denial.0)? {
+    let admitted = admit_planned(&pod, options).map_err(|denial| denial.0)?;
+    found.warnings.extend(
+        admitted
+            .warnings
+            .iter()
+            .map(|warning| format!("{place}: {warning}")),
+    );
+    if let (Some(plan), Some(spec)) = (&admitted.plan, &pod.spec) {
+        found.inbound_pods.extend(InboundPod::new(
+            place.to_owned(),
+            &pod.metadata,
+            &spec.containers,
+            &plan.config,
+        ));
+    }
+    match admitted.admission {
         Admission::Unchanged => Ok(Vec::new()),
         Admission::Patched(patch) => {
             json_patch::patch(pod_value, &patch)

@@ -15,6 +15,7 @@ use crate::annotations::{
 use crate::capture_volume::{capture_plan, CapturePlan};
 pub use crate::denial::Denial;
 use crate::layout::{LayoutChoice, SIDECAR_NAME};
+use crate::probe_ports::tcp_probe_ports;
 use crate::resources::check_requests_within_limits;
 use crate::tls_out::{self, TlsOutPlan};
 
@@ -49,6 +50,11 @@ pub struct Plan {
     pub capture: CapturePlan,
     /// What `native-sidecar` asks for; the injector resolves `auto` (see [`LayoutChoice::resolve`]).
     pub layout: LayoutChoice,
+    /// `pre-stop-wait`: the classic sidecar's preStop hook waits this long before it is signalled.
+    pub pre_stop_wait: Option<std::time::Duration>,
+    /// Things the pod's owner should know that do not stop the injection (see `probe_ports`), one sentence
+    /// each: the webhook returns them as admission warnings, `inject` prints them.
+    pub warnings: Vec<String>,
 }
 
 /// Decides what to do with a pod, from its annotations and its containers.
@@ -72,8 +78,16 @@ pub fn decide(
     // The proxy's own validation: the denial carries the message the proxy would print.
     let config = ProxyConfig::from_settings(&raw).map_err(|e| Denial(e.to_string()))?;
     let transparent = config.proxy_type == ProxyType::Transparent;
+    let mut warnings = Vec::new();
     let redirect = if transparent {
-        Some(RedirectSettings::from_settings(&raw).map_err(|e| Denial(e.to_string()))?)
+        let redirect = RedirectSettings::from_settings(&raw).map_err(|e| Denial(e.to_string()))?;
+        // Ports only TCP probes use reach the app itself, so the probes test the app, not the sidecar.
+        let probes = tcp_probe_ports(containers);
+        warnings.extend(probes.warnings);
+        Some(RedirectSettings {
+            ignore_inbound: redirect.ignore_inbound.with_ports(probes.excluded),
+            ..redirect
+        })
     } else {
         for setting in [Setting::IgnoreInboundPorts, Setting::IgnoreOutboundPorts] {
             if annotations.contains_key(&setting.annotation_key()) {
@@ -88,6 +102,8 @@ pub fn decide(
     };
 
     let tls_out = tls_out_plan(annotations, &raw, config.proxy_type)?;
+    // Refused here rather than by the sidecar at start, where the pod would crash-loop.
+    sidecar_proxy::config::drain_duration(&raw).map_err(|e| Denial(e.to_string()))?;
 
     let configure_app = annotations::flag(annotations, CONFIGURE_APP)?;
     // With tls-out, a transparent pod's apps need no proxy settings but do need to trust the capture CA,
@@ -136,6 +152,7 @@ pub fn decide(
     check_requests_within_limits(&requests, &limits)?;
     let capture = capture_plan(annotations)?;
     let layout = annotations::layout_choice(annotations)?;
+    let pre_stop_wait = annotations::pre_stop_wait(annotations)?;
 
     Ok(Decision::Inject(Box::new(Plan {
         config,
@@ -147,6 +164,8 @@ pub fn decide(
         tls_out,
         capture,
         layout,
+        pre_stop_wait,
+        warnings,
     })))
 }
 

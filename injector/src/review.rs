@@ -13,6 +13,7 @@ use sidecar_proxy::config::{excerpt, Setting};
 use crate::containers::SidecarOptions;
 use crate::patch::injection_patch;
 use crate::plan::{decide, Decision, Denial, Plan};
+use crate::service_ports::app_port_warnings;
 
 /// What admission does with one pod.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,8 +24,24 @@ pub enum Admission {
     Patched(Patch),
 }
 
+/// An admission with what the injection was planned from (for injected pods), and the warnings for the
+/// pod's owner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admitted {
+    pub admission: Admission,
+    pub plan: Option<Box<Plan>>,
+    /// Sentences that do not stop the injection (TCP probes on serving ports, and for the webhook the
+    /// app's declared port a Service may target; see `probe_ports` and `service_ports`).
+    pub warnings: Vec<String>,
+}
+
 /// Decides for one pod.
 pub fn admit(pod: &Pod, options: &SidecarOptions) -> Result<Admission, Denial> {
+    admit_planned(pod, options).map(|admitted| admitted.admission)
+}
+
+/// [`admit`], with the plan and the plan's own warnings.
+pub fn admit_planned(pod: &Pod, options: &SidecarOptions) -> Result<Admitted, Denial> {
     let empty = BTreeMap::new();
     let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
     // Init containers too: a native sidecar is one.
@@ -40,7 +57,11 @@ pub fn admit(pod: &Pod, options: &SidecarOptions) -> Result<Admission, Denial> {
         .cloned()
         .collect();
     match decide(annotations, &containers)? {
-        Decision::NotRequested | Decision::AlreadyInjected => Ok(Admission::Unchanged),
+        Decision::NotRequested | Decision::AlreadyInjected => Ok(Admitted {
+            admission: Admission::Unchanged,
+            plan: None,
+            warnings: Vec::new(),
+        }),
         Decision::Inject(plan) => {
             let host_network = pod.spec.as_ref().and_then(|spec| spec.host_network);
             if plan.redirect.is_some() && host_network == Some(true) {
@@ -49,7 +70,11 @@ pub fn admit(pod: &Pod, options: &SidecarOptions) -> Result<Admission, Denial> {
             if let Some(denial) = listener_on_admin_port(&plan, annotations, options.admin_port) {
                 return Err(denial);
             }
-            Ok(Admission::Patched(injection_patch(pod, &plan, options)))
+            Ok(Admitted {
+                admission: Admission::Patched(injection_patch(pod, &plan, options)),
+                warnings: plan.warnings.clone(),
+                plan: Some(plan),
+            })
         }
     }
 }
@@ -139,12 +164,118 @@ fn respond(
             ))
         }
     };
-    match admit(&pod, options) {
-        Ok(Admission::Unchanged) => response,
-        Ok(Admission::Patched(patch)) => match response.clone().with_patch(patch) {
-            Ok(patched) => patched,
-            Err(e) => response.deny(format!("sidecar-injector: cannot encode the patch: {e}")),
-        },
+    match admit_planned(&pod, options) {
+        Ok(Admitted {
+            admission: Admission::Unchanged,
+            ..
+        }) => response,
+        Ok(Admitted {
+            admission: Admission::Patched(patch),
+            plan,
+            mut warnings,
+        }) => {
+            // The webhook sees only the pod: what it can say about Services (see `service_ports`).
+            if let (Some(plan), Some(spec)) = (&plan, &pod.spec) {
+                warnings.extend(app_port_warnings(&plan.config, &spec.containers));
+            }
+            match response.clone().with_patch(patch) {
+                Ok(mut patched) => {
+                    if !warnings.is_empty() {
+                        // kubectl prints each as "Warning: ..."; the API server caps their length.
+                        patched.warnings = Some(
+                            warnings
+                                .into_iter()
+                                .map(|warning| format!("sidecar-injector: {warning}"))
+                                .collect(),
+                        );
+                    }
+                    patched
+                }
+                Err(e) => response.deny(format!("sidecar-injector: cannot encode the patch: {e}")),
+            }
+        }
         Err(denial) => response.deny(denial),
+    }
+}
+
+#[cfg(test)]
+mod warning_tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The AdmissionReview the API server would send for `pod`.
+    fn review_of(pod: serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": "shop",
+                "operation": "CREATE",
+                "userInfo": {"username": "admin"},
+                "object": pod,
+                "dryRun": false
+            }
+        }))
+        .unwrap()
+    }
+
+    fn warnings(pod: serde_json::Value) -> Vec<String> {
+        let options = SidecarOptions::new("registry.example.com/sidecar-proxy:0.1.0");
+        let answer = serde_json::to_value(review(&review_of(pod), &options)).unwrap();
+        assert_eq!(answer["response"]["allowed"], true, "{answer:#}");
+        assert!(!answer["response"]["patch"].is_null(), "injected");
+        answer["response"]["warnings"]
+            .as_array()
+            .map(|warnings| {
+                warnings
+                    .iter()
+                    .map(|warning| warning.as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn kubectl_is_told_about_a_declared_app_port_and_a_tcp_probe_on_a_serving_port() {
+        let dual = warnings(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web", "annotations": {
+                "sidecar.speedscale.com/inject": "true",
+                "sidecar.speedscale.com/proxy-type": "dual",
+                "sidecar.speedscale.com/proxy-protocol": "tcp:http",
+                "sidecar.speedscale.com/proxy-port": "8080"
+            }},
+            "spec": {"containers": [{"name": "app", "image": "web:1",
+                "ports": [{"name": "http", "containerPort": 8080}]}]}
+        }));
+        assert_eq!(dual, ["sidecar-injector: container app declares port 8080, the app's port: a Service with targetPort 8080 or \"http\" bypasses the sidecar (not captured); target 4143 (sidecar-in) instead"]);
+
+        let transparent = warnings(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web", "annotations": {"sidecar.speedscale.com/inject": "true"}},
+            "spec": {"containers": [{"name": "app", "image": "web:1",
+                "ports": [{"name": "http", "containerPort": 8080}],
+                "livenessProbe": {"tcpSocket": {"port": 9901}},
+                "readinessProbe": {"tcpSocket": {"port": "http"}}}]}
+        }));
+        assert_eq!(transparent, ["sidecar-injector: container app: tcpSocket readinessProbe on serving port 8080 reaches the sidecar, which accepts even if the app is down; use httpGet, or add 8080 to ignore-inbound-ports"]);
+        for warning in dual.iter().chain(&transparent) {
+            assert!(warning.len() <= 256, "the API server may cut it: {warning}");
+        }
+
+        // Nothing to say about a pod whose app declares no port.
+        let quiet = warnings(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web", "annotations": {
+                "sidecar.speedscale.com/inject": "true",
+                "sidecar.speedscale.com/proxy-type": "reverse",
+                "sidecar.speedscale.com/proxy-port": "8080"
+            }},
+            "spec": {"containers": [{"name": "app", "image": "web:1"}]}
+        }));
+        assert_eq!(quiet, Vec::<String>::new());
     }
 }

@@ -790,3 +790,89 @@ fn inject_defaults_the_image_and_reports_each_injected_pod_on_stderr() {
         "sidecar-injector: injected nothing: no pod or pod template is annotated sidecar.speedscale.com/inject: \"true\" (or every one already has the sidecar)\n"
     );
 }
+
+const DUAL_WITH_SERVICE: &str = r#"
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports:
+  - name: http
+    port: 80
+    targetPort: http
+  - name: metrics
+    port: 9090
+    targetPort: 9090
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+      annotations:
+        sidecar.speedscale.com/inject: "true"
+        sidecar.speedscale.com/proxy-type: "dual"
+        sidecar.speedscale.com/proxy-protocol: "tcp:http"
+        sidecar.speedscale.com/proxy-port: "8080"
+    spec:
+      containers:
+      - name: web
+        image: registry.example.com/web:1.0
+        ports:
+        - name: http
+          containerPort: 8080
+"#;
+
+/// A Service in the input that sends the callers of a dual pod to the app's port (here by name, and
+/// before the Deployment) is reported on stderr and left as it is; `--retarget-services` rewrites that
+/// targetPort to the sidecar's inbound port, and only that one.
+#[test]
+fn inject_reports_a_service_that_bypasses_the_sidecar_and_retargets_it_when_asked() {
+    let service_ports = |output: &Output| -> Vec<Value> {
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let first: Value = serde_yaml_ng::Deserializer::from_slice(&output.stdout)
+            .map(|document| serde::Deserialize::deserialize(document).expect("YAML out"))
+            .next()
+            .unwrap();
+        assert_eq!(first["kind"], "Service");
+        first["spec"]["ports"].as_array().unwrap().clone()
+    };
+
+    let reported = run(&["inject", "-f", "-"], DUAL_WITH_SERVICE);
+    let ports = service_ports(&reported);
+    assert_eq!(ports[0]["targetPort"], "http", "not rewritten unasked");
+    let stderr = text(&reported.stderr);
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("sidecar-injector: warning: "))
+        .collect();
+    assert_eq!(
+        warnings,
+        ["sidecar-injector: warning: document 1 (Service web): Service web port http (80) targets \"http\" (8080), the app's own port in document 2 (Deployment web): its callers reach the app past the sidecar and are not captured; set targetPort: 4143 (the sidecar's inbound port), or run inject with --retarget-services"],
+        "{stderr}"
+    );
+
+    let retargeted = run(
+        &["inject", "-f", "-", "--retarget-services"],
+        DUAL_WITH_SERVICE,
+    );
+    let ports = service_ports(&retargeted);
+    assert_eq!(ports[0]["targetPort"], 4143);
+    assert_eq!(
+        ports[1]["targetPort"], 9090,
+        "a port the app does not serve on is kept"
+    );
+    let stderr = text(&retargeted.stderr);
+    assert!(!stderr.contains("warning:"), "{stderr}");
+    assert!(
+        stderr.contains("sidecar-injector: retargeted document 1 (Service web): Service web port http (80): targetPort \"http\" (8080) → 4143 (the sidecar's inbound port in document 2 (Deployment web))"),
+        "{stderr}"
+    );
+}

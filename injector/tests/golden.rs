@@ -79,6 +79,7 @@ const CASES: &[&str] = &[
     "deny-configure-app-transparent",
     "deny-cpu-limit-below-default-request",
     "deny-cpu-request-above-cpu-limit",
+    "deny-drain-duration-bad",
     "deny-forward-tcp",
     "deny-host-with-scheme",
     "deny-ignore-ports-not-transparent",
@@ -89,6 +90,7 @@ const CASES: &[&str] = &[
     "deny-native-sidecar-yes",
     "deny-port-70000",
     "deny-port-zero",
+    "deny-pre-stop-wait-bad",
     "deny-proxy-port-is-in-port",
     "deny-reverse-tcp-http",
     "deny-tls-out-bad-exclude-list",
@@ -123,6 +125,7 @@ const CASES: &[&str] = &[
     "resources-cpu-limit-only",
     "resources-memory-request-and-limit-raised",
     "reverse-host-network",
+    "shutdown-classic-pre-stop-wait-drain",
     "spec-dual-tcp-http-in-10000-out-10001",
     "spec-dual-tcp-http-port-8080",
     "spec-forward-socks",
@@ -136,6 +139,7 @@ const CASES: &[&str] = &[
     "tls-out-upstream-ca",
     "transparent-custom-ports",
     "transparent-ignore-ports",
+    "transparent-tcp-probe-port-excluded",
 ];
 
 fn options() -> SidecarOptions {

@@ -273,3 +273,79 @@ fn a_denied_workload_fails_the_run_naming_it_and_writes_nothing() {
         "{error}"
     );
 }
+
+/// `configure-app` with a socks protocol, run for real: Python's urllib has no SOCKS, and a
+/// `socks5://` proxy variable it reads fails every request (`unknown url type: socks5`). The app
+/// container's environment exactly as `inject` writes it (nothing else, but `PATH`) must leave a
+/// real `python3` able to fetch from an HTTP server on loopback, and its `getproxies()` must name no
+/// SOCKS proxy, while Go's `HTTP_PROXY` still names the sidecar.
+#[test]
+fn configure_app_with_socks_leaves_python_urllib_working() {
+    const POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: job
+  annotations:
+    sidecar.speedscale.com/inject: "true"
+    sidecar.speedscale.com/proxy-type: "forward"
+    sidecar.speedscale.com/proxy-protocol: "socks"
+    sidecar.speedscale.com/configure-app: "true"
+spec:
+  containers:
+    - name: app
+      image: python:3.11
+"#;
+    let output = inject(POD).unwrap();
+    let pod = &documents(&output)[0];
+    let app = pod["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|container| container["name"] == "app")
+        .unwrap();
+    let app_env = env(app);
+    assert_eq!(
+        lookup(&app_env, "HTTP_PROXY"),
+        Some("socks5://127.0.0.1:4140"),
+        "Go reads it: {app_env:?}"
+    );
+
+    // An HTTP server on loopback that answers one request.
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = server.local_addr().unwrap();
+    let serving = std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader, Write};
+        let (mut stream, _) = server.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+            line.clear();
+        }
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+            .unwrap();
+    });
+
+    let script = format!(
+        "import urllib.request\n\
+         proxies = urllib.request.getproxies()\n\
+         assert not any('socks' in value for value in proxies.values()), proxies\n\
+         print(urllib.request.urlopen('http://{address}/', timeout=10).read().decode())\n"
+    );
+    let result = std::process::Command::new("python3")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(app_env.iter().map(|(name, value)| (name, value)))
+        .args(["-c", &script])
+        .output()
+        .expect("python3 runs (scripts/test.sh installs it)");
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    if !result.status.success() {
+        // Unblock the server thread before failing.
+        let _ = std::net::TcpStream::connect(address);
+    }
+    assert!(result.status.success(), "python3 failed: {stderr}");
+    assert_eq!(String::from_utf8_lossy(&result.stdout).trim(), "hello");
+    serving.join().unwrap();
+}

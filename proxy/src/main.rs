@@ -52,6 +52,14 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
+    // Every setting is checked before anything is said about the ones that are ignored.
+    let drain_duration = match invocation.drain_duration() {
+        Ok(duration) => duration,
+        Err(e) => {
+            eprintln!("sidecar-proxy: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
     for ignored in invocation.ignored_settings(&config) {
         tracing::warn!("{ignored}");
     }
@@ -72,7 +80,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     }
-    let options = invocation.runtime_options(&config);
+    let mut options = invocation.runtime_options(&config);
+    options.drain_duration = drain_duration;
     let directions = [
         config.inbound_listener_port(),
         config.outbound_listener_port(),

@@ -103,6 +103,8 @@ pub struct Metrics {
     pub accept_errors: Family<ListenerLabels, Counter>,
     pub records_captured: Family<RecordLabels, Counter>,
     pub records_dropped: Counter,
+    /// Kubelet probes (User-Agent `kube-probe/...`) not recorded, per direction.
+    pub probes_skipped: Family<DirectionLabels, Counter>,
     /// Set when /metrics is scraped (see `admin`).
     pub runtime_tasks_alive: Gauge,
     pub request_duration: HistogramFamily,
@@ -234,6 +236,12 @@ impl Metrics {
             "Capture records written, by kind",
             records_captured.clone(),
         );
+        let probes_skipped = Family::<DirectionLabels, Counter>::default();
+        registry.register(
+            "capture_probes_skipped",
+            "Kubelet probes (User-Agent kube-probe/...) left out of the capture, per direction; --capture-probes records them",
+            probes_skipped.clone(),
+        );
         let runtime_tasks_alive = Gauge::default();
         registry.register(
             "runtime_tasks_alive",
@@ -278,6 +286,7 @@ impl Metrics {
             accept_errors,
             records_captured,
             records_dropped,
+            probes_skipped,
             runtime_tasks_alive,
             request_duration,
             tls_connections,

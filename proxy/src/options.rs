@@ -32,7 +32,10 @@ pub struct RuntimeOptions {
     pub handshake_timeout: Duration,
     /// Time allowed to open the upstream connection.
     pub connect_timeout: Duration,
-    /// After SIGTERM, how long open connections may keep running before the process exits.
+    /// After SIGTERM, how long the listeners keep serving new connections (ended early once no connection
+    /// has been open for a second): the pod is leaving its Services' endpoints meanwhile.
+    pub drain_duration: Duration,
+    /// Once the drain is over, how long open connections may keep running before the process exits.
     pub shutdown_grace: Duration,
     /// Time the app or an upstream has to begin its HTTP response once the whole request has reached it.
     pub upstream_timeout: Duration,
@@ -50,6 +53,7 @@ impl RuntimeOptions {
             outbound_listen: SocketAddr::new(DEFAULT_OUTBOUND_BIND, config.out_port),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            drain_duration: crate::config::DEFAULT_DRAIN_DURATION,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,

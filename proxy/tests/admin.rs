@@ -103,6 +103,7 @@ async fn metrics_is_openmetrics_with_every_family() {
         ("sidecar_accept_errors", "counter"),
         ("sidecar_capture_records", "counter"),
         ("sidecar_capture_records_dropped", "counter"),
+        ("sidecar_capture_probes_skipped", "counter"),
         ("sidecar_runtime_tasks_alive", "gauge"),
         ("sidecar_http_request_duration_seconds", "histogram"),
         ("sidecar_memory_budget_bytes", "gauge"),

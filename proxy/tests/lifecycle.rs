@@ -278,6 +278,14 @@ enum Given {
     Given::File("sidecar.speedscale.com/proxy-type: dual\n"),
     "{file}: annotations file line 1: no '=' found; expected key=\"value\" as the Kubernetes downward API writes it"
 )]
+#[case::drain_duration_annotation(
+    Given::File("sidecar.speedscale.com/proxy-type=\"reverse\"\nsidecar.speedscale.com/drain-duration=\"5\"\n"),
+    "invalid sidecar.speedscale.com/drain-duration \"5\": allowed values are durations from 0s to 1h, like 5s, 500ms or 1m (0s closes the listeners at once)"
+)]
+#[case::drain_duration_flag(
+    Given::Args(&["--proxy-type", "reverse", "--drain-duration", "soon"]),
+    "invalid --drain-duration \"soon\": allowed values are durations from 0s to 1h, like 5s, 500ms or 1m (0s closes the listeners at once)"
+)]
 #[case::annotations_file_missing(
     Given::MissingFile,
     "cannot read annotations file {file}: No such file or directory (os error 2)"
@@ -823,6 +831,9 @@ async fn sidecar_for(mode: &Mode, app: SocketAddr, grace: &str) -> (Sidecar, u16
             &port.to_string(),
             "--shutdown-grace",
             grace,
+            // No drain: these tests are about what follows it (proxy/tests/capture/drain.rs tests the drain).
+            "--drain-duration",
+            "0s",
         ],
         &[],
     );
@@ -838,8 +849,8 @@ fn download_request(mode: &Mode, app: SocketAddr) -> String {
     }
 }
 
-/// SIGTERM while a large download is in flight: the listener closes at once, the download completes byte
-/// for byte, and the process exits 0 when it is done (long before the grace period).
+/// SIGTERM while a large download is in flight, with no drain: the listener closes at once, the download
+/// completes byte for byte, and the process exits 0 when it is done (long before the grace period).
 #[rstest]
 #[case::reverse_tcp(Mode::ReverseTcp)]
 #[case::reverse_http(Mode::ReverseHttp)]
@@ -1173,4 +1184,36 @@ fn quoted_length(text: &str) -> Option<usize> {
     let before = &text[..text.find(" bytes")?];
     let digits = before.len() - before.trim_end_matches(|c: char| c.is_ascii_digit()).len();
     before[before.len() - digits..].parse().ok()
+}
+
+/// `wait-before-stop`, the classic sidecar's preStop hook: it returns 0 once its time is up, and refuses a
+/// value that is not a duration with one line naming the flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_before_stop_waits_then_returns_and_refuses_a_bad_duration() {
+    let run = |wait: &'static str| {
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let output = Command::new(BIN)
+                .args(["wait-before-stop", "--for", wait])
+                .stdin(Stdio::null())
+                .output()
+                .expect("run wait-before-stop");
+            (output, started.elapsed())
+        })
+    };
+    let (output, took) = run("300ms").await.unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        took >= Duration::from_millis(300),
+        "returned after {took:?}"
+    );
+
+    let (output, _) = run("10").await.unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--for")
+            && stderr.contains("allowed values are durations from 0s to 1h, like 10s or 1m"),
+        "{stderr}"
+    );
 }

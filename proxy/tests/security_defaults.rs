@@ -292,6 +292,8 @@ fn label_vocabulary() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
                 "truncated",
                 "empty",
                 "not_redirected",
+                "socks_on_http",
+                "tls_on_http",
             ]),
         ),
         ("kind", BTreeSet::from(["http", "stream"])),

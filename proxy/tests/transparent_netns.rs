@@ -48,6 +48,11 @@ impl Pod {
     }
 
     fn curl(&self, ns: &str, url: &str) -> String {
+        self.curl_as(ns, url, "curl/8")
+    }
+
+    /// [`Pod::curl`] with `agent` as the User-Agent.
+    fn curl_as(&self, ns: &str, url: &str, agent: &str) -> String {
         let output = run(self.exec(ns).args([
             "curl",
             "-sS",
@@ -56,6 +61,8 @@ impl Pod {
             "*",
             "--max-time",
             "20",
+            "--user-agent",
+            agent,
             url,
         ]));
         String::from_utf8(output.stdout).unwrap()
@@ -273,6 +280,13 @@ fn transparent_mode_relays_and_records_both_directions_with_no_app_settings() {
     // Inbound: a caller dials the pod's IP; the rules take it through the sidecar to the app.
     let inbound = pod.curl(&peer_ns, &format!("http://{POD_IP}:9090/hello.txt"));
     assert_eq!(inbound, "the pod's app\n");
+    // A kubelet probe takes the same way to the app, and is answered by it, but is not recorded.
+    let probe = pod.curl_as(
+        &peer_ns,
+        &format!("http://{POD_IP}:9090/hello.txt?probe"),
+        "kube-probe/1.33",
+    );
+    assert_eq!(probe, "the pod's app\n");
 
     // A half-close through the redirect, either side first: the other direction keeps flowing.
     let client_first = pod.half_close_client(&pod_ns, PEER_IP, 8082, 'c');
@@ -331,6 +345,12 @@ fn transparent_mode_relays_and_records_both_directions_with_no_app_settings() {
     );
     assert_eq!(out_exchange.response.as_ref().map(|r| r.status), Some(200));
 
+    assert!(
+        !http
+            .iter()
+            .any(|(_, exchange)| exchange.request.url.ends_with("?probe")),
+        "the kubelet probe was recorded: {records:#?}"
+    );
     let (in_record, in_exchange) = find("inbound");
     assert_eq!(
         in_record.target,

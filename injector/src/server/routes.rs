@@ -151,6 +151,10 @@ fn log_admission(body: &[u8], answer: &AdmissionReview<DynamicObject>) {
         info!(%uid, %namespace, %name, %generate_name, decision = "denied", reason = %response.result.message, "admission");
     } else if response.patch.is_some() {
         info!(%uid, %namespace, %name, %generate_name, decision = "patched", "admission");
+        // A controller's pods never show their warnings to a person: the injector's log does.
+        for warning in response.warnings.iter().flatten() {
+            warn!(%uid, %namespace, %name, %generate_name, %warning, "admission warning");
+        }
     } else {
         info!(%uid, %namespace, %name, %generate_name, decision = "unchanged", "admission");
     }

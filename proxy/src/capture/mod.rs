@@ -3,11 +3,13 @@
 //! - [`record`]: the record schema (`sidecar.capture/v1`).
 //! - [`http`] and [`stream`]: recording HTTP exchanges and opaque streams as they flow.
 //! - [`sink`]: the bounded queue and the writer thread; capture never holds traffic.
+//! - [`probes`]: kubelet probes, left out of the capture unless asked for.
 
 mod body_tap;
 pub mod har;
 pub mod http;
 mod jsonl_file;
+pub mod probes;
 pub mod record;
 mod settings;
 pub mod sink;

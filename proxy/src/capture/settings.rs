@@ -1,4 +1,5 @@
-//! What capture keeps: body limit, stream payloads, and which headers are redacted.
+//! What capture keeps: body limit, stream payloads, which headers are redacted, and whether kubelet
+//! probes are recorded.
 
 use http::HeaderName;
 
@@ -21,6 +22,8 @@ pub struct CaptureSettings {
     pub stream_payload: bool,
     /// Header names whose values are replaced by `[REDACTED]`; empty turns redaction off.
     pub redacted_headers: Vec<HeaderName>,
+    /// Record kubelet probes too (`--capture-probes`); by default they are only counted (see `probes`).
+    pub record_probes: bool,
 }
 
 impl Default for CaptureSettings {
@@ -32,6 +35,7 @@ impl Default for CaptureSettings {
                 .iter()
                 .map(|name| HeaderName::from_static(name))
                 .collect(),
+            record_probes: false,
         }
     }
 }

@@ -24,6 +24,7 @@ mod ca;
 mod capture_show;
 mod clap_error;
 mod skipped_lines;
+mod wait_before_stop;
 mod wait_ready;
 
 pub use clap_error::exit as exit_on_clap_error;
@@ -128,7 +129,12 @@ pub struct Cli {
     #[arg(long, env = "PROXY_CONNECT_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
 
-    /// After SIGTERM/SIGINT, how long open connections may finish before exit
+    /// After SIGTERM/SIGINT, how long the listeners keep serving new connections (less once no connection
+    /// has been open for a second), while the pod leaves its Services' endpoints [default: 5s]
+    #[arg(long, env = "PROXY_DRAIN_DURATION", value_name = "DURATION")]
+    pub drain_duration: Option<String>,
+
+    /// Once the drain is over, how long open connections may finish before exit
     #[arg(long, env = "PROXY_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
@@ -171,6 +177,11 @@ pub struct Cli {
     /// Also keep the payload bytes of opaque streams (tcp relays, SOCKS, CONNECT), up to the body limit
     #[arg(long, env = "PROXY_CAPTURE_PAYLOAD")]
     pub capture_payload: bool,
+
+    /// Also record kubelet probes (requests whose User-Agent starts with kube-probe/); by default they are
+    /// only counted, in sidecar_capture_probes_skipped_total
+    #[arg(long, env = "PROXY_CAPTURE_PROBES")]
+    pub capture_probes: bool,
 
     /// Comma-separated header names whose values are recorded as [REDACTED]; `none` records every value
     #[arg(
@@ -345,6 +356,7 @@ impl Invocation {
             body_limit: usize::try_from(self.cli.capture_body_limit).unwrap_or(usize::MAX),
             stream_payload: self.cli.capture_payload,
             redacted_headers,
+            record_probes: self.cli.capture_probes,
         })
     }
 
@@ -387,6 +399,11 @@ impl Invocation {
 
     pub fn admin_addr(&self) -> SocketAddr {
         SocketAddr::new(self.cli.admin_bind, self.cli.admin_port)
+    }
+
+    /// How long the listeners keep serving after SIGTERM (flag, environment or annotation).
+    pub fn drain_duration(&self) -> Result<Duration, InvocationError> {
+        Ok(crate::config::drain_duration(&self.settings()?)?)
     }
 
     /// What [`crate::config::ignored_settings`] says of the settings given for `config`.
@@ -435,9 +452,11 @@ impl Invocation {
         Ok(())
     }
 
-    /// Runtime options for a validated configuration.
+    /// Runtime options for a validated configuration, with the default drain (see
+    /// [`Invocation::drain_duration`]).
     pub fn runtime_options(&self, config: &ProxyConfig) -> RuntimeOptions {
         RuntimeOptions {
+            drain_duration: crate::config::DEFAULT_DRAIN_DURATION,
             inbound_listen: SocketAddr::new(self.cli.proxy_in_bind, config.in_port),
             outbound_listen: SocketAddr::new(self.cli.proxy_out_bind, config.out_port),
             handshake_timeout: self.cli.handshake_timeout,
@@ -467,6 +486,11 @@ fn explicit_settings(cli: &Cli, matches: &ArgMatches) -> RawSettings {
             Setting::TlsOutExclude,
             "tls_out_exclude",
             &cli.tls_out_exclude,
+        ),
+        (
+            Setting::DrainDuration,
+            "drain_duration",
+            &cli.drain_duration,
         ),
     ];
     settings_from_flags_and_env(matches, fields)
@@ -525,6 +549,10 @@ pub enum Command {
     /// Wait until the sidecar answers /readyz (the sidecar container's postStart hook, so the app starts
     /// after the sidecar listens)
     WaitReady(wait_ready::WaitReadyArgs),
+
+    /// Wait a set time, then return (the classic sidecar's preStop hook, so the sidecar is signalled only
+    /// after the app had that long to finish)
+    WaitBeforeStop(wait_before_stop::WaitBeforeStopArgs),
 
     /// Make the capture CA tls-out signs its certificates with
     #[command(subcommand)]
@@ -613,6 +641,7 @@ impl Command {
         match self {
             Command::InitIptables(args) => args.run(),
             Command::WaitReady(args) => args.run(),
+            Command::WaitBeforeStop(args) => args.run(),
             Command::Ca(command) => command.run(),
             Command::Capture(CaptureCommand::Export(args)) => args.run(),
             Command::Capture(CaptureCommand::Show(args)) => args.run(),

@@ -92,6 +92,12 @@ pub enum ConfigError {
         in_setting: SettingName,
         app: ReverseTarget,
     },
+
+    #[error(
+        "invalid {setting} {}: allowed values are durations from 0s to 1h, like 5s, 500ms or 1m (0s closes the listeners at once)",
+        Quoted(.value)
+    )]
+    InvalidDrainDuration { setting: SettingName, value: String },
 }
 
 /// Why a protocol value does not fit a proxy type, in the user's terms.

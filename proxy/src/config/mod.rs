@@ -2,6 +2,7 @@
 //! turned into one validated value. Pure: no I/O, so the injector can reuse it for admission decisions.
 
 mod annotations;
+mod drain;
 mod error;
 mod ignored;
 mod model;
@@ -13,6 +14,9 @@ mod tls_out;
 mod validate;
 
 pub use annotations::{parse_annotations_file, AnnotationsFileError};
+pub use drain::{
+    drain_duration, parse_shutdown_duration, DEFAULT_DRAIN_DURATION, MAX_DRAIN_DURATION,
+};
 pub use error::ConfigError;
 pub use ignored::ignored_settings;
 pub use model::{

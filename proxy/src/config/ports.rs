@@ -76,6 +76,26 @@ impl PortList {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Whether `port` is in the list.
+    pub fn contains(&self, port: u16) -> bool {
+        self.0
+            .iter()
+            .any(|range| range.low <= port && port <= range.high)
+    }
+
+    /// The list with each of `ports` not already in it appended, in the order given.
+    pub fn with_ports(mut self, ports: impl IntoIterator<Item = u16>) -> PortList {
+        for port in ports {
+            if port >= 1 && !self.contains(port) {
+                self.0.push(PortRange {
+                    low: port,
+                    high: port,
+                });
+            }
+        }
+        self
+    }
 }
 
 impl fmt::Display for PortList {

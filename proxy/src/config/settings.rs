@@ -1,7 +1,7 @@
 //! The spec's settings as raw text, before validation, and where each value came from.
 //!
-//! The same settings (the spec's six, the two ignore lists of transparent mode's iptables rules, and
-//! tls-out with its exclusion list) reach
+//! The same settings (the spec's six, the two ignore lists of transparent mode's iptables rules,
+//! tls-out with its exclusion list, and the drain at shutdown) reach
 //! the sidecar as flags, environment variables or pod annotations (and reach the injector as annotations). Keeping the origin of every value lets a validation error name the setting
 //! exactly as the user wrote it: `--proxy-port`, `PROXY_PORT` or `sidecar.speedscale.com/proxy-port`.
 
@@ -28,10 +28,13 @@ pub enum Setting {
     TlsOut,
     /// Hosts whose TLS is relayed untouched even with tls-out on (`*.bank.example,10.0.0.7`).
     TlsOutExclude,
+    /// After SIGTERM, how long the listeners keep serving new connections while the pod leaves its
+    /// Services' endpoints (`5s`; `0s` closes them at once).
+    DrainDuration,
 }
 
 impl Setting {
-    pub const ALL: [Setting; 10] = [
+    pub const ALL: [Setting; 11] = [
         Setting::ProxyType,
         Setting::ProxyProtocol,
         Setting::ProxyHost,
@@ -42,6 +45,7 @@ impl Setting {
         Setting::IgnoreOutboundPorts,
         Setting::TlsOut,
         Setting::TlsOutExclude,
+        Setting::DrainDuration,
     ];
 
     /// The spec's name: the annotation key without its prefix, and the flag without its dashes.
@@ -57,6 +61,7 @@ impl Setting {
             Setting::IgnoreOutboundPorts => "ignore-outbound-ports",
             Setting::TlsOut => "tls-out",
             Setting::TlsOutExclude => "tls-out-exclude",
+            Setting::DrainDuration => "drain-duration",
         }
     }
 
@@ -72,6 +77,7 @@ impl Setting {
             Setting::IgnoreOutboundPorts => "PROXY_IGNORE_OUTBOUND_PORTS",
             Setting::TlsOut => "PROXY_TLS_OUT",
             Setting::TlsOutExclude => "PROXY_TLS_OUT_EXCLUDE",
+            Setting::DrainDuration => "PROXY_DRAIN_DURATION",
         }
     }
 

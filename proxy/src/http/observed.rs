@@ -1,5 +1,6 @@
 //! One proxied exchange as the sidecar keeps it: its duration in `sidecar_http_request_duration_seconds`,
-//! always, and its record, only with capture on (with capture off nothing of capture is built).
+//! always, and its record, only with capture on (with capture off nothing of capture is built) and unless
+//! it is a kubelet probe (`capture::probes`).
 //!
 //! The duration runs from the request head to the end of the response body: the timer is shared by the
 //! exchange and the response body handed to hyper, and observed once, when the last of them lets go (the
@@ -17,6 +18,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use prometheus_client::metrics::histogram::Histogram;
 
 use super::body::ProxyBody;
+use crate::capture::probes::is_probe_request;
 use crate::capture::{CapturingBody, HttpCapture, Route};
 use crate::connection::Connection;
 use crate::metrics::DirectionLabels;
@@ -47,7 +49,20 @@ impl ObservedExchange {
                 direction: connection.direction,
             })
             .clone();
-        let capture = connection.capture.as_ref().map(|capture| {
+        let capture = connection.capture.as_ref().filter(|capture| {
+            let skipped = !capture.settings.record_probes && is_probe_request(&request.headers);
+            if skipped {
+                connection
+                    .metrics
+                    .probes_skipped
+                    .get_or_create(&DirectionLabels {
+                        direction: connection.direction,
+                    })
+                    .inc();
+            }
+            !skipped
+        });
+        let capture = capture.map(|capture| {
             let (target, delivered_to) = route();
             let route = Route::new(transport, target, delivered_to);
             HttpCapture::begin(capture, connection.origin(), route, request)

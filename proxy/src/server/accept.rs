@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info_span, warn, Instrument};
 
+use super::drain::Accepted;
 use super::limit::ConnectionLimit;
 use super::listeners::{Handler, Listener, TRANSPARENT};
 use super::throttle::Throttle;
@@ -42,7 +43,9 @@ pub(super) struct Shared {
     pub(super) capture: Option<Capture>,
     pub(super) proxy_type: &'static str,
     pub(super) tasks: TaskTracker,
+    /// Cancelled once the drain after SIGTERM is over: stop accepting, finish what is open.
     pub(super) shutdown: CancellationToken,
+    pub(super) accepted: Arc<Accepted>,
 }
 
 pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
@@ -83,6 +86,7 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
             Ok((stream, peer)) => {
                 crate::net::tune(&stream);
                 accepted_total.inc();
+                shared.accepted.one_more();
                 // Read before the socket is wrapped: the kernel knows where a redirected connection was going.
                 let redirect = match &*listener.handler {
                     Handler::Transparent => match redirected_destination(&stream) {
@@ -216,6 +220,9 @@ fn zero_series(metrics: &Metrics, labels: &ListenerLabels, capturing: bool) {
         direction: labels.direction,
     });
     if capturing {
+        let _ = metrics.probes_skipped.get_or_create(&DirectionLabels {
+            direction: labels.direction,
+        });
         for kind in ["http", "stream"] {
             let _ = metrics
                 .records_captured

@@ -3,10 +3,12 @@
 //!
 //! - [`listeners`]: which listener speaks which protocol, and binding them (inline modes, transparent).
 //! - [`accept`]: the accept loops and the per-connection task (metrics, the [`crate::connection::Connection`], handler).
+//! - [`drain`]: after SIGTERM, serving on until the pod has left its Services' endpoints.
 //! - [`limit`]: the connection limit per direction, and refusing politely beyond it.
 //! - [`fd_limit`]: raising the process's file-descriptor limit at startup.
 
 mod accept;
+mod drain;
 pub mod fd_limit;
 mod limit;
 mod listeners;
@@ -126,10 +128,14 @@ impl Server {
             .and_then(|l| l.socket.local_addr().ok())
     }
 
-    /// Serves until `shutdown` is cancelled, then stops accepting and gives open connections the grace
+    /// Serves until `shutdown` is cancelled, drains (serves on for the drain duration, less once no
+    /// connection has been open for a second), then stops accepting and gives open connections the grace
     /// period to finish.
     pub async fn run(self, shutdown: CancellationToken) {
         let tasks = TaskTracker::new();
+        // Cancelled once the drain is over: the accept loops end, HTTP connections finish their requests.
+        let stop_accepting = CancellationToken::new();
+        let accepted = Arc::new(drain::Accepted::default());
         let options = Arc::new(self.options);
         let capture = self.services.capture.is_enabled().then(|| Capture {
             sink: self.services.capture.clone(),
@@ -141,7 +147,8 @@ impl Server {
             services: self.services,
             proxy_type: self.proxy_type,
             tasks: tasks.clone(),
-            shutdown: shutdown.clone(),
+            shutdown: stop_accepting.clone(),
+            accepted: accepted.clone(),
         });
         // Per-connection warnings (handshake timeouts, bad heads) are counted between lines; this tells
         // the count of a burst once its interval is over rather than at the next event.
@@ -154,6 +161,11 @@ impl Server {
             .into_iter()
             .map(|listener| tokio::spawn(accept_loop(listener, shared.clone())))
             .collect();
+        shutdown.cancelled().await;
+        let drained =
+            drain::until_drained(options.drain_duration, &tasks, &accepted, &self.stop_now).await;
+        info!(open = tasks.len(), why = ?drained, "drain over: closing the listeners");
+        stop_accepting.cancel();
         for accept_loop in accept_loops {
             let _ = accept_loop.await;
         }

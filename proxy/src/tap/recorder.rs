@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use super::exchange::{RawExchange, RawMessage, TapOrigin};
+use super::exchange::{RawExchange, RawHead, RawMessage, TapOrigin};
+use crate::capture::probes::{is_probe_h2_fields, is_probe_http1_head};
 use crate::capture::{BodyTap, Capture, CaptureSink};
 use crate::connection::Connection;
 use crate::metrics::{DirectionLabels, Metrics};
@@ -15,6 +16,8 @@ pub struct Recorder {
     metrics: Arc<Metrics>,
     direction: &'static str,
     body_limit: usize,
+    /// `--capture-probes`: kubelet probes are recorded too, not only counted.
+    record_probes: bool,
     /// `--max-request-head`: a request head past it is refused by the sidecar (431), as on the HTTP
     /// listeners.
     pub max_request_head: usize,
@@ -35,6 +38,7 @@ impl Recorder {
             metrics: context.metrics.clone(),
             direction: context.direction,
             body_limit: capture.settings.body_limit,
+            record_probes: capture.settings.record_probes,
             max_request_head: context.max_request_head(),
         }
     }
@@ -67,6 +71,15 @@ impl Recorder {
                 direction: self.direction,
             })
             .observe(duration.as_secs_f64());
+        if !self.record_probes && is_probe(&request.head) {
+            self.metrics
+                .probes_skipped
+                .get_or_create(&DirectionLabels {
+                    direction: self.direction,
+                })
+                .inc();
+            return;
+        }
         self.sink.submit_to_build(Box::new(RawExchange {
             id: started.id,
             origin: self.origin.clone(),
@@ -77,5 +90,13 @@ impl Recorder {
             error,
             upgraded,
         }));
+    }
+}
+
+/// Whether the request is a kubelet probe's (see `capture::probes`).
+fn is_probe(head: &RawHead) -> bool {
+    match head {
+        RawHead::Http1(head) => is_probe_http1_head(head),
+        RawHead::H2(fields) => is_probe_h2_fields(fields),
     }
 }

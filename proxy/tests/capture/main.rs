@@ -12,6 +12,8 @@
 //! - [`redaction`]: sensitive headers redacted as configured.
 //! - [`drop_path`]: a blocked writer drops and counts records and never holds traffic.
 //! - [`sigterm`]: SIGTERM flushes a record for every completed exchange (the real binary).
+//! - [`probes`]: kubelet probes are relayed and counted, recorded only with `--capture-probes`.
+//! - [`drain`]: after SIGTERM, a client that keeps sending loses nothing, and all of it is recorded.
 //! - [`destinations`]: stdout, `off` and rotation (the real binary).
 //! - [`inside_streams`]: HTTP/2 with prior knowledge and TLS inside CONNECT, SOCKS and tcp relays.
 //!
@@ -22,9 +24,11 @@
 mod support;
 
 mod destinations;
+mod drain;
 mod drop_path;
 mod http_records;
 mod inside_streams;
+mod probes;
 mod redaction;
 mod sigterm;
 mod streams;

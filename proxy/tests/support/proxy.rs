@@ -92,6 +92,8 @@ pub async fn start_proxy_serving(
     options.handshake_timeout = Duration::from_secs(2);
     options.connect_timeout = Duration::from_secs(2);
     options.shutdown_grace = Duration::from_secs(2);
+    // In-process tests stop their proxy at once; the drain is tested with the real binary.
+    options.drain_duration = Duration::ZERO;
     adjust(&mut options);
 
     let server = Server::bind_with(&config, options, services)
