@@ -1,0 +1,205 @@
+//! The publisher: sends spooled records to JetStream in order, a window of them awaiting acknowledgement
+//! at a time, each with its record's id as `Nats-Msg-Id`. When an acknowledgement fails (the server went
+//! away, the stream is missing) it goes back to the oldest unacknowledged record and, once connected,
+//! sends everything from there again: JetStream drops the copies it already has by their id, so a re-send
+//! never makes a duplicate within the stream's duplicate window.
+
+use std::collections::VecDeque;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::connection::State;
+use async_nats::jetstream::context::PublishError;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::publish::PublishAck;
+use async_nats::Client;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use super::connect::REQUEST_TIMEOUT;
+use super::spool::{Position, SpoolReader};
+use crate::metrics::Metrics;
+
+/// Records sent and awaiting their acknowledgement at most.
+const WINDOW: usize = 1024;
+/// How often the publisher looks again without being woken (connection state, a missed wake-up).
+const POLL: Duration = Duration::from_millis(100);
+/// The pause after a failed acknowledgement while connected (a missing stream answers at once).
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// How often, at most, a publishing failure is logged.
+const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// At shutdown, how long the publisher waits for a lost connection to come back before leaving the rest
+/// in the spool.
+const SHUTDOWN_DISCONNECTED_LIMIT: Duration = Duration::from_secs(1);
+
+type AckFuture = Pin<Box<dyn Future<Output = Result<PublishAck, PublishError>> + Send>>;
+
+struct InFlight {
+    end: Position,
+    ack: AckFuture,
+}
+
+pub(crate) struct Publisher {
+    pub(crate) reader: SpoolReader,
+    pub(crate) client: Client,
+    pub(crate) subject: String,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl Publisher {
+    /// Publishes until stopped: `stop` gives the deadline by which to have delivered what the writer
+    /// spooled before it closed. What is not acknowledged by then stays in the spool for the next start.
+    pub(crate) async fn run(mut self, mut stop: oneshot::Receiver<Instant>) {
+        let jetstream = async_nats::jetstream::ContextBuilder::new()
+            .timeout(REQUEST_TIMEOUT)
+            .build(self.client.clone());
+        let shared = self.reader.shared().clone();
+        let nats = &self.metrics.nats_sink;
+        let mut acknowledged = self.reader.position();
+        // The end of the furthest record ever sent: records sent again before it count as re-sent.
+        let mut sent_until = acknowledged;
+        let mut inflight: VecDeque<InFlight> = VecDeque::new();
+        let mut deadline: Option<Instant> = None;
+        let mut failures = FailureLog::default();
+        let mut disconnected_since: Option<Instant> = None;
+        let mut drained = false;
+        loop {
+            let connected = self.client.connection_state() == State::Connected;
+            if connected {
+                disconnected_since = None;
+                while inflight.len() < WINDOW {
+                    let frame = match self.reader.next_frame() {
+                        Ok(Some(frame)) => frame,
+                        Ok(None) => {
+                            drained = true;
+                            break;
+                        }
+                        Err(e) => {
+                            failures.failed(&format!("cannot read the spool: {e}"));
+                            break;
+                        }
+                    };
+                    drained = false;
+                    let publish = PublishMessage::build()
+                        .payload(frame.payload)
+                        .message_id(&frame.id);
+                    match jetstream.send_publish(self.subject.clone(), publish).await {
+                        Ok(ack) => {
+                            if frame.end <= sent_until {
+                                nats.resent.inc();
+                            } else {
+                                nats.published.inc();
+                                sent_until = frame.end;
+                            }
+                            inflight.push_back(InFlight {
+                                end: frame.end,
+                                ack: ack.into_future(),
+                            });
+                        }
+                        Err(e) => {
+                            failures.failed(&e.to_string());
+                            inflight.clear();
+                            self.reader.rewind(acknowledged);
+                            drained = false;
+                            break;
+                        }
+                    }
+                }
+            } else {
+                disconnected_since.get_or_insert_with(Instant::now);
+            }
+            nats.lag.set(i64::try_from(shared.pending()).unwrap_or(i64::MAX));
+            nats.spool_bytes
+                .set(i64::try_from(shared.bytes()).unwrap_or(i64::MAX));
+            if let Some(at) = deadline {
+                let delivered = inflight.is_empty() && drained && shared.writer_closed();
+                let given_up = Instant::now() >= at
+                    || disconnected_since
+                        .is_some_and(|since| since.elapsed() >= SHUTDOWN_DISCONNECTED_LIMIT);
+                if delivered || given_up {
+                    self.reader.release(acknowledged, delivered);
+                    if let Err(e) = self.reader.save_position(acknowledged) {
+                        warn!(error = %e, "cannot save the capture spool's position: the next start sends some records again (JetStream drops the copies)");
+                    }
+                    let left = shared.pending();
+                    if left > 0 {
+                        warn!(records = left, "capture records not yet acknowledged by NATS stay in the spool; the next start sends them");
+                    }
+                    nats.lag.set(i64::try_from(left).unwrap_or(i64::MAX));
+                    return;
+                }
+            }
+            let window_open = inflight.len() < WINDOW;
+            let oldest_ack = async {
+                match inflight.front_mut() {
+                    Some(oldest) => (&mut oldest.ack).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                result = oldest_ack => match result {
+                    Ok(_) => {
+                        if let Some(done) = inflight.pop_front() {
+                            acknowledged = done.end;
+                        }
+                        nats.acknowledged.inc();
+                        shared.acknowledged_one();
+                        failures.recovered();
+                        self.reader.release(acknowledged, false);
+                    }
+                    Err(e) => {
+                        failures.failed(&e.to_string());
+                        // Everything after the oldest unacknowledged record is sent again, in order.
+                        inflight.clear();
+                        self.reader.rewind(acknowledged);
+                        drained = false;
+                        if self.client.connection_state() == State::Connected {
+                            tokio::time::sleep(RETRY_PAUSE).await;
+                        }
+                    }
+                },
+                _ = shared.data.notified(), if window_open => {}
+                at = &mut stop, if deadline.is_none() => {
+                    deadline = Some(at.unwrap_or_else(|_| Instant::now()));
+                }
+                _ = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+}
+
+/// Publishing failures, logged at most every [`FAILURE_LOG_INTERVAL`], and the recovery once.
+#[derive(Default)]
+struct FailureLog {
+    failing: bool,
+    last_logged: Option<Instant>,
+    since_logged: u64,
+}
+
+impl FailureLog {
+    fn failed(&mut self, reason: &str) {
+        self.failing = true;
+        self.since_logged += 1;
+        let now = Instant::now();
+        if self
+            .last_logged
+            .is_none_or(|at| now.duration_since(at) >= FAILURE_LOG_INTERVAL)
+        {
+            self.last_logged = Some(now);
+            warn!(
+                error = reason,
+                failures = std::mem::take(&mut self.since_logged),
+                "cannot publish capture records to NATS: they wait in the spool and are sent again (at most one message every 10s)"
+            );
+        }
+    }
+
+    fn recovered(&mut self) {
+        if self.failing {
+            self.failing = false;
+            info!("publishing capture records to NATS again");
+        }
+    }
+}
