@@ -1,0 +1,1 @@
+//! `capture pull`: the stream read back as JSON lines.
