@@ -9,7 +9,7 @@ mod body_tap;
 mod file_sink;
 pub mod har;
 pub mod http;
-mod jsonl_file;
+pub(crate) mod jsonl_file;
 pub mod nats;
 mod output;
 pub mod record;

@@ -22,6 +22,7 @@ use crate::setting_sources::{
 };
 
 mod ca;
+mod capture_pull;
 mod capture_show;
 mod clap_error;
 mod skipped_lines;
@@ -533,6 +534,9 @@ pub enum CaptureCommand {
 
     /// Print records as they are appended to a capture file, following it across rotation
     Tail(capture_show::TailArgs),
+
+    /// Read records the sidecars published to NATS JetStream (--capture-sink) as JSON lines
+    Pull(capture_pull::PullArgs),
 }
 
 #[derive(Debug, Args)]
@@ -609,6 +613,7 @@ impl Command {
             Command::Capture(CaptureCommand::Export(args)) => args.run(),
             Command::Capture(CaptureCommand::Show(args)) => args.run(),
             Command::Capture(CaptureCommand::Tail(args)) => args.run(),
+            Command::Capture(CaptureCommand::Pull(args)) => args.run(),
         }
     }
 }

@@ -28,16 +28,25 @@ pub struct CredentialsError {
 
 impl NatsAccess {
     /// Options for a client of `address`: reconnecting forever, quickly (records wait in the spool).
-    pub fn options(&self, address: &NatsAddress, name: &str) -> Result<ConnectOptions, CredentialsError> {
+    /// `wait_for_server`: the first connection is retried in the background too (the sidecar starts whether
+    /// or not NATS is up) rather than failing at once (`capture pull`).
+    pub fn options(
+        &self,
+        address: &NatsAddress,
+        name: &str,
+        wait_for_server: bool,
+    ) -> Result<ConnectOptions, CredentialsError> {
         let mut options = ConnectOptions::new()
             .name(name)
-            .retry_on_initial_connect()
             .max_reconnects(None)
             .connection_timeout(Duration::from_secs(2))
             .request_timeout(Some(REQUEST_TIMEOUT))
             .reconnect_delay_callback(|attempts| {
                 Duration::from_millis((100 * attempts as u64).min(1000))
             });
+        if wait_for_server {
+            options = options.retry_on_initial_connect();
+        }
         if address.tls || self.ca.is_some() {
             options = options.require_tls(true);
         }

@@ -83,7 +83,9 @@ impl NatsOutput {
                 source,
             })?;
         }
-        let connect_options = options.access.options(&options.address, "sidecar-proxy")?;
+        let connect_options = options
+            .access
+            .options(&options.address, "sidecar-proxy", true)?;
         let (spool, reader) = spool::open(&options.spool_dir, options.spool_size).map_err(
             |source| NatsSinkError::Spool {
                 path: options.spool_dir.clone(),
