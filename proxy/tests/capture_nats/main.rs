@@ -7,6 +7,7 @@
 mod support;
 
 mod outage;
+mod pull;
 
 
 use std::collections::BTreeMap;
