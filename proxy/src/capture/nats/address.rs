@@ -44,10 +44,12 @@ impl NatsAddress {
             return Err(refuse("it must start with nats:// or tls://"));
         };
         let (server, subject) = rest.split_once('/').unwrap_or((rest, ""));
-        if server.contains('@') {
-            return Err(refuse(
-                "credentials never go in the address (it is visible in annotations and the pod spec); give them as a file with --capture-sink-credentials",
-            ));
+        if let Some((_, host)) = server.rsplit_once('@') {
+            // The message leaves the credentials out: it is logged, and an admission denial is shown.
+            return Err(AddressError {
+                text: format!("{}://[credentials]@{host}/{subject}", if tls { "tls" } else { "nats" }),
+                reason: "credentials never go in the address (it is visible in the pod spec and in logs); give them as a file (--capture-sink-credentials, or the Secret named by the capture-sink-secret annotation)",
+            });
         }
         let (host, port) = server
             .rsplit_once(':')
@@ -155,13 +157,14 @@ mod tests {
             ("http://nats:4222/x", "must start with nats://"),
             ("nats://nats/x", "needs a port"),
             ("nats://nats:0/x", "port from 1"),
-            ("nats://user:secret@nats:4222/x", "credentials never go in the address"),
+            ("nats://user:s3cret@nats:4222/x", "credentials never go in the address"),
             ("nats://nats:4222/capture.>", "wildcards"),
             ("nats://nats:4222/a..b", "dot-separated"),
         ] {
             let error = NatsAddress::parse(text, false).unwrap_err().to_string();
             assert!(error.contains(why), "{text}: {error}");
             assert!(error.contains("allowed: nats://HOST:PORT/SUBJECT"), "{error}");
+            assert!(!error.contains("s3cret"), "{error}");
         }
         assert!(NatsAddress::parse("nats://nats:4222/capture.>", true).is_ok());
     }
