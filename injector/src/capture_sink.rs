@@ -171,8 +171,14 @@ mod tests {
     #[test]
     fn refusals_name_the_annotation_and_what_is_allowed() {
         let denied = plan(&[("capture-sink", "nats://user:pw@nats:4222")]).unwrap_err();
-        assert!(denied.starts_with("sidecar.speedscale.com/capture-sink: "), "{denied}");
-        assert!(denied.contains("credentials never go in the address"), "{denied}");
+        assert!(
+            denied.starts_with("sidecar.speedscale.com/capture-sink: "),
+            "{denied}"
+        );
+        assert!(
+            denied.contains("credentials never go in the address"),
+            "{denied}"
+        );
         let denied = plan(&[("capture-sink-secret", "nats-creds")]).unwrap_err();
         assert!(denied.contains("applies only with"), "{denied}");
         let denied = plan(&[

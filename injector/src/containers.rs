@@ -13,9 +13,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sidecar_proxy::config::ProxyType;
 
+use crate::capture_sink;
 use crate::plan::Plan;
 use crate::resources::{DEFAULT_LIMITS, DEFAULT_REQUESTS};
-use crate::capture_sink;
 use crate::tls_out;
 
 use crate::layout::SidecarLayout;

@@ -139,7 +139,10 @@ pub fn decide(
     check_requests_within_limits(&requests, &limits)?;
     let capture_sink = capture_sink_plan(annotations)?;
     // The NATS spool shares the capture volume with the files.
-    let capture = capture_plan(annotations, capture_sink.as_ref().map_or(0, |_| SPOOL_BYTES))?;
+    let capture = capture_plan(
+        annotations,
+        capture_sink.as_ref().map_or(0, |_| SPOOL_BYTES),
+    )?;
     let layout = annotations::layout_choice(annotations)?;
 
     Ok(Decision::Inject(Box::new(Plan {

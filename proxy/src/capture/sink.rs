@@ -120,12 +120,11 @@ impl CaptureSink {
                 metrics.clone(),
             ))),
             Destination::File(path) => {
-                let file = JsonlFile::open(path, options.rotation).map_err(|source| {
-                    SinkError::File {
+                let file =
+                    JsonlFile::open(path, options.rotation).map_err(|source| SinkError::File {
                         path: path.clone(),
                         source,
-                    }
-                })?;
+                    })?;
                 outputs.push(Box::new(FileOutput::new(
                     Output::File(file),
                     metrics.clone(),

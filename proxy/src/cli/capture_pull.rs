@@ -127,11 +127,14 @@ impl PullArgs {
             .timeout(REQUEST_TIMEOUT)
             .build(client);
         let subject = address.subject.clone();
-        let stream_name = jetstream.stream_by_subject(subject.clone()).await.map_err(|e| {
-            PullError::Nats(format!(
+        let stream_name = jetstream
+            .stream_by_subject(subject.clone())
+            .await
+            .map_err(|e| {
+                PullError::Nats(format!(
                 "no JetStream stream holds {subject} ({e}); see docs/capture.md for setting one up"
             ))
-        })?;
+            })?;
         let stream = jetstream
             .get_stream(&stream_name)
             .await
@@ -167,8 +170,9 @@ impl PullArgs {
             let mut batch = std::pin::pin!(batch);
             let mut received = 0;
             while let Some(message) = batch.next().await {
-                let message = message
-                    .map_err(|e| PullError::Nats(format!("cannot fetch from {stream_name}: {e}")))?;
+                let message = message.map_err(|e| {
+                    PullError::Nats(format!("cannot fetch from {stream_name}: {e}"))
+                })?;
                 received += 1;
                 pulled.take(&message.payload, &mut output)?;
                 if acknowledge {
@@ -200,9 +204,9 @@ fn parse_since(text: &str) -> Result<SystemTime, PullError> {
         return Ok(at);
     }
     if let Ok(ago) = humantime::parse_duration(text.trim()) {
-        return SystemTime::now()
-            .checked_sub(ago)
-            .ok_or_else(|| PullError::Usage(format!("invalid --since {}: too long ago", Quoted(text))));
+        return SystemTime::now().checked_sub(ago).ok_or_else(|| {
+            PullError::Usage(format!("invalid --since {}: too long ago", Quoted(text)))
+        });
     }
     Err(PullError::Usage(format!(
         "invalid --since {}: allowed: a time like 2026-12-07T10:00:00Z or a duration ago like 15m or 2h",
@@ -236,7 +240,9 @@ impl Pulled {
             }
             Err(e) => {
                 if self.skipped == 0 {
-                    eprintln!("sidecar-proxy: skipping a message that is not a capture record: {e}");
+                    eprintln!(
+                        "sidecar-proxy: skipping a message that is not a capture record: {e}"
+                    );
                 }
                 self.skipped += 1;
             }
@@ -248,7 +254,10 @@ impl Pulled {
         let plural = |n: u64| if n == 1 { "" } else { "s" };
         let skipped = match self.skipped {
             0 => String::new(),
-            n => format!("; skipped {n} message{} that were not capture records", plural(n)),
+            n => format!(
+                "; skipped {n} message{} that were not capture records",
+                plural(n)
+            ),
         };
         eprintln!(
             "sidecar-proxy: pulled {} record{} from {subject} to {}{skipped}",

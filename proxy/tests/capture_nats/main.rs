@@ -9,7 +9,6 @@ mod support;
 mod outage;
 mod pull;
 
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

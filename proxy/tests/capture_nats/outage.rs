@@ -67,7 +67,11 @@ async fn a_server_killed_mid_traffic_loses_no_record_and_fails_no_request() {
         .map(|n| format!("outage-{n}"))
         .filter(|id| !counts.contains_key(id))
         .collect();
-    assert!(missing.is_empty(), "{} records missing: {missing:?}", missing.len());
+    assert!(
+        missing.is_empty(),
+        "{} records missing: {missing:?}",
+        missing.len()
+    );
     let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(repeated.is_empty(), "records stored twice: {repeated:?}");
     assert_eq!(counts.len(), EXCHANGES);
@@ -149,10 +153,17 @@ async fn a_sidecar_stopped_while_nats_is_down_sends_its_spool_at_the_next_start(
     )
     .await;
     assert_eq!(done, EXCHANGES);
-    metrics_until(first.admin, |m| nats_metric(m, "spooled") >= EXCHANGES as f64).await;
+    metrics_until(first.admin, |m| {
+        nats_metric(m, "spooled") >= EXCHANGES as f64
+    })
+    .await;
     first.signal("TERM");
     let status = first.exit().await;
-    assert!(status.success(), "exit {status}; stderr:\n{}", first.stderr());
+    assert!(
+        status.success(),
+        "exit {status}; stderr:\n{}",
+        first.stderr()
+    );
     assert!(
         first.stderr().contains("stay in the spool"),
         "{}",

@@ -46,7 +46,14 @@ async fn pull_writes_what_the_file_sink_wrote_and_a_durable_pull_goes_on_where_i
     let sidecar = Sidecar::reverse_http(app.addr, &args, &dir.0).await;
     let source = format!("{}/capture.>", server.url());
 
-    let first = exchanges(sidecar.inbound, "first", 1, 20, Arc::new(AtomicUsize::new(0))).await;
+    let first = exchanges(
+        sidecar.inbound,
+        "first",
+        1,
+        20,
+        Arc::new(AtomicUsize::new(0)),
+    )
+    .await;
     assert_eq!(first, 20);
     let acknowledged = |at_least: usize| {
         move |m: &crate::support::admin::Exposition| {
@@ -59,10 +66,23 @@ async fn pull_writes_what_the_file_sink_wrote_and_a_durable_pull_goes_on_where_i
     let (ok, _, stderr) = pull(&[&source, "--durable", "reader", "-o", out1.to_str().unwrap()]);
     assert!(ok, "{stderr}");
     let written = lines(&file);
-    assert!(lines(&out1) == written, "the pulled lines differ from the file sink's");
-    assert!(stderr.contains(&format!("pulled {} records", written.len())), "{stderr}");
+    assert!(
+        lines(&out1) == written,
+        "the pulled lines differ from the file sink's"
+    );
+    assert!(
+        stderr.contains(&format!("pulled {} records", written.len())),
+        "{stderr}"
+    );
 
-    let second = exchanges(sidecar.inbound, "second", 1, 10, Arc::new(AtomicUsize::new(0))).await;
+    let second = exchanges(
+        sidecar.inbound,
+        "second",
+        1,
+        10,
+        Arc::new(AtomicUsize::new(0)),
+    )
+    .await;
     assert_eq!(second, 10);
     metrics_until(sidecar.admin, acknowledged(30)).await;
     let out2 = dir.0.join("pulled-2.jsonl");
@@ -73,8 +93,14 @@ async fn pull_writes_what_the_file_sink_wrote_and_a_durable_pull_goes_on_where_i
         .map(request_id)
         .collect();
     let expected: Vec<String> = (0..10).map(|n| format!("second-{n}")).collect();
-    assert_eq!(ids, expected, "the durable consumer went on from the first pull");
-    assert!(lines(&out2) == lines(&file)[written.len()..], "the second pull differs from the file");
+    assert_eq!(
+        ids, expected,
+        "the durable consumer went on from the first pull"
+    );
+    assert!(
+        lines(&out2) == lines(&file)[written.len()..],
+        "the second pull differs from the file"
+    );
 
     // Records stored since a time still to come: none.
     let (ok, stdout, stderr) = pull(&[&source, "--since", "2099-01-01T00:00:00Z"]);
@@ -113,7 +139,14 @@ async fn pull_follow_streams_records_as_they_are_published() {
             }
         }
     });
-    exchanges(sidecar.inbound, "followed", 1, 5, Arc::new(AtomicUsize::new(0))).await;
+    exchanges(
+        sidecar.inbound,
+        "followed",
+        1,
+        5,
+        Arc::new(AtomicUsize::new(0)),
+    )
+    .await;
     let deadline = Instant::now() + DEADLINE;
     let mut followed = Vec::new();
     while followed.len() < 5 {

@@ -55,7 +55,9 @@ impl NatsAddress {
             .rsplit_once(':')
             .ok_or_else(|| refuse("the server needs a port (4222 is NATS's usual one)"))?;
         if host.is_empty() || port.parse::<u16>().map_or(true, |port| port == 0) {
-            return Err(refuse("the server must be HOST:PORT with a port from 1 to 65535"));
+            return Err(refuse(
+                "the server must be HOST:PORT with a port from 1 to 65535",
+            ));
         }
         let subject = if subject.is_empty() {
             DEFAULT_SUBJECT
@@ -145,7 +147,10 @@ mod tests {
     fn the_default_subject_is_per_pod() {
         let address = NatsAddress::parse("nats://nats.capture:4222", false).unwrap();
         assert_eq!(address.url(), "nats://nats.capture:4222");
-        assert_eq!(address.subject_for("shop", "web-7d9f"), "capture.shop.web-7d9f");
+        assert_eq!(
+            address.subject_for("shop", "web-7d9f"),
+            "capture.shop.web-7d9f"
+        );
         let address = NatsAddress::parse("tls://10.0.0.5:4222/traffic.{pod}", false).unwrap();
         assert!(address.tls);
         assert_eq!(address.subject_for("a", "p.x*"), "traffic.p_x_");
@@ -157,13 +162,19 @@ mod tests {
             ("http://nats:4222/x", "must start with nats://"),
             ("nats://nats/x", "needs a port"),
             ("nats://nats:0/x", "port from 1"),
-            ("nats://user:s3cret@nats:4222/x", "credentials never go in the address"),
+            (
+                "nats://user:s3cret@nats:4222/x",
+                "credentials never go in the address",
+            ),
             ("nats://nats:4222/capture.>", "wildcards"),
             ("nats://nats:4222/a..b", "dot-separated"),
         ] {
             let error = NatsAddress::parse(text, false).unwrap_err().to_string();
             assert!(error.contains(why), "{text}: {error}");
-            assert!(error.contains("allowed: nats://HOST:PORT/SUBJECT"), "{error}");
+            assert!(
+                error.contains("allowed: nats://HOST:PORT/SUBJECT"),
+                "{error}"
+            );
             assert!(!error.contains("s3cret"), "{error}");
         }
         assert!(NatsAddress::parse("nats://nats:4222/capture.>", true).is_ok());

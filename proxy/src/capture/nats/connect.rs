@@ -60,7 +60,10 @@ impl NatsAccess {
     }
 }
 
-fn with_credentials(options: ConnectOptions, path: &Path) -> Result<ConnectOptions, CredentialsError> {
+fn with_credentials(
+    options: ConnectOptions,
+    path: &Path,
+) -> Result<ConnectOptions, CredentialsError> {
     let refuse = |reason: String| CredentialsError {
         path: path.to_owned(),
         reason,
@@ -74,7 +77,8 @@ fn with_credentials(options: ConnectOptions, path: &Path) -> Result<ConnectOptio
     let token = text.trim();
     if token.is_empty() || token.contains(char::is_whitespace) {
         return Err(refuse(
-            "it is neither a .creds file (a user JWT and its nkey seed) nor a single token".to_owned(),
+            "it is neither a .creds file (a user JWT and its nkey seed) nor a single token"
+                .to_owned(),
         ));
     }
     Ok(options.token(token.to_owned()))

@@ -86,12 +86,13 @@ impl NatsOutput {
         let connect_options = options
             .access
             .options(&options.address, "sidecar-proxy", true)?;
-        let (spool, reader) = spool::open(&options.spool_dir, options.spool_size).map_err(
-            |source| NatsSinkError::Spool {
-                path: options.spool_dir.clone(),
-                source,
-            },
-        )?;
+        let (spool, reader) =
+            spool::open(&options.spool_dir, options.spool_size).map_err(|source| {
+                NatsSinkError::Spool {
+                    path: options.spool_dir.clone(),
+                    source,
+                }
+            })?;
         let url = options.address.url();
         let subject = options.address.subject_for_this_pod();
         let (stop, stopped) = oneshot::channel();

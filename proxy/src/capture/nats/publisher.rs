@@ -110,7 +110,8 @@ impl Publisher {
             } else {
                 disconnected_since.get_or_insert_with(Instant::now);
             }
-            nats.lag.set(i64::try_from(shared.pending()).unwrap_or(i64::MAX));
+            nats.lag
+                .set(i64::try_from(shared.pending()).unwrap_or(i64::MAX));
             nats.spool_bytes
                 .set(i64::try_from(shared.bytes()).unwrap_or(i64::MAX));
             if let Some(at) = deadline {

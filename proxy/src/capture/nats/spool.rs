@@ -289,11 +289,12 @@ impl SpoolReader {
             let path = segment_path(&self.dir, self.oldest);
             if let Ok(meta) = fs::metadata(&path) {
                 if fs::remove_file(&path).is_ok() {
-                    let _ = self.shared.bytes.fetch_update(
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                        |n| Some(n.saturating_sub(meta.len())),
-                    );
+                    let _ =
+                        self.shared
+                            .bytes
+                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                                Some(n.saturating_sub(meta.len()))
+                            });
                 }
             }
             self.oldest += 1;
@@ -410,7 +411,10 @@ mod tests {
     fn drain(reader: &mut SpoolReader) -> Vec<String> {
         let mut ids = Vec::new();
         while let Some(frame) = reader.next_frame().unwrap() {
-            assert_eq!(&frame.payload[..], format!("{{\"n\":\"{}\"}}", frame.id).as_bytes());
+            assert_eq!(
+                &frame.payload[..],
+                format!("{{\"n\":\"{}\"}}", frame.id).as_bytes()
+            );
             ids.push(frame.id);
         }
         ids
