@@ -206,3 +206,45 @@ async fn records_arrive_whole_and_in_order_with_their_ids_beside_the_file() {
     message_ids.dedup();
     assert_eq!(message_ids.len(), stored.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_a_token_file_reach_a_server_that_requires_both() {
+    use support::nats::Access;
+    use support::tls::TestCa;
+    let dir = TempDir::new("nats-tls");
+    let ca = TestCa::new("nats test CA");
+    let (cert, key) = ca.leaf_pem(&["127.0.0.1"]);
+    let paths = ["ca.pem", "server.pem", "server.key", "token"].map(|name| dir.0.join(name));
+    std::fs::write(&paths[0], &ca.cert_pem).unwrap();
+    std::fs::write(&paths[1], cert).unwrap();
+    std::fs::write(&paths[2], key).unwrap();
+    std::fs::write(&paths[3], "s3cret-token\n").unwrap();
+    let access = Access {
+        tls: Some((paths[1].clone(), paths[2].clone(), paths[0].clone())),
+        token: Some("s3cret-token".to_owned()),
+    };
+    let server = NatsServer::start_with(&dir.0.join("nats"), access).await;
+    assert!(server.url().starts_with("tls://"));
+    let app = start_app().await;
+    let mut args = sink_args(&server, &dir.0.join("spool"));
+    args.extend([
+        "--capture".into(),
+        "off".into(),
+        "--capture-sink-ca".into(),
+        paths[0].display().to_string(),
+        "--capture-sink-credentials".into(),
+        paths[3].display().to_string(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let sidecar = Sidecar::reverse_http(app.addr, &args, &dir.0).await;
+    let done = exchanges(sidecar.inbound, "tls", 1, 10, Arc::new(AtomicUsize::new(0))).await;
+    assert_eq!(done, 10);
+    metrics_until(sidecar.admin, |m| {
+        let spooled = nats_metric(m, "spooled");
+        spooled >= 10.0 && nats_metric(m, "acknowledged") == spooled
+    })
+    .await;
+    let counts = count_by_request(&server.messages().await, "tls-");
+    assert_eq!(counts.len(), 10, "{counts:?}");
+    assert!(!sidecar.stderr().contains("s3cret-token"));
+}

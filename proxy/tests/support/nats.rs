@@ -19,6 +19,14 @@ pub struct NatsServer {
     pub port: u16,
     store: PathBuf,
     child: Option<Child>,
+    access: Access,
+}
+
+/// What a server asks of its clients: TLS (its certificate, key, and the CA file clients trust), a token.
+#[derive(Clone, Default)]
+pub struct Access {
+    pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
+    pub token: Option<String>,
 }
 
 fn binary() -> PathBuf {
@@ -33,7 +41,13 @@ fn binary() -> PathBuf {
 impl NatsServer {
     /// Starts a server storing in `store`, on a free loopback port, and waits until JetStream answers.
     pub async fn start(store: &Path) -> NatsServer {
+        NatsServer::start_with(store, Access::default()).await
+    }
+
+    /// Starts a server that requires `access` of its clients.
+    pub async fn start_with(store: &Path, access: Access) -> NatsServer {
         let mut server = NatsServer::not_started(store);
+        server.access = access;
         server.restart().await;
         server
     }
@@ -45,22 +59,40 @@ impl NatsServer {
             port: free_port(),
             store: store.to_owned(),
             child: None,
+            access: Access::default(),
         }
     }
 
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        let scheme = if self.access.tls.is_some() {
+            "tls"
+        } else {
+            "nats"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// (Re)starts the server on the same port and store, and waits until JetStream answers with the
     /// capture stream (created if missing).
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "the server is running");
-        let child = Command::new(binary())
+        let mut command = Command::new(binary());
+        command
             .args(["-js", "-a", "127.0.0.1", "-p"])
             .arg(self.port.to_string())
             .arg("-sd")
-            .arg(&self.store)
+            .arg(&self.store);
+        if let Some((cert, key, _)) = &self.access.tls {
+            command
+                .args(["--tls", "--tlscert"])
+                .arg(cert)
+                .arg("--tlskey")
+                .arg(key);
+        }
+        if let Some(token) = &self.access.token {
+            command.args(["--auth", token]);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -92,10 +124,15 @@ impl NatsServer {
     }
 
     async fn try_capture_stream(&self) -> Result<stream::Stream, async_nats::Error> {
-        let client = async_nats::ConnectOptions::new()
-            .connection_timeout(Duration::from_secs(1))
-            .connect(self.url())
-            .await?;
+        let mut options =
+            async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(1));
+        if let Some((_, _, ca)) = &self.access.tls {
+            options = options.require_tls(true).add_root_certificates(ca.clone());
+        }
+        if let Some(token) = &self.access.token {
+            options = options.token(token.clone());
+        }
+        let client = options.connect(self.url()).await?;
         let jetstream = jetstream::new(client);
         Ok(jetstream
             .get_or_create_stream(stream::Config {
