@@ -197,7 +197,14 @@ async fn records_arrive_whole_and_in_order_with_their_ids_beside_the_file() {
     let payloads: Vec<Vec<u8>> = stored.iter().map(|m| m.payload.clone()).collect();
     assert_eq!(payloads.len(), lines.len());
     assert!(payloads == lines, "the stream and the file differ");
-    // Message ids: present and distinct.
+    // Message ids: each record's uid, so distinct across runs and pods.
+    for message in &stored {
+        assert_eq!(
+            message.message_id.as_deref(),
+            Some(message.record.uid.as_str())
+        );
+        assert!(!message.record.uid.is_empty());
+    }
     let mut message_ids: Vec<&str> = stored
         .iter()
         .map(|m| m.message_id.as_deref().expect("a Nats-Msg-Id"))

@@ -140,18 +140,14 @@ impl NatsOutput {
     }
 }
 
-/// A record's message id: unique across runs and pods, so JetStream can drop a copy sent again.
-fn message_id(record: &Record) -> String {
-    // Interim until records carry a uid: unique per process run.
-    static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let run = RUN.get_or_init(|| {
-        let started = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        format!("{:x}-{:x}", std::process::id(), started)
-    });
-    format!("{run}-{}", record.id)
+/// A record's message id: its uid, unique across runs and pods, so JetStream can drop a copy sent again.
+fn message_id(record: &Record) -> std::borrow::Cow<'_, str> {
+    if record.uid.is_empty() {
+        // Every record the sidecar makes has one; a record built without (an embedder's) gets this run's.
+        std::borrow::Cow::Owned(crate::capture::record::record_uid(record.id))
+    } else {
+        std::borrow::Cow::Borrowed(&record.uid)
+    }
 }
 
 impl RecordOutput for NatsOutput {

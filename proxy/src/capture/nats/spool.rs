@@ -177,6 +177,14 @@ impl SpoolWriter {
 
     /// Appends one frame; the publisher sees it after the next [`SpoolWriter::flush`].
     pub(crate) fn append(&mut self, id: &str, line: &[u8]) -> Appended {
+        // The id ends at the first space and the frame at the line feed: neither may be inside it.
+        let cleaned;
+        let id = if id.contains(|c: char| c.is_ascii_whitespace()) {
+            cleaned = id.replace(|c: char| c.is_ascii_whitespace(), "_");
+            cleaned.as_str()
+        } else {
+            id
+        };
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let size = (id.len() + 1 + line.len() + 1) as u64;
         if self.shared.bytes.load(Ordering::Relaxed) + size > self.budget {
