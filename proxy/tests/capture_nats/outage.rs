@@ -183,3 +183,65 @@ async fn a_sidecar_stopped_while_nats_is_down_sends_its_spool_at_the_next_start(
     assert_eq!(counts.len(), EXCHANGES, "{counts:?}");
     assert!(counts.values().all(|&n| n == 1), "{counts:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_too_large_for_nats_is_dropped_and_counted_and_the_rest_go_on() {
+    use crate::support::capture::RawHttp;
+    use tokio::net::TcpStream;
+    let dir = TempDir::new("nats-too-large");
+    let server = NatsServer::start(&dir.0.join("nats")).await;
+    let app = start_app().await;
+    let mut args = sink_args(&server, &dir.0.join("spool"));
+    args.extend(["--capture".into(), "off".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let sidecar = Sidecar::reverse_http(app.addr, &args, &dir.0).await;
+
+    let before = exchanges(
+        sidecar.inbound,
+        "before",
+        1,
+        3,
+        Arc::new(AtomicUsize::new(0)),
+    )
+    .await;
+    assert_eq!(before, 3);
+    // Echoed back, this body makes a record of a few MB: past nats-server's default max_payload (1 MB).
+    let body = vec![b'x'; 600 * 1024];
+    let mut conn = RawHttp::new(TcpStream::connect(sidecar.inbound).await.unwrap());
+    let mut request = format!(
+        "POST /echo HTTP/1.1\r\nHost: app.test\r\nX-Request-Id: large\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    let got = conn.exchange(&request).await.unwrap();
+    assert_eq!((got.status, got.body.len()), (200, body.len()));
+    let after = exchanges(
+        sidecar.inbound,
+        "after",
+        1,
+        3,
+        Arc::new(AtomicUsize::new(0)),
+    )
+    .await;
+    assert_eq!(after, 3);
+
+    let exposition = metrics_until(sidecar.admin, |m| {
+        let spooled = nats_metric(m, "spooled");
+        spooled >= 7.0
+            && nats_metric(m, "acknowledged") + nats_metric(m, "dropped") == spooled
+            && nats_metric(m, "lag_records") == 0.0
+    })
+    .await;
+    assert_eq!(nats_metric(&exposition, "dropped"), 1.0);
+    let stored = server.messages().await;
+    assert_eq!(
+        stored.len() as f64,
+        nats_metric(&exposition, "acknowledged")
+    );
+    let ids: Vec<String> = count_by_request(&stored, "").into_keys().collect();
+    assert_eq!(
+        ids,
+        ["after-0", "after-1", "after-2", "before-0", "before-1", "before-2"]
+    );
+}

@@ -5,7 +5,7 @@
 //! never makes a duplicate within the stream's duplicate window.
 
 use std::collections::VecDeque;
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,7 +34,35 @@ const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// in the spool.
 const SHUTDOWN_DISCONNECTED_LIMIT: Duration = Duration::from_secs(1);
 
-type AckFuture = Pin<Box<dyn Future<Output = Result<PublishAck, PublishError>> + Send>>;
+type AckFuture = Pin<Box<dyn Future<Output = Result<Delivery, PublishError>> + Send>>;
+
+/// What became of a record JetStream answered for.
+enum Delivery {
+    Stored,
+    /// Larger than the server or the stream accepts: it can never be stored, so it is dropped (counted)
+    /// rather than retried for ever in front of every record behind it.
+    TooLarge,
+}
+
+/// Whether a failed publish is the record's own size, which no retry can change.
+fn too_large(error: &PublishError) -> bool {
+    use async_nats::jetstream::context::PublishErrorKind;
+    use async_nats::jetstream::ErrorCode;
+    error.kind() == PublishErrorKind::MaxPayloadExceeded
+        || std::error::Error::source(error)
+            .and_then(|source| source.downcast_ref::<async_nats::jetstream::Error>())
+            .is_some_and(|api| api.error_code() == ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM)
+}
+
+fn delivery(ack: async_nats::jetstream::context::PublishAckFuture) -> AckFuture {
+    Box::pin(async move {
+        match ack.await {
+            Ok(PublishAck { .. }) => Ok(Delivery::Stored),
+            Err(e) if too_large(&e) => Ok(Delivery::TooLarge),
+            Err(e) => Err(e),
+        }
+    })
+}
 
 struct InFlight {
     end: Position,
@@ -63,6 +91,7 @@ impl Publisher {
         let mut inflight: VecDeque<InFlight> = VecDeque::new();
         let mut deadline: Option<Instant> = None;
         let mut failures = FailureLog::default();
+        let mut too_large_log = TooLargeLog::default();
         let mut disconnected_since: Option<Instant> = None;
         let mut drained = false;
         loop {
@@ -95,8 +124,18 @@ impl Publisher {
                             }
                             inflight.push_back(InFlight {
                                 end: frame.end,
-                                ack: ack.into_future(),
+                                ack: delivery(ack),
                             });
+                        }
+                        Err(e) if too_large(&e) => {
+                            // Answered at once, in its place in the window.
+                            inflight.push_back(InFlight {
+                                end: frame.end,
+                                ack: Box::pin(std::future::ready(Ok(Delivery::TooLarge))),
+                            });
+                            if frame.end > sent_until {
+                                sent_until = frame.end;
+                            }
                         }
                         Err(e) => {
                             failures.failed(&e.to_string());
@@ -141,13 +180,21 @@ impl Publisher {
             };
             tokio::select! {
                 result = oldest_ack => match result {
-                    Ok(_) => {
+                    Ok(delivery) => {
                         if let Some(done) = inflight.pop_front() {
                             acknowledged = done.end;
                         }
-                        nats.acknowledged.inc();
+                        match delivery {
+                            Delivery::Stored => {
+                                nats.acknowledged.inc();
+                                failures.recovered();
+                            }
+                            Delivery::TooLarge => {
+                                nats.dropped.inc();
+                                too_large_log.dropped();
+                            }
+                        }
                         shared.acknowledged_one();
-                        failures.recovered();
                         self.reader.release(acknowledged, false);
                     }
                     Err(e) => {
@@ -167,6 +214,30 @@ impl Publisher {
                 }
                 _ = tokio::time::sleep(POLL) => {}
             }
+        }
+    }
+}
+
+/// Records too large for NATS, logged at most every [`FAILURE_LOG_INTERVAL`] with how many since.
+#[derive(Default)]
+struct TooLargeLog {
+    last_logged: Option<Instant>,
+    unreported: u64,
+}
+
+impl TooLargeLog {
+    fn dropped(&mut self) {
+        self.unreported += 1;
+        let now = Instant::now();
+        if self
+            .last_logged
+            .is_none_or(|at| now.duration_since(at) >= FAILURE_LOG_INTERVAL)
+        {
+            self.last_logged = Some(now);
+            warn!(
+                dropped = std::mem::take(&mut self.unreported),
+                "capture records larger than NATS accepts (the server's max_payload or the stream's max message size) are not sent: raise that limit or lower --capture-body-limit (at most one message every 10s)"
+            );
         }
     }
 }
