@@ -158,7 +158,7 @@ impl NatsSinkMetrics {
         );
         registry.register(
             "dropped",
-            "Capture records not sent to NATS: the spool was full (--capture-spool-size) or could not be written",
+            "Capture records not sent to NATS: the spool was full (--capture-spool-size) or could not be written, or the record was larger than NATS accepts",
             metrics.dropped.clone(),
         );
         registry.register(
