@@ -22,8 +22,10 @@ use super::connect::REQUEST_TIMEOUT;
 use super::spool::{Position, SpoolReader};
 use crate::metrics::Metrics;
 
-/// Records sent and awaiting their acknowledgement at most.
+/// Records sent and awaiting their acknowledgement at most, and their bytes (records carry bodies: a
+/// thousand large ones would hold gigabytes).
 const WINDOW: usize = 1024;
+const WINDOW_BYTES: usize = 8 * 1024 * 1024;
 /// How often the publisher looks again without being woken (connection state, a missed wake-up).
 const POLL: Duration = Duration::from_millis(100);
 /// The pause after a failed acknowledgement while connected (a missing stream answers at once).
@@ -66,6 +68,7 @@ fn delivery(ack: async_nats::jetstream::context::PublishAckFuture) -> AckFuture 
 
 struct InFlight {
     end: Position,
+    bytes: usize,
     ack: AckFuture,
 }
 
@@ -89,6 +92,7 @@ impl Publisher {
         // The end of the furthest record ever sent: records sent again before it count as re-sent.
         let mut sent_until = acknowledged;
         let mut inflight: VecDeque<InFlight> = VecDeque::new();
+        let mut inflight_bytes = 0;
         let mut deadline: Option<Instant> = None;
         let mut failures = FailureLog::default();
         let mut too_large_log = TooLargeLog::default();
@@ -98,7 +102,7 @@ impl Publisher {
             let connected = self.client.connection_state() == State::Connected;
             if connected {
                 disconnected_since = None;
-                while inflight.len() < WINDOW {
+                while inflight.len() < WINDOW && inflight_bytes < WINDOW_BYTES {
                     let frame = match self.reader.next_frame() {
                         Ok(Some(frame)) => frame,
                         Ok(None) => {
@@ -111,6 +115,7 @@ impl Publisher {
                         }
                     };
                     drained = false;
+                    let bytes = frame.payload.len();
                     let publish = PublishMessage::build()
                         .payload(frame.payload)
                         .message_id(&frame.id);
@@ -122,8 +127,10 @@ impl Publisher {
                                 nats.published.inc();
                                 sent_until = frame.end;
                             }
+                            inflight_bytes += bytes;
                             inflight.push_back(InFlight {
                                 end: frame.end,
+                                bytes,
                                 ack: delivery(ack),
                             });
                         }
@@ -131,6 +138,7 @@ impl Publisher {
                             // Answered at once, in its place in the window.
                             inflight.push_back(InFlight {
                                 end: frame.end,
+                                bytes: 0,
                                 ack: Box::pin(std::future::ready(Ok(Delivery::TooLarge))),
                             });
                             if frame.end > sent_until {
@@ -140,6 +148,7 @@ impl Publisher {
                         Err(e) => {
                             failures.failed(&e.to_string());
                             inflight.clear();
+                            inflight_bytes = 0;
                             self.reader.rewind(acknowledged);
                             drained = false;
                             break;
@@ -171,7 +180,7 @@ impl Publisher {
                     return;
                 }
             }
-            let window_open = inflight.len() < WINDOW;
+            let window_open = inflight.len() < WINDOW && inflight_bytes < WINDOW_BYTES;
             let oldest_ack = async {
                 match inflight.front_mut() {
                     Some(oldest) => (&mut oldest.ack).await,
@@ -183,6 +192,7 @@ impl Publisher {
                     Ok(delivery) => {
                         if let Some(done) = inflight.pop_front() {
                             acknowledged = done.end;
+                            inflight_bytes -= done.bytes;
                         }
                         match delivery {
                             Delivery::Stored => {
@@ -201,6 +211,7 @@ impl Publisher {
                         failures.failed(&e.to_string());
                         // Everything after the oldest unacknowledged record is sent again, in order.
                         inflight.clear();
+                        inflight_bytes = 0;
                         self.reader.rewind(acknowledged);
                         drained = false;
                         if self.client.connection_state() == State::Connected {

@@ -100,8 +100,10 @@ pub(crate) struct SpoolReader {
     shared: Arc<SpoolShared>,
     segment: u64,
     file: Option<File>,
-    /// Bytes read from the segment and not yet made into frames, starting at `offset`.
+    /// Bytes read from the segment; those from `start` on are not yet made into frames and begin at
+    /// `offset` in the segment.
     buffer: Vec<u8>,
+    start: usize,
     offset: u64,
     /// The oldest segment that may still exist.
     oldest: u64,
@@ -163,6 +165,7 @@ pub(crate) fn open(dir: &Path, budget: u64) -> io::Result<(SpoolWriter, SpoolRea
         segment: start.segment,
         file: None,
         buffer: Vec::new(),
+        start: 0,
         offset: start.offset,
         oldest: oldest.min(start.segment),
     };
@@ -273,6 +276,7 @@ impl SpoolReader {
                 self.offset = 0;
                 self.file = None;
                 self.buffer.clear();
+                self.start = 0;
             }
         }
     }
@@ -283,6 +287,7 @@ impl SpoolReader {
         self.offset = at.offset;
         self.file = None;
         self.buffer.clear();
+        self.start = 0;
     }
 
     /// Every frame before `acknowledged` is acknowledged: deletes the segments entirely before it, or all of
@@ -320,10 +325,14 @@ impl SpoolReader {
     }
 
     fn take_buffered(&mut self) -> Option<Frame> {
-        let newline = self.buffer.iter().position(|&b| b == b'\n')?;
-        let frame: Vec<u8> = self.buffer.drain(..=newline).collect();
+        let newline = self.start + self.buffer[self.start..].iter().position(|&b| b == b'\n')?;
+        let frame = &self.buffer[self.start..=newline];
+        self.start = newline + 1;
         self.offset += frame.len() as u64;
-        let end = self.position();
+        let end = Position {
+            segment: self.segment,
+            offset: self.offset,
+        };
         let line = &frame[..frame.len() - 1];
         // A frame without its separator (a write that failed half way) is skipped.
         let space = line.iter().position(|&b| b == b' ');
@@ -345,7 +354,8 @@ impl SpoolReader {
         if self.file.is_none() {
             match File::open(segment_path(&self.dir, self.segment)) {
                 Ok(mut file) => {
-                    file.seek(SeekFrom::Start(self.offset + self.buffer.len() as u64))?;
+                    let unframed = (self.buffer.len() - self.start) as u64;
+                    file.seek(SeekFrom::Start(self.offset + unframed))?;
                     self.file = Some(file);
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
@@ -355,6 +365,9 @@ impl SpoolReader {
         let Some(file) = self.file.as_mut() else {
             return Ok(0);
         };
+        // What was made into frames goes; a partial line moves to the front.
+        self.buffer.drain(..self.start);
+        self.start = 0;
         let start = self.buffer.len();
         self.buffer.resize(start + READ_CHUNK, 0);
         let read = file.read(&mut self.buffer[start..]);
