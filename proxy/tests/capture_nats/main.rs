@@ -176,6 +176,9 @@ async fn records_arrive_whole_and_in_order_with_their_ids_beside_the_file() {
 
     let stored = server.messages().await;
     let subject = format!("capture.test.{}", host_name());
+    // The start-up line says where records go and how to read them.
+    let told = format!("sidecar-proxy capture pull {}/{subject}", server.url());
+    assert!(sidecar.stderr().contains(&told), "{}", sidecar.stderr());
     for message in &stored {
         assert_eq!(message.subject, subject);
     }
