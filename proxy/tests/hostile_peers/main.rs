@@ -25,6 +25,7 @@ mod support;
 mod fd_exhaustion;
 mod flood;
 mod full_disk;
+mod h2_slow_readers;
 mod half_close;
 mod head_size;
 mod http_heads;
