@@ -27,6 +27,8 @@ type -P kill >/dev/null 2>&1 || need_packages+=(procps)
 command -v openssl >/dev/null 2>&1 || need_packages+=(openssl)
 # tls-out's Java trust store is opened with keytool and a JVM's own trust manager (proxy/tests/tls_out_ca.rs).
 { command -v keytool && command -v java; } >/dev/null 2>&1 || need_packages+=(openjdk-17-jdk-headless)
+# Capture records streamed to NATS JetStream (proxy/tests/capture_nats): a real server, started by the test.
+PATH="$PATH:/usr/sbin:/sbin" command -v nats-server >/dev/null 2>&1 || need_packages+=(nats-server)
 install_packages() {
     log "installing $*"
     local sudo_cmd=()

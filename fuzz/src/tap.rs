@@ -56,6 +56,7 @@ pub fn capture_tap(data: &[u8]) {
         destination: Destination::File(file.clone()),
         queue_capacity: 4096,
         rotation: None,
+        nats: None,
     };
     let (sink, writer) =
         CaptureSink::start(&options, metrics.clone()).expect("a scratch capture file");

@@ -1,6 +1,6 @@
 //! The injector's own annotations, beside the spec's proxy settings: whether to inject, whether to set the
 //! app containers' proxy settings, which Secret holds tls-out's CA, which ConfigMap holds extra CAs for
-//! tls-out's upstreams, the sidecar's resources, the capture volume's size and rotation, and the marks an
+//! tls-out's upstreams, the sidecar's resources, the capture volume's size and rotation, the NATS sink, and the marks an
 //! injected pod carries. Every `sidecar.speedscale.com/*` key is either known here or a spec setting; any
 //! other is refused, so a misspelled annotation is never silently ignored.
 
@@ -26,6 +26,10 @@ pub const CAPTURE_SIZE_LIMIT: &str = "sidecar.speedscale.com/capture-size-limit"
 pub const CAPTURE_ROTATE_SIZE: &str = "sidecar.speedscale.com/capture-rotate-size";
 /// How many rotated capture files the sidecar keeps besides the current one (default 5).
 pub const CAPTURE_ROTATE_KEEP: &str = "sidecar.speedscale.com/capture-rotate-keep";
+/// Where the sidecar also publishes its records: `nats://HOST:PORT/SUBJECT` (NATS JetStream).
+pub const CAPTURE_SINK: &str = "sidecar.speedscale.com/capture-sink";
+/// The Secret whose `credentials` key holds the NATS credentials, mounted into the sidecar.
+pub const CAPTURE_SINK_SECRET: &str = "sidecar.speedscale.com/capture-sink-secret";
 /// `"true"`: the sidecar as a native sidecar (an init container with `restartPolicy: Always`); `"false"`:
 /// the classic layout; `"auto"` (or absent): the injector's default. See [`crate::layout`].
 pub const NATIVE_SIDECAR: &str = "sidecar.speedscale.com/native-sidecar";
@@ -177,6 +181,8 @@ fn is_known(key: &str) -> bool {
             CAPTURE_SIZE_LIMIT,
             CAPTURE_ROTATE_SIZE,
             CAPTURE_ROTATE_KEEP,
+            CAPTURE_SINK,
+            CAPTURE_SINK_SECRET,
             NATIVE_SIDECAR,
             PRE_STOP_WAIT,
             SIDECAR_LAYOUT,
@@ -199,6 +205,8 @@ fn known_keys() -> Vec<String> {
             CAPTURE_SIZE_LIMIT,
             CAPTURE_ROTATE_SIZE,
             CAPTURE_ROTATE_KEEP,
+            CAPTURE_SINK,
+            CAPTURE_SINK_SECRET,
             NATIVE_SIDECAR,
             PRE_STOP_WAIT,
         ]

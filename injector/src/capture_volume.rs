@@ -53,12 +53,16 @@ impl CapturePlan {
     }
 }
 
-/// Reads and checks the capture annotations of a pod.
-pub fn capture_plan(annotations: &BTreeMap<String, String>) -> Result<CapturePlan, Denial> {
+/// Reads and checks the capture annotations of a pod. `reserved`: bytes of the volume kept for something
+/// else (the NATS sink's spool), which the files must leave free.
+pub fn capture_plan(
+    annotations: &BTreeMap<String, String>,
+    reserved: u64,
+) -> Result<CapturePlan, Denial> {
     let size_limit = annotations
         .get(CAPTURE_SIZE_LIMIT)
         .map_or(DEFAULT_SIZE_LIMIT, String::as_str);
-    let limit_bytes = bytes(CAPTURE_SIZE_LIMIT, size_limit)?;
+    let limit_bytes = bytes(CAPTURE_SIZE_LIMIT, size_limit)?.saturating_sub(reserved);
     let keep = match annotations.get(CAPTURE_ROTATE_KEEP) {
         None => DEFAULT_KEEP,
         Some(text) => match text.trim().parse::<usize>() {
@@ -172,7 +176,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (format!("sidecar.speedscale.com/{k}"), (*v).to_owned()))
             .collect();
-        capture_plan(&annotations).map_err(|denial| denial.0)
+        capture_plan(&annotations, 0).map_err(|denial| denial.0)
     }
 
     /// What the files can take at most: every file at its rotation size plus the headroom.

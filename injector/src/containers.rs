@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sidecar_proxy::config::ProxyType;
 
+use crate::capture_sink;
 use crate::plan::Plan;
 use crate::resources::{DEFAULT_LIMITS, DEFAULT_REQUESTS};
 use crate::tls_out;
@@ -150,6 +151,10 @@ pub fn sidecar(plan: &Plan, options: &SidecarOptions, layout: SidecarLayout) -> 
         mount_path: CAPTURE_DIR.to_owned(),
         ..VolumeMount::default()
     }];
+    if let Some(sink) = &plan.capture_sink {
+        env.extend(capture_sink::sidecar_env(sink));
+        volume_mounts.extend(capture_sink::sidecar_mounts(sink));
+    }
     if let Some(tls_out) = &plan.tls_out {
         // Set even where they equal the sidecar's defaults, so the pod says where its mounts are read.
         env.extend(
@@ -339,6 +344,9 @@ pub fn volumes(plan: &Plan) -> Vec<Volume> {
     }
     if let Some(tls_out) = &plan.tls_out {
         volumes.extend(tls_out::volumes(tls_out));
+    }
+    if let Some(sink) = &plan.capture_sink {
+        volumes.extend(capture_sink::volumes(sink));
     }
     volumes
 }

@@ -5,6 +5,7 @@
 
 pub mod annotations;
 pub mod app_env;
+pub mod capture_sink;
 pub mod capture_volume;
 pub mod certs;
 pub mod cli;

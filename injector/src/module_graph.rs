@@ -8,6 +8,7 @@
 const SOURCES: &[(&str, &[&str])] = &[
     ("annotations", &[include_str!("annotations.rs")]),
     ("app_env", &[include_str!("app_env.rs")]),
+    ("capture_sink", &[include_str!("capture_sink.rs")]),
     ("capture_volume", &[include_str!("capture_volume.rs")]),
     ("certs", &[include_str!("certs.rs")]),
     ("cli", &[include_str!("cli.rs")]),

@@ -12,6 +12,7 @@ use crate::annotations::{
     self, AnnotationError, ResourceAnnotation, CONFIGURE_APP, INJECT, INJECTED, TLS_OUT_SECRET,
     TLS_OUT_UPSTREAM_CA,
 };
+use crate::capture_sink::{capture_sink_plan, CaptureSinkPlan, SPOOL_BYTES};
 use crate::capture_volume::{capture_plan, CapturePlan};
 pub use crate::denial::Denial;
 use crate::layout::{LayoutChoice, SIDECAR_NAME};
@@ -46,8 +47,10 @@ pub struct Plan {
     pub configure_app: bool,
     /// `tls-out: "true"`: the capture CA (and any extra upstream CAs) to mount into the sidecar.
     pub tls_out: Option<TlsOutPlan>,
-    /// The capture volume's size limit and the rotation that fits in it.
+    /// The capture volume's size limit and the rotation that fits in it (beside the NATS spool, if any).
     pub capture: CapturePlan,
+    /// `capture-sink`: records also published to NATS JetStream.
+    pub capture_sink: Option<CaptureSinkPlan>,
     /// What `native-sidecar` asks for; the injector resolves `auto` (see [`LayoutChoice::resolve`]).
     pub layout: LayoutChoice,
     /// `pre-stop-wait`: the classic sidecar's preStop hook waits this long before it is signalled.
@@ -150,7 +153,12 @@ pub fn decide(
         target.insert(resource.resource(), value.clone());
     }
     check_requests_within_limits(&requests, &limits)?;
-    let capture = capture_plan(annotations)?;
+    let capture_sink = capture_sink_plan(annotations)?;
+    // The NATS spool shares the capture volume with the files.
+    let capture = capture_plan(
+        annotations,
+        capture_sink.as_ref().map_or(0, |_| SPOOL_BYTES),
+    )?;
     let layout = annotations::layout_choice(annotations)?;
     let pre_stop_wait = annotations::pre_stop_wait(annotations)?;
 
@@ -163,6 +171,7 @@ pub fn decide(
         configure_app,
         tls_out,
         capture,
+        capture_sink,
         layout,
         pre_stop_wait,
         warnings,

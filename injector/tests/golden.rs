@@ -56,6 +56,7 @@ const OUTPUTS: [&str; 4] = [PATCH, PATCHED, DENIAL, UNCHANGED_FILE];
 /// Every case directory, sorted.
 const CASES: &[&str] = &[
     "already-injected",
+    "capture-sink-nats",
     "capture-size-limit-and-keep",
     "capture-size-limit-and-rotate-size",
     "configure-app-env-from",
@@ -74,6 +75,7 @@ const CASES: &[&str] = &[
     "deny-bad-quantity",
     "deny-bogus-proxy-type",
     "deny-capture-rotate-size-too-large",
+    "deny-capture-sink-credentials-in-address",
     "deny-capture-size-limit-too-small",
     "deny-configure-app-reverse",
     "deny-configure-app-transparent",

@@ -219,7 +219,18 @@ fn log_filter() -> EnvFilter {
 /// One line at start saying where records go, and how to read them: a newcomer's first question.
 fn log_capture_destination(options: &sidecar_proxy::capture::SinkOptions) {
     use sidecar_proxy::capture::Destination;
+    if let Some(nats) = &options.nats {
+        let subject = nats.address.subject_for_this_pod();
+        info!(
+            server = %nats.address.url(),
+            subject = %subject,
+            spool = %nats.spool_dir.display(),
+            "publishing records to NATS JetStream; read them with: sidecar-proxy capture pull {}/{subject}",
+            nats.address.url()
+        );
+    }
     match &options.destination {
+        Destination::Off if options.nats.is_some() => {}
         Destination::Off => info!("capture off: nothing is recorded (--capture FILE records)"),
         Destination::Stdout => info!("capturing to standard output, one JSON record per line"),
         Destination::File(path) => {

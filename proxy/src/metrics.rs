@@ -111,6 +111,70 @@ pub struct Metrics {
     pub tls_connections: Family<TlsOutcomeLabels, Counter>,
     pub tls_leaf_certificates: Family<LeafLabels, Counter>,
     memory_budget: MemoryBudgetMetrics,
+    /// The NATS sink's records (`--capture-sink`); zero without one.
+    pub nats_sink: NatsSinkMetrics,
+}
+
+/// Records on their way to NATS JetStream, through the spool (see `capture::nats`).
+pub struct NatsSinkMetrics {
+    pub spooled: Counter,
+    pub published: Counter,
+    pub acknowledged: Counter,
+    pub resent: Counter,
+    pub dropped: Counter,
+    pub lag: Gauge,
+    pub spool_bytes: Gauge,
+}
+
+impl NatsSinkMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = NatsSinkMetrics {
+            spooled: Counter::default(),
+            published: Counter::default(),
+            acknowledged: Counter::default(),
+            resent: Counter::default(),
+            dropped: Counter::default(),
+            lag: Gauge::default(),
+            spool_bytes: Gauge::default(),
+        };
+        let registry = registry.sub_registry_with_prefix("capture_nats");
+        registry.register(
+            "spooled",
+            "Capture records written to the NATS spool (every record bound for NATS goes through it)",
+            metrics.spooled.clone(),
+        );
+        registry.register(
+            "published",
+            "Capture records published to JetStream for the first time",
+            metrics.published.clone(),
+        );
+        registry.register(
+            "acknowledged",
+            "Capture records JetStream acknowledged (stored, or already stored under the same id)",
+            metrics.acknowledged.clone(),
+        );
+        registry.register(
+            "resent",
+            "Capture records published again after an acknowledgement failed (JetStream drops the copies by id)",
+            metrics.resent.clone(),
+        );
+        registry.register(
+            "dropped",
+            "Capture records not sent to NATS: the spool was full (--capture-spool-size) or could not be written, or the record was larger than NATS accepts",
+            metrics.dropped.clone(),
+        );
+        registry.register(
+            "lag_records",
+            "Capture records in the spool not yet acknowledged by JetStream",
+            metrics.lag.clone(),
+        );
+        registry.register(
+            "spool_bytes",
+            "Bytes of the NATS spool's files",
+            metrics.spool_bytes.clone(),
+        );
+        metrics
+    }
 }
 
 /// The process's memory budget ([`crate::budget`]), read when the metrics are scraped.
@@ -273,7 +337,9 @@ impl Metrics {
             tls_leaf_certificates.clone(),
         );
         let memory_budget = MemoryBudgetMetrics::register(&mut registry);
+        let nats_sink = NatsSinkMetrics::register(&mut registry);
         Metrics {
+            nats_sink,
             registry,
             memory_budget,
             connections_accepted,

@@ -110,6 +110,14 @@ async fn metrics_is_openmetrics_with_every_family() {
         ("sidecar_memory_budget_used_bytes", "gauge"),
         ("sidecar_memory_budget_denied", "counter"),
         ("sidecar_memory_budget_shed", "counter"),
+        // The NATS sink's (zero without --capture-sink).
+        ("sidecar_capture_nats_spooled", "counter"),
+        ("sidecar_capture_nats_published", "counter"),
+        ("sidecar_capture_nats_acknowledged", "counter"),
+        ("sidecar_capture_nats_resent", "counter"),
+        ("sidecar_capture_nats_dropped", "counter"),
+        ("sidecar_capture_nats_lag_records", "gauge"),
+        ("sidecar_capture_nats_spool_bytes", "gauge"),
     ];
     let metrics = scrape_until(admin.addr, |m| {
         m.count("sidecar_capture_records_total", &[("kind", "http")]) == 1.0

@@ -4,11 +4,15 @@
 //! - [`http`] and [`stream`]: recording HTTP exchanges and opaque streams as they flow.
 //! - [`sink`]: the bounded queue and the writer thread; capture never holds traffic.
 //! - [`probes`]: kubelet probes, left out of the capture unless asked for.
+//! - [`output`]: what the writer hands records to: the file sink ([`file_sink`]) and NATS ([`nats`]).
 
 mod body_tap;
+mod file_sink;
 pub mod har;
 pub mod http;
-mod jsonl_file;
+pub(crate) mod jsonl_file;
+pub mod nats;
+mod output;
 pub mod probes;
 pub mod record;
 mod settings;

@@ -1,11 +1,12 @@
 //! Getting records off the data path: relays hand finished records to a bounded queue, and a dedicated
-//! writer thread serializes them to JSON lines and does the file I/O.
+//! writer thread serializes them to JSON lines and hands each line to every output ([`RecordOutput`]: the
+//! capture file or stdout, NATS JetStream), which do their I/O there or further off.
 //!
 //! A full queue never holds traffic: the record is dropped and counted, with a warning at most every
 //! few seconds. Shutdown sends a `Finish` marker behind every queued record and waits for the writer to
 //! flush, so every exchange that completed before exit is on disk.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,9 +16,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
+use super::file_sink::{FileOutput, Output};
 use super::jsonl_file::{JsonlFile, Rotation};
-use super::record::{Detail, Record};
-use crate::metrics::{Metrics, RecordLabels};
+use super::nats::{NatsOutput, NatsSinkOptions};
+use super::output::RecordOutput;
+use super::record::Record;
+use crate::metrics::Metrics;
 
 /// How often, at most, a "records dropped" warning is logged.
 const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
@@ -49,14 +53,16 @@ pub struct SinkOptions {
     /// Records that may wait for the writer before new ones are dropped.
     pub queue_capacity: usize,
     pub rotation: Option<Rotation>,
+    /// Records also (or only, with `Destination::Off`) published to NATS JetStream.
+    pub nats: Option<NatsSinkOptions>,
 }
 
 enum Message {
     Record(Box<Record>),
     /// Raw material of a record, turned into one on the writer thread (see [`BuildRecord`]).
     Build(Box<dyn BuildRecord>),
-    /// Flush, acknowledge, stop. Sent behind every record already queued.
-    Finish(std::sync::mpsc::Sender<()>),
+    /// Flush, deliver until the deadline, acknowledge, stop. Sent behind every record already queued.
+    Finish(std::sync::mpsc::Sender<()>, Instant),
 }
 
 /// What a relay hands over when turning what it saw into a record is too much work for the connection's
@@ -86,10 +92,13 @@ pub struct CaptureWriter {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot open capture file {path}: {source}")]
-pub struct SinkError {
-    path: PathBuf,
-    source: io::Error,
+pub enum SinkError {
+    #[error("cannot open capture file {path}: {source}")]
+    File { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Nats(#[from] super::nats::NatsSinkError),
+    #[error("cannot start the capture writer thread: {0}")]
+    Thread(io::Error),
 }
 
 impl CaptureSink {
@@ -98,32 +107,42 @@ impl CaptureSink {
         CaptureSink { inner: None }
     }
 
-    /// Opens the destination (so a bad path fails at start, not at the first record) and starts the writer.
+    /// Opens the destinations (so a bad path fails at start, not at the first record) and starts the writer.
     pub fn start(
         options: &SinkOptions,
         metrics: Arc<Metrics>,
     ) -> Result<(CaptureSink, Option<CaptureWriter>), SinkError> {
-        let output = match &options.destination {
-            Destination::Off => return Ok((CaptureSink::disabled(), None)),
-            Destination::Stdout => Output::Stdout(BufWriter::new(io::stdout())),
+        let mut outputs: Vec<Box<dyn RecordOutput>> = Vec::new();
+        match &options.destination {
+            Destination::Off => {}
+            Destination::Stdout => outputs.push(Box::new(FileOutput::new(
+                Output::Stdout(BufWriter::new(io::stdout())),
+                metrics.clone(),
+            ))),
             Destination::File(path) => {
-                Output::File(JsonlFile::open(path, options.rotation).map_err(|source| {
-                    SinkError {
+                let file =
+                    JsonlFile::open(path, options.rotation).map_err(|source| SinkError::File {
                         path: path.clone(),
                         source,
-                    }
-                })?)
+                    })?;
+                outputs.push(Box::new(FileOutput::new(
+                    Output::File(file),
+                    metrics.clone(),
+                )));
             }
-        };
+        }
+        if let Some(nats) = &options.nats {
+            outputs.push(Box::new(NatsOutput::start(nats, metrics.clone())?));
+        }
+        if outputs.is_empty() {
+            return Ok((CaptureSink::disabled(), None));
+        }
         let (queue, receiver) = mpsc::channel(options.queue_capacity.max(1));
         let writer_metrics = metrics.clone();
         let thread = std::thread::Builder::new()
             .name("capture-writer".into())
-            .spawn(move || write_records(receiver, output, &writer_metrics))
-            .map_err(|source| SinkError {
-                path: PathBuf::from("<writer thread>"),
-                source,
-            })?;
+            .spawn(move || write_records(receiver, outputs, &writer_metrics))
+            .map_err(SinkError::Thread)?;
         let sink = CaptureSink {
             inner: Some(Arc::new(SinkInner {
                 queue: queue.clone(),
@@ -190,7 +209,9 @@ impl CaptureWriter {
     pub fn finish_blocking(self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let (done, flushed) = std::sync::mpsc::channel();
-        let mut message = Message::Finish(done);
+        // The outputs get what is left once the queue is drained; a little is kept for the acknowledgement.
+        let outputs_deadline = deadline - Duration::from_millis(100).min(timeout / 10);
+        let mut message = Message::Finish(done, outputs_deadline);
         loop {
             match self.queue.try_send(message) {
                 Ok(()) => break,
@@ -217,39 +238,38 @@ impl CaptureWriter {
     }
 }
 
-fn write_records(mut queue: mpsc::Receiver<Message>, mut output: Output, metrics: &Metrics) {
+fn write_records(
+    mut queue: mpsc::Receiver<Message>,
+    mut outputs: Vec<Box<dyn RecordOutput>>,
+    metrics: &Metrics,
+) {
     let mut line = Vec::with_capacity(4096);
-    let mut unflushed = Unflushed::default();
-    let mut failures = WriteFailures::default();
-    while let Some(mut message) = queue.blocking_recv() {
-        // Everything already queued is written as one batch, then flushed once.
+    let mut write = |record: &Record, outputs: &mut Vec<Box<dyn RecordOutput>>| {
+        line.clear();
+        if let Err(e) = serde_json::to_writer(&mut line, record) {
+            error!(error = %e, "cannot encode a capture record");
+            metrics.records_dropped.inc();
+            return;
+        }
+        line.push(b'\n');
+        for output in outputs.iter_mut() {
+            output.write(record, &line);
+        }
+    };
+    let mut finished = None;
+    'batches: while let Some(mut message) = queue.blocking_recv() {
+        // Everything already queued is one batch, ended once.
         loop {
             match message {
-                Message::Record(record) => write_record(
-                    &record,
-                    &mut line,
-                    &mut output,
-                    &mut unflushed,
-                    &mut failures,
-                    metrics,
-                ),
+                Message::Record(record) => write(&record, &mut outputs),
                 Message::Build(makings) => {
                     if let Some(record) = makings.build() {
-                        write_record(
-                            &record,
-                            &mut line,
-                            &mut output,
-                            &mut unflushed,
-                            &mut failures,
-                            metrics,
-                        );
+                        write(&record, &mut outputs);
                     }
                 }
-                Message::Finish(done) => {
-                    flush(&mut output, &mut unflushed, &mut failures, metrics);
-                    failures.report_remaining();
-                    let _ = done.send(());
-                    return;
+                Message::Finish(done, deadline) => {
+                    finished = Some((done, deadline));
+                    break 'batches;
                 }
             }
             match queue.try_recv() {
@@ -257,159 +277,22 @@ fn write_records(mut queue: mpsc::Receiver<Message>, mut output: Output, metrics
                 Err(_) => break,
             }
         }
-        flush(&mut output, &mut unflushed, &mut failures, metrics);
+        for output in outputs.iter_mut() {
+            output.end_batch();
+        }
         // A writer that is not waiting on the queue costs the relays nothing to hand it a record; one that
         // is parked costs each of them a futex wake-up. Resting briefly between batches turns one wake-up
         // per record into one per batch under load, and delays a record by at most this much when idle.
         std::thread::sleep(WRITER_REST);
     }
-    flush(&mut output, &mut unflushed, &mut failures, metrics);
-    failures.report_remaining();
-}
-
-/// Records in the output's buffer, not yet flushed to the destination. They count as captured once a flush
-/// succeeds, and as dropped when it fails (their bytes are then discarded, so a later flush cannot write
-/// them after they were counted).
-#[derive(Default)]
-struct Unflushed {
-    http: u64,
-    stream: u64,
-}
-
-/// Write failures since the last error logged: on a full disk every record fails, and one line per record
-/// would flood the log.
-#[derive(Default)]
-struct WriteFailures {
-    last_logged: Option<Instant>,
-    dropped: u64,
-}
-
-impl WriteFailures {
-    fn failed(&mut self, error: &io::Error, dropped: u64) {
-        self.dropped += dropped;
-        let now = Instant::now();
-        if self
-            .last_logged
-            .is_none_or(|at| now.duration_since(at) >= DROP_WARNING_INTERVAL)
-        {
-            self.last_logged = Some(now);
-            error!(
-                error = %error,
-                dropped = std::mem::take(&mut self.dropped),
-                "cannot write capture records: dropped (traffic is not affected; at most one message every 10s)"
-            );
-        }
+    // Finished, or every sender gone (the sink dropped without a finish): a short last chance.
+    let deadline = finished
+        .as_ref()
+        .map_or_else(|| Instant::now() + Duration::from_secs(1), |(_, at)| *at);
+    for output in outputs {
+        output.finish(deadline);
     }
-
-    /// At shutdown: the drops since the last message, which would otherwise never be told.
-    fn report_remaining(&mut self) {
-        let dropped = std::mem::take(&mut self.dropped);
-        if dropped > 0 {
-            error!(
-                dropped,
-                "capture records dropped since the last message, for failed writes"
-            );
-        }
-    }
-}
-
-/// Flushes the output, counting the records that were waiting in its buffer as captured or dropped.
-fn flush(
-    output: &mut Output,
-    unflushed: &mut Unflushed,
-    failures: &mut WriteFailures,
-    metrics: &Metrics,
-) {
-    let Unflushed { http, stream } = std::mem::take(unflushed);
-    match output.flush() {
-        Ok(()) => {
-            for (kind, count) in [("http", http), ("stream", stream)] {
-                if count > 0 {
-                    metrics
-                        .records_captured
-                        .get_or_create(&RecordLabels { kind })
-                        .inc_by(count);
-                }
-            }
-        }
-        Err(e) => {
-            metrics.records_dropped.inc_by(http + stream);
-            output.discard_buffered();
-            failures.failed(&e, http + stream);
-        }
-    }
-}
-
-/// Encodes one record as a JSON line and writes it into the output's buffer (counted once flushed).
-fn write_record(
-    record: &Record,
-    line: &mut Vec<u8>,
-    output: &mut Output,
-    unflushed: &mut Unflushed,
-    failures: &mut WriteFailures,
-    metrics: &Metrics,
-) {
-    line.clear();
-    if let Err(e) = serde_json::to_writer(&mut *line, record) {
-        error!(error = %e, "cannot encode a capture record");
-        metrics.records_dropped.inc();
-        return;
-    }
-    line.push(b'\n');
-    match output.write_line(line) {
-        Ok(()) => match record.detail {
-            Detail::Http(_) => unflushed.http += 1,
-            Detail::Stream(_) => unflushed.stream += 1,
-        },
-        Err(e) => {
-            metrics.records_dropped.inc();
-            failures.failed(&e, 1);
-        }
-    }
-    if output.wants_flush() {
-        flush(output, unflushed, failures, metrics);
-    }
-}
-
-enum Output {
-    Stdout(BufWriter<io::Stdout>),
-    File(JsonlFile),
-}
-
-impl Output {
-    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        match self {
-            Output::Stdout(out) => out.write_all(line),
-            Output::File(file) => {
-                file.push_line(line);
-                Ok(())
-            }
-        }
-    }
-
-    /// Whether the records gathered so far should be written before the next one.
-    fn wants_flush(&self) -> bool {
-        match self {
-            Output::Stdout(_) => false,
-            Output::File(file) => file.wants_flush(),
-        }
-    }
-
-    /// Throws away what the buffer holds, without writing it (a failed flush's records, counted dropped).
-    fn discard_buffered(&mut self) {
-        match self {
-            Output::Stdout(out) => {
-                let _ = std::mem::replace(out, BufWriter::new(io::stdout())).into_parts();
-            }
-            // A failed batch is already gone, and cut back off the file.
-            Output::File(_) => {}
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Output::Stdout(out) => out.flush(),
-            Output::File(file) => file.flush(),
-        }
+    if let Some((done, _)) = finished {
+        let _ = done.send(());
     }
 }

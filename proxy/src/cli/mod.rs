@@ -13,6 +13,7 @@ use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand}
 
 use http::HeaderName;
 
+use crate::capture::nats::{NatsAccess, NatsAddress, NatsSinkOptions};
 use crate::capture::{CaptureSettings, Destination, Rotation, SinkOptions};
 use crate::config::{excerpt, ProxyConfig, Quoted, RawSettings, Setting, TlsOutSettings};
 use crate::options::RuntimeOptions;
@@ -21,6 +22,7 @@ use crate::setting_sources::{
 };
 
 mod ca;
+mod capture_pull;
 mod capture_show;
 mod clap_error;
 mod skipped_lines;
@@ -216,6 +218,32 @@ pub struct Cli {
     )]
     pub capture_queue: usize,
 
+    /// Also publish records to NATS JetStream: nats://HOST:PORT/SUBJECT or tls://HOST:PORT/SUBJECT; the
+    /// subject may use {namespace} and {pod} [default subject: capture.{namespace}.{pod}]
+    #[arg(long, env = "PROXY_CAPTURE_SINK", value_name = "URL")]
+    pub capture_sink: Option<String>,
+
+    /// The NATS credentials: a .creds file (user JWT and nkey seed) or a file holding a token
+    #[arg(long, env = "PROXY_CAPTURE_SINK_CREDENTIALS", value_name = "FILE")]
+    pub capture_sink_credentials: Option<PathBuf>,
+
+    /// PEM certificates the NATS server's certificate may chain to, besides the system's (implies TLS)
+    #[arg(long, env = "PROXY_CAPTURE_SINK_CA", value_name = "FILE")]
+    pub capture_sink_ca: Option<PathBuf>,
+
+    /// Where records wait until NATS acknowledges them (kept across restarts)
+    #[arg(
+        long,
+        env = "PROXY_CAPTURE_SPOOL_DIR",
+        value_name = "DIR",
+        default_value = "capture-spool"
+    )]
+    pub capture_spool_dir: PathBuf,
+
+    /// Bytes the spool may hold while NATS is away; records beyond it are dropped and counted
+    #[arg(long, env = "PROXY_CAPTURE_SPOOL_SIZE", value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    pub capture_spool_size: u64,
+
     /// Port of the admin listener (/healthz, /readyz, /metrics)
     #[arg(
         long,
@@ -385,7 +413,31 @@ impl Invocation {
             destination,
             queue_capacity: self.cli.capture_queue.max(1),
             rotation,
+            nats: self.nats_sink_options()?,
         })
+    }
+
+    /// The NATS sink, when `--capture-sink` names one.
+    fn nats_sink_options(&self) -> Result<Option<NatsSinkOptions>, InvocationError> {
+        let Some(text) = self.cli.capture_sink.as_deref() else {
+            return Ok(None);
+        };
+        let address = NatsAddress::parse(text.trim(), false)
+            .map_err(|e| InvocationError::Option(format!("invalid --capture-sink: {e}")))?;
+        if self.cli.capture_spool_size < 64 * 1024 {
+            return Err(InvocationError::Option(
+                "invalid --capture-spool-size: allowed values are sizes of 64KiB or more, like 64MiB".into(),
+            ));
+        }
+        Ok(Some(NatsSinkOptions {
+            address,
+            access: NatsAccess {
+                credentials: self.cli.capture_sink_credentials.clone(),
+                ca: self.cli.capture_sink_ca.clone(),
+            },
+            spool_dir: self.cli.capture_spool_dir.clone(),
+            spool_size: self.cli.capture_spool_size,
+        }))
     }
 
     /// The admin listener's address.
@@ -569,6 +621,9 @@ pub enum CaptureCommand {
 
     /// Print records as they are appended to a capture file, following it across rotation
     Tail(capture_show::TailArgs),
+
+    /// Read records the sidecars published to NATS JetStream (--capture-sink) as JSON lines
+    Pull(capture_pull::PullArgs),
 }
 
 #[derive(Debug, Args)]
@@ -646,6 +701,7 @@ impl Command {
             Command::Capture(CaptureCommand::Export(args)) => args.run(),
             Command::Capture(CaptureCommand::Show(args)) => args.run(),
             Command::Capture(CaptureCommand::Tail(args)) => args.run(),
+            Command::Capture(CaptureCommand::Pull(args)) => args.run(),
         }
     }
 }

@@ -37,6 +37,7 @@ async fn a_blocked_writer_drops_and_counts_records_and_never_holds_traffic() {
         destination: Destination::File(fifo.clone()),
         queue_capacity: 1,
         rotation: None,
+        nats: None,
     };
     let (sink, writer) = CaptureSink::start(&options, metrics.clone()).unwrap();
     let app = start_app().await;

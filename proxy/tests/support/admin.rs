@@ -94,6 +94,7 @@ pub fn capture_to_temp_file(
         destination: Destination::File(path.clone()),
         queue_capacity: 1024,
         rotation: None,
+        nats: None,
     };
     let (sink, writer) = CaptureSink::start(&options, metrics).expect("start the capture writer");
     (sink, writer, path)

@@ -105,6 +105,7 @@ pub async fn start_capturing_proxy_serving(
         destination: Destination::File(path.clone()),
         queue_capacity: 1024,
         rotation: None,
+        nats: None,
     };
     let metrics = Arc::new(Metrics::new());
     let (sink, writer) =

@@ -7,6 +7,7 @@ pub mod app;
 pub mod capture;
 pub mod data;
 pub mod env;
+pub mod nats;
 pub mod netns;
 pub mod panics;
 pub mod proxy;

@@ -60,6 +60,22 @@ impl TestCa {
         self.server_config_with(names, alpn, |_| {})
     }
 
+    /// A leaf for `names` (DNS names or IP literals) signed by this CA: certificate and key, PEM (for a
+    /// server configured by files, like nats-server).
+    pub fn leaf_pem(&self, names: &[&str]) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = names
+            .iter()
+            .map(|name| match name.parse() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName((*name).try_into().unwrap()),
+            })
+            .collect();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
     /// A server configuration presenting this CA's own certificate as its server certificate (what a
     /// self-signed CA certificate used as a server's certificate looks like), offering `alpn`.
     pub fn ca_as_server_config(&self, alpn: &[&[u8]]) -> Arc<ServerConfig> {

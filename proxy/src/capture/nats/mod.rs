@@ -1,0 +1,230 @@
+//! The NATS JetStream sink (`--capture-sink nats://HOST:PORT/SUBJECT`): records leave the pod.
+//!
+//! - [`address`]: the address and the subject template.
+//! - [`connect`]: TLS, credentials, reconnection (shared with `capture pull`).
+//! - [`spool`]: the bounded on-disk spool every record goes through until it is acknowledged.
+//! - [`publisher`]: sending from the spool, acknowledged, in order, re-sent after failures.
+//!
+//! The writer thread only appends to the spool (local file I/O, like the file sink); the publisher runs on
+//! a thread of its own with its own small runtime, so neither NATS nor the network can hold up the writer,
+//! let alone traffic.
+
+pub mod address;
+pub mod connect;
+mod publisher;
+mod spool;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use tracing::{error, warn};
+
+pub use address::NatsAddress;
+pub use connect::NatsAccess;
+
+use super::output::RecordOutput;
+use super::record::Record;
+use crate::metrics::Metrics;
+use spool::{Appended, SpoolWriter};
+
+/// The spool's budget unless `--capture-spool-size` says otherwise.
+pub const DEFAULT_SPOOL_SIZE: u64 = 64 * 1024 * 1024;
+/// How often, at most, dropped records are logged.
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatsSinkOptions {
+    pub address: NatsAddress,
+    pub access: NatsAccess,
+    /// The spool directory (created if missing; what a previous run left there is sent first).
+    pub spool_dir: PathBuf,
+    /// Bytes the spool may hold.
+    pub spool_size: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NatsSinkError {
+    #[error("cannot open the capture spool {path}: {source}")]
+    Spool {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Credentials(#[from] connect::CredentialsError),
+    #[error("cannot read the NATS CA file {path}: {source}")]
+    Ca {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start the NATS publisher thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// The writer thread's side of the sink: appends to the spool, and stops the publisher at the end.
+pub(crate) struct NatsOutput {
+    spool: SpoolWriter,
+    stop: oneshot::Sender<Instant>,
+    publisher: JoinHandle<()>,
+    metrics: Arc<Metrics>,
+    drops: DropLog,
+}
+
+impl NatsOutput {
+    pub(crate) fn start(
+        options: &NatsSinkOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<NatsOutput, NatsSinkError> {
+        if let Some(ca) = &options.access.ca {
+            std::fs::metadata(ca).map_err(|source| NatsSinkError::Ca {
+                path: ca.clone(),
+                source,
+            })?;
+        }
+        let connect_options = options
+            .access
+            .options(&options.address, "sidecar-proxy", true)?;
+        let (spool, reader) =
+            spool::open(&options.spool_dir, options.spool_size).map_err(|source| {
+                NatsSinkError::Spool {
+                    path: options.spool_dir.clone(),
+                    source,
+                }
+            })?;
+        let url = options.address.url();
+        let subject = options.address.subject_for_this_pod();
+        let (stop, stopped) = oneshot::channel();
+        let publisher_metrics = metrics.clone();
+        let publisher = std::thread::Builder::new()
+            .name("capture-nats".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        error!(error = %e, "cannot start the NATS publisher: records stay in the spool");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    // Connects in the background and reconnects for ever: records wait in the spool meanwhile.
+                    let client = match connect_options.connect(url.as_str()).await {
+                        Ok(client) => client,
+                        Err(e) => {
+                            error!(error = %e, server = %url, "cannot connect to NATS: records stay in the spool");
+                            return;
+                        }
+                    };
+                    publisher::Publisher {
+                        reader,
+                        client,
+                        subject,
+                        metrics: publisher_metrics,
+                    }
+                    .run(stopped)
+                    .await;
+                });
+            })
+            .map_err(NatsSinkError::Thread)?;
+        Ok(NatsOutput {
+            spool,
+            stop,
+            publisher,
+            metrics,
+            drops: DropLog::default(),
+        })
+    }
+}
+
+/// A record's message id: its uid, unique across runs and pods, so JetStream can drop a copy sent again.
+fn message_id(record: &Record) -> std::borrow::Cow<'_, str> {
+    if record.uid.is_empty() {
+        // Every record the sidecar makes has one; a record built without (an embedder's) gets this run's.
+        std::borrow::Cow::Owned(crate::capture::record::record_uid(record.id))
+    } else {
+        std::borrow::Cow::Borrowed(&record.uid)
+    }
+}
+
+impl RecordOutput for NatsOutput {
+    fn write(&mut self, record: &Record, line: &[u8]) {
+        let nats = &self.metrics.nats_sink;
+        match self.spool.append(&message_id(record), line) {
+            Appended::Spooled => {
+                nats.spooled.inc();
+            }
+            Appended::OverBudget => {
+                nats.dropped.inc();
+                self.drops.dropped("the capture spool is full (--capture-spool-size): records dropped until NATS acknowledges what it holds (traffic is not affected)");
+            }
+            Appended::Failed(e) => {
+                nats.dropped.inc();
+                self.drops.dropped(&format!(
+                    "cannot write to the capture spool ({e}): records dropped (traffic is not affected)"
+                ));
+            }
+        }
+    }
+
+    fn end_batch(&mut self) {
+        if let Err(e) = self.spool.flush() {
+            self.drops
+                .dropped(&format!("cannot write to the capture spool: {e}"));
+        }
+    }
+
+    fn finish(self: Box<Self>, deadline: Instant) {
+        let NatsOutput {
+            spool,
+            stop,
+            publisher,
+            mut drops,
+            ..
+        } = *self;
+        if let Err(e) = spool.close() {
+            error!(error = %e, "cannot flush the capture spool");
+        }
+        let _ = stop.send(deadline);
+        // The publisher returns by the deadline (it checks it at least every 100 ms).
+        let _ = publisher.join();
+        drops.report_remaining();
+    }
+}
+
+/// Dropped records, logged at most every [`DROP_LOG_INTERVAL`] with how many since the last message.
+#[derive(Default)]
+struct DropLog {
+    last_logged: Option<Instant>,
+    unreported: u64,
+}
+
+impl DropLog {
+    fn dropped(&mut self, message: &str) {
+        self.unreported += 1;
+        let now = Instant::now();
+        if self
+            .last_logged
+            .is_none_or(|at| now.duration_since(at) >= DROP_LOG_INTERVAL)
+        {
+            self.last_logged = Some(now);
+            warn!(
+                dropped = std::mem::take(&mut self.unreported),
+                "{message} (at most one message every 10s)"
+            );
+        }
+    }
+
+    fn report_remaining(&mut self) {
+        let dropped = std::mem::take(&mut self.unreported);
+        if dropped > 0 {
+            warn!(
+                dropped,
+                "capture records not sent to NATS since the last message (spool full or failing)"
+            );
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! A real `nats-server` with JetStream on loopback, started by the test (Debian's `nats-server` package,
+//! installed by scripts/test.sh), and what a test reads back from it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, stream};
+use sidecar_proxy::capture::record::Record;
+
+use super::capture::free_port;
+
+/// The stream the tests publish into: every subject under `capture.`.
+pub const STREAM: &str = "CAPTURE";
+
+/// A nats-server process, killed when dropped. Its store directory outlives a kill, so a restart finds the
+/// stream and its messages again.
+pub struct NatsServer {
+    pub port: u16,
+    store: PathBuf,
+    child: Option<Child>,
+    access: Access,
+}
+
+/// What a server asks of its clients: TLS (its certificate, key, and the CA file clients trust), a token.
+#[derive(Clone, Default)]
+pub struct Access {
+    pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
+    pub token: Option<String>,
+}
+
+fn binary() -> PathBuf {
+    for candidate in ["/usr/sbin/nats-server", "/usr/bin/nats-server"] {
+        if Path::new(candidate).exists() {
+            return PathBuf::from(candidate);
+        }
+    }
+    PathBuf::from("nats-server")
+}
+
+impl NatsServer {
+    /// Starts a server storing in `store`, on a free loopback port, and waits until JetStream answers.
+    pub async fn start(store: &Path) -> NatsServer {
+        NatsServer::start_with(store, Access::default()).await
+    }
+
+    /// Starts a server that requires `access` of its clients.
+    pub async fn start_with(store: &Path, access: Access) -> NatsServer {
+        let mut server = NatsServer::not_started(store);
+        server.access = access;
+        server.restart().await;
+        server
+    }
+
+    /// A server's port and store, reserved but not started yet: a sidecar can be pointed at it while NATS
+    /// is down.
+    pub fn not_started(store: &Path) -> NatsServer {
+        NatsServer {
+            port: free_port(),
+            store: store.to_owned(),
+            child: None,
+            access: Access::default(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        let scheme = if self.access.tls.is_some() {
+            "tls"
+        } else {
+            "nats"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// (Re)starts the server on the same port and store, and waits until JetStream answers with the
+    /// capture stream (created if missing).
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "the server is running");
+        let mut command = Command::new(binary());
+        command
+            .args(["-js", "-a", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .arg("-sd")
+            .arg(&self.store);
+        if let Some((cert, key, _)) = &self.access.tls {
+            command
+                .args(["--tls", "--tlscert"])
+                .arg(cert)
+                .arg("--tlskey")
+                .arg(key);
+        }
+        if let Some(token) = &self.access.token {
+            command.args(["--auth", token]);
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server (apt-get install nats-server; scripts/test.sh does)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Ok(stream)) =
+                tokio::time::timeout(Duration::from_secs(2), self.try_capture_stream()).await
+            {
+                drop(stream);
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("nats-server exited: {status}");
+            }
+            assert!(Instant::now() < deadline, "nats-server never answered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills the server at once (SIGKILL): no goodbye to its clients.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    async fn try_capture_stream(&self) -> Result<stream::Stream, async_nats::Error> {
+        let mut options =
+            async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(1));
+        if let Some((_, _, ca)) = &self.access.tls {
+            options = options.require_tls(true).add_root_certificates(ca.clone());
+        }
+        if let Some(token) = &self.access.token {
+            options = options.token(token.clone());
+        }
+        let client = options.connect(self.url()).await?;
+        let jetstream = jetstream::new(client);
+        Ok(jetstream
+            .get_or_create_stream(stream::Config {
+                name: STREAM.to_owned(),
+                subjects: vec!["capture.>".to_owned()],
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await?)
+    }
+
+    /// Every message in the capture stream, in stream order.
+    pub async fn messages(&self) -> Vec<Stored> {
+        let stream = self.try_capture_stream().await.expect("the capture stream");
+        let mut info = stream.clone();
+        let state = info.info().await.expect("stream info").state.clone();
+        let mut stored = Vec::new();
+        if state.messages == 0 {
+            return stored;
+        }
+        for sequence in state.first_sequence..=state.last_sequence {
+            let message = stream
+                .get_raw_message(sequence)
+                .await
+                .unwrap_or_else(|e| panic!("message {sequence}: {e}"));
+            let record: Record = serde_json::from_slice(&message.payload).unwrap_or_else(|e| {
+                panic!(
+                    "message {sequence} is not a record ({e}): {}",
+                    String::from_utf8_lossy(&message.payload)
+                )
+            });
+            stored.push(Stored {
+                subject: message.subject.to_string(),
+                message_id: message
+                    .headers
+                    .get("Nats-Msg-Id")
+                    .map(|value| value.as_str().to_owned()),
+                payload: message.payload.to_vec(),
+                record,
+            });
+        }
+        stored
+    }
+
+    /// The stream's message count.
+    pub async fn count(&self) -> u64 {
+        let mut stream = self.try_capture_stream().await.expect("the capture stream");
+        stream.info().await.expect("stream info").state.messages
+    }
+
+    /// Waits until the stream holds `expected` messages (a bound far above the expected time).
+    pub async fn wait_for(&self, expected: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let count = self.count().await;
+            if count >= expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the stream holds {count} of {expected} messages"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// One message as JetStream stored it.
+#[derive(Debug)]
+pub struct Stored {
+    pub subject: String,
+    pub message_id: Option<String>,
+    pub payload: Vec<u8>,
+    pub record: Record,
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
