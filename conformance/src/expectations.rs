@@ -48,6 +48,13 @@ pub fn sidecar_port(client: &Client, mode: &Mode) -> Option<crate::modes::Port> 
 pub fn expected(client: &Client, mode: &Mode) -> Option<Expected> {
     let port = sidecar_port(client, mode)?;
     let expected = match (client.speaks, port.protocol) {
+        // Transparent columns have their own rows: an app configured for a proxy port has nothing to
+        // talk to there, and an app with no setting reaches an inline sidecar only by being told to.
+        (Speaks::Nothing, Protocol::Redirected) => Expected::Works,
+        // The admin port is the same in every mode; the transparent column shows that the redirect
+        // leaves it alone.
+        (Speaks::SidecarAdmin, Protocol::Redirected) => Expected::Works,
+        (Speaks::Nothing | Speaks::SidecarAdmin, _) | (_, Protocol::Redirected) => return None,
         // It tries to reach the upstream itself, which only the sidecar can resolve.
         (Speaks::Ignored(reason), _) => Unsupported::expected(reason, "UnresolvedAddressException"),
         (Speaks::HttpProxy, Protocol::Http) | (Speaks::Socks, Protocol::Socks) => Expected::Works,

@@ -21,7 +21,7 @@ use crate::clients::{Client, Trust};
 use crate::expectations::sidecar_port;
 use crate::images::{self, Images};
 use crate::modes::Mode;
-use crate::pod::{container, run_in_pod, run_tool};
+use crate::pod::{container, run_in_pod, run_tool, transparent_run_in_pod};
 use crate::workspace;
 
 /// The app container of the workload, before injection.
@@ -69,10 +69,18 @@ pub fn injected_in_process(pod: &Pod, options: &SidecarOptions) -> anyhow::Resul
     Ok(serde_json::from_value(value)?)
 }
 
-/// The pod after injection by the injector's own image: `sidecar-injector inject --native-sidecar false`
-/// run in its container on the workload, as a user runs it before `kubectl apply`. It makes the webhook's decision (both call the
+/// The pod after injection by the injector's own image: `sidecar-injector inject` run in its container on
+/// the workload, as a user runs it before `kubectl apply`. It makes the webhook's decision (both call the
 /// same admission code, which the injector's golden and TLS tests cover), so this proves the image too.
-pub async fn injected_by_image(pod: &Pod, dir: &Path, images: &Images) -> anyhow::Result<Pod> {
+/// `layout` is its `--native-sidecar`: the loopback-only pods of the inline modes start their containers
+/// together, so they take the classic layout; transparent pods are started as the kubelet starts the
+/// native one (see `pod::network`).
+pub async fn injected_by_image(
+    pod: &Pod,
+    dir: &Path,
+    images: &Images,
+    layout: Layout,
+) -> anyhow::Result<Pod> {
     let workload = dir.join("workload.yaml");
     fs::write(&workload, serde_yaml_ng::to_string(pod)?)?;
     let run = run_tool(
@@ -84,10 +92,8 @@ pub async fn injected_by_image(pod: &Pod, dir: &Path, images: &Images) -> anyhow
             "/workload/workload.yaml".into(),
             "--sidecar-image".into(),
             images.sidecar.clone(),
-            // The pods here are run by Docker, not a kubelet: containers start together, so the classic
-            // layout (the sidecar among the containers) is the one this harness can run as written.
             "--native-sidecar".into(),
-            "false".into(),
+            layout.flag_value().into(),
         ],
         &[(&workload, "/workload/workload.yaml")],
     )
@@ -103,6 +109,33 @@ pub async fn injected_by_image(pod: &Pod, dir: &Path, images: &Images) -> anyhow
     serde_yaml_ng::from_str(&run.stdout).context("the injector's output is not one Pod")
 }
 
+/// Where the injector puts the sidecar (`--native-sidecar`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// An init container with `restartPolicy: Always`.
+    Native,
+    /// The first of the containers.
+    Classic,
+}
+
+impl Layout {
+    fn flag_value(self) -> &'static str {
+        match self {
+            Layout::Native => "true",
+            Layout::Classic => "false",
+        }
+    }
+
+    /// The layout the harness runs a mode's pods in.
+    pub fn for_mode(mode: &Mode) -> Layout {
+        if mode.transparent() {
+            Layout::Native
+        } else {
+            Layout::Classic
+        }
+    }
+}
+
 /// Runs one injected pod and returns what fell short (empty: the client got through as documented).
 pub async fn run(mode: &Mode, client: &Client, configure_app: bool) -> anyhow::Result<Vec<String>> {
     let images = images::images().map_err(|e| anyhow!("{e}"))?;
@@ -116,9 +149,8 @@ pub async fn run(mode: &Mode, client: &Client, configure_app: bool) -> anyhow::R
         if configure_app { "__configure_app" } else { "" }
     );
     let dir = workspace::fresh_cell_dir(&name)?;
-    let patched = injected_by_image(&workload(mode, configure_app), &dir, images).await?;
-    let app = container(&patched, APP_CONTAINER)?;
-
+    let layout = Layout::for_mode(mode);
+    let patched = injected_by_image(&workload(mode, configure_app), &dir, images, layout).await?;
     let trust = if configure_app && mode.tls_out {
         Trust::ConfiguredByInjector
     } else {
@@ -126,14 +158,28 @@ pub async fn run(mode: &Mode, client: &Client, configure_app: bool) -> anyhow::R
     };
     let mut setup = client.setup(port, trust);
     if configure_app {
-        // The app's environment exactly as the patch left it.
-        for var in app.env.iter().flatten() {
+        setup.env.extend(app_env(&patched)?);
+    }
+    if mode.transparent() {
+        transparent_run_in_pod(&name, &dir, &patched, client, mode, setup).await
+    } else {
+        run_in_pod(&name, &dir, &patched, client, mode, setup).await
+    }
+}
+
+/// The app container's environment exactly as the injector's patch left it (with `configure-app`, the
+/// settings it gives the app).
+pub fn app_env(patched: &Pod) -> anyhow::Result<Vec<(String, String)>> {
+    container(patched, APP_CONTAINER)?
+        .env
+        .iter()
+        .flatten()
+        .map(|var| {
             let value = var
                 .value
                 .clone()
                 .with_context(|| format!("app env {} has no literal value", var.name))?;
-            setup.env.push((var.name.clone(), value));
-        }
-    }
-    run_in_pod(&name, &dir, &patched, client, mode, setup).await
+            Ok((var.name.clone(), value))
+        })
+        .collect()
 }
