@@ -10,7 +10,8 @@ use std::fs;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context};
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sidecar_injector::annotations::{CONFIGURE_APP, INJECT};
 use sidecar_injector::containers::SidecarOptions;
@@ -81,8 +82,20 @@ pub async fn injected_by_image(
     images: &Images,
     layout: Layout,
 ) -> anyhow::Result<Pod> {
+    let output = inject_by_image(&serde_yaml_ng::to_string(pod)?, dir, images, layout).await?;
+    serde_yaml_ng::from_str(&output).context("the injector's output is not one Pod")
+}
+
+/// Runs `sidecar-injector inject` from its image on the workload `yaml` (kept in `dir` with the output)
+/// and returns what it printed.
+async fn inject_by_image(
+    yaml: &str,
+    dir: &Path,
+    images: &Images,
+    layout: Layout,
+) -> anyhow::Result<String> {
     let workload = dir.join("workload.yaml");
-    fs::write(&workload, serde_yaml_ng::to_string(pod)?)?;
+    fs::write(&workload, yaml)?;
     let run = run_tool(
         "injector",
         &images.injector,
@@ -106,7 +119,65 @@ pub async fn injected_by_image(
         );
     }
     fs::write(dir.join("injected.yaml"), &run.stdout)?;
-    serde_yaml_ng::from_str(&run.stdout).context("the injector's output is not one Pod")
+    Ok(run.stdout)
+}
+
+/// A Job whose pod is the workload of `mode`: one container that makes its calls and exits, never
+/// restarted.
+pub fn job(mode: &Mode) -> Job {
+    let pod = workload(mode, false);
+    let mut spec = pod.spec.unwrap_or_default();
+    spec.restart_policy = Some("Never".to_owned());
+    Job {
+        metadata: ObjectMeta {
+            name: Some(format!("conformance-job-{}", mode.id.replace('_', "-"))),
+            ..ObjectMeta::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            template: PodTemplateSpec {
+                metadata: Some(pod.metadata),
+                spec: Some(spec),
+            },
+            ..JobSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// A Job's pod with native-sidecar semantics: the Job goes through the injector's image (native layout,
+/// `inject`'s default), and its pod template runs as the kubelet runs it: the init containers, the
+/// sidecar until it is ready, then the main container (`client`), which makes its calls and exits 0.
+/// Then the sidecar gets SIGTERM, as the kubelet sends it once the main container has ended; it must
+/// exit 0 within the pod's grace period, with every record of the job's traffic in the capture file.
+/// Returns what fell short.
+pub async fn run_job(mode: &Mode, client: &Client) -> anyhow::Result<Vec<String>> {
+    let images = images::images().map_err(|e| anyhow!("{e}"))?;
+    let port = sidecar_port(client, mode)
+        .with_context(|| format!("{} has no listener for {}", mode.id, client.id))?
+        .port;
+    let name = format!("injected__job__{}__{}", client.id, mode.id);
+    let dir = workspace::fresh_cell_dir(&name)?;
+    let output = inject_by_image(
+        &serde_yaml_ng::to_string(&job(mode))?,
+        &dir,
+        images,
+        Layout::Native,
+    )
+    .await?;
+    let injected: Job =
+        serde_yaml_ng::from_str(&output).context("the injector's output is not one Job")?;
+    let template = injected
+        .spec
+        .context("the injected Job has no spec")?
+        .template;
+    let patched = Pod {
+        metadata: template.metadata.unwrap_or_default(),
+        spec: template.spec,
+        status: None,
+    };
+    let setup = client.setup(port, Trust::for_mode(mode));
+    transparent_run_in_pod(&name, &dir, &patched, client, mode, setup).await
 }
 
 /// Where the injector puts the sidecar (`--native-sidecar`).

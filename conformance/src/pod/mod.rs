@@ -55,7 +55,12 @@ pub struct Pod {
     client_hosts: Option<PathBuf>,
     /// How the sidecar exited, once stopped.
     sidecar_exit_code: Option<i64>,
+    /// The pod's termination grace period: how long the sidecar has after SIGTERM.
+    grace_seconds: i32,
 }
+
+/// The grace period of the loopback-only pods' sidecars (their specs carry none).
+const DEFAULT_GRACE_SECONDS: i32 = 10;
 
 /// The finished client container.
 pub struct ClientRun {
@@ -105,6 +110,7 @@ impl Pod {
             client_network: None,
             client_hosts: None,
             sidecar_exit_code: None,
+            grace_seconds: DEFAULT_GRACE_SECONDS,
         })
     }
 
@@ -273,16 +279,11 @@ impl Pod {
 
     /// Stops the sidecar as Kubernetes does (SIGTERM), so every capture record is flushed, and returns
     /// the capture file's contents.
+    /// Its exit code is then [`Pod::sidecar_exit_code`]: SIGKILL (137) if it had not exited within the
+    /// pod's grace period.
     pub async fn stop_sidecar(&mut self) -> anyhow::Result<String> {
-        self.stop_sidecar_within(10).await
-    }
-
-    /// Stops the sidecar with SIGTERM, as the kubelet does, and with SIGKILL if it has not exited after
-    /// `grace_seconds` (the pod's termination grace period); returns the capture file's contents. Its
-    /// exit code is then [`Pod::sidecar_exit_code`].
-    pub async fn stop_sidecar_within(&mut self, grace_seconds: i32) -> anyhow::Result<String> {
         if let Some(sidecar) = self.sidecar.take() {
-            sidecar.stop_with_timeout(Some(grace_seconds)).await?;
+            sidecar.stop_with_timeout(Some(self.grace_seconds)).await?;
             self.sidecar_exit_code = sidecar.exit_code().await?;
             let log = String::from_utf8_lossy(&sidecar.stderr_to_vec().await?).into_owned();
             fs::write(self.dir.join("sidecar.stderr"), log)?;
@@ -300,6 +301,15 @@ impl Pod {
     /// The stopped sidecar's exit code (137 when it had to be killed).
     pub fn sidecar_exit_code(&self) -> Option<i64> {
         self.sidecar_exit_code
+    }
+
+    /// The pod's `terminationGracePeriodSeconds`: how long the sidecar may take after SIGTERM.
+    pub fn set_grace_seconds(&mut self, seconds: i32) {
+        self.grace_seconds = seconds;
+    }
+
+    pub fn grace_seconds(&self) -> i32 {
+        self.grace_seconds
     }
 
     /// Everything the upstream printed so far: one JSON line per request it saw.

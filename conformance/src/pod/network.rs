@@ -23,7 +23,10 @@ use testcontainers::core::{Mount, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::ImageExt;
 
-use super::{image, read_only, run_to_completion, test_pki, upstream_args, Pod, LABEL, PID_LABEL};
+use super::{
+    image, read_only, run_to_completion, test_pki, upstream_args, Pod, DEFAULT_GRACE_SECONDS,
+    LABEL, PID_LABEL,
+};
 use crate::clients::{Client, Setup, Side, TRUST_DIR_IN_CONTAINER};
 use crate::modes::Mode;
 use crate::planned::{planned_requests, APP_HOST, UPSTREAM_HOST};
@@ -117,6 +120,7 @@ impl Pod {
             client_network: None,
             client_hosts: None,
             sidecar_exit_code: None,
+            grace_seconds: DEFAULT_GRACE_SECONDS,
         })
     }
 
@@ -303,6 +307,13 @@ pub async fn transparent_run_in_pod(
         None
     };
     let mut pod = Pod::start_on_network(name, dir, &images.upstream).await?;
+    let spec = patched
+        .spec
+        .as_ref()
+        .context("the patched pod has no spec")?;
+    // Kubernetes' default when the pod sets none.
+    let grace = spec.termination_grace_period_seconds.unwrap_or(30);
+    pod.set_grace_seconds(i32::try_from(grace).context("terminationGracePeriodSeconds")?);
     let pod_address = pod.address()?;
     let sidecar_hosts = match client.side {
         Side::Outbound => {
@@ -351,7 +362,18 @@ pub async fn transparent_run_in_pod(
         None => (test_pki()?.clone(), pki::DIR_IN_CONTAINER),
     };
     let requests = planned_requests(client, mode, 0);
-    super::exchange(&mut pod, client, mode, &requests, &[trust_mount], setup).await
+    let mut problems =
+        super::exchange(&mut pod, client, mode, &requests, &[trust_mount], setup).await?;
+    // The sidecar got SIGTERM once the client was done, as the kubelet sends it when the app's
+    // containers have ended; it must have exited cleanly within the grace period (else SIGKILL, 137).
+    if pod.sidecar_exit_code() != Some(0) {
+        problems.push(format!(
+            "the sidecar exited with {:?} after SIGTERM, not 0 within the pod's grace period of {} s",
+            pod.sidecar_exit_code(),
+            pod.grace_seconds()
+        ));
+    }
+    Ok(problems)
 }
 
 /// The upstream's arguments, listening on every address rather than loopback alone.
