@@ -120,4 +120,16 @@ mod tests {
         assert_eq!(expected(caller, &modes::FORWARD_HTTP), None);
         assert_eq!(expected(caller, &modes::REVERSE_TCP), Some(Expected::Works));
     }
+
+    #[test]
+    fn transparent_columns_have_only_the_rows_without_settings() {
+        let go = clients::by_id("go_env_http").unwrap();
+        let bare = clients::by_id("transparent_go").unwrap();
+        let admin = clients::by_id("transparent_curl_admin_port").unwrap();
+        assert_eq!(expected(go, &modes::TRANSPARENT), None);
+        assert_eq!(expected(bare, &modes::FORWARD_HTTP), None);
+        assert_eq!(expected(bare, &modes::TRANSPARENT), Some(Expected::Works));
+        assert_eq!(expected(admin, &modes::TRANSPARENT), Some(Expected::Works));
+        assert_eq!(expected(admin, &modes::TRANSPARENT_TLS_OUT), None);
+    }
 }

@@ -177,4 +177,23 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn only_requests_to_an_ignored_port_go_unrecorded() {
+        let requests = planned_requests(
+            &clients::TRANSPARENT_CURL,
+            &modes::TRANSPARENT_IGNORE_OUTBOUND,
+            4140,
+        );
+        let recorded: Vec<_> = requests.iter().map(|r| (r.scheme, r.recorded)).collect();
+        assert_eq!(recorded, [("http", true), ("http", true), ("https", false)]);
+        let admin = planned_requests(
+            &clients::TRANSPARENT_ADMIN_CALLER,
+            &modes::TRANSPARENT,
+            4143,
+        );
+        assert!(admin
+            .iter()
+            .all(|r| !r.recorded && r.url.starts_with("http://app.conformance.test:4191/")));
+    }
 }
