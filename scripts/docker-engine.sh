@@ -2,8 +2,9 @@
 # Makes a Docker engine and the conformance suite's Debian base image available on a fresh Debian 12
 # machine, without any image registry:
 #   - installs docker.io and debootstrap when missing;
-#   - starts dockerd with no bridge and no iptables (containers only ever use `none`, `host` or
-#     `container:<id>` networking, so the engine needs neither) unless an engine already answers;
+#   - starts dockerd with no default bridge and no iptables (containers use `none`, `host` or
+#     `container:<id>` networking, and the transparent cells an internal network of the suite's own with
+#     no host address on its bridge, so the engine needs neither) unless an engine already answers;
 #   - builds the base image `sidecar-conformance/debian-base:bookworm` with debootstrap when missing.
 # Safe to run repeatedly; each step is skipped when its result is already there. Needs root.
 set -euo pipefail

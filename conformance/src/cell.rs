@@ -6,8 +6,9 @@ use anyhow::{anyhow, Context};
 use sidecar_injector::containers::SidecarOptions;
 
 use crate::clients::{Client, Trust};
+use crate::injected::Layout;
 use crate::modes::Mode;
-use crate::pod::run_in_pod;
+use crate::pod::{run_in_pod, transparent_run_in_pod};
 use crate::results::{CellResult, Outcome};
 use crate::{expectations, images, injected, workspace};
 
@@ -22,13 +23,36 @@ pub async fn run(client: &Client, mode: &Mode) -> anyhow::Result<CellResult> {
     let images = images::images().map_err(|e| anyhow!("{e}"))?;
     let name = format!("{}__{}", client.id, mode.id);
     let dir = workspace::fresh_cell_dir(&name)?;
-    // The sidecar exactly as the injector adds it to a pod carrying the column's annotations.
-    let injected = injected::injected_in_process(
-        &injected::workload(mode, false),
-        &SidecarOptions::new(images.sidecar.clone()),
-    )?;
-    let setup = client.setup(port, Trust::for_mode(mode));
-    let problems = run_in_pod(&name, &dir, &injected, client, mode, setup).await?;
+    let problems = if mode.transparent() {
+        // The whole pod as the injector's image writes it: the iptables init container, the native
+        // sidecar, and (with `configure-app`) the app's settings, which are then the client's only ones.
+        let patched = injected::injected_by_image(
+            &injected::workload(mode, false),
+            &dir,
+            images,
+            Layout::Native,
+        )
+        .await?;
+        let configured = mode.annotation("configure-app") == Some("true");
+        let trust = if configured {
+            Trust::ConfiguredByInjector
+        } else {
+            Trust::for_mode(mode)
+        };
+        let mut setup = client.setup(port, trust);
+        if configured {
+            setup.env.extend(injected::app_env(&patched)?);
+        }
+        transparent_run_in_pod(&name, &dir, &patched, client, mode, setup).await?
+    } else {
+        // The sidecar exactly as the injector adds it to a pod carrying the column's annotations.
+        let injected = injected::injected_in_process(
+            &injected::workload(mode, false),
+            &SidecarOptions::new(images.sidecar.clone()),
+        )?;
+        let setup = client.setup(port, Trust::for_mode(mode));
+        run_in_pod(&name, &dir, &injected, client, mode, setup).await?
+    };
 
     let (outcome, detail) = if problems.is_empty() {
         (Outcome::Pass, None)

@@ -55,6 +55,11 @@ pub enum Speaks {
     PlainHttp,
     /// Nothing the sidecar can serve: the client ignores these settings (the reason is documented).
     Ignored(&'static str),
+    /// No proxy setting at all: only transparent mode's iptables redirect brings it to the sidecar.
+    Nothing,
+    /// Plain HTTP to the sidecar's own admin port (a kubelet probe, Prometheus), which transparent
+    /// mode never redirects and the sidecar never records.
+    SidecarAdmin,
 }
 
 /// The container command and environment for one cell.
@@ -558,6 +563,163 @@ pub const INBOUND: &[Client] = &[
     PYTHON_REQUESTS_SOCKS5H_CALLER,
 ];
 
+/// Transparent mode's rows: the app's own requests with no proxy setting of any kind (the Node client
+/// imports global-agent, which does nothing without its variables).
+const fn transparent_app(
+    id: &'static str,
+    runtime: Runtime,
+    title: &'static str,
+    setup: fn(u16) -> Setup,
+) -> Client {
+    Client {
+        id,
+        runtime,
+        title,
+        side: Side::Outbound,
+        speaks: Speaks::Nothing,
+        https: true,
+        setup,
+    }
+}
+
+/// Transparent mode's callers: in a container of their own on the test network, calling the pod by
+/// name (its address), at the app's port.
+const fn transparent_caller(
+    id: &'static str,
+    runtime: Runtime,
+    title: &'static str,
+    setup: fn(u16) -> Setup,
+) -> Client {
+    Client {
+        id,
+        runtime,
+        title,
+        side: Side::Inbound,
+        speaks: Speaks::Nothing,
+        https: false,
+        setup,
+    }
+}
+
+fn library(name: &str) -> Setup {
+    Setup {
+        args: args(&["--library", name]),
+        env: vec![],
+    }
+}
+
+pub const TRANSPARENT_CURL: Client =
+    transparent_app("transparent_curl", Runtime::Curl, "curl", |_| {
+        Setup::default()
+    });
+pub const TRANSPARENT_GO: Client =
+    transparent_app("transparent_go", Runtime::Go, "Go net/http", |_| {
+        Setup::default()
+    });
+pub const TRANSPARENT_PYTHON_URLLIB: Client = transparent_app(
+    "transparent_python_urllib",
+    Runtime::Python,
+    "Python urllib.request",
+    |_| library("urllib"),
+);
+pub const TRANSPARENT_PYTHON_REQUESTS: Client = transparent_app(
+    "transparent_python_requests",
+    Runtime::Python,
+    "Python requests",
+    |_| library("requests"),
+);
+pub const TRANSPARENT_NODE: Client =
+    transparent_app("transparent_node", Runtime::Node, "Node http/https", |_| {
+        Setup::default()
+    });
+pub const TRANSPARENT_JAVA_URLCONNECTION: Client = transparent_app(
+    "transparent_java_urlconnection",
+    Runtime::Java,
+    "Java HttpURLConnection",
+    |_| library("urlconnection"),
+);
+pub const TRANSPARENT_JAVA_HTTPCLIENT: Client = transparent_app(
+    "transparent_java_httpclient",
+    Runtime::Java,
+    "Java java.net.http.HttpClient",
+    |_| library("httpclient"),
+);
+
+pub const TRANSPARENT_OUTBOUND: &[Client] = &[
+    TRANSPARENT_CURL,
+    TRANSPARENT_GO,
+    TRANSPARENT_PYTHON_URLLIB,
+    TRANSPARENT_PYTHON_REQUESTS,
+    TRANSPARENT_NODE,
+    TRANSPARENT_JAVA_URLCONNECTION,
+    TRANSPARENT_JAVA_HTTPCLIENT,
+];
+
+pub const TRANSPARENT_CURL_CALLER: Client = transparent_caller(
+    "transparent_curl_caller",
+    Runtime::Curl,
+    "curl calling `http://<pod>/`",
+    |_| Setup::default(),
+);
+pub const TRANSPARENT_GO_CALLER: Client = transparent_caller(
+    "transparent_go_caller",
+    Runtime::Go,
+    "Go net/http calling `http://<pod>/`",
+    |_| Setup::default(),
+);
+pub const TRANSPARENT_PYTHON_URLLIB_CALLER: Client = transparent_caller(
+    "transparent_python_urllib_caller",
+    Runtime::Python,
+    "Python urllib.request calling `http://<pod>/`",
+    |_| library("urllib"),
+);
+pub const TRANSPARENT_PYTHON_REQUESTS_CALLER: Client = transparent_caller(
+    "transparent_python_requests_caller",
+    Runtime::Python,
+    "Python requests calling `http://<pod>/`",
+    |_| library("requests"),
+);
+pub const TRANSPARENT_NODE_CALLER: Client = transparent_caller(
+    "transparent_node_caller",
+    Runtime::Node,
+    "Node http calling `http://<pod>/`",
+    |_| Setup::default(),
+);
+pub const TRANSPARENT_JAVA_URLCONNECTION_CALLER: Client = transparent_caller(
+    "transparent_java_urlconnection_caller",
+    Runtime::Java,
+    "Java HttpURLConnection calling `http://<pod>/`",
+    |_| library("urlconnection"),
+);
+pub const TRANSPARENT_JAVA_HTTPCLIENT_CALLER: Client = transparent_caller(
+    "transparent_java_httpclient_caller",
+    Runtime::Java,
+    "Java java.net.http.HttpClient calling `http://<pod>/`",
+    |_| library("httpclient"),
+);
+/// A probe or a scraper calling the sidecar's admin port on the pod's address: never redirected, never
+/// recorded.
+pub const TRANSPARENT_ADMIN_CALLER: Client = Client {
+    id: "transparent_curl_admin_port",
+    runtime: Runtime::Curl,
+    title: "curl calling the sidecar's admin port, `http://<pod>:4191/healthz` and `/readyz`",
+    side: Side::Inbound,
+    speaks: Speaks::SidecarAdmin,
+    https: false,
+    setup: |_| Setup::default(),
+};
+
+pub const TRANSPARENT_INBOUND: &[Client] = &[
+    TRANSPARENT_CURL_CALLER,
+    TRANSPARENT_GO_CALLER,
+    TRANSPARENT_PYTHON_URLLIB_CALLER,
+    TRANSPARENT_PYTHON_REQUESTS_CALLER,
+    TRANSPARENT_NODE_CALLER,
+    TRANSPARENT_JAVA_URLCONNECTION_CALLER,
+    TRANSPARENT_JAVA_HTTPCLIENT_CALLER,
+    TRANSPARENT_ADMIN_CALLER,
+];
+
 /// Apps whose proxy settings come from the injector's `configure-app: "true"` (the patched app
 /// container's environment), with nothing set by hand: not matrix rows, used by the injected-pod tests.
 pub const GO_CONFIGURED_BY_INJECTOR: Client = Client {
@@ -596,7 +758,11 @@ pub const JAVA_CONFIGURED_BY_INJECTOR: Client = Client {
 
 /// Every row, outbound first, in table order.
 pub fn all() -> impl Iterator<Item = &'static Client> {
-    OUTBOUND.iter().chain(INBOUND.iter())
+    OUTBOUND
+        .iter()
+        .chain(INBOUND.iter())
+        .chain(TRANSPARENT_OUTBOUND.iter())
+        .chain(TRANSPARENT_INBOUND.iter())
 }
 
 pub fn by_id(id: &str) -> Option<&'static Client> {

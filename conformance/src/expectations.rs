@@ -48,6 +48,13 @@ pub fn sidecar_port(client: &Client, mode: &Mode) -> Option<crate::modes::Port> 
 pub fn expected(client: &Client, mode: &Mode) -> Option<Expected> {
     let port = sidecar_port(client, mode)?;
     let expected = match (client.speaks, port.protocol) {
+        // Transparent columns have their own rows: an app configured for a proxy port has nothing to
+        // talk to there, and an app with no setting reaches an inline sidecar only by being told to.
+        (Speaks::Nothing, Protocol::Redirected) => Expected::Works,
+        // The admin port is the same in every mode; the transparent column shows that the redirect
+        // leaves it alone.
+        (Speaks::SidecarAdmin, Protocol::Redirected) => Expected::Works,
+        (Speaks::Nothing | Speaks::SidecarAdmin, _) | (_, Protocol::Redirected) => return None,
         // It tries to reach the upstream itself, which only the sidecar can resolve.
         (Speaks::Ignored(reason), _) => Unsupported::expected(reason, "UnresolvedAddressException"),
         (Speaks::HttpProxy, Protocol::Http) | (Speaks::Socks, Protocol::Socks) => Expected::Works,
@@ -112,5 +119,17 @@ mod tests {
         assert_eq!(expected(go, &modes::REVERSE_TCP), None);
         assert_eq!(expected(caller, &modes::FORWARD_HTTP), None);
         assert_eq!(expected(caller, &modes::REVERSE_TCP), Some(Expected::Works));
+    }
+
+    #[test]
+    fn transparent_columns_have_only_the_rows_without_settings() {
+        let go = clients::by_id("go_env_http").unwrap();
+        let bare = clients::by_id("transparent_go").unwrap();
+        let admin = clients::by_id("transparent_curl_admin_port").unwrap();
+        assert_eq!(expected(go, &modes::TRANSPARENT), None);
+        assert_eq!(expected(bare, &modes::FORWARD_HTTP), None);
+        assert_eq!(expected(bare, &modes::TRANSPARENT), Some(Expected::Works));
+        assert_eq!(expected(admin, &modes::TRANSPARENT), Some(Expected::Works));
+        assert_eq!(expected(admin, &modes::TRANSPARENT_TLS_OUT), None);
     }
 }

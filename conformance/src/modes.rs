@@ -9,6 +9,9 @@ pub enum Protocol {
     Tcp,
     Http,
     Socks,
+    /// Transparent mode: iptables redirects the pod's connections to the port, which detects what each
+    /// one carries; nothing connects to it directly.
+    Redirected,
 }
 
 impl Protocol {
@@ -17,6 +20,7 @@ impl Protocol {
             Protocol::Tcp => "tcp",
             Protocol::Http => "http",
             Protocol::Socks => "socks",
+            Protocol::Redirected => "transparent",
         }
     }
 }
@@ -50,8 +54,37 @@ pub struct Mode {
 }
 
 impl Mode {
+    /// Transparent mode: the pod's traffic reaches the sidecar through iptables, and its clients have no
+    /// proxy setting at all.
+    pub fn transparent(&self) -> bool {
+        [self.inbound, self.outbound]
+            .iter()
+            .flatten()
+            .any(|port| port.protocol == Protocol::Redirected)
+    }
+
+    /// The value of one of the column's annotations (`key` without the prefix).
+    pub fn annotation(&self, key: &str) -> Option<&'static str> {
+        self.annotations
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, value)| *value)
+    }
+
+    /// The ports of `ignore-outbound-ports`, which the column writes as single ports.
+    pub fn ignored_outbound_ports(&self) -> Vec<u16> {
+        self.annotation("ignore-outbound-ports")
+            .into_iter()
+            .flat_map(|list| list.split(','))
+            .filter_map(|port| port.trim().parse().ok())
+            .collect()
+    }
+
     /// The annotations as the workload's YAML would carry them, for the docs table.
     pub fn annotations_yaml(&self) -> String {
+        if self.annotations.is_empty() {
+            return "none: transparent is the default".to_owned();
+        }
         self.annotations
             .iter()
             .map(|(key, value)| format!("`{key}: {value}`"))
@@ -220,6 +253,45 @@ pub const FORWARD_SOCKS_TLS_OUT: Mode = Mode {
     tls_out: true,
 };
 
+/// Transparent, the default: no annotation besides `inject: "true"`. The pod is the injector's own output
+/// (the iptables init container, then the sidecar), and the clients have no proxy setting at all.
+pub const TRANSPARENT: Mode = Mode {
+    id: "transparent",
+    title: "transparent",
+    source: "the default `proxy-type`",
+    annotations: &[],
+    inbound: port(Protocol::Redirected, 4143),
+    outbound: port(Protocol::Redirected, 4140),
+    app_port: 80,
+    tls_out: false,
+};
+
+/// Transparent with tls-out: the app's HTTPS is decrypted; its trust in the capture CA is what
+/// `configure-app` sets on the app container, and nothing else.
+pub const TRANSPARENT_TLS_OUT: Mode = Mode {
+    id: "transparent_tls_out",
+    title: "transparent, tls-out",
+    source: "the default `proxy-type`; tls-out with configure-app",
+    annotations: &[("tls-out", "true"), ("configure-app", "true")],
+    inbound: None,
+    outbound: port(Protocol::Redirected, 4140),
+    app_port: 80,
+    tls_out: true,
+};
+
+/// Transparent with the HTTPS port in `ignore-outbound-ports`: the cleartext requests are redirected and
+/// recorded, the HTTPS one leaves the pod directly and is not.
+pub const TRANSPARENT_IGNORE_OUTBOUND: Mode = Mode {
+    id: "transparent_ignore_outbound_9443",
+    title: "transparent, ignore-outbound-ports 9443",
+    source: "the default `proxy-type`; `ignore-outbound-ports`",
+    annotations: &[("ignore-outbound-ports", "9443")],
+    inbound: None,
+    outbound: port(Protocol::Redirected, 4140),
+    app_port: 80,
+    tls_out: false,
+};
+
 /// Every column, in table order.
 pub const ALL: &[Mode] = &[
     REVERSE_TCP,
@@ -234,6 +306,9 @@ pub const ALL: &[Mode] = &[
     DUAL_TCP_HTTP_CUSTOM_PORTS,
     FORWARD_HTTP_TLS_OUT,
     FORWARD_SOCKS_TLS_OUT,
+    TRANSPARENT,
+    TRANSPARENT_TLS_OUT,
+    TRANSPARENT_IGNORE_OUTBOUND,
 ];
 
 pub fn by_id(id: &str) -> Option<&'static Mode> {

@@ -29,15 +29,31 @@ impl Recorded<'_> {
             Side::Outbound => "outbound",
             Side::Inbound => "inbound",
         };
-        let records: Vec<Value> = self
+        let every_record: Vec<Value> = self
             .capture
             .lines()
             .filter_map(|line| serde_json::from_str(line).ok())
-            .filter(|record: &Value| record["direction"] == direction)
+            .collect();
+        let records: Vec<Value> = every_record
+            .iter()
+            .filter(|record| record["direction"] == direction)
+            .cloned()
             .collect();
         let mut problems = Vec::new();
         for (i, request) in requests.iter().enumerate() {
             let what = format!("{} {}", request.method, request.url);
+            if !request.recorded {
+                if let Some(record) = every_record
+                    .iter()
+                    .find(|record| records_it(record, request))
+                {
+                    problems.push(format!(
+                        "{what} must not be recorded, but the capture has a {} {} record of it",
+                        record["direction"], record["kind"]
+                    ));
+                }
+                continue;
+            }
             if request.scheme == "https" && self.tls_out {
                 let got = lines.get(i).and_then(|line| line.as_ref().ok());
                 if let Err(problem) = decrypted_record(&records, request, got) {
@@ -62,6 +78,27 @@ impl Recorded<'_> {
         }
         problems
     }
+}
+
+/// Whether `record` is a record of `request`, in any form: an HTTP exchange with its path, or a stream
+/// to its port (with the upstream's name as SNI, for HTTPS).
+fn records_it(record: &Value, request: &PlannedRequest) -> bool {
+    let port = request
+        .authority()
+        .rsplit_once(':')
+        .map(|(_, port)| port.to_owned());
+    let stream_to_port = record["kind"] == "stream"
+        && port.is_some_and(|port| {
+            record["target"]
+                .as_str()
+                .is_some_and(|target| target.ends_with(&format!(":{port}")))
+        });
+    let https_stream = request.scheme == "https" && record["sni"] == UPSTREAM_HOST;
+    let exchange = record["kind"] == "http"
+        && record["request"]["url"]
+            .as_str()
+            .is_some_and(|url| url.ends_with(&request.path));
+    stream_to_port || https_stream || exchange
 }
 
 /// tls-out: the `http` record of the decrypted request (marked with its TLS session, for the name the

@@ -35,6 +35,14 @@ pub fn render(results: &[CellResult]) -> Report {
             "Callers of the app, through the inbound port",
             clients::INBOUND,
         ),
+        (
+            "Transparent mode: the app's own requests, with no proxy setting",
+            clients::TRANSPARENT_OUTBOUND,
+        ),
+        (
+            "Transparent mode: callers of the app at the pod's address, and a probe of the admin port",
+            clients::TRANSPARENT_INBOUND,
+        ),
     ] {
         let columns: Vec<&Mode> = modes::ALL
             .iter()
@@ -183,8 +191,17 @@ name resolves only inside the sidecar's container, so a client that bypassed the
 the docs call unsupported run too, and must fail the way the docs say (each failure below must show its
 documented sign, so a crash or a timeout does not pass for it); one that works would make the run fail
 until the docs change. Row titles show the default ports; in the example 4 column the clients use 10001
-(forward) and 10000 (inbound). See [conformance.md](conformance.md) for how to run it and what the
-tls-out columns mount.
+(forward) and 10000 (inbound).
+
+The transparent columns run the pod the injector's image writes (`sidecar-injector inject`, native
+layout): the iptables init container, then the sidecar once ready, then the app. The clients have no
+proxy setting at all. The upstream is a container of its own on the test's network, at an address the
+rules redirect, and callers call the pod's address from containers of their own. An HTTPS GET passes as
+a `stream` record with the upstream's name as SNI, or with tls-out as the decrypted exchange, the trust
+coming only from what `configure-app` sets. Callers' requests pass as `inbound` records. A request to a
+port in `ignore-outbound-ports`, and a probe of the sidecar's admin port, must get their answer and have
+no record at all. See [conformance.md](conformance.md) for how to run it and what the tls-out and
+transparent columns set up.
 ";
 
 #[cfg(test)]

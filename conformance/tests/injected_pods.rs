@@ -57,3 +57,18 @@ async fn configure_app(#[case] mode: Mode, #[case] client: Client) {
 async fn configure_app_tls_out(#[case] mode: Mode, #[case] client: Client) {
     check(mode, client, true).await;
 }
+
+/// A Job's pod in the native layout (transparent, the default mode): the main container makes its calls
+/// and exits 0, the sidecar then gets SIGTERM and exits 0 within the grace period, and every exchange of
+/// the job is in the capture file.
+#[tokio::test]
+async fn job_pod_completes_with_every_exchange_recorded() {
+    let problems = injected::run_job(&TRANSPARENT, &TRANSPARENT_GO)
+        .await
+        .unwrap_or_else(|e| panic!("the Job's pod could not run: {e:#}"));
+    assert!(
+        problems.is_empty(),
+        "the Job's pod: {}",
+        problems.join("; ")
+    );
+}

@@ -97,3 +97,44 @@ async fn inbound(
 ) {
     check(client, mode).await;
 }
+
+/// Transparent mode, the default: the pod is the injector's own output (iptables init container, native
+/// sidecar, the app), and the app has no proxy setting at all.
+#[rstest]
+#[tokio::test]
+async fn transparent_outbound(
+    #[values(
+        TRANSPARENT_CURL,
+        TRANSPARENT_GO,
+        TRANSPARENT_PYTHON_URLLIB,
+        TRANSPARENT_PYTHON_REQUESTS,
+        TRANSPARENT_NODE,
+        TRANSPARENT_JAVA_URLCONNECTION,
+        TRANSPARENT_JAVA_HTTPCLIENT
+    )]
+    client: Client,
+    #[values(TRANSPARENT, TRANSPARENT_TLS_OUT, TRANSPARENT_IGNORE_OUTBOUND)] mode: Mode,
+) {
+    check(client, mode).await;
+}
+
+/// Callers of a transparent pod's app, from containers of their own, dialing the pod's address; and a
+/// probe of the sidecar's admin port, which the redirect leaves alone.
+#[rstest]
+#[tokio::test]
+async fn transparent_inbound(
+    #[values(
+        TRANSPARENT_CURL_CALLER,
+        TRANSPARENT_GO_CALLER,
+        TRANSPARENT_PYTHON_URLLIB_CALLER,
+        TRANSPARENT_PYTHON_REQUESTS_CALLER,
+        TRANSPARENT_NODE_CALLER,
+        TRANSPARENT_JAVA_URLCONNECTION_CALLER,
+        TRANSPARENT_JAVA_HTTPCLIENT_CALLER,
+        TRANSPARENT_ADMIN_CALLER
+    )]
+    client: Client,
+    #[values(TRANSPARENT)] mode: Mode,
+) {
+    check(client, mode).await;
+}

@@ -28,7 +28,11 @@ use tokio_rustls::TlsAcceptor;
 
 #[derive(Parser)]
 struct Args {
-    /// Cleartext HTTP ports (HTTP/1 and h2c), on 127.0.0.1 only: the pod's loopback.
+    /// The address every port listens on: 127.0.0.1, the pod's loopback, unless the upstream is reached
+    /// over the test's network (transparent cells: 0.0.0.0).
+    #[arg(long, default_value_t = Ipv4Addr::LOCALHOST)]
+    listen_address: Ipv4Addr,
+    /// Cleartext HTTP ports (HTTP/1 and h2c).
     #[arg(long = "http-port", required = true)]
     http_ports: Vec<u16>,
     /// HTTPS port (ALPN h2 and http/1.1); needs --tls-cert and --tls-key.
@@ -45,12 +49,12 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut servers = Vec::new();
     for port in args.http_ports {
-        let listener = bind(port).await?;
+        let listener = bind(args.listen_address, port).await?;
         servers.push(tokio::spawn(serve(listener, "http", None)));
     }
     if let (Some(port), Some(cert), Some(key)) = (args.https_port, args.tls_cert, args.tls_key) {
         let acceptor = tls_acceptor(&cert, &key)?;
-        let listener = bind(port).await?;
+        let listener = bind(args.listen_address, port).await?;
         servers.push(tokio::spawn(serve(listener, "https", Some(acceptor))));
     }
     // Printed once every port is bound: the harness starts the sidecar only after this line.
@@ -61,8 +65,8 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn bind(port: u16) -> anyhow::Result<TcpListener> {
-    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+async fn bind(ip: Ipv4Addr, port: u16) -> anyhow::Result<TcpListener> {
+    let address = SocketAddr::from((ip, port));
     TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))

@@ -17,9 +17,14 @@ use testcontainers::{ContainerAsync, ContainerRequest, GenericImage, ImageExt};
 
 use crate::pki;
 use crate::upstream::READY_LINE;
+use sidecar_injector::containers::WAIT_READY;
 
+/// Pods on the test's own network, for transparent mode: init containers, a native sidecar, and
+/// containers outside the pod.
+mod network;
 /// Running a cell's client in a pod and judging the exchange, on top of the containers below.
 mod run;
+pub use network::{transparent_run_in_pod, NETWORK};
 pub use run::{container, exchange, run_in_pod, test_pki, upstream_args};
 
 /// Label on every container of the suite, so leftovers of a killed run can be found
@@ -37,8 +42,25 @@ pub struct Pod {
     dir: PathBuf,
     // Field order is drop order: the joining containers go before the namespace holder.
     sidecar: Option<ContainerAsync<GenericImage>>,
-    upstream: ContainerAsync<GenericImage>,
+    /// Containers besides the sidecar and the holder: a serving app container in the pod, the upstream
+    /// outside it on the test network.
+    others: Vec<ContainerAsync<GenericImage>>,
+    /// The container that holds the pod's network namespace: the upstream itself in the loopback-only
+    /// pods, a container doing nothing in the pods on the test network.
+    holder: ContainerAsync<GenericImage>,
+    /// Which of `others` is the upstream (`None`: the holder is).
+    upstream: Option<usize>,
+    /// Where the client runs and the hosts file it gets: by default in the pod, with the pod's own.
+    client_network: Option<String>,
+    client_hosts: Option<PathBuf>,
+    /// How the sidecar exited, once stopped.
+    sidecar_exit_code: Option<i64>,
+    /// The pod's termination grace period: how long the sidecar has after SIGTERM.
+    grace_seconds: i32,
 }
+
+/// The grace period of the loopback-only pods' sidecars (their specs carry none).
+const DEFAULT_GRACE_SECONDS: i32 = 10;
 
 /// The finished client container.
 pub struct ClientRun {
@@ -82,12 +104,24 @@ impl Pod {
             name: name.to_owned(),
             dir: dir.to_path_buf(),
             sidecar: None,
-            upstream,
+            others: Vec::new(),
+            holder: upstream,
+            upstream: None,
+            client_network: None,
+            client_hosts: None,
+            sidecar_exit_code: None,
+            grace_seconds: DEFAULT_GRACE_SECONDS,
         })
     }
 
     fn network(&self) -> String {
-        format!("container:{}", self.upstream.id())
+        format!("container:{}", self.holder.id())
+    }
+
+    fn upstream_container(&self) -> &ContainerAsync<GenericImage> {
+        self.upstream
+            .and_then(|i| self.others.get(i))
+            .unwrap_or(&self.holder)
     }
 
     /// Starts the sidecar exactly as a container spec says (the one the injector adds to a pod): its
@@ -163,6 +197,14 @@ impl Pod {
             .and_then(|lifecycle| lifecycle.post_start.as_ref())
             .and_then(|handler| handler.exec.as_ref())
             .and_then(|exec| exec.command.clone());
+        // A native sidecar's startupProbe (GET /readyz on the admin port) holds back the next container
+        // until it passes; `wait-ready` in the container asks the same endpoint.
+        let hook = hook.or_else(|| {
+            container
+                .startup_probe
+                .as_ref()
+                .map(|_| WAIT_READY.iter().map(|arg| (*arg).to_owned()).collect())
+        });
         if let Some(command) = hook {
             let mut run = sidecar.exec(ExecCommand::new(command.clone())).await?;
             let stderr = String::from_utf8_lossy(&run.stderr_to_vec().await?).into_owned();
@@ -185,7 +227,11 @@ impl Pod {
     }
 
     fn write_hosts(&self, hosts: &[(&str, &str)]) -> anyhow::Result<PathBuf> {
-        let path = self.dir.join("hosts");
+        self.write_hosts_file("hosts", hosts)
+    }
+
+    fn write_hosts_file(&self, file: &str, hosts: &[(&str, &str)]) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join(file);
         let mut hosts_file = String::from("127.0.0.1 localhost\n");
         for (address, name) in hosts {
             hosts_file.push_str(&format!("{address} {name}\n"));
@@ -205,11 +251,18 @@ impl Pod {
     ) -> anyhow::Result<ClientRun> {
         let mut request = image(image_tag)
             .with_wait_for(WaitFor::exit(ExitWaitStrategy::new()))
-            .with_network(self.network())
+            .with_network(
+                self.client_network
+                    .clone()
+                    .unwrap_or_else(|| self.network()),
+            )
             .with_label(LABEL, &self.name)
             .with_label(PID_LABEL, std::process::id().to_string())
             .with_cmd(command)
             .with_startup_timeout(Duration::from_secs(120));
+        if let Some(hosts) = &self.client_hosts {
+            request = request.with_mount(read_only(hosts, "/etc/hosts"));
+        }
         for (host, container) in mounts {
             request = request.with_mount(read_only(host, container));
         }
@@ -226,9 +279,12 @@ impl Pod {
 
     /// Stops the sidecar as Kubernetes does (SIGTERM), so every capture record is flushed, and returns
     /// the capture file's contents.
+    /// Its exit code is then [`Pod::sidecar_exit_code`]: SIGKILL (137) if it had not exited within the
+    /// pod's grace period.
     pub async fn stop_sidecar(&mut self) -> anyhow::Result<String> {
         if let Some(sidecar) = self.sidecar.take() {
-            sidecar.stop_with_timeout(Some(10)).await?;
+            sidecar.stop_with_timeout(Some(self.grace_seconds)).await?;
+            self.sidecar_exit_code = sidecar.exit_code().await?;
             let log = String::from_utf8_lossy(&sidecar.stderr_to_vec().await?).into_owned();
             fs::write(self.dir.join("sidecar.stderr"), log)?;
             sidecar.rm().await?;
@@ -242,9 +298,24 @@ impl Pod {
         }
     }
 
+    /// The stopped sidecar's exit code (137 when it had to be killed).
+    pub fn sidecar_exit_code(&self) -> Option<i64> {
+        self.sidecar_exit_code
+    }
+
+    /// The pod's `terminationGracePeriodSeconds`: how long the sidecar may take after SIGTERM.
+    pub fn set_grace_seconds(&mut self, seconds: i32) {
+        self.grace_seconds = seconds;
+    }
+
+    pub fn grace_seconds(&self) -> i32 {
+        self.grace_seconds
+    }
+
     /// Everything the upstream printed so far: one JSON line per request it saw.
     pub async fn upstream_stdout(&self) -> anyhow::Result<String> {
-        let stdout = String::from_utf8_lossy(&self.upstream.stdout_to_vec().await?).into_owned();
+        let stdout =
+            String::from_utf8_lossy(&self.upstream_container().stdout_to_vec().await?).into_owned();
         fs::write(self.dir.join("upstream.stdout"), &stdout)?;
         Ok(stdout)
     }

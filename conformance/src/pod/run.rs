@@ -13,8 +13,8 @@ use super::Pod;
 use crate::clients::{Client, Setup, Side, TRUST_DIR_IN_CONTAINER};
 use crate::modes::Mode;
 use crate::planned::{
-    client_lines, planned_requests, ClientLine, PlannedRequest, UPSTREAM_HOST, UPSTREAM_HTTPS_PORT,
-    UPSTREAM_HTTP_PORT,
+    client_lines, planned_requests, Answerer, ClientLine, PlannedRequest, UPSTREAM_HOST,
+    UPSTREAM_HTTPS_PORT, UPSTREAM_HTTP_PORT,
 };
 use crate::recorded::Recorded;
 use crate::upstream::{seen_requests, SeenRequest};
@@ -195,6 +195,7 @@ fn response_problems(
 fn upstream_problems(requests: &[PlannedRequest], seen: &[SeenRequest]) -> Vec<String> {
     requests
         .iter()
+        .filter(|request| request.answerer == Answerer::Upstream)
         .filter(|request| {
             !seen.iter().any(|seen| {
                 seen.scheme == request.scheme
