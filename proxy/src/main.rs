@@ -159,6 +159,7 @@ fn main() -> ExitCode {
                 return (ExitCode::FAILURE, capture_writer);
             }
         };
+        let stop_timing = (options.drain_duration, options.shutdown_grace);
         let server = match Server::bind_with(&config, options, services).await {
             Ok(server) => server,
             Err(e) => {
@@ -171,6 +172,7 @@ fn main() -> ExitCode {
             shutdown.clone(),
             server.stop_now_token(),
             readiness.clone(),
+            stop_timing,
         ));
         let admin_stop = CancellationToken::new();
         let admin_task = tokio::spawn(admin.run(admin_stop.clone()));
@@ -272,6 +274,7 @@ async fn stop_on_signal(
     shutdown: CancellationToken,
     stop_now: CancellationToken,
     readiness: Readiness,
+    (drain, grace): (Duration, Duration),
 ) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = match signal(SignalKind::terminate()) {
@@ -288,7 +291,14 @@ async fn stop_on_signal(
         _ = terminate.recv() => "SIGTERM",
         _ = tokio::signal::ctrl_c() => "SIGINT",
     };
-    info!(signal = name, "shutting down");
+    // Says how long the stop may take and how to cut it short: an idle keep-alive client otherwise kept
+    // the sidecar waiting the whole grace period without a word.
+    info!(
+        signal = name,
+        "shutting down: not ready from now; serving on for up to {} (--drain-duration), then open connections get up to {} to finish (--shutdown-grace); a second {name} exits at once",
+        humantime::format_duration(drain),
+        humantime::format_duration(grace)
+    );
     // Not ready from the first moment, so the pod leaves Service endpoints while connections drain.
     readiness.set_ready(false);
     shutdown.cancel();

@@ -724,7 +724,7 @@ async fn one_info_line_per_listener(
     assert!(
         sidecar
             .stderr()
-            .contains("shutting down signal=\"SIGTERM\""),
+            .contains("a second SIGTERM exits at once signal=\"SIGTERM\""),
         "{}",
         sidecar.stderr()
     );
@@ -903,7 +903,7 @@ async fn sigterm_lets_an_inflight_transfer_finish(#[case] mode: Mode) {
     assert_eq!(status.code(), Some(0), "stderr:\n{}", sidecar.stderr());
     let stderr = sidecar.stderr();
     assert!(
-        stderr.contains("shutting down signal=\"SIGTERM\""),
+        stderr.contains("a second SIGTERM exits at once signal=\"SIGTERM\""),
         "{stderr}"
     );
     assert!(!stderr.contains("grace period over"), "{stderr}");
@@ -955,7 +955,7 @@ async fn sigint_stops_it_with_exit_0() {
     let status = sidecar.exit_within(Duration::from_secs(30)).await;
     assert_eq!(status.code(), Some(0), "stderr:\n{}", sidecar.stderr());
     assert!(
-        sidecar.stderr().contains("shutting down signal=\"SIGINT\""),
+        sidecar.stderr().contains("shutting down: not ready from now; serving on for up to 0s (--drain-duration), then open connections get up to 10s to finish (--shutdown-grace); a second SIGINT exits at once signal=\"SIGINT\""),
         "{}",
         sidecar.stderr()
     );
