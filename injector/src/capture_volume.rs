@@ -94,10 +94,16 @@ pub fn capture_plan(
             // headroom, so each file's share must be at least four headrooms.
             let smallest_share = 4 * RECORD_HEADROOM;
             if share < smallest_share {
+                // The volume must hold what is reserved (the NATS spool) besides the files.
+                let spool = if reserved > 0 {
+                    format!(" and the {} NATS spool", quantity_text(reserved))
+                } else {
+                    String::new()
+                };
                 return Err(Denial(format!(
-                    "{CAPTURE_SIZE_LIMIT}: {} is too small for {files} capture files ({keep} rotated and the current one); allowed: at least {}, or fewer files with {CAPTURE_ROTATE_KEEP}",
+                    "{CAPTURE_SIZE_LIMIT}: {} is too small for {files} capture files ({keep} rotated and the current one){spool}; allowed: at least {}, or fewer files with {CAPTURE_ROTATE_KEEP}",
                     Quoted(size_limit),
-                    quantity_text(files * smallest_share)
+                    quantity_text(files * smallest_share + reserved)
                 )));
             }
             limit_bytes / 4 * 3 / files / MIB * MIB
@@ -230,6 +236,24 @@ mod tests {
         assert!(plan(&[("capture-rotate-size", "100Ki")])
             .unwrap_err()
             .contains("allowed: from 1Mi to"));
+    }
+
+    #[test]
+    fn a_limit_too_small_for_the_files_and_the_spool_says_what_would_fit_both() {
+        let annotations: BTreeMap<String, String> = [(
+            "sidecar.speedscale.com/capture-size-limit".to_owned(),
+            "96Mi".to_owned(),
+        )]
+        .into();
+        let denial = capture_plan(&annotations, 64 * MIB).unwrap_err().0;
+        assert!(denial.contains("and the 64Mi NATS spool"), "{denial}");
+        assert!(denial.contains("allowed: at least 160Mi"), "{denial}");
+        let enough: BTreeMap<String, String> = [(
+            "sidecar.speedscale.com/capture-size-limit".to_owned(),
+            "160Mi".to_owned(),
+        )]
+        .into();
+        assert!(capture_plan(&enough, 64 * MIB).is_ok());
     }
 
     #[test]

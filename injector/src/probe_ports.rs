@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 pub struct TcpProbePorts {
     /// Ports only TCP probes use: excluded from the inbound redirect, ascending.
     pub excluded: Vec<u16>,
-    /// One sentence per TCP probe on a declared (serving) port.
+    /// One sentence per TCP probe on a declared (serving) port, and per port left out of the redirect.
     pub warnings: Vec<String>,
 }
 
@@ -41,6 +41,12 @@ pub fn tcp_probe_ports(containers: &[Container]) -> TcpProbePorts {
             if !declared.contains(&port) {
                 if !found.excluded.contains(&port) {
                     found.excluded.push(port);
+                    // Declaring ports is optional: an app may serve on this one too, and its callers
+                    // would then pass uncaptured. Said, so nobody learns it from a missing record.
+                    found.warnings.push(format!(
+                        "container {}: port {port}, used by a tcpSocket {kind} and not declared, is left out of the inbound redirect: traffic to it is not captured; declare the port if the app serves on it",
+                        container.name
+                    ));
                 }
             } else {
                 // Short: the API server may cut an admission warning past 256 characters.
@@ -107,11 +113,18 @@ mod tests {
         };
         let found = tcp_probe_ports(&[app, worker]);
         assert_eq!(found.excluded, [7000, 9901]);
-        assert_eq!(found.warnings.len(), 1, "{:?}", found.warnings);
-        assert!(found.warnings[0].len() < 200, "{}", found.warnings[0]);
+        assert_eq!(found.warnings.len(), 3, "{:?}", found.warnings);
+        for warning in &found.warnings {
+            // The API server may cut an admission warning past 256 characters.
+            assert!(warning.len() < 230, "{warning}");
+        }
         assert!(found.warnings[0].starts_with(
+            "container app: port 9901, used by a tcpSocket livenessProbe and not declared, is left out of the inbound redirect: traffic to it is not captured"
+        ));
+        assert!(found.warnings[1].starts_with(
             "container app: tcpSocket readinessProbe on serving port 8080 reaches the sidecar"
         ));
+        assert!(found.warnings[2].starts_with("container worker: port 7000,"));
     }
 
     #[test]

@@ -1,10 +1,18 @@
 //! Kubelet probes: requests whose `User-Agent` starts with `kube-probe/` (the kubelet's HTTP probes send
 //! `kube-probe/<major>.<minor>`). They come every few seconds for the pod's whole life and carry nothing
 //! about the app's traffic, so they are not recorded unless `--capture-probes` asks for them; each one
-//! skipped is counted in `sidecar_capture_probes_skipped_total`, per direction.
+//! skipped is counted in `sidecar_capture_probes_skipped_total`. Only inbound requests are taken for
+//! probes ([`is_probe_direction`]).
 //!
 //! Both paths that record HTTP ask here: the HTTP listeners with the parsed request head, and the tap
 //! (HTTP seen inside a relayed stream) with the raw HTTP/1 head or the decoded HTTP/2 fields.
+
+/// Whether requests in `direction` may be probes: only `inbound` ones. The kubelet probes the pod from
+/// outside; a request the app sends out with that User-Agent is the app's own traffic, and skipping it
+/// would let any client hide its calls from the capture.
+pub fn is_probe_direction(direction: &str) -> bool {
+    direction == "inbound"
+}
 
 /// What the kubelet's HTTP probes put at the start of their `User-Agent`.
 pub const KUBE_PROBE_PREFIX: &[u8] = b"kube-probe/";

@@ -126,7 +126,13 @@ impl PullArgs {
         let jetstream = async_nats::jetstream::ContextBuilder::new()
             .timeout(REQUEST_TIMEOUT)
             .build(client);
-        let subject = address.subject.clone();
+        // A reader's subject is a filter: the publishers' `{namespace}` and `{pod}` placeholders (the
+        // default subject, when none is given) stand for any one token, so `nats://HOST:PORT` alone pulls
+        // every pod's records.
+        let subject = address
+            .subject
+            .replace("{namespace}", "*")
+            .replace("{pod}", "*");
         let stream_name = jetstream
             .stream_by_subject(subject.clone())
             .await

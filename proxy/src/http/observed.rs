@@ -18,7 +18,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use prometheus_client::metrics::histogram::Histogram;
 
 use super::body::ProxyBody;
-use crate::capture::probes::is_probe_request;
+use crate::capture::probes::{is_probe_direction, is_probe_request};
 use crate::capture::{CapturingBody, HttpCapture, Route};
 use crate::connection::Connection;
 use crate::metrics::DirectionLabels;
@@ -50,7 +50,9 @@ impl ObservedExchange {
             })
             .clone();
         let capture = connection.capture.as_ref().filter(|capture| {
-            let skipped = !capture.settings.record_probes && is_probe_request(&request.headers);
+            let skipped = !capture.settings.record_probes
+                && is_probe_direction(connection.direction)
+                && is_probe_request(&request.headers);
             if skipped {
                 connection
                     .metrics

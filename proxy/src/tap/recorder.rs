@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::exchange::{RawExchange, RawHead, RawMessage, TapOrigin};
-use crate::capture::probes::{is_probe_h2_fields, is_probe_http1_head};
+use crate::capture::probes::{is_probe_direction, is_probe_h2_fields, is_probe_http1_head};
 use crate::capture::{BodyTap, Capture, CaptureSink};
 use crate::connection::Connection;
 use crate::metrics::{DirectionLabels, Metrics};
@@ -71,7 +71,7 @@ impl Recorder {
                 direction: self.direction,
             })
             .observe(duration.as_secs_f64());
-        if !self.record_probes && is_probe(&request.head) {
+        if !self.record_probes && is_probe_direction(self.direction) && is_probe(&request.head) {
             self.metrics
                 .probes_skipped
                 .get_or_create(&DirectionLabels {

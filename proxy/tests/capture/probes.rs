@@ -1,7 +1,8 @@
-//! Kubelet probes (User-Agent `kube-probe/...`) are relayed like any request but not recorded, only
-//! counted, on every path that records HTTP: the HTTP listeners (reverse HTTP/1 and HTTP/2, forward
-//! absolute-form) and the tap on relayed streams (HTTP/1 and HTTP/2 inside a reverse tcp relay, HTTP/1
-//! inside a CONNECT tunnel). `--capture-probes` records them like the rest.
+//! Kubelet probes (User-Agent `kube-probe/...`) reaching the pod are relayed like any request but not
+//! recorded, only counted, on every path that records inbound HTTP: the reverse HTTP listener (HTTP/1 and
+//! HTTP/2) and the tap on relayed streams (HTTP/1 and HTTP/2 inside a reverse tcp relay). Outbound paths
+//! (forward absolute-form, HTTP/1 inside a CONNECT tunnel) record a request with that User-Agent: it is the
+//! app's own call. `--capture-probes` records them all.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -161,7 +162,9 @@ async fn kubelet_probes_are_relayed_and_counted_but_recorded_only_when_asked(
         .collect();
     let work = ("/work".to_owned(), APP_AGENT.to_owned());
     let probe = ("/healthz".to_owned(), PROBE_AGENT.to_owned());
-    if record_probes {
+    // The kubelet probes from outside: only inbound requests are taken for probes, and an outbound one
+    // with that User-Agent is the app's own call, recorded.
+    if record_probes || direction == "outbound" {
         assert_eq!(recorded, [probe, work], "{records:#?}");
         assert_eq!(skipped, 0);
     } else {

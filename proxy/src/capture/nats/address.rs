@@ -43,14 +43,16 @@ impl NatsAddress {
         } else {
             return Err(refuse("it must start with nats:// or tls://"));
         };
-        let (server, subject) = rest.split_once('/').unwrap_or((rest, ""));
-        if let Some((_, host)) = server.rsplit_once('@') {
+        // Credentials are looked for before the subject is split off: a token may hold `/`
+        // (`nats://user:ab/cd@host:4222`), and the refusal must not quote any part of it.
+        if let Some((_, after)) = rest.rsplit_once('@') {
             // The message leaves the credentials out: it is logged, and an admission denial is shown.
             return Err(AddressError {
-                text: format!("{}://[credentials]@{host}/{subject}", if tls { "tls" } else { "nats" }),
+                text: format!("{}://[credentials]@{after}", if tls { "tls" } else { "nats" }),
                 reason: "credentials never go in the address (it is visible in the pod spec and in logs); give them as a file (--capture-sink-credentials, or the Secret named by the capture-sink-secret annotation)",
             });
         }
+        let (server, subject) = rest.split_once('/').unwrap_or((rest, ""));
         let (host, port) = server
             .rsplit_once(':')
             .ok_or_else(|| refuse("the server needs a port (4222 is NATS's usual one)"))?;
@@ -166,6 +168,11 @@ mod tests {
                 "nats://user:s3cret@nats:4222/x",
                 "credentials never go in the address",
             ),
+            // A token with a slash in it, as base64 tokens have.
+            (
+                "nats://user:s3cret/abc@nats:4222/x",
+                "credentials never go in the address",
+            ),
             ("nats://nats:4222/capture.>", "wildcards"),
             ("nats://nats:4222/a..b", "dot-separated"),
         ] {
@@ -175,7 +182,10 @@ mod tests {
                 error.contains("allowed: nats://HOST:PORT/SUBJECT"),
                 "{error}"
             );
-            assert!(!error.contains("s3cret"), "{error}");
+            assert!(
+                !error.contains("s3cret") && !error.contains("abc"),
+                "{error}"
+            );
         }
         assert!(NatsAddress::parse("nats://nats:4222/capture.>", true).is_ok());
     }

@@ -97,7 +97,6 @@ impl Publisher {
         let mut failures = FailureLog::default();
         let mut too_large_log = TooLargeLog::default();
         let mut disconnected_since: Option<Instant> = None;
-        let mut drained = false;
         loop {
             let connected = self.client.connection_state() == State::Connected;
             if connected {
@@ -105,16 +104,12 @@ impl Publisher {
                 while inflight.len() < WINDOW && inflight_bytes < WINDOW_BYTES {
                     let frame = match self.reader.next_frame() {
                         Ok(Some(frame)) => frame,
-                        Ok(None) => {
-                            drained = true;
-                            break;
-                        }
+                        Ok(None) => break,
                         Err(e) => {
                             failures.failed(&format!("cannot read the spool: {e}"));
                             break;
                         }
                     };
-                    drained = false;
                     let bytes = frame.payload.len();
                     let publish = PublishMessage::build()
                         .payload(frame.payload)
@@ -150,7 +145,6 @@ impl Publisher {
                             inflight.clear();
                             inflight_bytes = 0;
                             self.reader.rewind(acknowledged);
-                            drained = false;
                             break;
                         }
                     }
@@ -163,13 +157,19 @@ impl Publisher {
             nats.spool_bytes
                 .set(i64::try_from(shared.bytes()).unwrap_or(i64::MAX));
             if let Some(at) = deadline {
-                let delivered = inflight.is_empty() && drained && shared.writer_closed();
+                // Delivered when the acknowledgements reach the end of what the writer wrote, a fact
+                // about positions: "the reader found nothing more" is only known while connected, and
+                // after an outage it would pass records spooled since as sent (and delete them).
+                let delivered = inflight.is_empty()
+                    && shared.closed_end().is_some_and(|end| acknowledged >= end);
                 let given_up = Instant::now() >= at
                     || disconnected_since
                         .is_some_and(|since| since.elapsed() >= SHUTDOWN_DISCONNECTED_LIMIT);
                 if delivered || given_up {
                     self.reader.release(acknowledged, delivered);
-                    if let Err(e) = self.reader.save_position(acknowledged) {
+                    if delivered {
+                        // Everything is acknowledged and the spool is empty: no position to keep.
+                    } else if let Err(e) = self.reader.save_position(acknowledged) {
                         warn!(error = %e, "cannot save the capture spool's position: the next start sends some records again (JetStream drops the copies)");
                     }
                     let left = shared.pending();
@@ -213,7 +213,6 @@ impl Publisher {
                         inflight.clear();
                         inflight_bytes = 0;
                         self.reader.rewind(acknowledged);
-                        drained = false;
                         if self.client.connection_state() == State::Connected {
                             tokio::time::sleep(RETRY_PAUSE).await;
                         }

@@ -36,6 +36,9 @@ pub(crate) struct SpoolShared {
     writer_segment: AtomicU64,
     /// The writer stopped: its segment is complete too.
     writer_closed: AtomicBool,
+    /// Where the writer's last frame ended, once it closed (segment, offset): everything is delivered
+    /// when the acknowledgements reach it.
+    closed_end: (AtomicU64, AtomicU64),
     /// Woken when the writer made new frames visible.
     pub(crate) data: tokio::sync::Notify,
 }
@@ -59,6 +62,14 @@ impl SpoolShared {
 
     pub(crate) fn writer_closed(&self) -> bool {
         self.writer_closed.load(Ordering::Acquire)
+    }
+
+    /// Where the writer's last frame ended, once it has closed.
+    pub(crate) fn closed_end(&self) -> Option<Position> {
+        self.writer_closed().then(|| Position {
+            segment: self.closed_end.0.load(Ordering::Relaxed),
+            offset: self.closed_end.1.load(Ordering::Relaxed),
+        })
     }
 }
 
@@ -132,9 +143,16 @@ pub(crate) fn open(dir: &Path, budget: u64) -> io::Result<(SpoolWriter, SpoolRea
         segments.push(number);
     }
     segments.sort_unstable();
-    let oldest = segments.first().copied().unwrap_or(1);
-    let newest = segments.last().copied().unwrap_or(0);
-    let start = read_position(dir)
+    let saved = read_position(dir);
+    // Segment numbers never go back below a saved position: a position left by an earlier run must not
+    // point into a new segment of the same number (it would skip that segment's first records).
+    let newest = segments
+        .last()
+        .copied()
+        .unwrap_or(0)
+        .max(saved.map_or(0, |at| at.segment));
+    let oldest = segments.first().copied().unwrap_or(newest + 1);
+    let start = saved
         .filter(|at| segments.contains(&at.segment))
         .unwrap_or(Position {
             segment: oldest,
@@ -146,6 +164,7 @@ pub(crate) fn open(dir: &Path, budget: u64) -> io::Result<(SpoolWriter, SpoolRea
         pending: AtomicU64::new(pending),
         writer_segment: AtomicU64::new(newest + 1),
         writer_closed: AtomicBool::new(false),
+        closed_end: (AtomicU64::new(0), AtomicU64::new(0)),
         data: tokio::sync::Notify::new(),
     });
     let segment = newest + 1;
@@ -223,6 +242,14 @@ impl SpoolWriter {
     /// The last flush: every segment is complete from now on.
     pub(crate) fn close(mut self) -> io::Result<()> {
         let flushed = self.file.flush();
+        self.shared
+            .closed_end
+            .0
+            .store(self.segment, Ordering::Relaxed);
+        self.shared
+            .closed_end
+            .1
+            .store(self.length, Ordering::Relaxed);
         self.shared.writer_closed.store(true, Ordering::Release);
         self.shared.data.notify_one();
         flushed
@@ -311,6 +338,10 @@ impl SpoolReader {
                 }
             }
             self.oldest += 1;
+        }
+        if everything {
+            // Nothing is left to resume: a position kept now would only mislead the next start.
+            let _ = fs::remove_file(self.dir.join(POSITION_FILE));
         }
     }
 
