@@ -245,3 +245,52 @@ async fn a_record_too_large_for_nats_is_dropped_and_counted_and_the_rest_go_on()
         ["after-0", "after-1", "after-2", "before-0", "before-1", "before-2"]
     );
 }
+
+/// The usual case of an outage: the publisher had caught up (nothing in flight), NATS goes away, records
+/// keep coming into the spool, and the sidecar is stopped before NATS is back. Those records stay in the
+/// spool and the next start sends them: the publisher, having caught up earlier, must not take "nothing
+/// left to read when I last looked" for "everything delivered" and delete them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_spooled_after_the_publisher_caught_up_survive_a_stop_during_an_outage() {
+    const EXCHANGES: usize = 50;
+    let dir = TempDir::new("nats-caught-up");
+    let spool = dir.0.join("spool");
+    let mut server = NatsServer::start(&dir.0.join("nats")).await;
+    let app = start_app().await;
+    let mut args = sink_args(&server, &spool);
+    args.extend(["--capture".into(), "off".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    let mut first = Sidecar::reverse_http(app.addr, &args, &dir.0).await;
+    let before = exchanges(first.inbound, "before", 1, EXCHANGES, Arc::default()).await;
+    assert_eq!(before, EXCHANGES);
+    metrics_until(first.admin, |m| {
+        nats_metric(m, "acknowledged") >= EXCHANGES as f64 && nats_metric(m, "lag_records") == 0.0
+    })
+    .await;
+    server.kill();
+    let during = exchanges(first.inbound, "during", 1, EXCHANGES, Arc::default()).await;
+    assert_eq!(during, EXCHANGES);
+    metrics_until(first.admin, |m| {
+        nats_metric(m, "spooled") >= 2.0 * EXCHANGES as f64
+    })
+    .await;
+    first.signal("TERM");
+    assert!(first.exit().await.success(), "{}", first.stderr());
+
+    server.restart().await;
+    let second = Sidecar::reverse_http(app.addr, &args, &dir.0).await;
+    metrics_until(second.admin, |m| {
+        nats_metric(m, "acknowledged") >= EXCHANGES as f64 && nats_metric(m, "lag_records") == 0.0
+    })
+    .await;
+    let stored = server.messages().await;
+    let during = count_by_request(&stored, "during-");
+    assert_eq!(
+        during.len(),
+        EXCHANGES,
+        "records spooled during the outage: {during:?}"
+    );
+    assert!(during.values().all(|&n| n == 1), "{during:?}");
+    assert_eq!(count_by_request(&stored, "before-").len(), EXCHANGES);
+}
