@@ -122,7 +122,11 @@ pub struct ServeArgs {
     pub native_sidecar: String,
 
     /// API server to ask for the versions (auto only) [default: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT]
-    #[arg(long, env = "SIDECAR_KUBE_API_SERVER", value_name = "https://HOST[:PORT]")]
+    #[arg(
+        long,
+        env = "SIDECAR_KUBE_API_SERVER",
+        value_name = "https://HOST[:PORT]"
+    )]
     pub kube_api_server: Option<String>,
 
     /// Bearer token for the API server, re-read at every ask (auto only)

@@ -113,13 +113,15 @@ pub async fn ask_versions(access: &ClusterAccess) -> Result<ClusterVersions, Ask
             ),
         };
         let page: List<Node> = connection.get(path).await?;
-        nodes.extend(page.items.into_iter().map(|node| NodeVersion {
-            name: node.metadata.name.unwrap_or_default(),
-            kubelet: node
-                .status
-                .and_then(|status| status.node_info)
-                .map(|info| info.kubelet_version)
-                .unwrap_or_default(),
+        nodes.extend(page.items.into_iter().map(|node| {
+            NodeVersion {
+                name: node.metadata.name.unwrap_or_default(),
+                kubelet: node
+                    .status
+                    .and_then(|status| status.node_info)
+                    .map(|info| info.kubelet_version)
+                    .unwrap_or_default(),
+            }
         }));
         match page.metadata.continue_ {
             Some(token) if !token.is_empty() => next = Some(token),
@@ -332,7 +334,12 @@ mod tests {
 
     #[test]
     fn addresses_other_than_https_host_port_are_refused() {
-        for address in ["http://10.0.0.1", "10.0.0.1:443", "https://10.0.0.1/api", "https://"] {
+        for address in [
+            "http://10.0.0.1",
+            "10.0.0.1:443",
+            "https://10.0.0.1/api",
+            "https://",
+        ] {
             let access = ClusterAccess {
                 api_server: Some(address.to_owned()),
                 ..ClusterAccess::in_cluster()

@@ -83,10 +83,7 @@ pub fn layout_for(versions: &ClusterVersions) -> AutoLayout {
         };
         return AutoLayout::new(
             SidecarLayout::Classic,
-            format!(
-                "node {} reports {why}{more}; {needs}",
-                node.name
-            ),
+            format!("node {} reports {why}{more}; {needs}", node.name),
         );
     }
     let nodes = match versions.nodes.len() {
@@ -176,7 +173,9 @@ mod tests {
 
         let unreadable = layout_for(&cluster("v1.30.2", &[("a", "")]));
         assert_eq!(unreadable.layout, SidecarLayout::Classic);
-        assert!(unreadable.reason.starts_with("node a reports no kubelet version;"));
+        assert!(unreadable
+            .reason
+            .starts_with("node a reports no kubelet version;"));
 
         let empty = layout_for(&cluster("v1.31.0", &[]));
         assert_eq!(empty.layout, SidecarLayout::Native);

@@ -71,7 +71,9 @@ impl LayoutChoice {
         let annotated = |layout, value: &str| {
             AutoLayout::new(
                 layout,
-                format!("the pod's annotation sidecar.speedscale.com/native-sidecar is \"{value}\""),
+                format!(
+                    "the pod's annotation sidecar.speedscale.com/native-sidecar is \"{value}\""
+                ),
             )
         };
         match self {

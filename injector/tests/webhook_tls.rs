@@ -30,8 +30,8 @@ use sidecar_injector::certs::{self, Minted};
 use sidecar_injector::cluster_api::ClusterAccess;
 use sidecar_injector::containers::SidecarOptions;
 use sidecar_injector::server::{AutoLayoutSource, Server, ServerError, ServerSettings};
-use stand_in_api_server::{Cluster, StandInApiServer};
 use sidecar_proxy::config::{ProxyConfig, RawSettings};
+use stand_in_api_server::{Cluster, StandInApiServer};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -877,7 +877,10 @@ async fn auto_is_native_when_the_api_server_and_every_kubelet_are_1_29_or_later(
             "/api/v1/nodes?limit=500&continue=eyJ2IjoibWV0YS5rOHMuaW8vdjEi%2B%2F1%3D%3D"
         ]
     );
-    assert!(requests.iter().all(|(_, authorized)| *authorized), "{requests:?}");
+    assert!(
+        requests.iter().all(|(_, authorized)| *authorized),
+        "{requests:?}"
+    );
 
     // The pod's own annotation still decides.
     let (layout, reason) =
@@ -944,11 +947,10 @@ async fn auto_is_classic_with_the_reason_when_the_api_server_refuses_or_is_unrea
     assert_eq!(layout, "classic");
     assert_eq!(
         reason,
-        "auto: cannot ask the API server for the Kubernetes versions (GET /api/v1/nodes?limit=500: 403 Forbidden: nodes is forbidden: User \"system:serviceaccount:sidecar-system:sidecar-injector\" cannot list resource \"nodes\" in API group \"\" at the cluster scope) (the injector's ServiceAccount needs get on /version and get, list on nodes: deploy/rbac.yaml); classic runs on any version"
+        "auto: cannot ask the API server for the Kubernetes versions (GET /api/v1/nodes?limit=500: 403 Forbidden: nodes is forbidden: User \"system:serviceaccount:sidecar-injector:sidecar-injector\" cannot list resource \"nodes\" in API group \"\" at the cluster scope) (the injector's ServiceAccount needs get on /version and get, list on nodes: deploy/rbac.yaml); classic runs on any version"
     );
     // Forcing native still works without the API server.
-    let (layout, _) =
-        layout_of(&webhook, &[("inject", "true"), ("native-sidecar", "true")]).await;
+    let (layout, _) = layout_of(&webhook, &[("inject", "true"), ("native-sidecar", "true")]).await;
     assert_eq!(layout, "native");
     webhook.stop().await;
 
@@ -964,6 +966,9 @@ async fn auto_is_classic_with_the_reason_when_the_api_server_refuses_or_is_unrea
         "auto: cannot ask the API server for the Kubernetes versions (cannot reach the API server at 127.0.0.1:{port}: Connection refused"
     );
     assert!(reason.starts_with(&expected), "{reason}");
-    assert!(reason.ends_with("; classic runs on any version"), "{reason}");
+    assert!(
+        reason.ends_with("; classic runs on any version"),
+        "{reason}"
+    );
     webhook.stop().await;
 }

@@ -19,6 +19,8 @@ use crate::layout::{AutoLayout, SidecarLayout};
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// After a failed ask: soon, so a fixed RBAC or a restarted API server is noticed.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
+/// How long the webhook waits for the first answer before it serves (then classic until one comes).
+const FIRST_ASK_LIMIT: Duration = Duration::from_secs(5);
 /// While asking keeps failing, the warning is repeated this rarely.
 const WARN_EVERY: Duration = Duration::from_secs(30 * 60);
 
@@ -57,8 +59,8 @@ pub(super) struct Refresher {
 }
 
 impl Refresher {
-    /// Asks once (bounded by the access timeout) before the webhook serves, so pods admitted right after
-    /// it starts already get the cluster's layout; then [`Refresher::run`] keeps it current.
+    /// Asks once (at most [`FIRST_ASK_LIMIT`]) before the webhook serves, so pods admitted right after it
+    /// starts already get the cluster's layout; then [`Refresher::run`] keeps it current.
     pub(super) async fn start(access: ClusterAccess) -> (Refresher, CurrentLayout) {
         let (sender, receiver) = watch::channel(AutoLayout::new(
             SidecarLayout::Classic,
@@ -70,7 +72,14 @@ impl Refresher {
             last_warning: None,
             failing: false,
         };
-        refresher.refresh().await;
+        if tokio::time::timeout(FIRST_ASK_LIMIT, refresher.refresh())
+            .await
+            .is_err()
+        {
+            warn!(limit = ?FIRST_ASK_LIMIT, "the API server has not told the Kubernetes versions yet; pods with native-sidecar auto get the classic layout until it does");
+            refresher.failing = true;
+            refresher.last_warning = Some(Instant::now());
+        }
         (refresher, CurrentLayout::Cluster(receiver))
     }
 
@@ -108,7 +117,7 @@ impl Refresher {
             if *current == decision {
                 return false;
             }
-            info!(layout = decision.layout.as_str(), reason = %decision.reason, "auto layout for native-sidecar: auto");
+            info!(layout = decision.layout.as_str(), reason = %decision.reason, "layout for pods with native-sidecar auto");
             *current = decision;
             true
         });

@@ -159,7 +159,7 @@ fn answer(
         "/api/v1/nodes" if cluster.nodes_forbidden => status(
             StatusCode::FORBIDDEN,
             "Forbidden",
-            "nodes is forbidden: User \"system:serviceaccount:sidecar-system:sidecar-injector\" cannot list resource \"nodes\" in API group \"\" at the cluster scope",
+            "nodes is forbidden: User \"system:serviceaccount:sidecar-injector:sidecar-injector\" cannot list resource \"nodes\" in API group \"\" at the cluster scope",
         ),
         "/api/v1/nodes" => {
             let query = request.uri().query().unwrap_or_default();
