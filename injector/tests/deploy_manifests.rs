@@ -1,8 +1,8 @@
 //! deploy/: every YAML file parses, and the manifests agree with each other and with the binary — the
 //! webhook calls the Service that fronts the Deployment's port, the certificate names are the ones
 //! `sidecar-injector certs` mints, the Deployment mounts the secret cert-manager writes — and the webhook
-//! registration makes the choices its comments explain; the injector may only read the nodes and /version (rbac.yaml) and its pod meets the
-//! restricted Pod Security Standard (docs/security.md).
+//! registration makes the choices its comments explain; the injector may only read the nodes and
+//! /version (rbac.yaml) and its pod meets the restricted Pod Security Standard (docs/security.md).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
