@@ -39,6 +39,9 @@ pub const NATIVE_SIDECAR: &str = "sidecar.speedscale.com/native-sidecar";
 pub const PRE_STOP_WAIT: &str = "sidecar.speedscale.com/pre-stop-wait";
 /// Set on an injected pod: the layout the injector chose, `native` or `classic`.
 pub const SIDECAR_LAYOUT: &str = "sidecar.speedscale.com/sidecar-layout";
+/// Set on an injected pod: why that layout, in one sentence (the pod's annotation, the injector's flag, or
+/// for the webhook's `auto` the versions the API server reported, or why it could not ask).
+pub const SIDECAR_LAYOUT_REASON: &str = "sidecar.speedscale.com/sidecar-layout-reason";
 /// Set on an injected pod (annotation, value: the injector's version); a pod carrying it is left alone.
 pub const INJECTED: &str = "sidecar.speedscale.com/injected";
 /// Label set on an injected pod, for selectors: `sidecar.speedscale.com/injected=true`.

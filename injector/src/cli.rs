@@ -12,9 +12,10 @@ use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Parser, Subcommand};
 
 use crate::certs;
+use crate::cluster_api::{ClusterAccess, SERVICE_ACCOUNT_DIR};
 use crate::containers::SidecarOptions;
-use crate::layout::SidecarLayout;
-use crate::server::ServerSettings;
+use crate::layout::{AutoLayout, SidecarLayout};
+use crate::server::{AutoLayoutSource, ServerSettings};
 
 /// Exit status for a configuration the injector refuses: nothing was done.
 pub const EXIT_BAD_CONFIG: u8 = 2;
@@ -108,41 +109,89 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub sidecar: SidecarArgs,
 
-    /// Layout of pods whose sidecar.speedscale.com/native-sidecar is "auto" or absent. The webhook does
-    /// not ask the API server for the cluster's versions: set true only when the API server and every
-    /// node run Kubernetes 1.29 or later
+    /// Layout of pods whose sidecar.speedscale.com/native-sidecar is "auto" or absent: auto asks the API
+    /// server for its version and the nodes' kubelet versions (every 5 minutes) and uses the native layout
+    /// when all are 1.29 or later, else classic; true or false decides for every such pod
     #[arg(
         long,
         env = "SIDECAR_NATIVE_SIDECAR",
-        value_name = "true|false",
-        default_value = "false",
-        action = clap::ArgAction::Set,
-        value_parser = clap::builder::BoolishValueParser::new()
+        value_name = "auto|true|false",
+        default_value = "auto",
+        value_parser = ["auto", "true", "false"]
     )]
-    pub native_sidecar: bool,
+    pub native_sidecar: String,
+
+    /// API server to ask for the versions (auto only) [default: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT]
+    #[arg(
+        long,
+        env = "SIDECAR_KUBE_API_SERVER",
+        value_name = "https://HOST[:PORT]"
+    )]
+    pub kube_api_server: Option<String>,
+
+    /// Bearer token for the API server, re-read at every ask (auto only)
+    #[arg(
+        long,
+        env = "SIDECAR_KUBE_TOKEN_FILE",
+        value_name = "FILE",
+        default_value_os_t = PathBuf::from(SERVICE_ACCOUNT_DIR).join("token")
+    )]
+    pub kube_token_file: PathBuf,
+
+    /// PEM CA bundle the API server's certificate must chain to (auto only)
+    #[arg(
+        long,
+        env = "SIDECAR_KUBE_CA_FILE",
+        value_name = "FILE",
+        default_value_os_t = PathBuf::from(SERVICE_ACCOUNT_DIR).join("ca.crt")
+    )]
+    pub kube_ca_file: PathBuf,
 }
 
 impl ServeArgs {
     pub fn settings(&self) -> ServerSettings {
-        ServerSettings::new(
-            self.listen,
-            &self.tls_cert,
-            &self.tls_key,
-            SidecarOptions {
-                auto_layout: auto_layout(self.native_sidecar),
-                ..self.sidecar.options()
-            },
-        )
+        let (auto_layout, source) = match self.native_sidecar.as_str() {
+            "true" | "false" => (
+                fixed_layout("serve", self.native_sidecar == "true"),
+                AutoLayoutSource::Fixed,
+            ),
+            _ => (
+                // Replaced per admission by what the API server said (see `server::auto_layout`).
+                SidecarOptions::new("").auto_layout,
+                AutoLayoutSource::AskCluster(ClusterAccess {
+                    api_server: self.kube_api_server.clone(),
+                    token_file: self.kube_token_file.clone(),
+                    ca_file: self.kube_ca_file.clone(),
+                    ..ClusterAccess::in_cluster()
+                }),
+            ),
+        };
+        ServerSettings {
+            auto_layout: source,
+            ..ServerSettings::new(
+                self.listen,
+                &self.tls_cert,
+                &self.tls_key,
+                SidecarOptions {
+                    auto_layout,
+                    ..self.sidecar.options()
+                },
+            )
+        }
     }
 }
 
-/// The layout `--native-sidecar` gives pods that leave it to the injector.
-fn auto_layout(native_sidecar: bool) -> SidecarLayout {
-    if native_sidecar {
+/// The layout `--native-sidecar true|false` of `command` gives pods that leave it to the injector.
+fn fixed_layout(command: &str, native_sidecar: bool) -> AutoLayout {
+    let layout = if native_sidecar {
         SidecarLayout::Native
     } else {
         SidecarLayout::Classic
-    }
+    };
+    AutoLayout::new(
+        layout,
+        format!("sidecar-injector {command} --native-sidecar {native_sidecar}"),
+    )
 }
 
 #[derive(Debug, Args)]
@@ -178,7 +227,7 @@ impl InjectArgs {
     /// Reads the manifest, writes it injected to stdout. On error, one line on stderr and exit 1.
     pub fn run(&self) -> ExitCode {
         let options = SidecarOptions {
-            auto_layout: auto_layout(self.native_sidecar),
+            auto_layout: fixed_layout("inject", self.native_sidecar),
             ..self.sidecar.options()
         };
         let mut input: Box<dyn Read> = if self.filename.as_os_str() == "-" {

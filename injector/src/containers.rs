@@ -18,7 +18,7 @@ use crate::plan::Plan;
 use crate::resources::{DEFAULT_LIMITS, DEFAULT_REQUESTS};
 use crate::tls_out;
 
-use crate::layout::SidecarLayout;
+use crate::layout::{AutoLayout, SidecarLayout};
 pub use crate::layout::{INIT_NAME, SIDECAR_NAME};
 /// The emptyDir the capture file goes to: the sidecar's root filesystem is read-only.
 pub const CAPTURE_VOLUME: &str = "sidecar-capture";
@@ -44,10 +44,11 @@ pub struct SidecarOptions {
     pub proxy_uid: i64,
     /// The sidecar's admin port (health, readiness, metrics).
     pub admin_port: u16,
-    /// The layout of a pod whose `native-sidecar` annotation is `auto` or absent. The webhook does not ask
-    /// the API server for the cluster's versions, so it keeps classic, which runs on any version; offline
-    /// `inject` takes it from `--native-sidecar` (default native).
-    pub auto_layout: SidecarLayout,
+    /// The layout of a pod whose `native-sidecar` annotation is `auto` or absent, and why. The webhook
+    /// sets it per admission from what the API server last said of the cluster's versions (see
+    /// `server::auto_layout`) unless `--native-sidecar` is true or false; offline `inject` takes it from
+    /// `--native-sidecar` (default native). Here: classic, which runs on any version.
+    pub auto_layout: AutoLayout,
 }
 
 impl SidecarOptions {
@@ -57,7 +58,10 @@ impl SidecarOptions {
             image_pull_policy: None,
             proxy_uid: i64::from(sidecar_proxy::iptables::rules::DEFAULT_PROXY_UID),
             admin_port: sidecar_proxy::iptables::rules::DEFAULT_ADMIN_PORT,
-            auto_layout: SidecarLayout::Classic,
+            auto_layout: AutoLayout::new(
+                SidecarLayout::Classic,
+                "classic runs on any Kubernetes version",
+            ),
         }
     }
 }

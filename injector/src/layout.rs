@@ -35,6 +35,24 @@ impl SidecarLayout {
     }
 }
 
+/// The layout a pod whose `native-sidecar` annotation is `auto` (or absent) gets, and why: the reason goes
+/// on the pod as the `sidecar-layout-reason` annotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoLayout {
+    pub layout: SidecarLayout,
+    /// One sentence, e.g. `sidecar-injector serve --native-sidecar false`, or what the API server said.
+    pub reason: String,
+}
+
+impl AutoLayout {
+    pub fn new(layout: SidecarLayout, reason: impl Into<String>) -> Self {
+        AutoLayout {
+            layout,
+            reason: reason.into(),
+        }
+    }
+}
+
 /// What a pod's `native-sidecar` annotation asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LayoutChoice {
@@ -47,12 +65,24 @@ pub enum LayoutChoice {
 }
 
 impl LayoutChoice {
-    /// The layout, with `auto` taken as `auto_layout` (the webhook: classic; `inject`: its flag).
-    pub fn resolve(self, auto_layout: SidecarLayout) -> SidecarLayout {
+    /// The layout and the reason for it, with `auto` taken as `auto_layout` (the webhook: its flag, or
+    /// what the API server says of the cluster's versions; `inject`: its flag).
+    pub fn resolve(self, auto_layout: &AutoLayout) -> AutoLayout {
+        let annotated = |layout, value: &str| {
+            AutoLayout::new(
+                layout,
+                format!(
+                    "the pod's annotation sidecar.speedscale.com/native-sidecar is \"{value}\""
+                ),
+            )
+        };
         match self {
-            LayoutChoice::Native => SidecarLayout::Native,
-            LayoutChoice::Classic => SidecarLayout::Classic,
-            LayoutChoice::Auto => auto_layout,
+            LayoutChoice::Native => annotated(SidecarLayout::Native, "true"),
+            LayoutChoice::Classic => annotated(SidecarLayout::Classic, "false"),
+            LayoutChoice::Auto => AutoLayout {
+                layout: auto_layout.layout,
+                reason: format!("auto: {}", auto_layout.reason),
+            },
         }
     }
 }

@@ -9,8 +9,10 @@ pub mod capture_sink;
 pub mod capture_volume;
 pub mod certs;
 pub mod cli;
+pub mod cluster_api;
 pub mod containers;
 pub mod denial;
+pub mod kube_versions;
 pub mod layout;
 #[cfg(test)]
 mod module_graph;

@@ -12,8 +12,10 @@ const SOURCES: &[(&str, &[&str])] = &[
     ("capture_volume", &[include_str!("capture_volume.rs")]),
     ("certs", &[include_str!("certs.rs")]),
     ("cli", &[include_str!("cli.rs")]),
+    ("cluster_api", &[include_str!("cluster_api.rs")]),
     ("containers", &[include_str!("containers.rs")]),
     ("denial", &[include_str!("denial.rs")]),
+    ("kube_versions", &[include_str!("kube_versions.rs")]),
     ("layout", &[include_str!("layout.rs")]),
     ("offline", &[include_str!("offline.rs")]),
     ("patch", &[include_str!("patch.rs")]),
@@ -25,6 +27,7 @@ const SOURCES: &[(&str, &[&str])] = &[
         "server",
         &[
             include_str!("server/mod.rs"),
+            include_str!("server/auto_layout.rs"),
             include_str!("server/routes.rs"),
         ],
     ),

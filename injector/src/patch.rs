@@ -10,7 +10,7 @@ use json_patch::Patch;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
 
-use crate::annotations::{INJECTED, INJECTED_LABEL, SIDECAR_LAYOUT};
+use crate::annotations::{INJECTED, INJECTED_LABEL, SIDECAR_LAYOUT, SIDECAR_LAYOUT_REASON};
 use crate::app_env::{self, EnvChange};
 use crate::containers::{self, SidecarOptions};
 use crate::layout::SidecarLayout;
@@ -88,10 +88,12 @@ pub fn injection_patch(pod: &Pod, plan: &Plan, options: &SidecarOptions) -> Patc
         ops.push(add("/spec".to_owned(), json!({"containers": []})));
     }
 
-    let layout = plan.layout.resolve(options.auto_layout);
+    let chosen = plan.layout.resolve(&options.auto_layout);
+    let layout = chosen.layout;
     let mut annotations = vec![
         (INJECTED, VERSION.to_owned()),
         (SIDECAR_LAYOUT, layout.as_str().to_owned()),
+        (SIDECAR_LAYOUT_REASON, chosen.reason),
     ];
     let has_default = metadata
         .annotations

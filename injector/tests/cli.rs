@@ -1,6 +1,9 @@
 //! The `sidecar-injector` binary as an operator runs it: `certs`, `inject`, `serve`, and what bad flags and
 //! bad configuration do (exit status, one line on stderr, nothing stray on stdout).
 
+#[path = "support/stand_in_api_server.rs"]
+mod stand_in_api_server;
+
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
@@ -16,6 +19,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use serde_json::Value;
+use stand_in_api_server::{Cluster, StandInApiServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sidecar-injector");
 
@@ -37,6 +41,7 @@ fn run(args: &[&str], stdin: &str) -> Output {
         .env_remove("SIDECAR_IMAGE")
         .env_remove("SIDECAR_IMAGE_PULL_POLICY")
         .env_remove("SIDECAR_NATIVE_SIDECAR")
+        .env_remove("KUBERNETES_SERVICE_HOST")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -179,6 +184,7 @@ fn certs_refuses_a_service_name_that_is_not_a_dns_label() {
 fn bad_flags_get_clap_errors() {
     for args in [
         &["serve", "--bogus"][..],
+        &["serve", "--native-sidecar", "maybe"],
         &["certs", "--namespace", "tools", "--out-dir", "x"],
         &[
             "certs",
@@ -528,6 +534,8 @@ async fn serve_is_configured_from_the_environment_and_stops_cleanly_on_sigterm()
         .env("SIDECAR_INJECTOR_LISTEN", addr.to_string())
         .env("SIDECAR_IMAGE", "img")
         .env("SIDECAR_IMAGE_PULL_POLICY", "Always")
+        // native-sidecar auto (the default) asks the API server: not a real one from a CI pod.
+        .env_remove("KUBERNETES_SERVICE_HOST")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -630,6 +638,11 @@ async fn served_patch(env: &[(&str, &str)]) -> Vec<Value> {
         .env("SIDECAR_INJECTOR_TLS_KEY", dir.join("tls.key"))
         .env("SIDECAR_INJECTOR_LISTEN", addr.to_string())
         .env_remove("SIDECAR_NATIVE_SIDECAR")
+        // Never the API server of a CI pod: only the stand-in a test names.
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("SIDECAR_KUBE_API_SERVER")
+        .env_remove("SIDECAR_KUBE_TOKEN_FILE")
+        .env_remove("SIDECAR_KUBE_CA_FILE")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -683,27 +696,77 @@ async fn served_patch(env: &[(&str, &str)]) -> Vec<Value> {
     serde_json::from_slice(&patch).unwrap()
 }
 
-/// The webhook's layout for pods that do not choose: classic unless `SIDECAR_NATIVE_SIDECAR=true`
-/// (`--native-sidecar true`), and the pod is told which it got.
+/// The webhook's layout for pods that do not choose: by default (`--native-sidecar auto`) what the API
+/// server's versions allow, classic when it cannot be asked; `SIDECAR_NATIVE_SIDECAR=true|false` decides
+/// without asking. The pod is told which it got, and why.
 #[tokio::test]
-async fn serve_uses_the_classic_layout_unless_told_native() {
+async fn serve_asks_the_api_server_by_default_unless_told_the_layout() {
     let op = |patch: &[Value], path: &str| {
         patch
             .iter()
             .find(|op| op["path"] == path)
             .map(|op| op["value"].clone())
     };
+    let layout_of = |patch: &[Value]| {
+        let reason = op(
+            patch,
+            "/metadata/annotations/sidecar.speedscale.com~1sidecar-layout-reason",
+        );
+        (
+            op(
+                patch,
+                "/metadata/annotations/sidecar.speedscale.com~1sidecar-layout",
+            ),
+            reason.and_then(|reason| reason.as_str().map(str::to_owned)),
+        )
+    };
+    // Not in a pod: no KUBERNETES_SERVICE_HOST.
     let classic = served_patch(&[]).await;
     assert_eq!(
-        op(
-            &classic,
-            "/metadata/annotations/sidecar.speedscale.com~1sidecar-layout"
-        ),
-        Some(Value::from("classic"))
+        layout_of(&classic),
+        (
+            Some(Value::from("classic")),
+            Some("auto: cannot ask the API server for the Kubernetes versions (KUBERNETES_SERVICE_HOST is not set (not running in a pod?) and no --kube-api-server was given); classic runs on any version".to_owned())
+        )
     );
     assert_eq!(
         op(&classic, "/spec/containers/0").map(|c| c["name"].clone()),
         Some(Value::from("sidecar-proxy"))
+    );
+
+    // The stand-in API server, through the flags' variables.
+    let stand_in = StandInApiServer::start(
+        Cluster {
+            server: "v1.29.3+k3s1",
+            nodes: vec![("k3s-server", "v1.29.3+k3s1")],
+            nodes_forbidden: false,
+        },
+        scratch_dir(),
+    )
+    .await;
+    let token = stand_in.service_account_dir.join("token");
+    let ca = stand_in.service_account_dir.join("ca.crt");
+    let asked = served_patch(&[
+        ("SIDECAR_KUBE_API_SERVER", stand_in.url.as_str()),
+        ("SIDECAR_KUBE_TOKEN_FILE", token.to_str().unwrap()),
+        ("SIDECAR_KUBE_CA_FILE", ca.to_str().unwrap()),
+    ])
+    .await;
+    assert_eq!(
+        layout_of(&asked),
+        (
+            Some(Value::from("native")),
+            Some("auto: the API server is v1.29.3+k3s1 (1.29 or later) and the kubelet of its 1 node is too".to_owned())
+        )
+    );
+
+    let forced = served_patch(&[("SIDECAR_NATIVE_SIDECAR", "false")]).await;
+    assert_eq!(
+        layout_of(&forced),
+        (
+            Some(Value::from("classic")),
+            Some("auto: sidecar-injector serve --native-sidecar false".to_owned())
+        )
     );
 
     let native = served_patch(&[("SIDECAR_NATIVE_SIDECAR", "true")]).await;
@@ -761,6 +824,7 @@ fn inject_defaults_the_image_and_reports_each_injected_pod_on_stderr() {
             "registry.example.com/mirror/sidecar-proxy:9.9.9",
         )
         .env_remove("SIDECAR_NATIVE_SIDECAR")
+        .env_remove("KUBERNETES_SERVICE_HOST")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

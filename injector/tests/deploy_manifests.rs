@@ -1,8 +1,8 @@
 //! deploy/: every YAML file parses, and the manifests agree with each other and with the binary — the
 //! webhook calls the Service that fronts the Deployment's port, the certificate names are the ones
 //! `sidecar-injector certs` mints, the Deployment mounts the secret cert-manager writes — and the webhook
-//! registration makes the choices its comments explain; the injector has no RBAC and its pod meets the
-//! restricted Pod Security Standard (docs/security.md).
+//! registration makes the choices its comments explain; the injector may only read the nodes and
+//! /version (rbac.yaml) and its pod meets the restricted Pod Security Standard (docs/security.md).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -98,7 +98,10 @@ fn every_file_parses_and_every_object_is_named_and_placed() {
                 document["metadata"]["name"].is_string(),
                 "{file}: {kind} name"
             );
-            let cluster_scoped = matches!(kind, "Namespace" | "MutatingWebhookConfiguration");
+            let cluster_scoped = matches!(
+                kind,
+                "Namespace" | "MutatingWebhookConfiguration" | "ClusterRole" | "ClusterRoleBinding"
+            );
             if cluster_scoped {
                 assert!(
                     document["metadata"]["namespace"].is_null(),
@@ -166,6 +169,7 @@ fn the_objects_are_valid_kubernetes_types() {
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
     use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 
     fn check<T: serde::de::DeserializeOwned>(file: &str, document: &Value) {
         if let Err(e) = serde_json::from_value::<T>(document.clone()) {
@@ -190,6 +194,8 @@ fn the_objects_are_valid_kubernetes_types() {
                 "Service" => check::<Service>(file, &document),
                 "Deployment" => check::<Deployment>(file, &document),
                 "PodDisruptionBudget" => check::<PodDisruptionBudget>(file, &document),
+                "ClusterRole" => check::<ClusterRole>(file, &document),
+                "ClusterRoleBinding" => check::<ClusterRoleBinding>(file, &document),
                 "MutatingWebhookConfiguration" => {
                     check::<MutatingWebhookConfiguration>(file, &document)
                 }
@@ -200,7 +206,7 @@ fn the_objects_are_valid_kubernetes_types() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 7);
+    assert_eq!(checked, 9);
 }
 
 /// The two registrations: the manual one and cert-manager's.
@@ -475,16 +481,32 @@ fn objects_of_kinds(all: &BTreeMap<String, Vec<Value>>, kinds: &[&str]) -> Vec<S
 }
 
 #[test]
-fn the_injector_has_no_rbac_and_its_pods_hold_no_api_token() {
-    // The API server calls the webhook; the webhook never calls the API server (it reads nothing: the
-    // AdmissionReview carries the whole pod). So the minimum RBAC is none at all, and a token it never
-    // uses is only something to steal.
+fn the_injector_may_only_read_the_cluster_versions_and_only_its_pods_hold_the_token() {
+    // The API server sends the whole pod in the AdmissionReview: the only thing the injector reads from
+    // the API is the versions, for native-sidecar "auto" (GET /version, list nodes). Nothing more: a
+    // token is something to steal.
     let all = manifests();
     let rbac = objects_of_kinds(
         &all,
         &["Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"],
     );
-    assert!(rbac.is_empty(), "RBAC in deploy/: {rbac:?}");
+    assert_eq!(
+        rbac,
+        [
+            "rbac.yaml: ClusterRole sidecar-injector-cluster-versions",
+            "rbac.yaml: ClusterRoleBinding sidecar-injector-cluster-versions"
+        ]
+    );
+    let role = named(&all, "ClusterRole", "sidecar-injector-cluster-versions");
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([
+            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]},
+            {"nonResourceURLs": ["/version"], "verbs": ["get"]}
+        ]),
+        "read the nodes and the version, nothing else"
+    );
+    assert!(role.get("aggregationRule").is_none());
 
     let accounts = objects_of_kinds(&all, &["ServiceAccount"]);
     assert_eq!(
@@ -492,20 +514,41 @@ fn the_injector_has_no_rbac_and_its_pods_hold_no_api_token() {
         ["serviceaccount.yaml: ServiceAccount sidecar-injector"]
     );
     let account = object(&all, "serviceaccount.yaml", "ServiceAccount");
+    // Only a pod that opts in (the injector's own) gets the account's token.
     assert_eq!(account["automountServiceAccountToken"], false);
+
+    let binding = named(
+        &all,
+        "ClusterRoleBinding",
+        "sidecar-injector-cluster-versions",
+    );
+    assert_eq!(
+        binding["roleRef"],
+        serde_json::json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+            "name": "sidecar-injector-cluster-versions"})
+    );
+    let namespace = object(&all, "namespace.yaml", "Namespace");
+    assert_eq!(
+        binding["subjects"],
+        serde_json::json!([{"kind": "ServiceAccount", "name": account["metadata"]["name"],
+            "namespace": namespace["metadata"]["name"]}])
+    );
 
     let deployment = object(&all, "deployment.yaml", "Deployment");
     let pod = &deployment["spec"]["template"]["spec"];
     assert_eq!(pod["serviceAccountName"], account["metadata"]["name"]);
-    assert_eq!(pod["automountServiceAccountToken"], false);
-    for volume in pod["volumes"].as_array().unwrap() {
-        let sources = volume["projected"]["sources"].as_array();
-        let token = sources
-            .into_iter()
-            .flatten()
-            .any(|source| source.get("serviceAccountToken").is_some());
-        assert!(!token, "a projected service account token: {volume}");
-    }
+    assert_eq!(pod["automountServiceAccountToken"], true);
+    let env = &pod["containers"][0]["env"];
+    let native_sidecar = env
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|var| var["name"] == "SIDECAR_NATIVE_SIDECAR")
+        .expect("SIDECAR_NATIVE_SIDECAR");
+    assert_eq!(
+        native_sidecar["value"], "auto",
+        "the role is there for auto"
+    );
 }
 
 #[test]

@@ -33,7 +33,7 @@ use serde_json::Value;
 use sidecar_injector::annotations::quantity_value;
 use sidecar_injector::capture_volume::RECORD_HEADROOM;
 use sidecar_injector::containers::{SidecarOptions, CAPTURE_VOLUME, INIT_NAME, SIDECAR_NAME};
-use sidecar_injector::layout::SidecarLayout;
+use sidecar_injector::layout::{AutoLayout, SidecarLayout};
 use sidecar_injector::offline;
 use sidecar_injector::review::{admit, Admission};
 use sidecar_injector::tls_out::{CA_VOLUME, TRUST_DIR, TRUST_VOLUME, UPSTREAM_CA_VOLUME};
@@ -829,8 +829,13 @@ fn workloads_in_both_layouts() {
             ("native.yaml", SidecarLayout::Native),
             ("classic.yaml", SidecarLayout::Classic),
         ] {
+            let native = layout == SidecarLayout::Native;
             let options = SidecarOptions {
-                auto_layout: layout,
+                // What `inject --native-sidecar true|false` sets.
+                auto_layout: AutoLayout::new(
+                    layout,
+                    format!("sidecar-injector inject --native-sidecar {native}"),
+                ),
                 ..options()
             };
             let mut output = Vec::new();

@@ -310,6 +310,7 @@ fn the_patch_only_adds_and_never_touches_what_widens_the_pods_privileges() {
         "/metadata/annotations/kubectl.kubernetes.io~1default-container",
         "/metadata/annotations/sidecar.speedscale.com~1injected",
         "/metadata/annotations/sidecar.speedscale.com~1sidecar-layout",
+        "/metadata/annotations/sidecar.speedscale.com~1sidecar-layout-reason",
         "/metadata/labels",
         "/metadata/labels/sidecar.speedscale.com~1injected",
         "/spec/containers/N",

@@ -1,6 +1,10 @@
 //! The webhook over real TLS, as the API server talks to it: AdmissionReviews in the exact shape the API
 //! server sends, over HTTP/1.1 and h2, against a certificate minted by `certs` and trusted through its CA
-//! only; the probe and error paths; certificate rotation; graceful shutdown.
+//! only; the probe and error paths; certificate rotation; graceful shutdown; the `auto` layout against a
+//! stand-in API server (support/stand_in_api_server.rs).
+
+#[path = "support/stand_in_api_server.rs"]
+mod stand_in_api_server;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -23,9 +27,11 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{json, Value};
 use sidecar_injector::certs::{self, Minted};
+use sidecar_injector::cluster_api::ClusterAccess;
 use sidecar_injector::containers::SidecarOptions;
-use sidecar_injector::server::{Server, ServerError, ServerSettings};
+use sidecar_injector::server::{AutoLayoutSource, Server, ServerError, ServerSettings};
 use sidecar_proxy::config::{ProxyConfig, RawSettings};
+use stand_in_api_server::{Cluster, StandInApiServer};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -769,4 +775,200 @@ impl Body for ChannelBody {
             .poll_recv(cx)
             .map(|chunk| chunk.map(|data| Ok(Frame::data(data))))
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// `native-sidecar: auto`: the webhook asks the (stand-in) API server for the versions.
+
+/// The webhook started with `--native-sidecar auto`, asking `api_server` with the stand-in's
+/// ServiceAccount files.
+async fn auto_webhook(api_server: &str, stand_in: &StandInApiServer) -> Webhook {
+    let access = ClusterAccess {
+        api_server: Some(api_server.to_owned()),
+        token_file: stand_in.service_account_dir.join("token"),
+        ca_file: stand_in.service_account_dir.join("ca.crt"),
+        timeout: Duration::from_secs(5),
+    };
+    Webhook::start_with(|settings| ServerSettings {
+        auto_layout: AutoLayoutSource::AskCluster(access),
+        ..settings
+    })
+    .await
+}
+
+/// The pod as the webhook patched it: its layout (where the sidecar is) and its layout annotations.
+async fn layout_of(webhook: &Webhook, annotations: &[(&str, &str)]) -> (&'static str, String) {
+    let pod = pod(annotations);
+    let answer = webhook
+        .client()
+        .post_review(
+            Protocol::Http1,
+            &admission_review("3b8f4a52-7c1e-4d0b-9a6e-5f2c8d1e0a71", &pod),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let response = &answer.json()["response"];
+    assert_eq!(response["allowed"], true, "{response}");
+    let patch_json = base64::engine::general_purpose::STANDARD
+        .decode(response["patch"].as_str().expect("a patch"))
+        .expect("base64");
+    let patch: json_patch::Patch = serde_json::from_slice(&patch_json).expect("RFC 6902");
+    let mut patched = serde_json::to_value(&pod).unwrap();
+    json_patch::patch(&mut patched, &patch).expect("the patch applies");
+    let patched: Pod = serde_json::from_value(patched).expect("still a Pod");
+    let spec = patched.spec.as_ref().unwrap();
+    let native = spec.init_containers.iter().flatten().any(|container| {
+        container.name == "sidecar-proxy" && container.restart_policy.as_deref() == Some("Always")
+    });
+    let classic = spec.containers[0].name == "sidecar-proxy";
+    let layout = match (native, classic) {
+        (true, false) => "native",
+        (false, true) => "classic",
+        other => panic!("the sidecar is in neither layout (native, classic) = {other:?}: {spec:?}"),
+    };
+    let annotations = patched.metadata.annotations.unwrap();
+    assert_eq!(
+        annotations["sidecar.speedscale.com/sidecar-layout"], layout,
+        "the layout annotation names the layout the pod has"
+    );
+    let reason = annotations["sidecar.speedscale.com/sidecar-layout-reason"].clone();
+    (layout, reason)
+}
+
+fn cluster(server: &'static str, nodes: &[(&'static str, &'static str)]) -> Cluster {
+    Cluster {
+        server,
+        nodes: nodes.to_vec(),
+        nodes_forbidden: false,
+    }
+}
+
+#[tokio::test]
+async fn auto_is_native_when_the_api_server_and_every_kubelet_are_1_29_or_later() {
+    let stand_in = StandInApiServer::start(
+        cluster(
+            "v1.30.2",
+            &[
+                ("cp-1", "v1.30.2"),
+                ("worker-1", "v1.29.3+k3s1"),
+                ("worker-2", "v1.30.0-eks-123"),
+            ],
+        ),
+        scratch_dir(),
+    )
+    .await;
+    let webhook = auto_webhook(&stand_in.url, &stand_in).await;
+
+    let (layout, reason) = layout_of(&webhook, &[("inject", "true")]).await;
+    assert_eq!(layout, "native");
+    assert_eq!(
+        reason,
+        "auto: the API server is v1.30.2 (1.29 or later) and the kubelets of all 3 nodes are too"
+    );
+    // Asked once at startup, with the ServiceAccount token, through both pages of the node list; the
+    // admission itself asked nothing.
+    let requests = stand_in.requests();
+    let paths: Vec<&str> = requests.iter().map(|(path, _)| path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/version",
+            "/api/v1/nodes?limit=500",
+            "/api/v1/nodes?limit=500&continue=eyJ2IjoibWV0YS5rOHMuaW8vdjEi%2B%2F1%3D%3D"
+        ]
+    );
+    assert!(
+        requests.iter().all(|(_, authorized)| *authorized),
+        "{requests:?}"
+    );
+
+    // The pod's own annotation still decides.
+    let (layout, reason) =
+        layout_of(&webhook, &[("inject", "true"), ("native-sidecar", "false")]).await;
+    assert_eq!(layout, "classic");
+    assert_eq!(
+        reason,
+        "the pod's annotation sidecar.speedscale.com/native-sidecar is \"false\""
+    );
+    webhook.stop().await;
+}
+
+#[tokio::test]
+async fn auto_is_classic_when_one_node_runs_an_older_kubelet_and_names_it() {
+    let stand_in = StandInApiServer::start(
+        cluster(
+            "v1.31.1",
+            &[
+                ("cp-1", "v1.31.1"),
+                ("worker-1", "v1.31.1"),
+                ("worker-2", "v1.28.5"),
+            ],
+        ),
+        scratch_dir(),
+    )
+    .await;
+    let webhook = auto_webhook(&stand_in.url, &stand_in).await;
+    let (layout, reason) = layout_of(&webhook, &[("inject", "true")]).await;
+    assert_eq!(layout, "classic");
+    assert_eq!(
+        reason,
+        "auto: node worker-2 reports kubelet version v1.28.5, older than 1.29; native sidecars need 1.29 on the API server and every node"
+    );
+    webhook.stop().await;
+}
+
+#[tokio::test]
+async fn auto_is_classic_when_the_api_server_is_older_than_1_29() {
+    let stand_in =
+        StandInApiServer::start(cluster("v1.28.15", &[("cp-1", "v1.29.0")]), scratch_dir()).await;
+    let webhook = auto_webhook(&stand_in.url, &stand_in).await;
+    let (layout, reason) = layout_of(&webhook, &[("inject", "true")]).await;
+    assert_eq!(layout, "classic");
+    assert_eq!(
+        reason,
+        "auto: the API server reports version v1.28.15, older than 1.29; native sidecars need 1.29 on the API server and every node"
+    );
+    webhook.stop().await;
+}
+
+#[tokio::test]
+async fn auto_is_classic_with_the_reason_when_the_api_server_refuses_or_is_unreachable() {
+    // A ServiceAccount without the ClusterRole: /version answers, the node list is forbidden.
+    let forbidding = StandInApiServer::start(
+        Cluster {
+            nodes_forbidden: true,
+            ..cluster("v1.31.1", &[("cp-1", "v1.31.1")])
+        },
+        scratch_dir(),
+    )
+    .await;
+    let webhook = auto_webhook(&forbidding.url, &forbidding).await;
+    let (layout, reason) = layout_of(&webhook, &[("inject", "true")]).await;
+    assert_eq!(layout, "classic");
+    assert_eq!(
+        reason,
+        "auto: cannot ask the API server for the Kubernetes versions (GET /api/v1/nodes?limit=500: 403 Forbidden: nodes is forbidden: User \"system:serviceaccount:sidecar-injector:sidecar-injector\" cannot list resource \"nodes\" in API group \"\" at the cluster scope) (the injector's ServiceAccount needs get on /version and get, list on nodes: deploy/rbac.yaml); classic runs on any version"
+    );
+    // Forcing native still works without the API server.
+    let (layout, _) = layout_of(&webhook, &[("inject", "true"), ("native-sidecar", "true")]).await;
+    assert_eq!(layout, "native");
+    webhook.stop().await;
+
+    // Nothing listens: a port that was just free.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let address = format!("https://127.0.0.1:{port}");
+    let webhook = auto_webhook(&address, &forbidding).await;
+    let (layout, reason) = layout_of(&webhook, &[("inject", "true")]).await;
+    assert_eq!(layout, "classic");
+    let expected = format!(
+        "auto: cannot ask the API server for the Kubernetes versions (cannot reach the API server at 127.0.0.1:{port}: Connection refused"
+    );
+    assert!(reason.starts_with(&expected), "{reason}");
+    assert!(
+        reason.ends_with("; classic runs on any version"),
+        "{reason}"
+    );
+    webhook.stop().await;
 }

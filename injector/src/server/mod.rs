@@ -27,8 +27,11 @@ use tracing::{debug, info, warn};
 use crate::certs::{LoadError, ServingCert};
 use crate::containers::SidecarOptions;
 
+mod auto_layout;
 mod routes;
 
+pub use auto_layout::{AutoLayoutSource, REFRESH_INTERVAL};
+use auto_layout::{CurrentLayout, Refresher};
 use routes::{respond, State};
 
 /// How often the certificate files are checked for a new pair.
@@ -54,6 +57,8 @@ pub struct ServerSettings {
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
     pub sidecar: SidecarOptions,
+    /// Where a pod's `native-sidecar: auto` gets its layout: `sidecar.auto_layout`, or the API server.
+    pub auto_layout: AutoLayoutSource,
     pub reload_interval: Duration,
     pub body_limit: usize,
     pub shutdown_grace: Duration,
@@ -72,6 +77,7 @@ impl ServerSettings {
             tls_cert: tls_cert.into(),
             tls_key: tls_key.into(),
             sidecar,
+            auto_layout: AutoLayoutSource::Fixed,
             reload_interval: DEFAULT_RELOAD_INTERVAL,
             body_limit: DEFAULT_BODY_LIMIT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
@@ -100,6 +106,7 @@ pub struct Server {
     acceptor: TlsAcceptor,
     cert: Arc<ServingCert>,
     state: Arc<State>,
+    refresher: Option<Refresher>,
     reload_interval: Duration,
     shutdown_grace: Duration,
 }
@@ -123,6 +130,13 @@ impl Server {
         let bind_error = |source| ServerError::Bind { address, source };
         let socket = TcpListener::bind(address).await.map_err(bind_error)?;
         let local_addr = socket.local_addr().map_err(bind_error)?;
+        let (refresher, layout) = match settings.auto_layout {
+            AutoLayoutSource::Fixed => (None, CurrentLayout::Fixed),
+            AutoLayoutSource::AskCluster(access) => {
+                let (refresher, layout) = Refresher::start(access).await;
+                (Some(refresher), layout)
+            }
+        };
         info!(address = %local_addr, image = %settings.sidecar.image, "webhook listening (POST /mutate, GET /healthz)");
         Ok(Server {
             socket,
@@ -131,8 +145,10 @@ impl Server {
             cert,
             state: Arc::new(State {
                 sidecar: settings.sidecar,
+                layout,
                 body_limit: settings.body_limit,
             }),
+            refresher,
             reload_interval: settings.reload_interval,
             shutdown_grace: settings.shutdown_grace,
         })
@@ -150,6 +166,9 @@ impl Server {
             self.reload_interval,
             shutdown.clone(),
         ));
+        let refresher = self
+            .refresher
+            .map(|refresher| tokio::spawn(refresher.run(shutdown.clone())));
         let mut connections = JoinSet::new();
         loop {
             tokio::select! {
@@ -191,6 +210,9 @@ impl Server {
         }
         connections.shutdown().await;
         let _ = watcher.await;
+        if let Some(refresher) = refresher {
+            let _ = refresher.await;
+        }
     }
 }
 

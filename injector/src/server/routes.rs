@@ -17,12 +17,16 @@ use base64::Engine;
 use crate::containers::SidecarOptions;
 use crate::review::review;
 
+use super::auto_layout::CurrentLayout;
+
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 const JSON: &str = "application/json";
 
 /// What every request needs from the server's settings.
 pub(super) struct State {
     pub(super) sidecar: SidecarOptions,
+    /// `native-sidecar: auto`'s layout as of this admission.
+    pub(super) layout: CurrentLayout,
     pub(super) body_limit: usize,
 }
 
@@ -75,7 +79,16 @@ async fn mutate(request: Request<Incoming>, state: &State) -> Response<Full<Byte
         }
     };
 
-    let answer = review(&body, &state.sidecar);
+    let answer = match state.layout.get() {
+        Some(auto_layout) => review(
+            &body,
+            &SidecarOptions {
+                auto_layout,
+                ..state.sidecar.clone()
+            },
+        ),
+        None => review(&body, &state.sidecar),
+    };
     log_admission(&body, &answer);
     // Every request the API server sends has a uid; an answer without one means no request could be read.
     let unreadable = answer
