@@ -5,6 +5,7 @@
 //! - [`sink`]: the bounded queue and the writer thread; capture never holds traffic.
 
 mod body_tap;
+pub mod content_coding;
 pub mod har;
 pub mod http;
 mod jsonl_file;

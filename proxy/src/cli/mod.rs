@@ -23,6 +23,7 @@ use crate::setting_sources::{
 mod ca;
 mod capture_show;
 mod clap_error;
+mod replay;
 mod skipped_lines;
 mod wait_ready;
 
@@ -470,6 +471,10 @@ pub enum Command {
     /// Make the capture CA tls-out signs its certificates with
     #[command(subcommand)]
     Ca(ca::CaCommand),
+
+    /// Send a capture's inbound HTTP exchanges to a target (a new build of the app) and compare each
+    /// answer with the recorded one (exit 0 all matched, 1 one differed or failed, 2 bad usage)
+    Replay(replay::ReplayArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -555,6 +560,7 @@ impl Command {
             Command::InitIptables(args) => args.run(),
             Command::WaitReady(args) => args.run(),
             Command::Ca(command) => command.run(),
+            Command::Replay(args) => args.run(),
             Command::Capture(CaptureCommand::Export(args)) => args.run(),
             Command::Capture(CaptureCommand::Show(args)) => args.run(),
             Command::Capture(CaptureCommand::Tail(args)) => args.run(),
