@@ -10,6 +10,7 @@ pub mod env;
 pub mod netns;
 pub mod panics;
 pub mod proxy;
+pub mod py_service;
 pub mod raw;
 pub mod spliced;
 pub mod tls;
