@@ -21,6 +21,7 @@ pub mod io;
 pub mod iptables;
 pub mod log_escape;
 pub mod metrics;
+pub mod mock;
 pub mod net;
 pub mod options;
 pub mod outbound;

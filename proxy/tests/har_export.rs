@@ -157,6 +157,7 @@ fn sample_records() -> Vec<Record> {
                 }),
                 error: None,
                 upgraded: None,
+                mock: None,
             }),
         ),
         // Reverse proxy, POST with a JSON body, 201 with a Location; delivered to the app.
@@ -200,6 +201,7 @@ fn sample_records() -> Vec<Record> {
                 }),
                 error: None,
                 upgraded: None,
+                mock: None,
             }),
         ),
         // A TLS tunnel: one stream record, nothing HAR can hold.
@@ -257,6 +259,7 @@ fn sample_records() -> Vec<Record> {
                 }),
                 error: None,
                 upgraded: None,
+                mock: None,
             }),
         ),
         // The upstream refused the connection: no response.
@@ -285,6 +288,7 @@ fn sample_records() -> Vec<Record> {
                         .into(),
                 ),
                 upgraded: None,
+                mock: None,
             }),
         ),
     ]

@@ -32,7 +32,8 @@ fn text(bytes: &[u8]) -> String {
 /// Sends GET `path` to `addr` on a connection of its own; the status.
 async fn get(addr: SocketAddr, path: &str) -> u16 {
     let stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: users.test\r\nAccept-Encoding: gzip\r\n\r\n");
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: users.test\r\nAccept-Encoding: gzip\r\n\r\n");
     RawHttp::new(stream)
         .exchange(request.as_bytes())
         .await
@@ -44,12 +45,8 @@ async fn get(addr: SocketAddr, path: &str) -> u16 {
 /// (gzip) and a 404, through a reverse sidecar; returns the capture file.
 async fn record(app: &PyService, dir: &Path) -> std::path::PathBuf {
     let capture = dir.join("capture.jsonl");
-    let mut sidecar = Sidecar::reverse_http(
-        app.addr,
-        &["--capture", capture.to_str().unwrap()],
-        dir,
-    )
-    .await;
+    let mut sidecar =
+        Sidecar::reverse_http(app.addr, &["--capture", capture.to_str().unwrap()], dir).await;
     for path in ["/users/1", "/users/1", "/report", "/missing", "/users/1"] {
         get(sidecar.inbound, path).await;
     }
@@ -68,12 +65,21 @@ async fn the_same_app_matches_and_a_changed_one_is_caught_by_field() {
     let target = format!("http://{}", app.addr);
     let same = replay(&[capture, "--target", &target]);
     let stdout = text(&same.stdout);
-    assert_eq!(same.status.code(), Some(0), "{stdout}{}", text(&same.stderr));
+    assert_eq!(
+        same.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&same.stderr)
+    );
     assert!(
-        stdout.contains("replayed 5 exchanges") && stdout.contains("5 matched, 0 differed, 0 failed"),
+        stdout.contains("replayed 5 exchanges")
+            && stdout.contains("5 matched, 0 differed, 0 failed"),
         "{stdout}"
     );
-    assert!(stdout.contains("GET /users/1: $.updated"), "learned from the repeats:\n{stdout}");
+    assert!(
+        stdout.contains("GET /users/1: $.updated"),
+        "learned from the repeats:\n{stdout}"
+    );
     app.stop();
 
     let changed = PyService::start("app", &[("APP_NAME", "Anne")]);
@@ -92,12 +98,20 @@ async fn the_same_app_matches_and_a_changed_one_is_caught_by_field() {
         junit.to_str().unwrap(),
     ]);
     let stdout = text(&differs.stdout);
-    assert_eq!(differs.status.code(), Some(1), "{stdout}{}", text(&differs.stderr));
+    assert_eq!(
+        differs.status.code(),
+        Some(1),
+        "{stdout}{}",
+        text(&differs.stderr)
+    );
     assert!(
         stdout.contains(r#"$.name: recorded "Ann", now "Anne""#),
         "{stdout}"
     );
-    assert!(stdout.contains("2 matched, 3 differed, 0 failed"), "{stdout}");
+    assert!(
+        stdout.contains("2 matched, 3 differed, 0 failed"),
+        "{stdout}"
+    );
 
     let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(report["differed"], 3);
@@ -115,11 +129,21 @@ async fn the_same_app_matches_and_a_changed_one_is_caught_by_field() {
             .iter()
             .map(|d| d["field"].as_str().unwrap())
             .collect();
-        assert_eq!(fields, ["$.name"], "only the name, not the learned timestamp");
+        assert_eq!(
+            fields,
+            ["$.name"],
+            "only the name, not the learned timestamp"
+        );
     }
     let junit = std::fs::read_to_string(&junit).unwrap();
-    assert!(junit.contains(r#"tests="5" failures="3" errors="0""#), "{junit}");
-    assert!(junit.contains(r#"<failure message="differs in $.name">"#), "{junit}");
+    assert!(
+        junit.contains(r#"tests="5" failures="3" errors="0""#),
+        "{junit}"
+    );
+    assert!(
+        junit.contains(r#"<failure message="differs in $.name">"#),
+        "{junit}"
+    );
 
     // --ignore-json takes the field out: everything matches again.
     let ignored = replay(&[capture, "--target", &target, "--ignore-json", "$.name"]);
@@ -149,7 +173,10 @@ async fn recorded_pace_keeps_the_recorded_gaps() {
         started.elapsed()
     };
     let paced = measure(&["--pace", "recorded"]);
-    assert!(paced.as_millis() >= 400, "the recorded 400 ms gap was kept: {paced:?}");
+    assert!(
+        paced.as_millis() >= 400,
+        "the recorded 400 ms gap was kept: {paced:?}"
+    );
     // How much faster --speed makes it is proven without a clock in replay::pace's unit test.
     measure(&["--pace", "recorded", "--speed", "4"]);
 }
@@ -161,11 +188,36 @@ fn bad_usage_exits_2_naming_what_is_allowed() {
     std::fs::write(&empty, "").unwrap();
     let empty = empty.to_str().unwrap();
     for (args, says) in [
-        (vec![empty, "--target", "ftp://x"], "allowed: an http:// or https:// URL"),
-        (vec![empty, "--target", "http://127.0.0.1:1", "--ignore-json", "name"], "write paths like $.items[*].updated"),
-        (vec![empty, "--target", "http://127.0.0.1:1", "--rate", "0"], "above zero"),
-        (vec![empty, "--target", "http://127.0.0.1:1"], "holds no inbound HTTP exchange"),
-        (vec!["/nonexistent/capture.jsonl", "--target", "http://127.0.0.1:1"], "cannot read"),
+        (
+            vec![empty, "--target", "ftp://x"],
+            "allowed: an http:// or https:// URL",
+        ),
+        (
+            vec![
+                empty,
+                "--target",
+                "http://127.0.0.1:1",
+                "--ignore-json",
+                "name",
+            ],
+            "write paths like $.items[*].updated",
+        ),
+        (
+            vec![empty, "--target", "http://127.0.0.1:1", "--rate", "0"],
+            "above zero",
+        ),
+        (
+            vec![empty, "--target", "http://127.0.0.1:1"],
+            "holds no inbound HTTP exchange",
+        ),
+        (
+            vec![
+                "/nonexistent/capture.jsonl",
+                "--target",
+                "http://127.0.0.1:1",
+            ],
+            "cannot read",
+        ),
     ] {
         let output = replay(&args);
         let stderr = text(&output.stderr);

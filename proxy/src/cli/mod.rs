@@ -225,6 +225,26 @@ pub struct Cli {
     )]
     pub admin_bind: IpAddr,
 
+    /// Mock mode: answer the app's outbound HTTP (forward and dual modes) from this capture's outbound
+    /// exchanges instead of the network
+    #[arg(long, env = "PROXY_MOCK", value_name = "CAPTURE")]
+    pub mock: Option<PathBuf>,
+
+    /// With --mock: `recorded` waits as long as each recorded exchange took before answering
+    /// [default: answer at once]
+    #[arg(long, env = "PROXY_MOCK_LATENCY", value_name = "recorded", value_parser = ["recorded", "none"])]
+    pub mock_latency: Option<String>,
+
+    /// With --mock, when no recorded exchange matches: 502 or 404 (naming the nearest recorded request),
+    /// or passthrough (send it on to the network)
+    #[arg(
+        long,
+        env = "PROXY_MOCK_UNMATCHED",
+        value_name = "502|404|passthrough",
+        default_value = "502"
+    )]
+    pub mock_unmatched: String,
+
     /// Transparent mode: the uid the sidecar must run as, the one init-iptables exempts from redirection
     #[arg(long, env = "PROXY_UID", value_name = "UID", default_value_t = crate::iptables::rules::DEFAULT_PROXY_UID)]
     pub proxy_uid: u32,
@@ -362,6 +382,25 @@ impl Invocation {
             queue_capacity: self.cli.capture_queue.max(1),
             rotation,
         })
+    }
+
+    /// The mock the forward listener answers from (`--mock`), read and indexed; `None` without one.
+    pub fn mock(&self) -> Result<Option<crate::mock::Mock>, InvocationError> {
+        let unmatched = crate::mock::Unmatched::parse(&self.cli.mock_unmatched)
+            .map_err(InvocationError::Option)?;
+        let Some(path) = &self.cli.mock else {
+            return Ok(None);
+        };
+        let recorded_latency = self.cli.mock_latency.as_deref() == Some("recorded");
+        let (mock, skipped) = crate::mock::Mock::load(path, recorded_latency, unmatched)
+            .map_err(InvocationError::Option)?;
+        tracing::info!(
+            capture = %path.display(),
+            exchanges = mock.index.len(),
+            skipped_lines = skipped,
+            "mock mode: outbound HTTP is answered from the capture"
+        );
+        Ok(Some(mock))
     }
 
     /// The admin listener's address.

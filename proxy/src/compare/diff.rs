@@ -2,7 +2,6 @@
 //! bodies are compared as values (key order, spacing and number spelling ignored) down to each field,
 //! named by its path (`$.items[0].name`); other bodies byte for byte.
 
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::capture::content_coding::decode_content;
@@ -17,18 +16,16 @@ const MAX_DIFFERENCES: usize = 20;
 /// Characters of a value shown in a difference.
 const SHOWN: usize = 120;
 
-/// One field that differs: `status`, `header content-type`, `body`, or a JSON path (`$.name`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Difference {
-    pub field: String,
-    /// The recorded value, shortened; `(absent)` when the recording had none.
-    pub recorded: String,
-    /// The value it was compared with, shortened; `(absent)` when there was none.
-    pub actual: String,
-}
+/// One field that differs: `status`, `header content-type`, `query id`, `body`, or a JSON path (`$.name`).
+/// The record schema's type, since the mock writes its differences into records.
+pub use crate::capture::record::FieldDifference as Difference;
 
 impl Difference {
-    fn new(field: impl Into<String>, recorded: impl Into<String>, actual: impl Into<String>) -> Self {
+    pub fn new(
+        field: impl Into<String>,
+        recorded: impl Into<String>,
+        actual: impl Into<String>,
+    ) -> Self {
         Difference {
             field: field.into(),
             recorded: shorten(&recorded.into()),
@@ -51,7 +48,11 @@ pub struct Message<'a> {
 
 /// Headers compared by name (values of a repeated header in order). Ignored names, and recorded values
 /// that were redacted, are left out.
-pub fn header_differences(recorded: &[(String, String)], actual: &[(String, String)], noise: &Noise) -> Vec<Difference> {
+pub fn header_differences(
+    recorded: &[(String, String)],
+    actual: &[(String, String)],
+    noise: &Noise,
+) -> Vec<Difference> {
     let mut names: Vec<String> = recorded
         .iter()
         .chain(actual)
@@ -82,7 +83,11 @@ pub fn header_differences(recorded: &[(String, String)], actual: &[(String, Stri
                     values.join(", ")
                 }
             };
-            differences.push(Difference::new(format!("header {name}"), shown(was), shown(now)));
+            differences.push(Difference::new(
+                format!("header {name}"),
+                shown(was),
+                shown(now),
+            ));
         }
     }
     differences
@@ -90,13 +95,23 @@ pub fn header_differences(recorded: &[(String, String)], actual: &[(String, Stri
 
 /// Bodies compared after their content codings are undone: as JSON values when both are JSON, else as
 /// bytes. A recorded body the capture limit cut short is compared with the same number of bytes.
-pub fn body_differences(recorded: Message<'_>, actual: Message<'_>, noise: &Noise) -> Vec<Difference> {
+pub fn body_differences(
+    recorded: Message<'_>,
+    actual: Message<'_>,
+    noise: &Noise,
+) -> Vec<Difference> {
     let was = decode_content(recorded.body, recorded.truncated, recorded.headers).bytes;
     let now = decode_content(actual.body, actual.truncated, actual.headers).bytes;
     if !recorded.truncated {
         if let (Some(was_json), Some(now_json)) = (json(&was), json(&now)) {
             let mut differences = Vec::new();
-            json_differences(&ValuePath::default(), &was_json, &now_json, noise, &mut differences);
+            json_differences(
+                &ValuePath::default(),
+                &was_json,
+                &now_json,
+                noise,
+                &mut differences,
+            );
             return capped(differences);
         }
     }
@@ -108,18 +123,31 @@ pub fn body_differences(recorded: Message<'_>, actual: Message<'_>, noise: &Nois
     if same || noise.ignores_field("body") {
         return Vec::new();
     }
-    vec![Difference::new("body", body_excerpt(&was), body_excerpt(&now))]
+    vec![Difference::new(
+        "body",
+        body_excerpt(&was),
+        body_excerpt(&now),
+    )]
 }
 
 fn json(bytes: &[u8]) -> Option<Value> {
     let trimmed = bytes.trim_ascii_start();
-    if !matches!(trimmed.first(), Some(b'{' | b'[' | b'"') | Some(b'0'..=b'9' | b'-' | b't' | b'f' | b'n')) {
+    if !matches!(
+        trimmed.first(),
+        Some(b'{' | b'[' | b'"') | Some(b'0'..=b'9' | b'-' | b't' | b'f' | b'n')
+    ) {
         return None;
     }
     serde_json::from_slice(bytes).ok()
 }
 
-fn json_differences(path: &ValuePath, was: &Value, now: &Value, noise: &Noise, out: &mut Vec<Difference>) {
+fn json_differences(
+    path: &ValuePath,
+    was: &Value,
+    now: &Value,
+    noise: &Noise,
+    out: &mut Vec<Difference>,
+) {
     if noise.ignores_json(path) || out.len() > MAX_DIFFERENCES {
         return;
     }
@@ -166,7 +194,11 @@ fn capped(mut differences: Vec<Difference>) -> Vec<Difference> {
     if differences.len() > MAX_DIFFERENCES {
         let more = differences.len() - MAX_DIFFERENCES;
         differences.truncate(MAX_DIFFERENCES);
-        differences.push(Difference::new("…", format!("{more} more differences not listed"), ""));
+        differences.push(Difference::new(
+            "…",
+            format!("{more} more differences not listed"),
+            "",
+        ));
     }
     differences
 }
@@ -213,10 +245,11 @@ mod tests {
     fn json_is_compared_as_values_down_to_each_field() {
         let was = br#"{"name":"Ann","n":1.0,"items":[{"id":1,"at":"x"}],"gone":true}"#;
         let now = br#"{ "items":[{"at":"y","id":1}], "n":1, "name":"Anne", "new":null }"#;
-        let fields: Vec<(String, String, String)> = body_differences(message(&[], was), message(&[], now), &Noise::default())
-            .into_iter()
-            .map(|d| (d.field, d.recorded, d.actual))
-            .collect();
+        let fields: Vec<(String, String, String)> =
+            body_differences(message(&[], was), message(&[], now), &Noise::default())
+                .into_iter()
+                .map(|d| (d.field, d.recorded, d.actual))
+                .collect();
         assert_eq!(
             fields,
             [
@@ -227,7 +260,13 @@ mod tests {
             ]
             .map(|(a, b, c): (String, String, String)| (a, b, c))
         );
-        let noise = Noise::new(&[], vec![JsonPath::parse("$.items[*].at").unwrap(), JsonPath::parse("$.name").unwrap()]);
+        let noise = Noise::new(
+            &[],
+            vec![
+                JsonPath::parse("$.items[*].at").unwrap(),
+                JsonPath::parse("$.name").unwrap(),
+            ],
+        );
         let left: Vec<String> = body_differences(message(&[], was), message(&[], now), &noise)
             .into_iter()
             .map(|d| d.field)
@@ -241,22 +280,48 @@ mod tests {
         gz.write_all(br#"{"a":1}"#).unwrap();
         let zipped = gz.finish().unwrap();
         let gzip = [("content-encoding".to_owned(), "gzip".to_owned())];
-        assert!(body_differences(message(&gzip, &zipped), message(&[], br#"{"a": 1}"#), &Noise::default()).is_empty());
-        let differs = body_differences(message(&gzip, &zipped), message(&[], br#"{"a": 2}"#), &Noise::default());
+        assert!(body_differences(
+            message(&gzip, &zipped),
+            message(&[], br#"{"a": 1}"#),
+            &Noise::default()
+        )
+        .is_empty());
+        let differs = body_differences(
+            message(&gzip, &zipped),
+            message(&[], br#"{"a": 2}"#),
+            &Noise::default(),
+        );
         assert_eq!(differs[0].field, "$.a");
     }
 
     #[test]
     fn other_bodies_byte_for_byte_and_headers_by_name() {
-        let differs = body_differences(message(&[], b"hello"), message(&[], b"hullo"), &Noise::default());
+        let differs = body_differences(
+            message(&[], b"hello"),
+            message(&[], b"hullo"),
+            &Noise::default(),
+        );
         assert_eq!(differs, [Difference::new("body", "\"hello\"", "\"hullo\"")]);
         let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-            pairs.iter().map(|(a, b)| ((*a).into(), (*b).into())).collect()
+            pairs
+                .iter()
+                .map(|(a, b)| ((*a).into(), (*b).into()))
+                .collect()
         };
         let noise = Noise::new(&["X-Trace".into()], Vec::new());
         let differs = header_differences(
-            &h(&[("content-type", "text/plain"), ("date", "a"), ("x-trace", "1"), ("cookie", REDACTED)]),
-            &h(&[("Content-Type", "text/html"), ("date", "b"), ("x-trace", "2"), ("x-new", "1")]),
+            &h(&[
+                ("content-type", "text/plain"),
+                ("date", "a"),
+                ("x-trace", "1"),
+                ("cookie", REDACTED),
+            ]),
+            &h(&[
+                ("Content-Type", "text/html"),
+                ("date", "b"),
+                ("x-trace", "2"),
+                ("x-new", "1"),
+            ]),
             &noise,
         );
         let fields: Vec<&str> = differs.iter().map(|d| d.field.as_str()).collect();

@@ -94,13 +94,14 @@ impl JsonPath {
                     if chars.get(at) == Some(&'[') {
                         continue;
                     }
-                    let (segment, next) = member(&chars, at).ok_or_else(|| fail("`..` must be followed by a name, * or [...]"))?;
+                    let (segment, next) = member(&chars, at)
+                        .ok_or_else(|| fail("`..` must be followed by a name, * or [...]"))?;
                     segments.push(segment);
                     at = next;
                 }
                 '.' => {
-                    let (segment, next) =
-                        member(&chars, at + 1).ok_or_else(|| fail("`.` must be followed by a name or *"))?;
+                    let (segment, next) = member(&chars, at + 1)
+                        .ok_or_else(|| fail("`.` must be followed by a name or *"))?;
                     segments.push(segment);
                     at = next;
                 }
@@ -218,7 +219,9 @@ mod tests {
         assert!(!ids.covers(&path(&["a", "ids"])));
         let odd = JsonPath::parse(r#"$["odd key"][0]"#).unwrap();
         assert!(odd.covers(&path(&["odd key", "0"])));
-        assert!(JsonPath::parse("$['x'].*").unwrap().covers(&path(&["x", "y"])));
+        assert!(JsonPath::parse("$['x'].*")
+            .unwrap()
+            .covers(&path(&["x", "y"])));
         assert!(JsonPath::parse("$").unwrap().covers(&path(&["anything"])));
     }
 
@@ -226,7 +229,10 @@ mod tests {
     fn bad_patterns_are_named_with_what_is_allowed() {
         for bad in ["items", "$.", "$[x]", "$[1", "$..", "$x"] {
             let error = JsonPath::parse(bad).expect_err(bad).to_string();
-            assert!(error.contains("write paths like $.items[*].updated"), "{error}");
+            assert!(
+                error.contains("write paths like $.items[*].updated"),
+                "{error}"
+            );
         }
     }
 

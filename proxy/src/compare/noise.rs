@@ -49,7 +49,11 @@ impl Noise {
             headers: DEFAULT_IGNORED_HEADERS
                 .iter()
                 .map(|name| (*name).to_owned())
-                .chain(extra_headers.iter().map(|name| name.trim().to_ascii_lowercase()))
+                .chain(
+                    extra_headers
+                        .iter()
+                        .map(|name| name.trim().to_ascii_lowercase()),
+                )
                 .collect(),
             json,
             learned: BTreeSet::new(),
@@ -65,7 +69,9 @@ impl Noise {
 
     pub fn ignores_header(&self, name: &str) -> bool {
         self.headers.contains(&name.to_ascii_lowercase())
-            || self.learned.contains(&format!("header {}", name.to_ascii_lowercase()))
+            || self
+                .learned
+                .contains(&format!("header {}", name.to_ascii_lowercase()))
     }
 
     pub fn ignores_json(&self, path: &ValuePath) -> bool {

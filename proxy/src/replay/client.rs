@@ -46,8 +46,10 @@ impl TargetClient {
     ) -> Result<Arc<TargetClient>, String> {
         let tls = if target.scheme == http::uri::Scheme::HTTPS {
             let tls = UpstreamTls::new(extra_ca).map_err(|e| e.to_string())?;
-            let name = ServerName::try_from(target.authority.host().trim_matches(['[', ']']).to_owned())
-                .map_err(|e| format!("invalid --target host {:?}: {e}", target.authority.host()))?;
+            let name = ServerName::try_from(
+                target.authority.host().trim_matches(['[', ']']).to_owned(),
+            )
+            .map_err(|e| format!("invalid --target host {:?}: {e}", target.authority.host()))?;
             Some((tls, name))
         } else {
             None
@@ -65,7 +67,12 @@ impl TargetClient {
         let timeout = self.timeout;
         tokio::time::timeout(timeout, self.exchange(request))
             .await
-            .unwrap_or_else(|_| Err(format!("no whole answer within {}", humantime::format_duration(timeout))))
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "no whole answer within {}",
+                    humantime::format_duration(timeout)
+                ))
+            })
     }
 
     async fn exchange(&self, request: Request<Bytes>) -> Result<Answer, String> {

@@ -72,7 +72,10 @@ impl LearnedNoise {
 
     /// The fields ignored for this exchange's endpoint.
     pub fn for_exchange(&self, planned: &Planned) -> impl Iterator<Item = &String> {
-        self.by_endpoint.get(&endpoint(planned)).into_iter().flatten()
+        self.by_endpoint
+            .get(&endpoint(planned))
+            .into_iter()
+            .flatten()
     }
 
     pub fn listed(&self) -> Vec<LearnedField> {

@@ -33,7 +33,10 @@ mod tests {
     #[test]
     fn starts_follow_the_rate_or_the_recorded_gaps() {
         assert_eq!(Pace::Free.start_after(9, 500.0), None);
-        assert_eq!(Pace::Rate(4.0).start_after(2, 0.0), Some(Duration::from_millis(500)));
+        assert_eq!(
+            Pace::Rate(4.0).start_after(2, 0.0),
+            Some(Duration::from_millis(500))
+        );
         assert_eq!(
             Pace::Recorded { speed: 2.0 }.start_after(1, 300.0),
             Some(Duration::from_millis(150))

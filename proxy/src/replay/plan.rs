@@ -136,7 +136,11 @@ impl Target {
     pub fn port(&self) -> u16 {
         self.authority
             .port_u16()
-            .unwrap_or(if self.scheme == Scheme::HTTPS { 443 } else { 80 })
+            .unwrap_or(if self.scheme == Scheme::HTTPS {
+                443
+            } else {
+                80
+            })
     }
 
     /// The URL a recorded request is sent to.
@@ -205,13 +209,19 @@ mod tests {
     fn targets_take_a_base_path_and_refuse_what_is_not_a_url() {
         let target = Target::parse("http://127.0.0.1:8080/v2/").unwrap();
         assert_eq!(
-            target.uri_for("http://app.test/users?id=1").unwrap().to_string(),
+            target
+                .uri_for("http://app.test/users?id=1")
+                .unwrap()
+                .to_string(),
             "http://127.0.0.1:8080/v2/users?id=1"
         );
         assert_eq!(Target::parse("https://example.test").unwrap().port(), 443);
         for bad in ["127.0.0.1:8080", "ftp://x", "http://x/?a=1", "http://"] {
             let error = Target::parse(bad).err().unwrap_or_else(|| panic!("{bad}"));
-            assert!(error.contains("allowed: an http:// or https:// URL"), "{error}");
+            assert!(
+                error.contains("allowed: an http:// or https:// URL"),
+                "{error}"
+            );
         }
     }
 }

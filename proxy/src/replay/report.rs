@@ -16,10 +16,7 @@ pub fn summary(outcome: &Outcome) -> String {
         let _ = writeln!(
             out,
             "{:<8} record {:<6} {} {}  ({latency})",
-            exchange.outcome,
-            exchange.record,
-            exchange.method,
-            exchange.path
+            exchange.outcome, exchange.record, exchange.method, exchange.path
         );
         if let Some(error) = &exchange.error {
             let _ = writeln!(out, "    {error}");

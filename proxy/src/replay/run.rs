@@ -117,14 +117,20 @@ pub async fn replay(records: Vec<Record>, options: ReplayOptions) -> Result<Outc
     }
     let mut exchanges = Vec::with_capacity(total);
     for task in tasks {
-        exchanges.push(task.await.map_err(|e| format!("a replay task failed: {e}"))?);
+        exchanges.push(
+            task.await
+                .map_err(|e| format!("a replay task failed: {e}"))?,
+        );
     }
     if progress {
         eprint!("\r\x1b[2K");
     }
     let count = |outcome: &str| exchanges.iter().filter(|e| e.outcome == outcome).count();
     Ok(Outcome {
-        target: format!("{}://{}{}", options.target.scheme, options.target.authority, options.target.base_path),
+        target: format!(
+            "{}://{}{}",
+            options.target.scheme, options.target.authority, options.target.base_path
+        ),
         replayed: exchanges.len(),
         matched: count("matched"),
         differed: count("differed"),
@@ -180,7 +186,11 @@ async fn replay_one(
             actual: answer.status.to_string(),
         });
     }
-    differences.extend(header_differences(&recorded.headers, &answer.headers, &noise));
+    differences.extend(header_differences(
+        &recorded.headers,
+        &answer.headers,
+        &noise,
+    ));
     differences.extend(body_differences(
         Message {
             headers: &recorded.headers,
@@ -196,7 +206,11 @@ async fn replay_one(
     ));
     replayed.status = Some(answer.status);
     replayed.replayed_ms = Some(answer.elapsed.as_secs_f64() * 1000.0);
-    replayed.outcome = if differences.is_empty() { "matched" } else { "differed" };
+    replayed.outcome = if differences.is_empty() {
+        "matched"
+    } else {
+        "differed"
+    };
     replayed.differences = differences;
     replayed
 }

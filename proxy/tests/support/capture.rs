@@ -140,6 +140,7 @@ pub async fn start_proxy_with_sink(
         capture_settings: Arc::new(settings),
         metrics,
         tls_out: None,
+        mock: None,
     };
     start_proxy_with_services(proxy_type, protocol, app, services).await
 }

@@ -1,0 +1,269 @@
+//! The recorded outbound exchanges, indexed by method, scheme, host, port and path, so a request is
+//! compared only with the exchanges recorded for its endpoint. Among those, a request matches an exchange
+//! whose query (order-insensitive) and body (JSON as values) are the same, the ignore rules applied; of
+//! several such exchanges (the same call made more than once), the first call is served the first
+//! recorded answer, the next the next, and past the last the last again. With no match the nearest
+//! recorded request is named with the fields that differ.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use http::Uri;
+
+use crate::capture::record::{Detail, HttpResponse, Record};
+use crate::compare::diff::ABSENT;
+use crate::compare::{body_differences, Difference, Message, Noise};
+
+/// Method, scheme, `host:port` (lower case) and path.
+type EndpointKey = (String, String, String, String);
+
+/// One recorded exchange the mock can serve.
+pub struct Recorded {
+    /// The record's name in the mock field: its `uid`, else its `id`.
+    pub name: String,
+    pub method: String,
+    pub url: String,
+    query: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
+    body: Bytes,
+    truncated: bool,
+    pub response: HttpResponse,
+    /// How long the recorded exchange took, in milliseconds.
+    pub duration_ms: f64,
+    key: EndpointKey,
+}
+
+/// A request as the mock compares it.
+pub struct MockRequest<'a> {
+    pub method: &'a str,
+    pub uri: &'a Uri,
+    pub headers: Vec<(String, String)>,
+    pub body: &'a [u8],
+}
+
+pub enum MockMatch<'a> {
+    Served(&'a Recorded),
+    Unmatched {
+        nearest: Option<&'a Recorded>,
+        differences: Vec<Difference>,
+    },
+}
+
+pub struct MockIndex {
+    recorded: Vec<Recorded>,
+    by_endpoint: HashMap<EndpointKey, Vec<usize>>,
+    /// Calls served so far per set of matching exchanges (one request made repeatedly).
+    served: Mutex<HashMap<Vec<usize>, usize>>,
+    noise: Noise,
+}
+
+impl MockIndex {
+    /// Indexes the outbound HTTP exchanges of `records` that got a response, in the order they started.
+    /// Exchanges the mock itself answered are left out: they are not the dependency's answers.
+    pub fn new(records: Vec<Record>, noise: Noise) -> MockIndex {
+        let mut chosen: Vec<(std::time::SystemTime, Recorded)> = Vec::new();
+        for record in records {
+            if record.direction != "outbound" {
+                continue;
+            }
+            let Detail::Http(exchange) = record.detail else {
+                continue;
+            };
+            let (Some(response), None) = (exchange.response, exchange.mock) else {
+                continue;
+            };
+            let Ok(uri) = exchange.request.url.parse::<Uri>() else {
+                continue;
+            };
+            let started = humantime::parse_rfc3339(&record.start).unwrap_or(std::time::UNIX_EPOCH);
+            chosen.push((
+                started,
+                Recorded {
+                    name: record.id.to_string(),
+                    key: endpoint(&exchange.request.method, &uri),
+                    query: query_pairs(&uri),
+                    method: exchange.request.method,
+                    url: exchange.request.url,
+                    headers: exchange.request.headers,
+                    truncated: exchange.request.body.truncated,
+                    body: exchange.request.body.base64,
+                    response,
+                    duration_ms: record.duration_ms,
+                },
+            ));
+        }
+        chosen.sort_by(|a, b| a.0.cmp(&b.0));
+        let recorded: Vec<Recorded> = chosen.into_iter().map(|(_, r)| r).collect();
+        let mut by_endpoint: HashMap<EndpointKey, Vec<usize>> = HashMap::new();
+        for (at, exchange) in recorded.iter().enumerate() {
+            by_endpoint
+                .entry(exchange.key.clone())
+                .or_default()
+                .push(at);
+        }
+        MockIndex {
+            recorded,
+            by_endpoint,
+            served: Mutex::new(HashMap::new()),
+            noise,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.recorded.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.recorded.is_empty()
+    }
+
+    /// The recorded exchange that answers `request`, or the nearest one and how they differ.
+    pub fn answer(&self, request: &MockRequest<'_>) -> MockMatch<'_> {
+        let key = endpoint(request.method, request.uri);
+        let query = query_pairs(request.uri);
+        let candidates = self.by_endpoint.get(&key).map_or(&[][..], Vec::as_slice);
+        let scored: Vec<(usize, Vec<Difference>)> = candidates
+            .iter()
+            .map(|&at| (at, self.differences(&self.recorded[at], request, &query)))
+            .collect();
+        let matching: Vec<usize> = scored
+            .iter()
+            .filter(|(_, differences)| differences.is_empty())
+            .map(|(at, _)| *at)
+            .collect();
+        if !matching.is_empty() {
+            let mut served = self.served.lock().unwrap_or_else(|p| p.into_inner());
+            let calls = served.entry(matching.clone()).or_insert(0);
+            let at = matching[(*calls).min(matching.len() - 1)];
+            *calls += 1;
+            return MockMatch::Served(&self.recorded[at]);
+        }
+        // Nothing recorded for this endpoint matches: the nearest is the one with the fewest differing
+        // fields, looking at the whole capture when the endpoint itself was never recorded.
+        let nearest = if scored.is_empty() {
+            self.recorded
+                .iter()
+                .map(|recorded| {
+                    let mut differences = endpoint_differences(&recorded.key, &key);
+                    differences.extend(self.differences(recorded, request, &query));
+                    (recorded, differences)
+                })
+                .min_by_key(|(_, differences)| differences.len())
+        } else {
+            scored
+                .into_iter()
+                .min_by_key(|(_, differences)| differences.len())
+                .map(|(at, differences)| (&self.recorded[at], differences))
+        };
+        match nearest {
+            Some((recorded, differences)) => MockMatch::Unmatched {
+                nearest: Some(recorded),
+                differences,
+            },
+            None => MockMatch::Unmatched {
+                nearest: None,
+                differences: Vec::new(),
+            },
+        }
+    }
+
+    /// Query (order-insensitive) and body differences between a recorded request and `request`.
+    fn differences(
+        &self,
+        recorded: &Recorded,
+        request: &MockRequest<'_>,
+        query: &[(String, String)],
+    ) -> Vec<Difference> {
+        let mut differences = query_differences(&recorded.query, query);
+        differences.extend(body_differences(
+            Message {
+                headers: &recorded.headers,
+                body: &recorded.body,
+                truncated: recorded.truncated,
+            },
+            Message {
+                headers: &request.headers,
+                body: request.body,
+                truncated: false,
+            },
+            &self.noise,
+        ));
+        differences
+    }
+}
+
+fn endpoint(method: &str, uri: &Uri) -> EndpointKey {
+    let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    let host = uri.host().unwrap_or_default().to_ascii_lowercase();
+    let port = uri.port_u16().unwrap_or(default_port);
+    (
+        method.to_ascii_uppercase(),
+        scheme,
+        format!("{host}:{port}"),
+        uri.path().to_owned(),
+    )
+}
+
+fn endpoint_differences(recorded: &EndpointKey, request: &EndpointKey) -> Vec<Difference> {
+    let pairs = [
+        ("method", &recorded.0, &request.0),
+        ("scheme", &recorded.1, &request.1),
+        ("host", &recorded.2, &request.2),
+        ("path", &recorded.3, &request.3),
+    ];
+    pairs
+        .into_iter()
+        .filter(|(_, a, b)| a != b)
+        .map(|(field, a, b)| Difference::new(field, a.clone(), b.clone()))
+        .collect()
+}
+
+/// The query's name/value pairs, sorted, so their order does not count.
+fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (name.to_owned(), value.to_owned())
+        })
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+fn query_differences(
+    recorded: &[(String, String)],
+    actual: &[(String, String)],
+) -> Vec<Difference> {
+    let mut names: Vec<&str> = recorded
+        .iter()
+        .chain(actual)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    names.sort();
+    names.dedup();
+    let values = |pairs: &[(String, String)], name: &str| -> String {
+        let values: Vec<&str> = pairs
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect();
+        if values.is_empty() {
+            ABSENT.to_owned()
+        } else {
+            values.join(",")
+        }
+    };
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let (was, now) = (values(recorded, name), values(actual, name));
+            (was != now).then(|| Difference::new(format!("query {name}"), was, now))
+        })
+        .collect()
+}
