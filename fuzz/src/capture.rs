@@ -286,6 +286,7 @@ pub fn record_from_input(data: &[u8]) -> Record {
     Record {
         schema: SCHEMA.to_owned(),
         id: hash,
+        uid: format!("{hash:016x}-{hash}"),
         connection: hash.rotate_left(17),
         direction: if hash & 4 == 0 { "inbound" } else { "outbound" }.to_owned(),
         proxy_type: "dual".to_owned(),

@@ -52,6 +52,13 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
+    for ignored in invocation.ignored_settings(&config) {
+        tracing::warn!("{ignored}");
+    }
+    if let Err(e) = invocation.check_admin_port(&config) {
+        eprintln!("sidecar-proxy: {e}");
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    }
     let tls_out = match invocation.tls_out_settings(&config) {
         Ok(settings) => settings,
         Err(e) => {
@@ -127,6 +134,7 @@ fn main() -> ExitCode {
                 return (ExitCode::FAILURE, None);
             }
         };
+        log_capture_destination(&sink_options);
         let tls_out = match sidecar_proxy::tls_out::startup::start(
             tls_out,
             &tls_out_files,
@@ -214,6 +222,32 @@ fn log_filter() -> EnvFilter {
 /// In transparent mode the sidecar's own connections escape the redirect only because they come from the
 /// uid init-iptables exempts; under any other uid each upstream connection would be redirected back into
 /// the sidecar, again and again. Refuse to start instead.
+/// One line at start saying where records go, and how to read them: a newcomer's first question.
+fn log_capture_destination(options: &sidecar_proxy::capture::SinkOptions) {
+    use sidecar_proxy::capture::Destination;
+    match &options.destination {
+        Destination::Off => info!("capture off: nothing is recorded (--capture FILE records)"),
+        Destination::Stdout => info!("capturing to standard output, one JSON record per line"),
+        Destination::File(path) => {
+            let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            match &options.rotation {
+                Some(rotation) => info!(
+                    path = %path.display(),
+                    rotate_at_bytes = rotation.max_bytes,
+                    keep = rotation.keep,
+                    "capturing to a file; read it with: sidecar-proxy capture show {}",
+                    path.display()
+                ),
+                None => info!(
+                    path = %path.display(),
+                    "capturing to a file; read it with: sidecar-proxy capture show {}",
+                    path.display()
+                ),
+            }
+        }
+    }
+}
+
 fn check_transparent_uid(expected: u32) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     // /proc/self belongs to the process's effective uid: no libc call needed.
@@ -224,7 +258,7 @@ fn check_transparent_uid(expected: u32) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "transparent mode must run as uid {expected} (--proxy-uid / PROXY_UID), the uid init-iptables exempts, but runs as uid {running_as}; its own connections would be redirected back into it"
+            "transparent mode must run as uid {expected} (--proxy-uid / PROXY_UID), the uid init-iptables exempts, but runs as uid {running_as}; its own connections would be redirected back into it. Transparent mode is for a pod whose init container set up iptables (sidecar-injector adds both); to try the sidecar here without root, run an inline mode, e.g. sidecar-proxy --proxy-type dual --proxy-protocol tcp:http --proxy-port 8080"
         ))
     }
 }

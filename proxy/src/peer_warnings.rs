@@ -46,11 +46,35 @@ pub static MALFORMED_REQUEST: PeerWarning = PeerWarning::new("malformed HTTP req
 pub static SOCKS_HANDSHAKE_FAILED: PeerWarning =
     PeerWarning::new("closing connections: not a SOCKS4/SOCKS5 handshake, or the handshake failed");
 
-static ALL: [&PeerWarning; 4] = [
+/// A SOCKS or TLS client on an HTTP listener (crate::http::wrong_protocol), by listener and protocol: each
+/// line names the setting the client probably wanted.
+pub static SOCKS_ON_FORWARD: PeerWarning = PeerWarning::new(
+    "SOCKS clients connected to the HTTP proxy port and were refused: give them the proxy as \
+     http://HOST:PORT (HTTP_PROXY / HTTPS_PROXY), or run the sidecar with --proxy-protocol socks",
+);
+pub static TLS_ON_FORWARD: PeerWarning = PeerWarning::new(
+    "TLS clients connected to the HTTP proxy port and were refused: their proxy URL probably says \
+     https://; it must say http:// (HTTPS_PROXY=http://HOST:PORT), the client's own TLS then goes \
+     through CONNECT",
+);
+pub static SOCKS_ON_REVERSE: PeerWarning = PeerWarning::new(
+    "SOCKS clients connected to the reverse proxy's HTTP port and were refused: callers must speak \
+     HTTP here, or run the sidecar with --proxy-protocol socks",
+);
+pub static TLS_ON_REVERSE: PeerWarning = PeerWarning::new(
+    "TLS clients connected to the reverse proxy's HTTP port and were refused: callers must use http:// \
+     here, or run the sidecar with --proxy-protocol tcp to pass their TLS through to the app",
+);
+
+static ALL: [&PeerWarning; 8] = [
     &HANDSHAKE_TIMEOUT,
     &HEAD_TOO_LARGE,
     &MALFORMED_REQUEST,
     &SOCKS_HANDSHAKE_FAILED,
+    &SOCKS_ON_FORWARD,
+    &TLS_ON_FORWARD,
+    &SOCKS_ON_REVERSE,
+    &TLS_ON_REVERSE,
 ];
 
 impl PeerWarning {

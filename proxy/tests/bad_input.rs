@@ -59,6 +59,8 @@ enum Answer {
     },
     /// Not a byte: the connection is closed.
     Closed,
+    /// These bytes, then the connection closes.
+    Exactly(&'static [u8]),
     /// `prefix`, then one byte of `codes` (a SOCKS reply code), `len` bytes in all, then the connection
     /// closes.
     SocksFailure {
@@ -81,6 +83,8 @@ struct Hostile(&'static [u8]);
 const TLS_CLIENT_HELLO_START: &[u8] = &[
     0x16, 0x03, 0x01, 0x00, 0xf4, 0x01, 0x00, 0x00, 0xf0, 0x03, 0x03, 0x5a, 0x21, 0x9c,
 ];
+/// A fatal TLS alert, handshake_failure (40): what a TLS client gets from an HTTP listener.
+const TLS_HANDSHAKE_FAILURE_ALERT: &[u8] = &[0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 40];
 const RANDOM_BYTES: &[u8] = &[
     0xc7, 0x3e, 0x91, 0x00, 0xfe, 0x12, 0x8b, 0x6d, 0x44, 0x0a, 0xd3, 0x77, 0x2f, 0xe8, 0x05, 0x19,
 ];
@@ -101,17 +105,19 @@ const ENDLESS_SOCKS4_USER_ID: [u8; 308] = {
 #[case::forward_http_gets_socks5_greeting(
     Port::ForwardHttp,
     Hostile(&[0x05, 0x01, 0x00]),
-    Answer::Http400 { mentions: "", then_close: true }
+    // SOCKS5's own refusal: no acceptable method.
+    Answer::SocksFailure { prefix: &[0x05], codes: &[0xff], len: 2 }
 )]
 #[case::forward_http_gets_socks4_connect(
     Port::ForwardHttp,
     Hostile(&[0x04, 0x01, 0x00, 0x50, 127, 0, 0, 1, 0]),
-    Answer::Http400 { mentions: "", then_close: true }
+    // SOCKS4's own refusal: request rejected.
+    Answer::SocksFailure { prefix: &[0x00], codes: &[0x5b], len: 8 }
 )]
 #[case::forward_http_gets_tls_client_hello(
     Port::ForwardHttp,
     Hostile(TLS_CLIENT_HELLO_START),
-    Answer::Http400 { mentions: "", then_close: true }
+    Answer::Exactly(TLS_HANDSHAKE_FAILURE_ALERT)
 )]
 #[case::forward_http_gets_random_bytes(
     Port::ForwardHttp,
@@ -156,12 +162,12 @@ const ENDLESS_SOCKS4_USER_ID: [u8; 308] = {
 #[case::reverse_http_gets_socks5_greeting(
     Port::ReverseHttp,
     Hostile(&[0x05, 0x01, 0x00]),
-    Answer::Http400 { mentions: "", then_close: true }
+    Answer::SocksFailure { prefix: &[0x05], codes: &[0xff], len: 2 }
 )]
 #[case::reverse_http_gets_tls_client_hello(
     Port::ReverseHttp,
     Hostile(TLS_CLIENT_HELLO_START),
-    Answer::Http400 { mentions: "", then_close: true }
+    Answer::Exactly(TLS_HANDSHAKE_FAILURE_ALERT)
 )]
 #[case::forward_socks_gets_http_get(
     Port::ForwardSocks,
@@ -442,6 +448,10 @@ fn check_answer(answer: Answer, received: &[u8], closed: bool, elapsed: Duration
         Answer::Closed => {
             assert!(closed, "the connection should be closed");
             assert!(received.is_empty(), "expected no answer, got {received:?}");
+        }
+        Answer::Exactly(expected) => {
+            assert_eq!(received, expected, "the answer");
+            assert!(closed, "the connection should close after {expected:02x?}");
         }
         Answer::SocksFailure { prefix, codes, len } => {
             assert!(

@@ -1009,3 +1009,47 @@ async fn a_connect_tunnel_nothing_reads_is_spliced(#[case] capture: bool) {
         assert_eq!(summary.end, "closed");
     }
 }
+
+/// A SOCKS5 client and a TLS client pointed at the HTTP proxy port (a proxy URL with the wrong scheme) each
+/// get their own protocol's refusal, which their libraries name, and the sidecar's log says which setting
+/// they probably wanted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socks_and_tls_clients_on_the_http_port_are_refused_in_their_protocol_and_told_why() {
+    let dir = support::capture::TempDir::new("wrong-protocol");
+    let sidecar = support::capture::Sidecar::forward("http", &["--capture", "off"], &dir.0).await;
+
+    let socks = Socks5Stream::connect(sidecar.outbound, "app.test:80").await;
+    assert!(
+        matches!(socks, Err(tokio_socks::Error::NoAcceptableAuthMethods)),
+        "{:?}",
+        socks.err()
+    );
+
+    let tls = tokio_rustls::TlsConnector::from(support::tls::client_config(&[], &[]));
+    let tcp = TcpStream::connect(sidecar.outbound).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("proxy.test").unwrap();
+    let error = tls
+        .connect(name, tcp)
+        .await
+        .err()
+        .expect("no TLS handshake");
+    assert!(
+        error.to_string().contains("HandshakeFailure"),
+        "the client should report the alert: {error}"
+    );
+
+    let log = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let log = sidecar.stderr();
+            if log.contains("TLS clients connected") && log.contains("SOCKS clients connected") {
+                return log;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no warnings: {}", sidecar.stderr()));
+    assert!(log.contains("http://HOST:PORT"), "{log}");
+    assert!(log.contains("--proxy-protocol socks"), "{log}");
+    assert!(log.contains("it must say http://"), "{log}");
+}

@@ -91,6 +91,7 @@ fn record(
     Record {
         schema: SCHEMA.into(),
         id,
+        uid: sidecar_proxy::capture::record::record_uid(id),
         connection,
         direction: direction.into(),
         proxy_type: proxy_type.into(),

@@ -423,11 +423,104 @@ async fn transparent_refuses_to_run_under_the_wrong_uid() {
     assert_eq!(
         sidecar.stderr(),
         format!(
-            "sidecar-proxy: transparent mode must run as uid {other_uid} (--proxy-uid / PROXY_UID), the uid init-iptables exempts, but runs as uid {}; its own connections would be redirected back into it\n",
+            "sidecar-proxy: transparent mode must run as uid {other_uid} (--proxy-uid / PROXY_UID), the uid init-iptables exempts, but runs as uid {}; its own connections would be redirected back into it. Transparent mode is for a pod whose init container set up iptables (sidecar-injector adds both); to try the sidecar here without root, run an inline mode, e.g. sidecar-proxy --proxy-type dual --proxy-protocol tcp:http --proxy-port 8080\n",
             own_uid()
         )
     );
     assert_refused(loopback(in_port)).await;
+}
+
+/// A value clap refuses that came from an environment variable is named by the variable, not by a flag
+/// nobody passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_environment_value_names_its_variable() {
+    let mut sidecar = Sidecar::spawn(
+        &["--proxy-type", "reverse"],
+        &[("PROXY_CAPTURE_PAYLOAD", "1")],
+    );
+    let status = sidecar.exit_within(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(2), "stderr:\n{}", sidecar.stderr());
+    let stderr = sidecar.stderr();
+    assert!(
+        stderr.starts_with(
+            "error: invalid value '1' in environment variable PROXY_CAPTURE_PAYLOAD (the variable of '--capture-payload')\n"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("[possible values: true, false]"),
+        "{stderr}"
+    );
+}
+
+/// The admin port on a listener's port is refused at start, naming both settings, instead of one of the
+/// two failing with "address in use".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_port_on_a_listeners_port_is_refused_naming_both() {
+    let port = free_port().to_string();
+    let mut sidecar = Sidecar::spawn(
+        &[
+            "--proxy-type",
+            "reverse",
+            "--proxy-in-bind",
+            "127.0.0.1",
+            "--proxy-in-port",
+            &port,
+        ],
+        &[("PROXY_ADMIN_PORT", &port)],
+    );
+    let status = sidecar.exit_within(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(2), "stderr:\n{}", sidecar.stderr());
+    assert_eq!(
+        sidecar.stderr(),
+        format!("sidecar-proxy: PROXY_ADMIN_PORT {port} is also the inbound listener's port: the admin port (health, readiness, metrics) needs a port of its own; set --admin-port / PROXY_ADMIN_PORT to another one, or move the inbound listener (--proxy-in-port)\n")
+    );
+}
+
+/// A setting the mode has no use for is warned about, named as given, and the sidecar still starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_setting_the_mode_ignores_is_warned_about() {
+    let out_port = free_port().to_string();
+    let mut sidecar = Sidecar::spawn(
+        &[
+            "--proxy-type",
+            "forward",
+            "--proxy-protocol",
+            "http",
+            "--proxy-out-port",
+            &out_port,
+        ],
+        &[("PROXY_PORT", "8080")],
+    );
+    sidecar.ready(1).await;
+    assert!(
+        sidecar.stderr().contains(
+            "PROXY_PORT \"8080\" is ignored: a forward proxy has no app behind it (the app's address is for reverse and dual)"
+        ),
+        "{}",
+        sidecar.stderr()
+    );
+}
+
+/// The start-up log says where records go and how to read them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_start_up_log_names_the_capture_file() {
+    let capture = std::env::temp_dir().join(format!("sidecar-lifecycle-{}.jsonl", free_port()));
+    let capture = capture.to_str().unwrap().to_owned();
+    let out_port = free_port().to_string();
+    let mut sidecar = Sidecar::spawn(
+        &["--proxy-type", "forward", "--proxy-out-port", &out_port],
+        &[("PROXY_CAPTURE", &capture)],
+    );
+    sidecar.ready(1).await;
+    let stderr = sidecar.stderr();
+    let _ = std::fs::remove_file(&capture);
+    assert!(
+        stderr.contains(&format!(
+            "capturing to a file; read it with: sidecar-proxy capture show {capture}"
+        )),
+        "{stderr}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------

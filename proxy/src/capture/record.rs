@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -23,6 +24,11 @@ pub struct Record {
     pub schema: String,
     /// Unique within one sidecar process, in the order records were started.
     pub id: u64,
+    /// Unique across processes, restarts and pods: the run's random prefix and `id`
+    /// (`9f3c2a1b7d4e6f80-42`). What a record is named by outside its file (the NATS message id, a
+    /// mock's `served_from`). Empty in captures written before it existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uid: String,
     /// The client connection the record belongs to; exchanges on one keep-alive connection share it.
     pub connection: u64,
     /// `inbound` (callers → app: reverse proxy or PREROUTING redirect) or `outbound` (app → anywhere:
@@ -75,6 +81,7 @@ impl Origin {
         Record {
             schema: SCHEMA.to_owned(),
             id,
+            uid: record_uid(id),
             connection: self.connection,
             direction: self.direction.to_owned(),
             proxy_type: self.proxy_type.to_owned(),
@@ -141,6 +148,26 @@ static NEXT_RECORD: AtomicU64 = AtomicU64::new(1);
 /// A fresh record id: ids follow the order records were started.
 pub(crate) fn next_record_id() -> u64 {
     NEXT_RECORD.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The uid of this process's record `id`: 64 random bits drawn once per run, then the id. Random rather
+/// than pod name and start time, because a restarted container keeps its pod name and clocks repeat;
+/// two runs share a prefix with odds of one in 2^32 only after 2^32 runs.
+pub fn record_uid(id: u64) -> String {
+    static RUN: OnceLock<String> = OnceLock::new();
+    let run = RUN.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        // Without an entropy source the process cannot do TLS either; the clock is the last resort.
+        if getrandom::getrandom(&mut bytes).is_err() {
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
+            bytes = (now.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(40))
+                .to_be_bytes();
+        }
+        format!("{:016x}", u64::from_be_bytes(bytes))
+    });
+    format!("{run}-{id}")
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -327,6 +354,7 @@ mod tests {
         let record = Record {
             schema: SCHEMA.into(),
             id: 7,
+            uid: record_uid(7),
             connection: 3,
             direction: "outbound".into(),
             proxy_type: "forward".into(),
@@ -406,6 +434,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(&body.base64[..], b"hi");
+    }
+
+    #[test]
+    fn uids_share_the_run_and_differ_by_id() {
+        let (a, b) = (record_uid(1), record_uid(2));
+        let (run_a, id_a) = a.split_once('-').unwrap();
+        let (run_b, id_b) = b.split_once('-').unwrap();
+        assert_eq!(run_a, run_b);
+        assert_eq!(run_a.len(), 16, "{a}");
+        assert!(run_a.chars().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert_eq!((id_a, id_b), ("1", "2"));
+    }
+
+    #[test]
+    fn a_record_written_before_uids_existed_reads_with_an_empty_uid() {
+        let line = r#"{"schema":"sidecar.capture/v1","id":2,"connection":2,"direction":"outbound","proxy_type":"dual","protocol":"http","transport":"connect","client":"127.0.0.1:40112","target":"api.test:443","start":"2026-11-26T11:02:03.200000Z","duration_ms":1.0,"kind":"stream","protocol_seen":"tls","bytes_client_to_target":1,"bytes_target_to_client":2,"end":"closed"}"#;
+        let record: Record = serde_json::from_str(line).unwrap();
+        assert_eq!(record.uid, "");
+        assert!(!serde_json::to_string(&record).unwrap().contains("uid"));
     }
 
     #[test]

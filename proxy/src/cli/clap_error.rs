@@ -3,7 +3,9 @@
 //! such a value cut to its beginning and its length, as the configuration's own errors quote one
 //! ([`crate::config::Quoted`]).
 
-use clap::error::{ContextKind, ContextValue};
+use std::ffi::OsString;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 
 use crate::config::{excerpt, QUOTE_LIMIT};
 
@@ -22,6 +24,62 @@ pub fn exit(error: clap::Error) -> ! {
     }
     eprint!("{}", shortened(&error.render().to_string(), &long_values));
     std::process::exit(error.exit_code())
+}
+
+/// clap names the flag when it refuses a value that came from the flag's environment variable
+/// (`PROXY_CAPTURE_PAYLOAD=1` → "invalid value '1' for '--capture-payload <BOOL>'"), sending the user to look
+/// for a flag nobody passed. When the flag is not among `args` and its variable is set, the message names
+/// the variable instead, the flag beside it.
+pub(super) fn naming_the_variable(
+    error: clap::Error,
+    command: &clap::Command,
+    args: &[OsString],
+) -> clap::Error {
+    if !matches!(
+        error.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return error;
+    }
+    let Some(ContextValue::String(shown)) = error.get(ContextKind::InvalidArg) else {
+        return error;
+    };
+    let Some(arg) = command.get_arguments().find(|arg| {
+        arg.get_long().is_some_and(|long| {
+            shown
+                .strip_prefix("--")
+                .and_then(|rest| rest.strip_prefix(long))
+                .is_some_and(|after| after.is_empty() || after.starts_with(' '))
+        })
+    }) else {
+        return error;
+    };
+    let (Some(long), Some(variable)) = (arg.get_long(), arg.get_env()) else {
+        return error;
+    };
+    let flag = format!("--{long}");
+    let passed = args.iter().skip(1).any(|a| {
+        let a = a.to_string_lossy();
+        a == flag || a.starts_with(&format!("{flag}="))
+    });
+    if passed || std::env::var_os(variable).is_none() {
+        return error;
+    }
+    let variable = variable.to_string_lossy();
+    let rendered = error.render().to_string();
+    let message = rendered
+        .strip_prefix("error: ")
+        .unwrap_or(&rendered)
+        .replacen(
+            &format!("for '{shown}'"),
+            &format!("in environment variable {variable} (the variable of '{shown}')"),
+            1,
+        );
+    let long_values: Vec<String> = match error.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(value)) if value.len() > QUOTE_LIMIT => vec![value.clone()],
+        _ => Vec::new(),
+    };
+    clap::Error::raw(error.kind(), shortened(&message, &long_values)).with_cmd(command)
 }
 
 /// `message` with each of `values` replaced by its [`excerpt`].

@@ -258,6 +258,8 @@ pub struct Invocation {
     pub cli: Cli,
     /// Settings given as flags or environment variables (annotations are added by [`Invocation::settings`]).
     explicit: RawSettings,
+    /// Where `--admin-port` came from, for a message that names it as the user wrote it.
+    admin_port_source: Option<clap::parser::ValueSource>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -278,7 +280,12 @@ impl Invocation {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let matches = Cli::command().try_get_matches_from(args)?;
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        let command = Cli::command();
+        let matches = command
+            .clone()
+            .try_get_matches_from(&args)
+            .map_err(|e| clap_error::naming_the_variable(e, &command, &args))?;
         let mut cli = Cli::from_arg_matches(&matches)?;
         if let (Some(Command::InitIptables(args)), Some((_, sub))) =
             (&mut cli.command, matches.subcommand())
@@ -286,7 +293,12 @@ impl Invocation {
             args.record_sources(sub);
         }
         let explicit = explicit_settings(&cli, &matches);
-        Ok(Invocation { cli, explicit })
+        let admin_port_source = matches.value_source("admin_port");
+        Ok(Invocation {
+            cli,
+            explicit,
+            admin_port_source,
+        })
     }
 
     /// All settings, the annotations file (if any) filling what flags and environment left unset.
@@ -414,6 +426,52 @@ impl Invocation {
 
     pub fn admin_addr(&self) -> SocketAddr {
         SocketAddr::new(self.cli.admin_bind, self.cli.admin_port)
+    }
+
+    /// What [`crate::config::ignored_settings`] says of the settings given for `config`.
+    pub fn ignored_settings(&self, config: &ProxyConfig) -> Vec<String> {
+        self.settings()
+            .map(|raw| crate::config::ignored_settings(config, &raw))
+            .unwrap_or_default()
+    }
+
+    /// Refuses an admin port that one of the proxy's listeners also binds: one of the two would fail at
+    /// start with "address in use", which names neither setting.
+    pub fn check_admin_port(&self, config: &ProxyConfig) -> Result<(), InvocationError> {
+        let overlaps = |bind: std::net::IpAddr| {
+            bind == self.cli.admin_bind
+                || bind.is_unspecified()
+                || self.cli.admin_bind.is_unspecified()
+        };
+        let listeners = [
+            (
+                config.inbound_listener_port(),
+                self.cli.proxy_in_bind,
+                "inbound",
+            ),
+            (
+                config.outbound_listener_port(),
+                self.cli.proxy_out_bind,
+                "outbound",
+            ),
+        ];
+        for (port, bind, direction) in listeners {
+            if port == Some(self.cli.admin_port) && overlaps(bind) {
+                let admin = match self.admin_port_source {
+                    Some(clap::parser::ValueSource::EnvVariable) => "PROXY_ADMIN_PORT",
+                    Some(clap::parser::ValueSource::CommandLine) => "--admin-port",
+                    _ => "the default admin port (--admin-port)",
+                };
+                return Err(InvocationError::Option(format!(
+                    "{admin} {} is also the {direction} listener's port: the admin port (health, \
+                     readiness, metrics) needs a port of its own; set --admin-port / PROXY_ADMIN_PORT to \
+                     another one, or move the {direction} listener (--proxy-{}-port)",
+                    self.cli.admin_port,
+                    if direction == "inbound" { "in" } else { "out" },
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Runtime options for a validated configuration.

@@ -3,6 +3,7 @@
 
 mod annotations;
 mod error;
+mod ignored;
 mod model;
 mod ports;
 mod quoted;
@@ -13,6 +14,7 @@ mod validate;
 
 pub use annotations::{parse_annotations_file, AnnotationsFileError};
 pub use error::ConfigError;
+pub use ignored::ignored_settings;
 pub use model::{
     InboundProtocol, OutboundProtocol, ProtocolSetting, ProxyConfig, ProxyType, ReverseTarget,
     DEFAULT_APP_HOST, DEFAULT_APP_PORT, DEFAULT_IN_PORT, DEFAULT_OUT_PORT,

@@ -3,7 +3,8 @@
 //!
 //! The version is chosen by sniffing for the HTTP/2 connection preface and replaying what was read, rather
 //! than by hyper's auto-detection, so that a client that connects and sends nothing is closed after the
-//! handshake timeout instead of holding a task forever.
+//! handshake timeout instead of holding a task forever. The same first bytes find a SOCKS or TLS client on
+//! the HTTP port ([`WrongProtocol`]), refused in its own protocol.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,12 +15,13 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::body::ProxyBody;
 use super::paced_body::PacedBody;
+use super::wrong_protocol::WrongProtocol;
 use crate::budget::{ConnectionBudget, QUEUE_CHUNK};
 use crate::connection::Connection;
 use crate::detect::H2_PREFACE;
@@ -52,7 +54,8 @@ pub async fn serve<S, F, Fut>(
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
 {
-    let (prefix, stream, is_h2) = if options.accept_h2 {
+    // The first bytes tell HTTP/2's preface (when served) and a client that speaks something else.
+    let (prefix, mut stream, saw_h2) =
         match tokio::time::timeout(options.handshake_timeout, sniff_h2(stream)).await {
             Ok(Ok(sniffed)) => sniffed,
             Ok(Err(e)) => {
@@ -64,10 +67,23 @@ pub async fn serve<S, F, Fut>(
                 HANDSHAKE_TIMEOUT.occurred();
                 return;
             }
-        }
-    } else {
-        (Vec::new(), stream, false)
-    };
+        };
+    if let Some(wrong) = WrongProtocol::of(&prefix) {
+        context.count_handshake_error(wrong.reason());
+        let forward_proxy = context.direction == "outbound";
+        wrong
+            .warning(forward_proxy)
+            .occurred_because(&format_args!("client {}", context.client));
+        // Best effort: the client may already be gone, and the connection closes either way.
+        let _ = tokio::time::timeout(options.handshake_timeout, async {
+            stream.write_all(wrong.refusal()).await?;
+            stream.shutdown().await
+        })
+        .await;
+        return;
+    }
+    // A forward proxy serves HTTP/1 only: a preface there goes to hyper's HTTP/1 parser, which refuses it.
+    let is_h2 = saw_h2 && options.accept_h2;
     // What the connection holds for its client (the head being read, the response waiting to be read)
     // is counted in the memory budget, and reading pauses while the budget is spent.
     let account = Arc::new(ConnectionBudget::new(!is_h2));

@@ -28,3 +28,4 @@ pub mod host_header;
 pub mod observed;
 pub mod paced_body;
 pub mod upgrade;
+pub mod wrong_protocol;

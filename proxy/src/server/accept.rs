@@ -185,7 +185,13 @@ fn zero_series(metrics: &Metrics, labels: &ListenerLabels, capturing: bool) {
         let _ = metrics.upstream_timeouts.get_or_create(labels);
     }
     let reasons: &[&'static str] = match labels.protocol {
-        "http" => &["timeout", "malformed", "too_large"],
+        "http" => &[
+            "timeout",
+            "malformed",
+            "too_large",
+            "socks_on_http",
+            "tls_on_http",
+        ],
         "socks" => &[
             "timeout",
             "malformed",

@@ -112,3 +112,37 @@ async fn sigterm_under_load_flushes_a_record_for_every_completed_exchange() {
     }
     assert!(completed.len() >= CLIENTS * 20);
 }
+
+/// Two runs of the sidecar appending to one capture file: `id` starts again at 1 in the second run, `uid`
+/// names every record once across both, and each run's records share their run's prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_two_runs_in_one_file_have_distinct_uids() {
+    let dir = TempDir::new("uid-runs");
+    let path = dir.0.join("records.jsonl");
+    let app = start_app().await;
+    for run in 0..2 {
+        let mut sidecar =
+            Sidecar::reverse_http(app.addr, &["--capture", path.to_str().unwrap()], &dir.0).await;
+        let mut conn = RawHttp::new(TcpStream::connect(sidecar.inbound).await.unwrap());
+        for i in 0..3 {
+            let sent = Sent::new("GET", format!("/run{run}/{i}"), &[("Host", "app.test")]);
+            assert_eq!(conn.exchange(&sent.bytes()).await.unwrap().status, 200);
+        }
+        drop(conn);
+        sidecar.signal("TERM");
+        assert!(sidecar.exit().await.success(), "{}", sidecar.stderr());
+    }
+    let records = parse_records(&std::fs::read_to_string(&path).unwrap());
+    assert_eq!(records.len(), 6);
+    let runs: Vec<&str> = records
+        .iter()
+        .map(|r| r.uid.split_once('-').expect("uid is run-id").0)
+        .collect();
+    assert_eq!(runs[0], runs[2]);
+    assert_eq!(runs[3], runs[5]);
+    assert_ne!(runs[0], runs[3], "each run draws its own prefix");
+    let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
+    assert_eq!(ids[0], ids[3], "ids restart with the process: {ids:?}");
+    let uids: std::collections::BTreeSet<&str> = records.iter().map(|r| r.uid.as_str()).collect();
+    assert_eq!(uids.len(), 6, "{uids:?}");
+}

@@ -27,6 +27,7 @@ pub(super) fn http_record(id: u64, start: &str, exchange: HttpExchange) -> Recor
     Record {
         schema: SCHEMA.into(),
         id,
+        uid: crate::capture::record::record_uid(id),
         connection: 40 + id,
         direction: "outbound".into(),
         proxy_type: "forward".into(),
