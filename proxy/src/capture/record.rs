@@ -59,6 +59,18 @@ pub struct Record {
     pub detail: Detail,
 }
 
+impl Record {
+    /// What names the record elsewhere (replay reports, the mock field): its `uid`, or its `id` in a
+    /// capture written before records had one.
+    pub fn name(&self) -> String {
+        if self.uid.is_empty() {
+            self.id.to_string()
+        } else {
+            self.uid.clone()
+        }
+    }
+}
+
 /// The client connection a record belongs to and the listener that accepted it.
 #[derive(Clone, Copy, Debug)]
 pub struct Origin {

@@ -64,6 +64,7 @@ impl MockIndex {
     pub fn new(records: Vec<Record>, noise: Noise) -> MockIndex {
         let mut chosen: Vec<(std::time::SystemTime, Recorded)> = Vec::new();
         for record in records {
+            let name = record.name();
             if record.direction != "outbound" {
                 continue;
             }
@@ -80,7 +81,7 @@ impl MockIndex {
             chosen.push((
                 started,
                 Recorded {
-                    name: record.id.to_string(),
+                    name,
                     key: endpoint(&exchange.request.method, &uri),
                     query: query_pairs(&uri),
                     method: exchange.request.method,

@@ -31,7 +31,7 @@ impl Planned {
 
     /// What names the record in reports: its `uid` when it has one, else its `id`.
     pub fn record_name(&self) -> String {
-        self.record.id.to_string()
+        self.record.name()
     }
 }
 
