@@ -228,7 +228,7 @@ pub struct Cli {
     /// Mock mode: answer the app's outbound HTTP (forward and dual modes) from this capture's outbound
     /// exchanges instead of the network
     #[arg(long, env = "PROXY_MOCK", value_name = "CAPTURE")]
-    pub mock: Option<PathBuf>,
+    pub mock: Option<String>,
 
     /// With --mock: `recorded` waits as long as each recorded exchange took before answering
     /// [default: answer at once]
@@ -400,12 +400,16 @@ impl Invocation {
     pub fn mock(&self) -> Result<Option<crate::mock::Mock>, InvocationError> {
         let unmatched = crate::mock::Unmatched::parse(&self.cli.mock_unmatched)
             .map_err(InvocationError::Option)?;
-        let Some(path) = &self.cli.mock else {
+        let settings = self.settings()?;
+        let Some(given) = settings.get(Setting::Mock) else {
             return Ok(None);
         };
+        let path = std::path::Path::new(given.value.trim());
         let recorded_latency = self.cli.mock_latency.as_deref() == Some("recorded");
-        let (mock, skipped) = crate::mock::Mock::load(path, recorded_latency, unmatched)
-            .map_err(InvocationError::Option)?;
+        let (mock, skipped) =
+            crate::mock::Mock::load(path, recorded_latency, unmatched).map_err(|e| {
+                InvocationError::Option(format!("{}: {e}", Setting::Mock.spelled(given.source)))
+            })?;
         tracing::info!(
             capture = %path.display(),
             exchanges = mock.index.len(),
@@ -507,6 +511,7 @@ fn explicit_settings(cli: &Cli, matches: &ArgMatches) -> RawSettings {
             "tls_out_exclude",
             &cli.tls_out_exclude,
         ),
+        (Setting::Mock, "mock", &cli.mock),
     ];
     settings_from_flags_and_env(matches, fields)
 }

@@ -252,10 +252,11 @@ mod tests {
                 .collect();
         assert_eq!(
             fields,
+            // Members in name order, whatever order either side sent them in.
             [
-                ("$.name".into(), "\"Ann\"".into(), "\"Anne\"".into()),
-                ("$.items[0].at".into(), "\"x\"".into(), "\"y\"".into()),
                 ("$.gone".into(), "true".into(), ABSENT.into()),
+                ("$.items[0].at".into(), "\"x\"".into(), "\"y\"".into()),
+                ("$.name".into(), "\"Ann\"".into(), "\"Anne\"".into()),
                 ("$.new".into(), ABSENT.into(), "null".into()),
             ]
             .map(|(a, b, c): (String, String, String)| (a, b, c))

@@ -28,10 +28,12 @@ pub enum Setting {
     TlsOut,
     /// Hosts whose TLS is relayed untouched even with tls-out on (`*.bank.example,10.0.0.7`).
     TlsOutExclude,
+    /// A capture file in the pod whose outbound exchanges answer the app's outbound HTTP (mock mode).
+    Mock,
 }
 
 impl Setting {
-    pub const ALL: [Setting; 10] = [
+    pub const ALL: [Setting; 11] = [
         Setting::ProxyType,
         Setting::ProxyProtocol,
         Setting::ProxyHost,
@@ -42,6 +44,7 @@ impl Setting {
         Setting::IgnoreOutboundPorts,
         Setting::TlsOut,
         Setting::TlsOutExclude,
+        Setting::Mock,
     ];
 
     /// The spec's name: the annotation key without its prefix, and the flag without its dashes.
@@ -57,6 +60,7 @@ impl Setting {
             Setting::IgnoreOutboundPorts => "ignore-outbound-ports",
             Setting::TlsOut => "tls-out",
             Setting::TlsOutExclude => "tls-out-exclude",
+            Setting::Mock => "mock",
         }
     }
 
@@ -72,6 +76,7 @@ impl Setting {
             Setting::IgnoreOutboundPorts => "PROXY_IGNORE_OUTBOUND_PORTS",
             Setting::TlsOut => "PROXY_TLS_OUT",
             Setting::TlsOutExclude => "PROXY_TLS_OUT_EXCLUDE",
+            Setting::Mock => "PROXY_MOCK",
         }
     }
 
