@@ -157,6 +157,9 @@ pub fn sidecar(plan: &Plan, options: &SidecarOptions, layout: SidecarLayout) -> 
         );
         volume_mounts.extend(tls_out::sidecar_mounts(tls_out));
     }
+    if let Some(mock) = &plan.mock {
+        volume_mounts.push(crate::mock::sidecar_mount(mock));
+    }
 
     let mut ports = Vec::new();
     if let Some(in_port) = config.inbound_listener_port() {
@@ -317,6 +320,9 @@ pub fn volumes(plan: &Plan) -> Vec<Volume> {
     }
     if let Some(tls_out) = &plan.tls_out {
         volumes.extend(tls_out::volumes(tls_out));
+    }
+    if let Some(mock) = &plan.mock {
+        volumes.push(crate::mock::volume(mock));
     }
     volumes
 }

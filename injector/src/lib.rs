@@ -11,6 +11,7 @@ pub mod cli;
 pub mod containers;
 pub mod denial;
 pub mod layout;
+pub mod mock;
 #[cfg(test)]
 mod module_graph;
 pub mod offline;

@@ -14,6 +14,7 @@ const SOURCES: &[(&str, &[&str])] = &[
     ("containers", &[include_str!("containers.rs")]),
     ("denial", &[include_str!("denial.rs")]),
     ("layout", &[include_str!("layout.rs")]),
+    ("mock", &[include_str!("mock.rs")]),
     ("offline", &[include_str!("offline.rs")]),
     ("patch", &[include_str!("patch.rs")]),
     ("plan", &[include_str!("plan.rs")]),

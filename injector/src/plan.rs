@@ -15,6 +15,7 @@ use crate::annotations::{
 use crate::capture_volume::{capture_plan, CapturePlan};
 pub use crate::denial::Denial;
 use crate::layout::{LayoutChoice, SIDECAR_NAME};
+use crate::mock::{mock_plan, MockPlan};
 use crate::resources::check_requests_within_limits;
 use crate::tls_out::{self, TlsOutPlan};
 
@@ -47,6 +48,8 @@ pub struct Plan {
     pub tls_out: Option<TlsOutPlan>,
     /// The capture volume's size limit and the rotation that fits in it.
     pub capture: CapturePlan,
+    /// `mock-configmap`: the ConfigMap mounted where the `mock` annotation says the capture is.
+    pub mock: Option<MockPlan>,
     /// What `native-sidecar` asks for; the injector resolves `auto` (see [`LayoutChoice::resolve`]).
     pub layout: LayoutChoice,
 }
@@ -88,6 +91,7 @@ pub fn decide(
     };
 
     let tls_out = tls_out_plan(annotations, &raw, config.proxy_type)?;
+    let mock = mock_plan(annotations, &config)?;
 
     let configure_app = annotations::flag(annotations, CONFIGURE_APP)?;
     // With tls-out, a transparent pod's apps need no proxy settings but do need to trust the capture CA,
@@ -146,6 +150,7 @@ pub fn decide(
         configure_app,
         tls_out,
         capture,
+        mock,
         layout,
     })))
 }

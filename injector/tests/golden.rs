@@ -131,6 +131,8 @@ const CASES: &[&str] = &[
     "tls-out-custom-secret",
     "tls-out-dual-configure-app-existing-env",
     "tls-out-forward-http",
+    "mock-configmap-dual",
+    "deny-mock-configmap-without-mock",
     "tls-out-transparent",
     "tls-out-transparent-configure-app",
     "tls-out-upstream-ca",
