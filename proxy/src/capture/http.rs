@@ -46,7 +46,7 @@ struct Parts {
     /// The protocol a `101` switched the connection to.
     upgraded: Option<String>,
     /// How the mock answered, when it did.
-    mock: Option<record::MockAnswer>,
+    mock: Option<Box<record::MockAnswer>>,
     /// The record has been handed to the sink.
     emitted: bool,
 }
@@ -126,7 +126,7 @@ impl HttpCapture {
 
     /// Records how the mock answered the exchange.
     pub fn mark_mock(&self, answer: record::MockAnswer) {
-        self.shared.lock().mock = Some(answer);
+        self.shared.lock().mock = Some(Box::new(answer));
     }
 
     /// Marks the exchange failed (no response from upstream, or the sidecar refused it).

@@ -203,9 +203,10 @@ pub struct HttpExchange {
     /// `tunnel` after a `2xx` answer to CONNECT.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgraded: Option<String>,
-    /// Present when the sidecar's mock (`--mock CAPTURE`) answered instead of the network.
+    /// Present when the sidecar's mock (`--mock CAPTURE`) answered instead of the network. Boxed: rare,
+    /// and every record would otherwise carry its size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mock: Option<MockAnswer>,
+    pub mock: Option<Box<MockAnswer>>,
 }
 
 /// How the mock answered an exchange: from which recorded exchange, or, when none matched, which one was

@@ -94,7 +94,7 @@ impl MockIndex {
                 },
             ));
         }
-        chosen.sort_by(|a, b| a.0.cmp(&b.0));
+        chosen.sort_by_key(|(started, _)| *started);
         let recorded: Vec<Recorded> = chosen.into_iter().map(|(_, r)| r).collect();
         let mut by_endpoint: HashMap<EndpointKey, Vec<usize>> = HashMap::new();
         for (at, exchange) in recorded.iter().enumerate() {
