@@ -1028,11 +1028,9 @@ async fn socks_and_tls_clients_on_the_http_port_are_refused_in_their_protocol_an
     let tls = tokio_rustls::TlsConnector::from(support::tls::client_config(&[], &[]));
     let tcp = TcpStream::connect(sidecar.outbound).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("proxy.test").unwrap();
-    let error = tls
-        .connect(name, tcp)
-        .await
-        .err()
-        .expect("no TLS handshake");
+    let Err(error) = tls.connect(name, tcp).await else {
+        panic!("a TLS handshake with the HTTP proxy port succeeded");
+    };
     assert!(
         error.to_string().contains("HandshakeFailure"),
         "the client should report the alert: {error}"
@@ -1052,4 +1050,35 @@ async fn socks_and_tls_clients_on_the_http_port_are_refused_in_their_protocol_an
     assert!(log.contains("http://HOST:PORT"), "{log}");
     assert!(log.contains("--proxy-protocol socks"), "{log}");
     assert!(log.contains("it must say http://"), "{log}");
+}
+
+/// A SOCKS5 stream nothing reads (capture off, or recorded only as an opaque stream) is spliced like a
+/// CONNECT tunnel: after the handshake the client's socket goes on as accept made it.
+#[rstest]
+#[case::capture_off(false)]
+#[case::capture_on_opaque_stream(true)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socks5_stream_nothing_reads_is_spliced(#[case] capture: bool) {
+    let echo = support::start_tcp_echo().await;
+    let dir = support::capture::TempDir::new("splice-socks");
+    let capture_file = dir.0.join("capture.jsonl");
+    let capture_arg = if capture {
+        capture_file.to_str().unwrap()
+    } else {
+        "off"
+    };
+    let sidecar =
+        support::capture::Sidecar::forward("socks", &["--capture", capture_arg], &dir.0).await;
+    let stream = Socks5Stream::connect(sidecar.outbound, echo)
+        .await
+        .expect("SOCKS5 CONNECT")
+        .into_inner();
+    let sent = support::spliced::bulk_data_goes_through_pipes(sidecar.pid(), stream).await;
+    if capture {
+        let summary = support::spliced::the_stream_with_bytes(sidecar, &capture_file).await;
+        assert_eq!(summary.protocol_seen, "opaque");
+        assert_eq!(summary.bytes_client_to_target, sent);
+        assert_eq!(summary.bytes_target_to_client, sent);
+        assert_eq!(summary.end, "closed");
+    }
 }

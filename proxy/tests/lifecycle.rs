@@ -453,6 +453,25 @@ async fn a_refused_environment_value_names_its_variable() {
     );
 }
 
+/// `--port`, the flag newcomers guess, gets a tip naming the port settings rather than clap's nearest
+/// spelling (`--proxy-type`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_port_flag_gets_a_tip_naming_the_port_settings() {
+    let mut sidecar = Sidecar::spawn(&["--port", "8080"], &[]);
+    let status = sidecar.exit_within(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(2), "stderr:\n{}", sidecar.stderr());
+    let stderr = sidecar.stderr();
+    assert!(
+        stderr.starts_with("error: unexpected argument '--port' found\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("tip: the app's port is --proxy-port (PROXY_PORT); the ports the sidecar listens on are --proxy-in-port and --proxy-out-port\n"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--proxy-type'"), "{stderr}");
+}
+
 /// The admin port on a listener's port is refused at start, naming both settings, instead of one of the
 /// two failing with "address in use".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1000,7 +1019,7 @@ async fn wait_ready_gives_up_with_one_line_when_nothing_answers() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("/readyz did not answer 200 within 500ms"),
+        stderr.contains("/readyz did not answer 200 within 500ms; last try: nothing accepts connections there: is the sidecar running in this pod, and is its admin port"),
         "{stderr}"
     );
 }

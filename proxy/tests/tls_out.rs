@@ -298,14 +298,63 @@ async fn the_client_gets_the_protocol_the_upstream_chose(
     );
 }
 
+/// The upstreams a user meets, each wrong in one way.
+#[derive(Clone, Copy, Debug)]
+enum BadUpstream {
+    UnknownIssuer,
+    OtherName,
+    Expired,
+    CaAsServerCertificate,
+    NoCommonAlpn,
+}
+
+/// An upstream is never trusted unverified: every way its TLS fails gets the client a TLS alert and is
+/// recorded as a sentence naming the cause and the fix, with rustls's name for it kept at the end.
+#[rstest]
+#[case::unknown_issuer(
+    BadUpstream::UnknownIssuer,
+    "signed by a CA the sidecar does not trust",
+    "--tls-upstream-ca"
+)]
+#[case::name_mismatch(
+    BadUpstream::OtherName,
+    "not valid for the name the app asked for (it names other.test)",
+    "a name its certificate holds"
+)]
+#[case::expired(BadUpstream::Expired, "certificate has expired", "renew it")]
+#[case::ca_as_server_certificate(
+    BadUpstream::CaAsServerCertificate,
+    "presents a CA certificate as its own server certificate",
+    "signed by that CA"
+)]
+#[case::no_common_alpn(
+    BadUpstream::NoCommonAlpn,
+    "none of the application protocols the app offered (ALPN",
+    "which protocol the upstream serves"
+)]
 #[tokio::test]
-async fn an_upstream_that_fails_verification_gets_the_client_a_tls_alert() {
+async fn each_upstream_tls_failure_is_a_sentence_with_its_fix(
+    #[case] bad: BadUpstream,
+    #[case] cause: &str,
+    #[case] fix: &str,
+) {
     let fixture = sidecar(Setup {
-        trust_upstream: false,
+        trust_upstream: !matches!(bad, BadUpstream::UnknownIssuer),
         ..Setup::default()
     })
     .await;
-    let upstream = fixture.upstream(&["localhost"], &[HTTP11]).await;
+    let ca = &fixture.upstream_ca;
+    let config = match bad {
+        BadUpstream::UnknownIssuer => ca.server_config(&["localhost"], &[HTTP11]),
+        BadUpstream::OtherName => ca.server_config(&["other.test"], &[HTTP11]),
+        BadUpstream::Expired => ca.server_config_with(&["localhost"], &[HTTP11], |leaf| {
+            leaf.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            leaf.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }),
+        BadUpstream::CaAsServerCertificate => ca.ca_as_server_config(&[HTTP11]),
+        BadUpstream::NoCommonAlpn => ca.server_config(&["localhost"], &[H2]),
+    };
+    let upstream = start_https_upstream(config).await;
     let error = fixture
         .via_connect(
             &format!("localhost:{}", upstream.port()),
@@ -317,9 +366,13 @@ async fn an_upstream_that_fails_verification_gets_the_client_a_tls_alert() {
         .expect_err("never silently trusted");
     assert!(
         error.to_string().contains("received fatal alert"),
-        "the client gets a TLS alert, not a certificate: {error}"
+        "the client gets a TLS alert: {error}"
     );
     let (records, metrics) = fixture.records().await;
+    assert!(
+        metrics.contains("sidecar_tls_out_connections_total{result=\"upstream_failed\"} 1\n"),
+        "{metrics}"
+    );
     assert_eq!(records.len(), 1, "{records:#?}");
     let Detail::Stream(stream) = &records[0].detail else {
         panic!("{records:#?}")
@@ -327,12 +380,15 @@ async fn an_upstream_that_fails_verification_gets_the_client_a_tls_alert() {
     assert_eq!(stream.end, "reset");
     let reason = stream.error.as_deref().unwrap();
     assert!(
-        reason.contains("upstream localhost") && reason.contains("UnknownIssuer"),
-        "the record names host and reason: {reason}"
+        reason.starts_with("tls-out: upstream localhost: the upstream"),
+        "{reason}"
     );
+    assert!(reason.contains(cause), "{reason}");
+    assert!(reason.contains(fix), "{reason}");
+    assert!(reason.contains("tls-out-exclude"), "{reason}");
     assert!(
-        metrics.contains("sidecar_tls_out_connections_total{result=\"upstream_failed\"} 1\n"),
-        "{metrics}"
+        reason.ends_with(')'),
+        "the technical name stays, last: {reason}"
     );
 }
 

@@ -82,6 +82,30 @@ pub(super) fn naming_the_variable(
     clap::Error::raw(error.kind(), shortened(&message, &long_values)).with_cmd(command)
 }
 
+/// `--port` is the flag newcomers guess first, and clap's nearest match for it is `--proxy-type`: the tip
+/// names the two port settings they meant instead.
+pub(super) fn with_port_tip(error: clap::Error, command: &clap::Command) -> clap::Error {
+    let unknown_port = error.kind() == ErrorKind::UnknownArgument
+        && matches!(
+            error.get(ContextKind::InvalidArg),
+            Some(ContextValue::String(arg)) if arg == "--port" || arg.starts_with("--port=")
+        );
+    if !unknown_port {
+        return error;
+    }
+    let rendered = error.render().to_string();
+    let Some((before, after)) = rendered.split_once("  tip: ") else {
+        return error;
+    };
+    let after = after.split_once('\n').map_or("", |(_, rest)| rest);
+    let message = format!(
+        "{}  tip: the app's port is --proxy-port (PROXY_PORT); the ports the sidecar listens on are \
+         --proxy-in-port and --proxy-out-port\n{after}",
+        before.strip_prefix("error: ").unwrap_or(before)
+    );
+    clap::Error::raw(ErrorKind::UnknownArgument, message).with_cmd(command)
+}
+
 /// `message` with each of `values` replaced by its [`excerpt`].
 fn shortened(message: &str, values: &[String]) -> String {
     values.iter().fold(message.to_owned(), |message, value| {

@@ -285,7 +285,8 @@ impl Invocation {
         let matches = command
             .clone()
             .try_get_matches_from(&args)
-            .map_err(|e| clap_error::naming_the_variable(e, &command, &args))?;
+            .map_err(|e| clap_error::naming_the_variable(e, &command, &args))
+            .map_err(|e| clap_error::with_port_tip(e, &command))?;
         let mut cli = Cli::from_arg_matches(&matches)?;
         if let (Some(Command::InitIptables(args)), Some((_, sub))) =
             (&mut cli.command, matches.subcommand())

@@ -47,7 +47,7 @@ impl WaitReadyArgs {
             Ok(()) => ExitCode::SUCCESS,
             Err(last) => {
                 eprintln!(
-                    "sidecar-proxy: {url} did not answer 200 within {}: {last}",
+                    "sidecar-proxy: wait-ready: {url} did not answer 200 within {}; last try: {last}",
                     humantime::format_duration(self.timeout)
                 );
                 ExitCode::FAILURE
@@ -64,9 +64,21 @@ async fn wait_until_ready(url: &str, timeout: Duration) -> Result<(), String> {
     loop {
         let last = match tokio::time::timeout(POLL_EVERY * 10, client.get(uri.clone())).await {
             Ok(Ok(response)) if response.status() == hyper::StatusCode::OK => return Ok(()),
-            Ok(Ok(response)) => format!("status {}", response.status()),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "the request timed out".to_owned(),
+            Ok(Ok(response)) => format!(
+                "the sidecar answers {}: it is up but not ready (still starting, or shutting down); \
+                 its log says why",
+                response.status()
+            ),
+            // hyper's "client error (Connect)" hides the cause: nothing listens there.
+            Ok(Err(e)) if e.is_connect() => format!(
+                "nothing accepts connections there: is the sidecar running in this pod, and is its admin \
+                 port {}? (--admin-port / PROXY_ADMIN_PORT, default {DEFAULT_ADMIN_PORT})",
+                uri.port_u16().unwrap_or_default()
+            ),
+            Ok(Err(e)) => format!("the request failed: {e}"),
+            Err(_) => "the request got no answer within a second: is something else listening on the \
+                       admin port?"
+                .to_owned(),
         };
         if tokio::time::Instant::now() + POLL_EVERY > deadline {
             return Err(last);

@@ -96,5 +96,12 @@ pub async fn serve<S>(
         record,
         context: &capture,
     };
-    proxy_stream(client, upstream, job).await;
+    // A client that sent nothing past its request (nearly every one: it waits for the reply) goes on as the
+    // socket accept made, so a stream nothing reads can be spliced (relay.rs `plain_sockets`); bytes it
+    // sent early stay in front of the rest.
+    if client.prefix().is_empty() {
+        proxy_stream(client.into_inner(), upstream, job).await;
+    } else {
+        proxy_stream(client, upstream, job).await;
+    }
 }

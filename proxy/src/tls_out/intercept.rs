@@ -258,7 +258,7 @@ impl TlsInterceptor {
         .await
         {
             Ok(Ok(tls)) => Ok(tls),
-            Ok(Err(e)) => Err(e.to_string()),
+            Ok(Err(e)) => Err(super::upstream_failure::explain(&e)),
             Err(_) => Err(format!(
                 "no TLS handshake within {:?}",
                 self.handshake_timeout

@@ -14,6 +14,7 @@ mod session;
 pub mod startup;
 pub mod trust_files;
 pub mod upstream;
+mod upstream_failure;
 
 /// Where the sidecar looks for the capture CA (tls.crt, tls.key) unless told otherwise; the injector
 /// mounts the CA's Secret there.

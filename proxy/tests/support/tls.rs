@@ -57,6 +57,24 @@ impl TestCa {
 
     /// A server configuration with a leaf for `names` (DNS names or IP literals), offering `alpn`.
     pub fn server_config(&self, names: &[&str], alpn: &[&[u8]]) -> Arc<ServerConfig> {
+        self.server_config_with(names, alpn, |_| {})
+    }
+
+    /// A server configuration presenting this CA's own certificate as its server certificate (what a
+    /// self-signed CA certificate used as a server's certificate looks like), offering `alpn`.
+    pub fn ca_as_server_config(&self, alpn: &[&[u8]]) -> Arc<ServerConfig> {
+        use rustls::pki_types::pem::PemObject;
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
+        server_config_for(self.cert_der.clone(), key, alpn)
+    }
+
+    /// As [`TestCa::server_config`], with the leaf's parameters changed by `adjust` first (dates, names).
+    pub fn server_config_with(
+        &self,
+        names: &[&str],
+        alpn: &[&[u8]],
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> Arc<ServerConfig> {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::default();
         params.subject_alt_names = names
@@ -66,18 +84,27 @@ impl TestCa {
                 Err(_) => SanType::DnsName((*name).try_into().unwrap()),
             })
             .collect();
+        adjust(&mut params);
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let mut config =
-            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(vec![cert.der().clone()], der)
-                .unwrap();
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        Arc::new(config)
+        server_config_for(cert.der().clone(), der, alpn)
     }
+}
+
+fn server_config_for(
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+    alpn: &[&[u8]],
+) -> Arc<ServerConfig> {
+    let mut config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
 }
 
 /// A client configuration trusting only `roots`, offering `alpn`.
