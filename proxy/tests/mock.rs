@@ -225,7 +225,7 @@ async fn the_app_runs_against_the_recording_with_its_dependency_stopped() {
 }
 
 #[tokio::test]
-async fn unmatched_calls_get_404_or_pass_through_as_configured() {
+async fn ignore_rules_and_unmatched_calls_get_404_or_pass_through_as_configured() {
     let dir = TempDir::new("mock-unmatched");
     let recorded = dir.0.join("recorded.jsonl");
     let dependency = PyService::start("dependency", &[]);
@@ -233,7 +233,45 @@ async fn unmatched_calls_get_404_or_pass_through_as_configured() {
     let recorder =
         Sidecar::forward("http", &["--capture", recorded.to_str().unwrap()], &dir.0).await;
     get_via(recorder.outbound, &format!("http://{dep}/price?item=1")).await;
+    post_json_via(
+        recorder.outbound,
+        &format!("http://{dep}/orders"),
+        r#"{"item":5,"request_id":"a1"}"#,
+    )
+    .await;
     stop(recorder).await;
+
+    // Ignore rules: the query parameter and the JSON field left out, the recorded answers serve.
+    let ignoring = Sidecar::forward(
+        "http",
+        &[
+            "--capture",
+            "off",
+            "--mock",
+            recorded.to_str().unwrap(),
+            "--mock-ignore-query",
+            "item",
+            "--mock-ignore-json",
+            "$.request_id",
+        ],
+        &dir.0,
+    )
+    .await;
+    let served = get_via(ignoring.outbound, &format!("http://{dep}/price?item=4")).await;
+    assert_eq!(json_body(&served), json!({"item": 1, "price": 10}));
+    let ordered = post_json_via(
+        ignoring.outbound,
+        &format!("http://{dep}/orders"),
+        r#"{"item":5,"request_id":"b2"}"#,
+    )
+    .await;
+    assert_eq!(
+        ordered.status,
+        201,
+        "{:?}",
+        String::from_utf8_lossy(&ordered.body)
+    );
+    stop(ignoring).await;
 
     let not_found = Sidecar::forward(
         "http",

@@ -245,6 +245,26 @@ pub struct Cli {
     )]
     pub mock_unmatched: String,
 
+    /// With --mock: a JSON request body field left out of matching (repeatable; the variable takes a
+    /// comma-separated list), JSONPath-like: $.requestId, $.items[*].at
+    #[arg(
+        long = "mock-ignore-json",
+        env = "PROXY_MOCK_IGNORE_JSON",
+        value_name = "PATH",
+        value_delimiter = ','
+    )]
+    pub mock_ignore_json: Vec<String>,
+
+    /// With --mock: a query parameter left out of matching (repeatable; the variable takes a
+    /// comma-separated list)
+    #[arg(
+        long = "mock-ignore-query",
+        env = "PROXY_MOCK_IGNORE_QUERY",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub mock_ignore_query: Vec<String>,
+
     /// Transparent mode: the uid the sidecar must run as, the one init-iptables exempts from redirection
     #[arg(long, env = "PROXY_UID", value_name = "UID", default_value_t = crate::iptables::rules::DEFAULT_PROXY_UID)]
     pub proxy_uid: u32,
@@ -407,8 +427,24 @@ impl Invocation {
         };
         let path = std::path::Path::new(given.value.trim());
         let recorded_latency = self.cli.mock_latency.as_deref() == Some("recorded");
-        let (mock, skipped) =
-            crate::mock::Mock::load(path, recorded_latency, unmatched).map_err(|e| {
+        let json = self
+            .cli
+            .mock_ignore_json
+            .iter()
+            .map(|path| crate::compare::JsonPath::parse(path))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| InvocationError::Option(format!("invalid --mock-ignore-json: {e}")))?;
+        let rules = crate::mock::MatchRules {
+            json,
+            query: self
+                .cli
+                .mock_ignore_query
+                .iter()
+                .map(|name| name.trim().to_owned())
+                .collect(),
+        };
+        let (mock, skipped) = crate::mock::Mock::load(path, recorded_latency, unmatched, rules)
+            .map_err(|e| {
                 InvocationError::Option(format!("{}: {e}", Setting::Mock.spelled(given.source)))
             })?;
         tracing::info!(

@@ -56,12 +56,14 @@ pub struct MockIndex {
     /// Calls served so far per set of matching exchanges (one request made repeatedly).
     served: Mutex<HashMap<Vec<usize>, usize>>,
     noise: Noise,
+    /// Query parameters left out of matching.
+    ignored_query: Vec<String>,
 }
 
 impl MockIndex {
     /// Indexes the outbound HTTP exchanges of `records` that got a response, in the order they started.
     /// Exchanges the mock itself answered are left out: they are not the dependency's answers.
-    pub fn new(records: Vec<Record>, noise: Noise) -> MockIndex {
+    pub fn new(records: Vec<Record>, noise: Noise, ignored_query: Vec<String>) -> MockIndex {
         let mut chosen: Vec<(std::time::SystemTime, Recorded)> = Vec::new();
         for record in records {
             let name = record.name();
@@ -108,6 +110,7 @@ impl MockIndex {
             by_endpoint,
             served: Mutex::new(HashMap::new()),
             noise,
+            ignored_query,
         }
     }
 
@@ -177,6 +180,12 @@ impl MockIndex {
         query: &[(String, String)],
     ) -> Vec<Difference> {
         let mut differences = query_differences(&recorded.query, query);
+        differences.retain(|difference| {
+            !self
+                .ignored_query
+                .iter()
+                .any(|name| difference.field.strip_prefix("query ") == Some(name.as_str()))
+        });
         differences.extend(body_differences(
             Message {
                 headers: &recorded.headers,

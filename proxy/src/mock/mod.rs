@@ -13,7 +13,7 @@ use std::io::BufReader;
 use std::path::Path;
 
 use crate::capture::har::{read_capture, UnreadableLines};
-use crate::compare::Noise;
+use crate::compare::{JsonPath, Noise};
 
 pub use index::{MockIndex, MockMatch, MockRequest};
 
@@ -41,6 +41,13 @@ impl Unmatched {
     }
 }
 
+/// What matching leaves out (`--mock-ignore-json`, `--mock-ignore-query`).
+#[derive(Clone, Debug, Default)]
+pub struct MatchRules {
+    pub json: Vec<JsonPath>,
+    pub query: Vec<String>,
+}
+
 /// The mock a sidecar serves from.
 pub struct Mock {
     pub index: MockIndex,
@@ -55,6 +62,7 @@ impl Mock {
         path: &Path,
         recorded_latency: bool,
         unmatched: Unmatched,
+        rules: MatchRules,
     ) -> Result<(Mock, usize), String> {
         let source_name = path.display().to_string();
         let file = File::open(path)
@@ -66,7 +74,7 @@ impl Mock {
             &mut |_| {},
         )
         .map_err(|e| format!("cannot read the mock capture: {e}"))?;
-        let index = MockIndex::new(read.records, Noise::new(&[], Vec::new()));
+        let index = MockIndex::new(read.records, Noise::new(&[], rules.json), rules.query);
         Ok((
             Mock {
                 index,
