@@ -291,6 +291,21 @@ async fn ignore_rules_and_unmatched_calls_get_404_or_pass_through_as_configured(
     assert!(String::from_utf8_lossy(&missed.body).contains("query item: recorded 1, now 4"));
     stop(not_found).await;
 
+    // Dual mode: the outbound listener answers from the recording, the inbound one still reaches the app.
+    let app = PyService::start("app", &[]);
+    let dual = Sidecar::dual_http(
+        app.addr,
+        &["--capture", "off", "--mock", recorded.to_str().unwrap()],
+        &dir.0,
+    )
+    .await;
+    let served = get_via(dual.outbound, &format!("http://{dep}/price?item=1")).await;
+    assert_eq!(json_body(&served), json!({"item": 1, "price": 10}));
+    let missed = get_via(dual.outbound, &format!("http://{dep}/price?item=2")).await;
+    assert_eq!(missed.status, 502);
+    assert_eq!(get(dual.inbound, "/users/1").await.status, 200);
+    stop(dual).await;
+
     // Passthrough: the live dependency answers what the recording cannot.
     let passthrough = Sidecar::forward(
         "http",

@@ -512,6 +512,23 @@ impl Sidecar {
         Sidecar::start(&[], &mode, extra_args, cwd).await
     }
 
+    /// Starts `sidecar-proxy --proxy-type dual --proxy-protocol http` in front of `app` with `extra_args`,
+    /// in `cwd`, and waits until the inbound port accepts connections.
+    pub async fn dual_http(app: SocketAddr, extra_args: &[&str], cwd: &Path) -> Sidecar {
+        let app_port = app.port().to_string();
+        let mode = [
+            "--proxy-type",
+            "dual",
+            "--proxy-protocol",
+            "http",
+            "--proxy-host",
+            "127.0.0.1",
+            "--proxy-port",
+            &app_port,
+        ];
+        Sidecar::start(&[], &mode, extra_args, cwd).await
+    }
+
     /// Starts the sidecar with ports from [`free_port`], retrying with new ones when another test took one
     /// of them between its choice and the sidecar's bind (the sidecar then exits: "address in use").
     async fn start(launcher: &[&str], mode: &[&str], extra_args: &[&str], cwd: &Path) -> Sidecar {
