@@ -225,3 +225,71 @@ fn bad_usage_exits_2_naming_what_is_allowed() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
 }
+
+/// One inbound exchange as a capture line: GET `path`, answered 200 with `body`.
+fn inbound_record(path: &str, body: &str) -> String {
+    use base64::Engine;
+    let base64 = base64::engine::general_purpose::STANDARD.encode(body);
+    serde_json::json!({
+        "schema": "sidecar.capture/v1", "kind": "http", "id": 1, "uid": "0123456789abcdef-1",
+        "connection": 1, "direction": "inbound", "proxy_type": "reverse", "protocol": "http",
+        "transport": "http", "client": "127.0.0.1:40000", "target": "shop.test:443",
+        "start": "2026-12-07T00:00:00.000000Z", "duration_ms": 2.5,
+        "request": {"method": "GET", "url": format!("https://shop.test{path}"), "version": "HTTP/1.1",
+            "headers": [["host", "shop.test"]],
+            "body": {"size": 0, "truncated": false, "base64": "", "complete": true}},
+        "response": {"status": 200, "version": "HTTP/1.1", "headers": [["x-upstream-alpn", "http/1.1"]],
+            "body": {"size": body.len(), "truncated": false, "base64": base64, "complete": true}}
+    })
+    .to_string()
+        + "\n"
+}
+
+// Multi-threaded: the test's own HTTPS server runs while the replay binary is waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_target_is_verified_against_the_roots_given() {
+    let dir = TempDir::new("replay-https");
+    let ca = support::tls::TestCa::new("replay test CA");
+    let upstream =
+        support::tls::start_https_upstream(ca.server_config(&["127.0.0.1"], &[b"http/1.1"])).await;
+    let capture = dir.0.join("capture.jsonl");
+    std::fs::write(
+        &capture,
+        inbound_record(
+            "/hello",
+            "upstream saw GET /hello over HTTP/1.1, 0 body bytes",
+        ),
+    )
+    .unwrap();
+    let ca_file = dir.0.join("ca.pem");
+    std::fs::write(&ca_file, &ca.cert_pem).unwrap();
+    let target = format!("https://{upstream}");
+    let capture = capture.to_str().unwrap();
+
+    let trusted = replay(&[
+        capture,
+        "--target",
+        &target,
+        "--target-ca",
+        ca_file.to_str().unwrap(),
+    ]);
+    let stdout = text(&trusted.stdout);
+    assert_eq!(
+        trusted.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&trusted.stderr)
+    );
+    assert!(stdout.contains("1 matched"), "{stdout}");
+
+    // Without the CA the certificate does not verify: the exchange failed, exit 1, saying why.
+    let untrusted = replay(&[capture, "--target", &target]);
+    let stdout = text(&untrusted.stdout);
+    assert_eq!(
+        untrusted.status.code(),
+        Some(1),
+        "{stdout}{}",
+        text(&untrusted.stderr)
+    );
+    assert!(stdout.contains("TLS with 127.0.0.1 failed"), "{stdout}");
+}
