@@ -28,7 +28,7 @@ impl LearnedNoise {
     pub fn learn(exchanges: &[Planned], noise: &Noise) -> LearnedNoise {
         let mut repeats: BTreeMap<(String, String, Vec<u8>), Vec<&Planned>> = BTreeMap::new();
         for planned in exchanges {
-            let request = &planned.exchange().request;
+            let request = &planned.request;
             repeats
                 .entry((
                     request.method.clone(),
@@ -40,12 +40,9 @@ impl LearnedNoise {
         }
         let mut learned = LearnedNoise::default();
         for answers in repeats.values().filter(|answers| answers.len() > 1) {
-            let first = answers[0].exchange().response.as_ref();
-            let Some(first) = first else { continue };
+            let first = &answers[0].response;
             for other in &answers[1..] {
-                let Some(response) = other.exchange().response.as_ref() else {
-                    continue;
-                };
+                let response = &other.response;
                 let mut fields = header_differences(&first.headers, &response.headers, noise);
                 fields.extend(body_differences(
                     Message {
@@ -93,7 +90,7 @@ impl LearnedNoise {
 
 /// `GET /path`, without the query.
 fn endpoint(planned: &Planned) -> String {
-    let request = &planned.exchange().request;
+    let request = &planned.request;
     let path = path_and_query(&request.url);
     let path = path.split('?').next().unwrap_or("/");
     format!("{} {path}", request.method)

@@ -4,35 +4,20 @@
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderName, HeaderValue, Method, Uri};
 
-use crate::capture::record::{Detail, HttpExchange, Record};
+use crate::capture::record::{Detail, HttpRequest, HttpResponse, Record};
 use crate::capture::REDACTED;
 
 /// One recorded exchange to send again.
 #[derive(Clone, Debug)]
 pub struct Planned {
-    pub record: Record,
+    /// What names the record in reports: its `uid` when it has one, else its `id`.
+    pub record_name: String,
+    pub request: HttpRequest,
+    pub response: HttpResponse,
+    /// How long the recorded exchange took.
+    pub duration_ms: f64,
     /// Milliseconds after the first planned exchange started (for `--pace recorded`).
     pub offset_ms: f64,
-}
-
-impl Planned {
-    pub fn exchange(&self) -> &HttpExchange {
-        match &self.record.detail {
-            Detail::Http(exchange) => exchange,
-            Detail::Stream(_) => unreachable!("only http records are planned"),
-        }
-    }
-
-    /// `GET /path?query`, as the summary names the exchange.
-    pub fn title(&self) -> String {
-        let request = &self.exchange().request;
-        format!("{} {}", request.method, path_and_query(&request.url))
-    }
-
-    /// What names the record in reports: its `uid` when it has one, else its `id`.
-    pub fn record_name(&self) -> String {
-        self.record.name()
-    }
 }
 
 /// The records of `records` a replay sends, and how many it leaves out (and why).
@@ -47,38 +32,49 @@ pub struct Plan {
 pub fn plan(records: Vec<Record>) -> Plan {
     let mut without_response = 0;
     let mut upgraded = 0;
-    let mut chosen: Vec<(Record, Option<std::time::SystemTime>)> = Vec::new();
+    let mut chosen: Vec<(Planned, Option<std::time::SystemTime>, u64)> = Vec::new();
     for record in records {
         if record.direction != "inbound" {
             continue;
         }
-        let Detail::Http(exchange) = &record.detail else {
+        let record_name = record.name();
+        let Detail::Http(exchange) = record.detail else {
             continue;
         };
         if exchange.upgraded.is_some() {
             upgraded += 1;
             continue;
         }
-        if exchange.response.is_none() {
+        let Some(response) = exchange.response else {
             without_response += 1;
             continue;
-        }
+        };
         let start = humantime::parse_rfc3339(&record.start).ok();
-        chosen.push((record, start));
+        let planned = Planned {
+            record_name,
+            request: exchange.request,
+            response,
+            duration_ms: record.duration_ms,
+            offset_ms: 0.0,
+        };
+        chosen.push((planned, start, record.id));
     }
     // Records are written as exchanges end; replay sends them in the order they started.
-    chosen.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.id.cmp(&b.0.id)));
-    let first = chosen.iter().find_map(|(_, start)| *start);
+    chosen.sort_by(|a, b| a.1.cmp(&b.1).then(a.2.cmp(&b.2)));
+    let first = chosen.iter().find_map(|(_, start, _)| *start);
     let exchanges = chosen
         .into_iter()
-        .map(|(record, start)| {
+        .map(|(planned, start, _)| {
             let offset_ms = match (first, start) {
                 (Some(first), Some(start)) => start
                     .duration_since(first)
                     .map_or(0.0, |gap| gap.as_secs_f64() * 1000.0),
                 _ => 0.0,
             };
-            Planned { record, offset_ms }
+            Planned {
+                offset_ms,
+                ..planned
+            }
         })
         .collect();
     Plan {
@@ -161,7 +157,7 @@ pub fn request_for(
     planned: &Planned,
     target: &Target,
 ) -> Result<http::Request<bytes::Bytes>, String> {
-    let request = &planned.exchange().request;
+    let request = &planned.request;
     let method = Method::from_bytes(request.method.as_bytes())
         .map_err(|_| format!("recorded method {:?} is not an HTTP method", request.method))?;
     let uri = target

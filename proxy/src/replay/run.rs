@@ -149,21 +149,17 @@ async fn replay_one(
     noise: &Noise,
     learned: &LearnedNoise,
 ) -> ReplayedExchange {
-    let exchange = planned.exchange();
-    let recorded = exchange
-        .response
-        .as_ref()
-        .expect("planned exchanges have a response");
+    let recorded = &planned.response;
     let mut replayed = ReplayedExchange {
-        record: planned.record_name(),
-        method: exchange.request.method.clone(),
-        path: super::plan::path_and_query(&exchange.request.url),
+        record: planned.record_name.clone(),
+        method: planned.request.method.clone(),
+        path: super::plan::path_and_query(&planned.request.url),
         outcome: "failed",
         differences: Vec::new(),
         error: None,
         recorded_status: recorded.status,
         status: None,
-        recorded_ms: planned.record.duration_ms,
+        recorded_ms: planned.duration_ms,
         replayed_ms: None,
     };
     let answer = match request_for(planned, target) {
