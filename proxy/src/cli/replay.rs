@@ -42,7 +42,8 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     pub concurrency: usize,
 
-    /// Requests started per second (default: each as soon as a slot is free)
+    /// Requests started per second, or `max`: each as soon as one of --concurrency slots is free (the
+    /// default)
     #[arg(long, value_name = "N", conflicts_with = "pace", value_parser = parse_rate)]
     pub rate: Option<f64>,
 
@@ -71,10 +72,16 @@ pub struct ReplayArgs {
     pub junit: Option<PathBuf>,
 }
 
+/// A rate per second; `max` is infinity (no pacing).
 fn parse_rate(text: &str) -> Result<f64, String> {
+    if text.trim().eq_ignore_ascii_case("max") {
+        return Ok(f64::INFINITY);
+    }
     match text.trim().parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
-        _ => Err("allowed: a number of requests per second above zero, like 50 or 0.5".into()),
+        _ => Err(
+            "allowed: a number of requests per second above zero, like 50 or 0.5, or max".into(),
+        ),
     }
 }
 
@@ -136,6 +143,7 @@ impl ReplayArgs {
             Err(error) => return usage(error.to_string()),
         };
         let pace = match (self.rate, self.pace.as_deref()) {
+            (Some(rate), _) if rate.is_infinite() => Pace::Free,
             (Some(rate), _) => Pace::Rate(rate),
             (None, Some(_)) => Pace::Recorded {
                 speed: self.speed.unwrap_or(1.0),

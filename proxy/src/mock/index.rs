@@ -277,3 +277,176 @@ fn query_differences(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::record::{Body, HttpExchange, HttpRequest, SCHEMA};
+
+    fn body(bytes: &'static [u8]) -> Body {
+        Body {
+            size: bytes.len() as u64,
+            truncated: false,
+            base64: Bytes::from_static(bytes),
+            complete: true,
+        }
+    }
+
+    fn exchange(
+        id: u64,
+        method: &str,
+        url: &str,
+        request: &'static [u8],
+        answer: &'static [u8],
+    ) -> Record {
+        Record {
+            schema: SCHEMA.into(),
+            id,
+            uid: format!("run-{id}"),
+            connection: id,
+            direction: "outbound".into(),
+            proxy_type: "forward".into(),
+            protocol: "http".into(),
+            transport: "http".into(),
+            client: "127.0.0.1:40000".into(),
+            target: "api.test:80".into(),
+            delivered_to: None,
+            tls: None,
+            start: format!("2026-12-07T00:00:{id:02}.000000Z"),
+            duration_ms: 1.0,
+            detail: Detail::Http(HttpExchange {
+                request: HttpRequest {
+                    method: method.into(),
+                    url: url.into(),
+                    version: "HTTP/1.1".into(),
+                    headers: Vec::new(),
+                    body: body(request),
+                    trailers: Vec::new(),
+                },
+                response: Some(HttpResponse {
+                    status: 200,
+                    version: "HTTP/1.1".into(),
+                    headers: Vec::new(),
+                    body: body(answer),
+                    trailers: Vec::new(),
+                }),
+                error: None,
+                upgraded: None,
+                mock: None,
+            }),
+        }
+    }
+
+    fn ask<'a>(index: &'a MockIndex, method: &str, url: &str, body: &[u8]) -> MockMatch<'a> {
+        let uri: Uri = url.parse().unwrap();
+        index.answer(&MockRequest {
+            method,
+            uri: &uri,
+            headers: Vec::new(),
+            body,
+        })
+    }
+
+    fn served(matched: MockMatch<'_>) -> String {
+        match matched {
+            MockMatch::Served(recorded) => recorded.name.clone(),
+            MockMatch::Unmatched { differences, .. } => panic!("unmatched: {differences:?}"),
+        }
+    }
+
+    #[test]
+    fn repeats_are_served_in_recorded_order_then_the_last_again() {
+        // Written out of order (records are written as exchanges end): served in the order they started.
+        let index = MockIndex::new(
+            vec![
+                exchange(2, "GET", "http://api.test/n", b"", b"2"),
+                exchange(1, "GET", "http://api.test/n", b"", b"1"),
+                exchange(3, "GET", "http://api.test/other", b"", b"x"),
+            ],
+            Noise::default(),
+            Vec::new(),
+        );
+        let names: Vec<String> = (0..3)
+            .map(|_| served(ask(&index, "GET", "http://api.test:80/n", b"")))
+            .collect();
+        assert_eq!(names, ["run-1", "run-2", "run-2"]);
+    }
+
+    #[test]
+    fn query_order_and_json_layout_do_not_count_but_values_do() {
+        let index = MockIndex::new(
+            vec![
+                exchange(
+                    1,
+                    "POST",
+                    "http://api.test/o?a=1&b=2",
+                    br#"{"x":1,"y":[1,2]}"#,
+                    b"one",
+                ),
+                exchange(
+                    2,
+                    "POST",
+                    "http://api.test/o?a=1&b=3",
+                    br#"{"x":1,"y":[1,2]}"#,
+                    b"two",
+                ),
+            ],
+            Noise::default(),
+            Vec::new(),
+        );
+        let found = ask(
+            &index,
+            "POST",
+            "http://api.test/o?b=2&a=1",
+            br#"{ "y": [1, 2], "x": 1.0 }"#,
+        );
+        assert_eq!(served(found), "run-1");
+        match ask(
+            &index,
+            "POST",
+            "http://api.test/o?a=1&b=2",
+            br#"{"x":2,"y":[1,2]}"#,
+        ) {
+            MockMatch::Unmatched {
+                nearest,
+                differences,
+            } => {
+                assert_eq!(nearest.map(|r| r.name.as_str()), Some("run-1"));
+                let fields: Vec<&str> = differences.iter().map(|d| d.field.as_str()).collect();
+                assert_eq!(fields, ["$.x"]);
+            }
+            MockMatch::Served(recorded) => panic!("served {}", recorded.name),
+        }
+    }
+
+    #[test]
+    fn an_endpoint_never_recorded_names_the_nearest_anywhere() {
+        let index = MockIndex::new(
+            vec![exchange(
+                1,
+                "GET",
+                "http://api.test/v1/price?item=1",
+                b"",
+                b"1",
+            )],
+            Noise::default(),
+            Vec::new(),
+        );
+        match ask(&index, "GET", "http://api.test/v2/price?item=1", b"") {
+            MockMatch::Unmatched {
+                nearest,
+                differences,
+            } => {
+                assert_eq!(nearest.map(|r| r.name.as_str()), Some("run-1"));
+                assert_eq!(differences[0].field, "path");
+                assert_eq!(differences[0].recorded, "/v1/price");
+            }
+            MockMatch::Served(_) => panic!("another path must not match"),
+        }
+        let empty = MockIndex::new(Vec::new(), Noise::default(), Vec::new());
+        assert!(matches!(
+            ask(&empty, "GET", "http://api.test/", b""),
+            MockMatch::Unmatched { nearest: None, .. }
+        ));
+    }
+}
