@@ -15,8 +15,14 @@ use crate::capture::record::{Detail, HttpResponse, Record};
 use crate::compare::diff::ABSENT;
 use crate::compare::{body_differences, Difference, Message, Noise};
 
+use super::fingerprint::{body_print, query_print, BodyPrint};
+
 /// Method, scheme, `host:port` (lower case) and path.
 type EndpointKey = (String, String, String, String);
+
+/// An endpoint, its query as matching compares it, and its body's [`BodyPrint`]: equal for two requests
+/// exactly when they match.
+type MatchKey = (EndpointKey, Vec<(String, String)>, BodyPrint);
 
 /// One recorded exchange the mock can serve.
 pub struct Recorded {
@@ -53,6 +59,9 @@ pub enum MockMatch<'a> {
 pub struct MockIndex {
     recorded: Vec<Recorded>,
     by_endpoint: HashMap<EndpointKey, Vec<usize>>,
+    /// The recorded exchanges by what matching compares: a request's match is one lookup. Exchanges whose
+    /// recorded body the capture limit cut short are only in `by_endpoint` (compared by prefix).
+    by_match: HashMap<MatchKey, Vec<usize>>,
     /// Calls served so far per set of matching exchanges (one request made repeatedly).
     served: Mutex<HashMap<Vec<usize>, usize>>,
     noise: Noise,
@@ -99,15 +108,25 @@ impl MockIndex {
         chosen.sort_by_key(|(started, _)| *started);
         let recorded: Vec<Recorded> = chosen.into_iter().map(|(_, r)| r).collect();
         let mut by_endpoint: HashMap<EndpointKey, Vec<usize>> = HashMap::new();
+        let mut by_match: HashMap<MatchKey, Vec<usize>> = HashMap::new();
         for (at, exchange) in recorded.iter().enumerate() {
             by_endpoint
                 .entry(exchange.key.clone())
                 .or_default()
                 .push(at);
+            if !exchange.truncated {
+                let key = (
+                    exchange.key.clone(),
+                    query_print(&exchange.query, &ignored_query),
+                    body_print(&exchange.body, &exchange.headers, &noise),
+                );
+                by_match.entry(key).or_default().push(at);
+            }
         }
         MockIndex {
             recorded,
             by_endpoint,
+            by_match,
             served: Mutex::new(HashMap::new()),
             noise,
             ignored_query,
@@ -126,6 +145,16 @@ impl MockIndex {
     pub fn answer(&self, request: &MockRequest<'_>) -> MockMatch<'_> {
         let key = endpoint(request.method, request.uri);
         let query = query_pairs(request.uri);
+        let match_key = (
+            key.clone(),
+            query_print(&query, &self.ignored_query),
+            body_print(request.body, &request.headers, &self.noise),
+        );
+        if let Some(matching) = self.by_match.get(&match_key) {
+            return MockMatch::Served(&self.recorded[self.next_of(matching)]);
+        }
+        // Not found by its print: compared field by field with what the endpoint recorded (which also
+        // finds a match whose recorded body was cut short), and else the nearest is named.
         let candidates = self.by_endpoint.get(&key).map_or(&[][..], Vec::as_slice);
         let scored: Vec<(usize, Vec<Difference>)> = candidates
             .iter()
@@ -137,11 +166,7 @@ impl MockIndex {
             .map(|(at, _)| *at)
             .collect();
         if !matching.is_empty() {
-            let mut served = self.served.lock().unwrap_or_else(|p| p.into_inner());
-            let calls = served.entry(matching.clone()).or_insert(0);
-            let at = matching[(*calls).min(matching.len() - 1)];
-            *calls += 1;
-            return MockMatch::Served(&self.recorded[at]);
+            return MockMatch::Served(&self.recorded[self.next_of(&matching)]);
         }
         // Nothing recorded for this endpoint matches: the nearest is the one with the fewest differing
         // fields, looking at the whole capture when the endpoint itself was never recorded.
@@ -170,6 +195,16 @@ impl MockIndex {
                 differences: Vec::new(),
             },
         }
+    }
+
+    /// Which of the exchanges matching one request answers this call: the first recorded for the first
+    /// call, the next for the next, the last one past the end.
+    fn next_of(&self, matching: &[usize]) -> usize {
+        let mut served = self.served.lock().unwrap_or_else(|p| p.into_inner());
+        let calls = served.entry(matching.to_vec()).or_insert(0);
+        let at = matching[(*calls).min(matching.len() - 1)];
+        *calls += 1;
+        at
     }
 
     /// Query (order-insensitive) and body differences between a recorded request and `request`.

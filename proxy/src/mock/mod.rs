@@ -3,9 +3,11 @@
 //!
 //! - [`index`]: the recorded exchanges by method, scheme, host, port and path; the best match by score,
 //!   repeats of one request served in recorded order; the nearest one when nothing matches.
+//! - [`fingerprint`]: a request reduced to what matching compares, the index's key.
 //! - [`answer`]: a recorded response as the response the app gets, and the answer for a miss.
 
 pub mod answer;
+pub mod fingerprint;
 pub mod index;
 
 use std::fs::File;
