@@ -280,6 +280,7 @@ pub fn record_from_input(data: &[u8]) -> Record {
             }),
             error: text(6).filter(|error| !error.is_empty()),
             upgraded: (hash & 8 != 0).then(|| "websocket".to_owned()),
+            mock: None,
         })
     };
     Record {

@@ -20,6 +20,8 @@ pub const TLS_OUT_SECRET: &str = "sidecar.speedscale.com/tls-out-secret";
 /// The ConfigMap whose `ca.crt` holds extra CAs (PEM) that tls-out's upstream certificates may chain to,
 /// mounted into the sidecar as its `PROXY_TLS_UPSTREAM_CA`.
 pub const TLS_OUT_UPSTREAM_CA: &str = "sidecar.speedscale.com/tls-out-upstream-ca";
+/// The ConfigMap holding the capture mock mode answers from, mounted into the sidecar at the `mock` path.
+pub const MOCK_CONFIGMAP: &str = "sidecar.speedscale.com/mock-configmap";
 /// The capture volume's `sizeLimit` (a quantity, default 1Gi); the rotation is fitted inside it.
 pub const CAPTURE_SIZE_LIMIT: &str = "sidecar.speedscale.com/capture-size-limit";
 /// The size at which the sidecar starts a new capture file (a quantity; default: fitted to the limit).
@@ -181,6 +183,7 @@ fn is_known(key: &str) -> bool {
             CONFIGURE_APP,
             TLS_OUT_SECRET,
             TLS_OUT_UPSTREAM_CA,
+            MOCK_CONFIGMAP,
             CAPTURE_SIZE_LIMIT,
             CAPTURE_ROTATE_SIZE,
             CAPTURE_ROTATE_KEEP,
@@ -205,6 +208,7 @@ fn known_keys() -> Vec<String> {
         [
             TLS_OUT_SECRET,
             TLS_OUT_UPSTREAM_CA,
+            MOCK_CONFIGMAP,
             CAPTURE_SIZE_LIMIT,
             CAPTURE_ROTATE_SIZE,
             CAPTURE_ROTATE_KEEP,

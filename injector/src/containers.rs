@@ -168,6 +168,9 @@ pub fn sidecar(plan: &Plan, options: &SidecarOptions, layout: SidecarLayout) -> 
         );
         volume_mounts.extend(tls_out::sidecar_mounts(tls_out));
     }
+    if let Some(mock) = &plan.mock {
+        volume_mounts.push(crate::mock::sidecar_mount(mock));
+    }
 
     let mut ports = Vec::new();
     if let Some(in_port) = config.inbound_listener_port() {
@@ -351,6 +354,9 @@ pub fn volumes(plan: &Plan) -> Vec<Volume> {
     }
     if let Some(sink) = &plan.capture_sink {
         volumes.extend(capture_sink::volumes(sink));
+    }
+    if let Some(mock) = &plan.mock {
+        volumes.push(crate::mock::volume(mock));
     }
     volumes
 }

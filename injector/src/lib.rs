@@ -14,6 +14,7 @@ pub mod containers;
 pub mod denial;
 pub mod kube_versions;
 pub mod layout;
+pub mod mock;
 #[cfg(test)]
 mod module_graph;
 pub mod offline;

@@ -17,6 +17,7 @@ const SOURCES: &[(&str, &[&str])] = &[
     ("denial", &[include_str!("denial.rs")]),
     ("kube_versions", &[include_str!("kube_versions.rs")]),
     ("layout", &[include_str!("layout.rs")]),
+    ("mock", &[include_str!("mock.rs")]),
     ("offline", &[include_str!("offline.rs")]),
     ("patch", &[include_str!("patch.rs")]),
     ("plan", &[include_str!("plan.rs")]),

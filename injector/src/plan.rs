@@ -16,6 +16,7 @@ use crate::capture_sink::{capture_sink_plan, CaptureSinkPlan, SPOOL_BYTES};
 use crate::capture_volume::{capture_plan, CapturePlan};
 pub use crate::denial::Denial;
 use crate::layout::{LayoutChoice, SIDECAR_NAME};
+use crate::mock::{mock_plan, MockPlan};
 use crate::probe_ports::tcp_probe_ports;
 use crate::resources::check_requests_within_limits;
 use crate::tls_out::{self, TlsOutPlan};
@@ -51,6 +52,8 @@ pub struct Plan {
     pub capture: CapturePlan,
     /// `capture-sink`: records also published to NATS JetStream.
     pub capture_sink: Option<CaptureSinkPlan>,
+    /// `mock-configmap`: the ConfigMap mounted where the `mock` annotation says the capture is.
+    pub mock: Option<MockPlan>,
     /// What `native-sidecar` asks for; the injector resolves `auto` (see [`LayoutChoice::resolve`]).
     pub layout: LayoutChoice,
     /// `pre-stop-wait`: the classic sidecar's preStop hook waits this long before it is signalled.
@@ -107,6 +110,7 @@ pub fn decide(
     let tls_out = tls_out_plan(annotations, &raw, config.proxy_type)?;
     // Refused here rather than by the sidecar at start, where the pod would crash-loop.
     sidecar_proxy::config::drain_duration(&raw).map_err(|e| Denial(e.to_string()))?;
+    let mock = mock_plan(annotations, &config)?;
 
     let configure_app = annotations::flag(annotations, CONFIGURE_APP)?;
     // With tls-out, a transparent pod's apps need no proxy settings but do need to trust the capture CA,
@@ -172,6 +176,7 @@ pub fn decide(
         tls_out,
         capture,
         capture_sink,
+        mock,
         layout,
         pre_stop_wait,
         warnings,

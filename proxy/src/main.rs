@@ -107,6 +107,20 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
+    let mock = match invocation.mock() {
+        Ok(mock) => mock.map(Arc::new),
+        Err(e) => {
+            eprintln!("sidecar-proxy: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    if mock.is_some()
+        && (config.proxy_type == ProxyType::Transparent
+            || config.outbound_listener_port().is_none())
+    {
+        eprintln!("sidecar-proxy: --mock answers the app's outbound HTTP, so it needs an outbound listener: use --proxy-type forward or dual (transparent mode is not mocked yet)");
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    }
     let tls_out_files = invocation.tls_out_files();
     let admin_addr = invocation.admin_addr();
 
@@ -148,6 +162,7 @@ fn main() -> ExitCode {
             capture_settings: Arc::new(capture_settings),
             metrics,
             tls_out,
+            mock,
         };
         let readiness = Readiness::new();
         let admin = match AdminServer::bind(admin_addr, services.metrics.clone(), readiness.clone())

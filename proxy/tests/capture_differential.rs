@@ -558,6 +558,7 @@ async fn answered(request: &[u8], answer: &[u8]) -> HttpExchange {
         response: Some(response),
         error: None,
         upgraded: None,
+        mock: None,
     }
 }
 
@@ -899,6 +900,7 @@ async fn client_cuts_the_body(stream: TcpStream, case: &Case) -> Vec<HttpExchang
             response: None,
             error: Some("the connection closed before a response arrived".into()),
             upgraded: None,
+            mock: None,
         }];
     }
     // The listener gives up its request to the origin: whatever reached the origin of it is cut off.
@@ -926,6 +928,7 @@ async fn client_cuts_the_body(stream: TcpStream, case: &Case) -> Vec<HttpExchang
         }),
         error: Some(format!("the request body could not be read: {ANY}")),
         upgraded: None,
+        mock: None,
     }]
 }
 
@@ -944,6 +947,7 @@ async fn client_leaves_before_the_answer(stream: TcpStream, case: &Case) -> Vec<
         response: None,
         error: Some("the connection closed before a response arrived".into()),
         upgraded: None,
+        mock: None,
     }]
 }
 
@@ -1114,6 +1118,7 @@ fn h2_exchange(
         }),
         error: None,
         upgraded: None,
+        mock: None,
     }
 }
 

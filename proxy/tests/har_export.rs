@@ -158,6 +158,7 @@ fn sample_records() -> Vec<Record> {
                 }),
                 error: None,
                 upgraded: None,
+                mock: None,
             }),
         ),
         // Reverse proxy, POST with a JSON body, 201 with a Location; delivered to the app.
@@ -201,6 +202,7 @@ fn sample_records() -> Vec<Record> {
                 }),
                 error: None,
                 upgraded: None,
+                mock: None,
             }),
         ),
         // A TLS tunnel: one stream record, nothing HAR can hold.
@@ -258,6 +260,7 @@ fn sample_records() -> Vec<Record> {
                 }),
                 error: None,
                 upgraded: None,
+                mock: None,
             }),
         ),
         // The upstream refused the connection: no response.
@@ -286,6 +289,7 @@ fn sample_records() -> Vec<Record> {
                         .into(),
                 ),
                 upgraded: None,
+                mock: None,
             }),
         ),
     ]

@@ -45,6 +45,8 @@ struct Parts {
     error: Option<String>,
     /// The protocol a `101` switched the connection to.
     upgraded: Option<String>,
+    /// How the mock answered, when it did.
+    mock: Option<Box<record::MockAnswer>>,
     /// The record has been handed to the sink.
     emitted: bool,
 }
@@ -122,6 +124,11 @@ impl HttpCapture {
         self.shared.lock().upgraded = Some(name);
     }
 
+    /// Records how the mock answered the exchange.
+    pub fn mark_mock(&self, answer: record::MockAnswer) {
+        self.shared.lock().mock = Some(Box::new(answer));
+    }
+
     /// Marks the exchange failed (no response from upstream, or the sidecar refused it).
     pub fn fail(&self, reason: impl Into<String>) {
         self.shared.lock().error = Some(reason.into());
@@ -181,6 +188,7 @@ impl ExchangeState {
             response,
             error: parts.error,
             upgraded: parts.upgraded,
+            mock: parts.mock,
         });
         let started = (self.start_time, self.started.elapsed());
         let record = self

@@ -7,6 +7,7 @@
 //! - [`output`]: what the writer hands records to: the file sink ([`file_sink`]) and NATS ([`nats`]).
 
 mod body_tap;
+pub mod content_coding;
 mod file_sink;
 pub mod har;
 pub mod http;

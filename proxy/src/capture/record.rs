@@ -59,6 +59,18 @@ pub struct Record {
     pub detail: Detail,
 }
 
+impl Record {
+    /// What names the record elsewhere (replay reports, the mock field): its `uid`, or its `id` in a
+    /// capture written before records had one.
+    pub fn name(&self) -> String {
+        if self.uid.is_empty() {
+            self.id.to_string()
+        } else {
+            self.uid.clone()
+        }
+    }
+}
+
 /// The client connection a record belongs to and the listener that accepted it.
 #[derive(Clone, Copy, Debug)]
 pub struct Origin {
@@ -191,6 +203,38 @@ pub struct HttpExchange {
     /// `tunnel` after a `2xx` answer to CONNECT.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgraded: Option<String>,
+    /// Present when the sidecar's mock (`--mock CAPTURE`) answered instead of the network. Boxed: rare,
+    /// and every record would otherwise carry its size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mock: Option<Box<MockAnswer>>,
+}
+
+/// How the mock answered an exchange: from which recorded exchange, or, when none matched, which one was
+/// nearest and how the request differed from it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MockAnswer {
+    /// A recorded exchange matched the request.
+    pub matched: bool,
+    /// The recorded exchange the answer was served from (its `uid`, or its `id` in older captures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_from: Option<String>,
+    /// Unmatched: the recorded exchange nearest to the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nearest: Option<String>,
+    /// Unmatched: the fields in which the request differs from the nearest recorded one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<FieldDifference>,
+}
+
+/// One field in which two messages differ: `status`, `header NAME`, `query NAME`, `body`, or a JSON
+/// path (`$.items[0].name`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldDifference {
+    pub field: String,
+    /// The recorded value, shortened; `(absent)` when the recording had none.
+    pub recorded: String,
+    /// The value it was compared with, shortened; `(absent)` when there was none.
+    pub actual: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -357,6 +401,7 @@ mod tests {
                 response: None,
                 error: Some("cannot connect".into()),
                 upgraded: None,
+                mock: None,
             }),
         };
         let line = serde_json::to_string(&record).unwrap();

@@ -25,6 +25,7 @@ mod ca;
 mod capture_pull;
 mod capture_show;
 mod clap_error;
+mod replay;
 mod skipped_lines;
 mod wait_before_stop;
 mod wait_ready;
@@ -263,6 +264,46 @@ pub struct Cli {
     )]
     pub admin_bind: IpAddr,
 
+    /// Mock mode: answer the app's outbound HTTP (forward and dual modes) from this capture's outbound
+    /// exchanges instead of the network
+    #[arg(long, env = "PROXY_MOCK", value_name = "CAPTURE")]
+    pub mock: Option<String>,
+
+    /// With --mock: `recorded` waits as long as each recorded exchange took before answering
+    /// [default: answer at once]
+    #[arg(long, env = "PROXY_MOCK_LATENCY", value_name = "recorded", value_parser = ["recorded", "none"])]
+    pub mock_latency: Option<String>,
+
+    /// With --mock, when no recorded exchange matches: 502 or 404 (naming the nearest recorded request),
+    /// or passthrough (send it on to the network)
+    #[arg(
+        long,
+        env = "PROXY_MOCK_UNMATCHED",
+        value_name = "502|404|passthrough",
+        default_value = "502"
+    )]
+    pub mock_unmatched: String,
+
+    /// With --mock: a JSON request body field left out of matching (repeatable; the variable takes a
+    /// comma-separated list), JSONPath-like: $.requestId, $.items[*].at
+    #[arg(
+        long = "mock-ignore-json",
+        env = "PROXY_MOCK_IGNORE_JSON",
+        value_name = "PATH",
+        value_delimiter = ','
+    )]
+    pub mock_ignore_json: Vec<String>,
+
+    /// With --mock: a query parameter left out of matching (repeatable; the variable takes a
+    /// comma-separated list)
+    #[arg(
+        long = "mock-ignore-query",
+        env = "PROXY_MOCK_IGNORE_QUERY",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub mock_ignore_query: Vec<String>,
+
     /// Transparent mode: the uid the sidecar must run as, the one init-iptables exempts from redirection
     #[arg(long, env = "PROXY_UID", value_name = "UID", default_value_t = crate::iptables::rules::DEFAULT_PROXY_UID)]
     pub proxy_uid: u32,
@@ -440,6 +481,45 @@ impl Invocation {
         }))
     }
 
+    /// The mock the forward listener answers from (`--mock`), read and indexed; `None` without one.
+    pub fn mock(&self) -> Result<Option<crate::mock::Mock>, InvocationError> {
+        let unmatched = crate::mock::Unmatched::parse(&self.cli.mock_unmatched)
+            .map_err(InvocationError::Option)?;
+        let settings = self.settings()?;
+        let Some(given) = settings.get(Setting::Mock) else {
+            return Ok(None);
+        };
+        let path = std::path::Path::new(given.value.trim());
+        let recorded_latency = self.cli.mock_latency.as_deref() == Some("recorded");
+        let json = self
+            .cli
+            .mock_ignore_json
+            .iter()
+            .map(|path| crate::compare::JsonPath::parse(path))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| InvocationError::Option(format!("invalid --mock-ignore-json: {e}")))?;
+        let rules = crate::mock::MatchRules {
+            json,
+            query: self
+                .cli
+                .mock_ignore_query
+                .iter()
+                .map(|name| name.trim().to_owned())
+                .collect(),
+        };
+        let (mock, skipped) = crate::mock::Mock::load(path, recorded_latency, unmatched, rules)
+            .map_err(|e| {
+                InvocationError::Option(format!("{}: {e}", Setting::Mock.spelled(given.source)))
+            })?;
+        tracing::info!(
+            capture = %path.display(),
+            exchanges = mock.index.len(),
+            skipped_lines = skipped,
+            "mock mode: outbound HTTP is answered from the capture"
+        );
+        Ok(Some(mock))
+    }
+
     /// The admin listener's address.
     /// The memory budget in force: `--memory-budget`, else half the container's memory limit.
     pub fn memory_budget(&self) -> Option<usize> {
@@ -544,6 +624,7 @@ fn explicit_settings(cli: &Cli, matches: &ArgMatches) -> RawSettings {
             "drain_duration",
             &cli.drain_duration,
         ),
+        (Setting::Mock, "mock", &cli.mock),
     ];
     settings_from_flags_and_env(matches, fields)
 }
@@ -609,6 +690,10 @@ pub enum Command {
     /// Make the capture CA tls-out signs its certificates with
     #[command(subcommand)]
     Ca(ca::CaCommand),
+
+    /// Send a capture's inbound HTTP exchanges to a target (a new build of the app) and compare each
+    /// answer with the recorded one (exit 0 all matched, 1 one differed or failed, 2 bad usage)
+    Replay(replay::ReplayArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -698,6 +783,7 @@ impl Command {
             Command::WaitReady(args) => args.run(),
             Command::WaitBeforeStop(args) => args.run(),
             Command::Ca(command) => command.run(),
+            Command::Replay(args) => args.run(),
             Command::Capture(CaptureCommand::Export(args)) => args.run(),
             Command::Capture(CaptureCommand::Show(args)) => args.run(),
             Command::Capture(CaptureCommand::Tail(args)) => args.run(),

@@ -31,10 +31,12 @@ pub enum Setting {
     /// After SIGTERM, how long the listeners keep serving new connections while the pod leaves its
     /// Services' endpoints (`5s`; `0s` closes them at once).
     DrainDuration,
+    /// A capture file in the pod whose outbound exchanges answer the app's outbound HTTP (mock mode).
+    Mock,
 }
 
 impl Setting {
-    pub const ALL: [Setting; 11] = [
+    pub const ALL: [Setting; 12] = [
         Setting::ProxyType,
         Setting::ProxyProtocol,
         Setting::ProxyHost,
@@ -46,6 +48,7 @@ impl Setting {
         Setting::TlsOut,
         Setting::TlsOutExclude,
         Setting::DrainDuration,
+        Setting::Mock,
     ];
 
     /// The spec's name: the annotation key without its prefix, and the flag without its dashes.
@@ -62,6 +65,7 @@ impl Setting {
             Setting::TlsOut => "tls-out",
             Setting::TlsOutExclude => "tls-out-exclude",
             Setting::DrainDuration => "drain-duration",
+            Setting::Mock => "mock",
         }
     }
 
@@ -78,6 +82,7 @@ impl Setting {
             Setting::TlsOut => "PROXY_TLS_OUT",
             Setting::TlsOutExclude => "PROXY_TLS_OUT_EXCLUDE",
             Setting::DrainDuration => "PROXY_DRAIN_DURATION",
+            Setting::Mock => "PROXY_MOCK",
         }
     }
 

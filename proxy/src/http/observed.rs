@@ -135,6 +135,13 @@ impl ObservedExchange {
         }
     }
 
+    /// Records how the mock answered the exchange.
+    pub fn mark_mock(&self, answer: crate::capture::record::MockAnswer) {
+        if let Some(capture) = &self.capture {
+            capture.mark_mock(answer);
+        }
+    }
+
     /// Marks the exchange failed (no response from upstream, or the sidecar refused it).
     pub fn fail(&self, reason: impl Into<String>) {
         if let Some(capture) = &self.capture {

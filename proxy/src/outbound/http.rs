@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use http::uri::Authority;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -32,19 +32,29 @@ use crate::http::observed::ObservedExchange;
 use crate::http::upgrade;
 use crate::io::{BudgetedIo, MeteredIo, PrefixedIo};
 use crate::log_escape::Escaped;
+use crate::mock::Mock;
 use crate::net::{dial, keepalive, DialFailure, Target};
 use crate::relay::{proxy_stream, StreamJob};
+
+mod mocked;
+use mocked::{answer_from_mock, MockOutcome};
 
 pub struct ForwardHttp {
     client: Client<HttpConnector, ProxyBody>,
     connect_timeout: Duration,
     upstream_timeout: Duration,
+    /// Mock mode: requests are answered from a capture (see [`crate::mock`]).
+    mock: Option<Arc<Mock>>,
 }
 
 impl ForwardHttp {
     /// A forward proxy: connections open within `connect_timeout`, and an upstream has
     /// `upstream_timeout` to begin each response once the request reached it.
-    pub fn new(connect_timeout: Duration, upstream_timeout: Duration) -> Self {
+    pub fn new(
+        connect_timeout: Duration,
+        upstream_timeout: Duration,
+        mock: Option<Arc<Mock>>,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
@@ -65,6 +75,7 @@ impl ForwardHttp {
             client,
             connect_timeout,
             upstream_timeout,
+            mock,
         }
     }
 
@@ -129,7 +140,54 @@ impl ForwardHttp {
         if let Ok(host) = HeaderValue::from_str(&host_header(&authority)) {
             parts.headers.insert(header::HOST, host);
         }
-        let (body, delivery) = Delivery::new(capture.request_body(body), self.upstream_timeout);
+        if let Some(mock) = self.mock.clone() {
+            let request_body = capture.request_body(body);
+            return match answer_from_mock(&mock, &parts, request_body, &capture).await {
+                MockOutcome::Answered(response) => response,
+                MockOutcome::Passthrough(bytes) => {
+                    let body = Full::new(bytes).map_err(|never| match never {});
+                    self.deliver(
+                        parts,
+                        body,
+                        authority,
+                        client_upgrade,
+                        tasks,
+                        context,
+                        capture,
+                    )
+                    .await
+                }
+            };
+        }
+        let body = capture.request_body(body);
+        self.deliver(
+            parts,
+            body,
+            authority,
+            client_upgrade,
+            tasks,
+            context,
+            capture,
+        )
+        .await
+    }
+
+    /// Sends the request upstream and relays the answer (or the failure) to the client.
+    #[allow(clippy::too_many_arguments)]
+    async fn deliver<B>(
+        &self,
+        parts: http::request::Parts,
+        body: B,
+        authority: Authority,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        tasks: TaskTracker,
+        context: Connection,
+        capture: ObservedExchange,
+    ) -> Response<ProxyBody>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes, Error = hyper::Error> + Send + Unpin + 'static,
+    {
+        let (body, delivery) = Delivery::new(body, self.upstream_timeout);
         let upstream_request = Request::from_parts(parts, body.boxed_unsync());
         match delivery
             .response(self.client.request(upstream_request))

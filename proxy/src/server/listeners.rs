@@ -37,6 +37,7 @@ pub(super) struct Listener {
 pub(super) async fn bind_inline(
     config: &ProxyConfig,
     options: &RuntimeOptions,
+    mock: Option<Arc<crate::mock::Mock>>,
 ) -> Result<Vec<Listener>, ServerError> {
     let app = Target::from(&config.app);
     let mut listeners = Vec::new();
@@ -70,6 +71,7 @@ pub(super) async fn bind_inline(
             OutboundProtocol::Http => Handler::ForwardHttp(Arc::new(ForwardHttp::new(
                 options.connect_timeout,
                 options.upstream_timeout,
+                mock,
             ))),
             OutboundProtocol::Socks => Handler::ForwardSocks,
         };

@@ -38,6 +38,8 @@ pub struct Services {
     pub metrics: Arc<Metrics>,
     /// tls-out's interceptor, when it is on: outbound TLS streams are terminated and their HTTP recorded.
     pub tls_out: Option<Arc<TlsInterceptor>>,
+    /// Mock mode: the forward HTTP listener answers from a capture instead of the network.
+    pub mock: Option<Arc<crate::mock::Mock>>,
 }
 
 impl Default for Services {
@@ -48,6 +50,7 @@ impl Default for Services {
             capture_settings: Arc::new(CaptureSettings::default()),
             metrics: Arc::new(Metrics::new()),
             tls_out: None,
+            mock: None,
         }
     }
 }
@@ -96,7 +99,7 @@ impl Server {
                 stop_now: CancellationToken::new(),
             });
         }
-        let listeners = bind_inline(config, &options).await?;
+        let listeners = bind_inline(config, &options, services.mock.clone()).await?;
         Ok(Server {
             listeners,
             options,

@@ -106,6 +106,7 @@ impl BuildRecord for RawExchange {
             response,
             error,
             upgraded,
+            mock: None,
         });
         Some(origin.record(id, start, duration, detail))
     }

@@ -93,6 +93,7 @@ async fn reverse_http_records_get_and_post_field_by_field() {
             response: Some(expected_response(got)),
             error: None,
             upgraded: None,
+            mock: None,
         };
         assert_http_record(record, &route, client, began, expected);
     }
@@ -148,6 +149,7 @@ async fn forward_http_absolute_form_is_recorded_outbound_with_the_host_name() {
             response: Some(expected_response(got)),
             error: None,
             upgraded: None,
+            mock: None,
         };
         assert_http_record(by_url(&records, path), &route, client, began, expected);
     }
@@ -265,6 +267,7 @@ async fn cleartext_http_inside_a_stream_gets_one_record_per_exchange(#[case] car
             response: Some(expected_response(got)),
             error: None,
             upgraded: None,
+            mock: None,
         };
         assert_http_record(by_url(&records, path), &route, client, began, expected);
     }

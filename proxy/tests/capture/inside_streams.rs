@@ -217,6 +217,7 @@ async fn http2_prior_knowledge_inside_a_stream_gets_one_record_per_multiplexed_e
         }),
         error: None,
         upgraded: None,
+        mock: None,
     };
     let post_expected = HttpExchange {
         request: HttpRequest {
@@ -240,6 +241,7 @@ async fn http2_prior_knowledge_inside_a_stream_gets_one_record_per_multiplexed_e
         }),
         error: None,
         upgraded: None,
+        mock: None,
     };
     let get_record = by_url(&records, "/h2/inside?q=1");
     let post_record = by_url(&records, "/echo");
@@ -307,6 +309,7 @@ async fn an_http2_preface_split_across_writes_is_still_http2(#[case] carrier: Ca
         }),
         error: None,
         upgraded: None,
+        mock: None,
     };
     assert_http_record(&records[0], &route, client, began, expected);
 }

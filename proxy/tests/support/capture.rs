@@ -141,6 +141,7 @@ pub async fn start_proxy_with_sink(
         capture_settings: Arc::new(settings),
         metrics,
         tls_out: None,
+        mock: None,
     };
     start_proxy_with_services(proxy_type, protocol, app, services).await
 }
@@ -509,6 +510,23 @@ impl Sidecar {
     /// and waits until the outbound port (`outbound`) accepts connections.
     pub async fn forward(protocol: &str, extra_args: &[&str], cwd: &Path) -> Sidecar {
         let mode = ["--proxy-type", "forward", "--proxy-protocol", protocol];
+        Sidecar::start(&[], &mode, extra_args, cwd).await
+    }
+
+    /// Starts `sidecar-proxy --proxy-type dual --proxy-protocol http` in front of `app` with `extra_args`,
+    /// in `cwd`, and waits until the inbound port accepts connections.
+    pub async fn dual_http(app: SocketAddr, extra_args: &[&str], cwd: &Path) -> Sidecar {
+        let app_port = app.port().to_string();
+        let mode = [
+            "--proxy-type",
+            "dual",
+            "--proxy-protocol",
+            "http",
+            "--proxy-host",
+            "127.0.0.1",
+            "--proxy-port",
+            &app_port,
+        ];
         Sidecar::start(&[], &mode, extra_args, cwd).await
     }
 

@@ -11,6 +11,7 @@ pub mod nats;
 pub mod netns;
 pub mod panics;
 pub mod proxy;
+pub mod py_service;
 pub mod raw;
 pub mod spliced;
 pub mod tls;

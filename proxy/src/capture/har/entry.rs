@@ -294,6 +294,7 @@ mod tests {
                 response: Some(ok("application/json", br#"{"ok":true}"#)),
                 error: None,
                 upgraded: None,
+                mock: None,
             },
         );
         let entry = single(record);
@@ -356,6 +357,7 @@ mod tests {
                 response: Some(ok("text/plain", b"")),
                 error: None,
                 upgraded: None,
+                mock: None,
             },
         ));
         assert_eq!(
@@ -393,6 +395,7 @@ mod tests {
                 response: Some(response),
                 error: None,
                 upgraded: None,
+                mock: None,
             },
         ));
         let post = &entry["request"]["postData"];
@@ -423,6 +426,7 @@ mod tests {
                 response: None,
                 error: Some("cannot connect to down.test:80: connection refused".into()),
                 upgraded: None,
+                mock: None,
             },
         );
         record.delivered_to = Some("10.0.0.9:80".into());
@@ -470,6 +474,7 @@ mod tests {
                 response: Some(response),
                 error: None,
                 upgraded: None,
+                mock: None,
             },
         ));
         assert_eq!(
@@ -504,6 +509,7 @@ mod tests {
                 response: Some(response),
                 error: None,
                 upgraded: None,
+                mock: None,
             },
         ));
         assert_eq!(entry["request"]["cookies"], json!([]));
@@ -532,6 +538,7 @@ mod tests {
                     response: None,
                     error: None,
                     upgraded: None,
+                    mock: None,
                 },
             )
         };
@@ -543,6 +550,7 @@ mod tests {
                 response: Some(ok("text/plain", b"b")),
                 error: None,
                 upgraded: None,
+                mock: None,
             },
         );
         let earlier = http_record(
@@ -553,6 +561,7 @@ mod tests {
                 response: Some(ok("text/plain", b"a")),
                 error: None,
                 upgraded: None,
+                mock: None,
             },
         );
         let export = to_har(vec![later, stream, earlier]);

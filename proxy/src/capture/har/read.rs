@@ -330,6 +330,7 @@ mod tests {
                 response: None,
                 error: Some("boom".into()),
                 upgraded: None,
+                mock: None,
             },
         ))
         .unwrap();
@@ -364,6 +365,7 @@ mod tests {
                 response: None,
                 error: Some("boom".into()),
                 upgraded: None,
+                mock: None,
             },
         ))
         .unwrap();

@@ -1,12 +1,8 @@
-//! A recorded body as a person reads it: compressed bodies decoded first (gzip, deflate, br), then JSON
-//! pretty-printed, text as text, and anything else as a short hex dump.
+//! A recorded body as a person reads it: compressed bodies decoded first (gzip, deflate, br: the capture's
+//! content-coding reader), then JSON pretty-printed, text as text, and anything else as a short hex dump.
 
-use std::io::Read;
-
+use crate::capture::content_coding::decode_content;
 use crate::capture::record::Body;
-
-/// Bytes a compressed body may grow to when decoded for reading: a small bomb cannot fill memory.
-const DECODED_LIMIT: u64 = 8 * 1024 * 1024;
 
 /// Bytes of a binary body the hex dump shows.
 pub const HEX_DUMP_BYTES: usize = 256;
@@ -51,81 +47,15 @@ impl DecodedBody {
 /// The body's content codings (`Content-Encoding`, in the order applied) undone, then its content
 /// classified.
 pub fn decoded_body(body: &Body, headers: &[(String, String)]) -> DecodedBody {
-    let codings: Vec<String> = headers
-        .iter()
-        .filter(|(name, _)| name.eq_ignore_ascii_case("content-encoding"))
-        .flat_map(|(_, value)| value.split(','))
-        .map(|coding| coding.trim().to_ascii_lowercase())
-        .filter(|coding| !coding.is_empty() && coding != "identity")
-        .collect();
-    let mut bytes = body.base64.to_vec();
-    let mut decoded_from = Vec::new();
-    let mut note = None;
-    if !bytes.is_empty() {
-        for coding in codings.iter().rev() {
-            match decode(coding, &bytes) {
-                Decoded::Whole(plain) => bytes = plain,
-                Decoded::Partial(plain) => {
-                    note = Some(if body.truncated {
-                        format!(
-                            "{coding} body cut short by the capture limit: showing what decodes"
-                        )
-                    } else {
-                        format!("{coding} body does not decode to the end: showing what decodes")
-                    });
-                    bytes = plain;
-                }
-                Decoded::Unknown => {
-                    note = Some(format!(
-                        "content-encoding {coding} is not decoded here: showing the bytes as sent"
-                    ));
-                    break;
-                }
-            }
-            decoded_from.push(coding.clone());
-            if note.is_some() {
-                break;
-            }
-        }
-    }
+    let decoded = decode_content(&body.base64, body.truncated, headers);
     let content_type = headers
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
         .map(|(_, value)| value.to_ascii_lowercase());
     DecodedBody {
-        content: classify(bytes, content_type.as_deref()),
-        decoded_from,
-        note,
-    }
-}
-
-enum Decoded {
-    Whole(Vec<u8>),
-    /// The coding broke off (a truncated capture, a body cut mid-stream): what decoded before it did.
-    Partial(Vec<u8>),
-    Unknown,
-}
-
-fn decode(coding: &str, bytes: &[u8]) -> Decoded {
-    let read = |reader: &mut dyn Read| {
-        let mut plain = Vec::new();
-        match reader.take(DECODED_LIMIT).read_to_end(&mut plain) {
-            Ok(_) => Decoded::Whole(plain),
-            // read_to_end keeps what was read before the error.
-            Err(_) => Decoded::Partial(plain),
-        }
-    };
-    match coding {
-        "gzip" | "x-gzip" => read(&mut flate2::read::MultiGzDecoder::new(bytes)),
-        // HTTP's "deflate" is zlib-wrapped; some servers send the raw deflate stream instead.
-        "deflate" => match read(&mut flate2::read::ZlibDecoder::new(bytes)) {
-            Decoded::Partial(plain) if plain.is_empty() => {
-                read(&mut flate2::read::DeflateDecoder::new(bytes))
-            }
-            decoded => decoded,
-        },
-        "br" => read(&mut brotli_decompressor::Decompressor::new(bytes, 4096)),
-        _ => Decoded::Unknown,
+        content: classify(decoded.bytes, content_type.as_deref()),
+        decoded_from: decoded.decoded_from,
+        note: decoded.note,
     }
 }
 

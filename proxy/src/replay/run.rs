@@ -1,0 +1,212 @@
+//! One replay: the plan sent to the target at the chosen pace, every answer compared with the recording.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::capture::record::Record;
+use crate::compare::{body_differences, header_differences, Difference, Message, Noise};
+
+use super::client::{Answer, TargetClient};
+use super::learned::{LearnedField, LearnedNoise};
+use super::pace::Pace;
+use super::plan::{plan, request_for, Planned, Target};
+
+pub struct ReplayOptions {
+    pub target: Target,
+    pub target_ca: Option<std::path::PathBuf>,
+    pub noise: Noise,
+    pub concurrency: usize,
+    pub pace: Pace,
+    pub timeout: Duration,
+    /// Print a progress line on stderr (when it is a terminal).
+    pub progress: bool,
+}
+
+/// How one exchange went.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReplayedExchange {
+    /// The record replayed (its `uid` when it has one, else its `id`).
+    pub record: String,
+    pub method: String,
+    /// The recorded path and query.
+    pub path: String,
+    /// `matched`, `differed` or `failed`.
+    pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<Difference>,
+    /// Why no answer could be compared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub recorded_status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The recorded exchange's duration.
+    pub recorded_ms: f64,
+    /// This replay's, request sent to whole answer read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replayed_ms: Option<f64>,
+}
+
+/// The whole replay.
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub target: String,
+    pub replayed: usize,
+    pub matched: usize,
+    pub differed: usize,
+    pub failed: usize,
+    /// Inbound exchanges left out: no response was recorded, or the connection was upgraded.
+    pub skipped: usize,
+    pub learned_noise: Vec<LearnedField>,
+    pub exchanges: Vec<ReplayedExchange>,
+    pub elapsed_ms: f64,
+}
+
+impl Outcome {
+    pub fn all_matched(&self) -> bool {
+        self.differed == 0 && self.failed == 0
+    }
+}
+
+/// Replays `records` as `options` say. Fails (before sending anything) only when the target cannot be
+/// used at all or nothing is there to replay.
+pub async fn replay(records: Vec<Record>, options: ReplayOptions) -> Result<Outcome, String> {
+    let plan = plan(records);
+    if plan.exchanges.is_empty() {
+        return Err(format!(
+            "the capture holds no inbound HTTP exchange with a response to replay ({} without a response, {} upgraded); record the app's inbound traffic (reverse, dual or transparent mode) first",
+            plan.without_response, plan.upgraded
+        ));
+    }
+    let client = TargetClient::new(
+        options.target.clone(),
+        options.target_ca.as_deref(),
+        options.timeout,
+    )?;
+    let learned = LearnedNoise::learn(&plan.exchanges, &options.noise);
+    let total = plan.exchanges.len();
+    let progress = options.progress && std::io::stderr().is_terminal();
+    let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    let noise = Arc::new(options.noise);
+    let learned = Arc::new(learned);
+    let began = Instant::now();
+    let mut tasks = Vec::with_capacity(total);
+    for (index, planned) in plan.exchanges.into_iter().enumerate() {
+        if let Some(after) = options.pace.start_after(index, planned.offset_ms) {
+            tokio::time::sleep_until((began + after).into()).await;
+        }
+        let permit = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let (client, noise, learned) = (client.clone(), noise.clone(), learned.clone());
+        let target = options.target.clone();
+        tasks.push(tokio::spawn(async move {
+            let result = replay_one(&planned, &target, &client, &noise, &learned).await;
+            drop(permit);
+            result
+        }));
+        if progress {
+            eprint!("\rsidecar-proxy: replaying {}/{total}", index + 1);
+        }
+    }
+    let mut exchanges = Vec::with_capacity(total);
+    for task in tasks {
+        exchanges.push(
+            task.await
+                .map_err(|e| format!("a replay task failed: {e}"))?,
+        );
+    }
+    if progress {
+        eprint!("\r\x1b[2K");
+    }
+    let count = |outcome: &str| exchanges.iter().filter(|e| e.outcome == outcome).count();
+    Ok(Outcome {
+        target: format!(
+            "{}://{}{}",
+            options.target.scheme, options.target.authority, options.target.base_path
+        ),
+        replayed: exchanges.len(),
+        matched: count("matched"),
+        differed: count("differed"),
+        failed: count("failed"),
+        skipped: plan.without_response + plan.upgraded,
+        learned_noise: learned.listed(),
+        elapsed_ms: began.elapsed().as_secs_f64() * 1000.0,
+        exchanges,
+    })
+}
+
+async fn replay_one(
+    planned: &Planned,
+    target: &Target,
+    client: &TargetClient,
+    noise: &Noise,
+    learned: &LearnedNoise,
+) -> ReplayedExchange {
+    let recorded = &planned.response;
+    let mut replayed = ReplayedExchange {
+        record: planned.record_name.clone(),
+        method: planned.request.method.clone(),
+        path: super::plan::path_and_query(&planned.request.url),
+        outcome: "failed",
+        differences: Vec::new(),
+        error: None,
+        recorded_status: recorded.status,
+        status: None,
+        recorded_ms: planned.duration_ms,
+        replayed_ms: None,
+    };
+    let answer = match request_for(planned, target) {
+        Ok(request) => client.send(request).await,
+        Err(reason) => Err(reason),
+    };
+    let answer: Answer = match answer {
+        Ok(answer) => answer,
+        Err(reason) => {
+            replayed.error = Some(reason);
+            return replayed;
+        }
+    };
+    let noise = noise.with_learned(learned.for_exchange(planned));
+    let mut differences = Vec::new();
+    if answer.status != recorded.status {
+        differences.push(Difference {
+            field: "status".to_owned(),
+            recorded: recorded.status.to_string(),
+            actual: answer.status.to_string(),
+        });
+    }
+    differences.extend(header_differences(
+        &recorded.headers,
+        &answer.headers,
+        &noise,
+    ));
+    differences.extend(body_differences(
+        Message {
+            headers: &recorded.headers,
+            body: &recorded.body.base64,
+            truncated: recorded.body.truncated,
+        },
+        Message {
+            headers: &answer.headers,
+            body: &answer.body,
+            truncated: false,
+        },
+        &noise,
+    ));
+    replayed.status = Some(answer.status);
+    replayed.replayed_ms = Some(answer.elapsed.as_secs_f64() * 1000.0);
+    replayed.outcome = if differences.is_empty() {
+        "matched"
+    } else {
+        "differed"
+    };
+    replayed.differences = differences;
+    replayed
+}

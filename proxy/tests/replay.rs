@@ -1,0 +1,295 @@
+//! `sidecar-proxy replay`, through the real binary: a Python app recorded by a real reverse sidecar, its
+//! inbound exchanges replayed against the same app (everything matches, the timestamp learned as noise
+//! from repeats, gzip decoded) and against a changed app (exit 1, the changed JSON field named on
+//! stdout, in --report and in --junit), and bad usage refused with exit 2.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+use tokio::net::TcpStream;
+
+use support::capture::{RawHttp, Sidecar, TempDir, BIN};
+use support::py_service::PyService;
+
+fn replay(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("replay")
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Sends GET `path` to `addr` on a connection of its own; the status.
+async fn get(addr: SocketAddr, path: &str) -> u16 {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: users.test\r\nAccept-Encoding: gzip\r\n\r\n");
+    RawHttp::new(stream)
+        .exchange(request.as_bytes())
+        .await
+        .unwrap()
+        .status
+}
+
+/// Records the app's answers to /users/1 (three times: its `updated` differs each time), /report
+/// (gzip) and a 404, through a reverse sidecar; returns the capture file.
+async fn record(app: &PyService, dir: &Path) -> std::path::PathBuf {
+    let capture = dir.join("capture.jsonl");
+    let mut sidecar =
+        Sidecar::reverse_http(app.addr, &["--capture", capture.to_str().unwrap()], dir).await;
+    for path in ["/users/1", "/users/1", "/report", "/missing", "/users/1"] {
+        get(sidecar.inbound, path).await;
+    }
+    sidecar.signal("TERM");
+    assert!(sidecar.exit().await.success(), "{}", sidecar.stderr());
+    capture
+}
+
+#[tokio::test]
+async fn the_same_app_matches_and_a_changed_one_is_caught_by_field() {
+    let dir = TempDir::new("replay-app");
+    let app = PyService::start("app", &[("APP_NAME", "Ann")]);
+    let capture = record(&app, &dir.0).await;
+    let capture = capture.to_str().unwrap();
+
+    let target = format!("http://{}", app.addr);
+    let same = replay(&[capture, "--target", &target]);
+    let stdout = text(&same.stdout);
+    assert_eq!(
+        same.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&same.stderr)
+    );
+    assert!(
+        stdout.contains("replayed 5 exchanges")
+            && stdout.contains("5 matched, 0 differed, 0 failed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("GET /users/1: $.updated"),
+        "learned from the repeats:\n{stdout}"
+    );
+    app.stop();
+
+    let changed = PyService::start("app", &[("APP_NAME", "Anne")]);
+    let report = dir.0.join("report.json");
+    let junit = dir.0.join("junit.xml");
+    let target = format!("http://{}", changed.addr);
+    let differs = replay(&[
+        capture,
+        "--target",
+        &target,
+        "--concurrency",
+        "2",
+        "--report",
+        report.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    let stdout = text(&differs.stdout);
+    assert_eq!(
+        differs.status.code(),
+        Some(1),
+        "{stdout}{}",
+        text(&differs.stderr)
+    );
+    assert!(
+        stdout.contains(r#"$.name: recorded "Ann", now "Anne""#),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2 matched, 3 differed, 0 failed"),
+        "{stdout}"
+    );
+
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["differed"], 3);
+    let differed: Vec<&Value> = report["exchanges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["outcome"] == "differed")
+        .collect();
+    for exchange in &differed {
+        assert_eq!(exchange["path"], "/users/1");
+        let fields: Vec<&str> = exchange["differences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            fields,
+            ["$.name"],
+            "only the name, not the learned timestamp"
+        );
+    }
+    let junit = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        junit.contains(r#"tests="5" failures="3" errors="0""#),
+        "{junit}"
+    );
+    assert!(
+        junit.contains(r#"<failure message="differs in $.name">"#),
+        "{junit}"
+    );
+
+    // --ignore-json takes the field out: everything matches again.
+    let ignored = replay(&[capture, "--target", &target, "--ignore-json", "$.name"]);
+    assert_eq!(ignored.status.code(), Some(0), "{}", text(&ignored.stdout));
+}
+
+#[tokio::test]
+async fn recorded_pace_keeps_the_recorded_gaps() {
+    let dir = TempDir::new("replay-pace");
+    let app = PyService::start("app", &[]);
+    let capture = dir.0.join("capture.jsonl");
+    let mut sidecar =
+        Sidecar::reverse_http(app.addr, &["--capture", capture.to_str().unwrap()], &dir.0).await;
+    get(sidecar.inbound, "/users/1").await;
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    get(sidecar.inbound, "/users/1").await;
+    sidecar.signal("TERM");
+    assert!(sidecar.exit().await.success());
+    let target = format!("http://{}", app.addr);
+    let capture = capture.to_str().unwrap();
+    let measure = |extra: &[&str]| {
+        let started = std::time::Instant::now();
+        let mut args = vec![capture, "--target", &target];
+        args.extend_from_slice(extra);
+        let output = replay(&args);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+        started.elapsed()
+    };
+    let paced = measure(&["--pace", "recorded"]);
+    assert!(
+        paced.as_millis() >= 400,
+        "the recorded 400 ms gap was kept: {paced:?}"
+    );
+    // How much faster --speed makes it is proven without a clock in replay::pace's unit test.
+    measure(&["--pace", "recorded", "--speed", "4"]);
+}
+
+#[test]
+fn bad_usage_exits_2_naming_what_is_allowed() {
+    let dir = TempDir::new("replay-usage");
+    let empty = dir.0.join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let empty = empty.to_str().unwrap();
+    for (args, says) in [
+        (
+            vec![empty, "--target", "ftp://x"],
+            "allowed: an http:// or https:// URL",
+        ),
+        (
+            vec![
+                empty,
+                "--target",
+                "http://127.0.0.1:1",
+                "--ignore-json",
+                "name",
+            ],
+            "write paths like $.items[*].updated",
+        ),
+        (
+            vec![empty, "--target", "http://127.0.0.1:1", "--rate", "0"],
+            "above zero",
+        ),
+        (
+            vec![empty, "--target", "http://127.0.0.1:1"],
+            "holds no inbound HTTP exchange",
+        ),
+        (
+            vec![
+                "/nonexistent/capture.jsonl",
+                "--target",
+                "http://127.0.0.1:1",
+            ],
+            "cannot read",
+        ),
+    ] {
+        let output = replay(&args);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
+/// One inbound exchange as a capture line: GET `path`, answered 200 with `body`.
+fn inbound_record(path: &str, body: &str) -> String {
+    use base64::Engine;
+    let base64 = base64::engine::general_purpose::STANDARD.encode(body);
+    serde_json::json!({
+        "schema": "sidecar.capture/v1", "kind": "http", "id": 1, "uid": "0123456789abcdef-1",
+        "connection": 1, "direction": "inbound", "proxy_type": "reverse", "protocol": "http",
+        "transport": "http", "client": "127.0.0.1:40000", "target": "shop.test:443",
+        "start": "2026-12-07T00:00:00.000000Z", "duration_ms": 2.5,
+        "request": {"method": "GET", "url": format!("https://shop.test{path}"), "version": "HTTP/1.1",
+            "headers": [["host", "shop.test"]],
+            "body": {"size": 0, "truncated": false, "base64": "", "complete": true}},
+        "response": {"status": 200, "version": "HTTP/1.1", "headers": [["x-upstream-alpn", "http/1.1"]],
+            "body": {"size": body.len(), "truncated": false, "base64": base64, "complete": true}}
+    })
+    .to_string()
+        + "\n"
+}
+
+// Multi-threaded: the test's own HTTPS server runs while the replay binary is waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_target_is_verified_against_the_roots_given() {
+    let dir = TempDir::new("replay-https");
+    let ca = support::tls::TestCa::new("replay test CA");
+    let upstream =
+        support::tls::start_https_upstream(ca.server_config(&["127.0.0.1"], &[b"http/1.1"])).await;
+    let capture = dir.0.join("capture.jsonl");
+    std::fs::write(
+        &capture,
+        inbound_record(
+            "/hello",
+            "upstream saw GET /hello over HTTP/1.1, 0 body bytes",
+        ),
+    )
+    .unwrap();
+    let ca_file = dir.0.join("ca.pem");
+    std::fs::write(&ca_file, &ca.cert_pem).unwrap();
+    let target = format!("https://{upstream}");
+    let capture = capture.to_str().unwrap();
+
+    let trusted = replay(&[
+        capture,
+        "--target",
+        &target,
+        "--target-ca",
+        ca_file.to_str().unwrap(),
+    ]);
+    let stdout = text(&trusted.stdout);
+    assert_eq!(
+        trusted.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&trusted.stderr)
+    );
+    assert!(stdout.contains("1 matched"), "{stdout}");
+
+    // Without the CA the certificate does not verify: the exchange failed, exit 1, saying why.
+    let untrusted = replay(&[capture, "--target", &target]);
+    let stdout = text(&untrusted.stdout);
+    assert_eq!(
+        untrusted.status.code(),
+        Some(1),
+        "{stdout}{}",
+        text(&untrusted.stderr)
+    );
+    assert!(stdout.contains("TLS with 127.0.0.1 failed"), "{stdout}");
+}
