@@ -529,6 +529,36 @@ async fn a_setting_the_mode_ignores_is_warned_about() {
     );
 }
 
+/// The listeners take a burst of connects while the sidecar is busy: their listen backlog is 1024, not the
+/// 128 tokio asks for by default (a larger burst overflowed it and, with SYN cookies, left clients
+/// connected to nothing). Read with `ss`, whose Send-Q of a listening socket is its backlog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listeners_backlog_takes_a_burst() {
+    let in_port = free_port().to_string();
+    let mut sidecar = Sidecar::spawn(
+        &[
+            "--proxy-type",
+            "reverse",
+            "--proxy-in-bind",
+            "127.0.0.1",
+            "--proxy-in-port",
+            &in_port,
+        ],
+        &[],
+    );
+    sidecar.ready(1).await;
+    let output = Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{in_port}")])
+        .output()
+        .expect("run ss (iproute2)");
+    let listing = String::from_utf8_lossy(&output.stdout);
+    let backlog: Vec<&str> = listing
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(2))
+        .collect();
+    assert_eq!(backlog, ["1024"], "{listing}");
+}
+
 /// The start-up log says where records go and how to read them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_start_up_log_names_the_capture_file() {

@@ -181,19 +181,35 @@ fn bind_v6_only(address: SocketAddr) -> io::Result<TcpListener> {
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&address.into())?;
-    socket.listen(1024)?;
+    socket.listen(LISTEN_BACKLOG as i32)?;
     TcpListener::from_std(socket.into())
 }
 
 /// The listener protocol label of transparent mode: the protocol is detected per connection.
 pub(super) const TRANSPARENT: &str = "transparent";
 
+/// Connections the kernel may hold complete but not yet accepted, per listener (capped by
+/// `net.core.somaxconn`, 4096 by default). tokio's `TcpListener::bind` asks for 128: a burst of a few
+/// hundred connects while the sidecar was busy overflowed it, and with SYN cookies the kernel then dropped
+/// handshakes the clients believed complete, leaving idle ones connected to nothing (seen in the flood
+/// tests: 36 of 300).
+const LISTEN_BACKLOG: u32 = 1024;
+
 async fn bind(address: SocketAddr, direction: &'static str) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(address)
-        .await
-        .map_err(|source| ServerError::Bind {
-            address,
-            direction,
-            source,
-        })
+    let listen = || -> io::Result<TcpListener> {
+        let socket = if address.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As tokio's bind does: a restarted sidecar can bind while old connections are in TIME_WAIT.
+        socket.set_reuseaddr(true)?;
+        socket.bind(address)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().map_err(|source| ServerError::Bind {
+        address,
+        direction,
+        source,
+    })
 }
