@@ -67,10 +67,11 @@ pub fn expected(client: &Client, mode: &Mode) -> Option<Expected> {
             "an `http://` proxy setting needs the forward port to speak http",
             SOCKS_PORT_ANSWERS_HTTP,
         ),
-        // Java falls back to a direct connection when its SOCKS proxy fails, and cannot resolve the name.
+        // The HTTP port answers a SOCKS greeting with SOCKS's own refusal, which Java reports as such
+        // (before, an HTTP 400 made it fall back to a direct connection and fail to resolve the name).
         (Speaks::Socks, _) if client.runtime == Runtime::Java => Unsupported::expected(
             "Java's SOCKS properties need `proxy-protocol` `socks` or `tcp:socks`",
-            "UnknownHostException",
+            "No acceptable methods",
         ),
         (Speaks::Socks, _) if client.side == Side::Outbound => Unsupported::expected(
             "a SOCKS proxy setting needs the forward port to speak socks",
