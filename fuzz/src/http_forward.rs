@@ -85,8 +85,17 @@ pub fn http_forward(data: &[u8]) {
         ),
     );
     let written = written.bytes();
+    // A client that opened with SOCKS or TLS bytes gets that protocol's refusal instead (and only that).
+    use sidecar_proxy::http::wrong_protocol::WrongProtocol;
+    let refusal = [
+        WrongProtocol::Socks4,
+        WrongProtocol::Socks5,
+        WrongProtocol::Tls,
+    ]
+    .iter()
+    .any(|wrong| written[..] == *wrong.refusal());
     assert!(
-        written.is_empty() || written.starts_with(b"HTTP/1."),
+        written.is_empty() || written.starts_with(b"HTTP/1.") || refusal,
         "the client got something other than an HTTP/1 response: {:?}",
         String::from_utf8_lossy(&written[..written.len().min(64)])
     );
