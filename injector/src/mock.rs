@@ -45,9 +45,11 @@ pub fn mock_plan(
             None => Ok(None),
         };
     };
-    if config.proxy_type == ProxyType::Transparent || config.outbound().is_none() {
+    // Transparent mode mocks the app's redirected outbound connections; the inline modes need the forward
+    // listener.
+    if config.proxy_type != ProxyType::Transparent && config.outbound().is_none() {
         return Err(Denial(format!(
-            "{mock_key} answers the app's outbound HTTP, so it needs proxy-type \"forward\" or \"dual\"; this pod's proxy-type is \"{}\"",
+            "{mock_key} answers the app's outbound HTTP, so it needs proxy-type \"transparent\", \"forward\" or \"dual\"; this pod's proxy-type is \"{}\"",
             config.proxy_type.as_str()
         )));
     }
@@ -155,6 +157,11 @@ mod tests {
             plan(&[("proxy-type", "forward"), ("mock", "/data/c.jsonl")]).unwrap(),
             None
         );
+        // Transparent mode mocks the app's redirected calls.
+        assert_eq!(
+            plan(&[("proxy-type", "transparent"), ("mock", "/data/c.jsonl")]).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -166,10 +173,6 @@ mod tests {
             ),
             (
                 vec![("proxy-type", "reverse"), ("mock", "/m/c.jsonl")],
-                "needs proxy-type",
-            ),
-            (
-                vec![("proxy-type", "transparent"), ("mock", "/m/c.jsonl")],
                 "needs proxy-type",
             ),
             (

@@ -115,10 +115,10 @@ fn main() -> ExitCode {
         }
     };
     if mock.is_some()
-        && (config.proxy_type == ProxyType::Transparent
-            || config.outbound_listener_port().is_none())
+        && config.proxy_type != ProxyType::Transparent
+        && config.outbound_listener_port().is_none()
     {
-        eprintln!("sidecar-proxy: --mock answers the app's outbound HTTP, so it needs an outbound listener: use --proxy-type forward or dual (transparent mode is not mocked yet)");
+        eprintln!("sidecar-proxy: --mock answers the app's outbound HTTP, so it needs an outbound listener: use --proxy-type forward, dual or transparent");
         return ExitCode::from(EXIT_BAD_CONFIG);
     }
     let tls_out_files = invocation.tls_out_files();

@@ -148,8 +148,11 @@ else:
     /// build directory (a checkout under /root, say). The rules must be installed already.
     fn start_sidecar(&mut self, extra: &[&str]) -> PathBuf {
         let binary = self.dir.join("sidecar-proxy");
-        std::fs::copy(BIN, &binary).unwrap();
-        run(Command::new("chmod").args(["0755", binary.to_str().unwrap()]));
+        if !binary.exists() {
+            std::fs::copy(BIN, &binary).unwrap();
+            run(Command::new("chmod").args(["0755", binary.to_str().unwrap()]));
+            wait_until_executable(&binary);
+        }
         let capture = self.dir.join("capture.jsonl");
         let mut sidecar = self.exec(&self.pod);
         sidecar
@@ -223,6 +226,21 @@ server.serve_forever()
             })
             .collect::<Vec<_>>()
             .join("\n")
+    }
+}
+
+/// A process another test thread forked while the copy was open for writing holds that descriptor until
+/// it execs, and until then running the copy fails with "Text file busy" (ETXTBSY): wait that out.
+fn wait_until_executable(binary: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Command::new(binary).arg("--version").output() {
+            Ok(output) if output.status.success() => return,
+            Err(e) if e.raw_os_error() == Some(26) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => panic!("cannot run the copy {}: {other:?}", binary.display()),
+        }
     }
 }
 
@@ -499,4 +517,97 @@ fn transparent_mode_with_tls_out_records_the_apps_https() {
         Some("upstream.test")
     );
     assert_eq!(decrypted[1].0.tls.as_ref().unwrap().sni, None);
+}
+
+#[test]
+fn transparent_mode_answers_the_apps_calls_from_a_capture_once_the_dependency_is_gone() {
+    let mut pod = Pod::create();
+    let (peer_ns, pod_ns) = (pod.peer.clone(), pod.pod.clone());
+    let dependency = pod.http_server(&peer_ns, PEER_IP, 8080, "as the dependency answered\n");
+    run(pod.exec(&pod_ns).args([BIN, "init-iptables"]));
+
+    // Recording: the app's call reaches the real dependency.
+    let capture = pod.start_sidecar(&[]);
+    let url = format!("http://{PEER_IP}:8080/hello.txt");
+    assert_eq!(pod.curl(&pod_ns, &url), "as the dependency answered\n");
+    pod.stop_sidecar();
+    let recorded = pod.dir.join("recorded.jsonl");
+    std::fs::rename(&capture, &recorded).unwrap();
+    let recorded_uid = records(&recorded)
+        .iter()
+        .find(|r| r.direction == "outbound" && matches!(r.detail, Detail::Http(_)))
+        .map(|r| r.uid.clone())
+        .expect("the recorded call");
+
+    // The dependency is gone; the app, unchanged and with no settings, gets its answer from the mock.
+    pod.kill(dependency);
+    assert!(
+        pod.connect(&peer_ns, PEER_IP, 8080).is_err(),
+        "still listening"
+    );
+    let capture = pod.start_sidecar(&["--mock", recorded.to_str().unwrap()]);
+    assert_eq!(pod.curl(&pod_ns, &url), "as the dependency answered\n");
+    // A call nothing recorded is answered 502, naming the nearest recorded request and what differs.
+    let miss = pod.curl(&pod_ns, &format!("http://{PEER_IP}:8080/other.txt"));
+    assert!(
+        miss.contains("no recorded exchange matches GET") && miss.contains("/hello.txt"),
+        "{miss}"
+    );
+    // A stream that is not HTTP cannot be answered from HTTP records: closed at once (the default
+    // --mock-unmatched 502), rather than left waiting for a destination that is not there.
+    let opaque = run(pod.exec(&pod_ns).args([
+        "python3",
+        "-c",
+        &format!(
+            "import socket; s = socket.create_connection(('{PEER_IP}', 6379), timeout=10); \
+             s.sendall(b'PING\\r\\n'); print(repr(s.recv(100)))"
+        ),
+    ]));
+    assert_eq!(String::from_utf8_lossy(&opaque.stdout).trim(), "b''");
+    pod.stop_sidecar();
+
+    let records = records(&capture);
+    let mocked: Vec<_> = records
+        .iter()
+        .filter_map(|r| match &r.detail {
+            Detail::Http(exchange) if r.direction == "outbound" => Some((r, exchange)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(mocked.len(), 2, "{records:#?}");
+    let (hit, hit_exchange) = mocked[0];
+    assert_eq!(hit.transport, "iptables");
+    assert_eq!(
+        hit.target,
+        format!("{PEER_IP}:8080"),
+        "the original destination"
+    );
+    assert_eq!(hit_exchange.request.url, url);
+    let answer = hit_exchange.mock.as_ref().expect("a mock field");
+    assert!(answer.matched);
+    assert_eq!(answer.served_from.as_deref(), Some(recorded_uid.as_str()));
+    assert_eq!(
+        &hit_exchange.response.as_ref().unwrap().body.base64[..],
+        b"as the dependency answered\n"
+    );
+    let (_, miss_exchange) = mocked[1];
+    let answer = miss_exchange.mock.as_ref().expect("a mock field");
+    assert!(!answer.matched);
+    assert_eq!(answer.nearest.as_deref(), Some(recorded_uid.as_str()));
+    assert_eq!(miss_exchange.response.as_ref().unwrap().status, 502);
+    let refused = records
+        .iter()
+        .find_map(|r| match &r.detail {
+            Detail::Stream(stream) if r.target == format!("{PEER_IP}:6379") => Some(stream),
+            _ => None,
+        })
+        .expect("the refused stream is recorded");
+    assert_eq!(refused.end, "refused");
+    assert!(
+        refused
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("mock mode answers HTTP only")),
+        "{refused:?}"
+    );
 }

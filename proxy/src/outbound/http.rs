@@ -2,10 +2,11 @@
 //! host:port (HTTPS_PROXY, and anything else a client tunnels).
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::uri::Authority;
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -37,7 +38,9 @@ use crate::net::{dial, keepalive, DialFailure, Target};
 use crate::relay::{proxy_stream, StreamJob};
 
 mod mocked;
+mod redirected;
 use mocked::{answer_from_mock, MockOutcome};
+pub use redirected::serve_redirected;
 
 pub struct ForwardHttp {
     client: Client<HttpConnector, ProxyBody>,
@@ -79,6 +82,14 @@ impl ForwardHttp {
         }
     }
 
+    /// Whether a request the mock cannot answer goes on to its destination (`--mock-unmatched
+    /// passthrough`); without a mock, everything does.
+    pub fn passes_unmatched(&self) -> bool {
+        self.mock
+            .as_ref()
+            .is_none_or(|mock| mock.unmatched == crate::mock::Unmatched::Passthrough)
+    }
+
     pub async fn handle(
         self: Arc<Self>,
         request: Request<Incoming>,
@@ -90,7 +101,10 @@ impl ForwardHttp {
         }
         let uri = request.uri();
         Ok(match (uri.scheme_str(), uri.authority().cloned()) {
-            (Some("http"), Some(authority)) => self.forward(request, authority, tasks, context).await,
+            (Some("http"), Some(authority)) => {
+                self.forward(request, authority, Arrival::Proxied, tasks, context)
+                    .await
+            }
             (Some(scheme), Some(_)) => {
                 let message = format!(
                     "sidecar: {scheme}:// URLs cannot be sent in absolute-form; clients reach them through a CONNECT tunnel (HTTPS_PROXY)"
@@ -105,10 +119,73 @@ impl ForwardHttp {
         })
     }
 
+    /// Mock mode in transparent mode: an HTTP request iptables redirected on its way to `destination`,
+    /// in origin-form. It is answered as an absolute-form request for the URL the app meant (its Host
+    /// header, else the destination), so it matches the records a transparent capture wrote; a request
+    /// the mock lets pass goes to `destination`, where the app was sending it.
+    pub async fn handle_redirected(
+        self: Arc<Self>,
+        mut request: Request<Incoming>,
+        destination: SocketAddr,
+        tasks: TaskTracker,
+        context: Connection,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        let named = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|host| host.to_str().ok())
+            .and_then(|host| host.parse::<Authority>().ok());
+        let authority = match named {
+            Some(authority) => authority,
+            None => match destination.to_string().parse::<Authority>() {
+                Ok(authority) => authority,
+                Err(_) => {
+                    return Ok(refuse(
+                        request,
+                        &context,
+                        format!("sidecar: cannot name the destination {destination} as a URL"),
+                    ))
+                }
+            },
+        };
+        if request.method() == Method::CONNECT {
+            return Ok(refuse(
+                request,
+                &context,
+                "sidecar: CONNECT was redirected here by iptables; the app is not using a proxy, so there is no tunnel to open".to_owned(),
+            ));
+        }
+        let path = request
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        match Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(authority.clone())
+            .path_and_query(path)
+            .build()
+        {
+            Ok(uri) => *request.uri_mut() = uri,
+            Err(e) => {
+                return Ok(refuse(
+                    request,
+                    &context,
+                    format!("sidecar: the request's Host and path do not make a URL: {e}"),
+                ))
+            }
+        }
+        let arrival = Arrival::Redirected(destination);
+        Ok(self
+            .forward(request, authority, arrival, tasks, context)
+            .await)
+    }
+
     async fn forward(
         &self,
         mut request: Request<Incoming>,
         authority: Authority,
+        arrival: Arrival,
         tasks: TaskTracker,
         context: Connection,
     ) -> Response<ProxyBody> {
@@ -117,8 +194,9 @@ impl ForwardHttp {
             .as_ref()
             .map(|_| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
-        let capture =
-            ObservedExchange::begin(&context, "http", &parts, || (target_of(&authority), None));
+        let capture = ObservedExchange::begin(&context, arrival.transport(), &parts, || {
+            (arrival.record_target(&authority), None)
+        });
         // Before hop-by-hop removal, which drops Transfer-Encoding.
         if let Err(refusal) = framing::check_request(&parts.headers) {
             return refused_framing(refusal, &capture);
@@ -139,6 +217,13 @@ impl ForwardHttp {
         // RFC 9112 §3.2.2: the URL's host wins over any Host the client sent, and never carries userinfo.
         if let Ok(host) = HeaderValue::from_str(&host_header(&authority)) {
             parts.headers.insert(header::HOST, host);
+        }
+        if let Arrival::Redirected(destination) = arrival {
+            // The pooled client dials the URI's authority: where iptables found the app sending it. The
+            // Host header set above still names what the app asked for.
+            if let Ok(uri) = redirected_uri(&parts.uri, destination) {
+                parts.uri = uri;
+            }
         }
         if let Some(mock) = self.mock.clone() {
             let request_body = capture.request_body(body);
@@ -288,6 +373,46 @@ pub fn connect_target(uri: &Uri) -> Option<Target> {
         return None;
     }
     Some(Target::from_host_str(host, port))
+}
+
+/// How a request reached the forward handler, for its record and its delivery.
+#[derive(Clone, Copy)]
+enum Arrival {
+    /// Sent to the proxy port by a client that uses the proxy (HTTP_PROXY).
+    Proxied,
+    /// Redirected by iptables on its way to this address (transparent mode with a mock).
+    Redirected(SocketAddr),
+}
+
+impl Arrival {
+    /// The record's `transport`.
+    fn transport(self) -> &'static str {
+        match self {
+            Arrival::Proxied => "http",
+            Arrival::Redirected(_) => crate::transparent::TRANSPORT,
+        }
+    }
+
+    /// The record's `target`: where the client was going, as transparent mode's records name it.
+    fn record_target(self, authority: &Authority) -> String {
+        match self {
+            Arrival::Proxied => target_of(authority),
+            Arrival::Redirected(destination) => destination.to_string(),
+        }
+    }
+}
+
+/// `uri` with its authority replaced by `destination`.
+fn redirected_uri(uri: &Uri, destination: SocketAddr) -> Result<Uri, http::Error> {
+    let path = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(destination.to_string())
+        .path_and_query(path)
+        .build()
 }
 
 /// `host:port` as the client named it, with http's default port when none was given.

@@ -28,6 +28,7 @@ use crate::metrics::{
     RecordLabels,
 };
 use crate::options::RuntimeOptions;
+use crate::outbound::http::serve_redirected;
 use crate::socks::{self, Timeouts};
 use crate::transparent::{self, redirected_destination, Redirect};
 
@@ -89,7 +90,7 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
                 shared.accepted.one_more();
                 // Read before the socket is wrapped: the kernel knows where a redirected connection was going.
                 let redirect = match &*listener.handler {
-                    Handler::Transparent => match redirected_destination(&stream) {
+                    Handler::Transparent { .. } => match redirected_destination(&stream) {
                         Ok(Redirect::To(destination)) => Some(destination),
                         Ok(Redirect::NotRedirected) | Err(_) => {
                             // Relaying it would make the sidecar connect to itself, forever.
@@ -261,11 +262,24 @@ async fn serve_connection<S>(
         Handler::ForwardSocks => {
             Box::pin(socks::serve(stream, None, &socks_timeouts, context)).await
         }
-        Handler::Transparent => {
-            if let Some(destination) = redirect {
+        Handler::Transparent { mocked } => match (redirect, mocked) {
+            (Some(destination), None) => {
                 Box::pin(transparent::serve(stream, destination, options, context)).await
             }
-        }
+            (Some(destination), Some(forward)) => {
+                Box::pin(serve_redirected(
+                    stream,
+                    destination,
+                    forward.clone(),
+                    options,
+                    shutdown,
+                    tasks,
+                    context,
+                ))
+                .await
+            }
+            (None, _) => {}
+        },
         Handler::ReverseHttp(reverse) => {
             let reverse = reverse.clone();
             let serve_options = ServeOptions {

@@ -126,7 +126,7 @@ impl Refusal {
                 }
             }
             // A raw TCP client (or a redirected one) can only be told by closing.
-            Handler::ReverseTcp(_) | Handler::Transparent => drop(stream),
+            Handler::ReverseTcp(_) | Handler::Transparent { .. } => drop(stream),
         }
     }
 }

@@ -22,8 +22,11 @@ pub(super) enum Handler {
     ReverseSocks(Target),
     ForwardHttp(Arc<ForwardHttp>),
     ForwardSocks,
-    /// iptables-redirected connections, relayed to their original destination.
-    Transparent,
+    /// iptables-redirected connections, relayed to their original destination; in mock mode the
+    /// outbound ones are answered by this forward handler's mock instead.
+    Transparent {
+        mocked: Option<Arc<ForwardHttp>>,
+    },
 }
 
 pub(super) struct Listener {
@@ -115,18 +118,30 @@ fn warn_if_open_proxy(address: SocketAddr) {
 /// connection carries.
 pub(super) async fn bind_transparent(
     options: &RuntimeOptions,
+    mock: Option<Arc<crate::mock::Mock>>,
 ) -> Result<Vec<Listener>, ServerError> {
     let mut listeners = Vec::new();
+    // Only the app's own calls are mocked; callers of the app still reach it.
+    let mocked = mock.map(|mock| {
+        Arc::new(ForwardHttp::new(
+            options.connect_timeout,
+            options.upstream_timeout,
+            Some(mock),
+        ))
+    });
     for (address, direction) in [
         (options.inbound_listen, "inbound"),
         (options.outbound_listen, "outbound"),
     ] {
         let socket = bind(address, direction).await?;
+        let handler = Arc::new(Handler::Transparent {
+            mocked: mocked.clone().filter(|_| direction == "outbound"),
+        });
         listeners.push(Listener {
             socket,
             direction,
             protocol: TRANSPARENT,
-            handler: Arc::new(Handler::Transparent),
+            handler: handler.clone(),
         });
         // init-iptables redirects IPv6 too where the pod has it; an IPv6 listener must be there to take it.
         if let Some(v6) = ipv6_counterpart(address) {
@@ -135,7 +150,7 @@ pub(super) async fn bind_transparent(
                     socket,
                     direction,
                     protocol: TRANSPARENT,
-                    handler: Arc::new(Handler::Transparent),
+                    handler,
                 }),
                 Err(e) => {
                     debug!(address = %v6, error = %e, "no IPv6 listener (the pod has no IPv6)")

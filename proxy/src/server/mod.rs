@@ -92,7 +92,7 @@ impl Server {
     ) -> Result<Server, ServerError> {
         if config.proxy_type == ProxyType::Transparent {
             return Ok(Server {
-                listeners: bind_transparent(&options).await?,
+                listeners: bind_transparent(&options, services.mock.clone()).await?,
                 options,
                 services,
                 proxy_type: config.proxy_type.as_str(),

@@ -157,6 +157,13 @@ impl PodNetwork {
         }
     }
 
+    /// Stops the process started `index`-th (a dependency that goes away).
+    pub fn kill(&mut self, index: usize) {
+        let child = &mut self.children[index].0;
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// The process started last (a test's sidecar, typically).
     pub fn last_child(&mut self) -> &mut Child {
         &mut self.children.last_mut().expect("a process was started").0
@@ -188,8 +195,9 @@ impl PodNetwork {
         }
     }
 
-    /// An HTTP server (Python's) in `ns` on `ip:port`, serving `body` as /hello.txt.
-    pub fn http_server(&mut self, ns: &str, ip: &str, port: u16, body: &str) {
+    /// An HTTP server (Python's) in `ns` on `ip:port`, serving `body` as /hello.txt; returns its index
+    /// for [`PodNetwork::kill`].
+    pub fn http_server(&mut self, ns: &str, ip: &str, port: u16, body: &str) -> usize {
         let root = self.dir.join(format!("www-{ns}-{port}"));
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(root.join("hello.txt"), body).unwrap();
@@ -198,8 +206,9 @@ impl PodNetwork {
             .args(["python3", "-m", "http.server", &port.to_string()])
             .args(["--bind", ip, "--directory"])
             .arg(&root);
-        self.spawn(command);
+        let index = self.spawn(command);
         self.wait_for_port(ns, ip, port);
+        index
     }
 }
 

@@ -1,0 +1,111 @@
+//! Mock mode in transparent mode: the app's outbound connections, redirected by iptables, are answered
+//! from the mock capture instead of reaching their destination.
+//!
+//! The app speaks first in HTTP, so its first bytes decide. An HTTP/1 request line: the connection is
+//! served by the sidecar, each request answered by the forward handler's mock as if the app had sent it
+//! through the proxy to the URL it meant ([`super::ForwardHttp::handle_redirected`]). Anything else
+//! (TLS, a database protocol, a client silent past the handshake timeout) is a stream the mock cannot
+//! answer: with `--mock-unmatched passthrough` it goes to its destination and is recorded as usual;
+//! otherwise it is refused (closed), and the refusal is recorded with its reason.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use super::ForwardHttp;
+use crate::capture::Route;
+use crate::connection::Connection;
+use crate::detect::{first_bytes, is_http_request, FirstBytes, DETECT_TIMEOUT};
+use crate::http::connection::{serve, ServeOptions};
+use crate::io::PrefixedIo;
+use crate::net::{dial, Target};
+use crate::options::RuntimeOptions;
+use crate::relay::{proxy_stream, StreamJob};
+
+/// Serves one redirected outbound connection in mock mode.
+pub async fn serve_redirected<S>(
+    mut client: S,
+    destination: SocketAddr,
+    forward: Arc<ForwardHttp>,
+    options: &RuntimeOptions,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    context: Connection,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // No upstream is dialled before the app has spoken: a mocked destination may not exist at all. A
+    // reader that never answers stands in for it, so only the client can decide.
+    let (mut no_upstream, _kept_open) = tokio::io::duplex(1);
+    let mut no_upstream = PrefixedIo::new(Vec::new(), &mut no_upstream);
+    let opened = tokio::time::timeout(
+        options.handshake_timeout,
+        first_bytes(&mut client, &mut no_upstream, DETECT_TIMEOUT),
+    )
+    .await;
+    let first = match opened {
+        Ok(Ok(FirstBytes::Client(bytes))) => bytes,
+        Ok(Ok(_)) => Vec::new(),
+        Ok(Err(e)) => {
+            debug!(error = %e, "redirected connection closed before it said anything");
+            return;
+        }
+        Err(_) => Vec::new(),
+    };
+    let client = PrefixedIo::new(first, client);
+    if is_http_request(client.prefix()) {
+        let serve_options = ServeOptions {
+            handshake_timeout: options.handshake_timeout,
+            accept_h2: false,
+            max_request_head: options.max_request_head,
+        };
+        let for_requests = context.clone();
+        serve(client, serve_options, shutdown, &context, move |request| {
+            forward.clone().handle_redirected(
+                request,
+                destination,
+                tasks.clone(),
+                for_requests.clone(),
+            )
+        })
+        .await;
+        return;
+    }
+    let route = Arc::new(Route::new(
+        crate::transparent::TRANSPORT,
+        destination.to_string(),
+        None,
+    ));
+    let record = context.record_stream(&route);
+    if !forward.passes_unmatched() {
+        let reason = format!(
+            "mock mode answers HTTP only: this connection to {destination} did not open with an HTTP/1 request, so it was closed (--mock-unmatched passthrough sends such streams to their destination)"
+        );
+        warn!(%destination, "mock mode: closing a redirected connection that is not HTTP");
+        if let Some(record) = record {
+            record.refused(reason);
+        }
+        return;
+    }
+    let upstream = match dial(&Target::from(destination), options.connect_timeout).await {
+        Ok(upstream) => upstream,
+        Err(e) => {
+            warn!(error = %e, "closing connection: the original destination is unreachable");
+            context.count_connect_failure();
+            if let Some(record) = record {
+                record.refused(e.to_string());
+            }
+            return;
+        }
+    };
+    let job = StreamJob {
+        route,
+        record,
+        context: &context,
+    };
+    proxy_stream(client, upstream, job).await;
+}
