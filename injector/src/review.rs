@@ -3,12 +3,13 @@
 //! AdmissionReview (admission.k8s.io/v1) exchange the API server speaks.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use json_patch::Patch;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::core::DynamicObject;
-use sidecar_proxy::config::{excerpt, Setting};
+use sidecar_proxy::config::{excerpt, RawSettings, Setting};
 
 use crate::containers::SidecarOptions;
 use crate::patch::injection_patch;
@@ -70,13 +71,56 @@ pub fn admit_planned(pod: &Pod, options: &SidecarOptions) -> Result<Admitted, De
             if let Some(denial) = listener_on_admin_port(&plan, annotations, options.admin_port) {
                 return Err(denial);
             }
+            let mut warnings = plan.warnings.clone();
+            warnings.extend(shutdown_outlasts_grace(pod, annotations, &plan));
             Ok(Admitted {
                 admission: Admission::Patched(injection_patch(pod, &plan, options)),
-                warnings: plan.warnings.clone(),
+                warnings,
                 plan: Some(plan),
             })
         }
     }
+}
+
+/// What Kubernetes waits for a pod to stop when its spec says nothing.
+const DEFAULT_TERMINATION_GRACE_SECONDS: i64 = 30;
+/// The sidecar's `--shutdown-grace` default: how long open connections may finish after the drain.
+const SIDECAR_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The sidecar's stop takes `pre-stop-wait` + `drain-duration` + its shutdown grace; a pod whose
+/// `terminationGracePeriodSeconds` is shorter has its sidecar killed before the last records are written.
+/// A warning, not a denial: the owner may accept losing the tail of the capture to stop faster.
+fn shutdown_outlasts_grace(
+    pod: &Pod,
+    annotations: &BTreeMap<String, String>,
+    plan: &Plan,
+) -> Option<String> {
+    let raw = RawSettings::from_annotations(
+        annotations
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str())),
+    );
+    // Already validated by the plan; a bad value never gets here.
+    let drain = sidecar_proxy::config::drain_duration(&raw).ok()?;
+    let pre_stop = plan.pre_stop_wait.unwrap_or_default();
+    let needed = pre_stop + drain + SIDECAR_SHUTDOWN_GRACE;
+    let grace = pod
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.termination_grace_period_seconds)
+        .unwrap_or(DEFAULT_TERMINATION_GRACE_SECONDS);
+    let grace = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
+    if needed <= grace {
+        return None;
+    }
+    Some(format!(
+        "the sidecar may need {}s to stop (pre-stop-wait {}s + drain-duration {}s + 10s to finish connections), more than terminationGracePeriodSeconds {}: its last records would be lost; raise it to {} or shorten those",
+        needed.as_secs_f64().ceil(),
+        pre_stop.as_secs_f64(),
+        drain.as_secs_f64(),
+        grace.as_secs(),
+        needed.as_secs_f64().ceil(),
+    ))
 }
 
 /// Transparent mode's init container rewrites the iptables of the pod's network namespace: with
@@ -280,5 +324,33 @@ mod warning_tests {
             "spec": {"containers": [{"name": "app", "image": "web:1"}]}
         }));
         assert_eq!(quiet, Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_stop_longer_than_the_pods_grace_period_is_told() {
+        let pod = |grace: Option<i64>, pre_stop: &str| {
+            let mut spec = json!({"containers": [{"name": "app", "image": "web:1"}]});
+            if let Some(grace) = grace {
+                spec["terminationGracePeriodSeconds"] = json!(grace);
+            }
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "web", "annotations": {
+                    "sidecar.speedscale.com/inject": "true",
+                    "sidecar.speedscale.com/proxy-type": "reverse",
+                    "sidecar.speedscale.com/pre-stop-wait": pre_stop
+                }},
+                "spec": spec
+            })
+        };
+        // 20 + 5 (default drain) + 10 = 35 > the default 30.
+        let told = warnings(pod(None, "20s"));
+        assert_eq!(told, ["sidecar-injector: the sidecar may need 35s to stop (pre-stop-wait 20s + drain-duration 5s + 10s to finish connections), more than terminationGracePeriodSeconds 30: its last records would be lost; raise it to 35 or shorten those"]);
+        assert!(told[0].len() <= 256, "the API server may cut it");
+        // The same pod with room for it, and a short wait within the default: nothing to say.
+        assert_eq!(warnings(pod(Some(35), "20s")), Vec::<String>::new());
+        assert_eq!(warnings(pod(None, "15s")), Vec::<String>::new());
+        // A pod that asks to be killed at once loses even the default stop's tail.
+        assert_eq!(warnings(pod(Some(0), "0s")).len(), 1);
     }
 }
