@@ -1,7 +1,8 @@
 //! `sidecar-proxy replay`, through the real binary: a Python app recorded by a real reverse sidecar, its
 //! inbound exchanges replayed against the same app (everything matches, the timestamp learned as noise
 //! from repeats, gzip decoded) and against a changed app (exit 1, the changed JSON field named on
-//! stdout, in --report and in --junit), and bad usage refused with exit 2.
+//! stdout, in --report and in --junit), and bad usage refused with exit 2. gRPC over h2c is recorded by a
+//! reverse tcp sidecar from a real HTTP/2 exchange and replayed as HTTP/2, its trailers compared.
 
 mod support;
 
@@ -292,4 +293,148 @@ async fn an_https_target_is_verified_against_the_roots_given() {
         text(&untrusted.stderr)
     );
     assert!(stdout.contains("TLS with 127.0.0.1 failed"), "{stdout}");
+}
+
+/// An h2c gRPC origin: `/shop.Prices/Get` answers each message with `price:` and the message, then the
+/// trailers `grpc-status: <status>`; it counts the HTTP/2 streams it served.
+async fn start_grpc_origin(
+    status: &'static str,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let streams = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = streams.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |request: http::Request<hyper::body::Incoming>| {
+                        let counted = counted.clone();
+                        async move {
+                            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            assert_eq!(request.version(), http::Version::HTTP_2);
+                            assert_eq!(request.uri().path(), "/shop.Prices/Get");
+                            let message = request.into_body().collect().await.unwrap().to_bytes();
+                            let reply =
+                                grpc_message(&[b"price:".as_slice(), &message[5..]].concat());
+                            let mut trailers = http::HeaderMap::new();
+                            trailers.insert("grpc-status", status.parse().unwrap());
+                            let frames = futures_util::stream::iter([
+                                Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(reply)),
+                                Ok(hyper::body::Frame::trailers(trailers)),
+                            ]);
+                            let response = http::Response::builder()
+                                .header("content-type", "application/grpc")
+                                .body(http_body_util::StreamBody::new(frames))
+                                .unwrap();
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    },
+                );
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+            });
+        }
+    });
+    (addr, streams)
+}
+
+/// A gRPC message: uncompressed, its length, the bytes.
+fn grpc_message(message: &[u8]) -> bytes::Bytes {
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    framed.extend_from_slice(message);
+    framed.into()
+}
+
+// Multi-threaded: the test's origin serves while the replay binary is waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_over_h2c_is_replayed_as_http2_and_its_trailers_compared() {
+    use http_body_util::BodyExt;
+    let dir = TempDir::new("replay-grpc");
+    let (origin, _) = start_grpc_origin("0").await;
+    let capture = dir.0.join("capture.jsonl");
+    let mut sidecar = Sidecar::reverse(
+        "tcp",
+        origin,
+        &["--capture", capture.to_str().unwrap()],
+        &dir.0,
+    )
+    .await;
+    // A real HTTP/2 client makes two unary calls through the sidecar.
+    let stream = TcpStream::connect(sidecar.inbound).await.unwrap();
+    let (mut client, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    for item in [b"apple".as_slice(), b"pear"] {
+        let request = http::Request::post("http://prices.test/shop.Prices/Get")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(http_body_util::Full::new(grpc_message(item)))
+            .unwrap();
+        let response = client.send_request(request).await.unwrap();
+        let collected = response.into_body().collect().await.unwrap();
+        assert_eq!(
+            collected.trailers().unwrap()["grpc-status"],
+            "0",
+            "the call went through"
+        );
+    }
+    drop(client);
+    sidecar.signal("TERM");
+    assert!(sidecar.exit().await.success(), "{}", sidecar.stderr());
+    let capture = capture.to_str().unwrap();
+
+    // The same service: both calls match, sent as HTTP/2 on one connection.
+    let (same, streams) = start_grpc_origin("0").await;
+    let matched = replay(&[capture, "--target", &format!("http://{same}")]);
+    let stdout = text(&matched.stdout);
+    assert_eq!(
+        matched.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&matched.stderr)
+    );
+    assert!(stdout.contains("2 matched"), "{stdout}");
+    assert_eq!(streams.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    // A service that now fails the calls (grpc-status 5, NOT_FOUND, in the trailers, status still 200):
+    // exit 1, the trailer named.
+    let (changed, _) = start_grpc_origin("5").await;
+    let report = dir.0.join("report.json");
+    let differed = replay(&[
+        capture,
+        "--target",
+        &format!("http://{changed}"),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let stdout = text(&differed.stdout);
+    assert_eq!(
+        differed.status.code(),
+        Some(1),
+        "{stdout}{}",
+        text(&differed.stderr)
+    );
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let fields: Vec<&str> = report["exchanges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|exchange| exchange["differences"].as_array().unwrap())
+        .map(|difference| difference["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["trailer grpc-status", "trailer grpc-status"],
+        "{report:#}"
+    );
 }

@@ -53,6 +53,25 @@ pub fn header_differences(
     actual: &[(String, String)],
     noise: &Noise,
 ) -> Vec<Difference> {
+    field_differences("header", recorded, actual, noise)
+}
+
+/// Trailers (chunked trailers, HTTP/2 trailing HEADERS such as gRPC's `grpc-status`), compared as
+/// headers are, each difference named `trailer NAME`.
+pub fn trailer_differences(
+    recorded: &[(String, String)],
+    actual: &[(String, String)],
+    noise: &Noise,
+) -> Vec<Difference> {
+    field_differences("trailer", recorded, actual, noise)
+}
+
+fn field_differences(
+    kind: &str,
+    recorded: &[(String, String)],
+    actual: &[(String, String)],
+    noise: &Noise,
+) -> Vec<Difference> {
     let mut names: Vec<String> = recorded
         .iter()
         .chain(actual)
@@ -84,7 +103,7 @@ pub fn header_differences(
                 }
             };
             differences.push(Difference::new(
-                format!("header {name}"),
+                format!("{kind} {name}"),
                 shown(was),
                 shown(now),
             ));

@@ -10,6 +10,6 @@ pub mod diff;
 pub mod json_path;
 pub mod noise;
 
-pub use diff::{body_differences, header_differences, Difference, Message};
+pub use diff::{body_differences, header_differences, trailer_differences, Difference, Message};
 pub use json_path::{JsonPath, JsonPathError};
 pub use noise::Noise;

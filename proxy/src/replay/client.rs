@@ -1,14 +1,16 @@
-//! The connections a replay sends its requests on: HTTP/1.1 to the target, in cleartext or in TLS
-//! verified against the system roots plus an optional bundle (`--target-ca`), kept alive and reused.
+//! The connections a replay sends its requests on: HTTP/1.1 to the target (HTTP/2 for exchanges recorded
+//! as HTTP/2: h2c, or h2 by ALPN over TLS), in cleartext or in TLS verified against the system roots plus
+//! an optional bundle (`--target-ca`), kept alive and reused.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::Request;
+use http::{Request, Version};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -26,6 +28,8 @@ pub struct Answer {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
+    /// Fields after the body (HTTP/2 trailing HEADERS, chunked trailers).
+    pub trailers: Vec<(String, String)>,
     /// From sending the request to the whole response body.
     pub elapsed: Duration,
 }
@@ -35,6 +39,8 @@ pub struct TargetClient {
     tls: Option<(UpstreamTls, ServerName<'static>)>,
     timeout: Duration,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    /// The HTTP/2 connection recorded HTTP/2 exchanges share (opened at the first of them).
+    h2: tokio::sync::Mutex<Option<http2::SendRequest<Full<Bytes>>>>,
 }
 
 impl TargetClient {
@@ -59,6 +65,7 @@ impl TargetClient {
             tls,
             timeout,
             idle: Mutex::new(Vec::new()),
+            h2: tokio::sync::Mutex::new(None),
         }))
     }
 
@@ -76,6 +83,9 @@ impl TargetClient {
     }
 
     async fn exchange(&self, request: Request<Bytes>) -> Result<Answer, String> {
+        if request.version() == Version::HTTP_2 {
+            return self.exchange_h2(request).await;
+        }
         let (mut parts, body) = request.into_parts();
         // HTTP/1.1 on a connection of our own: the request line carries the path, Host the authority.
         parts.uri = parts
@@ -93,30 +103,42 @@ impl TargetClient {
             .send_request(Request::from_parts(parts, Full::new(body)))
             .await
             .map_err(|e| format!("the target did not answer: {e}"))?;
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_owned(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let body = Limited::new(response.into_body(), MAX_BODY)
-            .collect()
-            .await
-            .map_err(|e| format!("the answer's body broke off: {e}"))?
-            .to_bytes();
-        let elapsed = started.elapsed();
+        let answer = read_answer(response, started).await?;
         self.put_idle(sender);
-        Ok(Answer {
-            status,
-            headers,
-            body,
-            elapsed,
-        })
+        Ok(answer)
+    }
+
+    /// A recorded HTTP/2 exchange (gRPC, h2c) goes out as HTTP/2, every one on the one connection.
+    async fn exchange_h2(&self, request: Request<Bytes>) -> Result<Answer, String> {
+        let mut sender = self.h2_sender().await?;
+        let started = Instant::now();
+        let response = sender
+            .send_request(request.map(Full::new))
+            .await
+            .map_err(|e| format!("the target did not answer over HTTP/2: {e}"))?;
+        read_answer(response, started).await
+    }
+
+    async fn h2_sender(&self) -> Result<http2::SendRequest<Full<Bytes>>, String> {
+        let mut shared = self.h2.lock().await;
+        if let Some(sender) = shared.as_ref().filter(|sender| !sender.is_closed()) {
+            return Ok(sender.clone());
+        }
+        let stream = self.dial().await?;
+        let sender = match &self.tls {
+            None => handshake_h2(stream).await?,
+            Some((tls, name)) => {
+                let stream = tls
+                    .connect(stream, name.clone(), vec![b"h2".to_vec()])
+                    .await
+                    .map_err(|e| {
+                        format!("TLS with {} failed: {e}", self.target.authority.host())
+                    })?;
+                handshake_h2(stream).await?
+            }
+        };
+        *shared = Some(sender.clone());
+        Ok(sender)
     }
 
     fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
@@ -138,12 +160,17 @@ impl TargetClient {
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, String> {
+    async fn dial(&self) -> Result<tokio::net::TcpStream, String> {
         let host = self.target.authority.host();
         let address = DialTarget::from_host_str(host, self.target.port());
-        let stream = dial(&address, self.timeout)
+        dial(&address, self.timeout)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, String> {
+        let host = self.target.authority.host();
+        let stream = self.dial().await?;
         match &self.tls {
             None => handshake(stream).await,
             Some((tls, name)) => {
@@ -168,4 +195,50 @@ where
         let _ = connection.await;
     });
     Ok(sender)
+}
+
+async fn handshake_h2<S>(stream: S) -> Result<http2::SendRequest<Full<Bytes>>, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("cannot speak HTTP/2 to the target: {e}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// The whole answer: status, headers, body (at most [`MAX_BODY`]) and trailers.
+async fn read_answer(
+    response: http::Response<hyper::body::Incoming>,
+    started: Instant,
+) -> Result<Answer, String> {
+    let status = response.status().as_u16();
+    let headers = fields(response.headers());
+    let collected = Limited::new(response.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| format!("the answer's body broke off: {e}"))?;
+    let trailers = collected.trailers().map(fields).unwrap_or_default();
+    Ok(Answer {
+        status,
+        headers,
+        body: collected.to_bytes(),
+        trailers,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn fields(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }

@@ -163,9 +163,16 @@ pub fn request_for(
     let uri = target
         .uri_for(&request.url)
         .map_err(|e| format!("recorded URL {:?} cannot be sent: {e}", request.url))?;
+    let h2 = request.version == "HTTP/2.0";
     let mut builder = http::Request::builder().method(method).uri(uri);
+    if h2 {
+        // Sent as HTTP/2 again (h2c, or ALPN h2 to an https target): gRPC needs it.
+        builder = builder.version(http::Version::HTTP_2);
+    }
     for (name, value) in &request.headers {
-        if value == REDACTED || !replayed_header(name) {
+        // `te: trailers` is how an HTTP/2 client (gRPC's) says it reads trailers; its only value there.
+        let h2_te = h2 && name.eq_ignore_ascii_case("te") && value == "trailers";
+        if value == REDACTED || !(replayed_header(name) || h2_te) {
             continue;
         }
         if let (Ok(name), Ok(value)) = (
@@ -175,7 +182,10 @@ pub fn request_for(
             builder = builder.header(name, value);
         }
     }
-    builder = builder.header(http::header::HOST, target.authority.as_str());
+    if !h2 {
+        // HTTP/2 names the target in `:authority`, from the URL.
+        builder = builder.header(http::header::HOST, target.authority.as_str());
+    }
     builder
         .body(request.body.base64.clone())
         .map_err(|e| format!("recorded request cannot be sent: {e}"))

@@ -8,7 +8,9 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::capture::record::Record;
-use crate::compare::{body_differences, header_differences, Difference, Message, Noise};
+use crate::compare::{
+    body_differences, header_differences, trailer_differences, Difference, Message, Noise,
+};
 
 use super::client::{Answer, TargetClient};
 use super::learned::{LearnedField, LearnedNoise};
@@ -185,6 +187,11 @@ async fn replay_one(
     differences.extend(header_differences(
         &recorded.headers,
         &answer.headers,
+        &noise,
+    ));
+    differences.extend(trailer_differences(
+        &recorded.trailers,
+        &answer.trailers,
         &noise,
     ));
     differences.extend(body_differences(
