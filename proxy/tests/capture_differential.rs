@@ -622,17 +622,6 @@ impl Case {
             lossy(&rest)
         );
     }
-
-    /// The listener records no trailers (docs/capture.md: "Recorded by the tap; the HTTP listeners record
-    /// none").
-    fn trailers_only_when_tapped(&self, exchange: &mut HttpExchange) {
-        if !self.mode.taps() {
-            exchange.request.trailers.clear();
-            if let Some(response) = exchange.response.as_mut() {
-                response.trailers.clear();
-            }
-        }
-    }
 }
 
 async fn keep_alive(stream: TcpStream, case: &Case) -> Vec<HttpExchange> {
@@ -685,7 +674,7 @@ async fn chunked_with_trailers(stream: TcpStream, case: &Case) -> Vec<HttpExchan
         "{}: the response's trailers reach the client",
         case.name
     );
-    let mut exchange = answered(CHUNKED_POST, CHUNKED_ANSWER).await;
+    let exchange = answered(CHUNKED_POST, CHUNKED_ANSWER).await;
     // Spelled out, not only derived from the wire: what the tap must find after the last chunk.
     assert_eq!(
         exchange.request.trailers,
@@ -699,7 +688,6 @@ async fn chunked_with_trailers(stream: TcpStream, case: &Case) -> Vec<HttpExchan
             ("x-count".to_owned(), "2".to_owned())
         ]
     );
-    case.trailers_only_when_tapped(&mut exchange);
     vec![exchange]
 }
 
@@ -1201,7 +1189,7 @@ async fn h2c_streams(stream: TcpStream, case: &Case) -> Vec<HttpExchange> {
             )
         })
         .into();
-    let mut post = h2_exchange(
+    let post = h2_exchange(
         "POST",
         "/h2/echo",
         (
@@ -1222,7 +1210,6 @@ async fn h2c_streams(stream: TcpStream, case: &Case) -> Vec<HttpExchange> {
             &[],
         ),
     );
-    case.trailers_only_when_tapped(&mut post);
     expected.push(post);
     expected
 }
@@ -1249,7 +1236,7 @@ async fn grpc_unary(stream: TcpStream, case: &Case) -> Vec<HttpExchange> {
     assert_eq!(collected.to_bytes(), grpc(b"re:hello"), "{}", case.name);
     h2_close(sender, connection).await;
 
-    let mut exchange = h2_exchange(
+    let exchange = h2_exchange(
         "POST",
         "/diff.Echo/Unary",
         (
@@ -1268,7 +1255,6 @@ async fn grpc_unary(stream: TcpStream, case: &Case) -> Vec<HttpExchange> {
             &[("grpc-status", "0"), ("grpc-message", "OK")],
         ),
     );
-    case.trailers_only_when_tapped(&mut exchange);
     vec![exchange]
 }
 
@@ -1308,7 +1294,7 @@ async fn grpc_streaming(stream: TcpStream, case: &Case) -> Vec<HttpExchange> {
     );
     h2_close(sender, connection).await;
 
-    let mut exchange = h2_exchange(
+    let exchange = h2_exchange(
         "POST",
         "/diff.Echo/Stream",
         (
@@ -1323,7 +1309,6 @@ async fn grpc_streaming(stream: TcpStream, case: &Case) -> Vec<HttpExchange> {
             &[("grpc-status", "0"), ("grpc-message", "streamed")],
         ),
     );
-    case.trailers_only_when_tapped(&mut exchange);
     vec![exchange]
 }
 

@@ -229,6 +229,26 @@ server.serve_forever()
     }
 }
 
+/// An outbound HTTP/2 exchange as a capture line: GET `url`, answered 200 with a body and a gRPC status
+/// in the trailers.
+fn h2_outbound_record(url: &str) -> String {
+    let target = url.trim_start_matches("http://").split('/').next().unwrap();
+    serde_json::json!({
+        "schema": "sidecar.capture/v1", "kind": "http", "id": 90, "uid": "0123456789abcdef-90",
+        "connection": 90, "direction": "outbound", "proxy_type": "transparent",
+        "protocol": "transparent", "transport": "iptables", "client": "198.18.0.1:40000",
+        "target": target, "start": "2026-12-07T00:00:00.000000Z", "duration_ms": 1.5,
+        "request": {"method": "GET", "url": url, "version": "HTTP/2.0", "headers": [],
+            "body": {"size": 0, "truncated": false, "base64": "", "complete": true}},
+        "response": {"status": 200, "version": "HTTP/2.0",
+            "headers": [["content-type", "application/grpc"]],
+            "body": {"size": 11, "truncated": false, "base64": "cHJpY2U6YXBwbGU=", "complete": true},
+            "trailers": [["grpc-status", "0"]]}
+    })
+    .to_string()
+        + "\n"
+}
+
 /// A process another test thread forked while the copy was open for writing holds that descriptor until
 /// it execs, and until then running the copy fails with "Text file busy" (ETXTBSY): wait that out.
 fn wait_until_executable(binary: &Path) {
@@ -539,6 +559,13 @@ fn transparent_mode_answers_the_apps_calls_from_a_capture_once_the_dependency_is
         .map(|r| r.uid.clone())
         .expect("the recorded call");
 
+    // An HTTP/2 call with trailers (a gRPC status) in the same capture, as the tap records one.
+    let mut lines = std::fs::read_to_string(&recorded).unwrap();
+    lines.push_str(&h2_outbound_record(&format!(
+        "http://{PEER_IP}:8080/shop.Prices/Get"
+    )));
+    std::fs::write(&recorded, lines).unwrap();
+
     // The dependency is gone; the app, unchanged and with no settings, gets its answer from the mock.
     pod.kill(dependency);
     assert!(
@@ -548,11 +575,29 @@ fn transparent_mode_answers_the_apps_calls_from_a_capture_once_the_dependency_is
     let capture = pod.start_sidecar(&["--mock", recorded.to_str().unwrap()]);
     assert_eq!(pod.curl(&pod_ns, &url), "as the dependency answered\n");
     // A call nothing recorded is answered 502, naming the nearest recorded request and what differs.
-    let miss = pod.curl(&pod_ns, &format!("http://{PEER_IP}:8080/other.txt"));
+    let miss = pod.curl(&pod_ns, &format!("http://{PEER_IP}:8080/hello.txt?lang=fr"));
     assert!(
-        miss.contains("no recorded exchange matches GET") && miss.contains("/hello.txt"),
+        miss.contains("no recorded exchange matches GET")
+            && miss.contains(&format!("nearest recorded request: record {recorded_uid}")),
         "{miss}"
     );
+    // HTTP/2 with prior knowledge (how gRPC speaks in cleartext) is served as HTTP/2: the recorded body,
+    // then the recorded trailers.
+    let h2 = run(pod.exec(&pod_ns).args([
+        "curl",
+        "-sS",
+        "-i",
+        "--http2-prior-knowledge",
+        "--noproxy",
+        "*",
+        "--max-time",
+        "20",
+        &format!("http://{PEER_IP}:8080/shop.Prices/Get"),
+    ]));
+    let h2 = String::from_utf8_lossy(&h2.stdout).replace("\r\n", "\n");
+    assert!(h2.starts_with("HTTP/2 200"), "{h2}");
+    // curl -i prints the trailers right after the body, which has no newline of its own.
+    assert!(h2.ends_with("\n\nprice:applegrpc-status: 0\n"), "{h2:?}");
     // A stream that is not HTTP cannot be answered from HTTP records: closed at once (the default
     // --mock-unmatched 502), rather than left waiting for a destination that is not there.
     let opaque = run(pod.exec(&pod_ns).args([
@@ -574,7 +619,7 @@ fn transparent_mode_answers_the_apps_calls_from_a_capture_once_the_dependency_is
             _ => None,
         })
         .collect();
-    assert_eq!(mocked.len(), 2, "{records:#?}");
+    assert_eq!(mocked.len(), 3, "{records:#?}");
     let (hit, hit_exchange) = mocked[0];
     assert_eq!(hit.transport, "iptables");
     assert_eq!(
@@ -595,6 +640,13 @@ fn transparent_mode_answers_the_apps_calls_from_a_capture_once_the_dependency_is
     assert!(!answer.matched);
     assert_eq!(answer.nearest.as_deref(), Some(recorded_uid.as_str()));
     assert_eq!(miss_exchange.response.as_ref().unwrap().status, 502);
+    let (_, h2_exchange) = mocked[2];
+    assert_eq!(h2_exchange.request.version, "HTTP/2.0");
+    assert!(h2_exchange.mock.as_ref().is_some_and(|m| m.matched));
+    assert_eq!(
+        h2_exchange.response.as_ref().unwrap().trailers,
+        [("grpc-status".to_owned(), "0".to_owned())]
+    );
     let refused = records
         .iter()
         .find_map(|r| match &r.detail {

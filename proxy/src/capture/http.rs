@@ -47,6 +47,8 @@ struct Parts {
     upgraded: Option<String>,
     /// How the mock answered, when it did.
     mock: Option<Box<record::MockAnswer>>,
+    request_trailers: Vec<(String, String)>,
+    response_trailers: Vec<(String, String)>,
     /// The record has been handed to the sink.
     emitted: bool,
 }
@@ -179,8 +181,10 @@ impl ExchangeState {
             return;
         };
         request.body = parts.request_body.unwrap_or_default();
+        request.trailers = parts.request_trailers;
         let response = parts.response.map(|mut response| {
             response.body = parts.response_body.unwrap_or_default();
+            response.trailers = parts.response_trailers;
             response
         });
         let detail = Detail::Http(record::HttpExchange {
@@ -225,6 +229,17 @@ pub struct CapturingBody<B> {
 }
 
 impl<B> CapturingBody<B> {
+    /// The fields after the body (chunked trailers, HTTP/2 trailing HEADERS such as `grpc-status`),
+    /// redacted like headers.
+    fn keep_trailers(&mut self, trailers: &HeaderMap) {
+        let kept = headers(trailers, &self.exchange.capture.settings);
+        let mut parts = self.exchange.lock();
+        match self.side {
+            Side::Request => parts.request_trailers = kept,
+            Side::Response => parts.response_trailers = kept,
+        }
+    }
+
     fn settle(&mut self, complete: bool) {
         if let Some(tap) = self.tap.take() {
             let body = tap.finish(complete);
@@ -266,6 +281,9 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(data), Some(tap)) = (frame.data_ref(), this.tap.as_mut()) {
                     tap.observe(data);
+                }
+                if let Some(trailers) = frame.trailers_ref() {
+                    this.keep_trailers(trailers);
                 }
                 // Trailers are a body's last frame: hyper's HTTP/1 client stops polling a request body
                 // once it has written them, so the end would otherwise never be seen.

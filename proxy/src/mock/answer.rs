@@ -2,7 +2,7 @@
 //! matched, naming the nearest recorded request and the fields that differ.
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::capture::record::{FieldDifference, HttpResponse};
 
@@ -29,6 +29,22 @@ pub fn recorded_response(recorded: &HttpResponse) -> Response<Bytes> {
         }
     }
     response
+}
+
+/// The recorded trailers (gRPC's `grpc-status`, chunked trailers), sent after the body; `None` when the
+/// recorded response had none.
+pub fn recorded_trailers(recorded: &HttpResponse) -> Option<HeaderMap> {
+    let trailers: HeaderMap = recorded
+        .trailers
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((
+                HeaderName::from_bytes(name.as_bytes()).ok()?,
+                HeaderValue::from_str(value).ok()?,
+            ))
+        })
+        .collect();
+    (!trailers.is_empty()).then_some(trailers)
 }
 
 /// The text of a miss: what was asked, the nearest recorded request and how it differs.

@@ -44,6 +44,8 @@ pub use redirected::serve_redirected;
 
 pub struct ForwardHttp {
     client: Client<HttpConnector, ProxyBody>,
+    /// HTTP/2 with prior knowledge, for the redirected HTTP/2 a mock lets pass (transparent mode).
+    http2: Client<HttpConnector, ProxyBody>,
     connect_timeout: Duration,
     upstream_timeout: Duration,
     /// Mock mode: requests are answered from a capture (see [`crate::mock`]).
@@ -65,17 +67,20 @@ impl ForwardHttp {
         connector.set_keepalive(Some(keepalive::IDLE));
         connector.set_keepalive_interval(Some(keepalive::INTERVAL));
         connector.set_keepalive_retries(Some(keepalive::RETRIES));
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .set_host(false)
             .http1_preserve_header_case(true)
             // Each read from the upstream is one chunk of the response on its way to the client: small
             // enough that a client that does not read holds little besides what the budget counts.
-            .http1_max_buf_size(crate::budget::QUEUE_CHUNK)
-            .build(connector);
+            .http1_max_buf_size(crate::budget::QUEUE_CHUNK);
+        let client = builder.build(connector.clone());
+        let http2 = builder.http2_only(true).build(connector);
         ForwardHttp {
             client,
+            http2,
             connect_timeout,
             upstream_timeout,
             mock,
@@ -130,11 +135,14 @@ impl ForwardHttp {
         tasks: TaskTracker,
         context: Connection,
     ) -> Result<Response<ProxyBody>, Infallible> {
-        let named = request
-            .headers()
-            .get(header::HOST)
-            .and_then(|host| host.to_str().ok())
-            .and_then(|host| host.parse::<Authority>().ok());
+        // HTTP/2 names it in `:authority` (the URI), HTTP/1 in Host.
+        let named = request.uri().authority().cloned().or_else(|| {
+            request
+                .headers()
+                .get(header::HOST)
+                .and_then(|host| host.to_str().ok())
+                .and_then(|host| host.parse::<Authority>().ok())
+        });
         let authority = match named {
             Some(authority) => authority,
             None => match destination.to_string().parse::<Authority>() {
@@ -272,12 +280,14 @@ impl ForwardHttp {
     where
         B: hyper::body::Body<Data = bytes::Bytes, Error = hyper::Error> + Send + Unpin + 'static,
     {
+        let client = if parts.version == http::Version::HTTP_2 {
+            &self.http2
+        } else {
+            &self.client
+        };
         let (body, delivery) = Delivery::new(body, self.upstream_timeout);
         let upstream_request = Request::from_parts(parts, body.boxed_unsync());
-        match delivery
-            .response(self.client.request(upstream_request))
-            .await
-        {
+        match delivery.response(client.request(upstream_request)).await {
             Ok(response) => finish_response(response, client_upgrade, &tasks, &capture),
             Err(Failure::TimedOut(timeout)) => {
                 upstream_timed_out(&host_header(&authority), timeout, &context, &capture)

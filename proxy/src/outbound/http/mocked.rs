@@ -2,17 +2,18 @@
 //! against the mock capture, and answered with the recorded response, or, when nothing matches, with
 //! the `--mock-unmatched` answer; the record carries a `mock` field saying which.
 
+use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
 
 use crate::capture::record::MockAnswer;
 use crate::http::body::{text_response, ProxyBody};
 use crate::http::observed::{ObservedBody, ObservedExchange};
-use crate::mock::answer::{recorded_response, unmatched_message};
+use crate::mock::answer::{recorded_response, recorded_trailers, unmatched_message};
 use crate::mock::{Mock, MockMatch, MockRequest, Unmatched};
 
 /// The largest request body the mock reads to match on.
@@ -72,7 +73,15 @@ pub(super) async fn answer_from_mock(
                 .await;
             }
             let (head, body) = recorded_response(&recorded.response).into_parts();
-            let body = Full::new(body).map_err(|never| match never {});
+            let body = match recorded_trailers(&recorded.response) {
+                // HTTP/2 (gRPC's status) or chunked trailers: the body, then the trailers.
+                Some(trailers) => {
+                    let frames = [Frame::data(body), Frame::trailers(trailers)];
+                    StreamBody::new(futures_util::stream::iter(frames.map(Ok))).boxed_unsync()
+                }
+                None => Full::new(body).boxed_unsync(),
+            };
+            let body = body.map_err(|never: Infallible| match never {});
             let body = capture.response_body(&head, body).boxed_unsync();
             MockOutcome::Answered(Response::from_parts(head, body))
         }

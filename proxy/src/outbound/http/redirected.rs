@@ -1,8 +1,8 @@
 //! Mock mode in transparent mode: the app's outbound connections, redirected by iptables, are answered
 //! from the mock capture instead of reaching their destination.
 //!
-//! The app speaks first in HTTP, so its first bytes decide. An HTTP/1 request line: the connection is
-//! served by the sidecar, each request answered by the forward handler's mock as if the app had sent it
+//! The app speaks first in HTTP, so its first bytes decide. An HTTP/1 request line or HTTP/2's preface
+//! (prior knowledge, as gRPC uses in cleartext): the connection is served by the sidecar, each request answered by the forward handler's mock as if the app had sent it
 //! through the proxy to the URL it meant ([`super::ForwardHttp::handle_redirected`]). Anything else
 //! (TLS, a database protocol, a client silent past the handshake timeout) is a stream the mock cannot
 //! answer: with `--mock-unmatched passthrough` it goes to its destination and is recorded as usual;
@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 use super::ForwardHttp;
 use crate::capture::Route;
 use crate::connection::Connection;
-use crate::detect::{first_bytes, is_http_request, FirstBytes, DETECT_TIMEOUT};
+use crate::detect::{first_bytes, is_h2_preface, is_http_request, FirstBytes, DETECT_TIMEOUT};
 use crate::http::connection::{serve, ServeOptions};
 use crate::io::PrefixedIo;
 use crate::net::{dial, Target};
@@ -57,10 +57,11 @@ pub async fn serve_redirected<S>(
         Err(_) => Vec::new(),
     };
     let client = PrefixedIo::new(first, client);
-    if is_http_request(client.prefix()) {
+    let h2 = is_h2_preface(client.prefix());
+    if h2 || is_http_request(client.prefix()) {
         let serve_options = ServeOptions {
             handshake_timeout: options.handshake_timeout,
-            accept_h2: false,
+            accept_h2: h2,
             max_request_head: options.max_request_head,
         };
         let for_requests = context.clone();
@@ -83,7 +84,7 @@ pub async fn serve_redirected<S>(
     let record = context.record_stream(&route);
     if !forward.passes_unmatched() {
         let reason = format!(
-            "mock mode answers HTTP only: this connection to {destination} did not open with an HTTP/1 request, so it was closed (--mock-unmatched passthrough sends such streams to their destination)"
+            "mock mode answers HTTP only: this connection to {destination} did not open with an HTTP/1 request or HTTP/2's preface, so it was closed (--mock-unmatched passthrough sends such streams to their destination)"
         );
         warn!(%destination, "mock mode: closing a redirected connection that is not HTTP");
         if let Some(record) = record {
