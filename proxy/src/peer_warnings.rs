@@ -42,6 +42,10 @@ pub static HEAD_TOO_LARGE: PeerWarning =
     PeerWarning::new("request heads over the limit answered 431 (--max-request-head)");
 /// A request that is not valid HTTP, answered 400 or closed.
 pub static MALFORMED_REQUEST: PeerWarning = PeerWarning::new("malformed HTTP requests refused");
+/// Mock mode in transparent mode: a redirected connection that is not HTTP, closed.
+pub static NOT_HTTP_UNDER_MOCK: PeerWarning = PeerWarning::new(
+    "mock mode: closing redirected connections that are not HTTP (--mock-unmatched passthrough sends them to their destination)",
+);
 /// A SOCKS listener's client that sent something else, or a SOCKS handshake that failed.
 pub static SOCKS_HANDSHAKE_FAILED: PeerWarning =
     PeerWarning::new("closing connections: not a SOCKS4/SOCKS5 handshake, or the handshake failed");

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::ForwardHttp;
 use crate::capture::Route;
@@ -22,9 +22,8 @@ use crate::connection::Connection;
 use crate::detect::{first_bytes, is_h2_preface, is_http_request, FirstBytes, DETECT_TIMEOUT};
 use crate::http::connection::{serve, ServeOptions};
 use crate::io::PrefixedIo;
-use crate::net::{dial, Target};
 use crate::options::RuntimeOptions;
-use crate::relay::{proxy_stream, StreamJob};
+use crate::peer_warnings::NOT_HTTP_UNDER_MOCK;
 
 /// Serves one redirected outbound connection in mock mode.
 pub async fn serve_redirected<S>(
@@ -76,37 +75,21 @@ pub async fn serve_redirected<S>(
         .await;
         return;
     }
+    if forward.passes_unmatched() {
+        // Relayed and recorded as transparent mode does without a mock; the bytes read are replayed.
+        crate::transparent::serve(client, destination, options, context).await;
+        return;
+    }
     let route = Arc::new(Route::new(
         crate::transparent::TRANSPORT,
         destination.to_string(),
         None,
     ));
-    let record = context.record_stream(&route);
-    if !forward.passes_unmatched() {
-        let reason = format!(
-            "mock mode answers HTTP only: this connection to {destination} did not open with an HTTP/1 request or HTTP/2's preface, so it was closed (--mock-unmatched passthrough sends such streams to their destination)"
-        );
-        warn!(%destination, "mock mode: closing a redirected connection that is not HTTP");
-        if let Some(record) = record {
-            record.refused(reason);
-        }
-        return;
+    let reason = format!(
+        "mock mode answers HTTP only: this connection to {destination} did not open with an HTTP/1 request or HTTP/2's preface, so it was closed (--mock-unmatched passthrough sends such streams to their destination)"
+    );
+    NOT_HTTP_UNDER_MOCK.occurred_because(&format_args!("destination {destination}"));
+    if let Some(record) = context.record_stream(&route) {
+        record.refused(reason);
     }
-    let upstream = match dial(&Target::from(destination), options.connect_timeout).await {
-        Ok(upstream) => upstream,
-        Err(e) => {
-            warn!(error = %e, "closing connection: the original destination is unreachable");
-            context.count_connect_failure();
-            if let Some(record) = record {
-                record.refused(e.to_string());
-            }
-            return;
-        }
-    };
-    let job = StreamJob {
-        route,
-        record,
-        context: &context,
-    };
-    proxy_stream(client, upstream, job).await;
 }
