@@ -187,7 +187,7 @@ else:
 
     /// An HTTPS server (Python's) in `ns` on `ip:port` with the certificate and key in `tls`
     /// (`cert.pem`, `key.pem`), serving a file whose body is `body`.
-    fn https_server(&mut self, ns: &str, ip: &str, port: u16, tls: &Path, body: &str) {
+    fn https_server(&mut self, ns: &str, ip: &str, port: u16, tls: &Path, body: &str) -> usize {
         let root = self.dir.join(format!("www-tls-{ns}-{port}"));
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(root.join("hello.txt"), body).unwrap();
@@ -206,8 +206,9 @@ server.serve_forever()
         );
         let mut command = self.exec(ns);
         command.args(["python3", "-c", &script]);
-        self.spawn(command);
+        let index = self.spawn(command);
         self.wait_for_port(ns, ip, port);
+        index
     }
 
     fn nat_rules(&self) -> String {
@@ -435,7 +436,7 @@ fn transparent_mode_with_tls_out_records_the_apps_https() {
     std::fs::write(upstream_tls.join("key.pem"), leaf_key.serialize_pem()).unwrap();
     let upstream_ca_file = pod.dir.join("upstream-ca.pem");
     std::fs::write(&upstream_ca_file, upstream_ca.pem()).unwrap();
-    pod.https_server(&peer_ns, PEER_IP, 8443, &upstream_tls, "secret upstream\n");
+    let upstream = pod.https_server(&peer_ns, PEER_IP, 8443, &upstream_tls, "secret upstream\n");
 
     // The capture CA, made by the real command, readable by the sidecar's uid as a Secret mount would be.
     let ca_dir = pod.dir.join("capture-ca");
@@ -452,7 +453,7 @@ fn transparent_mode_with_tls_out_records_the_apps_https() {
         .arg(&trust_dir));
 
     run(pod.exec(&pod_ns).args([BIN, "init-iptables"]));
-    let capture = pod.start_sidecar(&[
+    let tls_out = [
         "--tls-out",
         "--tls-ca-dir",
         ca_dir.to_str().unwrap(),
@@ -460,11 +461,12 @@ fn transparent_mode_with_tls_out_records_the_apps_https() {
         upstream_ca_file.to_str().unwrap(),
         "--tls-trust-dir",
         trust_dir.to_str().unwrap(),
-    ]);
+    ];
+    let capture = pod.start_sidecar(&tls_out);
 
     // The app: curl with no proxy settings, trusting what CURL_CA_BUNDLE names (the injector points it at
     // the bundle the sidecar wrote). `extra` goes before the URL.
-    let https_get = |trusted: &Path, extra: &[&str], url: &str| {
+    let https_get = |pod: &Pod, trusted: &Path, extra: &[&str], url: &str| {
         pod.exec(&pod_ns)
             .env("CURL_CA_BUNDLE", trusted)
             .args(["curl", "-sS", "--noproxy", "*", "--max-time", "20"])
@@ -483,7 +485,7 @@ fn transparent_mode_with_tls_out_records_the_apps_https() {
         ),
         (&[][..], by_address_url.as_str()),
     ] {
-        let got = https_get(&bundle, extra, url);
+        let got = https_get(&pod, &bundle, extra, url);
         assert!(
             got.status.success(),
             "{url}: {}",
@@ -496,19 +498,19 @@ fn transparent_mode_with_tls_out_records_the_apps_https() {
         );
     }
     // Without the capture CA the app's TLS fails: the sidecar's leaf is not the upstream's certificate.
-    let untrusting = https_get(&upstream_ca_file, &[], &by_address_url);
+    let untrusting = https_get(&pod, &upstream_ca_file, &[], &by_address_url);
     assert!(!untrusting.status.success(), "the leaf is the capture CA's");
 
     pod.stop_sidecar();
-    let records = records(&capture);
-    let decrypted: Vec<_> = records
+    let recorded_records = records(&capture);
+    let decrypted: Vec<_> = recorded_records
         .iter()
         .filter_map(|r| match &r.detail {
             Detail::Http(exchange) if r.tls.is_some() => Some((r, exchange)),
             _ => None,
         })
         .collect();
-    assert_eq!(decrypted.len(), 2, "{records:#?}");
+    assert_eq!(decrypted.len(), 2, "{recorded_records:#?}");
     for (record, exchange) in &decrypted {
         assert_eq!(record.direction, "outbound");
         assert_eq!(record.transport, "iptables");
@@ -537,6 +539,57 @@ fn transparent_mode_with_tls_out_records_the_apps_https() {
         Some("upstream.test")
     );
     assert_eq!(decrypted[1].0.tls.as_ref().unwrap().sni, None);
+
+    // Mock mode with tls-out: the upstream is gone, and the app's HTTPS is answered from this capture,
+    // decrypted with the capture CA's leaf as before.
+    let recorded = pod.dir.join("recorded-https.jsonl");
+    std::fs::rename(&capture, &recorded).unwrap();
+    pod.kill(upstream);
+    let mocked_capture =
+        pod.start_sidecar(&[&tls_out[..], &["--mock", recorded.to_str().unwrap()]].concat());
+    let got = https_get(
+        &pod,
+        &bundle,
+        &["--resolve", resolve.as_str()],
+        "https://upstream.test:8443/hello.txt",
+    );
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout),
+        "secret upstream\n",
+        "answered from the capture"
+    );
+    let miss = https_get(
+        &pod,
+        &bundle,
+        &["--resolve", resolve.as_str()],
+        "https://upstream.test:8443/other.txt",
+    );
+    assert!(
+        String::from_utf8_lossy(&miss.stdout)
+            .contains("no recorded exchange matches GET https://upstream.test:8443/other.txt"),
+        "{}",
+        String::from_utf8_lossy(&miss.stdout)
+    );
+    pod.stop_sidecar();
+    let answered: Vec<_> = records(&mocked_capture)
+        .into_iter()
+        .filter_map(|r| match r.detail {
+            Detail::Http(exchange) => Some(exchange),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answered.len(), 2, "{answered:#?}");
+    assert_eq!(
+        answered[0].request.url,
+        "https://upstream.test:8443/hello.txt"
+    );
+    assert!(answered[0].mock.as_ref().is_some_and(|m| m.matched));
+    assert!(answered[1].mock.as_ref().is_some_and(|m| !m.matched));
 }
 
 #[test]

@@ -132,6 +132,7 @@ impl ForwardHttp {
         self: Arc<Self>,
         mut request: Request<Incoming>,
         destination: SocketAddr,
+        scheme: Scheme,
         tasks: TaskTracker,
         context: Connection,
     ) -> Result<Response<ProxyBody>, Infallible> {
@@ -169,7 +170,7 @@ impl ForwardHttp {
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         match Uri::builder()
-            .scheme(Scheme::HTTP)
+            .scheme(scheme)
             .authority(authority.clone())
             .path_and_query(path)
             .build()
@@ -226,7 +227,8 @@ impl ForwardHttp {
         if let Ok(host) = HeaderValue::from_str(&host_header(&authority)) {
             parts.headers.insert(header::HOST, host);
         }
-        if let Arrival::Redirected(destination) = arrival {
+        let decrypted = parts.uri.scheme() == Some(&Scheme::HTTPS);
+        if let (Arrival::Redirected(destination), false) = (arrival, decrypted) {
             // The pooled client dials the URI's authority: where iptables found the app sending it. The
             // Host header set above still names what the app asked for.
             if let Ok(uri) = redirected_uri(&parts.uri, destination) {
@@ -237,6 +239,13 @@ impl ForwardHttp {
             let request_body = capture.request_body(body);
             return match answer_from_mock(&mock, &parts, request_body, &capture).await {
                 MockOutcome::Answered(response) => response,
+                MockOutcome::Passthrough(_) if decrypted => {
+                    let reason = "sidecar mock: nothing recorded matches this HTTPS request, and --mock-unmatched passthrough cannot send on HTTPS that tls-out decrypted for the mock (the sidecar opens no TLS to the destination in mock mode); record this call first".to_owned();
+                    capture.sidecar_response(
+                        text_response(StatusCode::BAD_GATEWAY, reason.clone()),
+                        reason,
+                    )
+                }
                 MockOutcome::Passthrough(bytes) => {
                     let body = Full::new(bytes).map_err(|never| match never {});
                     self.deliver(

@@ -237,6 +237,71 @@ impl TlsInterceptor {
         }
     }
 
+    /// Mock mode: terminates the client's TLS (its ClientHello not yet consumed) with a leaf for the name
+    /// it asked for, and no upstream at all, since the mock answers in its place. HTTP/2 is agreed when
+    /// the client offers it (gRPC), else HTTP/1.1 when offered. `requested_host` names the host when the
+    /// client sent no SNI. On failure the client got a TLS alert, or left; the reason says which.
+    pub async fn terminate<C>(
+        &self,
+        client: C,
+        requested_host: &str,
+    ) -> Result<server::TlsStream<C>, String>
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut acceptor = LazyConfigAcceptor::new(Acceptor::default(), client);
+        let start = match tokio::time::timeout(self.handshake_timeout, &mut acceptor).await {
+            Ok(Ok(start)) => start,
+            Ok(Err(e)) => {
+                self.count("client_failed");
+                return Err(format!(
+                    "tls-out: the client's ClientHello was refused: {e}"
+                ));
+            }
+            Err(_) => {
+                self.count("client_failed");
+                return Err("tls-out: the client did not finish its ClientHello in time".into());
+            }
+        };
+        let hello = Hello::read(&start.client_hello());
+        let host = hello.sni.as_deref().unwrap_or(requested_host);
+        let leaf = match self.minter.leaf_for(&LeafName::from_host(host)) {
+            Ok((leaf, _)) => leaf,
+            Err(e) => {
+                self.count("client_failed");
+                let reason = e.to_string();
+                let _ = self.refuse::<C, C>(start, reason.clone()).await;
+                return Err(reason);
+            }
+        };
+        let alpn = [b"h2".as_slice(), b"http/1.1"]
+            .into_iter()
+            .find(|protocol| hello.alpn.iter().any(|offered| offered == protocol))
+            .map(<[u8]>::to_vec);
+        let config = self.client_side_config(leaf, alpn.clone());
+        match tokio::time::timeout(
+            self.handshake_timeout,
+            start.into_stream(config).into_fallible(),
+        )
+        .await
+        {
+            Ok(Ok(client)) => {
+                self.count("intercepted");
+                debug!(host = %Escaped(host), "tls-out: terminated for the mock");
+                Ok(client)
+            }
+            Ok(Err((e, _))) => {
+                self.count("client_failed");
+                warn!(host = %Escaped(host), error = %Escaped(&e), "tls-out: the client refused the sidecar's certificate; does the app trust the capture CA?");
+                Err(format!("tls-out: the client's handshake failed: {e}"))
+            }
+            Err(_) => {
+                self.count("client_failed");
+                Err("tls-out: the client did not finish its handshake in time".into())
+            }
+        }
+    }
+
     async fn open_upstream<U>(
         &self,
         upstream: U,

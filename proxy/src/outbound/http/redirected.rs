@@ -1,16 +1,21 @@
 //! Mock mode in transparent mode: the app's outbound connections, redirected by iptables, are answered
 //! from the mock capture instead of reaching their destination.
 //!
-//! The app speaks first in HTTP, so its first bytes decide. An HTTP/1 request line or HTTP/2's preface
-//! (prior knowledge, as gRPC uses in cleartext): the connection is served by the sidecar, each request answered by the forward handler's mock as if the app had sent it
-//! through the proxy to the URL it meant ([`super::ForwardHttp::handle_redirected`]). Anything else
-//! (TLS, a database protocol, a client silent past the handshake timeout) is a stream the mock cannot
-//! answer: with `--mock-unmatched passthrough` it goes to its destination and is recorded as usual;
-//! otherwise it is refused (closed), and the refusal is recorded with its reason.
+//! The app speaks first in HTTP, so its first bytes decide:
+//! - An HTTP/1 request line or HTTP/2's preface (prior knowledge, as gRPC uses in cleartext): the
+//!   connection is served by the sidecar, each request answered by the forward handler's mock as if the
+//!   app had sent it through the proxy to the URL it meant ([`super::ForwardHttp::handle_redirected`]).
+//! - With tls-out, TLS to a host it intercepts: decrypted with a leaf of the capture CA (no upstream is
+//!   contacted) and its HTTP answered the same way, as `https://`.
+//! - Anything else (TLS tls-out does not intercept, a database protocol, a client silent past the
+//!   handshake timeout) is a stream the mock cannot answer: with `--mock-unmatched passthrough` it goes
+//!   to its destination and is recorded as usual;
+//!   otherwise it is refused (closed), and the refusal is recorded with its reason.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use http::uri::Scheme;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -19,6 +24,7 @@ use tracing::debug;
 use super::ForwardHttp;
 use crate::capture::Route;
 use crate::connection::Connection;
+use crate::detect::tls::{client_hello_sni, is_tls_handshake};
 use crate::detect::{first_bytes, is_h2_preface, is_http_request, FirstBytes, DETECT_TIMEOUT};
 use crate::http::connection::{serve, ServeOptions};
 use crate::io::PrefixedIo;
@@ -56,6 +62,50 @@ pub async fn serve_redirected<S>(
         Err(_) => Vec::new(),
     };
     let client = PrefixedIo::new(first, client);
+    let interceptor = context
+        .tls_out()
+        .filter(|_| is_tls_handshake(client.prefix()))
+        .filter(|interceptor| {
+            let host =
+                client_hello_sni(client.prefix()).unwrap_or_else(|| destination.ip().to_string());
+            interceptor.intercepts(&host)
+        });
+    if let Some(interceptor) = interceptor {
+        // tls-out: the app's HTTPS is decrypted with a leaf of the capture CA and answered by the mock.
+        let decrypted = match interceptor
+            .terminate(client, &destination.ip().to_string())
+            .await
+        {
+            Ok(decrypted) => decrypted,
+            Err(reason) => {
+                debug!(%destination, reason = %crate::log_escape::Escaped(&reason), "mock mode: TLS not terminated");
+                return;
+            }
+        };
+        let serve_options = ServeOptions {
+            handshake_timeout: options.handshake_timeout,
+            accept_h2: true,
+            max_request_head: options.max_request_head,
+        };
+        let for_requests = context.clone();
+        serve(
+            decrypted,
+            serve_options,
+            shutdown,
+            &context,
+            move |request| {
+                forward.clone().handle_redirected(
+                    request,
+                    destination,
+                    Scheme::HTTPS,
+                    tasks.clone(),
+                    for_requests.clone(),
+                )
+            },
+        )
+        .await;
+        return;
+    }
     let h2 = is_h2_preface(client.prefix());
     if h2 || is_http_request(client.prefix()) {
         let serve_options = ServeOptions {
@@ -68,6 +118,7 @@ pub async fn serve_redirected<S>(
             forward.clone().handle_redirected(
                 request,
                 destination,
+                Scheme::HTTP,
                 tasks.clone(),
                 for_requests.clone(),
             )
