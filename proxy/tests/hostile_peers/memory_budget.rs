@@ -13,8 +13,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::floods::Front;
 use crate::support::admin::scrape;
-use crate::support::capture::{Sidecar, TempDir};
+use crate::support::capture::TempDir;
 use crate::within;
 
 /// Connections in the flood.
@@ -85,7 +86,7 @@ async fn unfinished_heads_through_the_tap_stay_within_the_memory_budget() {
     let (app, received) = start_sink_app().await;
     let dir = TempDir::new("memory-budget");
     let budget = BUDGET.to_string();
-    let sidecar = Sidecar::reverse(
+    let front = Front::reverse(
         "tcp",
         app,
         &[
@@ -99,6 +100,7 @@ async fn unfinished_heads_through_the_tap_stay_within_the_memory_budget() {
         &dir.0,
     )
     .await;
+    let sidecar = &front.sidecar;
     let pid = sidecar.pid();
     let at_rest = rss(pid);
 
@@ -170,20 +172,7 @@ async fn unfinished_heads_through_the_tap_stay_within_the_memory_budget() {
 
     drop(flood);
     drop(legit);
-    let settled = within("the flood's connections closed", async {
-        loop {
-            let metrics = scrape(sidecar.admin).await;
-            let open = metrics.count(
-                "sidecar_connections_open",
-                &[("direction", "inbound"), ("protocol", "tcp")],
-            );
-            if open == 0.0 {
-                return metrics;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
+    let settled = front.until_gone().await;
     assert_eq!(
         settled.value("sidecar_memory_budget_used_bytes", &[]),
         Some(0.0)
