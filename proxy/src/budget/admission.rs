@@ -67,8 +67,8 @@ pub struct ConnectionShare {
 
 #[derive(Debug)]
 struct State {
-    _held: Reservation,
-    /// Milliseconds since [`epoch`] at the last byte either way (or the accept).
+    held: Reservation,
+    /// [`now_ms`] at the last byte either way (or the accept).
     last_active: AtomicU64,
     last_speaker: AtomicU8,
     /// Anything was written to the client: the listener's refusal can no longer be sent.
@@ -87,8 +87,13 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
+/// Milliseconds since [`epoch`], plus a day: any activity can be dated back (by the tests) without
+/// going below zero.
 fn now_ms() -> u64 {
-    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
+    const DAY_MS: u64 = 24 * 3600 * 1000;
+    u64::try_from(epoch().elapsed().as_millis())
+        .unwrap_or(u64::MAX)
+        .saturating_add(DAY_MS)
 }
 
 impl ConnectionShare {
@@ -104,7 +109,7 @@ impl ConnectionShare {
         let mut held = Reservation::on(budget);
         held.track(cost);
         let state = Arc::new(State {
-            _held: held,
+            held,
             last_active: AtomicU64::new(now_ms()),
             last_speaker: AtomicU8::new(NOBODY),
             answered: AtomicBool::new(false),
@@ -229,7 +234,7 @@ impl Registry {
             if freed >= bytes {
                 break;
             }
-            freed += state._held.bytes();
+            freed += state.held.bytes();
             shed += 1;
             state.shed.store(true, Ordering::Release);
             state.reader.wake();

@@ -3,9 +3,11 @@
 //!
 //! Without room for one more, the loop stops accepting: the callers wait in the kernel's listen backlog,
 //! and the loop looks at the budget again every [`RETRY`] (it never spins). Once it has waited
-//! [`SHED_AFTER`] with callers still waiting, it sheds the connections idle the longest, a batch each
-//! look, so that a flood of idle connections is cycled through and the callers behind it are served.
-//! The wait counts as "callers waiting" until an accept finds the backlog empty.
+//! [`SHED_AFTER`] with callers still waiting, it sheds the connections idle the longest, one at the first
+//! look and twice as many at each look after while callers still wait (up to [`SHED_BATCH`]): one caller
+//! costs one idle connection, while a flood of idle connections is cycled through in seconds and the
+//! callers behind it are served. The wait counts as "callers waiting" until an accept finds the backlog
+//! empty.
 
 use std::time::{Duration, Instant};
 
@@ -18,8 +20,8 @@ use crate::peer_warnings::NO_ROOM_FOR_CONNECTIONS;
 
 /// How often a paused accept loop looks at the budget again.
 const RETRY: Duration = Duration::from_millis(50);
-/// How many connections' worth of room each look sheds for, at most: 1,280 connections a second, enough
-/// to cycle through a full listen backlog in about a second.
+/// How many connections' worth of room one look sheds for, at most: 1,280 connections a second, enough to
+/// cycle through a full listen backlog in about a second.
 const SHED_BATCH: usize = 64;
 
 /// The answer of the `http` listeners to a connection shed before anything was written to it.
@@ -31,6 +33,8 @@ pub(super) struct Admission {
     refusal: &'static [u8],
     /// Since when the loop has waited for room with callers waiting.
     pressed_since: Option<Instant>,
+    /// How many connections' worth of room the next look sheds for.
+    batch: usize,
 }
 
 impl Admission {
@@ -46,6 +50,7 @@ impl Admission {
             cost: kind.fixed_cost(),
             refusal,
             pressed_since: None,
+            batch: 1,
         }
     }
 
@@ -59,7 +64,8 @@ impl Admission {
         let pressed_since = *self.pressed_since.get_or_insert_with(Instant::now);
         loop {
             if pressed_since.elapsed() >= SHED_AFTER {
-                admission::registry().shed_idle(self.budget, self.cost * SHED_BATCH);
+                admission::registry().shed_idle(self.budget, self.cost * self.batch);
+                self.batch = (self.batch * 2).min(SHED_BATCH);
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return false,
@@ -74,6 +80,7 @@ impl Admission {
     /// An accept found no caller waiting: whatever wait comes next starts afresh.
     pub(super) fn backlog_empty(&mut self) {
         self.pressed_since = None;
+        self.batch = 1;
     }
 
     /// The share of a connection just accepted.

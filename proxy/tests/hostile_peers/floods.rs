@@ -8,7 +8,6 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::memory_budget::rss;
 use crate::support::admin::{scrape, Exposition};
 use crate::support::capture::Sidecar;
 use crate::within;
@@ -166,5 +165,28 @@ impl Front {
             },
         )
         .await
+    }
+}
+
+/// The resident set of a process, in bytes.
+pub fn rss(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kb: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+/// The test process holds both ends of a flood of `connections` (and the other floods' that run beside
+/// it): raise its descriptor limit for them, to the hard limit.
+pub fn room_for_descriptors(connections: usize) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    assert!(
+        hard >= 4 * connections as u64 + 256,
+        "a flood of {connections} connections needs more descriptors than the hard limit, {hard}"
+    );
+    let wanted = hard;
+    if soft < wanted {
+        setrlimit(Resource::RLIMIT_NOFILE, wanted, hard).unwrap();
     }
 }

@@ -22,7 +22,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::floods::Front;
-use crate::memory_budget::{room_for_descriptors, rss};
+use crate::floods::{room_for_descriptors, rss};
 use crate::support::capture::TempDir;
 use crate::within;
 

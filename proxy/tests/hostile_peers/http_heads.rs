@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::floods::Front;
-use crate::memory_budget::{room_for_descriptors, rss};
+use crate::floods::{room_for_descriptors, rss};
 use crate::support::admin::scrape;
 use crate::support::capture::TempDir;
 use crate::within;

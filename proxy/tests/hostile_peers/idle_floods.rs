@@ -19,8 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::floods::Front;
+use crate::floods::{room_for_descriptors, rss};
 use crate::http_heads::start_ok_app;
-use crate::memory_budget::{room_for_descriptors, rss};
 use crate::support::capture::TempDir;
 use crate::within;
 

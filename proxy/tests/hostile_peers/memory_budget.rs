@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::floods::Front;
+use crate::floods::{room_for_descriptors, rss, Front};
 use crate::support::admin::scrape;
 use crate::support::capture::TempDir;
 use crate::within;
@@ -26,14 +26,6 @@ const BUDGET: usize = 8 * 1024 * 1024;
 /// What the process may hold besides the budget: per-connection state (a task, two sockets' bookkeeping,
 /// the relay's 2 KiB buffers) for every connection of the flood, and the allocator's slack.
 const SLACK: usize = 14 * 1024 * 1024;
-
-/// The resident set of a process, in bytes.
-pub fn rss(pid: u32) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kb: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb * 1024
-}
 
 /// An app that reads and discards whatever it is sent (counting it), and answers `GET /legit` at once.
 async fn start_sink_app() -> (SocketAddr, Arc<AtomicU64>) {
@@ -63,21 +55,6 @@ async fn start_sink_app() -> (SocketAddr, Arc<AtomicU64>) {
         }
     });
     (addr, received)
-}
-
-/// The test process holds both ends of a flood of `connections` (and the other floods' that run beside
-/// it): raise its descriptor limit for them, to the hard limit.
-pub fn room_for_descriptors(connections: usize) {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    assert!(
-        hard >= 4 * connections as u64 + 256,
-        "a flood of {connections} connections needs more descriptors than the hard limit, {hard}"
-    );
-    let wanted = hard;
-    if soft < wanted {
-        setrlimit(Resource::RLIMIT_NOFILE, wanted, hard).unwrap();
-    }
 }
 
 #[tokio::test]
