@@ -18,7 +18,6 @@ use crate::floods::Front;
 use crate::floods::{room_for_descriptors, rss};
 use crate::support::admin::scrape;
 use crate::support::capture::TempDir;
-use crate::within;
 
 /// Connections in the flood: ten times the heads that fit the budget.
 const FLOOD: usize = 1_400;
@@ -91,24 +90,22 @@ async fn unfinished_heads_stay_within_the_memory_budget(through: Through) {
         "GET {} HTTP/1.1\r\nhost: app\r\nx-padding: ",
         front.target("/unfinished")
     );
-    let mut flood = Vec::with_capacity(FLOOD);
     let mut peak = at_rest;
-    for i in 0..FLOOD {
-        let mut stream = within("a flood connection", TcpStream::connect(front.addr))
-            .await
-            .unwrap();
-        let head_start = head_start.clone();
-        // Each writes on its own: a connection the sidecar has stopped reading from blocks its writer, and
-        // one it shed fails it.
-        flood.push(tokio::spawn(async move {
-            stream.write_all(head_start.as_bytes()).await?;
-            stream.write_all(&vec![b'a'; PADDING]).await?;
-            std::future::pending::<std::io::Result<()>>().await
-        }));
-        if i % 100 == 99 {
-            peak = peak.max(rss(pid));
-        }
-    }
+    let addr = front.addr;
+    // All at once, each on its own: a connection the sidecar has stopped reading from blocks its writer,
+    // one it shed fails it, and the callers past the listen backlog retry their handshakes side by side
+    // (one after the other, their retries would add up to many seconds).
+    let flood: Vec<_> = (0..FLOOD)
+        .map(|_| {
+            let head_start = head_start.clone();
+            tokio::spawn(async move {
+                let mut stream = TcpStream::connect(addr).await?;
+                stream.write_all(head_start.as_bytes()).await?;
+                stream.write_all(&vec![b'a'; PADDING]).await?;
+                std::future::pending::<std::io::Result<()>>().await
+            })
+        })
+        .collect();
     // The sidecar has read what it will of the flood once it reads no more.
     front
         .until_still(async || front.read_from_clients().await, &mut peak)
