@@ -200,17 +200,17 @@ impl MemoryBudgetMetrics {
         );
         registry.register(
             "memory_budget_used_bytes",
-            "Bytes of the memory budget held now (relay buffers, request heads, capture copies, responses waiting for slow clients)",
+            "Bytes of the memory budget held now (relay buffers, request heads, capture copies, responses waiting for slow clients, each open connection's fixed cost)",
             metrics.used.clone(),
         );
         registry.register(
             "memory_budget_denied",
-            "Reservations the memory budget could not spare, by purpose: the relay kept its small buffer, the tap stopped following a stream, a capture copy stopped growing, or an HTTP connection paused reading a request head or an upstream's response for a slow client",
+            "Reservations the memory budget could not spare, by purpose: the relay kept its small buffer, the tap stopped following a stream, a capture copy stopped growing, an HTTP connection paused reading a request head or an upstream's response for a slow client, or an accept loop paused for lack of room for another connection (connection)",
             metrics.denied.clone(),
         );
         registry.register(
             "memory_budget_shed",
-            "Connections closed because they waited on a spent memory budget too long, by what they held: request_head (a head that could not be read on) or queued_for_peer (a client that read nothing while its response waited)",
+            "Connections closed because they waited on a spent memory budget too long, by what they held: request_head (a head that could not be read on), queued_for_peer (a client that read nothing while its response waited) or connection (an idle connection closed to make room for new ones)",
             metrics.shed.clone(),
         );
         metrics
@@ -228,7 +228,11 @@ impl MemoryBudgetMetrics {
             // The budget counts; the counter catches up with it.
             counter.inc_by(budget.denied(purpose).saturating_sub(counter.get()));
         }
-        for purpose in [Purpose::RequestHead, Purpose::QueuedForPeer] {
+        for purpose in [
+            Purpose::RequestHead,
+            Purpose::QueuedForPeer,
+            Purpose::Connection,
+        ] {
             let counter = self.shed.get_or_create(&PurposeLabels {
                 purpose: purpose.label(),
             });

@@ -1,7 +1,9 @@
-//! Warnings about what one peer did to its own connection: a handshake or request head that never came in
-//! time, a malformed or oversized head, a client that does not speak SOCKS. Any client can cause one per
-//! connection, so one log line per event lets a flood of idle or broken connections write thousands of
-//! lines a second (15,000 in one slowloris test) and bury everything else.
+//! Warnings about events peers can repeat thousands of times a second: what one peer did to its own
+//! connection (a handshake or request head that never came in time, a malformed or oversized head, a
+//! client that does not speak SOCKS), and what a flood of them does to the listeners (the connection limit
+//! reached, accepts failing for lack of file descriptors, accepts paused for lack of memory budget,
+//! connections that were not redirected). One log line per event lets a flood write thousands of lines a
+//! second (15,000 in one slowloris test) and bury everything else.
 //!
 //! Each kind of event is counted and logged at most once per [`WARNING_INTERVAL`], the line saying how many
 //! happened since the previous one: the first event of a quiet period at once (so a problem shows as soon as
@@ -70,15 +72,37 @@ pub static TLS_ON_REVERSE: PeerWarning = PeerWarning::new(
      here, or run the sidecar with --proxy-protocol tcp to pass their TLS through to the app",
 );
 
-static ALL: [&PeerWarning; 8] = [
+/// A connection past `--max-connections`, refused in its listener's protocol.
+pub static CONNECTION_LIMIT_REACHED: PeerWarning =
+    PeerWarning::new("connection limit reached: refusing new connections (--max-connections)");
+/// An accept that failed for lack of resources, retried after a pause.
+pub static ACCEPT_FAILED: PeerWarning = PeerWarning::new(
+    "accept failed (out of file descriptors?): retrying after a 50ms pause each time; pending connections wait in the listen backlog",
+);
+/// An accept loop that found no room in the memory budget for another connection, and paused.
+pub static NO_ROOM_FOR_CONNECTIONS: PeerWarning = PeerWarning::new(
+    "the memory budget has no room for another connection: accepts paused, callers wait in the listen \
+     backlog, and after 2s the connections idle the longest are closed (--memory-budget)",
+);
+/// A transparent listener's connection that iptables did not redirect: relaying it would loop.
+pub static NOT_REDIRECTED: PeerWarning = PeerWarning::new(
+    "refusing connections that were not redirected by iptables (they would loop back into the sidecar)",
+);
+
+static ALL: [&PeerWarning; 13] = [
     &HANDSHAKE_TIMEOUT,
     &HEAD_TOO_LARGE,
     &MALFORMED_REQUEST,
+    &NOT_HTTP_UNDER_MOCK,
     &SOCKS_HANDSHAKE_FAILED,
     &SOCKS_ON_FORWARD,
     &TLS_ON_FORWARD,
     &SOCKS_ON_REVERSE,
     &TLS_ON_REVERSE,
+    &CONNECTION_LIMIT_REACHED,
+    &ACCEPT_FAILED,
+    &NO_ROOM_FOR_CONNECTIONS,
+    &NOT_REDIRECTED,
 ];
 
 impl PeerWarning {

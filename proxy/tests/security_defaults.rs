@@ -304,6 +304,7 @@ fn label_vocabulary() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
                 "request_head",
                 "capture_copy",
                 "queued_for_peer",
+                "connection",
             ]),
         ),
     ])

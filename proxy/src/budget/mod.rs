@@ -13,12 +13,17 @@
 //!   waiting for a slow client to read them: without budget, the sidecar stops reading from the sender
 //!   (the client's head, the upstream's response) until there is room again ([`ConnectionBudget`]).
 //!
+//! Each accepted connection also reserves its fixed cost, measured per listener kind, for as long as its
+//! socket lives ([`admission`]): past the budget, the accept loops stop accepting for a moment, and the
+//! connections idle the longest are shed, so the number of connections is bounded by the budget too.
+//!
 //! Held bytes are reserved before they are allocated and released when they are freed, by
 //! [`Reservation`]'s drop. The limit is `--memory-budget`; unset, it is derived from the container's memory
 //! limit (cgroup v2 `memory.max`), and without one there is no limit.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+pub mod admission;
 mod connection;
 mod wait;
 
@@ -35,14 +40,18 @@ pub enum Purpose {
     CaptureCopy,
     /// Bytes read from one side and not yet taken by a slow peer.
     QueuedForPeer,
+    /// Each accepted connection's fixed state (its task, its sockets' bookkeeping, its protocol's first
+    /// buffers), reserved at accept ([`admission`]).
+    Connection,
 }
 
 impl Purpose {
-    pub const ALL: [Purpose; 4] = [
+    pub const ALL: [Purpose; PURPOSES] = [
         Purpose::RelayBuffer,
         Purpose::RequestHead,
         Purpose::CaptureCopy,
         Purpose::QueuedForPeer,
+        Purpose::Connection,
     ];
 
     pub fn label(self) -> &'static str {
@@ -51,6 +60,7 @@ impl Purpose {
             Purpose::RequestHead => "request_head",
             Purpose::CaptureCopy => "capture_copy",
             Purpose::QueuedForPeer => "queued_for_peer",
+            Purpose::Connection => "connection",
         }
     }
 }
@@ -59,9 +69,11 @@ impl Purpose {
 pub struct MemoryBudget {
     limit: AtomicUsize,
     used: AtomicUsize,
-    denied: [AtomicU64; 4],
-    shed: [AtomicU64; 4],
+    denied: [AtomicU64; PURPOSES],
+    shed: [AtomicU64; PURPOSES],
 }
+
+const PURPOSES: usize = 5;
 
 static PROCESS: MemoryBudget = MemoryBudget::unlimited();
 
@@ -82,18 +94,8 @@ impl MemoryBudget {
         MemoryBudget {
             limit: AtomicUsize::new(usize::MAX),
             used: AtomicUsize::new(0),
-            denied: [
-                AtomicU64::new(0),
-                AtomicU64::new(0),
-                AtomicU64::new(0),
-                AtomicU64::new(0),
-            ],
-            shed: [
-                AtomicU64::new(0),
-                AtomicU64::new(0),
-                AtomicU64::new(0),
-                AtomicU64::new(0),
-            ],
+            denied: [const { AtomicU64::new(0) }; PURPOSES],
+            shed: [const { AtomicU64::new(0) }; PURPOSES],
         }
     }
 

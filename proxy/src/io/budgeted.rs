@@ -108,6 +108,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for BudgetedIo<S> {
             return Poll::Ready(Err(this.shed_head(cx)));
         }
         if allowance == Some(0) {
+            // A paused reader still hears of its connection being shed to make room for new ones
+            // (crate::budget::admission): an empty read asks the socket's observer, taking no byte.
+            if let Poll::Ready(Err(e)) =
+                Pin::new(&mut this.inner).poll_read(cx, &mut ReadBuf::new(&mut []))
+            {
+                return Poll::Ready(Err(e));
+            }
             ready!(this
                 .wait
                 .poll_until(cx, account.budget(), Purpose::RequestHead, || {

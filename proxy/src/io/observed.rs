@@ -17,6 +17,21 @@ pub trait Observer {
     fn halted(&self) -> bool {
         false
     }
+
+    /// Whether the connection is to be given up (shed to make room in the memory budget), asked before
+    /// each read and write; if not, `cx` is to be woken when it is. When it is, the bytes to send the peer
+    /// first, if any (its listener's refusal). `reading` says which side asks.
+    fn poll_cut_off(&mut self, _cx: &mut Context<'_>, _reading: bool) -> Option<&'static [u8]> {
+        None
+    }
+}
+
+/// The error a cut-off connection's reads and writes fail with.
+fn cut_off() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "shed: the memory budget had no room for new connections, and this one was idle the longest",
+    )
 }
 
 pub struct ObservedIo<S, O> {
@@ -52,7 +67,8 @@ impl<S, O> ObservedIo<S, O> {
     }
 }
 
-impl<S: AsyncRead + Unpin, O: Observer + Unpin> AsyncRead for ObservedIo<S, O> {
+// Writable too: a cut-off read may send the observer's last words first.
+impl<S: AsyncRead + AsyncWrite + Unpin, O: Observer + Unpin> AsyncRead for ObservedIo<S, O> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -60,6 +76,13 @@ impl<S: AsyncRead + Unpin, O: Observer + Unpin> AsyncRead for ObservedIo<S, O> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let this = &mut *self;
+        if let Some(last_words) = this.observer.poll_cut_off(cx, true) {
+            if !last_words.is_empty() {
+                // One write, as far as the socket takes it: a best effort before the close.
+                let _ = Pin::new(&mut this.inner).poll_write(cx, last_words);
+            }
+            return Poll::Ready(Err(cut_off()));
+        }
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = polled {
             let fresh = &buf.filled()[before..];
@@ -81,6 +104,9 @@ impl<S: AsyncWrite + Unpin, O: Observer + Unpin> AsyncWrite for ObservedIo<S, O>
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        if this.observer.poll_cut_off(cx, false).is_some() {
+            return Poll::Ready(Err(cut_off()));
+        }
         let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = polled {
             this.observer.written(&buf[..n]);
@@ -94,6 +120,9 @@ impl<S: AsyncWrite + Unpin, O: Observer + Unpin> AsyncWrite for ObservedIo<S, O>
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        if this.observer.poll_cut_off(cx, false).is_some() {
+            return Poll::Ready(Err(cut_off()));
+        }
         let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = polled {
             // Exactly the n bytes written, which may end inside any of the slices.

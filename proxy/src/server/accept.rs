@@ -3,21 +3,23 @@
 //!
 //! An accept that fails for lack of resources (file descriptors above all) is retried after a pause, so an
 //! exhausted process waits instead of spinning on a listener that stays readable; the pending connections
-//! wait in the kernel's backlog meanwhile, and are served as soon as descriptors are free again.
+//! wait in the kernel's backlog meanwhile, and are served as soon as descriptors are free again. So do they
+//! while the memory budget has no room for another connection ([`super::admission`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info_span, warn, Instrument};
+use tracing::{debug, info_span, Instrument};
 
+use super::admission::Admission;
 use super::drain::Accepted;
 use super::limit::ConnectionLimit;
 use super::listeners::{Handler, Listener, TRANSPARENT};
-use super::throttle::Throttle;
 use super::Services;
 use crate::capture::Capture;
 use crate::connection::Connection;
@@ -29,6 +31,7 @@ use crate::metrics::{
 };
 use crate::options::RuntimeOptions;
 use crate::outbound::http::serve_redirected;
+use crate::peer_warnings::{ACCEPT_FAILED, NOT_REDIRECTED};
 use crate::socks::{self, Timeouts};
 use crate::transparent::{self, redirected_destination, Redirect};
 
@@ -69,19 +72,29 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
     };
     let (from_client, to_client) = (flow("client_to_target"), flow("target_to_client"));
     zero_series(metrics, &labels, shared.services.capture.is_enabled());
-    let mut limit = ConnectionLimit::new(
+    let limit = ConnectionLimit::new(
         listener.direction,
         shared.options.max_connections,
         open.clone(),
         metrics.connections_refused.get_or_create(&labels).clone(),
     );
     let accept_errors = metrics.accept_errors.get_or_create(&labels).clone();
-    let mut accept_failing = Throttle::new();
-    let mut not_redirected = Throttle::new();
+    let mut admission = Admission::new(&listener.handler);
     loop {
-        let accepted = tokio::select! {
-            _ = shared.shutdown.cancelled() => break,
-            accepted = listener.socket.accept() => accepted,
+        if shared.shutdown.is_cancelled() || !admission.room(&shared.shutdown).await {
+            break;
+        }
+        // Whether a caller was waiting tells the admission whether the backlog holds anyone.
+        let waiting = std::future::poll_fn(|cx| Poll::Ready(listener.socket.poll_accept(cx))).await;
+        let accepted = match waiting {
+            Poll::Ready(accepted) => accepted,
+            Poll::Pending => {
+                admission.backlog_empty();
+                tokio::select! {
+                    _ = shared.shutdown.cancelled() => break,
+                    accepted = listener.socket.accept() => accepted,
+                }
+            }
         };
         match accepted {
             Ok((stream, peer)) => {
@@ -94,9 +107,10 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
                         Ok(Redirect::To(destination)) => Some(destination),
                         Ok(Redirect::NotRedirected) | Err(_) => {
                             // Relaying it would make the sidecar connect to itself, forever.
-                            if let Some(refused) = not_redirected.occurred() {
-                                warn!(%peer, direction = listener.direction, refused, "refusing connections that were not redirected by iptables (they would loop back into the sidecar); at most one warning every 10s");
-                            }
+                            NOT_REDIRECTED.occurred_because(&format_args!(
+                                "{} listener, from {peer}",
+                                listener.direction
+                            ));
                             count_handshake_error(metrics, &labels, "not_redirected");
                             continue;
                         }
@@ -115,9 +129,11 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
                 }
                 // Held by the connection, which tunnels and upgraded connections keep past this task.
                 let open = Arc::new(GaugeGuard::new(open.clone()));
+                // The connection's fixed cost, in the budget for as long as its socket lives.
                 let stream = MeteredIo::new(
                     stream,
-                    ByteMeter::new(from_client.clone(), to_client.clone()),
+                    ByteMeter::new(from_client.clone(), to_client.clone())
+                        .holding(admission.admit()),
                 );
                 let context = Connection::new(
                     shared.capture.clone(),
@@ -153,9 +169,8 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
                     debug!(direction = listener.direction, error = %e, "connection gone before accept");
                     continue;
                 }
-                if let Some(failures) = accept_failing.occurred() {
-                    warn!(direction = listener.direction, error = %e, failures, pause = ?ACCEPT_RETRY_PAUSE, "accept failed (out of file descriptors?); retrying after each pause, at most one warning every 10s");
-                }
+                ACCEPT_FAILED
+                    .occurred_because(&format_args!("{} listener: {e}", listener.direction));
                 tokio::time::sleep(ACCEPT_RETRY_PAUSE).await;
             }
         }

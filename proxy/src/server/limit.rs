@@ -18,12 +18,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::listeners::Handler;
-use super::throttle::Throttle;
 use crate::net::closing::{drain_and_close, plain_http_response};
 use crate::net::DialFailure;
+use crate::peer_warnings::CONNECTION_LIMIT_REACHED;
 
 /// Refusals being answered at once, per listener. Beyond this a flood is refused by closing at once:
 /// politeness must not cost more than the connections it turns away.
@@ -39,7 +39,6 @@ pub(super) struct ConnectionLimit {
     open: Gauge,
     refused: Counter,
     refusing: Arc<AtomicUsize>,
-    warning: Throttle,
 }
 
 impl ConnectionLimit {
@@ -50,7 +49,6 @@ impl ConnectionLimit {
             open,
             refused,
             refusing: Arc::new(AtomicUsize::new(0)),
-            warning: Throttle::new(),
         }
     }
 
@@ -61,7 +59,7 @@ impl ConnectionLimit {
 
     /// Refuses `stream` in the listener's protocol, in a task of its own (bounded in time and number).
     pub(super) fn refuse(
-        &mut self,
+        &self,
         stream: TcpStream,
         peer: SocketAddr,
         handler: &Arc<Handler>,
@@ -69,14 +67,12 @@ impl ConnectionLimit {
         tasks: &TaskTracker,
     ) {
         self.refused.inc();
-        if let Some(refused) = self.warning.occurred() {
-            warn!(
-                direction = self.direction,
-                limit = self.max,
-                refused,
-                "connection limit reached: refusing new connections (--max-connections; at most one warning every 10s)"
-            );
-        }
+        // Counted with the other floods' warnings: at most a line every 10 s, the last interval's count
+        // told at shutdown, so the lines' counts add up to every refusal.
+        CONNECTION_LIMIT_REACHED.occurred_because(&format_args!(
+            "{} connections over {} open",
+            self.direction, self.max
+        ));
         debug!(%peer, direction = self.direction, "refused: connection limit reached");
         if self.refusing.fetch_add(1, Ordering::AcqRel) >= MAX_POLITE_REFUSALS {
             self.refusing.fetch_sub(1, Ordering::AcqRel);

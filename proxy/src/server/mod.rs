@@ -5,14 +5,15 @@
 //! - [`accept`]: the accept loops and the per-connection task (metrics, the [`crate::connection::Connection`], handler).
 //! - [`drain`]: after SIGTERM, serving on until the pod has left its Services' endpoints.
 //! - [`limit`]: the connection limit per direction, and refusing politely beyond it.
+//! - [`admission`]: each connection's fixed cost in the memory budget, and pausing the accepts without room.
 //! - [`fd_limit`]: raising the process's file-descriptor limit at startup.
 
 mod accept;
+mod admission;
 mod drain;
 pub mod fd_limit;
 mod limit;
 mod listeners;
-mod throttle;
 
 use std::io;
 use std::net::SocketAddr;

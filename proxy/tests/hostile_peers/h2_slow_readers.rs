@@ -12,7 +12,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -22,10 +21,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::memory_budget::{room_for_descriptors, rss};
-use crate::slow_readers::legit_exchange;
-use crate::support::admin::scrape;
-use crate::support::capture::{Sidecar, TempDir};
+use crate::floods::Front;
+use crate::floods::{room_for_descriptors, rss};
+use crate::support::capture::TempDir;
 use crate::within;
 
 /// Connections of the flood, and streams on each: 80 large responses in all, as in the HTTP/1 test.
@@ -118,47 +116,30 @@ async fn h2_slow_readers_stay_within_the_memory_budget() {
     let (app, sent) = start_h2c_app().await;
     let dir = TempDir::new("h2-slow-readers");
     let budget = BUDGET.to_string();
-    let sidecar = Sidecar::reverse(
+    let front = Front::reverse(
         "http",
         app,
         &["--capture", "capture.jsonl", "--memory-budget", &budget],
         &dir.0,
     )
     .await;
-    let pid = sidecar.pid();
+    let pid = front.pid();
     let at_rest = rss(pid);
 
     let flood = flood_bytes();
     let mut readers = Vec::with_capacity(CONNECTIONS);
     for _ in 0..CONNECTIONS {
-        let mut reader = within(
-            "a slow reader's connection",
-            TcpStream::connect(sidecar.inbound),
-        )
-        .await
-        .unwrap();
+        let mut reader = within("a slow reader's connection", TcpStream::connect(front.addr))
+            .await
+            .unwrap();
         reader.write_all(&flood).await.unwrap();
         readers.push(reader);
     }
     // The flood has filled everything on its way once the app cannot send any more.
     let mut peak = at_rest;
-    let mut last = (u64::MAX, 0);
-    within("the app's sending stopped by the readers", async {
-        loop {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            peak = peak.max(rss(pid));
-            let now = sent.load(Ordering::Relaxed);
-            last = if now == last.0 {
-                (now, last.1 + 1)
-            } else {
-                (now, 0)
-            };
-            if last.1 == 4 {
-                return;
-            }
-        }
-    })
-    .await;
+    front
+        .until_still(async || sent.load(Ordering::Relaxed), &mut peak)
+        .await;
     let flooded = sent.load(Ordering::Relaxed);
     assert!(
         flooded < (CONNECTIONS * STREAMS) as u64 * RESPONSE,
@@ -184,23 +165,6 @@ async fn h2_slow_readers_stay_within_the_memory_budget() {
     drop(readers);
     // The connections close first; each stream's response runs in a task of its own, which lets its share
     // of the budget go a moment later. All of it must come back.
-    within(
-        "the readers' connections closed and the budget given back",
-        async {
-            loop {
-                let metrics = scrape(sidecar.admin).await;
-                let open = metrics.count(
-                    "sidecar_connections_open",
-                    &[("direction", "inbound"), ("protocol", "http")],
-                );
-                let used = metrics.value("sidecar_memory_budget_used_bytes", &[]);
-                if open == 0.0 && used == Some(0.0) {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        },
-    )
-    .await;
-    legit_exchange(sidecar.inbound).await;
+    front.until_gone().await;
+    front.legit_exchange().await;
 }

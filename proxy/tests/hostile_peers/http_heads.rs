@@ -1,4 +1,4 @@
-//! Unfinished request heads on the reverse `http` listener, where hyper parses them, on the real binary with
+//! Unfinished request heads on the `http` listeners, reverse and forward, where hyper parses them, on the real binary with
 //! its RSS read from /proc: a flood of connections each sending 60,000 bytes of a head (under
 //! `--max-request-head`, so no 431 ends them) and never its end. Past each connection's first 8 KiB, head
 //! bytes are drawn from the memory budget, and once it is spent the sidecar stops reading from the flood's
@@ -10,16 +10,14 @@
 //! (hyper's read buffer, grown past the head it gathers), 116 MB for these 1,400.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::memory_budget::{room_for_descriptors, rss};
-use crate::slow_readers::legit_exchange;
+use crate::floods::Front;
+use crate::floods::{room_for_descriptors, rss};
 use crate::support::admin::scrape;
-use crate::support::capture::{Sidecar, TempDir};
-use crate::within;
+use crate::support::capture::TempDir;
 
 /// Connections in the flood: ten times the heads that fit the budget.
 const FLOOD: usize = 1_400;
@@ -32,7 +30,7 @@ const SLACK_PER_CONNECTION: usize = 32 * 1024;
 const SLACK: usize = 6 * 1024 * 1024 + FLOOD * SLACK_PER_CONNECTION;
 
 /// An app answering every request `ok`, over keep-alive HTTP/1.1.
-async fn start_ok_app() -> SocketAddr {
+pub async fn start_ok_app() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -59,84 +57,71 @@ async fn start_ok_app() -> SocketAddr {
     addr
 }
 
-#[tokio::test]
-async fn unfinished_heads_on_the_reverse_http_listener_stay_within_the_memory_budget() {
+/// The listener the flood goes through.
+#[derive(Clone, Copy, Debug)]
+enum Through {
+    ReverseHttp,
+    ForwardHttp,
+}
+
+async fn unfinished_heads_stay_within_the_memory_budget(through: Through) {
     room_for_descriptors(FLOOD);
     let app = start_ok_app().await;
     let dir = TempDir::new("http-heads");
     let budget = BUDGET.to_string();
-    let sidecar = Sidecar::reverse(
-        "http",
-        app,
-        &[
-            "--capture",
-            "capture.jsonl",
-            "--memory-budget",
-            &budget,
-            // Long enough that no head is closed for lateness while the test measures.
-            "--handshake-timeout",
-            "60s",
-        ],
-        &dir.0,
-    )
-    .await;
-    let pid = sidecar.pid();
-    legit_exchange(sidecar.inbound).await;
+    let args = [
+        "--capture",
+        "capture.jsonl",
+        "--memory-budget",
+        &budget,
+        // Long enough that no head is closed for lateness while the test measures.
+        "--handshake-timeout",
+        "60s",
+    ];
+    let front = match through {
+        Through::ReverseHttp => Front::reverse("http", app, &args, &dir.0).await,
+        Through::ForwardHttp => Front::forward_http(app, &args, &dir.0).await,
+    };
+    let pid = front.pid();
+    front.legit_exchange().await;
     let at_rest = rss(pid);
 
-    let head_start = b"GET /unfinished HTTP/1.1\r\nhost: app\r\nx-padding: ";
-    let mut flood = Vec::with_capacity(FLOOD);
+    let head_start = format!(
+        "GET {} HTTP/1.1\r\nhost: app\r\nx-padding: ",
+        front.target("/unfinished")
+    );
     let mut peak = at_rest;
-    for i in 0..FLOOD {
-        let mut stream = within("a flood connection", TcpStream::connect(sidecar.inbound))
-            .await
-            .unwrap();
-        // Each writes on its own: a connection the sidecar has stopped reading from blocks its writer.
-        flood.push(tokio::spawn(async move {
-            stream.write_all(head_start).await.unwrap();
-            stream.write_all(&vec![b'a'; PADDING]).await.unwrap();
-            std::future::pending::<()>().await;
-        }));
-        if i % 100 == 99 {
-            peak = peak.max(rss(pid));
-        }
-    }
-    // The sidecar has read what it will of the flood once its memory stops growing.
-    let mut last = 0;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let now = rss(pid);
-        peak = peak.max(now);
-        if now == last {
-            break;
-        }
-        last = now;
-    }
+    let addr = front.addr;
+    // All at once, each on its own: a connection the sidecar has stopped reading from blocks its writer,
+    // one it shed fails it, and the callers past the listen backlog retry their handshakes side by side
+    // (one after the other, their retries would add up to many seconds).
+    let flood: Vec<_> = (0..FLOOD)
+        .map(|_| {
+            let head_start = head_start.clone();
+            tokio::spawn(async move {
+                let mut stream = TcpStream::connect(addr).await?;
+                stream.write_all(head_start.as_bytes()).await?;
+                stream.write_all(&vec![b'a'; PADDING]).await?;
+                std::future::pending::<std::io::Result<()>>().await
+            })
+        })
+        .collect();
+    // The sidecar has read what it will of the flood once it reads no more.
+    front
+        .until_still(async || front.read_from_clients().await, &mut peak)
+        .await;
 
-    legit_exchange(sidecar.inbound).await;
+    front.legit_exchange().await;
     peak = peak.max(rss(pid));
     // The heads paused on the spent budget are shed, each answered 503.
-    within("paused heads shed", async {
-        loop {
-            let metrics = scrape(sidecar.admin).await;
-            let shed = metrics.count(
-                "sidecar_memory_budget_shed_total",
-                &[("purpose", "request_head")],
-            );
-            if shed > 0.0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
-    let metrics = scrape(sidecar.admin).await;
+    front.until_shed("request_head").await;
+    let metrics = scrape(front.sidecar.admin).await;
     let used = metrics
         .value("sidecar_memory_budget_used_bytes", &[])
         .unwrap();
     let grew = peak.saturating_sub(at_rest);
     eprintln!(
-        "unfinished heads on reverse http: RSS at rest {} KiB, peak {} KiB (+{} KiB); budget used {} KiB",
+        "unfinished heads through {through:?}: RSS at rest {} KiB, peak {} KiB (+{} KiB); budget used {} KiB",
         at_rest / 1024,
         peak / 1024,
         grew / 1024,
@@ -148,7 +133,7 @@ async fn unfinished_heads_on_the_reverse_http_listener_stay_within_the_memory_bu
     );
     assert!(
         grew < BUDGET + SLACK,
-        "RSS grew by {} KiB under {FLOOD} unfinished heads (at rest {} KiB); the budget is {} KiB, the allowance besides it {} KiB",
+        "RSS grew by {} KiB under {FLOOD} unfinished heads through {through:?} (at rest {} KiB); the budget is {} KiB, the allowance besides it {} KiB",
         grew / 1024,
         at_rest / 1024,
         BUDGET / 1024,
@@ -158,23 +143,17 @@ async fn unfinished_heads_on_the_reverse_http_listener_stay_within_the_memory_bu
     for writer in &flood {
         writer.abort();
     }
-    let settled = within("the flood's connections closed", async {
-        loop {
-            let metrics = scrape(sidecar.admin).await;
-            let open = metrics.count(
-                "sidecar_connections_open",
-                &[("direction", "inbound"), ("protocol", "http")],
-            );
-            if open == 0.0 {
-                return metrics;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    assert_eq!(
-        settled.value("sidecar_memory_budget_used_bytes", &[]),
-        Some(0.0)
-    );
-    legit_exchange(sidecar.inbound).await;
+    front.until_gone().await;
+    front.legit_exchange().await;
+}
+
+#[tokio::test]
+async fn unfinished_heads_on_the_reverse_http_listener_stay_within_the_memory_budget() {
+    unfinished_heads_stay_within_the_memory_budget(Through::ReverseHttp).await;
+}
+
+/// The forward listener (absolute-form requests) reads heads the same way.
+#[tokio::test]
+async fn unfinished_heads_on_the_forward_http_listener_stay_within_the_memory_budget() {
+    unfinished_heads_stay_within_the_memory_budget(Through::ForwardHttp).await;
 }

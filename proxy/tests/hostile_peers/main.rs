@@ -15,20 +15,29 @@
 //! - [`full_disk`]: with the capture sink on a full disk, traffic flows and records are counted dropped.
 //! - [`memory_budget`]: a flood of unfinished heads stays within `--memory-budget`, and the memory goes back.
 //! - [`warning_flood`]: hundreds of handshake timeouts log a few lines whose counts add up, not one each.
-//! - [`slow_readers`]: clients that never read a large response stay within the budget (reverse tcp and http).
-//! - [`http_heads`]: unfinished heads on the reverse `http` listener (hyper's buffers) stay within the budget.
+//! - [`slow_readers`]: clients that never read a large response stay within the budget (reverse tcp and
+//!   http, forward http).
+//! - [`http_heads`]: unfinished heads on the `http` listeners, reverse and forward (hyper's buffers), stay
+//!   within the budget.
+//! - [`idle_floods`]: connections that send nothing, or stop mid-SOCKS-handshake, are bounded by the budget
+//!   (each reserves its fixed cost), and a legitimate client behind them is served.
+//! - [`connection_cost`]: the measurement behind each listener's fixed cost per connection (run by hand).
+//! - [`floods`]: what the memory-budget floods share.
 //! - [`memory_returns`]: after each of three floods, RSS comes back near its resting level.
 
 #[path = "../support/mod.rs"]
 mod support;
 
+mod connection_cost;
 mod fd_exhaustion;
 mod flood;
+mod floods;
 mod full_disk;
 mod h2_slow_readers;
 mod half_close;
 mod head_size;
 mod http_heads;
+mod idle_floods;
 mod memory_budget;
 mod memory_returns;
 mod resets;

@@ -13,8 +13,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::floods::{room_for_descriptors, rss, Front};
 use crate::support::admin::scrape;
-use crate::support::capture::{Sidecar, TempDir};
+use crate::support::capture::TempDir;
 use crate::within;
 
 /// Connections in the flood.
@@ -25,14 +26,6 @@ const BUDGET: usize = 8 * 1024 * 1024;
 /// What the process may hold besides the budget: per-connection state (a task, two sockets' bookkeeping,
 /// the relay's 2 KiB buffers) for every connection of the flood, and the allocator's slack.
 const SLACK: usize = 14 * 1024 * 1024;
-
-/// The resident set of a process, in bytes.
-pub fn rss(pid: u32) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kb: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb * 1024
-}
 
 /// An app that reads and discards whatever it is sent (counting it), and answers `GET /legit` at once.
 async fn start_sink_app() -> (SocketAddr, Arc<AtomicU64>) {
@@ -64,28 +57,13 @@ async fn start_sink_app() -> (SocketAddr, Arc<AtomicU64>) {
     (addr, received)
 }
 
-/// The test process holds both ends of a flood of `connections` (and the other floods' that run beside
-/// it): raise its descriptor limit for them, to the hard limit.
-pub fn room_for_descriptors(connections: usize) {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    assert!(
-        hard >= 4 * connections as u64 + 256,
-        "a flood of {connections} connections needs more descriptors than the hard limit, {hard}"
-    );
-    let wanted = hard;
-    if soft < wanted {
-        setrlimit(Resource::RLIMIT_NOFILE, wanted, hard).unwrap();
-    }
-}
-
 #[tokio::test]
 async fn unfinished_heads_through_the_tap_stay_within_the_memory_budget() {
     room_for_descriptors(FLOOD);
     let (app, received) = start_sink_app().await;
     let dir = TempDir::new("memory-budget");
     let budget = BUDGET.to_string();
-    let sidecar = Sidecar::reverse(
+    let front = Front::reverse(
         "tcp",
         app,
         &[
@@ -99,6 +77,7 @@ async fn unfinished_heads_through_the_tap_stay_within_the_memory_budget() {
         &dir.0,
     )
     .await;
+    let sidecar = &front.sidecar;
     let pid = sidecar.pid();
     let at_rest = rss(pid);
 
@@ -170,20 +149,7 @@ async fn unfinished_heads_through_the_tap_stay_within_the_memory_budget() {
 
     drop(flood);
     drop(legit);
-    let settled = within("the flood's connections closed", async {
-        loop {
-            let metrics = scrape(sidecar.admin).await;
-            let open = metrics.count(
-                "sidecar_connections_open",
-                &[("direction", "inbound"), ("protocol", "tcp")],
-            );
-            if open == 0.0 {
-                return metrics;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
+    let settled = front.until_gone().await;
     assert_eq!(
         settled.value("sidecar_memory_budget_used_bytes", &[]),
         Some(0.0)

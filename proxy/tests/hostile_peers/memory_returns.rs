@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::memory_budget::{room_for_descriptors, rss};
+use crate::floods::{room_for_descriptors, rss};
 use crate::support::admin::scrape;
 use crate::support::capture::{Sidecar, TempDir};
 use crate::within;

@@ -2,8 +2,9 @@
 //! never read a byte of it. Whatever the sidecar has read from the app and not yet handed to such a client
 //! is held for it; the memory budget bounds those bytes, and past it the sidecar stops reading from the app
 //! (the app's writes block, which is the back-pressure a slow client would put on the app without a
-//! sidecar). Shown on reverse `tcp` (the relay) and reverse `http` (hyper on both sides), capture on, with a
-//! legitimate client answered in the middle of it and the budget all given back once the readers leave.
+//! sidecar). Shown on reverse `tcp` (the relay), reverse `http` (hyper on both sides) and the forward
+//! `http` listener (absolute-form requests), capture on, with a legitimate client answered in the middle of
+//! it and the budget all given back once the readers leave.
 //!
 //! The scale is ten times what fits the budget: before the fix, reverse `http` held about 1.4 MB for each
 //! such reader (hyper's 400 KB write queue and read buffer, the body chunk between them, the capture copy),
@@ -12,14 +13,13 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::memory_budget::{room_for_descriptors, rss};
+use crate::floods::Front;
+use crate::floods::{room_for_descriptors, rss};
 use crate::support::admin::scrape;
-use crate::support::capture::{Sidecar, TempDir};
+use crate::support::capture::TempDir;
 use crate::within;
 
 /// Readers in the flood: at about 1 MB each (a capture copy and the buffers on the way), ten times the
@@ -96,110 +96,58 @@ async fn serve_app_connection(mut stream: TcpStream, written: Arc<AtomicU64>) {
     }
 }
 
-/// One request for `/legit` on a new connection, answered `ok` (also the legitimate client of `http_heads`).
-pub async fn legit_exchange(sidecar: SocketAddr) {
-    let mut legit = TcpStream::connect(sidecar).await.unwrap();
-    legit
-        .write_all(b"GET /legit HTTP/1.1\r\nhost: app\r\n\r\n")
-        .await
-        .unwrap();
-    // Read up to the whole answer: through reverse tcp the app's connection, and so the client's, stays
-    // open after it.
-    let mut answer = Vec::new();
-    within("the legitimate answer", async {
-        let mut buf = [0u8; 1024];
-        while !answer.ends_with(b"\r\n\r\nok") {
-            let n = legit.read(&mut buf).await.unwrap();
-            assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&answer));
-            answer.extend_from_slice(&buf[..n]);
-        }
-    })
-    .await;
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(
-        answer.starts_with("HTTP/1.1 200 OK") && answer.ends_with("\r\n\r\nok"),
-        "{answer:?}"
-    );
+/// The listeners a slow reader's flood goes through.
+#[derive(Clone, Copy, Debug)]
+enum Through {
+    ReverseTcp,
+    ReverseHttp,
+    ForwardHttp,
 }
 
-async fn slow_readers_stay_within_the_memory_budget(protocol: &str) {
+async fn slow_readers_stay_within_the_memory_budget(through: Through) {
     room_for_descriptors(READERS);
     let (app, written) = start_large_response_app().await;
     let dir = TempDir::new("slow-readers");
     let budget = BUDGET.to_string();
-    let sidecar = Sidecar::reverse(
-        protocol,
-        app,
-        &["--capture", "capture.jsonl", "--memory-budget", &budget],
-        &dir.0,
-    )
-    .await;
-    let pid = sidecar.pid();
-    legit_exchange(sidecar.inbound).await;
+    let args = ["--capture", "capture.jsonl", "--memory-budget", &budget];
+    let front = match through {
+        Through::ReverseTcp => Front::reverse("tcp", app, &args, &dir.0).await,
+        Through::ReverseHttp => Front::reverse("http", app, &args, &dir.0).await,
+        Through::ForwardHttp => Front::forward_http(app, &args, &dir.0).await,
+    };
+    let pid = front.pid();
+    front.legit_exchange().await;
     let at_rest = rss(pid);
 
     let mut readers = Vec::with_capacity(READERS);
     for _ in 0..READERS {
-        let mut reader = within(
-            "a slow reader's connection",
-            TcpStream::connect(sidecar.inbound),
-        )
-        .await
-        .unwrap();
-        reader
-            .write_all(b"GET /large HTTP/1.1\r\nhost: app\r\n\r\n")
+        let mut reader = within("a slow reader's connection", TcpStream::connect(front.addr))
             .await
             .unwrap();
+        reader.write_all(&front.get("/large")).await.unwrap();
         readers.push(reader);
     }
     // The flood has filled every buffer on its way once the app cannot write any more.
     let mut peak = at_rest;
-    let mut last = (u64::MAX, 0);
-    within("the app's writes blocked by the readers", async {
-        loop {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            peak = peak.max(rss(pid));
-            let now = written.load(Ordering::Relaxed);
-            last = if now == last.0 {
-                (now, last.1 + 1)
-            } else {
-                (now, 0)
-            };
-            if last.1 == 4 {
-                return;
-            }
-        }
-    })
-    .await;
+    front
+        .until_still(async || written.load(Ordering::Relaxed), &mut peak)
+        .await;
     let flooded = written.load(Ordering::Relaxed);
 
-    legit_exchange(sidecar.inbound).await;
+    front.legit_exchange().await;
     peak = peak.max(rss(pid));
-    if protocol == "http" {
+    if front.protocol == "http" {
         // Readers paused on the spent budget that read nothing for two seconds are cut off.
-        within("stalled readers shed", async {
-            loop {
-                let metrics = scrape(sidecar.admin).await;
-                let shed = metrics.count(
-                    "sidecar_memory_budget_shed_total",
-                    &[("purpose", "queued_for_peer")],
-                );
-                if shed > 0.0 {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-        .await;
+        front.until_shed("queued_for_peer").await;
     }
-    let metrics = scrape(sidecar.admin).await;
+    let metrics = scrape(front.sidecar.admin).await;
     let used = metrics
         .value("sidecar_memory_budget_used_bytes", &[])
         .unwrap();
     assert!(used > 0.0, "the readers' bytes are held in the budget");
     let grew = peak.saturating_sub(at_rest);
     eprintln!(
-        "slow readers through reverse {protocol}: RSS at rest {} KiB, peak {} KiB (+{} KiB); budget used {} KiB; the app wrote {} KiB",
+        "slow readers through {through:?}: RSS at rest {} KiB, peak {} KiB (+{} KiB); budget used {} KiB; the app wrote {} KiB",
         at_rest / 1024,
         peak / 1024,
         grew / 1024,
@@ -208,7 +156,7 @@ async fn slow_readers_stay_within_the_memory_budget(protocol: &str) {
     );
     assert!(
         grew < BUDGET + SLACK,
-        "RSS grew by {} KiB under {READERS} slow readers through reverse {protocol} (at rest {} KiB); the budget is {} KiB, the allowance besides it {} KiB",
+        "RSS grew by {} KiB under {READERS} slow readers through {through:?} (at rest {} KiB); the budget is {} KiB, the allowance besides it {} KiB",
         grew / 1024,
         at_rest / 1024,
         BUDGET / 1024,
@@ -216,33 +164,23 @@ async fn slow_readers_stay_within_the_memory_budget(protocol: &str) {
     );
 
     drop(readers);
-    let settled = within("the readers' connections closed", async {
-        loop {
-            let metrics = scrape(sidecar.admin).await;
-            let open = metrics.count(
-                "sidecar_connections_open",
-                &[("direction", "inbound"), ("protocol", protocol)],
-            );
-            if open == 0.0 {
-                return metrics;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    assert_eq!(
-        settled.value("sidecar_memory_budget_used_bytes", &[]),
-        Some(0.0)
-    );
-    legit_exchange(sidecar.inbound).await;
+    front.until_gone().await;
+    front.legit_exchange().await;
 }
 
 #[tokio::test]
 async fn slow_readers_through_reverse_tcp_stay_within_the_memory_budget() {
-    slow_readers_stay_within_the_memory_budget("tcp").await;
+    slow_readers_stay_within_the_memory_budget(Through::ReverseTcp).await;
 }
 
 #[tokio::test]
 async fn slow_readers_through_reverse_http_stay_within_the_memory_budget() {
-    slow_readers_stay_within_the_memory_budget("http").await;
+    slow_readers_stay_within_the_memory_budget(Through::ReverseHttp).await;
+}
+
+/// The forward listener (absolute-form requests): the same flood, through the forward proxy's own
+/// connections to the upstream.
+#[tokio::test]
+async fn slow_readers_through_forward_http_stay_within_the_memory_budget() {
+    slow_readers_stay_within_the_memory_budget(Through::ForwardHttp).await;
 }

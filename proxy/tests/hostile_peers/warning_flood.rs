@@ -200,3 +200,63 @@ async fn the_end_of_a_burst_is_reported_while_the_sidecar_runs() {
         )
     });
 }
+
+/// A burst of connections past `--max-connections`: each is refused and counted, and by shutdown the lines
+/// saying the limit was reached add up to exactly the refusals, the last interval's included (before, its
+/// own throttle logged the first refusal and never the rest of a burst shorter than 10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_past_the_connection_limit_is_logged_with_its_exact_count_by_shutdown() {
+    const BURST: usize = 30;
+    let app = start_app().await;
+    let dir = TempDir::new("limit-burst");
+    let mut sidecar = Sidecar::reverse(
+        "tcp",
+        app.addr,
+        &[
+            "--capture",
+            "off",
+            "--max-connections",
+            "2",
+            "--shutdown-grace",
+            "1s",
+        ],
+        &dir.0,
+    )
+    .await;
+    let labels = [("direction", "inbound"), ("protocol", "tcp")];
+    let open = |metrics: &crate::support::admin::Exposition| {
+        metrics.count("sidecar_connections_open", &labels) as usize
+    };
+    // The start's readiness check was a connection too: the limit is filled once it is gone.
+    crate::support::admin::scrape_until(sidecar.admin, |metrics| open(metrics) == 0).await;
+    let held = [
+        TcpStream::connect(sidecar.inbound).await.unwrap(),
+        TcpStream::connect(sidecar.inbound).await.unwrap(),
+    ];
+    crate::support::admin::scrape_until(sidecar.admin, |metrics| open(metrics) == 2).await;
+    for _ in 0..BURST {
+        let mut refused = TcpStream::connect(sidecar.inbound).await.unwrap();
+        let mut rest = Vec::new();
+        // A raw TCP client is refused by the close.
+        let _ = tokio::time::timeout(PATIENCE, refused.read_to_end(&mut rest)).await;
+    }
+    let metrics = crate::support::admin::scrape(sidecar.admin).await;
+    assert_eq!(
+        metrics.count("sidecar_connections_refused_total", &labels) as usize,
+        BURST
+    );
+    drop(held);
+
+    sidecar.signal("TERM");
+    assert!(sidecar.exit().await.success(), "{}", sidecar.stderr());
+    let stderr = sidecar.stderr();
+    let told: usize = stderr
+        .lines()
+        .filter(|line| line.contains(" WARN ") && line.contains("connection limit reached"))
+        .map(count_of)
+        .sum();
+    assert_eq!(
+        told, BURST,
+        "the lines' counts add up to every refusal:\n{stderr}"
+    );
+}
