@@ -685,7 +685,7 @@ async fn chunked_with_trailers(stream: TcpStream, case: &Case) -> Vec<HttpExchan
         "{}: the response's trailers reach the client",
         case.name
     );
-    let mut exchange = answered(CHUNKED_POST, CHUNKED_ANSWER).await;
+    let exchange = answered(CHUNKED_POST, CHUNKED_ANSWER).await;
     // Spelled out, not only derived from the wire: what the tap must find after the last chunk.
     assert_eq!(
         exchange.request.trailers,

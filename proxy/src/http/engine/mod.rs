@@ -489,6 +489,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
                     tap.written(bytes);
                 }
                 let forward = &bytes[..step.forward];
+                // What waits for the caller is counted in the memory budget until the caller takes it: a
+                // caller that takes nothing while the budget is spent is shed (`BudgetedIo`).
+                self.account.queued(head.len() + forward.len());
                 let mut sent = if head.is_empty() {
                     self.caller.write_all(forward).await
                 } else {
