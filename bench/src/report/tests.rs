@@ -385,3 +385,38 @@ fn h2c_rows_show_requests_per_second() {
         "{report}"
     );
 }
+
+#[test]
+fn the_nats_sink_shows_records_per_second_and_per_cpu_second_and_no_target_against_direct() {
+    let sink = |per_sec, dropped| -> Outcome {
+        Ok(Figure::SinkRate {
+            per_sec,
+            per_publisher_cpu_sec: 80_000.0,
+            per_process_cpu_sec: 12_000.0,
+            dropped,
+        })
+    };
+    let scenario = Scenario {
+        kind: ScenarioKind::KeepAlive,
+        sections: vec![Section {
+            title: "the NATS sink",
+            tool: Tool::SinkDrain,
+            rows: vec![with(
+                Row::through(
+                    Group::ReverseHttp,
+                    ServerSpec::Sidecar(SidecarMode::ReverseHttp, Capture::Nats),
+                ),
+                vec![sink(20_000.0, 0), sink(24_000.0, 3)],
+            )],
+        }],
+    };
+    let out = render(&meta(), &[scenario]);
+    assert!(
+        out.contains(
+            "| reverse http | **sidecar-proxy, capture to NATS** | 22,000 | 80,000 | 12,000 | 3 | 20,000 · 24,000 |"
+        ),
+        "{out}"
+    );
+    let targets = &out[out.find("### Our rows").unwrap()..out.find("### Goals").unwrap()];
+    assert!(!targets.contains("capture to NATS"), "{targets}");
+}

@@ -201,7 +201,8 @@ pub fn plan() -> Vec<Scenario> {
                     rows: http_load_rows(true),
                 },
                 Section {
-                    title: "the NATS sink: wrk as above through reverse http capturing to NATS, then until                             JetStream has acknowledged every record",
+                    title: "the NATS sink: wrk as above through reverse http capturing to NATS, then until JetStream has \
+                            acknowledged every record",
                     tool: Tool::SinkDrain,
                     rows: vec![Row::through(Group::ReverseHttp, NATS_SINK)],
                 },
