@@ -27,6 +27,8 @@ pub const DEBIAN_COMMANDS: &[(&str, &str)] = &[
     ("python3", "python3"),
     // HTTP/2 load for the h2c rows (scenario 8).
     ("h2load", "nghttp2-client"),
+    // The JetStream server the NATS sink rows publish to (issue #21).
+    ("nats-server", "nats-server"),
 ];
 
 /// `python3 -m venv` needs ensurepip, which Debian ships separately.
@@ -52,6 +54,7 @@ pub struct Tools {
     pub curl: PathBuf,
     pub mitmdump: PathBuf,
     pub h2load: PathBuf,
+    pub nats_server: PathBuf,
     /// Set by the caller once the proxy is built or given.
     pub sidecar_proxy: PathBuf,
     /// The relay limit (bench/src/bin/minimal-relay.rs), built or given like the proxy.
@@ -92,6 +95,7 @@ pub fn ensure(
         curl: path("curl")?,
         mitmdump,
         h2load: path("h2load")?,
+        nats_server: path("nats-server")?,
         sidecar_proxy,
         minimal_relay,
     })

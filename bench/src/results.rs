@@ -112,6 +112,9 @@ pub enum Tool {
     TlsDownload,
     /// h2load: HTTP/2 with prior knowledge, several streams per connection.
     H2load,
+    /// wrk keep-alive through a sidecar capturing to NATS, then until JetStream has acknowledged every
+    /// record: how many records the sink delivers per second and per CPU-second (issue #21).
+    SinkDrain,
 }
 
 /// One round's figure for one row.
@@ -143,6 +146,15 @@ pub enum Figure {
     Handshakes {
         per_sec: f64,
         leaves: Option<LeafCounts>,
+    },
+    /// Records JetStream acknowledged from the first request of the measurement until the last record was
+    /// acknowledged, per second of that time, per CPU-second of the sidecar's publisher thread, and per
+    /// CPU-second of the whole sidecar (relaying and recording too); records the sink dropped meanwhile.
+    SinkRate {
+        per_sec: f64,
+        per_publisher_cpu_sec: f64,
+        per_process_cpu_sec: f64,
+        dropped: u64,
     },
 }
 

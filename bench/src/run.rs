@@ -59,6 +59,7 @@ pub async fn run(mut settings: Settings, command_line: String) -> anyhow::Result
         https_port: ports.next()?,
         h2c_port: ports.next()?,
         iperf_port: ports.next()?,
+        nats_port: ports.next()?,
         large_file_bytes: settings.large_file_bytes,
     };
     let workdir = Workdir::create(settings.keep_workdir)?;

@@ -111,6 +111,34 @@ pub fn median_figure(figures: &[Figure]) -> Option<Figure> {
                     minted_since_start: sum.minted_since_start.max(round.minted_since_start),
                 }),
         },
+        Figure::SinkRate { .. } => Figure::SinkRate {
+            per_sec: field(|f| match f {
+                Figure::SinkRate { per_sec, .. } => Some(*per_sec),
+                _ => None,
+            })?,
+            per_publisher_cpu_sec: field(|f| match f {
+                Figure::SinkRate {
+                    per_publisher_cpu_sec,
+                    ..
+                } => Some(*per_publisher_cpu_sec),
+                _ => None,
+            })?,
+            per_process_cpu_sec: field(|f| match f {
+                Figure::SinkRate {
+                    per_process_cpu_sec,
+                    ..
+                } => Some(*per_process_cpu_sec),
+                _ => None,
+            })?,
+            // A count: every round's drops together.
+            dropped: figures
+                .iter()
+                .map(|f| match f {
+                    Figure::SinkRate { dropped, .. } => *dropped,
+                    _ => 0,
+                })
+                .sum(),
+        },
         Figure::Memory { .. } => {
             let mut rounds: Vec<Figure> = figures
                 .iter()

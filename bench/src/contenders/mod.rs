@@ -9,6 +9,7 @@ pub mod haproxy;
 pub mod microsocks;
 pub mod minimal_relay;
 pub mod mitmproxy;
+pub mod nats;
 pub mod nginx;
 pub mod origin;
 pub mod sidecar;
@@ -50,11 +51,14 @@ pub struct Server {
     pub process: ServerProcess,
 }
 
-/// Whether sidecar-proxy records every exchange (to a file in the work directory) or not.
+/// Whether sidecar-proxy records every exchange (to a file in the work directory, or to the run's NATS
+/// JetStream server instead: issue #21) or not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Capture {
     On,
     Off,
+    /// Records published to JetStream through the sidecar's spool, no capture file.
+    Nats,
 }
 
 impl fmt::Display for Capture {
@@ -62,6 +66,7 @@ impl fmt::Display for Capture {
         f.write_str(match self {
             Capture::On => "capture on",
             Capture::Off => "capture off",
+            Capture::Nats => "capture to NATS",
         })
     }
 }
@@ -172,6 +177,7 @@ impl ServerSpec {
                 let capture = match capture {
                     Capture::On => "on",
                     Capture::Off => "off",
+                    Capture::Nats => "nats",
                 };
                 format!("sidecar-{mode}-{capture}")
             }
@@ -322,7 +328,8 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
-    const ALL: [ServerSpec; 21] = [
+    const ALL: [ServerSpec; 22] = [
+        ServerSpec::Sidecar(SidecarMode::ReverseHttp, Capture::Nats),
         ServerSpec::Sidecar(SidecarMode::ReverseTcp(Upstream::H2c), Capture::On),
         ServerSpec::MinimalRelay(Upstream::Http),
         ServerSpec::MinimalRelay(Upstream::Iperf3),

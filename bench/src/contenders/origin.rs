@@ -1,6 +1,6 @@
 //! The origin every path ends at: nginx serving a 13-byte response and a large (sparse) file, in
 //! cleartext (HTTP/1.1, and HTTP/2 with prior knowledge on a port of its own) and over HTTPS (with the run's test certificate, [`crate::tls`]), and an iperf3 server on
-//! a port of its own for the bulk tcp relay.
+//! a port of its own for the bulk tcp relay; and the NATS JetStream server the NATS sink rows publish to.
 
 use std::process::Command;
 
@@ -27,6 +27,8 @@ pub struct OriginEndpoints {
     /// The same content over HTTP/2 cleartext, prior knowledge only (scenario 8).
     pub h2c_port: u16,
     pub iperf_port: u16,
+    /// The NATS JetStream server the NATS sink rows publish to (issue #21).
+    pub nats_port: u16,
     pub large_file_bytes: u64,
 }
 
@@ -34,6 +36,8 @@ pub struct OriginEndpoints {
 pub struct Origin {
     pub nginx: ServerProcess,
     pub iperf3: ServerProcess,
+    /// Where captures end for the NATS sink rows.
+    pub nats: ServerProcess,
 }
 
 impl Origin {
@@ -92,12 +96,18 @@ impl Origin {
         crate::clients::iperf3::verify(&ctx.tools, ctx.origin.iperf_port)
             .await
             .map_err(|error| iperf3.failed(format!("ran no test: {error:#}")))?;
-        Ok(Origin { nginx, iperf3 })
+        let nats = super::nats::start(ctx).await?;
+        Ok(Origin {
+            nginx,
+            iperf3,
+            nats,
+        })
     }
 
     pub fn ensure_running(&mut self) -> anyhow::Result<()> {
         self.nginx.ensure_running()?;
         self.iperf3.ensure_running()?;
+        self.nats.ensure_running()?;
         Ok(())
     }
 }

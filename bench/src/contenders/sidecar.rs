@@ -1,6 +1,7 @@
 //! Our sidecar-proxy in each mode the benchmark compares, with capture on (records to a file in the
-//! work directory) or off (`--capture off`), and with tls-out for the intercepted HTTPS rows. Everything
-//! binds 127.0.0.1, the admin port included.
+//! work directory), to NATS (records published to the run's JetStream server through a spool in the work
+//! directory, no file) or off (`--capture off`), and with tls-out for the intercepted HTTPS rows.
+//! Everything binds 127.0.0.1, the admin port included.
 
 use std::path::Path;
 use std::process::Command;
@@ -82,6 +83,21 @@ pub fn args(
             ]);
         }
         Capture::Off => push(&["--capture", "off"]),
+        Capture::Nats => {
+            // The subject is the capture file's stem: one per instance, all in the run's stream.
+            let stem = capture_file
+                .file_stem()
+                .and_then(|stem| stem.to_str())
+                .unwrap_or("sidecar");
+            let sink = format!(
+                "nats://127.0.0.1:{}/{}.{stem}",
+                origin.nats_port,
+                super::nats::SUBJECT_PREFIX
+            );
+            let spool = capture_file.with_extension("spool").display().to_string();
+            push(&["--capture", "off", "--capture-sink", &sink]);
+            push(&["--capture-spool-dir", &spool]);
+        }
     }
     args
 }
@@ -133,6 +149,7 @@ mod tests {
                 https_port: 8443,
                 h2c_port: 8082,
                 iperf_port: 5201,
+                nats_port: 4222,
                 large_file_bytes: 1,
             },
             Path::new("/w/c.jsonl"),
@@ -206,5 +223,16 @@ mod tests {
         );
         let off = joined(SidecarMode::ReverseHttp, Capture::Off);
         assert!(off.ends_with("--capture off"), "{off}");
+    }
+
+    #[test]
+    fn capture_to_nats_publishes_to_the_runs_server_through_a_spool_and_writes_no_file() {
+        let nats = joined(SidecarMode::ReverseHttp, Capture::Nats);
+        assert!(
+            nats.ends_with(
+                "--capture off --capture-sink nats://127.0.0.1:4222/bench.c --capture-spool-dir /w/c.spool"
+            ),
+            "{nats}"
+        );
     }
 }

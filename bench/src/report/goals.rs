@@ -23,6 +23,9 @@ pub const HTTP_SHARE: f64 = 0.90;
 pub const BULK_SHARE: f64 = 0.85;
 /// h2c with capture on, against capture off.
 pub const H2C_SHARE: f64 = 0.90;
+/// Keep-alive reverse tcp and reverse http capturing to NATS, against the same row capturing to a file
+/// (issue #21).
+pub const NATS_SHARE: f64 = 0.95;
 /// KB (10³ bytes) per idle connection, capture on.
 pub const MAX_KB_PER_CONNECTION: f64 = 12.0;
 /// MB (10⁶ bytes) of RSS idle, capture on.
@@ -196,7 +199,23 @@ pub fn evaluate(scenarios: &[Scenario]) -> Vec<GoalCheck> {
     latency_goal(scenarios, &mut checks);
     memory_goals(scenarios, &mut checks);
     h2c_goals(scenarios, &mut checks);
+    nats_goals(scenarios, &mut checks);
     checks
+}
+
+/// Issue #21: publishing records to NATS costs no more than writing them to a file.
+fn nats_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
+    const AREA: &str = "1. keep-alive";
+    for group in [Group::ReverseTcp, Group::ReverseHttp] {
+        checks.push(rate_goal(
+            AREA,
+            format!("{group}, capture to NATS ≥ {NATS_SHARE:.2} × capture on (a file)"),
+            keep_alive_rate(scenarios, group, ours(group, Capture::Nats)),
+            keep_alive_rate(scenarios, group, ours(group, Capture::On)),
+            NATS_SHARE,
+            false,
+        ));
+    }
 }
 
 fn keep_alive_rate(scenarios: &[Scenario], group: Group, spec: ServerSpec) -> Reading {
@@ -475,7 +494,7 @@ pub fn render(out: &mut String, checks: &[GoalCheck]) {
     let count = |status| checks.iter().filter(|c| c.status == status).count();
     let _ = writeln!(
         out,
-        "### Goals of issue #17: capture at the cost of a relay\n"
+        "### Goals of issues #17 and #21: capture at the cost of a relay, NATS at the cost of a file\n"
     );
     let _ = writeln!(
         out,

@@ -67,6 +67,10 @@ pub fn versions(tools: &Tools, workspace: &Workspace, proxy_given: bool) -> Vec<
         ),
         ("h2load".into(), first_line(&tools.h2load, &["--version"])),
         (
+            "nats-server".into(),
+            first_line(&tools.nats_server, &["--version"]),
+        ),
+        (
             "TLS load generator".into(),
             "sidecar-bench's own (tokio-rustls with ring; versions in Cargo.lock)".into(),
         ),

@@ -104,7 +104,12 @@ fn render_targets(out: &mut String, scenarios: &[Scenario]) {
     );
     let _ = writeln!(out, "|---|---|---|---:|---|---|");
     for scenario in scenarios {
-        for section in &scenario.sections {
+        // The NATS sink's figure is not compared with direct; its goal is in the goals table.
+        let sections = scenario
+            .sections
+            .iter()
+            .filter(|s| s.tool != Tool::SinkDrain);
+        for section in sections {
             for row in section.rows.iter().filter(|row| row.is_ours()) {
                 let Some(goal) = goal_for(scenario.kind, row.group) else {
                     continue;
@@ -203,6 +208,7 @@ fn render_scenario(out: &mut String, scenario: &Scenario, meta: &Meta) {
                 Figure::RequestRate { per_sec } => Some(format_count(*per_sec)),
                 _ => None,
             }),
+            Tool::SinkDrain => sink_table(out, section),
         }
         out.push('\n');
     }
@@ -295,6 +301,45 @@ fn handshake_table(out: &mut String, section: &Section) {
         let _ = writeln!(
             out,
             "| {} | {} | {value} | {ratio} | {leaves} | {} |",
+            row.group,
+            contender_cell(row),
+            rounds_cell(&row.outcomes, show),
+        );
+    }
+}
+
+/// The NATS sink: records JetStream acknowledged per second (from the first request to the last
+/// acknowledgement), per CPU-second of the sidecar's publisher thread and of the whole sidecar.
+fn sink_table(out: &mut String, section: &Section) {
+    let _ = writeln!(
+        out,
+        "| path | contender | records/s acknowledged | records per publisher CPU-second | records per sidecar CPU-second | dropped | each round (records/s) |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---|");
+    let show: fn(&Figure) -> Option<String> = |f| match f {
+        Figure::SinkRate { per_sec, .. } => Some(format_count(*per_sec)),
+        _ => None,
+    };
+    for row in &section.rows {
+        let summary = summarize(row, None);
+        let cells = match summary.figure {
+            Some(Figure::SinkRate {
+                per_sec,
+                per_publisher_cpu_sec,
+                per_process_cpu_sec,
+                dropped,
+            }) => format!(
+                "{} | {} | {} | {}",
+                format_count(per_sec),
+                format_count(per_publisher_cpu_sec),
+                format_count(per_process_cpu_sec),
+                format_count(dropped as f64)
+            ),
+            _ => "no result | | | ".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {cells} | {} |",
             row.group,
             contender_cell(row),
             rounds_cell(&row.outcomes, show),

@@ -337,7 +337,7 @@ fn the_minimal_relay_is_a_reference_with_no_target_and_the_goals_table_follows_t
         .find("### Our rows against the issue's targets")
         .unwrap();
     let goals = report
-        .find("### Goals of issue #17: capture at the cost of a relay")
+        .find("### Goals of issues #17 and #21: capture at the cost of a relay, NATS at the cost of a file")
         .unwrap();
     let first_scenario = report.find("### 1.").unwrap();
     assert!(targets < goals && goals < first_scenario, "{report}");
@@ -384,4 +384,39 @@ fn h2c_rows_show_requests_per_second() {
         ),
         "{report}"
     );
+}
+
+#[test]
+fn the_nats_sink_shows_records_per_second_and_per_cpu_second_and_no_target_against_direct() {
+    let sink = |per_sec, dropped| -> Outcome {
+        Ok(Figure::SinkRate {
+            per_sec,
+            per_publisher_cpu_sec: 80_000.0,
+            per_process_cpu_sec: 12_000.0,
+            dropped,
+        })
+    };
+    let scenario = Scenario {
+        kind: ScenarioKind::KeepAlive,
+        sections: vec![Section {
+            title: "the NATS sink",
+            tool: Tool::SinkDrain,
+            rows: vec![with(
+                Row::through(
+                    Group::ReverseHttp,
+                    ServerSpec::Sidecar(SidecarMode::ReverseHttp, Capture::Nats),
+                ),
+                vec![sink(20_000.0, 0), sink(24_000.0, 3)],
+            )],
+        }],
+    };
+    let out = render(&meta(), &[scenario]);
+    assert!(
+        out.contains(
+            "| reverse http | **sidecar-proxy, capture to NATS** | 22,000 | 80,000 | 12,000 | 3 | 20,000 · 24,000 |"
+        ),
+        "{out}"
+    );
+    let targets = &out[out.find("### Our rows").unwrap()..out.find("### Goals").unwrap()];
+    assert!(!targets.contains("capture to NATS"), "{targets}");
 }

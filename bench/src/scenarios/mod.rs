@@ -6,19 +6,21 @@
 //! - [`http_load`]: scenarios 1 and 2 (wrk), [`latency`]: 4 (paced wrk), [`bulk`]: 3 (iperf3, curl),
 //!   [`memory`]: 5 (RSS idle and with idle connections held open), [`tls_out`]: 7 (HTTPS through
 //!   CONNECT, relayed and intercepted: handshakes, bulk, leaf-cache hits; issue #10), [`h2c`]: 8
-//!   (HTTP/2 with prior knowledge through a tcp relay, h2load; issue #17).
+//!   (HTTP/2 with prior knowledge through a tcp relay, h2load; issue #17), [`nats_sink`]: the keep-alive
+//!   rows capturing to NATS and the records per second the sink delivers (issue #21).
 
 pub mod bulk;
 pub mod h2c;
 pub mod http_load;
 pub mod latency;
 pub mod memory;
+pub mod nats_sink;
 pub mod plan;
 pub mod tls_out;
 
 use crate::clients::wrk;
 use crate::contenders::fleet::Fleet;
-use crate::contenders::{Context, ServerSpec};
+use crate::contenders::{Capture, Context, ServerSpec};
 use crate::results::{Group, Outcome, ScenarioKind, Tool};
 use crate::route::Route;
 use crate::settings::Settings;
@@ -59,7 +61,12 @@ pub async fn measure(
                 wrk::ReadErrors::NoneAllowed
             };
             let route = bench.route(group, server)?;
-            http_load::measure(bench, route, connection_close, read_errors).await
+            match server {
+                Some(spec) if spec.capture() == Some(Capture::Nats) => {
+                    nats_sink::wrk_row(bench, route, spec, connection_close).await
+                }
+                _ => http_load::measure(bench, route, connection_close, read_errors).await,
+            }
         }
         Tool::PacedWrk => latency::measure(bench, bench.route(group, server)?).await,
         Tool::Iperf3 => {
@@ -78,6 +85,15 @@ pub async fn measure(
         }
         Tool::TlsHandshakes => tls_out::handshakes(bench, group, server).await,
         Tool::TlsDownload => tls_out::download(bench, group, server).await,
+        Tool::SinkDrain => {
+            let spec = server.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "scenario {}: the NATS sink row needs a server",
+                    kind.number()
+                )
+            })?;
+            nats_sink::drain(bench, bench.route(group, server)?, spec).await
+        }
         Tool::H2load => {
             let port = match server {
                 None => bench.ctx.origin.h2c_port,

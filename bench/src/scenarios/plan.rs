@@ -2,7 +2,10 @@
 //! off (scenario 6), right after each other so the pair shares the machine's state. Scenario 7 (issue
 //! #10) pairs tls-out off and on instead, both with capture on: interception needs capture. Wherever a
 //! plain tcp relay fits (reverse tcp: keep-alive, new connections, iperf3, latency, memory, h2c), the
-//! minimal relay is there too (issue #17): the relay limit, which cannot do CONNECT or SOCKS5.
+//! minimal relay is there too (issue #17): the relay limit, which cannot do CONNECT or SOCKS5. In the
+//! keep-alive scenario, the reverse tcp and reverse http sidecars also capture to NATS JetStream instead of
+//! a file (issue #21), right after the file row, and a section of its own gives the records per second the
+//! NATS sink delivers.
 
 use crate::contenders::{Capture, HaproxyMode, ServerSpec, SidecarMode, Upstream};
 use crate::results::{Group, Row, Scenario, ScenarioKind, Section, Tool};
@@ -24,10 +27,27 @@ fn theirs(group: Group, specs: &[ServerSpec]) -> Vec<Row> {
         .collect()
 }
 
-/// Scenarios 1 and 2 share their rows: every relay against the tools users know for it.
-fn http_load_rows() -> Vec<Row> {
+/// Capture to a file, to NATS, and off: the keep-alive rows of issue #21's comparison.
+fn ours_with_nats(group: Group, mode: SidecarMode) -> [Row; 3] {
+    [Capture::On, Capture::Nats, Capture::Off]
+        .map(|capture| Row::through(group, ServerSpec::Sidecar(mode, capture)))
+}
+
+/// The reverse http sidecar capturing to NATS: the NATS sink's own figure.
+pub const NATS_SINK: ServerSpec = ServerSpec::Sidecar(SidecarMode::ReverseHttp, Capture::Nats);
+
+/// Scenarios 1 and 2 share their rows: every relay against the tools users know for it; keep-alive
+/// (`with_nats`) adds the reverse rows capturing to NATS.
+fn http_load_rows(with_nats: bool) -> Vec<Row> {
+    let reverse = |group, mode| -> Vec<Row> {
+        if with_nats {
+            ours_with_nats(group, mode).into()
+        } else {
+            ours(group, mode).into()
+        }
+    };
     let mut rows = vec![Row::direct()];
-    rows.extend(ours(
+    rows.extend(reverse(
         Group::ReverseTcp,
         SidecarMode::ReverseTcp(Upstream::Http),
     ));
@@ -36,7 +56,7 @@ fn http_load_rows() -> Vec<Row> {
         &[ServerSpec::Haproxy(HaproxyMode::Tcp, Upstream::Http)],
     ));
     rows.push(minimal_relay(Upstream::Http));
-    rows.extend(ours(Group::ReverseHttp, SidecarMode::ReverseHttp));
+    rows.extend(reverse(Group::ReverseHttp, SidecarMode::ReverseHttp));
     rows.extend(theirs(
         Group::ReverseHttp,
         &[
@@ -172,13 +192,21 @@ pub fn plan() -> Vec<Scenario> {
     vec![
         Scenario {
             kind: ScenarioKind::KeepAlive,
-            sections: vec![Section {
-                title: "wrk, 50 keep-alive connections",
-                tool: Tool::Wrk {
-                    connection_close: false,
+            sections: vec![
+                Section {
+                    title: "wrk, 50 keep-alive connections",
+                    tool: Tool::Wrk {
+                        connection_close: false,
+                    },
+                    rows: http_load_rows(true),
                 },
-                rows: http_load_rows(),
-            }],
+                Section {
+                    title: "the NATS sink: wrk as above through reverse http capturing to NATS, then until JetStream has \
+                            acknowledged every record",
+                    tool: Tool::SinkDrain,
+                    rows: vec![Row::through(Group::ReverseHttp, NATS_SINK)],
+                },
+            ],
         },
         Scenario {
             kind: ScenarioKind::NewConnection,
@@ -187,7 +215,7 @@ pub fn plan() -> Vec<Scenario> {
                 tool: Tool::Wrk {
                     connection_close: true,
                 },
-                rows: http_load_rows(),
+                rows: http_load_rows(false),
             }],
         },
         Scenario {
@@ -265,7 +293,7 @@ mod tests {
                 let has_baseline = section.baseline().is_some();
                 assert_eq!(
                     has_baseline,
-                    section.tool != Tool::IdleConnections,
+                    !matches!(section.tool, Tool::IdleConnections | Tool::SinkDrain),
                     "{}",
                     section.title
                 );
@@ -285,7 +313,14 @@ mod tests {
             .into_iter()
             .filter(|scenario| scenario.kind != ScenarioKind::TlsOut);
         for section in capture_pairs.flat_map(|scenario| scenario.sections) {
-            let ours: Vec<&Row> = section.rows.iter().filter(|row| row.is_ours()).collect();
+            if section.tool == Tool::SinkDrain {
+                continue;
+            }
+            let ours: Vec<&Row> = section
+                .rows
+                .iter()
+                .filter(|row| row.is_ours() && row.capture() != Some(Capture::Nats))
+                .collect();
             assert!(!ours.is_empty(), "{}", section.title);
             for pair in ours.chunks(2) {
                 assert_eq!(pair[0].capture(), Some(Capture::On), "{}", section.title);
@@ -293,6 +328,41 @@ mod tests {
                 assert_eq!(pair[0].group, pair[1].group);
             }
         }
+    }
+
+    #[test]
+    fn nats_rows_follow_the_file_rows_of_reverse_tcp_and_http_in_keep_alive_only() {
+        let plan = plan();
+        let mut found = Vec::new();
+        for scenario in &plan {
+            for section in &scenario.sections {
+                for (i, row) in section.rows.iter().enumerate() {
+                    if row.capture() != Some(Capture::Nats) {
+                        continue;
+                    }
+                    found.push((scenario.kind, section.tool, row.group));
+                    if section.tool != Tool::SinkDrain {
+                        let file = section.rows[i - 1].server;
+                        let expected = row.server.map(|spec| match spec {
+                            ServerSpec::Sidecar(mode, _) => ServerSpec::Sidecar(mode, Capture::On),
+                            other => other,
+                        });
+                        assert_eq!(file, expected, "{}", section.title);
+                    }
+                }
+            }
+        }
+        let keep_alive = Tool::Wrk {
+            connection_close: false,
+        };
+        assert_eq!(
+            found,
+            [
+                (ScenarioKind::KeepAlive, keep_alive, Group::ReverseTcp),
+                (ScenarioKind::KeepAlive, keep_alive, Group::ReverseHttp),
+                (ScenarioKind::KeepAlive, Tool::SinkDrain, Group::ReverseHttp),
+            ]
+        );
     }
 
     #[test]

@@ -6,8 +6,10 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod credentials;
 mod outage;
 mod pull;
+mod spool_disk;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -232,6 +234,7 @@ async fn tls_and_a_token_file_reach_a_server_that_requires_both() {
     let access = Access {
         tls: Some((paths[1].clone(), paths[2].clone(), paths[0].clone())),
         token: Some("s3cret-token".to_owned()),
+        ..Access::default()
     };
     let server = NatsServer::start_with(&dir.0.join("nats"), access).await;
     assert!(server.url().starts_with("tls://"));

@@ -103,8 +103,11 @@ async fn a_full_spool_drops_and_counts_exactly_and_never_holds_traffic() {
     .await;
     assert_eq!(done, EXCHANGES);
     // Every record is either in the spool or dropped (the readiness probe may add a stream record).
+    // (The publisher's lag gauge follows within its poll interval.)
     let before = metrics_until(sidecar.admin, |m| {
-        nats_metric(m, "spooled") + nats_metric(m, "dropped") >= EXCHANGES as f64
+        let spooled = nats_metric(m, "spooled");
+        spooled + nats_metric(m, "dropped") >= EXCHANGES as f64
+            && nats_metric(m, "lag_records") == spooled
     })
     .await;
     let dropped = nats_metric(&before, "dropped");

@@ -7,6 +7,7 @@ use tokio::net::TcpStream;
 use crate::support::admin::scrape_until;
 use crate::support::capture::{RawHttp, Sidecar, TempDir};
 use crate::support::start_app;
+use crate::support::tiny_disk::TinyDisk;
 use crate::within;
 
 /// Enough records to fill the writer's 64 KiB buffer several times over, so writes reach the disk.
@@ -62,37 +63,6 @@ async fn on_a_full_disk_traffic_flows_and_records_are_counted_dropped() {
         "{errors} write errors logged: not rate-limited"
     );
     assert!(sidecar.stderr().contains("No space left on device"));
-}
-
-/// A tmpfs of its own, mounted for the test and unmounted when dropped.
-struct TinyDisk(std::path::PathBuf);
-
-impl TinyDisk {
-    fn mount(at: std::path::PathBuf, size: &str) -> TinyDisk {
-        std::fs::create_dir_all(&at).unwrap();
-        let status = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(&at)
-            .status()
-            .expect("run mount (the test runs as root, as CI does)");
-        assert!(status.success(), "mount a tmpfs on {}", at.display());
-        TinyDisk(at)
-    }
-}
-
-impl Drop for TinyDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
 }
 
 /// Sends `count` requests, each with a long query so each record is about a kilobyte, and checks each

@@ -8,12 +8,14 @@ pub mod capture;
 pub mod data;
 pub mod env;
 pub mod nats;
+pub mod nats_creds;
 pub mod netns;
 pub mod panics;
 pub mod proxy;
 pub mod py_service;
 pub mod raw;
 pub mod spliced;
+pub mod tiny_disk;
 pub mod tls;
 
 pub use app::{start_app, start_tcp_echo, App};

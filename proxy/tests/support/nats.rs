@@ -22,11 +22,14 @@ pub struct NatsServer {
     access: Access,
 }
 
-/// What a server asks of its clients: TLS (its certificate, key, and the CA file clients trust), a token.
+/// What a server asks of its clients: TLS (its certificate, key, and the CA file clients trust), a token,
+/// or credentials (a config file trusting an operator, and the `.creds` text the test's own client uses).
 #[derive(Clone, Default)]
 pub struct Access {
     pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
     pub token: Option<String>,
+    pub config: Option<PathBuf>,
+    pub creds: Option<String>,
 }
 
 fn binary() -> PathBuf {
@@ -92,6 +95,9 @@ impl NatsServer {
         if let Some(token) = &self.access.token {
             command.args(["--auth", token]);
         }
+        if let Some(config) = &self.access.config {
+            command.arg("-c").arg(config);
+        }
         let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -131,6 +137,9 @@ impl NatsServer {
         }
         if let Some(token) = &self.access.token {
             options = options.token(token.clone());
+        }
+        if let Some(creds) = &self.access.creds {
+            options = options.credentials(creds)?;
         }
         let client = options.connect(self.url()).await?;
         let jetstream = jetstream::new(client);

@@ -49,6 +49,10 @@ fn off(mode: SidecarMode) -> Option<ServerSpec> {
     Some(ServerSpec::Sidecar(mode, Capture::Off))
 }
 
+fn nats(mode: SidecarMode) -> Option<ServerSpec> {
+    Some(ServerSpec::Sidecar(mode, Capture::Nats))
+}
+
 fn scenario(kind: ScenarioKind, tool: Tool, rows: Vec<Row>) -> Scenario {
     Scenario {
         kind,
@@ -72,9 +76,11 @@ fn passing_run() -> Vec<Scenario> {
     let keep_alive = vec![
         row(Direct, None, rate(100_000.0)),
         row(ReverseTcp, on(TCP), rate(57_000.0)),
+        row(ReverseTcp, nats(TCP), rate(54_150.0)),
         row(ReverseTcp, off(TCP), rate(60_000.0)),
         row(ReverseTcp, RELAY, rate(60_000.0)),
         row(ReverseHttp, on(HTTP), rate(54_000.0)),
+        row(ReverseHttp, nats(HTTP), rate(51_300.0)),
         row(ReverseHttp, Some(ServerSpec::NginxReverse), rate(53_999.0)),
         row(AbsoluteForm, on(FORWARD), rate(55_000.0)),
         row(AbsoluteForm, Some(ServerSpec::Squid), rate(15_000.0)),
@@ -216,8 +222,8 @@ const KEEP_ALIVE_TOOL: Tool = Tool::Wrk {
 fn every_goal_is_there_and_met_at_its_bound() {
     let checks = evaluate(&passing_run());
     // 6 relay goals, 4 for reverse http and absolute-form; 5 new-connection rows; 6 bulk rows;
-    // 1 latency; 2 memory goals for each of 2 rows; 1 h2c.
-    assert_eq!(checks.len(), 10 + 5 + 6 + 1 + 4 + 1, "{checks:#?}");
+    // 1 latency; 2 memory goals for each of 2 rows; 1 h2c; 2 NATS sink rows.
+    assert_eq!(checks.len(), 10 + 5 + 6 + 1 + 4 + 1 + 2, "{checks:#?}");
     let not_met: Vec<_> = checks
         .iter()
         .filter(|check| check.status != Status::Met)
@@ -264,6 +270,12 @@ fn the_measured_figures_are_the_ratios_of_the_medians() {
         "reverse tcp, capture on ≥ 0.90 × capture off",
     );
     assert_eq!(h2c.measured, "0.90 (45,000 vs 50,000 req/s)");
+    let nats = find(
+        &checks,
+        "1. keep-alive",
+        "reverse http, capture to NATS ≥ 0.95 × capture on (a file)",
+    );
+    assert_eq!(nats.measured, "0.95 (51,300 vs 54,000 req/s)");
 }
 
 #[rstest]
@@ -355,6 +367,15 @@ fn the_measured_figures_are_the_ratios_of_the_medians() {
     "8. h2c",
     "reverse tcp, capture on ≥ 0.90 × capture off"
 )]
+#[case(
+    ScenarioKind::KeepAlive,
+    KEEP_ALIVE_TOOL,
+    Group::ReverseTcp,
+    nats(TCP),
+    rate(54_149.0),
+    "1. keep-alive",
+    "reverse tcp, capture to NATS ≥ 0.95 × capture on (a file)"
+)]
 fn a_figure_just_past_its_bound_is_not_met_and_fails_only_its_goal(
     #[case] kind: ScenarioKind,
     #[case] tool: Tool,
@@ -411,7 +432,7 @@ fn a_row_without_a_valid_round_leaves_its_goals_not_measured() {
 #[test]
 fn a_run_without_rows_judges_nothing_and_does_not_panic() {
     let checks = evaluate(&[]);
-    assert_eq!(checks.len(), 27);
+    assert_eq!(checks.len(), 29);
     assert!(checks
         .iter()
         .all(|check| check.status == Status::NotMeasured));
@@ -457,7 +478,7 @@ fn the_table_counts_the_verdicts() {
     let mut out = String::new();
     render(&mut out, &evaluate(&run));
     assert!(
-        out.contains("22 of 27 goals met, 1 not met, 4 not measured."),
+        out.contains("24 of 29 goals met, 1 not met, 4 not measured."),
         "{out}"
     );
     assert!(

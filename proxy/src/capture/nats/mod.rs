@@ -28,7 +28,7 @@ pub use connect::NatsAccess;
 use super::output::RecordOutput;
 use super::record::Record;
 use crate::metrics::Metrics;
-use spool::{Appended, SpoolWriter};
+use spool::{Appended, Flushed, SpoolWriter};
 
 /// The spool's budget unless `--capture-spool-size` says otherwise.
 pub const DEFAULT_SPOOL_SIZE: u64 = 64 * 1024 * 1024;
@@ -150,31 +150,46 @@ fn message_id(record: &Record) -> std::borrow::Cow<'_, str> {
     }
 }
 
+impl NatsOutput {
+    /// Counts a written batch's frames as spooled or dropped, each exactly once.
+    fn count(metrics: &Metrics, drops: &mut DropLog, flushed: Flushed) {
+        let nats = &metrics.nats_sink;
+        nats.spooled.inc_by(flushed.spooled);
+        if flushed.dropped > 0 {
+            nats.dropped.inc_by(flushed.dropped);
+            let error = flushed
+                .error
+                .map_or_else(String::new, |e| format!(" ({e})"));
+            drops.dropped(
+                flushed.dropped,
+                &format!("cannot write to the capture spool{error}: records dropped (traffic is not affected)"),
+            );
+        }
+    }
+
+    fn flush(&mut self) {
+        let flushed = self.spool.flush();
+        Self::count(&self.metrics, &mut self.drops, flushed);
+    }
+}
+
 impl RecordOutput for NatsOutput {
     fn write(&mut self, record: &Record, line: &[u8]) {
-        let nats = &self.metrics.nats_sink;
         match self.spool.append(&message_id(record), line) {
-            Appended::Spooled => {
-                nats.spooled.inc();
+            Appended::Batched => {
+                if self.spool.wants_flush() {
+                    self.flush();
+                }
             }
             Appended::OverBudget => {
-                nats.dropped.inc();
-                self.drops.dropped("the capture spool is full (--capture-spool-size): records dropped until NATS acknowledges what it holds (traffic is not affected)");
-            }
-            Appended::Failed(e) => {
-                nats.dropped.inc();
-                self.drops.dropped(&format!(
-                    "cannot write to the capture spool ({e}): records dropped (traffic is not affected)"
-                ));
+                self.metrics.nats_sink.dropped.inc();
+                self.drops.dropped(1, "the capture spool is full (--capture-spool-size): records dropped until NATS acknowledges what it holds (traffic is not affected)");
             }
         }
     }
 
     fn end_batch(&mut self) {
-        if let Err(e) = self.spool.flush() {
-            self.drops
-                .dropped(&format!("cannot write to the capture spool: {e}"));
-        }
+        self.flush();
     }
 
     fn finish(self: Box<Self>, deadline: Instant) {
@@ -182,12 +197,14 @@ impl RecordOutput for NatsOutput {
             spool,
             stop,
             publisher,
+            metrics,
             mut drops,
-            ..
         } = *self;
-        if let Err(e) = spool.close() {
+        let flushed = spool.close();
+        if let Some(e) = &flushed.error {
             error!(error = %e, "cannot flush the capture spool");
         }
+        Self::count(&metrics, &mut drops, flushed);
         let _ = stop.send(deadline);
         // The publisher returns by the deadline (it checks it at least every 100 ms).
         let _ = publisher.join();
@@ -203,8 +220,8 @@ struct DropLog {
 }
 
 impl DropLog {
-    fn dropped(&mut self, message: &str) {
-        self.unreported += 1;
+    fn dropped(&mut self, records: u64, message: &str) {
+        self.unreported += records;
         let now = Instant::now();
         if self
             .last_logged

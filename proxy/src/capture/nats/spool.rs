@@ -9,9 +9,16 @@
 //! The budget bounds the bytes of all segments together: a record that would pass it is dropped (counted
 //! by the caller), and traffic never waits. At shutdown the publisher writes how far it got to `position`,
 //! so the next start re-sends nothing that was acknowledged.
+//!
+//! Frames are gathered in a batch of the writer's own and written whole, like the capture file's lines
+//! (`jsonl_file`): a batch that fails part-way (a full disk) is cut back off the segment, so no half frame
+//! is ever left for the next one to be appended to (which would send one record under another's id, or
+//! not at all), and the publisher never reads past the end of the last batch written whole. A frame is
+//! spooled exactly when all its bytes are in the segment; those of a failed batch are dropped, and only
+//! they.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,6 +32,8 @@ const SEGMENT_SUFFIX: &str = ".spool";
 const POSITION_FILE: &str = "position";
 /// Bytes read from a segment at a time.
 const READ_CHUNK: usize = 64 * 1024;
+/// Bytes of frames gathered before a batch is written even if the writer's round is not over.
+const BATCH: usize = 64 * 1024;
 
 /// What the writer and the publisher share.
 pub(crate) struct SpoolShared {
@@ -34,6 +43,9 @@ pub(crate) struct SpoolShared {
     pending: AtomicU64,
     /// The segment the writer appends to; those before it are complete.
     writer_segment: AtomicU64,
+    /// How much of the writer's segment is whole frames (the end of its last batch written whole): the
+    /// reader reads no further there. Set to 0 before `writer_segment` moves on.
+    writer_committed: AtomicU64,
     /// The writer stopped: its segment is complete too.
     writer_closed: AtomicBool,
     /// Where the writer's last frame ended, once it closed (segment, offset): everything is delivered
@@ -90,17 +102,33 @@ pub(crate) struct Frame {
 }
 
 pub(crate) enum Appended {
-    Spooled,
+    /// In the batch; it is spooled or dropped when the batch is written ([`SpoolWriter::flush`]).
+    Batched,
     /// The spool holds its budget: the record is not kept.
     OverBudget,
-    Failed(io::Error),
+}
+
+/// What became of a batch's frames.
+#[derive(Debug, Default)]
+pub(crate) struct Flushed {
+    /// Frames now whole in the spool.
+    pub(crate) spooled: u64,
+    /// Frames of a batch that could not be written whole: not in the spool.
+    pub(crate) dropped: u64,
+    pub(crate) error: Option<io::Error>,
 }
 
 pub(crate) struct SpoolWriter {
     dir: PathBuf,
     segment: u64,
-    file: BufWriter<File>,
-    length: u64,
+    file: File,
+    /// Whole frames not yet written, and how many.
+    batch: Vec<u8>,
+    batch_frames: u64,
+    /// The segment's length after the last batch written whole: always at the end of a frame.
+    committed: u64,
+    /// A failed batch could not be cut back off the segment: the next batch starts a new segment.
+    torn: bool,
     segment_size: u64,
     budget: u64,
     shared: Arc<SpoolShared>,
@@ -163,6 +191,7 @@ pub(crate) fn open(dir: &Path, budget: u64) -> io::Result<(SpoolWriter, SpoolRea
         bytes: AtomicU64::new(bytes),
         pending: AtomicU64::new(pending),
         writer_segment: AtomicU64::new(newest + 1),
+        writer_committed: AtomicU64::new(0),
         writer_closed: AtomicBool::new(false),
         closed_end: (AtomicU64::new(0), AtomicU64::new(0)),
         data: tokio::sync::Notify::new(),
@@ -172,8 +201,11 @@ pub(crate) fn open(dir: &Path, budget: u64) -> io::Result<(SpoolWriter, SpoolRea
     let writer = SpoolWriter {
         dir: dir.to_owned(),
         segment,
-        file: BufWriter::with_capacity(64 * 1024, file),
-        length: 0,
+        file,
+        batch: Vec::with_capacity(BATCH),
+        batch_frames: 0,
+        committed: 0,
+        torn: false,
         segment_size: (budget / 16).clamp(4 * 1024, 8 * 1024 * 1024),
         budget,
         shared: shared.clone(),
@@ -197,7 +229,7 @@ impl SpoolWriter {
         &self.shared
     }
 
-    /// Appends one frame; the publisher sees it after the next [`SpoolWriter::flush`].
+    /// Adds one frame to the batch; the publisher sees it once [`SpoolWriter::flush`] has written it.
     pub(crate) fn append(&mut self, id: &str, line: &[u8]) -> Appended {
         // The id ends at the first space and the frame at the line feed: neither may be inside it.
         let cleaned;
@@ -209,39 +241,83 @@ impl SpoolWriter {
         };
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let size = (id.len() + 1 + line.len() + 1) as u64;
-        if self.shared.bytes.load(Ordering::Relaxed) + size > self.budget {
+        if self.shared.bytes.load(Ordering::Relaxed) + self.batch.len() as u64 + size > self.budget
+        {
             return Appended::OverBudget;
         }
-        if self.length > 0 && self.length + size > self.segment_size {
-            if let Err(e) = self.next_segment() {
-                return Appended::Failed(e);
-            }
-        }
-        let written = (|| {
-            self.file.write_all(id.as_bytes())?;
-            self.file.write_all(b" ")?;
-            self.file.write_all(line)?;
-            self.file.write_all(b"\n")
-        })();
-        if let Err(e) = written {
-            return Appended::Failed(e);
-        }
-        self.length += size;
-        self.shared.bytes.fetch_add(size, Ordering::Relaxed);
-        self.shared.pending.fetch_add(1, Ordering::Relaxed);
-        Appended::Spooled
+        self.batch.extend_from_slice(id.as_bytes());
+        self.batch.push(b' ');
+        self.batch.extend_from_slice(line);
+        self.batch.push(b'\n');
+        self.batch_frames += 1;
+        Appended::Batched
     }
 
-    /// Makes every appended frame visible to the publisher.
-    pub(crate) fn flush(&mut self) -> io::Result<()> {
-        let flushed = self.file.flush();
+    /// Whether the batch should be written now rather than at the end of the writer's round: it is large,
+    /// or it fills the segment.
+    pub(crate) fn wants_flush(&self) -> bool {
+        self.batch.len() >= BATCH || self.committed + self.batch.len() as u64 >= self.segment_size
+    }
+
+    /// Writes the batch whole, or not at all (a failure part-way is cut back off the segment), and makes
+    /// what was written visible to the publisher.
+    pub(crate) fn flush(&mut self) -> Flushed {
+        let frames = std::mem::take(&mut self.batch_frames);
+        if self.batch.is_empty() {
+            return Flushed::default();
+        }
+        let written = self.write_batch();
+        self.batch.clear();
+        let flushed = match written {
+            Ok(length) => {
+                self.committed += length;
+                self.shared.bytes.fetch_add(length, Ordering::Relaxed);
+                self.shared.pending.fetch_add(frames, Ordering::Relaxed);
+                self.shared
+                    .writer_committed
+                    .store(self.committed, Ordering::Release);
+                Flushed {
+                    spooled: frames,
+                    ..Flushed::default()
+                }
+            }
+            Err(error) => Flushed {
+                dropped: frames,
+                error: Some(error),
+                ..Flushed::default()
+            },
+        };
         self.shared.data.notify_one();
+        if flushed.error.is_none() && self.committed >= self.segment_size {
+            // A failure here only means the segment grows on; the next batch tries again.
+            let _ = self.next_segment();
+        }
         flushed
     }
 
+    fn write_batch(&mut self) -> io::Result<u64> {
+        if self.torn {
+            // Half a frame is still at the segment's end: leave it there, in a segment the reader treats
+            // as finished (it drops a trailing partial frame), and go on in a new one.
+            self.next_segment()?;
+        }
+        if let Err(e) = self.file.write_all(&self.batch) {
+            self.torn = self.cut_back().is_err();
+            return Err(e);
+        }
+        Ok(self.batch.len() as u64)
+    }
+
+    /// Cuts the segment back to its last whole frame.
+    fn cut_back(&mut self) -> io::Result<()> {
+        self.file.set_len(self.committed)?;
+        self.file.seek(SeekFrom::Start(self.committed))?;
+        Ok(())
+    }
+
     /// The last flush: every segment is complete from now on.
-    pub(crate) fn close(mut self) -> io::Result<()> {
-        let flushed = self.file.flush();
+    pub(crate) fn close(mut self) -> Flushed {
+        let flushed = self.flush();
         self.shared
             .closed_end
             .0
@@ -249,20 +325,22 @@ impl SpoolWriter {
         self.shared
             .closed_end
             .1
-            .store(self.length, Ordering::Relaxed);
+            .store(self.committed, Ordering::Relaxed);
         self.shared.writer_closed.store(true, Ordering::Release);
         self.shared.data.notify_one();
         flushed
     }
 
     fn next_segment(&mut self) -> io::Result<()> {
-        self.file.flush()?;
         let next = self.segment + 1;
         let file = create_segment(&segment_path(&self.dir, next))?;
-        self.file = BufWriter::with_capacity(64 * 1024, file);
+        self.file = file;
         self.segment = next;
-        self.length = 0;
-        // The old segment is complete before the reader may learn that it is.
+        self.committed = 0;
+        self.torn = false;
+        // The old segment is complete before the reader may learn that it is, and the reader never
+        // applies the old segment's length to the new one.
+        self.shared.writer_committed.store(0, Ordering::Release);
         self.shared.writer_segment.store(next, Ordering::Release);
         Ok(())
     }
@@ -291,13 +369,14 @@ impl SpoolReader {
             // a read that raced the writer's last bytes.
             let writer_segment = self.shared.writer_segment.load(Ordering::Acquire);
             if self.segment >= writer_segment {
-                // The writer's own segment: more may come.
-                if self.read_more()? == 0 {
+                // The writer's own segment: more may come, and only whole batches are read.
+                let committed = self.shared.writer_committed.load(Ordering::Acquire);
+                if self.read_more(Some(committed))? == 0 {
                     return Ok(None);
                 }
                 continue;
             }
-            if self.read_more()? == 0 {
+            if self.read_more(None)? == 0 {
                 // A finished segment read to its end; a partial line there (a crash mid-write) is lost.
                 self.segment += 1;
                 self.offset = 0;
@@ -380,8 +459,9 @@ impl SpoolReader {
         }
     }
 
-    /// Reads the next chunk of the current segment into the buffer; 0 at its end (or if it is gone).
-    fn read_more(&mut self) -> io::Result<usize> {
+    /// Reads the next chunk of the current segment into the buffer, no further than `limit` (an offset in
+    /// the segment) if given; 0 at its end (or if it is gone).
+    fn read_more(&mut self, limit: Option<u64>) -> io::Result<usize> {
         if self.file.is_none() {
             match File::open(segment_path(&self.dir, self.segment)) {
                 Ok(mut file) => {
@@ -400,7 +480,17 @@ impl SpoolReader {
         self.buffer.drain(..self.start);
         self.start = 0;
         let start = self.buffer.len();
-        self.buffer.resize(start + READ_CHUNK, 0);
+        let chunk = match limit {
+            Some(limit) => {
+                let at = self.offset + start as u64;
+                READ_CHUNK.min(usize::try_from(limit.saturating_sub(at)).unwrap_or(READ_CHUNK))
+            }
+            None => READ_CHUNK,
+        };
+        if chunk == 0 {
+            return Ok(0);
+        }
+        self.buffer.resize(start + chunk, 0);
         let read = file.read(&mut self.buffer[start..]);
         self.buffer.truncate(start + *read.as_ref().unwrap_or(&0));
         read
@@ -475,7 +565,7 @@ mod tests {
     fn append(writer: &mut SpoolWriter, id: &str) -> bool {
         matches!(
             writer.append(id, format!("{{\"n\":\"{id}\"}}\n").as_bytes()),
-            Appended::Spooled
+            Appended::Batched
         )
     }
 
@@ -487,7 +577,7 @@ mod tests {
         for id in &ids[..300] {
             assert!(append(&mut writer, id));
         }
-        writer.flush().unwrap();
+        assert_eq!(writer.flush().dropped, 0);
         let first = drain(&mut reader);
         assert_eq!(first, ids[..300]);
         // Half acknowledged, then the process stops.
@@ -498,13 +588,13 @@ mod tests {
         for id in &ids[300..] {
             assert!(append(&mut writer, id));
         }
-        writer.close().unwrap();
+        assert!(writer.close().error.is_none());
         reader.release(acknowledged, false);
         reader.save_position(acknowledged).unwrap();
         drop(reader);
         let (writer, mut reader) = open(&dir, 64 * 1024).unwrap();
         assert_eq!(reader.shared().pending(), 200);
-        writer.close().unwrap();
+        assert!(writer.close().error.is_none());
         assert_eq!(drain(&mut reader), ids[300..]);
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -517,9 +607,9 @@ mod tests {
         while append(&mut writer, &format!("record-{spooled:06}")) {
             spooled += 1;
         }
-        assert!(writer.shared().bytes() <= 8 * 1024);
         assert!(spooled > 100, "{spooled}");
-        writer.flush().unwrap();
+        assert_eq!(writer.flush().spooled, spooled as u64);
+        assert!(writer.shared().bytes() <= 8 * 1024);
         assert_eq!(drain(&mut reader).len(), spooled);
         reader.release(reader.position(), false);
         assert!(append(&mut writer, "after"), "room again once acknowledged");
