@@ -23,6 +23,7 @@ let
     "legacy_backend_converges_and_auto_stays_on_it"
     "transparent_mode_relays_and_records_both_directions_with_no_app_settings"
     "transparent_mode_with_tls_out_records_the_apps_https"
+    "transparent_mode_answers_the_apps_calls_from_a_capture_once_the_dependency_is_gone"
     "another_pod_cannot_use_the_forward_listener_but_reaches_inbound_and_admin"
   ];
 
