@@ -12,10 +12,10 @@
 //! connection opens, before the client's preface: the streams must still be recorded as HTTP/2.
 //!
 //! Where the reverse `http` listener records something else than the tap, it is because the docs say so
-//! (it records no trailers; it answers a request whose body broke itself), or because the docs leave the
+//! (it records no HTTP/2 trailers; it answers a request whose body broke itself), or because the docs leave the
 //! wording to each (an HTTP/2 reset reads as a body that did not finish there), and each such place says
-//! so. What its caller gets differs in one way the docs do not cover either: hyper passes no `1xx` on from
-//! the app but `101` (the `100 Continue` the caller gets is the listener's own). Transparent mode taps its
+//! so. What its caller gets differs in one way the docs do not cover either: the listener passes no `1xx`
+//! on from the app but `101` (the `100 Continue` the caller gets is the listener's own), as hyper did. Transparent mode taps its
 //! streams with the same code and needs network namespaces: it is covered by transparent_netns.rs, not
 //! here. The HTTP/2 client is hyper's (the `h2` crate underneath), so no dependency is added for it.
 

@@ -1025,3 +1025,252 @@ async fn reverse_http_passes_trailers_through() {
         "trailer missing after the last chunk: {reply}"
     );
 }
+
+// -------------------------------------------------------------------------------------------------
+// reverse http: the HTTP/1 engine, byte by byte
+// -------------------------------------------------------------------------------------------------
+
+/// A raw HTTP/1 origin that counts the connections it accepts and answers each request with the bytes
+/// [`scripted_answer`] gives for its path (after reading its body by Content-Length or chunked framing).
+/// `/quiet-close` closes the connection after its answer without saying so; `/eof` has no length and ends
+/// with the connection.
+async fn start_scripted_origin() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                loop {
+                    let Some((path, used)) = next_scripted_request(&mut stream, &mut seen).await
+                    else {
+                        return;
+                    };
+                    seen.drain(..used);
+                    if stream.write_all(scripted_answer(&path)).await.is_err() {
+                        return;
+                    }
+                    if path == "/quiet-close" || path == "/eof" {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// Reads one whole request (head and body) from `stream` into `seen`: its path and its length in `seen`.
+async fn next_scripted_request(
+    stream: &mut TcpStream,
+    seen: &mut Vec<u8>,
+) -> Option<(String, usize)> {
+    loop {
+        let mut fields = [httparse::EMPTY_HEADER; 64];
+        let mut request = httparse::Request::new(&mut fields);
+        if let Ok(httparse::Status::Complete(head)) = request.parse(seen) {
+            let path = request.path.unwrap_or_default().to_owned();
+            let field = |name: &str| {
+                request
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case(name))
+                    .map(|h| String::from_utf8_lossy(h.value).into_owned())
+            };
+            let end = if field("transfer-encoding").is_some() {
+                // The test's chunked bodies end with a trailer section, then the empty line.
+                seen[head..]
+                    .windows(5)
+                    .position(|w| w == b"0\r\nX-")
+                    .and_then(|last| {
+                        let from = head + last;
+                        seen[from..]
+                            .windows(4)
+                            .position(|w| w == b"\r\n\r\n")
+                            .map(|end| from + end + 4)
+                    })
+            } else {
+                let length: usize = field("content-length").map_or(0, |v| v.parse().unwrap());
+                (seen.len() >= head + length).then_some(head + length)
+            };
+            if let Some(end) = end {
+                return Some((path, end));
+            }
+        }
+        let mut buf = [0u8; 4096];
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+fn scripted_answer(path: &str) -> &'static [u8] {
+    match path {
+        "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n3\r\nabc\r\n4\r\ndefg\r\n0\r\nX-Sum: 7\r\n\r\n",
+        "/head" => b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nX-Head: yes\r\n\r\n",
+        "/204" => b"HTTP/1.1 204 No Content\r\nX-B: 2\r\n\r\n",
+        "/304" => b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n",
+        "/eof" => b"HTTP/1.1 200 OK\r\nX-C: 3\r\n\r\nuntil the end",
+        _ => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nKeep-Alive: timeout=5\r\nX-A: 1\r\n\r\nhello",
+    }
+}
+
+/// Reads from `stream` until `expected.len()` bytes came (or the stream ended).
+async fn read_exactly_what(stream: &mut TcpStream, expected: &[u8]) -> Vec<u8> {
+    let mut got = vec![0u8; expected.len()];
+    let mut filled = 0;
+    while filled < got.len() {
+        match within("the answer", STEP, stream.read(&mut got[filled..])).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => filled += n,
+        }
+    }
+    got.truncate(filled);
+    got
+}
+
+/// Pipelined requests (a chunked upload with trailers among them), HEAD, 204 and 304 without bodies, an
+/// app that closes its connection between two requests, and a response that ends with the connection:
+/// each answer reaches the caller as the app wrote it, but for the hop-by-hop fields (`Keep-Alive` and
+/// `Transfer-Encoding` re-stated after the others, `Connection: close` added where the caller's
+/// connection ends), on one app connection until the app closed it, and every exchange is recorded.
+#[tokio::test]
+async fn reverse_http_relays_pipelined_http1_byte_exact_and_records_each_exchange() {
+    let (origin, accepted) = start_scripted_origin().await;
+    let (proxy, log) =
+        support::capture::start_capturing_proxy("reverse", "http", Some(origin), |_| {}).await;
+    let mut caller = TcpStream::connect(proxy.inbound()).await.unwrap();
+    let first = [
+        &b"GET /cl HTTP/1.1\r\nHost: app.test\r\n\r\n"[..],
+        b"POST /chunked HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\nTrailer: X-Check\r\n\r\n5\r\nhello\r\n0\r\nX-Check: 1\r\n\r\n",
+        b"HEAD /head HTTP/1.1\r\nHost: app.test\r\n\r\n",
+        b"GET /204 HTTP/1.1\r\nHost: app.test\r\n\r\n",
+        b"GET /304 HTTP/1.1\r\nHost: app.test\r\n\r\n",
+        b"GET /quiet-close HTTP/1.1\r\nHost: app.test\r\n\r\n",
+    ]
+    .concat();
+    caller.write_all(&first).await.unwrap();
+    let cl: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello";
+    let expected_first = [
+        cl,
+        b"HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n4\r\ndefg\r\n0\r\nX-Sum: 7\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nX-Head: yes\r\n\r\n",
+        b"HTTP/1.1 204 No Content\r\nX-B: 2\r\n\r\n",
+        b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n",
+        cl,
+    ]
+    .concat();
+    let got = read_exactly_what(&mut caller, &expected_first).await;
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&expected_first)
+    );
+    // The app closed its connection after /quiet-close (whether the sidecar has seen that yet or not):
+    // the next request goes on a new one.
+    caller
+        .write_all(b"GET /again HTTP/1.1\r\nHost: app.test\r\n\r\nGET /eof HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    let expected_second = [
+        cl,
+        b"HTTP/1.1 200 OK\r\nX-C: 3\r\nconnection: close\r\n\r\nuntil the end",
+    ]
+    .concat();
+    let mut got = Vec::new();
+    within("the close", STEP, caller.read_to_end(&mut got))
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&expected_second)
+    );
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "one app connection, and one more after the app closed it"
+    );
+
+    let records = log.records(proxy).await;
+    let exchanges: Vec<_> = records
+        .iter()
+        .filter_map(|record| match &record.detail {
+            sidecar_proxy::capture::record::Detail::Http(exchange) => Some(exchange),
+            _ => None,
+        })
+        .collect();
+    let seen: Vec<(String, String, Option<u16>, bool)> = exchanges
+        .iter()
+        .map(|e| {
+            (
+                e.request.method.clone(),
+                e.request.url.clone(),
+                e.response.as_ref().map(|r| r.status),
+                e.response.as_ref().is_some_and(|r| r.body.complete),
+            )
+        })
+        .collect();
+    let want = |method: &str, path: &str, status| {
+        (
+            method.to_owned(),
+            format!("http://app.test{path}"),
+            Some(status),
+            true,
+        )
+    };
+    assert_eq!(
+        seen,
+        [
+            want("GET", "/cl", 200),
+            want("POST", "/chunked", 200),
+            want("HEAD", "/head", 200),
+            want("GET", "/204", 204),
+            want("GET", "/304", 304),
+            want("GET", "/quiet-close", 200),
+            want("GET", "/again", 200),
+            want("GET", "/eof", 200),
+        ]
+    );
+    let chunked = exchanges[1];
+    assert_eq!(
+        chunked.request.trailers,
+        [("x-check".to_owned(), "1".to_owned())]
+    );
+    let response = chunked.response.as_ref().unwrap();
+    assert_eq!(response.trailers, [("x-sum".to_owned(), "7".to_owned())]);
+    assert_eq!(&response.body.base64[..], b"abcdefg");
+    assert!(
+        exchanges.iter().all(|e| e.error.is_none()),
+        "{exchanges:#?}"
+    );
+    assert!(records
+        .iter()
+        .all(|r| r.target == "app.test" && r.transport == "http"));
+}
+
+/// A caller's keep-alive connection is served on one app connection, request after request, pipelined
+/// or not, counted where the app accepts them.
+#[tokio::test]
+async fn reverse_http_serves_a_keep_alive_caller_on_one_app_connection() {
+    let (origin, accepted) = start_scripted_origin().await;
+    let proxy = start_proxy("reverse", "http", Some(origin)).await;
+    let mut caller = TcpStream::connect(proxy.inbound()).await.unwrap();
+    let answer: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello";
+    for round in 0..20 {
+        let request = format!("GET /n/{round} HTTP/1.1\r\nHost: app\r\n\r\n");
+        caller.write_all(request.as_bytes()).await.unwrap();
+        assert_eq!(read_exactly_what(&mut caller, answer).await, answer);
+    }
+    let pipelined = "GET /p HTTP/1.1\r\nHost: app\r\n\r\n".repeat(10);
+    caller.write_all(pipelined.as_bytes()).await.unwrap();
+    let all = answer.repeat(10);
+    assert_eq!(read_exactly_what(&mut caller, &all).await, all);
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "30 requests, one app connection"
+    );
+}

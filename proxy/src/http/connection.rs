@@ -54,18 +54,37 @@ pub async fn serve<S, F, Fut>(
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
 {
+    if let Some(opened) = open(stream, options, context).await {
+        serve_opened(opened, options, shutdown, context, handler).await;
+    }
+}
+
+/// A client connection whose first bytes were read: what they were, and whether they were HTTP/2's
+/// preface on a listener that serves HTTP/2.
+pub struct Opened<S> {
+    pub prefix: Vec<u8>,
+    pub stream: S,
+    pub is_h2: bool,
+}
+
+/// Reads a client's first bytes within the handshake timeout: `None` when the client sent nothing, or
+/// spoke SOCKS or TLS (then it was refused in its own protocol).
+pub async fn open<S>(stream: S, options: ServeOptions, context: &Connection) -> Option<Opened<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     // The first bytes tell HTTP/2's preface (when served) and a client that speaks something else.
     let (prefix, mut stream, saw_h2) =
         match tokio::time::timeout(options.handshake_timeout, sniff_h2(stream)).await {
             Ok(Ok(sniffed)) => sniffed,
             Ok(Err(e)) => {
                 debug!(error = %e, "connection closed before a request");
-                return;
+                return None;
             }
             Err(_) => {
                 context.count_handshake_error("timeout");
                 HANDSHAKE_TIMEOUT.occurred();
-                return;
+                return None;
             }
         };
     if let Some(wrong) = WrongProtocol::of(&prefix) {
@@ -80,10 +99,34 @@ pub async fn serve<S, F, Fut>(
             stream.shutdown().await
         })
         .await;
-        return;
+        return None;
     }
     // A forward proxy serves HTTP/1 only: a preface there goes to hyper's HTTP/1 parser, which refuses it.
     let is_h2 = saw_h2 && options.accept_h2;
+    Some(Opened {
+        prefix,
+        stream,
+        is_h2,
+    })
+}
+
+/// Serves an opened connection with hyper.
+pub async fn serve_opened<S, F, Fut>(
+    opened: Opened<S>,
+    options: ServeOptions,
+    shutdown: CancellationToken,
+    context: &Connection,
+    handler: F,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
+{
+    let Opened {
+        prefix,
+        stream,
+        is_h2,
+    } = opened;
     // What the connection holds for its client (the head being read, the response waiting to be read)
     // is counted in the memory budget, and reading pauses while the budget is spent.
     let account = Arc::new(ConnectionBudget::new(!is_h2));

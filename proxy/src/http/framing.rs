@@ -23,10 +23,19 @@ pub struct Refusal {
 
 /// Checks the request's Transfer-Encoding: nothing, or `chunked` alone, is accepted.
 pub fn check_request(headers: &HeaderMap) -> Result<(), Refusal> {
-    let codings: Vec<String> = headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+    check_codings(
+        headers
+            .get_all(TRANSFER_ENCODING)
+            .iter()
+            .map(|value| value.as_bytes()),
+    )
+}
+
+/// The same check on the values of a request's Transfer-Encoding fields as they were parsed (the HTTP/1
+/// engine's heads, which never become a `HeaderMap`).
+pub fn check_codings<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<(), Refusal> {
+    let codings: Vec<String> = values
+        .flat_map(|value| value.split(|&b| b == b','))
         .map(|coding| String::from_utf8_lossy(coding).trim().to_ascii_lowercase())
         .filter(|coding| !coding.is_empty())
         .collect();

@@ -35,7 +35,13 @@ pub fn check_request(
     if *method == Method::CONNECT || !matches!(version, Version::HTTP_10 | Version::HTTP_11) {
         return Ok(());
     }
-    let reason = match headers.get_all(HOST).iter().count() {
+    check_count(version, headers.get_all(HOST).iter().count(), source)
+}
+
+/// The same check from the number of `Host` fields an HTTP/1 head carries, as parsed (the HTTP/1 engine's
+/// heads, which never become a `HeaderMap`); CONNECT is the caller's to exempt.
+pub fn check_count(version: Version, hosts: usize, source: HostSource) -> Result<(), Refusal> {
+    let reason = match hosts {
         0 if version == Version::HTTP_11 && source == HostSource::Header => {
             "sidecar: an HTTP/1.1 request must have a Host header (RFC 9112 §3.2)".to_owned()
         }

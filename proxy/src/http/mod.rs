@@ -21,6 +21,7 @@ macro_rules! until_done_or_shutdown {
 pub mod body;
 pub mod connection;
 pub mod delivery;
+pub mod engine;
 pub mod exchange;
 pub mod framing;
 pub mod headers;

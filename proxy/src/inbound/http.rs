@@ -1,8 +1,9 @@
 //! Reverse `http`: an HTTP reverse proxy in front of the app.
 //!
-//! HTTP/1.0 and 1.1 callers are forwarded over pooled HTTP/1.1 keep-alive connections with header case
-//! preserved; HTTP/2 prior-knowledge callers are forwarded as HTTP/2 prior knowledge (h2c), so gRPC and
-//! trailers keep working. Bodies stream both ways. Upgrades (websockets) are joined after the 101.
+//! HTTP/1.0 and 1.1 callers are served by the HTTP/1 engine ([`crate::http::engine`]): one connection to
+//! the app per caller connection, heads rewritten and bodies relayed as bytes, recorded by the tap.
+//! HTTP/2 prior-knowledge callers are served by hyper and forwarded as HTTP/2 prior knowledge (h2c), so
+//! gRPC and trailers keep working.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,13 +16,18 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use super::AppConnector;
+use crate::budget::ConnectionBudget;
 use crate::connection::Connection;
 use crate::http::body::{text_response, ProxyBody};
+use crate::http::connection::{self, ServeOptions};
 use crate::http::delivery::{Delivery, Failure};
+use crate::http::engine;
 use crate::http::exchange::{
     broken_request_body, failure_reason, failure_status, finish_response, refused_framing,
     refused_request, upstream_timed_out,
@@ -31,6 +37,7 @@ use crate::http::headers::{add_forwarded, remove_hop_by_hop};
 use crate::http::host_header::{self, HostSource};
 use crate::http::observed::ObservedExchange;
 use crate::http::upgrade;
+use crate::io::{BudgetedIo, PrefixedIo};
 use crate::log_escape::Escaped;
 use crate::net::Target;
 
@@ -41,9 +48,10 @@ const CONNECTION_WINDOW: u32 = 1024 * 1024;
 pub struct ReverseHttp {
     app: Target,
     app_authority: Authority,
-    http1: Client<AppConnector, ProxyBody>,
     http2: Client<AppConnector, ProxyBody>,
     upstream_timeout: Duration,
+    /// The HTTP/1 engine's way to the app.
+    engine_app: engine::App,
 }
 
 impl ReverseHttp {
@@ -65,22 +73,75 @@ impl ReverseHttp {
             // 2 MB a stream and 5 MB a connection, held for a client that does not read).
             .http2_initial_stream_window_size(STREAM_WINDOW)
             .http2_initial_connection_window_size(CONNECTION_WINDOW);
-        let http1 = builder.build(connector.clone());
         let http2 = builder.http2_only(true).build(connector);
         let app_authority = app
             .to_string()
             .parse()
             .unwrap_or_else(|_| Authority::from_static("localhost"));
+        let engine_app = engine::App {
+            target: app.clone(),
+            name: app.to_string(),
+            connect_timeout,
+            upstream_timeout,
+        };
         ReverseHttp {
             app,
             app_authority,
-            http1,
             http2,
             upstream_timeout,
+            engine_app,
         }
     }
 
-    /// Proxies one request from `peer` to the app.
+    /// Serves one caller connection: HTTP/1 with the engine, HTTP/2 (prior knowledge) with hyper.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn serve<S>(
+        self: Arc<Self>,
+        stream: S,
+        peer: SocketAddr,
+        options: ServeOptions,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+        context: Connection,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Some(opened) = connection::open(stream, options, &context).await else {
+            return;
+        };
+        if opened.is_h2 {
+            let for_requests = context.clone();
+            let handler = move |request| {
+                self.clone()
+                    .handle(request, peer, tasks.clone(), for_requests.clone())
+            };
+            connection::serve_opened(opened, options, shutdown, &context, handler).await;
+            return;
+        }
+        // What the connection holds for its caller (the head being read) is counted in the memory
+        // budget, and reading pauses while the budget is spent.
+        let account = Arc::new(ConnectionBudget::new(true));
+        let caller = BudgetedIo::new(
+            PrefixedIo::new(opened.prefix, opened.stream),
+            account.clone(),
+        );
+        let limits = engine::Limits {
+            handshake_timeout: options.handshake_timeout,
+            max_request_head: options.max_request_head,
+        };
+        engine::serve(
+            caller,
+            account,
+            &self.engine_app,
+            limits,
+            peer.ip(),
+            &context,
+            &shutdown,
+        )
+        .await;
+    }
+
+    /// Proxies one HTTP/2 request from `peer` to the app.
     pub async fn handle(
         self: Arc<Self>,
         mut request: Request<Incoming>,
@@ -119,7 +180,7 @@ impl ReverseHttp {
         }
         add_forwarded(&mut parts.headers, peer.ip(), "http");
 
-        let client = if is_h2 { &self.http2 } else { &self.http1 };
+        let client = &self.http2;
         let (body, delivery) = Delivery::new(capture.request_body(body), self.upstream_timeout);
         let upstream_request = Request::from_parts(parts, body.boxed_unsync());
         Ok(

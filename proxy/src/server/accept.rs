@@ -296,24 +296,16 @@ async fn serve_connection<S>(
             (None, _) => {}
         },
         Handler::ReverseHttp(reverse) => {
-            let reverse = reverse.clone();
             let serve_options = ServeOptions {
                 handshake_timeout: options.handshake_timeout,
                 accept_h2: true,
                 max_request_head: options.max_request_head,
             };
-            let for_requests = context.clone();
-            Box::pin(connection::serve(
-                stream,
-                serve_options,
-                shutdown,
-                &context,
-                move |request| {
-                    reverse
-                        .clone()
-                        .handle(request, peer, tasks.clone(), for_requests.clone())
-                },
-            ))
+            Box::pin(
+                reverse
+                    .clone()
+                    .serve(stream, peer, serve_options, shutdown, tasks, context),
+            )
             .await
         }
         Handler::ForwardHttp(forward) => {

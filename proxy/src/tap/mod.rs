@@ -20,6 +20,8 @@ mod recorder;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::capture::{Capture, Route};
 use crate::connection::Connection;
 use crate::io::Observer;
@@ -72,6 +74,24 @@ impl HttpTap {
             Protocol::H2 => Tracker::H2(Box::new(H2Tracker::new(recorder))),
         };
         HttpTap { tracker }
+    }
+
+    /// Records the next exchanges under `route` (the reverse `http` listener's target is each request's
+    /// `Host`, so it can change between the requests of one connection).
+    pub fn set_route(&mut self, context: &Connection, capture: &Capture, route: Arc<Route>) {
+        let origin = TapOrigin::new(context.origin(), route, capture.settings.clone());
+        match &mut self.tracker {
+            Tracker::Http1(tracker) => tracker.recorder.set_origin(origin),
+            Tracker::H2(tracker) => tracker.recorder.set_origin(origin),
+        }
+    }
+
+    /// The sidecar answered the request being followed itself (a refusal, a 502, a 504): the exchange is
+    /// recorded with that answer (`head` as the record shows it, `body`) and `reason` as its error.
+    pub fn answered_by_sidecar(&mut self, head: Bytes, body: &[u8], reason: String) {
+        if let Tracker::Http1(tracker) = &mut self.tracker {
+            tracker.answered_by_sidecar(head, body, reason);
+        }
     }
 
     /// Whether the client's request head went past `--max-request-head`.

@@ -43,6 +43,11 @@ impl Recorder {
         }
     }
 
+    /// What the next exchanges' records share from now on (their route changed).
+    pub fn set_origin(&mut self, origin: Arc<TapOrigin>) {
+        self.origin = origin;
+    }
+
     pub fn start(&self) -> Started {
         Started {
             id: crate::capture::next_record_id(),

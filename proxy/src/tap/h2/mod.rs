@@ -35,7 +35,7 @@ const DEFAULT_TABLE: u32 = 4096;
 const MAX_BLOCK_FIELDS: usize = 256;
 
 pub struct H2Tracker {
-    recorder: Recorder,
+    pub recorder: Recorder,
     from_client: FrameReader,
     from_upstream: FrameReader,
     /// Decodes the client's header blocks.

@@ -25,7 +25,7 @@ const MAX_PIPELINED: usize = 128;
 const MAX_RESPONSE_HEAD: usize = 256 * 1024;
 
 pub struct Http1Tracker {
-    recorder: Recorder,
+    pub recorder: Recorder,
     requests: MessageReader,
     responses: MessageReader,
     /// Requests seen, oldest first; the front one is the one being answered.
@@ -142,6 +142,18 @@ impl Http1Tracker {
                 Step::Broken(why) => self.stop(Stop::Lost(format!("upstream sent {why}"))),
             }
         }
+    }
+
+    /// The sidecar answered the oldest request itself: its exchange ends with that answer and `reason`.
+    pub fn answered_by_sidecar(&mut self, head: Bytes, body: &[u8], reason: String) {
+        let Some(mut exchange) = self.in_flight.pop_front() else {
+            return;
+        };
+        let mut response = Part::new(head, self.recorder.body_tap());
+        response.body.observe(body);
+        response.done = true;
+        exchange.response = Some(response);
+        self.submit(exchange, Some(reason), None);
     }
 
     fn request_head(&mut self, info: HeadInfo, head: Bytes) {

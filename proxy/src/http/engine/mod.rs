@@ -1,0 +1,842 @@
+//! The reverse `http` listener's HTTP/1 engine: each caller connection is served on one connection to the
+//! app, request after request, without re-serving the exchange through an HTTP library.
+//!
+//! For each request the engine reads the head from the caller (parsed with httparse where it lies,
+//! bounded by `--max-request-head`), checks it as the listener always has, writes the rewritten head to
+//! the app, and relays the body by its framing as it comes (followed, not decoded: Content-Length bytes
+//! counted, chunk sizes read as they pass, announced trailers passed on). It then reads the app's response
+//! head, rewrites it (hop-by-hop fields) and relays its body the same way, and goes on with the next
+//! request (pipelined bytes wait in the buffer). A `101` (or a `2xx` to CONNECT) turns the connection into
+//! a byte relay both ways.
+//!
+//! The record is the tap's ([`crate::tap::HttpTap`]), as on every relayed stream: it is shown the caller's
+//! bytes as they came and the app's as they came, so the reverse `http` listener records exactly what a
+//! reverse `tcp` relay records of the same traffic. The sidecar's own answers (refusals, 502, 504) are
+//! handed to it as such. With capture off there is no tap, and the engine times each exchange for
+//! `sidecar_http_request_duration_seconds` itself.
+//!
+//! Buffers live only while a request is in flight: an idle keep-alive connection holds none besides a
+//! small read area in its task, and reads grow to 64 KiB only while a read fills what it was given.
+
+mod answers;
+mod body;
+mod fields;
+mod request;
+mod response;
+
+use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use http::StatusCode;
+use prometheus_client::metrics::histogram::Histogram;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::budget::ConnectionBudget;
+use crate::capture::Route;
+use crate::connection::Connection;
+use crate::io::Observer;
+use crate::log_escape::Escaped;
+use crate::metrics::{DirectionLabels, ListenerLabels};
+use crate::net::{dial, humanize, DialError, DialFailure, Target};
+use crate::peer_warnings::{HANDSHAKE_TIMEOUT, HEAD_TOO_LARGE, MALFORMED_REQUEST};
+use crate::tap::{HttpTap, Protocol};
+use body::{filtered_trailers, BodyFollower, Framing};
+use request::{HeadError, Request};
+use response::Response;
+
+/// Where the engine delivers, and how long it waits.
+pub struct App {
+    pub target: Target,
+    /// The app as logs and answers name it (`127.0.0.1:8080`).
+    pub name: String,
+    pub connect_timeout: Duration,
+    pub upstream_timeout: Duration,
+}
+
+/// What the listener allows a caller.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// How long a caller may take to send a request head (the first, and each one after an answer).
+    pub handshake_timeout: Duration,
+    pub max_request_head: usize,
+}
+
+/// Bytes read at a time while messages are small.
+const SMALL: usize = 4 * 1024;
+/// Bytes read at a time once a read filled what it was given (a body in bulk).
+const BULK: usize = 64 * 1024;
+/// The longest request body the sidecar reads past, unforwarded, to keep a connection it answered itself
+/// (as hyper did); a longer one, or a chunked one, closes the connection instead.
+const MAX_SKIPPED_BODY: u64 = 64 * 1024;
+
+/// Serves HTTP/1 requests from `caller` (the listener's socket, counted in `account`) until the caller is
+/// done, the connection fails, or shutdown ends it between requests.
+#[allow(clippy::too_many_arguments)]
+pub async fn serve<C>(
+    caller: C,
+    account: Arc<ConnectionBudget>,
+    app: &App,
+    limits: Limits,
+    client: IpAddr,
+    context: &Connection,
+    shutdown: &CancellationToken,
+) where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let timer = context.capture.is_none().then(|| {
+        context
+            .metrics
+            .request_duration
+            .get_or_create(&DirectionLabels {
+                direction: context.direction,
+            })
+            .clone()
+    });
+    let mut engine = Engine {
+        caller,
+        account,
+        app,
+        limits,
+        client,
+        context,
+        shutdown,
+        input: Buffer::default(),
+        from_app: Buffer::default(),
+        upstream: None,
+        tap: None,
+        target: None,
+        timer,
+        served: false,
+    };
+    let failure = engine.run().await;
+    if let Some(tap) = engine.tap.take() {
+        tap.finish(failure.as_deref());
+    }
+    let _ = engine.caller.shutdown().await;
+}
+
+struct Engine<'a, C> {
+    caller: C,
+    account: Arc<ConnectionBudget>,
+    app: &'a App,
+    limits: Limits,
+    client: IpAddr,
+    context: &'a Connection,
+    shutdown: &'a CancellationToken,
+    /// What the caller sent that is not handled yet: the head being read, body bytes, pipelined requests.
+    input: Buffer,
+    /// What the app sent that is not relayed yet.
+    from_app: Buffer,
+    upstream: Option<TcpStream>,
+    /// The record's tap, from the first request on (capture on only).
+    tap: Option<HttpTap>,
+    /// The target the tap records under (the last request's `Host`).
+    target: Option<String>,
+    /// The request-duration histogram, with capture off (with capture on the tap observes it).
+    timer: Option<Histogram>,
+    served: bool,
+}
+
+/// What happens after an exchange.
+enum Flow {
+    Next,
+    /// The caller's connection ends; with why, when it did not end cleanly.
+    Close(Option<String>),
+}
+
+/// How delivering a request to the app went.
+enum Delivered {
+    Response(Response),
+    /// The app closed a reused connection before it read the request: once more on a new one.
+    Retry,
+    Done(Flow),
+}
+
+enum Event {
+    Caller(io::Result<usize>),
+    App(io::Result<usize>),
+    TimedOut,
+}
+
+impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
+    async fn run(&mut self) -> Option<String> {
+        loop {
+            let request = self.next_request().await?;
+            self.served = true;
+            match self.exchange(request).await {
+                Flow::Next => {
+                    self.account.expect_head();
+                    self.input.release();
+                    self.from_app.release();
+                }
+                Flow::Close(failure) => return failure,
+            }
+        }
+    }
+
+    /// Reads the next request head; `None` when the connection is done (closed, timed out, refused).
+    async fn next_request(&mut self) -> Option<Request> {
+        let deadline = Instant::now() + self.limits.handshake_timeout;
+        let want_host = self.context.capture.is_some();
+        loop {
+            if !self.input.is_empty() {
+                let parsed = request::parse(
+                    self.input.bytes(),
+                    self.limits.max_request_head,
+                    self.client,
+                    want_host,
+                );
+                match parsed {
+                    Ok(Some(request)) => {
+                        self.account.head_complete();
+                        return Some(request);
+                    }
+                    Ok(None) => {}
+                    Err(HeadError::TooLarge(why)) => {
+                        self.context.count_handshake_error("too_large");
+                        HEAD_TOO_LARGE.occurred_because(&why);
+                        let answer = answers::unreadable_head(
+                            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                            &why,
+                        );
+                        let _ = self.caller.write_all(&answer).await;
+                        return None;
+                    }
+                    Err(HeadError::Malformed(why)) => {
+                        self.context.count_handshake_error("malformed");
+                        MALFORMED_REQUEST.occurred_because(&why);
+                        let answer = answers::unreadable_head(StatusCode::BAD_REQUEST, &why);
+                        let _ = self.caller.write_all(&answer).await;
+                        return None;
+                    }
+                }
+            }
+            let read = if self.input.is_empty() {
+                tokio::select! {
+                    read = tokio::time::timeout_at(deadline, read_idle(&mut self.caller, &mut self.input)) => read,
+                    _ = self.shutdown.cancelled() => return None,
+                }
+            } else {
+                tokio::time::timeout_at(deadline, self.input.read_from(&mut self.caller)).await
+            };
+            match read {
+                Err(_) if self.served => {
+                    debug!("idle keep-alive connection closed");
+                    return None;
+                }
+                Err(_) => {
+                    self.context.count_handshake_error("timeout");
+                    HANDSHAKE_TIMEOUT.occurred();
+                    return None;
+                }
+                Ok(Ok(0)) => {
+                    if !self.input.is_empty() {
+                        debug!("connection closed in the middle of a request head");
+                    }
+                    return None;
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    debug!(error = %e, "HTTP connection ended with an error");
+                    return None;
+                }
+            }
+        }
+    }
+
+    async fn exchange(&mut self, mut request: Request) -> Flow {
+        let started = std::time::Instant::now();
+        self.record_request_head(&request);
+        self.input.consume(request.len);
+        if let Some((refusal, closes)) = request.refusal.take() {
+            warn!(reason = %Escaped(&refusal.reason), "refused request");
+            let reason = refusal.reason.clone();
+            return self
+                .answer(
+                    &request,
+                    refusal.status,
+                    &refusal.reason,
+                    reason,
+                    closes,
+                    true,
+                    started,
+                )
+                .await;
+        }
+        let mut body = BodyFollower::new(request.framing);
+        let mut may_retry = true;
+        let mut continued = false;
+        let response = loop {
+            match self
+                .deliver(&request, &mut body, may_retry, &mut continued, started)
+                .await
+            {
+                Delivered::Response(response) => break response,
+                Delivered::Retry => may_retry = false,
+                Delivered::Done(flow) => return flow,
+            }
+        };
+        self.respond(response, body.done(), started).await
+    }
+
+    /// Shows the tap the caller's request head as it came (starting the tap, or moving it to this
+    /// request's target, as needed).
+    fn record_request_head(&mut self, request: &Request) {
+        let Some(capture) = self.context.capture.as_ref() else {
+            return;
+        };
+        let target = request
+            .host
+            .clone()
+            .unwrap_or_else(|| self.app.name.clone());
+        if self.target.as_deref() != Some(target.as_str()) {
+            let route = Arc::new(Route::new(
+                "http",
+                target.clone(),
+                Some(self.app.name.clone()),
+            ));
+            match self.tap.as_mut() {
+                Some(tap) => tap.set_route(self.context, capture, route),
+                None => {
+                    self.tap = Some(HttpTap::new(self.context, capture, route, Protocol::Http1))
+                }
+            }
+            self.target = Some(target);
+        }
+        if let Some(tap) = self.tap.as_mut() {
+            tap.read(&self.input.bytes()[..request.len]);
+        }
+    }
+
+    /// Sends the request to the app and waits for the head of its final response, relaying the body
+    /// meanwhile.
+    async fn deliver(
+        &mut self,
+        request: &Request,
+        body: &mut BodyFollower,
+        may_retry: bool,
+        continued: &mut bool,
+        started: std::time::Instant,
+    ) -> Delivered {
+        let reused = match self.connect().await {
+            Ok(reused) => reused,
+            Err(e) => return Delivered::Done(self.dial_failed(request, e, started).await),
+        };
+        let upstream = self.upstream.as_mut().expect("connected above");
+        if let Err(e) = upstream.write_all(&request.upstream_head).await {
+            self.upstream = None;
+            if reused && may_retry {
+                return Delivered::Retry;
+            }
+            let flow = self
+                .upstream_failed(request, e.to_string(), body.done(), started)
+                .await;
+            return Delivered::Done(flow);
+        }
+        if request.expects_continue && !*continued && !body.done() {
+            *continued = true;
+            if let Err(e) = self.caller.write_all(answers::CONTINUE).await {
+                return Delivered::Done(Flow::Close(Some(e.to_string())));
+            }
+        }
+        let mut sent_at = body.done().then(Instant::now);
+        loop {
+            // The caller's body bytes already read go on first.
+            if !body.done() && !self.input.is_empty() {
+                let step = match body.advance(self.input.bytes()) {
+                    Ok(step) => step,
+                    Err(why) => {
+                        return Delivered::Done(self.broken_body(request, why, started).await)
+                    }
+                };
+                let bytes = &self.input.bytes()[..step.consumed];
+                if let Some(tap) = self.tap.as_mut() {
+                    tap.read(bytes);
+                }
+                let upstream = self.upstream.as_mut().expect("connected above");
+                let mut sent = upstream.write_all(&bytes[..step.forward]).await;
+                if sent.is_ok() && body.done() && request.framing == Framing::Chunked {
+                    let trailers =
+                        filtered_trailers(&body.take_trailers(), &request.announced_trailers);
+                    sent = upstream.write_all(&trailers).await;
+                }
+                self.input.consume(step.consumed);
+                if let Err(e) = sent {
+                    self.upstream = None;
+                    let flow = self
+                        .upstream_failed(request, e.to_string(), false, started)
+                        .await;
+                    return Delivered::Done(flow);
+                }
+                if body.done() {
+                    sent_at = Some(Instant::now());
+                }
+                continue;
+            }
+            if !self.from_app.is_empty() {
+                let keep_caller =
+                    request.keep_alive && body.done() && !self.shutdown.is_cancelled();
+                match response::parse(self.from_app.bytes(), request, keep_caller) {
+                    Ok(Some(response)) if response.informational => {
+                        // Not passed on (the caller got the sidecar's own 100), but recorded as seen.
+                        if let Some(tap) = self.tap.as_mut() {
+                            tap.written(&self.from_app.bytes()[..response.len]);
+                        }
+                        self.from_app.consume(response.len);
+                        continue;
+                    }
+                    Ok(Some(response)) => return Delivered::Response(response),
+                    Ok(None) => {}
+                    Err(why) => {
+                        self.upstream = None;
+                        self.from_app = Buffer::default();
+                        let flow = self
+                            .upstream_failed(request, why, body.done(), started)
+                            .await;
+                        return Delivered::Done(flow);
+                    }
+                }
+            }
+            // Pipelined requests wait in the buffer, up to a head's worth.
+            let read_caller =
+                !body.done() || self.input.len() < self.limits.max_request_head.max(SMALL);
+            let timeout = self.app.upstream_timeout;
+            let upstream = self.upstream.as_mut().expect("connected above");
+            let event = tokio::select! {
+                read = self.input.read_from(&mut self.caller), if read_caller => Event::Caller(read),
+                read = self.from_app.read_from(upstream) => Event::App(read),
+                _ = tokio::time::sleep_until(sent_at.unwrap_or_else(Instant::now) + timeout), if sent_at.is_some() => Event::TimedOut,
+            };
+            match event {
+                Event::Caller(Ok(0)) if body.done() => {
+                    // The caller left before the answer: the exchange is abandoned.
+                    self.upstream = None;
+                    return Delivered::Done(Flow::Close(None));
+                }
+                Event::Caller(Ok(0)) => {
+                    let why = "the client closed the connection before the body ended";
+                    return Delivered::Done(self.broken_body(request, why, started).await);
+                }
+                Event::Caller(Err(e)) if body.done() => {
+                    self.upstream = None;
+                    return Delivered::Done(Flow::Close(Some(e.to_string())));
+                }
+                Event::Caller(Err(e)) => {
+                    let why = e.to_string();
+                    return Delivered::Done(self.broken_body(request, &why, started).await);
+                }
+                Event::Caller(Ok(_)) | Event::App(Ok(1..)) => {}
+                Event::App(ended) => {
+                    let nothing_read = self.from_app.is_empty();
+                    self.upstream = None;
+                    self.from_app = Buffer::default();
+                    if reused && may_retry && nothing_read && request.framing == Framing::Empty {
+                        return Delivered::Retry;
+                    }
+                    let reason = match ended {
+                        Err(e) => e.to_string(),
+                        Ok(_) => "connection closed before message completed".to_owned(),
+                    };
+                    let flow = self
+                        .upstream_failed(request, reason, body.done(), started)
+                        .await;
+                    return Delivered::Done(flow);
+                }
+                Event::TimedOut => {
+                    self.upstream = None;
+                    self.from_app = Buffer::default();
+                    return Delivered::Done(self.timed_out(request, started).await);
+                }
+            }
+        }
+    }
+
+    /// Relays the app's final response to the caller, head then body.
+    async fn respond(
+        &mut self,
+        mut response: Response,
+        request_sent: bool,
+        started: std::time::Instant,
+    ) -> Flow {
+        if let Some(tap) = self.tap.as_mut() {
+            tap.written(&self.from_app.bytes()[..response.len]);
+        }
+        self.from_app.consume(response.len);
+        if response.switches {
+            return self.switch(response, started).await;
+        }
+        let mut head = std::mem::take(&mut response.caller_head);
+        let mut body = BodyFollower::new(response.framing);
+        loop {
+            if !body.done() && !self.from_app.is_empty() {
+                let step = match body.advance(self.from_app.bytes()) {
+                    Ok(step) => step,
+                    Err(why) => {
+                        let _ = self.caller.write_all(&head).await;
+                        self.upstream = None;
+                        return Flow::Close(Some(format!("the app's response body broke: {why}")));
+                    }
+                };
+                let bytes = &self.from_app.bytes()[..step.consumed];
+                if let Some(tap) = self.tap.as_mut() {
+                    tap.written(bytes);
+                }
+                let forward = &bytes[..step.forward];
+                // What waits for the caller is counted in the memory budget until the caller takes it: a
+                // caller that takes nothing while the budget is spent is shed (`BudgetedIo`).
+                self.account.queued(head.len() + forward.len());
+                let mut sent = if head.is_empty() {
+                    self.caller.write_all(forward).await
+                } else {
+                    // The head and what came with it in one write.
+                    head.extend_from_slice(forward);
+                    let sent = self.caller.write_all(&head).await;
+                    head = Vec::new();
+                    sent
+                };
+                if sent.is_ok() && body.done() && response.framing == Framing::Chunked {
+                    let trailers =
+                        filtered_trailers(&body.take_trailers(), &response.announced_trailers);
+                    sent = self.caller.write_all(&trailers).await;
+                }
+                self.from_app.consume(step.consumed);
+                if let Err(e) = sent {
+                    self.upstream = None;
+                    return Flow::Close(Some(e.to_string()));
+                }
+            }
+            if !head.is_empty() {
+                if let Err(e) = self.caller.write_all(&head).await {
+                    self.upstream = None;
+                    return Flow::Close(Some(e.to_string()));
+                }
+                head = Vec::new();
+            }
+            if body.done() {
+                break;
+            }
+            let upstream = self.upstream.as_mut().expect("the response came from it");
+            match self.from_app.read_from(upstream).await {
+                Ok(0) if body.until_close() => {
+                    body.closed();
+                    break;
+                }
+                Ok(0) => {
+                    // Cut off by the app: the caller sees the end of the connection where the body stops.
+                    self.upstream = None;
+                    return Flow::Close(None);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.upstream = None;
+                    return Flow::Close(Some(e.to_string()));
+                }
+            }
+        }
+        if !response.upstream_reusable || !request_sent || !self.from_app.is_empty() {
+            self.upstream = None;
+            self.from_app = Buffer::default();
+        }
+        self.timed(started);
+        if response.closes_caller {
+            Flow::Close(None)
+        } else {
+            Flow::Next
+        }
+    }
+
+    /// After a `101` (or a tunnel granted): the caller and the app are joined by a byte relay.
+    async fn switch(&mut self, response: Response, started: std::time::Instant) -> Flow {
+        self.account.upgraded();
+        self.timed(started);
+        let Some(mut upstream) = self.upstream.take() else {
+            return Flow::Close(None);
+        };
+        let mut head = response.caller_head;
+        head.extend_from_slice(self.from_app.bytes());
+        self.from_app = Buffer::default();
+        if let Err(e) = self.caller.write_all(&head).await {
+            return Flow::Close(Some(e.to_string()));
+        }
+        if !self.input.is_empty() {
+            if let Err(e) = upstream.write_all(self.input.bytes()).await {
+                return Flow::Close(Some(e.to_string()));
+            }
+        }
+        self.input = Buffer::default();
+        match crate::io::copy_bidirectional(&mut self.caller, &mut upstream).await {
+            Ok((sent, received)) => debug!(sent, received, "upgraded connection closed"),
+            Err(e) => debug!(error = %e, "upgraded connection ended with an error"),
+        }
+        Flow::Close(None)
+    }
+
+    /// The app's connection: the open one when the app has not closed it meanwhile (then `true`), else
+    /// a new one.
+    async fn connect(&mut self) -> Result<bool, DialError> {
+        if let Some(upstream) = &self.upstream {
+            if still_open(upstream) {
+                return Ok(true);
+            }
+            self.upstream = None;
+            self.from_app = Buffer::default();
+        }
+        let upstream = dial(&self.app.target, self.app.connect_timeout).await?;
+        self.upstream = Some(upstream);
+        Ok(false)
+    }
+
+    async fn dial_failed(
+        &mut self,
+        request: &Request,
+        error: DialError,
+        started: std::time::Instant,
+    ) -> Flow {
+        self.context.count_connect_failure();
+        let status = if error.failure == DialFailure::TimedOut {
+            StatusCode::GATEWAY_TIMEOUT
+        } else {
+            StatusCode::BAD_GATEWAY
+        };
+        let reason = error.to_string();
+        warn!(app = %self.app.name, reason = %Escaped(&reason), "app request failed");
+        let text = format!(
+            "sidecar: the app at {} did not answer: {reason}",
+            self.app.name
+        );
+        self.answer(request, status, &text, reason, false, true, started)
+            .await
+    }
+
+    /// The app failed the exchange (closed or reset before its answer, or answered what is not HTTP).
+    async fn upstream_failed(
+        &mut self,
+        request: &Request,
+        reason: String,
+        request_sent: bool,
+        started: std::time::Instant,
+    ) -> Flow {
+        warn!(app = %self.app.name, reason = %Escaped(&reason), "app request failed");
+        let text = format!(
+            "sidecar: the app at {} did not answer: {reason}",
+            self.app.name
+        );
+        self.answer(
+            request,
+            StatusCode::BAD_GATEWAY,
+            &text,
+            reason,
+            !request_sent,
+            false,
+            started,
+        )
+        .await
+    }
+
+    async fn timed_out(&mut self, request: &Request, started: std::time::Instant) -> Flow {
+        let reason = format!(
+            "the app at {} did not begin its response within {} (--upstream-timeout)",
+            self.app.name,
+            humanize(self.app.upstream_timeout)
+        );
+        warn!(reason = %Escaped(&reason), "upstream timed out");
+        self.context
+            .metrics
+            .upstream_timeouts
+            .get_or_create(&ListenerLabels {
+                direction: self.context.direction,
+                protocol: self.context.protocol,
+            })
+            .inc();
+        let text = format!("sidecar: {reason}");
+        self.answer(
+            request,
+            StatusCode::GATEWAY_TIMEOUT,
+            &text,
+            reason,
+            false,
+            false,
+            started,
+        )
+        .await
+    }
+
+    /// The caller broke its request body on the way (bad chunked framing, a close mid-body): the app's
+    /// connection is given up, and where the body ends is unknown, so the caller's closes too.
+    async fn broken_body(
+        &mut self,
+        request: &Request,
+        why: &str,
+        started: std::time::Instant,
+    ) -> Flow {
+        self.upstream = None;
+        self.from_app = Buffer::default();
+        let reason = format!("the request body could not be read: {why}");
+        warn!(reason = %Escaped(&reason), "refused request");
+        let text = format!("sidecar: {reason}");
+        self.answer(
+            request,
+            StatusCode::BAD_REQUEST,
+            &text,
+            reason,
+            true,
+            false,
+            started,
+        )
+        .await
+    }
+
+    /// Answers the request itself and records that answer. The connection stays open when nothing says
+    /// otherwise and the request's body, if unread (`body_unread`), is short enough to read past.
+    #[allow(clippy::too_many_arguments)]
+    async fn answer(
+        &mut self,
+        request: &Request,
+        status: StatusCode,
+        text: &str,
+        reason: String,
+        closes: bool,
+        body_unread: bool,
+        started: std::time::Instant,
+    ) -> Flow {
+        let skip = match (body_unread, request.framing) {
+            (false, _) | (true, Framing::Empty) => Some(0),
+            (true, Framing::Length(n)) if n <= MAX_SKIPPED_BODY => Some(n),
+            _ => None,
+        };
+        let closes =
+            closes || skip.is_none() || !request.keep_alive || self.shutdown.is_cancelled();
+        let answer = answers::text(status, text, closes);
+        match self.tap.as_mut() {
+            Some(tap) => tap.answered_by_sidecar(answer.record_head, &answer.body, reason),
+            None => self.timed(started),
+        }
+        if let Err(e) = self.caller.write_all(&answer.wire).await {
+            return Flow::Close(Some(e.to_string()));
+        }
+        match skip {
+            Some(left) if !closes && left > 0 => {
+                if self.skip_body(left).await {
+                    Flow::Next
+                } else {
+                    Flow::Close(None)
+                }
+            }
+            _ if closes => Flow::Close(None),
+            _ => Flow::Next,
+        }
+    }
+
+    /// Reads past `left` bytes of an unforwarded body (shown to the tap: the caller sent them).
+    async fn skip_body(&mut self, mut left: u64) -> bool {
+        let deadline = Instant::now() + self.limits.handshake_timeout;
+        loop {
+            let n = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(self.input.len());
+            if let Some(tap) = self.tap.as_mut() {
+                tap.read(&self.input.bytes()[..n]);
+            }
+            self.input.consume(n);
+            left -= n as u64;
+            if left == 0 {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, self.input.read_from(&mut self.caller)).await {
+                Ok(Ok(1..)) => {}
+                _ => return false,
+            }
+        }
+    }
+
+    /// Counts an exchange's duration, with capture off (with capture on the tap's recorder does).
+    fn timed(&self, started: std::time::Instant) {
+        if let Some(timer) = &self.timer {
+            timer.observe(started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// Whether the app's side of a kept connection is still open: nothing to read (without a system call
+/// when the socket has not become readable since the last read).
+fn still_open(upstream: &TcpStream) -> bool {
+    match upstream.readable().now_or_never() {
+        None => true,
+        Some(Err(_)) => false,
+        Some(Ok(())) => {
+            let mut probe = [0u8; 1];
+            matches!(upstream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        }
+    }
+}
+
+/// Waits for a request on an idle connection: the read goes into a small area of the task, so an idle
+/// connection holds no buffer.
+async fn read_idle<R: AsyncRead + Unpin>(from: &mut R, into: &mut Buffer) -> io::Result<usize> {
+    let mut first = [0u8; 1024];
+    let n = from.read(&mut first).await?;
+    into.data.extend_from_slice(&first[..n]);
+    Ok(n)
+}
+
+/// Bytes read from one side and not yet handled: `data[start..]`.
+#[derive(Default)]
+struct Buffer {
+    data: Vec<u8>,
+    start: usize,
+    /// The last read filled the room it was given: bulk data, read in larger pieces.
+    filled: bool,
+}
+
+impl Buffer {
+    fn bytes(&self) -> &[u8] {
+        &self.data[self.start..]
+    }
+
+    fn len(&self) -> usize {
+        self.data.len() - self.start
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.data.len() {
+            self.data.clear();
+            self.start = 0;
+        }
+    }
+
+    /// Frees the buffer once it holds nothing (between requests).
+    fn release(&mut self) {
+        if self.is_empty() {
+            *self = Buffer::default();
+        }
+    }
+
+    /// Reads once from `from`, appending.
+    async fn read_from<R: AsyncRead + Unpin + ?Sized>(
+        &mut self,
+        from: &mut R,
+    ) -> io::Result<usize> {
+        if self.start > 0 {
+            self.data.drain(..self.start);
+            self.start = 0;
+        }
+        let want = if self.filled { BULK } else { SMALL };
+        self.data.reserve(want);
+        let room = self.data.capacity() - self.data.len();
+        let n = from.read_buf(&mut self.data).await?;
+        self.filled = n == room;
+        Ok(n)
+    }
+}
