@@ -462,6 +462,50 @@ async fn reverse_http_streams_an_upload_without_content_length() {
     assert_eq!(body, format!("{len} {}", pattern_sha256(len)));
 }
 
+/// An app that answers while it reads (here an echo streaming the body back as it comes) gets the rest of
+/// the request body after its response head: the body is far larger than the socket buffers, so relaying
+/// one direction and then the other would stall both sides.
+#[rstest]
+#[case::with_content_length(true)]
+#[case::chunked(false)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reverse_http_relays_both_directions_to_an_app_that_answers_while_it_reads(
+    #[case] with_length: bool,
+) {
+    let app = start_app().await;
+    let (proxy, log) =
+        support::capture::start_capturing_proxy("reverse", "http", Some(app.addr), |_| {}).await;
+    let len = 16 * 1024 * 1024 + 3;
+    let mut request = Request::post(url(proxy.inbound(), "/echo"));
+    if with_length {
+        request = request.header("content-length", len);
+    }
+    let request = request.body(streamed(len)).unwrap();
+    let (length, digest) = within("a 16 MiB streaming echo", STEP, async {
+        let response = client().request(request).await.expect("the proxy answers");
+        assert_eq!(response.status(), StatusCode::OK);
+        hash_body(response.into_body()).await
+    })
+    .await;
+    assert_eq!(length, len);
+    assert_eq!(digest, pattern_sha256(len));
+
+    // The record has both bodies whole in size, although they crossed at the same time.
+    let records = log.records(proxy).await;
+    let sizes: Vec<_> = records
+        .iter()
+        .filter_map(|record| match &record.detail {
+            sidecar_proxy::capture::record::Detail::Http(exchange) => Some((
+                exchange.request.method.clone(),
+                exchange.request.body.size,
+                exchange.response.as_ref().map(|r| (r.status, r.body.size)),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sizes, [("POST".to_owned(), len, Some((200, len)))]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reverse_http_streams_a_100_mb_upload() {
     let app = start_app().await;

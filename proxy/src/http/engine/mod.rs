@@ -20,8 +20,10 @@
 
 mod answers;
 mod body;
+mod buffer;
 mod fields;
 mod request;
+mod relay;
 mod response;
 
 use std::io;
@@ -32,7 +34,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use http::StatusCode;
 use prometheus_client::metrics::histogram::Histogram;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -48,6 +50,7 @@ use crate::net::{dial, humanize, DialError, DialFailure, Target};
 use crate::peer_warnings::{HANDSHAKE_TIMEOUT, HEAD_TOO_LARGE, MALFORMED_REQUEST};
 use crate::tap::{HttpTap, Protocol};
 use body::{filtered_trailers, BodyFollower, Framing};
+use buffer::{read_idle, Buffer, SMALL};
 use request::{HeadError, Request};
 use response::Response;
 
@@ -68,10 +71,6 @@ pub struct Limits {
     pub max_request_head: usize,
 }
 
-/// Bytes read at a time while messages are small.
-const SMALL: usize = 4 * 1024;
-/// Bytes read at a time once a read filled what it was given (a body in bulk).
-const BULK: usize = 64 * 1024;
 /// The longest request body the sidecar reads past, unforwarded, to keep a connection it answered itself
 /// (as hyper did); a longer one, or a chunked one, closes the connection instead.
 const MAX_SKIPPED_BODY: u64 = 64 * 1024;
@@ -283,7 +282,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
                 Delivered::Done(flow) => return flow,
             }
         };
-        self.respond(response, body.done(), started).await
+        self.respond(response, &request, &mut body, started).await
     }
 
     /// Shows the tap the caller's request head as it came (starting the tap, or moving it to this
@@ -458,11 +457,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
         }
     }
 
-    /// Relays the app's final response to the caller, head then body.
+    /// Relays the app's final response to the caller, head then body. When the app answered before the
+    /// request body ended, the rest of that body goes on to it meanwhile ([`relay`]).
     async fn respond(
         &mut self,
         mut response: Response,
-        request_sent: bool,
+        request: &Request,
+        request_body: &mut BodyFollower,
         started: std::time::Instant,
     ) -> Flow {
         if let Some(tap) = self.tap.as_mut() {
@@ -472,75 +473,61 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
         if response.switches {
             return self.switch(response, started).await;
         }
-        let mut head = std::mem::take(&mut response.caller_head);
+        let head = std::mem::take(&mut response.caller_head);
         let mut body = BodyFollower::new(response.framing);
-        loop {
-            if !body.done() && !self.from_app.is_empty() {
-                let step = match body.advance(self.from_app.bytes()) {
-                    Ok(step) => step,
-                    Err(why) => {
-                        let _ = self.caller.write_all(&head).await;
-                        self.upstream = None;
-                        return Flow::Close(Some(format!("the app's response body broke: {why}")));
-                    }
-                };
-                let bytes = &self.from_app.bytes()[..step.consumed];
-                if let Some(tap) = self.tap.as_mut() {
-                    tap.written(bytes);
-                }
-                let forward = &bytes[..step.forward];
-                // What waits for the caller is counted in the memory budget until the caller takes it: a
-                // caller that takes nothing while the budget is spent is shed (`BudgetedIo`).
-                self.account.queued(head.len() + forward.len());
-                let mut sent = if head.is_empty() {
-                    self.caller.write_all(forward).await
-                } else {
-                    // The head and what came with it in one write.
-                    head.extend_from_slice(forward);
-                    let sent = self.caller.write_all(&head).await;
-                    head = Vec::new();
-                    sent
-                };
-                if sent.is_ok() && body.done() && response.framing == Framing::Chunked {
-                    let trailers =
-                        filtered_trailers(&body.take_trailers(), &response.announced_trailers);
-                    sent = self.caller.write_all(&trailers).await;
-                }
-                self.from_app.consume(step.consumed);
-                if let Err(e) = sent {
-                    self.upstream = None;
-                    return Flow::Close(Some(e.to_string()));
-                }
-            }
-            if !head.is_empty() {
-                if let Err(e) = self.caller.write_all(&head).await {
-                    self.upstream = None;
-                    return Flow::Close(Some(e.to_string()));
-                }
-                head = Vec::new();
-            }
-            if body.done() {
-                break;
-            }
-            let upstream = self.upstream.as_mut().expect("the response came from it");
-            match self.from_app.read_from(upstream).await {
-                Ok(0) if body.until_close() => {
-                    body.closed();
-                    break;
-                }
-                Ok(0) => {
-                    // Cut off by the app: the caller sees the end of the connection where the body stops.
-                    self.upstream = None;
-                    return Flow::Close(None);
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    self.upstream = None;
-                    return Flow::Close(Some(e.to_string()));
+        let tap = std::sync::Mutex::new(self.tap.take());
+        let upstream = self.upstream.as_mut().expect("the response came from it");
+        let relayed = if request_body.done() {
+            relay::response_body(
+                upstream,
+                &mut self.caller,
+                &mut self.from_app,
+                head,
+                &mut body,
+                &response,
+                &tap,
+                &self.account,
+            )
+            .await
+        } else {
+            let (mut app_in, mut app_out) = upstream.split();
+            let (mut caller_in, mut caller_out) = tokio::io::split(&mut self.caller);
+            let to_app = relay::request_body(
+                &mut caller_in,
+                &mut app_out,
+                &mut self.input,
+                request_body,
+                request,
+                &tap,
+            );
+            let to_caller = relay::response_body(
+                &mut app_in,
+                &mut caller_out,
+                &mut self.from_app,
+                head,
+                &mut body,
+                &response,
+                &tap,
+                &self.account,
+            );
+            tokio::pin!(to_app, to_caller);
+            let mut request_relayed = false;
+            loop {
+                tokio::select! {
+                    sent = &mut to_app, if !request_relayed => match sent {
+                        Ok(()) => request_relayed = true,
+                        Err(why) => break Err(relay::Cut(Some(format!("the request body could not be relayed: {why}")))),
+                    },
+                    relayed = &mut to_caller => break relayed,
                 }
             }
+        };
+        self.tap = tap.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(relay::Cut(why)) = relayed {
+            self.upstream = None;
+            return Flow::Close(why);
         }
-        if !response.upstream_reusable || !request_sent || !self.from_app.is_empty() {
+        if !response.upstream_reusable || !request_body.done() || !self.from_app.is_empty() {
             self.upstream = None;
             self.from_app = Buffer::default();
         }
@@ -774,69 +761,5 @@ fn still_open(upstream: &TcpStream) -> bool {
             let mut probe = [0u8; 1];
             matches!(upstream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
         }
-    }
-}
-
-/// Waits for a request on an idle connection: the read goes into a small area of the task, so an idle
-/// connection holds no buffer.
-async fn read_idle<R: AsyncRead + Unpin>(from: &mut R, into: &mut Buffer) -> io::Result<usize> {
-    let mut first = [0u8; 1024];
-    let n = from.read(&mut first).await?;
-    into.data.extend_from_slice(&first[..n]);
-    Ok(n)
-}
-
-/// Bytes read from one side and not yet handled: `data[start..]`.
-#[derive(Default)]
-struct Buffer {
-    data: Vec<u8>,
-    start: usize,
-    /// The last read filled the room it was given: bulk data, read in larger pieces.
-    filled: bool,
-}
-
-impl Buffer {
-    fn bytes(&self) -> &[u8] {
-        &self.data[self.start..]
-    }
-
-    fn len(&self) -> usize {
-        self.data.len() - self.start
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.start += n;
-        if self.start == self.data.len() {
-            self.data.clear();
-            self.start = 0;
-        }
-    }
-
-    /// Frees the buffer once it holds nothing (between requests).
-    fn release(&mut self) {
-        if self.is_empty() {
-            *self = Buffer::default();
-        }
-    }
-
-    /// Reads once from `from`, appending.
-    async fn read_from<R: AsyncRead + Unpin + ?Sized>(
-        &mut self,
-        from: &mut R,
-    ) -> io::Result<usize> {
-        if self.start > 0 {
-            self.data.drain(..self.start);
-            self.start = 0;
-        }
-        let want = if self.filled { BULK } else { SMALL };
-        self.data.reserve(want);
-        let room = self.data.capacity() - self.data.len();
-        let n = from.read_buf(&mut self.data).await?;
-        self.filled = n == room;
-        Ok(n)
     }
 }
