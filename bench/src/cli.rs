@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::results::ScenarioKind;
 use crate::run::{self, RunOutcome};
 pub use crate::settings::Settings;
 
@@ -65,6 +66,12 @@ pub struct RunArgs {
     /// Keep the directory of generated configs, logs and capture files (its path is printed)
     #[arg(long)]
     pub keep_workdir: bool,
+
+    /// Measure only this scenario, by its number in the report (1 keep-alive, 2 new connections, 3 bulk,
+    /// 4 latency, 5 memory, 7 tls-out, 8 HTTP/2); repeat for several. A partial run writes to a
+    /// temporary file unless --out is given, so the committed report stays whole
+    #[arg(long, value_name = "N", value_parser = ScenarioKind::from_number)]
+    pub scenario: Vec<ScenarioKind>,
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -86,6 +93,7 @@ impl Settings {
             proxy_bin: args.proxy_bin.clone(),
             relay_bin: args.relay_bin.clone(),
             keep_workdir: args.keep_workdir,
+            only: args.scenario.clone(),
         }
     }
 }

@@ -23,6 +23,42 @@ pub enum ScenarioKind {
 }
 
 impl ScenarioKind {
+    pub const ALL: [ScenarioKind; 7] = [
+        ScenarioKind::KeepAlive,
+        ScenarioKind::NewConnection,
+        ScenarioKind::Bulk,
+        ScenarioKind::Latency,
+        ScenarioKind::Memory,
+        ScenarioKind::TlsOut,
+        ScenarioKind::H2c,
+    ];
+
+    /// The scenario the report numbers `number` (as `--scenario` takes it).
+    pub fn from_number(number: &str) -> Result<ScenarioKind, String> {
+        let known = || {
+            Self::ALL
+                .iter()
+                .map(|kind| kind.number().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let parsed: u8 = number.parse().map_err(|_| {
+            format!(
+                "{number:?} is not a scenario number; the scenarios are {}",
+                known()
+            )
+        })?;
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.number() == parsed)
+            .ok_or_else(|| {
+                format!(
+                    "there is no scenario {parsed}; the scenarios are {}",
+                    known()
+                )
+            })
+    }
+
     /// The number for the scenario.
     pub fn number(self) -> u8 {
         match self {
@@ -287,5 +323,19 @@ mod tests {
         #[case] expected: Option<f64>,
     ) {
         assert_eq!(figure.ratio_to(&direct), expected);
+    }
+
+    #[test]
+    fn scenarios_are_chosen_by_their_number_in_the_report() {
+        for kind in ScenarioKind::ALL {
+            assert_eq!(ScenarioKind::from_number(&kind.number().to_string()), Ok(kind));
+        }
+        assert_eq!(
+            ScenarioKind::from_number("6"),
+            Err("there is no scenario 6; the scenarios are 1, 2, 3, 4, 5, 7, 8".to_owned())
+        );
+        assert!(ScenarioKind::from_number("keep-alive")
+            .unwrap_err()
+            .starts_with("\"keep-alive\" is not a scenario number"));
     }
 }

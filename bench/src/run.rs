@@ -78,6 +78,7 @@ pub async fn run(mut settings: Settings, command_line: String) -> anyhow::Result
     );
 
     let mut scenarios = plan::plan();
+    scenarios.retain(|scenario| settings.measures(scenario.kind));
     let mut fleet = Fleet::start(&ctx, &plan::fleet_specs(&scenarios)).await?;
     let machine = machine::describe();
     let threads = u32::try_from(machine.cores)
@@ -197,14 +198,16 @@ fn describe(outcome: &Outcome) -> String {
     }
 }
 
-/// --out, else the workspace's docs/benchmarks.md; a smoke run without --out writes next to its
-/// temporary files' parent so that CI never touches the committed report.
+/// --out, else the workspace's docs/benchmarks.md; a smoke or partial (`--scenario`) run without --out
+/// writes next to its temporary files' parent so that CI never touches the committed report, and a
+/// partial run never replaces it with a part.
 fn report_path(
     settings: &Settings,
     workspace: &Workspace,
     ctx: &Context,
 ) -> anyhow::Result<PathBuf> {
-    Ok(match (&settings.out, settings.smoke) {
+    let partial = !settings.only.is_empty();
+    Ok(match (&settings.out, settings.smoke || partial) {
         (Some(out), _) => out.clone(),
         (None, false) => workspace.default_report(),
         (None, true) => {

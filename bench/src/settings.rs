@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::results::ScenarioKind;
+
 /// What a run does, with the smoke and full defaults applied.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -18,4 +20,13 @@ pub struct Settings {
     /// The minimal relay (the relay limit) to measure instead of building it.
     pub relay_bin: Option<PathBuf>,
     pub keep_workdir: bool,
+    /// The scenarios to measure (`--scenario`); empty: all of them.
+    pub only: Vec<ScenarioKind>,
+}
+
+impl Settings {
+    /// Whether the run measures `kind`.
+    pub fn measures(&self, kind: ScenarioKind) -> bool {
+        self.only.is_empty() || self.only.contains(&kind)
+    }
 }

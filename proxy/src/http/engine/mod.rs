@@ -21,9 +21,10 @@
 mod answers;
 mod body;
 mod buffer;
+mod failures;
 mod fields;
-mod request;
 mod relay;
+mod request;
 mod response;
 
 use std::io;
@@ -45,8 +46,8 @@ use crate::capture::Route;
 use crate::connection::Connection;
 use crate::io::Observer;
 use crate::log_escape::Escaped;
-use crate::metrics::{DirectionLabels, ListenerLabels};
-use crate::net::{dial, humanize, DialError, DialFailure, Target};
+use crate::metrics::DirectionLabels;
+use crate::net::{dial, DialError, Target};
 use crate::peer_warnings::{HANDSHAKE_TIMEOUT, HEAD_TOO_LARGE, MALFORMED_REQUEST};
 use crate::tap::{HttpTap, Protocol};
 use body::{filtered_trailers, BodyFollower, Framing};
@@ -522,7 +523,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
                 }
             }
         };
-        self.tap = tap.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.tap = tap
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Err(relay::Cut(why)) = relayed {
             self.upstream = None;
             return Flow::Close(why);
@@ -578,169 +581,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
         let upstream = dial(&self.app.target, self.app.connect_timeout).await?;
         self.upstream = Some(upstream);
         Ok(false)
-    }
-
-    async fn dial_failed(
-        &mut self,
-        request: &Request,
-        error: DialError,
-        started: std::time::Instant,
-    ) -> Flow {
-        self.context.count_connect_failure();
-        let status = if error.failure == DialFailure::TimedOut {
-            StatusCode::GATEWAY_TIMEOUT
-        } else {
-            StatusCode::BAD_GATEWAY
-        };
-        let reason = error.to_string();
-        warn!(app = %self.app.name, reason = %Escaped(&reason), "app request failed");
-        let text = format!(
-            "sidecar: the app at {} did not answer: {reason}",
-            self.app.name
-        );
-        self.answer(request, status, &text, reason, false, true, started)
-            .await
-    }
-
-    /// The app failed the exchange (closed or reset before its answer, or answered what is not HTTP).
-    async fn upstream_failed(
-        &mut self,
-        request: &Request,
-        reason: String,
-        request_sent: bool,
-        started: std::time::Instant,
-    ) -> Flow {
-        warn!(app = %self.app.name, reason = %Escaped(&reason), "app request failed");
-        let text = format!(
-            "sidecar: the app at {} did not answer: {reason}",
-            self.app.name
-        );
-        self.answer(
-            request,
-            StatusCode::BAD_GATEWAY,
-            &text,
-            reason,
-            !request_sent,
-            false,
-            started,
-        )
-        .await
-    }
-
-    async fn timed_out(&mut self, request: &Request, started: std::time::Instant) -> Flow {
-        let reason = format!(
-            "the app at {} did not begin its response within {} (--upstream-timeout)",
-            self.app.name,
-            humanize(self.app.upstream_timeout)
-        );
-        warn!(reason = %Escaped(&reason), "upstream timed out");
-        self.context
-            .metrics
-            .upstream_timeouts
-            .get_or_create(&ListenerLabels {
-                direction: self.context.direction,
-                protocol: self.context.protocol,
-            })
-            .inc();
-        let text = format!("sidecar: {reason}");
-        self.answer(
-            request,
-            StatusCode::GATEWAY_TIMEOUT,
-            &text,
-            reason,
-            false,
-            false,
-            started,
-        )
-        .await
-    }
-
-    /// The caller broke its request body on the way (bad chunked framing, a close mid-body): the app's
-    /// connection is given up, and where the body ends is unknown, so the caller's closes too.
-    async fn broken_body(
-        &mut self,
-        request: &Request,
-        why: &str,
-        started: std::time::Instant,
-    ) -> Flow {
-        self.upstream = None;
-        self.from_app = Buffer::default();
-        let reason = format!("the request body could not be read: {why}");
-        warn!(reason = %Escaped(&reason), "refused request");
-        let text = format!("sidecar: {reason}");
-        self.answer(
-            request,
-            StatusCode::BAD_REQUEST,
-            &text,
-            reason,
-            true,
-            false,
-            started,
-        )
-        .await
-    }
-
-    /// Answers the request itself and records that answer. The connection stays open when nothing says
-    /// otherwise and the request's body, if unread (`body_unread`), is short enough to read past.
-    #[allow(clippy::too_many_arguments)]
-    async fn answer(
-        &mut self,
-        request: &Request,
-        status: StatusCode,
-        text: &str,
-        reason: String,
-        closes: bool,
-        body_unread: bool,
-        started: std::time::Instant,
-    ) -> Flow {
-        let skip = match (body_unread, request.framing) {
-            (false, _) | (true, Framing::Empty) => Some(0),
-            (true, Framing::Length(n)) if n <= MAX_SKIPPED_BODY => Some(n),
-            _ => None,
-        };
-        let closes =
-            closes || skip.is_none() || !request.keep_alive || self.shutdown.is_cancelled();
-        let answer = answers::text(status, text, closes);
-        match self.tap.as_mut() {
-            Some(tap) => tap.answered_by_sidecar(answer.record_head, &answer.body, reason),
-            None => self.timed(started),
-        }
-        if let Err(e) = self.caller.write_all(&answer.wire).await {
-            return Flow::Close(Some(e.to_string()));
-        }
-        match skip {
-            Some(left) if !closes && left > 0 => {
-                if self.skip_body(left).await {
-                    Flow::Next
-                } else {
-                    Flow::Close(None)
-                }
-            }
-            _ if closes => Flow::Close(None),
-            _ => Flow::Next,
-        }
-    }
-
-    /// Reads past `left` bytes of an unforwarded body (shown to the tap: the caller sent them).
-    async fn skip_body(&mut self, mut left: u64) -> bool {
-        let deadline = Instant::now() + self.limits.handshake_timeout;
-        loop {
-            let n = usize::try_from(left)
-                .unwrap_or(usize::MAX)
-                .min(self.input.len());
-            if let Some(tap) = self.tap.as_mut() {
-                tap.read(&self.input.bytes()[..n]);
-            }
-            self.input.consume(n);
-            left -= n as u64;
-            if left == 0 {
-                return true;
-            }
-            match tokio::time::timeout_at(deadline, self.input.read_from(&mut self.caller)).await {
-                Ok(Ok(1..)) => {}
-                _ => return false,
-            }
-        }
     }
 
     /// Counts an exchange's duration, with capture off (with capture on the tap's recorder does).

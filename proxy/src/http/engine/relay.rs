@@ -59,9 +59,7 @@ where
                 Ok(step) => step,
                 Err(why) => {
                     let _ = caller.write_all(&head).await;
-                    return Err(Cut(Some(format!(
-                        "the app's response body broke: {why}"
-                    ))));
+                    return Err(Cut(Some(format!("the app's response body broke: {why}"))));
                 }
             };
             let bytes = &from_app.bytes()[..step.consumed];
@@ -127,7 +125,9 @@ where
         let step = body.advance(input.bytes())?;
         if step.consumed == 0 {
             match input.read_from(caller).await {
-                Ok(0) => return Err("the client closed the connection before the body ended".into()),
+                Ok(0) => {
+                    return Err("the client closed the connection before the body ended".into())
+                }
                 Ok(_) => continue,
                 Err(e) => return Err(e.to_string()),
             }
