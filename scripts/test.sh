@@ -99,15 +99,19 @@ disk
 # missing, and fails on any row without a valid result. Figures from a busy CI machine mean nothing; the
 # full run is by hand.
 log "benchmark harness, smoke run"
+# Release, like the soak below. One build of one selection for the proxy, the minimal relay, the harness
+# and the soak: the harness builds the proxy with this selection too (bench/src/workspace.rs), and any
+# other selection would compile the shared dependencies again with other features.
+cargo build --locked --release -p sidecar-proxy -p sidecar-bench
+release_dir="${CARGO_TARGET_DIR:-target}/release"
 # Two rounds: a row fails only when neither gave a valid result (one connect error on a busy machine is not rot).
-# Release, like the soak below: the two share one build of the harness.
-cargo run --locked --release -p sidecar-bench -- run --smoke --rounds 2
+"$release_dir/sidecar-bench" run --smoke --rounds 2
 disk
 
 # A few minutes of mixed load through sidecars in every inline mode, failing on growth of memory, file
 # descriptors or tasks beyond the bounds docs/soak.md states; the hour-long run is by hand.
 log "soak, short run"
-cargo run --locked --release -p sidecar-bench --bin sidecar-soak -- --duration "${SOAK_DURATION:-3m}" --out target/soak
+"$release_dir/sidecar-soak" --duration "${SOAK_DURATION:-3m}" --out target/soak
 
 # The conformance matrix (docs/conformance.md) runs real clients in containers: it needs a Docker engine and
 # the Debian base image, which scripts/docker-engine.sh provides (installing docker.io and debootstrap when

@@ -54,12 +54,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub out: Option<PathBuf>,
 
-    /// A sidecar-proxy binary to measure instead of building `cargo build --release -p sidecar-proxy`
+    /// A sidecar-proxy binary to measure instead of building `cargo build --release -p sidecar-proxy -p
+    /// sidecar-bench`
     #[arg(long, value_name = "PATH")]
     pub proxy_bin: Option<PathBuf>,
 
-    /// A minimal-relay binary (the relay limit) to measure instead of building `cargo build --release
-    /// -p sidecar-bench --bin minimal-relay`
+    /// A minimal-relay binary (the relay limit) to measure instead of building it with the proxy
     #[arg(long, value_name = "PATH")]
     pub relay_bin: Option<PathBuf>,
 

@@ -328,7 +328,10 @@ mod tests {
     #[test]
     fn scenarios_are_chosen_by_their_number_in_the_report() {
         for kind in ScenarioKind::ALL {
-            assert_eq!(ScenarioKind::from_number(&kind.number().to_string()), Ok(kind));
+            assert_eq!(
+                ScenarioKind::from_number(&kind.number().to_string()),
+                Ok(kind)
+            );
         }
         assert_eq!(
             ScenarioKind::from_number("6"),

@@ -20,6 +20,11 @@ struct Metadata {
     target_directory: PathBuf,
 }
 
+/// Every release build of the harness selects these packages, as scripts/test.sh does: Cargo resolves
+/// dependency features per selection, so `-p sidecar-proxy` alone after `-p sidecar-bench` would build
+/// about a hundred shared dependencies (tokio, serde, rustls…) a second time with other features.
+pub const RELEASE_SELECTION: [&str; 4] = ["-p", "sidecar-proxy", "-p", "sidecar-bench"];
+
 /// The cargo that runs us (`cargo run` sets CARGO), else the one on PATH.
 fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
@@ -52,28 +57,28 @@ impl Workspace {
         })
     }
 
-    /// `cargo build --release -p sidecar-proxy --locked` and the binary it made.
+    /// The proxy's release binary, built with [`RELEASE_SELECTION`].
     pub fn build_proxy(&self) -> anyhow::Result<PathBuf> {
-        self.build_release(&["-p", "sidecar-proxy"], "sidecar-proxy")
+        self.build_release("sidecar-proxy")
     }
 
-    /// `cargo build --release -p sidecar-bench --bin minimal-relay --locked`: the relay limit, built
-    /// with the same profile as the proxy it is measured next to.
+    /// The minimal relay (the relay limit), built with [`RELEASE_SELECTION`]: the same profile as the
+    /// proxy it is measured next to.
     pub fn build_minimal_relay(&self) -> anyhow::Result<PathBuf> {
-        self.build_release(
-            &["-p", "sidecar-bench", "--bin", "minimal-relay"],
-            "minimal-relay",
-        )
+        self.build_release("minimal-relay")
     }
 
-    /// `cargo build --release <selection> --locked`, and `binary` from the release directory.
-    fn build_release(&self, selection: &[&str], binary: &str) -> anyhow::Result<PathBuf> {
-        let shown = format!("cargo build --release {} --locked", selection.join(" "));
+    /// `cargo build --release <RELEASE_SELECTION> --locked`, and `binary` from the release directory.
+    fn build_release(&self, binary: &str) -> anyhow::Result<PathBuf> {
+        let shown = format!(
+            "cargo build --release {} --locked",
+            RELEASE_SELECTION.join(" ")
+        );
         eprintln!("sidecar-bench: {shown}");
         let status = cargo()
             .current_dir(&self.root)
             .args(["build", "--release"])
-            .args(selection)
+            .args(RELEASE_SELECTION)
             .arg("--locked")
             .status()
             .context("cannot run cargo build")?;

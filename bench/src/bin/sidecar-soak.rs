@@ -22,8 +22,8 @@ struct Cli {
     /// Run nothing: redraw the SVG charts in DIR from DIR/samples.csv.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["duration", "out", "proxy_bin"])]
     replot: Option<PathBuf>,
-    /// The sidecar-proxy binary to soak; by default `cargo build --release -p sidecar-proxy --locked`
-    /// builds it (honouring CARGO_TARGET_DIR).
+    /// The sidecar-proxy binary to soak; by default `cargo build --release -p sidecar-proxy -p
+    /// sidecar-bench --locked` builds it (honouring CARGO_TARGET_DIR).
     #[arg(long)]
     proxy_bin: Option<PathBuf>,
     /// Interval between samples of each sidecar.

@@ -23,6 +23,9 @@ use crate::soak::sampler::get_text;
 /// How long the publisher may take to catch up after the load stops.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(20);
+/// How long the counters must agree, with nothing new spooled, before the sink counts as drained: five
+/// of the publisher's 100 ms polls.
+const SETTLE: Duration = Duration::from_millis(500);
 /// The sidecar's publisher thread (proxy/src/capture/nats/mod.rs names it).
 const PUBLISHER_THREAD: &str = "capture-nats";
 /// /proc's clock ticks per second (USER_HZ, 100 on every Linux architecture).
@@ -69,13 +72,25 @@ async fn scrape(admin_port: u16) -> anyhow::Result<SinkCounters> {
     Ok(SinkCounters::parse(&text))
 }
 
-/// Waits until JetStream has acknowledged every record spooled; the counters then, or why not.
+/// Waits until JetStream has acknowledged every record spooled, and the spool has taken nothing new for
+/// [`SETTLE`]: the last exchanges' records may still be on their way to the spool (the capture writer
+/// batches) when the counters first agree. The counters then, or why not.
 async fn until_drained(admin_port: u16) -> anyhow::Result<Result<SinkCounters, Invalid>> {
     let deadline = Instant::now() + DRAIN_LIMIT;
+    let mut agreed_since: Option<(f64, Instant)> = None;
     loop {
         let counters = scrape(admin_port).await?;
         if counters.drained() {
-            return Ok(Ok(counters));
+            match agreed_since {
+                Some((spooled, since)) if spooled == counters.spooled => {
+                    if since.elapsed() >= SETTLE {
+                        return Ok(Ok(counters));
+                    }
+                }
+                _ => agreed_since = Some((counters.spooled, Instant::now())),
+            }
+        } else {
+            agreed_since = None;
         }
         if Instant::now() >= deadline {
             return Ok(Err(Invalid(format!(
