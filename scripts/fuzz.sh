@@ -68,23 +68,26 @@ echo "built in $((SECONDS - build_start)) s"
 # Scratch corpora go; findings of earlier runs stay (only this run's are reported); logs are per run.
 rm -rf "$work/corpus"
 mkdir -p "$work/corpus" "$work/artifacts" "$work/logs"
-summary=()
-failed=()
-for target in "${targets[@]}"; do
-    corpus="$work/corpus/$target"
-    artifacts="$work/artifacts/$target"
-    log="$work/logs/$target.log"
+# Targets run side by side, one per core (FUZZ_JOBS to change): each is one libFuzzer process on one core,
+# so on 2 cores the run takes half the wall time. Each writes its summary line and status next to its log.
+fuzz_one() {
+    local target=$1
+    rm -f "$work/logs/$target.summary" "$work/logs/$target.status"
+    local corpus="$work/corpus/$target"
+    local artifacts="$work/artifacts/$target"
+    local log="$work/logs/$target.log"
     if [[ -n "${FUZZ_KEEP_CORPUS:-}" ]]; then
         corpus="$FUZZ_KEEP_CORPUS/$target"
     fi
     mkdir -p "$corpus" "$artifacts"
     cp -n fuzz/corpus/"$target"/* "$corpus"/
     touch "$work/logs/$target.start"
-    limits=(-max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1)
+    local limits=(-max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1)
     [[ -n "${FUZZ_RUNS:-}" ]] && limits+=(-runs="$FUZZ_RUNS")
     echo "==> $target: ${seconds} s"
-    status=0
+    local status=0
     "$binaries/$target" "${limits[@]}" -artifact_prefix="$artifacts/" "$corpus" >"$log" 2>&1 || status=$?
+    local executions rate units result
     executions="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)"
     rate="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)"
     units="$(find "$corpus" -type f | wc -l)"
@@ -92,13 +95,30 @@ for target in "${targets[@]}"; do
         result=ok
     else
         result="FAILED (exit $status)"
-        failed+=("$target")
         # The finding: libFuzzer's report (the panic and its input) and how to replay it.
         grep -E "panicked at|^==[0-9]+==|SUMMARY|Test unit written|^Base64" "$log" | head -20 >&2 || true
         find "$artifacts" -type f -newer "$work/logs/$target.start" |
             while read -r artifact; do echo "replay: $binaries/$target $artifact" >&2; done
     fi
-    summary+=("$(printf '%-20s %12s execs %8s/s %6s corpus  %s' "$target" "${executions:-?}" "${rate:-?}" "$units" "$result")")
+    printf '%-20s %12s execs %8s/s %6s corpus  %s\n' "$target" "${executions:-?}" "${rate:-?}" "$units" "$result" \
+        >"$work/logs/$target.summary"
+    echo "$status" >"$work/logs/$target.status"
+}
+
+jobs_at_once="${FUZZ_JOBS:-$(nproc)}"
+for target in "${targets[@]}"; do
+    while (($(jobs -rp | wc -l) >= jobs_at_once)); do
+        wait -n || true
+    done
+    fuzz_one "$target" &
+done
+wait
+
+summary=()
+failed=()
+for target in "${targets[@]}"; do
+    summary+=("$(cat "$work/logs/$target.summary" 2>/dev/null || echo "$target: no result (see $work/logs/$target.log)")")
+    [[ "$(cat "$work/logs/$target.status" 2>/dev/null)" == 0 ]] || failed+=("$target")
 done
 
 echo

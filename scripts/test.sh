@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-log() { printf '\n==> %s\n' "$*"; }
+# Each step says when it began (seconds since the start), so a slow CI run shows which step took the time.
+log() { printf '\n==> [%s s] %s\n' "$SECONDS" "$*"; }
 
 need_packages=()
 command -v curl >/dev/null 2>&1 || need_packages+=(curl)
@@ -144,4 +145,5 @@ cargo test --workspace --locked --test injected_pods -- --test-threads 4 || matr
 cargo build --quiet --locked --bin conformance-matrix
 "${CARGO_TARGET_DIR:-target}/debug/conformance-matrix" || matrix_status=1
 disk
+log "done in $SECONDS s"
 exit "$matrix_status"

@@ -46,7 +46,7 @@ pub static HEAD_TOO_LARGE: PeerWarning =
 pub static MALFORMED_REQUEST: PeerWarning = PeerWarning::new("malformed HTTP requests refused");
 /// Mock mode in transparent mode: a redirected connection that is not HTTP, closed.
 pub static NOT_HTTP_UNDER_MOCK: PeerWarning = PeerWarning::new(
-    "mock mode: closing redirected connections that are not HTTP (--mock-unmatched passthrough sends them to their destination)",
+    "mock mode: closing redirected connections and CONNECT tunnels that carry neither HTTP nor HTTPS tls-out decrypts (--mock-unmatched passthrough sends them to their destination)",
 );
 /// A SOCKS listener's client that sent something else, or a SOCKS handshake that failed.
 pub static SOCKS_HANDSHAKE_FAILED: PeerWarning =

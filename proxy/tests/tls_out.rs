@@ -13,6 +13,7 @@ use rstest::rstest;
 use rustls::pki_types::ServerName;
 use sidecar_proxy::capture::record::{Detail, Record};
 use sidecar_proxy::config::{ProxyType, RawSettings, Setting, Source, TlsOutSettings};
+use sidecar_proxy::mock::{MatchRules, Mock, Unmatched};
 use sidecar_proxy::tls_out::TlsInterceptor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -40,6 +41,8 @@ struct Setup {
     exclude: &'static str,
     /// Whether the sidecar is told to trust the upstream's CA (else upstream verification fails).
     trust_upstream: bool,
+    /// Mock mode: the capture the sidecar answers from (`--mock`).
+    mock: Option<PathBuf>,
 }
 
 impl Default for Setup {
@@ -48,6 +51,7 @@ impl Default for Setup {
             protocol: "http",
             exclude: "",
             trust_upstream: true,
+            mock: None,
         }
     }
 }
@@ -73,6 +77,11 @@ async fn sidecar(setup: Setup) -> Fixture {
         )
         .expect("tls-out starts");
         services.tls_out = Some(Arc::new(interceptor));
+        if let Some(path) = &setup.mock {
+            let (mock, _) = Mock::load(path, false, Unmatched::BadGateway, MatchRules::default())
+                .expect("the mock capture loads");
+            services.mock = Some(Arc::new(mock));
+        }
     })
     .await;
     Fixture {
@@ -180,6 +189,90 @@ async fn connect_tunnels_are_decrypted_and_recorded(
         String::from_utf8_lossy(&response.body.base64),
         reply.body,
         "the record holds the decrypted response"
+    );
+}
+
+/// Mock mode behind HTTPS_PROXY: the app's HTTPS through a CONNECT tunnel is decrypted with the capture
+/// CA and answered from the recording without contacting the upstream; a call nothing matches gets the
+/// 502 naming the nearest recorded one; a tunnel that carries neither HTTP nor TLS is closed, its refusal
+/// recorded.
+#[tokio::test]
+async fn under_mock_https_through_a_connect_tunnel_is_answered_from_the_recording() {
+    let recording = sidecar(Setup::default()).await;
+    let upstream = recording.upstream(&["localhost"], &[HTTP11]).await;
+    let target = format!("localhost:{}", upstream.port());
+    let recorded = recording
+        .via_connect(&target, dns("localhost"), &[HTTP11], Some(b"hello"))
+        .await
+        .expect("recorded through the real upstream");
+    let (records, _) = recording.records().await;
+    let recorded_uid = only_exchange(&records).uid.clone();
+    let capture = temp_path("recorded.jsonl");
+    let lines: Vec<String> = records
+        .iter()
+        .map(|record| serde_json::to_string(record).unwrap())
+        .collect();
+    std::fs::write(&capture, lines.join("\n") + "\n").unwrap();
+
+    let mocked = sidecar(Setup {
+        mock: Some(capture.clone()),
+        ..Setup::default()
+    })
+    .await;
+    let answered = mocked
+        .via_connect(&target, dns("localhost"), &[HTTP11], Some(b"hello"))
+        .await
+        .expect("the mock's leaf is of the capture CA the client trusts");
+    assert_eq!(answered.status, 200);
+    assert_eq!(answered.body, recorded.body, "the recorded answer");
+    let missed = mocked
+        .via_connect(&target, dns("localhost"), &[HTTP11], None)
+        .await
+        .expect("an unmatched call is answered too");
+    assert_eq!(missed.status, 502);
+    assert!(missed.body.contains("nearest"), "{}", missed.body);
+    let mut not_tls = connect_tunnel(mocked.proxy.outbound(), &target).await;
+    not_tls.write_all(b"PING\r\n\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), not_tls.read_to_end(&mut rest)).await;
+    assert!(rest.is_empty(), "closed without an answer: {rest:?}");
+
+    let (records, _) = mocked.records().await;
+    let _ = std::fs::remove_file(&capture);
+    let answers: Vec<_> = records
+        .iter()
+        .filter_map(|record| match &record.detail {
+            Detail::Http(exchange) => Some((record, exchange)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers.len(), 2, "{records:#?}");
+    for (record, _) in &answers {
+        assert_eq!(record.transport, "connect");
+        assert_eq!(record.target, target);
+    }
+    let hit = answers[0].1.mock.as_ref().expect("marked as the mock's");
+    assert!(hit.matched);
+    assert_eq!(hit.served_from.as_deref(), Some(recorded_uid.as_str()));
+    let miss = answers[1].1.mock.as_ref().expect("marked as the mock's");
+    assert!(!miss.matched);
+    assert_eq!(miss.nearest.as_deref(), Some(recorded_uid.as_str()));
+    let refused: Vec<_> = records
+        .iter()
+        .filter_map(|record| match &record.detail {
+            Detail::Stream(stream) => Some(stream),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused.len(), 1, "{records:#?}");
+    assert_eq!(refused[0].end, "refused");
+    assert!(
+        refused[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("mock mode answers HTTP only")),
+        "{:?}",
+        refused[0].error
     );
 }
 

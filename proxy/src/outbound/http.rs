@@ -15,12 +15,14 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use crate::capture::Route;
 use crate::connection::Connection;
 use crate::http::body::{empty, text_response, ProxyBody};
+use crate::http::connection::ServeOptions;
 use crate::http::delivery::{Delivery, Failure};
 use crate::http::exchange::{
     broken_request_body, failure_reason, failure_status, finish_response, refused_framing,
@@ -35,9 +37,11 @@ use crate::io::{BudgetedIo, MeteredIo, PrefixedIo};
 use crate::log_escape::Escaped;
 use crate::mock::Mock;
 use crate::net::{dial, keepalive, DialFailure, Target};
+use crate::options::RuntimeOptions;
 use crate::relay::{proxy_stream, StreamJob};
 
 mod mocked;
+mod mocked_tunnel;
 mod redirected;
 use mocked::{answer_from_mock, MockOutcome};
 pub use redirected::serve_redirected;
@@ -50,16 +54,16 @@ pub struct ForwardHttp {
     upstream_timeout: Duration,
     /// Mock mode: requests are answered from a capture (see [`crate::mock`]).
     mock: Option<Arc<Mock>>,
+    /// How the HTTP inside a CONNECT tunnel is served in mock mode ([`mocked_tunnel`]).
+    tunnel_serving: ServeOptions,
 }
 
 impl ForwardHttp {
-    /// A forward proxy: connections open within `connect_timeout`, and an upstream has
-    /// `upstream_timeout` to begin each response once the request reached it.
-    pub fn new(
-        connect_timeout: Duration,
-        upstream_timeout: Duration,
-        mock: Option<Arc<Mock>>,
-    ) -> Self {
+    /// A forward proxy: connections open within `--connect-timeout`, and an upstream has
+    /// `--upstream-timeout` to begin each response once the request reached it.
+    pub fn new(options: &RuntimeOptions, mock: Option<Arc<Mock>>) -> Self {
+        let connect_timeout = options.connect_timeout;
+        let upstream_timeout = options.upstream_timeout;
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
@@ -84,6 +88,11 @@ impl ForwardHttp {
             connect_timeout,
             upstream_timeout,
             mock,
+            tunnel_serving: ServeOptions {
+                handshake_timeout: options.handshake_timeout,
+                accept_h2: true,
+                max_request_head: options.max_request_head,
+            },
         }
     }
 
@@ -99,9 +108,15 @@ impl ForwardHttp {
         self: Arc<Self>,
         request: Request<Incoming>,
         tasks: TaskTracker,
+        shutdown: CancellationToken,
         context: Connection,
     ) -> Result<Response<ProxyBody>, Infallible> {
         if request.method() == Method::CONNECT {
+            if self.mock.is_some() {
+                return Ok(mocked_tunnel::grant(
+                    self, request, tasks, shutdown, context,
+                ));
+            }
             return Ok(self.tunnel(request, tasks, context).await);
         }
         let uri = request.uri();
@@ -130,8 +145,30 @@ impl ForwardHttp {
     /// the mock lets pass goes to `destination`, where the app was sending it.
     pub async fn handle_redirected(
         self: Arc<Self>,
-        mut request: Request<Incoming>,
+        request: Request<Incoming>,
         destination: SocketAddr,
+        scheme: Scheme,
+        tasks: TaskTracker,
+        context: Connection,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        self.handle_arrived(
+            request,
+            Arrival::Redirected(destination),
+            scheme,
+            tasks,
+            context,
+        )
+        .await
+    }
+
+    /// A request that reached the mock inside a connection rather than as a proxy request: redirected
+    /// by iptables (transparent mode) or sent through a CONNECT tunnel the mock granted. It is answered
+    /// as an absolute-form request for the URL the app meant: its Host (`:authority` on HTTP/2), else
+    /// where the connection was going.
+    async fn handle_arrived(
+        self: Arc<Self>,
+        mut request: Request<Incoming>,
+        arrival: Arrival,
         scheme: Scheme,
         tasks: TaskTracker,
         context: Connection,
@@ -144,9 +181,10 @@ impl ForwardHttp {
                 .and_then(|host| host.to_str().ok())
                 .and_then(|host| host.parse::<Authority>().ok())
         });
+        let destination = arrival.destination();
         let authority = match named {
             Some(authority) => authority,
-            None => match destination.to_string().parse::<Authority>() {
+            None => match destination.parse::<Authority>() {
                 Ok(authority) => authority,
                 Err(_) => {
                     return Ok(refuse(
@@ -158,11 +196,11 @@ impl ForwardHttp {
             },
         };
         if request.method() == Method::CONNECT {
-            return Ok(refuse(
-                request,
-                &context,
-                "sidecar: CONNECT was redirected here by iptables; the app is not using a proxy, so there is no tunnel to open".to_owned(),
-            ));
+            let why = match arrival {
+                Arrival::Tunnelled(_) => "sidecar: CONNECT inside a CONNECT tunnel is not served in mock mode",
+                _ => "sidecar: CONNECT was redirected here by iptables; the app is not using a proxy, so there is no tunnel to open",
+            };
+            return Ok(refuse(request, &context, why.to_owned()));
         }
         let path = request
             .uri()
@@ -184,7 +222,6 @@ impl ForwardHttp {
                 ))
             }
         }
-        let arrival = Arrival::Redirected(destination);
         Ok(self
             .forward(request, authority, arrival, tasks, context)
             .await)
@@ -228,10 +265,10 @@ impl ForwardHttp {
             parts.headers.insert(header::HOST, host);
         }
         let decrypted = parts.uri.scheme() == Some(&Scheme::HTTPS);
-        if let (Arrival::Redirected(destination), false) = (arrival, decrypted) {
-            // The pooled client dials the URI's authority: where iptables found the app sending it. The
-            // Host header set above still names what the app asked for.
-            if let Ok(uri) = redirected_uri(&parts.uri, destination) {
+        if !decrypted && !matches!(arrival, Arrival::Proxied) {
+            // The pooled client dials the URI's authority: where iptables found the app sending it, or
+            // the tunnel's target. The Host header set above still names what the app asked for.
+            if let Ok(uri) = redirected_uri(&parts.uri, &arrival.destination()) {
                 parts.uri = uri;
             }
         }
@@ -395,41 +432,54 @@ pub fn connect_target(uri: &Uri) -> Option<Target> {
 }
 
 /// How a request reached the forward handler, for its record and its delivery.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Arrival {
     /// Sent to the proxy port by a client that uses the proxy (HTTP_PROXY).
     Proxied,
     /// Redirected by iptables on its way to this address (transparent mode with a mock).
     Redirected(SocketAddr),
+    /// Sent through a CONNECT tunnel to this target that the mock granted (HTTPS_PROXY, mock mode).
+    Tunnelled(Target),
 }
 
 impl Arrival {
     /// The record's `transport`.
-    fn transport(self) -> &'static str {
+    fn transport(&self) -> &'static str {
         match self {
             Arrival::Proxied => "http",
             Arrival::Redirected(_) => crate::transparent::TRANSPORT,
+            Arrival::Tunnelled(_) => "connect",
         }
     }
 
-    /// The record's `target`: where the client was going, as transparent mode's records name it.
-    fn record_target(self, authority: &Authority) -> String {
+    /// The record's `target`: where the client was going, as transparent mode's and CONNECT's records
+    /// name it.
+    fn record_target(&self, authority: &Authority) -> String {
         match self {
             Arrival::Proxied => target_of(authority),
+            Arrival::Redirected(_) | Arrival::Tunnelled(_) => self.destination(),
+        }
+    }
+
+    /// Where the connection the request came in was going (`host:port`).
+    fn destination(&self) -> String {
+        match self {
+            Arrival::Proxied => String::new(),
             Arrival::Redirected(destination) => destination.to_string(),
+            Arrival::Tunnelled(target) => target.to_string(),
         }
     }
 }
 
 /// `uri` with its authority replaced by `destination`.
-fn redirected_uri(uri: &Uri, destination: SocketAddr) -> Result<Uri, http::Error> {
+fn redirected_uri(uri: &Uri, destination: &str) -> Result<Uri, http::Error> {
     let path = uri
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     Uri::builder()
         .scheme(Scheme::HTTP)
-        .authority(destination.to_string())
+        .authority(destination)
         .path_and_query(path)
         .build()
 }

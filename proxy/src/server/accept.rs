@@ -316,15 +316,19 @@ async fn serve_connection<S>(
                 max_request_head: options.max_request_head,
             };
             let for_requests = context.clone();
+            let for_tunnels = shutdown.clone();
             Box::pin(connection::serve(
                 stream,
                 serve_options,
                 shutdown,
                 &context,
                 move |request| {
-                    forward
-                        .clone()
-                        .handle(request, tasks.clone(), for_requests.clone())
+                    forward.clone().handle(
+                        request,
+                        tasks.clone(),
+                        for_tunnels.clone(),
+                        for_requests.clone(),
+                    )
                 },
             ))
             .await

@@ -71,11 +71,9 @@ pub(super) async fn bind_inline(
     }
     if let Some(protocol) = config.outbound() {
         let handler = match protocol {
-            OutboundProtocol::Http => Handler::ForwardHttp(Arc::new(ForwardHttp::new(
-                options.connect_timeout,
-                options.upstream_timeout,
-                mock,
-            ))),
+            OutboundProtocol::Http => {
+                Handler::ForwardHttp(Arc::new(ForwardHttp::new(options, mock)))
+            }
             OutboundProtocol::Socks => Handler::ForwardSocks,
         };
         let socket = bind(options.outbound_listen, "outbound").await?;
@@ -122,13 +120,7 @@ pub(super) async fn bind_transparent(
 ) -> Result<Vec<Listener>, ServerError> {
     let mut listeners = Vec::new();
     // Only the app's own calls are mocked; callers of the app still reach it.
-    let mocked = mock.map(|mock| {
-        Arc::new(ForwardHttp::new(
-            options.connect_timeout,
-            options.upstream_timeout,
-            Some(mock),
-        ))
-    });
+    let mocked = mock.map(|mock| Arc::new(ForwardHttp::new(options, Some(mock))));
     for (address, direction) in [
         (options.inbound_listen, "inbound"),
         (options.outbound_listen, "outbound"),

@@ -14,6 +14,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::uri::Scheme;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -43,23 +44,8 @@ pub async fn serve_redirected<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // No upstream is dialled before the app has spoken: a mocked destination may not exist at all. A
-    // reader that never answers stands in for it, so only the client can decide.
-    let (mut no_upstream, _kept_open) = tokio::io::duplex(1);
-    let mut no_upstream = PrefixedIo::new(Vec::new(), &mut no_upstream);
-    let opened = tokio::time::timeout(
-        options.handshake_timeout,
-        first_bytes(&mut client, &mut no_upstream, DETECT_TIMEOUT),
-    )
-    .await;
-    let first = match opened {
-        Ok(Ok(FirstBytes::Client(bytes))) => bytes,
-        Ok(Ok(_)) => Vec::new(),
-        Ok(Err(e)) => {
-            debug!(error = %e, "redirected connection closed before it said anything");
-            return;
-        }
-        Err(_) => Vec::new(),
+    let Some(first) = app_speaks_first(&mut client, options.handshake_timeout).await else {
+        return;
     };
     let client = PrefixedIo::new(first, client);
     let interceptor = context
@@ -142,5 +128,33 @@ pub async fn serve_redirected<S>(
     NOT_HTTP_UNDER_MOCK.occurred_because(&format_args!("destination {destination}"));
     if let Some(record) = context.record_stream(&route) {
         record.refused(reason);
+    }
+}
+
+/// The app's first bytes on a connection the mock may answer: empty when it said nothing within
+/// `handshake_timeout` (or the detection window), `None` when it closed first.
+pub(super) async fn app_speaks_first<S>(
+    client: &mut S,
+    handshake_timeout: Duration,
+) -> Option<Vec<u8>>
+where
+    S: AsyncRead + Unpin,
+{
+    // No upstream is dialled before the app has spoken: a mocked destination may not exist at all. A
+    // reader that never answers stands in for it, so only the client can decide.
+    let (mut no_upstream, _kept_open) = tokio::io::duplex(1);
+    let mut no_upstream = PrefixedIo::new(Vec::new(), &mut no_upstream);
+    let opened = tokio::time::timeout(
+        handshake_timeout,
+        first_bytes(client, &mut no_upstream, DETECT_TIMEOUT),
+    )
+    .await;
+    match opened {
+        Ok(Ok(FirstBytes::Client(bytes))) => Some(bytes),
+        Ok(Ok(_)) | Err(_) => Some(Vec::new()),
+        Ok(Err(e)) => {
+            debug!(error = %e, "connection closed before it said anything");
+            None
+        }
     }
 }
