@@ -295,6 +295,7 @@ pub fn record_from_input(data: &[u8]) -> Record {
         client: "10.0.0.7:40000".to_owned(),
         target: text(1).unwrap_or_default(),
         delivered_to: (hash & 8 == 0).then(|| "127.0.0.1:8080".to_owned()),
+        caused_by: (hash & 64 == 0).then(|| format!("{:016x}-{}", hash.rotate_left(5), hash / 3)),
         tls: (hash & 16 == 0).then(|| sidecar_proxy::capture::record::TlsSession {
             sni: text(7).filter(|sni| !sni.is_empty()),
             alpn: (hash & 32 == 0).then(|| "h2".to_owned()),

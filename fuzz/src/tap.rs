@@ -64,9 +64,11 @@ pub fn capture_tap(data: &[u8]) {
         body_limit: BODY_LIMIT,
         ..CaptureSettings::default()
     };
+    // Links kept, as in dual and transparent modes, so the tap's traceparent reading is fuzzed too.
     let capture = Capture {
         sink,
         settings: Arc::new(settings),
+        causes: Some(Default::default()),
     };
     let context = Connection::new(
         Some(capture.clone()),

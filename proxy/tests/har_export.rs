@@ -105,6 +105,7 @@ fn record(
         target: target.into(),
         delivered_to: delivered_to.map(Into::into),
         tls: None,
+        caused_by: None,
         start: start.into(),
         duration_ms,
         detail,

@@ -18,7 +18,7 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use super::body_tap::BodyTap;
 use super::record::{self, next_record_id, Detail, Origin, Route};
 use super::settings::{CaptureSettings, REDACTED};
-use super::Capture;
+use super::{Capture, Link};
 
 /// The record of one exchange, built while it streams: the handle the proxy handler holds.
 pub struct HttpCapture {
@@ -34,6 +34,8 @@ struct ExchangeState {
     started: Instant,
     start_time: SystemTime,
     parts: Mutex<Parts>,
+    /// Inbound: in flight until the exchange is recorded; outbound: the request it was made for.
+    link: Link,
 }
 
 #[derive(Default)]
@@ -78,9 +80,17 @@ impl HttpCapture {
             }),
             ..Parts::default()
         };
+        let id = next_record_id();
+        let link = capture.link(id, origin.direction, || {
+            request
+                .headers
+                .get("traceparent")
+                .map(http::HeaderValue::as_bytes)
+        });
         HttpCapture {
             shared: Arc::new(ExchangeState {
-                id: next_record_id(),
+                id,
+                link,
                 capture: capture.clone(),
                 origin,
                 route,
@@ -195,9 +205,10 @@ impl ExchangeState {
             mock: parts.mock,
         });
         let started = (self.start_time, self.started.elapsed());
-        let record = self
+        let mut record = self
             .origin
             .record(self.id, self.route.clone(), started, detail);
+        record.caused_by = self.link.caused_by.map(record::record_uid);
         self.capture.sink.submit(record);
     }
 }

@@ -7,6 +7,7 @@
 //! - [`output`]: what the writer hands records to: the file sink ([`file_sink`]) and NATS ([`nats`]).
 
 mod body_tap;
+pub mod causes;
 pub mod content_coding;
 mod file_sink;
 pub mod har;
@@ -23,6 +24,7 @@ pub mod stream;
 use std::sync::Arc;
 
 pub use body_tap::BodyTap;
+pub use causes::{Causes, Link};
 pub use http::{CapturingBody, HttpCapture};
 pub use jsonl_file::Rotation;
 pub(crate) use record::next_record_id;
@@ -36,4 +38,21 @@ pub use stream::{StreamCapture, StreamEnd, StreamTap, TappedIo};
 pub struct Capture {
     pub sink: CaptureSink,
     pub settings: Arc<CaptureSettings>,
+    /// Dual and transparent modes: the inbound requests in flight, which outbound calls are linked to.
+    pub causes: Option<Arc<Causes>>,
+}
+
+impl Capture {
+    /// The link of exchange `id`, beginning in `direction` (`traceparent` read only when links are kept).
+    pub fn link<'a>(
+        &self,
+        id: u64,
+        direction: &str,
+        traceparent: impl FnOnce() -> Option<&'a [u8]>,
+    ) -> Link {
+        match &self.causes {
+            Some(causes) => causes.link(id, direction == "inbound", traceparent()),
+            None => Link::default(),
+        }
+    }
 }

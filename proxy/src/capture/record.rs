@@ -52,6 +52,11 @@ pub struct Record {
     /// Present when the sidecar terminated the client's TLS (tls-out) and recorded what was inside.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSession>,
+    /// Outbound, in dual and transparent modes: the `uid` of the inbound request the app was serving when
+    /// it made this call (by W3C `traceparent`, else the only inbound request in flight; see
+    /// [`crate::capture::causes`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caused_by: Option<String>,
     /// RFC 3339, UTC, microseconds.
     pub start: String,
     pub duration_ms: f64,
@@ -103,6 +108,7 @@ impl Origin {
             target: route.target,
             delivered_to: route.delivered_to,
             tls: route.tls,
+            caused_by: None,
             start: humantime::format_rfc3339_micros(started.0).to_string(),
             duration_ms: started.1.as_secs_f64() * 1000.0,
             detail,
@@ -382,6 +388,7 @@ mod tests {
                 version: "TLSv1.3".into(),
                 upstream_version: "TLSv1.2".into(),
             }),
+            caused_by: Some(record_uid(5)),
             start: "2026-11-26T10:00:00.000000Z".into(),
             duration_ms: 1.5,
             detail: Detail::Http(HttpExchange {

@@ -347,6 +347,7 @@ mod tests {
             target: "api.test:80".into(),
             delivered_to: None,
             tls: None,
+            caused_by: None,
             start: format!("2026-12-07T00:00:{id:02}.000000Z"),
             duration_ms: 1.0,
             detail: Detail::Http(HttpExchange {

@@ -141,9 +141,12 @@ impl Server {
         let stop_accepting = CancellationToken::new();
         let accepted = Arc::new(drain::Accepted::default());
         let options = Arc::new(self.options);
+        // Outbound calls are linked to the inbound requests they were made for where the sidecar sees both.
+        let sees_both = matches!(self.proxy_type, "dual" | "transparent");
         let capture = self.services.capture.is_enabled().then(|| Capture {
             sink: self.services.capture.clone(),
             settings: self.services.capture_settings.clone(),
+            causes: sees_both.then(Default::default),
         });
         let shared = Arc::new(Shared {
             options: options.clone(),

@@ -42,6 +42,8 @@ pub struct RawMessage {
 
 pub struct RawExchange {
     pub id: u64,
+    /// The inbound request (its record id) this outbound call was made for.
+    pub caused_by: Option<u64>,
     pub origin: Arc<TapOrigin>,
     pub start: SystemTime,
     pub duration: Duration,
@@ -91,6 +93,7 @@ impl BuildRecord for RawExchange {
     fn build(self: Box<Self>) -> Option<Record> {
         let RawExchange {
             id,
+            caused_by,
             origin,
             start,
             duration,
@@ -108,7 +111,9 @@ impl BuildRecord for RawExchange {
             upgraded,
             mock: None,
         });
-        Some(origin.record(id, start, duration, detail))
+        let mut record = origin.record(id, start, duration, detail);
+        record.caused_by = caused_by.map(crate::capture::record::record_uid);
+        Some(record)
     }
 }
 

@@ -6,13 +6,14 @@ use std::time::{Instant, SystemTime};
 
 use super::exchange::{RawExchange, RawHead, RawMessage, TapOrigin};
 use crate::capture::probes::{is_probe_direction, is_probe_h2_fields, is_probe_http1_head};
-use crate::capture::{BodyTap, Capture, CaptureSink};
+use crate::capture::{BodyTap, Capture, CaptureSink, Link};
 use crate::connection::Connection;
 use crate::metrics::{DirectionLabels, Metrics};
 
 pub struct Recorder {
     origin: Arc<TapOrigin>,
     sink: CaptureSink,
+    capture: Capture,
     metrics: Arc<Metrics>,
     direction: &'static str,
     body_limit: usize,
@@ -23,11 +24,13 @@ pub struct Recorder {
     pub max_request_head: usize,
 }
 
-/// When an exchange began: the monotonic clock for its duration, the wall clock for its record.
+/// When an exchange began: the monotonic clock for its duration, the wall clock for its record; and its
+/// link to the inbound request it was made for, or, inbound, its place among the requests in flight.
 pub struct Started {
     pub id: u64,
     at: Instant,
     wall: SystemTime,
+    link: Link,
 }
 
 impl Recorder {
@@ -35,6 +38,7 @@ impl Recorder {
         Recorder {
             origin,
             sink: capture.sink.clone(),
+            capture: capture.clone(),
             metrics: context.metrics.clone(),
             direction: context.direction,
             body_limit: capture.settings.body_limit,
@@ -48,11 +52,14 @@ impl Recorder {
         self.origin = origin;
     }
 
-    pub fn start(&self) -> Started {
+    /// An exchange begins; `traceparent` is asked for only where outbound calls are linked.
+    pub fn start<'a>(&self, traceparent: impl FnOnce() -> Option<&'a [u8]>) -> Started {
+        let id = crate::capture::next_record_id();
         Started {
-            id: crate::capture::next_record_id(),
+            id,
             at: Instant::now(),
             wall: SystemTime::now(),
+            link: self.capture.link(id, self.direction, traceparent),
         }
     }
 
@@ -87,6 +94,7 @@ impl Recorder {
         }
         self.sink.submit_to_build(Box::new(RawExchange {
             id: started.id,
+            caused_by: started.link.caused_by,
             origin: self.origin.clone(),
             start: started.wall,
             duration,

@@ -16,6 +16,7 @@
 //! - [`drain`]: after SIGTERM, a client that keeps sending loses nothing, and all of it is recorded.
 //! - [`destinations`]: stdout, `off` and rotation (the real binary).
 //! - [`inside_streams`]: HTTP/2 with prior knowledge and TLS inside CONNECT, SOCKS and tcp relays.
+//! - [`links`]: dual mode links each outbound call to the inbound request it was made for.
 //!
 //! This file holds what they share: the request as sent, the record that must follow from it, and the
 //! ways a client reaches the app through the sidecar.
@@ -28,6 +29,7 @@ mod drain;
 mod drop_path;
 mod http_records;
 mod inside_streams;
+mod links;
 mod probes;
 mod redaction;
 mod sigterm;

@@ -37,6 +37,7 @@ pub(super) fn http_record(id: u64, start: &str, exchange: HttpExchange) -> Recor
         target: "api.test:80".into(),
         delivered_to: None,
         tls: None,
+        caused_by: None,
         start: start.into(),
         duration_ms: 12.5,
         detail: Detail::Http(exchange),

@@ -214,7 +214,12 @@ impl H2Tracker {
                         return;
                     }
                     let exchange = Exchange {
-                        started: self.recorder.start(),
+                        started: self.recorder.start(|| {
+                            fields
+                                .iter()
+                                .find(|(name, _)| name.as_ref() == b"traceparent")
+                                .map(|(_, value)| value.as_ref())
+                        }),
                         request: Side {
                             fields,
                             body: self.recorder.body_tap(),

@@ -171,7 +171,9 @@ impl Http1Tracker {
             self.requests.expect(info.framing);
         }
         self.in_flight.push_back(Exchange {
-            started: self.recorder.start(),
+            started: self
+                .recorder
+                .start(|| crate::capture::causes::traceparent_in_head(&head)),
             method: info.method,
             upgrade: info.upgrade,
             request: Part::new(head, self.recorder.body_tap()),

@@ -1,0 +1,256 @@
+//! Dual mode links each outbound call to the inbound request the app made it for (`caused_by`): by the
+//! W3C `traceparent` the call carries, else to the only inbound request in flight; concurrent requests
+//! without trace context leave their calls unlinked rather than guessed.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Barrier;
+
+use crate::support::capture::start_capturing_proxy;
+use crate::support::start_app;
+use sidecar_proxy::capture::record::{Detail, Record};
+
+const TRACE_A: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+const TRACE_B: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+/// The app: for each request, one call to the dependency through the sidecar's forward listener
+/// (absolute-form, as HTTP_PROXY clients send it), passing on the request's `traceparent`, and the
+/// dependency's first line as its answer. Requests to `/together` wait for one another first, so two of
+/// them are in flight at once when their calls are made.
+struct App {
+    addr: SocketAddr,
+    proxy: Arc<OnceLock<SocketAddr>>,
+}
+
+async fn start_linking_app(dependency: SocketAddr) -> App {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let proxy: Arc<OnceLock<SocketAddr>> = Arc::default();
+    let barrier = Arc::new(Barrier::new(2));
+    let for_app = proxy.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let proxy = for_app.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let proxy = *proxy.get().expect("the test sets the proxy first");
+                    let barrier = barrier.clone();
+                    async move {
+                        if request.uri().path() == "/together" {
+                            barrier.wait().await;
+                        }
+                        let trace = request.headers().get("traceparent").cloned();
+                        let line =
+                            call_dependency(proxy, dependency, request.uri().path(), trace).await;
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
+                            line,
+                        ))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    App { addr, proxy }
+}
+
+/// `GET http://DEPENDENCY/called-for<path>` through the forward proxy; the answer's first line.
+async fn call_dependency(
+    proxy: SocketAddr,
+    dependency: SocketAddr,
+    path: &str,
+    trace: Option<http::HeaderValue>,
+) -> String {
+    let stream = TcpStream::connect(proxy).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut request = Request::get(format!("http://{dependency}/called-for{path}"))
+        .header("host", dependency.to_string());
+    if let Some(trace) = trace {
+        request = request.header("traceparent", trace);
+    }
+    let response = sender
+        .send_request(request.body(Empty::<Bytes>::new()).unwrap())
+        .await
+        .unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8_lossy(&body)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// One request to the sidecar's inbound listener, on its own connection.
+async fn call_app(inbound: SocketAddr, path: &str, trace: Option<&str>) -> String {
+    let stream = TcpStream::connect(inbound).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut request = Request::get(path).header("host", "app.test");
+    if let Some(trace) = trace {
+        request = request.header("traceparent", trace);
+    }
+    let response = sender
+        .send_request(request.body(Empty::<Bytes>::new()).unwrap())
+        .await
+        .unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// Each HTTP record's direction, path, uid and `caused_by`.
+fn exchanges(records: &[Record]) -> Vec<(String, String, String, Option<String>)> {
+    records
+        .iter()
+        .filter_map(|record| match &record.detail {
+            Detail::Http(exchange) => {
+                let url = &exchange.request.url;
+                let path = url
+                    .split_once("://")
+                    .and_then(|(_, rest)| rest.find('/').map(|at| rest[at..].to_owned()))
+                    .unwrap_or_else(|| url.clone());
+                Some((
+                    record.direction.clone(),
+                    path,
+                    record.uid.clone(),
+                    record.caused_by.clone(),
+                ))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The uid of the inbound record for `path`, and the `caused_by` of the outbound call made for it.
+fn link_of(
+    seen: &[(String, String, String, Option<String>)],
+    path: &str,
+) -> (String, Option<String>) {
+    let inbound = seen
+        .iter()
+        .find(|(direction, url, ..)| direction == "inbound" && url == path)
+        .unwrap_or_else(|| panic!("an inbound record for {path}: {seen:#?}"));
+    let outbound = seen
+        .iter()
+        .find(|(direction, url, ..)| {
+            direction == "outbound"
+                && *url == format!("/called-for{}", path.split('?').next().unwrap())
+        })
+        .unwrap_or_else(|| panic!("an outbound record for {path}: {seen:#?}"));
+    assert_eq!(inbound.3, None, "an inbound record has no cause");
+    (inbound.2.clone(), outbound.3.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_mode_links_each_outbound_call_to_the_inbound_request_it_was_made_for() {
+    let dependency = start_app().await;
+    let app = start_linking_app(dependency.addr).await;
+    let (proxy, log) = start_capturing_proxy("dual", "http", Some(app.addr), |_| {}).await;
+    app.proxy.set(proxy.outbound()).unwrap();
+
+    // One at a time: each call is linked to the only request in flight.
+    for path in ["/first", "/second"] {
+        let answer = call_app(proxy.inbound(), path, None).await;
+        assert_eq!(answer, format!("GET /called-for{path} HTTP/1.1"));
+    }
+    // Two at once, with trace context: each call is linked by its trace.
+    let (a, b) = tokio::join!(
+        call_app(proxy.inbound(), "/together?traced=a", Some(TRACE_A)),
+        call_app(proxy.inbound(), "/together?traced=b", Some(TRACE_B)),
+    );
+    assert_eq!(
+        (a.as_str(), b.as_str()),
+        (
+            "GET /called-for/together HTTP/1.1",
+            "GET /called-for/together HTTP/1.1"
+        )
+    );
+
+    let records = log.records(proxy).await;
+    let seen = exchanges(&records);
+    for path in ["/first", "/second"] {
+        let (uid, caused_by) = link_of(&seen, path);
+        assert_eq!(
+            caused_by.as_deref(),
+            Some(uid.as_str()),
+            "{path}: {seen:#?}"
+        );
+    }
+    // The two concurrent calls have the same path; tell them apart by their traceparent's record.
+    let traced: Vec<_> = records
+        .iter()
+        .filter_map(|record| match &record.detail {
+            Detail::Http(exchange) => exchange
+                .request
+                .headers
+                .iter()
+                .find(|(name, _)| name == "traceparent")
+                .map(|(_, value)| {
+                    (
+                        record.direction.clone(),
+                        value.clone(),
+                        record.uid.clone(),
+                        record.caused_by.clone(),
+                    )
+                }),
+            _ => None,
+        })
+        .collect();
+    for trace in [TRACE_A, TRACE_B] {
+        let inbound = traced
+            .iter()
+            .find(|(direction, value, ..)| direction == "inbound" && value == trace)
+            .unwrap_or_else(|| panic!("the inbound request with {trace}: {traced:#?}"));
+        let outbound = traced
+            .iter()
+            .find(|(direction, value, ..)| direction == "outbound" && value == trace)
+            .unwrap_or_else(|| panic!("the call with {trace}: {traced:#?}"));
+        assert_eq!(
+            outbound.3.as_deref(),
+            Some(inbound.2.as_str()),
+            "{trace}: {traced:#?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_without_trace_context_leave_their_calls_unlinked() {
+    let dependency = start_app().await;
+    let app = start_linking_app(dependency.addr).await;
+    let (proxy, log) = start_capturing_proxy("dual", "http", Some(app.addr), |_| {}).await;
+    app.proxy.set(proxy.outbound()).unwrap();
+
+    let (a, b) = tokio::join!(
+        call_app(proxy.inbound(), "/together?untraced=a", None),
+        call_app(proxy.inbound(), "/together?untraced=b", None),
+    );
+    assert_eq!(a, b);
+
+    let records = log.records(proxy).await;
+    let seen = exchanges(&records);
+    let outbound: Vec<_> = seen
+        .iter()
+        .filter(|(direction, ..)| direction == "outbound")
+        .collect();
+    assert_eq!(outbound.len(), 2, "{seen:#?}");
+    assert!(
+        outbound.iter().all(|(.., caused_by)| caused_by.is_none()),
+        "two requests were in flight and nothing told them apart: {seen:#?}"
+    );
+}
