@@ -517,7 +517,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
                 tokio::select! {
                     sent = &mut to_app, if !request_relayed => match sent {
                         Ok(()) => request_relayed = true,
-                        Err(why) => break Err(relay::Cut(Some(format!("the request body could not be relayed: {why}")))),
+                        // The app's answer still goes on; the body's end is unknown, so the caller's
+                        // connection closes after it (it was to close anyway: the answer began first).
+                        Err(relay::BodyStopped::ByApp(why)) => {
+                            debug!(reason = %Escaped(&why), "the app answered and stopped reading the request body");
+                            request_relayed = true;
+                        }
+                        Err(relay::BodyStopped::ByCaller(why)) => break Err(relay::Cut(Some(format!("the request body could not be relayed: {why}")))),
                     },
                     relayed = &mut to_caller => break relayed,
                 }

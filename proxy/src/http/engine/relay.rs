@@ -107,8 +107,17 @@ where
     }
 }
 
+/// Why the rest of a request body stopped on its way once the response had begun.
+pub enum BodyStopped {
+    /// The caller broke it (bad framing, or it left before the body's end): the exchange is over.
+    ByCaller(String),
+    /// The app stopped reading it (an early `413` then a close, say): its response still goes on to the
+    /// caller, whose connection then closes.
+    ByApp(String),
+}
+
 /// Relays the rest of the request body from `caller` to `app` (bytes already read wait in `input`),
-/// trailers included. Err says why the body broke: bad framing, or the caller leaving before its end.
+/// trailers included.
 pub async fn request_body<R, W>(
     caller: &mut R,
     app: &mut W,
@@ -116,20 +125,24 @@ pub async fn request_body<R, W>(
     body: &mut BodyFollower,
     request: &Request,
     tap: &SharedTap,
-) -> Result<(), String>
+) -> Result<(), BodyStopped>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     while !body.done() {
-        let step = body.advance(input.bytes())?;
+        let step = body
+            .advance(input.bytes())
+            .map_err(|why| BodyStopped::ByCaller(why.to_owned()))?;
         if step.consumed == 0 {
             match input.read_from(caller).await {
                 Ok(0) => {
-                    return Err("the client closed the connection before the body ended".into())
+                    return Err(BodyStopped::ByCaller(
+                        "the client closed the connection before the body ended".into(),
+                    ))
                 }
                 Ok(_) => continue,
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(BodyStopped::ByCaller(e.to_string())),
             }
         }
         let bytes = &input.bytes()[..step.consumed];
@@ -140,7 +153,9 @@ where
             sent = app.write_all(&trailers).await;
         }
         input.consume(step.consumed);
-        sent.map_err(|e| format!("the app stopped taking the request body: {e}"))?;
+        sent.map_err(|e| {
+            BodyStopped::ByApp(format!("the app stopped taking the request body: {e}"))
+        })?;
     }
     Ok(())
 }
