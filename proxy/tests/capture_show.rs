@@ -265,6 +265,58 @@ fn filters_select_records_and_json_passes_the_lines_through_unchanged() {
     assert!(stdout(&out).contains(r#""added_later":{"anything":[1,2]}"#));
 }
 
+/// `--caused-by UID` keeps the outbound calls linked to that inbound request, and each linked call's
+/// block names the request it was made for.
+#[test]
+fn caused_by_lists_the_calls_one_inbound_request_caused() {
+    let dir = TempDir::new("show-caused-by");
+    let file = dir.0.join("capture.jsonl");
+    let mut inbound = http_record(
+        1,
+        "inbound",
+        "GET",
+        "http://shop.test/checkout",
+        200,
+        &[],
+        b"",
+    );
+    inbound["uid"] = json!("00000000000000aa-1");
+    let mut records = vec![inbound];
+    for (id, cause) in [
+        (2, Some("00000000000000aa-1")),
+        (3, Some("00000000000000bb-9")),
+        (4, None),
+    ] {
+        let mut call = http_record(
+            id,
+            "outbound",
+            "GET",
+            "http://prices.test/price",
+            200,
+            &[],
+            b"",
+        );
+        if let Some(cause) = cause {
+            call["caused_by"] = json!(cause);
+        }
+        records.push(call);
+    }
+    let lines: Vec<String> = records.iter().map(Value::to_string).collect();
+    write_lines(&file, &lines);
+    let path = file.to_str().unwrap();
+
+    let output = capture(&["show", "--caused-by", "00000000000000aa-1", path]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert_eq!(shown_ids(&text), [2], "{text}");
+    assert!(
+        text.contains("made for inbound request 00000000000000aa-1"),
+        "{text}"
+    );
+    let json = capture(&["show", "--json", "--caused-by", "00000000000000bb-9", path]);
+    assert_eq!(stdout(&json), format!("{}\n", lines[2]));
+}
+
 #[test]
 fn bad_filter_values_are_refused_with_what_is_allowed() {
     for (flag, value, allowed) in [

@@ -47,6 +47,8 @@ pub struct RecordFilter {
     pub status: Option<StatusFilter>,
     /// Looked for in the URL, the target, header names and values, the error and the bodies (decoded).
     pub grep: Option<String>,
+    /// The `uid` of the inbound request whose outbound calls are wanted.
+    pub caused_by: Option<String>,
 }
 
 impl RecordFilter {
@@ -74,6 +76,11 @@ impl RecordFilter {
         }
         if let Some(text) = &self.grep {
             if !contains_text(record, text) {
+                return false;
+            }
+        }
+        if let Some(cause) = &self.caused_by {
+            if record.caused_by.as_ref() != Some(cause) {
                 return false;
             }
         }

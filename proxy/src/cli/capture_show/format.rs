@@ -107,6 +107,9 @@ fn http_block(out: &mut String, record: &Record, exchange: &HttpExchange, colour
             colours.paint(ERROR, format!("error: {}", Escaped(error)))
         );
     }
+    if let Some(cause) = &record.caused_by {
+        let _ = writeln!(out, "  made for inbound request {}", Escaped(cause));
+    }
     if let Some(upgraded) = &exchange.upgraded {
         let _ = writeln!(
             out,

@@ -53,6 +53,11 @@ pub struct FilterArgs {
     #[arg(long, value_name = "TEXT")]
     pub grep: Option<String>,
 
+    /// Only the outbound calls the app made for the inbound request UID (its `uid`; dual and transparent
+    /// modes link them)
+    #[arg(long, value_name = "UID")]
+    pub caused_by: Option<String>,
+
     /// Print the matching records as they are in the file, one JSON line each (for jq and scripts)
     #[arg(long)]
     pub json: bool,
@@ -111,6 +116,7 @@ impl Printer {
                 host: filters.host,
                 status: filters.status,
                 grep: filters.grep,
+                caused_by: filters.caused_by,
             },
             json: filters.json,
             colours,
