@@ -10,14 +10,84 @@ use crate::support::nats::NatsServer;
 use crate::support::start_app;
 use crate::{count_by_request, exchanges, metrics_until, nats_metric, sink_args, DEADLINE};
 
-/// How long the server stays dead in the middle of the traffic.
-const OUTAGE: Duration = Duration::from_secs(3);
+/// The outage: the server is killed in the middle of the traffic for this long, then restarted on
+/// the same port and store.
+const OUTAGE: Duration = Duration::from_secs(10);
+/// Exchanges through the sidecar, by this many keep-alive clients.
+const EXCHANGES: usize = 20_000;
+const CLIENTS: usize = 8;
+/// The traffic's pace (all clients together): slow enough that the 10 s outage falls inside it with
+/// traffic before and after, fast enough that the test takes little more than the outage.
+const PACE_PER_SECOND: u64 = 1_500;
+/// The server dies once this many exchanges are done (under 3 s in); 15,000 go by while it is down and
+/// the last 1,000 while the publisher re-sends the backlog.
+const KILL_AFTER: usize = 4_000;
+/// The latency SLO (docs/capture.md, "The spool, and what happens while NATS is away"): from the kill to
+/// the end of the traffic, the 99th percentile of request latency stays within this many times the 99th
+/// percentile before the kill, or [`SLO_FLOOR`], whichever is larger; and no request takes over
+/// [`SLO_MAX`]. A data path that waited on NATS would take seconds (the reconnect, a publish timeout).
+const SLO_P99_FACTOR: u32 = 10;
+const SLO_FLOOR: Duration = Duration::from_millis(100);
+const SLO_MAX: Duration = Duration::from_secs(1);
+
+/// One exchange as a client saw it.
+struct Timed {
+    started: Instant,
+    took: Duration,
+}
+
+/// `CLIENTS` keep-alive clients sending `GET /outage/outage-<n>` (`X-Request-Id: outage-<n>`), together
+/// at [`PACE_PER_SECOND`], each exchange timed. Panics on a failed exchange or a status other than 200.
+async fn paced_exchanges(inbound: std::net::SocketAddr, completed: Arc<AtomicUsize>) -> Vec<Timed> {
+    use crate::support::capture::RawHttp;
+    use tokio::net::TcpStream;
+    const PER_CLIENT: usize = EXCHANGES / CLIENTS;
+    let period = Duration::from_nanos(1_000_000_000 * CLIENTS as u64 / PACE_PER_SECOND);
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let completed = completed.clone();
+            tokio::spawn(async move {
+                let mut conn = RawHttp::new(TcpStream::connect(inbound).await.expect("connect"));
+                let mut ticks = tokio::time::interval(period);
+                // A client that fell behind catches up at once rather than losing exchanges.
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                let mut timed = Vec::with_capacity(PER_CLIENT);
+                for i in 0..PER_CLIENT {
+                    ticks.tick().await;
+                    let id = format!("outage-{}", c * PER_CLIENT + i);
+                    let request = format!(
+                        "GET /outage/{id} HTTP/1.1\r\nHost: app.test\r\nX-Request-Id: {id}\r\n\r\n"
+                    );
+                    let started = Instant::now();
+                    let got = tokio::time::timeout(DEADLINE, conn.exchange(request.as_bytes()))
+                        .await
+                        .unwrap_or_else(|_| panic!("{id} took over {DEADLINE:?}"))
+                        .unwrap_or_else(|e| panic!("{id} failed: {e}"));
+                    let took = started.elapsed();
+                    assert_eq!(got.status, 200, "{id}");
+                    timed.push(Timed { started, took });
+                    completed.fetch_add(1, Ordering::SeqCst);
+                }
+                timed
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(EXCHANGES);
+    for client in clients {
+        all.extend(client.await.expect("no request failed"));
+    }
+    all
+}
+
+/// The 99th percentile of `latencies` (nearest rank).
+fn p99(mut latencies: Vec<Duration>) -> Duration {
+    assert!(!latencies.is_empty());
+    latencies.sort_unstable();
+    latencies[(latencies.len() * 99).div_ceil(100) - 1]
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_killed_mid_traffic_loses_no_record_and_fails_no_request() {
-    const CLIENTS: usize = 8;
-    const PER_CLIENT: usize = 250;
-    const EXCHANGES: usize = CLIENTS * PER_CLIENT;
+async fn a_server_killed_for_10s_amid_20000_exchanges_loses_no_record_and_slows_no_request() {
     let dir = TempDir::new("nats-outage");
     let mut server = NatsServer::start(&dir.0.join("nats")).await;
     let app = start_app().await;
@@ -27,41 +97,73 @@ async fn a_server_killed_mid_traffic_loses_no_record_and_fails_no_request() {
     let sidecar = Sidecar::reverse_http(app.addr, &args, &dir.0).await;
 
     let completed = Arc::new(AtomicUsize::new(0));
-    let traffic = tokio::spawn(exchanges(
-        sidecar.inbound,
-        "outage",
-        CLIENTS,
-        PER_CLIENT,
-        completed.clone(),
-    ));
-    // A quarter of the way in, the server dies; the traffic goes on meanwhile.
+    let traffic = tokio::spawn(paced_exchanges(sidecar.inbound, completed.clone()));
     let deadline = Instant::now() + DEADLINE;
-    while completed.load(Ordering::SeqCst) < EXCHANGES / 4 {
+    while completed.load(Ordering::SeqCst) < KILL_AFTER {
         assert!(Instant::now() < deadline, "the traffic never got going");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     server.kill();
-    let killed_at = completed.load(Ordering::SeqCst);
+    let killed_at = Instant::now();
     tokio::time::sleep(OUTAGE).await;
-    let during = completed.load(Ordering::SeqCst) - killed_at;
+    let done_at_restart = completed.load(Ordering::SeqCst);
     server.restart().await;
-    let done = tokio::time::timeout(DEADLINE, traffic)
+    let timed = tokio::time::timeout(DEADLINE, traffic)
         .await
         .expect("the traffic ends")
         .expect("no request failed");
-    assert_eq!(done, EXCHANGES);
+    assert_eq!(timed.len(), EXCHANGES);
     assert!(
-        during > 0,
-        "no exchange completed while NATS was down: traffic waited on it"
+        done_at_restart < EXCHANGES,
+        "the traffic ended before NATS came back: the outage was not in the middle of it"
+    );
+
+    // The SLO: requests after the kill (the outage, then the publisher re-sending the backlog) are not
+    // slowed past it.
+    let (before, after): (Vec<&Timed>, Vec<&Timed>) =
+        timed.iter().partition(|t| t.started + t.took < killed_at);
+    let before_p99 = p99(before.iter().map(|t| t.took).collect());
+    let after: Vec<&Timed> = after
+        .into_iter()
+        .filter(|t| t.started >= killed_at)
+        .collect();
+    let after_p99 = p99(after.iter().map(|t| t.took).collect());
+    let after_max = after.iter().map(|t| t.took).max().unwrap();
+    let bound = (before_p99 * SLO_P99_FACTOR).max(SLO_FLOOR);
+    assert!(
+        before.len() >= KILL_AFTER && after.len() >= EXCHANGES / 2,
+        "{} exchanges before the kill, {} after",
+        before.len(),
+        after.len()
+    );
+    assert!(
+        after_p99 <= bound,
+        "p99 latency from the kill on {after_p99:?}, over {bound:?} (p99 before the kill {before_p99:?})"
+    );
+    assert!(
+        after_max <= SLO_MAX,
+        "a request from the kill on took {after_max:?}, over {SLO_MAX:?}"
+    );
+    eprintln!(
+        "{} exchanges before the kill: p99 {before_p99:?}; {} after: p99 {after_p99:?}, max {after_max:?}",
+        before.len(),
+        after.len()
     );
 
     let exposition = metrics_until(sidecar.admin, |m| {
         let spooled = nats_metric(m, "spooled");
-        spooled >= EXCHANGES as f64 && nats_metric(m, "acknowledged") == spooled
+        spooled >= EXCHANGES as f64
+            && nats_metric(m, "acknowledged") == spooled
+            && nats_metric(m, "lag_records") == 0.0
     })
     .await;
     assert_eq!(nats_metric(&exposition, "dropped"), 0.0);
-    let stored = server.messages().await;
+    assert!(
+        nats_metric(&exposition, "resent") + nats_metric(&exposition, "published")
+            >= EXCHANGES as f64
+    );
+    // Counted by id at a JetStream consumer: every exchange exactly once.
+    let stored = server.consumed().await;
     let counts = count_by_request(&stored, "outage-");
     let missing: Vec<String> = (0..EXCHANGES)
         .map(|n| format!("outage-{n}"))
@@ -69,12 +171,33 @@ async fn a_server_killed_mid_traffic_loses_no_record_and_fails_no_request() {
         .collect();
     assert!(
         missing.is_empty(),
-        "{} records missing: {missing:?}",
-        missing.len()
+        "{} records missing: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)]
     );
     let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(repeated.is_empty(), "records stored twice: {repeated:?}");
+    assert!(
+        repeated.is_empty(),
+        "{} records stored twice: {:?}",
+        repeated.len(),
+        &repeated[..repeated.len().min(20)]
+    );
     assert_eq!(counts.len(), EXCHANGES);
+    // And the stream holds nothing else but the readiness probe's connection records.
+    let others = stored.len() - EXCHANGES;
+    assert!(
+        stored
+            .iter()
+            .filter(|m| !matches!(
+                m.record.detail,
+                sidecar_proxy::capture::record::Detail::Http(_)
+            ))
+            .count()
+            == others,
+        "the stream holds {} messages for {EXCHANGES} exchanges",
+        stored.len()
+    );
+    assert_eq!(server.count().await, stored.len() as u64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -186,6 +186,53 @@ impl NatsServer {
         stored
     }
 
+    /// Every message in the capture stream as a JetStream consumer receives it (an ephemeral pull
+    /// consumer from the start, fetching in batches): the way a reader of the stream counts records.
+    pub async fn consumed(&self) -> Vec<Stored> {
+        use async_nats::jetstream::consumer::{pull, AckPolicy};
+        use futures_util::StreamExt;
+        let stream = self.try_capture_stream().await.expect("the capture stream");
+        let mut consumer = stream
+            .create_consumer(pull::Config {
+                ack_policy: AckPolicy::None,
+                inactive_threshold: Duration::from_secs(60),
+                ..Default::default()
+            })
+            .await
+            .expect("a consumer");
+        let mut stored = Vec::new();
+        loop {
+            let batch = consumer
+                .fetch()
+                .max_messages(1000)
+                .expires(Duration::from_millis(500))
+                .messages()
+                .await
+                .expect("fetch");
+            let mut batch = std::pin::pin!(batch);
+            let mut received = 0;
+            while let Some(message) = batch.next().await {
+                let message = message.expect("a message");
+                received += 1;
+                let record: Record = serde_json::from_slice(&message.payload)
+                    .unwrap_or_else(|e| panic!("a message is not a record ({e})"));
+                stored.push(Stored {
+                    subject: message.subject.to_string(),
+                    message_id: message
+                        .headers
+                        .as_ref()
+                        .and_then(|headers| headers.get("Nats-Msg-Id"))
+                        .map(|value| value.as_str().to_owned()),
+                    payload: message.payload.to_vec(),
+                    record,
+                });
+            }
+            if received == 0 && consumer.info().await.expect("consumer info").num_pending == 0 {
+                return stored;
+            }
+        }
+    }
+
     /// The stream's message count.
     pub async fn count(&self) -> u64 {
         let mut stream = self.try_capture_stream().await.expect("the capture stream");

@@ -15,6 +15,7 @@ use async_nats::jetstream::context::PublishError;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::Client;
+use futures_util::FutureExt;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
@@ -28,6 +29,13 @@ const WINDOW: usize = 1024;
 const WINDOW_BYTES: usize = 8 * 1024 * 1024;
 /// How often the publisher looks again without being woken (connection state, a missed wake-up).
 const POLL: Duration = Duration::from_millis(100);
+/// After a round that sent everything the spool held, the publisher lets new records gather this long
+/// before the next round, so they go out many to a write and their acknowledgements come back many to a
+/// read. Sent one or two at a time as the writer spools them, each record costs a wake-up and a system
+/// call or two on both ends; on the reference machine, where nats-server shares the cores with the
+/// traffic, that cost was most of what publishing took from the traffic (docs/benchmarks.md). A backlog
+/// (the window full, or a catch-up after an outage) is sent without a pause.
+const LINGER: Duration = Duration::from_millis(10);
 /// The pause after a failed acknowledgement while connected (a missing stream answers at once).
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// How often, at most, a publishing failure is logged.
@@ -97,14 +105,26 @@ impl Publisher {
         let mut failures = FailureLog::default();
         let mut too_large_log = TooLargeLog::default();
         let mut disconnected_since: Option<Instant> = None;
+        // Set after a round that emptied the spool: the next round waits until then.
+        let mut linger_until: Option<Instant> = None;
+        let mut poll = tokio::time::interval(POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let connected = self.client.connection_state() == State::Connected;
-            if connected {
+            if linger_until.is_some_and(|until| Instant::now() >= until) {
+                linger_until = None;
+            }
+            if connected && linger_until.is_none() {
                 disconnected_since = None;
+                let mut sent = 0usize;
+                let mut emptied = false;
                 while inflight.len() < WINDOW && inflight_bytes < WINDOW_BYTES {
                     let frame = match self.reader.next_frame() {
                         Ok(Some(frame)) => frame,
-                        Ok(None) => break,
+                        Ok(None) => {
+                            emptied = true;
+                            break;
+                        }
                         Err(e) => {
                             failures.failed(&format!("cannot read the spool: {e}"));
                             break;
@@ -116,6 +136,7 @@ impl Publisher {
                         .message_id(&frame.id);
                     match jetstream.send_publish(self.subject.clone(), publish).await {
                         Ok(ack) => {
+                            sent += 1;
                             if frame.end <= sent_until {
                                 nats.resent.inc();
                             } else {
@@ -149,7 +170,10 @@ impl Publisher {
                         }
                     }
                 }
-            } else {
+                if sent > 0 && emptied {
+                    linger_until = Some(Instant::now() + LINGER);
+                }
+            } else if !connected {
                 disconnected_since.get_or_insert_with(Instant::now);
             }
             nats.lag
@@ -187,42 +211,59 @@ impl Publisher {
                     None => std::future::pending().await,
                 }
             };
+            let linger = async {
+                match linger_until {
+                    Some(until) => tokio::time::sleep_until(until.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                result = oldest_ack => match result {
-                    Ok(delivery) => {
-                        if let Some(done) = inflight.pop_front() {
-                            acknowledged = done.end;
-                            inflight_bytes -= done.bytes;
-                        }
-                        match delivery {
-                            Delivery::Stored => {
-                                nats.acknowledged.inc();
-                                failures.recovered();
+                result = oldest_ack => {
+                    // This acknowledgement, then every one already in (they come back many to a read).
+                    let mut next = Some(result);
+                    while let Some(result) = next.take() {
+                        match result {
+                            Ok(delivery) => {
+                                if let Some(done) = inflight.pop_front() {
+                                    acknowledged = done.end;
+                                    inflight_bytes -= done.bytes;
+                                }
+                                match delivery {
+                                    Delivery::Stored => {
+                                        nats.acknowledged.inc();
+                                        failures.recovered();
+                                    }
+                                    Delivery::TooLarge => {
+                                        nats.dropped.inc();
+                                        too_large_log.dropped();
+                                    }
+                                }
+                                shared.acknowledged_one();
+                                next = inflight
+                                    .front_mut()
+                                    .and_then(|oldest| (&mut oldest.ack).now_or_never());
                             }
-                            Delivery::TooLarge => {
-                                nats.dropped.inc();
-                                too_large_log.dropped();
+                            Err(e) => {
+                                failures.failed(&e.to_string());
+                                // Everything after the oldest unacknowledged record is sent again, in order.
+                                inflight.clear();
+                                inflight_bytes = 0;
+                                self.reader.rewind(acknowledged);
+                                linger_until = None;
+                                if self.client.connection_state() == State::Connected {
+                                    tokio::time::sleep(RETRY_PAUSE).await;
+                                }
                             }
                         }
-                        shared.acknowledged_one();
-                        self.reader.release(acknowledged, false);
                     }
-                    Err(e) => {
-                        failures.failed(&e.to_string());
-                        // Everything after the oldest unacknowledged record is sent again, in order.
-                        inflight.clear();
-                        inflight_bytes = 0;
-                        self.reader.rewind(acknowledged);
-                        if self.client.connection_state() == State::Connected {
-                            tokio::time::sleep(RETRY_PAUSE).await;
-                        }
-                    }
+                    self.reader.release(acknowledged, false);
                 },
-                _ = shared.data.notified(), if window_open => {}
+                _ = shared.data.notified(), if window_open && linger_until.is_none() => {}
+                _ = linger => {}
                 at = &mut stop, if deadline.is_none() => {
                     deadline = Some(at.unwrap_or_else(|_| Instant::now()));
                 }
-                _ = tokio::time::sleep(POLL) => {}
+                _ = poll.tick() => {}
             }
         }
     }
