@@ -20,10 +20,13 @@ pub enum ScenarioKind {
     TlsOut,
     /// HTTP/2 cleartext with prior knowledge through a tcp relay (issue #17).
     H2c,
+    /// `sidecar-proxy replay --rate max` as a load generator, and `--mock` answering from a capture
+    /// (issue #19).
+    ReplayMock,
 }
 
 impl ScenarioKind {
-    pub const ALL: [ScenarioKind; 7] = [
+    pub const ALL: [ScenarioKind; 8] = [
         ScenarioKind::KeepAlive,
         ScenarioKind::NewConnection,
         ScenarioKind::Bulk,
@@ -31,6 +34,7 @@ impl ScenarioKind {
         ScenarioKind::Memory,
         ScenarioKind::TlsOut,
         ScenarioKind::H2c,
+        ScenarioKind::ReplayMock,
     ];
 
     /// The scenario the report numbers `number` (as `--scenario` takes it).
@@ -69,6 +73,7 @@ impl ScenarioKind {
             ScenarioKind::Memory => 5,
             ScenarioKind::TlsOut => 7,
             ScenarioKind::H2c => 8,
+            ScenarioKind::ReplayMock => 9,
         }
     }
 
@@ -81,6 +86,7 @@ impl ScenarioKind {
             ScenarioKind::Memory => "Memory: idle, and with idle connections held open",
             ScenarioKind::TlsOut => "HTTPS through CONNECT, relayed and intercepted (tls-out)",
             ScenarioKind::H2c => "HTTP/2 cleartext (h2c) through a tcp relay",
+            ScenarioKind::ReplayMock => "Replay and mock",
         }
     }
 }
@@ -98,14 +104,19 @@ pub enum Group {
     ConnectTlsRelayed,
     /// HTTPS through CONNECT, the TLS terminated by the proxy and opened anew to the origin (tls-out).
     ConnectTlsIntercepted,
+    /// `sidecar-proxy replay --rate max` sending a capture's inbound exchanges straight to the origin.
+    Replay,
+    /// Absolute-form through a forward sidecar whose `--mock` answers from a capture; nothing reaches
+    /// the origin.
+    Mock,
 }
 
 impl Group {
     pub fn route(self, port: u16) -> Route {
         match self {
-            Group::Direct => Route::Direct,
+            Group::Direct | Group::Replay => Route::Direct,
             Group::ReverseTcp | Group::ReverseHttp => Route::Reverse { port },
-            Group::AbsoluteForm => Route::AbsoluteForm { proxy_port: port },
+            Group::AbsoluteForm | Group::Mock => Route::AbsoluteForm { proxy_port: port },
             Group::Connect | Group::ConnectTlsRelayed | Group::ConnectTlsIntercepted => {
                 Route::Connect { proxy_port: port }
             }
@@ -125,6 +136,8 @@ impl fmt::Display for Group {
             Group::Socks5 => "forward, SOCKS5",
             Group::ConnectTlsRelayed => "forward, CONNECT, TLS relayed (tls-out off)",
             Group::ConnectTlsIntercepted => "forward, CONNECT, TLS intercepted (tls-out on)",
+            Group::Replay => "replay --rate max, straight to the origin",
+            Group::Mock => "forward, absolute-form, answered by --mock",
         })
     }
 }
@@ -151,6 +164,11 @@ pub enum Tool {
     /// wrk keep-alive through a sidecar capturing to NATS, then until JetStream has acknowledged every
     /// record: how many records the sink delivers per second and per CPU-second (issue #21).
     SinkDrain,
+    /// A capture's exchanges sent again by `sidecar-proxy replay --rate max`, against wrk's rate with as
+    /// many connections (issue #19).
+    Replay,
+    /// wrk keep-alive cycling through the distinct requests of a capture (issue #19's mock rows).
+    WrkRecordedRequests,
 }
 
 /// One round's figure for one row.
@@ -335,7 +353,7 @@ mod tests {
         }
         assert_eq!(
             ScenarioKind::from_number("6"),
-            Err("there is no scenario 6; the scenarios are 1, 2, 3, 4, 5, 7, 8".to_owned())
+            Err("there is no scenario 6; the scenarios are 1, 2, 3, 4, 5, 7, 8, 9".to_owned())
         );
         assert!(ScenarioKind::from_number("keep-alive")
             .unwrap_err()

@@ -438,3 +438,133 @@ async fn grpc_over_h2c_is_replayed_as_http2_and_its_trailers_compared() {
         "{report:#}"
     );
 }
+
+/// Inbound exchange `n` (started `n` ms after the first) as a capture line: GET `/item/n`, answered 200
+/// with `answer n` and no other header.
+fn numbered_record(n: usize) -> String {
+    use base64::Engine;
+    let body = format!("answer {n}");
+    serde_json::json!({
+        "schema": "sidecar.capture/v1", "kind": "http", "id": n, "uid": format!("0123456789abcdef-{n}"),
+        "connection": 1, "direction": "inbound", "proxy_type": "reverse", "protocol": "http",
+        "transport": "http", "client": "127.0.0.1:40000", "target": "shop.test:80",
+        "start": format!("2026-12-07T00:00:00.{n:03}000Z"), "duration_ms": 0.5,
+        "request": {"method": "GET", "url": format!("http://shop.test/item/{n}"), "version": "HTTP/1.1",
+            "headers": [["host", "shop.test"]],
+            "body": {"size": 0, "truncated": false, "base64": "", "complete": true}},
+        "response": {"status": 200, "version": "HTTP/1.1", "headers": [],
+            "body": {"size": body.len(), "truncated": false,
+                "base64": base64::engine::general_purpose::STANDARD.encode(&body), "complete": true}}
+    })
+    .to_string()
+        + "\n"
+}
+
+/// A target that answers `GET /item/n` with `answer n`, but holds every answer until `together`
+/// requests are waiting at once (so a replay with fewer in flight gets no answer at all); the paths in
+/// the order they arrived.
+async fn start_gathering_target(
+    together: usize,
+) -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let arrived = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(together));
+    let log = arrived.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (log, barrier) = (log.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                loop {
+                    let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        let mut chunk = [0u8; 1024];
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+                    buffer.drain(..end + 4);
+                    let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+                    log.lock().unwrap().push(path.clone());
+                    barrier.wait().await;
+                    let body = format!("answer {}", path.trim_start_matches("/item/"));
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if stream.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, arrived)
+}
+
+// Multi-threaded: the test's target runs while the replay binary is waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_n_keeps_n_requests_in_flight_and_one_keeps_the_recorded_order() {
+    let dir = TempDir::new("replay-concurrency");
+    let capture = dir.0.join("capture.jsonl");
+    let recorded: String = (1..=8).map(numbered_record).collect();
+    std::fs::write(&capture, recorded).unwrap();
+    let capture = capture.to_str().unwrap();
+
+    // Four at once: the target answers only when four requests wait together, twice over.
+    let (target, _) = start_gathering_target(4).await;
+    let target = format!("http://{target}");
+    let report = dir.0.join("report.json");
+    let four = replay(&[
+        capture,
+        "--target",
+        &target,
+        "--concurrency",
+        "4",
+        "--timeout",
+        "5s",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let stdout = text(&four.stdout);
+    assert_eq!(
+        four.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&four.stderr)
+    );
+    assert!(stdout.contains("8 matched"), "{stdout}");
+    // The report lists the exchanges in recorded order, whichever answer came first.
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let paths: Vec<&str> = report["exchanges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|exchange| exchange["path"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (1..=8).map(|n| format!("/item/{n}")).collect();
+    assert_eq!(paths, expected);
+
+    // Three at once never gather four: the first three wait out the timeout, and so the replay fails.
+    let (short, _) = start_gathering_target(4).await;
+    let three = replay(&[
+        capture,
+        "--target",
+        &format!("http://{short}"),
+        "--concurrency",
+        "3",
+        "--timeout",
+        "1s",
+    ]);
+    assert_eq!(three.status.code(), Some(1), "{}", text(&three.stdout));
+
+    // One at a time (the default): the target sees the requests in recorded order.
+    let (single, arrived) = start_gathering_target(1).await;
+    let one = replay(&[capture, "--target", &format!("http://{single}")]);
+    assert_eq!(one.status.code(), Some(0), "{}", text(&one.stdout));
+    assert_eq!(*arrived.lock().unwrap(), expected);
+}

@@ -1,4 +1,4 @@
-//! Issue #17's goals, "capture at the cost of a relay", judged on the rows of the same run: each goal
+//! Issue #17's goals (and issue #19's, [`replay_mock`]), "capture at the cost of a relay", judged on the rows of the same run: each goal
 //! compares one of our rows with capture on to another row (the minimal relay, the same row with
 //! capture off, a peer, direct) or to a fixed bound, and is MET, NOT MET, or not measured when a row it
 //! needs is missing or has no valid round.
@@ -200,6 +200,7 @@ pub fn evaluate(scenarios: &[Scenario]) -> Vec<GoalCheck> {
     memory_goals(scenarios, &mut checks);
     h2c_goals(scenarios, &mut checks);
     nats_goals(scenarios, &mut checks);
+    replay_mock::goals(scenarios, &mut checks);
     checks
 }
 
@@ -494,7 +495,8 @@ pub fn render(out: &mut String, checks: &[GoalCheck]) {
     let count = |status| checks.iter().filter(|c| c.status == status).count();
     let _ = writeln!(
         out,
-        "### Goals of issues #17 and #21: capture at the cost of a relay, NATS at the cost of a file\n"
+        "### Goals of issues #17, #19 and #21: capture at the cost of a relay, replay and mock at the speed of the tools \
+         they replace, NATS at the cost of a file\n"
     );
     let _ = writeln!(
         out,
@@ -516,6 +518,8 @@ pub fn render(out: &mut String, checks: &[GoalCheck]) {
     }
     out.push('\n');
 }
+
+mod replay_mock;
 
 #[cfg(test)]
 mod tests;

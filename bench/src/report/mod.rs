@@ -146,6 +146,8 @@ fn section_short_name(kind: ScenarioKind, section: &Section) -> &'static str {
         (ScenarioKind::Latency, _) => "latency",
         (ScenarioKind::Memory, _) => "memory",
         (ScenarioKind::H2c, _) => "h2c",
+        (ScenarioKind::ReplayMock, Tool::Replay) => "replay",
+        (ScenarioKind::ReplayMock, _) => "mock",
         _ => section.title,
     }
 }
@@ -204,10 +206,12 @@ fn render_scenario(out: &mut String, scenario: &Scenario, meta: &Meta) {
                 Figure::Bandwidth { bits_per_sec } => Some(format!("{:.0}", bits_per_sec / 8e6)),
                 _ => None,
             }),
-            Tool::H2load => rate_table(out, scenario.kind, section, "req/s", |f| match f {
-                Figure::RequestRate { per_sec } => Some(format_count(*per_sec)),
-                _ => None,
-            }),
+            Tool::H2load | Tool::Replay | Tool::WrkRecordedRequests => {
+                rate_table(out, scenario.kind, section, "req/s", |f| match f {
+                    Figure::RequestRate { per_sec } => Some(format_count(*per_sec)),
+                    _ => None,
+                })
+            }
             Tool::SinkDrain => sink_table(out, section),
         }
         out.push('\n');

@@ -337,7 +337,7 @@ fn the_minimal_relay_is_a_reference_with_no_target_and_the_goals_table_follows_t
         .find("### Our rows against the issue's targets")
         .unwrap();
     let goals = report
-        .find("### Goals of issues #17 and #21: capture at the cost of a relay, NATS at the cost of a file")
+        .find("### Goals of issues #17, #19 and #21: capture at the cost of a relay, replay and mock at the speed of the tools they replace, NATS at the cost of a file")
         .unwrap();
     let first_scenario = report.find("### 1.").unwrap();
     assert!(targets < goals && goals < first_scenario, "{report}");

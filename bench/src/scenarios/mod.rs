@@ -7,7 +7,8 @@
 //!   [`memory`]: 5 (RSS idle and with idle connections held open), [`tls_out`]: 7 (HTTPS through
 //!   CONNECT, relayed and intercepted: handshakes, bulk, leaf-cache hits; issue #10), [`h2c`]: 8
 //!   (HTTP/2 with prior knowledge through a tcp relay, h2load; issue #17), [`nats_sink`]: the keep-alive
-//!   rows capturing to NATS and the records per second the sink delivers (issue #21).
+//!   rows capturing to NATS and the records per second the sink delivers (issue #21), [`replay_mock`]: 9
+//!   (`replay --rate max` against wrk, `--mock` against the forward relay; issue #19).
 
 pub mod bulk;
 pub mod h2c;
@@ -16,6 +17,7 @@ pub mod latency;
 pub mod memory;
 pub mod nats_sink;
 pub mod plan;
+pub mod replay_mock;
 pub mod tls_out;
 
 use crate::clients::wrk;
@@ -101,5 +103,7 @@ pub async fn measure(
             };
             h2c::measure(bench, port).await
         }
+        Tool::Replay => replay_mock::replay_row(bench, group).await,
+        Tool::WrkRecordedRequests => replay_mock::mock_row(bench, group, server).await,
     }
 }

@@ -5,7 +5,9 @@
 //! minimal relay is there too (issue #17): the relay limit, which cannot do CONNECT or SOCKS5. In the
 //! keep-alive scenario, the reverse tcp and reverse http sidecars also capture to NATS JetStream instead of
 //! a file (issue #21), right after the file row, and a section of its own gives the records per second the
-//! NATS sink delivers.
+//! NATS sink delivers. Scenario 9 (issue #19) measures replay against wrk and the mock against the
+//! forward relay; its replay and mock rows start sidecars of their own each round
+//! ([`super::replay_mock`]).
 
 use crate::contenders::{Capture, HaproxyMode, ServerSpec, SidecarMode, Upstream};
 use crate::results::{Group, Row, Scenario, ScenarioKind, Section, Tool};
@@ -187,6 +189,39 @@ fn h2c_rows() -> Vec<Row> {
     rows
 }
 
+/// The forward http sidecar with capture on: the relay of the mock's reference row and, with `--mock`,
+/// the mock.
+const FORWARD_CAPTURING: ServerSpec = ServerSpec::Sidecar(SidecarMode::ForwardHttp, Capture::On);
+/// The reverse http sidecar with capture on, which records the capture the replay row sends again.
+const REVERSE_CAPTURING: ServerSpec = ServerSpec::Sidecar(SidecarMode::ReverseHttp, Capture::On);
+
+/// Scenario 9's sections: wrk straight to nginx, then `replay --rate max` of a capture the reverse http
+/// sidecar recorded; wrk cycling through a capture's distinct requests straight to nginx, through the
+/// forward sidecar relaying them, and through the forward sidecar answering them from `--mock`.
+fn replay_mock_sections() -> Vec<Section> {
+    vec![
+        Section {
+            title: "a capture of wrk's load through reverse http, sent again by `sidecar-proxy replay --rate max` \
+                    with as many requests in flight as wrk has connections; direct is wrk itself",
+            tool: Tool::Replay,
+            rows: vec![
+                Row::direct(),
+                Row::through(Group::Replay, REVERSE_CAPTURING),
+            ],
+        },
+        Section {
+            title: "wrk keep-alive cycling through the distinct requests of a capture of 10,000 outbound \
+                    exchanges (1,000 in a smoke run): relayed to nginx, and answered by `--mock` from that capture",
+            tool: Tool::WrkRecordedRequests,
+            rows: vec![
+                Row::direct(),
+                Row::through(Group::AbsoluteForm, FORWARD_CAPTURING),
+                Row::through(Group::Mock, FORWARD_CAPTURING),
+            ],
+        },
+    ]
+}
+
 /// The whole plan, in the order each round measures it.
 pub fn plan() -> Vec<Scenario> {
     vec![
@@ -262,18 +297,26 @@ pub fn plan() -> Vec<Scenario> {
                 rows: h2c_rows(),
             }],
         },
+        Scenario {
+            kind: ScenarioKind::ReplayMock,
+            sections: replay_mock_sections(),
+        },
     ]
 }
 
-/// The servers the long-lived fleet must run: every server of every section but the memory one
-/// (which starts its own, fresh each round), each once, in plan order.
+/// The servers the long-lived fleet must run: every server of every section but the memory one and the
+/// replay and mock rows (which start their own, fresh each round), each once, in plan order.
 pub fn fleet_specs(plan: &[Scenario]) -> Vec<ServerSpec> {
     let mut specs: Vec<ServerSpec> = Vec::new();
     for section in plan.iter().flat_map(|scenario| &scenario.sections) {
         if section.tool == Tool::IdleConnections {
             continue;
         }
-        for spec in section.rows.iter().filter_map(|row| row.server) {
+        let fleet_rows = section
+            .rows
+            .iter()
+            .filter(|row| !matches!(row.group, Group::Replay | Group::Mock));
+        for spec in fleet_rows.filter_map(|row| row.server) {
             if !specs.contains(&spec) {
                 specs.push(spec);
             }
@@ -309,9 +352,12 @@ mod tests {
 
     #[test]
     fn each_of_our_rows_comes_with_capture_on_then_off() {
-        let capture_pairs = plan()
-            .into_iter()
-            .filter(|scenario| scenario.kind != ScenarioKind::TlsOut);
+        let capture_pairs = plan().into_iter().filter(|scenario| {
+            !matches!(
+                scenario.kind,
+                ScenarioKind::TlsOut | ScenarioKind::ReplayMock
+            )
+        });
         for section in capture_pairs.flat_map(|scenario| scenario.sections) {
             if section.tool == Tool::SinkDrain {
                 continue;
@@ -485,6 +531,53 @@ mod tests {
                 Some(ours(Capture::Off)),
                 Some(ServerSpec::MinimalRelay(Upstream::H2c)),
             ]
+        );
+    }
+
+    #[test]
+    fn replay_is_compared_with_wrk_and_the_mock_with_the_forward_relay() {
+        let plan = plan();
+        let scenario = plan
+            .iter()
+            .find(|scenario| scenario.kind == ScenarioKind::ReplayMock)
+            .expect("scenario 9");
+        let rows: Vec<(Tool, Group, Option<ServerSpec>)> = scenario
+            .sections
+            .iter()
+            .flat_map(|section| {
+                section
+                    .rows
+                    .iter()
+                    .map(|row| (section.tool, row.group, row.server))
+            })
+            .collect();
+        let forward = Some(ServerSpec::Sidecar(SidecarMode::ForwardHttp, Capture::On));
+        assert_eq!(
+            rows,
+            [
+                (Tool::Replay, Group::Direct, None),
+                (
+                    Tool::Replay,
+                    Group::Replay,
+                    Some(ServerSpec::Sidecar(SidecarMode::ReverseHttp, Capture::On))
+                ),
+                (Tool::WrkRecordedRequests, Group::Direct, None),
+                (Tool::WrkRecordedRequests, Group::AbsoluteForm, forward),
+                (Tool::WrkRecordedRequests, Group::Mock, forward),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_replay_and_mock_rows_start_their_own_sidecars() {
+        let only_nine: Vec<Scenario> = plan()
+            .into_iter()
+            .filter(|scenario| scenario.kind == ScenarioKind::ReplayMock)
+            .collect();
+        // The forward relay's reference row runs on the fleet; the recording sidecars and the mock do not.
+        assert_eq!(
+            fleet_specs(&only_nine),
+            [ServerSpec::Sidecar(SidecarMode::ForwardHttp, Capture::On)]
         );
     }
 

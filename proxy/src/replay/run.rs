@@ -1,11 +1,11 @@
 //! One replay: the plan sent to the target at the chosen pace, every answer compared with the recording.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::sync::Semaphore;
 
 use crate::capture::record::Record;
 use crate::compare::{
@@ -92,38 +92,50 @@ pub async fn replay(records: Vec<Record>, options: ReplayOptions) -> Result<Outc
     let learned = LearnedNoise::learn(&plan.exchanges, &options.noise);
     let total = plan.exchanges.len();
     let progress = options.progress && std::io::stderr().is_terminal();
-    let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let noise = Arc::new(options.noise);
     let learned = Arc::new(learned);
+    let planned = Arc::new(plan.exchanges);
+    // `--concurrency` workers, each taking the next exchange in recorded order as soon as it is free: no
+    // task per exchange and no dispatcher to wake between one answer and the next request, which is
+    // what kept `--rate max` at half of wrk's rate.
+    let next = Arc::new(AtomicUsize::new(0));
     let began = Instant::now();
-    let mut tasks = Vec::with_capacity(total);
-    for (index, planned) in plan.exchanges.into_iter().enumerate() {
-        if let Some(after) = options.pace.start_after(index, planned.offset_ms) {
-            tokio::time::sleep_until((began + after).into()).await;
-        }
-        let permit = slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        let (client, noise, learned) = (client.clone(), noise.clone(), learned.clone());
-        let target = options.target.clone();
-        tasks.push(tokio::spawn(async move {
-            let result = replay_one(&planned, &target, &client, &noise, &learned).await;
-            drop(permit);
-            result
-        }));
-        if progress {
-            eprint!("\rsidecar-proxy: replaying {}/{total}", index + 1);
-        }
-    }
-    let mut exchanges = Vec::with_capacity(total);
-    for task in tasks {
-        exchanges.push(
-            task.await
+    let workers: Vec<_> = (0..options.concurrency.clamp(1, total))
+        .map(|_| {
+            let (client, noise, learned) = (client.clone(), noise.clone(), learned.clone());
+            let (planned, next) = (planned.clone(), next.clone());
+            let target = options.target.clone();
+            let pace = options.pace;
+            tokio::spawn(async move {
+                let mut done = Vec::new();
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(exchange) = planned.get(index) else {
+                        break done;
+                    };
+                    if let Some(after) = pace.start_after(index, exchange.offset_ms) {
+                        tokio::time::sleep_until((began + after).into()).await;
+                    }
+                    if progress {
+                        eprint!("\rsidecar-proxy: replaying {}/{total}", index + 1);
+                    }
+                    let replayed = replay_one(exchange, &target, &client, &noise, &learned).await;
+                    done.push((index, replayed));
+                }
+            })
+        })
+        .collect();
+    let mut numbered = Vec::with_capacity(total);
+    for worker in workers {
+        numbered.extend(
+            worker
+                .await
                 .map_err(|e| format!("a replay task failed: {e}"))?,
         );
     }
+    let elapsed = began.elapsed();
+    numbered.sort_unstable_by_key(|(index, _)| *index);
+    let exchanges: Vec<ReplayedExchange> = numbered.into_iter().map(|(_, e)| e).collect();
     if progress {
         eprint!("\r\x1b[2K");
     }
@@ -139,7 +151,7 @@ pub async fn replay(records: Vec<Record>, options: ReplayOptions) -> Result<Outc
         failed: count("failed"),
         skipped: plan.without_response + plan.upgraded,
         learned_noise: learned.listed(),
-        elapsed_ms: began.elapsed().as_secs_f64() * 1000.0,
+        elapsed_ms: elapsed.as_secs_f64() * 1000.0,
         exchanges,
     })
 }

@@ -184,7 +184,36 @@ fn passing_run() -> Vec<Scenario> {
         scenario(ScenarioKind::Latency, Tool::PacedWrk, latency),
         scenario(ScenarioKind::Memory, Tool::IdleConnections, memory_rows),
         scenario(ScenarioKind::H2c, Tool::H2load, h2c_rows),
+        replay_mock_run(),
     ]
+}
+
+/// Scenario 9 with both goals met at their bounds: replay at 0.80 × wrk, the mock at 0.80 × the
+/// forward relay.
+fn replay_mock_run() -> Scenario {
+    use Group::*;
+    Scenario {
+        kind: ScenarioKind::ReplayMock,
+        sections: vec![
+            Section {
+                title: "replay",
+                tool: Tool::Replay,
+                rows: vec![
+                    row(Direct, None, rate(50_000.0)),
+                    row(Replay, on(HTTP), rate(40_000.0)),
+                ],
+            },
+            Section {
+                title: "mock",
+                tool: Tool::WrkRecordedRequests,
+                rows: vec![
+                    row(Direct, None, rate(60_000.0)),
+                    row(AbsoluteForm, on(FORWARD), rate(20_000.0)),
+                    row(Mock, on(FORWARD), rate(16_000.0)),
+                ],
+            },
+        ],
+    }
 }
 
 fn find<'a>(checks: &'a [GoalCheck], area: &str, goal: &str) -> &'a GoalCheck {
@@ -222,8 +251,8 @@ const KEEP_ALIVE_TOOL: Tool = Tool::Wrk {
 fn every_goal_is_there_and_met_at_its_bound() {
     let checks = evaluate(&passing_run());
     // 6 relay goals, 4 for reverse http and absolute-form; 5 new-connection rows; 6 bulk rows;
-    // 1 latency; 2 memory goals for each of 2 rows; 1 h2c; 2 NATS sink rows.
-    assert_eq!(checks.len(), 10 + 5 + 6 + 1 + 4 + 1 + 2, "{checks:#?}");
+    // 1 latency; 2 memory goals for each of 2 rows; 1 h2c; 2 NATS sink rows; replay and mock.
+    assert_eq!(checks.len(), 10 + 5 + 6 + 1 + 4 + 1 + 2 + 2, "{checks:#?}");
     let not_met: Vec<_> = checks
         .iter()
         .filter(|check| check.status != Status::Met)
@@ -276,6 +305,18 @@ fn the_measured_figures_are_the_ratios_of_the_medians() {
         "reverse http, capture to NATS ≥ 0.95 × capture on (a file)",
     );
     assert_eq!(nats.measured, "0.95 (51,300 vs 54,000 req/s)");
+    let replay = find(
+        &checks,
+        "9. replay and mock",
+        "replay --rate max ≥ 0.80 × wrk",
+    );
+    assert_eq!(replay.measured, "0.80 × wrk");
+    let mock = find(
+        &checks,
+        "9. replay and mock",
+        "--mock ≥ 0.80 × the forward relay (absolute-form, capture on)",
+    );
+    assert_eq!(mock.measured, "0.80 (16,000 vs 20,000 req/s)");
 }
 
 #[rstest]
@@ -376,6 +417,24 @@ fn the_measured_figures_are_the_ratios_of_the_medians() {
     "1. keep-alive",
     "reverse tcp, capture to NATS ≥ 0.95 × capture on (a file)"
 )]
+#[case(
+    ScenarioKind::ReplayMock,
+    Tool::Replay,
+    Group::Replay,
+    on(HTTP),
+    rate(39_999.0),
+    "9. replay and mock",
+    "replay --rate max ≥ 0.80 × wrk"
+)]
+#[case(
+    ScenarioKind::ReplayMock,
+    Tool::WrkRecordedRequests,
+    Group::AbsoluteForm,
+    on(FORWARD),
+    rate(20_001.0),
+    "9. replay and mock",
+    "--mock ≥ 0.80 × the forward relay (absolute-form, capture on)"
+)]
 fn a_figure_just_past_its_bound_is_not_met_and_fails_only_its_goal(
     #[case] kind: ScenarioKind,
     #[case] tool: Tool,
@@ -432,7 +491,7 @@ fn a_row_without_a_valid_round_leaves_its_goals_not_measured() {
 #[test]
 fn a_run_without_rows_judges_nothing_and_does_not_panic() {
     let checks = evaluate(&[]);
-    assert_eq!(checks.len(), 29);
+    assert_eq!(checks.len(), 31);
     assert!(checks
         .iter()
         .all(|check| check.status == Status::NotMeasured));
@@ -442,6 +501,15 @@ fn a_run_without_rows_judges_nothing_and_does_not_panic() {
         "reverse tcp, capture on ≥ 0.90 × capture off",
     );
     assert_eq!(h2c.measured, "not measured: the run has no scenario 8 rows");
+    let replay = find(
+        &checks,
+        "9. replay and mock",
+        "replay --rate max ≥ 0.80 × wrk",
+    );
+    assert_eq!(
+        replay.measured,
+        "not measured: the run has no scenario 9 rows"
+    );
 }
 
 #[test]
@@ -478,7 +546,7 @@ fn the_table_counts_the_verdicts() {
     let mut out = String::new();
     render(&mut out, &evaluate(&run));
     assert!(
-        out.contains("24 of 29 goals met, 1 not met, 4 not measured."),
+        out.contains("26 of 31 goals met, 1 not met, 4 not measured."),
         "{out}"
     );
     assert!(

@@ -1,0 +1,59 @@
+//! Issue #19's goals, scenario 9: `replay --rate max` sends at least [`REPLAY_SHARE`] of wrk's rate
+//! against the same origin (wrk is the direct row of its section, so this is the × direct column), and a
+//! forward sidecar answering from `--mock` serves at least [`MOCK_SHARE`] of the rate at which the same
+//! sidecar relays the same requests to the origin (the reference is a row of its own, so the two
+//! medians are divided).
+
+use super::{not_measured, rate_goal, ratio_to_direct, request_rate, summary, GoalCheck};
+use crate::contenders::{Capture, ServerSpec, SidecarMode};
+use crate::results::{Group, Scenario, ScenarioKind, Tool};
+
+/// Replay's rate against wrk's.
+pub const REPLAY_SHARE: f64 = 0.80;
+/// The mock's rate against the forward relay's.
+pub const MOCK_SHARE: f64 = 0.80;
+
+const AREA: &str = "9. replay and mock";
+
+/// The forward http sidecar with capture on: the relay of the reference row and, with `--mock`, the
+/// mock's.
+const FORWARD_CAPTURING: ServerSpec = ServerSpec::Sidecar(SidecarMode::ForwardHttp, Capture::On);
+/// The reverse http sidecar with capture on, which records the capture the replay row sends again.
+const REVERSE_CAPTURING: ServerSpec = ServerSpec::Sidecar(SidecarMode::ReverseHttp, Capture::On);
+
+pub fn goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
+    let goal = format!("replay --rate max ≥ {REPLAY_SHARE:.2} × wrk");
+    let replay = ratio_to_direct(summary(
+        scenarios,
+        ScenarioKind::ReplayMock,
+        Tool::Replay,
+        Group::Replay,
+        REVERSE_CAPTURING,
+    ));
+    checks.push(match replay {
+        Ok(ratio) => GoalCheck {
+            area: AREA,
+            goal,
+            measured: format!("{ratio:.2} × wrk"),
+            status: super::judged(ratio >= REPLAY_SHARE),
+        },
+        Err(why) => not_measured(AREA, goal, why),
+    });
+    let rate = |group| {
+        request_rate(summary(
+            scenarios,
+            ScenarioKind::ReplayMock,
+            Tool::WrkRecordedRequests,
+            group,
+            FORWARD_CAPTURING,
+        ))
+    };
+    checks.push(rate_goal(
+        AREA,
+        format!("--mock ≥ {MOCK_SHARE:.2} × the forward relay (absolute-form, capture on)"),
+        rate(Group::Mock),
+        rate(Group::AbsoluteForm),
+        MOCK_SHARE,
+        false,
+    ));
+}
