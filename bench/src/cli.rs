@@ -68,7 +68,8 @@ pub struct RunArgs {
     pub keep_workdir: bool,
 
     /// Measure only this scenario, by its number in the report (1 keep-alive, 2 new connections, 3 bulk,
-    /// 4 latency, 5 memory, 7 tls-out, 8 HTTP/2); repeat for several. A partial run writes to a
+    /// 4 latency, 5 memory, 7 tls-out, 8 HTTP/2, 9 replay and mock); repeat for several. A partial run
+    /// writes to a
     /// temporary file unless --out is given, so the committed report stays whole
     #[arg(long, value_name = "N", value_parser = ScenarioKind::from_number)]
     pub scenario: Vec<ScenarioKind>,
