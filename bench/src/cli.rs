@@ -69,8 +69,7 @@ pub struct RunArgs {
 
     /// Measure only this scenario, by its number in the report (1 keep-alive, 2 new connections, 3 bulk,
     /// 4 latency, 5 memory, 7 tls-out, 8 HTTP/2, 9 replay and mock); repeat for several. A partial run
-    /// writes to a
-    /// temporary file unless --out is given, so the committed report stays whole
+    /// writes to a temporary file unless --out is given, so the committed report stays whole
     #[arg(long, value_name = "N", value_parser = ScenarioKind::from_number)]
     pub scenario: Vec<ScenarioKind>,
 }
