@@ -2,7 +2,8 @@
 //! by a real forward sidecar; then the dependency is stopped and the app, pointed at a sidecar serving
 //! the recording, still answers: calls matched (query and JSON body order ignored), repeats answered in
 //! recorded order then the last again, recorded latency kept, an unmatched call answered 502 naming the
-//! nearest recorded request and the differing field, and every answer recorded with its `mock` field.
+//! nearest recorded request and the differing field, and every answer recorded with its `mock` field;
+//! and `replay --mock-from`, where each replayed request's calls get the answers its own calls got.
 
 mod support;
 
@@ -365,4 +366,132 @@ async fn a_mock_needs_an_outbound_listener_and_a_readable_capture() {
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_sidecar-proxy");
+
+/// `sidecar-proxy replay CAPTURE --target URL [extra]`: its exit code and what it printed.
+async fn replay_cli(capture: &Path, target: SocketAddr, extra: &[&str]) -> (i32, String) {
+    let output = tokio::process::Command::new(BIN)
+        .arg("replay")
+        .arg(capture)
+        .args(["--target", &format!("http://{target}")])
+        .args(extra)
+        .output()
+        .await
+        .expect("run sidecar-proxy replay");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
+fn write_records(path: &Path, records: &[&Record]) {
+    let lines: Vec<String> = records
+        .iter()
+        .map(|record| serde_json::to_string(record).unwrap())
+        .collect();
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+/// `replay --mock-from`: the same call (the dependency's counter) answered 1 and then 2 while two requests
+/// were recorded in dual mode. Replaying only the second against a sidecar mocking from the recording,
+/// its call gets 2, the answer the second request's own call got; without `--mock-from` the mock serves
+/// the first recorded answer it has not served yet, 1, and the replay sees the difference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_mock_from_answers_each_replayed_requests_calls_from_its_own_recorded_calls() {
+    let dir = TempDir::new("mock-from");
+    let dependency = PyService::start("dependency", &[]);
+    let app =
+        support::calling_app::start_calling_app(dependency.addr, |_| "/counter".to_owned()).await;
+
+    // Record in dual mode, where each call is linked to the request it was made for.
+    let (recorder, log) =
+        support::capture::start_capturing_proxy("dual", "http", Some(app.addr), |_| {}).await;
+    app.use_proxy(recorder.outbound());
+    for count in 1..=2 {
+        let answer = get(recorder.inbound(), "/count").await;
+        assert_eq!(json_body(&answer), json!({ "count": count }));
+    }
+    let recorded = log.records(recorder).await;
+    dependency.stop();
+    let inbound: Vec<&Record> = recorded
+        .iter()
+        .filter(|record| record.direction == "inbound")
+        .collect();
+    assert_eq!(inbound.len(), 2, "{recorded:#?}");
+    let calls: Vec<&Record> = recorded
+        .iter()
+        .filter(|record| record.direction == "outbound")
+        .collect();
+    assert_eq!(
+        calls
+            .iter()
+            .map(|call| call.caused_by.clone())
+            .collect::<Vec<_>>(),
+        inbound
+            .iter()
+            .map(|request| Some(request.uid.clone()))
+            .collect::<Vec<_>>(),
+        "each call linked to its request"
+    );
+    let whole = dir.0.join("recorded.jsonl");
+    write_records(&whole, &recorded.iter().collect::<Vec<_>>());
+    let second = dir.0.join("second.jsonl");
+    write_records(&second, &[inbound[1]]);
+
+    // The dependency is gone; the app's calls are answered from the recording.
+    let (mock, _) = sidecar_proxy::mock::Mock::load(
+        &whole,
+        false,
+        sidecar_proxy::mock::Unmatched::BadGateway,
+        sidecar_proxy::mock::MatchRules::default(),
+    )
+    .unwrap();
+    let mock = std::sync::Arc::new(mock);
+    let (mocking, log_of_mock) =
+        support::capture::start_capturing_proxy_with("dual", "http", Some(app.addr), |services| {
+            services.mock = Some(mock.clone());
+        })
+        .await;
+    app.use_proxy(mocking.outbound());
+
+    // With --mock-from first: the mock's own order would serve the first recorded answer to the first
+    // call it gets.
+    let (code, text) = replay_cli(
+        &second,
+        mocking.inbound(),
+        &["--mock-from", whole.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(
+        code, 0,
+        "the call gets the answer its own request's call got: {text}"
+    );
+    let (code, text) = replay_cli(&second, mocking.inbound(), &[]).await;
+    assert_eq!(
+        code, 1,
+        "without --mock-from the first recorded answer is served: {text}"
+    );
+    assert!(text.contains("$.count: recorded 2, now 1"), "{text}");
+    // The mock marked each answer with the recorded call it served: the second request's own call with
+    // --mock-from, the first recorded call without.
+    let answered = log_of_mock.records(mocking).await;
+    let served: Vec<_> = answered
+        .iter()
+        .filter_map(|record| match &record.detail {
+            Detail::Http(exchange) if record.direction == "outbound" => exchange
+                .mock
+                .as_ref()
+                .and_then(|answer| answer.served_from.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        served,
+        [calls[1].uid.clone(), calls[0].uid.clone()],
+        "{answered:#?}"
+    );
 }

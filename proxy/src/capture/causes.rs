@@ -12,8 +12,22 @@
 //!
 //! The inbound requests in flight are a short list behind a mutex, touched once when a request begins and
 //! once when it ends; single-direction modes keep no list at all.
+//!
+//! A request `sidecar-proxy replay --mock-from` sends carries [`REPLAY_OF`], the `uid` of the recorded
+//! request it replays: the calls linked to it are answered by the mock from the calls that recorded
+//! request caused ([`Link::replay_of`]).
 
 use std::sync::{Arc, Mutex, PoisonError};
+
+/// The header a replayed request carries: the `uid` of the recorded request it replays.
+pub const REPLAY_OF: &str = "sidecar-replay-of";
+
+/// What an exchange's head says about its links, read only where links are kept.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Hints<'a> {
+    pub traceparent: Option<&'a [u8]>,
+    pub replay_of: Option<&'a [u8]>,
+}
 
 /// The inbound requests a sidecar is serving, for linking its outbound calls to them.
 #[derive(Debug, Default)]
@@ -25,6 +39,7 @@ pub struct Causes {
 struct Serving {
     id: u64,
     trace: Option<String>,
+    replay_of: Option<String>,
 }
 
 /// What a beginning exchange takes part in: an inbound request stays in flight while its link lives; an
@@ -33,6 +48,8 @@ struct Serving {
 pub struct Link {
     _in_flight: Option<InFlight>,
     pub caused_by: Option<u64>,
+    /// Outbound: the recorded request the request it was made for replays (its [`REPLAY_OF`]).
+    pub replay_of: Option<String>,
 }
 
 /// An inbound request in flight: it leaves the list when this is dropped (with its exchange, however the
@@ -57,46 +74,60 @@ impl Causes {
         self.serving.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Inbound request `id` began, with `traceparent` when it carried one.
-    pub fn serving(self: &Arc<Self>, id: u64, traceparent: Option<&[u8]>) -> InFlight {
-        let trace = traceparent.and_then(trace_id).map(str::to_owned);
-        self.lock().push(Serving { id, trace });
+    /// Inbound request `id` began, with what its head said.
+    pub fn serving(self: &Arc<Self>, id: u64, hints: Hints<'_>) -> InFlight {
+        let trace = hints.traceparent.and_then(trace_id).map(str::to_owned);
+        let replay_of = hints
+            .replay_of
+            .and_then(|value| std::str::from_utf8(value).ok())
+            .map(|value| value.trim().to_owned())
+            .filter(|value| !value.is_empty());
+        self.lock().push(Serving {
+            id,
+            trace,
+            replay_of,
+        });
         InFlight {
             causes: self.clone(),
             id,
         }
     }
 
-    /// The link of exchange `id` beginning in the `inbound` direction or not, carrying `traceparent`.
-    pub fn link(self: &Arc<Self>, id: u64, inbound: bool, traceparent: Option<&[u8]>) -> Link {
+    /// The link of exchange `id` beginning in the `inbound` direction or not, with what its head said.
+    pub fn link(self: &Arc<Self>, id: u64, inbound: bool, hints: Hints<'_>) -> Link {
         if inbound {
-            Link {
-                _in_flight: Some(self.serving(id, traceparent)),
-                caused_by: None,
-            }
-        } else {
-            Link {
-                _in_flight: None,
-                caused_by: self.cause_of(traceparent),
-            }
+            return Link {
+                _in_flight: Some(self.serving(id, hints)),
+                ..Link::default()
+            };
+        }
+        let serving = self.lock();
+        let cause = cause_among(&serving, hints.traceparent);
+        Link {
+            _in_flight: None,
+            caused_by: cause.map(|entry| entry.id),
+            replay_of: cause.and_then(|entry| entry.replay_of.clone()),
         }
     }
 
     /// The inbound request (its record id) an outbound call that carries `traceparent` was made for.
     pub fn cause_of(&self, traceparent: Option<&[u8]>) -> Option<u64> {
-        let serving = self.lock();
-        if let Some(trace) = traceparent.and_then(trace_id) {
-            if let Some(entry) = serving
-                .iter()
-                .find(|entry| entry.trace.as_deref() == Some(trace))
-            {
-                return Some(entry.id);
-            }
+        cause_among(&self.lock(), traceparent).map(|entry| entry.id)
+    }
+}
+
+fn cause_among<'a>(serving: &'a [Serving], traceparent: Option<&[u8]>) -> Option<&'a Serving> {
+    if let Some(trace) = traceparent.and_then(trace_id) {
+        if let Some(entry) = serving
+            .iter()
+            .find(|entry| entry.trace.as_deref() == Some(trace))
+        {
+            return Some(entry);
         }
-        match serving.as_slice() {
-            [only] => Some(only.id),
-            _ => None,
-        }
+    }
+    match serving {
+        [only] => Some(only),
+        _ => None,
     }
 }
 
@@ -118,13 +149,21 @@ pub fn trace_id(traceparent: &[u8]) -> Option<&str> {
     valid.then_some(trace)
 }
 
-/// The `traceparent` field of an HTTP/1 head, as received (the first, if repeated).
-pub fn traceparent_in_head(head: &[u8]) -> Option<&[u8]> {
-    const NAME: &[u8] = b"traceparent:";
+/// What an HTTP/1 head says about its links.
+pub fn hints_in_head(head: &[u8]) -> Hints<'_> {
+    Hints {
+        traceparent: field_in_head(head, b"traceparent"),
+        replay_of: field_in_head(head, REPLAY_OF.as_bytes()),
+    }
+}
+
+/// The value of field `name` in an HTTP/1 head, as received (the first, if repeated).
+fn field_in_head<'a>(head: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     head.split(|&b| b == b'\n').skip(1).find_map(|line| {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        (line.len() > NAME.len() && line[..NAME.len()].eq_ignore_ascii_case(NAME))
-            .then(|| line[NAME.len()..].trim_ascii())
+        let (field, value) = line.split_at_checked(name.len())?;
+        let value = value.strip_prefix(b":")?;
+        field.eq_ignore_ascii_case(name).then(|| value.trim_ascii())
     })
 }
 
@@ -157,20 +196,42 @@ mod tests {
     #[test]
     fn the_traceparent_field_is_found_in_a_head_in_any_case() {
         let head = b"GET / HTTP/1.1\r\nHost: a\r\nTraceParent:  00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 \r\n\r\n";
-        assert_eq!(traceparent_in_head(head), Some(TRACE));
+        assert_eq!(hints_in_head(head).traceparent, Some(TRACE));
+        assert_eq!(hints_in_head(head).replay_of, None);
+        let replayed = b"GET / HTTP/1.1\r\nSidecar-Replay-Of: 00aa-7\r\nTraceparents: no\r\n\r\n";
+        assert_eq!(hints_in_head(replayed).replay_of, Some(&b"00aa-7"[..]));
+        assert_eq!(hints_in_head(replayed).traceparent, None);
+    }
+
+    #[test]
+    fn a_call_made_for_a_replayed_request_knows_which_recorded_request_it_replays() {
+        let causes = Arc::new(Causes::default());
+        let replayed = Hints {
+            traceparent: None,
+            replay_of: Some(b" 00aa-7 "),
+        };
+        let serving = causes.link(9, true, replayed);
+        let call = causes.link(10, false, Hints::default());
         assert_eq!(
-            traceparent_in_head(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
-            None
+            (call.caused_by, call.replay_of.as_deref()),
+            (Some(9), Some("00aa-7"))
         );
+        drop(serving);
+        let later = causes.link(11, false, Hints::default());
+        assert_eq!((later.caused_by, later.replay_of), (None, None));
     }
 
     #[test]
     fn a_call_is_linked_by_its_trace_else_to_the_only_request_in_flight() {
         let causes = Arc::new(Causes::default());
         assert_eq!(causes.cause_of(None), None, "nothing in flight");
-        let first = causes.serving(1, Some(TRACE));
+        let traced = |trace| Hints {
+            traceparent: Some(trace),
+            replay_of: None,
+        };
+        let first = causes.serving(1, traced(TRACE));
         assert_eq!(causes.cause_of(None), Some(1), "the only one in flight");
-        let second = causes.serving(2, None);
+        let second = causes.serving(2, Hints::default());
         assert_eq!(causes.cause_of(None), None, "two in flight: no guess");
         assert_eq!(causes.cause_of(Some(TRACE)), Some(1), "by trace");
         assert_eq!(causes.cause_of(Some(OTHER)), None, "an unknown trace");

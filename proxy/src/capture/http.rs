@@ -18,7 +18,7 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use super::body_tap::BodyTap;
 use super::record::{self, next_record_id, Detail, Origin, Route};
 use super::settings::{CaptureSettings, REDACTED};
-use super::{Capture, Link};
+use super::{Capture, Hints, Link};
 
 /// The record of one exchange, built while it streams: the handle the proxy handler holds.
 pub struct HttpCapture {
@@ -82,10 +82,11 @@ impl HttpCapture {
         };
         let id = next_record_id();
         let link = capture.link(id, origin.direction, || {
-            request
-                .headers
-                .get("traceparent")
-                .map(http::HeaderValue::as_bytes)
+            let field = |name: &str| request.headers.get(name).map(http::HeaderValue::as_bytes);
+            Hints {
+                traceparent: field("traceparent"),
+                replay_of: field(super::causes::REPLAY_OF),
+            }
         });
         HttpCapture {
             shared: Arc::new(ExchangeState {
@@ -134,6 +135,12 @@ impl HttpCapture {
             .filter(|name| !name.is_empty())
             .unwrap_or_else(|| "unknown".to_owned());
         self.shared.lock().upgraded = Some(name);
+    }
+
+    /// Outbound: the recorded request that the inbound request this call was made for replays
+    /// (`sidecar-replay-of`), when it was a replay.
+    pub fn replay_of(&self) -> Option<&str> {
+        self.shared.link.replay_of.as_deref()
     }
 
     /// Records how the mock answered the exchange.

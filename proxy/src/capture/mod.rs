@@ -24,7 +24,7 @@ pub mod stream;
 use std::sync::Arc;
 
 pub use body_tap::BodyTap;
-pub use causes::{Causes, Link};
+pub use causes::{Causes, Hints, Link};
 pub use http::{CapturingBody, HttpCapture};
 pub use jsonl_file::Rotation;
 pub(crate) use record::next_record_id;
@@ -43,15 +43,11 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// The link of exchange `id`, beginning in `direction` (`traceparent` read only when links are kept).
-    pub fn link<'a>(
-        &self,
-        id: u64,
-        direction: &str,
-        traceparent: impl FnOnce() -> Option<&'a [u8]>,
-    ) -> Link {
+    /// The link of exchange `id`, beginning in `direction` (its head's `hints` read only when links are
+    /// kept).
+    pub fn link<'a>(&self, id: u64, direction: &str, hints: impl FnOnce() -> Hints<'a>) -> Link {
         match &self.causes {
-            Some(causes) => causes.link(id, direction == "inbound", traceparent()),
+            Some(causes) => causes.link(id, direction == "inbound", hints()),
             None => Link::default(),
         }
     }

@@ -70,6 +70,12 @@ pub struct ReplayArgs {
     /// Write the outcome as JUnit XML to FILE (one test case per exchange)
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+
+    /// The target's sidecar mocks its app's calls from MOCK_CAPTURE (its --mock, recorded in dual or
+    /// transparent mode): each replayed request names the recorded one (header sidecar-replay-of), so the
+    /// calls it causes are answered from the calls that recorded request caused
+    #[arg(long, value_name = "MOCK_CAPTURE")]
+    pub mock_from: Option<PathBuf>,
 }
 
 /// A rate per second; `max` is infinity (no pacing).
@@ -142,6 +148,24 @@ impl ReplayArgs {
             Ok(read) => read.records,
             Err(error) => return usage(error.to_string()),
         };
+        if let Some(mock_capture) = &self.mock_from {
+            match linked_requests(mock_capture) {
+                Ok(linked) => {
+                    let replayed = records
+                        .iter()
+                        .filter(|record| record.direction == "inbound")
+                        .filter(|record| linked.contains(&record.name()))
+                        .count();
+                    if replayed == 0 {
+                        eprintln!(
+                            "sidecar-proxy: warning: {} links no outbound call to the requests of {source_name} (record in dual or transparent mode, where calls are linked to the request they were made for); the mock answers every call from the whole capture",
+                            mock_capture.display()
+                        );
+                    }
+                }
+                Err(message) => return usage(message),
+            }
+        }
         let pace = match (self.rate, self.pace.as_deref()) {
             (Some(rate), _) if rate.is_infinite() => Pace::Free,
             (Some(rate), _) => Pace::Rate(rate),
@@ -158,6 +182,7 @@ impl ReplayArgs {
             pace,
             timeout: self.timeout,
             progress: true,
+            mark_replays: self.mock_from.is_some(),
         };
         let runtime = match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -191,4 +216,23 @@ impl ReplayArgs {
             ExitCode::from(EXIT_DIFFERS)
         }
     }
+}
+
+/// The inbound requests (their `uid`s) the calls recorded in `path` were made for.
+fn linked_requests(path: &std::path::Path) -> Result<std::collections::HashSet<String>, String> {
+    let name = path.display().to_string();
+    let file =
+        File::open(path).map_err(|error| format!("cannot read --mock-from {name}: {error}"))?;
+    let read = read_capture(
+        BufReader::new(file),
+        &name,
+        UnreadableLines::Skip,
+        &mut |_| {},
+    )
+    .map_err(|error| format!("cannot read --mock-from: {error}"))?;
+    Ok(read
+        .records
+        .into_iter()
+        .filter_map(|record| record.caused_by)
+        .collect())
 }

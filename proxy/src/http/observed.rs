@@ -135,6 +135,11 @@ impl ObservedExchange {
         }
     }
 
+    /// See [`HttpCapture::replay_of`]; `None` with capture off, which keeps no links.
+    pub fn replay_of(&self) -> Option<&str> {
+        self.capture.as_ref().and_then(HttpCapture::replay_of)
+    }
+
     /// Records how the mock answered the exchange.
     pub fn mark_mock(&self, answer: crate::capture::record::MockAnswer) {
         if let Some(capture) = &self.capture {

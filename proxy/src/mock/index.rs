@@ -37,6 +37,8 @@ pub struct Recorded {
     pub response: HttpResponse,
     /// How long the recorded exchange took, in milliseconds.
     pub duration_ms: f64,
+    /// The inbound request the call was made for (its `uid`), when the capture linked it.
+    caused_by: Option<String>,
     key: EndpointKey,
 }
 
@@ -79,6 +81,7 @@ impl MockIndex {
             if record.direction != "outbound" {
                 continue;
             }
+            let caused_by = record.caused_by;
             let Detail::Http(exchange) = record.detail else {
                 continue;
             };
@@ -102,6 +105,7 @@ impl MockIndex {
                     body: exchange.request.body.base64,
                     response,
                     duration_ms: record.duration_ms,
+                    caused_by,
                 },
             ));
         }
@@ -143,6 +147,14 @@ impl MockIndex {
 
     /// The recorded exchange that answers `request`, or the nearest one and how they differ.
     pub fn answer(&self, request: &MockRequest<'_>) -> MockMatch<'_> {
+        self.answer_for(request, None)
+    }
+
+    /// [`MockIndex::answer`] for a call made while serving a replay of the recorded inbound request
+    /// `replay_of`: among the matching exchanges, those that request caused are served first (in their
+    /// own recorded order), so each replayed request gets the answers its own calls got; the others only
+    /// when it caused none that match.
+    pub fn answer_for(&self, request: &MockRequest<'_>, replay_of: Option<&str>) -> MockMatch<'_> {
         let key = endpoint(request.method, request.uri);
         let query = query_pairs(request.uri);
         let match_key = (
@@ -151,7 +163,7 @@ impl MockIndex {
             body_print(request.body, &request.headers, &self.noise),
         );
         if let Some(matching) = self.by_match.get(&match_key) {
-            return MockMatch::Served(&self.recorded[self.next_of(matching)]);
+            return self.serve(matching, replay_of);
         }
         // Not found by its print: compared field by field with what the endpoint recorded (which also
         // finds a match whose recorded body was cut short), and else the nearest is named.
@@ -166,7 +178,7 @@ impl MockIndex {
             .map(|(at, _)| *at)
             .collect();
         if !matching.is_empty() {
-            return MockMatch::Served(&self.recorded[self.next_of(&matching)]);
+            return self.serve(&matching, replay_of);
         }
         // Nothing recorded for this endpoint matches: the nearest is the one with the fewest differing
         // fields, looking at the whole capture when the endpoint itself was never recorded.
@@ -195,6 +207,21 @@ impl MockIndex {
                 differences: Vec::new(),
             },
         }
+    }
+
+    /// Serves one of `matching`: of those `replay_of` caused if any, else of all.
+    fn serve(&self, matching: &[usize], replay_of: Option<&str>) -> MockMatch<'_> {
+        if let Some(scope) = replay_of {
+            let caused: Vec<usize> = matching
+                .iter()
+                .copied()
+                .filter(|&at| self.recorded[at].caused_by.as_deref() == Some(scope))
+                .collect();
+            if !caused.is_empty() {
+                return MockMatch::Served(&self.recorded[self.next_of(&caused)]);
+            }
+        }
+        MockMatch::Served(&self.recorded[self.next_of(matching)])
     }
 
     /// Which of the exchanges matching one request answers this call: the first recorded for the first

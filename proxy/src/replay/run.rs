@@ -16,6 +16,7 @@ use super::client::{Answer, TargetClient};
 use super::learned::{LearnedField, LearnedNoise};
 use super::pace::Pace;
 use super::plan::{plan, request_for, Planned, Target};
+use crate::capture::causes::REPLAY_OF;
 
 pub struct ReplayOptions {
     pub target: Target,
@@ -26,6 +27,8 @@ pub struct ReplayOptions {
     pub timeout: Duration,
     /// Print a progress line on stderr (when it is a terminal).
     pub progress: bool,
+    /// `--mock-from`: each request names the recorded one it replays (`sidecar-replay-of`).
+    pub mark_replays: bool,
 }
 
 /// How one exchange went.
@@ -106,6 +109,7 @@ pub async fn replay(records: Vec<Record>, options: ReplayOptions) -> Result<Outc
             let (planned, next) = (planned.clone(), next.clone());
             let target = options.target.clone();
             let pace = options.pace;
+            let mark_replays = options.mark_replays;
             tokio::spawn(async move {
                 let mut done = Vec::new();
                 loop {
@@ -119,7 +123,9 @@ pub async fn replay(records: Vec<Record>, options: ReplayOptions) -> Result<Outc
                     if progress {
                         eprint!("\rsidecar-proxy: replaying {}/{total}", index + 1);
                     }
-                    let replayed = replay_one(exchange, &target, &client, &noise, &learned).await;
+                    let replayed =
+                        replay_one(exchange, &target, &client, &noise, &learned, mark_replays)
+                            .await;
                     done.push((index, replayed));
                 }
             })
@@ -162,6 +168,7 @@ async fn replay_one(
     client: &TargetClient,
     noise: &Noise,
     learned: &LearnedNoise,
+    mark_replays: bool,
 ) -> ReplayedExchange {
     let recorded = &planned.response;
     let mut replayed = ReplayedExchange {
@@ -177,7 +184,14 @@ async fn replay_one(
         replayed_ms: None,
     };
     let answer = match request_for(planned, target) {
-        Ok(request) => client.send(request).await,
+        Ok(mut request) => {
+            if mark_replays {
+                if let Ok(name) = http::HeaderValue::from_str(&planned.record_name) {
+                    request.headers_mut().insert(REPLAY_OF, name);
+                }
+            }
+            client.send(request).await
+        }
         Err(reason) => Err(reason),
     };
     let answer: Answer = match answer {

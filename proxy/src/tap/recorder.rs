@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime};
 
 use super::exchange::{RawExchange, RawHead, RawMessage, TapOrigin};
 use crate::capture::probes::{is_probe_direction, is_probe_h2_fields, is_probe_http1_head};
-use crate::capture::{BodyTap, Capture, CaptureSink, Link};
+use crate::capture::{BodyTap, Capture, CaptureSink, Hints, Link};
 use crate::connection::Connection;
 use crate::metrics::{DirectionLabels, Metrics};
 
@@ -52,14 +52,14 @@ impl Recorder {
         self.origin = origin;
     }
 
-    /// An exchange begins; `traceparent` is asked for only where outbound calls are linked.
-    pub fn start<'a>(&self, traceparent: impl FnOnce() -> Option<&'a [u8]>) -> Started {
+    /// An exchange begins; its head's `hints` are asked for only where outbound calls are linked.
+    pub fn start<'a>(&self, hints: impl FnOnce() -> Hints<'a>) -> Started {
         let id = crate::capture::next_record_id();
         Started {
             id,
             at: Instant::now(),
             wall: SystemTime::now(),
-            link: self.capture.link(id, self.direction, traceparent),
+            link: self.capture.link(id, self.direction, hints),
         }
     }
 

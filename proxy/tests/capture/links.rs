@@ -1,19 +1,17 @@
 //! Dual mode links each outbound call to the inbound request the app made it for (`caused_by`): by the
 //! W3C `traceparent` the call carries, else to the only inbound request in flight; concurrent requests
-//! without trace context leave their calls unlinked rather than guessed.
+//! without trace context leave their calls unlinked rather than guessed. The app is
+//! [`crate::support::calling_app`].
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
+use http::Request;
+use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Barrier;
+use tokio::net::TcpStream;
 
+use crate::support::calling_app::start_calling_app;
 use crate::support::capture::start_capturing_proxy;
 use crate::support::start_app;
 use sidecar_proxy::capture::record::{Detail, Record};
@@ -21,78 +19,14 @@ use sidecar_proxy::capture::record::{Detail, Record};
 const TRACE_A: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const TRACE_B: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
-/// The app: for each request, one call to the dependency through the sidecar's forward listener
-/// (absolute-form, as HTTP_PROXY clients send it), passing on the request's `traceparent`, and the
-/// dependency's first line as its answer. Requests to `/together` wait for one another first, so two of
-/// them are in flight at once when their calls are made.
-struct App {
-    addr: SocketAddr,
-    proxy: Arc<OnceLock<SocketAddr>>,
+/// The app's call for a request to `path`.
+fn called_for(path: &str) -> String {
+    format!("/called-for{path}")
 }
 
-async fn start_linking_app(dependency: SocketAddr) -> App {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let proxy: Arc<OnceLock<SocketAddr>> = Arc::default();
-    let barrier = Arc::new(Barrier::new(2));
-    let for_app = proxy.clone();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let proxy = for_app.clone();
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request: Request<Incoming>| {
-                    let proxy = *proxy.get().expect("the test sets the proxy first");
-                    let barrier = barrier.clone();
-                    async move {
-                        if request.uri().path() == "/together" {
-                            barrier.wait().await;
-                        }
-                        let trace = request.headers().get("traceparent").cloned();
-                        let line =
-                            call_dependency(proxy, dependency, request.uri().path(), trace).await;
-                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
-                            line,
-                        ))))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    App { addr, proxy }
-}
-
-/// `GET http://DEPENDENCY/called-for<path>` through the forward proxy; the answer's first line.
-async fn call_dependency(
-    proxy: SocketAddr,
-    dependency: SocketAddr,
-    path: &str,
-    trace: Option<http::HeaderValue>,
-) -> String {
-    let stream = TcpStream::connect(proxy).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let mut request = Request::get(format!("http://{dependency}/called-for{path}"))
-        .header("host", dependency.to_string());
-    if let Some(trace) = trace {
-        request = request.header("traceparent", trace);
-    }
-    let response = sender
-        .send_request(request.body(Empty::<Bytes>::new()).unwrap())
-        .await
-        .unwrap();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    String::from_utf8_lossy(&body)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
+/// What the dependency (`start_app`) answers first: the call's request line.
+fn first_line(body: String) -> String {
+    body.lines().next().unwrap_or_default().to_owned()
 }
 
 /// One request to the sidecar's inbound listener, on its own connection.
@@ -160,13 +94,13 @@ fn link_of(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dual_mode_links_each_outbound_call_to_the_inbound_request_it_was_made_for() {
     let dependency = start_app().await;
-    let app = start_linking_app(dependency.addr).await;
+    let app = start_calling_app(dependency.addr, called_for).await;
     let (proxy, log) = start_capturing_proxy("dual", "http", Some(app.addr), |_| {}).await;
-    app.proxy.set(proxy.outbound()).unwrap();
+    app.use_proxy(proxy.outbound());
 
     // One at a time: each call is linked to the only request in flight.
     for path in ["/first", "/second"] {
-        let answer = call_app(proxy.inbound(), path, None).await;
+        let answer = first_line(call_app(proxy.inbound(), path, None).await);
         assert_eq!(answer, format!("GET /called-for{path} HTTP/1.1"));
     }
     // Two at once, with trace context: each call is linked by its trace.
@@ -174,6 +108,7 @@ async fn dual_mode_links_each_outbound_call_to_the_inbound_request_it_was_made_f
         call_app(proxy.inbound(), "/together?traced=a", Some(TRACE_A)),
         call_app(proxy.inbound(), "/together?traced=b", Some(TRACE_B)),
     );
+    let (a, b) = (first_line(a), first_line(b));
     assert_eq!(
         (a.as_str(), b.as_str()),
         (
@@ -232,9 +167,9 @@ async fn dual_mode_links_each_outbound_call_to_the_inbound_request_it_was_made_f
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_without_trace_context_leave_their_calls_unlinked() {
     let dependency = start_app().await;
-    let app = start_linking_app(dependency.addr).await;
+    let app = start_calling_app(dependency.addr, called_for).await;
     let (proxy, log) = start_capturing_proxy("dual", "http", Some(app.addr), |_| {}).await;
-    app.proxy.set(proxy.outbound()).unwrap();
+    app.use_proxy(proxy.outbound());
 
     let (a, b) = tokio::join!(
         call_app(proxy.inbound(), "/together?untraced=a", None),

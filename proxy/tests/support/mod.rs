@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod calling_app;
 pub mod capture;
 pub mod data;
 pub mod env;

@@ -58,7 +58,8 @@ pub(super) async fn answer_from_mock(
         headers,
         body: &body,
     };
-    match mock.index.answer(&request) {
+    // A call made for a replayed request is answered first from the calls its recording caused.
+    match mock.index.answer_for(&request, capture.replay_of()) {
         MockMatch::Served(recorded) => {
             capture.mark_mock(MockAnswer {
                 matched: true,

@@ -215,10 +215,16 @@ impl H2Tracker {
                     }
                     let exchange = Exchange {
                         started: self.recorder.start(|| {
-                            fields
-                                .iter()
-                                .find(|(name, _)| name.as_ref() == b"traceparent")
-                                .map(|(_, value)| value.as_ref())
+                            let field = |wanted: &[u8]| {
+                                fields
+                                    .iter()
+                                    .find(|(name, _)| name.as_ref() == wanted)
+                                    .map(|(_, value)| value.as_ref())
+                            };
+                            crate::capture::Hints {
+                                traceparent: field(b"traceparent"),
+                                replay_of: field(crate::capture::causes::REPLAY_OF.as_bytes()),
+                            }
                         }),
                         request: Side {
                             fields,

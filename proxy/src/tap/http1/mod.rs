@@ -173,7 +173,7 @@ impl Http1Tracker {
         self.in_flight.push_back(Exchange {
             started: self
                 .recorder
-                .start(|| crate::capture::causes::traceparent_in_head(&head)),
+                .start(|| crate::capture::causes::hints_in_head(&head)),
             method: info.method,
             upgrade: info.upgrade,
             request: Part::new(head, self.recorder.body_tap()),
