@@ -6,7 +6,7 @@
 //!   amount to, read by the run and the scenarios;
 //! - [`install`] and [`workspace`]: the tools from Debian's packages and PyPI, the proxy's release binary;
 //! - [`process`], [`ports`], [`workdir`]: the servers the harness starts, their ports and their files;
-//! - [`route`], [`http1`], [`probe`]: one real request through any contender, to prove it ready;
+//! - [`route`], [`http_client`], [`probe`]: one real request through any contender, to prove it ready;
 //! - [`contenders`]: one module per kind of server configuration;
 //! - [`clients`]: the load generators (wrk, proxychains4, iperf3, curl, and our own for TLS handshakes),
 //!   the idle-connection holder, and the sidecar's tls-out counters;
@@ -18,7 +18,7 @@
 pub mod cli;
 pub mod clients;
 pub mod contenders;
-pub mod http1;
+pub mod http_client;
 pub mod install;
 pub mod ports;
 pub mod probe;

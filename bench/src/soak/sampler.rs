@@ -6,11 +6,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Empty};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::http_client;
 use crate::rss::parse_kib_field;
 
 /// A scrape that takes longer than this is a sidecar in trouble, reported as such.
@@ -203,19 +201,9 @@ async fn get(admin: SocketAddr, path: &str) -> anyhow::Result<(u16, Bytes)> {
     let stream = TcpStream::connect(admin)
         .await
         .with_context(|| format!("cannot connect to the admin port {admin}"))?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    let driver = tokio::spawn(connection);
-    let request = Request::get(path)
-        .header(hyper::header::HOST, admin.to_string())
-        .header(hyper::header::CONNECTION, "close")
-        .body(Empty::<Bytes>::new())?;
-    let response = sender.send_request(request).await?;
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await?.to_bytes();
-    drop(sender);
-    driver.abort();
-    Ok((status, body))
+    let (response, _closed_on_drop) =
+        http_client::get(stream, path, &admin.to_string(), false).await?;
+    Ok((response.status, response.body))
 }
 
 #[cfg(test)]
