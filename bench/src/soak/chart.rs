@@ -88,6 +88,8 @@ pub fn render(metric: Metric, samples: &[Sample], timeline: &Timeline) -> anyhow
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .x_label_formatter(&|v| tick(*v))
+            .y_label_formatter(&|v| tick(*v))
             .x_desc(format!("time since start ({time_unit})"))
             .draw()?;
         for (from, to, colour, label) in bands {
@@ -122,6 +124,15 @@ pub fn render(metric: Metric, samples: &[Sample], timeline: &Timeline) -> anyhow
         root.present()?;
     }
     Ok(svg)
+}
+
+/// Whole numbers without a decimal point, anything else with one.
+fn tick(value: f64) -> String {
+    if value.fract().abs() < 1e-9 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.1}")
+    }
 }
 
 #[cfg(test)]
