@@ -6,19 +6,21 @@
 //!   amount to, read by the run and the scenarios;
 //! - [`install`] and [`workspace`]: the tools from Debian's packages and PyPI, the proxy's release binary;
 //! - [`process`], [`ports`], [`workdir`]: the servers the harness starts, their ports and their files;
-//! - [`route`], [`http1`], [`probe`]: one real request through any contender, to prove it ready;
+//! - [`route`], [`http_client`], [`probe`]: one real request through any contender, to prove it ready;
 //! - [`contenders`]: one module per kind of server configuration;
 //! - [`clients`]: the load generators (wrk, proxychains4, iperf3, curl, and our own for TLS handshakes),
-//!   the idle-connection holder, and the sidecar's tls-out counters;
+//!   the idle-connection holder, and the sidecar's tls-out counters; [`admin_port`]: a sidecar's
+//!   /readyz and /metrics, read by the benchmark and the soak;
 //! - [`tls`]: the run's certificates for the HTTPS rows (the origin's test CA, the capture CA);
 //! - [`scenarios`]: what is measured, round by round; [`results`]: the rows and figures it gives;
 //!   [`stats`], [`targets`], [`report`]: what is made of them.
 #![forbid(unsafe_code)]
 
+pub mod admin_port;
 pub mod cli;
 pub mod clients;
 pub mod contenders;
-pub mod http1;
+pub mod http_client;
 pub mod install;
 pub mod ports;
 pub mod probe;

@@ -171,14 +171,15 @@ async fn fetch(
     route: Route,
     origin_port: u16,
     path: &str,
-) -> anyhow::Result<crate::http1::Response> {
-    let mut stream = route::open(route, origin_port).await?;
+) -> anyhow::Result<crate::http_client::Response> {
+    let stream = route::open(route, origin_port).await?;
     let target = route.request_target(origin_port, path);
     let host = format!("127.0.0.1:{origin_port}");
-    let exchange = crate::http1::get(&mut stream, &target, &host, false);
-    tokio::time::timeout(route::HANDSHAKE_TIMEOUT, exchange)
+    let exchange = crate::http_client::get(stream, &target, &host, false);
+    let (response, _closed_on_drop) = tokio::time::timeout(route::HANDSHAKE_TIMEOUT, exchange)
         .await
-        .map_err(|_| anyhow::anyhow!("no response within {:?}", route::HANDSHAKE_TIMEOUT))?
+        .map_err(|_| anyhow::anyhow!("no response within {:?}", route::HANDSHAKE_TIMEOUT))??;
+    Ok(response)
 }
 
 #[cfg(test)]

@@ -5,12 +5,8 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use anyhow::Context as _;
 use tokio::net::TcpStream;
-
-/// Longest CONNECT response head the handshake accepts.
-const MAX_CONNECT_HEAD: usize = 8 * 1024;
 
 /// How long a connection and its proxy handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -72,71 +68,20 @@ async fn open_now(route: Route, origin_port: u16) -> anyhow::Result<TcpStream> {
     stream.set_nodelay(true)?;
     match route {
         Route::Direct | Route::Reverse { .. } | Route::AbsoluteForm { .. } => {}
-        Route::Connect { .. } => connect_tunnel(&mut stream, origin_port).await?,
-        Route::Socks5 { .. } => socks5_tunnel(&mut stream, origin_port).await?,
+        Route::Connect { .. } => {
+            crate::http_client::connect_tunnel(&mut stream, &format!("127.0.0.1:{origin_port}"))
+                .await?
+        }
+        Route::Socks5 { .. } => {
+            // No authentication; the origin named by its IPv4 address.
+            let origin = SocketAddr::from((Ipv4Addr::LOCALHOST, origin_port));
+            let tunnel = tokio_socks::tcp::Socks5Stream::connect_with_socket(stream, origin)
+                .await
+                .with_context(|| format!("SOCKS5 CONNECT to {origin} through {first_hop}"))?;
+            return Ok(tunnel.into_inner());
+        }
     }
     Ok(stream)
-}
-
-async fn connect_tunnel(stream: &mut TcpStream, origin_port: u16) -> anyhow::Result<()> {
-    let authority = format!("127.0.0.1:{origin_port}");
-    stream
-        .write_all(format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes())
-        .await?;
-    // Byte by byte: nothing of the tunnel may be read as part of the proxy's answer.
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        if head.len() >= MAX_CONNECT_HEAD {
-            bail!("CONNECT answer head longer than {MAX_CONNECT_HEAD} bytes");
-        }
-        let byte = stream
-            .read_u8()
-            .await
-            .context("the proxy closed the connection before answering CONNECT")?;
-        head.push(byte);
-    }
-    let status = crate::http1::parse_status_line(&head)?;
-    if !(200..300).contains(&status) {
-        bail!(
-            "CONNECT refused: {}",
-            String::from_utf8_lossy(&head).lines().next().unwrap_or("")
-        );
-    }
-    Ok(())
-}
-
-async fn socks5_tunnel(stream: &mut TcpStream, origin_port: u16) -> anyhow::Result<()> {
-    // Greeting: version 5, one method, "no authentication".
-    stream.write_all(&[5, 1, 0]).await?;
-    let mut choice = [0u8; 2];
-    stream
-        .read_exact(&mut choice)
-        .await
-        .context("no SOCKS5 method choice")?;
-    if choice != [5, 0] {
-        bail!("SOCKS5 server chose method {choice:?}, not [5, 0] (no authentication)");
-    }
-    let [port_high, port_low] = origin_port.to_be_bytes();
-    stream
-        .write_all(&[5, 1, 0, 1, 127, 0, 0, 1, port_high, port_low])
-        .await?;
-    let mut reply = [0u8; 4];
-    stream
-        .read_exact(&mut reply)
-        .await
-        .context("no SOCKS5 reply to CONNECT")?;
-    if reply[0] != 5 || reply[1] != 0 {
-        bail!("SOCKS5 CONNECT refused (reply code {})", reply[1]);
-    }
-    let address_len = match reply[3] {
-        1 => 4,
-        4 => 16,
-        3 => usize::from(stream.read_u8().await?),
-        other => bail!("SOCKS5 reply with unknown address type {other}"),
-    };
-    let mut bound = vec![0u8; address_len + 2];
-    stream.read_exact(&mut bound).await?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use super::Invalid;
-use crate::http1;
+use crate::http_client;
 use crate::route::{self, Route};
 
 /// Connections being opened at once: quick, without a SYN flood that a listener's backlog drops.
@@ -68,12 +68,12 @@ async fn open_one(
     path: Arc<str>,
     expected: Arc<[u8]>,
 ) -> anyhow::Result<TcpStream> {
-    let mut stream = route::open(route, origin_port).await?;
+    let stream = route::open(route, origin_port).await?;
     let target = route.request_target(origin_port, &path);
     let host = format!("127.0.0.1:{origin_port}");
-    let response = tokio::time::timeout(
+    let (response, stream) = tokio::time::timeout(
         route::HANDSHAKE_TIMEOUT,
-        http1::get(&mut stream, &target, &host, true),
+        http_client::get(stream, &target, &host, true),
     )
     .await
     .map_err(|_| anyhow::anyhow!("no response within {:?}", route::HANDSHAKE_TIMEOUT))??;

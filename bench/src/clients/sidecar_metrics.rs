@@ -3,13 +3,10 @@
 //! minted or came from its cache.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::soak::sampler::get_text;
-
-const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::admin_port;
 
 /// The counters' values at one moment (zero for a series the sidecar has not created yet: its counter
 /// families show a label set only once it has been counted).
@@ -28,34 +25,27 @@ impl TlsOutCounters {
     /// `sidecar_tls_out_leaf_certificates_total{source=...}` from the exposition text.
     pub fn parse(text: &str) -> anyhow::Result<TlsOutCounters> {
         let mut counters = TlsOutCounters::default();
-        for line in text.lines() {
-            if line.starts_with('#') || line.trim().is_empty() {
-                continue;
-            }
-            let Some((series, value)) = line.rsplit_once(' ') else {
-                continue;
-            };
-            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
-            let slot = match (name, label(labels)) {
-                ("sidecar_tls_out_connections_total", Some("intercepted")) => {
+        for series in admin_port::parse(text)? {
+            let slot = match (series.name, series.label("result"), series.label("source")) {
+                ("sidecar_tls_out_connections_total", Some("intercepted"), _) => {
                     &mut counters.intercepted
                 }
-                ("sidecar_tls_out_connections_total", Some("upstream_failed")) => {
+                ("sidecar_tls_out_connections_total", Some("upstream_failed"), _) => {
                     &mut counters.upstream_failed
                 }
-                ("sidecar_tls_out_connections_total", Some("client_failed")) => {
+                ("sidecar_tls_out_connections_total", Some("client_failed"), _) => {
                     &mut counters.client_failed
                 }
-                ("sidecar_tls_out_connections_total", Some("passed")) => &mut counters.passed,
-                ("sidecar_tls_out_leaf_certificates_total", Some("minted")) => &mut counters.minted,
-                ("sidecar_tls_out_leaf_certificates_total", Some("cached")) => &mut counters.cached,
+                ("sidecar_tls_out_connections_total", Some("passed"), _) => &mut counters.passed,
+                ("sidecar_tls_out_leaf_certificates_total", _, Some("minted")) => {
+                    &mut counters.minted
+                }
+                ("sidecar_tls_out_leaf_certificates_total", _, Some("cached")) => {
+                    &mut counters.cached
+                }
                 _ => continue,
             };
-            let number: f64 = value
-                .trim()
-                .parse()
-                .with_context(|| format!("bad value in metrics line {line:?}"))?;
-            *slot = number.max(0.0) as u64;
+            *slot = series.value.max(0.0) as u64;
         }
         Ok(counters)
     }
@@ -73,20 +63,10 @@ impl TlsOutCounters {
     }
 }
 
-/// The value of the one label of a tls-out series (`result="..."` or `source="..."`).
-fn label(labels: &str) -> Option<&str> {
-    let (_, value) = labels.trim_end_matches('}').split_once('=')?;
-    Some(value.trim_matches('"'))
-}
-
 /// Scrapes the sidecar whose admin port is `admin_port` on 127.0.0.1.
 pub async fn scrape(admin_port: u16) -> anyhow::Result<TlsOutCounters> {
     let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, admin_port));
-    let text = tokio::time::timeout(SCRAPE_TIMEOUT, get_text(admin, "/metrics"))
-        .await
-        .with_context(|| {
-            format!("http://{admin}/metrics did not answer within {SCRAPE_TIMEOUT:?}")
-        })??;
+    let text = admin_port::scrape(admin).await?;
     TlsOutCounters::parse(&text).with_context(|| format!("http://{admin}/metrics"))
 }
 

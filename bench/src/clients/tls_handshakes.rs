@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsConnector;
 
 use super::Invalid;
-use crate::http1::{self, Response};
+use crate::http_client::{self, Response};
 use crate::route::{self, Route};
 
 /// Where the requests go and what they must get back.
@@ -47,11 +47,13 @@ impl HttpsTarget {
 pub async fn fetch(target: &HttpsTarget) -> anyhow::Result<Response> {
     let exchange = async {
         let tcp = route::open(target.route, target.origin_port).await?;
-        let mut tls = TlsConnector::from(target.config.clone())
+        let tls = TlsConnector::from(target.config.clone())
             .connect(target.server_name.clone(), tcp)
             .await
             .context("TLS handshake failed")?;
-        http1::get(&mut tls, target.path, &target.host(), false).await
+        let (response, _closed_on_drop) =
+            http_client::get(tls, target.path, &target.host(), false).await?;
+        Ok(response)
     };
     tokio::time::timeout(route::HANDSHAKE_TIMEOUT, exchange)
         .await

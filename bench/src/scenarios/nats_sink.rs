@@ -13,12 +13,12 @@ use anyhow::Context as _;
 
 use super::http_load;
 use super::Bench;
+use crate::admin_port;
 use crate::clients::wrk::ReadErrors;
 use crate::clients::Invalid;
 use crate::contenders::ServerSpec;
 use crate::results::{Figure, Outcome};
 use crate::route::Route;
-use crate::soak::sampler::get_text;
 
 /// How long the publisher may take to catch up after the load stops.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
@@ -41,21 +41,18 @@ pub struct SinkCounters {
 
 impl SinkCounters {
     /// Reads `sidecar_capture_nats_{spooled,acknowledged,dropped}_total` from the exposition text.
-    pub fn parse(text: &str) -> SinkCounters {
+    pub fn parse(text: &str) -> anyhow::Result<SinkCounters> {
         let mut counters = SinkCounters::default();
-        for line in text.lines().filter(|line| !line.starts_with('#')) {
-            let Some((name, value)) = line.split_once(' ') else {
-                continue;
-            };
-            let slot = match name {
+        for series in admin_port::parse(text)? {
+            let slot = match series.name {
                 "sidecar_capture_nats_spooled_total" => &mut counters.spooled,
                 "sidecar_capture_nats_acknowledged_total" => &mut counters.acknowledged,
                 "sidecar_capture_nats_dropped_total" => &mut counters.dropped,
                 _ => continue,
             };
-            *slot = value.trim().parse().unwrap_or(0.0);
+            *slot = series.value;
         }
-        counters
+        Ok(counters)
     }
 
     /// Every record spooled is acknowledged.
@@ -66,10 +63,8 @@ impl SinkCounters {
 
 async fn scrape(admin_port: u16) -> anyhow::Result<SinkCounters> {
     let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, admin_port));
-    let text = tokio::time::timeout(Duration::from_secs(5), get_text(admin, "/metrics"))
-        .await
-        .with_context(|| format!("http://{admin}/metrics did not answer"))??;
-    Ok(SinkCounters::parse(&text))
+    let text = admin_port::scrape(admin).await?;
+    SinkCounters::parse(&text).with_context(|| format!("http://{admin}/metrics"))
 }
 
 /// Waits until JetStream has acknowledged every record spooled, and the spool has taken nothing new for
@@ -204,7 +199,7 @@ mod tests {
                     sidecar_capture_nats_dropped_total 2\n\
                     sidecar_capture_nats_lag_records 2\n\
                     sidecar_capture_records_dropped_total 9\n# EOF\n";
-        let counters = SinkCounters::parse(text);
+        let counters = SinkCounters::parse(text).unwrap();
         assert_eq!(
             counters,
             SinkCounters {

@@ -10,8 +10,9 @@ use anyhow::Context as _;
 use super::load::{Tally, TallyTotals};
 use super::sampler::{Metric, Phase, Sample};
 use super::sidecars::{Fleet, REVERSE_HTTP, SOCKS, TCP_HTTP};
-use super::verdict::{median, Bounds, Check, CheckKind, Timeline};
+use super::verdict::{Bounds, Check, CheckKind, Timeline};
 use super::SoakOptions;
+use crate::stats::median;
 
 const SIDECARS: [&str; 3] = [TCP_HTTP, SOCKS, REVERSE_HTTP];
 
@@ -238,12 +239,12 @@ pub fn summary(
         let own: Vec<&Sample> = samples.iter().filter(|s| s.sidecar == *sidecar).collect();
         for metric in Metric::ALL {
             let med = |keep: &dyn Fn(&Sample) -> bool| {
-                let mut values: Vec<f64> = own
+                let values: Vec<f64> = own
                     .iter()
                     .filter(|s| keep(s))
                     .map(|s| metric.of(s) as f64)
                     .collect();
-                median(&mut values).map_or("–".to_owned(), |v| metric.display(v))
+                median(&values).map_or("–".to_owned(), |v| metric.display(v))
             };
             let in_window = |(from, to): (f64, f64)| {
                 move |s: &Sample| s.phase == Phase::Load && s.elapsed >= from && s.elapsed <= to

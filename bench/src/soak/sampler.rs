@@ -2,19 +2,11 @@
 //! client connections from its admin port's /metrics (OpenMetrics text).
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Empty};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
+use crate::admin_port;
 use crate::rss::parse_kib_field;
-
-/// A scrape that takes longer than this is a sidecar in trouble, reported as such.
-const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -117,11 +109,7 @@ pub async fn sample(
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .with_context(|| format!("cannot list /proc/{pid}/fd"))?
         .count() as u64;
-    let metrics = tokio::time::timeout(SCRAPE_TIMEOUT, get_text(admin, "/metrics"))
-        .await
-        .with_context(|| {
-            format!("http://{admin}/metrics did not answer within {SCRAPE_TIMEOUT:?}")
-        })??;
+    let metrics = admin_port::scrape(admin).await?;
     let scraped =
         ScrapedGauges::parse(&metrics).with_context(|| format!("http://{admin}/metrics"))?;
     Ok(Sample {
@@ -150,28 +138,15 @@ impl ScrapedGauges {
     pub fn parse(text: &str) -> anyhow::Result<ScrapedGauges> {
         let mut gauges = ScrapedGauges::default();
         let mut saw_tasks = false;
-        for line in text.lines() {
-            if line.starts_with('#') || line.trim().is_empty() {
-                continue;
-            }
-            // `name{labels} value` or `name value`; label values never hold a space here.
-            let Some((series, value)) = line.rsplit_once(' ') else {
-                continue;
-            };
-            let name = series.split('{').next().unwrap_or(series);
-            let parse = || -> anyhow::Result<u64> {
-                let number: f64 = value
-                    .parse()
-                    .with_context(|| format!("bad value in metrics line {line:?}"))?;
-                Ok(number.max(0.0) as u64)
-            };
-            match name {
+        for series in admin_port::parse(text)? {
+            let value = series.value.max(0.0) as u64;
+            match series.name {
                 "sidecar_runtime_tasks_alive" => {
-                    gauges.tasks_alive = parse()?;
+                    gauges.tasks_alive = value;
                     saw_tasks = true;
                 }
-                "sidecar_connections_open" => gauges.connections_open += parse()?,
-                "sidecar_capture_records_dropped_total" => gauges.records_dropped = parse()?,
+                "sidecar_connections_open" => gauges.connections_open += value,
+                "sidecar_capture_records_dropped_total" => gauges.records_dropped = value,
                 _ => {}
             }
         }
@@ -180,42 +155,6 @@ impl ScrapedGauges {
         }
         Ok(gauges)
     }
-}
-
-/// The status of a GET on the admin port.
-pub async fn get_status(admin: SocketAddr, path: &str) -> anyhow::Result<u16> {
-    let (status, _) = get(admin, path).await?;
-    Ok(status)
-}
-
-/// The body of a GET on the admin port that must answer 200 (the benchmark's tls-out rows read /metrics
-/// with it too).
-pub async fn get_text(admin: SocketAddr, path: &str) -> anyhow::Result<String> {
-    let (status, body) = get(admin, path).await?;
-    if status != 200 {
-        bail!("GET http://{admin}{path} answered {status}");
-    }
-    String::from_utf8(body.to_vec()).with_context(|| format!("http://{admin}{path} is not UTF-8"))
-}
-
-/// One GET on a fresh connection, closed after.
-async fn get(admin: SocketAddr, path: &str) -> anyhow::Result<(u16, Bytes)> {
-    let stream = TcpStream::connect(admin)
-        .await
-        .with_context(|| format!("cannot connect to the admin port {admin}"))?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    let driver = tokio::spawn(connection);
-    let request = Request::get(path)
-        .header(hyper::header::HOST, admin.to_string())
-        .header(hyper::header::CONNECTION, "close")
-        .body(Empty::<Bytes>::new())?;
-    let response = sender.send_request(request).await?;
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await?.to_bytes();
-    drop(sender);
-    driver.abort();
-    Ok((status, body))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::origin::Origin;
-use super::sampler;
+use crate::admin_port;
 use crate::ports::PortAllocator;
 use crate::process::ServerProcess;
 
@@ -164,7 +164,7 @@ async fn wait_ready(sidecar: &mut Sidecar) -> anyhow::Result<()> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         sidecar.process.ensure_running()?;
-        if let Ok(200) = sampler::get_status(sidecar.admin, "/readyz").await {
+        if let Ok(200) = admin_port::get_status(sidecar.admin, "/readyz").await {
             return Ok(());
         }
         if Instant::now() >= deadline {

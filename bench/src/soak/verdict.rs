@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use anyhow::bail;
 
 use super::sampler::{Metric, Phase, Sample};
+use crate::stats::median;
 
 /// The stated bounds (docs/soak.md explains each).
 #[derive(Clone, Debug, PartialEq)]
@@ -138,23 +139,9 @@ impl Check {
     }
 }
 
-/// Median of `values`; None when empty.
-pub fn median(values: &mut [f64]) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    Some(if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    })
-}
-
 fn median_of<'a>(samples: impl Iterator<Item = &'a Sample>, metric: Metric) -> Option<f64> {
-    let mut values: Vec<f64> = samples.map(|s| metric.of(s) as f64).collect();
-    median(&mut values)
+    let values: Vec<f64> = samples.map(|s| metric.of(s) as f64).collect();
+    median(&values)
 }
 
 fn in_span(sample: &Sample, (start, end): (f64, f64)) -> bool {
@@ -482,12 +469,5 @@ mod tests {
             &Bounds::default()
         )
         .is_err());
-    }
-
-    #[test]
-    fn median_of_even_and_odd_counts() {
-        assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), Some(2.5));
-        assert_eq!(median(&mut []), None);
     }
 }

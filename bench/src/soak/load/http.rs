@@ -5,22 +5,19 @@
 
 use std::net::SocketAddr;
 
-use anyhow::{bail, ensure, Context as _};
+use anyhow::{bail, Context as _};
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Empty};
+use http_body_util::Empty;
 use hyper::client::conn::http1::SendRequest;
-use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::Worker;
+use crate::http_client::{connect_tunnel, handshake, send_get};
 use crate::soak::origin::{large_body, small_body};
 
 /// Every this many requests of a worker, one asks for `/large`.
 const LARGE_EVERY: u64 = 16;
-/// A CONNECT response head longer than this is not one.
-const MAX_CONNECT_RESPONSE: usize = 8 * 1024;
 
 /// Which listener, and which request form, the requests go through.
 #[derive(Clone, Copy, Debug)]
@@ -87,7 +84,8 @@ async fn open(routes: &super::Routes, via: Via) -> anyhow::Result<SendRequest<Em
         Via::Reverse => handshake(connect(routes.reverse_http).await?).await,
         Via::ForwardAbsolute => handshake(connect(routes.forward_http).await?).await,
         Via::Connect => {
-            let tunnel = open_tunnel(routes.forward_http, routes.origin_http).await?;
+            let mut tunnel = connect(routes.forward_http).await?;
+            connect_tunnel(&mut tunnel, &routes.origin_http.to_string()).await?;
             handshake(tunnel).await
         }
     }
@@ -98,45 +96,6 @@ async fn connect(address: SocketAddr) -> anyhow::Result<TcpStream> {
         .await
         .with_context(|| format!("cannot connect to {address}"))?;
     stream.set_nodelay(true)?;
-    Ok(stream)
-}
-
-/// A hyper client connection over `io`; its driver task ends when the connection closes.
-pub async fn handshake<S>(io: S) -> anyhow::Result<SendRequest<Empty<Bytes>>>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .context("HTTP/1.1 handshake")?;
-    tokio::spawn(connection);
-    Ok(sender)
-}
-
-/// `CONNECT target` through `proxy`; the stream after a 200 head.
-pub async fn open_tunnel(proxy: SocketAddr, target: SocketAddr) -> anyhow::Result<TcpStream> {
-    let mut stream = connect(proxy).await?;
-    stream
-        .write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
-        .await?;
-    // Read byte-wise up to the blank line: nothing of the tunnelled stream may be consumed here.
-    let mut head = Vec::with_capacity(128);
-    while !head.ends_with(b"\r\n\r\n") {
-        ensure!(
-            head.len() < MAX_CONNECT_RESPONSE,
-            "CONNECT response head longer than {MAX_CONNECT_RESPONSE} bytes"
-        );
-        let byte = stream
-            .read_u8()
-            .await
-            .context("the proxy closed before answering CONNECT")?;
-        head.push(byte);
-    }
-    let status_line = String::from_utf8_lossy(&head);
-    let status_line = status_line.lines().next().unwrap_or_default();
-    if !(status_line.starts_with("HTTP/1.1 200") || status_line.starts_with("HTTP/1.0 200")) {
-        bail!("CONNECT {target} answered {status_line:?}");
-    }
     Ok(stream)
 }
 
@@ -168,24 +127,12 @@ async fn get_checked(
     host: &str,
     expected: &Expected,
 ) -> anyhow::Result<u64> {
-    sender.ready().await.context("connection not ready")?;
-    let request = Request::get(target)
-        .header(hyper::header::HOST, host)
-        .body(Empty::<Bytes>::new())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .with_context(|| format!("GET {target}"))?;
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .with_context(|| format!("GET {target}: reading the body"))?
-        .to_bytes();
-    if status != StatusCode::OK {
+    let response = send_get(sender, target, host, true).await?;
+    let body = response.body;
+    if response.status != 200 {
         bail!(
-            "GET {target} answered {status}: {:?}",
+            "GET {target} answered {}: {:?}",
+            response.status,
             String::from_utf8_lossy(&body[..body.len().min(200)])
         );
     }
