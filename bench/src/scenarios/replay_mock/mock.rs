@@ -12,7 +12,7 @@ use super::recording::CapturingSidecar;
 use crate::clients::wrk::{self, ReadErrors, Script};
 use crate::clients::Invalid;
 use crate::contenders::{SidecarMode, SMALL_BODY, SMALL_PATH};
-use crate::http1;
+use crate::http_client;
 use crate::probe;
 use crate::results::{Figure, Outcome};
 use crate::route::{self, origin_url, Route};
@@ -144,16 +144,12 @@ pub async fn measure(bench: &Bench<'_>) -> anyhow::Result<Outcome> {
     Ok(outcome)
 }
 
-async fn get(route: Route, origin_port: u16, path: &str) -> anyhow::Result<http1::Response> {
-    let mut stream = route::open(route, origin_port).await?;
+async fn get(route: Route, origin_port: u16, path: &str) -> anyhow::Result<http_client::Response> {
+    let stream = route::open(route, origin_port).await?;
     let target = route.request_target(origin_port, path);
-    http1::get(
-        &mut stream,
-        &target,
-        &format!("127.0.0.1:{origin_port}"),
-        false,
-    )
-    .await
+    let host = format!("127.0.0.1:{origin_port}");
+    let (response, _) = http_client::get(stream, &target, &host, false).await?;
+    Ok(response)
 }
 
 /// GET `/?item=1` ... `/?item=count` through the forward proxy on `proxy_port`, each once, on
@@ -165,10 +161,11 @@ async fn send_each_once(proxy_port: u16, origin_port: u16, count: usize) -> anyh
     for first in 1..=RECORDING_CONNECTIONS.min(count) {
         let host = host.clone();
         senders.spawn(async move {
-            let mut stream = route::open(route, origin_port).await?;
+            let stream = route::open(route, origin_port).await?;
+            let mut sender = http_client::handshake(stream).await?;
             for item in (first..=count).step_by(RECORDING_CONNECTIONS) {
                 let target = route.request_target(origin_port, &item_path(item));
-                let response = http1::get(&mut stream, &target, &host, true)
+                let response = http_client::send_get(&mut sender, &target, &host, true)
                     .await
                     .with_context(|| format!("GET {target}"))?;
                 if response.status != 200 || response.body != SMALL_BODY {
