@@ -152,19 +152,9 @@ pub fn trace_id(traceparent: &[u8]) -> Option<&str> {
 /// What an HTTP/1 head says about its links.
 pub fn hints_in_head(head: &[u8]) -> Hints<'_> {
     Hints {
-        traceparent: field_in_head(head, b"traceparent"),
-        replay_of: field_in_head(head, REPLAY_OF.as_bytes()),
+        traceparent: super::raw_head::field(head, b"traceparent"),
+        replay_of: super::raw_head::field(head, REPLAY_OF.as_bytes()),
     }
-}
-
-/// The value of field `name` in an HTTP/1 head, as received (the first, if repeated).
-fn field_in_head<'a>(head: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    head.split(|&b| b == b'\n').skip(1).find_map(|line| {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let (field, value) = line.split_at_checked(name.len())?;
-        let value = value.strip_prefix(b":")?;
-        field.eq_ignore_ascii_case(name).then(|| value.trim_ascii())
-    })
 }
 
 #[cfg(test)]

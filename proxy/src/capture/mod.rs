@@ -16,6 +16,7 @@ pub(crate) mod jsonl_file;
 pub mod nats;
 mod output;
 pub mod probes;
+mod raw_head;
 pub mod record;
 mod settings;
 pub mod sink;

@@ -37,15 +37,8 @@ pub fn is_probe_request(headers: &http::HeaderMap) -> bool {
 /// field lines only: the head was already framed by the tap, and the full parse happens later, on the
 /// capture writer's thread, for the heads that are recorded.
 pub fn is_probe_http1_head(head: &[u8]) -> bool {
-    head.split(|byte| *byte == b'\n')
-        .skip(1)
-        .filter_map(|line| {
-            let colon = line.iter().position(|byte| *byte == b':')?;
-            let (name, value) = line.split_at(colon);
-            name.eq_ignore_ascii_case(b"user-agent")
-                .then_some(&value[1..])
-        })
-        .any(is_probe_user_agent)
+    super::raw_head::fields(head)
+        .any(|(name, value)| name.eq_ignore_ascii_case(b"user-agent") && is_probe_user_agent(value))
 }
 
 /// Whether HTTP/2 request fields (as HPACK decoded them, lowercase names) are a kubelet probe's.

@@ -54,8 +54,9 @@ pub struct ForwardHttp {
     upstream_timeout: Duration,
     /// Mock mode: requests are answered from a capture (see [`crate::mock`]).
     mock: Option<Arc<Mock>>,
-    /// How the HTTP inside a CONNECT tunnel is served in mock mode ([`mocked_tunnel`]).
-    tunnel_serving: ServeOptions,
+    /// How the mock serves the HTTP inside a connection it answers: redirected by iptables, or a CONNECT
+    /// tunnel it granted ([`redirected`], [`mocked_tunnel`]).
+    connection_serving: ServeOptions,
 }
 
 impl ForwardHttp {
@@ -88,7 +89,7 @@ impl ForwardHttp {
             connect_timeout,
             upstream_timeout,
             mock,
-            tunnel_serving: ServeOptions {
+            connection_serving: ServeOptions {
                 handshake_timeout: options.handshake_timeout,
                 accept_h2: true,
                 max_request_head: options.max_request_head,
@@ -139,32 +140,11 @@ impl ForwardHttp {
         })
     }
 
-    /// Mock mode in transparent mode: an HTTP request iptables redirected on its way to `destination`,
-    /// in origin-form. It is answered as an absolute-form request for the URL the app meant (its Host
-    /// header, else the destination), so it matches the records a transparent capture wrote; a request
-    /// the mock lets pass goes to `destination`, where the app was sending it.
-    pub async fn handle_redirected(
-        self: Arc<Self>,
-        request: Request<Incoming>,
-        destination: SocketAddr,
-        scheme: Scheme,
-        tasks: TaskTracker,
-        context: Connection,
-    ) -> Result<Response<ProxyBody>, Infallible> {
-        self.handle_arrived(
-            request,
-            Arrival::Redirected(destination),
-            scheme,
-            tasks,
-            context,
-        )
-        .await
-    }
-
     /// A request that reached the mock inside a connection rather than as a proxy request: redirected
     /// by iptables (transparent mode) or sent through a CONNECT tunnel the mock granted. It is answered
     /// as an absolute-form request for the URL the app meant: its Host (`:authority` on HTTP/2), else
-    /// where the connection was going.
+    /// where the connection was going, so it matches the records a transparent or CONNECT capture
+    /// wrote; a request the mock lets pass goes where the app was sending it.
     async fn handle_arrived(
         self: Arc<Self>,
         mut request: Request<Incoming>,
@@ -458,6 +438,18 @@ impl Arrival {
         match self {
             Arrival::Proxied => target_of(authority),
             Arrival::Redirected(_) | Arrival::Tunnelled(_) => self.destination(),
+        }
+    }
+
+    /// The host a TLS client inside the connection is given a leaf for when it sends no server name.
+    fn tls_host(&self) -> String {
+        match self {
+            Arrival::Proxied => String::new(),
+            Arrival::Redirected(destination) => destination.ip().to_string(),
+            Arrival::Tunnelled(target) => match &target.host {
+                crate::net::Host::Name(name) => name.clone(),
+                crate::net::Host::Ip(ip) => ip.to_string(),
+            },
         }
     }
 

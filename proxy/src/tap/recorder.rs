@@ -6,13 +6,13 @@ use std::time::{Instant, SystemTime};
 
 use super::exchange::{RawExchange, RawHead, RawMessage, TapOrigin};
 use crate::capture::probes::{is_probe_direction, is_probe_h2_fields, is_probe_http1_head};
-use crate::capture::{BodyTap, Capture, CaptureSink, Hints, Link};
+use crate::capture::{BodyTap, Capture, Hints, Link};
 use crate::connection::Connection;
 use crate::metrics::{DirectionLabels, Metrics};
 
 pub struct Recorder {
     origin: Arc<TapOrigin>,
-    sink: CaptureSink,
+    /// Where records go, and the links between exchanges (dual and transparent modes).
     capture: Capture,
     metrics: Arc<Metrics>,
     direction: &'static str,
@@ -37,7 +37,6 @@ impl Recorder {
     pub fn new(context: &Connection, capture: &Capture, origin: Arc<TapOrigin>) -> Self {
         Recorder {
             origin,
-            sink: capture.sink.clone(),
             capture: capture.clone(),
             metrics: context.metrics.clone(),
             direction: context.direction,
@@ -92,7 +91,7 @@ impl Recorder {
                 .inc();
             return;
         }
-        self.sink.submit_to_build(Box::new(RawExchange {
+        self.capture.sink.submit_to_build(Box::new(RawExchange {
             id: started.id,
             caused_by: started.link.caused_by,
             origin: self.origin.clone(),

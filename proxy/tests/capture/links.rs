@@ -5,13 +5,7 @@
 
 use std::net::SocketAddr;
 
-use bytes::Bytes;
-use http::Request;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
-
-use crate::support::calling_app::start_calling_app;
+use crate::support::calling_app::{get_on_new_connection, start_calling_app};
 use crate::support::capture::start_capturing_proxy;
 use crate::support::start_app;
 use sidecar_proxy::capture::record::{Detail, Record};
@@ -31,20 +25,8 @@ fn first_line(body: String) -> String {
 
 /// One request to the sidecar's inbound listener, on its own connection.
 async fn call_app(inbound: SocketAddr, path: &str, trace: Option<&str>) -> String {
-    let stream = TcpStream::connect(inbound).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let mut request = Request::get(path).header("host", "app.test");
-    if let Some(trace) = trace {
-        request = request.header("traceparent", trace);
-    }
-    let response = sender
-        .send_request(request.body(Empty::<Bytes>::new()).unwrap())
-        .await
-        .unwrap();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let trace = trace.map(|trace| http::HeaderValue::from_str(trace).unwrap());
+    let body = get_on_new_connection(inbound, path, "app.test", trace).await;
     String::from_utf8_lossy(&body).into_owned()
 }
 

@@ -72,14 +72,25 @@ async fn call_dependency(
     path: &str,
     trace: Option<http::HeaderValue>,
 ) -> Bytes {
-    let stream = TcpStream::connect(proxy).await.unwrap();
+    let url = format!("http://{dependency}{path}");
+    get_on_new_connection(proxy, &url, &dependency.to_string(), trace).await
+}
+
+/// One `GET target` (origin-form or absolute-form) to `to`, on a connection of its own, with `host` and
+/// `traceparent` when given; the answer's body.
+pub async fn get_on_new_connection(
+    to: SocketAddr,
+    target: &str,
+    host: &str,
+    traceparent: Option<http::HeaderValue>,
+) -> Bytes {
+    let stream = TcpStream::connect(to).await.unwrap();
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
     tokio::spawn(connection);
-    let mut request =
-        Request::get(format!("http://{dependency}{path}")).header("host", dependency.to_string());
-    if let Some(trace) = trace {
+    let mut request = Request::get(target).header("host", host);
+    if let Some(trace) = traceparent {
         request = request.header("traceparent", trace);
     }
     let response = sender

@@ -1,10 +1,11 @@
-//! Mock mode in transparent mode: the app's outbound connections, redirected by iptables, are answered
-//! from the mock capture instead of reaching their destination.
+//! Mock mode on connections rather than proxy requests: the app's outbound connections redirected by
+//! iptables (transparent mode), and the CONNECT tunnels the mock grants ([`super::mocked_tunnel`]), are
+//! answered from the mock capture instead of reaching their destination.
 //!
-//! The app speaks first in HTTP, so its first bytes decide:
+//! The app speaks first in HTTP, so its first bytes decide ([`answer_connection`]):
 //! - An HTTP/1 request line or HTTP/2's preface (prior knowledge, as gRPC uses in cleartext): the
 //!   connection is served by the sidecar, each request answered by the forward handler's mock as if the
-//!   app had sent it through the proxy to the URL it meant ([`super::ForwardHttp::handle_redirected`]).
+//!   app had sent it through the proxy to the URL it meant ([`super::ForwardHttp::handle_arrived`]).
 //! - With tls-out, TLS to a host it intercepts: decrypted with a leaf of the capture CA (no upstream is
 //!   contacted) and its HTTP answered the same way, as `https://`.
 //! - Anything else (TLS tls-out does not intercept, a database protocol, a client silent past the
@@ -22,19 +23,20 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use super::ForwardHttp;
+use super::{Arrival, ForwardHttp};
 use crate::capture::Route;
 use crate::connection::Connection;
 use crate::detect::tls::{client_hello_sni, is_tls_handshake};
 use crate::detect::{first_bytes, is_h2_preface, is_http_request, FirstBytes, DETECT_TIMEOUT};
 use crate::http::connection::{serve, ServeOptions};
 use crate::io::PrefixedIo;
+use crate::log_escape::Escaped;
 use crate::options::RuntimeOptions;
 use crate::peer_warnings::NOT_HTTP_UNDER_MOCK;
 
 /// Serves one redirected outbound connection in mock mode.
 pub async fn serve_redirected<S>(
-    mut client: S,
+    client: S,
     destination: SocketAddr,
     forward: Arc<ForwardHttp>,
     options: &RuntimeOptions,
@@ -44,86 +46,126 @@ pub async fn serve_redirected<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Some(first) = app_speaks_first(&mut client, options.handshake_timeout).await else {
+    let arrival = Arrival::Redirected(destination);
+    let answered = answer_connection(client, &arrival, &forward, shutdown, tasks, &context).await;
+    let Some(client) = answered else {
         return;
     };
-    let client = PrefixedIo::new(first, client);
-    let interceptor = context
-        .tls_out()
-        .filter(|_| is_tls_handshake(client.prefix()))
-        .filter(|interceptor| {
-            let host =
-                client_hello_sni(client.prefix()).unwrap_or_else(|| destination.ip().to_string());
-            interceptor.intercepts(&host)
-        });
-    if let Some(interceptor) = interceptor {
-        // tls-out: the app's HTTPS is decrypted with a leaf of the capture CA and answered by the mock.
-        let decrypted = match interceptor
-            .terminate(client, &destination.ip().to_string())
-            .await
-        {
-            Ok(decrypted) => decrypted,
-            Err(reason) => {
-                debug!(%destination, reason = %crate::log_escape::Escaped(&reason), "mock mode: TLS not terminated");
-                return;
-            }
-        };
-        let serve_options = ServeOptions {
-            handshake_timeout: options.handshake_timeout,
-            accept_h2: true,
-            max_request_head: options.max_request_head,
-        };
-        let for_requests = context.clone();
-        serve(
-            decrypted,
-            serve_options,
-            shutdown,
-            &context,
-            move |request| {
-                forward.clone().handle_redirected(
-                    request,
-                    destination,
-                    Scheme::HTTPS,
-                    tasks.clone(),
-                    for_requests.clone(),
-                )
-            },
-        )
-        .await;
-        return;
-    }
-    let h2 = is_h2_preface(client.prefix());
-    if h2 || is_http_request(client.prefix()) {
-        let serve_options = ServeOptions {
-            handshake_timeout: options.handshake_timeout,
-            accept_h2: h2,
-            max_request_head: options.max_request_head,
-        };
-        let for_requests = context.clone();
-        serve(client, serve_options, shutdown, &context, move |request| {
-            forward.clone().handle_redirected(
-                request,
-                destination,
-                Scheme::HTTP,
-                tasks.clone(),
-                for_requests.clone(),
-            )
-        })
-        .await;
-        return;
-    }
     if forward.passes_unmatched() {
         // Relayed and recorded as transparent mode does without a mock; the bytes read are replayed.
         crate::transparent::serve(client, destination, options, context).await;
         return;
     }
-    let route = Arc::new(Route::new(
-        crate::transparent::TRANSPORT,
-        destination.to_string(),
-        None,
-    ));
+    refuse_unanswerable(&arrival, &context);
+}
+
+/// Serves a connection the mock may answer (redirected, or a CONNECT tunnel it granted) when its first
+/// bytes are HTTP, or TLS that tls-out intercepts; else hands the client back, its first bytes kept, for
+/// passthrough or refusal. `None`: served, or closed before it said anything.
+pub(super) async fn answer_connection<S>(
+    mut client: S,
+    arrival: &Arrival,
+    forward: &Arc<ForwardHttp>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    context: &Connection,
+) -> Option<PrefixedIo<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let serving = forward.connection_serving;
+    let first = app_speaks_first(&mut client, serving.handshake_timeout).await?;
+    let client = PrefixedIo::new(first, client);
+    let tls_host = arrival.tls_host();
+    let interceptor = context
+        .tls_out()
+        .filter(|_| is_tls_handshake(client.prefix()))
+        .filter(|interceptor| {
+            let host = client_hello_sni(client.prefix()).unwrap_or_else(|| tls_host.clone());
+            interceptor.intercepts(&host)
+        });
+    if let Some(interceptor) = interceptor {
+        // tls-out: the app's HTTPS is decrypted with a leaf of the capture CA and answered by the mock.
+        match interceptor.terminate(client, &tls_host).await {
+            Ok(decrypted) => {
+                let options = ServeOptions {
+                    accept_h2: true,
+                    ..serving
+                };
+                answer_requests(
+                    decrypted,
+                    Scheme::HTTPS,
+                    options,
+                    arrival,
+                    forward,
+                    shutdown,
+                    tasks,
+                    context,
+                )
+                .await
+            }
+            Err(reason) => {
+                let destination = arrival.destination();
+                debug!(%destination, reason = %Escaped(&reason), "mock mode: TLS not terminated");
+            }
+        }
+        return None;
+    }
+    let h2 = is_h2_preface(client.prefix());
+    if h2 || is_http_request(client.prefix()) {
+        let options = ServeOptions {
+            accept_h2: h2,
+            ..serving
+        };
+        answer_requests(
+            client,
+            Scheme::HTTP,
+            options,
+            arrival,
+            forward,
+            shutdown,
+            tasks,
+            context,
+        )
+        .await;
+        return None;
+    }
+    Some(client)
+}
+
+/// Serves the connection's HTTP, each request answered by the forward handler's mock.
+#[allow(clippy::too_many_arguments)]
+async fn answer_requests<S>(
+    stream: S,
+    scheme: Scheme,
+    options: ServeOptions,
+    arrival: &Arrival,
+    forward: &Arc<ForwardHttp>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    context: &Connection,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (forward, arrival, for_requests) = (forward.clone(), arrival.clone(), context.clone());
+    serve(stream, options, shutdown, context, move |request| {
+        forward.clone().handle_arrived(
+            request,
+            arrival.clone(),
+            scheme.clone(),
+            tasks.clone(),
+            for_requests.clone(),
+        )
+    })
+    .await;
+}
+
+/// Closes a connection the mock cannot answer (no passthrough), recording the refusal and why.
+pub(super) fn refuse_unanswerable(arrival: &Arrival, context: &Connection) {
+    let destination = arrival.destination();
+    let route = Arc::new(Route::new(arrival.transport(), destination.clone(), None));
     let reason = format!(
-        "mock mode answers HTTP only: this connection to {destination} did not open with an HTTP/1 request or HTTP/2's preface, so it was closed (--mock-unmatched passthrough sends such streams to their destination)"
+        "mock mode answers HTTP only: this connection to {destination} carried neither HTTP/1, HTTP/2's preface nor TLS that tls-out decrypts, so it was closed (--mock-unmatched passthrough sends such connections to their destination)"
     );
     NOT_HTTP_UNDER_MOCK.occurred_because(&format_args!("destination {destination}"));
     if let Some(record) = context.record_stream(&route) {
