@@ -103,14 +103,6 @@ fn header_names(echo: &str) -> Vec<String> {
         .collect()
 }
 
-/// A port on 127.0.0.1 with nothing listening.
-async fn closed_port() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    port
-}
-
 /// GET `path` with `Host: host` over an already-open stream to the app; returns status and body.
 async fn get_over<S>(stream: S, host: &str, path: &str) -> (StatusCode, String)
 where
@@ -514,7 +506,8 @@ async fn connect_tunnel_is_an_opaque_byte_stream() {
 #[case::name("localhost")]
 #[tokio::test]
 async fn connect_to_a_closed_port_is_502_naming_the_target(#[case] host: &str) {
-    let port = closed_port().await;
+    let closed = support::closed_port::closed_port();
+    let port = closed.port;
     let proxy = start_proxy("forward", "http", None).await;
     let authority = format!("{host}:{port}");
     let response = connect_request(proxy.outbound(), &authority).await;
@@ -531,7 +524,8 @@ async fn connect_to_a_closed_port_is_502_naming_the_target(#[case] host: &str) {
 #[case::name("localhost")]
 #[tokio::test]
 async fn absolute_form_to_a_closed_port_is_502_naming_the_target(#[case] host: &str) {
-    let port = closed_port().await;
+    let closed = support::closed_port::closed_port();
+    let port = closed.port;
     let proxy = start_proxy("forward", "http", None).await;
     let authority = format!("{host}:{port}");
     let mut client = proxy_client(proxy.outbound()).await;
@@ -801,7 +795,8 @@ async fn socks5_bind_is_refused_as_command_not_supported() {
 
 #[tokio::test]
 async fn socks5_connect_to_a_closed_port_is_connection_refused() {
-    let port = closed_port().await;
+    let closed = support::closed_port::closed_port();
+    let port = closed.port;
     let proxy = start_proxy("forward", "socks", None).await;
     let code = socks5_raw_command(proxy.outbound(), 1, port).await;
     assert_eq!(
@@ -812,7 +807,8 @@ async fn socks5_connect_to_a_closed_port_is_connection_refused() {
 
 #[tokio::test]
 async fn socks4_connect_to_a_closed_port_is_rejected() {
-    let port = closed_port().await;
+    let closed = support::closed_port::closed_port();
+    let port = closed.port;
     let proxy = start_proxy("forward", "socks", None).await;
     let mut stream = TcpStream::connect(proxy.outbound()).await.unwrap();
     let [hi, lo] = port.to_be_bytes();

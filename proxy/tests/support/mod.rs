@@ -6,6 +6,7 @@ pub mod admin;
 pub mod app;
 pub mod calling_app;
 pub mod capture;
+pub mod closed_port;
 pub mod data;
 pub mod env;
 pub mod nats;
