@@ -87,8 +87,8 @@ async fn metrics_is_openmetrics_with_every_family() {
         .await
         .unwrap();
     let _ = bind.read_to_end(&mut Vec::new()).await;
-    let closed = closed_port().await;
-    assert!(Socks5Stream::connect(forward.outbound(), closed)
+    let closed = support::closed_port::closed_port();
+    assert!(Socks5Stream::connect(forward.outbound(), closed.addr())
         .await
         .is_err());
 
@@ -146,11 +146,6 @@ async fn metrics_is_openmetrics_with_every_family() {
         writer.finish().await;
     }
     let _ = std::fs::remove_file(capture_file);
-}
-
-async fn closed_port() -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap()
 }
 
 #[tokio::test]
@@ -386,9 +381,9 @@ async fn refused_socks_handshakes_count_by_reason() {
 async fn a_connect_to_a_closed_port_counts_an_upstream_failure() {
     let admin = start_admin().await;
     let proxy = start_proxy_counting("forward", "socks", None, admin.metrics.clone()).await;
-    let closed = closed_port().await;
+    let closed = support::closed_port::closed_port();
 
-    let result = Socks5Stream::connect(proxy.outbound(), closed).await;
+    let result = Socks5Stream::connect(proxy.outbound(), closed.addr()).await;
     assert!(result.is_err(), "the CONNECT to a closed port is refused");
 
     let labels = [("direction", "outbound"), ("protocol", "socks")];

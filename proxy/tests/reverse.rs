@@ -51,14 +51,6 @@ async fn within<T>(what: &str, limit: Duration, future: impl Future<Output = T>)
         .unwrap_or_else(|_| panic!("{what}: not done within {limit:?}"))
 }
 
-/// An address on 127.0.0.1 where nothing listens.
-async fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    addr
-}
-
 /// A listener that must never be connected to; returns its address and how many connections it saw.
 async fn start_decoy() -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -295,7 +287,8 @@ async fn reverse_tcp_passes_a_half_close_on_and_keeps_the_other_direction_open()
 
 #[tokio::test]
 async fn reverse_tcp_with_the_app_down_closes_the_connection_at_once() {
-    let app = closed_port().await;
+    let closed = support::closed_port::closed_port();
+    let app = closed.addr();
     let proxy = start_proxy("reverse", "tcp", Some(app)).await;
     let mut stream = TcpStream::connect(proxy.inbound()).await.unwrap();
     let started = Instant::now();
@@ -809,7 +802,8 @@ async fn reverse_http_serves_http2_prior_knowledge() {
 #[case::http2(true)]
 #[tokio::test]
 async fn reverse_http_answers_502_naming_the_app_when_it_is_down(#[case] h2: bool) {
-    let app = closed_port().await;
+    let closed = support::closed_port::closed_port();
+    let app = closed.addr();
     let proxy = start_proxy("reverse", "http", Some(app)).await;
     let response = if h2 {
         let mut sender = h2_sender(proxy.inbound()).await;

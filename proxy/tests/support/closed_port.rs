@@ -2,13 +2,21 @@
 //! number in the meantime, but not listening, so every connection to it is refused. A port found free and
 //! then let go can be handed to a parallel test's listener before the sidecar dials it.
 
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use tokio::net::TcpSocket;
 
 pub struct ClosedPort {
     pub port: u16,
     _held: Vec<TcpSocket>,
+}
+
+impl ClosedPort {
+    /// The port on 127.0.0.1.
+    #[allow(dead_code)] // not every test binary that includes support/ dials it by address
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
 }
 
 pub fn closed_port() -> ClosedPort {
