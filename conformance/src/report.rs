@@ -193,6 +193,15 @@ documented sign, so a crash or a timeout does not pass for it); one that works w
 until the docs change. Row titles show the default ports; in the example 4 column the clients use 10001
 (forward) and 10000 (inbound).
 
+The mock column (`forward http, tls-out, mock`) runs each cell twice in one pod. First the client's
+requests are recorded as in the tls-out column, with every check of that column. Then the upstream
+container is stopped, and the sidecar is started again from the pod the injector makes of the column's
+annotations with `mock` and `mock-configmap` added, the recording mounted as that ConfigMap. The same
+client runs again. Each of its answers must equal the one it got while recording (status and body),
+the new capture must mark each exchange as answered by the mock from the recorded exchange of that same
+request, whose response is what the client got, and no exchange may have reached the network. The mock
+answers HTTP only, so the SOCKS rows fail there as in `forward http`, while recording.
+
 The transparent columns run the pod the injector's image writes (`sidecar-injector inject`, native
 layout): the iptables init container, then the sidecar once ready, then the app. The clients have no
 proxy setting at all. The upstream is a container of its own on the test's network, at an address the
