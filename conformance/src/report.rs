@@ -184,9 +184,10 @@ annotations, an upstream, and the row's client configured exactly as
 [language-configuration.md](language-configuration.md) says, all sharing one network namespace. A cell
 **passes** when a GET, a POST with a body and (for the app's own requests) an HTTPS GET all returned the
 upstream's exact answer, the upstream saw the client's method, path and body, and the sidecar's capture
-file recorded each exchange. In the two tls-out columns the sidecar decrypts the HTTPS GET: the client
-trusts only the sidecar's capture CA, through the trust files and the settings `configure-app` gives, and
-the capture must hold the decrypted exchange with the status and body the client got. The upstream's host
+file recorded each exchange. In the tls-out columns (the mock one too) the sidecar decrypts the HTTPS
+GET: the client trusts only the sidecar's capture CA, through the trust files and the settings
+`configure-app` gives, and the capture must hold the decrypted exchange with the status and body the
+client got. The upstream's host
 name resolves only inside the sidecar's container, so a client that bypassed the sidecar fails. Cells
 the docs call unsupported run too, and must fail the way the docs say (each failure below must show its
 documented sign, so a crash or a timeout does not pass for it); one that works would make the run fail
