@@ -41,6 +41,13 @@ pub async fn mock_run_in_pod(
     mode: &Mode,
     setup: Setup,
 ) -> anyhow::Result<Vec<String>> {
+    // Without tls-out the mock cannot answer the HTTPS GET (a CONNECT tunnel of opaque TLS), so the
+    // column is only defined with it, and the pods are set up for it.
+    anyhow::ensure!(
+        mode.tls_out,
+        "{}: a mock column needs tls-out, to answer the HTTPS GET",
+        mode.id
+    );
     let images = images::images().map_err(|e| anyhow!("{e}"))?;
     let port = expectations::sidecar_port(client, mode)
         .with_context(|| format!("{} has no listener for {}", mode.id, client.id))?
