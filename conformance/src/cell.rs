@@ -8,7 +8,7 @@ use sidecar_injector::containers::SidecarOptions;
 use crate::clients::{Client, Trust};
 use crate::injected::Layout;
 use crate::modes::Mode;
-use crate::pod::{run_in_pod, transparent_run_in_pod};
+use crate::pod::{mock_run_in_pod, run_in_pod, transparent_run_in_pod};
 use crate::results::{CellResult, Outcome};
 use crate::{expectations, images, injected, workspace};
 
@@ -44,6 +44,15 @@ pub async fn run(client: &Client, mode: &Mode) -> anyhow::Result<CellResult> {
             setup.env.extend(injected::app_env(&patched)?);
         }
         transparent_run_in_pod(&name, &dir, &patched, client, mode, setup).await?
+    } else if mode.mocks() {
+        // Two pods of the injector's, in process: the column's annotations without the mock ones to
+        // record, then all of them to answer the same requests from that recording.
+        let options = SidecarOptions::new(images.sidecar.clone());
+        let recording =
+            injected::injected_in_process(&injected::recording_workload(mode), &options)?;
+        let mocking = injected::injected_in_process(&injected::workload(mode, false), &options)?;
+        let setup = client.setup(port, Trust::for_mode(mode));
+        mock_run_in_pod(&name, &dir, &recording, &mocking, client, mode, setup).await?
     } else {
         // The sidecar exactly as the injector adds it to a pod carrying the column's annotations.
         let injected = injected::injected_in_process(

@@ -21,7 +21,7 @@ use sidecar_proxy::config::ANNOTATION_PREFIX;
 use crate::clients::{Client, Trust};
 use crate::expectations::sidecar_port;
 use crate::images::{self, Images};
-use crate::modes::Mode;
+use crate::modes::{Mode, MOCK_ANNOTATIONS};
 use crate::pod::{container, run_in_pod, run_tool, transparent_run_in_pod};
 use crate::workspace;
 
@@ -55,6 +55,18 @@ pub fn workload(mode: &Mode, configure_app: bool) -> Pod {
         }),
         status: None,
     }
+}
+
+/// The mock column's workload while recording: the column's annotations without the mock ones, so the
+/// pod is the same otherwise.
+pub fn recording_workload(mode: &Mode) -> Pod {
+    let mut pod = workload(mode, false);
+    if let Some(annotations) = pod.metadata.annotations.as_mut() {
+        for key in MOCK_ANNOTATIONS {
+            annotations.remove(&format!("{ANNOTATION_PREFIX}{key}"));
+        }
+    }
+    pod
 }
 
 /// The pod after admission by the injector's code, in process: the patch applied as the API server

@@ -8,6 +8,7 @@ pub mod clients;
 pub mod expectations;
 pub mod images;
 pub mod injected;
+mod mock_answers;
 pub mod modes;
 pub mod pki;
 pub mod planned;

@@ -71,6 +71,12 @@ impl Mode {
             .map(|(_, value)| *value)
     }
 
+    /// The mock column: its cells record first, then answer the same requests from that recording
+    /// (the `mock` annotation, which the recording pod leaves out).
+    pub fn mocks(&self) -> bool {
+        self.annotation(MOCK_ANNOTATION).is_some()
+    }
+
     /// The ports of `ignore-outbound-ports`, which the column writes as single ports.
     pub fn ignored_outbound_ports(&self) -> Vec<u16> {
         self.annotation("ignore-outbound-ports")
@@ -92,6 +98,10 @@ impl Mode {
             .join(", ")
     }
 }
+
+/// The annotations that turn a recording pod into a mocking one.
+pub const MOCK_ANNOTATION: &str = "mock";
+pub const MOCK_ANNOTATIONS: [&str; 2] = [MOCK_ANNOTATION, "mock-configmap"];
 
 const fn port(protocol: Protocol, port: u16) -> Option<Port> {
     Some(Port { protocol, port })
@@ -253,6 +263,32 @@ pub const FORWARD_SOCKS_TLS_OUT: Mode = Mode {
     tls_out: true,
 };
 
+/// Where the mock column's recording is mounted (the `mock` annotation), and the ConfigMap holding it.
+pub const MOCK_PATH: &str = "/var/run/sidecar/mock/capture.jsonl";
+pub const MOCK_CONFIGMAP: &str = "conformance-recording";
+
+/// The forward http, tls-out column, recorded and then mocked: the client's requests are recorded with
+/// the upstream up, the upstream is stopped, and the sidecar restarted with `mock` on that recording (in
+/// a ConfigMap, as docs/replay-and-mock.md tells users) must answer the same client alike. tls-out lets
+/// the mock answer the HTTPS GET too. There is no socks mock column: the mock does not serve SOCKS
+/// (it relays such streams), so the SOCKS rows fail here as in `forward http`.
+pub const FORWARD_HTTP_TLS_OUT_MOCK: Mode = Mode {
+    id: "forward_http_tls_out_mock",
+    title: "forward http, tls-out, mock",
+    source: "protocol list: `http`; tls-out; recorded, then `mock` with the upstream stopped",
+    annotations: &[
+        ("proxy-type", "forward"),
+        ("proxy-protocol", "http"),
+        ("tls-out", "true"),
+        ("mock", MOCK_PATH),
+        ("mock-configmap", MOCK_CONFIGMAP),
+    ],
+    inbound: None,
+    outbound: port(Protocol::Http, 4140),
+    app_port: 80,
+    tls_out: true,
+};
+
 /// Transparent, the default: no annotation besides `inject: "true"`. The pod is the injector's own output
 /// (the iptables init container, then the sidecar), and the clients have no proxy setting at all.
 pub const TRANSPARENT: Mode = Mode {
@@ -306,6 +342,7 @@ pub const ALL: &[Mode] = &[
     DUAL_TCP_HTTP_CUSTOM_PORTS,
     FORWARD_HTTP_TLS_OUT,
     FORWARD_SOCKS_TLS_OUT,
+    FORWARD_HTTP_TLS_OUT_MOCK,
     TRANSPARENT,
     TRANSPARENT_TLS_OUT,
     TRANSPARENT_IGNORE_OUTBOUND,

@@ -184,14 +184,24 @@ annotations, an upstream, and the row's client configured exactly as
 [language-configuration.md](language-configuration.md) says, all sharing one network namespace. A cell
 **passes** when a GET, a POST with a body and (for the app's own requests) an HTTPS GET all returned the
 upstream's exact answer, the upstream saw the client's method, path and body, and the sidecar's capture
-file recorded each exchange. In the two tls-out columns the sidecar decrypts the HTTPS GET: the client
-trusts only the sidecar's capture CA, through the trust files and the settings `configure-app` gives, and
-the capture must hold the decrypted exchange with the status and body the client got. The upstream's host
+file recorded each exchange. In the tls-out columns (the mock one too) the sidecar decrypts the HTTPS
+GET: the client trusts only the sidecar's capture CA, through the trust files and the settings
+`configure-app` gives, and the capture must hold the decrypted exchange with the status and body the
+client got. The upstream's host
 name resolves only inside the sidecar's container, so a client that bypassed the sidecar fails. Cells
 the docs call unsupported run too, and must fail the way the docs say (each failure below must show its
 documented sign, so a crash or a timeout does not pass for it); one that works would make the run fail
 until the docs change. Row titles show the default ports; in the example 4 column the clients use 10001
 (forward) and 10000 (inbound).
+
+The mock column (`forward http, tls-out, mock`) runs each cell twice in one pod. First the client's
+requests are recorded as in the tls-out column, with every check of that column. Then the upstream
+container is stopped, and the sidecar is started again from the pod the injector makes of the column's
+annotations with `mock` and `mock-configmap` added, the recording mounted as that ConfigMap. The same
+client runs again. Each of its answers must equal the one it got while recording (status and body),
+the new capture must mark each exchange as answered by the mock from the recorded exchange of that same
+request, whose response is what the client got, and no exchange may have reached the network. The mock
+answers HTTP only, so the SOCKS rows fail there as in `forward http`, while recording.
 
 The transparent columns run the pod the injector's image writes (`sidecar-injector inject`, native
 layout): the iptables init container, then the sidecar once ready, then the app. The clients have no

@@ -63,7 +63,8 @@ async fn outbound(
         DUAL_TCP_SOCKS,
         DUAL_TCP_HTTP_CUSTOM_PORTS,
         FORWARD_HTTP_TLS_OUT,
-        FORWARD_SOCKS_TLS_OUT
+        FORWARD_SOCKS_TLS_OUT,
+        FORWARD_HTTP_TLS_OUT_MOCK
     )]
     mode: Mode,
 ) {

@@ -19,11 +19,14 @@ use crate::pki;
 use crate::upstream::READY_LINE;
 use sidecar_injector::containers::WAIT_READY;
 
+/// The mock column: recording, stopping the upstream, and the same requests answered by the mock.
+mod mocked;
 /// Pods on the test's own network, for transparent mode: init containers, a native sidecar, and
 /// containers outside the pod.
 mod network;
 /// Running a cell's client in a pod and judging the exchange, on top of the containers below.
 mod run;
+pub use mocked::mock_run_in_pod;
 pub use network::{transparent_run_in_pod, NETWORK};
 pub use run::{container, exchange, run_in_pod, test_pki, upstream_args};
 
@@ -112,6 +115,68 @@ impl Pod {
             sidecar_exit_code: None,
             grace_seconds: DEFAULT_GRACE_SECONDS,
         })
+    }
+
+    /// Starts a loopback-only pod whose upstream can be stopped while the pod lives on: a container that
+    /// only holds the network namespace (as the kubelet's pause container does), and the upstream joining
+    /// it, ready once it listens. The mock column records with the upstream up, then stops it.
+    pub async fn start_with_stoppable_upstream(
+        name: &str,
+        dir: &Path,
+        pki_dir: &Path,
+        upstream_image: &str,
+        upstream_args: Vec<String>,
+    ) -> anyhow::Result<Pod> {
+        fs::create_dir_all(dir)?;
+        let holder = image(upstream_image)
+            .with_network("none")
+            .with_label(LABEL, name)
+            .with_label(PID_LABEL, std::process::id().to_string())
+            .with_cmd(["sleep", "infinity"])
+            .with_startup_timeout(Duration::from_secs(30))
+            .start()
+            .await
+            .with_context(|| format!("{name}: the pod's holder container did not start"))?;
+        let mut pod = Pod {
+            name: name.to_owned(),
+            dir: dir.to_path_buf(),
+            sidecar: None,
+            others: Vec::new(),
+            holder,
+            upstream: None,
+            client_network: None,
+            client_hosts: None,
+            sidecar_exit_code: None,
+            grace_seconds: DEFAULT_GRACE_SECONDS,
+        };
+        let upstream = image(upstream_image)
+            .with_wait_for(WaitFor::message_on_stdout(READY_LINE))
+            .with_network(pod.network())
+            .with_label(LABEL, name)
+            .with_label(PID_LABEL, std::process::id().to_string())
+            .with_mount(read_only(pki_dir, pki::DIR_IN_CONTAINER))
+            .with_cmd(upstream_args)
+            .with_startup_timeout(Duration::from_secs(30))
+            .start()
+            .await
+            .with_context(|| format!("{name}: the upstream container did not start"))?;
+        pod.upstream = Some(pod.others.len());
+        pod.others.push(upstream);
+        Ok(pod)
+    }
+
+    /// Stops and removes the upstream of a pod from [`Pod::start_with_stoppable_upstream`], keeping what
+    /// it logged in `upstream.stdout`: nothing in the pod answers its ports any more.
+    pub async fn stop_upstream(&mut self) -> anyhow::Result<()> {
+        let index = self
+            .upstream
+            .context("the upstream holds the pod's network namespace and cannot be stopped")?;
+        self.upstream_stdout().await?;
+        let upstream = self.others.remove(index);
+        self.upstream = None;
+        upstream.stop_with_timeout(Some(0)).await?;
+        upstream.rm().await?;
+        Ok(())
     }
 
     fn network(&self) -> String {

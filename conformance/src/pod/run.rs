@@ -9,7 +9,7 @@ use anyhow::{anyhow, Context};
 use k8s_openapi::api::core::v1::{Container, Pod as PodManifest};
 use sidecar_injector::containers::{CAPTURE_DIR, SIDECAR_NAME};
 
-use super::Pod;
+use super::{ClientRun, Pod};
 use crate::clients::{Client, Setup, Side, TRUST_DIR_IN_CONTAINER};
 use crate::modes::Mode;
 use crate::planned::{
@@ -115,28 +115,11 @@ pub async fn exchange(
     mounts: &[(PathBuf, &str)],
     setup: Setup,
 ) -> anyhow::Result<Vec<String>> {
-    let images = images::images().map_err(|e| anyhow!("{e}"))?;
-    let mut command = vec!["conformance-client".to_owned()];
-    command.extend(setup.args);
-    for request in requests {
-        command.push(request.method.to_owned());
-        command.push(request.url.clone());
-        command.push(request.body.clone().unwrap_or_else(|| "-".to_owned()));
-    }
-    let run = pod
-        .run_client(images.client(client.runtime), mounts, command, &setup.env)
-        .await?;
+    let run = run_requests(pod, client, requests, mounts, setup).await?;
     let seen = seen_requests(&pod.upstream_stdout().await?);
     let capture = pod.stop_sidecar().await?;
 
-    let mut problems = Vec::new();
-    if run.exit_code != Some(0) {
-        problems.push(format!(
-            "the client exited with {:?}: {}",
-            run.exit_code,
-            last_line(&run.stderr)
-        ));
-    }
+    let mut problems = exit_problems(&run);
     let lines = client_lines(&run.stdout);
     problems.extend(response_problems(requests, &lines));
     problems.extend(upstream_problems(requests, &seen));
@@ -147,6 +130,39 @@ pub async fn exchange(
     };
     problems.extend(recorded.problems(requests, &lines));
     Ok(problems)
+}
+
+/// Runs the client container once with the planned requests (`mounts` read-only, and `setup`) and
+/// returns its output; the sidecar keeps running.
+pub(crate) async fn run_requests(
+    pod: &Pod,
+    client: &Client,
+    requests: &[PlannedRequest],
+    mounts: &[(PathBuf, &str)],
+    setup: Setup,
+) -> anyhow::Result<ClientRun> {
+    let images = images::images().map_err(|e| anyhow!("{e}"))?;
+    let mut command = vec!["conformance-client".to_owned()];
+    command.extend(setup.args);
+    for request in requests {
+        command.push(request.method.to_owned());
+        command.push(request.url.clone());
+        command.push(request.body.clone().unwrap_or_else(|| "-".to_owned()));
+    }
+    pod.run_client(images.client(client.runtime), mounts, command, &setup.env)
+        .await
+}
+
+/// The client must exit 0.
+pub(crate) fn exit_problems(run: &ClientRun) -> Vec<String> {
+    if run.exit_code == Some(0) {
+        return Vec::new();
+    }
+    vec![format!(
+        "the client exited with {:?}: {}",
+        run.exit_code,
+        last_line(&run.stderr)
+    )]
 }
 
 fn last_line(text: &str) -> &str {
