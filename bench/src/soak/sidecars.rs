@@ -8,11 +8,11 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::origin::Origin;
-use crate::admin_port;
 use crate::ports::PortAllocator;
+use crate::probe;
 use crate::process::ServerProcess;
 
 /// Each capture file rotates at this size and keeps this many old ones: at most 3 × 32 MiB per sidecar.
@@ -87,7 +87,7 @@ impl Fleet {
         }
         let mut fleet = Fleet { sidecars };
         for sidecar in &mut fleet.sidecars {
-            wait_ready(sidecar).await?;
+            probe::until_ready(&mut sidecar.process, sidecar.admin, READY_TIMEOUT).await?;
         }
         Ok(fleet)
     }
@@ -158,25 +158,4 @@ fn start_one(
         inbound,
         outbound,
     })
-}
-
-async fn wait_ready(sidecar: &mut Sidecar) -> anyhow::Result<()> {
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        sidecar.process.ensure_running()?;
-        if let Ok(200) = admin_port::get_status(sidecar.admin, "/readyz").await {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(sidecar
-                .process
-                .failed(format!(
-                    "did not answer 200 on http://{}/readyz within {}s",
-                    sidecar.admin,
-                    READY_TIMEOUT.as_secs()
-                ))
-                .into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
