@@ -125,8 +125,9 @@ pub fn args(
     flags.0
 }
 
-/// Starts one instance with its files named `<stem>.log` and `<stem>.jsonl` (the capture); returns it
-/// and its admin port.
+/// Starts one instance with its files named `<stem>.log` and `<stem>.jsonl` (the capture), its
+/// command line passed through `adjust` first (scenario 9's sidecars change it); returns it and its
+/// admin port.
 pub fn spawn(
     ctx: &Context,
     name: &str,
@@ -134,6 +135,7 @@ pub fn spawn(
     mode: SidecarMode,
     capture: Capture,
     port: u16,
+    adjust: impl FnOnce(&mut Vec<String>),
 ) -> anyhow::Result<(ServerProcess, u16)> {
     let admin_port = ctx.ports.next()?;
     let capture_file = ctx.workdir.file(&format!("{stem}.jsonl"));
@@ -141,8 +143,7 @@ pub fn spawn(
         ca_dir: &ctx.tls.capture_ca_dir,
         upstream_ca: &ctx.tls.origin_ca_file,
     };
-    let mut command = Command::new(&ctx.tools.sidecar_proxy);
-    command.args(args(
+    let mut args = args(
         mode,
         capture,
         port,
@@ -150,7 +151,10 @@ pub fn spawn(
         &ctx.origin,
         &capture_file,
         tls_out,
-    ));
+    );
+    adjust(&mut args);
+    let mut command = Command::new(&ctx.tools.sidecar_proxy);
+    command.args(args);
     let process = ServerProcess::spawn(name, command, &ctx.workdir.file(&format!("{stem}.log")))?;
     Ok((process, admin_port))
 }
