@@ -11,6 +11,7 @@
 //! - [`clients`]: the load generators (wrk, proxychains4, iperf3, curl, and our own for TLS handshakes),
 //!   the idle-connection holder, and the sidecar's tls-out counters; [`admin_port`]: a sidecar's
 //!   /readyz and /metrics, read by the benchmark and the soak;
+//! - [`markdown`]: the table head and cell escaping both reports (benchmark and soak) write with;
 //! - [`tls`]: the run's certificates for the HTTPS rows (the origin's test CA, the capture CA);
 //! - [`scenarios`]: what is measured, round by round; [`results`]: the rows and figures it gives;
 //!   [`stats`], [`targets`], [`report`]: what is made of them.
@@ -22,6 +23,7 @@ pub mod clients;
 pub mod contenders;
 pub mod http_client;
 pub mod install;
+pub mod markdown;
 pub mod ports;
 pub mod probe;
 pub mod process;

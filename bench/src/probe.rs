@@ -1,9 +1,12 @@
 //! Readiness: a contender is measured only after its port answers and one real request through it
 //! returns the origin's exact body. Anything else is a hard error carrying the server's log tail, so a
-//! broken contender can never show up in the report as a slow one.
+//! broken contender can never show up in the report as a slow one. The soak's sidecars wait on
+//! [`until_ready`] (their /readyz) the same way.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::admin_port;
 use crate::clients::tls_handshakes::{self, HttpsTarget};
 use crate::process::ServerProcess;
 use crate::route::{self, Route};
@@ -20,21 +23,47 @@ pub async fn until_listening(
     port: u16,
     timeout: Duration,
 ) -> anyhow::Result<()> {
+    let what = format!("listen on 127.0.0.1:{port}");
+    until(server, timeout, &what, || async { is_listening(port) }).await
+}
+
+/// Polls `done` until it holds, failing early if the server exits, and after `timeout` with the
+/// server's log tail and `what` it did not do.
+async fn until<F, Done>(
+    server: &mut ServerProcess,
+    timeout: Duration,
+    what: &str,
+    mut done: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Done,
+    Done: std::future::Future<Output = bool>,
+{
     let deadline = Instant::now() + timeout;
     loop {
         server.ensure_running()?;
-        if is_listening(port) {
+        if done().await {
             return Ok(());
         }
         if Instant::now() >= deadline {
             return Err(server
-                .failed(format!(
-                    "did not listen on 127.0.0.1:{port} within {timeout:?}"
-                ))
+                .failed(format!("did not {what} within {timeout:?}"))
                 .into());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Waits until a sidecar-proxy's admin port answers 200 on /readyz (the soak's sidecars, whose
+/// routes its load proves).
+pub async fn until_ready(
+    server: &mut ServerProcess,
+    admin: SocketAddr,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let what = format!("answer 200 on http://{admin}/readyz");
+    let ready = || async { matches!(admin_port::get_status(admin, "/readyz").await, Ok(200)) };
+    until(server, timeout, &what, ready).await
 }
 
 fn is_listening(port: u16) -> bool {
@@ -75,19 +104,8 @@ pub async fn until_logged(
     needle: &str,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        server.ensure_running()?;
-        if std::fs::read_to_string(log).is_ok_and(|text| text.contains(needle)) {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(server
-                .failed(format!("did not log {needle:?} within {timeout:?}"))
-                .into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let logged = || async { std::fs::read_to_string(log).is_ok_and(|text| text.contains(needle)) };
+    until(server, timeout, &format!("log {needle:?}"), logged).await
 }
 
 /// One GET of `path` on the origin through `route` must return 200 and exactly `expected`.
@@ -204,5 +222,40 @@ mod tests {
     fn a_listener_of_our_own_is_seen() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         assert!(is_listening(listener.local_addr().unwrap().port()));
+    }
+
+    /// A server whose admin port never answers 200 fails readiness after the timeout, named with the
+    /// address it polled and its log; one that exits fails at once.
+    #[tokio::test]
+    async fn readiness_fails_with_the_address_polled_and_early_when_the_server_exits() {
+        let dir = tempfile::tempdir().unwrap();
+        // A bound, non-listening port: every poll is refused.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let admin = closed.local_addr().unwrap();
+        drop(closed);
+        let mut sleeper = std::process::Command::new("sleep");
+        sleeper.arg("30");
+        let mut server = ServerProcess::spawn("sleeper", sleeper, &dir.path().join("log")).unwrap();
+        let error = until_ready(&mut server, admin, Duration::from_millis(300))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(&format!(
+                "did not answer 200 on http://{admin}/readyz within 300ms"
+            )),
+            "{error}"
+        );
+
+        let mut exits = ServerProcess::spawn(
+            "exits",
+            std::process::Command::new("true"),
+            &dir.path().join("log2"),
+        )
+        .unwrap();
+        let started = Instant::now();
+        let error = until_ready(&mut exits, admin, Duration::from_secs(20)).await;
+        assert!(error.is_err());
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 }

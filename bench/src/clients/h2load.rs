@@ -93,11 +93,7 @@ impl Summary {
         if self.not_2xx > 0 {
             problems.push(format!("{} non-2xx responses", self.not_2xx));
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Invalid(problems.join("; ")))
-        }
+        Invalid::unless_none(problems)
     }
 }
 

@@ -23,6 +23,17 @@ use tokio::process::Command;
 #[error("{0}")]
 pub struct Invalid(pub String);
 
+impl Invalid {
+    /// No result when anything is wrong with a run: every problem found, in one message.
+    pub fn unless_none(problems: Vec<String>) -> Result<(), Invalid> {
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Invalid(problems.join("; ")))
+        }
+    }
+}
+
 /// Runs a load generator to completion, killing it if it overruns `timeout` (or if the run is
 /// interrupted: the future is dropped and kill_on_drop ends it).
 pub async fn output(mut command: Command, timeout: Duration) -> anyhow::Result<Output> {

@@ -182,11 +182,7 @@ impl Summary {
         if self.status_errors > 0 {
             problems.push(format!("{} non-2xx or 3xx responses", self.status_errors));
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Invalid(problems.join("; ")))
-        }
+        Invalid::unless_none(problems)
     }
 }
 

@@ -269,7 +269,8 @@ impl ServerSpec {
         let mut admin_port = None;
         let mut process = match self {
             ServerSpec::Sidecar(mode, capture) => {
-                let (process, admin) = sidecar::spawn(ctx, &name, &stem, *mode, *capture, port)?;
+                let (process, admin) =
+                    sidecar::spawn(ctx, &name, &stem, *mode, *capture, port, |_| {})?;
                 admin_port = Some(admin);
                 process
             }

@@ -9,8 +9,8 @@ use std::process::Command;
 use super::{Capture, Context, OriginEndpoints, SidecarMode};
 use crate::process::ServerProcess;
 
-/// A capture file rotates at this size and one old file is kept, so a long run cannot fill the disk;
-/// rotation is what a production sidecar would run with, too.
+/// A capture file rotates at this size and one old file is kept; rotation is what a production
+/// sidecar would run with, too.
 const CAPTURE_ROTATE_SIZE: &str = "64MiB";
 
 /// tls-out's files: the capture CA (tls.crt, tls.key) and the CA the origin's certificate chains to.
@@ -18,6 +18,60 @@ const CAPTURE_ROTATE_SIZE: &str = "64MiB";
 pub struct TlsOutFiles<'a> {
     pub ca_dir: &'a Path,
     pub upstream_ca: &'a Path,
+}
+
+/// A sidecar-proxy command line, flag by flag: the benchmark's sidecars and the soak's are written
+/// with it, every listener and the admin port on 127.0.0.1.
+#[derive(Debug)]
+pub struct Flags(pub Vec<String>);
+
+impl Flags {
+    pub fn new(proxy_type: &str, protocol: &str) -> Flags {
+        Flags(Vec::new()).push(&["--proxy-type", proxy_type, "--proxy-protocol", protocol])
+    }
+
+    pub fn push(mut self, items: &[&str]) -> Flags {
+        self.0.extend(items.iter().map(|item| item.to_string()));
+        self
+    }
+
+    /// The inbound listener on `port`, delivering to the app on 127.0.0.1:`app_port`.
+    pub fn inbound(self, port: u16, app_port: u16) -> Flags {
+        let (port, app_port) = (port.to_string(), app_port.to_string());
+        self.push(&["--proxy-host", "127.0.0.1", "--proxy-port", &app_port])
+            .push(&["--proxy-in-port", &port, "--proxy-in-bind", "127.0.0.1"])
+    }
+
+    /// The outbound (forward proxy) listener on `port`.
+    pub fn outbound(self, port: u16) -> Flags {
+        self.push(&[
+            "--proxy-out-port",
+            &port.to_string(),
+            "--proxy-out-bind",
+            "127.0.0.1",
+        ])
+    }
+
+    pub fn admin(self, port: u16) -> Flags {
+        self.push(&[
+            "--admin-port",
+            &port.to_string(),
+            "--admin-bind",
+            "127.0.0.1",
+        ])
+    }
+
+    /// Capture to `file`, rotated at `rotate_size` with `keep` old files kept, so a long run cannot
+    /// fill the disk.
+    pub fn capture_file(self, file: &Path, rotate_size: &str, keep: &str) -> Flags {
+        self.push(&["--capture", &file.display().to_string()])
+            .push(&[
+                "--capture-rotate-size",
+                rotate_size,
+                "--capture-rotate-keep",
+                keep,
+            ])
+    }
 }
 
 /// The command line of one instance (without the program).
@@ -30,59 +84,27 @@ pub fn args(
     capture_file: &Path,
     tls_out: TlsOutFiles<'_>,
 ) -> Vec<String> {
-    let mut args: Vec<String> = Vec::new();
-    let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
-    let port = port.to_string();
-    match mode {
-        SidecarMode::ReverseTcp(_) | SidecarMode::ReverseHttp => {
-            let (protocol, target) = match mode {
-                SidecarMode::ReverseTcp(upstream) => ("tcp", upstream.port(origin)),
-                _ => ("http", origin.http_port),
-            };
-            push(&["--proxy-type", "reverse", "--proxy-protocol", protocol]);
-            push(&[
-                "--proxy-host",
-                "127.0.0.1",
-                "--proxy-port",
-                &target.to_string(),
-            ]);
-            push(&["--proxy-in-port", &port, "--proxy-in-bind", "127.0.0.1"]);
+    let mut flags = match mode {
+        SidecarMode::ReverseTcp(upstream) => {
+            Flags::new("reverse", "tcp").inbound(port, upstream.port(origin))
         }
-        SidecarMode::ForwardHttp | SidecarMode::ForwardHttpTlsOut | SidecarMode::ForwardSocks => {
-            let protocol = if mode == SidecarMode::ForwardSocks {
-                "socks"
-            } else {
-                "http"
-            };
-            push(&["--proxy-type", "forward", "--proxy-protocol", protocol]);
-            push(&["--proxy-out-port", &port, "--proxy-out-bind", "127.0.0.1"]);
+        SidecarMode::ReverseHttp => Flags::new("reverse", "http").inbound(port, origin.http_port),
+        SidecarMode::ForwardHttp | SidecarMode::ForwardHttpTlsOut => {
+            Flags::new("forward", "http").outbound(port)
         }
-    }
+        SidecarMode::ForwardSocks => Flags::new("forward", "socks").outbound(port),
+    };
     if mode == SidecarMode::ForwardHttpTlsOut {
         let ca_dir = tls_out.ca_dir.display().to_string();
         let upstream_ca = tls_out.upstream_ca.display().to_string();
-        push(&["--tls-out", "true", "--tls-ca-dir", &ca_dir]);
-        push(&["--tls-upstream-ca", &upstream_ca]);
+        flags = flags
+            .push(&["--tls-out", "true", "--tls-ca-dir", &ca_dir])
+            .push(&["--tls-upstream-ca", &upstream_ca]);
     }
-    push(&[
-        "--admin-port",
-        &admin_port.to_string(),
-        "--admin-bind",
-        "127.0.0.1",
-    ]);
-    push(&["--shutdown-grace", "1s"]);
-    match capture {
-        Capture::On => {
-            let file = capture_file.display().to_string();
-            push(&["--capture", &file]);
-            push(&[
-                "--capture-rotate-size",
-                CAPTURE_ROTATE_SIZE,
-                "--capture-rotate-keep",
-                "1",
-            ]);
-        }
-        Capture::Off => push(&["--capture", "off"]),
+    flags = flags.admin(admin_port).push(&["--shutdown-grace", "1s"]);
+    let flags = match capture {
+        Capture::On => flags.capture_file(capture_file, CAPTURE_ROTATE_SIZE, "1"),
+        Capture::Off => flags.push(&["--capture", "off"]),
         Capture::Nats => {
             // The subject is the capture file's stem: one per instance, all in the run's stream.
             let stem = capture_file
@@ -95,15 +117,17 @@ pub fn args(
                 super::nats::SUBJECT_PREFIX
             );
             let spool = capture_file.with_extension("spool").display().to_string();
-            push(&["--capture", "off", "--capture-sink", &sink]);
-            push(&["--capture-spool-dir", &spool]);
+            flags
+                .push(&["--capture", "off", "--capture-sink", &sink])
+                .push(&["--capture-spool-dir", &spool])
         }
-    }
-    args
+    };
+    flags.0
 }
 
-/// Starts one instance with its files named `<stem>.log` and `<stem>.jsonl` (the capture); returns it
-/// and its admin port.
+/// Starts one instance with its files named `<stem>.log` and `<stem>.jsonl` (the capture), its
+/// command line passed through `adjust` first (scenario 9's sidecars change it); returns it and its
+/// admin port.
 pub fn spawn(
     ctx: &Context,
     name: &str,
@@ -111,6 +135,7 @@ pub fn spawn(
     mode: SidecarMode,
     capture: Capture,
     port: u16,
+    adjust: impl FnOnce(&mut Vec<String>),
 ) -> anyhow::Result<(ServerProcess, u16)> {
     let admin_port = ctx.ports.next()?;
     let capture_file = ctx.workdir.file(&format!("{stem}.jsonl"));
@@ -118,8 +143,7 @@ pub fn spawn(
         ca_dir: &ctx.tls.capture_ca_dir,
         upstream_ca: &ctx.tls.origin_ca_file,
     };
-    let mut command = Command::new(&ctx.tools.sidecar_proxy);
-    command.args(args(
+    let mut args = args(
         mode,
         capture,
         port,
@@ -127,7 +151,10 @@ pub fn spawn(
         &ctx.origin,
         &capture_file,
         tls_out,
-    ));
+    );
+    adjust(&mut args);
+    let mut command = Command::new(&ctx.tools.sidecar_proxy);
+    command.args(args);
     let process = ServerProcess::spawn(name, command, &ctx.workdir.file(&format!("{stem}.log")))?;
     Ok((process, admin_port))
 }

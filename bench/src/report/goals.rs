@@ -10,6 +10,7 @@
 use std::fmt::{self, Write as _};
 
 use crate::contenders::{Capture, ServerSpec, SidecarMode, Upstream};
+use crate::markdown;
 use crate::results::{Figure, Group, Row, Scenario, ScenarioKind, Section, Tool};
 use crate::stats::{summarize, RowSummary};
 use crate::targets::{kib_to_mb, per_connection_kb};
@@ -507,8 +508,7 @@ pub fn render(out: &mut String, checks: &[GoalCheck]) {
         count(Status::NotMet),
         count(Status::NotMeasured),
     );
-    let _ = writeln!(out, "| scenario | goal | measured | verdict |");
-    let _ = writeln!(out, "|---|---|---|---|");
+    markdown::head(out, "scenario | goal | measured | verdict");
     for check in checks {
         let _ = writeln!(
             out,

@@ -11,6 +11,7 @@ pub mod machine;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::markdown;
 use crate::results::{Figure, LeafCounts, Outcome, Row, Scenario, ScenarioKind, Section, Tool};
 use crate::stats::{summarize, RowSummary};
 use crate::targets::{goal_for, judge, kib_to_mb, per_connection_kb, Verdict};
@@ -66,7 +67,7 @@ fn render_meta(out: &mut String, meta: &Meta) {
         format_duration(meta.wall_time),
     );
     let _ = writeln!(out, "| | |\n|---|---|");
-    let _ = writeln!(out, "| command | `{}` |", meta.command.replace('|', "\\|"));
+    let _ = writeln!(out, "| command | `{}` |", markdown::escape(&meta.command));
     let _ = writeln!(
         out,
         "| machine | {} cores (nproc), {}, Linux {}; load average {} before the first measurement, {} after the last |",
@@ -89,20 +90,20 @@ fn render_meta(out: &mut String, meta: &Meta) {
     if let Some(note) = &meta.idle_note {
         let _ = writeln!(out, "| note | {note} |");
     }
-    let _ = writeln!(out, "\n| program | version |\n|---|---|");
+    out.push('\n');
+    markdown::head(out, "program | version");
     for (program, version) in &meta.versions {
-        let _ = writeln!(out, "| {program} | {} |", version.replace('|', "\\|"));
+        let _ = writeln!(out, "| {program} | {} |", markdown::escape(version));
     }
     out.push('\n');
 }
 
 fn render_targets(out: &mut String, scenarios: &[Scenario]) {
     let _ = writeln!(out, "### Our rows against the issue's targets\n");
-    let _ = writeln!(
+    markdown::head(
         out,
-        "| scenario | path | sidecar-proxy | our figure | target | verdict |"
+        "scenario | path | sidecar-proxy | our figure: | target | verdict",
     );
-    let _ = writeln!(out, "|---|---|---|---:|---|---|");
     for scenario in scenarios {
         // The NATS sink's figure is not compared with direct; its goal is in the goals table.
         let sections = scenario
@@ -226,11 +227,10 @@ fn rate_table(
     unit: &str,
     show: fn(&Figure) -> Option<String>,
 ) {
-    let _ = writeln!(
+    markdown::head(
         out,
-        "| path | contender | {unit} | × direct | target | each round ({unit}) |"
+        &format!("path | contender | {unit}: | × direct: | target | each round ({unit})"),
     );
-    let _ = writeln!(out, "|---|---|---:|---:|---|---|");
     let wrk = matches!(section.tool, Tool::Wrk { .. });
     let mut closing = Vec::new();
     for row in &section.rows {
@@ -283,11 +283,7 @@ fn ratio_cell(summary: &RowSummary) -> String {
 /// New TLS connections per second, ratio to direct, and for an intercepting sidecar the leaf
 /// certificates it showed: minted or from its cache (summed over the rounds' measurements).
 fn handshake_table(out: &mut String, section: &Section) {
-    let _ = writeln!(
-        out,
-        "| path | contender | handshakes/s | × direct | leaf certificates during the measurements | each round (handshakes/s) |"
-    );
-    let _ = writeln!(out, "|---|---|---:|---:|---|---|");
+    markdown::head(out, "path | contender | handshakes/s: | × direct: | leaf certificates during the measurements | each round (handshakes/s)");
     let show: fn(&Figure) -> Option<String> = |f| match f {
         Figure::Handshakes { per_sec, .. } => Some(format_count(*per_sec)),
         _ => None,
@@ -315,11 +311,7 @@ fn handshake_table(out: &mut String, section: &Section) {
 /// The NATS sink: records JetStream acknowledged per second (from the first request to the last
 /// acknowledgement), per CPU-second of the sidecar's publisher thread and of the whole sidecar.
 fn sink_table(out: &mut String, section: &Section) {
-    let _ = writeln!(
-        out,
-        "| path | contender | records/s acknowledged | records per publisher CPU-second | records per sidecar CPU-second | dropped | each round (records/s) |"
-    );
-    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---|");
+    markdown::head(out, "path | contender | records/s acknowledged: | records per publisher CPU-second: | records per sidecar CPU-second: | dropped: | each round (records/s)");
     let show: fn(&Figure) -> Option<String> = |f| match f {
         Figure::SinkRate { per_sec, .. } => Some(format_count(*per_sec)),
         _ => None,
@@ -368,11 +360,7 @@ pub fn leaf_cell(leaves: &LeafCounts) -> String {
 }
 
 fn latency_table(out: &mut String, kind: ScenarioKind, section: &Section) {
-    let _ = writeln!(
-        out,
-        "| path | contender | p50 ms | p99 ms | p99.9 ms | req/s | p99 × direct | target | each round (p99 ms) |"
-    );
-    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---|---|");
+    markdown::head(out, "path | contender | p50 ms: | p99 ms: | p99.9 ms: | req/s: | p99 × direct: | target | each round (p99 ms)");
     for row in &section.rows {
         let summary = summarize(row, section.baseline());
         let cells = match summary.figure {
@@ -403,11 +391,7 @@ fn latency_table(out: &mut String, kind: ScenarioKind, section: &Section) {
 }
 
 fn memory_table(out: &mut String, kind: ScenarioKind, section: &Section, connections: u32) {
-    let _ = writeln!(
-        out,
-        "| path | contender | RSS idle (MB) | RSS with {connections} idle connections (MB) | KB per connection | PSS with them (MB) | processes | target | each round (idle → loaded RSS, MB) |"
-    );
-    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---|---|");
+    markdown::head(out, &format!("path | contender | RSS idle (MB): | RSS with {connections} idle connections (MB): | KB per connection: | PSS with them (MB): | processes: | target | each round (idle → loaded RSS, MB)"));
     for row in &section.rows {
         let summary = summarize(row, None);
         let cells = match summary.figure {
@@ -476,7 +460,7 @@ fn rounds_cell(outcomes: &[Outcome], show: fn(&Figure) -> Option<String>) -> Str
         .iter()
         .map(|outcome| match outcome {
             Ok(figure) => show(figure).unwrap_or_else(|| "?".to_owned()),
-            Err(invalid) => format!("✗ {}", invalid.0.replace('|', "\\|")),
+            Err(invalid) => format!("✗ {}", markdown::escape(&invalid.0)),
         })
         .collect::<Vec<_>>()
         .join(" · ")

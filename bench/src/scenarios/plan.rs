@@ -12,27 +12,59 @@
 use crate::contenders::{Capture, HaproxyMode, ServerSpec, SidecarMode, Upstream};
 use crate::results::{Group, Row, Scenario, ScenarioKind, Section, Tool};
 
+/// Our rows capture on then off (scenario 6); the keep-alive ones add capture to NATS between them.
+const ON_OFF: &[Capture] = &[Capture::On, Capture::Off];
+const ON_NATS_OFF: &[Capture] = &[Capture::On, Capture::Nats, Capture::Off];
+
+/// One path: our sidecar in `mode` with each of `captures`, then the peers users know for it.
+fn path(group: Group, mode: SidecarMode, captures: &[Capture], peers: &[ServerSpec]) -> Vec<Row> {
+    let ours = captures
+        .iter()
+        .map(|capture| ServerSpec::Sidecar(mode, *capture));
+    ours.chain(peers.iter().copied())
+        .map(|spec| Row::through(group, spec))
+        .collect()
+}
+
+/// Reverse tcp to `upstream`: ours, haproxy in tcp mode, and the relay limit.
+fn reverse_tcp(upstream: Upstream, captures: &[Capture]) -> Vec<Row> {
+    let haproxy = ServerSpec::Haproxy(HaproxyMode::Tcp, upstream);
+    let mode = SidecarMode::ReverseTcp(upstream);
+    let mut rows = path(Group::ReverseTcp, mode, captures, &[haproxy]);
+    rows.push(minimal_relay(upstream));
+    rows
+}
+
 /// The relay limit, in front of `upstream`.
 fn minimal_relay(upstream: Upstream) -> Row {
     Row::through(Group::ReverseTcp, ServerSpec::MinimalRelay(upstream))
 }
 
-fn ours(group: Group, mode: SidecarMode) -> [Row; 2] {
-    [Capture::On, Capture::Off]
-        .map(|capture| Row::through(group, ServerSpec::Sidecar(mode, capture)))
+fn reverse_http(captures: &[Capture]) -> Vec<Row> {
+    let peers = [
+        ServerSpec::NginxReverse,
+        ServerSpec::Haproxy(HaproxyMode::Http, Upstream::Http),
+    ];
+    path(
+        Group::ReverseHttp,
+        SidecarMode::ReverseHttp,
+        captures,
+        &peers,
+    )
 }
 
-fn theirs(group: Group, specs: &[ServerSpec]) -> Vec<Row> {
-    specs
-        .iter()
-        .map(|spec| Row::through(group, *spec))
-        .collect()
+fn connect() -> Vec<Row> {
+    path(
+        Group::Connect,
+        SidecarMode::ForwardHttp,
+        ON_OFF,
+        &[ServerSpec::Squid],
+    )
 }
 
-/// Capture to a file, to NATS, and off: the keep-alive rows of issue #21's comparison.
-fn ours_with_nats(group: Group, mode: SidecarMode) -> [Row; 3] {
-    [Capture::On, Capture::Nats, Capture::Off]
-        .map(|capture| Row::through(group, ServerSpec::Sidecar(mode, capture)))
+fn socks5() -> Vec<Row> {
+    let peers = [ServerSpec::Dante, ServerSpec::Microsocks];
+    path(Group::Socks5, SidecarMode::ForwardSocks, ON_OFF, &peers)
 }
 
 /// The reverse http sidecar capturing to NATS: the NATS sink's own figure.
@@ -41,69 +73,33 @@ pub const NATS_SINK: ServerSpec = ServerSpec::Sidecar(SidecarMode::ReverseHttp, 
 /// Scenarios 1 and 2 share their rows: every relay against the tools users know for it; keep-alive
 /// (`with_nats`) adds the reverse rows capturing to NATS.
 fn http_load_rows(with_nats: bool) -> Vec<Row> {
-    let reverse = |group, mode| -> Vec<Row> {
-        if with_nats {
-            ours_with_nats(group, mode).into()
-        } else {
-            ours(group, mode).into()
-        }
-    };
+    let reverse = if with_nats { ON_NATS_OFF } else { ON_OFF };
+    let absolute_form_peers = [
+        ServerSpec::Squid,
+        ServerSpec::Tinyproxy,
+        ServerSpec::Mitmproxy,
+    ];
     let mut rows = vec![Row::direct()];
-    rows.extend(reverse(
-        Group::ReverseTcp,
-        SidecarMode::ReverseTcp(Upstream::Http),
-    ));
-    rows.extend(theirs(
-        Group::ReverseTcp,
-        &[ServerSpec::Haproxy(HaproxyMode::Tcp, Upstream::Http)],
-    ));
-    rows.push(minimal_relay(Upstream::Http));
-    rows.extend(reverse(Group::ReverseHttp, SidecarMode::ReverseHttp));
-    rows.extend(theirs(
-        Group::ReverseHttp,
-        &[
-            ServerSpec::NginxReverse,
-            ServerSpec::Haproxy(HaproxyMode::Http, Upstream::Http),
-        ],
-    ));
-    rows.extend(ours(Group::AbsoluteForm, SidecarMode::ForwardHttp));
-    rows.extend(theirs(
+    rows.extend(reverse_tcp(Upstream::Http, reverse));
+    rows.extend(reverse_http(reverse));
+    let forward = SidecarMode::ForwardHttp;
+    rows.extend(path(
         Group::AbsoluteForm,
-        &[
-            ServerSpec::Squid,
-            ServerSpec::Tinyproxy,
-            ServerSpec::Mitmproxy,
-        ],
+        forward,
+        ON_OFF,
+        &absolute_form_peers,
     ));
-    rows.extend(ours(Group::Connect, SidecarMode::ForwardHttp));
-    rows.extend(theirs(Group::Connect, &[ServerSpec::Squid]));
-    rows.extend(ours(Group::Socks5, SidecarMode::ForwardSocks));
-    rows.extend(theirs(
-        Group::Socks5,
-        &[ServerSpec::Dante, ServerSpec::Microsocks],
-    ));
+    rows.extend(connect());
+    rows.extend(socks5());
     rows
 }
 
 fn bulk_sections() -> Vec<Section> {
     let mut iperf = vec![Row::direct()];
-    iperf.extend(ours(
-        Group::ReverseTcp,
-        SidecarMode::ReverseTcp(Upstream::Iperf3),
-    ));
-    iperf.extend(theirs(
-        Group::ReverseTcp,
-        &[ServerSpec::Haproxy(HaproxyMode::Tcp, Upstream::Iperf3)],
-    ));
-    iperf.push(minimal_relay(Upstream::Iperf3));
+    iperf.extend(reverse_tcp(Upstream::Iperf3, ON_OFF));
     let mut download = vec![Row::direct()];
-    download.extend(ours(Group::Connect, SidecarMode::ForwardHttp));
-    download.extend(theirs(Group::Connect, &[ServerSpec::Squid]));
-    download.extend(ours(Group::Socks5, SidecarMode::ForwardSocks));
-    download.extend(theirs(
-        Group::Socks5,
-        &[ServerSpec::Dante, ServerSpec::Microsocks],
-    ));
+    download.extend(connect());
+    download.extend(socks5());
     vec![
         Section {
             title: "iperf3 through a tcp relay",
@@ -120,42 +116,14 @@ fn bulk_sections() -> Vec<Section> {
 
 fn latency_rows() -> Vec<Row> {
     let mut rows = vec![Row::direct()];
-    rows.extend(ours(Group::ReverseHttp, SidecarMode::ReverseHttp));
-    rows.extend(theirs(
-        Group::ReverseHttp,
-        &[
-            ServerSpec::NginxReverse,
-            ServerSpec::Haproxy(HaproxyMode::Http, Upstream::Http),
-        ],
-    ));
-    rows.extend(ours(
-        Group::ReverseTcp,
-        SidecarMode::ReverseTcp(Upstream::Http),
-    ));
-    rows.extend(theirs(
-        Group::ReverseTcp,
-        &[ServerSpec::Haproxy(HaproxyMode::Tcp, Upstream::Http)],
-    ));
-    rows.push(minimal_relay(Upstream::Http));
+    rows.extend(reverse_http(ON_OFF));
+    rows.extend(reverse_tcp(Upstream::Http, ON_OFF));
     rows
 }
 
 fn memory_rows() -> Vec<Row> {
-    let mut rows = Vec::new();
-    rows.extend(ours(
-        Group::ReverseTcp,
-        SidecarMode::ReverseTcp(Upstream::Http),
-    ));
-    rows.extend(theirs(
-        Group::ReverseTcp,
-        &[ServerSpec::Haproxy(HaproxyMode::Tcp, Upstream::Http)],
-    ));
-    rows.push(minimal_relay(Upstream::Http));
-    rows.extend(ours(Group::Socks5, SidecarMode::ForwardSocks));
-    rows.extend(theirs(
-        Group::Socks5,
-        &[ServerSpec::Dante, ServerSpec::Microsocks],
-    ));
+    let mut rows = reverse_tcp(Upstream::Http, ON_OFF);
+    rows.extend(socks5());
     rows
 }
 
@@ -181,10 +149,8 @@ fn tls_out_rows() -> Vec<Row> {
 /// and through the minimal relay.
 fn h2c_rows() -> Vec<Row> {
     let mut rows = vec![Row::direct()];
-    rows.extend(ours(
-        Group::ReverseTcp,
-        SidecarMode::ReverseTcp(Upstream::H2c),
-    ));
+    let mode = SidecarMode::ReverseTcp(Upstream::H2c);
+    rows.extend(path(Group::ReverseTcp, mode, ON_OFF, &[]));
     rows.push(minimal_relay(Upstream::H2c));
     rows
 }

@@ -39,12 +39,13 @@ impl Origin {
             close_idle: CancellationToken::new(),
             shutdown: CancellationToken::new(),
         };
-        tokio::spawn(serve_http(
+        let close_idle = origin.close_idle.clone();
+        tokio::spawn(accept_each(
             http_listener,
-            origin.close_idle.clone(),
             origin.shutdown.clone(),
+            move |stream| serve_http_connection(stream, close_idle.clone()),
         ));
-        tokio::spawn(serve_echo(echo_listener, origin.shutdown.clone()));
+        tokio::spawn(accept_each(echo_listener, origin.shutdown.clone(), echo));
         Ok(origin)
     }
 
@@ -72,11 +73,12 @@ pub fn large_body() -> Bytes {
         .clone()
 }
 
-async fn serve_http(
-    listener: TcpListener,
-    close_idle: CancellationToken,
-    shutdown: CancellationToken,
-) {
+/// Hands every connection `listener` accepts to a task of its own running `serve`, until `shutdown`.
+async fn accept_each<F, Served>(listener: TcpListener, shutdown: CancellationToken, serve: F)
+where
+    F: Fn(TcpStream) -> Served,
+    Served: std::future::Future<Output = ()> + Send + 'static,
+{
     loop {
         let stream = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -89,7 +91,7 @@ async fn serve_http(
                 }
             },
         };
-        tokio::spawn(serve_http_connection(stream, close_idle.clone()));
+        tokio::spawn(serve(stream));
     }
 }
 
@@ -121,24 +123,10 @@ async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
     Ok(response)
 }
 
-async fn serve_echo(listener: TcpListener, shutdown: CancellationToken) {
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        tokio::spawn(async move {
-            let (mut reader, mut writer) = stream.into_split();
-            // Copy until the client's FIN, then send ours: the echo's half-close.
-            if tokio::io::copy(&mut reader, &mut writer).await.is_ok() {
-                let _ = writer.shutdown().await;
-            }
-        });
+/// Returns the connection's bytes; after the client's FIN, sends its own: the echo's half-close.
+async fn echo(stream: TcpStream) {
+    let (mut reader, mut writer) = stream.into_split();
+    if tokio::io::copy(&mut reader, &mut writer).await.is_ok() {
+        let _ = writer.shutdown().await;
     }
 }

@@ -12,6 +12,7 @@ use super::sampler::{Metric, Phase, Sample};
 use super::sidecars::{Fleet, REVERSE_HTTP, SOCKS, TCP_HTTP};
 use super::verdict::{Bounds, Check, CheckKind, Timeline};
 use super::SoakOptions;
+use crate::markdown;
 use crate::stats::median;
 
 const SIDECARS: [&str; 3] = [TCP_HTTP, SOCKS, REVERSE_HTTP];
@@ -183,10 +184,8 @@ pub fn summary(
         context.revision
     );
 
-    let _ = writeln!(
-        md,
-        "## Sidecars\n\n| sidecar | mode | capture |\n|---|---|---|"
-    );
+    let _ = writeln!(md, "## Sidecars\n");
+    markdown::head(&mut md, "sidecar | mode | capture");
     for sidecar in &context.fleet.sidecars {
         let _ = writeln!(
             md,
@@ -195,9 +194,10 @@ pub fn summary(
         );
     }
 
-    let _ = writeln!(
-        md,
-        "\n## Load\n\n| load | operations | errors | per second | MiB checked |\n|---|--:|--:|--:|--:|"
+    let _ = writeln!(md, "\n## Load\n");
+    markdown::head(
+        &mut md,
+        "load | operations: | errors: | per second: | MiB checked:",
     );
     for tally in tallies {
         let _ = writeln!(
@@ -232,7 +232,11 @@ pub fn summary(
     let _ = writeln!(
         md,
         "\n## Levels\n\nMedians of the resting samples and of each window; peak of the load; the last \
-         sample of the settle.\n\n| sidecar | metric | rest | after warm-up | end of load | peak | after settle |\n|---|---|--:|--:|--:|--:|--:|"
+         sample of the settle.\n"
+    );
+    markdown::head(
+        &mut md,
+        "sidecar | metric | rest: | after warm-up: | end of load: | peak: | after settle:",
     );
     let sidecars: Vec<&str> = context.fleet.sidecars.iter().map(|s| s.name).collect();
     for sidecar in &sidecars {
@@ -292,7 +296,7 @@ pub fn summary(
         md,
         "\n## Checks\n\nGrowth: RSS ≤ after-warm-up × (1 + {:.0}%) or + {:.0} MiB, whichever is more; open fds ≤ \
          × {} + {}; tasks ≤ × {} + {}. Return after the settle: open fds ≤ rest + {}, tasks ≤ rest + {}, \
-         connections ≤ rest + {}.\n\n| sidecar | metric | check | from | to | limit | result |\n|---|---|---|--:|--:|--:|---|",
+         connections ≤ rest + {}.\n",
         bounds.rss_growth_fraction * 100.0,
         bounds.rss_growth_floor_kib / 1024.0,
         bounds.trend_factor,
@@ -302,6 +306,10 @@ pub fn summary(
         bounds.fds_rest_slack,
         bounds.tasks_rest_slack,
         bounds.connections_rest_slack,
+    );
+    markdown::head(
+        &mut md,
+        "sidecar | metric | check | from: | to: | limit: | result",
     );
     for check in checks {
         let kind = match check.kind {

@@ -8,11 +8,12 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::origin::Origin;
-use crate::admin_port;
+use crate::contenders::sidecar::Flags;
 use crate::ports::PortAllocator;
+use crate::probe;
 use crate::process::ServerProcess;
 
 /// Each capture file rotates at this size and keeps this many old ones: at most 3 × 32 MiB per sidecar.
@@ -30,7 +31,7 @@ pub const REVERSE_HTTP: &str = "reverse-http";
 pub struct Sidecar {
     pub name: &'static str,
     /// The flags that choose its mode, as a reader would type them.
-    pub mode: &'static str,
+    pub mode: String,
     pub process: ServerProcess,
     pub admin: SocketAddr,
     pub inbound: SocketAddr,
@@ -44,9 +45,8 @@ pub struct Fleet {
 
 struct Plan {
     name: &'static str,
-    mode: &'static str,
-    /// The same flags as `mode`, as passed.
-    args: [&'static str; 2],
+    proxy_type: &'static str,
+    protocol: &'static str,
     /// Where the inbound listener delivers (the app of a pod).
     app: SocketAddr,
     dual: bool,
@@ -58,15 +58,15 @@ impl Fleet {
         let plans = [
             Plan {
                 name: TCP_HTTP,
-                mode: "--proxy-type dual --proxy-protocol tcp:http",
-                args: ["--proxy-type=dual", "--proxy-protocol=tcp:http"],
+                proxy_type: "dual",
+                protocol: "tcp:http",
                 app: origin.echo,
                 dual: true,
             },
             Plan {
                 name: SOCKS,
-                mode: "--proxy-type dual --proxy-protocol socks",
-                args: ["--proxy-type=dual", "--proxy-protocol=socks"],
+                proxy_type: "dual",
+                protocol: "socks",
                 // Inbound SOCKS always delivers to the app, whatever destination the client names
                 // (following it would make the pod an open proxy); outbound follows the client.
                 app: origin.http,
@@ -74,8 +74,8 @@ impl Fleet {
             },
             Plan {
                 name: REVERSE_HTTP,
-                mode: "--proxy-type reverse --proxy-protocol http",
-                args: ["--proxy-type=reverse", "--proxy-protocol=http"],
+                proxy_type: "reverse",
+                protocol: "http",
                 app: origin.http,
                 dual: false,
             },
@@ -87,7 +87,7 @@ impl Fleet {
         }
         let mut fleet = Fleet { sidecars };
         for sidecar in &mut fleet.sidecars {
-            wait_ready(sidecar).await?;
+            probe::until_ready(&mut sidecar.process, sidecar.admin, READY_TIMEOUT).await?;
         }
         Ok(fleet)
     }
@@ -128,55 +128,29 @@ fn start_one(
         None
     };
     let admin = SocketAddr::from((localhost, ports.next()?));
-    let mut command = Command::new(proxy_bin);
-    command
-        .args(plan.args)
-        .arg(format!("--proxy-in-port={}", inbound.port()))
-        .arg("--proxy-in-bind=127.0.0.1")
-        .arg(format!("--admin-port={}", admin.port()))
-        .arg("--admin-bind=127.0.0.1")
-        .arg(format!(
-            "--capture={}",
-            out.join(format!("capture-{}.jsonl", plan.name)).display()
-        ))
-        .arg(format!("--capture-rotate-size={CAPTURE_ROTATE_SIZE}"))
-        .arg(format!("--capture-rotate-keep={CAPTURE_ROTATE_KEEP}"))
-        .arg(format!("--capture-body-limit={CAPTURE_BODY_LIMIT}"));
+    let mut flags =
+        Flags::new(plan.proxy_type, plan.protocol).inbound(inbound.port(), plan.app.port());
     if let Some(outbound) = outbound {
-        command.arg(format!("--proxy-out-port={}", outbound.port()));
+        flags = flags.outbound(outbound.port());
     }
-    command
-        .arg(format!("--proxy-host={}", plan.app.ip()))
-        .arg(format!("--proxy-port={}", plan.app.port()));
+    let capture = out.join(format!("capture-{}.jsonl", plan.name));
+    let flags = flags
+        .admin(admin.port())
+        .capture_file(&capture, CAPTURE_ROTATE_SIZE, CAPTURE_ROTATE_KEEP)
+        .push(&["--capture-body-limit", CAPTURE_BODY_LIMIT]);
+    let mut command = Command::new(proxy_bin);
+    command.args(flags.0);
     let log = out.join(format!("{}.log", plan.name));
     let process = ServerProcess::spawn(plan.name, command, &log)?;
     Ok(Sidecar {
         name: plan.name,
-        mode: plan.mode,
+        mode: format!(
+            "--proxy-type {} --proxy-protocol {}",
+            plan.proxy_type, plan.protocol
+        ),
         process,
         admin,
         inbound,
         outbound,
     })
-}
-
-async fn wait_ready(sidecar: &mut Sidecar) -> anyhow::Result<()> {
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        sidecar.process.ensure_running()?;
-        if let Ok(200) = admin_port::get_status(sidecar.admin, "/readyz").await {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(sidecar
-                .process
-                .failed(format!(
-                    "did not answer 200 on http://{}/readyz within {}s",
-                    sidecar.admin,
-                    READY_TIMEOUT.as_secs()
-                ))
-                .into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

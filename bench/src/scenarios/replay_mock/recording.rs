@@ -3,11 +3,10 @@
 //! complete), and the forward sidecar that answers from such a capture with `--mock`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::Context as _;
 
-use crate::contenders::sidecar::{self, TlsOutFiles};
+use crate::contenders::sidecar;
 use crate::contenders::{Capture, Context, SidecarMode};
 use crate::probe;
 use crate::process::ServerProcess;
@@ -32,36 +31,21 @@ impl CapturingSidecar {
         extra: &[&str],
     ) -> anyhow::Result<CapturingSidecar> {
         let port = ctx.ports.next()?;
-        let admin_port = ctx.ports.next()?;
         let stem = format!("{stem}-{port}");
-        let capture = ctx.workdir.file(&format!("{stem}.jsonl"));
-        let tls_out = TlsOutFiles {
-            ca_dir: &ctx.tls.capture_ca_dir,
-            upstream_ca: &ctx.tls.origin_ca_file,
-        };
-        let mut args = sidecar::args(
-            mode,
-            Capture::On,
-            port,
-            admin_port,
-            &ctx.origin,
-            &capture,
-            tls_out,
-        );
-        if let Some(at) = args.iter().position(|arg| arg == "--capture-rotate-size") {
-            args[at + 1] = NO_ROTATION.to_owned();
-        }
-        args.extend(extra.iter().map(|arg| arg.to_string()));
-        let mut command = Command::new(&ctx.tools.sidecar_proxy);
-        command.args(&args);
         let name = format!("sidecar-proxy ({stem})");
-        let log = ctx.workdir.file(&format!("{stem}.log"));
-        let mut process = ServerProcess::spawn(&name, command, &log)?;
+        let on = Capture::On;
+        let (mut process, _admin_port) =
+            sidecar::spawn(ctx, &name, &stem, mode, on, port, |args| {
+                if let Some(at) = args.iter().position(|arg| arg == "--capture-rotate-size") {
+                    args[at + 1] = NO_ROTATION.to_owned();
+                }
+                args.extend(extra.iter().map(|arg| arg.to_string()));
+            })?;
         probe::until_listening(&mut process, port, probe::LISTEN_TIMEOUT).await?;
         Ok(CapturingSidecar {
             process,
             port,
-            capture,
+            capture: ctx.workdir.file(&format!("{stem}.jsonl")),
         })
     }
 
