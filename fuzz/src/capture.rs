@@ -300,7 +300,7 @@ pub fn record_from_input(data: &[u8]) -> Record {
             sni: text(7).filter(|sni| !sni.is_empty()),
             alpn: (hash & 32 == 0).then(|| "h2".to_owned()),
             version: "TLSv1.3".to_owned(),
-            upstream_version: "TLSv1.2".to_owned(),
+            upstream_version: Some("TLSv1.2".to_owned()),
         }),
         start: format!("2026-11-26T10:00:{:02}.{:06}Z", hash % 60, hash % 1_000_000),
         // As the sidecar measures it: a Duration in milliseconds, finite and non-negative.

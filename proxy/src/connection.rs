@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::capture::{Capture, Origin, Route, StreamCapture};
 use crate::metrics::{GaugeGuard, HandshakeErrorLabels, ListenerLabels, Metrics};
-use crate::tls_out::TlsInterceptor;
+use crate::tls_out::{TlsInterceptor, TlsSession};
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
@@ -30,6 +30,9 @@ pub struct Connection {
     pub capture: Option<Capture>,
     /// tls-out, for the streams of an outbound connection when it is on.
     tls_out: Option<Arc<TlsInterceptor>>,
+    /// The TLS the sidecar terminated on this connection when it serves the HTTP inside itself (mock
+    /// mode): the `tls` of every exchange recorded in it.
+    decrypted: Option<Arc<TlsSession>>,
     /// `--max-request-head`, for HTTP found inside this connection's streams: it is served by the sidecar
     /// like any other, and a head that never ends must not hold more memory there than on an HTTP listener.
     max_request_head: usize,
@@ -55,6 +58,7 @@ impl Connection {
             metrics,
             capture,
             tls_out: None,
+            decrypted: None,
             max_request_head: crate::options::DEFAULT_MAX_REQUEST_HEAD,
             _open: None,
         }
@@ -87,6 +91,17 @@ impl Connection {
     /// tls-out's interceptor, when this connection's TLS streams are to be intercepted.
     pub fn tls_out(&self) -> Option<&TlsInterceptor> {
         self.tls_out.as_deref()
+    }
+
+    /// The same connection inside TLS the sidecar terminated, whose HTTP it serves itself (mock mode).
+    pub fn inside_tls(mut self, session: TlsSession) -> Self {
+        self.decrypted = Some(Arc::new(session));
+        self
+    }
+
+    /// The TLS the sidecar terminated around this connection's HTTP, when it serves that HTTP itself.
+    pub fn decrypted(&self) -> Option<&TlsSession> {
+        self.decrypted.as_deref()
     }
 
     /// The largest request head HTTP inside this connection's streams may send (`--max-request-head`).

@@ -12,7 +12,7 @@ use support::admin::{
 };
 use support::{start_app, start_tcp_echo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_socks::tcp::Socks5Stream;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -247,9 +247,23 @@ async fn under_mock_https_through_a_connect_tunnel_is_answered_from_the_recordin
         })
         .collect();
     assert_eq!(answers.len(), 2, "{records:#?}");
-    for (record, _) in &answers {
+    for (record, exchange) in &answers {
         assert_eq!(record.transport, "connect");
         assert_eq!(record.target, target);
+        // What the sidecar decrypted is said as in any tls-out record, without an upstream side.
+        let tls = record
+            .tls
+            .as_ref()
+            .expect("the decrypted exchange carries its TLS");
+        assert_eq!(tls.sni.as_deref(), Some("localhost"));
+        assert_eq!(tls.alpn.as_deref(), Some("http/1.1"));
+        assert!(tls.version.starts_with("TLSv1."), "{tls:?}");
+        assert_eq!(tls.upstream_version, None, "no upstream was contacted");
+        assert!(
+            exchange.request.url.starts_with("https://localhost"),
+            "{}",
+            exchange.request.url
+        );
     }
     let hit = answers[0].1.mock.as_ref().expect("marked as the mock's");
     assert!(hit.matched);

@@ -386,7 +386,7 @@ mod tests {
                 sni: Some("api.test".into()),
                 alpn: Some("h2".into()),
                 version: "TLSv1.3".into(),
-                upstream_version: "TLSv1.2".into(),
+                upstream_version: Some("TLSv1.2".into()),
             }),
             caused_by: Some(record_uid(5)),
             start: "2026-11-26T10:00:00.000000Z".into(),

@@ -66,7 +66,10 @@ impl ObservedExchange {
         });
         let capture = capture.map(|capture| {
             let (target, delivered_to) = route();
-            let route = Route::new(transport, target, delivered_to);
+            let mut route = Route::new(transport, target, delivered_to);
+            if let Some(session) = connection.decrypted() {
+                route = route.inside_tls(session.clone());
+            }
             HttpCapture::begin(capture, connection.origin(), route, request)
         });
         ObservedExchange {

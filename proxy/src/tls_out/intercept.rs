@@ -214,7 +214,7 @@ impl TlsInterceptor {
                         sni: hello.sni,
                         alpn: alpn.map(|p| String::from_utf8_lossy(&p).into_owned()),
                         version,
-                        upstream_version,
+                        upstream_version: Some(upstream_version),
                     },
                 }))
             }
@@ -240,12 +240,14 @@ impl TlsInterceptor {
     /// Mock mode: terminates the client's TLS (its ClientHello not yet consumed) with a leaf for the name
     /// it asked for, and no upstream at all, since the mock answers in its place. HTTP/2 is agreed when
     /// the client offers it (gRPC), else HTTP/1.1 when offered. `requested_host` names the host when the
-    /// client sent no SNI. On failure the client got a TLS alert, or left; the reason says which.
+    /// client sent no SNI. Returns the decrypted stream and the session its records carry (no
+    /// `upstream_version`: there is no upstream). On failure the client got a TLS alert, or left; the
+    /// reason says which.
     pub async fn terminate<C>(
         &self,
         client: C,
         requested_host: &str,
-    ) -> Result<server::TlsStream<C>, String>
+    ) -> Result<(server::TlsStream<C>, TlsSession), String>
     where
         C: AsyncRead + AsyncWrite + Unpin,
     {
@@ -288,7 +290,13 @@ impl TlsInterceptor {
             Ok(Ok(client)) => {
                 self.count("intercepted");
                 debug!(host = %Escaped(host), "tls-out: terminated for the mock");
-                Ok(client)
+                let session = TlsSession {
+                    sni: hello.sni,
+                    alpn: alpn.map(|p| String::from_utf8_lossy(&p).into_owned()),
+                    version: version_text(client.get_ref().1.protocol_version()),
+                    upstream_version: None,
+                };
+                Ok((client, session))
             }
             Ok(Err((e, _))) => {
                 self.count("client_failed");

@@ -13,6 +13,8 @@ pub struct TlsSession {
     pub alpn: Option<String>,
     /// The client side's TLS version: `TLSv1.2` or `TLSv1.3`.
     pub version: String,
-    /// The upstream side's TLS version.
-    pub upstream_version: String,
+    /// The upstream side's TLS version; absent when no upstream was contacted (mock mode answers the
+    /// decrypted requests from a recording).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_version: Option<String>,
 }

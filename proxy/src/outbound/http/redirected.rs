@@ -87,11 +87,13 @@ where
     if let Some(interceptor) = interceptor {
         // tls-out: the app's HTTPS is decrypted with a leaf of the capture CA and answered by the mock.
         match interceptor.terminate(client, &tls_host).await {
-            Ok(decrypted) => {
+            Ok((decrypted, session)) => {
                 let options = ServeOptions {
                     accept_h2: true,
                     ..serving
                 };
+                // Its records carry the TLS the sidecar terminated, as tls-out's records always do.
+                let context = &context.clone().inside_tls(session);
                 answer_requests(
                     decrypted,
                     Scheme::HTTPS,
