@@ -325,8 +325,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
 
     async fn exchange(&mut self, mut request: Request) -> Flow {
         let started = std::time::Instant::now();
-        if let Some(Addressed::Tunnel(target)) = request.addressed.take() {
-            return self.open_tunnel(&request, target).await;
+        if let Some(Addressed::Tunnel(_)) = request.addressed {
+            return self.open_tunnel(request).await;
         }
         self.record_request_head(&request);
         self.input.consume(request.len);

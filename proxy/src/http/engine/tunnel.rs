@@ -13,11 +13,12 @@ use tracing::{debug, warn};
 
 use super::answers;
 use super::body::Framing;
+use super::forward::Addressed;
 use super::request::Request;
 use super::{Engine, Flow};
 use crate::capture::{Route, StreamCapture};
 use crate::log_escape::Escaped;
-use crate::net::{dial, DialFailure, Target};
+use crate::net::{dial, DialFailure};
 
 /// The granted tunnel's other end, its route and record, until the engine hands them back.
 pub struct Granted {
@@ -30,21 +31,18 @@ pub struct Granted {
 const GRANTED: &[u8] = b"HTTP/1.1 200 OK\r\n\r\n";
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
-    /// Opens the tunnel `request` asks for (`target`, or why it names none).
-    pub(super) async fn open_tunnel(
-        &mut self,
-        request: &Request,
-        target: Result<Target, String>,
-    ) -> Flow {
+    /// Opens the tunnel a CONNECT `request` asks for (or answers why it opens none).
+    pub(super) async fn open_tunnel(&mut self, mut request: Request) -> Flow {
         self.input.consume(request.len);
-        let target = match target {
-            Ok(target) => target,
-            Err(refusal) => {
+        let target = match request.addressed.take() {
+            Some(Addressed::Tunnel(Ok(target))) => target,
+            Some(Addressed::Tunnel(Err(refusal))) => {
                 warn!(reason = %Escaped(&refusal), "refused request");
                 return self
-                    .answer_unrecorded(request, StatusCode::BAD_REQUEST, &refusal)
+                    .answer_unrecorded(&request, StatusCode::BAD_REQUEST, &refusal)
                     .await;
             }
+            _ => unreachable!("the engine opens tunnels for CONNECT on the forward listener only"),
         };
         let route = Arc::new(Route::new("connect", target.to_string(), None));
         let record = self.context.record_stream(&route);
@@ -62,7 +60,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
                     StatusCode::BAD_GATEWAY
                 };
                 return self
-                    .answer_unrecorded(request, status, &format!("sidecar: {e}"))
+                    .answer_unrecorded(&request, status, &format!("sidecar: {e}"))
                     .await;
             }
         };
