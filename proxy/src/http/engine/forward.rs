@@ -5,7 +5,6 @@
 
 use http::Uri;
 
-use super::request::{HeadError, Method};
 use crate::http::forward_target::{connect_target, host_header, target_of};
 use crate::net::Target;
 
@@ -37,12 +36,13 @@ pub enum Addressed {
     Tunnel(Result<Target, String>),
 }
 
-/// Reads the request target of a `method` request.
-pub fn address(method: Method, target: &str) -> Result<Addressed, HeadError> {
+/// Reads the request target of a request (a CONNECT when `connect`); `Err` says why it cannot be read
+/// at all (the head is then malformed).
+pub fn address(connect: bool, target: &str) -> Result<Addressed, String> {
     let uri: Uri = target
         .parse()
-        .map_err(|e| HeadError::Malformed(format!("an invalid request target: {e}")))?;
-    if method == Method::Connect {
+        .map_err(|e| format!("an invalid request target: {e}"))?;
+    if connect {
         return Ok(Addressed::Tunnel(connect_target(&uri).ok_or_else(|| {
             format!("sidecar: CONNECT needs host:port, got \"{uri}\"")
         })));

@@ -138,7 +138,9 @@ pub fn parse(buffer: &[u8], limit: usize, mode: Mode) -> Result<Option<Request>,
     let http10 = minor == 0;
     let (framing, length_given) = framing(fields, http10)?;
     let addressed = match mode {
-        Mode::Forward => Some(forward::address(method, target)?),
+        Mode::Forward => Some(
+            forward::address(method == Method::Connect, target).map_err(HeadError::Malformed)?,
+        ),
         Mode::Reverse { .. } => None,
     };
     let connection = ConnectionField::of(fields);
