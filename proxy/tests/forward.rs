@@ -622,6 +622,28 @@ async fn a_connect_after_an_absolute_form_request_on_one_connection_opens_its_tu
     assert_eq!(later, b" and later ones");
 }
 
+/// HTTP/2 with prior knowledge on the forward listener, which serves HTTP/1 only: closed without an
+/// answer, as hyper's HTTP/1 server closed it.
+#[tokio::test]
+async fn an_http2_preface_on_the_outbound_port_is_closed_without_an_answer() {
+    let proxy = start_proxy("forward", "http", None).await;
+    let mut stream = TcpStream::connect(proxy.outbound()).await.unwrap();
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    // Closed, or reset (the frame after the preface is left unread): either way without a byte.
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut reply))
+        .await
+        .expect("the connection is closed");
+    assert!(
+        read.is_ok() || read.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the connection is closed"
+    );
+    assert!(reply.is_empty(), "{}", String::from_utf8_lossy(&reply));
+}
+
 #[tokio::test]
 async fn origin_form_on_the_outbound_port_is_400() {
     let proxy = start_proxy("forward", "http", None).await;
