@@ -542,6 +542,108 @@ async fn absolute_form_to_a_closed_port_is_502_naming_the_target(#[case] host: &
     );
 }
 
+/// One client connection, requests to two origins in turn: each reaches the origin its URL names, never
+/// one kept open for the other.
+#[tokio::test]
+async fn requests_to_two_origins_on_one_client_connection_each_reach_their_own() {
+    let first = support::raw::RecordingUpstream::start().await;
+    let second = support::raw::RecordingUpstream::start().await;
+    let proxy = start_proxy("forward", "http", None).await;
+    let mut client = proxy_client(proxy.outbound()).await;
+    for (upstream, path) in [
+        (&first, "/1"),
+        (&second, "/2"),
+        (&first, "/3"),
+        (&first, "/4"),
+        (&second, "/5"),
+    ] {
+        let request = Request::post(format!("http://{}{path}", upstream.addr))
+            .body(full("body"))
+            .unwrap();
+        let response = send(&mut client, request).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(read_text(response).await, "ok 4", "{path}");
+    }
+    assert_eq!(
+        first.requests(),
+        [
+            "POST /1 (4 body bytes)",
+            "POST /3 (4 body bytes)",
+            "POST /4 (4 body bytes)"
+        ]
+    );
+    assert_eq!(
+        second.requests(),
+        ["POST /2 (4 body bytes)", "POST /5 (4 body bytes)"]
+    );
+}
+
+/// Reads from `stream` into `received` until it ends with `end` (a bounded wait).
+async fn read_until_ends_with(stream: &mut TcpStream, received: &mut Vec<u8>, end: &[u8]) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !received.ends_with(end) {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(received));
+            received.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("stalled: {}", String::from_utf8_lossy(received)));
+}
+
+/// An absolute-form request, then on the same connection a CONNECT, sent in one write with the tunnel's
+/// first bytes right behind it: the request is answered, the tunnel granted, and the bytes that came
+/// early reach the target first, before what follows.
+#[tokio::test]
+async fn a_connect_after_an_absolute_form_request_on_one_connection_opens_its_tunnel() {
+    let origin = support::raw::RecordingUpstream::start().await;
+    let echo = support::start_tcp_echo().await;
+    let proxy = start_proxy("forward", "http", None).await;
+    let mut stream = TcpStream::connect(proxy.outbound()).await.unwrap();
+    let sent = format!(
+        "GET http://{origin}/before HTTP/1.1\r\nHost: {origin}\r\n\r\nCONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n\r\nearly bytes",
+        origin = origin.addr
+    );
+    stream.write_all(sent.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    read_until_ends_with(&mut stream, &mut received, b"early bytes").await;
+    let text = String::from_utf8_lossy(&received);
+    let (answer, tunnel) = text
+        .split_once("ok 0")
+        .unwrap_or_else(|| panic!("the request's answer: {text}"));
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert_eq!(tunnel, "HTTP/1.1 200 OK\r\n\r\nearly bytes", "{text}");
+    assert_eq!(origin.requests(), ["GET /before (0 body bytes)"]);
+
+    stream.write_all(b" and later ones").await.unwrap();
+    let mut later = Vec::new();
+    read_until_ends_with(&mut stream, &mut later, b" and later ones").await;
+    assert_eq!(later, b" and later ones");
+}
+
+/// HTTP/2 with prior knowledge on the forward listener, which serves HTTP/1 only: closed without an
+/// answer, as hyper's HTTP/1 server closed it.
+#[tokio::test]
+async fn an_http2_preface_on_the_outbound_port_is_closed_without_an_answer() {
+    let proxy = start_proxy("forward", "http", None).await;
+    let mut stream = TcpStream::connect(proxy.outbound()).await.unwrap();
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    // Closed, or reset (the frame after the preface is left unread): either way without a byte.
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut reply))
+        .await
+        .expect("the connection is closed");
+    assert!(
+        read.is_ok() || read.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the connection is closed"
+    );
+    assert!(reply.is_empty(), "{}", String::from_utf8_lossy(&reply));
+}
+
 #[tokio::test]
 async fn origin_form_on_the_outbound_port_is_400() {
     let proxy = start_proxy("forward", "http", None).await;

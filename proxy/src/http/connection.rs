@@ -101,7 +101,8 @@ where
         .await;
         return None;
     }
-    // A forward proxy serves HTTP/1 only: a preface there goes to hyper's HTTP/1 parser, which refuses it.
+    // A forward proxy serves HTTP/1 only: a preface there is refused, by hyper's HTTP/1 parser (mock mode)
+    // or as hyper refused it (`outbound/http.rs`, in front of the engine).
     let is_h2 = saw_h2 && options.accept_h2;
     Some(Opened {
         prefix,

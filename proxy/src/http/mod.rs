@@ -23,6 +23,7 @@ pub mod connection;
 pub mod delivery;
 pub mod engine;
 pub mod exchange;
+pub mod forward_target;
 pub mod framing;
 pub mod headers;
 pub mod host_header;

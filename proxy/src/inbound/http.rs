@@ -129,10 +129,11 @@ impl ReverseHttp {
             handshake_timeout: options.handshake_timeout,
             max_request_head: options.max_request_head,
         };
-        engine::serve(
+        // The reverse listener's app takes CONNECT itself: no tunnel is ever handed back here.
+        let _no_tunnel = engine::serve(
             caller,
             account,
-            &self.engine_app,
+            engine::Destination::App(&self.engine_app),
             limits,
             peer.ip(),
             &context,

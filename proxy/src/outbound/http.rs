@@ -1,5 +1,10 @@
 //! Forward `http`: absolute-form requests for `http://` URLs (HTTP_PROXY) and CONNECT tunnels to any
 //! host:port (HTTPS_PROXY, and anything else a client tunnels).
+//!
+//! A client connection is served by the HTTP/1 engine ([`crate::http::engine`], each request delivered to
+//! the origin its URL names, recorded by the tap); a CONNECT it grants comes back here as the client's
+//! socket and the target's, relayed like any stream. In mock mode the connection is served by hyper
+//! instead ([`ForwardHttp::handle`]): the mock answers requests as `http` types.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -10,20 +15,21 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::upgrade::Upgraded;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpStream;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::warn;
 
-use crate::capture::Route;
+use crate::budget::ConnectionBudget;
 use crate::connection::Connection;
-use crate::http::body::{empty, text_response, ProxyBody};
-use crate::http::connection::ServeOptions;
+use crate::detect::H2_PREFACE;
+use crate::http::body::{text_response, ProxyBody};
+use crate::http::connection::{self, ServeOptions};
 use crate::http::delivery::{Delivery, Failure};
+use crate::http::engine;
 use crate::http::exchange::{
     broken_request_body, failure_reason, failure_status, finish_response, refused_framing,
     refused_request, upstream_timed_out,
@@ -33,11 +39,12 @@ use crate::http::headers::remove_hop_by_hop;
 use crate::http::host_header::{self, HostSource};
 use crate::http::observed::ObservedExchange;
 use crate::http::upgrade;
-use crate::io::{BudgetedIo, MeteredIo, PrefixedIo};
+use crate::io::{BudgetedIo, PrefixedIo};
 use crate::log_escape::Escaped;
 use crate::mock::Mock;
-use crate::net::{dial, keepalive, DialFailure, Target};
+use crate::net::{keepalive, Target};
 use crate::options::RuntimeOptions;
+use crate::peer_warnings::MALFORMED_REQUEST;
 use crate::relay::{proxy_stream, StreamJob};
 
 mod mocked;
@@ -45,8 +52,13 @@ mod mocked_tunnel;
 mod redirected;
 use mocked::{answer_from_mock, MockOutcome};
 pub use redirected::serve_redirected;
+// Here too, where the fuzz targets (fuzz/) have always found them.
+pub use crate::http::forward_target::{connect_target, host_header, target_of};
 
 pub struct ForwardHttp {
+    /// The HTTP/1 engine's waits (connections served without a mock).
+    engine: engine::Forward,
+    /// hyper's client, for the requests a mock lets pass.
     client: Client<HttpConnector, ProxyBody>,
     /// HTTP/2 with prior knowledge, for the redirected HTTP/2 a mock lets pass (transparent mode).
     http2: Client<HttpConnector, ProxyBody>,
@@ -84,6 +96,10 @@ impl ForwardHttp {
         let client = builder.build(connector.clone());
         let http2 = builder.http2_only(true).build(connector);
         ForwardHttp {
+            engine: engine::Forward {
+                connect_timeout,
+                upstream_timeout,
+            },
             client,
             http2,
             connect_timeout,
@@ -105,6 +121,68 @@ impl ForwardHttp {
             .is_none_or(|mock| mock.unmatched == crate::mock::Unmatched::Passthrough)
     }
 
+    /// Serves one client connection of the forward listener: with the HTTP/1 engine, or with hyper in
+    /// mock mode.
+    pub async fn serve<S>(
+        self: Arc<Self>,
+        stream: S,
+        peer: SocketAddr,
+        options: ServeOptions,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+        context: Connection,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        if self.mock.is_some() {
+            let for_requests = context.clone();
+            let for_tunnels = shutdown.clone();
+            let handler = move |request| {
+                self.clone().handle(
+                    request,
+                    tasks.clone(),
+                    for_tunnels.clone(),
+                    for_requests.clone(),
+                )
+            };
+            connection::serve(stream, options, shutdown, &context, handler).await;
+            return;
+        }
+        let Some(opened) = connection::open(stream, options, &context).await else {
+            return;
+        };
+        if opened.prefix == H2_PREFACE {
+            refuse_h2_preface(&context);
+            return;
+        }
+        // What the connection holds for its client (the head being read) is counted in the memory budget,
+        // and reading pauses while the budget is spent.
+        let account = Arc::new(ConnectionBudget::new(true));
+        let caller = BudgetedIo::new(
+            PrefixedIo::new(opened.prefix, opened.stream),
+            account.clone(),
+        );
+        let limits = engine::Limits {
+            handshake_timeout: options.handshake_timeout,
+            max_request_head: options.max_request_head,
+        };
+        let granted = engine::serve(
+            caller,
+            account,
+            engine::Destination::Forward(&self.engine),
+            limits,
+            peer.ip(),
+            &context,
+            &shutdown,
+        )
+        .await;
+        if let Some(tunnel) = granted {
+            relay_tunnel(tunnel, &context).await;
+        }
+    }
+
+    /// Mock mode's requests, served by hyper: CONNECT granted to the mock, absolute-form requests answered
+    /// by it (or passed on), anything else refused as the engine refuses it.
     pub async fn handle(
         self: Arc<Self>,
         request: Request<Incoming>,
@@ -113,12 +191,9 @@ impl ForwardHttp {
         context: Connection,
     ) -> Result<Response<ProxyBody>, Infallible> {
         if request.method() == Method::CONNECT {
-            if self.mock.is_some() {
-                return Ok(mocked_tunnel::grant(
-                    self, request, tasks, shutdown, context,
-                ));
-            }
-            return Ok(self.tunnel(request, tasks, context).await);
+            return Ok(mocked_tunnel::grant(
+                self, request, tasks, shutdown, context,
+            ));
         }
         let uri = request.uri();
         Ok(match (uri.scheme_str(), uri.authority().cloned()) {
@@ -336,79 +411,6 @@ impl ForwardHttp {
             }
         }
     }
-
-    /// Opens the tunnel before answering, so an unreachable target gets a 502 (504 when connecting timed
-    /// out) rather than a dead tunnel.
-    async fn tunnel(
-        &self,
-        request: Request<Incoming>,
-        tasks: TaskTracker,
-        context: Connection,
-    ) -> Response<ProxyBody> {
-        let Some(target) = connect_target(request.uri()) else {
-            return bad_request(format!(
-                "sidecar: CONNECT needs host:port, got \"{}\"",
-                request.uri()
-            ));
-        };
-        let route = Arc::new(Route::new("connect", target.to_string(), None));
-        let record = context.record_stream(&route);
-        let upstream = match dial(&target, self.connect_timeout).await {
-            Ok(upstream) => upstream,
-            Err(e) => {
-                warn!(error = %Escaped(&e), "CONNECT failed");
-                context.count_connect_failure();
-                if let Some(record) = record {
-                    record.refused(e.to_string());
-                }
-                let status = if e.failure == DialFailure::TimedOut {
-                    StatusCode::GATEWAY_TIMEOUT
-                } else {
-                    StatusCode::BAD_GATEWAY
-                };
-                return text_response(status, format!("sidecar: {e}"));
-            }
-        };
-        debug!(target = %Escaped(&target), "CONNECT tunnel open");
-        tasks.spawn(async move {
-            match hyper::upgrade::on(request).await {
-                Ok(upgraded) => {
-                    let job = StreamJob {
-                        route,
-                        record,
-                        context: &context,
-                    };
-                    tunnel(upgraded, upstream, job).await;
-                }
-                Err(e) => {
-                    debug!(error = %e, "client left before the tunnel started");
-                    if let Some(record) = record {
-                        record.refused(format!("client left before the tunnel started: {e}"));
-                    }
-                }
-            }
-        });
-        Response::new(empty())
-    }
-}
-
-/// Where a CONNECT request asks to go: its authority-form target, which must name both host and port.
-/// Public for the fuzz targets (fuzz/), which feed it every request target hyper accepts.
-pub fn connect_target(uri: &Uri) -> Option<Target> {
-    let authority = uri.authority()?;
-    let port = authority.port_u16()?;
-    let host = authority.host();
-    // http's Authority takes brackets anywhere (`2[001:db8::1]:145` reads as host `2[001`, port 145): only
-    // a whole bracketed IPv6 literal may carry them (found by fuzzing: fuzz/corpus/http_forward/
-    // regression-connect-stray-bracket).
-    let is_ipv6_literal = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok());
-    if host.contains(['[', ']']) && !is_ipv6_literal {
-        return None;
-    }
-    Some(Target::from_host_str(host, port))
 }
 
 /// How a request reached the forward handler, for its record and its delivery.
@@ -476,23 +478,6 @@ fn redirected_uri(uri: &Uri, destination: &str) -> Result<Uri, http::Error> {
         .build()
 }
 
-/// `host:port` as the client named it, with http's default port when none was given.
-pub fn target_of(authority: &Authority) -> String {
-    format!(
-        "{}:{}",
-        authority.host(),
-        authority.port_u16().unwrap_or(80)
-    )
-}
-
-/// The Host header for a URL's authority: host and explicit port, without any `user:password@`.
-pub fn host_header(authority: &Authority) -> String {
-    match authority.port() {
-        Some(port) => format!("{}:{}", authority.host(), port.as_str()),
-        None => authority.host().to_owned(),
-    }
-}
-
 /// Refuses a request the forward proxy cannot serve, and records the refusal like any exchange.
 fn refuse(
     request: Request<Incoming>,
@@ -515,25 +500,32 @@ fn bad_request(message: String) -> Response<ProxyBody> {
     text_response(StatusCode::BAD_REQUEST, message)
 }
 
-/// The client connection under an accepted connection's HTTP server, exactly as `http::connection::serve`
-/// hands it to hyper (forward.rs `a_connect_tunnel_nothing_reads_is_spliced` fails if the two drift apart).
-type ServedSocket = TokioIo<BudgetedIo<PrefixedIo<MeteredIo<TcpStream>>>>;
-
-/// Relays a CONNECT tunnel. The client side is taken back from hyper as the socket it is, with whatever
-/// hyper had read past the CONNECT head replayed first, so a tunnel nothing reads can be spliced like any
-/// other stream; a connection of another kind stays hyper's upgraded stream.
-async fn tunnel(upgraded: Upgraded, upstream: TcpStream, job: StreamJob<'_>) {
-    let parts = match upgraded.downcast::<ServedSocket>() {
-        Ok(parts) => parts,
-        Err(upgraded) => return proxy_stream(TokioIo::new(upgraded), upstream, job).await,
+/// Relays a CONNECT tunnel the engine granted: the client's socket as it was accepted (with the bytes the
+/// engine read past the CONNECT head replayed first, when there are any), so a tunnel nothing reads can be
+/// spliced like any other stream (forward.rs `a_connect_tunnel_nothing_reads_is_spliced`).
+async fn relay_tunnel<S>(tunnel: engine::Tunnel<BudgetedIo<PrefixedIo<S>>>, context: &Connection)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let job = StreamJob {
+        route: tunnel.route,
+        record: tunnel.record,
+        context,
     };
-    let served = parts.io.into_inner().into_inner();
-    // hyper read its buffer before what is left of the prefix (if anything is).
-    let early = [&parts.read_buf[..], served.prefix()].concat();
+    let served = tunnel.caller.into_inner();
+    // The engine read its buffer before what is left of the prefix (if anything is).
+    let early = [&tunnel.early[..], served.prefix()].concat();
     let socket = served.into_inner();
     if early.is_empty() {
-        proxy_stream(socket, upstream, job).await;
+        proxy_stream(socket, tunnel.upstream, job).await;
     } else {
-        proxy_stream(PrefixedIo::new(early, socket), upstream, job).await;
+        proxy_stream(PrefixedIo::new(early, socket), tunnel.upstream, job).await;
     }
+}
+
+/// HTTP/2's preface on the forward listener, which serves HTTP/1 only: closed without an answer and
+/// counted as a malformed head, as hyper's HTTP/1 server did (and still does in mock mode).
+fn refuse_h2_preface(context: &Connection) {
+    context.count_handshake_error("malformed");
+    MALFORMED_REQUEST.occurred_because(&"invalid HTTP version parsed (found HTTP2 preface)");
 }

@@ -23,7 +23,7 @@ use super::listeners::{Handler, Listener, TRANSPARENT};
 use super::Services;
 use crate::capture::Capture;
 use crate::connection::Connection;
-use crate::http::connection::{self, ServeOptions};
+use crate::http::connection::ServeOptions;
 use crate::io::{ByteMeter, MeteredIo};
 use crate::metrics::{
     DirectionLabels, FlowLabels, GaugeGuard, HandshakeErrorLabels, ListenerLabels, Metrics,
@@ -309,28 +309,16 @@ async fn serve_connection<S>(
             .await
         }
         Handler::ForwardHttp(forward) => {
-            let forward = forward.clone();
             let serve_options = ServeOptions {
                 handshake_timeout: options.handshake_timeout,
                 accept_h2: false,
                 max_request_head: options.max_request_head,
             };
-            let for_requests = context.clone();
-            let for_tunnels = shutdown.clone();
-            Box::pin(connection::serve(
-                stream,
-                serve_options,
-                shutdown,
-                &context,
-                move |request| {
-                    forward.clone().handle(
-                        request,
-                        tasks.clone(),
-                        for_tunnels.clone(),
-                        for_requests.clone(),
-                    )
-                },
-            ))
+            Box::pin(
+                forward
+                    .clone()
+                    .serve(stream, peer, serve_options, shutdown, tasks, context),
+            )
             .await
         }
     }

@@ -156,6 +156,55 @@ async fn forward_http_absolute_form_is_recorded_outbound_with_the_host_name() {
     assert_eq!(records[0].connection, records[1].connection);
 }
 
+/// Requests to two origins on one client connection: each record names its own request's origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_http_requests_to_two_origins_on_one_connection_are_recorded_with_their_own_targets(
+) {
+    let began = SystemTime::now();
+    let (first, second) = (start_app().await, start_app().await);
+    let (proxy, log) = start_capturing_proxy("forward", "http", None, |_| {}).await;
+    let stream = TcpStream::connect(proxy.outbound()).await.unwrap();
+    let client = stream.local_addr().unwrap();
+    let mut conn = RawHttp::new(stream);
+    let mut sent = Vec::new();
+    for (app, path) in [(&first, "/one"), (&second, "/two"), (&first, "/three")] {
+        let authority = format!("localhost:{}", app.addr.port());
+        let request = Sent::new(
+            "GET",
+            format!("http://{authority}{path}"),
+            &[("Host", &authority)],
+        );
+        let got = conn.exchange(&request.bytes()).await.unwrap();
+        assert_eq!(got.status, 200, "{path}");
+        sent.push((authority, path, request, got));
+    }
+    drop(conn);
+
+    let records = log.records(proxy).await;
+    assert_eq!(records.len(), 3, "{records:#?}");
+    for (authority, path, request, got) in &sent {
+        let route = Route {
+            direction: "outbound",
+            proxy_type: "forward",
+            protocol: "http",
+            transport: "http",
+            target: authority.clone(),
+            delivered_to: None,
+        };
+        let expected = HttpExchange {
+            request: request.expected(&format!("http://{authority}{path}")),
+            response: Some(expected_response(got)),
+            error: None,
+            upgraded: None,
+            mock: None,
+        };
+        assert_http_record(by_url(&records, path), &route, client, began, expected);
+    }
+    assert!(records
+        .iter()
+        .all(|r| r.connection == records[0].connection));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reverse_http2_prior_knowledge_is_recorded_as_http2() {
     let began = SystemTime::now();

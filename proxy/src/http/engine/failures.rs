@@ -1,7 +1,8 @@
-//! The exchange's unhappy endings, where the sidecar answers the caller itself: the app unreachable
-//! (502, or 504 on a connect timeout), failing mid-exchange (502), slow to answer (504), or the caller's
-//! body broken (400). Each answer is recorded as the sidecar's own, and the connection kept when the
-//! unread body is short enough to read past.
+//! The exchange's unhappy endings, where the sidecar answers the caller itself: the upstream (the app, or
+//! the forward listener's origin) unreachable (502, or 504 on a connect timeout), failing mid-exchange
+//! (502), slow to answer (504), or the caller's body broken (400). Each answer is recorded as the
+//! sidecar's own, and the connection kept when the unread body is short enough to read past. The texts
+//! are the hyper paths': the app is "the app at ADDRESS", an origin its URL's `host[:port]`.
 
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -12,7 +13,7 @@ use super::answers;
 use super::body::Framing;
 use super::buffer::Buffer;
 use super::request::Request;
-use super::{Engine, Flow, MAX_SKIPPED_BODY};
+use super::{Destination, Engine, Flow, MAX_SKIPPED_BODY};
 use crate::io::Observer;
 use crate::log_escape::Escaped;
 use crate::metrics::ListenerLabels;
@@ -32,13 +33,24 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
             StatusCode::BAD_GATEWAY
         };
         let reason = error.to_string();
-        warn!(app = %self.app.name, reason = %Escaped(&reason), "app request failed");
-        let text = format!(
-            "sidecar: the app at {} did not answer: {reason}",
-            self.app.name
-        );
+        let text = self.failed(request, &reason);
         self.answer(request, status, &text, reason, false, true, started)
             .await
+    }
+
+    /// Logs that the exchange failed for `reason`, and says so for the caller.
+    fn failed(&self, request: &Request, reason: &str) -> String {
+        match self.destination {
+            Destination::App(app) => {
+                warn!(app = %app.name, reason = %Escaped(reason), "app request failed");
+                format!("sidecar: the app at {} did not answer: {reason}", app.name)
+            }
+            Destination::Forward(_) => {
+                let host = request.origin_host();
+                warn!(target = %Escaped(host), reason = %Escaped(reason), "forward request failed");
+                format!("sidecar: cannot reach {host}: {reason}")
+            }
+        }
     }
 
     /// The app failed the exchange (closed or reset before its answer, or answered what is not HTTP).
@@ -49,11 +61,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
         request_sent: bool,
         started: std::time::Instant,
     ) -> Flow {
-        warn!(app = %self.app.name, reason = %Escaped(&reason), "app request failed");
-        let text = format!(
-            "sidecar: the app at {} did not answer: {reason}",
-            self.app.name
-        );
+        let text = self.failed(request, &reason);
         self.answer(
             request,
             StatusCode::BAD_GATEWAY,
@@ -71,10 +79,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
         request: &Request,
         started: std::time::Instant,
     ) -> Flow {
+        let upstream = match self.destination {
+            Destination::App(app) => format!("the app at {}", app.name),
+            Destination::Forward(_) => request.origin_host().to_owned(),
+        };
         let reason = format!(
-            "the app at {} did not begin its response within {} (--upstream-timeout)",
-            self.app.name,
-            humanize(self.app.upstream_timeout)
+            "{upstream} did not begin its response within {} (--upstream-timeout)",
+            humanize(self.destination.upstream_timeout())
         );
         warn!(reason = %Escaped(&reason), "upstream timed out");
         self.context

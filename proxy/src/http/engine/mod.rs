@@ -1,5 +1,10 @@
-//! The reverse `http` listener's HTTP/1 engine: each caller connection is served on one connection to the
-//! app, request after request, without re-serving the exchange through an HTTP library.
+//! The `http` listeners' HTTP/1 engine: each caller connection is served on one connection upstream at a
+//! time, request after request, without re-serving the exchange through an HTTP library.
+//!
+//! Upstream is the [`Destination`]: the reverse listener's app, every request on one connection to it; or,
+//! on the forward listener, the origin each absolute-form request names ([`forward`]), its connection kept
+//! while the next request names the same one. A CONNECT on the forward listener is dialled by the engine,
+//! granted, and the caller's connection handed back as a [`Tunnel`] for the stream relay.
 //!
 //! For each request the engine reads the head from the caller (parsed with httparse where it lies,
 //! bounded by `--max-request-head`), checks it as the listener always has, writes the rewritten head to
@@ -23,9 +28,11 @@ mod body;
 mod buffer;
 mod failures;
 mod fields;
+mod forward;
 mod relay;
 mod request;
 mod response;
+mod tunnel;
 
 use std::io;
 use std::net::IpAddr;
@@ -42,7 +49,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::budget::ConnectionBudget;
-use crate::capture::Route;
+use crate::capture::{Route, StreamCapture};
 use crate::connection::Connection;
 use crate::io::Observer;
 use crate::log_escape::Escaped;
@@ -52,10 +59,53 @@ use crate::peer_warnings::{HANDSHAKE_TIMEOUT, HEAD_TOO_LARGE, MALFORMED_REQUEST}
 use crate::tap::{HttpTap, Protocol};
 use body::{filtered_trailers, BodyFollower, Framing};
 use buffer::{read_idle, Buffer, SMALL};
-use request::{HeadError, Request};
+use forward::Addressed;
+use request::{HeadError, Mode, Request};
 use response::Response;
 
-/// Where the engine delivers, and how long it waits.
+/// Where the engine delivers.
+#[derive(Clone, Copy)]
+pub enum Destination<'a> {
+    /// The reverse listener's app: every request goes to it.
+    App(&'a App),
+    /// The forward listener: each request goes where its absolute-form URL says; CONNECT opens a tunnel.
+    Forward(&'a Forward),
+}
+
+impl Destination<'_> {
+    fn upstream_timeout(&self) -> Duration {
+        match self {
+            Destination::App(app) => app.upstream_timeout,
+            Destination::Forward(forward) => forward.upstream_timeout,
+        }
+    }
+
+    fn connect_timeout(&self) -> Duration {
+        match self {
+            Destination::App(app) => app.connect_timeout,
+            Destination::Forward(forward) => forward.connect_timeout,
+        }
+    }
+}
+
+/// The forward listener's waits: connecting to an origin (or a tunnel's target), and an origin beginning
+/// its response.
+pub struct Forward {
+    pub connect_timeout: Duration,
+    pub upstream_timeout: Duration,
+}
+
+/// A CONNECT tunnel the forward listener granted: the caller's connection handed back with the bytes it
+/// sent after the CONNECT head (`early`, to be replayed first), and the target's, for the stream relay.
+pub struct Tunnel<C> {
+    pub caller: C,
+    pub early: Vec<u8>,
+    pub upstream: TcpStream,
+    pub route: Arc<Route>,
+    pub record: Option<StreamCapture>,
+}
+
+/// The reverse listener's app, and how long the engine waits for it.
 pub struct App {
     pub target: Target,
     /// The app as logs and answers name it (`127.0.0.1:8080`).
@@ -77,17 +127,19 @@ pub struct Limits {
 const MAX_SKIPPED_BODY: u64 = 64 * 1024;
 
 /// Serves HTTP/1 requests from `caller` (the listener's socket, counted in `account`) until the caller is
-/// done, the connection fails, or shutdown ends it between requests.
+/// done, the connection fails, or shutdown ends it between requests; or, on the forward listener, until a
+/// CONNECT is granted: then the caller's connection is handed back with the tunnel's other end.
 #[allow(clippy::too_many_arguments)]
 pub async fn serve<C>(
     caller: C,
     account: Arc<ConnectionBudget>,
-    app: &App,
+    destination: Destination<'_>,
     limits: Limits,
     client: IpAddr,
     context: &Connection,
     shutdown: &CancellationToken,
-) where
+) -> Option<Tunnel<C>>
+where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     let timer = context.capture.is_none().then(|| {
@@ -102,7 +154,7 @@ pub async fn serve<C>(
     let mut engine = Engine {
         caller,
         account,
-        app,
+        destination,
         limits,
         client,
         context,
@@ -110,6 +162,8 @@ pub async fn serve<C>(
         input: Buffer::default(),
         from_app: Buffer::default(),
         upstream: None,
+        upstream_origin: None,
+        tunnel: None,
         tap: None,
         target: None,
         timer,
@@ -119,13 +173,23 @@ pub async fn serve<C>(
     if let Some(tap) = engine.tap.take() {
         tap.finish(failure.as_deref());
     }
+    if let Some(granted) = engine.tunnel.take() {
+        return Some(Tunnel {
+            caller: engine.caller,
+            early: engine.input.bytes().to_vec(),
+            upstream: granted.upstream,
+            route: granted.route,
+            record: granted.record,
+        });
+    }
     let _ = engine.caller.shutdown().await;
+    None
 }
 
 struct Engine<'a, C> {
     caller: C,
     account: Arc<ConnectionBudget>,
-    app: &'a App,
+    destination: Destination<'a>,
     limits: Limits,
     client: IpAddr,
     context: &'a Connection,
@@ -135,6 +199,10 @@ struct Engine<'a, C> {
     /// What the app sent that is not relayed yet.
     from_app: Buffer,
     upstream: Option<TcpStream>,
+    /// The origin `upstream` is connected to (the forward listener only).
+    upstream_origin: Option<crate::net::Target>,
+    /// The tunnel a CONNECT opened (the forward listener only), handed back when the engine stops.
+    tunnel: Option<tunnel::Granted>,
     /// The record's tap, from the first request on (capture on only).
     tap: Option<HttpTap>,
     /// The target the tap records under (the last request's `Host`).
@@ -149,6 +217,8 @@ enum Flow {
     Next,
     /// The caller's connection ends; with why, when it did not end cleanly.
     Close(Option<String>),
+    /// A CONNECT was granted: the caller's connection is the tunnel's now.
+    Tunnel,
 }
 
 /// How delivering a request to the app went.
@@ -177,6 +247,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
                     self.from_app.release();
                 }
                 Flow::Close(failure) => return failure,
+                Flow::Tunnel => return None,
             }
         }
     }
@@ -184,15 +255,16 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
     /// Reads the next request head; `None` when the connection is done (closed, timed out, refused).
     async fn next_request(&mut self) -> Option<Request> {
         let deadline = Instant::now() + self.limits.handshake_timeout;
-        let want_host = self.context.capture.is_some();
+        let mode = match self.destination {
+            Destination::App(_) => Mode::Reverse {
+                client: self.client,
+                want_host: self.context.capture.is_some(),
+            },
+            Destination::Forward(_) => Mode::Forward,
+        };
         loop {
             if !self.input.is_empty() {
-                let parsed = request::parse(
-                    self.input.bytes(),
-                    self.limits.max_request_head,
-                    self.client,
-                    want_host,
-                );
+                let parsed = request::parse(self.input.bytes(), self.limits.max_request_head, mode);
                 match parsed {
                     Ok(Some(request)) => {
                         self.account.head_complete();
@@ -253,6 +325,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
 
     async fn exchange(&mut self, mut request: Request) -> Flow {
         let started = std::time::Instant::now();
+        if let Some(Addressed::Tunnel(_)) = request.addressed {
+            return self.open_tunnel(request).await;
+        }
         self.record_request_head(&request);
         self.input.consume(request.len);
         if let Some((refusal, closes)) = request.refusal.take() {
@@ -292,16 +367,15 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
         let Some(capture) = self.context.capture.as_ref() else {
             return;
         };
-        let target = request
-            .host
-            .clone()
-            .unwrap_or_else(|| self.app.name.clone());
+        let (target, delivered_to) = match self.destination {
+            Destination::App(app) => (
+                request.host.clone().unwrap_or_else(|| app.name.clone()),
+                Some(&app.name),
+            ),
+            Destination::Forward(_) => (request.record_target().to_owned(), None),
+        };
         if self.target.as_deref() != Some(target.as_str()) {
-            let route = Arc::new(Route::new(
-                "http",
-                target.clone(),
-                Some(self.app.name.clone()),
-            ));
+            let route = Arc::new(Route::new("http", target.clone(), delivered_to.cloned()));
             match self.tap.as_mut() {
                 Some(tap) => tap.set_route(self.context, capture, route),
                 None => {
@@ -325,7 +399,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
         continued: &mut bool,
         started: std::time::Instant,
     ) -> Delivered {
-        let reused = match self.connect().await {
+        let reused = match self.connect(request).await {
             Ok(reused) => reused,
             Err(e) => return Delivered::Done(self.dial_failed(request, e, started).await),
         };
@@ -407,7 +481,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
             // Pipelined requests wait in the buffer, up to a head's worth.
             let read_caller =
                 !body.done() || self.input.len() < self.limits.max_request_head.max(SMALL);
-            let timeout = self.app.upstream_timeout;
+            let timeout = self.destination.upstream_timeout();
             let upstream = self.upstream.as_mut().expect("connected above");
             let event = tokio::select! {
                 read = self.input.read_from(&mut self.caller), if read_caller => Event::Caller(read),
@@ -574,18 +648,32 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
         Flow::Close(None)
     }
 
-    /// The app's connection: the open one when the app has not closed it meanwhile (then `true`), else
-    /// a new one.
-    async fn connect(&mut self) -> Result<bool, DialError> {
+    /// The upstream connection for `request`: the open one when it leads where the request goes and
+    /// the other end has not closed it meanwhile (then `true`), else a new one.
+    async fn connect(&mut self, request: &Request) -> Result<bool, DialError> {
+        let target = match (self.destination, &request.addressed) {
+            (Destination::App(app), _) => &app.target,
+            (Destination::Forward(_), Some(Addressed::Origin(origin))) => &origin.target,
+            (Destination::Forward(_), _) => {
+                unreachable!("only absolute-form requests are delivered")
+            }
+        };
         if let Some(upstream) = &self.upstream {
-            if still_open(upstream) {
+            let same_origin = match self.destination {
+                Destination::App(_) => true,
+                Destination::Forward(_) => self.upstream_origin.as_ref() == Some(target),
+            };
+            if same_origin && still_open(upstream) {
                 return Ok(true);
             }
             self.upstream = None;
             self.from_app = Buffer::default();
         }
-        let upstream = dial(&self.app.target, self.app.connect_timeout).await?;
+        let upstream = dial(target, self.destination.connect_timeout()).await?;
         self.upstream = Some(upstream);
+        if let Destination::Forward(_) = self.destination {
+            self.upstream_origin = Some(target.clone());
+        }
         Ok(false)
     }
 

@@ -1,8 +1,9 @@
 //! A caller's request head: parsed with httparse where it lies in the read buffer, checked as the listener
 //! always checked it (the framing hyper refused, then [`crate::http::framing`] and
-//! [`crate::http::host_header`]), and rewritten for the app in the same pass: hop-by-hop fields dropped,
-//! upgrade fields put back for an upgrade, `X-Forwarded-For` and `X-Forwarded-Proto` added, and the body's
-//! framing field last.
+//! [`crate::http::host_header`]), and rewritten for the upstream in the same pass: hop-by-hop fields
+//! dropped, upgrade fields put back for an upgrade, and the body's framing field last. The reverse
+//! listener's app also gets `X-Forwarded-For` and `X-Forwarded-Proto`; the forward listener's origin gets
+//! the request in origin-form, its `Host` replaced by the URL's ([`super::forward`]).
 
 use std::net::IpAddr;
 
@@ -10,6 +11,7 @@ use http::Version;
 
 use super::body::Framing;
 use super::fields::{keeps_trailers, values, write_field, ConnectionField};
+use super::forward::{self, Addressed};
 use crate::http::framing::{check_codings, Refusal};
 use crate::http::host_header::{check_count, HostSource};
 
@@ -26,6 +28,16 @@ pub enum HeadError {
     TooLarge(String),
     /// Not a request hyper would have read: 400.
     Malformed(String),
+}
+
+/// Which listener reads the head, for how it is checked and rewritten.
+#[derive(Clone, Copy, Debug)]
+pub enum Mode {
+    /// The reverse listener: origin-form requests for the app, which learns the caller's address
+    /// (`client`); `want_host` keeps the `Host` the caller sent (for the record).
+    Reverse { client: IpAddr, want_host: bool },
+    /// The forward listener: absolute-form requests each naming their origin, and CONNECT.
+    Forward,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,19 +63,35 @@ pub struct Request {
     pub announced_trailers: Vec<Vec<u8>>,
     /// The authority the caller addressed (its `Host`), when asked for.
     pub host: Option<String>,
+    /// Where the request goes, as its target names it (the forward listener only).
+    pub addressed: Option<Addressed>,
     /// The head for the app.
     pub upstream_head: Vec<u8>,
     /// The sidecar answers this request itself, and whether the connection closes after.
     pub refusal: Option<(Refusal, bool)>,
 }
 
+impl Request {
+    /// The forward listener's record target: the URL's `host:port` (empty when it names none).
+    pub fn record_target(&self) -> &str {
+        match &self.addressed {
+            Some(Addressed::Origin(origin)) => &origin.record_target,
+            Some(Addressed::Refused { record_target, .. }) => record_target,
+            _ => "",
+        }
+    }
+
+    /// How the forward listener names the origin in its answers: the URL's `host[:port]`.
+    pub fn origin_host(&self) -> &str {
+        match &self.addressed {
+            Some(Addressed::Origin(origin)) => &origin.host,
+            _ => "",
+        }
+    }
+}
+
 /// Parses the request head at the start of `buffer`: `None` while it is incomplete.
-pub fn parse(
-    buffer: &[u8],
-    limit: usize,
-    client: IpAddr,
-    want_host: bool,
-) -> Result<Option<Request>, HeadError> {
+pub fn parse(buffer: &[u8], limit: usize, mode: Mode) -> Result<Option<Request>, HeadError> {
     // RFC 9112 §2.2: empty lines before a request line are ignored (clients send one after a POST).
     let blank = buffer
         .iter()
@@ -109,14 +137,30 @@ pub fn parse(
     };
     let http10 = minor == 0;
     let (framing, length_given) = framing(fields, http10)?;
+    let addressed = match mode {
+        Mode::Forward => Some(
+            forward::address(method == Method::Connect, target).map_err(HeadError::Malformed)?,
+        ),
+        Mode::Reverse { .. } => None,
+    };
     let connection = ConnectionField::of(fields);
     let upgrade = values(fields, "upgrade")
         .next()
         .filter(|_| connection.upgrade)
         .map(<[u8]>::to_vec);
     let hosts = values(fields, "host").count();
-    let mut refusal = None;
-    if matches!(framing, Framing::Chunked) {
+    // The forward listener's own refusals (a target it does not serve) come first, as they did on hyper.
+    let mut refusal = match &addressed {
+        Some(Addressed::Refused { reason, .. }) => Some((
+            Refusal {
+                status: http::StatusCode::BAD_REQUEST,
+                reason: reason.clone(),
+            },
+            false,
+        )),
+        _ => None,
+    };
+    if refusal.is_none() && matches!(framing, Framing::Chunked) {
         if let Err(refused) = check_codings(values(fields, "transfer-encoding")) {
             // Its body is left unread, so the connection closes after the answer.
             refusal = Some((refused, true));
@@ -128,7 +172,12 @@ pub fn parse(
         } else {
             Version::HTTP_11
         };
-        if let Err(refused) = check_count(version, hosts, HostSource::Header) {
+        // The forward listener's absolute-form URL replaces `Host`, so none is fine there.
+        let source = match mode {
+            Mode::Reverse { .. } => HostSource::Header,
+            Mode::Forward => HostSource::Target,
+        };
+        if let Err(refused) = check_count(version, hosts, source) {
             refusal = Some((refused, false));
         }
     }
@@ -138,7 +187,13 @@ pub fn parse(
     let keep_alive = !connection.close && !both_lengths && (!http10 || connection.keep_alive);
     let expects_continue = framing != Framing::Empty
         && values(fields, "expect").any(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
-    let host = if want_host {
+    let host = if matches!(
+        mode,
+        Mode::Reverse {
+            want_host: true,
+            ..
+        }
+    ) {
         values(fields, "host")
             .next()
             .map(|h| String::from_utf8_lossy(h).into_owned())
@@ -150,8 +205,17 @@ pub fn parse(
     } else {
         Vec::new()
     };
-    let mut upstream_head = Vec::with_capacity(len + 64);
-    if refusal.is_none() {
+    let mut upstream_head = Vec::new();
+    let for_upstream = match (mode, &addressed) {
+        (Mode::Reverse { client, .. }, _) => Some((origin_form(target), Extra::Forwarded(client))),
+        (Mode::Forward, Some(Addressed::Origin(origin))) => {
+            Some((origin.path.as_str(), Extra::Host(&origin.host)))
+        }
+        // A CONNECT the forward listener tunnels itself, or a target it refuses: nothing goes upstream.
+        (Mode::Forward, _) => None,
+    };
+    if let (None, Some((target, extra))) = (&refusal, for_upstream) {
+        upstream_head.reserve(len + 64);
         let line = RequestLine {
             method: method_text,
             target,
@@ -164,7 +228,7 @@ pub fn parse(
             &connection,
             upgrade.as_deref(),
             framing,
-            client,
+            extra,
         );
     }
     Ok(Some(Request {
@@ -176,6 +240,7 @@ pub fn parse(
         expects_continue,
         announced_trailers,
         host,
+        addressed,
         upstream_head,
         refusal,
     }))
@@ -242,10 +307,20 @@ struct RequestLine<'a> {
     http10: bool,
 }
 
-/// Writes the head the app gets, in the order the hyper path wrote it: the caller's fields in order, less
-/// the hop-by-hop ones (`TE: trailers` kept, written after them), the upgrade fields when an upgrade is
-/// proxied, `X-Forwarded-For` with the caller appended (in place of the first one the caller sent, else
-/// after the others), `X-Forwarded-Proto: http` likewise, and last the framing of a chunked body.
+/// What the head gains on its way upstream, by listener.
+#[derive(Clone, Copy)]
+enum Extra<'a> {
+    /// The reverse listener: `X-Forwarded-For` (with the caller's address) and `X-Forwarded-Proto`.
+    Forwarded(IpAddr),
+    /// The forward listener: this `Host` (the URL's authority) in place of the caller's (RFC 9112 §3.2.2).
+    Host(&'a str),
+}
+
+/// Writes the head the upstream gets, in the order the hyper path wrote it: the caller's fields in order,
+/// less the hop-by-hop ones (`TE: trailers` kept, written after them), the upgrade fields when an upgrade
+/// is proxied, then what the listener adds ([`Extra`]): `X-Forwarded-For` with the caller appended (in
+/// place of the first one the caller sent, else after the others) and `X-Forwarded-Proto: http` likewise,
+/// or `Host` (in place of the caller's, else after the others); and last the framing of a chunked body.
 fn rewrite(
     out: &mut Vec<u8>,
     line: &RequestLine<'_>,
@@ -253,11 +328,11 @@ fn rewrite(
     connection: &ConnectionField<'_>,
     upgrade: Option<&[u8]>,
     framing: Framing,
-    client: IpAddr,
+    extra: Extra<'_>,
 ) {
     out.extend_from_slice(line.method.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(origin_form(line.target).as_bytes());
+    out.extend_from_slice(line.target.as_bytes());
     out.extend_from_slice(if line.http10 {
         b" HTTP/1.0\r\n"
     } else {
@@ -266,6 +341,7 @@ fn rewrite(
     let chunked = framing == Framing::Chunked;
     let mut forwarded_for = false;
     let mut forwarded_proto = false;
+    let mut host_written = false;
     for field in fields {
         let name = field.name;
         if connection.is_hop_by_hop(name) {
@@ -275,20 +351,33 @@ fn rewrite(
         if chunked && name.eq_ignore_ascii_case("content-length") {
             continue;
         }
-        if name.eq_ignore_ascii_case("x-forwarded-for") {
-            if !forwarded_for {
-                forwarded_for = true;
-                let chain = forwarded_chain(fields, client);
-                write_field(out, name.as_bytes(), chain.as_bytes());
+        match extra {
+            Extra::Forwarded(client) => {
+                if name.eq_ignore_ascii_case("x-forwarded-for") {
+                    if !forwarded_for {
+                        forwarded_for = true;
+                        let chain = forwarded_chain(fields, client);
+                        write_field(out, name.as_bytes(), chain.as_bytes());
+                    }
+                    continue;
+                }
+                if name.eq_ignore_ascii_case("x-forwarded-proto") {
+                    if !forwarded_proto {
+                        forwarded_proto = true;
+                        write_field(out, name.as_bytes(), b"http");
+                    }
+                    continue;
+                }
             }
-            continue;
-        }
-        if name.eq_ignore_ascii_case("x-forwarded-proto") {
-            if !forwarded_proto {
-                forwarded_proto = true;
-                write_field(out, name.as_bytes(), b"http");
+            Extra::Host(host) => {
+                if name.eq_ignore_ascii_case("host") {
+                    if !host_written {
+                        host_written = true;
+                        write_field(out, name.as_bytes(), host.as_bytes());
+                    }
+                    continue;
+                }
             }
-            continue;
         }
         write_field(out, name.as_bytes(), field.value);
     }
@@ -299,15 +388,21 @@ fn rewrite(
         write_field(out, b"connection", b"upgrade");
         write_field(out, b"upgrade", protocol);
     }
-    if !forwarded_for {
-        write_field(
-            out,
-            b"x-forwarded-for",
-            forwarded_chain(fields, client).as_bytes(),
-        );
-    }
-    if !forwarded_proto {
-        write_field(out, b"x-forwarded-proto", b"http");
+    match extra {
+        Extra::Forwarded(client) => {
+            if !forwarded_for {
+                write_field(
+                    out,
+                    b"x-forwarded-for",
+                    forwarded_chain(fields, client).as_bytes(),
+                );
+            }
+            if !forwarded_proto {
+                write_field(out, b"x-forwarded-proto", b"http");
+            }
+        }
+        Extra::Host(host) if !host_written => write_field(out, b"host", host.as_bytes()),
+        Extra::Host(_) => {}
     }
     if chunked {
         write_field(out, b"transfer-encoding", b"chunked");
@@ -358,14 +453,15 @@ fn origin_form(target: &str) -> &str {
 mod tests {
     use super::*;
 
-    fn client() -> IpAddr {
-        "10.0.0.7".parse().unwrap()
+    fn reverse() -> Mode {
+        Mode::Reverse {
+            client: "10.0.0.7".parse().unwrap(),
+            want_host: false,
+        }
     }
 
     fn upstream(wire: &str) -> String {
-        let request = parse(wire.as_bytes(), 65536, client(), false)
-            .unwrap()
-            .unwrap();
+        let request = parse(wire.as_bytes(), 65536, reverse()).unwrap().unwrap();
         String::from_utf8(request.upstream_head).unwrap()
     }
 
@@ -383,6 +479,83 @@ mod tests {
             upstream("GET /ws HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"),
             "GET /ws HTTP/1.1\r\nHost: app\r\nconnection: upgrade\r\nupgrade: websocket\r\nx-forwarded-for: 10.0.0.7\r\nx-forwarded-proto: http\r\n\r\n"
         );
+    }
+
+    fn forward_upstream(wire: &str) -> String {
+        let request = parse(wire.as_bytes(), 65536, Mode::Forward)
+            .unwrap()
+            .unwrap();
+        assert!(request.refusal.is_none(), "{wire:?}: {:?}", request.refusal);
+        String::from_utf8(request.upstream_head).unwrap()
+    }
+
+    /// As the hyper forward path wrote it: origin-form, the URL's authority as Host (in place of the
+    /// caller's, else after the other fields), hop-by-hop fields gone, no X-Forwarded-* added.
+    #[test]
+    fn the_forward_head_is_origin_form_with_the_urls_host() {
+        assert_eq!(
+            forward_upstream("GET http://user:pw@origin.test:8080/a?b HTTP/1.1\r\nHost: elsewhere\r\nProxy-Connection: keep-alive\r\nProxy-Authorization: Basic eA==\r\nX-Forwarded-For: 203.0.113.9\r\nAccept: */*\r\n\r\n"),
+            "GET /a?b HTTP/1.1\r\nHost: origin.test:8080\r\nX-Forwarded-For: 203.0.113.9\r\nAccept: */*\r\n\r\n"
+        );
+        assert_eq!(
+            forward_upstream("POST HTTP://origin.test?q HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"),
+            "POST /?q HTTP/1.1\r\nconnection: upgrade\r\nupgrade: websocket\r\nhost: origin.test\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        assert_eq!(
+            forward_upstream("GET http://[::1]:81 HTTP/1.0\r\n\r\n"),
+            "GET / HTTP/1.0\r\nhost: [::1]:81\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn forward_targets_are_told_apart() {
+        let addressed = |wire: &str| {
+            let request = parse(wire.as_bytes(), 65536, Mode::Forward)
+                .unwrap()
+                .unwrap();
+            let refused = request.refusal.map(|(refusal, _)| refusal.reason);
+            (request.addressed.unwrap(), refused)
+        };
+        match addressed("GET http://a.test/x HTTP/1.1\r\n\r\n") {
+            (Addressed::Origin(origin), None) => {
+                assert_eq!(origin.record_target, "a.test:80");
+                assert_eq!(origin.target.to_string(), "a.test:80");
+            }
+            other => panic!("{other:?}"),
+        }
+        match addressed("GET https://a.test/x HTTP/1.1\r\nHost: a.test\r\n\r\n") {
+            (Addressed::Refused { record_target, .. }, Some(reason)) => {
+                assert_eq!(record_target, "a.test:80");
+                assert!(
+                    reason.contains("https:// URLs cannot be sent in absolute-form"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match addressed("GET /x HTTP/1.1\r\nHost: a.test\r\n\r\n") {
+            (Addressed::Refused { record_target, .. }, Some(reason)) => {
+                assert_eq!(record_target, "");
+                assert!(
+                    reason.contains("this is the outbound proxy port"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            addressed("CONNECT a.test:443 HTTP/1.1\r\n\r\n"),
+            (Addressed::Tunnel(Ok(_)), _)
+        ));
+        match addressed("CONNECT a.test HTTP/1.1\r\n\r\n") {
+            (Addressed::Tunnel(Err(reason)), _) => {
+                assert_eq!(reason, "sidecar: CONNECT needs host:port, got \"a.test\"")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Two Host fields are refused even though the URL names the host; none is fine.
+        let (_, refused) = addressed("GET http://a.test/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+        assert!(refused.unwrap().contains("2 Host headers"));
     }
 
     #[test]
@@ -413,7 +586,7 @@ mod tests {
                 true,
             ),
         ] {
-            let error = parse(wire.as_bytes(), 65536, client(), false).unwrap_err();
+            let error = parse(wire.as_bytes(), 65536, reverse()).unwrap_err();
             assert_eq!(
                 matches!(error, HeadError::TooLarge(_)),
                 too_large,
@@ -425,14 +598,14 @@ mod tests {
     #[test]
     fn the_limit_counts_the_whole_head() {
         let wire = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
-        assert!(parse(wire.as_bytes(), wire.len(), client(), false)
+        assert!(parse(wire.as_bytes(), wire.len(), reverse())
             .unwrap()
             .is_some());
         assert!(matches!(
-            parse(wire.as_bytes(), wire.len() - 1, client(), false),
+            parse(wire.as_bytes(), wire.len() - 1, reverse()),
             Err(HeadError::TooLarge(_))
         ));
-        assert!(parse(&wire.as_bytes()[..10], 64, client(), false)
+        assert!(parse(&wire.as_bytes()[..10], 64, reverse())
             .unwrap()
             .is_none());
     }
