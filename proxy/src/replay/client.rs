@@ -1,14 +1,15 @@
 //! The connections a replay sends its requests on: HTTP/1.1 to the target (HTTP/2 for exchanges recorded
 //! as HTTP/2: h2c, or h2 by ALPN over TLS), in cleartext or in TLS verified against the system roots plus
-//! an optional bundle (`--target-ca`), kept alive and reused.
+//! an optional bundle (`--target-ca`), kept alive and reused: each worker keeps its own HTTP/1.1
+//! connection ([`WorkerConnection`], driven in the worker's task by [`super::h1_link`]); the HTTP/2
+//! exchanges share one connection.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Version};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::client::conn::http1::SendRequest;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
@@ -17,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::net::{dial, Target as DialTarget};
 use crate::tls_out::upstream::UpstreamTls;
 
+use super::h1_link::H1Link;
 use super::plan::Target;
 
 /// The largest response body a replay reads: anything larger is a failure, not a memory problem.
@@ -38,7 +40,6 @@ pub struct TargetClient {
     target: Target,
     tls: Option<(UpstreamTls, ServerName<'static>)>,
     timeout: Duration,
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
     /// The HTTP/2 connection recorded HTTP/2 exchanges share (opened at the first of them).
     h2: tokio::sync::Mutex<Option<http2::SendRequest<Full<Bytes>>>>,
 }
@@ -64,48 +65,53 @@ impl TargetClient {
             target,
             tls,
             timeout,
-            idle: Mutex::new(Vec::new()),
             h2: tokio::sync::Mutex::new(None),
         }))
     }
 
-    /// Sends `request` (absolute URL) and reads the whole answer, within the timeout.
-    pub async fn send(&self, request: Request<Bytes>) -> Result<Answer, String> {
+    /// Sends `request` and reads the whole answer, within the timeout. An HTTP/1.1 request (origin-form
+    /// URI, `host` set) goes on `connection`, opened first if it is not; an HTTP/2 one (absolute URI) on
+    /// the shared HTTP/2 connection.
+    pub async fn send(
+        &self,
+        connection: &mut WorkerConnection,
+        request: Request<Bytes>,
+    ) -> Result<Answer, String> {
         let timeout = self.timeout;
-        tokio::time::timeout(timeout, self.exchange(request))
+        let answer = tokio::time::timeout(timeout, self.exchange(connection, request))
             .await
             .unwrap_or_else(|_| {
                 Err(format!(
                     "no whole answer within {}",
                     humantime::format_duration(timeout)
                 ))
-            })
+            });
+        if answer.is_err() {
+            // Cut off mid-exchange, or broken: nothing more can be read on it in order.
+            connection.0 = None;
+        }
+        answer
     }
 
-    async fn exchange(&self, request: Request<Bytes>) -> Result<Answer, String> {
+    async fn exchange(
+        &self,
+        connection: &mut WorkerConnection,
+        request: Request<Bytes>,
+    ) -> Result<Answer, String> {
         if request.version() == Version::HTTP_2 {
             return self.exchange_h2(request).await;
         }
-        let (mut parts, body) = request.into_parts();
-        // HTTP/1.1 on a connection of our own: the request line carries the path, Host the authority.
-        parts.uri = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .parse()
-            .map_err(|e| format!("cannot send the path: {e}"))?;
-        let mut sender = match self.take_idle() {
-            Some(sender) => sender,
-            None => self.connect().await?,
+        let mut request = request;
+        if request.uri().authority().is_some() {
+            // HTTP/1.1 on a connection of our own: the request line carries the path, `host` the
+            // authority.
+            *request.uri_mut() = origin_form(request.uri())?;
+        }
+        let link = match &mut connection.0 {
+            Some(link) if link.is_open() => link,
+            slot => slot.insert(self.connect().await?),
         };
-        let started = Instant::now();
-        let response = sender
-            .send_request(Request::from_parts(parts, Full::new(body)))
-            .await
-            .map_err(|e| format!("the target did not answer: {e}"))?;
-        let answer = read_answer(response, started).await?;
-        self.put_idle(sender);
-        Ok(answer)
+        link.exchange(request.map(Full::new)).await
     }
 
     /// A recorded HTTP/2 exchange (gRPC, h2c) goes out as HTTP/2, every one on the one connection.
@@ -141,25 +147,6 @@ impl TargetClient {
         Ok(sender)
     }
 
-    fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(sender) = idle.pop() {
-            if sender.is_ready() {
-                return Some(sender);
-            }
-        }
-        None
-    }
-
-    fn put_idle(&self, sender: SendRequest<Full<Bytes>>) {
-        if !sender.is_closed() {
-            self.idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(sender);
-        }
-    }
-
     async fn dial(&self) -> Result<tokio::net::TcpStream, String> {
         let host = self.target.authority.host();
         let address = DialTarget::from_host_str(host, self.target.port());
@@ -168,34 +155,33 @@ impl TargetClient {
             .map_err(|e| e.to_string())
     }
 
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, String> {
+    async fn connect(&self) -> Result<H1Link, String> {
         let host = self.target.authority.host();
         let stream = self.dial().await?;
         match &self.tls {
-            None => handshake(stream).await,
+            None => H1Link::handshake(stream).await,
             Some((tls, name)) => {
                 let stream = tls
                     .connect(stream, name.clone(), vec![b"http/1.1".to_vec()])
                     .await
                     .map_err(|e| format!("TLS with {host} failed: {e}"))?;
-                handshake(stream).await
+                H1Link::handshake(stream).await
             }
         }
     }
 }
 
-async fn handshake<S>(stream: S) -> Result<SendRequest<Full<Bytes>>, String>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("cannot speak HTTP/1.1 to the target: {e}"))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
+fn origin_form(uri: &http::Uri) -> Result<http::Uri, String> {
+    uri.path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .parse()
+        .map_err(|e| format!("cannot send the path: {e}"))
 }
+
+/// One worker's HTTP/1.1 connection to the target: opened at its first request, reused while the target
+/// keeps it open, replaced when it ends or an exchange on it fails.
+#[derive(Default)]
+pub struct WorkerConnection(Option<H1Link>);
 
 async fn handshake_h2<S>(stream: S) -> Result<http2::SendRequest<Full<Bytes>>, String>
 where
@@ -211,7 +197,7 @@ where
 }
 
 /// The whole answer: status, headers, body (at most [`MAX_BODY`]) and trailers.
-async fn read_answer(
+pub(super) async fn read_answer(
     response: http::Response<hyper::body::Incoming>,
     started: Instant,
 ) -> Result<Answer, String> {
