@@ -65,6 +65,9 @@ impl LearnedNoise {
                     .extend(fields.into_iter().map(|difference| difference.field));
             }
         }
+        // Endpoints whose repeats all agreed learned nothing: leaving them out lets every exchange of
+        // such a capture compare with the rules as given, without looking its endpoint up.
+        learned.by_endpoint.retain(|_, fields| !fields.is_empty());
         learned
     }
 
