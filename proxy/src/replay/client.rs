@@ -107,9 +107,19 @@ impl TargetClient {
             // authority.
             *request.uri_mut() = origin_form(request.uri())?;
         }
+        let reusable = match &mut connection.0 {
+            Some(link) => link.ready().await,
+            None => false,
+        };
         let link = match &mut connection.0 {
-            Some(link) if link.is_open() => link,
-            slot => slot.insert(self.connect().await?),
+            Some(link) if reusable => link,
+            slot => {
+                let link = slot.insert(self.connect().await?);
+                if !link.ready().await {
+                    return Err("the target closed the new connection".to_owned());
+                }
+                link
+            }
         };
         link.exchange(request.map(Full::new)).await
     }

@@ -45,20 +45,34 @@ impl H1Link {
         })
     }
 
-    /// Whether another request may be sent on this connection.
-    pub fn is_open(&self) -> bool {
-        self.driver.is_some() && !self.sender.is_closed()
+    /// Drives the connection until it takes the next request (`true`) or has ended (`false`: the target
+    /// closed it, after a `connection: close` answer for one). Nothing has been sent when it is `false`,
+    /// so the request can go on a new connection.
+    pub async fn ready(&mut self) -> bool {
+        let sender = &mut self.sender;
+        let driver = &mut self.driver;
+        poll_fn(|cx| {
+            if let Poll::Ready(ready) = sender.poll_ready(cx) {
+                return Poll::Ready(ready.is_ok());
+            }
+            let Some(connection) = driver.as_mut() else {
+                return Poll::Ready(false);
+            };
+            if connection.as_mut().poll(cx).is_ready() {
+                *driver = None;
+                return Poll::Ready(false);
+            }
+            sender.poll_ready(cx).map(|ready| ready.is_ok())
+        })
+        .await
     }
 
-    /// Sends `request` (origin-form) and reads the whole answer, driving the connection meanwhile.
+    /// Sends `request` (origin-form) on a connection that is [`H1Link::ready`], and reads the whole
+    /// answer, driving the connection meanwhile.
     pub async fn exchange(&mut self, request: Request<Full<Bytes>>) -> Result<Answer, String> {
         let sender = &mut self.sender;
         let driver = &mut self.driver;
         let mut exchange = pin!(async move {
-            // hyper takes a request only once the connection has asked for the next one.
-            poll_fn(|cx| sender.poll_ready(cx))
-                .await
-                .map_err(|e| format!("the target did not answer: {e}"))?;
             let started = Instant::now();
             let response = sender
                 .send_request(request)
