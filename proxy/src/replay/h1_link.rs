@@ -19,7 +19,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::client::{read_answer, Answer};
+use super::answer::{read_answer, Answer};
 
 /// hyper's connection future: it reads and writes the socket, and ends when the connection does.
 type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;

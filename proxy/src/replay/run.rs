@@ -12,7 +12,8 @@ use crate::compare::{
     body_differences, header_differences, trailer_differences, Difference, Message, Noise,
 };
 
-use super::client::{Answer, TargetClient, WorkerConnection};
+use super::answer::Answer;
+use super::client::{TargetClient, WorkerConnection};
 use super::learned::{LearnedField, LearnedNoise};
 use super::pace::Pace;
 use super::plan::{path_and_query, plan, request_for, Planned, Target};
