@@ -568,3 +568,90 @@ async fn concurrency_n_keeps_n_requests_in_flight_and_one_keeps_the_recorded_ord
     assert_eq!(one.status.code(), Some(0), "{}", text(&one.stdout));
     assert_eq!(*arrived.lock().unwrap(), expected);
 }
+
+/// A target that answers `GET /item/n` with `answer n`, `per_connection` answers on each connection
+/// (the last with `connection: close`, then it closes); how many connections it accepted.
+async fn start_closing_target(
+    per_connection: usize,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut answered = 0;
+                while answered < per_connection {
+                    let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        let mut chunk = [0u8; 1024];
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+                    buffer.drain(..end + 4);
+                    let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+                    answered += 1;
+                    let close = if answered == per_connection {
+                        "connection: close\r\n"
+                    } else {
+                        ""
+                    };
+                    let body = format!("answer {}", path.trim_start_matches("/item/"));
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\n{close}content-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if stream.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+// Multi-threaded: the test's target runs while the replay binary is waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_reuses_its_connection_and_opens_another_when_the_target_closes_it() {
+    use std::sync::atomic::Ordering;
+    let dir = TempDir::new("replay-connections");
+    let capture = dir.0.join("capture.jsonl");
+    let recorded: String = (1..=8).map(numbered_record).collect();
+    std::fs::write(&capture, recorded).unwrap();
+    let capture = capture.to_str().unwrap();
+
+    // Kept alive: one worker, one connection for all eight.
+    let (kept, accepted) = start_closing_target(usize::MAX).await;
+    let one = replay(&[capture, "--target", &format!("http://{kept}")]);
+    assert_eq!(one.status.code(), Some(0), "{}", text(&one.stdout));
+    assert!(text(&one.stdout).contains("8 matched"));
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+    // Closed after every second answer: each close costs a new connection, and no exchange fails.
+    let (closing, accepted) = start_closing_target(2).await;
+    let two = replay(&[
+        capture,
+        "--target",
+        &format!("http://{closing}"),
+        "--timeout",
+        "5s",
+    ]);
+    assert_eq!(
+        two.status.code(),
+        Some(0),
+        "{}{}",
+        text(&two.stdout),
+        text(&two.stderr)
+    );
+    assert!(text(&two.stdout).contains("8 matched"));
+    assert_eq!(accepted.load(Ordering::SeqCst), 4);
+}

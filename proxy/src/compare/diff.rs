@@ -2,6 +2,8 @@
 //! bodies are compared as values (key order, spacing and number spelling ignored) down to each field,
 //! named by its path (`$.items[0].name`); other bodies byte for byte.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use crate::capture::content_coding::decode_content;
@@ -72,30 +74,38 @@ fn field_differences(
     actual: &[(String, String)],
     noise: &Noise,
 ) -> Vec<Difference> {
-    let mut names: Vec<String> = recorded
+    // Every name is looked at once, in name order; values are only copied for a difference (this runs
+    // for every replayed answer).
+    let mut names: Vec<&str> = recorded
         .iter()
         .chain(actual)
-        .map(|(name, _)| name.to_ascii_lowercase())
+        .map(|(name, _)| name.as_str())
         .filter(|name| !noise.ignores_header(name))
         .collect();
-    names.sort();
-    names.dedup();
-    let values = |headers: &[(String, String)], name: &str| -> Vec<String> {
+    names.sort_unstable_by(|a, b| {
+        let (a, b) = (
+            a.bytes().map(|c| c.to_ascii_lowercase()),
+            b.bytes().map(|c| c.to_ascii_lowercase()),
+        );
+        a.cmp(b)
+    });
+    names.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+    fn values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
         headers
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.clone())
+            .map(|(_, value)| value.as_str())
             .collect()
-    };
+    }
     let mut differences = Vec::new();
     for name in names {
-        let was = values(recorded, &name);
-        if was.iter().any(|value| value == REDACTED) {
+        let was = values(recorded, name);
+        if was.contains(&REDACTED) {
             continue;
         }
-        let now = values(actual, &name);
+        let now = values(actual, name);
         if was != now {
-            let shown = |values: Vec<String>| {
+            let shown = |values: Vec<&str>| {
                 if values.is_empty() {
                     ABSENT.to_owned()
                 } else {
@@ -103,7 +113,7 @@ fn field_differences(
                 }
             };
             differences.push(Difference::new(
-                format!("{kind} {name}"),
+                format!("{kind} {}", name.to_ascii_lowercase()),
                 shown(was),
                 shown(now),
             ));
@@ -119,8 +129,8 @@ pub fn body_differences(
     actual: Message<'_>,
     noise: &Noise,
 ) -> Vec<Difference> {
-    let was = decode_content(recorded.body, recorded.truncated, recorded.headers).bytes;
-    let now = decode_content(actual.body, actual.truncated, actual.headers).bytes;
+    let was = decoded(recorded);
+    let now = decoded(actual);
     if !recorded.truncated {
         if let (Some(was_json), Some(now_json)) = (json(&was), json(&now)) {
             let mut differences = Vec::new();
@@ -147,6 +157,18 @@ pub fn body_differences(
         body_excerpt(&was),
         body_excerpt(&now),
     )]
+}
+
+/// The body with its content codings undone; borrowed when it has none (most answers: no copy).
+fn decoded<'a>(message: Message<'a>) -> Cow<'a, [u8]> {
+    let coded = message
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-encoding"));
+    if !coded {
+        return Cow::Borrowed(message.body);
+    }
+    Cow::Owned(decode_content(message.body, message.truncated, message.headers).bytes)
 }
 
 fn json(bytes: &[u8]) -> Option<Value> {

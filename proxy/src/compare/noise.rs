@@ -2,6 +2,7 @@
 //! `server`, ...), the user's `--ignore-header` and `--ignore-json` rules, and fields learned as noise
 //! because they already differ between repeats of one request inside the capture.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use super::json_path::{JsonPath, ValuePath};
@@ -68,10 +69,15 @@ impl Noise {
     }
 
     pub fn ignores_header(&self, name: &str) -> bool {
-        self.headers.contains(&name.to_ascii_lowercase())
-            || self
-                .learned
-                .contains(&format!("header {}", name.to_ascii_lowercase()))
+        // Called for every header of every replayed answer: no allocation when the name is lower-case
+        // already (as HTTP/2 and hyper's HTTP/1 give them) and nothing was learned.
+        let lower = if name.bytes().any(|c| c.is_ascii_uppercase()) {
+            Cow::Owned(name.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(name)
+        };
+        self.headers.contains(lower.as_ref())
+            || (!self.learned.is_empty() && self.learned.contains(&format!("header {lower}")))
     }
 
     pub fn ignores_json(&self, path: &ValuePath) -> bool {

@@ -1,14 +1,15 @@
 //! The connections a replay sends its requests on: HTTP/1.1 to the target (HTTP/2 for exchanges recorded
 //! as HTTP/2: h2c, or h2 by ALPN over TLS), in cleartext or in TLS verified against the system roots plus
-//! an optional bundle (`--target-ca`), kept alive and reused.
+//! an optional bundle (`--target-ca`), kept alive and reused: each worker keeps its own HTTP/1.1
+//! connection ([`WorkerConnection`], driven in the worker's task by [`super::h1_link`]); the HTTP/2
+//! exchanges share one connection.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Version};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::client::conn::http1::SendRequest;
+use http_body_util::Full;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
@@ -17,28 +18,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::net::{dial, Target as DialTarget};
 use crate::tls_out::upstream::UpstreamTls;
 
+use super::answer::{read_answer, Answer};
+use super::h1_link::H1Link;
 use super::plan::Target;
-
-/// The largest response body a replay reads: anything larger is a failure, not a memory problem.
-const MAX_BODY: usize = 64 * 1024 * 1024;
-
-/// The target's answer to one request.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Bytes,
-    /// Fields after the body (HTTP/2 trailing HEADERS, chunked trailers).
-    pub trailers: Vec<(String, String)>,
-    /// From sending the request to the whole response body.
-    pub elapsed: Duration,
-}
 
 pub struct TargetClient {
     target: Target,
     tls: Option<(UpstreamTls, ServerName<'static>)>,
     timeout: Duration,
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
     /// The HTTP/2 connection recorded HTTP/2 exchanges share (opened at the first of them).
     h2: tokio::sync::Mutex<Option<http2::SendRequest<Full<Bytes>>>>,
 }
@@ -64,48 +51,63 @@ impl TargetClient {
             target,
             tls,
             timeout,
-            idle: Mutex::new(Vec::new()),
             h2: tokio::sync::Mutex::new(None),
         }))
     }
 
-    /// Sends `request` (absolute URL) and reads the whole answer, within the timeout.
-    pub async fn send(&self, request: Request<Bytes>) -> Result<Answer, String> {
+    /// Sends `request` and reads the whole answer, within the timeout. An HTTP/1.1 request (origin-form
+    /// URI, `host` set) goes on `connection`, opened first if it is not; an HTTP/2 one (absolute URI) on
+    /// the shared HTTP/2 connection.
+    pub async fn send(
+        &self,
+        connection: &mut WorkerConnection,
+        request: Request<Bytes>,
+    ) -> Result<Answer, String> {
         let timeout = self.timeout;
-        tokio::time::timeout(timeout, self.exchange(request))
+        let answer = tokio::time::timeout(timeout, self.exchange(connection, request))
             .await
             .unwrap_or_else(|_| {
                 Err(format!(
                     "no whole answer within {}",
                     humantime::format_duration(timeout)
                 ))
-            })
+            });
+        if answer.is_err() {
+            // Cut off mid-exchange, or broken: nothing more can be read on it in order.
+            connection.0 = None;
+        }
+        answer
     }
 
-    async fn exchange(&self, request: Request<Bytes>) -> Result<Answer, String> {
+    async fn exchange(
+        &self,
+        connection: &mut WorkerConnection,
+        request: Request<Bytes>,
+    ) -> Result<Answer, String> {
         if request.version() == Version::HTTP_2 {
             return self.exchange_h2(request).await;
         }
-        let (mut parts, body) = request.into_parts();
-        // HTTP/1.1 on a connection of our own: the request line carries the path, Host the authority.
-        parts.uri = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .parse()
-            .map_err(|e| format!("cannot send the path: {e}"))?;
-        let mut sender = match self.take_idle() {
-            Some(sender) => sender,
-            None => self.connect().await?,
+        let mut request = request;
+        if request.uri().authority().is_some() {
+            // HTTP/1.1 on a connection of our own: the request line carries the path, `host` the
+            // authority.
+            *request.uri_mut() = origin_form(request.uri())?;
+        }
+        let reusable = match &mut connection.0 {
+            Some(link) => link.ready().await,
+            None => false,
         };
-        let started = Instant::now();
-        let response = sender
-            .send_request(Request::from_parts(parts, Full::new(body)))
-            .await
-            .map_err(|e| format!("the target did not answer: {e}"))?;
-        let answer = read_answer(response, started).await?;
-        self.put_idle(sender);
-        Ok(answer)
+        let link = match &mut connection.0 {
+            Some(link) if reusable => link,
+            slot => {
+                let link = slot.insert(self.connect().await?);
+                if !link.ready().await {
+                    return Err("the target closed the new connection".to_owned());
+                }
+                link
+            }
+        };
+        link.exchange(request.map(Full::new)).await
     }
 
     /// A recorded HTTP/2 exchange (gRPC, h2c) goes out as HTTP/2, every one on the one connection.
@@ -141,25 +143,6 @@ impl TargetClient {
         Ok(sender)
     }
 
-    fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(sender) = idle.pop() {
-            if sender.is_ready() {
-                return Some(sender);
-            }
-        }
-        None
-    }
-
-    fn put_idle(&self, sender: SendRequest<Full<Bytes>>) {
-        if !sender.is_closed() {
-            self.idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(sender);
-        }
-    }
-
     async fn dial(&self) -> Result<tokio::net::TcpStream, String> {
         let host = self.target.authority.host();
         let address = DialTarget::from_host_str(host, self.target.port());
@@ -168,34 +151,33 @@ impl TargetClient {
             .map_err(|e| e.to_string())
     }
 
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, String> {
+    async fn connect(&self) -> Result<H1Link, String> {
         let host = self.target.authority.host();
         let stream = self.dial().await?;
         match &self.tls {
-            None => handshake(stream).await,
+            None => H1Link::handshake(stream).await,
             Some((tls, name)) => {
                 let stream = tls
                     .connect(stream, name.clone(), vec![b"http/1.1".to_vec()])
                     .await
                     .map_err(|e| format!("TLS with {host} failed: {e}"))?;
-                handshake(stream).await
+                H1Link::handshake(stream).await
             }
         }
     }
 }
 
-async fn handshake<S>(stream: S) -> Result<SendRequest<Full<Bytes>>, String>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("cannot speak HTTP/1.1 to the target: {e}"))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
+fn origin_form(uri: &http::Uri) -> Result<http::Uri, String> {
+    uri.path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .parse()
+        .map_err(|e| format!("cannot send the path: {e}"))
 }
+
+/// One worker's HTTP/1.1 connection to the target: opened at its first request, reused while the target
+/// keeps it open, replaced when it ends or an exchange on it fails.
+#[derive(Default)]
+pub struct WorkerConnection(Option<H1Link>);
 
 async fn handshake_h2<S>(stream: S) -> Result<http2::SendRequest<Full<Bytes>>, String>
 where
@@ -208,37 +190,4 @@ where
         let _ = connection.await;
     });
     Ok(sender)
-}
-
-/// The whole answer: status, headers, body (at most [`MAX_BODY`]) and trailers.
-async fn read_answer(
-    response: http::Response<hyper::body::Incoming>,
-    started: Instant,
-) -> Result<Answer, String> {
-    let status = response.status().as_u16();
-    let headers = fields(response.headers());
-    let collected = Limited::new(response.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| format!("the answer's body broke off: {e}"))?;
-    let trailers = collected.trailers().map(fields).unwrap_or_default();
-    Ok(Answer {
-        status,
-        headers,
-        body: collected.to_bytes(),
-        trailers,
-        elapsed: started.elapsed(),
-    })
-}
-
-fn fields(headers: &http::HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
 }

@@ -2,6 +2,7 @@
 //! more than once and a field differs between those recorded answers (a timestamp, a request id, a
 //! counter), that field is not compared for the request's endpoint (method and path) when replaying.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
@@ -64,15 +65,22 @@ impl LearnedNoise {
                     .extend(fields.into_iter().map(|difference| difference.field));
             }
         }
+        // Endpoints whose repeats all agreed learned nothing: leaving them out lets every exchange of
+        // such a capture compare with the rules as given, without looking its endpoint up.
+        learned.by_endpoint.retain(|_, fields| !fields.is_empty());
         learned
     }
 
-    /// The fields ignored for this exchange's endpoint.
-    pub fn for_exchange(&self, planned: &Planned) -> impl Iterator<Item = &String> {
-        self.by_endpoint
-            .get(&endpoint(planned))
-            .into_iter()
-            .flatten()
+    /// `noise` plus the fields learned for this exchange's endpoint; `noise` itself (not a copy, which
+    /// every replayed answer would pay for) when none were.
+    pub fn noise_for<'a>(&self, planned: &Planned, noise: &'a Noise) -> Cow<'a, Noise> {
+        if self.by_endpoint.is_empty() {
+            return Cow::Borrowed(noise);
+        }
+        match self.by_endpoint.get(&endpoint(planned)) {
+            Some(fields) => Cow::Owned(noise.with_learned(fields)),
+            None => Cow::Borrowed(noise),
+        }
     }
 
     pub fn listed(&self) -> Vec<LearnedField> {

@@ -141,29 +141,51 @@ impl Target {
 
     /// The URL a recorded request is sent to.
     pub fn uri_for(&self, recorded_url: &str) -> Result<Uri, http::Error> {
-        let path = format!("{}{}", self.base_path, path_and_query(recorded_url));
+        self.absolute(&path_and_query(recorded_url))
+    }
+
+    /// `path` (a recorded path and query) under the target, as an absolute URL.
+    fn absolute(&self, path: &str) -> Result<Uri, http::Error> {
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
-            .path_and_query(path.parse::<PathAndQuery>()?)
+            .path_and_query(self.path_under(path)?)
             .build()
+    }
+
+    /// `path` under the target's base path, as an HTTP/1.1 request line carries it (`host` names the
+    /// target).
+    fn origin_form(&self, path: &str) -> Result<Uri, http::Error> {
+        Ok(Uri::from(self.path_under(path)?))
+    }
+
+    fn path_under(&self, path: &str) -> Result<PathAndQuery, http::Error> {
+        if self.base_path.is_empty() {
+            return Ok(PathAndQuery::try_from(path)?);
+        }
+        Ok(PathAndQuery::try_from(format!("{}{path}", self.base_path))?)
     }
 }
 
-/// A recorded request as the request sent to the target: its method, the recorded path and query under
-/// the target, its headers except hop-by-hop ones, framing (the body is sent whole, so its length is
-/// known) and values the capture redacted; `host` names the target.
+/// A recorded request as the request sent to the target: its method, the recorded path and query
+/// (`path`, from [`path_and_query`]) under the target, its headers except hop-by-hop ones, framing (the
+/// body is sent whole, so its length is known) and values the capture redacted; `host` names the target.
+/// HTTP/1.1 requests get an origin-form URI (the path), HTTP/2 ones an absolute URL.
 pub fn request_for(
     planned: &Planned,
+    path: &str,
     target: &Target,
 ) -> Result<http::Request<bytes::Bytes>, String> {
     let request = &planned.request;
     let method = Method::from_bytes(request.method.as_bytes())
         .map_err(|_| format!("recorded method {:?} is not an HTTP method", request.method))?;
-    let uri = target
-        .uri_for(&request.url)
-        .map_err(|e| format!("recorded URL {:?} cannot be sent: {e}", request.url))?;
     let h2 = request.version == "HTTP/2.0";
+    let uri = if h2 {
+        target.absolute(path)
+    } else {
+        target.origin_form(path)
+    }
+    .map_err(|e| format!("recorded URL {:?} cannot be sent: {e}", request.url))?;
     let mut builder = http::Request::builder().method(method).uri(uri);
     if h2 {
         // Sent as HTTP/2 again (h2c, or ALPN h2 to an https target): gRPC needs it.
@@ -191,20 +213,25 @@ pub fn request_for(
         .map_err(|e| format!("recorded request cannot be sent: {e}"))
 }
 
+/// Headers a replayed request does not carry over: hop-by-hop ones, and the framing and `host` it sets
+/// itself.
+const NOT_REPLAYED: &[&str] = &[
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+    "expect",
+];
+
 fn replayed_header(name: &str) -> bool {
-    !matches!(
-        name.to_ascii_lowercase().as_str(),
-        "host"
-            | "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "transfer-encoding"
-            | "te"
-            | "trailer"
-            | "upgrade"
-            | "content-length"
-            | "expect"
-    )
+    !NOT_REPLAYED
+        .iter()
+        .any(|left_out| name.eq_ignore_ascii_case(left_out))
 }
 
 #[cfg(test)]

@@ -12,10 +12,11 @@ use crate::compare::{
     body_differences, header_differences, trailer_differences, Difference, Message, Noise,
 };
 
-use super::client::{Answer, TargetClient};
+use super::answer::Answer;
+use super::client::{TargetClient, WorkerConnection};
 use super::learned::{LearnedField, LearnedNoise};
 use super::pace::Pace;
-use super::plan::{plan, request_for, Planned, Target};
+use super::plan::{path_and_query, plan, request_for, Planned, Target};
 use crate::capture::causes::REPLAY_OF;
 
 pub struct ReplayOptions {
@@ -112,6 +113,7 @@ pub async fn replay(records: Vec<Record>, options: ReplayOptions) -> Result<Outc
             let mark_replays = options.mark_replays;
             tokio::spawn(async move {
                 let mut done = Vec::new();
+                let mut connection = WorkerConnection::default();
                 loop {
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     let Some(exchange) = planned.get(index) else {
@@ -123,9 +125,12 @@ pub async fn replay(records: Vec<Record>, options: ReplayOptions) -> Result<Outc
                     if progress {
                         eprint!("\rsidecar-proxy: replaying {}/{total}", index + 1);
                     }
-                    let replayed =
-                        replay_one(exchange, &target, &client, &noise, &learned, mark_replays)
-                            .await;
+                    let to = Destination {
+                        target: &target,
+                        client: &client,
+                        connection: &mut connection,
+                    };
+                    let replayed = replay_one(exchange, to, &noise, &learned, mark_replays).await;
                     done.push((index, replayed));
                 }
             })
@@ -162,19 +167,38 @@ pub async fn replay(records: Vec<Record>, options: ReplayOptions) -> Result<Outc
     })
 }
 
+/// Where a worker sends its exchanges.
+struct Destination<'a> {
+    target: &'a Target,
+    client: &'a TargetClient,
+    /// The worker's own connection.
+    connection: &'a mut WorkerConnection,
+}
+
 async fn replay_one(
     planned: &Planned,
-    target: &Target,
-    client: &TargetClient,
+    to: Destination<'_>,
     noise: &Noise,
     learned: &LearnedNoise,
     mark_replays: bool,
 ) -> ReplayedExchange {
     let recorded = &planned.response;
+    let path = path_and_query(&planned.request.url);
+    let answer = match request_for(planned, &path, to.target) {
+        Ok(mut request) => {
+            if mark_replays {
+                if let Ok(name) = http::HeaderValue::from_str(&planned.record_name) {
+                    request.headers_mut().insert(REPLAY_OF, name);
+                }
+            }
+            to.client.send(to.connection, request).await
+        }
+        Err(reason) => Err(reason),
+    };
     let mut replayed = ReplayedExchange {
         record: planned.record_name.clone(),
         method: planned.request.method.clone(),
-        path: super::plan::path_and_query(&planned.request.url),
+        path,
         outcome: "failed",
         differences: Vec::new(),
         error: None,
@@ -183,17 +207,6 @@ async fn replay_one(
         recorded_ms: planned.duration_ms,
         replayed_ms: None,
     };
-    let answer = match request_for(planned, target) {
-        Ok(mut request) => {
-            if mark_replays {
-                if let Ok(name) = http::HeaderValue::from_str(&planned.record_name) {
-                    request.headers_mut().insert(REPLAY_OF, name);
-                }
-            }
-            client.send(request).await
-        }
-        Err(reason) => Err(reason),
-    };
     let answer: Answer = match answer {
         Ok(answer) => answer,
         Err(reason) => {
@@ -201,7 +214,7 @@ async fn replay_one(
             return replayed;
         }
     };
-    let noise = noise.with_learned(learned.for_exchange(planned));
+    let noise = learned.noise_for(planned, noise);
     let mut differences = Vec::new();
     if answer.status != recorded.status {
         differences.push(Difference {
