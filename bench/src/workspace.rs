@@ -20,10 +20,18 @@ struct Metadata {
     target_directory: PathBuf,
 }
 
-/// Every release build of the harness selects these packages, as scripts/test.sh does: Cargo resolves
-/// dependency features per selection, so `-p sidecar-proxy` alone after `-p sidecar-bench` would build
-/// about a hundred shared dependencies (tokio, serde, rustls…) a second time with other features.
-pub const RELEASE_SELECTION: [&str; 4] = ["-p", "sidecar-proxy", "-p", "sidecar-bench"];
+/// Every release build of the harnesses selects these packages, as scripts/test.sh does, and so does the
+/// soak's build of the proxy (it calls [`Workspace::build_proxy`]): Cargo resolves dependency features
+/// per selection, so `-p sidecar-proxy` alone after the selection would build about a hundred shared
+/// dependencies (tokio, serde, rustls…) a second time with other features.
+pub const RELEASE_SELECTION: [&str; 6] = [
+    "-p",
+    "sidecar-proxy",
+    "-p",
+    "sidecar-bench",
+    "-p",
+    "sidecar-soak",
+];
 
 /// The cargo that runs us (`cargo run` sets CARGO), else the one on PATH.
 fn cargo() -> Command {
