@@ -33,6 +33,19 @@ pub const RELEASE_SELECTION: [&str; 6] = [
     "sidecar-soak",
 ];
 
+/// The harness this library runs in (`sidecar-bench` or `sidecar-soak`), for the lines it prints.
+fn program_name() -> String {
+    std::env::args_os()
+        .next()
+        .as_deref()
+        .map(Path::new)
+        .and_then(Path::file_name)
+        .map_or_else(
+            || "sidecar-bench".to_owned(),
+            |name| name.to_string_lossy().into_owned(),
+        )
+}
+
 /// The cargo that runs us (`cargo run` sets CARGO), else the one on PATH.
 fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
@@ -50,7 +63,12 @@ impl Workspace {
                 "--offline",
             ])
             .output()
-            .context("cannot run cargo metadata (run sidecar-bench inside the repository)")?;
+            .with_context(|| {
+                format!(
+                    "cannot run cargo metadata (run {} inside the repository)",
+                    program_name()
+                )
+            })?;
         if !output.status.success() {
             bail!(
                 "cargo metadata failed: {}",
@@ -82,7 +100,7 @@ impl Workspace {
             "cargo build --release {} --locked",
             RELEASE_SELECTION.join(" ")
         );
-        eprintln!("sidecar-bench: {shown}");
+        eprintln!("{}: {shown}", program_name());
         let status = cargo()
             .current_dir(&self.root)
             .args(["build", "--release"])
