@@ -60,6 +60,7 @@
               ./injector
               ./conformance
               ./bench
+              ./soak
               ./fuzz
               ./deploy
             ];

@@ -150,6 +150,7 @@ expect_caught "nixpkgs' rustc instead of the pin" flake.nix -e 's/cargo = toolch
 expect_caught "syntax error" flake.nix -e 's/rustVersion = "\([0-9.]*\)";/rustVersion = "\1"/'
 expect_caught "impure builtins.currentSystem" flake.nix -e 's/bySystem = nixpkgs.lib.genAttrs systems perSystem;/bySystem = nixpkgs.lib.genAttrs [ builtins.currentSystem ] perSystem;/'
 expect_caught "Cargo.lock path misspelt" nix/package.nix -e 's|cargoLock.lockFile = ../Cargo.lock;|cargoLock.lockFile = ../Cargo.lck;|'
+expect_caught "a workspace member left out of src" flake.nix -e '/^              \.\/soak$/d'
 expect_caught "package runs its tests" nix/package.nix -e 's/doCheck = false;/doCheck = true;/'
 expect_caught "proxy image user 2103" nix/proxy-image.nix -e 's/"2102:2102"/"2103:2102"/'
 expect_caught "admin port 4191 not exposed" nix/proxy-image.nix -e '/"4191\/tcp" = { };/d'

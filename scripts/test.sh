@@ -103,7 +103,7 @@ log "benchmark harness, smoke run"
 # Release, like the soak below. One build of one selection for the proxy, the minimal relay, the harness
 # and the soak: the harness builds the proxy with this selection too (bench/src/workspace.rs), and any
 # other selection would compile the shared dependencies again with other features.
-cargo build --locked --release -p sidecar-proxy -p sidecar-bench
+cargo build --locked --release -p sidecar-proxy -p sidecar-bench -p sidecar-soak
 release_dir="${CARGO_TARGET_DIR:-target}/release"
 # Two rounds: a row fails only when neither gave a valid result (one connect error on a busy machine is not rot).
 "$release_dir/sidecar-bench" run --smoke --rounds 2

@@ -2,6 +2,10 @@
 //! tinyproxy, dante, microsocks, mitmproxy) on one machine, in one run, and writes the comparison as
 //! markdown (docs/benchmarks.md; issue #8).
 //!
+//! The library is also what the soak (the `sidecar-soak` crate in soak/, docs/soak.md) is built on:
+//! it uses the process, port, /proc, admin-port, probe, HTTP-client, markdown, stats and workspace
+//! modules, and the sidecar's [`contenders::sidecar::Flags`].
+//!
 //! - [`cli`] and [`run`]: the flags and the run from start to report; [`settings`]: what the flags
 //!   amount to, read by the run and the scenarios;
 //! - [`install`] and [`workspace`]: the tools from Debian's packages and PyPI, the proxy's release binary;
@@ -34,7 +38,6 @@ pub mod rss;
 pub mod run;
 pub mod scenarios;
 pub mod settings;
-pub mod soak;
 pub mod stats;
 pub mod targets;
 pub mod tls;

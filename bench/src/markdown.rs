@@ -1,5 +1,5 @@
 //! The markdown both harnesses write: the benchmark's report (docs/benchmarks.md, [`crate::report`])
-//! and the soak's summary (summary.md, [`crate::soak::report`]). One table writer, so both documents
+//! and the soak's summary (summary.md, soak/src/report.rs). One table writer, so both documents
 //! draw their tables the same way.
 
 use std::fmt::Write as _;

@@ -20,10 +20,31 @@ struct Metadata {
     target_directory: PathBuf,
 }
 
-/// Every release build of the harness selects these packages, as scripts/test.sh does: Cargo resolves
-/// dependency features per selection, so `-p sidecar-proxy` alone after `-p sidecar-bench` would build
-/// about a hundred shared dependencies (tokio, serde, rustls…) a second time with other features.
-pub const RELEASE_SELECTION: [&str; 4] = ["-p", "sidecar-proxy", "-p", "sidecar-bench"];
+/// Every release build of the harnesses selects these packages, as scripts/test.sh does, and so does the
+/// soak's build of the proxy (it calls [`Workspace::build_proxy`]): Cargo resolves dependency features
+/// per selection, so `-p sidecar-proxy` alone after the selection would build about a hundred shared
+/// dependencies (tokio, serde, rustls…) a second time with other features.
+pub const RELEASE_SELECTION: [&str; 6] = [
+    "-p",
+    "sidecar-proxy",
+    "-p",
+    "sidecar-bench",
+    "-p",
+    "sidecar-soak",
+];
+
+/// The harness this library runs in (`sidecar-bench` or `sidecar-soak`), for the lines it prints.
+fn program_name() -> String {
+    std::env::args_os()
+        .next()
+        .as_deref()
+        .map(Path::new)
+        .and_then(Path::file_name)
+        .map_or_else(
+            || "sidecar-bench".to_owned(),
+            |name| name.to_string_lossy().into_owned(),
+        )
+}
 
 /// The cargo that runs us (`cargo run` sets CARGO), else the one on PATH.
 fn cargo() -> Command {
@@ -42,7 +63,12 @@ impl Workspace {
                 "--offline",
             ])
             .output()
-            .context("cannot run cargo metadata (run sidecar-bench inside the repository)")?;
+            .with_context(|| {
+                format!(
+                    "cannot run cargo metadata (run {} inside the repository)",
+                    program_name()
+                )
+            })?;
         if !output.status.success() {
             bail!(
                 "cargo metadata failed: {}",
@@ -74,7 +100,7 @@ impl Workspace {
             "cargo build --release {} --locked",
             RELEASE_SELECTION.join(" ")
         );
-        eprintln!("sidecar-bench: {shown}");
+        eprintln!("{}: {shown}", program_name());
         let status = cargo()
             .current_dir(&self.root)
             .args(["build", "--release"])

@@ -24,6 +24,8 @@ let
     ;
 
   rootPath = /. + root;
+  # The root Cargo.toml's [workspace] members (proxy, injector, bench, soak, ...).
+  workspaceMembers = (builtins.fromTOML (builtins.readFile (rootPath + "/Cargo.toml"))).workspace.members;
   flake = import (rootPath + "/flake.nix");
   systems = [
     "x86_64-linux"
@@ -210,14 +212,15 @@ let
           ))
           (expectEq "${name} ${at} cargoLock.lockFile" (toString (args.cargoLock.lockFile or "")) "${root}/Cargo.lock")
           (expectEq "${name} ${at} src root" (args.src.root or null) root)
+          # Every member of the Cargo workspace: Cargo reads each member's manifest before it builds any.
           (expect "${name} ${at} src holds the workspace (holds ${show (args.src.files or null)})" (
-            all (f: elem "${root}/${f}" (args.src.files or [ ])) [
-              "Cargo.toml"
-              "Cargo.lock"
-              "proxy"
-              "injector"
-              "conformance"
-            ]
+            all (f: elem "${root}/${f}" (args.src.files or [ ])) (
+              [
+                "Cargo.toml"
+                "Cargo.lock"
+              ]
+              ++ workspaceMembers
+            )
           ))
         ];
 

@@ -580,7 +580,7 @@ async fn capture_files_are_created_0600_even_under_umask_0000_rotated_ones_too()
 // No unsafe code
 
 /// The workspace's Rust packages, relative to the workspace root.
-const PACKAGES: [&str; 5] = ["proxy", "injector", "conformance", "bench", "fuzz"];
+const PACKAGES: [&str; 6] = ["proxy", "injector", "conformance", "bench", "soak", "fuzz"];
 
 /// Identifiers that mean memory-unsafe code, or what the `unsafe_code` lint treats alike (symbols
 /// exported unchecked under a chosen name or section).
@@ -709,6 +709,30 @@ fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
             found.push(path);
         }
     }
+}
+
+/// The `members` of the root Cargo.toml's `[workspace]`, as written there on one line.
+fn workspace_members(manifest: &str) -> BTreeSet<String> {
+    let line = manifest
+        .lines()
+        .find(|line| line.trim_start().starts_with("members"))
+        .expect("the root Cargo.toml has a members line");
+    line.split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A crate added to the workspace but not to [`PACKAGES`] would escape the check below unseen.
+#[test]
+fn the_unsafe_check_covers_every_workspace_member() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let members = workspace_members(&manifest);
+    assert!(members.contains("proxy"), "members read: {members:?}");
+    let checked: BTreeSet<String> = PACKAGES.iter().map(|p| (*p).to_owned()).collect();
+    assert_eq!(checked, members, "PACKAGES against the workspace's members");
 }
 
 #[test]

@@ -7,6 +7,12 @@
 //! reads each sidecar's /proc and /metrics; the load stops and the origin closes its idle keep-alive
 //! connections, and the sidecars must settle back to rest; then the [`verdict`] and the
 //! [`report`] (CSV, [`chart`] SVGs, markdown summary).
+//!
+//! A crate of its own beside the benchmark (issue #22): what both harnesses need (processes and their
+//! ports, /proc readings, the admin port, the readiness probe, the HTTP client, the sidecar's flags, the
+//! markdown table, medians, the workspace's release build) comes from `sidecar_bench`'s library; what is
+//! here is the soak's alone.
+#![forbid(unsafe_code)]
 
 pub mod chart;
 pub mod load;
@@ -22,8 +28,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use tokio_util::sync::CancellationToken;
 
-use crate::workspace::{check_proxy_bin, Workspace};
 use sampler::{Phase, Sample};
+use sidecar_bench::workspace::{check_proxy_bin, Workspace};
 use verdict::{Bounds, Timeline};
 
 /// Samples of the resting sidecars taken before the load; their median is the resting level.

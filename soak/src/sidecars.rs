@@ -11,10 +11,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::origin::Origin;
-use crate::contenders::sidecar::Flags;
-use crate::ports::PortAllocator;
-use crate::probe;
-use crate::process::ServerProcess;
+use sidecar_bench::contenders::sidecar::Flags;
+use sidecar_bench::ports::PortAllocator;
+use sidecar_bench::probe;
+use sidecar_bench::process::ServerProcess;
 
 /// Each capture file rotates at this size and keeps this many old ones: at most 3 × 32 MiB per sidecar.
 const CAPTURE_ROTATE_SIZE: &str = "32MiB";

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use sidecar_bench::soak::{self, SoakOptions};
+use sidecar_soak::SoakOptions;
 
 #[derive(Debug, Parser)]
 #[command(name = "sidecar-soak", version, about)]
@@ -23,7 +23,7 @@ struct Cli {
     #[arg(long, value_name = "DIR", conflicts_with_all = ["duration", "out", "proxy_bin"])]
     replot: Option<PathBuf>,
     /// The sidecar-proxy binary to soak; by default `cargo build --release -p sidecar-proxy -p
-    /// sidecar-bench --locked` builds it (honouring CARGO_TARGET_DIR).
+    /// sidecar-bench -p sidecar-soak --locked` builds it (honouring CARGO_TARGET_DIR).
     #[arg(long)]
     proxy_bin: Option<PathBuf>,
     /// Interval between samples of each sidecar.
@@ -38,7 +38,7 @@ struct Cli {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(dir) = cli.replot {
-        return match soak::replot(&dir) {
+        return match sidecar_soak::replot(&dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("sidecar-soak: error: {error:#}");
@@ -58,7 +58,7 @@ async fn main() -> ExitCode {
         sample_every: cli.sample_every,
         rate_scale: cli.rate_scale,
     };
-    match soak::run(options).await {
+    match sidecar_soak::run(options).await {
         Ok(result) if result.failures.is_empty() => {
             eprintln!("sidecar-soak: PASS ({})", result.summary_path.display());
             ExitCode::SUCCESS

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use anyhow::bail;
 
 use super::sampler::{Metric, Phase, Sample};
-use crate::stats::median;
+use sidecar_bench::stats::median;
 
 /// The stated bounds (docs/soak.md explains each).
 #[derive(Clone, Debug, PartialEq)]

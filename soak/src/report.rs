@@ -12,8 +12,8 @@ use super::sampler::{Metric, Phase, Sample};
 use super::sidecars::{Fleet, REVERSE_HTTP, SOCKS, TCP_HTTP};
 use super::verdict::{Bounds, Check, CheckKind, Timeline};
 use super::SoakOptions;
-use crate::markdown;
-use crate::stats::median;
+use sidecar_bench::markdown;
+use sidecar_bench::stats::median;
 
 const SIDECARS: [&str; 3] = [TCP_HTTP, SOCKS, REVERSE_HTTP];
 

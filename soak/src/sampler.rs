@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 
 use anyhow::{bail, Context as _};
 
-use crate::admin_port;
-use crate::rss::parse_kib_field;
+use sidecar_bench::admin_port;
+use sidecar_bench::rss::parse_kib_field;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {

@@ -13,8 +13,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::Worker;
-use crate::http_client::{connect_tunnel, handshake, send_get};
-use crate::soak::origin::{large_body, small_body};
+use crate::origin::{large_body, small_body};
+use sidecar_bench::http_client::{connect_tunnel, handshake, send_get};
 
 /// Every this many requests of a worker, one asks for `/large`.
 const LARGE_EVERY: u64 = 16;
