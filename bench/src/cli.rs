@@ -55,7 +55,7 @@ pub struct RunArgs {
     pub out: Option<PathBuf>,
 
     /// A sidecar-proxy binary to measure instead of building `cargo build --release -p sidecar-proxy -p
-    /// sidecar-bench`
+    /// sidecar-bench -p sidecar-soak`
     #[arg(long, value_name = "PATH")]
     pub proxy_bin: Option<PathBuf>,
 
