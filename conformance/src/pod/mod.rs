@@ -103,18 +103,44 @@ impl Pod {
             .start()
             .await
             .with_context(|| format!("{name}: the upstream container did not start"))?;
-        Ok(Pod {
+        Ok(Pod::around(name, dir, upstream))
+    }
+
+    /// A pod around the container that holds its network namespace, nothing else started yet.
+    fn around(name: &str, dir: &Path, holder: ContainerAsync<GenericImage>) -> Pod {
+        Pod {
             name: name.to_owned(),
             dir: dir.to_path_buf(),
             sidecar: None,
             others: Vec::new(),
-            holder: upstream,
+            holder,
             upstream: None,
             client_network: None,
             client_hosts: None,
             sidecar_exit_code: None,
             grace_seconds: DEFAULT_GRACE_SECONDS,
-        })
+        }
+    }
+
+    /// Starts a pod whose container (of `holder_image`, on `network`) only holds the network namespace,
+    /// as the kubelet's pause container does.
+    async fn start_holding(
+        name: &str,
+        dir: &Path,
+        holder_image: &str,
+        network: &str,
+    ) -> anyhow::Result<Pod> {
+        fs::create_dir_all(dir)?;
+        let holder = image(holder_image)
+            .with_network(network)
+            .with_label(LABEL, name)
+            .with_label(PID_LABEL, std::process::id().to_string())
+            .with_cmd(["sleep", "infinity"])
+            .with_startup_timeout(Duration::from_secs(30))
+            .start()
+            .await
+            .with_context(|| format!("{name}: the pod's holder container did not start"))?;
+        Ok(Pod::around(name, dir, holder))
     }
 
     /// Starts a loopback-only pod whose upstream can be stopped while the pod lives on: a container that
@@ -127,28 +153,7 @@ impl Pod {
         upstream_image: &str,
         upstream_args: Vec<String>,
     ) -> anyhow::Result<Pod> {
-        fs::create_dir_all(dir)?;
-        let holder = image(upstream_image)
-            .with_network("none")
-            .with_label(LABEL, name)
-            .with_label(PID_LABEL, std::process::id().to_string())
-            .with_cmd(["sleep", "infinity"])
-            .with_startup_timeout(Duration::from_secs(30))
-            .start()
-            .await
-            .with_context(|| format!("{name}: the pod's holder container did not start"))?;
-        let mut pod = Pod {
-            name: name.to_owned(),
-            dir: dir.to_path_buf(),
-            sidecar: None,
-            others: Vec::new(),
-            holder,
-            upstream: None,
-            client_network: None,
-            client_hosts: None,
-            sidecar_exit_code: None,
-            grace_seconds: DEFAULT_GRACE_SECONDS,
-        };
+        let mut pod = Pod::start_holding(name, dir, upstream_image, "none").await?;
         let upstream = image(upstream_image)
             .with_wait_for(WaitFor::message_on_stdout(READY_LINE))
             .with_network(pod.network())

@@ -23,10 +23,7 @@ use testcontainers::core::{Mount, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::ImageExt;
 
-use super::{
-    image, read_only, run_to_completion, test_pki, upstream_args, Pod, DEFAULT_GRACE_SECONDS,
-    LABEL, PID_LABEL,
-};
+use super::{image, read_only, run_to_completion, test_pki, upstream_args, Pod, LABEL, PID_LABEL};
 use crate::clients::{Client, Setup, Side, TRUST_DIR_IN_CONTAINER};
 use crate::modes::Mode;
 use crate::planned::{planned_requests, APP_HOST, UPSTREAM_HOST};
@@ -100,28 +97,7 @@ impl Pod {
         holder_image: &str,
     ) -> anyhow::Result<Pod> {
         ensure_network()?;
-        fs::create_dir_all(dir)?;
-        let holder = image(holder_image)
-            .with_network(NETWORK)
-            .with_label(LABEL, name)
-            .with_label(PID_LABEL, std::process::id().to_string())
-            .with_cmd(["sleep", "infinity"])
-            .with_startup_timeout(Duration::from_secs(30))
-            .start()
-            .await
-            .with_context(|| format!("{name}: the pod's holder container did not start"))?;
-        Ok(Pod {
-            name: name.to_owned(),
-            dir: dir.to_path_buf(),
-            sidecar: None,
-            others: Vec::new(),
-            holder,
-            upstream: None,
-            client_network: None,
-            client_hosts: None,
-            sidecar_exit_code: None,
-            grace_seconds: DEFAULT_GRACE_SECONDS,
-        })
+        Pod::start_holding(name, dir, holder_image, NETWORK).await
     }
 
     /// The pod's address on the suite's network.

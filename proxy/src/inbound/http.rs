@@ -22,7 +22,6 @@ use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use super::AppConnector;
-use crate::budget::ConnectionBudget;
 use crate::connection::Connection;
 use crate::http::body::{text_response, ProxyBody};
 use crate::http::connection::{self, ServeOptions};
@@ -37,7 +36,6 @@ use crate::http::headers::{add_forwarded, remove_hop_by_hop};
 use crate::http::host_header::{self, HostSource};
 use crate::http::observed::ObservedExchange;
 use crate::http::upgrade;
-use crate::io::{BudgetedIo, PrefixedIo};
 use crate::log_escape::Escaped;
 use crate::net::Target;
 
@@ -118,23 +116,11 @@ impl ReverseHttp {
             connection::serve_opened(opened, options, shutdown, &context, handler).await;
             return;
         }
-        // What the connection holds for its caller (the head being read) is counted in the memory
-        // budget, and reading pauses while the budget is spent.
-        let account = Arc::new(ConnectionBudget::new(true));
-        let caller = BudgetedIo::new(
-            PrefixedIo::new(opened.prefix, opened.stream),
-            account.clone(),
-        );
-        let limits = engine::Limits {
-            handshake_timeout: options.handshake_timeout,
-            max_request_head: options.max_request_head,
-        };
         // The reverse listener's app takes CONNECT itself: no tunnel is ever handed back here.
-        let _no_tunnel = engine::serve(
-            caller,
-            account,
+        let _no_tunnel = engine::serve_opened(
+            opened,
+            options,
             engine::Destination::App(&self.engine_app),
-            limits,
             peer.ip(),
             &context,
             &shutdown,

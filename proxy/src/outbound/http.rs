@@ -23,7 +23,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
-use crate::budget::ConnectionBudget;
 use crate::connection::Connection;
 use crate::detect::H2_PREFACE;
 use crate::http::body::{text_response, ProxyBody};
@@ -155,22 +154,10 @@ impl ForwardHttp {
             refuse_h2_preface(&context);
             return;
         }
-        // What the connection holds for its client (the head being read) is counted in the memory budget,
-        // and reading pauses while the budget is spent.
-        let account = Arc::new(ConnectionBudget::new(true));
-        let caller = BudgetedIo::new(
-            PrefixedIo::new(opened.prefix, opened.stream),
-            account.clone(),
-        );
-        let limits = engine::Limits {
-            handshake_timeout: options.handshake_timeout,
-            max_request_head: options.max_request_head,
-        };
-        let granted = engine::serve(
-            caller,
-            account,
+        let granted = engine::serve_opened(
+            opened,
+            options,
             engine::Destination::Forward(&self.engine),
-            limits,
             peer.ip(),
             &context,
             &shutdown,

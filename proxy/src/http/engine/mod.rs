@@ -51,7 +51,8 @@ use tracing::{debug, warn};
 use crate::budget::ConnectionBudget;
 use crate::capture::{Route, StreamCapture};
 use crate::connection::Connection;
-use crate::io::Observer;
+use crate::http::connection::{Opened, ServeOptions};
+use crate::io::{BudgetedIo, Observer, PrefixedIo};
 use crate::log_escape::Escaped;
 use crate::metrics::DirectionLabels;
 use crate::net::{dial, DialError, Target};
@@ -116,7 +117,7 @@ pub struct App {
 
 /// What the listener allows a caller.
 #[derive(Clone, Copy, Debug)]
-pub struct Limits {
+struct Limits {
     /// How long a caller may take to send a request head (the first, and each one after an answer).
     pub handshake_timeout: Duration,
     pub max_request_head: usize,
@@ -126,11 +127,46 @@ pub struct Limits {
 /// (as hyper did); a longer one, or a chunked one, closes the connection instead.
 const MAX_SKIPPED_BODY: u64 = 64 * 1024;
 
+/// Serves an HTTP/1 connection whose first bytes [`crate::http::connection::open`] read, as both HTTP
+/// listeners do: what the connection holds for its caller (the head being read) is counted in the memory
+/// budget, and reading pauses while the budget is spent. See [`serve`] for what it returns.
+pub async fn serve_opened<S>(
+    opened: Opened<S>,
+    options: ServeOptions,
+    destination: Destination<'_>,
+    client: IpAddr,
+    context: &Connection,
+    shutdown: &CancellationToken,
+) -> Option<Tunnel<BudgetedIo<PrefixedIo<S>>>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let account = Arc::new(ConnectionBudget::new(true));
+    let caller = BudgetedIo::new(
+        PrefixedIo::new(opened.prefix, opened.stream),
+        account.clone(),
+    );
+    let limits = Limits {
+        handshake_timeout: options.handshake_timeout,
+        max_request_head: options.max_request_head,
+    };
+    serve(
+        caller,
+        account,
+        destination,
+        limits,
+        client,
+        context,
+        shutdown,
+    )
+    .await
+}
+
 /// Serves HTTP/1 requests from `caller` (the listener's socket, counted in `account`) until the caller is
 /// done, the connection fails, or shutdown ends it between requests; or, on the forward listener, until a
 /// CONNECT is granted: then the caller's connection is handed back with the tunnel's other end.
 #[allow(clippy::too_many_arguments)]
-pub async fn serve<C>(
+async fn serve<C>(
     caller: C,
     account: Arc<ConnectionBudget>,
     destination: Destination<'_>,
