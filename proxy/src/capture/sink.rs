@@ -58,11 +58,16 @@ pub struct SinkOptions {
 }
 
 enum Message {
+    Record(Makings),
+    /// Flush, deliver until the deadline, acknowledge, stop. Sent behind every record already queued.
+    Finish(std::sync::mpsc::Sender<()>, Instant),
+}
+
+/// One record as a relay hands it over.
+pub(crate) enum Makings {
     Record(Box<Record>),
     /// Raw material of a record, turned into one on the writer thread (see [`BuildRecord`]).
     Build(Box<dyn BuildRecord>),
-    /// Flush, deliver until the deadline, acknowledge, stop. Sent behind every record already queued.
-    Finish(std::sync::mpsc::Sender<()>, Instant),
 }
 
 /// What a relay hands over when turning what it saw into a record is too much work for the connection's
@@ -163,7 +168,7 @@ impl CaptureSink {
         let Some(inner) = &self.inner else { return };
         if inner
             .queue
-            .try_send(Message::Record(Box::new(record)))
+            .try_send(Message::Record(Makings::Record(Box::new(record))))
             .is_err()
         {
             inner.record_dropped();
@@ -174,7 +179,11 @@ impl CaptureSink {
     /// counted like a record when the queue is full.
     pub fn submit_to_build(&self, makings: Box<dyn BuildRecord>) {
         let Some(inner) = &self.inner else { return };
-        if inner.queue.try_send(Message::Build(makings)).is_err() {
+        if inner
+            .queue
+            .try_send(Message::Record(Makings::Build(makings)))
+            .is_err()
+        {
             inner.record_dropped();
         }
     }
@@ -244,16 +253,13 @@ fn write_records(
     metrics: &Metrics,
 ) {
     let mut line = Vec::with_capacity(4096);
-    let mut write = |record: &Record, outputs: &mut Vec<Box<dyn RecordOutput>>| {
+    let mut write = |makings: Makings, outputs: &mut Vec<Box<dyn RecordOutput>>| {
         line.clear();
-        if let Err(e) = serde_json::to_writer(&mut line, record) {
-            error!(error = %e, "cannot encode a capture record");
-            metrics.records_dropped.inc();
+        let Some(record) = encode(makings, &mut line, metrics) else {
             return;
-        }
-        line.push(b'\n');
+        };
         for output in outputs.iter_mut() {
-            output.write(record, &line);
+            output.write(&record, &line);
         }
     };
     let mut finished = None;
@@ -261,12 +267,7 @@ fn write_records(
         // Everything already queued is one batch, ended once.
         loop {
             match message {
-                Message::Record(record) => write(&record, &mut outputs),
-                Message::Build(makings) => {
-                    if let Some(record) = makings.build() {
-                        write(&record, &mut outputs);
-                    }
-                }
+                Message::Record(makings) => write(makings, &mut outputs),
                 Message::Finish(done, deadline) => {
                     finished = Some((done, deadline));
                     break 'batches;
@@ -295,4 +296,27 @@ fn write_records(
     if let Some((done, _)) = finished {
         let _ = done.send(());
     }
+}
+
+/// One record's JSON line (ending in `\n`) in `line`, and the record; `None` when there was nothing to
+/// record, or it could not be encoded (counted as dropped).
+fn encode(makings: Makings, line: &mut Vec<u8>, metrics: &Metrics) -> Option<Record> {
+    let record = match makings {
+        Makings::Record(record) => *record,
+        Makings::Build(makings) => makings.build()?,
+    };
+    if let Err(e) = serde_json::to_writer(&mut *line, &record) {
+        error!(error = %e, "cannot encode a capture record");
+        metrics.records_dropped.inc();
+        return None;
+    }
+    line.push(b'\n');
+    Some(record)
+}
+
+/// The line the writer writes for `makings`, or `None` when it writes none.
+#[cfg(test)]
+pub(crate) fn encode_line(makings: Makings) -> Option<Vec<u8>> {
+    let mut line = Vec::new();
+    encode(makings, &mut line, &Metrics::default()).map(|_| line)
 }

@@ -16,6 +16,8 @@
 mod exchange;
 mod h2;
 mod http1;
+#[cfg(test)]
+mod record_golden;
 mod recorder;
 
 use std::sync::Arc;
