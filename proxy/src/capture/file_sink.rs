@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use tracing::error;
 
 use super::jsonl_file::JsonlFile;
-use super::output::RecordOutput;
-use super::record::{Detail, Record};
+use super::output::{RecordKind, RecordOutput, WrittenRecord};
 use crate::metrics::{Metrics, RecordLabels};
 
 /// How often, at most, write failures are logged.
@@ -62,11 +61,11 @@ impl FileOutput {
 
 impl RecordOutput for FileOutput {
     /// Puts one record's line into the output's buffer (counted once flushed).
-    fn write(&mut self, record: &Record, line: &[u8]) {
+    fn write(&mut self, record: &WrittenRecord<'_>, line: &[u8]) {
         match self.output.write_line(line) {
-            Ok(()) => match record.detail {
-                Detail::Http(_) => self.unflushed.http += 1,
-                Detail::Stream(_) => self.unflushed.stream += 1,
+            Ok(()) => match record.kind {
+                RecordKind::Http => self.unflushed.http += 1,
+                RecordKind::Stream => self.unflushed.stream += 1,
             },
             Err(e) => {
                 self.metrics.records_dropped.inc();

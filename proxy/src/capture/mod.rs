@@ -14,10 +14,11 @@ pub mod har;
 pub mod http;
 pub(crate) mod jsonl_file;
 pub mod nats;
-mod output;
+pub(crate) mod output;
 pub mod probes;
 mod raw_head;
 pub mod record;
+pub mod record_view;
 mod settings;
 pub mod sink;
 pub mod stream;
@@ -31,7 +32,7 @@ pub use jsonl_file::Rotation;
 pub(crate) use record::next_record_id;
 pub use record::{Origin, Route};
 pub use settings::{CaptureSettings, DEFAULT_BODY_LIMIT, DEFAULT_REDACTED, REDACTED};
-pub use sink::{BuildRecord, CaptureSink, CaptureWriter, Destination, SinkOptions};
+pub use sink::{CaptureSink, CaptureWriter, Destination, EncodeRecord, SinkOptions};
 pub use stream::{StreamCapture, StreamEnd, StreamTap, TappedIo};
 
 /// What capture keeps for a connection: where its records go, and what they keep.

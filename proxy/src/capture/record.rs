@@ -19,7 +19,8 @@ pub use crate::tls_out::TlsSession;
 /// Written into every record so readers can tell formats apart.
 pub const SCHEMA: &str = "sidecar.capture/v1";
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Serialized through [`Record::view`] (`capture::record_view`), the way the writer encodes every record.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct Record {
     pub schema: String,
     /// Unique within one sidecar process, in the order records were started.
@@ -62,6 +63,12 @@ pub struct Record {
     pub duration_ms: f64,
     #[serde(flatten)]
     pub detail: Detail,
+}
+
+impl Serialize for Record {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.view().serialize(serializer)
+    }
 }
 
 impl Record {
@@ -172,8 +179,13 @@ pub(crate) fn next_record_id() -> u64 {
 /// than pod name and start time, because a restarted container keeps its pod name and clocks repeat;
 /// two runs share a prefix with odds of one in 2^32 only after 2^32 runs.
 pub fn record_uid(id: u64) -> String {
+    format!("{}-{id}", record_run())
+}
+
+/// The random part of this process's record uids (see [`record_uid`]).
+pub fn record_run() -> &'static str {
     static RUN: OnceLock<String> = OnceLock::new();
-    let run = RUN.get_or_init(|| {
+    RUN.get_or_init(|| {
         let mut bytes = [0u8; 8];
         // Without an entropy source the process cannot do TLS either; the clock is the last resort.
         if getrandom::getrandom(&mut bytes).is_err() {
@@ -184,8 +196,7 @@ pub fn record_uid(id: u64) -> String {
                 .to_be_bytes();
         }
         format!("{:016x}", u64::from_be_bytes(bytes))
-    });
-    format!("{run}-{id}")
+    })
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -308,14 +319,23 @@ impl Body {
 
 impl Serialize for Body {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use base64::display::Base64Display;
         use base64::engine::general_purpose::STANDARD;
-        use base64::Engine;
         use serde::ser::SerializeStruct;
+
+        /// The kept bytes in base64, encoded as they are written rather than into a string first.
+        struct Base64<'a>(&'a [u8]);
+        impl Serialize for Base64<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(&Base64Display::new(self.0, &STANDARD))
+            }
+        }
+
         let text = self.text();
         let mut body = serializer.serialize_struct("Body", 4 + usize::from(text.is_some()))?;
         body.serialize_field("size", &self.size)?;
         body.serialize_field("truncated", &self.truncated)?;
-        body.serialize_field("base64", &STANDARD.encode(&self.base64))?;
+        body.serialize_field("base64", &Base64(&self.base64))?;
         body.serialize_field("complete", &self.complete)?;
         if let Some(text) = text {
             body.serialize_field("text", text)?;

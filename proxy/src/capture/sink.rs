@@ -19,8 +19,8 @@ use tracing::{error, warn};
 use super::file_sink::{FileOutput, Output};
 use super::jsonl_file::{JsonlFile, Rotation};
 use super::nats::{NatsOutput, NatsSinkOptions};
-use super::output::RecordOutput;
-use super::record::Record;
+use super::output::{RecordKind, RecordOutput, WrittenRecord};
+use super::record::{Detail, Record};
 use crate::metrics::Metrics;
 
 /// How often, at most, a "records dropped" warning is logged.
@@ -66,15 +66,17 @@ enum Message {
 /// One record as a relay hands it over.
 pub(crate) enum Makings {
     Record(Box<Record>),
-    /// Raw material of a record, turned into one on the writer thread (see [`BuildRecord`]).
-    Build(Box<dyn BuildRecord>),
+    /// Raw material of a record, encoded on the writer thread (see [`EncodeRecord`]).
+    Encode(Box<dyn EncodeRecord>),
 }
 
 /// What a relay hands over when turning what it saw into a record is too much work for the connection's
-/// task (parsing heads again into named fields, redaction, URLs): the writer thread builds the record just
-/// before serializing it. `None` when there turned out to be nothing to record.
-pub trait BuildRecord: Send {
-    fn build(self: Box<Self>) -> Option<Record>;
+/// task (parsing heads again into named fields, redaction, URLs): the writer thread encodes the record
+/// straight from it, without building a [`Record`] first.
+pub trait EncodeRecord: Send {
+    /// Writes the record as JSON (without the line's `\n`) into `line`, and says what it was; `None`
+    /// when there turned out to be nothing to record.
+    fn encode(&self, line: &mut Vec<u8>) -> serde_json::Result<Option<WrittenRecord<'static>>>;
 }
 
 /// The relays' handle: cheap to clone, never blocks.
@@ -175,13 +177,13 @@ impl CaptureSink {
         }
     }
 
-    /// Hands the makings of a record to the writer, which builds it off the data path; dropped and
+    /// Hands the makings of a record to the writer, which encodes it off the data path; dropped and
     /// counted like a record when the queue is full.
-    pub fn submit_to_build(&self, makings: Box<dyn BuildRecord>) {
+    pub fn submit_to_encode(&self, makings: Box<dyn EncodeRecord>) {
         let Some(inner) = &self.inner else { return };
         if inner
             .queue
-            .try_send(Message::Record(Makings::Build(makings)))
+            .try_send(Message::Record(Makings::Encode(makings)))
             .is_err()
         {
             inner.record_dropped();
@@ -255,12 +257,11 @@ fn write_records(
     let mut line = Vec::with_capacity(4096);
     let mut write = |makings: Makings, outputs: &mut Vec<Box<dyn RecordOutput>>| {
         line.clear();
-        let Some(record) = encode(makings, &mut line, metrics) else {
-            return;
-        };
-        for output in outputs.iter_mut() {
-            output.write(&record, &line);
-        }
+        encode(makings, &mut line, metrics, |record, line| {
+            for output in outputs.iter_mut() {
+                output.write(record, line);
+            }
+        });
     };
     let mut finished = None;
     'batches: while let Some(mut message) = queue.blocking_recv() {
@@ -298,25 +299,47 @@ fn write_records(
     }
 }
 
-/// One record's JSON line (ending in `\n`) in `line`, and the record; `None` when there was nothing to
-/// record, or it could not be encoded (counted as dropped).
-fn encode(makings: Makings, line: &mut Vec<u8>, metrics: &Metrics) -> Option<Record> {
-    let record = match makings {
-        Makings::Record(record) => *record,
-        Makings::Build(makings) => makings.build()?,
+/// Encodes one record as its JSON line (ending in `\n`) into `line` and hands both to `deliver`; nothing
+/// when there was nothing to record, or it could not be encoded (counted as dropped).
+fn encode(
+    makings: Makings,
+    line: &mut Vec<u8>,
+    metrics: &Metrics,
+    deliver: impl FnOnce(&WrittenRecord<'_>, &[u8]),
+) {
+    let encoded = match &makings {
+        Makings::Record(record) => serde_json::to_writer(&mut *line, record).map(|()| {
+            Some(WrittenRecord {
+                kind: match record.detail {
+                    Detail::Http(_) => RecordKind::Http,
+                    Detail::Stream(_) => RecordKind::Stream,
+                },
+                id: record.id,
+                uid: &record.uid,
+            })
+        }),
+        Makings::Encode(makings) => makings.encode(line),
     };
-    if let Err(e) = serde_json::to_writer(&mut *line, &record) {
-        error!(error = %e, "cannot encode a capture record");
-        metrics.records_dropped.inc();
-        return None;
+    match encoded {
+        Ok(Some(record)) => {
+            line.push(b'\n');
+            deliver(&record, line);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            error!(error = %e, "cannot encode a capture record");
+            metrics.records_dropped.inc();
+        }
     }
-    line.push(b'\n');
-    Some(record)
 }
 
 /// The line the writer writes for `makings`, or `None` when it writes none.
 #[cfg(test)]
 pub(crate) fn encode_line(makings: Makings) -> Option<Vec<u8>> {
     let mut line = Vec::new();
-    encode(makings, &mut line, &Metrics::default()).map(|_| line)
+    let mut written = false;
+    encode(makings, &mut line, &Metrics::default(), |_, _| {
+        written = true
+    });
+    written.then_some(line)
 }

@@ -1,16 +1,19 @@
 //! One exchange as the tap saw it, in raw form (heads as bytes or as decoded HTTP/2 fields, bounded body
-//! copies), and how it becomes a `sidecar.capture/v1` record on the writer thread: the named fields, the
-//! URL and redaction are built there, never on the connection's task.
+//! copies), and how it is written as a `sidecar.capture/v1` record on the writer thread: the heads are
+//! parsed there, never on the connection's task, and the record is encoded straight from them (see
+//! [`crate::capture::record_view`]), without building a `Record` of owned strings first.
 
-use std::sync::Arc;
+use std::mem::MaybeUninit;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use crate::capture::record::{
-    Body, Detail, HttpExchange, HttpRequest, HttpResponse, Origin, Record, Route,
-};
-use crate::capture::{BuildRecord, CaptureSettings, REDACTED};
+use super::record_parts::{request_view, response_view, RawFields};
+use crate::capture::output::{RecordKind, WrittenRecord};
+use crate::capture::record::{Body, Origin, Route};
+use crate::capture::record_view::{DetailView, HttpView, RecordView, Start, Uid};
+use crate::capture::{CaptureSettings, EncodeRecord};
 
 /// Header fields an HTTP/1 request head may carry: more is refused (431) like a head over the size limit,
 /// as hyper refuses it on the HTTP listeners (its limit is 100 too).
@@ -59,6 +62,8 @@ pub struct TapOrigin {
     origin: Origin,
     route: Arc<Route>,
     pub settings: Arc<CaptureSettings>,
+    /// The client's address as records write it, spelled out once, by the first record's writer.
+    client: OnceLock<String>,
 }
 
 impl TapOrigin {
@@ -71,6 +76,7 @@ impl TapOrigin {
             origin,
             route,
             settings,
+            client: OnceLock::new(),
         })
     }
 
@@ -83,238 +89,73 @@ impl TapOrigin {
         }
     }
 
-    pub fn record(&self, id: u64, start: SystemTime, duration: Duration, detail: Detail) -> Record {
-        self.origin
-            .record(id, Route::clone(&self.route), (start, duration), detail)
+    /// Record `id`: the fields every record of the stream shares, filled in from the origin and route
+    /// (as [`Origin::record`] fills in an owned record's).
+    fn view<'a>(
+        &'a self,
+        id: u64,
+        start: SystemTime,
+        duration: Duration,
+        detail: DetailView<'a, RawFields<'a>>,
+    ) -> RecordView<'a, RawFields<'a>> {
+        RecordView {
+            id,
+            uid: Uid::Of(id),
+            connection: self.origin.connection,
+            direction: self.origin.direction,
+            proxy_type: self.origin.proxy_type,
+            protocol: self.origin.protocol,
+            transport: self.route.transport,
+            client: self.client.get_or_init(|| self.origin.client.to_string()),
+            target: &self.route.target,
+            delivered_to: self.route.delivered_to.as_deref(),
+            tls: self.route.tls.as_ref(),
+            caused_by: None,
+            start: Start::At(start),
+            duration_ms: duration.as_secs_f64() * 1000.0,
+            detail,
+        }
     }
 }
 
-impl BuildRecord for RawExchange {
-    fn build(self: Box<Self>) -> Option<Record> {
-        let RawExchange {
-            id,
-            caused_by,
+impl EncodeRecord for RawExchange {
+    fn encode(&self, line: &mut Vec<u8>) -> serde_json::Result<Option<WrittenRecord<'static>>> {
+        let origin = &*self.origin;
+        // The heads' fields are parsed into arrays on the stack; trailers, rare, into vectors.
+        let mut request_fields = [MaybeUninit::uninit(); MAX_FIELDS];
+        let mut request_trailers = Vec::new();
+        let Some(request) = request_view(
+            &self.request,
             origin,
-            start,
-            duration,
+            &mut request_fields,
+            &mut request_trailers,
+        ) else {
+            return Ok(None);
+        };
+        let mut response_fields = [MaybeUninit::uninit(); MAX_FIELDS];
+        let mut response_trailers = Vec::new();
+        let response = self.response.as_ref().and_then(|response| {
+            response_view(
+                response,
+                origin,
+                &mut response_fields,
+                &mut response_trailers,
+            )
+        });
+        let detail = DetailView::Http(HttpView {
             request,
             response,
-            error,
-            upgraded,
-        } = *self;
-        let request = build_request(request, &origin)?;
-        let response = response.and_then(|response| build_response(response, &origin));
-        let detail = Detail::Http(HttpExchange {
-            request,
-            response,
-            error,
-            upgraded,
+            error: self.error.as_deref(),
+            upgraded: self.upgraded.as_deref(),
             mock: None,
         });
-        let mut record = origin.record(id, start, duration, detail);
-        record.caused_by = caused_by.map(crate::capture::record::record_uid);
-        Some(record)
-    }
-}
-
-fn build_request(message: RawMessage, origin: &TapOrigin) -> Option<HttpRequest> {
-    let (method, url, version, headers) = match &message.head {
-        RawHead::Http1(head) => {
-            let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-            let mut parsed = httparse::Request::new(&mut fields);
-            parsed.parse(head).ok()?;
-            let headers = named_fields(
-                parsed.headers.iter().map(|h| (h.name.as_bytes(), h.value)),
-                origin,
-            );
-            let host = parsed
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("host"))
-                .map(|h| String::from_utf8_lossy(h.value).into_owned());
-            let url = http1_url(origin.scheme(), parsed.path?, host.as_deref());
-            (
-                parsed.method?.to_owned(),
-                url,
-                http1_version(parsed.version?),
-                headers,
-            )
-        }
-        RawHead::H2(fields) => {
-            let pseudo = |name: &str| {
-                fields
-                    .iter()
-                    .find(|(n, _)| &n[..] == name.as_bytes())
-                    .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-            };
-            let authority = pseudo(":authority").or_else(|| pseudo("host"));
-            let url = h2_url(
-                origin.scheme(),
-                authority.as_deref().unwrap_or(""),
-                pseudo(":path").as_deref(),
-            );
-            let headers = named_fields(regular(fields), origin);
-            (
-                pseudo(":method").unwrap_or_default(),
-                url,
-                "HTTP/2.0".to_owned(),
-                headers,
-            )
-        }
-    };
-    Some(HttpRequest {
-        method,
-        url,
-        version,
-        headers,
-        body: message.body,
-        trailers: trailers(message.trailers, origin),
-    })
-}
-
-fn build_response(message: RawMessage, origin: &TapOrigin) -> Option<HttpResponse> {
-    let (status, version, headers) = match &message.head {
-        RawHead::Http1(head) => {
-            let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-            let mut parsed = httparse::Response::new(&mut fields);
-            parsed.parse(head).ok()?;
-            let headers = named_fields(
-                parsed.headers.iter().map(|h| (h.name.as_bytes(), h.value)),
-                origin,
-            );
-            (parsed.code?, http1_version(parsed.version?), headers)
-        }
-        RawHead::H2(fields) => {
-            let status = fields
-                .iter()
-                .find(|(n, _)| &n[..] == b":status")
-                .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())?;
-            (
-                status,
-                "HTTP/2.0".to_owned(),
-                named_fields(regular(fields), origin),
-            )
-        }
-    };
-    Some(HttpResponse {
-        status,
-        version,
-        headers,
-        body: message.body,
-        trailers: trailers(message.trailers, origin),
-    })
-}
-
-fn trailers(raw: RawTrailers, origin: &TapOrigin) -> Vec<(String, String)> {
-    match raw {
-        RawTrailers::None => Vec::new(),
-        RawTrailers::Http1(section) => {
-            let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-            match httparse::parse_headers(&section, &mut fields) {
-                Ok(httparse::Status::Complete((_, parsed))) => {
-                    named_fields(parsed.iter().map(|h| (h.name.as_bytes(), h.value)), origin)
-                }
-                _ => Vec::new(),
-            }
-        }
-        RawTrailers::H2(fields) => named_fields(regular(&fields), origin),
-    }
-}
-
-/// HTTP/2 fields without the pseudo-fields, which the record shows as method, URL and status instead.
-fn regular(fields: &[(Bytes, Bytes)]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    fields
-        .iter()
-        .filter(|(name, _)| !name.starts_with(b":"))
-        .map(|(name, value)| (&name[..], &value[..]))
-}
-
-/// `[name, value]` pairs in wire order, names in lower case, redacted values replaced.
-fn named_fields<'a>(
-    fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
-    origin: &TapOrigin,
-) -> Vec<(String, String)> {
-    fields
-        .map(|(name, value)| {
-            let name = String::from_utf8_lossy(name).to_ascii_lowercase();
-            let value = if origin
-                .settings
-                .redacted_headers
-                .iter()
-                .any(|redacted| redacted.as_str() == name)
-            {
-                REDACTED.to_owned()
-            } else {
-                String::from_utf8_lossy(value).into_owned()
-            };
-            (name, value)
-        })
-        .collect()
-}
-
-fn http1_version(minor: u8) -> String {
-    format!("HTTP/1.{minor}")
-}
-
-/// The request's URL in absolute form. An absolute-form target is rebuilt from its parts, so that
-/// `user:password@` never reaches a record; an origin-form one is joined to the Host field; an
-/// authority-form one (CONNECT) names the host with the path `/`.
-fn http1_url(scheme: &str, target: &str, host: Option<&str>) -> String {
-    if let Ok(uri) = target.parse::<http::Uri>() {
-        if let (Some(target_scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
-            let scheme = if scheme == "https" {
-                scheme
-            } else {
-                target_scheme
-            };
-            let port = authority
-                .port()
-                .map(|p| format!(":{p}"))
-                .unwrap_or_default();
-            let path = uri.path_and_query().map_or("/", |p| p.as_str());
-            return format!("{scheme}://{}{port}{path}", authority.host());
-        }
-        if uri.path_and_query().is_none() {
-            let host = host.unwrap_or(target);
-            return format!("{scheme}://{host}/");
-        }
-    }
-    format!("{scheme}://{}{target}", host.unwrap_or(""))
-}
-
-fn h2_url(scheme: &str, authority: &str, path: Option<&str>) -> String {
-    // userinfo is deprecated in :authority, and never belongs in a record.
-    let authority = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    format!("{scheme}://{authority}{}", path.unwrap_or("/"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_absolute_and_carry_no_credentials() {
-        assert_eq!(
-            http1_url("http", "/a?b=1", Some("api.test:8080")),
-            "http://api.test:8080/a?b=1"
-        );
-        assert_eq!(
-            http1_url("http", "http://user:pw@api.test:81/x", Some("other")),
-            "http://api.test:81/x"
-        );
-        assert_eq!(
-            http1_url("https", "/x", Some("api.test")),
-            "https://api.test/x"
-        );
-        assert_eq!(
-            http1_url("http", "db.test:5432", Some("db.test:5432")),
-            "http://db.test:5432/"
-        );
-        assert_eq!(
-            h2_url("http", "u:p@grpc.test:50051", Some("/pkg.Svc/Call")),
-            "http://grpc.test:50051/pkg.Svc/Call"
-        );
+        let mut record = origin.view(self.id, self.start, self.duration, detail);
+        record.caused_by = self.caused_by.map(Uid::Of);
+        serde_json::to_writer(line, &record)?;
+        Ok(Some(WrittenRecord {
+            kind: RecordKind::Http,
+            id: self.id,
+            uid: "",
+        }))
     }
 }

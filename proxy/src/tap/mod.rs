@@ -18,6 +18,7 @@ mod h2;
 mod http1;
 #[cfg(test)]
 mod record_golden;
+mod record_parts;
 mod recorder;
 
 use std::sync::Arc;

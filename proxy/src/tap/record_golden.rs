@@ -278,7 +278,7 @@ fn whole_records() -> Vec<Record> {
             (at(id as usize), Duration::from_nanos(300_000_001)),
             detail,
         );
-        record.caused_by = (id % 2 == 0).then(|| record_uid(id - 1));
+        record.caused_by = id.is_multiple_of(2).then(|| record_uid(id - 1));
         record
     };
     let stream = |end: &str, error: Option<&str>, payload: Option<StreamPayload>| {
@@ -364,9 +364,9 @@ fn encoded() -> String {
             error: exchange.error.map(Into::into),
             upgraded: exchange.upgraded.map(Into::into),
         };
-        push(encode_line(crate::capture::sink::Makings::Build(Box::new(
-            raw,
-        ))));
+        push(encode_line(crate::capture::sink::Makings::Encode(
+            Box::new(raw),
+        )));
     }
     for record in whole_records() {
         push(encode_line(crate::capture::sink::Makings::Record(

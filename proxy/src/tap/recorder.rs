@@ -91,7 +91,7 @@ impl Recorder {
                 .inc();
             return;
         }
-        self.capture.sink.submit_to_build(Box::new(RawExchange {
+        self.capture.sink.submit_to_encode(Box::new(RawExchange {
             id: started.id,
             caused_by: started.link.caused_by,
             origin: self.origin.clone(),

@@ -25,8 +25,7 @@ use tracing::{error, warn};
 pub use address::NatsAddress;
 pub use connect::NatsAccess;
 
-use super::output::RecordOutput;
-use super::record::Record;
+use super::output::{RecordOutput, WrittenRecord};
 use crate::metrics::Metrics;
 use spool::{Appended, Flushed, SpoolWriter};
 
@@ -140,16 +139,6 @@ impl NatsOutput {
     }
 }
 
-/// A record's message id: its uid, unique across runs and pods, so JetStream can drop a copy sent again.
-fn message_id(record: &Record) -> std::borrow::Cow<'_, str> {
-    if record.uid.is_empty() {
-        // Every record the sidecar makes has one; a record built without (an embedder's) gets this run's.
-        std::borrow::Cow::Owned(crate::capture::record::record_uid(record.id))
-    } else {
-        std::borrow::Cow::Borrowed(&record.uid)
-    }
-}
-
 impl NatsOutput {
     /// Counts a written batch's frames as spooled or dropped, each exactly once.
     fn count(metrics: &Metrics, drops: &mut DropLog, flushed: Flushed) {
@@ -174,8 +163,8 @@ impl NatsOutput {
 }
 
 impl RecordOutput for NatsOutput {
-    fn write(&mut self, record: &Record, line: &[u8]) {
-        match self.spool.append(&message_id(record), line) {
+    fn write(&mut self, record: &WrittenRecord<'_>, line: &[u8]) {
+        match self.spool.append(&record.uid(), line) {
             Appended::Batched => {
                 if self.spool.wants_flush() {
                     self.flush();
