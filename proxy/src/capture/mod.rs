@@ -19,6 +19,7 @@ pub mod probes;
 mod raw_head;
 pub mod record;
 pub mod record_view;
+mod rfc3339;
 mod settings;
 pub mod sink;
 pub mod stream;

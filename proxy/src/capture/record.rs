@@ -321,13 +321,22 @@ impl Serialize for Body {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use base64::display::Base64Display;
         use base64::engine::general_purpose::STANDARD;
+        use base64::Engine;
         use serde::ser::SerializeStruct;
 
         /// The kept bytes in base64, encoded as they are written rather than into a string first.
         struct Base64<'a>(&'a [u8]);
         impl Serialize for Base64<'_> {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_str(&Base64Display::new(self.0, &STANDARD))
+                // A small body on the stack, written in one piece; a large one in chunks.
+                let mut text = [0u8; 1024];
+                match STANDARD.encode_slice(self.0, &mut text) {
+                    Ok(length) => match std::str::from_utf8(&text[..length]) {
+                        Ok(text) => serializer.serialize_str(text),
+                        Err(_) => serializer.collect_str(&Base64Display::new(self.0, &STANDARD)),
+                    },
+                    Err(_) => serializer.collect_str(&Base64Display::new(self.0, &STANDARD)),
+                }
             }
         }
 

@@ -22,8 +22,28 @@ pub trait FieldList: Serialize {
 }
 
 pub struct RecordView<'a, F> {
+    pub head: HeadView<'a>,
+    pub shared: SharedView<'a>,
+    pub rest: RestView<'a, F>,
+}
+
+/// The fields before the shared ones: `schema` (always [`super::record::SCHEMA`]), `id`, `uid`.
+pub struct HeadView<'a> {
     pub id: u64,
     pub uid: Uid<'a>,
+}
+
+/// The fields after the shared ones.
+pub struct RestView<'a, F> {
+    pub caused_by: Option<Uid<'a>>,
+    pub start: Start<'a>,
+    pub duration_ms: f64,
+    pub detail: DetailView<'a, F>,
+}
+
+/// The fields between `uid` and `caused_by`: the same in every record of one connection and route, so
+/// the tap encodes them once per stream (see [`write_with_shared`]).
+pub struct SharedView<'a> {
     pub connection: u64,
     pub direction: &'a str,
     pub proxy_type: &'a str,
@@ -33,10 +53,6 @@ pub struct RecordView<'a, F> {
     pub target: &'a str,
     pub delivered_to: Option<&'a str>,
     pub tls: Option<&'a TlsSession>,
-    pub caused_by: Option<Uid<'a>>,
-    pub start: Start<'a>,
-    pub duration_ms: f64,
-    pub detail: DetailView<'a, F>,
 }
 
 /// A record's `uid` (or a `caused_by`): as written, or that of this process's record `id`, spelled out
@@ -99,24 +115,45 @@ pub enum Url<'a> {
 impl<F: FieldList> Serialize for RecordView<'_, F> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut record = serializer.serialize_struct("Record", 24)?;
+        self.head.fields(&mut record)?;
+        self.shared.fields(&mut record)?;
+        self.rest.fields(&mut record)?;
+        record.end()
+    }
+}
+
+/// A record's JSON into `line`, as [`RecordView`] writes it, with the shared fields as
+/// [`SharedView::encode`] encoded them rather than encoded again.
+pub fn write_with_shared<F: FieldList>(
+    line: &mut Vec<u8>,
+    head: &HeadView<'_>,
+    shared: &[u8],
+    rest: &RestView<'_, F>,
+) -> serde_json::Result<()> {
+    // `{"schema":...,"uid":...}`, its `}` replaced by a comma...
+    serde_json::to_writer(&mut *line, &Part(head))?;
+    line.pop();
+    line.push(b',');
+    // ...the shared fields, ending in a comma...
+    line.extend_from_slice(shared);
+    // ...and the rest, continuing the object the head opened.
+    let mut continuing = serde_json::Serializer::with_formatter(&mut *line, Continuing::default());
+    Part(rest).serialize(&mut continuing)
+}
+
+impl RecordPart for HeadView<'_> {
+    fn fields<S: SerializeStruct>(&self, record: &mut S) -> Result<(), S::Error> {
         record.serialize_field("schema", super::record::SCHEMA)?;
         record.serialize_field("id", &self.id)?;
         if !self.uid.is_empty() {
             record.serialize_field("uid", &self.uid)?;
         }
-        record.serialize_field("connection", &self.connection)?;
-        record.serialize_field("direction", self.direction)?;
-        record.serialize_field("proxy_type", self.proxy_type)?;
-        record.serialize_field("protocol", self.protocol)?;
-        record.serialize_field("transport", self.transport)?;
-        record.serialize_field("client", self.client)?;
-        record.serialize_field("target", self.target)?;
-        if let Some(delivered_to) = self.delivered_to {
-            record.serialize_field("delivered_to", delivered_to)?;
-        }
-        if let Some(tls) = self.tls {
-            record.serialize_field("tls", tls)?;
-        }
+        Ok(())
+    }
+}
+
+impl<F: FieldList> RecordPart for RestView<'_, F> {
+    fn fields<S: SerializeStruct>(&self, record: &mut S) -> Result<(), S::Error> {
         if let Some(caused_by) = &self.caused_by {
             record.serialize_field("caused_by", caused_by)?;
         }
@@ -156,7 +193,74 @@ impl<F: FieldList> Serialize for RecordView<'_, F> {
                 }
             }
         }
-        record.end()
+        Ok(())
+    }
+}
+
+impl SharedView<'_> {
+    /// The shared fields as [`RecordView::write_with_shared`] takes them: `"connection":...,` up to and
+    /// including the comma after the last one.
+    pub fn encode(&self) -> serde_json::Result<Vec<u8>> {
+        let mut encoded = serde_json::to_vec(&Part(self))?;
+        // `{...}` to `...,`
+        encoded.remove(0);
+        encoded.pop();
+        encoded.push(b',');
+        Ok(encoded)
+    }
+}
+
+impl RecordPart for SharedView<'_> {
+    fn fields<S: SerializeStruct>(&self, record: &mut S) -> Result<(), S::Error> {
+        record.serialize_field("connection", &self.connection)?;
+        record.serialize_field("direction", self.direction)?;
+        record.serialize_field("proxy_type", self.proxy_type)?;
+        record.serialize_field("protocol", self.protocol)?;
+        record.serialize_field("transport", self.transport)?;
+        record.serialize_field("client", self.client)?;
+        record.serialize_field("target", self.target)?;
+        if let Some(delivered_to) = self.delivered_to {
+            record.serialize_field("delivered_to", delivered_to)?;
+        }
+        if let Some(tls) = self.tls {
+            record.serialize_field("tls", tls)?;
+        }
+        Ok(())
+    }
+}
+
+/// Some of a record's fields, written as an object of their own.
+struct Part<'r, T>(&'r T);
+
+/// The parts of a record: each writes its fields into the record's object.
+trait RecordPart {
+    fn fields<S: SerializeStruct>(&self, record: &mut S) -> Result<(), S::Error>;
+}
+
+impl<T: RecordPart> Serialize for Part<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Any length but 0, which serde_json takes for an empty object.
+        let mut part = serializer.serialize_struct("Record", 1)?;
+        self.0.fields(&mut part)?;
+        part.end()
+    }
+}
+
+/// serde_json's compact output, except that the outermost object's `{` is not written: the object
+/// continues one whose fields are already in the line.
+#[derive(Default)]
+struct Continuing {
+    begun: bool,
+}
+
+impl serde_json::ser::Formatter for Continuing {
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        if self.begun {
+            writer.write_all(b"{")
+        } else {
+            self.begun = true;
+            Ok(())
+        }
     }
 }
 
@@ -170,16 +274,55 @@ impl Serialize for Uid<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
             Uid::Text(text) => serializer.serialize_str(text),
-            Uid::Of(id) => serializer.collect_str(&format_args!("{}-{id}", record_run())),
+            Uid::Of(id) => {
+                let mut text = [0u8; UID_CAPACITY];
+                match uid_of(*id, &mut text) {
+                    Some(uid) => serializer.serialize_str(uid),
+                    None => serializer.collect_str(&format_args!("{}-{id}", record_run())),
+                }
+            }
         }
     }
+}
+
+/// Room for a uid: the run (16 hex digits), `-`, and up to 20 digits of id.
+const UID_CAPACITY: usize = 40;
+
+/// This process's uid of record `id` spelled out in `text` (as [`super::record::record_uid`] spells
+/// it), without going through `fmt`.
+fn uid_of(id: u64, text: &mut [u8; UID_CAPACITY]) -> Option<&str> {
+    let run = record_run().as_bytes();
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut rest = id;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let digits = &digits[start..];
+    let length = run.len() + 1 + digits.len();
+    let uid = text.get_mut(..length)?;
+    uid[..run.len()].copy_from_slice(run);
+    uid[run.len()] = b'-';
+    uid[run.len() + 1..].copy_from_slice(digits);
+    std::str::from_utf8(uid).ok()
 }
 
 impl Serialize for Start<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
             Start::Text(text) => serializer.serialize_str(text),
-            Start::At(at) => serializer.collect_str(&humantime::format_rfc3339_micros(*at)),
+            Start::At(at) => {
+                let mut text = [0u8; super::rfc3339::LENGTH];
+                match super::rfc3339::micros(*at, &mut text) {
+                    Some(start) => serializer.serialize_str(start),
+                    None => serializer.collect_str(&humantime::format_rfc3339_micros(*at)),
+                }
+            }
         }
     }
 }
@@ -222,7 +365,26 @@ impl Serialize for Url<'_> {
             Url::Text(text) => serializer.serialize_str(text),
             Url::Owned(text) => serializer.serialize_str(text),
             Url::Joined { scheme, host, path } => {
-                serializer.collect_str(&format_args!("{scheme}://{host}{path}"))
+                // Joined on the stack when it fits (nearly always), so it is written in one piece.
+                let mut text = [0u8; 512];
+                let pieces = [scheme.as_bytes(), b"://", host.as_bytes(), path.as_bytes()];
+                let length: usize = pieces.iter().map(|piece| piece.len()).sum();
+                match text.get_mut(..length) {
+                    Some(joined) => {
+                        let mut at = 0;
+                        for piece in pieces {
+                            joined[at..at + piece.len()].copy_from_slice(piece);
+                            at += piece.len();
+                        }
+                        match std::str::from_utf8(joined) {
+                            Ok(url) => serializer.serialize_str(url),
+                            Err(_) => {
+                                serializer.collect_str(&format_args!("{scheme}://{host}{path}"))
+                            }
+                        }
+                    }
+                    None => serializer.collect_str(&format_args!("{scheme}://{host}{path}")),
+                }
             }
         }
     }
@@ -263,43 +425,73 @@ impl Record {
     /// The record as the writer encodes it.
     pub fn view(&self) -> RecordView<'_, OwnedFields<'_>> {
         RecordView {
-            id: self.id,
-            uid: Uid::Text(&self.uid),
-            connection: self.connection,
-            direction: &self.direction,
-            proxy_type: &self.proxy_type,
-            protocol: &self.protocol,
-            transport: &self.transport,
-            client: &self.client,
-            target: &self.target,
-            delivered_to: self.delivered_to.as_deref(),
-            tls: self.tls.as_ref(),
-            caused_by: self.caused_by.as_deref().map(Uid::Text),
-            start: Start::Text(&self.start),
-            duration_ms: self.duration_ms,
-            detail: match &self.detail {
-                super::record::Detail::Http(http) => DetailView::Http(HttpView {
-                    request: RequestView {
-                        method: Cow::Borrowed(&http.request.method),
-                        url: Url::Text(&http.request.url),
-                        version: Cow::Borrowed(&http.request.version),
-                        headers: OwnedFields(&http.request.headers),
-                        body: &http.request.body,
-                        trailers: OwnedFields(&http.request.trailers),
-                    },
-                    response: http.response.as_ref().map(|response| ResponseView {
-                        status: response.status,
-                        version: Cow::Borrowed(&response.version),
-                        headers: OwnedFields(&response.headers),
-                        body: &response.body,
-                        trailers: OwnedFields(&response.trailers),
-                    }),
-                    error: http.error.as_deref(),
-                    upgraded: http.upgraded.as_deref(),
-                    mock: http.mock.as_deref(),
-                }),
-                super::record::Detail::Stream(stream) => DetailView::Stream(stream),
+            head: HeadView {
+                id: self.id,
+                uid: Uid::Text(&self.uid),
             },
+            shared: SharedView {
+                connection: self.connection,
+                direction: &self.direction,
+                proxy_type: &self.proxy_type,
+                protocol: &self.protocol,
+                transport: &self.transport,
+                client: &self.client,
+                target: &self.target,
+                delivered_to: self.delivered_to.as_deref(),
+                tls: self.tls.as_ref(),
+            },
+            rest: RestView {
+                caused_by: self.caused_by.as_deref().map(Uid::Text),
+                start: Start::Text(&self.start),
+                duration_ms: self.duration_ms,
+                detail: match &self.detail {
+                    super::record::Detail::Http(http) => DetailView::Http(HttpView {
+                        request: RequestView {
+                            method: Cow::Borrowed(&http.request.method),
+                            url: Url::Text(&http.request.url),
+                            version: Cow::Borrowed(&http.request.version),
+                            headers: OwnedFields(&http.request.headers),
+                            body: &http.request.body,
+                            trailers: OwnedFields(&http.request.trailers),
+                        },
+                        response: http.response.as_ref().map(|response| ResponseView {
+                            status: response.status,
+                            version: Cow::Borrowed(&response.version),
+                            headers: OwnedFields(&response.headers),
+                            body: &response.body,
+                            trailers: OwnedFields(&response.trailers),
+                        }),
+                        error: http.error.as_deref(),
+                        upgraded: http.upgraded.as_deref(),
+                        mock: http.mock.as_deref(),
+                    }),
+                    super::record::Detail::Stream(stream) => DetailView::Stream(stream),
+                },
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::record::record_uid;
+
+    #[test]
+    fn uids_are_spelled_as_record_uid_spells_them() {
+        for id in [
+            0,
+            1,
+            9,
+            10,
+            99,
+            12_345,
+            u64::from(u32::MAX),
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            let mut text = [0u8; UID_CAPACITY];
+            assert_eq!(uid_of(id, &mut text), Some(record_uid(id).as_str()));
         }
     }
 }

@@ -9,10 +9,12 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use super::record_parts::{request_view, response_view, RawFields};
+use super::record_parts::{request_view, response_view};
 use crate::capture::output::{RecordKind, WrittenRecord};
 use crate::capture::record::{Body, Origin, Route};
-use crate::capture::record_view::{DetailView, HttpView, RecordView, Start, Uid};
+use crate::capture::record_view::{
+    write_with_shared, DetailView, HeadView, HttpView, RestView, SharedView, Start, Uid,
+};
 use crate::capture::{CaptureSettings, EncodeRecord};
 
 /// Header fields an HTTP/1 request head may carry: more is refused (431) like a head over the size limit,
@@ -62,8 +64,9 @@ pub struct TapOrigin {
     origin: Origin,
     route: Arc<Route>,
     pub settings: Arc<CaptureSettings>,
-    /// The client's address as records write it, spelled out once, by the first record's writer.
-    client: OnceLock<String>,
+    /// The fields all its records share, encoded once, by the first record's writer (see
+    /// [`SharedView`]); `None` if they could not be.
+    shared: OnceLock<Option<Vec<u8>>>,
 }
 
 impl TapOrigin {
@@ -76,7 +79,7 @@ impl TapOrigin {
             origin,
             route,
             settings,
-            client: OnceLock::new(),
+            shared: OnceLock::new(),
         })
     }
 
@@ -89,32 +92,27 @@ impl TapOrigin {
         }
     }
 
-    /// Record `id`: the fields every record of the stream shares, filled in from the origin and route
-    /// (as [`Origin::record`] fills in an owned record's).
-    fn view<'a>(
-        &'a self,
-        id: u64,
-        start: SystemTime,
-        duration: Duration,
-        detail: DetailView<'a, RawFields<'a>>,
-    ) -> RecordView<'a, RawFields<'a>> {
-        RecordView {
-            id,
-            uid: Uid::Of(id),
-            connection: self.origin.connection,
-            direction: self.origin.direction,
-            proxy_type: self.origin.proxy_type,
-            protocol: self.origin.protocol,
-            transport: self.route.transport,
-            client: self.client.get_or_init(|| self.origin.client.to_string()),
-            target: &self.route.target,
-            delivered_to: self.route.delivered_to.as_deref(),
-            tls: self.route.tls.as_ref(),
-            caused_by: None,
-            start: Start::At(start),
-            duration_ms: duration.as_secs_f64() * 1000.0,
-            detail,
-        }
+    /// The fields all records of the stream share, encoded.
+    fn shared(&self) -> serde_json::Result<&[u8]> {
+        let shared = self.shared.get_or_init(|| {
+            let client = self.origin.client.to_string();
+            SharedView {
+                connection: self.origin.connection,
+                direction: self.origin.direction,
+                proxy_type: self.origin.proxy_type,
+                protocol: self.origin.protocol,
+                transport: self.route.transport,
+                client: &client,
+                target: &self.route.target,
+                delivered_to: self.route.delivered_to.as_deref(),
+                tls: self.route.tls.as_ref(),
+            }
+            .encode()
+            .ok()
+        });
+        shared.as_deref().ok_or_else(|| {
+            serde::ser::Error::custom("the fields shared by a stream's records cannot be encoded")
+        })
     }
 }
 
@@ -149,9 +147,19 @@ impl EncodeRecord for RawExchange {
             upgraded: self.upgraded.as_deref(),
             mock: None,
         });
-        let mut record = origin.view(self.id, self.start, self.duration, detail);
-        record.caused_by = self.caused_by.map(Uid::Of);
-        serde_json::to_writer(line, &record)?;
+        let shared = origin.shared()?;
+        let head = HeadView {
+            id: self.id,
+            uid: Uid::Of(self.id),
+        };
+        let rest = RestView {
+            caused_by: self.caused_by.map(Uid::Of),
+            start: Start::At(self.start),
+            // As `Origin::record` computes an owned record's.
+            duration_ms: self.duration.as_secs_f64() * 1000.0,
+            detail,
+        };
+        write_with_shared(line, &head, shared, &rest)?;
         Ok(Some(WrittenRecord {
             kind: RecordKind::Http,
             id: self.id,

@@ -62,7 +62,7 @@ pub fn request_view<'a>(
             };
             let authority = pseudo(":authority").or_else(|| pseudo("host"));
             let url = h2_url(origin.scheme(), authority.unwrap_or(b""), pseudo(":path"));
-            let method = pseudo(":method").map_or(Cow::Borrowed(""), String::from_utf8_lossy);
+            let method = pseudo(":method").map_or(Cow::Borrowed(""), lossy);
             (method, url, Cow::Borrowed("HTTP/2.0"), Fields::H2(all))
         }
     };
@@ -148,12 +148,13 @@ impl Serialize for RawFields<'_> {
         match self.fields {
             Fields::Http1(fields) => {
                 for field in fields {
-                    list.serialize_element(&self.pair(field.name.as_bytes(), field.value))?;
+                    // httparse takes only token characters in a name: always text.
+                    list.serialize_element(&self.pair(Cow::Borrowed(field.name), field.value))?;
                 }
             }
             Fields::H2(fields) => {
                 for (name, value) in regular(fields) {
-                    list.serialize_element(&self.pair(name, value))?;
+                    list.serialize_element(&self.pair(lossy(name), value))?;
                 }
             }
         }
@@ -172,8 +173,7 @@ impl FieldList for RawFields<'_> {
 
 impl<'a> RawFields<'a> {
     /// `[name, value]`: the name in lower case, the value replaced when the name is redacted.
-    fn pair(&self, name: &'a [u8], value: &'a [u8]) -> Pair<LowerCase<'a>, Cow<'a, str>> {
-        let name = String::from_utf8_lossy(name);
+    fn pair(&self, name: Cow<'a, str>, value: &'a [u8]) -> Pair<LowerCase<'a>, Cow<'a, str>> {
         // Redacted names are header names, always lower case: comparing without case is comparing
         // with the lowered name.
         let value = if self
@@ -183,9 +183,18 @@ impl<'a> RawFields<'a> {
         {
             Cow::Borrowed(REDACTED)
         } else {
-            String::from_utf8_lossy(value)
+            lossy(value)
         };
         Pair(LowerCase(name), value)
+    }
+}
+
+/// `bytes` as text, as `String::from_utf8_lossy` reads them, checked with the standard library's faster
+/// check first (nearly every head is text).
+fn lossy(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 
@@ -234,7 +243,7 @@ fn http1_version(minor: u8) -> Cow<'static, str> {
 /// `user:password@` never reaches a record; an origin-form one is joined to the Host field; an
 /// authority-form one (CONNECT) names the host with the path `/`.
 fn http1_url<'a>(scheme: &'a str, target: &'a str, host: Option<&'a [u8]>) -> Url<'a> {
-    let host = host.map(String::from_utf8_lossy);
+    let host = host.map(lossy);
     // Origin form, the common case: `http::Uri` takes a target starting with `/` as a path whether or not
     // it parses, so it would be joined to the host below either way.
     if target.starts_with('/') {
@@ -280,8 +289,8 @@ fn other_http1_url(scheme: &str, target: &str, host: Option<&str>) -> String {
 }
 
 fn h2_url<'a>(scheme: &'a str, authority: &'a [u8], path: Option<&'a [u8]>) -> Url<'a> {
-    let path = path.map_or(Cow::Borrowed("/"), String::from_utf8_lossy);
-    let authority = String::from_utf8_lossy(authority);
+    let path = path.map_or(Cow::Borrowed("/"), lossy);
+    let authority = lossy(authority);
     match (authority, path) {
         (Cow::Borrowed(authority), Cow::Borrowed(path)) => Url::Joined {
             scheme,
