@@ -1,21 +1,15 @@
 //! One exchange as the tap saw it, in raw form (heads as bytes or as decoded HTTP/2 fields, bounded body
-//! copies), and how it is written as a `sidecar.capture/v1` record on the writer thread: the heads are
-//! parsed there, never on the connection's task, and the record is encoded straight from them (see
-//! [`crate::capture::record_view`]), without building a `Record` of owned strings first.
+//! copies), and what every record of its stream shares. It is written as a record on the writer thread
+//! (`tap::encode`), never on the connection's task.
 
-use std::mem::MaybeUninit;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use super::record_parts::{request_view, response_view};
-use crate::capture::output::{RecordKind, WrittenRecord};
 use crate::capture::record::{Body, Origin, Route};
-use crate::capture::record_view::{
-    write_with_shared, DetailView, HeadView, HttpView, RestView, SharedView, Start, Uid,
-};
-use crate::capture::{CaptureSettings, EncodeRecord};
+use crate::capture::record_view::SharedView;
+use crate::capture::CaptureSettings;
 
 /// Header fields an HTTP/1 request head may carry: more is refused (431) like a head over the size limit,
 /// as hyper refuses it on the HTTP listeners (its limit is 100 too).
@@ -93,7 +87,7 @@ impl TapOrigin {
     }
 
     /// The fields all records of the stream share, encoded.
-    fn shared(&self) -> serde_json::Result<&[u8]> {
+    pub fn shared(&self) -> serde_json::Result<&[u8]> {
         let shared = self.shared.get_or_init(|| {
             let client = self.origin.client.to_string();
             SharedView {
@@ -113,57 +107,5 @@ impl TapOrigin {
         shared.as_deref().ok_or_else(|| {
             serde::ser::Error::custom("the fields shared by a stream's records cannot be encoded")
         })
-    }
-}
-
-impl EncodeRecord for RawExchange {
-    fn encode(&self, line: &mut Vec<u8>) -> serde_json::Result<Option<WrittenRecord<'static>>> {
-        let origin = &*self.origin;
-        // The heads' fields are parsed into arrays on the stack; trailers, rare, into vectors.
-        let mut request_fields = [MaybeUninit::uninit(); MAX_FIELDS];
-        let mut request_trailers = Vec::new();
-        let Some(request) = request_view(
-            &self.request,
-            origin,
-            &mut request_fields,
-            &mut request_trailers,
-        ) else {
-            return Ok(None);
-        };
-        let mut response_fields = [MaybeUninit::uninit(); MAX_FIELDS];
-        let mut response_trailers = Vec::new();
-        let response = self.response.as_ref().and_then(|response| {
-            response_view(
-                response,
-                origin,
-                &mut response_fields,
-                &mut response_trailers,
-            )
-        });
-        let detail = DetailView::Http(HttpView {
-            request,
-            response,
-            error: self.error.as_deref(),
-            upgraded: self.upgraded.as_deref(),
-            mock: None,
-        });
-        let shared = origin.shared()?;
-        let head = HeadView {
-            id: self.id,
-            uid: Uid::Of(self.id),
-        };
-        let rest = RestView {
-            caused_by: self.caused_by.map(Uid::Of),
-            start: Start::At(self.start),
-            // As `Origin::record` computes an owned record's.
-            duration_ms: self.duration.as_secs_f64() * 1000.0,
-            detail,
-        };
-        write_with_shared(line, &head, shared, &rest)?;
-        Ok(Some(WrittenRecord {
-            kind: RecordKind::Http,
-            id: self.id,
-            uid: "",
-        }))
     }
 }

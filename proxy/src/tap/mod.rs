@@ -13,6 +13,7 @@
 //! block HPACK cannot decode), the bytes keep flowing untouched and the stream is recorded as a stream,
 //! its `error` saying what was seen.
 
+mod encode;
 mod exchange;
 mod h2;
 mod http1;
