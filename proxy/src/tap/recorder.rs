@@ -1,8 +1,10 @@
 //! What the trackers share: bounded body copies, the request-duration metric, and the hand-off of a
-//! finished exchange to the writer (which builds its record off the connection's task).
+//! finished exchange to the writer (which writes its record off the connection's task).
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
+
+use prometheus_client::metrics::histogram::Histogram;
 
 use super::exchange::{RawExchange, RawHead, RawMessage, TapOrigin};
 use crate::capture::probes::{is_probe_direction, is_probe_h2_fields, is_probe_http1_head};
@@ -15,6 +17,9 @@ pub struct Recorder {
     /// Where records go, and the links between exchanges (dual and transparent modes).
     capture: Capture,
     metrics: Arc<Metrics>,
+    /// `sidecar_http_request_duration_seconds` for this direction, looked up once per connection rather
+    /// than per exchange (as the engine does with capture off).
+    request_duration: Histogram,
     direction: &'static str,
     body_limit: usize,
     /// `--capture-probes`: kubelet probes are recorded too, not only counted.
@@ -39,6 +44,13 @@ impl Recorder {
             origin,
             capture: capture.clone(),
             metrics: context.metrics.clone(),
+            request_duration: context
+                .metrics
+                .request_duration
+                .get_or_create(&DirectionLabels {
+                    direction: context.direction,
+                })
+                .clone(),
             direction: context.direction,
             body_limit: capture.settings.body_limit,
             record_probes: capture.settings.record_probes,
@@ -76,12 +88,7 @@ impl Recorder {
         upgraded: Option<String>,
     ) {
         let duration = started.at.elapsed();
-        self.metrics
-            .request_duration
-            .get_or_create(&DirectionLabels {
-                direction: self.direction,
-            })
-            .observe(duration.as_secs_f64());
+        self.request_duration.observe(duration.as_secs_f64());
         if !self.record_probes && is_probe_direction(self.direction) && is_probe(&request.head) {
             self.metrics
                 .probes_skipped
