@@ -253,11 +253,13 @@ const TOO_MANY_FIELDS: &str = "too many header fields";
 
 /// Parses a whole head: its length and what it says, `None` while it is incomplete.
 fn parse(side: Side, bytes: &[u8]) -> Result<Option<(usize, HeadInfo)>, String> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    // Uninitialized: a head is parsed on the connection's task, and zeroing room for every field httparse
+    // may find would cost more than the parse of a small head.
+    let mut fields = [std::mem::MaybeUninit::uninit(); MAX_FIELDS];
     let (len, method, status, headers) = match side {
         Side::Request => {
-            let mut request = httparse::Request::new(&mut fields);
-            match request.parse(bytes) {
+            let mut request = httparse::Request::new(&mut []);
+            match request.parse_with_uninit_headers(bytes, &mut fields) {
                 Ok(httparse::Status::Complete(len)) => (
                     len,
                     request.method.map(str::to_owned),
@@ -270,8 +272,12 @@ fn parse(side: Side, bytes: &[u8]) -> Result<Option<(usize, HeadInfo)>, String> 
             }
         }
         Side::Response => {
-            let mut response = httparse::Response::new(&mut fields);
-            match response.parse(bytes) {
+            let mut response = httparse::Response::new(&mut []);
+            match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut response,
+                bytes,
+                &mut fields,
+            ) {
                 Ok(httparse::Status::Complete(len)) => (len, None, response.code, response.headers),
                 Ok(httparse::Status::Partial) => return Ok(None),
                 Err(e) => return Err(format!("not an HTTP/1 response head ({e})")),
