@@ -27,11 +27,32 @@ pub enum Framing {
     UntilClose,
 }
 
+/// The methods whose responses are read differently; the others are all alike to the tracker. Kept
+/// without a copy of the method's text, which would be an allocation per request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// `CONNECT`: a `2xx` answer turns the connection into a tunnel.
+    Connect,
+    /// `HEAD`: the response has no body, whatever its fields say.
+    Head,
+    Other,
+}
+
+impl Method {
+    fn of(method: &str) -> Method {
+        match method {
+            "CONNECT" => Method::Connect,
+            "HEAD" => Method::Head,
+            _ => Method::Other,
+        }
+    }
+}
+
 /// What a head says, as far as following the connection needs it.
 #[derive(Debug, PartialEq, Eq)]
 pub struct HeadInfo {
-    /// `HEAD`, `CONNECT`, ... for a request.
-    pub method: Option<String>,
+    /// A request's method, as far as it changes how the response is read.
+    pub method: Option<Method>,
     pub status: Option<u16>,
     /// The framing the head's own fields give (a response's may be overridden by its request).
     pub framing: Framing,
@@ -260,12 +281,9 @@ fn parse(side: Side, bytes: &[u8]) -> Result<Option<(usize, HeadInfo)>, String> 
         Side::Request => {
             let mut request = httparse::Request::new(&mut []);
             match request.parse_with_uninit_headers(bytes, &mut fields) {
-                Ok(httparse::Status::Complete(len)) => (
-                    len,
-                    request.method.map(str::to_owned),
-                    None,
-                    request.headers,
-                ),
+                Ok(httparse::Status::Complete(len)) => {
+                    (len, request.method.map(Method::of), None, request.headers)
+                }
                 Ok(httparse::Status::Partial) => return Ok(None),
                 Err(httparse::Error::TooManyHeaders) => return Err(TOO_MANY_FIELDS.to_owned()),
                 Err(e) => return Err(format!("not an HTTP/1 request head ({e})")),

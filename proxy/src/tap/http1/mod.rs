@@ -15,7 +15,7 @@ use bytes::Bytes;
 use super::exchange::{RawHead, RawMessage, RawTrailers};
 use super::recorder::{Recorder, Started};
 use crate::capture::BodyTap;
-use message::{Framing, HeadInfo, MessageReader, Side, Step};
+use message::{Framing, HeadInfo, MessageReader, Method, Side, Step};
 
 /// Requests sent ahead of their answers that are followed; a client pipelining more (with an app that
 /// has not answered) makes the stream be recorded as a stream, so what it holds stays bounded.
@@ -51,7 +51,7 @@ pub enum Stop {
 
 struct Exchange {
     started: Started,
-    method: Option<String>,
+    method: Option<Method>,
     upgrade: Option<String>,
     request: Part,
     response: Option<Part>,
@@ -163,7 +163,7 @@ impl Http1Tracker {
             )));
             return;
         }
-        let connect = info.method.as_deref() == Some("CONNECT");
+        let connect = info.method == Some(Method::Connect);
         if connect {
             // What follows a CONNECT is the tunnel's (if it is granted): not read as requests.
             self.requests.ignore();
@@ -198,8 +198,8 @@ impl Http1Tracker {
             return;
         };
         let status = info.status.unwrap_or_default();
-        let method = exchange.method.as_deref();
-        if status == 101 || (method == Some("CONNECT") && (200..300).contains(&status)) {
+        let method = exchange.method;
+        if status == 101 || (method == Some(Method::Connect) && (200..300).contains(&status)) {
             let upgraded = if status == 101 {
                 exchange.upgrade.clone().unwrap_or_else(|| "unknown".into())
             } else {
@@ -220,7 +220,7 @@ impl Http1Tracker {
             self.responses.expect(Framing::Empty);
             return;
         }
-        let framing = if method == Some("HEAD") || status == 204 || status == 304 {
+        let framing = if method == Some(Method::Head) || status == 204 || status == 304 {
             Framing::Empty
         } else {
             info.framing
@@ -239,7 +239,7 @@ impl Http1Tracker {
         if let Some(response) = exchange.response.as_mut() {
             response.done = true;
         }
-        if exchange.method.as_deref() == Some("CONNECT") {
+        if exchange.method == Some(Method::Connect) {
             // A refused CONNECT: the client's next bytes were not read (they could have been the tunnel's).
             self.submit(exchange, None, None);
             self.stop(Stop::Lost(
