@@ -1611,3 +1611,29 @@ async fn reverse_http_closes_app_connections_idle_past_the_timeout() {
     assert!(answer.ends_with("hello"), "{answer}");
     assert_eq!(origin.accepted(), 2);
 }
+
+/// A request sent again goes on a new connection, not on another pooled one: the app closes idle
+/// connections of the same age together, so the next pooled one may be closing too.
+#[tokio::test]
+async fn reverse_http_sends_a_request_again_on_a_new_connection() {
+    let origin = PoolOrigin::start().await;
+    let proxy = start_proxy("reverse", "http", Some(origin.addr)).await;
+    let answer: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    // Two app connections at once, each to close the next request it reads, both left in the pool.
+    let mut callers = Vec::new();
+    for _ in 0..2 {
+        let mut caller = TcpStream::connect(proxy.inbound()).await.unwrap();
+        caller
+            .write_all(b"GET /arm HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_exactly_what(&mut caller, answer).await, answer);
+        callers.push(caller);
+    }
+    drop(callers);
+    settle().await;
+    assert_eq!(origin.accepted(), 2);
+    let got = on_a_new_connection(proxy.inbound(), &get_closing("/n")).await;
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert_eq!(origin.accepted(), 3, "sent again on a new connection");
+}

@@ -18,6 +18,7 @@
 //!   connection is closed instead of kept.
 
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -30,6 +31,30 @@ use crate::budget::{self, Purpose, Reservation};
 /// What an idle app connection holds in the sidecar: its socket's registration with the runtime and its
 /// place in the pool (no buffer: the engine's are released between exchanges); rounded up.
 pub const IDLE_COST: usize = 1024;
+
+/// Idle app connections in every pool of the process, for `sidecar_app_idle_connections`.
+static IDLE_IN_PROCESS: AtomicUsize = AtomicUsize::new(0);
+
+/// Idle app connections held now, in all the process's pools.
+pub fn idle_in_process() -> usize {
+    IDLE_IN_PROCESS.load(Ordering::Relaxed)
+}
+
+/// One idle connection in [`IDLE_IN_PROCESS`], for as long as it is in a pool.
+struct Counted;
+
+impl Counted {
+    fn new() -> Counted {
+        IDLE_IN_PROCESS.fetch_add(1, Ordering::Relaxed);
+        Counted
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        IDLE_IN_PROCESS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// The idle app connections of one reverse `http` listener.
 pub struct AppPool {
@@ -50,6 +75,7 @@ struct Idle {
     /// When its last response ended.
     since: Instant,
     _held: Reservation,
+    _counted: Counted,
 }
 
 impl AppPool {
@@ -90,6 +116,7 @@ impl AppPool {
                 stream,
                 since,
                 _held: held,
+                _counted: Counted::new(),
             });
             start_reaper = !std::mem::replace(&mut state.reaping, true);
         }

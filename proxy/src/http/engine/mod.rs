@@ -62,7 +62,7 @@ use body::{filtered_trailers, BodyFollower, Framing};
 use buffer::{read_idle, Buffer, SMALL};
 use forward::Addressed;
 
-pub use app_pool::AppPool;
+pub use app_pool::{idle_in_process as app_idle_connections, AppPool};
 use request::{HeadError, Mode, Request};
 use response::Response;
 
@@ -444,7 +444,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
         continued: &mut bool,
         started: std::time::Instant,
     ) -> Delivered {
-        let reused = match self.connect(request).await {
+        // A request sent again goes on a new connection: the pool's others are often as old as the one
+        // that failed, and the app may be closing them all.
+        let reused = match self.connect(request, may_retry).await {
             Ok(reused) => reused,
             Err(e) => return Delivered::Done(self.dial_failed(request, e, started).await),
         };
@@ -711,8 +713,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
     }
 
     /// The upstream connection for `request`: the open one when it leads where the request goes and
-    /// the other end has not closed it meanwhile (then `true`), else a new one.
-    async fn connect(&mut self, request: &Request) -> Result<bool, DialError> {
+    /// the other end has not closed it meanwhile, or (`from_pool`) an idle one from the app pool (then
+    /// `true`), else a new one.
+    async fn connect(&mut self, request: &Request, from_pool: bool) -> Result<bool, DialError> {
         let target = match (self.destination, &request.addressed) {
             (Destination::App(app), _) => &app.target,
             (Destination::Forward(_), Some(Addressed::Origin(origin))) => &origin.target,
@@ -733,7 +736,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
             self.upstream = None;
             self.from_app = Buffer::default();
         }
-        if let Destination::App(app) = self.destination {
+        if let (Destination::App(app), true) = (self.destination, from_pool) {
             if let Some(pooled) = app.pool.take() {
                 self.upstream = Some(pooled);
                 return Ok(true);
