@@ -3,6 +3,8 @@
 //! Families are created once and cloned into the places that count (they are cheap handles onto shared
 //! atomics), so counting on the data path is an atomic add, never a lock or an allocation per byte.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -177,6 +179,10 @@ impl NatsSinkMetrics {
     }
 }
 
+/// Idle connections to the app in the reverse `http` listeners' pools (`http/engine/app_pool.rs` counts
+/// them), process-wide like the memory budget, read when the metrics are scraped.
+pub static APP_IDLE_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+
 /// The process's memory budget ([`crate::budget`]), read when the metrics are scraped.
 struct MemoryBudgetMetrics {
     limit: Gauge,
@@ -227,7 +233,7 @@ impl MemoryBudgetMetrics {
 
     fn refresh(&self) {
         self.app_idle
-            .set(i64::try_from(crate::http::engine::app_idle_connections()).unwrap_or(i64::MAX));
+            .set(i64::try_from(APP_IDLE_CONNECTIONS.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
         let budget = crate::budget::process();
         let gauge = |bytes: usize| i64::try_from(bytes).unwrap_or(i64::MAX);
         self.limit.set(gauge(budget.limit().unwrap_or(0)));

@@ -18,7 +18,7 @@
 //!   connection is closed instead of kept.
 
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -27,32 +27,26 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::budget::{self, Purpose, Reservation};
+use crate::metrics::APP_IDLE_CONNECTIONS;
 
 /// What an idle app connection holds in the sidecar: its socket's registration with the runtime and its
 /// place in the pool (no buffer: the engine's are released between exchanges); rounded up.
 pub const IDLE_COST: usize = 1024;
 
-/// Idle app connections in every pool of the process, for `sidecar_app_idle_connections`.
-static IDLE_IN_PROCESS: AtomicUsize = AtomicUsize::new(0);
-
-/// Idle app connections held now, in all the process's pools.
-pub fn idle_in_process() -> usize {
-    IDLE_IN_PROCESS.load(Ordering::Relaxed)
-}
-
-/// One idle connection in [`IDLE_IN_PROCESS`], for as long as it is in a pool.
+/// One idle connection in `sidecar_app_idle_connections` ([`APP_IDLE_CONNECTIONS`]), for as long as it
+/// is in a pool.
 struct Counted;
 
 impl Counted {
     fn new() -> Counted {
-        IDLE_IN_PROCESS.fetch_add(1, Ordering::Relaxed);
+        APP_IDLE_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
         Counted
     }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        IDLE_IN_PROCESS.fetch_sub(1, Ordering::Relaxed);
+        APP_IDLE_CONNECTIONS.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

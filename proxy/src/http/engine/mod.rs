@@ -62,7 +62,7 @@ use body::{filtered_trailers, BodyFollower, Framing};
 use buffer::{read_idle, Buffer, SMALL};
 use forward::Addressed;
 
-pub use app_pool::{idle_in_process as app_idle_connections, AppPool};
+pub use app_pool::AppPool;
 use request::{HeadError, Mode, Request};
 use response::Response;
 
