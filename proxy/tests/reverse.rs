@@ -1637,3 +1637,29 @@ async fn reverse_http_sends_a_request_again_on_a_new_connection() {
     assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
     assert_eq!(origin.accepted(), 3, "sent again on a new connection");
 }
+
+/// A keep-alive client's own app connection is held to `--app-idle-timeout` too: after a longer pause
+/// its next request goes on a new one, not on a connection the app may be closing.
+#[tokio::test]
+async fn reverse_http_replaces_a_keep_alive_clients_app_connection_idle_past_the_timeout() {
+    let origin = PoolOrigin::start().await;
+    let proxy = start_proxy_with("reverse", "http", Some(origin.addr), |options| {
+        options.app_idle_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let answer: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    let mut caller = TcpStream::connect(proxy.inbound()).await.unwrap();
+    for pause in [0, 100, 600] {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        caller
+            .write_all(b"GET /n HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_exactly_what(&mut caller, answer).await, answer);
+    }
+    assert_eq!(
+        origin.accepted(),
+        2,
+        "reused after 100 ms, replaced after 600 ms"
+    );
+}

@@ -121,7 +121,14 @@ impl AppPool {
         }
     }
 
-    /// Idle connections now (for tests and the metrics).
+    /// Whether a connection whose last response ended at `since` may carry another request: not idle
+    /// past the timeout. Without a pool (`max_idle` 0) a caller keeps its app connection as long as both
+    /// keep it open, as before there was a pool.
+    pub fn may_reuse(&self, since: Instant) -> bool {
+        self.max_idle == 0 || since.elapsed() < self.idle_timeout
+    }
+
+    /// Idle connections now (for tests).
     pub fn idle(&self) -> usize {
         self.lock().idle.len()
     }

@@ -1,9 +1,11 @@
 //! The `http` listeners' HTTP/1 engine: each caller connection is served on one connection upstream at a
 //! time, request after request, without re-serving the exchange through an HTTP library.
 //!
-//! Upstream is the [`Destination`]: the reverse listener's app, every request on one connection to it; or,
-//! on the forward listener, the origin each absolute-form request names ([`forward`]), its connection kept
-//! while the next request names the same one. A CONNECT on the forward listener is dialled by the engine,
+//! Upstream is the [`Destination`]: the reverse listener's app, every request on one connection to it
+//! (taken from the listener's pool of idle app connections, [`AppPool`], and left there when the caller's
+//! connection ends, if it is between exchanges); or, on the forward listener, the origin each
+//! absolute-form request names ([`forward`]), its connection kept while the next request names the same
+//! one. A CONNECT on the forward listener is dialled by the engine,
 //! granted, and the caller's connection handed back as a [`Tunnel`] for the stream relay.
 //!
 //! For each request the engine reads the head from the caller (parsed with httparse where it lies,
@@ -61,10 +63,10 @@ use crate::tap::{HttpTap, Protocol};
 use body::{filtered_trailers, BodyFollower, Framing};
 use buffer::{read_idle, Buffer, SMALL};
 use forward::Addressed;
-
-pub use app_pool::AppPool;
 use request::{HeadError, Mode, Request};
 use response::Response;
+
+pub use app_pool::AppPool;
 
 /// Where the engine delivers.
 #[derive(Clone, Copy)]
@@ -724,13 +726,17 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
             }
         };
         // From here the connection carries this request: it is no longer between exchanges.
-        self.upstream_idle_since = None;
+        let idle_since = self.upstream_idle_since.take();
         if let Some(upstream) = &self.upstream {
-            let same_origin = match self.destination {
-                Destination::App(_) => true,
-                Destination::Forward(_) => self.upstream_origin.as_ref() == Some(target),
+            let (same_origin, fresh) = match (self.destination, idle_since) {
+                // The caller's own app connection is held to the pool's idle timeout too.
+                (Destination::App(app), Some(since)) => (true, app.pool.may_reuse(since)),
+                (Destination::App(_), None) => (true, true),
+                (Destination::Forward(_), _) => {
+                    (self.upstream_origin.as_ref() == Some(target), true)
+                }
             };
-            if same_origin && app_pool::still_open(upstream) {
+            if same_origin && fresh && app_pool::still_open(upstream) {
                 return Ok(true);
             }
             self.upstream = None;
