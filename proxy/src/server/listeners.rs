@@ -48,11 +48,9 @@ pub(super) async fn bind_inline(
     if let Some(protocol) = config.inbound() {
         let handler = match protocol {
             InboundProtocol::Tcp => Handler::ReverseTcp(app.clone()),
-            InboundProtocol::Http => Handler::ReverseHttp(Arc::new(ReverseHttp::new(
-                app.clone(),
-                options.connect_timeout,
-                options.upstream_timeout,
-            ))),
+            InboundProtocol::Http => {
+                Handler::ReverseHttp(Arc::new(ReverseHttp::new(app.clone(), options)))
+            }
             InboundProtocol::Socks => Handler::ReverseSocks(app.clone()),
         };
         let socket = bind(options.inbound_listen, "inbound").await?;
