@@ -170,6 +170,7 @@ impl NatsOutput {
         }
     }
 
+    /// The writer's round is over: its last message ends, and the spool file gets what it has.
     fn flush(&mut self) {
         let flushed = self.spool.flush();
         Self::count(&self.metrics, &mut self.drops, flushed);
@@ -181,7 +182,9 @@ impl RecordOutput for NatsOutput {
         match self.spool.append(&message_id(record), line) {
             Appended::Batched => {
                 if self.spool.wants_flush() {
-                    self.flush();
+                    // A long round: its whole messages go to the spool file now, the open one goes on.
+                    let flushed = self.spool.write_frames();
+                    Self::count(&self.metrics, &mut self.drops, flushed);
                 }
             }
             Appended::OverBudget => {

@@ -37,8 +37,10 @@ const SEGMENT_SUFFIX: &str = ".spool";
 const POSITION_FILE: &str = "position";
 /// Bytes read from a segment at a time.
 const READ_CHUNK: usize = 64 * 1024;
-/// Bytes of frames gathered before a batch is written even if the writer's round is not over.
-const BATCH: usize = 64 * 1024;
+/// Bytes of whole frames gathered before they are written even if the writer's round is not over (the
+/// message being gathered stays open: ending it there would make a message of a record or two after each
+/// one the byte cap ended).
+const BATCH: usize = 32 * 1024;
 /// A message's payload holds at most this many bytes of records (unless one record alone is larger: it
 /// is a message of its own), or fewer if the server's `max_payload` is lower. Large enough that the
 /// per-message costs (nats-server's parse, duplicate check, store and acknowledgement; the publisher's
@@ -240,7 +242,7 @@ pub(crate) fn open(dir: &Path, budget: u64) -> io::Result<(SpoolWriter, SpoolRea
         dir: dir.to_owned(),
         segment,
         file,
-        batch: Vec::with_capacity(BATCH + MESSAGE_BYTES),
+        batch: Vec::with_capacity(BATCH + 2 * MESSAGE_BYTES),
         batch_records: 0,
         message_id: String::new(),
         message: Vec::with_capacity(MESSAGE_BYTES),
@@ -323,17 +325,21 @@ impl SpoolWriter {
         self.message.clear();
     }
 
-    /// Whether the batch should be written now rather than at the end of the writer's round: it is large,
-    /// or it fills the segment.
+    /// Whether the batch's whole frames should be written now ([`SpoolWriter::write_frames`]) rather than
+    /// at the end of the writer's round: they are many bytes, or they fill the segment.
     pub(crate) fn wants_flush(&self) -> bool {
-        let gathered = self.batch.len() + self.message.len();
-        gathered >= BATCH || self.committed + gathered as u64 >= self.segment_size
+        self.batch.len() >= BATCH || self.committed + self.batch.len() as u64 >= self.segment_size
     }
 
-    /// Ends the message being gathered and writes the batch whole, or not at all (a failure part-way is
-    /// cut back off the segment), and makes what was written visible to the publisher.
+    /// The writer's round is over: ends the message being gathered and writes the batch.
     pub(crate) fn flush(&mut self) -> Flushed {
         self.seal();
+        self.write_frames()
+    }
+
+    /// Writes the batch's whole frames, all or none (a failure part-way is cut back off the segment), and
+    /// makes what was written visible to the publisher. The message being gathered stays open.
+    pub(crate) fn write_frames(&mut self) -> Flushed {
         let records = std::mem::take(&mut self.batch_records);
         if self.batch.is_empty() {
             return Flushed::default();
@@ -808,6 +814,42 @@ mod tests {
             sizes.push(frame.records);
         }
         assert_eq!(sizes, [2, 2, 2]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_long_round_written_as_the_output_writes_it_is_messages_filled_to_the_cap() {
+        let dir = scratch("long-round");
+        let (mut writer, mut reader) = open(&dir, 64 * 1024 * 1024).unwrap();
+        let pad = "x".repeat(700);
+        let mut flushes = 0;
+        for n in 0..2000 {
+            let line = format!("{{\"n\":\"g{n}\",\"p\":\"{pad}\"}}\n");
+            assert!(matches!(
+                writer.append(&format!("g{n}"), line.as_bytes()),
+                Appended::Batched
+            ));
+            // What NatsOutput::write does after each record.
+            if writer.wants_flush() {
+                assert_eq!(writer.write_frames().dropped, 0);
+                flushes += 1;
+            }
+        }
+        writer.flush();
+        assert!(flushes > 10, "written as the round goes: {flushes}");
+        let mut sizes = Vec::new();
+        while let Some(frame) = reader.next_frame().unwrap() {
+            sizes.push((frame.records, frame.payload.len()));
+        }
+        let (last, full) = sizes.split_last().unwrap();
+        assert!(last.0 >= 1);
+        for &(records, bytes) in full {
+            assert!(
+                bytes > MESSAGE_BYTES - 800 && bytes <= MESSAGE_BYTES,
+                "a message of {records} records, {bytes} bytes, cut before the cap: {sizes:?}"
+            );
+        }
+        assert_eq!(sizes.iter().map(|&(n, _)| n).sum::<u64>(), 2000);
         fs::remove_dir_all(&dir).unwrap();
     }
 
