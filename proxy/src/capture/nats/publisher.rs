@@ -35,9 +35,9 @@ const WINDOW: usize = 1024;
 const WINDOW_BYTES: usize = 8 * 1024 * 1024;
 /// How often the publisher looks again without being woken (connection state, a missed wake-up).
 const POLL: Duration = Duration::from_millis(100);
-/// After a round that sent everything the spool held, the publisher lets new records gather this long
+/// After a round that sent everything the spool held, the publisher lets new messages gather this long
 /// before the next round, so they go out many to a write and their acknowledgements come back many to a
-/// read. Sent one or two at a time as the writer spools them, each record costs a wake-up and a system
+/// read. Sent one or two at a time as the writer spools them, each message costs a wake-up and a system
 /// call or two on both ends; on the reference machine, where nats-server shares the cores with the
 /// traffic, that cost was most of what publishing took from the traffic (docs/benchmarks.md). A backlog
 /// (the window full, or a catch-up after an outage) is sent without a pause.
