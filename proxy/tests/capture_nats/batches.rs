@@ -168,3 +168,63 @@ async fn messages_sent_again_by_the_next_start_are_stored_once() {
     );
     assert_message_rules(&after);
 }
+
+/// A spool an older sidecar left (frames of one record each, `UID SP JSON LF`) is sent by the new one after
+/// the upgrade: each record once, as a message of one record under the record's uid, as the older sidecar
+/// would have sent it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spool_left_by_an_older_sidecar_is_sent_after_the_upgrade() {
+    const EXCHANGES: usize = 20;
+    let dir = TempDir::new("nats-older-spool");
+    let app = start_app().await;
+    // Records as a file: the lines an older sidecar's spool held, each behind its uid.
+    let file = dir.0.join("capture.jsonl");
+    let file_arg = file.display().to_string();
+    let mut recorder =
+        Sidecar::reverse_http(app.addr, &["--capture", file_arg.as_str()], &dir.0).await;
+    let done = exchanges(recorder.inbound, "older", 1, EXCHANGES, Arc::default()).await;
+    assert_eq!(done, EXCHANGES);
+    recorder.signal("TERM");
+    assert!(recorder.exit().await.success(), "{}", recorder.stderr());
+    let text = std::fs::read_to_string(&file).unwrap();
+    let records = crate::support::capture::parse_records(&text);
+    let spool = dir.0.join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let frames: String = records
+        .iter()
+        .zip(text.lines())
+        .map(|(record, line)| format!("{} {line}\n", record.uid))
+        .collect();
+    std::fs::write(spool.join(format!("{:020}.spool", 1)), frames).unwrap();
+
+    let server = NatsServer::start(&dir.0.join("nats")).await;
+    let mut args = sink_args(&server, &spool);
+    args.extend(["--capture".into(), "off".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let sidecar = Sidecar::reverse_http(app.addr, &args, &dir.0).await;
+    metrics_until(sidecar.admin, |m| {
+        nats_metric(m, "acknowledged") >= records.len() as f64
+            && nats_metric(m, "lag_records") == 0.0
+    })
+    .await;
+    let stored = server.messages().await;
+    let older: Vec<&Stored> = stored
+        .iter()
+        .filter(|s| records.iter().any(|r| r.uid == s.record.uid))
+        .collect();
+    assert_eq!(
+        older.len(),
+        records.len(),
+        "every record of the older spool"
+    );
+    for (record, line) in older.iter().zip(text.lines()) {
+        assert_eq!(record.payload, line.as_bytes(), "sent as spooled, in order");
+        assert_eq!(
+            record.message_id.as_deref(),
+            Some(record.record.uid.as_str())
+        );
+        assert_eq!(record.message_records.as_deref(), Some("1"));
+    }
+    assert_eq!(count_by_request(&stored, "older-").len(), EXCHANGES);
+    assert_message_rules(&stored);
+}
