@@ -147,22 +147,22 @@ impl NatsSinkMetrics {
         );
         registry.register(
             "published",
-            "Capture records published to JetStream for the first time",
+            "Capture records published to JetStream for the first time (a message carries a run of records; each counts)",
             metrics.published.clone(),
         );
         registry.register(
             "acknowledged",
-            "Capture records JetStream acknowledged (stored, or already stored under the same id)",
+            "Capture records JetStream acknowledged (their message stored, or already stored under the same id)",
             metrics.acknowledged.clone(),
         );
         registry.register(
             "resent",
-            "Capture records published again after an acknowledgement failed (JetStream drops the copies by id)",
+            "Capture records published again after an acknowledgement failed (in the same messages, under the same ids: JetStream drops the copies)",
             metrics.resent.clone(),
         );
         registry.register(
             "dropped",
-            "Capture records not sent to NATS: the spool was full (--capture-spool-size) or could not be written, or the record was larger than NATS accepts",
+            "Capture records not sent to NATS: the spool was full (--capture-spool-size) or could not be written, or the record's message was larger than NATS accepts",
             metrics.dropped.clone(),
         );
         registry.register(
