@@ -3,6 +3,8 @@
 //! Families are created once and cloned into the places that count (they are cheap handles onto shared
 //! atomics), so counting on the data path is an atomic add, never a lock or an allocation per byte.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -145,22 +147,22 @@ impl NatsSinkMetrics {
         );
         registry.register(
             "published",
-            "Capture records published to JetStream for the first time",
+            "Capture records published to JetStream for the first time (a message carries a run of records; each counts)",
             metrics.published.clone(),
         );
         registry.register(
             "acknowledged",
-            "Capture records JetStream acknowledged (stored, or already stored under the same id)",
+            "Capture records JetStream acknowledged (their message stored, or already stored under the same id)",
             metrics.acknowledged.clone(),
         );
         registry.register(
             "resent",
-            "Capture records published again after an acknowledgement failed (JetStream drops the copies by id)",
+            "Capture records published again after an acknowledgement failed (in the same messages, under the same ids: JetStream drops the copies)",
             metrics.resent.clone(),
         );
         registry.register(
             "dropped",
-            "Capture records not sent to NATS: the spool was full (--capture-spool-size) or could not be written, or the record was larger than NATS accepts",
+            "Capture records not sent to NATS: the spool was full (--capture-spool-size) or could not be written, or the record's message was larger than NATS accepts",
             metrics.dropped.clone(),
         );
         registry.register(
@@ -177,12 +179,19 @@ impl NatsSinkMetrics {
     }
 }
 
+/// Idle connections to the app in the reverse `http` listeners' pools (`http/engine/app_pool.rs` counts
+/// them), process-wide like the memory budget, read when the metrics are scraped.
+pub static APP_IDLE_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+
 /// The process's memory budget ([`crate::budget`]), read when the metrics are scraped.
 struct MemoryBudgetMetrics {
     limit: Gauge,
     used: Gauge,
     denied: Family<PurposeLabels, Counter>,
     shed: Family<PurposeLabels, Counter>,
+    /// Not the budget's, but read at the same moment: the pool's idle connections (each holds a little of
+    /// the budget).
+    app_idle: Gauge,
 }
 
 impl MemoryBudgetMetrics {
@@ -192,6 +201,7 @@ impl MemoryBudgetMetrics {
             used: Gauge::default(),
             denied: Family::default(),
             shed: Family::default(),
+            app_idle: Gauge::default(),
         };
         registry.register(
             "memory_budget_bytes",
@@ -213,10 +223,17 @@ impl MemoryBudgetMetrics {
             "Connections closed because they waited on a spent memory budget too long, by what they held: request_head (a head that could not be read on), queued_for_peer (a client that read nothing while its response waited) or connection (an idle connection closed to make room for new ones)",
             metrics.shed.clone(),
         );
+        registry.register(
+            "app_idle_connections",
+            "Idle keep-alive connections to the app the reverse http listener holds for later requests (--app-idle-connections)",
+            metrics.app_idle.clone(),
+        );
         metrics
     }
 
     fn refresh(&self) {
+        self.app_idle
+            .set(i64::try_from(APP_IDLE_CONNECTIONS.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
         let budget = crate::budget::process();
         let gauge = |bytes: usize| i64::try_from(bytes).unwrap_or(i64::MAX);
         self.limit.set(gauge(budget.limit().unwrap_or(0)));

@@ -19,6 +19,12 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// The largest HTTP request head (request line and header fields) accepted: Envoy's default is 60 KiB,
 /// nginx's 32 KiB; larger heads are answered 431.
 pub const DEFAULT_MAX_REQUEST_HEAD: usize = 64 * 1024;
+/// Idle connections to the app the reverse `http` listener keeps for the next callers: nginx's example
+/// `keepalive` for an upstream. Enough for a pod's bursts; each costs a socket and little memory.
+pub const DEFAULT_APP_IDLE_CONNECTIONS: usize = 64;
+/// How long an idle app connection is kept: shorter than the keep-alive timeouts apps commonly use (Node.js,
+/// uvicorn, Apache: 5 s), so that the sidecar rarely sends a request on a connection the app is closing.
+pub const DEFAULT_APP_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// Callers reach the inbound listener on the pod IP.
 pub const DEFAULT_INBOUND_BIND: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 /// The outbound listener is for the pod's own app only: never an open proxy to the network.
@@ -43,6 +49,10 @@ pub struct RuntimeOptions {
     pub max_connections: usize,
     /// Largest HTTP request head accepted, in bytes.
     pub max_request_head: usize,
+    /// Idle connections to the app the reverse `http` listener keeps for later callers (0: none).
+    pub app_idle_connections: usize,
+    /// How long an idle app connection is kept after its last response.
+    pub app_idle_timeout: Duration,
 }
 
 impl RuntimeOptions {
@@ -58,6 +68,8 @@ impl RuntimeOptions {
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_request_head: DEFAULT_MAX_REQUEST_HEAD,
+            app_idle_connections: DEFAULT_APP_IDLE_CONNECTIONS,
+            app_idle_timeout: DEFAULT_APP_IDLE_TIMEOUT,
         }
     }
 }

@@ -71,7 +71,9 @@ where
     let mut client = record.tap(client);
     // What detection reads ahead of the client's first bytes (an HTTP/2 server's SETTINGS) is replayed.
     let mut upstream = PrefixedIo::new(Vec::new(), upstream);
-    match first_bytes(&mut client, &mut upstream, DETECT_TIMEOUT).await {
+    // Boxed: detection reads into buffers of its own, which would otherwise stay part of the connection's
+    // task for as long as it lives.
+    match Box::pin(first_bytes(&mut client, &mut upstream, DETECT_TIMEOUT)).await {
         Ok(FirstBytes::Client(bytes)) if opens_http(&bytes) => {
             // The exchanges are the record of this stream; no payload copies.
             client.observer_mut().stop_copying();

@@ -110,6 +110,7 @@ async fn metrics_is_openmetrics_with_every_family() {
         ("sidecar_memory_budget_used_bytes", "gauge"),
         ("sidecar_memory_budget_denied", "counter"),
         ("sidecar_memory_budget_shed", "counter"),
+        ("sidecar_app_idle_connections", "gauge"),
         // The NATS sink's (zero without --capture-sink).
         ("sidecar_capture_nats_spooled", "counter"),
         ("sidecar_capture_nats_published", "counter"),

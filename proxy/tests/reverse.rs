@@ -31,6 +31,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use support::capture::{Sidecar, TempDir};
 use support::data::{hex, pattern_sha256};
+use support::proxy::start_proxy_with;
 use support::spliced;
 use support::{pattern_body, raw, sha256_hex, start_app, start_proxy, start_tcp_echo};
 
@@ -1310,5 +1311,355 @@ async fn reverse_http_serves_a_keep_alive_caller_on_one_app_connection() {
         accepted.load(Ordering::SeqCst),
         1,
         "30 requests, one app connection"
+    );
+}
+
+/// A raw HTTP/1 origin for the app-pool tests: it counts the connections it accepts and those that ended
+/// (closed by the sidecar), and answers each request (read to its Content-Length) by its path:
+/// - `/close`: `Connection: close`, yet the connection stays open (so only the sidecar's reading of the
+///   field keeps it out of the pool);
+/// - `/upgrade`: `101`, then requests are read on as before (a pooled upgraded connection would be used);
+/// - `/quiet-close`: answered, then closed without saying so;
+/// - `/arm`: answered; the next request on that connection is read and the connection closed unanswered,
+///   as an app does when its keep-alive timeout fires as a request arrives;
+/// - `/eof`: no length, the body ends with the connection;
+/// - anything else: `200` with a Content-Length, the connection kept.
+struct PoolOrigin {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    ended: Arc<AtomicUsize>,
+}
+
+impl PoolOrigin {
+    async fn start() -> PoolOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let ended = Arc::new(AtomicUsize::new(0));
+        let (accepting, ending) = (accepted.clone(), ended.clone());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                accepting.fetch_add(1, Ordering::SeqCst);
+                let ending = ending.clone();
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut armed = false;
+                    while let Some((path, used)) =
+                        next_scripted_request(&mut stream, &mut seen).await
+                    {
+                        seen.drain(..used);
+                        if armed {
+                            break;
+                        }
+                        let answer: &[u8] = match path.as_str() {
+                            "/close" => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                            "/upgrade" => b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: test\r\n\r\n",
+                            "/eof" => b"HTTP/1.1 200 OK\r\n\r\nuntil the end",
+                            _ => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+                        };
+                        if stream.write_all(answer).await.is_err()
+                            || path == "/quiet-close"
+                            || path == "/eof"
+                        {
+                            break;
+                        }
+                        armed = path == "/arm";
+                    }
+                    ending.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        PoolOrigin {
+            addr,
+            accepted,
+            ended,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    fn ended(&self) -> usize {
+        self.ended.load(Ordering::SeqCst)
+    }
+}
+
+/// One request on a new client connection, answered and closed: the whole answer.
+async fn on_a_new_connection(proxy: SocketAddr, request: &str) -> String {
+    let mut caller = TcpStream::connect(proxy).await.unwrap();
+    caller.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    within(
+        "the answer and the close",
+        STEP,
+        caller.read_to_end(&mut got),
+    )
+    .await
+    .unwrap();
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// `GET path` with `Connection: close`, as a client opening a connection per request sends it.
+fn get_closing(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+}
+
+/// Lets the sidecar see a client's close and give its app connection to the pool.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// A new client connection for each request (`Connection: close`) is served on the one app connection
+/// the earlier ones left in the pool; each exchange is still recorded under its own client connection,
+/// delivered to the app as before.
+#[tokio::test]
+async fn reverse_http_serves_new_client_connections_on_one_pooled_app_connection() {
+    let origin = PoolOrigin::start().await;
+    let (proxy, log) =
+        support::capture::start_capturing_proxy("reverse", "http", Some(origin.addr), |_| {}).await;
+    for round in 0..10 {
+        let answer =
+            on_a_new_connection(proxy.inbound(), &get_closing(&format!("/n/{round}"))).await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\nhello"), "{answer}");
+        settle().await;
+    }
+    assert_eq!(
+        origin.accepted(),
+        1,
+        "10 client connections, one app connection"
+    );
+
+    let records = log.records(proxy).await;
+    let mut connections: Vec<u64> = records.iter().map(|r| r.connection).collect();
+    connections.dedup();
+    assert_eq!(records.len(), 10, "{records:#?}");
+    assert_eq!(connections.len(), 10, "one record per client connection");
+    let app = origin.addr.to_string();
+    assert!(
+        records
+            .iter()
+            .all(|r| r.target == "app.test" && r.delivered_to.as_deref() == Some(app.as_str())),
+        "{records:#?}"
+    );
+}
+
+/// `--app-idle-connections 0`: each client connection has its own app connection, as before the pool.
+#[tokio::test]
+async fn reverse_http_without_a_pool_opens_an_app_connection_per_client_connection() {
+    let origin = PoolOrigin::start().await;
+    let proxy = start_proxy_with("reverse", "http", Some(origin.addr), |options| {
+        options.app_idle_connections = 0;
+    })
+    .await;
+    for _ in 0..3 {
+        let answer = on_a_new_connection(proxy.inbound(), &get_closing("/n")).await;
+        assert!(answer.ends_with("hello"), "{answer}");
+        settle().await;
+    }
+    assert_eq!(origin.accepted(), 3);
+    assert_eq!(origin.ended(), 3, "each closed with its client connection");
+}
+
+/// An idle pooled connection the app closed is not used; and one it closes as a request arrives (read,
+/// unanswered) has a GET sent again on a new connection, while a POST, which the app may have acted on,
+/// gets a 502.
+#[tokio::test]
+async fn reverse_http_replaces_a_pooled_connection_the_app_closed() {
+    let origin = PoolOrigin::start().await;
+    let proxy = start_proxy("reverse", "http", Some(origin.addr)).await;
+    let inbound = proxy.inbound();
+
+    let answer = on_a_new_connection(inbound, &get_closing("/quiet-close")).await;
+    assert!(answer.ends_with("hello"), "{answer}");
+    settle().await;
+    let answer = on_a_new_connection(inbound, &get_closing("/after-close")).await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert_eq!(origin.accepted(), 2);
+
+    let answer = on_a_new_connection(inbound, &get_closing("/arm")).await;
+    assert!(answer.ends_with("hello"), "{answer}");
+    settle().await;
+    let answer = on_a_new_connection(inbound, &get_closing("/sent-twice")).await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert_eq!(
+        origin.accepted(),
+        3,
+        "the GET went again on a new connection"
+    );
+
+    let answer = on_a_new_connection(inbound, &get_closing("/arm")).await;
+    assert!(answer.ends_with("hello"), "{answer}");
+    settle().await;
+    let post =
+        "POST /once HTTP/1.1\r\nHost: app.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    let answer = on_a_new_connection(inbound, post).await;
+    assert!(answer.starts_with("HTTP/1.1 502 "), "{answer}");
+    assert_eq!(origin.accepted(), 3, "the POST was not sent again");
+}
+
+/// A connection whose answer said `Connection: close`, whose body ended with the connection, or which
+/// carried an HTTP/1.0 request (the app closes those) is not kept for another client.
+#[tokio::test]
+async fn reverse_http_pools_no_connection_the_app_is_to_close() {
+    let origin = PoolOrigin::start().await;
+    let proxy = start_proxy("reverse", "http", Some(origin.addr)).await;
+    let inbound = proxy.inbound();
+    // Each round's first request goes on the connection the last round's `/next` left (the first round's
+    // on a new one); its `/next` needs a new one.
+    let mut expected = 1;
+    for (request, ends_with) in [
+        (get_closing("/close"), "ok"),
+        (get_closing("/eof"), "until the end"),
+        (
+            "GET /http10 HTTP/1.0\r\nHost: app.test\r\n\r\n".to_owned(),
+            "hello",
+        ),
+    ] {
+        let answer = on_a_new_connection(inbound, &request).await;
+        assert!(answer.ends_with(ends_with), "{answer}");
+        settle().await;
+        let answer = on_a_new_connection(inbound, &get_closing("/next")).await;
+        assert!(answer.ends_with("hello"), "{answer}");
+        settle().await;
+        expected += 1;
+        assert_eq!(
+            origin.accepted(),
+            expected,
+            "{request:?} was answered on a new connection, not the one it left"
+        );
+    }
+}
+
+/// A connection that switched protocols (`101`) is the client's for good: never pooled.
+#[tokio::test]
+async fn reverse_http_never_pools_an_upgraded_connection() {
+    let origin = PoolOrigin::start().await;
+    let proxy = start_proxy("reverse", "http", Some(origin.addr)).await;
+    let mut caller = TcpStream::connect(proxy.inbound()).await.unwrap();
+    caller
+        .write_all(b"GET /upgrade HTTP/1.1\r\nHost: app.test\r\nConnection: upgrade\r\nUpgrade: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = vec![0u8; 12];
+    within("the 101", STEP, caller.read_exact(&mut head))
+        .await
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+    drop(caller);
+    settle().await;
+    let answer = on_a_new_connection(proxy.inbound(), &get_closing("/n")).await;
+    assert!(answer.ends_with("hello"), "{answer}");
+    assert_eq!(origin.accepted(), 2);
+}
+
+/// The pool keeps at most `--app-idle-connections`: four client connections open at once leave two
+/// idle app connections (the others are closed), and the next four reuse those two.
+#[tokio::test]
+async fn reverse_http_keeps_at_most_the_idle_limit() {
+    let origin = PoolOrigin::start().await;
+    let proxy = start_proxy_with("reverse", "http", Some(origin.addr), |options| {
+        options.app_idle_connections = 2;
+    })
+    .await;
+    let answer: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    for round in 0..2 {
+        let mut callers = Vec::new();
+        for _ in 0..4 {
+            let mut caller = TcpStream::connect(proxy.inbound()).await.unwrap();
+            caller
+                .write_all(b"GET /n HTTP/1.1\r\nHost: app.test\r\n\r\n")
+                .await
+                .unwrap();
+            assert_eq!(read_exactly_what(&mut caller, answer).await, answer);
+            callers.push(caller);
+        }
+        drop(callers);
+        settle().await;
+        if round == 0 {
+            assert_eq!(origin.accepted(), 4);
+            assert_eq!(origin.ended(), 2, "two kept idle, two closed");
+        }
+    }
+    assert_eq!(origin.accepted(), 6, "two of the second four reused");
+}
+
+/// An idle app connection is kept for `--app-idle-timeout` at most: reused within it, closed after it
+/// even when no request comes.
+#[tokio::test]
+async fn reverse_http_closes_app_connections_idle_past_the_timeout() {
+    let origin = PoolOrigin::start().await;
+    let proxy = start_proxy_with("reverse", "http", Some(origin.addr), |options| {
+        options.app_idle_timeout = Duration::from_millis(400);
+    })
+    .await;
+    for _ in 0..2 {
+        let answer = on_a_new_connection(proxy.inbound(), &get_closing("/n")).await;
+        assert!(answer.ends_with("hello"), "{answer}");
+        settle().await;
+    }
+    assert_eq!(origin.accepted(), 1, "reused within the timeout");
+    assert_eq!(origin.ended(), 0);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        origin.ended(),
+        1,
+        "closed past the timeout, with no request"
+    );
+    let answer = on_a_new_connection(proxy.inbound(), &get_closing("/n")).await;
+    assert!(answer.ends_with("hello"), "{answer}");
+    assert_eq!(origin.accepted(), 2);
+}
+
+/// A request sent again goes on a new connection, not on another pooled one: the app closes idle
+/// connections of the same age together, so the next pooled one may be closing too.
+#[tokio::test]
+async fn reverse_http_sends_a_request_again_on_a_new_connection() {
+    let origin = PoolOrigin::start().await;
+    let proxy = start_proxy("reverse", "http", Some(origin.addr)).await;
+    let answer: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    // Two app connections at once, each to close the next request it reads, both left in the pool.
+    let mut callers = Vec::new();
+    for _ in 0..2 {
+        let mut caller = TcpStream::connect(proxy.inbound()).await.unwrap();
+        caller
+            .write_all(b"GET /arm HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_exactly_what(&mut caller, answer).await, answer);
+        callers.push(caller);
+    }
+    drop(callers);
+    settle().await;
+    assert_eq!(origin.accepted(), 2);
+    let got = on_a_new_connection(proxy.inbound(), &get_closing("/n")).await;
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert_eq!(origin.accepted(), 3, "sent again on a new connection");
+}
+
+/// A keep-alive client's own app connection is held to `--app-idle-timeout` too: after a longer pause
+/// its next request goes on a new one, not on a connection the app may be closing.
+#[tokio::test]
+async fn reverse_http_replaces_a_keep_alive_clients_app_connection_idle_past_the_timeout() {
+    let origin = PoolOrigin::start().await;
+    let proxy = start_proxy_with("reverse", "http", Some(origin.addr), |options| {
+        options.app_idle_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let answer: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    let mut caller = TcpStream::connect(proxy.inbound()).await.unwrap();
+    for pause in [0, 100, 600] {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        caller
+            .write_all(b"GET /n HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_exactly_what(&mut caller, answer).await, answer);
+    }
+    assert_eq!(
+        origin.accepted(),
+        2,
+        "reused after 100 ms, replaced after 600 ms"
     );
 }

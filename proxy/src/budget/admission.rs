@@ -33,7 +33,7 @@ pub const MIN_IDLE: Duration = Duration::from_millis(250);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ListenerKind {
     /// Reverse `tcp` and transparent mode: the upstream is dialled at once, and the relay holds two
-    /// sockets and its small buffers.
+    /// sockets and what a slow writer has not taken of a small read.
     Relay,
     /// The `http` listeners, reverse and forward: hyper's connection, before any request.
     Http,

@@ -5,7 +5,7 @@
 //! budget, and each has something cheaper to do when it is spent, rather than growing:
 //!
 //! - a relay direction carrying bulk data reads into a 64 KiB buffer; without budget it keeps reading
-//!   into its 2 KiB one (slower, never stopped);
+//!   2 KiB at a time (slower, never stopped);
 //! - the capture tap gathering a request head split over several reads stops following that stream
 //!   (its bytes go on; the stream is recorded as a stream, saying why);
 //! - a capture copy of a body keeps what it has and is marked truncated;

@@ -1,6 +1,7 @@
 //! `sidecar-proxy capture pull nats://HOST:PORT/SUBJECT`: records a cluster's sidecars published to
 //! JetStream, read back as JSON lines (a file or stdout), so `capture show`, `capture export`, replay and
-//! mock work on them as on a pod's capture file.
+//! mock work on them as on a pod's capture file. A message is a run of records (JSON lines); each is
+//! written as a line of its own.
 //!
 //! Without `--durable` the consumer is ephemeral and reads from the start of the stream (or `--since`);
 //! with it, the server remembers what was acknowledged, and the next pull with the same name goes on from
@@ -182,7 +183,7 @@ impl PullArgs {
                 received += 1;
                 pulled.take(&message.payload, &mut output)?;
                 if acknowledge {
-                    // Written before acknowledged: a pull cut short repeats a record rather than loses one.
+                    // Written before acknowledged: a pull cut short repeats records rather than loses them.
                     output.flush()?;
                     message.ack().await.map_err(|e| {
                         PullError::Nats(format!("cannot acknowledge to {stream_name}: {e}"))
@@ -227,30 +228,32 @@ struct Pulled {
 }
 
 impl Pulled {
-    /// Writes one message that is a capture record; anything else on the subject is skipped and counted.
+    /// Writes the records of one message: a run of JSON lines, one record each (a sidecar's message, or
+    /// an older sidecar's message of one record without its line feed). A line that is not a capture
+    /// record (something else published on the subject) is skipped and counted.
     fn take(&mut self, payload: &[u8], output: &mut Output) -> Result<(), PullError> {
-        // Checked against the record model, written as published: the bytes the file sink writes.
-        match serde_json::from_slice::<Record>(payload) {
-            Ok(_) if !payload.contains(&b'\n') => {
-                let mut line = Vec::with_capacity(payload.len() + 1);
-                line.extend_from_slice(payload);
-                line.push(b'\n');
-                output.write_line(&line)?;
-                self.records += 1;
+        let mut line = Vec::new();
+        for text in payload.split(|&b| b == b'\n') {
+            if text.iter().all(u8::is_ascii_whitespace) {
+                continue;
             }
-            Ok(_) => {
-                if self.skipped == 0 {
-                    eprintln!("sidecar-proxy: skipping a message that spans lines");
+            // Checked against the record model, written as published: the bytes the file sink writes.
+            match serde_json::from_slice::<Record>(text) {
+                Ok(_) => {
+                    line.clear();
+                    line.extend_from_slice(text);
+                    line.push(b'\n');
+                    output.write_line(&line)?;
+                    self.records += 1;
                 }
-                self.skipped += 1;
-            }
-            Err(e) => {
-                if self.skipped == 0 {
-                    eprintln!(
-                        "sidecar-proxy: skipping a message that is not a capture record: {e}"
-                    );
+                Err(e) => {
+                    if self.skipped == 0 {
+                        eprintln!(
+                            "sidecar-proxy: skipping a line that is not a capture record: {e}"
+                        );
+                    }
+                    self.skipped += 1;
                 }
-                self.skipped += 1;
             }
         }
         Ok(())
@@ -261,7 +264,7 @@ impl Pulled {
         let skipped = match self.skipped {
             0 => String::new(),
             n => format!(
-                "; skipped {n} message{} that were not capture records",
+                "; skipped {n} line{} that were not capture records",
                 plural(n)
             ),
         };

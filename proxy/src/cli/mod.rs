@@ -159,6 +159,22 @@ pub struct Cli {
     #[arg(long, env = "PROXY_MAX_REQUEST_HEAD", value_name = "SIZE", default_value = "64KiB", value_parser = parse_request_head_limit)]
     pub max_request_head: usize,
 
+    /// Idle connections to the app the reverse `http` listener keeps for later requests, shared by all
+    /// client connections (0: one app connection per client connection, closed with it)
+    #[arg(
+        long,
+        env = "PROXY_APP_IDLE_CONNECTIONS",
+        value_name = "N",
+        default_value_t = crate::options::DEFAULT_APP_IDLE_CONNECTIONS,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=65_536)
+    )]
+    pub app_idle_connections: usize,
+
+    /// How long an idle app connection is kept after its last response; keep it below the app's own
+    /// keep-alive timeout
+    #[arg(long, env = "PROXY_APP_IDLE_TIMEOUT", value_name = "DURATION", default_value = "4s", value_parser = parse_duration)]
+    pub app_idle_timeout: Duration,
+
     /// Bytes the sidecar may hold for its peers (relay buffers, request heads, capture copies); default:
     /// half the container's memory limit, none outside a limited container
     #[arg(long, env = "PROXY_MEMORY_BUDGET", value_name = "SIZE", value_parser = parse_size)]
@@ -597,6 +613,8 @@ impl Invocation {
             upstream_timeout: self.cli.upstream_timeout,
             max_connections: self.cli.max_connections,
             max_request_head: self.cli.max_request_head,
+            app_idle_connections: self.cli.app_idle_connections,
+            app_idle_timeout: self.cli.app_idle_timeout,
         }
     }
 }
@@ -823,12 +841,18 @@ mod tests {
             "7",
             "--max-request-head",
             "16KiB",
+            "--app-idle-connections",
+            "0",
+            "--app-idle-timeout",
+            "1500ms",
         ])
         .unwrap();
         let options = invocation.runtime_options(&invocation.config().unwrap());
         assert_eq!(options.upstream_timeout, Duration::from_secs(5));
         assert_eq!(options.max_connections, 7);
         assert_eq!(options.max_request_head, 16 * 1024);
+        assert_eq!(options.app_idle_connections, 0);
+        assert_eq!(options.app_idle_timeout, Duration::from_millis(1500));
     }
 
     #[test]

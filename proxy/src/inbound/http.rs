@@ -1,7 +1,8 @@
 //! Reverse `http`: an HTTP reverse proxy in front of the app.
 //!
 //! HTTP/1.0 and 1.1 callers are served by the HTTP/1 engine ([`crate::http::engine`]): one connection to
-//! the app per caller connection, heads rewritten and bodies relayed as bytes, recorded by the tap.
+//! the app at a time per caller connection, taken from (and left to) a pool of idle ones the callers
+//! share, heads rewritten and bodies relayed as bytes, recorded by the tap.
 //! HTTP/2 prior-knowledge callers are served by hyper and forwarded as HTTP/2 prior knowledge (h2c), so
 //! gRPC and trailers keep working.
 
@@ -38,6 +39,7 @@ use crate::http::observed::ObservedExchange;
 use crate::http::upgrade;
 use crate::log_escape::Escaped;
 use crate::net::Target;
+use crate::options::RuntimeOptions;
 
 /// The HTTP/2 flow-control windows the sidecar gives the app: what may wait in the sidecar for a client.
 const STREAM_WINDOW: u32 = 256 * 1024;
@@ -53,9 +55,12 @@ pub struct ReverseHttp {
 }
 
 impl ReverseHttp {
-    /// A reverse proxy to `app`: connections open within `connect_timeout`, and the app has
-    /// `upstream_timeout` to begin each response once the request reached it.
-    pub fn new(app: Target, connect_timeout: Duration, upstream_timeout: Duration) -> Self {
+    /// A reverse proxy to `app`: connections open within `--connect-timeout`, the app has
+    /// `--upstream-timeout` to begin each response once the request reached it, and HTTP/1 callers share
+    /// up to `--app-idle-connections` idle connections to it.
+    pub fn new(app: Target, options: &RuntimeOptions) -> Self {
+        let connect_timeout = options.connect_timeout;
+        let upstream_timeout = options.upstream_timeout;
         let connector = AppConnector::new(app.clone(), connect_timeout);
         let mut builder = Client::builder(TokioExecutor::new());
         builder
@@ -81,6 +86,7 @@ impl ReverseHttp {
             name: app.to_string(),
             connect_timeout,
             upstream_timeout,
+            pool: engine::AppPool::new(options.app_idle_connections, options.app_idle_timeout),
         };
         ReverseHttp {
             app,

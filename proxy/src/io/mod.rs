@@ -5,6 +5,7 @@ mod metered;
 mod observed;
 mod prefixed;
 mod relay_copy;
+mod small_reads;
 mod splice;
 
 pub use budgeted::BudgetedIo;

@@ -6,11 +6,11 @@
 //! the sidecar looks at nothing: capture off, or an opaque stream (TLS that tls-out does not intercept)
 //! without payload copies.
 //!
-//! Like [`super::copy_bidirectional`], a direction starts with a small buffer read in user space: most
-//! connections carry small messages and sit idle in between, and a pipe costs two file descriptors and a
-//! kernel buffer. A read that fills the small buffer means bulk data: the direction takes a pipe, and
-//! gives it back once it runs dry after a small read. Half-close is passed on as a write shutdown; the
-//! first error from either side ends both.
+//! Like [`super::copy_bidirectional`], a direction starts with small reads in user space, into the
+//! thread's scratch buffer ([`super::small_reads`]): most connections carry small messages and sit idle in
+//! between, and a pipe costs two file descriptors and a kernel buffer. A read that fills the scratch buffer
+//! means bulk data: the direction takes a pipe, and gives it back once it runs dry after a small read.
+//! Half-close is passed on as a write shutdown; the first error from either side ends both.
 
 use std::future::poll_fn;
 use std::io;
@@ -22,10 +22,8 @@ use nix::fcntl::{splice, OFlag, SpliceFFlags};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
+use super::small_reads::{with_scratch, Leftover, SMALL};
 use crate::budget::{self, Purpose, Reservation};
-
-/// Bytes read at a time in user space while a direction carries small messages.
-const SMALL: usize = 2 * 1024;
 /// Bytes moved per `splice` call: a default pipe's capacity (16 pages).
 const PIPE_CHUNK: usize = 64 * 1024;
 
@@ -102,35 +100,18 @@ impl Pipe {
 }
 
 /// One direction: move what was read, and at the reader's end of stream shut the writer down.
+#[derive(Default)]
 struct Direction {
-    small: [u8; SMALL],
-    /// Bytes of `small` still to be written: `start..end`.
-    start: usize,
-    end: usize,
+    /// Bytes of the last small read the writer has not taken yet.
+    leftover: Leftover,
     pipe: Option<Pipe>,
     /// Bytes in the pipe still to be written.
     in_pipe: usize,
-    /// The last read was a small one: the pipe can go once nothing is left to read.
-    last_read_small: bool,
+    /// The last read filled the scratch buffer or more: bulk data, whose pipe stays for the next burst.
+    last_read_large: bool,
     reader_done: bool,
     shut_down: bool,
     copied: u64,
-}
-
-impl Default for Direction {
-    fn default() -> Self {
-        Direction {
-            small: [0; SMALL],
-            start: 0,
-            end: 0,
-            pipe: None,
-            in_pipe: 0,
-            last_read_small: true,
-            reader_done: false,
-            shut_down: false,
-            copied: 0,
-        }
-    }
 }
 
 impl Direction {
@@ -154,16 +135,18 @@ impl Direction {
             }
             if reader.poll_read_ready(cx)?.is_pending() {
                 // Nothing to read: after small messages the pipe is no longer needed.
-                if self.last_read_small {
+                if !self.last_read_large {
                     self.pipe = None;
                 }
                 return Poll::Pending;
             }
             let read = match &self.pipe {
-                Some(pipe) => reader.try_io(Interest::READABLE, || {
-                    splice_once(reader, &pipe.write_end, PIPE_CHUNK)
-                }),
-                None => reader.try_read(&mut self.small),
+                Some(pipe) => reader
+                    .try_io(Interest::READABLE, || {
+                        splice_once(reader, &pipe.write_end, PIPE_CHUNK)
+                    })
+                    .inspect(|&n| self.in_pipe = n),
+                None => with_scratch(|scratch| self.pass_small(reader, writer, scratch)),
             };
             let n = match read {
                 Ok(n) => n,
@@ -171,34 +154,56 @@ impl Direction {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Poll::Ready(Err(e)),
             };
-            self.last_read_small = n < SMALL;
+            self.last_read_large = n >= SMALL;
             if n == 0 {
                 self.reader_done = true;
                 continue;
             }
             count(n);
-            if self.pipe.is_some() {
-                self.in_pipe = n;
-            } else {
-                self.start = 0;
-                self.end = n;
-                if n == SMALL {
-                    self.pipe = Pipe::open();
-                }
+            if self.pipe.is_none() && n == SMALL {
+                self.pipe = Pipe::open();
             }
         }
     }
 
-    /// Writes what the last read brought (from the small buffer, or out of the pipe).
+    /// One small read into the thread's `scratch` buffer, written on as far as the writer takes it at once;
+    /// the rest is kept in `leftover` for [`Direction::poll_write_pending`]. Returns the bytes read.
+    fn pass_small(
+        &mut self,
+        reader: &TcpStream,
+        writer: &TcpStream,
+        scratch: &mut [u8; SMALL],
+    ) -> io::Result<usize> {
+        let n = reader.try_read(scratch)?;
+        let mut offset = 0;
+        while offset < n {
+            match writer.try_write(&scratch[offset..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => {
+                    offset += written;
+                    self.copied += written as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // The scratch buffer is the next connection's: the rest waits in a copy of our own.
+                    self.leftover.keep(&scratch[offset..n]);
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Writes what the last read left (of a small read, or in the pipe).
     fn poll_write_pending(
         &mut self,
         cx: &mut Context<'_>,
         writer: &TcpStream,
     ) -> Poll<io::Result<()>> {
-        while self.start < self.end || self.in_pipe > 0 {
+        while !self.leftover.is_empty() || self.in_pipe > 0 {
             ready!(writer.poll_write_ready(cx))?;
-            let written = if self.start < self.end {
-                writer.try_write(&self.small[self.start..self.end])
+            let written = if !self.leftover.is_empty() {
+                writer.try_write(self.leftover.unwritten())
             } else {
                 let pipe = self.pipe.as_ref().expect("bytes in a pipe that exists");
                 writer.try_io(Interest::WRITABLE, || {
@@ -211,8 +216,8 @@ impl Direction {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Poll::Ready(Err(e)),
             };
-            if self.start < self.end {
-                self.start += n;
+            if !self.leftover.is_empty() {
+                self.leftover.wrote(n);
             } else {
                 self.in_pipe -= n;
             }
@@ -350,6 +355,59 @@ mod tests {
         let mut ping = [0; 4];
         server.read_exact(&mut ping).await.unwrap();
         assert_eq!(&ping, b"ping");
+    }
+
+    #[tokio::test]
+    async fn a_small_message_the_writer_cannot_take_whole_waits_in_a_copy_and_arrives_in_order() {
+        let (mut client, near) = socket_pair().await;
+        let (far, mut server) = socket_pair().await;
+        // Small kernel buffers on the far side, which nobody reads yet: they fill after a few messages.
+        socket2::SockRef::from(&far)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        socket2::SockRef::from(&server)
+            .set_recv_buffer_size(2048)
+            .unwrap();
+        let mut direction = Direction::default();
+        let mut sent = Vec::new();
+        for i in 0..10_000 {
+            let message = format!("message {i:05}, one of many small ones on a slow connection\n");
+            client.write_all(message.as_bytes()).await.unwrap();
+            sent.extend_from_slice(message.as_bytes());
+            near.readable().await.unwrap();
+            assert!(poll_now(&mut direction, &near, &far).is_pending());
+            if !direction.leftover.is_empty() {
+                break;
+            }
+        }
+        assert!(
+            !direction.leftover.is_empty(),
+            "the far side's buffers never filled"
+        );
+        assert!(direction.pipe.is_none(), "small messages never take a pipe");
+        client.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        let (relayed, read) = tokio::join!(
+            poll_fn(|cx| direction.poll(cx, &near, &far, &mut |_| {})),
+            server.read_to_end(&mut got)
+        );
+        assert_eq!(relayed.unwrap(), sent.len() as u64);
+        read.unwrap();
+        assert!(got == sent, "every message arrived whole and in order");
+        assert_eq!(direction.leftover.capacity(), 0);
+    }
+
+    /// An idle spliced connection holds no read buffer: its task is only the two directions' bookkeeping
+    /// (it held 4 KiB of buffers when each direction had its own small buffer).
+    #[test]
+    fn the_splice_state_of_a_connection_holds_no_read_buffer() {
+        fn future_size<'a, F: std::future::Future>(
+            _: fn(&'a TcpStream, &'a TcpStream, &'a mut Counted) -> F,
+        ) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let size = future_size(splice_bidirectional);
+        assert!(size < SMALL / 4, "the splice's state is {size} bytes");
     }
 
     /// Polls a direction until it has nothing more to do for now (its reader is still open: pending).

@@ -83,7 +83,7 @@ async fn dial_unbounded(target: &Target) -> Result<TcpStream, DialError> {
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(stream) => {
-                super::keepalive::tune(&stream);
+                super::keepalive::tune(socket2::SockRef::from(&stream));
                 return Ok(stream);
             }
             Err(e) => last_error = Some(DialError::from_io(target, &e)),

@@ -98,7 +98,7 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
         };
         match accepted {
             Ok((stream, peer)) => {
-                crate::net::tune(&stream);
+                // No-delay and keepalive come with the socket, from its listener (net/keepalive.rs).
                 accepted_total.inc();
                 shared.accepted.one_more();
                 // Read before the socket is wrapped: the kernel knows where a redirected connection was going.

@@ -5,6 +5,7 @@ use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
+use socket2::SockRef;
 use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
@@ -47,11 +48,9 @@ pub(super) async fn bind_inline(
     if let Some(protocol) = config.inbound() {
         let handler = match protocol {
             InboundProtocol::Tcp => Handler::ReverseTcp(app.clone()),
-            InboundProtocol::Http => Handler::ReverseHttp(Arc::new(ReverseHttp::new(
-                app.clone(),
-                options.connect_timeout,
-                options.upstream_timeout,
-            ))),
+            InboundProtocol::Http => {
+                Handler::ReverseHttp(Arc::new(ReverseHttp::new(app.clone(), options)))
+            }
             InboundProtocol::Socks => Handler::ReverseSocks(app.clone()),
         };
         let socket = bind(options.inbound_listen, "inbound").await?;
@@ -189,6 +188,7 @@ fn bind_v6_only(address: SocketAddr) -> io::Result<TcpListener> {
     socket.set_nonblocking(true)?;
     socket.bind(&address.into())?;
     socket.listen(LISTEN_BACKLOG as i32)?;
+    crate::net::tune(SockRef::from(&socket));
     TcpListener::from_std(socket.into())
 }
 
@@ -212,11 +212,41 @@ async fn bind(address: SocketAddr, direction: &'static str) -> Result<TcpListene
         // As tokio's bind does: a restarted sidecar can bind while old connections are in TIME_WAIT.
         socket.set_reuseaddr(true)?;
         socket.bind(address)?;
-        socket.listen(LISTEN_BACKLOG)
+        let listener = socket.listen(LISTEN_BACKLOG)?;
+        crate::net::tune(SockRef::from(&listener));
+        Ok(listener)
     };
     listen().map_err(|source| ServerError::Bind {
         address,
         direction,
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::keepalive;
+
+    /// The accept loop sets nothing on an accepted socket: no-delay and keepalive must come from the
+    /// listener, as Linux passes them on.
+    #[tokio::test]
+    async fn accepted_sockets_come_with_no_delay_and_keepalive_from_their_listener() {
+        let listener = bind("127.0.0.1:0".parse().unwrap(), "inbound")
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_client, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let (accepted, _) = accepted.unwrap();
+        let socket = SockRef::from(&accepted);
+        assert!(socket.tcp_nodelay().unwrap());
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(socket.tcp_keepalive_time().unwrap(), keepalive::IDLE);
+        assert_eq!(
+            socket.tcp_keepalive_interval().unwrap(),
+            keepalive::INTERVAL
+        );
+        assert_eq!(socket.tcp_keepalive_retries().unwrap(), keepalive::RETRIES);
+    }
 }

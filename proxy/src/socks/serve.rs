@@ -29,7 +29,9 @@ pub async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let request = match tokio::time::timeout(timeouts.handshake, accept(client)).await {
+    // Boxed: the handshake's state is larger than the relay's, and without this an idle connection's task
+    // would stay that size for its whole life.
+    let request = match tokio::time::timeout(timeouts.handshake, Box::pin(accept(client))).await {
         Ok(Ok(request)) => request,
         Ok(Err(SocksError::Empty)) => {
             debug!("client closed before a SOCKS request");

@@ -79,19 +79,15 @@ async fn a_spool_disk_that_fills_and_frees_keeps_whole_frames_and_counts_each_re
         dropped,
         "dropped once, not again"
     );
-    // Every message parses as a record (messages() says which does not) and carries its own id.
+    // Every line of every message parses as a record (messages() says which does not), and every
+    // message carries its own id (its first record's uid).
     let stored = server.messages().await;
     assert_eq!(
         stored.len() as f64,
         spooled,
         "the stream holds what was spooled"
     );
-    for message in &stored {
-        assert_eq!(
-            message.message_id.as_deref(),
-            Some(message.record.uid.as_str())
-        );
-    }
+    crate::support::nats::assert_message_rules(&stored);
     let firsts = count_by_request(&stored, "first-");
     let seconds = count_by_request(&stored, "second-");
     assert!(

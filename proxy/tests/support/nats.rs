@@ -153,7 +153,7 @@ impl NatsServer {
             .await?)
     }
 
-    /// Every message in the capture stream, in stream order.
+    /// Every record in the capture stream, in stream order (a message holds a run of them).
     pub async fn messages(&self) -> Vec<Stored> {
         let stream = self.try_capture_stream().await.expect("the capture stream");
         let mut info = stream.clone();
@@ -167,27 +167,19 @@ impl NatsServer {
                 .get_raw_message(sequence)
                 .await
                 .unwrap_or_else(|e| panic!("message {sequence}: {e}"));
-            let record: Record = serde_json::from_slice(&message.payload).unwrap_or_else(|e| {
-                panic!(
-                    "message {sequence} is not a record ({e}): {}",
-                    String::from_utf8_lossy(&message.payload)
-                )
-            });
-            stored.push(Stored {
-                subject: message.subject.to_string(),
-                message_id: message
-                    .headers
-                    .get("Nats-Msg-Id")
-                    .map(|value| value.as_str().to_owned()),
-                payload: message.payload.to_vec(),
-                record,
-            });
+            stored.extend(Stored::split(
+                sequence,
+                message.subject.as_str(),
+                Some(&message.headers),
+                &message.payload,
+            ));
         }
         stored
     }
 
-    /// Every message in the capture stream as a JetStream consumer receives it (an ephemeral pull
-    /// consumer from the start, fetching in batches): the way a reader of the stream counts records.
+    /// Every record in the capture stream as a JetStream consumer receives it (an ephemeral pull
+    /// consumer from the start, fetching in batches, each message split into its records): the way a
+    /// reader of the stream counts records.
     pub async fn consumed(&self) -> Vec<Stored> {
         use async_nats::jetstream::consumer::{pull, AckPolicy};
         use futures_util::StreamExt;
@@ -214,23 +206,32 @@ impl NatsServer {
             while let Some(message) = batch.next().await {
                 let message = message.expect("a message");
                 received += 1;
-                let record: Record = serde_json::from_slice(&message.payload)
-                    .unwrap_or_else(|e| panic!("a message is not a record ({e})"));
-                stored.push(Stored {
-                    subject: message.subject.to_string(),
-                    message_id: message
-                        .headers
-                        .as_ref()
-                        .and_then(|headers| headers.get("Nats-Msg-Id"))
-                        .map(|value| value.as_str().to_owned()),
-                    payload: message.payload.to_vec(),
-                    record,
-                });
+                let sequence = message.info().expect("message info").stream_sequence;
+                stored.extend(Stored::split(
+                    sequence,
+                    message.subject.as_str(),
+                    message.headers.as_ref(),
+                    &message.payload,
+                ));
             }
             if received == 0 && consumer.info().await.expect("consumer info").num_pending == 0 {
                 return stored;
             }
         }
+    }
+
+    /// Publishes `payload` on `subject` into the capture stream and waits for JetStream to store it (what
+    /// another publisher, say an older sidecar, would have put there).
+    pub async fn publish(&self, subject: &str, payload: Vec<u8>) {
+        let stream = self.try_capture_stream().await.expect("the capture stream");
+        drop(stream);
+        let client = async_nats::connect(self.url()).await.expect("connect");
+        jetstream::new(client)
+            .publish(subject.to_owned(), payload.into())
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
     }
 
     /// The stream's message count.
@@ -256,13 +257,99 @@ impl NatsServer {
     }
 }
 
-/// One message as JetStream stored it.
+/// One record as JetStream stored it, and the message that carries it.
 #[derive(Debug)]
 pub struct Stored {
+    /// The stream sequence of its message.
+    pub sequence: u64,
     pub subject: String,
+    /// Its message's `Nats-Msg-Id`.
     pub message_id: Option<String>,
+    /// Its message's `Sidecar-Records` (the records the message carries).
+    pub message_records: Option<String>,
+    /// Whether its message is whole JSON lines (its last ends in a line feed).
+    pub message_ends_in_line_feed: bool,
+    /// The record's JSON line, without the line feed.
     pub payload: Vec<u8>,
     pub record: Record,
+}
+
+impl Stored {
+    /// The records of one message: its payload's JSON lines, each ending in a line feed.
+    fn split(
+        sequence: u64,
+        subject: &str,
+        headers: Option<&async_nats::HeaderMap>,
+        payload: &[u8],
+    ) -> Vec<Stored> {
+        let header = |name: &str| {
+            headers
+                .and_then(|headers| headers.get(name))
+                .map(|value| value.as_str().to_owned())
+        };
+        let text = std::str::from_utf8(payload).expect("a UTF-8 message");
+        text.lines()
+            .map(|line| Stored {
+                sequence,
+                subject: subject.to_owned(),
+                message_id: header("Nats-Msg-Id"),
+                message_records: header("Sidecar-Records"),
+                message_ends_in_line_feed: text.ends_with('\n'),
+                payload: line.as_bytes().to_vec(),
+                record: serde_json::from_str(line).unwrap_or_else(|e| {
+                    panic!("a line of message {sequence} is not a record ({e}): {line}")
+                }),
+            })
+            .collect()
+    }
+}
+
+/// How many records each message carries, in stream order (from records as [`NatsServer::messages`]
+/// returns them).
+pub fn records_per_message(stored: &[Stored]) -> Vec<usize> {
+    let mut sizes: Vec<(u64, usize)> = Vec::new();
+    for record in stored {
+        match sizes.last_mut() {
+            Some((sequence, n)) if *sequence == record.sequence => *n += 1,
+            _ => sizes.push((record.sequence, 1)),
+        }
+    }
+    sizes.into_iter().map(|(_, n)| n).collect()
+}
+
+/// Checks the sidecar's message rules on records as [`NatsServer::messages`] returns them: a message is
+/// whole JSON lines, its `Nats-Msg-Id` is the uid of its first record, `Sidecar-Records` says how many it
+/// carries, and no two messages share an id.
+pub fn assert_message_rules(stored: &[Stored]) {
+    let mut ids = std::collections::BTreeSet::new();
+    let mut at = 0;
+    for size in records_per_message(stored) {
+        let first = &stored[at];
+        assert!(!first.record.uid.is_empty());
+        assert!(
+            first.message_ends_in_line_feed,
+            "message {} does not end in a line feed",
+            first.sequence
+        );
+        assert_eq!(
+            first.message_id.as_deref(),
+            Some(first.record.uid.as_str()),
+            "message {}: its id is its first record's uid",
+            first.sequence
+        );
+        assert_eq!(
+            first.message_records.as_deref(),
+            Some(size.to_string().as_str()),
+            "message {}: Sidecar-Records",
+            first.sequence
+        );
+        assert!(
+            ids.insert(first.message_id.clone()),
+            "message id {:?} twice",
+            first.message_id
+        );
+        at += size;
+    }
 }
 
 impl Drop for NatsServer {

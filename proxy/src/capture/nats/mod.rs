@@ -2,7 +2,8 @@
 //!
 //! - [`address`]: the address and the subject template.
 //! - [`connect`]: TLS, credentials, reconnection (shared with `capture pull`).
-//! - [`spool`]: the bounded on-disk spool every record goes through until it is acknowledged.
+//! - [`spool`]: the bounded on-disk spool every record goes through until it is acknowledged, where
+//!   records are cut into messages (runs of JSON lines, [`frame`]).
 //! - [`publisher`]: sending from the spool, acknowledged, in order, re-sent after failures.
 //!
 //! The writer thread only appends to the spool (local file I/O, like the file sink); the publisher runs on
@@ -11,6 +12,7 @@
 
 pub mod address;
 pub mod connect;
+mod frame;
 mod publisher;
 mod spool;
 
@@ -156,6 +158,7 @@ impl NatsOutput {
         }
     }
 
+    /// The writer's round is over: its last message ends, and the spool file gets what it has.
     fn flush(&mut self) {
         let flushed = self.spool.flush();
         Self::count(&self.metrics, &mut self.drops, flushed);
@@ -167,7 +170,9 @@ impl RecordOutput for NatsOutput {
         match self.spool.append(&record.uid(), line) {
             Appended::Batched => {
                 if self.spool.wants_flush() {
-                    self.flush();
+                    // A long round: its whole messages go to the spool file now, the open one goes on.
+                    let flushed = self.spool.write_frames();
+                    Self::count(&self.metrics, &mut self.drops, flushed);
                 }
             }
             Appended::OverBudget => {

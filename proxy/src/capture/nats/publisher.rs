@@ -1,8 +1,10 @@
-//! The publisher: sends spooled records to JetStream in order, a window of them awaiting acknowledgement
-//! at a time, each with its record's id as `Nats-Msg-Id`. When an acknowledgement fails (the server went
-//! away, the stream is missing) it goes back to the oldest unacknowledged record and, once connected,
-//! sends everything from there again: JetStream drops the copies it already has by their id, so a re-send
-//! never makes a duplicate within the stream's duplicate window.
+//! The publisher: sends the spool's messages (runs of records, cut when they were spooled) to JetStream in
+//! order, a window of them awaiting acknowledgement at a time, each with its first record's uid as
+//! `Nats-Msg-Id` and its record count as [`RECORDS_HEADER`]. When an acknowledgement fails (the server
+//! went away, the stream is missing) it goes back to the oldest unacknowledged message and, once
+//! connected, sends everything from there again: the same messages under the same ids, so JetStream drops
+//! the copies it already has and a re-send never makes a duplicate within the stream's duplicate window.
+//! Metrics count records: an acknowledgement acknowledges every record of its message.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -23,15 +25,19 @@ use super::connect::REQUEST_TIMEOUT;
 use super::spool::{Position, SpoolReader};
 use crate::metrics::Metrics;
 
-/// Records sent and awaiting their acknowledgement at most, and their bytes (records carry bodies: a
+/// The header that says how many records a message carries (its payload's lines), for consumers and
+/// their metrics.
+pub(crate) const RECORDS_HEADER: &str = "Sidecar-Records";
+
+/// Messages sent and awaiting their acknowledgement at most, and their bytes (records carry bodies: a
 /// thousand large ones would hold gigabytes).
 const WINDOW: usize = 1024;
 const WINDOW_BYTES: usize = 8 * 1024 * 1024;
 /// How often the publisher looks again without being woken (connection state, a missed wake-up).
 const POLL: Duration = Duration::from_millis(100);
-/// After a round that sent everything the spool held, the publisher lets new records gather this long
+/// After a round that sent everything the spool held, the publisher lets new messages gather this long
 /// before the next round, so they go out many to a write and their acknowledgements come back many to a
-/// read. Sent one or two at a time as the writer spools them, each record costs a wake-up and a system
+/// read. Sent one or two at a time as the writer spools them, each message costs a wake-up and a system
 /// call or two on both ends; on the reference machine, where nats-server shares the cores with the
 /// traffic, that cost was most of what publishing took from the traffic (docs/benchmarks.md). A backlog
 /// (the window full, or a catch-up after an outage) is sent without a pause.
@@ -46,15 +52,15 @@ const SHUTDOWN_DISCONNECTED_LIMIT: Duration = Duration::from_secs(1);
 
 type AckFuture = Pin<Box<dyn Future<Output = Result<Delivery, PublishError>> + Send>>;
 
-/// What became of a record JetStream answered for.
+/// What became of a message JetStream answered for.
 enum Delivery {
     Stored,
-    /// Larger than the server or the stream accepts: it can never be stored, so it is dropped (counted)
-    /// rather than retried for ever in front of every record behind it.
+    /// Larger than the server or the stream accepts: it can never be stored, so its records are dropped
+    /// (counted) rather than retried for ever in front of every message behind it.
     TooLarge,
 }
 
-/// Whether a failed publish is the record's own size, which no retry can change.
+/// Whether a failed publish is the message's own size, which no retry can change.
 fn too_large(error: &PublishError) -> bool {
     use async_nats::jetstream::context::PublishErrorKind;
     use async_nats::jetstream::ErrorCode;
@@ -76,6 +82,7 @@ fn delivery(ack: async_nats::jetstream::context::PublishAckFuture) -> AckFuture 
 
 struct InFlight {
     end: Position,
+    records: u64,
     bytes: usize,
     ack: AckFuture,
 }
@@ -97,7 +104,7 @@ impl Publisher {
         let shared = self.reader.shared().clone();
         let nats = &self.metrics.nats_sink;
         let mut acknowledged = self.reader.position();
-        // The end of the furthest record ever sent: records sent again before it count as re-sent.
+        // The end of the furthest message ever sent: messages sent again before it count as re-sent.
         let mut sent_until = acknowledged;
         let mut inflight: VecDeque<InFlight> = VecDeque::new();
         let mut inflight_bytes = 0;
@@ -109,8 +116,17 @@ impl Publisher {
         let mut linger_until: Option<Instant> = None;
         let mut poll = tokio::time::interval(POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut was_connected = false;
         loop {
             let connected = self.client.connection_state() == State::Connected;
+            if connected && !was_connected {
+                // Messages cut from now on fit this server (0: it has not said).
+                let max_payload = self.client.server_info().max_payload;
+                if max_payload > 0 {
+                    shared.limit_message_bytes(max_payload);
+                }
+            }
+            was_connected = connected;
             if linger_until.is_some_and(|until| Instant::now() >= until) {
                 linger_until = None;
             }
@@ -133,19 +149,21 @@ impl Publisher {
                     let bytes = frame.payload.len();
                     let publish = PublishMessage::build()
                         .payload(frame.payload)
-                        .message_id(&frame.id);
+                        .message_id(&frame.id)
+                        .header(RECORDS_HEADER, frame.records.to_string());
                     match jetstream.send_publish(self.subject.clone(), publish).await {
                         Ok(ack) => {
                             sent += 1;
                             if frame.end <= sent_until {
-                                nats.resent.inc();
+                                nats.resent.inc_by(frame.records);
                             } else {
-                                nats.published.inc();
+                                nats.published.inc_by(frame.records);
                                 sent_until = frame.end;
                             }
                             inflight_bytes += bytes;
                             inflight.push_back(InFlight {
                                 end: frame.end,
+                                records: frame.records,
                                 bytes,
                                 ack: delivery(ack),
                             });
@@ -154,6 +172,7 @@ impl Publisher {
                             // Answered at once, in its place in the window.
                             inflight.push_back(InFlight {
                                 end: frame.end,
+                                records: frame.records,
                                 bytes: 0,
                                 ack: Box::pin(std::future::ready(Ok(Delivery::TooLarge))),
                             });
@@ -224,28 +243,30 @@ impl Publisher {
                     while let Some(result) = next.take() {
                         match result {
                             Ok(delivery) => {
+                                let mut records = 0;
                                 if let Some(done) = inflight.pop_front() {
                                     acknowledged = done.end;
                                     inflight_bytes -= done.bytes;
+                                    records = done.records;
                                 }
                                 match delivery {
                                     Delivery::Stored => {
-                                        nats.acknowledged.inc();
+                                        nats.acknowledged.inc_by(records);
                                         failures.recovered();
                                     }
                                     Delivery::TooLarge => {
-                                        nats.dropped.inc();
-                                        too_large_log.dropped();
+                                        nats.dropped.inc_by(records);
+                                        too_large_log.dropped(records);
                                     }
                                 }
-                                shared.acknowledged_one();
+                                shared.acknowledged(records);
                                 next = inflight
                                     .front_mut()
                                     .and_then(|oldest| (&mut oldest.ack).now_or_never());
                             }
                             Err(e) => {
                                 failures.failed(&e.to_string());
-                                // Everything after the oldest unacknowledged record is sent again, in order.
+                                // Everything from the oldest unacknowledged message on is sent again, in order.
                                 inflight.clear();
                                 inflight_bytes = 0;
                                 self.reader.rewind(acknowledged);
@@ -269,7 +290,8 @@ impl Publisher {
     }
 }
 
-/// Records too large for NATS, logged at most every [`FAILURE_LOG_INTERVAL`] with how many since.
+/// Records of messages too large for NATS, logged at most every [`FAILURE_LOG_INTERVAL`] with how many
+/// since.
 #[derive(Default)]
 struct TooLargeLog {
     last_logged: Option<Instant>,
@@ -277,8 +299,8 @@ struct TooLargeLog {
 }
 
 impl TooLargeLog {
-    fn dropped(&mut self) {
-        self.unreported += 1;
+    fn dropped(&mut self, records: u64) {
+        self.unreported += records;
         let now = Instant::now();
         if self
             .last_logged
@@ -287,7 +309,7 @@ impl TooLargeLog {
             self.last_logged = Some(now);
             warn!(
                 dropped = std::mem::take(&mut self.unreported),
-                "capture records larger than NATS accepts (the server's max_payload or the stream's max message size) are not sent: raise that limit or lower --capture-body-limit (at most one message every 10s)"
+                "capture records in messages larger than NATS accepts (the server's max_payload or the stream's max message size; a message holds up to 64 KiB of records, or one larger record alone) are not sent: raise that limit or lower --capture-body-limit (at most one message every 10s)"
             );
         }
     }

@@ -3,37 +3,54 @@
 //! not yet acknowledged is always on disk, whether NATS is slow, down for an hour, or the sidecar is
 //! restarted in between, and records are sent (and sent again) in the order they were written.
 //!
-//! The spool is a directory of numbered segment files, each a run of frames `ID SP JSON LF` (the message
-//! id, then the record's JSON line). The writer appends to the newest segment and starts a new one past a
-//! size; the publisher reads from the oldest and deletes a segment once every frame in it is acknowledged.
-//! The budget bounds the bytes of all segments together: a record that would pass it is dropped (counted
-//! by the caller), and traffic never waits. At shutdown the publisher writes how far it got to `position`,
-//! so the next start re-sends nothing that was acknowledged.
+//! The spool is a directory of numbered segment files, each a run of frames ([`frame`]): a frame is one
+//! NATS message, a run of records (the JSON lines of one round of the writer, up to a byte and a record
+//! cap) under the uid of its first record. Messages are cut here, when records are spooled, not when they
+//! are published: a message sent again (after an outage, or by the next process) is the same bytes under
+//! the same id, so JetStream's de-duplication still drops the copy. The writer appends to the newest
+//! segment and starts a new one past a size; the publisher reads from the oldest and deletes a segment
+//! once every frame in it is acknowledged. The budget bounds the bytes of all segments together: a record
+//! that would pass it is dropped (counted by the caller), and traffic never waits. At shutdown the
+//! publisher writes how far it got to `position` (always a frame's end), so the next start re-sends
+//! nothing that was acknowledged.
 //!
 //! Frames are gathered in a batch of the writer's own and written whole, like the capture file's lines
 //! (`jsonl_file`): a batch that fails part-way (a full disk) is cut back off the segment, so no half frame
-//! is ever left for the next one to be appended to (which would send one record under another's id, or
-//! not at all), and the publisher never reads past the end of the last batch written whole. A frame is
-//! spooled exactly when all its bytes are in the segment; those of a failed batch are dropped, and only
-//! they.
+//! is ever left for the next one to be appended to (which would send records under another's id, or
+//! not at all), and the publisher never reads past the end of the last batch written whole. A frame's
+//! records are spooled exactly when all its bytes are in the segment; those of a failed batch are dropped,
+//! and only they. Counts (spooled, dropped, pending) are of records, not frames.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::frame::{self, Parsed};
 use crate::capture::jsonl_file::CAPTURE_FILE_MODE;
 
 const SEGMENT_SUFFIX: &str = ".spool";
 const POSITION_FILE: &str = "position";
 /// Bytes read from a segment at a time.
 const READ_CHUNK: usize = 64 * 1024;
-/// Bytes of frames gathered before a batch is written even if the writer's round is not over.
-const BATCH: usize = 64 * 1024;
+/// Bytes of whole frames gathered before they are written even if the writer's round is not over (the
+/// message being gathered stays open: ending it there would make a message of a record or two after each
+/// one the byte cap ended).
+const BATCH: usize = 32 * 1024;
+/// A message's payload holds at most this many bytes of records (unless one record alone is larger: it
+/// is a message of its own), or fewer if the server's `max_payload` is lower. Large enough that the
+/// per-message costs (nats-server's parse, duplicate check, store and acknowledgement; the publisher's
+/// send and wait) are spread over tens of records; small enough to stay far below any usual `max_payload`
+/// (1 MB by default) and to keep a re-send after a lost acknowledgement cheap.
+pub(crate) const MESSAGE_BYTES: usize = 64 * 1024;
+/// A message holds at most this many records.
+pub(crate) const MESSAGE_RECORDS: u64 = 1024;
+/// A frame header's bytes besides the id, at most: two spaces, two numbers, a line feed.
+const HEADER_NUMBERS: usize = 2 * 20 + 3;
 
 /// What the writer and the publisher share.
 pub(crate) struct SpoolShared {
@@ -41,6 +58,9 @@ pub(crate) struct SpoolShared {
     bytes: AtomicU64,
     /// Records in the spool not yet acknowledged.
     pending: AtomicU64,
+    /// The byte cap on a message's payload: [`MESSAGE_BYTES`], or less once the publisher has learnt the
+    /// server's `max_payload`.
+    message_bytes: AtomicUsize,
     /// The segment the writer appends to; those before it are complete.
     writer_segment: AtomicU64,
     /// How much of the writer's segment is whole frames (the end of its last batch written whole): the
@@ -60,12 +80,23 @@ impl SpoolShared {
         self.pending.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn acknowledged_one(&self) {
+    /// A message of `records` records left the spool (acknowledged, or dropped as too large).
+    pub(crate) fn acknowledged(&self, records: u64) {
         let _ = self
             .pending
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(n.saturating_sub(1))
+                Some(n.saturating_sub(records))
             });
+    }
+
+    /// Messages cut from now on fit a server that accepts messages of at most `max_payload` bytes
+    /// (headers included: room is left for them). Messages already spooled keep their size.
+    pub(crate) fn limit_message_bytes(&self, max_payload: usize) {
+        const HEADERS: usize = 1024;
+        let cap = MESSAGE_BYTES
+            .min(max_payload.saturating_sub(HEADERS))
+            .max(1);
+        self.message_bytes.store(cap, Ordering::Relaxed);
     }
 
     pub(crate) fn bytes(&self) -> u64 {
@@ -92,10 +123,13 @@ pub(crate) struct Position {
     pub(crate) offset: u64,
 }
 
-/// One record as the publisher sends it.
+/// One message as the publisher sends it.
 pub(crate) struct Frame {
+    /// The uid of its first record.
     pub(crate) id: String,
-    /// The record's JSON, without the line feed.
+    /// How many records it carries.
+    pub(crate) records: u64,
+    /// The records' JSON lines, each ending in a line feed.
     pub(crate) payload: Bytes,
     /// Where the next frame starts.
     pub(crate) end: Position,
@@ -108,12 +142,12 @@ pub(crate) enum Appended {
     OverBudget,
 }
 
-/// What became of a batch's frames.
+/// What became of a batch's records.
 #[derive(Debug, Default)]
 pub(crate) struct Flushed {
-    /// Frames now whole in the spool.
+    /// Records now whole in the spool.
     pub(crate) spooled: u64,
-    /// Frames of a batch that could not be written whole: not in the spool.
+    /// Records of a batch that could not be written whole: not in the spool.
     pub(crate) dropped: u64,
     pub(crate) error: Option<io::Error>,
 }
@@ -122,9 +156,14 @@ pub(crate) struct SpoolWriter {
     dir: PathBuf,
     segment: u64,
     file: File,
-    /// Whole frames not yet written, and how many.
+    /// Whole frames not yet written, and how many records they hold.
     batch: Vec<u8>,
-    batch_frames: u64,
+    batch_records: u64,
+    /// The message being gathered: its id (its first record's), its records' lines, and how many. It
+    /// becomes a frame of the batch when the next record would pass a cap, or at the end of the round.
+    message_id: String,
+    message: Vec<u8>,
+    message_records: u64,
     /// The segment's length after the last batch written whole: always at the end of a frame.
     committed: u64,
     /// A failed batch could not be cut back off the segment: the next batch starts a new segment.
@@ -186,10 +225,11 @@ pub(crate) fn open(dir: &Path, budget: u64) -> io::Result<(SpoolWriter, SpoolRea
             segment: oldest,
             offset: 0,
         });
-    let pending = count_frames_from(dir, &segments, start)?;
+    let pending = count_records_from(dir, &segments, start)?;
     let shared = Arc::new(SpoolShared {
         bytes: AtomicU64::new(bytes),
         pending: AtomicU64::new(pending),
+        message_bytes: AtomicUsize::new(MESSAGE_BYTES),
         writer_segment: AtomicU64::new(newest + 1),
         writer_committed: AtomicU64::new(0),
         writer_closed: AtomicBool::new(false),
@@ -202,8 +242,11 @@ pub(crate) fn open(dir: &Path, budget: u64) -> io::Result<(SpoolWriter, SpoolRea
         dir: dir.to_owned(),
         segment,
         file,
-        batch: Vec::with_capacity(BATCH),
-        batch_frames: 0,
+        batch: Vec::with_capacity(BATCH + 2 * MESSAGE_BYTES),
+        batch_records: 0,
+        message_id: String::new(),
+        message: Vec::with_capacity(MESSAGE_BYTES),
+        message_records: 0,
         committed: 0,
         torn: false,
         segment_size: (budget / 16).clamp(4 * 1024, 8 * 1024 * 1024),
@@ -229,40 +272,75 @@ impl SpoolWriter {
         &self.shared
     }
 
-    /// Adds one frame to the batch; the publisher sees it once [`SpoolWriter::flush`] has written it.
+    /// Adds one record (`id` its uid, `line` its JSON line) to the message being gathered, or to a new
+    /// one if it would pass a cap; the publisher sees it once [`SpoolWriter::flush`] has written it.
     pub(crate) fn append(&mut self, id: &str, line: &[u8]) -> Appended {
-        // The id ends at the first space and the frame at the line feed: neither may be inside it.
-        let cleaned;
-        let id = if id.contains(|c: char| c.is_ascii_whitespace()) {
-            cleaned = id.replace(|c: char| c.is_ascii_whitespace(), "_");
-            cleaned.as_str()
-        } else {
-            id
-        };
         let line = line.strip_suffix(b"\n").unwrap_or(line);
-        let size = (id.len() + 1 + line.len() + 1) as u64;
-        if self.shared.bytes.load(Ordering::Relaxed) + self.batch.len() as u64 + size > self.budget
-        {
+        let size = line.len() + 1;
+        let starts_message = self.message_records == 0
+            || self.message_records >= MESSAGE_RECORDS
+            || self.message.len() + size > self.shared.message_bytes.load(Ordering::Relaxed);
+        if starts_message {
+            self.seal();
+        }
+        // The open message's header is counted at its largest, so the spool never passes the budget.
+        let header = id.len() + HEADER_NUMBERS;
+        let after = self.shared.bytes.load(Ordering::Relaxed)
+            + (self.batch.len() + header + self.message.len() + size) as u64;
+        if after > self.budget {
             return Appended::OverBudget;
         }
-        self.batch.extend_from_slice(id.as_bytes());
-        self.batch.push(b' ');
-        self.batch.extend_from_slice(line);
-        self.batch.push(b'\n');
-        self.batch_frames += 1;
+        if starts_message {
+            // The id ends at the first space and the header at the line feed: neither may be inside it.
+            self.message_id.clear();
+            self.message_id.extend(id.chars().map(
+                |c| {
+                    if c.is_ascii_whitespace() {
+                        '_'
+                    } else {
+                        c
+                    }
+                },
+            ));
+        }
+        self.message.extend_from_slice(line);
+        self.message.push(b'\n');
+        self.message_records += 1;
         Appended::Batched
     }
 
-    /// Whether the batch should be written now rather than at the end of the writer's round: it is large,
-    /// or it fills the segment.
+    /// The message being gathered becomes a frame of the batch: its boundaries are fixed from now on.
+    fn seal(&mut self) {
+        if self.message_records == 0 {
+            return;
+        }
+        frame::push_header(
+            &mut self.batch,
+            &self.message_id,
+            self.message_records,
+            self.message.len(),
+        );
+        self.batch.extend_from_slice(&self.message);
+        self.batch_records += std::mem::take(&mut self.message_records);
+        self.message.clear();
+    }
+
+    /// Whether the batch's whole frames should be written now ([`SpoolWriter::write_frames`]) rather than
+    /// at the end of the writer's round: they are many bytes, or they fill the segment.
     pub(crate) fn wants_flush(&self) -> bool {
         self.batch.len() >= BATCH || self.committed + self.batch.len() as u64 >= self.segment_size
     }
 
-    /// Writes the batch whole, or not at all (a failure part-way is cut back off the segment), and makes
-    /// what was written visible to the publisher.
+    /// The writer's round is over: ends the message being gathered and writes the batch.
     pub(crate) fn flush(&mut self) -> Flushed {
-        let frames = std::mem::take(&mut self.batch_frames);
+        self.seal();
+        self.write_frames()
+    }
+
+    /// Writes the batch's whole frames, all or none (a failure part-way is cut back off the segment), and
+    /// makes what was written visible to the publisher. The message being gathered stays open.
+    pub(crate) fn write_frames(&mut self) -> Flushed {
+        let records = std::mem::take(&mut self.batch_records);
         if self.batch.is_empty() {
             return Flushed::default();
         }
@@ -272,17 +350,17 @@ impl SpoolWriter {
             Ok(length) => {
                 self.committed += length;
                 self.shared.bytes.fetch_add(length, Ordering::Relaxed);
-                self.shared.pending.fetch_add(frames, Ordering::Relaxed);
+                self.shared.pending.fetch_add(records, Ordering::Relaxed);
                 self.shared
                     .writer_committed
                     .store(self.committed, Ordering::Release);
                 Flushed {
-                    spooled: frames,
+                    spooled: records,
                     ..Flushed::default()
                 }
             }
             Err(error) => Flushed {
-                dropped: frames,
+                dropped: records,
                 error: Some(error),
                 ..Flushed::default()
             },
@@ -435,26 +513,38 @@ impl SpoolReader {
     }
 
     fn take_buffered(&mut self) -> Option<Frame> {
-        let newline = self.start + self.buffer[self.start..].iter().position(|&b| b == b'\n')?;
-        let frame = &self.buffer[self.start..=newline];
-        self.start = newline + 1;
-        self.offset += frame.len() as u64;
-        let end = Position {
-            segment: self.segment,
-            offset: self.offset,
-        };
-        let line = &frame[..frame.len() - 1];
-        // A frame without its separator (a write that failed half way) is skipped.
-        let space = line.iter().position(|&b| b == b' ');
-        match space {
-            Some(space) if space > 0 => Some(Frame {
-                id: String::from_utf8_lossy(&line[..space]).into_owned(),
-                payload: Bytes::copy_from_slice(&line[space + 1..]),
-                end,
-            }),
-            _ => {
-                self.shared.acknowledged_one();
-                self.take_buffered()
+        loop {
+            let (frame, size) = match frame::parse(&self.buffer[self.start..]) {
+                Parsed::Incomplete => return None,
+                Parsed::Message {
+                    id,
+                    records,
+                    payload,
+                    size,
+                } => (
+                    Some((
+                        String::from_utf8_lossy(id).into_owned(),
+                        records,
+                        Bytes::copy_from_slice(payload),
+                    )),
+                    size,
+                ),
+                // Not a frame (the writer never makes one; a damaged file might): skipped. It held no
+                // record that was counted as pending (counting parses the same way).
+                Parsed::Junk { size } => (None, size),
+            };
+            self.start += size;
+            self.offset += size as u64;
+            if let Some((id, records, payload)) = frame {
+                return Some(Frame {
+                    id,
+                    records,
+                    payload,
+                    end: Position {
+                        segment: self.segment,
+                        offset: self.offset,
+                    },
+                });
             }
         }
     }
@@ -520,24 +610,33 @@ fn read_position(dir: &Path) -> Option<Position> {
     })
 }
 
-/// Frames left by a previous run from `start` on: the publisher's backlog, for the lag metric.
-fn count_frames_from(dir: &Path, segments: &[u64], start: Position) -> io::Result<u64> {
-    let mut frames = 0;
+/// Records left by a previous run from `start` on: the publisher's backlog, for the lag metric. Counted
+/// as the reader will read them: whole frames only.
+fn count_records_from(dir: &Path, segments: &[u64], start: Position) -> io::Result<u64> {
+    let mut records = 0;
     for &segment in segments.iter().filter(|&&s| s >= start.segment) {
-        let mut file = File::open(segment_path(dir, segment))?;
-        if segment == start.segment {
-            file.seek(SeekFrom::Start(start.offset))?;
-        }
-        let mut chunk = vec![0; READ_CHUNK];
+        let bytes = fs::read(segment_path(dir, segment))?;
+        let mut at = if segment == start.segment {
+            usize::try_from(start.offset)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len())
+        } else {
+            0
+        };
         loop {
-            let read = file.read(&mut chunk)?;
-            if read == 0 {
-                break;
+            match frame::parse(&bytes[at..]) {
+                Parsed::Message {
+                    records: n, size, ..
+                } => {
+                    records += n;
+                    at += size;
+                }
+                Parsed::Junk { size } => at += size,
+                Parsed::Incomplete => break,
             }
-            frames += chunk[..read].iter().filter(|&&b| b == b'\n').count() as u64;
         }
     }
-    Ok(frames)
+    Ok(records)
 }
 
 #[cfg(test)]
@@ -550,16 +649,34 @@ mod tests {
         dir
     }
 
-    fn drain(reader: &mut SpoolReader) -> Vec<String> {
-        let mut ids = Vec::new();
+    /// Every message left to read: its id and its records' ids (each record's line is `{"n":"ID"}`).
+    fn messages(reader: &mut SpoolReader) -> Vec<(String, Vec<String>)> {
+        let mut messages = Vec::new();
         while let Some(frame) = reader.next_frame().unwrap() {
-            assert_eq!(
-                &frame.payload[..],
-                format!("{{\"n\":\"{}\"}}", frame.id).as_bytes()
-            );
-            ids.push(frame.id);
+            let text = std::str::from_utf8(&frame.payload).unwrap();
+            assert!(text.ends_with('\n'), "{text:?}");
+            let ids: Vec<String> = text
+                .lines()
+                .map(|line| {
+                    line.strip_prefix("{\"n\":\"")
+                        .and_then(|rest| rest.strip_suffix("\"}"))
+                        .unwrap_or_else(|| panic!("{line:?}"))
+                        .to_owned()
+                })
+                .collect();
+            assert_eq!(ids.len() as u64, frame.records);
+            assert_eq!(frame.id, ids[0], "a message's id is its first record's");
+            messages.push((frame.id, ids));
         }
-        ids
+        messages
+    }
+
+    /// Every record left to read, in order.
+    fn drain(reader: &mut SpoolReader) -> Vec<String> {
+        messages(reader)
+            .into_iter()
+            .flat_map(|(_, ids)| ids)
+            .collect()
     }
 
     fn append(writer: &mut SpoolWriter, id: &str) -> bool {
@@ -613,6 +730,181 @@ mod tests {
         assert_eq!(drain(&mut reader).len(), spooled);
         reader.release(reader.position(), false);
         assert!(append(&mut writer, "after"), "room again once acknowledged");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_round_is_one_message_split_at_the_byte_and_record_caps() {
+        let dir = scratch("caps");
+        let (mut writer, mut reader) = open(&dir, 64 * 1024 * 1024).unwrap();
+        // One round of 10 small records: one message.
+        for n in 0..10 {
+            assert!(append(&mut writer, &format!("a{n}")));
+        }
+        writer.flush();
+        let round = messages(&mut reader);
+        assert_eq!(round.len(), 1, "{round:?}");
+        assert_eq!(round[0].1.len(), 10);
+        // A round past the record cap: messages of at most the cap.
+        let many = MESSAGE_RECORDS as usize * 2 + 5;
+        for n in 0..many {
+            assert!(append(&mut writer, &format!("b{n}")));
+        }
+        writer.flush();
+        let split = messages(&mut reader);
+        let sizes: Vec<usize> = split.iter().map(|(_, ids)| ids.len()).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), many);
+        assert!(
+            sizes.iter().all(|&n| n as u64 <= MESSAGE_RECORDS) && sizes.len() >= 3,
+            "{sizes:?}"
+        );
+        // Records of 10 KB: at most 64 KiB of them to a message; one larger than the cap goes alone.
+        let pad = "x".repeat(10_000);
+        for n in 0..20 {
+            let line = format!("{{\"n\":\"c{n}\"}}\n");
+            assert!(matches!(
+                writer.append(
+                    &format!("c{n}"),
+                    line.replace("\"}", &format!("\",\"p\":\"{pad}\"}}"))
+                        .as_bytes()
+                ),
+                Appended::Batched
+            ));
+        }
+        let huge = format!("{{\"n\":\"d\",\"p\":\"{}\"}}\n", "y".repeat(100_000));
+        assert!(matches!(
+            writer.append("d", huge.as_bytes()),
+            Appended::Batched
+        ));
+        assert!(append(&mut writer, "e"));
+        writer.flush();
+        let mut sizes = Vec::new();
+        while let Some(frame) = reader.next_frame().unwrap() {
+            assert!(
+                frame.payload.len() <= MESSAGE_BYTES || frame.records == 1,
+                "{} records in {} bytes",
+                frame.records,
+                frame.payload.len()
+            );
+            sizes.push((frame.id, frame.records));
+        }
+        assert_eq!(
+            sizes,
+            [
+                ("c0".into(), 6),
+                ("c6".into(), 6),
+                ("c12".into(), 6),
+                ("c18".into(), 2),
+                ("d".into(), 1),
+                ("e".into(), 1)
+            ]
+        );
+        // A server with a smaller max_payload: messages cut from then on fit it.
+        writer.shared().limit_message_bytes(1024 + 25_000);
+        for n in 0..6 {
+            let line = format!("{{\"n\":\"f{n}\",\"p\":\"{pad}\"}}\n");
+            assert!(matches!(
+                writer.append(&format!("f{n}"), line.as_bytes()),
+                Appended::Batched
+            ));
+        }
+        writer.flush();
+        let mut sizes = Vec::new();
+        while let Some(frame) = reader.next_frame().unwrap() {
+            sizes.push(frame.records);
+        }
+        assert_eq!(sizes, [2, 2, 2]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_long_round_written_as_the_output_writes_it_is_messages_filled_to_the_cap() {
+        let dir = scratch("long-round");
+        let (mut writer, mut reader) = open(&dir, 64 * 1024 * 1024).unwrap();
+        let pad = "x".repeat(700);
+        let mut flushes = 0;
+        for n in 0..2000 {
+            let line = format!("{{\"n\":\"g{n}\",\"p\":\"{pad}\"}}\n");
+            assert!(matches!(
+                writer.append(&format!("g{n}"), line.as_bytes()),
+                Appended::Batched
+            ));
+            // What NatsOutput::write does after each record.
+            if writer.wants_flush() {
+                assert_eq!(writer.write_frames().dropped, 0);
+                flushes += 1;
+            }
+        }
+        writer.flush();
+        assert!(flushes > 10, "written as the round goes: {flushes}");
+        let mut sizes = Vec::new();
+        while let Some(frame) = reader.next_frame().unwrap() {
+            sizes.push((frame.records, frame.payload.len()));
+        }
+        let (last, full) = sizes.split_last().unwrap();
+        assert!(last.0 >= 1);
+        for &(records, bytes) in full {
+            assert!(
+                bytes > MESSAGE_BYTES - 800 && bytes <= MESSAGE_BYTES,
+                "a message of {records} records, {bytes} bytes, cut before the cap: {sizes:?}"
+            );
+        }
+        assert_eq!(sizes.iter().map(|&(n, _)| n).sum::<u64>(), 2000);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_restart_reads_the_same_messages_under_the_same_ids() {
+        let dir = scratch("same");
+        let (mut writer, mut reader) = open(&dir, 64 * 1024 * 1024).unwrap();
+        for round in 0..3 {
+            for n in 0..50 {
+                assert!(append(&mut writer, &format!("r{round}-{n}")));
+            }
+            writer.flush();
+        }
+        let mut first = Vec::new();
+        while let Some(frame) = reader.next_frame().unwrap() {
+            first.push((frame.id, frame.records, frame.payload));
+        }
+        assert_eq!(first.len(), 3);
+        // Nothing acknowledged; the next process reads the spool from its start.
+        assert!(writer.close().error.is_none());
+        drop(reader);
+        let (writer, mut reader) = open(&dir, 64 * 1024 * 1024).unwrap();
+        assert_eq!(reader.shared().pending(), 150);
+        assert!(writer.close().error.is_none());
+        let mut again = Vec::new();
+        while let Some(frame) = reader.next_frame().unwrap() {
+            again.push((frame.id, frame.records, frame.payload));
+        }
+        assert!(again == first, "re-read messages differ");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_older_versions_spool_is_sent_as_messages_of_one_record() {
+        let dir = scratch("older");
+        fs::create_dir_all(&dir).unwrap();
+        // Frames `ID SP JSON LF`, as sidecars before multi-record messages wrote them, and a position
+        // after the first of them.
+        let old: String = (0..5)
+            .map(|n| format!("o{n} {{\"n\":\"o{n}\"}}\n"))
+            .collect();
+        fs::write(segment_path(&dir, 7), &old).unwrap();
+        let first = "o0 {\"n\":\"o0\"}\n".len();
+        fs::write(dir.join(POSITION_FILE), format!("7 {first}\n")).unwrap();
+        let (mut writer, mut reader) = open(&dir, 64 * 1024 * 1024).unwrap();
+        assert_eq!(reader.shared().pending(), 4);
+        assert!(append(&mut writer, "new0"));
+        assert!(append(&mut writer, "new1"));
+        assert!(writer.close().error.is_none());
+        let read = messages(&mut reader);
+        let expected: Vec<(String, Vec<String>)> = (1..5)
+            .map(|n| (format!("o{n}"), vec![format!("o{n}")]))
+            .chain([("new0".into(), vec!["new0".into(), "new1".into()])])
+            .collect();
+        assert_eq!(read, expected);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

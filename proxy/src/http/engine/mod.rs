@@ -1,9 +1,11 @@
 //! The `http` listeners' HTTP/1 engine: each caller connection is served on one connection upstream at a
 //! time, request after request, without re-serving the exchange through an HTTP library.
 //!
-//! Upstream is the [`Destination`]: the reverse listener's app, every request on one connection to it; or,
-//! on the forward listener, the origin each absolute-form request names ([`forward`]), its connection kept
-//! while the next request names the same one. A CONNECT on the forward listener is dialled by the engine,
+//! Upstream is the [`Destination`]: the reverse listener's app, every request on one connection to it
+//! (taken from the listener's pool of idle app connections, [`AppPool`], and left there when the caller's
+//! connection ends, if it is between exchanges); or, on the forward listener, the origin each
+//! absolute-form request names ([`forward`]), its connection kept while the next request names the same
+//! one. A CONNECT on the forward listener is dialled by the engine,
 //! granted, and the caller's connection handed back as a [`Tunnel`] for the stream relay.
 //!
 //! For each request the engine reads the head from the caller (parsed with httparse where it lies,
@@ -24,6 +26,7 @@
 //! small read area in its task, and reads grow to 64 KiB only while a read fills what it was given.
 
 mod answers;
+mod app_pool;
 mod body;
 mod buffer;
 mod failures;
@@ -39,7 +42,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use http::StatusCode;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -63,6 +65,8 @@ use buffer::{read_idle, Buffer, SMALL};
 use forward::Addressed;
 use request::{HeadError, Mode, Request};
 use response::Response;
+
+pub use app_pool::AppPool;
 
 /// Where the engine delivers.
 #[derive(Clone, Copy)]
@@ -106,13 +110,15 @@ pub struct Tunnel<C> {
     pub record: Option<StreamCapture>,
 }
 
-/// The reverse listener's app, and how long the engine waits for it.
+/// The reverse listener's app, how long the engine waits for it, and its idle connections.
 pub struct App {
     pub target: Target,
     /// The app as logs and answers name it (`127.0.0.1:8080`).
     pub name: String,
     pub connect_timeout: Duration,
     pub upstream_timeout: Duration,
+    /// Connections to the app that earlier caller connections left, for the next ones.
+    pub pool: Arc<AppPool>,
 }
 
 /// What the listener allows a caller.
@@ -198,6 +204,7 @@ where
         input: Buffer::default(),
         from_app: Buffer::default(),
         upstream: None,
+        upstream_idle_since: None,
         upstream_origin: None,
         tunnel: None,
         tap: None,
@@ -209,6 +216,7 @@ where
     if let Some(tap) = engine.tap.take() {
         tap.finish(failure.as_deref());
     }
+    engine.give_back_upstream();
     if let Some(granted) = engine.tunnel.take() {
         return Some(Tunnel {
             caller: engine.caller,
@@ -235,6 +243,9 @@ struct Engine<'a, C> {
     /// What the app sent that is not relayed yet.
     from_app: Buffer,
     upstream: Option<TcpStream>,
+    /// Set while `upstream` is between exchanges, its last response read to its framed end: when that
+    /// ended. Only such a connection may serve another caller ([`AppPool`]).
+    upstream_idle_since: Option<Instant>,
     /// The origin `upstream` is connected to (the forward listener only).
     upstream_origin: Option<crate::net::Target>,
     /// The tunnel a CONNECT opened (the forward listener only), handed back when the engine stops.
@@ -435,7 +446,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
         continued: &mut bool,
         started: std::time::Instant,
     ) -> Delivered {
-        let reused = match self.connect(request).await {
+        // A request sent again goes on a new connection: the pool's others are often as old as the one
+        // that failed, and the app may be closing them all.
+        let reused = match self.connect(request, may_retry).await {
             Ok(reused) => reused,
             Err(e) => return Delivered::Done(self.dial_failed(request, e, started).await),
         };
@@ -547,7 +560,16 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
                     let nothing_read = self.from_app.is_empty();
                     self.upstream = None;
                     self.from_app = Buffer::default();
-                    if reused && may_retry && nothing_read && request.framing == Framing::Empty {
+                    // The app closed a reused connection without a byte of answer: most likely it was
+                    // closing it as idle while the request was on its way (its keep-alive timeout), and
+                    // never read it. It may have, though, so only a request that may be sent twice is
+                    // sent again (hyper and nginx do the same); anything else is a 502.
+                    if reused
+                        && may_retry
+                        && nothing_read
+                        && request.framing == Framing::Empty
+                        && request.idempotent
+                    {
                         return Delivered::Retry;
                     }
                     let reason = match ended {
@@ -646,9 +668,17 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
             self.upstream = None;
             return Flow::Close(why);
         }
-        if !response.upstream_reusable || !request_body.done() || !self.from_app.is_empty() {
+        // An HTTP/1.0 request goes to the app as HTTP/1.0 without `keep-alive` (a hop-by-hop field): the
+        // app closes that connection after its answer, even when the answer does not say so.
+        if !response.upstream_reusable
+            || request.http10
+            || !request_body.done()
+            || !self.from_app.is_empty()
+        {
             self.upstream = None;
             self.from_app = Buffer::default();
+        } else {
+            self.upstream_idle_since = Some(Instant::now());
         }
         self.timed(started);
         if response.closes_caller {
@@ -685,8 +715,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
     }
 
     /// The upstream connection for `request`: the open one when it leads where the request goes and
-    /// the other end has not closed it meanwhile (then `true`), else a new one.
-    async fn connect(&mut self, request: &Request) -> Result<bool, DialError> {
+    /// the other end has not closed it meanwhile, or (`from_pool`) an idle one from the app pool (then
+    /// `true`), else a new one.
+    async fn connect(&mut self, request: &Request, from_pool: bool) -> Result<bool, DialError> {
         let target = match (self.destination, &request.addressed) {
             (Destination::App(app), _) => &app.target,
             (Destination::Forward(_), Some(Addressed::Origin(origin))) => &origin.target,
@@ -694,16 +725,28 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
                 unreachable!("only absolute-form requests are delivered")
             }
         };
+        // From here the connection carries this request: it is no longer between exchanges.
+        let idle_since = self.upstream_idle_since.take();
         if let Some(upstream) = &self.upstream {
-            let same_origin = match self.destination {
-                Destination::App(_) => true,
-                Destination::Forward(_) => self.upstream_origin.as_ref() == Some(target),
+            let (same_origin, fresh) = match (self.destination, idle_since) {
+                // The caller's own app connection is held to the pool's idle timeout too.
+                (Destination::App(app), Some(since)) => (true, app.pool.may_reuse(since)),
+                (Destination::App(_), None) => (true, true),
+                (Destination::Forward(_), _) => {
+                    (self.upstream_origin.as_ref() == Some(target), true)
+                }
             };
-            if same_origin && still_open(upstream) {
+            if same_origin && fresh && app_pool::still_open(upstream) {
                 return Ok(true);
             }
             self.upstream = None;
             self.from_app = Buffer::default();
+        }
+        if let (Destination::App(app), true) = (self.destination, from_pool) {
+            if let Some(pooled) = app.pool.take() {
+                self.upstream = Some(pooled);
+                return Ok(true);
+            }
         }
         let upstream = dial(target, self.destination.connect_timeout()).await?;
         self.upstream = Some(upstream);
@@ -713,23 +756,26 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Engine<'_, C> {
         Ok(false)
     }
 
+    /// When the caller's connection ends: the app connection it held goes to the pool for other callers,
+    /// if it is between exchanges (its last response read to its framed end, nothing after it, neither
+    /// side having said `close`, no upgrade, no failure; see `respond`). Anything else is closed.
+    fn give_back_upstream(&mut self) {
+        let (Destination::App(app), Some(upstream), Some(since)) = (
+            self.destination,
+            self.upstream.take(),
+            self.upstream_idle_since.take(),
+        ) else {
+            return;
+        };
+        if self.from_app.is_empty() {
+            app.pool.give_back(upstream, since);
+        }
+    }
+
     /// Counts an exchange's duration, with capture off (with capture on the tap's recorder does).
     fn timed(&self, started: std::time::Instant) {
         if let Some(timer) = &self.timer {
             timer.observe(started.elapsed().as_secs_f64());
-        }
-    }
-}
-
-/// Whether the app's side of a kept connection is still open: nothing to read (without a system call
-/// when the socket has not become readable since the last read).
-fn still_open(upstream: &TcpStream) -> bool {
-    match upstream.readable().now_or_never() {
-        None => true,
-        Some(Err(_)) => false,
-        Some(Ok(())) => {
-            let mut probe = [0u8; 1];
-            matches!(upstream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
         }
     }
 }

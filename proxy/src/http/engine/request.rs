@@ -53,6 +53,9 @@ pub struct Request {
     /// Bytes of the head in the buffer (blank lines before it included).
     pub len: usize,
     pub method: Method,
+    /// Sending it twice has the effect of sending it once (RFC 9110 §9.2.2): it may be sent again when
+    /// the app may or may not have seen it.
+    pub idempotent: bool,
     pub http10: bool,
     pub framing: Framing,
     /// Whether the caller's connection may carry another request after this one.
@@ -135,6 +138,11 @@ pub fn parse(buffer: &[u8], limit: usize, mode: Mode) -> Result<Option<Request>,
         "CONNECT" => Method::Connect,
         _ => Method::Other,
     };
+    // RFC 9110 §9.2.2: sending one of these twice has the effect of sending it once.
+    let idempotent = matches!(
+        method_text,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    );
     let http10 = minor == 0;
     let (framing, length_given) = framing(fields, http10)?;
     let addressed = match mode {
@@ -234,6 +242,7 @@ pub fn parse(buffer: &[u8], limit: usize, mode: Mode) -> Result<Option<Request>,
     Ok(Some(Request {
         len: blank + len,
         method,
+        idempotent,
         http10,
         framing,
         keep_alive,
