@@ -9,7 +9,10 @@ use std::sync::Arc;
 use crate::support::capture::{Sidecar, TempDir, BIN};
 use crate::support::nats::{assert_message_rules, records_per_message, NatsServer, Stored};
 use crate::support::start_app;
-use crate::{count_by_request, exchanges, metrics_until, nats_metric, sink_args};
+use crate::{
+    count_by_request, exchanges, metrics_until, nats_metric, sink_args, start_file_and_nats,
+    FileAndNats,
+};
 
 /// How many times each record uid is in `stored`.
 fn count_by_uid(stored: &[Stored]) -> BTreeMap<String, usize> {
@@ -37,13 +40,12 @@ async fn under_load_messages_carry_runs_of_records_and_pull_yields_each_once_in_
     const CLIENTS: usize = 8;
     const PER_CLIENT: usize = 250;
     let dir = TempDir::new("nats-batches");
-    let server = NatsServer::start(&dir.0.join("nats")).await;
-    let app = start_app().await;
-    let file = dir.0.join("capture.jsonl");
-    let mut args = sink_args(&server, &dir.0.join("spool"));
-    args.extend(["--capture".into(), file.display().to_string()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let sidecar = Sidecar::reverse_http(app.addr, &args, &dir.0).await;
+    let FileAndNats {
+        server,
+        _app,
+        file,
+        sidecar,
+    } = start_file_and_nats(&dir).await;
     let done = exchanges(sidecar.inbound, "load", CLIENTS, PER_CLIENT, Arc::default()).await;
     assert_eq!(done, CLIENTS * PER_CLIENT);
     let exposition = metrics_until(sidecar.admin, |m| {

@@ -42,6 +42,32 @@ fn host_name() -> String {
 }
 
 /// The sidecar flags for a NATS sink at `server` spooling in `spool`.
+/// A NATS server, an app, and a reverse http sidecar in front of it capturing both to NATS and to the file
+/// `capture.jsonl` in `dir`, so a test can hold what NATS got against what the file sink wrote.
+struct FileAndNats {
+    server: NatsServer,
+    // Held so the app outlives the sidecar in front of it.
+    _app: support::App,
+    file: std::path::PathBuf,
+    sidecar: Sidecar,
+}
+
+async fn start_file_and_nats(dir: &TempDir) -> FileAndNats {
+    let server = NatsServer::start(&dir.0.join("nats")).await;
+    let app = start_app().await;
+    let file = dir.0.join("capture.jsonl");
+    let mut args = sink_args(&server, &dir.0.join("spool"));
+    args.extend(["--capture".into(), file.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let sidecar = Sidecar::reverse_http(app.addr, &args, &dir.0).await;
+    FileAndNats {
+        server,
+        _app: app,
+        file,
+        sidecar,
+    }
+}
+
 fn sink_args(server: &NatsServer, spool: &std::path::Path) -> Vec<String> {
     vec![
         "--capture-sink".into(),
@@ -148,13 +174,12 @@ async fn metrics_until(admin: SocketAddr, done: impl Fn(&Exposition) -> bool) ->
 async fn records_arrive_whole_and_in_order_with_their_ids_beside_the_file() {
     const EXCHANGES: usize = 300;
     let dir = TempDir::new("nats-order");
-    let server = NatsServer::start(&dir.0.join("nats")).await;
-    let app = start_app().await;
-    let file = dir.0.join("capture.jsonl");
-    let mut args = sink_args(&server, &dir.0.join("spool"));
-    args.extend(["--capture".into(), file.display().to_string()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let sidecar = Sidecar::reverse_http(app.addr, &args, &dir.0).await;
+    let FileAndNats {
+        server,
+        _app,
+        file,
+        sidecar,
+    } = start_file_and_nats(&dir).await;
     let done = exchanges(
         sidecar.inbound,
         "order",

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use crate::support::capture::{parse_records, Sidecar, TempDir, BIN};
 use crate::support::nats::NatsServer;
 use crate::support::start_app;
-use crate::{exchanges, metrics_until, nats_metric, request_id, sink_args, DEADLINE};
+use crate::{
+    exchanges, metrics_until, nats_metric, request_id, sink_args, start_file_and_nats, FileAndNats,
+    DEADLINE,
+};
 
 fn pull(args: &[&str]) -> (bool, String, String) {
     let output = Command::new(BIN)
@@ -37,13 +40,12 @@ fn lines(path: &std::path::Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_writes_what_the_file_sink_wrote_and_a_durable_pull_goes_on_where_it_stopped() {
     let dir = TempDir::new("nats-pull");
-    let server = NatsServer::start(&dir.0.join("nats")).await;
-    let app = start_app().await;
-    let file = dir.0.join("capture.jsonl");
-    let mut args = sink_args(&server, &dir.0.join("spool"));
-    args.extend(["--capture".into(), file.display().to_string()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let sidecar = Sidecar::reverse_http(app.addr, &args, &dir.0).await;
+    let FileAndNats {
+        server,
+        _app,
+        file,
+        sidecar,
+    } = start_file_and_nats(&dir).await;
     let source = format!("{}/capture.>", server.url());
 
     let first = exchanges(
