@@ -1565,17 +1565,7 @@ async fn reverse_http_keeps_at_most_the_idle_limit() {
     .await;
     let answer: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
     for round in 0..2 {
-        let mut callers = Vec::new();
-        for _ in 0..4 {
-            let mut caller = TcpStream::connect(proxy.inbound()).await.unwrap();
-            caller
-                .write_all(b"GET /n HTTP/1.1\r\nHost: app.test\r\n\r\n")
-                .await
-                .unwrap();
-            assert_eq!(read_exactly_what(&mut caller, answer).await, answer);
-            callers.push(caller);
-        }
-        drop(callers);
+        drop(callers_at_once(proxy.inbound(), 4, "/n", answer).await);
         settle().await;
         if round == 0 {
             assert_eq!(origin.accepted(), 4);
@@ -1583,6 +1573,27 @@ async fn reverse_http_keeps_at_most_the_idle_limit() {
         }
     }
     assert_eq!(origin.accepted(), 6, "two of the second four reused");
+}
+
+/// `count` keep-alive callers open at once, each answered `answer` to one GET of `path`, and held (so each
+/// holds its own app connection) until the caller drops them.
+async fn callers_at_once(
+    inbound: std::net::SocketAddr,
+    count: usize,
+    path: &str,
+    answer: &[u8],
+) -> Vec<TcpStream> {
+    let mut callers = Vec::new();
+    for _ in 0..count {
+        let mut caller = TcpStream::connect(inbound).await.unwrap();
+        caller
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: app.test\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(read_exactly_what(&mut caller, answer).await, answer);
+        callers.push(caller);
+    }
+    callers
 }
 
 /// An idle app connection is kept for `--app-idle-timeout` at most: reused within it, closed after it
@@ -1620,17 +1631,7 @@ async fn reverse_http_sends_a_request_again_on_a_new_connection() {
     let proxy = start_proxy("reverse", "http", Some(origin.addr)).await;
     let answer: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
     // Two app connections at once, each to close the next request it reads, both left in the pool.
-    let mut callers = Vec::new();
-    for _ in 0..2 {
-        let mut caller = TcpStream::connect(proxy.inbound()).await.unwrap();
-        caller
-            .write_all(b"GET /arm HTTP/1.1\r\nHost: app.test\r\n\r\n")
-            .await
-            .unwrap();
-        assert_eq!(read_exactly_what(&mut caller, answer).await, answer);
-        callers.push(caller);
-    }
-    drop(callers);
+    drop(callers_at_once(proxy.inbound(), 2, "/arm", answer).await);
     settle().await;
     assert_eq!(origin.accepted(), 2);
     let got = on_a_new_connection(proxy.inbound(), &get_closing("/n")).await;
