@@ -29,10 +29,30 @@ if ((${#packages[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}"
 fi
 
-if ! docker info >/dev/null 2>&1; then
+# A pid file left by an engine that is gone (a machine restored from a snapshot taken while dockerd ran,
+# or a killed engine) makes dockerd refuse to start, and a stale one of its containerd can point at an
+# unrelated process that took the pid; only a live process of the right name keeps its pid file.
+clear_stale_pidfile() {
+    local file=$1 name=$2 pid comm=""
+    [[ -f $file ]] || return 0
+    pid=$(tr -dc '0-9' <"$file")
+    [[ -n $pid ]] && comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
+    [[ $comm == "$name" ]] && return 0
+    log "removing $file left by a $name that is no longer running (pid ${pid:-none})"
+    rm -f "$file"
+}
+
+if ! docker info >/dev/null 2>&1 && ! pgrep -x dockerd >/dev/null; then
+    clear_stale_pidfile /var/run/docker.pid dockerd
+    clear_stale_pidfile /var/run/docker/containerd/containerd.pid containerd
+fi
+if ! docker info >/dev/null 2>&1 && ! pgrep -x dockerd >/dev/null; then
     log "starting dockerd (no bridge, no iptables; log: $DOCKERD_LOG)"
     # setsid: the engine outlives this script and the test run that started it.
     setsid dockerd --bridge=none --iptables=false >"$DOCKERD_LOG" 2>&1 </dev/null &
+fi
+if ! docker info >/dev/null 2>&1; then
+    # Started above, or already starting (a dockerd process that does not answer yet).
     for _ in $(seq 1 120); do
         docker info >/dev/null 2>&1 && break
         sleep 0.5
