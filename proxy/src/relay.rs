@@ -316,7 +316,7 @@ async fn refuse_large_head<C: AsyncWrite + Unpin>(client: &mut C, context: &Conn
 fn plain_sockets<'a, C: 'static, U: 'static>(
     client: &'a mut C,
     upstream: &'a mut U,
-) -> Option<(&'a mut MeteredIo<TcpStream>, &'a TcpStream)> {
+) -> Option<(&'a mut MeteredIo<TcpStream>, &'a mut TcpStream)> {
     let client = (client as &mut dyn Any).downcast_mut::<MeteredIo<TcpStream>>()?;
     let upstream = (upstream as &mut dyn Any).downcast_mut::<TcpStream>()?;
     Some((client, upstream))

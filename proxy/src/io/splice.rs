@@ -16,10 +16,12 @@ use std::future::poll_fn;
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::{AsFd, OwnedFd};
+use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use nix::fcntl::{splice, OFlag, SpliceFFlags};
-use tokio::io::Interest;
+use tokio::io::{AsyncRead, Interest, ReadBuf};
+use tokio::net::tcp::ReadHalf;
 use tokio::net::TcpStream;
 
 use super::small_reads::{with_scratch, Leftover, SMALL};
@@ -60,15 +62,25 @@ impl<A: SpliceCounter, B: SpliceCounter> SpliceCounter for (A, B) {
 
 /// Copies `a` → `b` and `b` → `a` until both directions have ended; returns the bytes each way.
 pub async fn splice_bidirectional(
-    a: &TcpStream,
-    b: &TcpStream,
+    a: &mut TcpStream,
+    b: &mut TcpStream,
     counter: &mut impl SpliceCounter,
 ) -> io::Result<(u64, u64)> {
+    // Read halves, because their `poll_read` knows what `try_read` does not: a read shorter than the
+    // buffer drained the socket, so the next poll waits for readiness instead of calling `recv` once more
+    // only to hear `EAGAIN` (one system call per small message each way, which the minimal relay does not
+    // make).
+    let (mut a_reader, a_writer) = a.split();
+    let (mut b_reader, b_writer) = b.split();
     let mut a_to_b = Direction::default();
     let mut b_to_a = Direction::default();
     poll_fn(|cx| {
-        let forward = a_to_b.poll(cx, a, b, &mut |n| counter.forward(n))?;
-        let backward = b_to_a.poll(cx, b, a, &mut |n| counter.backward(n))?;
+        let forward = a_to_b.poll(cx, &mut a_reader, b_writer.as_ref(), &mut |n| {
+            counter.forward(n)
+        })?;
+        let backward = b_to_a.poll(cx, &mut b_reader, a_writer.as_ref(), &mut |n| {
+            counter.backward(n)
+        })?;
         let (Poll::Ready(sent), Poll::Ready(received)) = (forward, backward) else {
             return Poll::Pending;
         };
@@ -118,7 +130,7 @@ impl Direction {
     fn poll(
         &mut self,
         cx: &mut Context<'_>,
-        reader: &TcpStream,
+        reader: &mut ReadHalf<'_>,
         writer: &TcpStream,
         count: &mut impl FnMut(usize),
     ) -> Poll<io::Result<u64>> {
@@ -133,20 +145,25 @@ impl Direction {
                 self.pipe = None;
                 return Poll::Ready(Ok(self.copied));
             }
-            if reader.poll_read_ready(cx)?.is_pending() {
-                // Nothing to read: after small messages the pipe is no longer needed.
-                if !self.last_read_large {
-                    self.pipe = None;
-                }
-                return Poll::Pending;
-            }
             let read = match &self.pipe {
-                Some(pipe) => reader
-                    .try_io(Interest::READABLE, || {
-                        splice_once(reader, &pipe.write_end, PIPE_CHUNK)
-                    })
-                    .inspect(|&n| self.in_pipe = n),
-                None => with_scratch(|scratch| self.pass_small(reader, writer, scratch)),
+                Some(pipe) => {
+                    let socket = reader.as_ref();
+                    if socket.poll_read_ready(cx)?.is_pending() {
+                        // Nothing to read: after small messages the pipe is no longer needed.
+                        if !self.last_read_large {
+                            self.pipe = None;
+                        }
+                        return Poll::Pending;
+                    }
+                    socket
+                        .try_io(Interest::READABLE, || {
+                            splice_once(socket, &pipe.write_end, PIPE_CHUNK)
+                        })
+                        .inspect(|&n| self.in_pipe = n)
+                }
+                None => ready!(with_scratch(
+                    |scratch| self.poll_pass_small(cx, reader, writer, scratch)
+                )),
             };
             let n = match read {
                 Ok(n) => n,
@@ -168,16 +185,25 @@ impl Direction {
 
     /// One small read into the thread's `scratch` buffer, written on as far as the writer takes it at once;
     /// the rest is kept in `leftover` for [`Direction::poll_write_pending`]. Returns the bytes read.
-    fn pass_small(
+    fn poll_pass_small(
         &mut self,
-        reader: &TcpStream,
+        cx: &mut Context<'_>,
+        reader: &mut ReadHalf<'_>,
         writer: &TcpStream,
         scratch: &mut [u8; SMALL],
-    ) -> io::Result<usize> {
-        let n = reader.try_read(scratch)?;
+    ) -> Poll<io::Result<usize>> {
+        let mut buf = ReadBuf::new(scratch);
+        ready!(Pin::new(reader).poll_read(cx, &mut buf))?;
+        let n = buf.filled().len();
+        Poll::Ready(self.write_small(writer, &scratch[..n]))
+    }
+
+    /// Writes `read` on as far as the writer takes it at once, keeping the rest in `leftover`.
+    fn write_small(&mut self, writer: &TcpStream, read: &[u8]) -> io::Result<usize> {
+        let n = read.len();
         let mut offset = 0;
         while offset < n {
-            match writer.try_write(&scratch[offset..n]) {
+            match writer.try_write(&read[offset..n]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => {
                     offset += written;
@@ -185,7 +211,7 @@ impl Direction {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // The scratch buffer is the next connection's: the rest waits in a copy of our own.
-                    self.leftover.keep(&scratch[offset..n]);
+                    self.leftover.keep(&read[offset..n]);
                     break;
                 }
                 Err(e) => return Err(e),
@@ -275,11 +301,11 @@ mod tests {
     }
 
     async fn relay_through(len_ab: usize, len_ba: usize) {
-        let (mut client, near) = socket_pair().await;
-        let (far, mut server) = socket_pair().await;
+        let (mut client, mut near) = socket_pair().await;
+        let (mut far, mut server) = socket_pair().await;
         let relay = tokio::spawn(async move {
             let mut counted = Counted::default();
-            let copied = splice_bidirectional(&near, &far, &mut counted).await;
+            let copied = splice_bidirectional(&mut near, &mut far, &mut counted).await;
             (copied.unwrap(), counted.forward, counted.backward)
         });
         let (to_server, to_client) = (payload(len_ab), payload(len_ba));
@@ -329,7 +355,7 @@ mod tests {
 
     #[tokio::test]
     async fn bulk_data_takes_a_pipe_and_a_small_message_then_idleness_gives_it_back() {
-        let (mut client, near) = socket_pair().await;
+        let (mut client, mut near) = socket_pair().await;
         let (far, mut server) = socket_pair().await;
         let mut direction = Direction::default();
         // Loopback hands the bytes to the peer's socket within write_all: once the reactor has seen them
@@ -337,7 +363,7 @@ mod tests {
         let bulk = payload(SMALL * 4 + 10);
         client.write_all(&bulk).await.unwrap();
         near.readable().await.unwrap();
-        assert!(poll_now(&mut direction, &near, &far).is_pending());
+        assert!(poll_now(&mut direction, &mut near, &far).is_pending());
         assert!(
             direction.pipe.is_some(),
             "a read that filled the small buffer brings a pipe, kept while bulk data flows"
@@ -347,7 +373,7 @@ mod tests {
         assert!(got == bulk);
         client.write_all(b"ping").await.unwrap();
         near.readable().await.unwrap();
-        assert!(poll_now(&mut direction, &near, &far).is_pending());
+        assert!(poll_now(&mut direction, &mut near, &far).is_pending());
         assert!(
             direction.pipe.is_none(),
             "an idle direction after a small message holds no pipe"
@@ -359,7 +385,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_small_message_the_writer_cannot_take_whole_waits_in_a_copy_and_arrives_in_order() {
-        let (mut client, near) = socket_pair().await;
+        let (mut client, mut near) = socket_pair().await;
         let (far, mut server) = socket_pair().await;
         // Small kernel buffers on the far side, which nobody reads yet: they fill after a few messages.
         socket2::SockRef::from(&far)
@@ -375,7 +401,7 @@ mod tests {
             client.write_all(message.as_bytes()).await.unwrap();
             sent.extend_from_slice(message.as_bytes());
             near.readable().await.unwrap();
-            assert!(poll_now(&mut direction, &near, &far).is_pending());
+            assert!(poll_now(&mut direction, &mut near, &far).is_pending());
             if !direction.leftover.is_empty() {
                 break;
             }
@@ -387,8 +413,9 @@ mod tests {
         assert!(direction.pipe.is_none(), "small messages never take a pipe");
         client.shutdown().await.unwrap();
         let mut got = Vec::new();
+        let (mut reader, _) = near.split();
         let (relayed, read) = tokio::join!(
-            poll_fn(|cx| direction.poll(cx, &near, &far, &mut |_| {})),
+            poll_fn(|cx| direction.poll(cx, &mut reader, &far, &mut |_| {})),
             server.read_to_end(&mut got)
         );
         assert_eq!(relayed.unwrap(), sent.len() as u64);
@@ -402,7 +429,7 @@ mod tests {
     #[test]
     fn the_splice_state_of_a_connection_holds_no_read_buffer() {
         fn future_size<'a, F: std::future::Future>(
-            _: fn(&'a TcpStream, &'a TcpStream, &'a mut Counted) -> F,
+            _: fn(&'a mut TcpStream, &'a mut TcpStream, &'a mut Counted) -> F,
         ) -> usize {
             std::mem::size_of::<F>()
         }
@@ -413,11 +440,12 @@ mod tests {
     /// Polls a direction until it has nothing more to do for now (its reader is still open: pending).
     fn poll_now(
         direction: &mut Direction,
-        near: &TcpStream,
+        near: &mut TcpStream,
         far: &TcpStream,
     ) -> Poll<io::Result<u64>> {
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);
-        direction.poll(&mut cx, near, far, &mut |_| {})
+        let (mut reader, _) = near.split();
+        direction.poll(&mut cx, &mut reader, far, &mut |_| {})
     }
 }
