@@ -45,8 +45,6 @@ clear_stale_pidfile() {
 if ! docker info >/dev/null 2>&1 && ! pgrep -x dockerd >/dev/null; then
     clear_stale_pidfile /var/run/docker.pid dockerd
     clear_stale_pidfile /var/run/docker/containerd/containerd.pid containerd
-fi
-if ! docker info >/dev/null 2>&1 && ! pgrep -x dockerd >/dev/null; then
     log "starting dockerd (no bridge, no iptables; log: $DOCKERD_LOG)"
     # setsid: the engine outlives this script and the test run that started it.
     setsid dockerd --bridge=none --iptables=false >"$DOCKERD_LOG" 2>&1 </dev/null &

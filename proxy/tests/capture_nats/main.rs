@@ -41,7 +41,6 @@ fn host_name() -> String {
         .replace('.', "_")
 }
 
-/// The sidecar flags for a NATS sink at `server` spooling in `spool`.
 /// A NATS server, an app, and a reverse http sidecar in front of it capturing both to NATS and to the file
 /// `capture.jsonl` in `dir`, so a test can hold what NATS got against what the file sink wrote.
 struct FileAndNats {
@@ -68,6 +67,7 @@ async fn start_file_and_nats(dir: &TempDir) -> FileAndNats {
     }
 }
 
+/// The sidecar flags for a NATS sink at `server` spooling in `spool`.
 fn sink_args(server: &NatsServer, spool: &std::path::Path) -> Vec<String> {
     vec![
         "--capture-sink".into(),
