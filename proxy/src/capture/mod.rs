@@ -12,6 +12,7 @@ pub mod content_coding;
 mod file_sink;
 pub mod har;
 pub mod http;
+pub mod json_line;
 pub(crate) mod jsonl_file;
 pub mod nats;
 pub(crate) mod output;

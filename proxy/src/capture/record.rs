@@ -65,10 +65,30 @@ pub struct Record {
     pub detail: Detail,
 }
 
+impl Record {
+    /// The record's JSON line (without its `\n`), appended to `line`: what the capture writer writes.
+    pub fn write_json(&self, line: &mut Vec<u8>) {
+        self.view().write(line);
+    }
+}
+
+/// As [`Record::write_json`] writes it: serde_json writes those very bytes; other serializers (and
+/// `serde_json::to_value`) get the same JSON, read back.
 impl Serialize for Record {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.view().serialize(serializer)
+        let mut line = Vec::with_capacity(1024);
+        self.write_json(&mut line);
+        written_json(line, serializer)
     }
+}
+
+/// Hands JSON this module wrote to `serializer` as it is.
+fn written_json<S: serde::Serializer>(json: Vec<u8>, serializer: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::Error;
+    let json = String::from_utf8(json).map_err(S::Error::custom)?;
+    serde_json::value::RawValue::from_string(json)
+        .map_err(S::Error::custom)?
+        .serialize(serializer)
 }
 
 impl Record {
@@ -317,39 +337,12 @@ impl Body {
     }
 }
 
+/// As [`Body::write`] writes it (see [`Record`]'s `Serialize`).
 impl Serialize for Body {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use base64::display::Base64Display;
-        use base64::engine::general_purpose::STANDARD;
-        use base64::Engine;
-        use serde::ser::SerializeStruct;
-
-        /// The kept bytes in base64, encoded as they are written rather than into a string first.
-        struct Base64<'a>(&'a [u8]);
-        impl Serialize for Base64<'_> {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                // A small body on the stack, written in one piece; a large one in chunks.
-                let mut text = [0u8; 1024];
-                match STANDARD.encode_slice(self.0, &mut text) {
-                    Ok(length) => match std::str::from_utf8(&text[..length]) {
-                        Ok(text) => serializer.serialize_str(text),
-                        Err(_) => serializer.collect_str(&Base64Display::new(self.0, &STANDARD)),
-                    },
-                    Err(_) => serializer.collect_str(&Base64Display::new(self.0, &STANDARD)),
-                }
-            }
-        }
-
-        let text = self.text();
-        let mut body = serializer.serialize_struct("Body", 4 + usize::from(text.is_some()))?;
-        body.serialize_field("size", &self.size)?;
-        body.serialize_field("truncated", &self.truncated)?;
-        body.serialize_field("base64", &Base64(&self.base64))?;
-        body.serialize_field("complete", &self.complete)?;
-        if let Some(text) = text {
-            body.serialize_field("text", text)?;
-        }
-        body.end()
+        let mut json = Vec::with_capacity(64 + self.base64.len() * 3);
+        self.write(&mut json);
+        written_json(json, serializer)
     }
 }
 

@@ -6,19 +6,29 @@
 //!
 //! Why not serde's derive on [`Record`]: the derive needs owned values (one allocation per header name and
 //! value, per fixed field, per URL, per body's base64) and, for the `kind`-tagged detail flattened into
-//! the record, goes through serde's map machinery; the profile of the writer thread showed both.
+//! the record, goes through serde's map machinery; the profile of the writer thread showed both. And why
+//! not serde_json at all: its byte-at-a-time string escaping was the next largest share of that profile,
+//! so the view writes its JSON through [`super::json_line`].
 
 use std::borrow::Cow;
 use std::time::SystemTime;
 
-use serde::ser::{SerializeSeq, SerializeStruct, SerializeTuple};
-use serde::{Serialize, Serializer};
-
+use super::json_line::{self, JsonObject, PairList};
 use super::record::{record_run, Body, MockAnswer, Record, StreamSummary, TlsSession};
 
 /// A list of `[name, value]` fields (headers or trailers), however it is held.
-pub trait FieldList: Serialize {
+pub trait FieldList {
     fn is_empty(&self) -> bool;
+
+    /// Each field, in order, as a pair of `pairs`.
+    fn write_pairs(&self, pairs: &mut PairList<'_>);
+
+    /// The list as JSON, `[["name","value"],...]`, appended to `line`.
+    fn write(&self, line: &mut Vec<u8>) {
+        let mut pairs = PairList::open(line);
+        self.write_pairs(&mut pairs);
+        pairs.close();
+    }
 }
 
 pub struct RecordView<'a, F> {
@@ -112,260 +122,235 @@ pub enum Url<'a> {
     },
 }
 
-impl<F: FieldList> Serialize for RecordView<'_, F> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut record = serializer.serialize_struct("Record", 24)?;
-        self.head.fields(&mut record)?;
-        self.shared.fields(&mut record)?;
-        self.rest.fields(&mut record)?;
-        record.end()
+impl<F: FieldList> RecordView<'_, F> {
+    /// The record's JSON (without the line's `\n`), appended to `line`.
+    pub fn write(&self, line: &mut Vec<u8>) {
+        let mut record = JsonObject::open(line);
+        self.head.fields(&mut record);
+        self.shared.fields(&mut record);
+        self.rest.fields(&mut record);
+        record.close();
     }
 }
 
-/// A record's JSON into `line`, as [`RecordView`] writes it, with the shared fields as
+/// A record's JSON into `line`, as [`RecordView::write`] writes it, with the shared fields as
 /// [`SharedView::encode`] encoded them rather than encoded again.
 pub fn write_with_shared<F: FieldList>(
     line: &mut Vec<u8>,
     head: &HeadView<'_>,
     shared: &[u8],
     rest: &RestView<'_, F>,
-) -> serde_json::Result<()> {
-    // `{"schema":...,"uid":...}`, its `}` replaced by a comma...
-    serde_json::to_writer(&mut *line, &Part(head))?;
-    line.pop();
-    line.push(b',');
-    // ...the shared fields, ending in a comma...
-    line.extend_from_slice(shared);
-    // ...and the rest, continuing the object the head opened.
-    let mut continuing = serde_json::Serializer::with_formatter(&mut *line, Continuing::default());
-    Part(rest).serialize(&mut continuing)
+) {
+    let mut record = JsonObject::open(line);
+    head.fields(&mut record);
+    record.encoded_fields(shared);
+    rest.fields(&mut record);
+    record.close();
 }
 
-impl RecordPart for HeadView<'_> {
-    fn fields<S: SerializeStruct>(&self, record: &mut S) -> Result<(), S::Error> {
-        record.serialize_field("schema", super::record::SCHEMA)?;
-        record.serialize_field("id", &self.id)?;
+impl HeadView<'_> {
+    fn fields(&self, record: &mut JsonObject<'_>) {
+        record.str("schema", super::record::SCHEMA);
+        record.u64("id", self.id);
         if !self.uid.is_empty() {
-            record.serialize_field("uid", &self.uid)?;
+            self.uid.write(record.key("uid"));
         }
-        Ok(())
     }
 }
 
-impl<F: FieldList> RecordPart for RestView<'_, F> {
-    fn fields<S: SerializeStruct>(&self, record: &mut S) -> Result<(), S::Error> {
+impl<F: FieldList> RestView<'_, F> {
+    fn fields(&self, record: &mut JsonObject<'_>) {
         if let Some(caused_by) = &self.caused_by {
-            record.serialize_field("caused_by", caused_by)?;
+            caused_by.write(record.key("caused_by"));
         }
-        record.serialize_field("start", &self.start)?;
-        record.serialize_field("duration_ms", &self.duration_ms)?;
+        self.start.write(record.key("start"));
+        record.f64("duration_ms", self.duration_ms);
         match &self.detail {
             DetailView::Http(http) => {
-                record.serialize_field("kind", "http")?;
-                record.serialize_field("request", &http.request)?;
+                record.str("kind", "http");
+                http.request.write(record.key("request"));
                 if let Some(response) = &http.response {
-                    record.serialize_field("response", response)?;
+                    response.write(record.key("response"));
                 }
                 if let Some(error) = http.error {
-                    record.serialize_field("error", error)?;
+                    record.str("error", error);
                 }
                 if let Some(upgraded) = http.upgraded {
-                    record.serialize_field("upgraded", upgraded)?;
+                    record.str("upgraded", upgraded);
                 }
                 if let Some(mock) = http.mock {
-                    record.serialize_field("mock", mock)?;
+                    write_mock(record.key("mock"), mock);
                 }
             }
             DetailView::Stream(stream) => {
-                record.serialize_field("kind", "stream")?;
-                record.serialize_field("protocol_seen", &stream.protocol_seen)?;
-                record.serialize_field("bytes_client_to_target", &stream.bytes_client_to_target)?;
-                record.serialize_field("bytes_target_to_client", &stream.bytes_target_to_client)?;
+                record.str("kind", "stream");
+                record.str("protocol_seen", &stream.protocol_seen);
+                record.u64("bytes_client_to_target", stream.bytes_client_to_target);
+                record.u64("bytes_target_to_client", stream.bytes_target_to_client);
                 if let Some(sni) = &stream.sni {
-                    record.serialize_field("sni", sni)?;
+                    record.str("sni", sni);
                 }
-                record.serialize_field("end", &stream.end)?;
+                record.str("end", &stream.end);
                 if let Some(error) = &stream.error {
-                    record.serialize_field("error", error)?;
+                    record.str("error", error);
                 }
                 if let Some(payload) = &stream.payload {
-                    record.serialize_field("payload", payload)?;
+                    let mut both = JsonObject::open(record.key("payload"));
+                    payload.client_to_target.write(both.key("client_to_target"));
+                    payload.target_to_client.write(both.key("target_to_client"));
+                    both.close();
                 }
             }
         }
-        Ok(())
     }
 }
 
 impl SharedView<'_> {
-    /// The shared fields as [`RecordView::write_with_shared`] takes them: `"connection":...,` up to and
-    /// including the comma after the last one.
-    pub fn encode(&self) -> serde_json::Result<Vec<u8>> {
-        let mut encoded = serde_json::to_vec(&Part(self))?;
-        // `{...}` to `...,`
-        encoded.remove(0);
+    /// The shared fields as [`write_with_shared`] takes them: `"connection":...` up to the last one's
+    /// value, without braces or commas around them.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut encoded = Vec::with_capacity(256);
+        let mut part = JsonObject::open(&mut encoded);
+        self.fields(&mut part);
+        part.close();
+        // `{...}` to `...`
         encoded.pop();
-        encoded.push(b',');
-        Ok(encoded)
+        encoded.remove(0);
+        encoded
     }
-}
 
-impl RecordPart for SharedView<'_> {
-    fn fields<S: SerializeStruct>(&self, record: &mut S) -> Result<(), S::Error> {
-        record.serialize_field("connection", &self.connection)?;
-        record.serialize_field("direction", self.direction)?;
-        record.serialize_field("proxy_type", self.proxy_type)?;
-        record.serialize_field("protocol", self.protocol)?;
-        record.serialize_field("transport", self.transport)?;
-        record.serialize_field("client", self.client)?;
-        record.serialize_field("target", self.target)?;
+    fn fields(&self, record: &mut JsonObject<'_>) {
+        record.u64("connection", self.connection);
+        record.str("direction", self.direction);
+        record.str("proxy_type", self.proxy_type);
+        record.str("protocol", self.protocol);
+        record.str("transport", self.transport);
+        record.str("client", self.client);
+        record.str("target", self.target);
         if let Some(delivered_to) = self.delivered_to {
-            record.serialize_field("delivered_to", delivered_to)?;
+            record.str("delivered_to", delivered_to);
         }
         if let Some(tls) = self.tls {
-            record.serialize_field("tls", tls)?;
-        }
-        Ok(())
-    }
-}
-
-/// Some of a record's fields, written as an object of their own.
-struct Part<'r, T>(&'r T);
-
-/// The parts of a record: each writes its fields into the record's object.
-trait RecordPart {
-    fn fields<S: SerializeStruct>(&self, record: &mut S) -> Result<(), S::Error>;
-}
-
-impl<T: RecordPart> Serialize for Part<'_, T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // Any length but 0, which serde_json takes for an empty object.
-        let mut part = serializer.serialize_struct("Record", 1)?;
-        self.0.fields(&mut part)?;
-        part.end()
-    }
-}
-
-/// serde_json's compact output, except that the outermost object's `{` is not written: the object
-/// continues one whose fields are already in the line.
-#[derive(Default)]
-struct Continuing {
-    begun: bool,
-}
-
-impl serde_json::ser::Formatter for Continuing {
-    fn begin_object<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
-        if self.begun {
-            writer.write_all(b"{")
-        } else {
-            self.begun = true;
-            Ok(())
+            write_tls(record.key("tls"), tls);
         }
     }
+}
+
+fn write_tls(line: &mut Vec<u8>, tls: &TlsSession) {
+    let mut session = JsonObject::open(line);
+    if let Some(sni) = &tls.sni {
+        session.str("sni", sni);
+    }
+    if let Some(alpn) = &tls.alpn {
+        session.str("alpn", alpn);
+    }
+    session.str("version", &tls.version);
+    if let Some(upstream_version) = &tls.upstream_version {
+        session.str("upstream_version", upstream_version);
+    }
+    session.close();
+}
+
+fn write_mock(line: &mut Vec<u8>, mock: &MockAnswer) {
+    let mut answer = JsonObject::open(line);
+    answer.bool("matched", mock.matched);
+    if let Some(served_from) = &mock.served_from {
+        answer.str("served_from", served_from);
+    }
+    if let Some(nearest) = &mock.nearest {
+        answer.str("nearest", nearest);
+    }
+    if !mock.differences.is_empty() {
+        let line = answer.key("differences");
+        line.push(b'[');
+        for (at, difference) in mock.differences.iter().enumerate() {
+            if at > 0 {
+                line.push(b',');
+            }
+            let mut entry = JsonObject::open(line);
+            entry.str("field", &difference.field);
+            entry.str("recorded", &difference.recorded);
+            entry.str("actual", &difference.actual);
+            entry.close();
+        }
+        line.push(b']');
+    }
+    answer.close();
 }
 
 impl Uid<'_> {
     fn is_empty(&self) -> bool {
         matches!(self, Uid::Text(""))
     }
-}
 
-impl Serialize for Uid<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+    fn write(&self, line: &mut Vec<u8>) {
         match self {
-            Uid::Text(text) => serializer.serialize_str(text),
+            Uid::Text(text) => json_line::string(line, text),
             Uid::Of(id) => {
-                let mut text = [0u8; UID_CAPACITY];
-                match uid_of(*id, &mut text) {
-                    Some(uid) => serializer.serialize_str(uid),
-                    None => serializer.collect_str(&format_args!("{}-{id}", record_run())),
-                }
+                // The run's hex digits, a dash, the id's digits: nothing to escape.
+                line.push(b'"');
+                line.extend_from_slice(record_run().as_bytes());
+                line.push(b'-');
+                json_line::integer(line, *id);
+                line.push(b'"');
             }
         }
     }
 }
 
-/// Room for a uid: the run (16 hex digits), `-`, and up to 20 digits of id.
-const UID_CAPACITY: usize = 40;
-
-/// This process's uid of record `id` spelled out in `text` (as [`super::record::record_uid`] spells
-/// it), without going through `fmt`.
-fn uid_of(id: u64, text: &mut [u8; UID_CAPACITY]) -> Option<&str> {
-    let run = record_run().as_bytes();
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    let mut rest = id;
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    let digits = &digits[start..];
-    let length = run.len() + 1 + digits.len();
-    let uid = text.get_mut(..length)?;
-    uid[..run.len()].copy_from_slice(run);
-    uid[run.len()] = b'-';
-    uid[run.len() + 1..].copy_from_slice(digits);
-    std::str::from_utf8(uid).ok()
-}
-
-impl Serialize for Start<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+impl Start<'_> {
+    fn write(&self, line: &mut Vec<u8>) {
         match self {
-            Start::Text(text) => serializer.serialize_str(text),
+            Start::Text(text) => json_line::string(line, text),
             Start::At(at) => {
                 let mut text = [0u8; super::rfc3339::LENGTH];
                 match super::rfc3339::micros(*at, &mut text) {
-                    Some(start) => serializer.serialize_str(start),
-                    None => serializer.collect_str(&humantime::format_rfc3339_micros(*at)),
+                    Some(start) => json_line::plain_string(line, start.as_bytes()),
+                    None => {
+                        json_line::string(line, &humantime::format_rfc3339_micros(*at).to_string())
+                    }
                 }
             }
         }
     }
 }
 
-impl<F: FieldList> Serialize for RequestView<'_, F> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let trailers = !self.trailers.is_empty();
-        let mut request = serializer.serialize_struct("HttpRequest", 5 + usize::from(trailers))?;
-        request.serialize_field("method", &*self.method)?;
-        request.serialize_field("url", &self.url)?;
-        request.serialize_field("version", &*self.version)?;
-        request.serialize_field("headers", &self.headers)?;
-        request.serialize_field("body", self.body)?;
-        if trailers {
-            request.serialize_field("trailers", &self.trailers)?;
+impl<F: FieldList> RequestView<'_, F> {
+    fn write(&self, line: &mut Vec<u8>) {
+        let mut request = JsonObject::open(line);
+        request.str("method", &self.method);
+        self.url.write(request.key("url"));
+        request.str("version", &self.version);
+        self.headers.write(request.key("headers"));
+        self.body.write(request.key("body"));
+        if !self.trailers.is_empty() {
+            self.trailers.write(request.key("trailers"));
         }
-        request.end()
+        request.close();
     }
 }
 
-impl<F: FieldList> Serialize for ResponseView<'_, F> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let trailers = !self.trailers.is_empty();
-        let mut response =
-            serializer.serialize_struct("HttpResponse", 4 + usize::from(trailers))?;
-        response.serialize_field("status", &self.status)?;
-        response.serialize_field("version", &*self.version)?;
-        response.serialize_field("headers", &self.headers)?;
-        response.serialize_field("body", self.body)?;
-        if trailers {
-            response.serialize_field("trailers", &self.trailers)?;
+impl<F: FieldList> ResponseView<'_, F> {
+    fn write(&self, line: &mut Vec<u8>) {
+        let mut response = JsonObject::open(line);
+        response.u64("status", u64::from(self.status));
+        response.str("version", &self.version);
+        self.headers.write(response.key("headers"));
+        self.body.write(response.key("body"));
+        if !self.trailers.is_empty() {
+            self.trailers.write(response.key("trailers"));
         }
-        response.end()
+        response.close();
     }
 }
 
-impl Serialize for Url<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+impl Url<'_> {
+    fn write(&self, line: &mut Vec<u8>) {
         match self {
-            Url::Text(text) => serializer.serialize_str(text),
-            Url::Owned(text) => serializer.serialize_str(text),
+            Url::Text(text) => json_line::string(line, text),
+            Url::Owned(text) => json_line::string(line, text),
             Url::Joined { scheme, host, path } => {
-                // Joined on the stack when it fits (nearly always), so it is written in one piece.
+                // Joined on the stack when it fits (nearly always), so it is escaped in one piece.
                 let mut text = [0u8; 512];
                 let pieces = [scheme.as_bytes(), b"://", host.as_bytes(), path.as_bytes()];
                 let length: usize = pieces.iter().map(|piece| piece.len()).sum();
@@ -376,48 +361,69 @@ impl Serialize for Url<'_> {
                             joined[at..at + piece.len()].copy_from_slice(piece);
                             at += piece.len();
                         }
+                        // Pieces of `str`s joined: still UTF-8.
                         match std::str::from_utf8(joined) {
-                            Ok(url) => serializer.serialize_str(url),
-                            Err(_) => {
-                                serializer.collect_str(&format_args!("{scheme}://{host}{path}"))
-                            }
+                            Ok(url) => json_line::string(line, url),
+                            Err(_) => json_line::string(line, &self.to_string()),
                         }
                     }
-                    None => serializer.collect_str(&format_args!("{scheme}://{host}{path}")),
+                    None => json_line::string(line, &self.to_string()),
                 }
             }
         }
     }
 }
 
-/// A [`Record`]'s own fields.
-pub struct OwnedFields<'a>(pub &'a [(String, String)]);
-
-impl Serialize for OwnedFields<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut fields = serializer.serialize_seq(Some(self.0.len()))?;
-        for (name, value) in self.0 {
-            fields.serialize_element(&Pair(name, value))?;
+impl std::fmt::Display for Url<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Url::Text(text) => f.write_str(text),
+            Url::Owned(text) => f.write_str(text),
+            Url::Joined { scheme, host, path } => write!(f, "{scheme}://{host}{path}"),
         }
-        fields.end()
     }
 }
+
+impl Body {
+    /// `{"size":...,"truncated":...,"base64":"...","complete":...,"text":"..."}`, appended to `line`.
+    pub fn write(&self, line: &mut Vec<u8>) {
+        use base64::engine::general_purpose::STANDARD;
+        use base64::Engine;
+
+        let mut body = JsonObject::open(line);
+        body.u64("size", self.size);
+        body.bool("truncated", self.truncated);
+        // base64's alphabet needs no escaping: encoded straight into the line, between its quotes.
+        let line = body.key("base64");
+        line.push(b'"');
+        let at = line.len();
+        let length = base64::encoded_len(self.base64.len(), true).unwrap_or(0);
+        line.resize(at + length, 0);
+        let written = STANDARD
+            .encode_slice(&self.base64, &mut line[at..])
+            .unwrap_or(0);
+        line.truncate(at + written);
+        line.push(b'"');
+        body.bool("complete", self.complete);
+        if let Some(text) = self.text() {
+            body.str("text", text);
+        }
+        body.close();
+    }
+}
+
+/// A [`Record`]'s own fields.
+pub struct OwnedFields<'a>(pub &'a [(String, String)]);
 
 impl FieldList for OwnedFields<'_> {
     fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-}
 
-/// One `[name, value]` field.
-pub struct Pair<N, V>(pub N, pub V);
-
-impl<N: Serialize, V: Serialize> Serialize for Pair<N, V> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut pair = serializer.serialize_tuple(2)?;
-        pair.serialize_element(&self.0)?;
-        pair.serialize_element(&self.1)?;
-        pair.end()
+    fn write_pairs(&self, pairs: &mut PairList<'_>) {
+        for (name, value) in self.0 {
+            pairs.pair(name, value);
+        }
     }
 }
 
@@ -490,8 +496,9 @@ mod tests {
             u64::MAX - 1,
             u64::MAX,
         ] {
-            let mut text = [0u8; UID_CAPACITY];
-            assert_eq!(uid_of(id, &mut text), Some(record_uid(id).as_str()));
+            let mut line = Vec::new();
+            Uid::Of(id).write(&mut line);
+            assert_eq!(line, format!("\"{}\"", record_uid(id)).into_bytes());
         }
     }
 }

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use tracing::{error, warn};
+use tracing::warn;
 
 use super::file_sink::{FileOutput, Output};
 use super::jsonl_file::{JsonlFile, Rotation};
@@ -76,7 +76,7 @@ pub(crate) enum Makings {
 pub trait EncodeRecord: Send {
     /// Writes the record as JSON (without the line's `\n`) into `line`, and says what it was; `None`
     /// when there turned out to be nothing to record.
-    fn encode(&self, line: &mut Vec<u8>) -> serde_json::Result<Option<WrittenRecord<'static>>>;
+    fn encode(&self, line: &mut Vec<u8>) -> Option<WrittenRecord<'static>>;
 }
 
 /// The relays' handle: cheap to clone, never blocks.
@@ -145,10 +145,9 @@ impl CaptureSink {
             return Ok((CaptureSink::disabled(), None));
         }
         let (queue, receiver) = mpsc::channel(options.queue_capacity.max(1));
-        let writer_metrics = metrics.clone();
         let thread = std::thread::Builder::new()
             .name("capture-writer".into())
-            .spawn(move || write_records(receiver, outputs, &writer_metrics))
+            .spawn(move || write_records(receiver, outputs))
             .map_err(SinkError::Thread)?;
         let sink = CaptureSink {
             inner: Some(Arc::new(SinkInner {
@@ -249,15 +248,11 @@ impl CaptureWriter {
     }
 }
 
-fn write_records(
-    mut queue: mpsc::Receiver<Message>,
-    mut outputs: Vec<Box<dyn RecordOutput>>,
-    metrics: &Metrics,
-) {
+fn write_records(mut queue: mpsc::Receiver<Message>, mut outputs: Vec<Box<dyn RecordOutput>>) {
     let mut line = Vec::with_capacity(4096);
     let mut write = |makings: Makings, outputs: &mut Vec<Box<dyn RecordOutput>>| {
         line.clear();
-        encode(makings, &mut line, metrics, |record, line| {
+        encode(makings, &mut line, |record, line| {
             for output in outputs.iter_mut() {
                 output.write(record, line);
             }
@@ -300,15 +295,11 @@ fn write_records(
 }
 
 /// Encodes one record as its JSON line (ending in `\n`) into `line` and hands both to `deliver`; nothing
-/// when there was nothing to record, or it could not be encoded (counted as dropped).
-fn encode(
-    makings: Makings,
-    line: &mut Vec<u8>,
-    metrics: &Metrics,
-    deliver: impl FnOnce(&WrittenRecord<'_>, &[u8]),
-) {
+/// when there was nothing to record.
+fn encode(makings: Makings, line: &mut Vec<u8>, deliver: impl FnOnce(&WrittenRecord<'_>, &[u8])) {
     let encoded = match &makings {
-        Makings::Record(record) => serde_json::to_writer(&mut *line, record).map(|()| {
+        Makings::Record(record) => {
+            record.write_json(line);
             Some(WrittenRecord {
                 kind: match record.detail {
                     Detail::Http(_) => RecordKind::Http,
@@ -317,19 +308,12 @@ fn encode(
                 id: record.id,
                 uid: &record.uid,
             })
-        }),
+        }
         Makings::Encode(makings) => makings.encode(line),
     };
-    match encoded {
-        Ok(Some(record)) => {
-            line.push(b'\n');
-            deliver(&record, line);
-        }
-        Ok(None) => {}
-        Err(e) => {
-            error!(error = %e, "cannot encode a capture record");
-            metrics.records_dropped.inc();
-        }
+    if let Some(record) = encoded {
+        line.push(b'\n');
+        deliver(&record, line);
     }
 }
 
@@ -338,8 +322,6 @@ fn encode(
 pub(crate) fn encode_line(makings: Makings) -> Option<Vec<u8>> {
     let mut line = Vec::new();
     let mut written = false;
-    encode(makings, &mut line, &Metrics::default(), |_, _| {
-        written = true
-    });
+    encode(makings, &mut line, |_, _| written = true);
     written.then_some(line)
 }

@@ -13,19 +13,17 @@ use crate::capture::record_view::{
 use crate::capture::EncodeRecord;
 
 impl EncodeRecord for RawExchange {
-    fn encode(&self, line: &mut Vec<u8>) -> serde_json::Result<Option<WrittenRecord<'static>>> {
+    fn encode(&self, line: &mut Vec<u8>) -> Option<WrittenRecord<'static>> {
         let origin = &*self.origin;
         // The heads' fields are parsed into arrays on the stack; trailers, rare, into vectors.
         let mut request_fields = [MaybeUninit::uninit(); MAX_FIELDS];
         let mut request_trailers = Vec::new();
-        let Some(request) = request_view(
+        let request = request_view(
             &self.request,
             origin,
             &mut request_fields,
             &mut request_trailers,
-        ) else {
-            return Ok(None);
-        };
+        )?;
         let mut response_fields = [MaybeUninit::uninit(); MAX_FIELDS];
         let mut response_trailers = Vec::new();
         let response = self.response.as_ref().and_then(|response| {
@@ -43,7 +41,7 @@ impl EncodeRecord for RawExchange {
             upgraded: self.upgraded.as_deref(),
             mock: None,
         });
-        let shared = origin.shared()?;
+        let shared = origin.shared();
         let head = HeadView {
             id: self.id,
             uid: Uid::Of(self.id),
@@ -55,11 +53,11 @@ impl EncodeRecord for RawExchange {
             duration_ms: self.duration.as_secs_f64() * 1000.0,
             detail,
         };
-        write_with_shared(line, &head, shared, &rest)?;
-        Ok(Some(WrittenRecord {
+        write_with_shared(line, &head, shared, &rest);
+        Some(WrittenRecord {
             kind: RecordKind::Http,
             id: self.id,
             uid: "",
-        }))
+        })
     }
 }

@@ -59,8 +59,8 @@ pub struct TapOrigin {
     route: Arc<Route>,
     pub settings: Arc<CaptureSettings>,
     /// The fields all its records share, encoded once, by the first record's writer (see
-    /// [`SharedView`]); `None` if they could not be.
-    shared: OnceLock<Option<Vec<u8>>>,
+    /// [`SharedView`]).
+    shared: OnceLock<Vec<u8>>,
 }
 
 impl TapOrigin {
@@ -87,8 +87,8 @@ impl TapOrigin {
     }
 
     /// The fields all records of the stream share, encoded.
-    pub fn shared(&self) -> serde_json::Result<&[u8]> {
-        let shared = self.shared.get_or_init(|| {
+    pub fn shared(&self) -> &[u8] {
+        self.shared.get_or_init(|| {
             let client = self.origin.client.to_string();
             SharedView {
                 connection: self.origin.connection,
@@ -102,10 +102,6 @@ impl TapOrigin {
                 tls: self.route.tls.as_ref(),
             }
             .encode()
-            .ok()
-        });
-        shared.as_deref().ok_or_else(|| {
-            serde::ser::Error::custom("the fields shared by a stream's records cannot be encoded")
         })
     }
 }

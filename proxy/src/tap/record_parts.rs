@@ -7,14 +7,12 @@
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
+use super::exchange::{RawHead, RawMessage, RawTrailers, TapOrigin, MAX_FIELDS};
+use crate::capture::json_line::PairList;
+use crate::capture::record_view::{FieldList, RequestView, ResponseView, Url};
+use crate::capture::REDACTED;
 use bytes::Bytes;
 use http::HeaderName;
-use serde::ser::SerializeSeq;
-use serde::{Serialize, Serializer};
-
-use super::exchange::{RawHead, RawMessage, RawTrailers, TapOrigin, MAX_FIELDS};
-use crate::capture::record_view::{FieldList, Pair, RequestView, ResponseView, Url};
-use crate::capture::REDACTED;
 
 /// A head's (or trailer section's) fields as the record writes them.
 pub struct RawFields<'a> {
@@ -142,26 +140,6 @@ fn trailer_fields<'a>(
     RawFields { fields, redacted }
 }
 
-impl Serialize for RawFields<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut list = serializer.serialize_seq(None)?;
-        match self.fields {
-            Fields::Http1(fields) => {
-                for field in fields {
-                    // httparse takes only token characters in a name: always text.
-                    list.serialize_element(&self.pair(Cow::Borrowed(field.name), field.value))?;
-                }
-            }
-            Fields::H2(fields) => {
-                for (name, value) in regular(fields) {
-                    list.serialize_element(&self.pair(lossy(name), value))?;
-                }
-            }
-        }
-        list.end()
-    }
-}
-
 impl FieldList for RawFields<'_> {
     fn is_empty(&self) -> bool {
         match self.fields {
@@ -169,23 +147,39 @@ impl FieldList for RawFields<'_> {
             Fields::H2(fields) => regular(fields).next().is_none(),
         }
     }
+
+    fn write_pairs(&self, pairs: &mut PairList<'_>) {
+        match self.fields {
+            Fields::Http1(fields) => {
+                for field in fields {
+                    // httparse takes only token characters in a name: always text.
+                    self.pair(pairs, field.name, field.value);
+                }
+            }
+            Fields::H2(fields) => {
+                for (name, value) in regular(fields) {
+                    self.pair(pairs, &lossy(name), value);
+                }
+            }
+        }
+    }
 }
 
-impl<'a> RawFields<'a> {
+impl RawFields<'_> {
     /// `[name, value]`: the name in lower case, the value replaced when the name is redacted.
-    fn pair(&self, name: Cow<'a, str>, value: &'a [u8]) -> Pair<LowerCase<'a>, Cow<'a, str>> {
+    fn pair(&self, pairs: &mut PairList<'_>, name: &str, value: &[u8]) {
         // Redacted names are header names, always lower case: comparing without case is comparing
         // with the lowered name.
         let value = if self
             .redacted
             .iter()
-            .any(|redacted| redacted.as_str().eq_ignore_ascii_case(&name))
+            .any(|redacted| redacted.as_str().eq_ignore_ascii_case(name))
         {
             Cow::Borrowed(REDACTED)
         } else {
             lossy(value)
         };
-        Pair(LowerCase(name), value)
+        lower_case(name, |name| pairs.pair(name, &value));
     }
 }
 
@@ -206,28 +200,25 @@ fn regular(fields: &[(Bytes, Bytes)]) -> impl Iterator<Item = (&[u8], &[u8])> {
         .map(|(name, value)| (&name[..], &value[..]))
 }
 
-/// A field name, written in lower case.
-pub struct LowerCase<'a>(Cow<'a, str>);
-
-impl Serialize for LowerCase<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let name = self.0.as_bytes();
-        if !name.iter().any(u8::is_ascii_uppercase) {
-            return serializer.serialize_str(&self.0);
-        }
-        let mut lowered = [0u8; 64];
-        match lowered.get_mut(..name.len()) {
-            Some(lowered) => {
-                lowered.copy_from_slice(name);
-                lowered.make_ascii_lowercase();
-                // Lowering ASCII letters keeps UTF-8 valid.
-                match std::str::from_utf8(lowered) {
-                    Ok(lowered) => serializer.serialize_str(lowered),
-                    Err(_) => serializer.serialize_str(&self.0.to_ascii_lowercase()),
-                }
+/// `name` in lower case, handed to `write`: as it is when it has no capitals (nearly always), else
+/// lowered on the stack when it is short enough.
+fn lower_case(name: &str, write: impl FnOnce(&str)) {
+    let bytes = name.as_bytes();
+    if !bytes.iter().any(u8::is_ascii_uppercase) {
+        return write(name);
+    }
+    let mut lowered = [0u8; 64];
+    match lowered.get_mut(..bytes.len()) {
+        Some(lowered) => {
+            lowered.copy_from_slice(bytes);
+            lowered.make_ascii_lowercase();
+            // Lowering ASCII letters keeps UTF-8 valid.
+            match std::str::from_utf8(lowered) {
+                Ok(lowered) => write(lowered),
+                Err(_) => write(&name.to_ascii_lowercase()),
             }
-            None => serializer.serialize_str(&self.0.to_ascii_lowercase()),
         }
+        None => write(&name.to_ascii_lowercase()),
     }
 }
 
@@ -315,11 +306,7 @@ mod tests {
     use super::*;
 
     fn text(url: Url<'_>) -> String {
-        serde_json::to_value(&url)
-            .unwrap()
-            .as_str()
-            .unwrap()
-            .to_owned()
+        url.to_string()
     }
 
     #[test]
@@ -360,10 +347,14 @@ mod tests {
 
     #[test]
     fn names_are_lowered_however_long() {
-        let lowered = |name: &str| serde_json::to_string(&LowerCase(Cow::Borrowed(name))).unwrap();
-        assert_eq!(lowered("x-lower"), r#""x-lower""#);
-        assert_eq!(lowered("Content-Type"), r#""content-type""#);
+        let lowered = |name: &str| {
+            let mut lowered = String::new();
+            lower_case(name, |name| lowered = name.to_owned());
+            lowered
+        };
+        assert_eq!(lowered("x-lower"), "x-lower");
+        assert_eq!(lowered("Content-Type"), "content-type");
         let long = format!("X-{}", "Ab".repeat(40));
-        assert_eq!(lowered(&long), format!("\"{}\"", long.to_ascii_lowercase()));
+        assert_eq!(lowered(&long), long.to_ascii_lowercase());
     }
 }
