@@ -13,7 +13,7 @@ use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand}
 
 use http::HeaderName;
 
-use crate::capture::nats::{NatsAccess, NatsAddress, NatsSinkOptions};
+use crate::capture::nats::{NatsAccess, NatsAddress, NatsSinkOptions, MESSAGE_RECORDS};
 use crate::capture::{CaptureSettings, Destination, Rotation, SinkOptions};
 use crate::config::{excerpt, ProxyConfig, Quoted, RawSettings, Setting, TlsOutSettings};
 use crate::options::RuntimeOptions;
@@ -261,6 +261,15 @@ pub struct Cli {
     #[arg(long, env = "PROXY_CAPTURE_SPOOL_SIZE", value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
     pub capture_spool_size: u64,
 
+    /// The most records one JetStream message carries, 1 to 1024 (1: a message per record, its Nats-Msg-Id the record's uid)
+    #[arg(
+        long,
+        env = "PROXY_CAPTURE_SINK_RECORDS_PER_MESSAGE",
+        value_name = "N",
+        default_value_t = crate::capture::nats::MESSAGE_RECORDS
+    )]
+    pub capture_sink_records_per_message: u64,
+
     /// Port of the admin listener (/healthz, /readyz, /metrics)
     #[arg(
         long,
@@ -486,6 +495,12 @@ impl Invocation {
                 "invalid --capture-spool-size: allowed values are sizes of 64KiB or more, like 64MiB".into(),
             ));
         }
+        let records_per_message = self.cli.capture_sink_records_per_message;
+        if !(1..=MESSAGE_RECORDS).contains(&records_per_message) {
+            return Err(InvocationError::Option(format!(
+                "invalid --capture-sink-records-per-message {records_per_message}: allowed values are 1 to {MESSAGE_RECORDS} (1 sends each record as a message of its own)"
+            )));
+        }
         Ok(Some(NatsSinkOptions {
             address,
             access: NatsAccess {
@@ -494,6 +509,7 @@ impl Invocation {
             },
             spool_dir: self.cli.capture_spool_dir.clone(),
             spool_size: self.cli.capture_spool_size,
+            records_per_message,
         }))
     }
 

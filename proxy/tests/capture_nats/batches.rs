@@ -109,6 +109,69 @@ async fn under_load_messages_carry_runs_of_records_and_pull_yields_each_once_in_
     );
 }
 
+/// `--capture-sink-records-per-message 1`: every record is a message of its own under load too, whose
+/// `Nats-Msg-Id` is that record's uid and whose payload is that record's line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_record_per_message_each_message_is_one_record_under_its_uid() {
+    const CLIENTS: usize = 8;
+    const PER_CLIENT: usize = 100;
+    let dir = TempDir::new("nats-one-per-message");
+    let server = NatsServer::start(&dir.0.join("nats")).await;
+    let app = start_app().await;
+    let mut args = sink_args(&server, &dir.0.join("spool"));
+    args.extend([
+        "--capture".into(),
+        "off".into(),
+        "--capture-sink-records-per-message".into(),
+        "1".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let sidecar = Sidecar::reverse_http(app.addr, &args, &dir.0).await;
+    let done = exchanges(
+        sidecar.inbound,
+        "single",
+        CLIENTS,
+        PER_CLIENT,
+        Arc::default(),
+    )
+    .await;
+    assert_eq!(done, CLIENTS * PER_CLIENT);
+    metrics_until(sidecar.admin, |m| {
+        let spooled = nats_metric(m, "spooled");
+        spooled >= done as f64 && nats_metric(m, "acknowledged") == spooled
+    })
+    .await;
+
+    let stored = server.messages().await;
+    assert_eq!(count_by_request(&stored, "single-").len(), done);
+    for record in &stored {
+        assert_eq!(
+            record.message_id.as_deref(),
+            Some(record.record.uid.as_str()),
+            "message {}: its id is its record's uid",
+            record.sequence
+        );
+        assert_eq!(record.message_records.as_deref(), Some("1"));
+    }
+    assert_eq!(records_per_message(&stored), vec![1; stored.len()]);
+    assert_message_rules(&stored);
+
+    // Outside 1 to 1024 the sidecar refuses to start, saying what is allowed.
+    let refused = Command::new(BIN)
+        .args(["--proxy-type", "forward", "--capture-sink-records-per-message", "0"])
+        .arg("--capture-sink")
+        .arg(format!("{}/capture.test", server.url()))
+        .output()
+        .expect("run the sidecar");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr
+            .contains("invalid --capture-sink-records-per-message 0: allowed values are 1 to 1024"),
+        "{stderr}"
+    );
+}
+
 /// A sidecar killed (no chance to save how far NATS acknowledged) leaves its spool's last segment with
 /// messages JetStream already stored; the next start on the same spool sends them again. Cut when they
 /// were spooled, they are the same messages under the same ids: JetStream drops every copy, and each

@@ -26,6 +26,7 @@ use tracing::{error, warn};
 
 pub use address::NatsAddress;
 pub use connect::NatsAccess;
+pub use spool::MESSAGE_RECORDS;
 
 use super::output::{RecordOutput, WrittenRecord};
 use crate::metrics::Metrics;
@@ -44,6 +45,8 @@ pub struct NatsSinkOptions {
     pub spool_dir: PathBuf,
     /// Bytes the spool may hold.
     pub spool_size: u64,
+    /// The most records one JetStream message carries (1 to [`MESSAGE_RECORDS`]).
+    pub records_per_message: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,13 +90,15 @@ impl NatsOutput {
         let connect_options = options
             .access
             .options(&options.address, "sidecar-proxy", true)?;
-        let (spool, reader) =
-            spool::open(&options.spool_dir, options.spool_size).map_err(|source| {
-                NatsSinkError::Spool {
-                    path: options.spool_dir.clone(),
-                    source,
-                }
-            })?;
+        let (spool, reader) = spool::open(
+            &options.spool_dir,
+            options.spool_size,
+            options.records_per_message,
+        )
+        .map_err(|source| NatsSinkError::Spool {
+            path: options.spool_dir.clone(),
+            source,
+        })?;
         let url = options.address.url();
         let subject = options.address.subject_for_this_pod();
         let (stop, stopped) = oneshot::channel();

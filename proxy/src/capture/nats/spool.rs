@@ -47,8 +47,8 @@ const BATCH: usize = 32 * 1024;
 /// send and wait) are spread over tens of records; small enough to stay far below any usual `max_payload`
 /// (1 MB by default) and to keep a re-send after a lost acknowledgement cheap.
 pub(crate) const MESSAGE_BYTES: usize = 64 * 1024;
-/// A message holds at most this many records.
-pub(crate) const MESSAGE_RECORDS: u64 = 1024;
+/// A message holds at most this many records unless `--capture-sink-records-per-message` says fewer.
+pub const MESSAGE_RECORDS: u64 = 1024;
 /// A frame header's bytes besides the id, at most: two spaces, two numbers, a line feed.
 const HEADER_NUMBERS: usize = 2 * 20 + 3;
 
@@ -164,6 +164,8 @@ pub(crate) struct SpoolWriter {
     message_id: String,
     message: Vec<u8>,
     message_records: u64,
+    /// The most records a message may hold (1: one message per record, its id the record's uid).
+    records_per_message: u64,
     /// The segment's length after the last batch written whole: always at the end of a frame.
     committed: u64,
     /// A failed batch could not be cut back off the segment: the next batch starts a new segment.
@@ -188,8 +190,13 @@ pub(crate) struct SpoolReader {
 }
 
 /// Opens (creating it if needed) the spool directory: the writer starts a new segment after any left by a
-/// previous run, and the reader starts where that run's acknowledgements ended.
-pub(crate) fn open(dir: &Path, budget: u64) -> io::Result<(SpoolWriter, SpoolReader)> {
+/// previous run, and the reader starts where that run's acknowledgements ended. Messages the writer cuts
+/// hold at most `records_per_message` records (at least 1, at most [`MESSAGE_RECORDS`]).
+pub(crate) fn open(
+    dir: &Path,
+    budget: u64,
+    records_per_message: u64,
+) -> io::Result<(SpoolWriter, SpoolReader)> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -247,6 +254,7 @@ pub(crate) fn open(dir: &Path, budget: u64) -> io::Result<(SpoolWriter, SpoolRea
         message_id: String::new(),
         message: Vec::with_capacity(MESSAGE_BYTES),
         message_records: 0,
+        records_per_message: records_per_message.clamp(1, MESSAGE_RECORDS),
         committed: 0,
         torn: false,
         segment_size: (budget / 16).clamp(4 * 1024, 8 * 1024 * 1024),
@@ -278,7 +286,7 @@ impl SpoolWriter {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let size = line.len() + 1;
         let starts_message = self.message_records == 0
-            || self.message_records >= MESSAGE_RECORDS
+            || self.message_records >= self.records_per_message
             || self.message.len() + size > self.shared.message_bytes.load(Ordering::Relaxed);
         if starts_message {
             self.seal();
@@ -689,7 +697,7 @@ mod tests {
     #[test]
     fn frames_come_back_in_order_across_segments_and_restarts() {
         let dir = scratch("order");
-        let (mut writer, mut reader) = open(&dir, 64 * 1024).unwrap();
+        let (mut writer, mut reader) = open(&dir, 64 * 1024, MESSAGE_RECORDS).unwrap();
         let ids: Vec<String> = (0..500).map(|n| format!("id{n}")).collect();
         for id in &ids[..300] {
             assert!(append(&mut writer, id));
@@ -709,7 +717,7 @@ mod tests {
         reader.release(acknowledged, false);
         reader.save_position(acknowledged).unwrap();
         drop(reader);
-        let (writer, mut reader) = open(&dir, 64 * 1024).unwrap();
+        let (writer, mut reader) = open(&dir, 64 * 1024, MESSAGE_RECORDS).unwrap();
         assert_eq!(reader.shared().pending(), 200);
         assert!(writer.close().error.is_none());
         assert_eq!(drain(&mut reader), ids[300..]);
@@ -719,7 +727,7 @@ mod tests {
     #[test]
     fn the_budget_bounds_the_spool_and_released_segments_make_room() {
         let dir = scratch("budget");
-        let (mut writer, mut reader) = open(&dir, 8 * 1024).unwrap();
+        let (mut writer, mut reader) = open(&dir, 8 * 1024, MESSAGE_RECORDS).unwrap();
         let mut spooled = 0;
         while append(&mut writer, &format!("record-{spooled:06}")) {
             spooled += 1;
@@ -736,7 +744,7 @@ mod tests {
     #[test]
     fn a_round_is_one_message_split_at_the_byte_and_record_caps() {
         let dir = scratch("caps");
-        let (mut writer, mut reader) = open(&dir, 64 * 1024 * 1024).unwrap();
+        let (mut writer, mut reader) = open(&dir, 64 * 1024 * 1024, MESSAGE_RECORDS).unwrap();
         // One round of 10 small records: one message.
         for n in 0..10 {
             assert!(append(&mut writer, &format!("a{n}")));
@@ -818,9 +826,25 @@ mod tests {
     }
 
     #[test]
+    fn with_one_record_per_message_each_message_is_one_record_under_its_uid() {
+        let dir = scratch("one-per-message");
+        let (mut writer, mut reader) = open(&dir, 64 * 1024 * 1024, 1).unwrap();
+        for n in 0..25 {
+            assert!(append(&mut writer, &format!("r{n}")));
+        }
+        writer.flush();
+        let written = messages(&mut reader);
+        let expected: Vec<(String, Vec<String>)> = (0..25)
+            .map(|n| (format!("r{n}"), vec![format!("r{n}")]))
+            .collect();
+        assert_eq!(written, expected);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_long_round_written_as_the_output_writes_it_is_messages_filled_to_the_cap() {
         let dir = scratch("long-round");
-        let (mut writer, mut reader) = open(&dir, 64 * 1024 * 1024).unwrap();
+        let (mut writer, mut reader) = open(&dir, 64 * 1024 * 1024, MESSAGE_RECORDS).unwrap();
         let pad = "x".repeat(700);
         let mut flushes = 0;
         for n in 0..2000 {
@@ -856,7 +880,7 @@ mod tests {
     #[test]
     fn a_restart_reads_the_same_messages_under_the_same_ids() {
         let dir = scratch("same");
-        let (mut writer, mut reader) = open(&dir, 64 * 1024 * 1024).unwrap();
+        let (mut writer, mut reader) = open(&dir, 64 * 1024 * 1024, MESSAGE_RECORDS).unwrap();
         for round in 0..3 {
             for n in 0..50 {
                 assert!(append(&mut writer, &format!("r{round}-{n}")));
@@ -871,7 +895,7 @@ mod tests {
         // Nothing acknowledged; the next process reads the spool from its start.
         assert!(writer.close().error.is_none());
         drop(reader);
-        let (writer, mut reader) = open(&dir, 64 * 1024 * 1024).unwrap();
+        let (writer, mut reader) = open(&dir, 64 * 1024 * 1024, MESSAGE_RECORDS).unwrap();
         assert_eq!(reader.shared().pending(), 150);
         assert!(writer.close().error.is_none());
         let mut again = Vec::new();
@@ -894,7 +918,7 @@ mod tests {
         fs::write(segment_path(&dir, 7), &old).unwrap();
         let first = "o0 {\"n\":\"o0\"}\n".len();
         fs::write(dir.join(POSITION_FILE), format!("7 {first}\n")).unwrap();
-        let (mut writer, mut reader) = open(&dir, 64 * 1024 * 1024).unwrap();
+        let (mut writer, mut reader) = open(&dir, 64 * 1024 * 1024, MESSAGE_RECORDS).unwrap();
         assert_eq!(reader.shared().pending(), 4);
         assert!(append(&mut writer, "new0"));
         assert!(append(&mut writer, "new1"));
