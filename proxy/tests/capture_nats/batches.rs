@@ -158,7 +158,12 @@ async fn with_one_record_per_message_each_message_is_one_record_under_its_uid() 
 
     // Outside 1 to 1024 the sidecar refuses to start, saying what is allowed.
     let refused = Command::new(BIN)
-        .args(["--proxy-type", "forward", "--capture-sink-records-per-message", "0"])
+        .args([
+            "--proxy-type",
+            "forward",
+            "--capture-sink-records-per-message",
+            "0",
+        ])
         .arg("--capture-sink")
         .arg(format!("{}/capture.test", server.url()))
         .output()
