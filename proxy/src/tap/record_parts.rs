@@ -7,12 +7,13 @@
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
+use bytes::Bytes;
+use http::HeaderName;
+
 use super::exchange::{RawHead, RawMessage, RawTrailers, TapOrigin, MAX_FIELDS};
 use crate::capture::json_line::PairList;
 use crate::capture::record_view::{FieldList, RequestView, ResponseView, Url};
 use crate::capture::REDACTED;
-use bytes::Bytes;
-use http::HeaderName;
 
 /// A head's (or trailer section's) fields as the record writes them.
 pub struct RawFields<'a> {
