@@ -32,10 +32,7 @@ impl<'l> JsonObject<'l> {
                 .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_'),
             "record keys are plain names, written unescaped: {key}"
         );
-        if self.has_fields {
-            self.line.push(b',');
-        }
-        self.has_fields = true;
+        separate(self.line, &mut self.has_fields);
         self.line.push(b'"');
         self.line.extend_from_slice(key.as_bytes());
         self.line.extend_from_slice(b"\":");
@@ -64,10 +61,7 @@ impl<'l> JsonObject<'l> {
         if fields.is_empty() {
             return;
         }
-        if self.has_fields {
-            self.line.push(b',');
-        }
-        self.has_fields = true;
+        separate(self.line, &mut self.has_fields);
         self.line.extend_from_slice(fields);
     }
 
@@ -106,35 +100,61 @@ pub fn float(line: &mut Vec<u8>, value: f64) {
     let _ = serde_json::to_writer(&mut *line, &value);
 }
 
-/// A list of `[name, value]` pairs, as headers and trailers are written.
-pub struct PairList<'l> {
-    line: &'l mut Vec<u8>,
-    has_pairs: bool,
+/// The comma before every member of an object or array but the first.
+fn separate(line: &mut Vec<u8>, has_members: &mut bool) {
+    if *has_members {
+        line.push(b',');
+    }
+    *has_members = true;
 }
+
+/// An array being written into a line: `[`, then each item with its separating comma, then `]`.
+pub struct JsonArray<'l> {
+    line: &'l mut Vec<u8>,
+    has_items: bool,
+}
+
+impl<'l> JsonArray<'l> {
+    pub fn open(line: &'l mut Vec<u8>) -> JsonArray<'l> {
+        line.push(b'[');
+        JsonArray {
+            line,
+            has_items: false,
+        }
+    }
+
+    /// Writes the comma before the item (after the first) and hands back the line for the item, which
+    /// the caller must write next.
+    pub fn item(&mut self) -> &mut Vec<u8> {
+        separate(self.line, &mut self.has_items);
+        self.line
+    }
+
+    /// Writes the array's `]`.
+    pub fn close(self) {
+        self.line.push(b']');
+    }
+}
+
+/// A list of `[name, value]` pairs, as headers and trailers are written.
+pub struct PairList<'l>(JsonArray<'l>);
 
 impl<'l> PairList<'l> {
     pub fn open(line: &'l mut Vec<u8>) -> PairList<'l> {
-        line.push(b'[');
-        PairList {
-            line,
-            has_pairs: false,
-        }
+        PairList(JsonArray::open(line))
     }
 
     pub fn pair(&mut self, name: &str, value: &str) {
-        if self.has_pairs {
-            self.line.push(b',');
-        }
-        self.has_pairs = true;
-        self.line.push(b'[');
-        string(self.line, name);
-        self.line.push(b',');
-        string(self.line, value);
-        self.line.push(b']');
+        let line = self.0.item();
+        line.push(b'[');
+        string(line, name);
+        line.push(b',');
+        string(line, value);
+        line.push(b']');
     }
 
     pub fn close(self) {
-        self.line.push(b']');
+        self.0.close();
     }
 }
 

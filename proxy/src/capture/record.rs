@@ -4,6 +4,10 @@
 //!
 //! The fields every record shares come from two values made before any record: the connection's
 //! [`Origin`] (made at accept) and the [`Route`] its bytes took (made where its handler classifies it).
+//!
+//! These types are read with serde's derive; a record is written by one encoder only,
+//! `capture/record_view.rs`, which leaves absent optional fields out (`Record` and `Body` serialize
+//! through it too).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,7 +32,7 @@ pub struct Record {
     /// Unique across processes, restarts and pods: the run's random prefix and `id`
     /// (`9f3c2a1b7d4e6f80-42`). What a record is named by outside its file (the NATS message id, a
     /// mock's `served_from`). Empty in captures written before it existed.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub uid: String,
     /// The client connection the record belongs to; exchanges on one keep-alive connection share it.
     pub connection: u64,
@@ -48,15 +52,15 @@ pub struct Record {
     pub target: String,
     /// Where the sidecar really delivered, when that differs from `target` (a reverse proxy always delivers
     /// to the app).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub delivered_to: Option<String>,
     /// Present when the sidecar terminated the client's TLS (tls-out) and recorded what was inside.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub tls: Option<TlsSession>,
     /// Outbound, in dual and transparent modes: the `uid` of the inbound request the app was serving when
     /// it made this call (by W3C `traceparent`, else the only inbound request in flight; see
     /// [`crate::capture::causes`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub caused_by: Option<String>,
     /// RFC 3339, UTC, microseconds.
     pub start: String,
@@ -219,47 +223,47 @@ pub fn record_run() -> &'static str {
     })
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Detail {
     Http(HttpExchange),
     Stream(StreamSummary),
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct HttpExchange {
     pub request: HttpRequest,
     /// Absent when no response head arrived.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub response: Option<HttpResponse>,
     /// Why the exchange failed, when it did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub error: Option<String>,
     /// The exchange turned the connection into something else and the bytes after it were relayed
     /// without being recorded: the protocol a `101 Switching Protocols` named (`websocket`, `h2c`), or
     /// `tunnel` after a `2xx` answer to CONNECT.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub upgraded: Option<String>,
     /// Present when the sidecar's mock (`--mock CAPTURE`) answered instead of the network. Boxed: rare,
     /// and every record would otherwise carry its size.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub mock: Option<Box<MockAnswer>>,
 }
 
 /// How the mock answered an exchange: from which recorded exchange, or, when none matched, which one was
 /// nearest and how the request differed from it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct MockAnswer {
     /// A recorded exchange matched the request.
     pub matched: bool,
     /// The recorded exchange the answer was served from (its `uid`, or its `id` in older captures).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub served_from: Option<String>,
     /// Unmatched: the recorded exchange nearest to the request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub nearest: Option<String>,
     /// Unmatched: the fields in which the request differs from the nearest recorded one.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub differences: Vec<FieldDifference>,
 }
 
@@ -274,7 +278,7 @@ pub struct FieldDifference {
     pub actual: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct HttpRequest {
     pub method: String,
     /// Absolute URL: `http://host/path?query`.
@@ -285,18 +289,18 @@ pub struct HttpRequest {
     pub headers: Vec<(String, String)>,
     pub body: Body,
     /// Fields sent after the body (chunked trailers, HTTP/2 trailing HEADERS), as `headers`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub trailers: Vec<(String, String)>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct HttpResponse {
     pub status: u16,
     pub version: String,
     pub headers: Vec<(String, String)>,
     pub body: Body,
     /// Fields sent after the body: gRPC's `grpc-status` and `grpc-message` arrive here.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub trailers: Vec<(String, String)>,
 }
 
@@ -346,26 +350,26 @@ impl Serialize for Body {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct StreamSummary {
     /// What the first bytes looked like: `tls`, `http`, `http2`, `opaque` or `none` (nothing was sent).
     pub protocol_seen: String,
     pub bytes_client_to_target: u64,
     pub bytes_target_to_client: u64,
     /// The server name a TLS client asked for (SNI), when the stream opened with a ClientHello carrying one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub sni: Option<String>,
     /// `closed` (both sides finished), `reset` (a peer reset or the relay failed), or `refused` (the target
     /// could not be reached: see `error`).
     pub end: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub error: Option<String>,
     /// The payload each way, when `--capture-payload` is on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub payload: Option<StreamPayload>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct StreamPayload {
     pub client_to_target: Body,
     pub target_to_client: Body,

@@ -13,7 +13,7 @@
 use std::borrow::Cow;
 use std::time::SystemTime;
 
-use super::json_line::{self, JsonObject, PairList};
+use super::json_line::{self, JsonArray, JsonObject, PairList};
 use super::record::{record_run, Body, MockAnswer, Record, StreamSummary, TlsSession};
 
 /// A list of `[name, value]` fields (headers or trailers), however it is held.
@@ -261,19 +261,15 @@ fn write_mock(line: &mut Vec<u8>, mock: &MockAnswer) {
         answer.str("nearest", nearest);
     }
     if !mock.differences.is_empty() {
-        let line = answer.key("differences");
-        line.push(b'[');
-        for (at, difference) in mock.differences.iter().enumerate() {
-            if at > 0 {
-                line.push(b',');
-            }
-            let mut entry = JsonObject::open(line);
+        let mut differences = JsonArray::open(answer.key("differences"));
+        for difference in &mock.differences {
+            let mut entry = JsonObject::open(differences.item());
             entry.str("field", &difference.field);
             entry.str("recorded", &difference.recorded);
             entry.str("actual", &difference.actual);
             entry.close();
         }
-        line.push(b']');
+        differences.close();
     }
     answer.close();
 }
