@@ -57,26 +57,21 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<Series<'_>>> {
 
 /// The text of /metrics.
 pub async fn scrape(admin: SocketAddr) -> anyhow::Result<String> {
-    tokio::time::timeout(SCRAPE_TIMEOUT, get_text(admin, "/metrics"))
+    let response = tokio::time::timeout(SCRAPE_TIMEOUT, get(admin, "/metrics"))
         .await
         .with_context(|| {
             format!("http://{admin}/metrics did not answer within {SCRAPE_TIMEOUT:?}")
-        })?
+        })??;
+    if response.status != 200 {
+        bail!("GET http://{admin}/metrics answered {}", response.status);
+    }
+    String::from_utf8(response.body.to_vec())
+        .with_context(|| format!("http://{admin}/metrics is not UTF-8"))
 }
 
 /// The status of a GET on the admin port.
 pub async fn get_status(admin: SocketAddr, path: &str) -> anyhow::Result<u16> {
     Ok(get(admin, path).await?.status)
-}
-
-/// The body of a GET on the admin port that must answer 200.
-async fn get_text(admin: SocketAddr, path: &str) -> anyhow::Result<String> {
-    let response = get(admin, path).await?;
-    if response.status != 200 {
-        bail!("GET http://{admin}{path} answered {}", response.status);
-    }
-    String::from_utf8(response.body.to_vec())
-        .with_context(|| format!("http://{admin}{path} is not UTF-8"))
 }
 
 /// One GET on a fresh connection, closed after.

@@ -19,6 +19,21 @@ pub struct Response {
     pub body: Bytes,
 }
 
+impl Response {
+    /// Whether this is the origin's answer, 200 and exactly `expected`; if not, what came instead.
+    pub fn from_origin(&self, expected: &[u8]) -> Result<(), String> {
+        if self.status == 200 && self.body == expected {
+            Ok(())
+        } else {
+            Err(format!(
+                "answered {} with a {}-byte body instead of the origin's",
+                self.status,
+                self.body.len()
+            ))
+        }
+    }
+}
+
 /// A client connection over `io`, for any number of requests; its driver task ends when the
 /// connection closes or the last sender is dropped.
 pub async fn handshake<S>(io: S) -> anyhow::Result<SendRequest<Empty<Bytes>>>

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::admin_port;
 use crate::clients::tls_handshakes::{self, HttpsTarget};
+use crate::http_client::Response;
 use crate::process::ServerProcess;
 use crate::route::{self, Route};
 
@@ -116,21 +117,23 @@ pub async fn expect_body(
     path: &str,
     expected: &[u8],
 ) -> anyhow::Result<()> {
-    match fetch(route, origin_port, path).await {
-        Ok(response) if response.status == 200 && response.body == expected => Ok(()),
-        Ok(response) => Err(server
-            .failed(format!(
-                "answered GET {path} through {route:?} with {} and a {}-byte body {:?}, not 200 and {:?}",
+    let answer = route::get(route, origin_port, path, false).await;
+    let wrong = |(response, _closed_on_drop): (Response, _)| {
+        (response.status != 200 || response.body != expected).then(|| {
+            format!(
+                "{} and a {}-byte body {:?}, not 200 and {:?}",
                 response.status,
                 response.body.len(),
                 String::from_utf8_lossy(&response.body[..response.body.len().min(200)]),
                 String::from_utf8_lossy(expected),
-            ))
-            .into()),
-        Err(error) => Err(server
-            .failed(format!("failed GET {path} through {route:?}: {error:#}"))
-            .into()),
-    }
+            )
+        })
+    };
+    verdict(
+        server,
+        format!("GET {path} through {route:?}"),
+        answer.map(wrong),
+    )
 }
 
 /// One GET over TLS through `target`'s route (with its trust) must return 200 and exactly its body.
@@ -138,24 +141,23 @@ pub async fn expect_https_body(
     server: &mut ServerProcess,
     target: &HttpsTarget,
 ) -> anyhow::Result<()> {
-    let route = target.route;
-    let path = target.path;
-    match tls_handshakes::fetch(target).await {
-        Ok(response) if response.status == 200 && response.body == target.expected_body => Ok(()),
-        Ok(response) => Err(server
-            .failed(format!(
-                "answered GET {path} over TLS through {route:?} with {} and a {}-byte body, not 200 and {:?}",
+    let expected = target.expected_body;
+    let wrong = |response: Response| {
+        (response.status != 200 || response.body != expected).then(|| {
+            format!(
+                "{} and a {}-byte body, not 200 and {:?}",
                 response.status,
                 response.body.len(),
-                String::from_utf8_lossy(target.expected_body),
-            ))
-            .into()),
-        Err(error) => Err(server
-            .failed(format!(
-                "failed GET {path} over TLS through {route:?}: {error:#}"
-            ))
-            .into()),
-    }
+                String::from_utf8_lossy(expected),
+            )
+        })
+    };
+    let request = format!("GET {} over TLS through {:?}", target.path, target.route);
+    verdict(
+        server,
+        request,
+        tls_handshakes::fetch(target).await.map(wrong),
+    )
 }
 
 /// One GET of `path` over HTTP/2 cleartext (prior knowledge) on 127.0.0.1:`port`, the origin's h2c
@@ -167,37 +169,37 @@ pub async fn expect_h2c_body(
     path: &str,
     expected: &[u8],
 ) -> anyhow::Result<()> {
-    match crate::clients::h2load::curl_get(tools, port, path).await {
-        Ok((version, 200, body)) if version == "2" && body == expected => Ok(()),
-        Ok((version, status, body)) => Err(server
-            .failed(format!(
-                "answered GET {path} over h2c on port {port} with HTTP/{version} {status} and a \
-                 {}-byte body, not HTTP/2 200 and {:?}",
+    let wrong = |(version, status, body): (String, u16, Vec<u8>)| {
+        (version != "2" || status != 200 || body != expected).then(|| {
+            format!(
+                "HTTP/{version} {status} and a {}-byte body, not HTTP/2 200 and {:?}",
                 body.len(),
                 String::from_utf8_lossy(expected),
-            ))
-            .into()),
-        Err(error) => Err(server
-            .failed(format!(
-                "failed GET {path} over h2c on port {port}: {error:#}"
-            ))
-            .into()),
-    }
+            )
+        })
+    };
+    let answer = crate::clients::h2load::curl_get(tools, port, path).await;
+    verdict(
+        server,
+        format!("GET {path} over h2c on port {port}"),
+        answer.map(wrong),
+    )
 }
 
-async fn fetch(
-    route: Route,
-    origin_port: u16,
-    path: &str,
-) -> anyhow::Result<crate::http_client::Response> {
-    let stream = route::open(route, origin_port).await?;
-    let target = route.request_target(origin_port, path);
-    let host = format!("127.0.0.1:{origin_port}");
-    let exchange = crate::http_client::get(stream, &target, &host, false);
-    let (response, _closed_on_drop) = tokio::time::timeout(route::HANDSHAKE_TIMEOUT, exchange)
-        .await
-        .map_err(|_| anyhow::anyhow!("no response within {:?}", route::HANDSHAKE_TIMEOUT))??;
-    Ok(response)
+/// A hard error carrying the server's log unless `request` was answered as expected: `answer` is what
+/// was wrong with the answer, if anything, or why there was none.
+fn verdict(
+    server: &ServerProcess,
+    request: String,
+    answer: anyhow::Result<Option<String>>,
+) -> anyhow::Result<()> {
+    match answer {
+        Ok(None) => Ok(()),
+        Ok(Some(wrong)) => Err(server
+            .failed(format!("answered {request} with {wrong}"))
+            .into()),
+        Err(error) => Err(server.failed(format!("failed {request}: {error:#}")).into()),
+    }
 }
 
 #[cfg(test)]

@@ -1,12 +1,15 @@
 //! How a client reaches the origin: directly, through a reverse proxy that stands in for it, or through
-//! a forward proxy (HTTP absolute-form, HTTP CONNECT, SOCKS5). [`open`] does the proxy handshake, so the
-//! readiness probe and the idle-connection holder speak to every contender the same way.
+//! a forward proxy (HTTP absolute-form, HTTP CONNECT, SOCKS5). [`open`] does the proxy handshake, and
+//! [`get`] one request after it, so the readiness probe and the idle-connection holder speak to every
+//! contender the same way.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpStream;
+
+use crate::http_client::{self, Response};
 
 /// How long a connection and its proxy handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,6 +63,29 @@ pub async fn open(route: Route, origin_port: u16) -> anyhow::Result<TcpStream> {
         .with_context(|| format!("no connection through {route:?} within {HANDSHAKE_TIMEOUT:?}"))?
 }
 
+/// One GET of `path` on the origin through `route`, answered within [`HANDSHAKE_TIMEOUT`] once the
+/// connection is open; the connection is handed back (still open with `keep_alive`).
+pub async fn get(
+    route: Route,
+    origin_port: u16,
+    path: &str,
+    keep_alive: bool,
+) -> anyhow::Result<(Response, TcpStream)> {
+    let stream = open(route, origin_port).await?;
+    let target = route.request_target(origin_port, path);
+    let host = format!("127.0.0.1:{origin_port}");
+    answered_in_time(http_client::get(stream, &target, &host, keep_alive)).await
+}
+
+/// `exchange`'s result, or an error if it takes longer than [`HANDSHAKE_TIMEOUT`].
+pub async fn answered_in_time<T>(
+    exchange: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange)
+        .await
+        .map_err(|_| anyhow::anyhow!("no response within {HANDSHAKE_TIMEOUT:?}"))?
+}
+
 async fn open_now(route: Route, origin_port: u16) -> anyhow::Result<TcpStream> {
     let first_hop = SocketAddr::from((Ipv4Addr::LOCALHOST, route.first_hop(origin_port)));
     let mut stream = TcpStream::connect(first_hop)
@@ -69,8 +95,7 @@ async fn open_now(route: Route, origin_port: u16) -> anyhow::Result<TcpStream> {
     match route {
         Route::Direct | Route::Reverse { .. } | Route::AbsoluteForm { .. } => {}
         Route::Connect { .. } => {
-            crate::http_client::connect_tunnel(&mut stream, &format!("127.0.0.1:{origin_port}"))
-                .await?
+            http_client::connect_tunnel(&mut stream, &format!("127.0.0.1:{origin_port}")).await?
         }
         Route::Socks5 { .. } => {
             // No authentication; the origin named by its IPv4 address.

@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, Certificate, CertificateParams, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 use rustls::client::Resumption;
 use rustls::pki_types::pem::PemObject;
@@ -57,20 +58,23 @@ impl TlsMaterial {
     /// create`.
     pub fn create(workdir: &Workdir, sidecar_proxy: &Path) -> anyhow::Result<TlsMaterial> {
         let dir = workdir.subdir("tls", 0o755)?;
-        let origin = OriginCertificates::generate().context("cannot make the origin's test CA")?;
-        let origin_ca_file = write(&dir.join("origin-ca.crt"), &origin.ca_pem, 0o644)?;
-        let origin_cert_file = write(&dir.join("origin.crt"), &origin.cert_pem, 0o644)?;
-        let origin_key_file = write(&dir.join("origin.key"), &origin.key_pem, 0o600)?;
+        let (origin_ca, origin, origin_key) =
+            generate_origin().context("cannot make the origin's test CA")?;
+        let origin_ca_file = write(&dir.join("origin-ca.crt"), &origin_ca.pem(), 0o644)?;
+        let origin_cert_file = write(&dir.join("origin.crt"), &origin.pem(), 0o644)?;
+        let origin_key_file = write(&dir.join("origin.key"), &origin_key.serialize_pem(), 0o600)?;
 
         let capture_ca_dir = dir.join("capture-ca");
         create_capture_ca(sidecar_proxy, &capture_ca_dir)?;
-        let capture_ca = read_certificate(&capture_ca_dir.join("tls.crt"))?;
+        let capture_ca_file = capture_ca_dir.join("tls.crt");
+        let capture_ca = CertificateDer::from_pem_file(&capture_ca_file)
+            .with_context(|| format!("no PEM certificate in {}", capture_ca_file.display()))?;
 
         Ok(TlsMaterial {
             origin_ca_file,
             origin_cert_file,
             origin_key_file,
-            origin_client: client_config(origin.ca_der)?,
+            origin_client: client_config(origin_ca.der().clone())?,
             capture_client: client_config(capture_ca)?,
             capture_ca_dir,
         })
@@ -98,46 +102,30 @@ pub fn server_name() -> ServerName<'static> {
     ServerName::try_from(SERVER_NAME).expect("SERVER_NAME is a valid DNS name")
 }
 
-struct OriginCertificates {
-    ca_pem: String,
-    ca_der: CertificateDer<'static>,
-    cert_pem: String,
-    key_pem: String,
-}
+/// A CA that may sign leaves only, and the origin's leaf (ECDSA P-256, as most servers now use) and its
+/// key, valid for the name and the address clients may ask for.
+fn generate_origin() -> Result<(Certificate, Certificate, KeyPair), rcgen::Error> {
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "sidecar-bench origin test CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = ca_params.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca_params, ca_key);
 
-impl OriginCertificates {
-    /// A CA that may sign leaves only, and the origin's leaf (ECDSA P-256, as most servers now use),
-    /// valid for the name and the address clients may ask for.
-    fn generate() -> Result<OriginCertificates, rcgen::Error> {
-        let ca_key = KeyPair::generate()?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "sidecar-bench origin test CA");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_cert = ca_params.self_signed(&ca_key)?;
-        let ca_pem = ca_cert.pem();
-        let ca_der = ca_cert.der().clone();
-        let issuer = Issuer::new(ca_params, ca_key);
-
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, SERVER_NAME);
-        params.subject_alt_names = vec![
-            SanType::DnsName(SERVER_NAME.try_into()?),
-            SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
-        ];
-        let cert = params.signed_by(&key, &issuer)?;
-        Ok(OriginCertificates {
-            ca_pem,
-            ca_der,
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
-    }
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, SERVER_NAME);
+    params.subject_alt_names = vec![
+        SanType::DnsName(SERVER_NAME.try_into()?),
+        SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
+    ];
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok((ca, cert, key))
 }
 
 /// `sidecar-proxy ca create --out DIR`: the capture CA as users make it.
@@ -163,11 +151,6 @@ fn create_capture_ca(sidecar_proxy: &Path, dir: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn read_certificate(path: &Path) -> anyhow::Result<CertificateDer<'static>> {
-    CertificateDer::from_pem_file(path)
-        .with_context(|| format!("no PEM certificate in {}", path.display()))
 }
 
 fn write(path: &Path, contents: &str, mode: u32) -> anyhow::Result<PathBuf> {
@@ -203,18 +186,15 @@ mod tests {
     /// The origin's certificate verifies for the name clients send, with the test CA as the only root.
     #[tokio::test]
     async fn a_client_trusting_the_test_ca_accepts_the_origin() {
-        let origin = OriginCertificates::generate().unwrap();
-        let cert = CertificateDer::from_pem_slice(origin.cert_pem.as_bytes()).unwrap();
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-            KeyPair::from_pem(&origin.key_pem).unwrap().serialize_der(),
-        ));
+        let (ca, cert, key) = generate_origin().unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let server = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
+        .with_single_cert(vec![cert.der().clone()], key)
         .unwrap();
         let (client_io, server_io) = tokio::io::duplex(64 * 1024);
         let accept = tokio::spawn(async move {
@@ -225,7 +205,7 @@ mod tests {
             tls.write_all(b"ok").await.unwrap();
             tls.shutdown().await.unwrap();
         });
-        let mut tls = tokio_rustls::TlsConnector::from(client_config(origin.ca_der).unwrap())
+        let mut tls = tokio_rustls::TlsConnector::from(client_config(ca.der().clone()).unwrap())
             .connect(server_name(), client_io)
             .await
             .unwrap();

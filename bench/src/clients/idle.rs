@@ -8,35 +8,19 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use super::Invalid;
-use crate::http_client;
 use crate::route::{self, Route};
 
 /// Connections being opened at once: quick, without a SYN flood that a listener's backlog drops.
 const PARALLEL: usize = 64;
 
-/// Open connections; dropping this closes them all.
-#[derive(Debug)]
-pub struct IdleConnections {
-    streams: Vec<TcpStream>,
-}
-
-impl IdleConnections {
-    pub fn len(&self) -> usize {
-        self.streams.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.streams.is_empty()
-    }
-}
-
+/// `count` open connections; dropping them closes them.
 pub async fn open(
     route: Route,
     origin_port: u16,
     path: &str,
     expected_body: &[u8],
     count: usize,
-) -> anyhow::Result<Result<IdleConnections, Invalid>> {
+) -> anyhow::Result<Result<Vec<TcpStream>, Invalid>> {
     let expected: Arc<[u8]> = expected_body.into();
     let path: Arc<str> = path.into();
     let mut opening = JoinSet::new();
@@ -44,7 +28,14 @@ pub async fn open(
     let mut started = 0;
     while streams.len() < count {
         while opening.len() < PARALLEL && started < count {
-            opening.spawn(open_one(route, origin_port, path.clone(), expected.clone()));
+            let (path, expected) = (path.clone(), expected.clone());
+            opening.spawn(async move {
+                let (response, stream) = route::get(route, origin_port, &path, true).await?;
+                response
+                    .from_origin(&expected)
+                    .map_err(anyhow::Error::msg)?;
+                anyhow::Ok(stream)
+            });
             started += 1;
         }
         match opening.join_next().await {
@@ -59,30 +50,5 @@ pub async fn open(
             None => break,
         }
     }
-    Ok(Ok(IdleConnections { streams }))
-}
-
-async fn open_one(
-    route: Route,
-    origin_port: u16,
-    path: Arc<str>,
-    expected: Arc<[u8]>,
-) -> anyhow::Result<TcpStream> {
-    let stream = route::open(route, origin_port).await?;
-    let target = route.request_target(origin_port, &path);
-    let host = format!("127.0.0.1:{origin_port}");
-    let (response, stream) = tokio::time::timeout(
-        route::HANDSHAKE_TIMEOUT,
-        http_client::get(stream, &target, &host, true),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("no response within {:?}", route::HANDSHAKE_TIMEOUT))??;
-    if response.status != 200 || *response.body != *expected {
-        anyhow::bail!(
-            "answered {} with a {}-byte body instead of the origin's",
-            response.status,
-            response.body.len()
-        );
-    }
-    Ok(stream)
+    Ok(Ok(streams))
 }

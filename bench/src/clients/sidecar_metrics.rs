@@ -26,23 +26,19 @@ impl TlsOutCounters {
     pub fn parse(text: &str) -> anyhow::Result<TlsOutCounters> {
         let mut counters = TlsOutCounters::default();
         for series in admin_port::parse(text)? {
-            let slot = match (series.name, series.label("result"), series.label("source")) {
-                ("sidecar_tls_out_connections_total", Some("intercepted"), _) => {
-                    &mut counters.intercepted
-                }
-                ("sidecar_tls_out_connections_total", Some("upstream_failed"), _) => {
-                    &mut counters.upstream_failed
-                }
-                ("sidecar_tls_out_connections_total", Some("client_failed"), _) => {
-                    &mut counters.client_failed
-                }
-                ("sidecar_tls_out_connections_total", Some("passed"), _) => &mut counters.passed,
-                ("sidecar_tls_out_leaf_certificates_total", _, Some("minted")) => {
-                    &mut counters.minted
-                }
-                ("sidecar_tls_out_leaf_certificates_total", _, Some("cached")) => {
-                    &mut counters.cached
-                }
+            let slot = match series.name {
+                "sidecar_tls_out_connections_total" => match series.label("result") {
+                    Some("intercepted") => &mut counters.intercepted,
+                    Some("upstream_failed") => &mut counters.upstream_failed,
+                    Some("client_failed") => &mut counters.client_failed,
+                    Some("passed") => &mut counters.passed,
+                    _ => continue,
+                },
+                "sidecar_tls_out_leaf_certificates_total" => match series.label("source") {
+                    Some("minted") => &mut counters.minted,
+                    Some("cached") => &mut counters.cached,
+                    _ => continue,
+                },
                 _ => continue,
             };
             *slot = series.value.max(0.0) as u64;
@@ -73,38 +69,27 @@ pub async fn scrape(admin_port: u16) -> anyhow::Result<TlsOutCounters> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rstest::rstest;
 
-    #[test]
-    fn the_tls_out_series_are_read_and_others_ignored() {
-        let text = "# HELP sidecar_tls_out_connections TLS streams tls-out handled\n\
-                    # TYPE sidecar_tls_out_connections counter\n\
-                    sidecar_tls_out_connections_total{result=\"intercepted\"} 41\n\
-                    sidecar_tls_out_connections_total{result=\"client_failed\"} 2\n\
-                    # TYPE sidecar_tls_out_leaf_certificates counter\n\
-                    sidecar_tls_out_leaf_certificates_total{source=\"minted\"} 1\n\
-                    sidecar_tls_out_leaf_certificates_total{source=\"cached\"} 40\n\
-                    sidecar_connections_open{direction=\"outbound\",protocol=\"http\"} 4\n\
-                    # EOF\n";
-        assert_eq!(
-            TlsOutCounters::parse(text).unwrap(),
-            TlsOutCounters {
-                intercepted: 41,
-                upstream_failed: 0,
-                client_failed: 2,
-                passed: 0,
-                minted: 1,
-                cached: 40,
-            }
-        );
-    }
-
-    #[test]
-    fn a_sidecar_without_tls_out_reads_as_all_zero() {
-        let text = "sidecar_connections_open{direction=\"outbound\",protocol=\"http\"} 4\n# EOF\n";
-        assert_eq!(
-            TlsOutCounters::parse(text).unwrap(),
-            TlsOutCounters::default()
-        );
+    #[rstest]
+    #[case::the_tls_out_series_are_read_and_others_ignored(
+        "# HELP sidecar_tls_out_connections TLS streams tls-out handled\n\
+         # TYPE sidecar_tls_out_connections counter\n\
+         sidecar_tls_out_connections_total{result=\"intercepted\"} 41\n\
+         sidecar_tls_out_connections_total{result=\"client_failed\"} 2\n\
+         # TYPE sidecar_tls_out_leaf_certificates counter\n\
+         sidecar_tls_out_leaf_certificates_total{source=\"minted\"} 1\n\
+         sidecar_tls_out_leaf_certificates_total{source=\"cached\"} 40\n\
+         sidecar_connections_open{direction=\"outbound\",protocol=\"http\"} 4\n\
+         # EOF\n",
+        TlsOutCounters { intercepted: 41, client_failed: 2, minted: 1, cached: 40, ..TlsOutCounters::default() }
+    )]
+    #[case::a_sidecar_without_tls_out_reads_as_all_zero(
+        "sidecar_connections_open{direction=\"outbound\",protocol=\"http\"} 4\n# EOF\n",
+        TlsOutCounters::default()
+    )]
+    fn the_tls_out_series_are_read(#[case] text: &str, #[case] expected: TlsOutCounters) {
+        assert_eq!(TlsOutCounters::parse(text).unwrap(), expected);
     }
 
     #[test]

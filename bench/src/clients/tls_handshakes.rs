@@ -45,7 +45,7 @@ impl HttpsTarget {
 
 /// One connection: tunnel, handshake, GET, close.
 pub async fn fetch(target: &HttpsTarget) -> anyhow::Result<Response> {
-    let exchange = async {
+    route::answered_in_time(async {
         let tcp = route::open(target.route, target.origin_port).await?;
         let tls = TlsConnector::from(target.config.clone())
             .connect(target.server_name.clone(), tcp)
@@ -54,10 +54,8 @@ pub async fn fetch(target: &HttpsTarget) -> anyhow::Result<Response> {
         let (response, _closed_on_drop) =
             http_client::get(tls, target.path, &target.host(), false).await?;
         Ok(response)
-    };
-    tokio::time::timeout(route::HANDSHAKE_TIMEOUT, exchange)
-        .await
-        .map_err(|_| anyhow::anyhow!("no response within {:?}", route::HANDSHAKE_TIMEOUT))?
+    })
+    .await
 }
 
 /// What a run achieved.
@@ -85,66 +83,37 @@ pub async fn run(
     let mut workers = JoinSet::new();
     for _ in 0..connections {
         let target = target.clone();
+        // Each loop's completed requests, and why it stopped early if it did.
         workers.spawn(async move {
-            let mut tally = Tally::default();
+            let mut completed = 0u64;
             while Instant::now() < deadline {
-                match fetch(&target).await {
-                    Ok(response)
-                        if response.status == 200 && response.body == target.expected_body =>
-                    {
-                        tally.completed += 1
-                    }
-                    Ok(response) => {
-                        tally.failed(format!(
-                            "answered {} with a {}-byte body instead of the origin's",
-                            response.status,
-                            response.body.len()
-                        ));
-                        break;
-                    }
-                    Err(error) => {
-                        tally.failed(format!("{error:#}"));
-                        break;
-                    }
+                let answer = fetch(&target).await.map_err(|error| format!("{error:#}"));
+                if let Err(reason) =
+                    answer.and_then(|response| response.from_origin(target.expected_body))
+                {
+                    return (completed, Some(reason));
                 }
+                completed += 1;
             }
-            tally
+            (completed, None)
         });
     }
-    let mut total = Tally::default();
+    let (mut completed, mut failures, mut first_failure) = (0, 0, None);
     while let Some(joined) = workers.join_next().await {
-        let tally = joined.context("a TLS load task failed")?;
-        total.completed += tally.completed;
-        total.failures += tally.failures;
-        total.first_failure = total.first_failure.or(tally.first_failure);
+        let (done, failure) = joined.context("a TLS load task failed")?;
+        completed += done;
+        failures += u64::from(failure.is_some());
+        first_failure = first_failure.or(failure);
     }
     let elapsed = started.elapsed();
-    Ok(match total.first_failure {
+    Ok(match first_failure {
         Some(reason) => Err(Invalid(format!(
-            "{} of {} connections failed, e.g.: {reason}",
-            total.failures,
-            total.failures + total.completed
+            "{failures} of {} connections failed, e.g.: {reason}",
+            failures + completed
         ))),
-        None if total.completed == 0 => Err(Invalid("no request completed".to_owned())),
-        None => Ok(HandshakeRun {
-            completed: total.completed,
-            elapsed,
-        }),
+        None if completed == 0 => Err(Invalid("no request completed".to_owned())),
+        None => Ok(HandshakeRun { completed, elapsed }),
     })
-}
-
-#[derive(Default)]
-struct Tally {
-    completed: u64,
-    failures: u64,
-    first_failure: Option<String>,
-}
-
-impl Tally {
-    fn failed(&mut self, reason: String) {
-        self.failures += 1;
-        self.first_failure.get_or_insert(reason);
-    }
 }
 
 #[cfg(test)]
