@@ -129,11 +129,8 @@ pub async fn expect_body(
             )
         })
     };
-    verdict(
-        server,
-        format!("GET {path} through {route:?}"),
-        answer.map(wrong),
-    )
+    let request = format!("GET {path} through {route:?}");
+    verdict(server, request, answer.map(wrong))
 }
 
 /// One GET over TLS through `target`'s route (with its trust) must return 200 and exactly its body.
@@ -153,11 +150,8 @@ pub async fn expect_https_body(
         })
     };
     let request = format!("GET {} over TLS through {:?}", target.path, target.route);
-    verdict(
-        server,
-        request,
-        tls_handshakes::fetch(target).await.map(wrong),
-    )
+    let answer = tls_handshakes::fetch(target).await;
+    verdict(server, request, answer.map(wrong))
 }
 
 /// One GET of `path` over HTTP/2 cleartext (prior knowledge) on 127.0.0.1:`port`, the origin's h2c
@@ -179,11 +173,8 @@ pub async fn expect_h2c_body(
         })
     };
     let answer = crate::clients::h2load::curl_get(tools, port, path).await;
-    verdict(
-        server,
-        format!("GET {path} over h2c on port {port}"),
-        answer.map(wrong),
-    )
+    let request = format!("GET {path} over h2c on port {port}");
+    verdict(server, request, answer.map(wrong))
 }
 
 /// A hard error carrying the server's log unless `request` was answered as expected: `answer` is what
@@ -193,13 +184,12 @@ fn verdict(
     request: String,
     answer: anyhow::Result<Option<String>>,
 ) -> anyhow::Result<()> {
-    match answer {
-        Ok(None) => Ok(()),
-        Ok(Some(wrong)) => Err(server
-            .failed(format!("answered {request} with {wrong}"))
-            .into()),
-        Err(error) => Err(server.failed(format!("failed {request}: {error:#}")).into()),
-    }
+    let problem = match answer {
+        Ok(None) => return Ok(()),
+        Ok(Some(wrong)) => format!("answered {request} with {wrong}"),
+        Err(error) => format!("failed {request}: {error:#}"),
+    };
+    Err(server.failed(problem).into())
 }
 
 #[cfg(test)]

@@ -36,13 +36,6 @@ pub struct HttpsTarget {
     pub expected_body: &'static [u8],
 }
 
-impl HttpsTarget {
-    /// The Host header: the name the certificate is for, and the port.
-    fn host(&self) -> String {
-        format!("{}:{}", self.server_name.to_str(), self.origin_port)
-    }
-}
-
 /// One connection: tunnel, handshake, GET, close.
 pub async fn fetch(target: &HttpsTarget) -> anyhow::Result<Response> {
     route::answered_in_time(async {
@@ -51,8 +44,9 @@ pub async fn fetch(target: &HttpsTarget) -> anyhow::Result<Response> {
             .connect(target.server_name.clone(), tcp)
             .await
             .context("TLS handshake failed")?;
-        let (response, _closed_on_drop) =
-            http_client::get(tls, target.path, &target.host(), false).await?;
+        // The Host header: the name the certificate is for, and the port.
+        let host = format!("{}:{}", target.server_name.to_str(), target.origin_port);
+        let (response, _closed_on_drop) = http_client::get(tls, target.path, &host, false).await?;
         Ok(response)
     })
     .await

@@ -198,15 +198,13 @@ pub async fn run(
         None => Command::new(&tools.wrk),
     };
     command
-        .arg("--threads")
-        .arg(load.threads.to_string())
-        .arg("--connections")
-        .arg(load.connections.to_string())
-        .arg("--duration")
-        .arg(format!("{}s", load.duration.as_secs().max(1)))
-        .arg("--timeout")
-        .arg("10s")
-        .arg("--script")
+        .args(["--threads", &load.threads.to_string()])
+        .args(["--connections", &load.connections.to_string()])
+        .args([
+            "--duration",
+            &format!("{}s", load.duration.as_secs().max(1)),
+        ])
+        .args(["--timeout", "10s", "--script"])
         .arg(script)
         .arg(url);
     let output = super::output(command, load.duration + Duration::from_secs(30)).await?;
