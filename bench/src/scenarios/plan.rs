@@ -294,6 +294,37 @@ pub fn fleet_specs(plan: &[Scenario]) -> Vec<ServerSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fmt::Write as _;
+
+    /// The plan as text: every scenario, each section's tool and title, each row's group and server, in
+    /// order; then the servers the fleet runs for it.
+    fn listing() -> String {
+        let plan = plan();
+        let mut text = String::new();
+        for scenario in &plan {
+            writeln!(text, "{:?}", scenario.kind).unwrap();
+            for section in &scenario.sections {
+                writeln!(text, "  {:?}: {}", section.tool, section.title).unwrap();
+                for row in &section.rows {
+                    writeln!(text, "    {:?} {:?}", row.group, row.server).unwrap();
+                }
+            }
+        }
+        text += "fleet\n";
+        for spec in fleet_specs(&plan) {
+            writeln!(text, "  {spec:?}").unwrap();
+        }
+        text
+    }
+
+    #[test]
+    fn the_plan_is_the_golden_listing() {
+        let golden = include_str!("plan.golden.txt");
+        let listing = listing();
+        if listing != golden {
+            panic!("the plan differs from plan.golden.txt; it is now:\n{listing}");
+        }
+    }
 
     #[test]
     fn every_throughput_and_latency_section_starts_with_its_direct_baseline() {
