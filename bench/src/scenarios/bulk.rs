@@ -16,12 +16,8 @@ pub async fn iperf3(bench: &Bench<'_>, port: u16) -> anyhow::Result<Outcome> {
     )
 }
 
-pub async fn download(bench: &Bench<'_>, route: Route) -> anyhow::Result<Outcome> {
-    download_over(bench, route, curl::Scheme::Http, bench.ctx.origin.http_port).await
-}
-
 /// The origin's large file downloaded with curl over `scheme` from the origin's `port`, through `route`.
-pub async fn download_over(
+pub async fn download(
     bench: &Bench<'_>,
     route: Route,
     scheme: curl::Scheme<'_>,

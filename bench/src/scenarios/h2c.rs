@@ -9,19 +9,16 @@ use crate::clients::h2load::{self, H2Load};
 use crate::contenders::SMALL_PATH;
 use crate::results::{Figure, Outcome};
 
-/// The load: [`h2load::CLIENTS`] connections × [`h2load::STREAMS`] streams, with as many threads as
-/// wrk has (never more than connections), for the measurement's time.
-pub fn load(bench: &Bench<'_>) -> H2Load {
-    H2Load {
+/// h2load's rate at `port` with [`h2load::CLIENTS`] connections × [`h2load::STREAMS`] streams, with as
+/// many threads as wrk has (never more than connections), for the measurement's time.
+pub async fn measure(bench: &Bench<'_>, port: u16) -> anyhow::Result<Outcome> {
+    let load = H2Load {
         clients: h2load::CLIENTS,
         streams: h2load::STREAMS,
         threads: bench.load.threads.clamp(1, h2load::CLIENTS),
         duration: bench.load.duration,
-    }
-}
-
-pub async fn measure(bench: &Bench<'_>, port: u16) -> anyhow::Result<Outcome> {
-    Ok(h2load::run(&bench.ctx.tools, port, SMALL_PATH, load(bench))
+    };
+    Ok(h2load::run(&bench.ctx.tools, port, SMALL_PATH, load)
         .await?
         .map(|summary| Figure::RequestRate {
             per_sec: summary.per_sec,

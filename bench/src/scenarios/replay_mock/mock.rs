@@ -14,9 +14,9 @@ use crate::clients::Invalid;
 use crate::contenders::{SidecarMode, SMALL_BODY, SMALL_PATH};
 use crate::http_client;
 use crate::probe;
-use crate::results::{Figure, Outcome};
+use crate::results::Outcome;
 use crate::route::{self, origin_url, Route};
-use crate::scenarios::Bench;
+use crate::scenarios::{http_load, Bench};
 
 /// Distinct exchanges in the mock's capture (issue #19: 10,000).
 pub const RECORDED: usize = 10_000;
@@ -78,20 +78,9 @@ pub async fn wrk_recorded_requests(bench: &Bench<'_>, route: Route) -> anyhow::R
         &format!("127.0.0.1:{origin_port}"),
         recorded_count(bench),
     );
-    let script_path = bench.ctx.workdir.write(name, &script)?;
-    let url = format!("http://127.0.0.1:{}/", route.first_hop(origin_port));
-    let summary = wrk::run(
-        &bench.ctx.tools,
-        None,
-        &url,
-        &script_path,
-        bench.load,
-        ReadErrors::NoneAllowed,
-    )
-    .await?;
-    Ok(summary.map(|summary| Figure::RequestRate {
-        per_sec: summary.requests_per_sec(),
-    }))
+    let load = bench.load;
+    let run = http_load::run_script(bench, route, name, &script, load, ReadErrors::NoneAllowed);
+    Ok(run.await?.map(http_load::request_rate))
 }
 
 /// Records the capture, starts the mock on it, proves it answers from it, and measures wrk through it.
