@@ -107,145 +107,132 @@ const FORWARD_CAPTURING: ServerSpec = ServerSpec::Sidecar(SidecarMode::ForwardHt
 /// The reverse http sidecar with capture on, which records the capture the replay row sends again.
 const REVERSE_CAPTURING: ServerSpec = ServerSpec::Sidecar(SidecarMode::ReverseHttp, Capture::On);
 
-fn section(title: &'static str, tool: Tool, rows: Vec<Row>) -> Section {
-    Section { title, tool, rows }
-}
-
-/// The whole plan, in the order each round measures it.
+/// The whole plan, in the order each round measures it: each section with the scenario it belongs to.
 pub fn plan() -> Vec<Scenario> {
-    let scenario = |kind, sections| Scenario { kind, sections };
-    vec![
-        scenario(
+    let sections = [
+        (
             ScenarioKind::KeepAlive,
-            vec![
-                section(
-                    "wrk, 50 keep-alive connections",
-                    Tool::Wrk {
-                        connection_close: false,
-                    },
-                    http_load_rows(true),
-                ),
-                section(
-                    "the NATS sink: wrk as above through reverse http capturing to NATS, then \
-                     until JetStream has acknowledged every record",
-                    Tool::SinkDrain,
-                    vec![Row::through(Group::ReverseHttp, NATS_SINK)],
-                ),
-            ],
+            "wrk, 50 keep-alive connections",
+            Tool::Wrk {
+                connection_close: false,
+            },
+            http_load_rows(true),
         ),
-        scenario(
+        (
+            ScenarioKind::KeepAlive,
+            "the NATS sink: wrk as above through reverse http capturing to NATS, then \
+             until JetStream has acknowledged every record",
+            Tool::SinkDrain,
+            vec![Row::through(Group::ReverseHttp, NATS_SINK)],
+        ),
+        (
             ScenarioKind::NewConnection,
-            vec![section(
-                "wrk, 50 connections, `Connection: close`",
-                Tool::Wrk {
-                    connection_close: true,
-                },
-                http_load_rows(false),
-            )],
+            "wrk, 50 connections, `Connection: close`",
+            Tool::Wrk {
+                connection_close: true,
+            },
+            http_load_rows(false),
         ),
-        scenario(
+        (
             ScenarioKind::Bulk,
-            vec![
-                section(
-                    "iperf3 through a tcp relay",
-                    Tool::Iperf3,
-                    [vec![Row::direct()], reverse_tcp(Upstream::Iperf3, ON_OFF)].concat(),
-                ),
-                section(
-                    "large download (curl) through a tunnel",
-                    Tool::Download,
-                    [vec![Row::direct()], connect(), socks5()].concat(),
-                ),
-            ],
+            "iperf3 through a tcp relay",
+            Tool::Iperf3,
+            [vec![Row::direct()], reverse_tcp(Upstream::Iperf3, ON_OFF)].concat(),
         ),
-        scenario(
+        (
+            ScenarioKind::Bulk,
+            "large download (curl) through a tunnel",
+            Tool::Download,
+            [vec![Row::direct()], connect(), socks5()].concat(),
+        ),
+        (
             ScenarioKind::Latency,
-            vec![section(
-                "wrk, 50 connections, each pausing before every request",
-                Tool::PacedWrk,
-                [
-                    vec![Row::direct()],
-                    reverse_http(ON_OFF),
-                    reverse_tcp(Upstream::Http, ON_OFF),
-                ]
-                .concat(),
-            )],
+            "wrk, 50 connections, each pausing before every request",
+            Tool::PacedWrk,
+            [
+                vec![Row::direct()],
+                reverse_http(ON_OFF),
+                reverse_tcp(Upstream::Http, ON_OFF),
+            ]
+            .concat(),
         ),
-        scenario(
+        (
             ScenarioKind::Memory,
-            vec![section(
-                "a fresh server per round; idle connections opened by the harness",
-                Tool::IdleConnections,
-                [reverse_tcp(Upstream::Http, ON_OFF), socks5()].concat(),
-            )],
+            "a fresh server per round; idle connections opened by the harness",
+            Tool::IdleConnections,
+            [reverse_tcp(Upstream::Http, ON_OFF), socks5()].concat(),
         ),
-        scenario(
+        (
             ScenarioKind::TlsOut,
-            vec![
-                section(
-                    "50 connections, each request on a new TLS connection (CONNECT, full \
-                     handshake, one GET, close): the harness's TLS load generator",
-                    Tool::TlsHandshakes,
-                    tls_out_rows(),
-                ),
-                section(
-                    "large download (curl) over one TLS connection",
-                    Tool::TlsDownload,
-                    tls_out_rows(),
-                ),
-            ],
+            "50 connections, each request on a new TLS connection (CONNECT, full \
+             handshake, one GET, close): the harness's TLS load generator",
+            Tool::TlsHandshakes,
+            tls_out_rows(),
+        ),
+        (
+            ScenarioKind::TlsOut,
+            "large download (curl) over one TLS connection",
+            Tool::TlsDownload,
+            tls_out_rows(),
         ),
         // Scenario 8: HTTP/2 with prior knowledge straight to the origin's h2c server, through our
         // reverse tcp relay (whose capture tap records the HTTP/2 inside the stream) with capture on and
         // off, and through the minimal relay.
-        scenario(
+        (
             ScenarioKind::H2c,
-            vec![section(
-                "h2load, 10 connections × 10 concurrent streams, HTTP/2 prior knowledge",
-                Tool::H2load,
-                [
-                    vec![Row::direct()],
-                    path(
-                        Group::ReverseTcp,
-                        SidecarMode::ReverseTcp(Upstream::H2c),
-                        ON_OFF,
-                        &[],
-                    ),
-                    vec![minimal_relay(Upstream::H2c)],
-                ]
-                .concat(),
-            )],
+            "h2load, 10 connections × 10 concurrent streams, HTTP/2 prior knowledge",
+            Tool::H2load,
+            [
+                vec![Row::direct()],
+                path(
+                    Group::ReverseTcp,
+                    SidecarMode::ReverseTcp(Upstream::H2c),
+                    ON_OFF,
+                    &[],
+                ),
+                vec![minimal_relay(Upstream::H2c)],
+            ]
+            .concat(),
         ),
         // Scenario 9: wrk straight to nginx, then `replay --rate max` of a capture the reverse http
         // sidecar recorded; wrk cycling through a capture's distinct requests straight to nginx, through
         // the forward sidecar relaying them, and through the forward sidecar answering them from `--mock`.
-        scenario(
+        (
             ScenarioKind::ReplayMock,
+            "a capture of wrk's load through reverse http, sent again by `sidecar-proxy \
+             replay --rate max` with as many requests in flight as wrk has connections; \
+             direct is wrk itself",
+            Tool::Replay,
             vec![
-                section(
-                    "a capture of wrk's load through reverse http, sent again by `sidecar-proxy \
-                     replay --rate max` with as many requests in flight as wrk has connections; \
-                     direct is wrk itself",
-                    Tool::Replay,
-                    vec![
-                        Row::direct(),
-                        Row::through(Group::Replay, REVERSE_CAPTURING),
-                    ],
-                ),
-                section(
-                    "wrk keep-alive cycling through the distinct requests of a capture of 10,000 \
-                     outbound exchanges (1,000 in a smoke run): relayed to nginx, and answered by \
-                     `--mock` from that capture",
-                    Tool::WrkRecordedRequests,
-                    vec![
-                        Row::direct(),
-                        Row::through(Group::AbsoluteForm, FORWARD_CAPTURING),
-                        Row::through(Group::Mock, FORWARD_CAPTURING),
-                    ],
-                ),
+                Row::direct(),
+                Row::through(Group::Replay, REVERSE_CAPTURING),
             ],
         ),
-    ]
+        (
+            ScenarioKind::ReplayMock,
+            "wrk keep-alive cycling through the distinct requests of a capture of 10,000 \
+             outbound exchanges (1,000 in a smoke run): relayed to nginx, and answered by \
+             `--mock` from that capture",
+            Tool::WrkRecordedRequests,
+            vec![
+                Row::direct(),
+                Row::through(Group::AbsoluteForm, FORWARD_CAPTURING),
+                Row::through(Group::Mock, FORWARD_CAPTURING),
+            ],
+        ),
+    ];
+    let mut plan: Vec<Scenario> = Vec::new();
+    for (kind, title, tool, rows) in sections {
+        let section = Section { title, tool, rows };
+        match plan.last_mut() {
+            Some(scenario) if scenario.kind == kind => scenario.sections.push(section),
+            _ => plan.push(Scenario {
+                kind,
+                sections: vec![section],
+            }),
+        }
+    }
+    plan
 }
 
 /// The servers the long-lived fleet must run: every server of every section but the memory one and the
