@@ -100,7 +100,7 @@ pub async fn download(
     server: Option<ServerSpec>,
 ) -> anyhow::Result<Outcome> {
     let ca_file = bench.ctx.tls.ca_file(trust(server));
-    super::bulk::download(
+    super::download(
         bench,
         bench.route(group, server)?,
         curl::Scheme::Https { ca_file: &ca_file },
