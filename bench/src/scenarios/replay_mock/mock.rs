@@ -120,7 +120,10 @@ pub async fn measure(bench: &Bench<'_>) -> anyhow::Result<Outcome> {
     )
     .await?;
     let never_recorded = item_path(count + 1);
-    let refused = get(route, origin_port, &never_recorded).await?;
+    let stream = route::open(route, origin_port).await?;
+    let target = route.request_target(origin_port, &never_recorded);
+    let host = format!("127.0.0.1:{origin_port}");
+    let (refused, _) = http_client::get(stream, &target, &host, false).await?;
     if refused.status != 502 {
         bail!(
             "the mock answered GET {never_recorded}, never recorded, with {} instead of 502: it is not \
@@ -131,14 +134,6 @@ pub async fn measure(bench: &Bench<'_>) -> anyhow::Result<Outcome> {
     let outcome = wrk_recorded_requests(bench, route).await?;
     mock.process.ensure_running()?;
     Ok(outcome)
-}
-
-async fn get(route: Route, origin_port: u16, path: &str) -> anyhow::Result<http_client::Response> {
-    let stream = route::open(route, origin_port).await?;
-    let target = route.request_target(origin_port, path);
-    let host = format!("127.0.0.1:{origin_port}");
-    let (response, _) = http_client::get(stream, &target, &host, false).await?;
-    Ok(response)
 }
 
 /// GET `/?item=1` ... `/?item=count` through the forward proxy on `proxy_port`, each once, on
