@@ -172,33 +172,25 @@ async fn send_each_once(proxy_port: u16, origin_port: u16, count: usize) -> anyh
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rstest::rstest;
 
-    #[test]
-    fn the_script_cycles_through_every_recorded_request_in_absolute_form() {
-        let lua = render_script("http://127.0.0.1:8080", "127.0.0.1:8080", 10_000);
-        assert!(lua.contains("for item = 1, 10000 do"), "{lua}");
-        assert!(
-            lua.contains(r#"wrk.format(nil, "http://127.0.0.1:8080/?item=" .. item)"#),
-            "{lua}"
-        );
-        assert!(lua.contains("next_item = next_item % 10000 + 1"), "{lua}");
-        assert!(
-            lua.contains(r#"wrk.headers["Host"] = "127.0.0.1:8080""#),
-            "{lua}"
-        );
+    #[rstest]
+    #[case::absolute_form(
+        "http://127.0.0.1:8080",
+        r#"wrk.format(nil, "http://127.0.0.1:8080/?item=" .. item)"#
+    )]
+    #[case::origin_form_when_direct("", r#"wrk.format(nil, "/?item=" .. item)"#)]
+    fn the_script_cycles_through_every_recorded_request(
+        #[case] prefix: &str,
+        #[case] request: &str,
+    ) {
+        let lua = render_script(prefix, "127.0.0.1:8080", 10_000);
+        let host = r#"wrk.headers["Host"] = "127.0.0.1:8080""#;
+        let cycle = "next_item = next_item % 10000 + 1";
         // The summary line the harness parses is still there.
-        assert!(
-            lua.contains("function done(summary, latency, requests)"),
-            "{lua}"
-        );
-    }
-
-    #[test]
-    fn direct_requests_are_origin_form() {
-        let lua = render_script("", "127.0.0.1:8080", 3);
-        assert!(
-            lua.contains(r#"wrk.format(nil, "/?item=" .. item)"#),
-            "{lua}"
-        );
+        let summary = "function done(summary, latency, requests)";
+        for expected in [request, "for item = 1, 10000 do", cycle, host, summary] {
+            assert!(lua.contains(expected), "{expected} in {lua}");
+        }
     }
 }
