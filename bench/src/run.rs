@@ -13,7 +13,7 @@ use crate::contenders::{Context, OriginEndpoints};
 use crate::ports::PortAllocator;
 use crate::report::{self, document, machine, Meta};
 use crate::results::{Outcome, Scenario};
-use crate::scenarios::{self, http_load, latency, plan, Bench};
+use crate::scenarios::{self, http_load, plan, Bench};
 use crate::settings::Settings;
 use crate::tls::TlsMaterial;
 use crate::workdir::Workdir;
@@ -122,7 +122,7 @@ pub async fn run(mut settings: Settings, command_line: String) -> anyhow::Result
         wall_time: started.elapsed(),
         wrk_threads: load.threads,
         wrk_connections: load.connections,
-        pace_ms: latency::PACE.as_millis() as u64,
+        pace_ms: http_load::PACE.as_millis() as u64,
         idle_connections: settings.idle_connections,
         idle_note,
         large_file_mib: settings.large_file_bytes / (1024 * 1024),

@@ -3,27 +3,29 @@
 //! every other row's figure is also given as a ratio to the direct figure of the same round.
 //!
 //! - [`plan`]: which rows exist (scenario 6, capture on and off, is a pair of rows for each of ours);
-//! - [`http_load`]: scenarios 1 and 2 (wrk), [`latency`]: 4 (paced wrk), [`bulk`]: 3 (iperf3, curl),
-//!   [`memory`]: 5 (RSS idle and with idle connections held open), [`tls_out`]: 7 (HTTPS through
-//!   CONNECT, relayed and intercepted: handshakes, bulk, leaf-cache hits; issue #10), [`h2c`]: 8
-//!   (HTTP/2 with prior knowledge through a tcp relay, h2load; issue #17), [`nats_sink`]: the keep-alive
-//!   rows capturing to NATS and the records per second the sink delivers (issue #21), [`replay_mock`]: 9
-//!   (`replay --rate max` against wrk, `--mock` against the forward relay; issue #19).
+//! - [`http_load`]: scenarios 1 and 2 (wrk) and 4 (paced wrk), [`memory`]: 5 (RSS idle and with idle
+//!   connections held open), [`tls_out`]: 7 (HTTPS through CONNECT, relayed and intercepted:
+//!   handshakes, bulk, leaf-cache hits; issue #10), [`nats_sink`]: the keep-alive rows capturing to NATS
+//!   and the records per second the sink delivers (issue #21), [`replay_mock`]: 9 (`replay --rate max`
+//!   against wrk, `--mock` against the forward relay; issue #19);
+//! - [`measure`] itself, the rows whose tool's reading is the figure: scenario 3's bulk throughput
+//!   (iperf3 through a tcp relay to the origin's iperf3 server, a large download with curl through
+//!   CONNECT and SOCKS5) and scenario 8's h2load rate (HTTP/2 cleartext with prior knowledge, straight
+//!   to the origin's h2c server or through a tcp relay, whose capture tap, when on, finds the HTTP/2
+//!   inside the stream and records every exchange; issue #17).
 
-pub mod bulk;
-pub mod h2c;
 pub mod http_load;
-pub mod latency;
 pub mod memory;
 pub mod nats_sink;
 pub mod plan;
 pub mod replay_mock;
 pub mod tls_out;
 
-use crate::clients::wrk;
+use crate::clients::h2load::{self, H2Load};
+use crate::clients::{curl, iperf3, wrk};
 use crate::contenders::fleet::Fleet;
-use crate::contenders::{Capture, Context, ServerSpec};
-use crate::results::{Group, Outcome, ScenarioKind, Tool};
+use crate::contenders::{Capture, Context, ServerSpec, LARGE_PATH, SMALL_PATH};
+use crate::results::{Figure, Group, Outcome, ScenarioKind, Tool};
 use crate::route::Route;
 use crate::settings::Settings;
 
@@ -43,6 +45,11 @@ impl Bench<'_> {
             Some(spec) => Ok(row_group.route(self.fleet.port(&spec)?)),
         }
     }
+
+    /// The port of a row's running server; the direct row's is the origin's `direct`.
+    fn port(&self, server: Option<ServerSpec>, direct: u16) -> anyhow::Result<u16> {
+        server.map_or(Ok(direct), |spec| self.fleet.port(&spec))
+    }
 }
 
 /// Measures one row once.
@@ -53,6 +60,10 @@ pub async fn measure(
     group: Group,
     server: Option<ServerSpec>,
 ) -> anyhow::Result<Outcome> {
+    let needs_server = |row: &str| {
+        server.ok_or_else(|| anyhow::anyhow!("scenario {}: {row} needs a server", kind.number()))
+    };
+    let origin = &bench.ctx.origin;
     match tool {
         Tool::Wrk { connection_close } => {
             let read_errors = if server.is_some_and(|spec| spec.closes_client_connections()) {
@@ -70,40 +81,70 @@ pub async fn measure(
                 _ => http_load::measure(bench, route, connection_close, read_errors).await,
             }
         }
-        Tool::PacedWrk => latency::measure(bench, bench.route(group, server)?).await,
+        Tool::PacedWrk => http_load::latency(bench, bench.route(group, server)?).await,
         Tool::Iperf3 => {
-            let port = match server {
-                None => bench.ctx.origin.iperf_port,
-                Some(spec) => bench.fleet.port(&spec)?,
-            };
-            bulk::iperf3(bench, port).await
+            let port = bench.port(server, origin.iperf_port)?;
+            let run = iperf3::run(&bench.ctx.tools, port, bench.settings.measure_for).await?;
+            Ok(run.map(|bits_per_sec| Figure::Bandwidth { bits_per_sec }))
         }
-        Tool::Download => bulk::download(bench, bench.route(group, server)?).await,
-        Tool::IdleConnections => {
-            let spec = server.ok_or_else(|| {
-                anyhow::anyhow!("scenario {}: a memory row needs a server", kind.number())
-            })?;
-            memory::measure(bench, group, spec).await
+        Tool::Download => {
+            let route = bench.route(group, server)?;
+            download(bench, route, curl::Scheme::Http, origin.http_port).await
         }
+        Tool::IdleConnections => memory::measure(bench, group, needs_server("a memory row")?).await,
         Tool::TlsHandshakes => tls_out::handshakes(bench, group, server).await,
         Tool::TlsDownload => tls_out::download(bench, group, server).await,
         Tool::SinkDrain => {
-            let spec = server.ok_or_else(|| {
-                anyhow::anyhow!(
-                    "scenario {}: the NATS sink row needs a server",
-                    kind.number()
-                )
-            })?;
+            let spec = needs_server("the NATS sink row")?;
             nats_sink::drain(bench, bench.route(group, server)?, spec).await
         }
         Tool::H2load => {
-            let port = match server {
-                None => bench.ctx.origin.h2c_port,
-                Some(spec) => bench.fleet.port(&spec)?,
+            // As many threads as wrk has, never more than connections.
+            let load = H2Load {
+                clients: h2load::CLIENTS,
+                streams: h2load::STREAMS,
+                threads: bench.load.threads.clamp(1, h2load::CLIENTS),
+                duration: bench.load.duration,
             };
-            h2c::measure(bench, port).await
+            let port = bench.port(server, origin.h2c_port)?;
+            let run = h2load::run(&bench.ctx.tools, port, SMALL_PATH, load).await?;
+            Ok(run.map(|summary| Figure::RequestRate {
+                per_sec: summary.per_sec,
+            }))
         }
-        Tool::Replay => replay_mock::replay_row(bench, group).await,
-        Tool::WrkRecordedRequests => replay_mock::mock_row(bench, group, server).await,
+        Tool::Replay => match group {
+            Group::Replay => replay_mock::replay::measure(bench).await,
+            _ => {
+                let direct = wrk::ReadErrors::NoneAllowed;
+                http_load::measure(bench, Route::Direct, false, direct).await
+            }
+        },
+        Tool::WrkRecordedRequests => match group {
+            Group::Mock => replay_mock::mock::measure(bench).await,
+            _ => {
+                let route = bench.route(group, server)?;
+                replay_mock::mock::wrk_recorded_requests(bench, route).await
+            }
+        },
     }
+}
+
+/// The origin's large file downloaded with curl over `scheme` from the origin's `port`, through `route`.
+pub async fn download(
+    bench: &Bench<'_>,
+    route: Route,
+    scheme: curl::Scheme<'_>,
+    port: u16,
+) -> anyhow::Result<Outcome> {
+    Ok(curl::download(
+        &bench.ctx.tools,
+        route,
+        scheme,
+        port,
+        LARGE_PATH,
+        bench.ctx.origin.large_file_bytes,
+        bench.settings.measure_for,
+    )
+    .await?
+    .map(|bits_per_sec| Figure::Bandwidth { bits_per_sec }))
 }

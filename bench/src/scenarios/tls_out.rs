@@ -37,31 +37,27 @@ pub async fn handshakes(
 ) -> anyhow::Result<Outcome> {
     let trust = trust(server);
     let target = https_target(bench.ctx, bench.route(group, server)?, trust);
-    let admin_port = match server {
-        Some(spec) if trust == Trust::Capture => Some(bench.fleet.admin_port(&spec)?),
-        _ => None,
-    };
-    let before = match admin_port {
-        Some(port) => Some(sidecar_metrics::scrape(port).await?),
-        None => None,
-    };
-    let run = match tls_handshakes::run(&target, bench.load.connections, bench.settings.measure_for)
-        .await?
-    {
-        Ok(run) => run,
-        Err(invalid) => return Ok(Err(invalid)),
-    };
-    let leaves = match (admin_port, before) {
-        (Some(port), Some(before)) => {
-            let after = sidecar_metrics::scrape(port).await?;
-            match leaf_counts(&run, &before, &after) {
-                Ok(leaves) => Some(leaves),
-                Err(invalid) => return Ok(Err(invalid)),
-            }
+    // The intercepting sidecar's admin port and its counters before the run.
+    let intercepting = match server {
+        Some(spec) if trust == Trust::Capture => {
+            let port = bench.fleet.admin_port(&spec)?;
+            Some((port, sidecar_metrics::scrape(port).await?))
         }
         _ => None,
     };
-    Ok(Ok(Figure::Handshakes {
+    let connections = bench.load.connections;
+    let run = match tls_handshakes::run(&target, connections, bench.settings.measure_for).await? {
+        Ok(run) => run,
+        Err(invalid) => return Ok(Err(invalid)),
+    };
+    let leaves = match intercepting {
+        Some((port, before)) => {
+            let after = sidecar_metrics::scrape(port).await?;
+            Some(leaf_counts(&run, &before, &after))
+        }
+        None => None,
+    };
+    Ok(leaves.transpose().map(|leaves| Figure::Handshakes {
         per_sec: run.per_sec(),
         leaves,
     }))
@@ -104,7 +100,7 @@ pub async fn download(
     server: Option<ServerSpec>,
 ) -> anyhow::Result<Outcome> {
     let ca_file = bench.ctx.tls.ca_file(trust(server));
-    super::bulk::download_over(
+    super::download(
         bench,
         bench.route(group, server)?,
         curl::Scheme::Https { ca_file: &ca_file },
@@ -116,6 +112,8 @@ pub async fn download(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contenders::{Capture, SidecarMode};
+    use rstest::rstest;
     use std::time::Duration;
 
     fn run(completed: u64) -> HandshakeRun {
@@ -148,42 +146,26 @@ mod tests {
         );
     }
 
-    #[test]
-    fn requests_that_tls_out_did_not_intercept_make_the_round_invalid() {
-        let before = counters(0, 1, 0);
-        let after = counters(10, 1, 10);
-        let invalid = leaf_counts(&run(1000), &before, &after).unwrap_err();
-        assert!(invalid.0.contains("10 interceptions"), "{invalid}");
+    #[rstest]
+    #[case::requests_tls_out_did_not_intercept(counters(10, 1, 10), "10 interceptions")]
+    #[case::failed_handshakes(
+        TlsOutCounters { upstream_failed: 2, ..counters(1000, 1, 1000) },
+        "2 upstream"
+    )]
+    fn make_the_round_invalid(#[case] after: TlsOutCounters, #[case] expected: &str) {
+        let invalid = leaf_counts(&run(1000), &counters(0, 1, 0), &after).unwrap_err();
+        assert!(invalid.0.contains(expected), "{invalid}");
     }
 
-    #[test]
-    fn failed_handshakes_make_the_round_invalid() {
-        let before = counters(0, 1, 0);
-        let after = TlsOutCounters {
-            upstream_failed: 2,
-            ..counters(1000, 1, 1000)
-        };
-        let invalid = leaf_counts(&run(1000), &before, &after).unwrap_err();
-        assert!(invalid.0.contains("2 upstream"), "{invalid}");
-    }
-
-    #[test]
-    fn each_row_trusts_the_ca_of_the_path_it_must_take() {
-        use crate::contenders::{Capture, SidecarMode};
-        assert_eq!(trust(None), Trust::Origin);
-        assert_eq!(
-            trust(Some(ServerSpec::Sidecar(
-                SidecarMode::ForwardHttp,
-                Capture::On
-            ))),
-            Trust::Origin
-        );
-        assert_eq!(
-            trust(Some(ServerSpec::Sidecar(
-                SidecarMode::ForwardHttpTlsOut,
-                Capture::On
-            ))),
-            Trust::Capture
-        );
+    #[rstest]
+    #[case(None, Trust::Origin)]
+    #[case(Some(SidecarMode::ForwardHttp), Trust::Origin)]
+    #[case(Some(SidecarMode::ForwardHttpTlsOut), Trust::Capture)]
+    fn each_row_trusts_the_ca_of_the_path_it_must_take(
+        #[case] sidecar: Option<SidecarMode>,
+        #[case] expected: Trust,
+    ) {
+        let server = sidecar.map(|mode| ServerSpec::Sidecar(mode, Capture::On));
+        assert_eq!(trust(server), expected);
     }
 }

@@ -14,9 +14,9 @@ use crate::clients::Invalid;
 use crate::contenders::{SidecarMode, SMALL_BODY, SMALL_PATH};
 use crate::http_client;
 use crate::probe;
-use crate::results::{Figure, Outcome};
+use crate::results::Outcome;
 use crate::route::{self, origin_url, Route};
-use crate::scenarios::Bench;
+use crate::scenarios::{http_load, Bench};
 
 /// Distinct exchanges in the mock's capture (issue #19: 10,000).
 pub const RECORDED: usize = 10_000;
@@ -78,20 +78,9 @@ pub async fn wrk_recorded_requests(bench: &Bench<'_>, route: Route) -> anyhow::R
         &format!("127.0.0.1:{origin_port}"),
         recorded_count(bench),
     );
-    let script_path = bench.ctx.workdir.write(name, &script)?;
-    let url = format!("http://127.0.0.1:{}/", route.first_hop(origin_port));
-    let summary = wrk::run(
-        &bench.ctx.tools,
-        None,
-        &url,
-        &script_path,
-        bench.load,
-        ReadErrors::NoneAllowed,
-    )
-    .await?;
-    Ok(summary.map(|summary| Figure::RequestRate {
-        per_sec: summary.requests_per_sec(),
-    }))
+    let load = bench.load;
+    let run = http_load::run_script(bench, route, name, &script, load, ReadErrors::NoneAllowed);
+    Ok(run.await?.map(http_load::request_rate))
 }
 
 /// Records the capture, starts the mock on it, proves it answers from it, and measures wrk through it.
@@ -131,7 +120,10 @@ pub async fn measure(bench: &Bench<'_>) -> anyhow::Result<Outcome> {
     )
     .await?;
     let never_recorded = item_path(count + 1);
-    let refused = get(route, origin_port, &never_recorded).await?;
+    let stream = route::open(route, origin_port).await?;
+    let target = route.request_target(origin_port, &never_recorded);
+    let host = format!("127.0.0.1:{origin_port}");
+    let (refused, _) = http_client::get(stream, &target, &host, false).await?;
     if refused.status != 502 {
         bail!(
             "the mock answered GET {never_recorded}, never recorded, with {} instead of 502: it is not \
@@ -142,14 +134,6 @@ pub async fn measure(bench: &Bench<'_>) -> anyhow::Result<Outcome> {
     let outcome = wrk_recorded_requests(bench, route).await?;
     mock.process.ensure_running()?;
     Ok(outcome)
-}
-
-async fn get(route: Route, origin_port: u16, path: &str) -> anyhow::Result<http_client::Response> {
-    let stream = route::open(route, origin_port).await?;
-    let target = route.request_target(origin_port, path);
-    let host = format!("127.0.0.1:{origin_port}");
-    let (response, _) = http_client::get(stream, &target, &host, false).await?;
-    Ok(response)
 }
 
 /// GET `/?item=1` ... `/?item=count` through the forward proxy on `proxy_port`, each once, on
@@ -188,33 +172,25 @@ async fn send_each_once(proxy_port: u16, origin_port: u16, count: usize) -> anyh
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rstest::rstest;
 
-    #[test]
-    fn the_script_cycles_through_every_recorded_request_in_absolute_form() {
-        let lua = render_script("http://127.0.0.1:8080", "127.0.0.1:8080", 10_000);
-        assert!(lua.contains("for item = 1, 10000 do"), "{lua}");
-        assert!(
-            lua.contains(r#"wrk.format(nil, "http://127.0.0.1:8080/?item=" .. item)"#),
-            "{lua}"
-        );
-        assert!(lua.contains("next_item = next_item % 10000 + 1"), "{lua}");
-        assert!(
-            lua.contains(r#"wrk.headers["Host"] = "127.0.0.1:8080""#),
-            "{lua}"
-        );
+    #[rstest]
+    #[case::absolute_form(
+        "http://127.0.0.1:8080",
+        r#"wrk.format(nil, "http://127.0.0.1:8080/?item=" .. item)"#
+    )]
+    #[case::origin_form_when_direct("", r#"wrk.format(nil, "/?item=" .. item)"#)]
+    fn the_script_cycles_through_every_recorded_request(
+        #[case] prefix: &str,
+        #[case] request: &str,
+    ) {
+        let lua = render_script(prefix, "127.0.0.1:8080", 10_000);
+        let host = r#"wrk.headers["Host"] = "127.0.0.1:8080""#;
+        let cycle = "next_item = next_item % 10000 + 1";
         // The summary line the harness parses is still there.
-        assert!(
-            lua.contains("function done(summary, latency, requests)"),
-            "{lua}"
-        );
-    }
-
-    #[test]
-    fn direct_requests_are_origin_form() {
-        let lua = render_script("", "127.0.0.1:8080", 3);
-        assert!(
-            lua.contains(r#"wrk.format(nil, "/?item=" .. item)"#),
-            "{lua}"
-        );
+        let summary = "function done(summary, latency, requests)";
+        for expected in [request, "for item = 1, 10000 do", cycle, host, summary] {
+            assert!(lua.contains(expected), "{expected} in {lua}");
+        }
     }
 }
