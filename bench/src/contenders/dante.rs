@@ -3,8 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::Context;
-use crate::process::ServerProcess;
+use super::{Context, Launch};
 
 /// `as_root`: dante then needs to be told which users to switch to; as another user it must not be.
 pub fn config(log: &Path, port: u16, as_root: bool) -> String {
@@ -35,7 +34,7 @@ socks pass {{
     )
 }
 
-pub fn spawn(ctx: &Context, name: &str, stem: &str, port: u16) -> anyhow::Result<ServerProcess> {
+pub fn launch(ctx: &Context, stem: &str, port: u16) -> anyhow::Result<Launch> {
     let log = ctx.workdir.file(&format!("{stem}.log"));
     let as_root = nix::unistd::Uid::effective().is_root();
     let config_path = ctx
@@ -48,11 +47,7 @@ pub fn spawn(ctx: &Context, name: &str, stem: &str, port: u16) -> anyhow::Result
         .arg(&config_path)
         .arg("-p")
         .arg(ctx.workdir.file(&format!("{stem}.pid")));
-    ServerProcess::spawn(
-        name,
-        command,
-        &ctx.workdir.file(&format!("{stem}.stderr.log")),
-    )
+    Ok((command, ctx.workdir.file(&format!("{stem}.stderr.log"))))
 }
 
 #[cfg(test)]

@@ -3,8 +3,7 @@
 
 use std::process::Command;
 
-use super::{Context, HaproxyMode};
-use crate::process::ServerProcess;
+use super::{Context, HaproxyMode, Launch};
 
 /// haproxy's connection limit for an open-file limit: each relayed connection costs two descriptors.
 /// Set explicitly, because haproxy refuses to start when a configured maxconn needs more descriptors
@@ -40,15 +39,14 @@ backend origin
     )
 }
 
-/// Starts haproxy with its files named `<stem>.cfg` and `<stem>.log`.
-pub fn spawn(
+/// haproxy with its files named `<stem>.cfg` and `<stem>.log`.
+pub fn launch(
     ctx: &Context,
-    name: &str,
     stem: &str,
     mode: HaproxyMode,
     upstream_port: u16,
     port: u16,
-) -> anyhow::Result<ServerProcess> {
+) -> anyhow::Result<Launch> {
     let config_path = ctx.workdir.write(
         &format!("{stem}.cfg"),
         &config(mode, port, upstream_port, max_connections(ctx.fd_limit)),
@@ -56,7 +54,7 @@ pub fn spawn(
     let mut command = Command::new(&ctx.tools.haproxy);
     // -db: foreground, no daemon; its one process holds every thread.
     command.arg("-db").arg("-f").arg(&config_path);
-    ServerProcess::spawn(name, command, &ctx.workdir.file(&format!("{stem}.log")))
+    Ok((command, ctx.workdir.file(&format!("{stem}.log"))))
 }
 
 #[cfg(test)]

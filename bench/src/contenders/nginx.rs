@@ -5,8 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::Context;
-use crate::process::ServerProcess;
+use super::{Context, Launch};
 
 /// The origin's HTTPS listener (scenario 7): its port and the certificate it shows.
 #[derive(Debug, Clone, Copy)]
@@ -139,7 +138,8 @@ fn http_context(dir: &Path) -> String {
     )
 }
 
-pub fn spawn_origin(ctx: &Context, name: &str, www: &Path) -> anyhow::Result<ServerProcess> {
+/// The origin, with its files in the directory `nginx-origin`.
+pub fn launch_origin(ctx: &Context, www: &Path) -> anyhow::Result<Launch> {
     let dir = ctx.workdir.subdir("nginx-origin", 0o755)?;
     let https = OriginHttps {
         port: ctx.origin.https_port,
@@ -154,22 +154,17 @@ pub fn spawn_origin(ctx: &Context, name: &str, www: &Path) -> anyhow::Result<Ser
         www,
         ctx.fd_limit,
     );
-    spawn(ctx, name, &dir, &config)
+    launch(ctx, &dir, &config)
 }
 
-/// Starts the reverse proxy contender with its files in the directory `<stem>`.
-pub fn spawn_reverse(
-    ctx: &Context,
-    name: &str,
-    stem: &str,
-    port: u16,
-) -> anyhow::Result<ServerProcess> {
+/// The reverse proxy contender, with its files in the directory `<stem>`.
+pub fn launch_reverse(ctx: &Context, stem: &str, port: u16) -> anyhow::Result<Launch> {
     let dir = ctx.workdir.subdir(stem, 0o755)?;
     let config = reverse_config(&dir, port, ctx.origin.http_port, ctx.fd_limit);
-    spawn(ctx, name, &dir, &config)
+    launch(ctx, &dir, &config)
 }
 
-fn spawn(ctx: &Context, name: &str, dir: &Path, config: &str) -> anyhow::Result<ServerProcess> {
+fn launch(ctx: &Context, dir: &Path, config: &str) -> anyhow::Result<Launch> {
     let config_path = dir.join("nginx.conf");
     std::fs::write(&config_path, config)?;
     let mut command = Command::new(&ctx.tools.nginx);
@@ -181,7 +176,7 @@ fn spawn(ctx: &Context, name: &str, dir: &Path, config: &str) -> anyhow::Result<
         .arg(&config_path)
         .arg("-e")
         .arg(dir.join("error.log"));
-    ServerProcess::spawn(name, command, &dir.join("stderr.log"))
+    Ok((command, dir.join("stderr.log")))
 }
 
 #[cfg(test)]
