@@ -88,14 +88,9 @@ impl Workspace {
         self.build_release("sidecar-proxy")
     }
 
-    /// The minimal relay (the relay limit), built with [`RELEASE_SELECTION`]: the same profile as the
-    /// proxy it is measured next to.
-    pub fn build_minimal_relay(&self) -> anyhow::Result<PathBuf> {
-        self.build_release("minimal-relay")
-    }
-
-    /// `cargo build --release <RELEASE_SELECTION> --locked`, and `binary` from the release directory.
-    fn build_release(&self, binary: &str) -> anyhow::Result<PathBuf> {
+    /// `cargo build --release <RELEASE_SELECTION> --locked`, and `binary` from the release directory
+    /// (the minimal relay is built so, with the same profile as the proxy it is measured next to).
+    pub fn build_release(&self, binary: &str) -> anyhow::Result<PathBuf> {
         let shown = format!(
             "cargo build --release {} --locked",
             RELEASE_SELECTION.join(" ")
