@@ -32,6 +32,17 @@ pub struct OriginEndpoints {
     pub large_file_bytes: u64,
 }
 
+/// The origin's ports in the config tests: 8080, 8443, 8082, 5201 and 4222.
+#[cfg(test)]
+pub const TEST_ENDPOINTS: OriginEndpoints = OriginEndpoints {
+    http_port: 8080,
+    https_port: 8443,
+    h2c_port: 8082,
+    iperf_port: 5201,
+    nats_port: 4222,
+    large_file_bytes: 1,
+};
+
 /// Starts nginx, iperf3 and nats-server, each proven ready, and returns them.
 pub async fn start(ctx: &Context) -> anyhow::Result<Vec<ServerProcess>> {
     let www = ctx.workdir.subdir("www", 0o755)?;

@@ -229,14 +229,7 @@ mod tests {
         #[case] capture: Capture,
         #[case] expected: &str,
     ) {
-        let origin = OriginEndpoints {
-            http_port: 8080,
-            https_port: 8443,
-            h2c_port: 8082,
-            iperf_port: 5201,
-            nats_port: 4222,
-            large_file_bytes: 1,
-        };
+        let origin = crate::contenders::origin::TEST_ENDPOINTS;
         let tls_out = TlsOutFiles {
             ca_dir: Path::new("/w/tls/capture-ca"),
             upstream_ca: Path::new("/w/tls/origin-ca.crt"),
