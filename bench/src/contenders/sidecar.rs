@@ -13,13 +13,6 @@ use crate::process::ServerProcess;
 /// sidecar would run with, too.
 const CAPTURE_ROTATE_SIZE: &str = "64MiB";
 
-/// tls-out's files: the capture CA (tls.crt, tls.key) and the CA the origin's certificate chains to.
-#[derive(Debug, Clone, Copy)]
-pub struct TlsOutFiles<'a> {
-    pub ca_dir: &'a Path,
-    pub upstream_ca: &'a Path,
-}
-
 /// A sidecar-proxy command line, flag by flag: the benchmark's sidecars and the soak's are written
 /// with it, every listener and the admin port on 127.0.0.1.
 #[derive(Debug)]
@@ -44,37 +37,26 @@ impl Flags {
 
     /// The outbound (forward proxy) listener on `port`.
     pub fn outbound(self, port: u16) -> Flags {
-        self.push(&[
-            "--proxy-out-port",
-            &port.to_string(),
-            "--proxy-out-bind",
-            "127.0.0.1",
-        ])
+        let port = port.to_string();
+        self.push(&["--proxy-out-port", &port, "--proxy-out-bind", "127.0.0.1"])
     }
 
     pub fn admin(self, port: u16) -> Flags {
-        self.push(&[
-            "--admin-port",
-            &port.to_string(),
-            "--admin-bind",
-            "127.0.0.1",
-        ])
+        let port = port.to_string();
+        self.push(&["--admin-port", &port, "--admin-bind", "127.0.0.1"])
     }
 
     /// Capture to `file`, rotated at `rotate_size` with `keep` old files kept, so a long run cannot
     /// fill the disk.
     pub fn capture_file(self, file: &Path, rotate_size: &str, keep: &str) -> Flags {
         self.push(&["--capture", &file.display().to_string()])
-            .push(&[
-                "--capture-rotate-size",
-                rotate_size,
-                "--capture-rotate-keep",
-                keep,
-            ])
+            .push(&["--capture-rotate-size", rotate_size])
+            .push(&["--capture-rotate-keep", keep])
     }
 }
 
-/// The command line of one instance (without the program).
+/// The command line of one instance (without the program). `tls_out` names tls-out's files: the
+/// capture CA's directory (tls.crt, tls.key) and the CA the origin's certificate chains to.
 pub fn args(
     mode: SidecarMode,
     capture: Capture,
@@ -82,7 +64,7 @@ pub fn args(
     admin_port: u16,
     origin: &OriginEndpoints,
     capture_file: &Path,
-    tls_out: TlsOutFiles<'_>,
+    [ca_dir, upstream_ca]: [&Path; 2],
 ) -> Vec<String> {
     let mut flags = match mode {
         SidecarMode::ReverseTcp(upstream) => {
@@ -95,8 +77,8 @@ pub fn args(
         SidecarMode::ForwardSocks => Flags::new("forward", "socks").outbound(port),
     };
     if mode == SidecarMode::ForwardHttpTlsOut {
-        let ca_dir = tls_out.ca_dir.display().to_string();
-        let upstream_ca = tls_out.upstream_ca.display().to_string();
+        let ca_dir = ca_dir.display().to_string();
+        let upstream_ca = upstream_ca.display().to_string();
         flags = flags
             .push(&["--tls-out", "true", "--tls-ca-dir", &ca_dir])
             .push(&["--tls-upstream-ca", &upstream_ca]);
@@ -152,10 +134,7 @@ pub fn launch(
     adjust: impl FnOnce(&mut Vec<String>),
 ) -> anyhow::Result<Launch> {
     let capture_file = ctx.workdir.file(&format!("{stem}.jsonl"));
-    let tls_out = TlsOutFiles {
-        ca_dir: &ctx.tls.capture_ca_dir,
-        upstream_ca: &ctx.tls.origin_ca_file,
-    };
+    let tls_out = [&*ctx.tls.capture_ca_dir, &ctx.tls.origin_ca_file];
     let mut args = args(
         mode,
         capture,
@@ -230,10 +209,10 @@ mod tests {
         #[case] expected: &str,
     ) {
         let origin = crate::contenders::origin::TEST_ENDPOINTS;
-        let tls_out = TlsOutFiles {
-            ca_dir: Path::new("/w/tls/capture-ca"),
-            upstream_ca: Path::new("/w/tls/origin-ca.crt"),
-        };
+        let tls_out = [
+            Path::new("/w/tls/capture-ca"),
+            Path::new("/w/tls/origin-ca.crt"),
+        ];
         let capture_file = Path::new("/w/c.jsonl");
         let line = args(mode, capture, 4143, 4191, &origin, capture_file, tls_out).join(" ");
         let expected = expected.replace("{ADMIN}", ADMIN).replace("{ON}", ON);
