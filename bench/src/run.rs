@@ -40,7 +40,8 @@ pub async fn run(mut settings: Settings, command_line: String) -> anyhow::Result
         Some(path) => workspace::check_given_bin("--relay-bin", path)?,
         None => workspace.build_release("minimal-relay")?,
     };
-    let tools = install::ensure(&workspace.venv(), proxy, relay)?;
+    let venv = workspace.target_dir.join("bench-venv");
+    let tools = install::ensure(&venv, proxy, relay)?;
     let fd_limit = process::raise_fd_limit()?;
     let idle_note = fit_idle_connections(&mut settings, fd_limit);
     if let Some(note) = &idle_note {
@@ -191,7 +192,7 @@ fn report_path(settings: &Settings, workspace: &Workspace, workdir: &Workdir) ->
         return out.clone();
     }
     if !settings.smoke && settings.only.is_empty() {
-        return workspace.default_report();
+        return workspace.root.join("docs/benchmarks.md");
     }
     let name = workdir.path().file_name().and_then(|n| n.to_str());
     std::env::temp_dir().join(format!(

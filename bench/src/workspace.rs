@@ -1,4 +1,4 @@
-//! The Cargo workspace the harness runs in: where the report and the venv go, and the release build of
+//! The Cargo workspace the harness runs in (where the report and the venv go), and the release build of
 //! sidecar-proxy that is measured.
 
 use std::path::{Path, PathBuf};
@@ -121,14 +121,6 @@ impl Workspace {
         } else {
             format!("{head} with uncommitted changes in proxy/")
         }
-    }
-
-    pub fn default_report(&self) -> PathBuf {
-        self.root.join("docs/benchmarks.md")
-    }
-
-    pub fn venv(&self) -> PathBuf {
-        self.target_dir.join("bench-venv")
     }
 }
 

@@ -1,4 +1,5 @@
-//! The servers of a run: the origin and every contender, one module per kind of server configuration.
+//! The servers of a run: the origin and every contender, one module per kind of server configuration
+//! ([`command_line`] for those configured by their command line alone).
 //! A [`ServerSpec`] says what to start; [`ServerSpec::start`] writes its config, starts it, and proves it
 //! ready (its port answers and a real request through each route it serves returns the origin's exact
 //! body, over TLS too where a TLS row goes through it) before anything is measured through it.
