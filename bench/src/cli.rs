@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::results::ScenarioKind;
 use crate::run;
-pub use crate::settings::Settings;
+use crate::settings::Settings;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -146,7 +146,7 @@ pub fn raise_fd_limit() -> anyhow::Result<u64> {
 }
 
 /// The last `lines` lines of a log file, or why it cannot be read.
-pub fn log_tail(path: &Path, lines: usize) -> String {
+fn log_tail(path: &Path, lines: usize) -> String {
     match std::fs::read(path) {
         Ok(bytes) => last_lines(&String::from_utf8_lossy(&bytes), lines),
         Err(error) => format!("(cannot read {}: {error})", path.display()),
