@@ -49,17 +49,3 @@ pub fn launch(ctx: &Context, stem: &str, port: u16) -> anyhow::Result<Launch> {
         .arg(ctx.workdir.file(&format!("{stem}.pid")));
     Ok((command, ctx.workdir.file(&format!("{stem}.stderr.log"))))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dante_needs_users_only_as_root() {
-        let root = config(Path::new("/w/d.log"), 1080, true);
-        assert!(root.contains("internal: 127.0.0.1 port = 1080\n"));
-        assert!(root.contains("user.unprivileged: nobody\n"));
-        assert!(!config(Path::new("/w/d.log"), 1080, false).contains("user."));
-        assert_eq!(root.matches('{').count(), root.matches('}').count());
-    }
-}

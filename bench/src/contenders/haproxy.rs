@@ -66,14 +66,4 @@ mod tests {
         assert_eq!(max_connections(20_000), 9_950);
         assert_eq!(max_connections(1 << 18), 100_000);
     }
-
-    #[test]
-    fn tcp_and_http_modes_relay_loopback_to_the_upstream() {
-        let tcp = config(HaproxyMode::Tcp, 9000, 8080, 9_950);
-        assert!(tcp.contains("mode tcp"));
-        assert!(tcp.contains("bind 127.0.0.1:9000"));
-        assert!(tcp.contains("server origin 127.0.0.1:8080"));
-        assert!(tcp.contains("maxconn 9950\n"));
-        assert!(config(HaproxyMode::Http, 9000, 8080, 9_950).contains("mode http"));
-    }
 }

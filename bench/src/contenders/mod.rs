@@ -313,7 +313,9 @@ impl ServerSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rstest::rstest;
     use std::collections::HashSet;
+    use std::path::Path;
 
     const ALL: [ServerSpec; 22] = [
         ServerSpec::Sidecar(SidecarMode::ReverseHttp, Capture::Nats),
@@ -356,5 +358,44 @@ mod tests {
                 "{spec:?}"
             );
         }
+    }
+
+    /// What the generated configs must say (and, for dante as another user than root, must not).
+    #[rstest]
+    #[case::haproxy_tcp(
+        haproxy::config(HaproxyMode::Tcp, 9000, 8080, 9_950),
+        &["mode tcp", "bind 127.0.0.1:9000", "server origin 127.0.0.1:8080", "maxconn 9950\n"],
+        &[]
+    )]
+    #[case::haproxy_http(haproxy::config(HaproxyMode::Http, 9000, 8080, 9_950), &["mode http"], &[])]
+    #[case::nginx_reverse(
+        nginx::reverse_config(Path::new("/w"), 9000, 8080, 20_000),
+        &["server 127.0.0.1:8080;", "listen 127.0.0.1:9000", "proxy_http_version 1.1;", "keepalive 64;"],
+        &[]
+    )]
+    #[case::squid_listens_on_loopback_and_caches_nothing(
+        squid::config(Path::new("/w"), 3128, 20_000),
+        &["http_port 127.0.0.1:3128\n", "cache deny all\n", "pid_filename /w/squid.pid\n"],
+        &[]
+    )]
+    #[case::tinyproxy_listens_on_loopback_only(
+        tinyproxy::config(Path::new("/w"), 8888),
+        &["Port 8888\nListen 127.0.0.1\n", "Allow 127.0.0.1\n"],
+        &[]
+    )]
+    #[case::dante_as_root(
+        dante::config(Path::new("/w/d.log"), 1080, true),
+        &["internal: 127.0.0.1 port = 1080\n", "user.unprivileged: nobody\n"],
+        &[]
+    )]
+    #[case::dante_as_another_user(dante::config(Path::new("/w/d.log"), 1080, false), &[], &["user."])]
+    fn generated_configs(#[case] config: String, #[case] has: &[&str], #[case] lacks: &[&str]) {
+        for line in has {
+            assert!(config.contains(line), "{line:?} missing from\n{config}");
+        }
+        for line in lacks {
+            assert!(!config.contains(line), "{line:?} in\n{config}");
+        }
+        assert_eq!(config.matches('{').count(), config.matches('}').count());
     }
 }

@@ -42,16 +42,3 @@ pub fn launch(ctx: &Context, stem: &str, port: u16) -> anyhow::Result<Launch> {
     command.arg("-N").arg("-f").arg(&config_path);
     Ok((command, dir.join("stderr.log")))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn squid_listens_on_loopback_and_caches_nothing() {
-        let config = config(Path::new("/w"), 3128, 20_000);
-        assert!(config.contains("http_port 127.0.0.1:3128\n"));
-        assert!(config.contains("cache deny all\n"));
-        assert!(config.contains("pid_filename /w/squid.pid\n"));
-    }
-}

@@ -30,15 +30,3 @@ pub fn launch(ctx: &Context, stem: &str, port: u16) -> anyhow::Result<Launch> {
     command.arg("-d").arg("-c").arg(&config_path);
     Ok((command, dir.join("tinyproxy.log")))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tinyproxy_listens_on_loopback_only() {
-        let config = config(Path::new("/w"), 8888);
-        assert!(config.contains("Port 8888\nListen 127.0.0.1\n"));
-        assert!(config.contains("Allow 127.0.0.1\n"));
-    }
-}
