@@ -24,7 +24,7 @@ struct Metadata {
 /// soak's build of the proxy (it calls [`Workspace::build_proxy`]): Cargo resolves dependency features
 /// per selection, so `-p sidecar-proxy` alone after the selection would build about a hundred shared
 /// dependencies (tokio, serde, rustls…) a second time with other features.
-const RELEASE_SELECTION: &str = "-p sidecar-proxy -p sidecar-bench -p sidecar-soak";
+pub const RELEASE_SELECTION: &str = "-p sidecar-proxy -p sidecar-bench -p sidecar-soak";
 
 /// The harness this library runs in (`sidecar-bench` or `sidecar-soak`), for the lines it prints.
 fn program_name() -> String {
