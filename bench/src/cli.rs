@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 use crate::results::ScenarioKind;
-use crate::run::{self, RunOutcome};
-pub use crate::settings::Settings;
+use crate::run;
+use crate::settings::Settings;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -104,25 +105,21 @@ pub fn main(cli: Cli) -> ExitCode {
     let Command::Run(args) = cli.command;
     let settings = Settings::from_args(&args);
     let command_line = shell_words(std::env::args());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("sidecar-bench: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let outcome = runtime.block_on(async {
-        tokio::select! {
-            outcome = run::run(settings, command_line) => outcome,
-            signal = stop_signal() => Err(anyhow::anyhow!("stopped by {signal}; every server started was stopped")),
-        }
+        .context("cannot start the async runtime");
+    let outcome = runtime.and_then(|runtime| {
+        runtime.block_on(async {
+            tokio::select! {
+                outcome = run::run(settings, command_line) => outcome,
+                signal = stop_signal() => Err(anyhow::anyhow!("stopped by {signal}; every server started was stopped")),
+            }
+        })
     });
     match outcome {
-        Ok(RunOutcome::AllValid) => ExitCode::SUCCESS,
-        Ok(RunOutcome::SomeInvalid(rows)) => {
+        Ok(rows) if rows.is_empty() => ExitCode::SUCCESS,
+        Ok(rows) => {
             eprintln!(
                 "sidecar-bench: {} row(s) produced no valid result: {}",
                 rows.len(),

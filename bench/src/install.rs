@@ -67,12 +67,13 @@ pub fn ensure(
     sidecar_proxy: PathBuf,
     minimal_relay: PathBuf,
 ) -> anyhow::Result<Tools> {
-    let missing_packages = missing_debian_packages();
-    let venv_python = venv.join("bin/python3");
-    let need_venv_package = !venv_python.exists() && !dpkg_installed(VENV_PACKAGE);
-    let mut packages = missing_packages;
-    if need_venv_package {
-        packages.push(VENV_PACKAGE.to_owned());
+    let mut packages: Vec<&str> = DEBIAN_COMMANDS
+        .iter()
+        .filter(|(command, _)| find_command(command).is_none())
+        .map(|(_, package)| *package)
+        .collect();
+    if !venv.join("bin/python3").exists() && !dpkg_installed(VENV_PACKAGE) {
+        packages.push(VENV_PACKAGE);
     }
     if !packages.is_empty() {
         apt_install(&packages)?;
@@ -101,14 +102,6 @@ pub fn ensure(
     })
 }
 
-fn missing_debian_packages() -> Vec<String> {
-    DEBIAN_COMMANDS
-        .iter()
-        .filter(|(command, _)| find_command(command).is_none())
-        .map(|(_, package)| (*package).to_owned())
-        .collect()
-}
-
 /// `command -v`, plus the sbin directories a non-root PATH may lack (nginx, haproxy, squid, danted
 /// live there).
 pub fn find_command(name: &str) -> Option<PathBuf> {
@@ -132,7 +125,7 @@ fn dpkg_installed(package: &str) -> bool {
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
 }
 
-fn apt_install(packages: &[String]) -> anyhow::Result<()> {
+fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     if !nix::unistd::Uid::effective().is_root() {
         bail!(
             "missing packages: {}; run as root, or install them first: apt-get install -y {}",

@@ -64,16 +64,12 @@ impl ServerProcess {
         })
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// The exit status, if the server has exited.
-    pub fn exited(&mut self) -> Option<ExitStatus> {
+    fn exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().ok().flatten()
     }
 
@@ -150,7 +146,7 @@ pub fn raise_fd_limit() -> anyhow::Result<u64> {
 }
 
 /// The last `lines` lines of a log file, or why it cannot be read.
-pub fn log_tail(path: &Path, lines: usize) -> String {
+fn log_tail(path: &Path, lines: usize) -> String {
     match std::fs::read(path) {
         Ok(bytes) => last_lines(&String::from_utf8_lossy(&bytes), lines),
         Err(error) => format!("(cannot read {}: {error})", path.display()),
@@ -185,31 +181,31 @@ mod tests {
     fn dropping_a_server_stops_its_whole_group() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("sh.log");
-        let marker = dir.path().join("child.pid");
         let mut command = Command::new("sh");
-        // A child that ignores the leader's death, as a forked worker would.
-        command
-            .arg("-c")
-            .arg(format!("sleep 300 & echo $! > {}; wait", marker.display()));
+        // A child that ignores the leader's death, as a forked worker would; its pid goes to the log.
+        command.args(["-c", "sleep 300 & echo $!; wait"]);
         let server = ServerProcess::spawn("sh", command, &log).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !marker.exists() || std::fs::read_to_string(&marker).unwrap().trim().is_empty() {
-            assert!(Instant::now() < deadline, "the child never started");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let child: i32 = std::fs::read_to_string(&marker)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let pid = || {
+            std::fs::read_to_string(&log)
+                .ok()?
+                .trim()
+                .parse::<i32>()
+                .ok()
+        };
+        let child = within_5s(pid, "the child never started");
         drop(server);
-        let deadline = Instant::now() + Duration::from_secs(5);
         // The grandchild is reparented and reaped by init; it is gone once /proc has no such live process.
-        while process_alive(child) {
-            assert!(
-                Instant::now() < deadline,
-                "the forked child outlived the guard"
-            );
+        let gone = || (!process_alive(child)).then_some(());
+        within_5s(gone, "the forked child outlived the guard");
+    }
+
+    fn within_5s<T>(mut done: impl FnMut() -> Option<T>, failure: &str) -> T {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(value) = done() {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "{failure}");
             std::thread::sleep(Duration::from_millis(10));
         }
     }

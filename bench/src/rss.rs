@@ -40,8 +40,7 @@ pub fn tree_footprint(root: u32) -> anyhow::Result<Footprint> {
 pub fn descendants(root: u32, parents: &HashMap<u32, u32>) -> Vec<u32> {
     let mut members = vec![root];
     let mut index = 0;
-    while index < members.len() {
-        let parent = members[index];
+    while let Some(&parent) = members.get(index) {
         let mut children: Vec<u32> = parents
             .iter()
             .filter(|(_, &p)| p == parent)
@@ -54,24 +53,16 @@ pub fn descendants(root: u32, parents: &HashMap<u32, u32>) -> Vec<u32> {
     members
 }
 
+/// Every process's parent; a process that exits while /proc is read is left out.
 fn parent_map() -> anyhow::Result<HashMap<u32, u32>> {
-    let mut parents = HashMap::new();
-    for entry in std::fs::read_dir("/proc").context("cannot list /proc")? {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            if let Some(ppid) = parse_stat_ppid(&stat) {
-                parents.insert(pid, ppid);
-            }
-        }
-    }
-    Ok(parents)
+    let entries = std::fs::read_dir("/proc").context("cannot list /proc")?;
+    Ok(entries
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            Some((pid, parse_stat_ppid(&stat)?))
+        })
+        .collect())
 }
 
 /// A `Name:   1234 kB` line, e.g. `VmRSS:` of /proc/PID/status (kernel threads and zombies have

@@ -12,7 +12,7 @@ use crate::contenders::fleet::Fleet;
 use crate::contenders::{Context, OriginEndpoints};
 use crate::ports::PortAllocator;
 use crate::report::{self, document, machine, Meta};
-use crate::results::{Outcome, Scenario};
+use crate::results::Scenario;
 use crate::scenarios::{self, http_load, plan, Bench};
 use crate::settings::Settings;
 use crate::tls::TlsMaterial;
@@ -23,18 +23,12 @@ use crate::{install, process};
 /// wrk's connections, as in the issue.
 const WRK_CONNECTIONS: u32 = 50;
 
-#[derive(Debug)]
-pub enum RunOutcome {
-    AllValid,
-    /// The rows with at least one invalid round, named.
-    SomeInvalid(Vec<String>),
-}
-
 /// Descriptors a relay keeps for itself (listeners, logs, capture file, its pools) beyond two per held
 /// connection.
 const FD_RESERVE: u64 = 256;
 
-pub async fn run(mut settings: Settings, command_line: String) -> anyhow::Result<RunOutcome> {
+/// Returns the rows that produced no valid result, named (none: every row did).
+pub async fn run(mut settings: Settings, command_line: String) -> anyhow::Result<Vec<String>> {
     let started = Instant::now();
     let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let workspace = Workspace::locate()?;
@@ -44,9 +38,10 @@ pub async fn run(mut settings: Settings, command_line: String) -> anyhow::Result
     };
     let relay = match &settings.relay_bin {
         Some(path) => workspace::check_given_bin("--relay-bin", path)?,
-        None => workspace.build_minimal_relay()?,
+        None => workspace.build_release("minimal-relay")?,
     };
-    let tools = install::ensure(&workspace.venv(), proxy, relay)?;
+    let venv = workspace.target_dir.join("bench-venv");
+    let tools = install::ensure(&venv, proxy, relay)?;
     let fd_limit = process::raise_fd_limit()?;
     let idle_note = fit_idle_connections(&mut settings, fd_limit);
     if let Some(note) = &idle_note {
@@ -89,19 +84,23 @@ pub async fn run(mut settings: Settings, command_line: String) -> anyhow::Result
         threads,
         duration: settings.measure_for,
     };
-    {
+    let bench = Bench {
+        ctx: &ctx,
+        fleet: &fleet,
+        settings: &settings,
+        load,
+    };
+    http_load::check_proxychains(&bench).await?;
+
+    let load_before = machine::load_average();
+    for round in 1..=settings.rounds {
         let bench = Bench {
             ctx: &ctx,
             fleet: &fleet,
             settings: &settings,
             load,
         };
-        http_load::check_proxychains(&bench).await?;
-    }
-
-    let load_before = machine::load_average();
-    for round in 1..=settings.rounds {
-        measure_round(&ctx, &fleet, &settings, load, &mut scenarios, round).await?;
+        measure_round(&bench, &mut scenarios, round).await?;
         fleet.ensure_running()?;
     }
 
@@ -130,7 +129,7 @@ pub async fn run(mut settings: Settings, command_line: String) -> anyhow::Result
     };
     let generated = report::render(&meta, &scenarios);
     println!("{generated}");
-    let out = report_path(&settings, &workspace, &ctx)?;
+    let out = report_path(&settings, &workspace, &ctx.workdir);
     let existing = std::fs::read_to_string(&out).ok();
     std::fs::write(&out, document::splice(existing.as_deref(), &generated))
         .with_context(|| format!("cannot write the report to {}", out.display()))?;
@@ -156,34 +155,28 @@ fn fit_idle_connections(settings: &mut Settings, fd_limit: u64) -> Option<String
 }
 
 async fn measure_round(
-    ctx: &Context,
-    fleet: &Fleet,
-    settings: &Settings,
-    load: Load,
+    bench: &Bench<'_>,
     scenarios: &mut [Scenario],
     round: u32,
 ) -> anyhow::Result<()> {
-    let bench = Bench {
-        ctx,
-        fleet,
-        settings,
-        load,
-    };
     for scenario in scenarios.iter_mut() {
         for section in &mut scenario.sections {
             for row in &mut section.rows {
                 eprint!(
                     "sidecar-bench: round {round}/{}: {}. {}: {} ({}) ... ",
-                    settings.rounds,
+                    bench.settings.rounds,
                     scenario.kind.number(),
                     section.title,
                     row.label(),
                     row.group,
                 );
                 let outcome =
-                    scenarios::measure(&bench, scenario.kind, section.tool, row.group, row.server)
+                    scenarios::measure(bench, scenario.kind, section.tool, row.group, row.server)
                         .await?;
-                eprintln!("{}", describe(&outcome));
+                match &outcome {
+                    Ok(figure) => eprintln!("{figure:?}"),
+                    Err(invalid) => eprintln!("INVALID: {invalid}"),
+                }
                 row.outcomes.push(outcome);
             }
         }
@@ -191,41 +184,24 @@ async fn measure_round(
     Ok(())
 }
 
-fn describe(outcome: &Outcome) -> String {
-    match outcome {
-        Ok(figure) => format!("{figure:?}"),
-        Err(invalid) => format!("INVALID: {invalid}"),
-    }
-}
-
 /// --out, else the workspace's docs/benchmarks.md; a smoke or partial (`--scenario`) run without --out
 /// writes next to its temporary files' parent so that CI never touches the committed report, and a
 /// partial run never replaces it with a part.
-fn report_path(
-    settings: &Settings,
-    workspace: &Workspace,
-    ctx: &Context,
-) -> anyhow::Result<PathBuf> {
-    let partial = !settings.only.is_empty();
-    Ok(match (&settings.out, settings.smoke || partial) {
-        (Some(out), _) => out.clone(),
-        (None, false) => workspace.default_report(),
-        (None, true) => {
-            let dir = std::env::temp_dir();
-            let name = format!(
-                "sidecar-bench-smoke-{}.md",
-                ctx.workdir
-                    .path()
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or("report")
-            );
-            dir.join(name)
-        }
-    })
+fn report_path(settings: &Settings, workspace: &Workspace, workdir: &Workdir) -> PathBuf {
+    if let Some(out) = &settings.out {
+        return out.clone();
+    }
+    if !settings.smoke && settings.only.is_empty() {
+        return workspace.root.join("docs/benchmarks.md");
+    }
+    let name = workdir.path().file_name().and_then(|n| n.to_str());
+    std::env::temp_dir().join(format!(
+        "sidecar-bench-smoke-{}.md",
+        name.unwrap_or("report")
+    ))
 }
 
-fn invalid_rows(scenarios: &[Scenario]) -> RunOutcome {
+fn invalid_rows(scenarios: &[Scenario]) -> Vec<String> {
     let mut invalid = Vec::new();
     for scenario in scenarios {
         for section in &scenario.sections {
@@ -247,9 +223,5 @@ fn invalid_rows(scenarios: &[Scenario]) -> RunOutcome {
             }
         }
     }
-    if invalid.is_empty() {
-        RunOutcome::AllValid
-    } else {
-        RunOutcome::SomeInvalid(invalid)
-    }
+    invalid
 }

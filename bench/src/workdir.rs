@@ -11,8 +11,7 @@ use anyhow::Context as _;
 
 #[derive(Debug)]
 pub struct Workdir {
-    dir: Option<tempfile::TempDir>,
-    path: PathBuf,
+    dir: tempfile::TempDir,
     keep: bool,
 }
 
@@ -20,29 +19,25 @@ impl Workdir {
     pub fn create(keep: bool) -> anyhow::Result<Workdir> {
         let dir = tempfile::Builder::new()
             .prefix("sidecar-bench-")
+            .disable_cleanup(keep)
             .tempdir()
             .context("cannot create the run's temporary directory")?;
-        let path = dir.path().to_owned();
-        set_mode(&path, 0o755)?;
-        Ok(Workdir {
-            dir: Some(dir),
-            path,
-            keep,
-        })
+        set_mode(dir.path(), 0o755)?;
+        Ok(Workdir { dir, keep })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.dir.path()
     }
 
     /// `name` inside the directory.
     pub fn file(&self, name: &str) -> PathBuf {
-        self.path.join(name)
+        self.path().join(name)
     }
 
     /// A subdirectory with the given mode (created if needed).
     pub fn subdir(&self, name: &str, mode: u32) -> anyhow::Result<PathBuf> {
-        let dir = self.path.join(name);
+        let dir = self.file(name);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         set_mode(&dir, mode)?;
@@ -51,7 +46,7 @@ impl Workdir {
 
     /// Writes a generated file and returns its path.
     pub fn write(&self, name: &str, contents: &str) -> anyhow::Result<PathBuf> {
-        let path = self.path.join(name);
+        let path = self.file(name);
         std::fs::write(&path, contents)
             .with_context(|| format!("cannot write {}", path.display()))?;
         set_mode(&path, 0o644)?;
@@ -62,10 +57,8 @@ impl Workdir {
 impl Drop for Workdir {
     fn drop(&mut self) {
         if self.keep {
-            if let Some(dir) = self.dir.take() {
-                let kept = dir.keep();
-                eprintln!("sidecar-bench: kept the work directory {}", kept.display());
-            }
+            let kept = self.path().display();
+            eprintln!("sidecar-bench: kept the work directory {kept}");
         }
     }
 }

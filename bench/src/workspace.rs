@@ -1,4 +1,4 @@
-//! The Cargo workspace the harness runs in: where the report and the venv go, and the release build of
+//! The Cargo workspace the harness runs in (where the report and the venv go), and the release build of
 //! sidecar-proxy that is measured.
 
 use std::path::{Path, PathBuf};
@@ -24,26 +24,15 @@ struct Metadata {
 /// soak's build of the proxy (it calls [`Workspace::build_proxy`]): Cargo resolves dependency features
 /// per selection, so `-p sidecar-proxy` alone after the selection would build about a hundred shared
 /// dependencies (tokio, serde, rustls…) a second time with other features.
-pub const RELEASE_SELECTION: [&str; 6] = [
-    "-p",
-    "sidecar-proxy",
-    "-p",
-    "sidecar-bench",
-    "-p",
-    "sidecar-soak",
-];
+pub const RELEASE_SELECTION: &str = "-p sidecar-proxy -p sidecar-bench -p sidecar-soak";
 
 /// The harness this library runs in (`sidecar-bench` or `sidecar-soak`), for the lines it prints.
 fn program_name() -> String {
-    std::env::args_os()
-        .next()
-        .as_deref()
-        .map(Path::new)
-        .and_then(Path::file_name)
-        .map_or_else(
-            || "sidecar-bench".to_owned(),
-            |name| name.to_string_lossy().into_owned(),
-        )
+    let arg0 = std::env::args_os().next().unwrap_or_default();
+    let name = Path::new(&arg0)
+        .file_name()
+        .map(|name| name.to_string_lossy());
+    name.map_or_else(|| "sidecar-bench".to_owned(), |name| name.into_owned())
 }
 
 /// The cargo that runs us (`cargo run` sets CARGO), else the one on PATH.
@@ -88,23 +77,15 @@ impl Workspace {
         self.build_release("sidecar-proxy")
     }
 
-    /// The minimal relay (the relay limit), built with [`RELEASE_SELECTION`]: the same profile as the
-    /// proxy it is measured next to.
-    pub fn build_minimal_relay(&self) -> anyhow::Result<PathBuf> {
-        self.build_release("minimal-relay")
-    }
-
-    /// `cargo build --release <RELEASE_SELECTION> --locked`, and `binary` from the release directory.
-    fn build_release(&self, binary: &str) -> anyhow::Result<PathBuf> {
-        let shown = format!(
-            "cargo build --release {} --locked",
-            RELEASE_SELECTION.join(" ")
-        );
+    /// `cargo build --release <RELEASE_SELECTION> --locked`, and `binary` from the release directory
+    /// (the minimal relay is built so, with the same profile as the proxy it is measured next to).
+    pub fn build_release(&self, binary: &str) -> anyhow::Result<PathBuf> {
+        let shown = format!("cargo build --release {RELEASE_SELECTION} --locked");
         eprintln!("{}: {shown}", program_name());
         let status = cargo()
             .current_dir(&self.root)
             .args(["build", "--release"])
-            .args(RELEASE_SELECTION)
+            .args(RELEASE_SELECTION.split(' '))
             .arg("--locked")
             .status()
             .context("cannot run cargo build")?;
@@ -140,14 +121,6 @@ impl Workspace {
         } else {
             format!("{head} with uncommitted changes in proxy/")
         }
-    }
-
-    pub fn default_report(&self) -> PathBuf {
-        self.root.join("docs/benchmarks.md")
-    }
-
-    pub fn venv(&self) -> PathBuf {
-        self.target_dir.join("bench-venv")
     }
 }
 

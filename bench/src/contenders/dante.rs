@@ -3,8 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::Context;
-use crate::process::ServerProcess;
+use super::{Context, Launch};
 
 /// `as_root`: dante then needs to be told which users to switch to; as another user it must not be.
 pub fn config(log: &Path, port: u16, as_root: bool) -> String {
@@ -35,7 +34,7 @@ socks pass {{
     )
 }
 
-pub fn spawn(ctx: &Context, name: &str, stem: &str, port: u16) -> anyhow::Result<ServerProcess> {
+pub fn launch(ctx: &Context, stem: &str, port: u16) -> anyhow::Result<Launch> {
     let log = ctx.workdir.file(&format!("{stem}.log"));
     let as_root = nix::unistd::Uid::effective().is_root();
     let config_path = ctx
@@ -48,23 +47,5 @@ pub fn spawn(ctx: &Context, name: &str, stem: &str, port: u16) -> anyhow::Result
         .arg(&config_path)
         .arg("-p")
         .arg(ctx.workdir.file(&format!("{stem}.pid")));
-    ServerProcess::spawn(
-        name,
-        command,
-        &ctx.workdir.file(&format!("{stem}.stderr.log")),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dante_needs_users_only_as_root() {
-        let root = config(Path::new("/w/d.log"), 1080, true);
-        assert!(root.contains("internal: 127.0.0.1 port = 1080\n"));
-        assert!(root.contains("user.unprivileged: nobody\n"));
-        assert!(!config(Path::new("/w/d.log"), 1080, false).contains("user."));
-        assert_eq!(root.matches('{').count(), root.matches('}').count());
-    }
+    Ok((command, ctx.workdir.file(&format!("{stem}.stderr.log"))))
 }

@@ -2,21 +2,21 @@
 //! contender the plan names, all started (and each proven ready) before the first round, and all
 //! stopped when the fleet is dropped.
 
-use super::origin::Origin;
-use super::{Context, Server, ServerSpec};
+use super::{origin, Context, Server, ServerSpec};
+use crate::process::ServerProcess;
 
 #[derive(Debug)]
 pub struct Fleet {
-    pub origin: Origin,
+    /// The origin's nginx, iperf3 and nats-server.
+    origin: Vec<ServerProcess>,
     servers: Vec<Server>,
 }
 
 impl Fleet {
     /// Starts the origin, then each distinct spec once.
     pub async fn start(ctx: &Context, specs: &[ServerSpec]) -> anyhow::Result<Fleet> {
-        let origin = Origin::start(ctx).await?;
         let mut fleet = Fleet {
-            origin,
+            origin: origin::start(ctx).await?,
             servers: Vec::new(),
         };
         for spec in specs {
@@ -50,9 +50,9 @@ impl Fleet {
 
     /// Fails, with the log tail, if any server has died (a crash mid-run must not pass for a slow row).
     pub fn ensure_running(&mut self) -> anyhow::Result<()> {
-        self.origin.ensure_running()?;
-        for server in &mut self.servers {
-            server.process.ensure_running()?;
+        let servers = self.servers.iter_mut().map(|server| &mut server.process);
+        for process in self.origin.iter_mut().chain(servers) {
+            process.ensure_running()?;
         }
         Ok(())
     }

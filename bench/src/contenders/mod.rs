@@ -1,14 +1,13 @@
-//! The servers of a run: the origin and every contender, one module per kind of server configuration.
+//! The servers of a run: the origin and every contender, one module per kind of server configuration
+//! ([`command_line`] for those configured by their command line alone).
 //! A [`ServerSpec`] says what to start; [`ServerSpec::start`] writes its config, starts it, and proves it
 //! ready (its port answers and a real request through each route it serves returns the origin's exact
 //! body, over TLS too where a TLS row goes through it) before anything is measured through it.
 
+pub mod command_line;
 pub mod dante;
 pub mod fleet;
 pub mod haproxy;
-pub mod microsocks;
-pub mod minimal_relay;
-pub mod mitmproxy;
 pub mod nats;
 pub mod nginx;
 pub mod origin;
@@ -17,6 +16,8 @@ pub mod squid;
 pub mod tinyproxy;
 
 use std::fmt;
+use std::path::PathBuf;
+use std::process::Command;
 
 use crate::install::Tools;
 use crate::ports::PortAllocator;
@@ -40,6 +41,9 @@ pub struct Context {
     /// The run's certificates: the origin's HTTPS, the capture CA of tls-out.
     pub tls: TlsMaterial,
 }
+
+/// A contender's command line, and the file its output goes to.
+pub type Launch = (Command, PathBuf);
 
 /// A started, verified server.
 #[derive(Debug)]
@@ -90,15 +94,6 @@ impl Upstream {
             Upstream::H2c => origin.h2c_port,
         }
     }
-
-    /// `""`, `"-iperf3"`, `"-h2c"`: what a slug adds for the upstream.
-    fn slug_suffix(self) -> &'static str {
-        match self {
-            Upstream::Http => "",
-            Upstream::Iperf3 => "-iperf3",
-            Upstream::H2c => "-h2c",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -134,9 +129,6 @@ pub enum ServerSpec {
     MinimalRelay(Upstream),
 }
 
-/// The minimal relay's name in the report.
-pub const MINIMAL_RELAY: &str = "minimal relay (the relay limit)";
-
 impl ServerSpec {
     /// The contender's name in the report.
     pub fn contender(&self) -> &'static str {
@@ -150,7 +142,7 @@ impl ServerSpec {
             ServerSpec::Mitmproxy => "mitmproxy",
             ServerSpec::Dante => "dante",
             ServerSpec::Microsocks => "microsocks",
-            ServerSpec::MinimalRelay(_) => MINIMAL_RELAY,
+            ServerSpec::MinimalRelay(_) => "minimal relay (the relay limit)",
         }
     }
 
@@ -161,47 +153,41 @@ impl ServerSpec {
         }
     }
 
-    /// A short name for files and logs, e.g. `sidecar-reverse-tcp-on`.
+    /// A short name for files and logs, e.g. `sidecar-reverse-tcp-iperf3-on`.
     pub fn slug(&self) -> String {
-        match self {
-            ServerSpec::Sidecar(mode, capture) => {
-                let mode = match mode {
-                    SidecarMode::ReverseTcp(upstream) => {
-                        format!("reverse-tcp{}", upstream.slug_suffix())
-                    }
-                    SidecarMode::ReverseHttp => "reverse-http".to_owned(),
-                    SidecarMode::ForwardHttp => "forward-http".to_owned(),
-                    SidecarMode::ForwardHttpTlsOut => "forward-http-tls-out".to_owned(),
-                    SidecarMode::ForwardSocks => "forward-socks".to_owned(),
-                };
-                let capture = match capture {
-                    Capture::On => "on",
-                    Capture::Off => "off",
-                    Capture::Nats => "nats",
-                };
-                format!("sidecar-{mode}-{capture}")
+        let kind = match self {
+            ServerSpec::Sidecar(SidecarMode::ReverseTcp(_), _) => "sidecar-reverse-tcp",
+            ServerSpec::Sidecar(SidecarMode::ReverseHttp, _) => "sidecar-reverse-http",
+            ServerSpec::Sidecar(SidecarMode::ForwardHttp, _) => "sidecar-forward-http",
+            ServerSpec::Sidecar(SidecarMode::ForwardHttpTlsOut, _) => {
+                "sidecar-forward-http-tls-out"
             }
-            ServerSpec::Haproxy(mode, upstream) => format!(
-                "haproxy-{}{}",
-                match mode {
-                    HaproxyMode::Tcp => "tcp",
-                    HaproxyMode::Http => "http",
-                },
-                upstream.slug_suffix()
-            ),
-            ServerSpec::NginxReverse => "nginx-reverse".to_owned(),
-            ServerSpec::Squid => "squid".to_owned(),
-            ServerSpec::Tinyproxy => "tinyproxy".to_owned(),
-            ServerSpec::Mitmproxy => "mitmproxy".to_owned(),
-            ServerSpec::Dante => "dante".to_owned(),
-            ServerSpec::Microsocks => "microsocks".to_owned(),
-            ServerSpec::MinimalRelay(upstream) => {
-                format!("minimal-relay{}", upstream.slug_suffix())
-            }
-        }
+            ServerSpec::Sidecar(SidecarMode::ForwardSocks, _) => "sidecar-forward-socks",
+            ServerSpec::Haproxy(HaproxyMode::Tcp, _) => "haproxy-tcp",
+            ServerSpec::Haproxy(HaproxyMode::Http, _) => "haproxy-http",
+            ServerSpec::NginxReverse => "nginx-reverse",
+            ServerSpec::Squid => "squid",
+            ServerSpec::Tinyproxy => "tinyproxy",
+            ServerSpec::Mitmproxy => "mitmproxy",
+            ServerSpec::Dante => "dante",
+            ServerSpec::Microsocks => "microsocks",
+            ServerSpec::MinimalRelay(_) => "minimal-relay",
+        };
+        let upstream = match self.upstream() {
+            Upstream::Http => "",
+            Upstream::Iperf3 => "-iperf3",
+            Upstream::H2c => "-h2c",
+        };
+        let capture = match self.capture() {
+            Some(Capture::On) => "-on",
+            Some(Capture::Off) => "-off",
+            Some(Capture::Nats) => "-nats",
+            None => "",
+        };
+        format!("{kind}{upstream}{capture}")
     }
 
-    /// A human name for errors, e.g. `sidecar-proxy (reverse tcp, capture on)`.
+    /// A human name for errors, e.g. `sidecar-proxy (sidecar-reverse-tcp-on)`.
     pub fn describe(&self) -> String {
         match self {
             ServerSpec::Sidecar(..) => format!("sidecar-proxy ({})", self.slug()),
@@ -266,27 +252,27 @@ impl ServerSpec {
         // Files are named by slug and port: fresh instances of the memory scenario get new ports, so
         // nothing of an earlier instance is overwritten.
         let stem = format!("{}-{port}", self.slug());
+        let upstream_port = self.upstream().port(&ctx.origin);
         let mut admin_port = None;
-        let mut process = match self {
+        let launch = match self {
             ServerSpec::Sidecar(mode, capture) => {
-                let (process, admin) =
-                    sidecar::spawn(ctx, &name, &stem, *mode, *capture, port, |_| {})?;
+                let admin = ctx.ports.next()?;
                 admin_port = Some(admin);
-                process
+                sidecar::launch(ctx, &stem, *mode, *capture, port, admin, |_| {})
             }
-            ServerSpec::Haproxy(mode, upstream) => {
-                haproxy::spawn(ctx, &name, &stem, *mode, upstream.port(&ctx.origin), port)?
-            }
-            ServerSpec::NginxReverse => nginx::spawn_reverse(ctx, &name, &stem, port)?,
-            ServerSpec::Squid => squid::spawn(ctx, &name, &stem, port)?,
-            ServerSpec::Tinyproxy => tinyproxy::spawn(ctx, &name, &stem, port)?,
-            ServerSpec::Mitmproxy => mitmproxy::spawn(ctx, &name, &stem, port)?,
-            ServerSpec::Dante => dante::spawn(ctx, &name, &stem, port)?,
-            ServerSpec::Microsocks => microsocks::spawn(ctx, &name, &stem, port)?,
-            ServerSpec::MinimalRelay(upstream) => {
-                minimal_relay::spawn(ctx, &name, &stem, upstream.port(&ctx.origin), port)?
+            ServerSpec::Haproxy(mode, _) => haproxy::launch(ctx, &stem, *mode, upstream_port, port),
+            ServerSpec::NginxReverse => nginx::launch_reverse(ctx, &stem, port),
+            ServerSpec::Squid => squid::launch(ctx, &stem, port),
+            ServerSpec::Tinyproxy => tinyproxy::launch(ctx, &stem, port),
+            ServerSpec::Mitmproxy => command_line::mitmdump(ctx, &stem, port),
+            ServerSpec::Dante => dante::launch(ctx, &stem, port),
+            ServerSpec::Microsocks => command_line::microsocks(ctx, &stem, port),
+            ServerSpec::MinimalRelay(_) => {
+                command_line::minimal_relay(ctx, &stem, upstream_port, port)
             }
         };
+        let (command, log) = launch?;
+        let mut process = ServerProcess::spawn(&name, command, &log)?;
         probe::until_listening(&mut process, port, probe::LISTEN_TIMEOUT).await?;
         for route in self.routes(port) {
             match self.upstream() {
@@ -327,7 +313,9 @@ impl ServerSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rstest::rstest;
     use std::collections::HashSet;
+    use std::path::Path;
 
     const ALL: [ServerSpec; 22] = [
         ServerSpec::Sidecar(SidecarMode::ReverseHttp, Capture::Nats),
@@ -370,5 +358,44 @@ mod tests {
                 "{spec:?}"
             );
         }
+    }
+
+    /// What the generated configs must say (and, for dante as another user than root, must not).
+    #[rstest]
+    #[case::haproxy_tcp(
+        haproxy::config(HaproxyMode::Tcp, 9000, 8080, 9_950),
+        &["mode tcp", "bind 127.0.0.1:9000", "server origin 127.0.0.1:8080", "maxconn 9950\n"],
+        &[]
+    )]
+    #[case::haproxy_http(haproxy::config(HaproxyMode::Http, 9000, 8080, 9_950), &["mode http"], &[])]
+    #[case::nginx_reverse(
+        nginx::reverse_config(Path::new("/w"), 9000, 8080, 20_000),
+        &["server 127.0.0.1:8080;", "listen 127.0.0.1:9000", "proxy_http_version 1.1;", "keepalive 64;"],
+        &[]
+    )]
+    #[case::squid_listens_on_loopback_and_caches_nothing(
+        squid::config(Path::new("/w"), 3128, 20_000),
+        &["http_port 127.0.0.1:3128\n", "cache deny all\n", "pid_filename /w/squid.pid\n"],
+        &[]
+    )]
+    #[case::tinyproxy_listens_on_loopback_only(
+        tinyproxy::config(Path::new("/w"), 8888),
+        &["Port 8888\nListen 127.0.0.1\n", "Allow 127.0.0.1\n"],
+        &[]
+    )]
+    #[case::dante_as_root(
+        dante::config(Path::new("/w/d.log"), 1080, true),
+        &["internal: 127.0.0.1 port = 1080\n", "user.unprivileged: nobody\n"],
+        &[]
+    )]
+    #[case::dante_as_another_user(dante::config(Path::new("/w/d.log"), 1080, false), &[], &["user."])]
+    fn generated_configs(#[case] config: String, #[case] has: &[&str], #[case] lacks: &[&str]) {
+        for line in has {
+            assert!(config.contains(line), "{line:?} missing from\n{config}");
+        }
+        for line in lacks {
+            assert!(!config.contains(line), "{line:?} in\n{config}");
+        }
+        assert_eq!(config.matches('{').count(), config.matches('}').count());
     }
 }

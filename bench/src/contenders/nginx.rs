@@ -5,28 +5,19 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::Context;
-use crate::process::ServerProcess;
-
-/// The origin's HTTPS listener (scenario 7): its port and the certificate it shows.
-#[derive(Debug, Clone, Copy)]
-pub struct OriginHttps<'a> {
-    pub port: u16,
-    pub cert: &'a Path,
-    pub key: &'a Path,
-}
+use super::{Context, Launch, OriginEndpoints};
 
 /// The origin's config: `/` answers 13 bytes, `/large.bin` is the download file in `www`, in cleartext
-/// on `port`, over HTTP/2 cleartext on `h2c_port` (prior knowledge: nginx's `listen ... http2` without
-/// `ssl` takes HTTP/2 from the first byte and does no Upgrade), and over TLS on `https.port`. The TLS server offers TLS 1.3 (nginx before 1.23.4 leaves it
-/// out by default, and clients of today negotiate it) and closes every connection after one response
-/// (`keepalive_timeout 0`), so each request there pays a handshake, and a client that ignored
-/// `Connection: close` could not make the handshake row measure keep-alive instead.
+/// on the origin's `http_port`, over HTTP/2 cleartext on its `h2c_port` (prior knowledge: nginx's
+/// `listen ... http2` without `ssl` takes HTTP/2 from the first byte and does no Upgrade), and over TLS
+/// (scenario 7) on its `https_port` with `cert` and `key`. The TLS server offers TLS 1.3 (nginx before
+/// 1.23.4 leaves it out by default, and clients of today negotiate it) and closes every connection
+/// after one response (`keepalive_timeout 0`), so each request there pays a handshake, and a client
+/// that ignored `Connection: close` could not make the handshake row measure keep-alive instead.
 pub fn origin_config(
     dir: &Path,
-    port: u16,
-    h2c_port: u16,
-    https: OriginHttps<'_>,
+    origin: &OriginEndpoints,
+    [cert, key]: [&Path; 2],
     www: &Path,
     fd_limit: u64,
 ) -> String {
@@ -35,7 +26,7 @@ pub fn origin_config(
 http {{
 {http}
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
+        listen 127.0.0.1:{http_port} backlog=4096;
 {locations}
     }}
     server {{
@@ -55,9 +46,11 @@ http {{
         main = main_context(dir, "1", fd_limit),
         http = http_context(dir),
         locations = origin_locations(www),
-        https_port = https.port,
-        cert = https.cert.display(),
-        key = https.key.display(),
+        http_port = origin.http_port,
+        h2c_port = origin.h2c_port,
+        https_port = origin.https_port,
+        cert = cert.display(),
+        key = key.display(),
     )
 }
 
@@ -139,37 +132,22 @@ fn http_context(dir: &Path) -> String {
     )
 }
 
-pub fn spawn_origin(ctx: &Context, name: &str, www: &Path) -> anyhow::Result<ServerProcess> {
+/// The origin, with its files in the directory `nginx-origin`.
+pub fn launch_origin(ctx: &Context, www: &Path) -> anyhow::Result<Launch> {
     let dir = ctx.workdir.subdir("nginx-origin", 0o755)?;
-    let https = OriginHttps {
-        port: ctx.origin.https_port,
-        cert: &ctx.tls.origin_cert_file,
-        key: &ctx.tls.origin_key_file,
-    };
-    let config = origin_config(
-        &dir,
-        ctx.origin.http_port,
-        ctx.origin.h2c_port,
-        https,
-        www,
-        ctx.fd_limit,
-    );
-    spawn(ctx, name, &dir, &config)
+    let tls = [&*ctx.tls.origin_cert_file, &ctx.tls.origin_key_file];
+    let config = origin_config(&dir, &ctx.origin, tls, www, ctx.fd_limit);
+    launch(ctx, &dir, &config)
 }
 
-/// Starts the reverse proxy contender with its files in the directory `<stem>`.
-pub fn spawn_reverse(
-    ctx: &Context,
-    name: &str,
-    stem: &str,
-    port: u16,
-) -> anyhow::Result<ServerProcess> {
+/// The reverse proxy contender, with its files in the directory `<stem>`.
+pub fn launch_reverse(ctx: &Context, stem: &str, port: u16) -> anyhow::Result<Launch> {
     let dir = ctx.workdir.subdir(stem, 0o755)?;
     let config = reverse_config(&dir, port, ctx.origin.http_port, ctx.fd_limit);
-    spawn(ctx, name, &dir, &config)
+    launch(ctx, &dir, &config)
 }
 
-fn spawn(ctx: &Context, name: &str, dir: &Path, config: &str) -> anyhow::Result<ServerProcess> {
+fn launch(ctx: &Context, dir: &Path, config: &str) -> anyhow::Result<Launch> {
     let config_path = dir.join("nginx.conf");
     std::fs::write(&config_path, config)?;
     let mut command = Command::new(&ctx.tools.nginx);
@@ -181,7 +159,7 @@ fn spawn(ctx: &Context, name: &str, dir: &Path, config: &str) -> anyhow::Result<
         .arg(&config_path)
         .arg("-e")
         .arg(dir.join("error.log"));
-    ServerProcess::spawn(name, command, &dir.join("stderr.log"))
+    Ok((command, dir.join("stderr.log")))
 }
 
 #[cfg(test)]
@@ -190,16 +168,15 @@ mod tests {
 
     #[test]
     fn the_origin_answers_13_bytes_and_serves_the_large_file() {
-        let https = OriginHttps {
-            port: 8443,
-            cert: Path::new("/w/tls/origin.crt"),
-            key: Path::new("/w/tls/origin.key"),
-        };
+        let (cert, key) = (
+            Path::new("/w/tls/origin.crt"),
+            Path::new("/w/tls/origin.key"),
+        );
+        let origin = &crate::contenders::origin::TEST_ENDPOINTS;
         let config = origin_config(
             Path::new("/w"),
-            8080,
-            8082,
-            https,
+            origin,
+            [cert, key],
             Path::new("/w/www"),
             20_000,
         );
@@ -215,16 +192,6 @@ mod tests {
         assert_eq!(config.matches("keepalive_timeout 0;").count(), 1);
         assert!(config.contains("worker_processes 1;"));
         assert!(config.contains("worker_rlimit_nofile 20000;"));
-        assert_eq!(config.matches('{').count(), config.matches('}').count());
-    }
-
-    #[test]
-    fn the_reverse_proxy_keeps_connections_to_the_origin() {
-        let config = reverse_config(Path::new("/w"), 9000, 8080, 20_000);
-        assert!(config.contains("server 127.0.0.1:8080;"));
-        assert!(config.contains("listen 127.0.0.1:9000"));
-        assert!(config.contains("proxy_http_version 1.1;"));
-        assert!(config.contains("keepalive 64;"));
         assert_eq!(config.matches('{').count(), config.matches('}').count());
     }
 }

@@ -6,19 +6,12 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::{Capture, Context, OriginEndpoints, SidecarMode};
+use super::{Capture, Context, Launch, OriginEndpoints, SidecarMode};
 use crate::process::ServerProcess;
 
 /// A capture file rotates at this size and one old file is kept; rotation is what a production
 /// sidecar would run with, too.
 const CAPTURE_ROTATE_SIZE: &str = "64MiB";
-
-/// tls-out's files: the capture CA (tls.crt, tls.key) and the CA the origin's certificate chains to.
-#[derive(Debug, Clone, Copy)]
-pub struct TlsOutFiles<'a> {
-    pub ca_dir: &'a Path,
-    pub upstream_ca: &'a Path,
-}
 
 /// A sidecar-proxy command line, flag by flag: the benchmark's sidecars and the soak's are written
 /// with it, every listener and the admin port on 127.0.0.1.
@@ -44,37 +37,26 @@ impl Flags {
 
     /// The outbound (forward proxy) listener on `port`.
     pub fn outbound(self, port: u16) -> Flags {
-        self.push(&[
-            "--proxy-out-port",
-            &port.to_string(),
-            "--proxy-out-bind",
-            "127.0.0.1",
-        ])
+        let port = port.to_string();
+        self.push(&["--proxy-out-port", &port, "--proxy-out-bind", "127.0.0.1"])
     }
 
     pub fn admin(self, port: u16) -> Flags {
-        self.push(&[
-            "--admin-port",
-            &port.to_string(),
-            "--admin-bind",
-            "127.0.0.1",
-        ])
+        let port = port.to_string();
+        self.push(&["--admin-port", &port, "--admin-bind", "127.0.0.1"])
     }
 
     /// Capture to `file`, rotated at `rotate_size` with `keep` old files kept, so a long run cannot
     /// fill the disk.
     pub fn capture_file(self, file: &Path, rotate_size: &str, keep: &str) -> Flags {
         self.push(&["--capture", &file.display().to_string()])
-            .push(&[
-                "--capture-rotate-size",
-                rotate_size,
-                "--capture-rotate-keep",
-                keep,
-            ])
+            .push(&["--capture-rotate-size", rotate_size])
+            .push(&["--capture-rotate-keep", keep])
     }
 }
 
-/// The command line of one instance (without the program).
+/// The command line of one instance (without the program). `tls_out` names tls-out's files: the
+/// capture CA's directory (tls.crt, tls.key) and the CA the origin's certificate chains to.
 pub fn args(
     mode: SidecarMode,
     capture: Capture,
@@ -82,7 +64,7 @@ pub fn args(
     admin_port: u16,
     origin: &OriginEndpoints,
     capture_file: &Path,
-    tls_out: TlsOutFiles<'_>,
+    [ca_dir, upstream_ca]: [&Path; 2],
 ) -> Vec<String> {
     let mut flags = match mode {
         SidecarMode::ReverseTcp(upstream) => {
@@ -95,8 +77,8 @@ pub fn args(
         SidecarMode::ForwardSocks => Flags::new("forward", "socks").outbound(port),
     };
     if mode == SidecarMode::ForwardHttpTlsOut {
-        let ca_dir = tls_out.ca_dir.display().to_string();
-        let upstream_ca = tls_out.upstream_ca.display().to_string();
+        let ca_dir = ca_dir.display().to_string();
+        let upstream_ca = upstream_ca.display().to_string();
         flags = flags
             .push(&["--tls-out", "true", "--tls-ca-dir", &ca_dir])
             .push(&["--tls-upstream-ca", &upstream_ca]);
@@ -125,9 +107,7 @@ pub fn args(
     flags.0
 }
 
-/// Starts one instance with its files named `<stem>.log` and `<stem>.jsonl` (the capture), its
-/// command line passed through `adjust` first (scenario 9's sidecars change it); returns it and its
-/// admin port.
+/// Starts one instance on a new admin port (see [`launch`]); returns it and its admin port.
 pub fn spawn(
     ctx: &Context,
     name: &str,
@@ -138,11 +118,23 @@ pub fn spawn(
     adjust: impl FnOnce(&mut Vec<String>),
 ) -> anyhow::Result<(ServerProcess, u16)> {
     let admin_port = ctx.ports.next()?;
+    let (command, log) = launch(ctx, stem, mode, capture, port, admin_port, adjust)?;
+    Ok((ServerProcess::spawn(name, command, &log)?, admin_port))
+}
+
+/// One instance with its files named `<stem>.log` and `<stem>.jsonl` (the capture), its command line
+/// passed through `adjust` first (scenario 9's sidecars change it).
+pub fn launch(
+    ctx: &Context,
+    stem: &str,
+    mode: SidecarMode,
+    capture: Capture,
+    port: u16,
+    admin_port: u16,
+    adjust: impl FnOnce(&mut Vec<String>),
+) -> anyhow::Result<Launch> {
     let capture_file = ctx.workdir.file(&format!("{stem}.jsonl"));
-    let tls_out = TlsOutFiles {
-        ca_dir: &ctx.tls.capture_ca_dir,
-        upstream_ca: &ctx.tls.origin_ca_file,
-    };
+    let tls_out = [&*ctx.tls.capture_ca_dir, &ctx.tls.origin_ca_file];
     let mut args = args(
         mode,
         capture,
@@ -155,8 +147,7 @@ pub fn spawn(
     adjust(&mut args);
     let mut command = Command::new(&ctx.tools.sidecar_proxy);
     command.args(args);
-    let process = ServerProcess::spawn(name, command, &ctx.workdir.file(&format!("{stem}.log")))?;
-    Ok((process, admin_port))
+    Ok((command, ctx.workdir.file(&format!("{stem}.log"))))
 }
 
 #[cfg(test)]
@@ -165,101 +156,66 @@ mod tests {
     use crate::contenders::Upstream;
     use rstest::rstest;
 
-    fn joined(mode: SidecarMode, capture: Capture) -> String {
-        args(
-            mode,
-            capture,
-            4143,
-            4191,
-            &OriginEndpoints {
-                http_port: 8080,
-                https_port: 8443,
-                h2c_port: 8082,
-                iperf_port: 5201,
-                nats_port: 4222,
-                large_file_bytes: 1,
-            },
-            Path::new("/w/c.jsonl"),
-            TlsOutFiles {
-                ca_dir: Path::new("/w/tls/capture-ca"),
-                upstream_ca: Path::new("/w/tls/origin-ca.crt"),
-            },
-        )
-        .join(" ")
-    }
+    const ADMIN: &str = "--admin-port 4191 --admin-bind 127.0.0.1 --shutdown-grace 1s";
+    const ON: &str = "--capture /w/c.jsonl --capture-rotate-size 64MiB --capture-rotate-keep 1";
 
+    /// Every mode listens on loopback with its flags; only tls-out intercepts, trusting the run's origin
+    /// CA; capture on writes a rotated file, off writes nothing, and NATS publishes to the run's server
+    /// through a spool.
     #[rstest]
     #[case(
         SidecarMode::ReverseTcp(Upstream::Http),
-        "--proxy-type reverse --proxy-protocol tcp --proxy-host 127.0.0.1 --proxy-port 8080 --proxy-in-port 4143 --proxy-in-bind 127.0.0.1"
+        Capture::Off,
+        "--proxy-type reverse --proxy-protocol tcp --proxy-host 127.0.0.1 --proxy-port 8080 --proxy-in-port 4143 --proxy-in-bind 127.0.0.1 {ADMIN} --capture off"
     )]
     #[case(
         SidecarMode::ReverseTcp(Upstream::Iperf3),
-        "--proxy-protocol tcp --proxy-host 127.0.0.1 --proxy-port 5201"
+        Capture::On,
+        "--proxy-type reverse --proxy-protocol tcp --proxy-host 127.0.0.1 --proxy-port 5201 --proxy-in-port 4143 --proxy-in-bind 127.0.0.1 {ADMIN} {ON}"
     )]
     #[case(
         SidecarMode::ReverseHttp,
-        "--proxy-type reverse --proxy-protocol http --proxy-host 127.0.0.1 --proxy-port 8080"
+        Capture::On,
+        "--proxy-type reverse --proxy-protocol http --proxy-host 127.0.0.1 --proxy-port 8080 --proxy-in-port 4143 --proxy-in-bind 127.0.0.1 {ADMIN} {ON}"
+    )]
+    #[case(
+        SidecarMode::ReverseHttp,
+        Capture::Nats,
+        "--proxy-type reverse --proxy-protocol http --proxy-host 127.0.0.1 --proxy-port 8080 --proxy-in-port 4143 --proxy-in-bind 127.0.0.1 {ADMIN} --capture off --capture-sink nats://127.0.0.1:4222/bench.c --capture-spool-dir /w/c.spool"
     )]
     #[case(
         SidecarMode::ForwardHttp,
-        "--proxy-type forward --proxy-protocol http --proxy-out-port 4143 --proxy-out-bind 127.0.0.1"
+        Capture::On,
+        "--proxy-type forward --proxy-protocol http --proxy-out-port 4143 --proxy-out-bind 127.0.0.1 {ADMIN} {ON}"
+    )]
+    #[case(
+        SidecarMode::ForwardHttpTlsOut,
+        Capture::On,
+        "--proxy-type forward --proxy-protocol http --proxy-out-port 4143 --proxy-out-bind 127.0.0.1 --tls-out true --tls-ca-dir /w/tls/capture-ca --tls-upstream-ca /w/tls/origin-ca.crt {ADMIN} {ON}"
     )]
     #[case(
         SidecarMode::ForwardSocks,
-        "--proxy-type forward --proxy-protocol socks --proxy-out-port 4143"
+        Capture::On,
+        "--proxy-type forward --proxy-protocol socks --proxy-out-port 4143 --proxy-out-bind 127.0.0.1 {ADMIN} {ON}"
     )]
-    fn each_mode_listens_on_loopback_with_its_flags(
+    #[case(
+        SidecarMode::ForwardSocks,
+        Capture::Off,
+        "--proxy-type forward --proxy-protocol socks --proxy-out-port 4143 --proxy-out-bind 127.0.0.1 {ADMIN} --capture off"
+    )]
+    fn the_command_line_of_each_mode_and_capture(
         #[case] mode: SidecarMode,
+        #[case] capture: Capture,
         #[case] expected: &str,
     ) {
-        let line = joined(mode, Capture::Off);
-        assert!(line.contains(expected), "{line}");
-        assert!(
-            line.contains("--admin-port 4191 --admin-bind 127.0.0.1"),
-            "{line}"
-        );
-    }
-
-    #[test]
-    fn only_the_tls_out_mode_intercepts_and_it_trusts_the_runs_origin_ca() {
-        let line = joined(SidecarMode::ForwardHttpTlsOut, Capture::On);
-        assert!(
-            line.contains("--proxy-type forward --proxy-protocol http"),
-            "{line}"
-        );
-        assert!(
-            line.contains("--tls-out true --tls-ca-dir /w/tls/capture-ca --tls-upstream-ca /w/tls/origin-ca.crt"),
-            "{line}"
-        );
-        assert!(line.contains("--capture /w/c.jsonl"), "{line}");
-        for mode in [
-            SidecarMode::ForwardHttp,
-            SidecarMode::ForwardSocks,
-            SidecarMode::ReverseHttp,
-        ] {
-            assert!(!joined(mode, Capture::On).contains("--tls"), "{mode:?}");
-        }
-    }
-
-    #[test]
-    fn capture_on_writes_a_rotated_file_and_off_writes_nothing() {
-        let on = joined(SidecarMode::ReverseHttp, Capture::On);
-        assert!(
-            on.contains("--capture /w/c.jsonl --capture-rotate-size 64MiB --capture-rotate-keep 1")
-        );
-        let off = joined(SidecarMode::ReverseHttp, Capture::Off);
-        assert!(off.ends_with("--capture off"), "{off}");
-    }
-
-    #[test]
-    fn capture_to_nats_publishes_to_the_runs_server_through_a_spool_and_writes_no_file() {
-        let nats = joined(SidecarMode::ReverseHttp, Capture::Nats);
-        assert!(
-            nats.ends_with(
-                "--capture off --capture-sink nats://127.0.0.1:4222/bench.c --capture-spool-dir /w/c.spool"
-            ),
-            "{nats}"
-        );
+        let origin = crate::contenders::origin::TEST_ENDPOINTS;
+        let tls_out = [
+            Path::new("/w/tls/capture-ca"),
+            Path::new("/w/tls/origin-ca.crt"),
+        ];
+        let capture_file = Path::new("/w/c.jsonl");
+        let line = args(mode, capture, 4143, 4191, &origin, capture_file, tls_out).join(" ");
+        let expected = expected.replace("{ADMIN}", ADMIN).replace("{ON}", ON);
+        assert_eq!(line, expected);
     }
 }

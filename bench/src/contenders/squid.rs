@@ -4,8 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::Context;
-use crate::process::ServerProcess;
+use super::{Context, Launch};
 
 pub fn config(dir: &Path, port: u16, fd_limit: u64) -> String {
     format!(
@@ -33,7 +32,7 @@ shutdown_lifetime 0 seconds
     )
 }
 
-pub fn spawn(ctx: &Context, name: &str, stem: &str, port: u16) -> anyhow::Result<ServerProcess> {
+pub fn launch(ctx: &Context, stem: &str, port: u16) -> anyhow::Result<Launch> {
     // squid drops root for the `proxy` user and then writes its logs: the directory must let it.
     let dir = ctx.workdir.subdir(stem, 0o777)?;
     let config_path = dir.join("squid.conf");
@@ -41,18 +40,5 @@ pub fn spawn(ctx: &Context, name: &str, stem: &str, port: u16) -> anyhow::Result
     let mut command = Command::new(&ctx.tools.squid);
     // -N: no daemon, one process (no kid processes either).
     command.arg("-N").arg("-f").arg(&config_path);
-    ServerProcess::spawn(name, command, &dir.join("stderr.log"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn squid_listens_on_loopback_and_caches_nothing() {
-        let config = config(Path::new("/w"), 3128, 20_000);
-        assert!(config.contains("http_port 127.0.0.1:3128\n"));
-        assert!(config.contains("cache deny all\n"));
-        assert!(config.contains("pid_filename /w/squid.pid\n"));
-    }
+    Ok((command, dir.join("stderr.log")))
 }

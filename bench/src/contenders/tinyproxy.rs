@@ -3,8 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::Context;
-use crate::process::ServerProcess;
+use super::{Context, Launch};
 
 pub fn config(dir: &Path, port: u16) -> String {
     format!(
@@ -22,24 +21,12 @@ DisableViaHeader Yes
     )
 }
 
-pub fn spawn(ctx: &Context, name: &str, stem: &str, port: u16) -> anyhow::Result<ServerProcess> {
+pub fn launch(ctx: &Context, stem: &str, port: u16) -> anyhow::Result<Launch> {
     let dir = ctx.workdir.subdir(stem, 0o777)?;
     let config_path = dir.join("tinyproxy.conf");
     std::fs::write(&config_path, config(&dir, port))?;
     let mut command = Command::new(&ctx.tools.tinyproxy);
     // -d: foreground; with no LogFile it logs to stderr, which is our log file.
     command.arg("-d").arg("-c").arg(&config_path);
-    ServerProcess::spawn(name, command, &dir.join("tinyproxy.log"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tinyproxy_listens_on_loopback_only() {
-        let config = config(Path::new("/w"), 8888);
-        assert!(config.contains("Port 8888\nListen 127.0.0.1\n"));
-        assert!(config.contains("Allow 127.0.0.1\n"));
-    }
+    Ok((command, dir.join("tinyproxy.log")))
 }
