@@ -490,4 +490,6 @@ pub fn format_duration(duration: Duration) -> String {
 }
 
 #[cfg(test)]
+mod fixtures;
+#[cfg(test)]
 mod tests;

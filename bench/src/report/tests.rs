@@ -420,3 +420,18 @@ fn the_nats_sink_shows_records_per_second_and_per_cpu_second_and_no_target_again
     let targets = &out[out.find("### Our rows").unwrap()..out.find("### Goals").unwrap()];
     assert!(!targets.contains("capture to NATS"), "{targets}");
 }
+
+/// The whole report of a run with every tool and figure, invalid rounds and a smoke run's header,
+/// byte for byte. After a deliberate change to the report, `BLESS=1 cargo test` rewrites golden.md.
+#[test]
+fn a_whole_report_renders_as_the_golden_file() {
+    let report = render(&super::fixtures::smoke_meta(), &super::fixtures::full_run());
+    if std::env::var_os("BLESS").is_some() {
+        std::fs::write(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/src/report/golden.md"),
+            &report,
+        )
+        .unwrap();
+    }
+    assert_eq!(report, include_str!("golden.md"));
+}

@@ -2,219 +2,8 @@ use rstest::rstest;
 
 use super::*;
 use crate::clients::Invalid;
+use crate::report::fixtures::*;
 use crate::results::Outcome;
-
-fn rate(per_sec: f64) -> Outcome {
-    Ok(Figure::RequestRate { per_sec })
-}
-
-fn bandwidth(bits_per_sec: f64) -> Outcome {
-    Ok(Figure::Bandwidth { bits_per_sec })
-}
-
-fn latency(p99_ms: f64) -> Outcome {
-    Ok(Figure::Latency {
-        p50_ms: 0.5,
-        p99_ms,
-        p999_ms: 9.0,
-        per_sec: 2_500.0,
-    })
-}
-
-/// 1,024 connections, so that (loaded − idle) KiB / 1,000 is the KB per connection exactly.
-fn memory(idle_kib: u64, growth_kib: u64) -> Outcome {
-    Ok(Figure::Memory {
-        idle_kib,
-        loaded_kib: idle_kib + growth_kib,
-        loaded_pss_kib: idle_kib + growth_kib,
-        processes: 1,
-        connections: 1_024,
-    })
-}
-
-fn row(group: Group, spec: Option<ServerSpec>, outcome: Outcome) -> Row {
-    let mut row = match spec {
-        Some(spec) => Row::through(group, spec),
-        None => Row::direct(),
-    };
-    row.outcomes = vec![outcome];
-    row
-}
-
-fn on(mode: SidecarMode) -> Option<ServerSpec> {
-    Some(ServerSpec::Sidecar(mode, Capture::On))
-}
-
-fn off(mode: SidecarMode) -> Option<ServerSpec> {
-    Some(ServerSpec::Sidecar(mode, Capture::Off))
-}
-
-fn nats(mode: SidecarMode) -> Option<ServerSpec> {
-    Some(ServerSpec::Sidecar(mode, Capture::Nats))
-}
-
-fn scenario(kind: ScenarioKind, tool: Tool, rows: Vec<Row>) -> Scenario {
-    Scenario {
-        kind,
-        sections: vec![Section {
-            title: "made up",
-            tool,
-            rows,
-        }],
-    }
-}
-
-const TCP: SidecarMode = SidecarMode::ReverseTcp(Upstream::Http);
-const HTTP: SidecarMode = SidecarMode::ReverseHttp;
-const FORWARD: SidecarMode = SidecarMode::ForwardHttp;
-const SOCKS: SidecarMode = SidecarMode::ForwardSocks;
-const RELAY: Option<ServerSpec> = Some(ServerSpec::MinimalRelay(Upstream::Http));
-
-/// A run in which every goal is met, each by a small margin or exactly at its bound.
-fn passing_run() -> Vec<Scenario> {
-    use Group::*;
-    let keep_alive = vec![
-        row(Direct, None, rate(100_000.0)),
-        row(ReverseTcp, on(TCP), rate(57_000.0)),
-        row(ReverseTcp, nats(TCP), rate(54_150.0)),
-        row(ReverseTcp, off(TCP), rate(60_000.0)),
-        row(ReverseTcp, RELAY, rate(60_000.0)),
-        row(ReverseHttp, on(HTTP), rate(54_000.0)),
-        row(ReverseHttp, nats(HTTP), rate(51_300.0)),
-        row(ReverseHttp, Some(ServerSpec::NginxReverse), rate(53_999.0)),
-        row(AbsoluteForm, on(FORWARD), rate(55_000.0)),
-        row(AbsoluteForm, Some(ServerSpec::Squid), rate(15_000.0)),
-        row(Connect, on(FORWARD), rate(58_000.0)),
-        row(Connect, off(FORWARD), rate(58_000.0)),
-        row(Socks5, on(SOCKS), rate(59_000.0)),
-        row(Socks5, off(SOCKS), rate(60_000.0)),
-    ];
-    let new_connection = vec![
-        row(Direct, None, rate(25_000.0)),
-        row(ReverseTcp, on(TCP), rate(14_000.0)),
-        row(
-            ReverseTcp,
-            Some(ServerSpec::Haproxy(
-                crate::contenders::HaproxyMode::Tcp,
-                Upstream::Http,
-            )),
-            rate(13_000.0),
-        ),
-        // The relay limit is no peer: being slower than it does not fail the goal.
-        row(ReverseTcp, RELAY, rate(20_000.0)),
-        row(ReverseHttp, on(HTTP), rate(19_000.0)),
-        row(ReverseHttp, Some(ServerSpec::NginxReverse), rate(18_000.0)),
-        row(AbsoluteForm, on(FORWARD), rate(15_000.0)),
-        row(AbsoluteForm, Some(ServerSpec::Squid), rate(5_000.0)),
-        row(AbsoluteForm, Some(ServerSpec::Tinyproxy), rate(8_000.0)),
-        row(Connect, on(FORWARD), rate(4_000.0)),
-        row(Connect, Some(ServerSpec::Squid), rate(4_000.0)),
-        row(Socks5, on(SOCKS), rate(5_000.0)),
-        // A peer without a valid round is left out of "the best peer".
-        row(
-            Socks5,
-            Some(ServerSpec::Dante),
-            Err(Invalid("socket errors".into())),
-        ),
-        row(Socks5, Some(ServerSpec::Microsocks), rate(4_700.0)),
-    ];
-    let latency = vec![
-        row(Direct, None, latency(0.9)),
-        row(ReverseHttp, on(HTTP), latency(1.5)),
-        row(ReverseHttp, Some(ServerSpec::NginxReverse), latency(1.5)),
-    ];
-    let iperf3 = SidecarMode::ReverseTcp(Upstream::Iperf3);
-    let bulk = Scenario {
-        kind: ScenarioKind::Bulk,
-        sections: vec![
-            Section {
-                title: "iperf3",
-                tool: Tool::Iperf3,
-                rows: vec![
-                    row(Direct, None, bandwidth(100.0)),
-                    row(ReverseTcp, on(iperf3), bandwidth(85.0)),
-                    row(ReverseTcp, off(iperf3), bandwidth(90.0)),
-                ],
-            },
-            Section {
-                title: "download",
-                tool: Tool::Download,
-                rows: vec![
-                    row(Direct, None, bandwidth(100.0)),
-                    row(Connect, on(FORWARD), bandwidth(95.0)),
-                    row(Connect, off(FORWARD), bandwidth(86.0)),
-                    row(Socks5, on(SOCKS), bandwidth(99.0)),
-                    row(Socks5, off(SOCKS), bandwidth(88.0)),
-                ],
-            },
-        ],
-    };
-    let memory_rows = vec![
-        row(ReverseTcp, on(TCP), memory(9_765, 12_000)),
-        row(ReverseTcp, off(TCP), memory(9_000, 8_000)),
-        row(Socks5, on(SOCKS), memory(8_000, 11_000)),
-    ];
-    let h2c = SidecarMode::ReverseTcp(Upstream::H2c);
-    let h2c_rows = vec![
-        row(Direct, None, rate(60_000.0)),
-        row(ReverseTcp, on(h2c), rate(45_000.0)),
-        row(ReverseTcp, off(h2c), rate(50_000.0)),
-        row(
-            ReverseTcp,
-            Some(ServerSpec::MinimalRelay(Upstream::H2c)),
-            rate(52_000.0),
-        ),
-    ];
-    vec![
-        scenario(
-            ScenarioKind::KeepAlive,
-            Tool::Wrk {
-                connection_close: false,
-            },
-            keep_alive,
-        ),
-        scenario(
-            ScenarioKind::NewConnection,
-            Tool::Wrk {
-                connection_close: true,
-            },
-            new_connection,
-        ),
-        bulk,
-        scenario(ScenarioKind::Latency, Tool::PacedWrk, latency),
-        scenario(ScenarioKind::Memory, Tool::IdleConnections, memory_rows),
-        scenario(ScenarioKind::H2c, Tool::H2load, h2c_rows),
-        replay_mock_run(),
-    ]
-}
-
-/// Scenario 9 with both goals met at their bounds: replay at 0.80 × wrk, the mock at 0.80 × the
-/// forward relay.
-fn replay_mock_run() -> Scenario {
-    use Group::*;
-    Scenario {
-        kind: ScenarioKind::ReplayMock,
-        sections: vec![
-            Section {
-                title: "replay",
-                tool: Tool::Replay,
-                rows: vec![
-                    row(Direct, None, rate(50_000.0)),
-                    row(Replay, on(HTTP), rate(40_000.0)),
-                ],
-            },
-            Section {
-                title: "mock",
-                tool: Tool::WrkRecordedRequests,
-                rows: vec![
-                    row(Direct, None, rate(60_000.0)),
-                    row(AbsoluteForm, on(FORWARD), rate(20_000.0)),
-                    row(Mock, on(FORWARD), rate(16_000.0)),
-                ],
-            },
-        ],
-    }
-}
 
 fn find<'a>(checks: &'a [GoalCheck], area: &str, goal: &str) -> &'a GoalCheck {
     checks
@@ -242,10 +31,6 @@ fn set(
         .expect("the row to change");
     row.outcomes = vec![outcome];
 }
-
-const KEEP_ALIVE_TOOL: Tool = Tool::Wrk {
-    connection_close: false,
-};
 
 #[test]
 fn every_goal_is_there_and_met_at_its_bound() {
@@ -323,7 +108,7 @@ fn the_measured_figures_are_the_ratios_of_the_medians() {
 // Just under 0.95 × the minimal relay.
 #[case(
     ScenarioKind::KeepAlive,
-    KEEP_ALIVE_TOOL,
+    KEEP_ALIVE,
     Group::Connect,
     on(FORWARD),
     rate(56_999.0),
@@ -333,7 +118,7 @@ fn the_measured_figures_are_the_ratios_of_the_medians() {
 // Just under 0.95 × its own capture-off row.
 #[case(
     ScenarioKind::KeepAlive,
-    KEEP_ALIVE_TOOL,
+    KEEP_ALIVE,
     Group::Socks5,
     off(SOCKS),
     rate(62_200.0),
@@ -343,7 +128,7 @@ fn the_measured_figures_are_the_ratios_of_the_medians() {
 // Equal to nginx is not above it.
 #[case(
     ScenarioKind::KeepAlive,
-    KEEP_ALIVE_TOOL,
+    KEEP_ALIVE,
     Group::ReverseHttp,
     Some(ServerSpec::NginxReverse),
     rate(54_000.0),
@@ -352,7 +137,7 @@ fn the_measured_figures_are_the_ratios_of_the_medians() {
 )]
 #[case(
     ScenarioKind::KeepAlive,
-    KEEP_ALIVE_TOOL,
+    KEEP_ALIVE,
     Group::AbsoluteForm,
     on(FORWARD),
     rate(53_999.0),
@@ -377,7 +162,7 @@ fn the_measured_figures_are_the_ratios_of_the_medians() {
     Tool::Download,
     Group::Socks5,
     off(SOCKS),
-    bandwidth(84.9),
+    gbit_per_sec(8.49),
     "3. bulk",
     "download, forward, SOCKS5, capture off ≥ 0.85 × direct"
 )]
@@ -410,7 +195,7 @@ fn the_measured_figures_are_the_ratios_of_the_medians() {
 )]
 #[case(
     ScenarioKind::KeepAlive,
-    KEEP_ALIVE_TOOL,
+    KEEP_ALIVE,
     Group::ReverseTcp,
     nats(TCP),
     rate(54_149.0),
@@ -461,7 +246,7 @@ fn a_row_without_a_valid_round_leaves_its_goals_not_measured() {
     set(
         &mut run,
         ScenarioKind::KeepAlive,
-        KEEP_ALIVE_TOOL,
+        KEEP_ALIVE,
         Group::ReverseTcp,
         RELAY,
         Err(Invalid("no request completed".into())),
