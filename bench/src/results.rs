@@ -39,28 +39,14 @@ impl ScenarioKind {
 
     /// The scenario the report numbers `number` (as `--scenario` takes it).
     pub fn from_number(number: &str) -> Result<ScenarioKind, String> {
-        let known = || {
-            Self::ALL
-                .iter()
-                .map(|kind| kind.number().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let known = Self::ALL.map(|kind| kind.number().to_string()).join(", ");
         let parsed: u8 = number.parse().map_err(|_| {
-            format!(
-                "{number:?} is not a scenario number; the scenarios are {}",
-                known()
-            )
+            format!("{number:?} is not a scenario number; the scenarios are {known}")
         })?;
         Self::ALL
             .into_iter()
             .find(|kind| kind.number() == parsed)
-            .ok_or_else(|| {
-                format!(
-                    "there is no scenario {parsed}; the scenarios are {}",
-                    known()
-                )
-            })
+            .ok_or_else(|| format!("there is no scenario {parsed}; the scenarios are {known}"))
     }
 
     /// The number for the scenario.
@@ -258,18 +244,18 @@ pub struct Row {
 
 impl Row {
     pub fn direct() -> Row {
-        Row::new(Group::Direct, None)
+        Row {
+            group: Group::Direct,
+            server: None,
+            outcomes: Vec::new(),
+        }
     }
 
     pub fn through(group: Group, server: ServerSpec) -> Row {
-        Row::new(group, Some(server))
-    }
-
-    fn new(group: Group, server: Option<ServerSpec>) -> Row {
         Row {
+            server: Some(server),
             group,
-            server,
-            outcomes: Vec::new(),
+            ..Row::direct()
         }
     }
 
