@@ -135,36 +135,6 @@ mod tests {
     }
 
     #[rstest]
-    #[case(
-        ScenarioKind::KeepAlive,
-        Group::ReverseTcp,
-        Some(Goal::RatioAtLeast(0.75))
-    )]
-    #[case(
-        ScenarioKind::KeepAlive,
-        Group::AbsoluteForm,
-        Some(Goal::RatioAtLeast(0.40))
-    )]
-    #[case(ScenarioKind::NewConnection, Group::Connect, None)]
-    #[case(ScenarioKind::Bulk, Group::Socks5, Some(Goal::RatioAtLeast(0.70)))]
-    #[case(ScenarioKind::Latency, Group::ReverseHttp, Some(Goal::P99UnderMs(1.5)))]
-    #[case(ScenarioKind::Latency, Group::Direct, None)]
-    #[case(ScenarioKind::TlsOut, Group::ConnectTlsIntercepted, None)]
-    #[case(
-        ScenarioKind::ReplayMock,
-        Group::Replay,
-        Some(Goal::RatioAtLeast(0.80))
-    )]
-    #[case(ScenarioKind::ReplayMock, Group::Mock, None)]
-    fn the_issues_targets(
-        #[case] kind: ScenarioKind,
-        #[case] group: Group,
-        #[case] expected: Option<Goal>,
-    ) {
-        assert_eq!(goal_for(kind, group), expected);
-    }
-
-    #[rstest]
     #[case(Goal::RatioAtLeast(0.75), summary(None, Some(0.75)), Verdict::Met)]
     #[case(Goal::RatioAtLeast(0.75), summary(None, Some(0.7499)), Verdict::NotMet)]
     #[case(Goal::RatioAtLeast(0.75), summary(None, None), Verdict::NoResult)]

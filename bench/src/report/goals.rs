@@ -80,27 +80,25 @@ impl GoalCheck {
 /// A median read from a row, or why there is none.
 type Reading = Result<f64, String>;
 
-/// The section of `kind` measured with `tool`.
-fn section(scenarios: &[Scenario], kind: ScenarioKind, tool: Tool) -> Option<&Section> {
+/// The section of `kind` measured with `tool`, or why the run has none.
+fn section(scenarios: &[Scenario], kind: ScenarioKind, tool: Tool) -> Result<&Section, String> {
     scenarios
         .iter()
         .filter(|scenario| scenario.kind == kind)
         .flat_map(|scenario| &scenario.sections)
         .find(|section| section.tool == tool)
+        .ok_or_else(|| format!("the run has no scenario {} rows", kind.number()))
 }
 
-/// The row of `spec` on `group` in the section of `kind` and `tool`, summarised against its section's
-/// direct row, and its name (`reverse tcp, sidecar-proxy, capture on`); or why there is no such row.
+/// The row of `spec` on `group` in `section`, summarised against the section's direct row, and its
+/// name (`reverse tcp, sidecar-proxy, capture on`); or why there is no such row.
 fn summary(
-    scenarios: &[Scenario],
-    kind: ScenarioKind,
-    tool: Tool,
+    section: &Result<&Section, String>,
     group: Group,
     spec: ServerSpec,
 ) -> Result<(RowSummary, String), String> {
     let name = format!("{group}, {}", Row::through(group, spec).label());
-    let section = section(scenarios, kind, tool)
-        .ok_or_else(|| format!("the run has no scenario {} rows", kind.number()))?;
+    let section = section.clone()?;
     let row = section
         .rows
         .iter()
@@ -210,35 +208,29 @@ pub fn evaluate(scenarios: &[Scenario]) -> Vec<GoalCheck> {
 
 /// Issue #21: publishing records to NATS costs no more than writing them to a file.
 fn nats_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
+    let keep_alive = keep_alive_rate(scenarios);
     for group in [Group::ReverseTcp, Group::ReverseHttp] {
         checks.push(share_goal(
             "1. keep-alive",
             format!("{group}, capture to NATS ≥ {NATS_SHARE:.2} × capture on (a file)"),
-            keep_alive_rate(scenarios, group, ours(group, Capture::Nats)),
-            keep_alive_rate(scenarios, group, ours(group, Capture::On)),
+            keep_alive(group, ours(group, Capture::Nats)),
+            keep_alive(group, ours(group, Capture::On)),
             NATS_SHARE,
         ));
     }
 }
 
-fn keep_alive_rate(scenarios: &[Scenario], group: Group, spec: ServerSpec) -> Reading {
-    request_rate(summary(
-        scenarios,
-        ScenarioKind::KeepAlive,
-        KEEP_ALIVE,
-        group,
-        spec,
-    ))
+/// The request rate of a row of scenario 1, by path and server.
+fn keep_alive_rate(scenarios: &[Scenario]) -> impl Fn(Group, ServerSpec) -> Reading + '_ {
+    let section = section(scenarios, ScenarioKind::KeepAlive, KEEP_ALIVE);
+    move |group, spec| request_rate(summary(&section, group, spec))
 }
 
 fn keep_alive_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
     const AREA: &str = "1. keep-alive";
-    let relay_limit = keep_alive_rate(
-        scenarios,
-        Group::ReverseTcp,
-        ServerSpec::MinimalRelay(Upstream::Http),
-    );
-    let on = |group| keep_alive_rate(scenarios, group, ours(group, Capture::On));
+    let rate = keep_alive_rate(scenarios);
+    let relay_limit = rate(Group::ReverseTcp, ServerSpec::MinimalRelay(Upstream::Http));
+    let on = |group| rate(group, ours(group, Capture::On));
     for group in [Group::ReverseTcp, Group::Connect, Group::Socks5] {
         checks.push(share_goal(
             AREA,
@@ -251,7 +243,7 @@ fn keep_alive_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
             AREA,
             format!("{group}, capture on ≥ {RELAY_SHARE:.2} × capture off"),
             on(group),
-            keep_alive_rate(scenarios, group, ours(group, Capture::Off)),
+            rate(group, ours(group, Capture::Off)),
             RELAY_SHARE,
         ));
     }
@@ -270,7 +262,7 @@ fn keep_alive_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
             AREA,
             format!("{group}, capture on above {}", peer.contender()),
             on(group),
-            keep_alive_rate(scenarios, group, peer),
+            rate(group, peer),
             |ours, reference| ours > reference,
         ));
     }
@@ -288,39 +280,31 @@ fn new_connection_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
     ];
     let section = section(scenarios, ScenarioKind::NewConnection, NEW_CONNECTION);
     for group in groups {
-        let judged = section
-            .ok_or_else(|| "the run has no scenario 2 rows".to_owned())
-            .and_then(|section| {
-                let ours = request_rate(summary(
-                    scenarios,
-                    ScenarioKind::NewConnection,
-                    NEW_CONNECTION,
-                    group,
-                    ours(group, Capture::On),
-                ))?;
-                let peers: Vec<&Row> = section
-                    .rows
-                    .iter()
-                    .filter(|row| row.group == group && is_peer(row))
-                    .collect();
-                if peers.is_empty() {
-                    return Err(format!("the run has no peer on {group}"));
-                }
-                let (peer, theirs) = peers
-                    .iter()
-                    .filter_map(|row| match summarize(row, None).figure {
-                        Some(Figure::RequestRate { per_sec }) => Some((row.label(), per_sec)),
-                        _ => None,
-                    })
-                    .max_by(|a, b| a.1.total_cmp(&b.1))
-                    .ok_or_else(|| format!("no peer on {group} has a result"))?;
-                let measured = format!(
-                    "{} vs {peer} {} req/s",
-                    super::format_count(ours),
-                    super::format_count(theirs)
-                );
-                Ok((measured, ours >= theirs))
-            });
+        let ours = request_rate(summary(&section, group, ours(group, Capture::On)));
+        let judged = ours.and_then(|ours| {
+            let peers: Vec<&Row> = section
+                .iter()
+                .flat_map(|section| &section.rows)
+                .filter(|row| row.group == group && is_peer(row))
+                .collect();
+            if peers.is_empty() {
+                return Err(format!("the run has no peer on {group}"));
+            }
+            let (peer, theirs) = peers
+                .iter()
+                .filter_map(|row| match summarize(row, None).figure {
+                    Some(Figure::RequestRate { per_sec }) => Some((row.label(), per_sec)),
+                    _ => None,
+                })
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .ok_or_else(|| format!("no peer on {group} has a result"))?;
+            let measured = format!(
+                "{} vs {peer} {} req/s",
+                super::format_count(ours),
+                super::format_count(theirs)
+            );
+            Ok((measured, ours >= theirs))
+        });
         checks.push(GoalCheck::new(
             "2. new connection per request",
             format!("{group}, capture on ≥ the best peer"),
@@ -352,7 +336,7 @@ fn bulk_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
                 "3. bulk",
                 format!("{what}, {group}, {capture} ≥ {BULK_SHARE:.2} × direct"),
                 ratio_to_direct(
-                    summary(scenarios, ScenarioKind::Bulk, tool, group, spec),
+                    summary(&section(scenarios, ScenarioKind::Bulk, tool), group, spec),
                     "direct",
                     BULK_SHARE,
                 ),
@@ -363,15 +347,8 @@ fn bulk_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
 
 /// Reverse http's p99 at a fixed rate below saturation (scenario 4), against nginx's.
 fn latency_goal(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
-    let p99 = |spec| {
-        p99_ms(summary(
-            scenarios,
-            ScenarioKind::Latency,
-            Tool::PacedWrk,
-            Group::ReverseHttp,
-            spec,
-        ))
-    };
+    let section = section(scenarios, ScenarioKind::Latency, Tool::PacedWrk);
+    let p99 = |spec| p99_ms(summary(&section, Group::ReverseHttp, spec));
     let judged = p99(ours(Group::ReverseHttp, Capture::On)).and_then(|ours| {
         let nginx = p99(ServerSpec::NginxReverse)?;
         Ok((
@@ -387,14 +364,9 @@ fn latency_goal(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
 }
 
 fn memory_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
+    let section = section(scenarios, ScenarioKind::Memory, Tool::IdleConnections);
     for group in [Group::ReverseTcp, Group::Socks5] {
-        let found = summary(
-            scenarios,
-            ScenarioKind::Memory,
-            Tool::IdleConnections,
-            group,
-            ours(group, Capture::On),
-        );
+        let found = summary(&section, group, ours(group, Capture::On));
         let figure = found.and_then(|(summary, name)| match summary.figure {
             Some(Figure::Memory {
                 idle_kib,
@@ -426,14 +398,10 @@ fn memory_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
 }
 
 fn h2c_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
+    let section = section(scenarios, ScenarioKind::H2c, Tool::H2load);
     let rate = |capture| {
-        request_rate(summary(
-            scenarios,
-            ScenarioKind::H2c,
-            Tool::H2load,
-            Group::ReverseTcp,
-            ServerSpec::Sidecar(SidecarMode::ReverseTcp(Upstream::H2c), capture),
-        ))
+        let spec = ServerSpec::Sidecar(SidecarMode::ReverseTcp(Upstream::H2c), capture);
+        request_rate(summary(&section, Group::ReverseTcp, spec))
     };
     checks.push(share_goal(
         "8. h2c",

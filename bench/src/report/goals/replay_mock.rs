@@ -4,7 +4,7 @@
 //! sidecar relays the same requests to the origin (the reference is a row of its own, so the two
 //! medians are divided).
 
-use super::{ratio_to_direct, request_rate, share_goal, summary, GoalCheck};
+use super::{ratio_to_direct, request_rate, section, share_goal, summary, GoalCheck};
 use crate::contenders::{Capture, ServerSpec, SidecarMode};
 use crate::results::{Group, Scenario, ScenarioKind, Tool};
 
@@ -23,9 +23,7 @@ const REVERSE_CAPTURING: ServerSpec = ServerSpec::Sidecar(SidecarMode::ReverseHt
 
 pub fn goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
     let replay = summary(
-        scenarios,
-        ScenarioKind::ReplayMock,
-        Tool::Replay,
+        &section(scenarios, ScenarioKind::ReplayMock, Tool::Replay),
         Group::Replay,
         REVERSE_CAPTURING,
     );
@@ -34,15 +32,12 @@ pub fn goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
         format!("replay --rate max ≥ {REPLAY_SHARE:.2} × wrk"),
         ratio_to_direct(replay, "wrk", REPLAY_SHARE),
     ));
-    let rate = |group| {
-        request_rate(summary(
-            scenarios,
-            ScenarioKind::ReplayMock,
-            Tool::WrkRecordedRequests,
-            group,
-            FORWARD_CAPTURING,
-        ))
-    };
+    let mock = section(
+        scenarios,
+        ScenarioKind::ReplayMock,
+        Tool::WrkRecordedRequests,
+    );
+    let rate = |group| request_rate(summary(&mock, group, FORWARD_CAPTURING));
     checks.push(share_goal(
         AREA,
         format!("--mock ≥ {MOCK_SHARE:.2} × the forward relay (absolute-form, capture on)"),
