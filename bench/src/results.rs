@@ -2,7 +2,7 @@
 //! each round gives a row. It lives below the code that measures, so the statistics, the targets and the
 //! report read results without importing the measurements.
 
-use std::fmt;
+use std::{fmt, mem};
 
 use crate::clients::Invalid;
 use crate::contenders::{Capture, ServerSpec};
@@ -211,21 +211,16 @@ impl Figure {
     /// This figure relative to the direct path's of the same round: throughput as a fraction of
     /// direct (higher is better), latency as p99 over direct p99 (lower is better). Memory has none.
     pub fn ratio_to(&self, direct: &Figure) -> Option<f64> {
-        let ratio = match (self, direct) {
-            (Figure::RequestRate { per_sec: ours }, Figure::RequestRate { per_sec: base })
-            | (
-                Figure::Handshakes { per_sec: ours, .. },
-                Figure::Handshakes { per_sec: base, .. },
-            ) => ours / base,
-            (
-                Figure::Bandwidth { bits_per_sec: ours },
-                Figure::Bandwidth { bits_per_sec: base },
-            ) => ours / base,
-            (Figure::Latency { p99_ms: ours, .. }, Figure::Latency { p99_ms: base, .. }) => {
-                ours / base
-            }
-            _ => return None,
+        let compared = |figure: &Figure| match *figure {
+            Figure::RequestRate { per_sec } | Figure::Handshakes { per_sec, .. } => Some(per_sec),
+            Figure::Bandwidth { bits_per_sec } => Some(bits_per_sec),
+            Figure::Latency { p99_ms, .. } => Some(p99_ms),
+            Figure::Memory { .. } | Figure::SinkRate { .. } => None,
         };
+        if mem::discriminant(self) != mem::discriminant(direct) {
+            return None;
+        }
+        let ratio = compared(self)? / compared(direct)?;
         ratio.is_finite().then_some(ratio)
     }
 }

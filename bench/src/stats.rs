@@ -174,15 +174,6 @@ mod tests {
     }
 
     #[test]
-    fn a_row_with_no_valid_round_has_no_figure() {
-        let mut row = Row::direct();
-        row.outcomes = vec![Err(Invalid("no request completed".into()))];
-        let summary = summarize(&row, None);
-        assert_eq!(summary.figure, None);
-        assert_eq!(summary.ratio, None);
-    }
-
-    #[test]
     fn memory_keeps_the_median_round_whole() {
         let memory = |idle_kib, loaded_kib| Figure::Memory {
             idle_kib,
