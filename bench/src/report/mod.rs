@@ -175,7 +175,7 @@ fn render_scenario(out: &mut String, scenario: &Scenario, meta: &Meta) {
         let _ = writeln!(out, "_{}_\n", section.title);
         match section.tool {
             Tool::Wrk { .. } | Tool::H2load | Tool::Replay | Tool::WrkRecordedRequests => {
-                rate_table(out, kind, section, "req/s", requests)
+                rate_table(out, kind, section, "req/s", per_sec)
             }
             Tool::Iperf3 | Tool::Download => {
                 rate_table(out, kind, section, "Gbit/s", |f| match f {
@@ -265,9 +265,12 @@ fn rate_table(
     table(out, section, &head, cells, show);
 }
 
-fn requests(figure: &Figure) -> Option<String> {
+/// Requests, handshakes or records per second, as a count.
+fn per_sec(figure: &Figure) -> Option<String> {
     match figure {
-        Figure::RequestRate { per_sec } => Some(format_count(*per_sec)),
+        Figure::RequestRate { per_sec }
+        | Figure::Handshakes { per_sec, .. }
+        | Figure::SinkRate { per_sec, .. } => Some(format_count(*per_sec)),
         _ => None,
     }
 }
@@ -289,10 +292,6 @@ fn ratio_cell(summary: &RowSummary) -> String {
 /// New TLS connections per second, ratio to direct, and for an intercepting sidecar the leaf
 /// certificates it showed: minted or from its cache (summed over the rounds' measurements).
 fn handshake_table(out: &mut String, section: &Section) {
-    let show: fn(&Figure) -> Option<String> = |f| match f {
-        Figure::Handshakes { per_sec, .. } => Some(format_count(*per_sec)),
-        _ => None,
-    };
     let cells = |_: &Row, summary: &RowSummary| {
         let leaves = match summary.figure {
             Some(Figure::Handshakes {
@@ -303,11 +302,11 @@ fn handshake_table(out: &mut String, section: &Section) {
         };
         format!(
             "{} | {} | {leaves}",
-            median_cell(summary, show),
+            median_cell(summary, per_sec),
             ratio_cell(summary)
         )
     };
-    table(out, section, "handshakes/s: | × direct: | leaf certificates during the measurements | each round (handshakes/s)", cells, show);
+    table(out, section, "handshakes/s: | × direct: | leaf certificates during the measurements | each round (handshakes/s)", cells, per_sec);
 }
 
 /// The NATS sink: records JetStream acknowledged per second (from the first request to the last
@@ -328,10 +327,7 @@ fn sink_table(out: &mut String, section: &Section) {
         ),
         _ => "no result | | | ".to_owned(),
     };
-    table(out, section, "records/s acknowledged: | records per publisher CPU-second: | records per sidecar CPU-second: | dropped: | each round (records/s)", cells, |f| match f {
-        Figure::SinkRate { per_sec, .. } => Some(format_count(*per_sec)),
-        _ => None,
-    });
+    table(out, section, "records/s acknowledged: | records per publisher CPU-second: | records per sidecar CPU-second: | dropped: | each round (records/s)", cells, per_sec);
 }
 
 /// `0 minted, 41,212 cached (100.0 % hits); 1 minted since start`.
