@@ -46,10 +46,10 @@ pub fn invalid(why: &str) -> Outcome {
 
 pub fn row(
     group: Group,
-    spec: Option<ServerSpec>,
+    spec: impl Into<Option<ServerSpec>>,
     outcomes: impl IntoIterator<Item = Outcome>,
 ) -> Row {
-    let mut row = match spec {
+    let mut row = match spec.into() {
         Some(spec) => Row::through(group, spec),
         None => Row::direct(),
     };
@@ -104,13 +104,9 @@ pub fn passing_run() -> Vec<Scenario> {
         row(ReverseTcp, RELAY, [rate(60_000.0)]),
         row(ReverseHttp, on(HTTP), [rate(54_000.0)]),
         row(ReverseHttp, nats(HTTP), [rate(51_300.0)]),
-        row(
-            ReverseHttp,
-            Some(ServerSpec::NginxReverse),
-            [rate(53_999.0)],
-        ),
+        row(ReverseHttp, ServerSpec::NginxReverse, [rate(53_999.0)]),
         row(AbsoluteForm, on(FORWARD), [rate(55_000.0)]),
-        row(AbsoluteForm, Some(ServerSpec::Squid), [rate(15_000.0)]),
+        row(AbsoluteForm, ServerSpec::Squid, [rate(15_000.0)]),
         row(Connect, on(FORWARD), [rate(58_000.0)]),
         row(Connect, off(FORWARD), [rate(58_000.0)]),
         row(Socks5, on(SOCKS), [rate(59_000.0)]),
@@ -121,31 +117,27 @@ pub fn passing_run() -> Vec<Scenario> {
         row(ReverseTcp, on(TCP), [rate(14_000.0)]),
         row(
             ReverseTcp,
-            Some(ServerSpec::Haproxy(HaproxyMode::Tcp, Upstream::Http)),
+            ServerSpec::Haproxy(HaproxyMode::Tcp, Upstream::Http),
             [rate(13_000.0)],
         ),
         // The relay limit is no peer: being slower than it does not fail the goal.
         row(ReverseTcp, RELAY, [rate(20_000.0)]),
         row(ReverseHttp, on(HTTP), [rate(19_000.0)]),
-        row(
-            ReverseHttp,
-            Some(ServerSpec::NginxReverse),
-            [rate(18_000.0)],
-        ),
+        row(ReverseHttp, ServerSpec::NginxReverse, [rate(18_000.0)]),
         row(AbsoluteForm, on(FORWARD), [rate(15_000.0)]),
-        row(AbsoluteForm, Some(ServerSpec::Squid), [rate(5_000.0)]),
-        row(AbsoluteForm, Some(ServerSpec::Tinyproxy), [rate(8_000.0)]),
+        row(AbsoluteForm, ServerSpec::Squid, [rate(5_000.0)]),
+        row(AbsoluteForm, ServerSpec::Tinyproxy, [rate(8_000.0)]),
         row(Connect, on(FORWARD), [rate(4_000.0)]),
-        row(Connect, Some(ServerSpec::Squid), [rate(4_000.0)]),
+        row(Connect, ServerSpec::Squid, [rate(4_000.0)]),
         row(Socks5, on(SOCKS), [rate(5_000.0)]),
         // A peer without a valid round is left out of "the best peer".
-        row(Socks5, Some(ServerSpec::Dante), [invalid("socket errors")]),
-        row(Socks5, Some(ServerSpec::Microsocks), [rate(4_700.0)]),
+        row(Socks5, ServerSpec::Dante, [invalid("socket errors")]),
+        row(Socks5, ServerSpec::Microsocks, [rate(4_700.0)]),
     ];
     let latency = vec![
         row(Direct, None, [latency(0.9)]),
         row(ReverseHttp, on(HTTP), [latency(1.5)]),
-        row(ReverseHttp, Some(ServerSpec::NginxReverse), [latency(1.5)]),
+        row(ReverseHttp, ServerSpec::NginxReverse, [latency(1.5)]),
     ];
     let iperf3 = SidecarMode::ReverseTcp(Upstream::Iperf3);
     let bulk = Scenario {
@@ -184,7 +176,7 @@ pub fn passing_run() -> Vec<Scenario> {
         row(ReverseTcp, off(H2C), [rate(50_000.0)]),
         row(
             ReverseTcp,
-            Some(ServerSpec::MinimalRelay(Upstream::H2c)),
+            ServerSpec::MinimalRelay(Upstream::H2c),
             [rate(52_000.0)],
         ),
     ];
@@ -235,7 +227,7 @@ pub fn full_run() -> Vec<Scenario> {
     run[0].sections[0].rows.extend([
         row(
             ReverseTcp,
-            Some(ServerSpec::Haproxy(HaproxyMode::Tcp, Upstream::Http)),
+            ServerSpec::Haproxy(HaproxyMode::Tcp, Upstream::Http),
             [
                 rate(45_000.0),
                 invalid("socket errors: connect 3, read 0, write 0, timeout 0"),
@@ -243,12 +235,12 @@ pub fn full_run() -> Vec<Scenario> {
         ),
         row(
             AbsoluteForm,
-            Some(ServerSpec::Tinyproxy),
+            ServerSpec::Tinyproxy,
             [rate(1_000.0), rate(1_200.0)],
         ),
         row(
             Connect,
-            Some(ServerSpec::Squid),
+            ServerSpec::Squid,
             [
                 invalid("no request completed"),
                 invalid("no request completed"),
@@ -282,7 +274,7 @@ pub fn full_run() -> Vec<Scenario> {
     // Scenario 5 (memory) is the fifth of the passing run; tls-out comes before h2c, the sixth.
     run[4].sections[0].rows.push(row(
         Socks5,
-        Some(ServerSpec::Dante),
+        ServerSpec::Dante,
         [memory(3_000, 200_000), invalid("dante exited")],
     ));
     run.insert(5, tls_out());
@@ -334,7 +326,7 @@ fn tls_out() -> Scenario {
                     ),
                     row(
                         ConnectTlsIntercepted,
-                        Some(ServerSpec::Mitmproxy),
+                        ServerSpec::Mitmproxy,
                         [handshakes(300.0, Some((0, 0))), invalid("handshake failed")],
                     ),
                 ],
