@@ -8,21 +8,23 @@ use crate::clients::Invalid;
 use crate::contenders::{Capture, ServerSpec};
 use crate::route::Route;
 
+/// A scenario, numbered as the issue numbers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum ScenarioKind {
-    KeepAlive,
-    NewConnection,
-    Bulk,
-    Latency,
-    Memory,
+    KeepAlive = 1,
+    NewConnection = 2,
+    Bulk = 3,
+    Latency = 4,
+    Memory = 5,
     /// HTTPS through CONNECT with tls-out off and on (issue #10; 6 is capture on/off, which has no
     /// section of its own).
-    TlsOut,
+    TlsOut = 7,
     /// HTTP/2 cleartext with prior knowledge through a tcp relay (issue #17).
-    H2c,
+    H2c = 8,
     /// `sidecar-proxy replay --rate max` as a load generator, and `--mock` answering from a capture
     /// (issue #19).
-    ReplayMock,
+    ReplayMock = 9,
 }
 
 impl ScenarioKind {
@@ -51,16 +53,7 @@ impl ScenarioKind {
 
     /// The issue's number for the scenario.
     pub fn number(self) -> u8 {
-        match self {
-            ScenarioKind::KeepAlive => 1,
-            ScenarioKind::NewConnection => 2,
-            ScenarioKind::Bulk => 3,
-            ScenarioKind::Latency => 4,
-            ScenarioKind::Memory => 5,
-            ScenarioKind::TlsOut => 7,
-            ScenarioKind::H2c => 8,
-            ScenarioKind::ReplayMock => 9,
-        }
+        self as u8
     }
 
     pub fn title(self) -> &'static str {
