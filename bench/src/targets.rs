@@ -94,6 +94,23 @@ pub fn per_connection_kb(idle_kib: u64, loaded_kib: u64, connections: u32) -> f6
     loaded_kib.saturating_sub(idle_kib) as f64 * 1024.0 / 1000.0 / f64::from(connections)
 }
 
+/// What the memory targets and goals judge of a memory figure: MB of RSS idle, and KB each held
+/// connection added.
+pub fn idle_mb_and_per_connection_kb(figure: Option<Figure>) -> Option<(f64, f64)> {
+    match figure? {
+        Figure::Memory {
+            idle_kib,
+            loaded_kib,
+            connections,
+            ..
+        } => Some((
+            kib_to_mb(idle_kib),
+            per_connection_kb(idle_kib, loaded_kib, connections),
+        )),
+        _ => None,
+    }
+}
+
 pub fn judge(goal: Goal, summary: &RowSummary) -> Verdict {
     let met = match (goal, summary.figure) {
         (Goal::RatioAtLeast(target), _) => match summary.ratio {
@@ -104,18 +121,13 @@ pub fn judge(goal: Goal, summary: &RowSummary) -> Verdict {
         (
             Goal::Memory {
                 idle_mb,
-                per_connection_kb: per_conn,
+                per_connection_kb,
             },
-            Some(Figure::Memory {
-                idle_kib,
-                loaded_kib,
-                connections,
-                ..
-            }),
-        ) => {
-            kib_to_mb(idle_kib) < idle_mb
-                && per_connection_kb(idle_kib, loaded_kib, connections) < per_conn
-        }
+            figure,
+        ) => match idle_mb_and_per_connection_kb(figure) {
+            Some((idle, per_connection)) => idle < idle_mb && per_connection < per_connection_kb,
+            None => return Verdict::NoResult,
+        },
         _ => return Verdict::NoResult,
     };
     if met {

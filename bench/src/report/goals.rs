@@ -13,7 +13,7 @@ use crate::contenders::{Capture, ServerSpec, SidecarMode, Upstream};
 use crate::markdown;
 use crate::results::{Figure, Group, Row, Scenario, ScenarioKind, Section, Tool};
 use crate::stats::{summarize, RowSummary};
-use crate::targets::{kib_to_mb, per_connection_kb};
+use crate::targets::idle_mb_and_per_connection_kb;
 
 /// Keep-alive relays (reverse tcp, CONNECT, SOCKS5) with capture on, against the minimal relay's
 /// reverse tcp row and against the same row with capture off.
@@ -367,22 +367,14 @@ fn memory_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
     let section = section(scenarios, ScenarioKind::Memory, Tool::IdleConnections);
     for group in [Group::ReverseTcp, Group::Socks5] {
         let found = summary(&section, group, ours(group, Capture::On));
-        let figure = found.and_then(|(summary, name)| match summary.figure {
-            Some(Figure::Memory {
-                idle_kib,
-                loaded_kib,
-                connections,
-                ..
-            }) => Ok((
-                per_connection_kb(idle_kib, loaded_kib, connections),
-                kib_to_mb(idle_kib),
-            )),
-            _ => Err(format!("{name} has no valid round")),
+        let figure = found.and_then(|(summary, name)| {
+            idle_mb_and_per_connection_kb(summary.figure)
+                .ok_or_else(|| format!("{name} has no valid round"))
         });
         checks.push(GoalCheck::new(
             "5. memory",
             format!("{group}, capture on: ≤ {MAX_KB_PER_CONNECTION} KB per idle connection"),
-            figure.clone().map(|(per_connection, _)| {
+            figure.clone().map(|(_, per_connection)| {
                 (
                     format!("{per_connection:.2} KB/conn"),
                     per_connection <= MAX_KB_PER_CONNECTION,
@@ -392,7 +384,7 @@ fn memory_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
         checks.push(GoalCheck::new(
             "5. memory",
             format!("{group}, capture on: idle RSS < {MAX_IDLE_MB} MB"),
-            figure.map(|(_, idle_mb)| (format!("{idle_mb:.1} MB idle"), idle_mb < MAX_IDLE_MB)),
+            figure.map(|(idle_mb, _)| (format!("{idle_mb:.1} MB idle"), idle_mb < MAX_IDLE_MB)),
         ));
     }
 }

@@ -14,7 +14,9 @@ use std::time::Duration;
 use crate::markdown;
 use crate::results::{Figure, LeafCounts, Row, Scenario, ScenarioKind, Section, Tool};
 use crate::stats::{summarize, RowSummary};
-use crate::targets::{goal_for, judge, kib_to_mb, per_connection_kb};
+use crate::targets::{
+    goal_for, idle_mb_and_per_connection_kb, judge, kib_to_mb, per_connection_kb,
+};
 
 /// Everything about the run that is not a measurement.
 #[derive(Debug, Clone, PartialEq)]
@@ -118,26 +120,17 @@ fn render_targets(out: &mut String, scenarios: &[Scenario]) {
                 let summary = summarize(row, section.baseline());
                 let figure = match (scenario.kind, summary.figure) {
                     (ScenarioKind::Latency, Some(Figure::Latency { p99_ms, .. })) => {
-                        format!("p99 {p99_ms:.2} ms")
+                        Some(format!("p99 {p99_ms:.2} ms"))
                     }
-                    (
-                        ScenarioKind::Memory,
-                        Some(Figure::Memory {
-                            idle_kib,
-                            loaded_kib,
-                            connections,
-                            ..
-                        }),
-                    ) => format!(
-                        "{:.1} MB idle, {:.2} KB/conn",
-                        kib_to_mb(idle_kib),
-                        per_connection_kb(idle_kib, loaded_kib, connections)
-                    ),
-                    (ScenarioKind::Latency | ScenarioKind::Memory, _) => "—".to_owned(),
-                    _ => summary
-                        .ratio
-                        .map_or("—".to_owned(), |r| format!("{r:.2} × direct")),
-                };
+                    (ScenarioKind::Latency, _) => None,
+                    (ScenarioKind::Memory, figure) => {
+                        idle_mb_and_per_connection_kb(figure).map(|(idle, per_connection)| {
+                            format!("{idle:.1} MB idle, {per_connection:.2} KB/conn")
+                        })
+                    }
+                    _ => summary.ratio.map(|r| format!("{r:.2} × direct")),
+                }
+                .unwrap_or_else(|| "—".to_owned());
                 let capture = row.capture().map_or(String::new(), |c| c.to_string());
                 let _ = writeln!(
                     out,
