@@ -423,7 +423,7 @@ fn target_cell(kind: ScenarioKind, row: &Row, summary: &RowSummary) -> String {
 }
 
 /// 12345.6 → "12,346".
-pub fn format_count(value: f64) -> String {
+fn format_count(value: f64) -> String {
     let rounded = value.round().max(0.0) as u64;
     let digits = rounded.to_string();
     let mut out = String::new();
@@ -436,7 +436,7 @@ pub fn format_count(value: f64) -> String {
     out
 }
 
-pub fn format_duration(duration: Duration) -> String {
+fn format_duration(duration: Duration) -> String {
     let seconds = duration.as_secs();
     if seconds >= 60 {
         format!("{} min {} s", seconds / 60, seconds % 60)
