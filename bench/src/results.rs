@@ -2,27 +2,29 @@
 //! each round gives a row. It lives below the code that measures, so the statistics, the targets and the
 //! report read results without importing the measurements.
 
-use std::fmt;
+use std::{fmt, mem};
 
 use crate::clients::Invalid;
 use crate::contenders::{Capture, ServerSpec};
 use crate::route::Route;
 
+/// A scenario, numbered as the issue numbers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum ScenarioKind {
-    KeepAlive,
-    NewConnection,
-    Bulk,
-    Latency,
-    Memory,
+    KeepAlive = 1,
+    NewConnection = 2,
+    Bulk = 3,
+    Latency = 4,
+    Memory = 5,
     /// HTTPS through CONNECT with tls-out off and on (issue #10; 6 is capture on/off, which has no
     /// section of its own).
-    TlsOut,
+    TlsOut = 7,
     /// HTTP/2 cleartext with prior knowledge through a tcp relay (issue #17).
-    H2c,
+    H2c = 8,
     /// `sidecar-proxy replay --rate max` as a load generator, and `--mock` answering from a capture
     /// (issue #19).
-    ReplayMock,
+    ReplayMock = 9,
 }
 
 impl ScenarioKind {
@@ -39,42 +41,19 @@ impl ScenarioKind {
 
     /// The scenario the report numbers `number` (as `--scenario` takes it).
     pub fn from_number(number: &str) -> Result<ScenarioKind, String> {
-        let known = || {
-            Self::ALL
-                .iter()
-                .map(|kind| kind.number().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let known = Self::ALL.map(|kind| kind.number().to_string()).join(", ");
         let parsed: u8 = number.parse().map_err(|_| {
-            format!(
-                "{number:?} is not a scenario number; the scenarios are {}",
-                known()
-            )
+            format!("{number:?} is not a scenario number; the scenarios are {known}")
         })?;
         Self::ALL
             .into_iter()
             .find(|kind| kind.number() == parsed)
-            .ok_or_else(|| {
-                format!(
-                    "there is no scenario {parsed}; the scenarios are {}",
-                    known()
-                )
-            })
+            .ok_or_else(|| format!("there is no scenario {parsed}; the scenarios are {known}"))
     }
 
     /// The issue's number for the scenario.
     pub fn number(self) -> u8 {
-        match self {
-            ScenarioKind::KeepAlive => 1,
-            ScenarioKind::NewConnection => 2,
-            ScenarioKind::Bulk => 3,
-            ScenarioKind::Latency => 4,
-            ScenarioKind::Memory => 5,
-            ScenarioKind::TlsOut => 7,
-            ScenarioKind::H2c => 8,
-            ScenarioKind::ReplayMock => 9,
-        }
+        self as u8
     }
 
     pub fn title(self) -> &'static str {
@@ -225,21 +204,16 @@ impl Figure {
     /// This figure relative to the direct path's of the same round: throughput as a fraction of
     /// direct (higher is better), latency as p99 over direct p99 (lower is better). Memory has none.
     pub fn ratio_to(&self, direct: &Figure) -> Option<f64> {
-        let ratio = match (self, direct) {
-            (Figure::RequestRate { per_sec: ours }, Figure::RequestRate { per_sec: base })
-            | (
-                Figure::Handshakes { per_sec: ours, .. },
-                Figure::Handshakes { per_sec: base, .. },
-            ) => ours / base,
-            (
-                Figure::Bandwidth { bits_per_sec: ours },
-                Figure::Bandwidth { bits_per_sec: base },
-            ) => ours / base,
-            (Figure::Latency { p99_ms: ours, .. }, Figure::Latency { p99_ms: base, .. }) => {
-                ours / base
-            }
-            _ => return None,
+        let compared = |figure: &Figure| match *figure {
+            Figure::RequestRate { per_sec } | Figure::Handshakes { per_sec, .. } => Some(per_sec),
+            Figure::Bandwidth { bits_per_sec } => Some(bits_per_sec),
+            Figure::Latency { p99_ms, .. } => Some(p99_ms),
+            Figure::Memory { .. } | Figure::SinkRate { .. } => None,
         };
+        if mem::discriminant(self) != mem::discriminant(direct) {
+            return None;
+        }
+        let ratio = compared(self)? / compared(direct)?;
         ratio.is_finite().then_some(ratio)
     }
 }
@@ -258,18 +232,18 @@ pub struct Row {
 
 impl Row {
     pub fn direct() -> Row {
-        Row::new(Group::Direct, None)
+        Row {
+            group: Group::Direct,
+            server: None,
+            outcomes: Vec::new(),
+        }
     }
 
     pub fn through(group: Group, server: ServerSpec) -> Row {
-        Row::new(group, Some(server))
-    }
-
-    fn new(group: Group, server: Option<ServerSpec>) -> Row {
         Row {
+            server: Some(server),
             group,
-            server,
-            outcomes: Vec::new(),
+            ..Row::direct()
         }
     }
 

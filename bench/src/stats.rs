@@ -2,6 +2,8 @@
 //! the per-round ratios to the direct path (each round's ratio uses the direct figure of that same
 //! round, so a machine that is slower in one round does not skew the comparison).
 
+use std::mem;
+
 use crate::results::{Figure, LeafCounts, Row};
 
 /// The median (the mean of the middle two for an even count); `None` when empty. NaN is skipped.
@@ -23,8 +25,6 @@ pub fn median(values: &[f64]) -> Option<f64> {
 pub struct RowSummary {
     pub figure: Option<Figure>,
     pub ratio: Option<f64>,
-    pub valid_rounds: usize,
-    pub rounds: usize,
 }
 
 pub fn summarize(row: &Row, baseline: Option<&Row>) -> RowSummary {
@@ -49,8 +49,6 @@ pub fn summarize(row: &Row, baseline: Option<&Row>) -> RowSummary {
     RowSummary {
         figure: median_figure(&valid),
         ratio: median(&ratios),
-        valid_rounds: valid.len(),
-        rounds: row.outcomes.len(),
     }
 }
 
@@ -58,48 +56,24 @@ pub fn summarize(row: &Row, baseline: Option<&Row>) -> RowSummary {
 /// kept whole so that its idle and loaded RSS belong together.
 pub fn median_figure(figures: &[Figure]) -> Option<Figure> {
     let first = *figures.first()?;
-    let field = |get: fn(&Figure) -> Option<f64>| {
-        median(&figures.iter().filter_map(get).collect::<Vec<_>>())
-    };
-    Some(match first {
-        Figure::RequestRate { .. } => Figure::RequestRate {
-            per_sec: field(|f| match f {
-                Figure::RequestRate { per_sec } => Some(*per_sec),
-                _ => None,
-            })?,
-        },
-        Figure::Bandwidth { .. } => Figure::Bandwidth {
-            bits_per_sec: field(|f| match f {
-                Figure::Bandwidth { bits_per_sec } => Some(*bits_per_sec),
-                _ => None,
-            })?,
-        },
-        Figure::Latency { .. } => Figure::Latency {
-            p50_ms: field(|f| match f {
-                Figure::Latency { p50_ms, .. } => Some(*p50_ms),
-                _ => None,
-            })?,
-            p99_ms: field(|f| match f {
-                Figure::Latency { p99_ms, .. } => Some(*p99_ms),
-                _ => None,
-            })?,
-            p999_ms: field(|f| match f {
-                Figure::Latency { p999_ms, .. } => Some(*p999_ms),
-                _ => None,
-            })?,
-            per_sec: field(|f| match f {
-                Figure::Latency { per_sec, .. } => Some(*per_sec),
-                _ => None,
-            })?,
-        },
+    let mut rounds: Vec<Figure> = figures
+        .iter()
+        .copied()
+        .filter(|f| mem::discriminant(f) == mem::discriminant(&first))
+        .collect();
+    let mut out = first;
+    for (i, field) in medianed(&mut out).into_iter().enumerate() {
+        let column: Vec<f64> = rounds
+            .iter()
+            .map(|&(mut round)| *medianed(&mut round)[i])
+            .collect();
+        *field = median(&column)?;
+    }
+    match &mut out {
         // The rate's median; the leaves summed over the rounds (they are counts, and the report gives
         // the share served from the cache), with the sidecar's own total as the last round saw it.
-        Figure::Handshakes { .. } => Figure::Handshakes {
-            per_sec: field(|f| match f {
-                Figure::Handshakes { per_sec, .. } => Some(*per_sec),
-                _ => None,
-            })?,
-            leaves: figures
+        Figure::Handshakes { leaves, .. } => {
+            *leaves = rounds
                 .iter()
                 .filter_map(|f| match f {
                     Figure::Handshakes { leaves, .. } => *leaves,
@@ -109,42 +83,19 @@ pub fn median_figure(figures: &[Figure]) -> Option<Figure> {
                     minted: sum.minted + round.minted,
                     cached: sum.cached + round.cached,
                     minted_since_start: sum.minted_since_start.max(round.minted_since_start),
-                }),
-        },
-        Figure::SinkRate { .. } => Figure::SinkRate {
-            per_sec: field(|f| match f {
-                Figure::SinkRate { per_sec, .. } => Some(*per_sec),
-                _ => None,
-            })?,
-            per_publisher_cpu_sec: field(|f| match f {
-                Figure::SinkRate {
-                    per_publisher_cpu_sec,
-                    ..
-                } => Some(*per_publisher_cpu_sec),
-                _ => None,
-            })?,
-            per_process_cpu_sec: field(|f| match f {
-                Figure::SinkRate {
-                    per_process_cpu_sec,
-                    ..
-                } => Some(*per_process_cpu_sec),
-                _ => None,
-            })?,
-            // A count: every round's drops together.
-            dropped: figures
+                });
+        }
+        // A count: every round's drops together.
+        Figure::SinkRate { dropped, .. } => {
+            *dropped = rounds
                 .iter()
                 .map(|f| match f {
                     Figure::SinkRate { dropped, .. } => *dropped,
                     _ => 0,
                 })
-                .sum(),
-        },
+                .sum();
+        }
         Figure::Memory { .. } => {
-            let mut rounds: Vec<Figure> = figures
-                .iter()
-                .copied()
-                .filter(|f| matches!(f, Figure::Memory { .. }))
-                .collect();
             rounds.sort_by_key(|f| match f {
                 Figure::Memory {
                     idle_kib,
@@ -153,9 +104,32 @@ pub fn median_figure(figures: &[Figure]) -> Option<Figure> {
                 } => loaded_kib.saturating_sub(*idle_kib),
                 _ => 0,
             });
-            *rounds.get(rounds.len().saturating_sub(1) / 2)?
+            out = rounds[(rounds.len() - 1) / 2];
         }
-    })
+        _ => {}
+    }
+    Some(out)
+}
+
+/// The fields of a figure whose median is taken one by one: rates and percentiles, not counts.
+fn medianed(figure: &mut Figure) -> Vec<&mut f64> {
+    match figure {
+        Figure::RequestRate { per_sec } | Figure::Handshakes { per_sec, .. } => vec![per_sec],
+        Figure::Bandwidth { bits_per_sec } => vec![bits_per_sec],
+        Figure::Latency {
+            p50_ms,
+            p99_ms,
+            p999_ms,
+            per_sec,
+        } => vec![p50_ms, p99_ms, p999_ms, per_sec],
+        Figure::SinkRate {
+            per_sec,
+            per_publisher_cpu_sec,
+            per_process_cpu_sec,
+            ..
+        } => vec![per_sec, per_publisher_cpu_sec, per_process_cpu_sec],
+        Figure::Memory { .. } => Vec::new(),
+    }
 }
 
 #[cfg(test)]
@@ -197,16 +171,6 @@ mod tests {
         // Rounds 1 and 2: 0.5 and 0.9; round 3 is invalid and left out.
         assert_eq!(summary.ratio, Some(0.7));
         assert_eq!(summary.figure, Some(Figure::RequestRate { per_sec: 115.0 }));
-        assert_eq!((summary.valid_rounds, summary.rounds), (2, 3));
-    }
-
-    #[test]
-    fn a_row_with_no_valid_round_has_no_figure() {
-        let mut row = Row::direct();
-        row.outcomes = vec![Err(Invalid("no request completed".into()))];
-        let summary = summarize(&row, None);
-        assert_eq!(summary.figure, None);
-        assert_eq!(summary.ratio, None);
     }
 
     #[test]

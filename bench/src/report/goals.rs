@@ -13,7 +13,7 @@ use crate::contenders::{Capture, ServerSpec, SidecarMode, Upstream};
 use crate::markdown;
 use crate::results::{Figure, Group, Row, Scenario, ScenarioKind, Section, Tool};
 use crate::stats::{summarize, RowSummary};
-use crate::targets::{kib_to_mb, per_connection_kb};
+use crate::targets::idle_mb_and_per_connection_kb;
 
 /// Keep-alive relays (reverse tcp, CONNECT, SOCKS5) with capture on, against the minimal relay's
 /// reverse tcp row and against the same row with capture off.
@@ -60,44 +60,51 @@ pub struct GoalCheck {
     pub status: Status,
 }
 
+impl GoalCheck {
+    /// `judged`: the measured figure and whether it meets the goal, or why it was not measured.
+    fn new(area: &'static str, goal: String, judged: Result<(String, bool), String>) -> GoalCheck {
+        let (measured, status) = match judged {
+            Ok((measured, true)) => (measured, Status::Met),
+            Ok((measured, false)) => (measured, Status::NotMet),
+            Err(why) => (format!("not measured: {why}"), Status::NotMeasured),
+        };
+        GoalCheck {
+            area,
+            goal,
+            measured,
+            status,
+        }
+    }
+}
+
 /// A median read from a row, or why there is none.
 type Reading = Result<f64, String>;
 
-/// The section of `kind` measured with `tool`.
-fn section(scenarios: &[Scenario], kind: ScenarioKind, tool: Tool) -> Option<&Section> {
+/// The section of `kind` measured with `tool`, or why the run has none.
+fn section(scenarios: &[Scenario], kind: ScenarioKind, tool: Tool) -> Result<&Section, String> {
     scenarios
         .iter()
         .filter(|scenario| scenario.kind == kind)
         .flat_map(|scenario| &scenario.sections)
         .find(|section| section.tool == tool)
+        .ok_or_else(|| format!("the run has no scenario {} rows", kind.number()))
 }
 
-/// The row of `spec` on `group` in the section of `kind` and `tool`, summarised against its section's
-/// direct row; or why there is no such row.
+/// The row of `spec` on `group` in `section`, summarised against the section's direct row, and its
+/// name (`reverse tcp, sidecar-proxy, capture on`); or why there is no such row.
 fn summary(
-    scenarios: &[Scenario],
-    kind: ScenarioKind,
-    tool: Tool,
+    section: &Result<&Section, String>,
     group: Group,
     spec: ServerSpec,
 ) -> Result<(RowSummary, String), String> {
-    let name = row_name(group, spec);
-    let section = section(scenarios, kind, tool)
-        .ok_or_else(|| format!("the run has no scenario {} rows", kind.number()))?;
+    let name = format!("{group}, {}", Row::through(group, spec).label());
+    let section = section.clone()?;
     let row = section
         .rows
         .iter()
         .find(|row| row.group == group && row.server == Some(spec))
         .ok_or_else(|| format!("the run has no row {name}"))?;
     Ok((summarize(row, section.baseline()), name))
-}
-
-/// `reverse tcp, sidecar-proxy, capture on`.
-fn row_name(group: Group, spec: ServerSpec) -> String {
-    match spec.capture() {
-        Some(capture) => format!("{group}, {}, {capture}", spec.contender()),
-        None => format!("{group}, {}", spec.contender()),
-    }
 }
 
 fn request_rate(found: Result<(RowSummary, String), String>) -> Reading {
@@ -116,61 +123,55 @@ fn p99_ms(found: Result<(RowSummary, String), String>) -> Reading {
     }
 }
 
-fn ratio_to_direct(found: Result<(RowSummary, String), String>) -> Reading {
+/// The × direct column's figure, `{ratio} × {direct}`, and whether it is at least `share`.
+fn ratio_to_direct(
+    found: Result<(RowSummary, String), String>,
+    direct: &str,
+    share: f64,
+) -> Result<(String, bool), String> {
     let (summary, name) = found?;
-    summary
+    let ratio = summary
         .ratio
-        .ok_or_else(|| format!("{name} has no round to compare with direct"))
+        .ok_or_else(|| format!("{name} has no round to compare with direct"))?;
+    Ok((format!("{ratio:.2} × {direct}"), ratio >= share))
 }
 
-fn judged(met: bool) -> Status {
-    if met {
-        Status::Met
-    } else {
-        Status::NotMet
-    }
-}
-
-fn not_measured(area: &'static str, goal: String, why: String) -> GoalCheck {
-    GoalCheck {
-        area,
-        goal,
-        measured: format!("not measured: {why}"),
-        status: Status::NotMeasured,
-    }
-}
-
-/// ours ≥ share × reference (or ours > reference when `strictly_above`), request rates.
+/// Request rates, ours against a reference's: whether they `met` the goal, and their ratio.
 fn rate_goal(
     area: &'static str,
     goal: String,
     ours: Reading,
     reference: Reading,
-    share: f64,
-    strictly_above: bool,
+    met: impl Fn(f64, f64) -> bool,
 ) -> GoalCheck {
-    match (ours, reference) {
-        (Ok(ours), Ok(reference)) if reference > 0.0 => {
-            let ratio = ours / reference;
-            let met = if strictly_above {
-                ours > reference
-            } else {
-                ratio >= share
-            };
-            GoalCheck {
-                area,
-                goal,
-                measured: format!(
-                    "{ratio:.2} ({} vs {} req/s)",
-                    super::format_count(ours),
-                    super::format_count(reference)
-                ),
-                status: judged(met),
-            }
+    let judged = ours.and_then(|ours| {
+        let reference = reference?;
+        if reference > 0.0 {
+            let measured = format!(
+                "{:.2} ({} vs {} req/s)",
+                ours / reference,
+                super::format_count(ours),
+                super::format_count(reference)
+            );
+            Ok((measured, met(ours, reference)))
+        } else {
+            Err("the reference has no requests".to_owned())
         }
-        (Ok(_), Ok(_)) => not_measured(area, goal, "the reference has no requests".into()),
-        (Err(why), _) | (_, Err(why)) => not_measured(area, goal, why),
-    }
+    });
+    GoalCheck::new(area, goal, judged)
+}
+
+/// ours ≥ share × reference, request rates.
+fn share_goal(
+    area: &'static str,
+    goal: String,
+    ours: Reading,
+    reference: Reading,
+    share: f64,
+) -> GoalCheck {
+    rate_goal(area, goal, ours, reference, |ours, reference| {
+        ours / reference >= share
+    })
 }
 
 /// The sidecar in the mode that serves `group`'s traffic in scenarios 1, 2 and 4.
@@ -207,76 +208,62 @@ pub fn evaluate(scenarios: &[Scenario]) -> Vec<GoalCheck> {
 
 /// Issue #21: publishing records to NATS costs no more than writing them to a file.
 fn nats_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
-    const AREA: &str = "1. keep-alive";
+    let keep_alive = keep_alive_rate(scenarios);
     for group in [Group::ReverseTcp, Group::ReverseHttp] {
-        checks.push(rate_goal(
-            AREA,
+        checks.push(share_goal(
+            "1. keep-alive",
             format!("{group}, capture to NATS ≥ {NATS_SHARE:.2} × capture on (a file)"),
-            keep_alive_rate(scenarios, group, ours(group, Capture::Nats)),
-            keep_alive_rate(scenarios, group, ours(group, Capture::On)),
+            keep_alive(group, ours(group, Capture::Nats)),
+            keep_alive(group, ours(group, Capture::On)),
             NATS_SHARE,
-            false,
         ));
     }
 }
 
-fn keep_alive_rate(scenarios: &[Scenario], group: Group, spec: ServerSpec) -> Reading {
-    request_rate(summary(
-        scenarios,
-        ScenarioKind::KeepAlive,
-        KEEP_ALIVE,
-        group,
-        spec,
-    ))
+/// The request rate of a row of scenario 1, by path and server.
+fn keep_alive_rate(scenarios: &[Scenario]) -> impl Fn(Group, ServerSpec) -> Reading + '_ {
+    let section = section(scenarios, ScenarioKind::KeepAlive, KEEP_ALIVE);
+    move |group, spec| request_rate(summary(&section, group, spec))
 }
 
 fn keep_alive_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
     const AREA: &str = "1. keep-alive";
-    let relay_limit = keep_alive_rate(
-        scenarios,
-        Group::ReverseTcp,
-        ServerSpec::MinimalRelay(Upstream::Http),
-    );
+    let rate = keep_alive_rate(scenarios);
+    let relay_limit = rate(Group::ReverseTcp, ServerSpec::MinimalRelay(Upstream::Http));
+    let on = |group| rate(group, ours(group, Capture::On));
     for group in [Group::ReverseTcp, Group::Connect, Group::Socks5] {
-        let on = keep_alive_rate(scenarios, group, ours(group, Capture::On));
-        let off = keep_alive_rate(scenarios, group, ours(group, Capture::Off));
-        checks.push(rate_goal(
+        checks.push(share_goal(
             AREA,
             format!("{group}, capture on ≥ {RELAY_SHARE:.2} × the minimal relay (reverse tcp)"),
-            on.clone(),
+            on(group),
             relay_limit.clone(),
             RELAY_SHARE,
-            false,
         ));
-        checks.push(rate_goal(
+        checks.push(share_goal(
             AREA,
             format!("{group}, capture on ≥ {RELAY_SHARE:.2} × capture off"),
-            on,
-            off,
+            on(group),
+            rate(group, ours(group, Capture::Off)),
             RELAY_SHARE,
-            false,
         ));
     }
     for (group, peer) in [
         (Group::ReverseHttp, ServerSpec::NginxReverse),
         (Group::AbsoluteForm, ServerSpec::Squid),
     ] {
-        let on = keep_alive_rate(scenarios, group, ours(group, Capture::On));
-        checks.push(rate_goal(
+        checks.push(share_goal(
             AREA,
             format!("{group}, capture on ≥ {HTTP_SHARE:.2} × the minimal relay (reverse tcp)"),
-            on.clone(),
+            on(group),
             relay_limit.clone(),
             HTTP_SHARE,
-            false,
         ));
         checks.push(rate_goal(
             AREA,
             format!("{group}, capture on above {}", peer.contender()),
-            on,
-            keep_alive_rate(scenarios, group, peer),
-            1.0,
-            true,
+            on(group),
+            rate(group, peer),
+            |ours, reference| ours > reference,
         ));
     }
 }
@@ -284,7 +271,6 @@ fn keep_alive_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
 /// Our row against the best of the established proxies in the same row (not the minimal relay, which
 /// is a reference, not a peer).
 fn new_connection_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
-    const AREA: &str = "2. new connection per request";
     let groups = [
         Group::ReverseTcp,
         Group::ReverseHttp,
@@ -294,52 +280,36 @@ fn new_connection_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
     ];
     let section = section(scenarios, ScenarioKind::NewConnection, NEW_CONNECTION);
     for group in groups {
-        let goal = format!("{group}, capture on ≥ the best peer");
-        let Some(section) = section else {
-            checks.push(not_measured(
-                AREA,
-                goal,
-                "the run has no scenario 2 rows".into(),
-            ));
-            continue;
-        };
-        let on = request_rate(summary(
-            scenarios,
-            ScenarioKind::NewConnection,
-            NEW_CONNECTION,
-            group,
-            ours(group, Capture::On),
-        ));
-        let peers: Vec<&Row> = section
-            .rows
-            .iter()
-            .filter(|row| row.group == group && is_peer(row))
-            .collect();
-        let best = peers
-            .iter()
-            .filter_map(|row| match summarize(row, None).figure {
-                Some(Figure::RequestRate { per_sec }) => Some((row.label(), per_sec)),
-                _ => None,
-            })
-            .max_by(|a, b| a.1.total_cmp(&b.1));
-        let check = match (on, best) {
-            (Err(why), _) => not_measured(AREA, goal, why),
-            (Ok(_), None) if peers.is_empty() => {
-                not_measured(AREA, goal, format!("the run has no peer on {group}"))
+        let ours = request_rate(summary(&section, group, ours(group, Capture::On)));
+        let judged = ours.and_then(|ours| {
+            let peers: Vec<&Row> = section
+                .iter()
+                .flat_map(|section| &section.rows)
+                .filter(|row| row.group == group && is_peer(row))
+                .collect();
+            if peers.is_empty() {
+                return Err(format!("the run has no peer on {group}"));
             }
-            (Ok(_), None) => not_measured(AREA, goal, format!("no peer on {group} has a result")),
-            (Ok(ours), Some((peer, theirs))) => GoalCheck {
-                area: AREA,
-                goal,
-                measured: format!(
-                    "{} vs {peer} {} req/s",
-                    super::format_count(ours),
-                    super::format_count(theirs)
-                ),
-                status: judged(ours >= theirs),
-            },
-        };
-        checks.push(check);
+            let (peer, theirs) = peers
+                .iter()
+                .filter_map(|row| match summarize(row, None).figure {
+                    Some(Figure::RequestRate { per_sec }) => Some((row.label(), per_sec)),
+                    _ => None,
+                })
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .ok_or_else(|| format!("no peer on {group} has a result"))?;
+            let measured = format!(
+                "{} vs {peer} {} req/s",
+                super::format_count(ours),
+                super::format_count(theirs)
+            );
+            Ok((measured, ours >= theirs))
+        });
+        checks.push(GoalCheck::new(
+            "2. new connection per request",
+            format!("{group}, capture on ≥ the best peer"),
+            judged,
+        ));
     }
 }
 
@@ -349,145 +319,88 @@ fn is_peer(row: &Row) -> bool {
 }
 
 fn bulk_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
-    const AREA: &str = "3. bulk";
     let rows = [
-        (
-            Tool::Iperf3,
-            "iperf3",
-            Group::ReverseTcp,
-            SidecarMode::ReverseTcp(Upstream::Iperf3),
-        ),
-        (
-            Tool::Download,
-            "download",
-            Group::Connect,
-            SidecarMode::ForwardHttp,
-        ),
-        (
-            Tool::Download,
-            "download",
-            Group::Socks5,
-            SidecarMode::ForwardSocks,
-        ),
+        (Tool::Iperf3, "iperf3", Group::ReverseTcp),
+        (Tool::Download, "download", Group::Connect),
+        (Tool::Download, "download", Group::Socks5),
     ];
-    for (tool, what, group, mode) in rows {
+    for (tool, what, group) in rows {
         for capture in [Capture::On, Capture::Off] {
-            let goal = format!("{what}, {group}, {capture} ≥ {BULK_SHARE:.2} × direct");
-            let reading = ratio_to_direct(summary(
-                scenarios,
-                ScenarioKind::Bulk,
-                tool,
-                group,
-                ServerSpec::Sidecar(mode, capture),
+            let spec = match tool {
+                Tool::Iperf3 => {
+                    ServerSpec::Sidecar(SidecarMode::ReverseTcp(Upstream::Iperf3), capture)
+                }
+                _ => ours(group, capture),
+            };
+            checks.push(GoalCheck::new(
+                "3. bulk",
+                format!("{what}, {group}, {capture} ≥ {BULK_SHARE:.2} × direct"),
+                ratio_to_direct(
+                    summary(&section(scenarios, ScenarioKind::Bulk, tool), group, spec),
+                    "direct",
+                    BULK_SHARE,
+                ),
             ));
-            checks.push(match reading {
-                Ok(ratio) => GoalCheck {
-                    area: AREA,
-                    goal,
-                    measured: format!("{ratio:.2} × direct"),
-                    status: judged(ratio >= BULK_SHARE),
-                },
-                Err(why) => not_measured(AREA, goal, why),
-            });
         }
     }
 }
 
 /// Reverse http's p99 at a fixed rate below saturation (scenario 4), against nginx's.
 fn latency_goal(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
-    const AREA: &str = "4. latency";
-    let p99 = |spec| {
-        p99_ms(summary(
-            scenarios,
-            ScenarioKind::Latency,
-            Tool::PacedWrk,
-            Group::ReverseHttp,
-            spec,
+    let section = section(scenarios, ScenarioKind::Latency, Tool::PacedWrk);
+    let p99 = |spec| p99_ms(summary(&section, Group::ReverseHttp, spec));
+    let judged = p99(ours(Group::ReverseHttp, Capture::On)).and_then(|ours| {
+        let nginx = p99(ServerSpec::NginxReverse)?;
+        Ok((
+            format!("p99 {ours:.2} ms vs nginx {nginx:.2} ms"),
+            ours <= nginx,
         ))
-    };
-    let goal = "reverse http, capture on: p99 ≤ nginx's p99".to_owned();
-    checks.push(
-        match (
-            p99(ours(Group::ReverseHttp, Capture::On)),
-            p99(ServerSpec::NginxReverse),
-        ) {
-            (Ok(ours), Ok(nginx)) => GoalCheck {
-                area: AREA,
-                goal,
-                measured: format!("p99 {ours:.2} ms vs nginx {nginx:.2} ms"),
-                status: judged(ours <= nginx),
-            },
-            (Err(why), _) | (_, Err(why)) => not_measured(AREA, goal, why),
-        },
-    );
+    });
+    checks.push(GoalCheck::new(
+        "4. latency",
+        "reverse http, capture on: p99 ≤ nginx's p99".to_owned(),
+        judged,
+    ));
 }
 
 fn memory_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
-    const AREA: &str = "5. memory";
+    let section = section(scenarios, ScenarioKind::Memory, Tool::IdleConnections);
     for group in [Group::ReverseTcp, Group::Socks5] {
-        let found = summary(
-            scenarios,
-            ScenarioKind::Memory,
-            Tool::IdleConnections,
-            group,
-            ours(group, Capture::On),
-        );
-        let per_connection_goal =
-            format!("{group}, capture on: ≤ {MAX_KB_PER_CONNECTION} KB per idle connection");
-        let idle_goal = format!("{group}, capture on: idle RSS < {MAX_IDLE_MB} MB");
-        let figure = found.and_then(|(summary, name)| match summary.figure {
-            Some(Figure::Memory {
-                idle_kib,
-                loaded_kib,
-                connections,
-                ..
-            }) => Ok((
-                per_connection_kb(idle_kib, loaded_kib, connections),
-                kib_to_mb(idle_kib),
-            )),
-            _ => Err(format!("{name} has no valid round")),
+        let found = summary(&section, group, ours(group, Capture::On));
+        let figure = found.and_then(|(summary, name)| {
+            idle_mb_and_per_connection_kb(summary.figure)
+                .ok_or_else(|| format!("{name} has no valid round"))
         });
-        match figure {
-            Ok((per_connection, idle_mb)) => {
-                checks.push(GoalCheck {
-                    area: AREA,
-                    goal: per_connection_goal,
-                    measured: format!("{per_connection:.2} KB/conn"),
-                    status: judged(per_connection <= MAX_KB_PER_CONNECTION),
-                });
-                checks.push(GoalCheck {
-                    area: AREA,
-                    goal: idle_goal,
-                    measured: format!("{idle_mb:.1} MB idle"),
-                    status: judged(idle_mb < MAX_IDLE_MB),
-                });
-            }
-            Err(why) => {
-                checks.push(not_measured(AREA, per_connection_goal, why.clone()));
-                checks.push(not_measured(AREA, idle_goal, why));
-            }
-        }
+        checks.push(GoalCheck::new(
+            "5. memory",
+            format!("{group}, capture on: ≤ {MAX_KB_PER_CONNECTION} KB per idle connection"),
+            figure.clone().map(|(_, per_connection)| {
+                (
+                    format!("{per_connection:.2} KB/conn"),
+                    per_connection <= MAX_KB_PER_CONNECTION,
+                )
+            }),
+        ));
+        checks.push(GoalCheck::new(
+            "5. memory",
+            format!("{group}, capture on: idle RSS < {MAX_IDLE_MB} MB"),
+            figure.map(|(idle_mb, _)| (format!("{idle_mb:.1} MB idle"), idle_mb < MAX_IDLE_MB)),
+        ));
     }
 }
 
 fn h2c_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
-    const AREA: &str = "8. h2c";
+    let section = section(scenarios, ScenarioKind::H2c, Tool::H2load);
     let rate = |capture| {
-        request_rate(summary(
-            scenarios,
-            ScenarioKind::H2c,
-            Tool::H2load,
-            Group::ReverseTcp,
-            ServerSpec::Sidecar(SidecarMode::ReverseTcp(Upstream::H2c), capture),
-        ))
+        let spec = ServerSpec::Sidecar(SidecarMode::ReverseTcp(Upstream::H2c), capture);
+        request_rate(summary(&section, Group::ReverseTcp, spec))
     };
-    checks.push(rate_goal(
-        AREA,
+    checks.push(share_goal(
+        "8. h2c",
         format!("reverse tcp, capture on ≥ {H2C_SHARE:.2} × capture off"),
         rate(Capture::On),
         rate(Capture::Off),
         H2C_SHARE,
-        false,
     ));
 }
 

@@ -36,7 +36,7 @@ pub fn describe() -> Machine {
 /// (program, version) for every program the run started or ran. `proxy_given`: the proxy binary came
 /// from --proxy-bin, so the repository's revision says nothing certain about what it was built from.
 pub fn versions(tools: &Tools, workspace: &Workspace, proxy_given: bool) -> Vec<(String, String)> {
-    let version = first_line(&tools.sidecar_proxy, &["--version"]);
+    let version = first_line(&tools.sidecar_proxy, "--version");
     let revision = workspace.proxy_revision();
     let proxy = if proxy_given {
         format!(
@@ -48,27 +48,24 @@ pub fn versions(tools: &Tools, workspace: &Workspace, proxy_given: bool) -> Vec<
     };
     vec![
         ("sidecar-proxy".into(), proxy),
-        ("haproxy".into(), first_line(&tools.haproxy, &["-v"])),
-        ("nginx".into(), first_line(&tools.nginx, &["-v"])),
-        ("squid".into(), first_line(&tools.squid, &["-v"])),
-        ("tinyproxy".into(), first_line(&tools.tinyproxy, &["-v"])),
-        ("dante".into(), first_line(&tools.danted, &["-v"])),
+        ("haproxy".into(), first_line(&tools.haproxy, "-v")),
+        ("nginx".into(), first_line(&tools.nginx, "-v")),
+        ("squid".into(), first_line(&tools.squid, "-v")),
+        ("tinyproxy".into(), first_line(&tools.tinyproxy, "-v")),
+        ("dante".into(), first_line(&tools.danted, "-v")),
         ("microsocks".into(), debian_version("microsocks")),
-        (
-            "mitmproxy".into(),
-            first_line(&tools.mitmdump, &["--version"]),
-        ),
-        ("wrk".into(), first_line(&tools.wrk, &["-v"])),
+        ("mitmproxy".into(), first_line(&tools.mitmdump, "--version")),
+        ("wrk".into(), first_line(&tools.wrk, "-v")),
         ("proxychains4".into(), debian_version("proxychains4")),
-        ("iperf3".into(), first_line(&tools.iperf3, &["-v"])),
+        ("iperf3".into(), first_line(&tools.iperf3, "-v")),
         (
             "curl".into(),
-            curl_version(&first_line(&tools.curl, &["--version"])),
+            curl_version(&first_line(&tools.curl, "--version")),
         ),
-        ("h2load".into(), first_line(&tools.h2load, &["--version"])),
+        ("h2load".into(), first_line(&tools.h2load, "--version")),
         (
             "nats-server".into(),
-            first_line(&tools.nats_server, &["--version"]),
+            first_line(&tools.nats_server, "--version"),
         ),
         (
             "TLS load generator".into(),
@@ -85,8 +82,8 @@ pub fn versions(tools: &Tools, workspace: &Workspace, proxy_given: bool) -> Vec<
 
 /// The first non-empty line a program prints (on stdout or stderr: nginx and wrk use stderr), without
 /// copyright notices. Some exit non-zero after printing their version (wrk); that is fine here.
-fn first_line(program: &Path, args: &[&str]) -> String {
-    match Command::new(program).args(args).output() {
+fn first_line(program: &Path, flag: &str) -> String {
+    match Command::new(program).arg(flag).output() {
         Ok(output) => {
             let text = format!(
                 "{}\n{}",

@@ -12,9 +12,11 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::markdown;
-use crate::results::{Figure, LeafCounts, Outcome, Row, Scenario, ScenarioKind, Section, Tool};
+use crate::results::{Figure, LeafCounts, Row, Scenario, ScenarioKind, Section, Tool};
 use crate::stats::{summarize, RowSummary};
-use crate::targets::{goal_for, judge, kib_to_mb, per_connection_kb, Verdict};
+use crate::targets::{
+    goal_for, idle_mb_and_per_connection_kb, judge, kib_to_mb, per_connection_kb,
+};
 
 /// Everything about the run that is not a measurement.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,13 +118,19 @@ fn render_targets(out: &mut String, scenarios: &[Scenario]) {
                     continue;
                 };
                 let summary = summarize(row, section.baseline());
-                let figure = match scenario.kind {
-                    ScenarioKind::Latency => figure_p99(&summary),
-                    ScenarioKind::Memory => figure_memory(&summary),
-                    _ => summary
-                        .ratio
-                        .map_or("—".to_owned(), |r| format!("{r:.2} × direct")),
-                };
+                let figure = match (scenario.kind, summary.figure) {
+                    (ScenarioKind::Latency, Some(Figure::Latency { p99_ms, .. })) => {
+                        Some(format!("p99 {p99_ms:.2} ms"))
+                    }
+                    (ScenarioKind::Latency, _) => None,
+                    (ScenarioKind::Memory, figure) => {
+                        idle_mb_and_per_connection_kb(figure).map(|(idle, per_connection)| {
+                            format!("{idle:.1} MB idle, {per_connection:.2} KB/conn")
+                        })
+                    }
+                    _ => summary.ratio.map(|r| format!("{r:.2} × direct")),
+                }
+                .unwrap_or_else(|| "—".to_owned());
                 let capture = row.capture().map_or(String::new(), |c| c.to_string());
                 let _ = writeln!(
                     out,
@@ -153,89 +161,50 @@ fn section_short_name(kind: ScenarioKind, section: &Section) -> &'static str {
     }
 }
 
-fn figure_p99(summary: &RowSummary) -> String {
-    match summary.figure {
-        Some(Figure::Latency { p99_ms, .. }) => format!("p99 {p99_ms:.2} ms"),
-        _ => "—".to_owned(),
-    }
-}
-
-fn figure_memory(summary: &RowSummary) -> String {
-    match summary.figure {
-        Some(Figure::Memory {
-            idle_kib,
-            loaded_kib,
-            connections,
-            ..
-        }) => format!(
-            "{:.1} MB idle, {:.2} KB/conn",
-            kib_to_mb(idle_kib),
-            per_connection_kb(idle_kib, loaded_kib, connections)
-        ),
-        _ => "—".to_owned(),
-    }
-}
-
 fn render_scenario(out: &mut String, scenario: &Scenario, meta: &Meta) {
-    let _ = writeln!(
-        out,
-        "### {}. {}\n",
-        scenario.kind.number(),
-        scenario.kind.title()
-    );
+    let kind = scenario.kind;
+    let _ = writeln!(out, "### {}. {}\n", kind.number(), kind.title());
     for section in &scenario.sections {
         let _ = writeln!(out, "_{}_\n", section.title);
         match section.tool {
-            Tool::Wrk { .. } => rate_table(out, scenario.kind, section, "req/s", |f| match f {
-                Figure::RequestRate { per_sec } => Some(format_count(*per_sec)),
-                _ => None,
-            }),
+            Tool::Wrk { .. } | Tool::H2load | Tool::Replay | Tool::WrkRecordedRequests => {
+                rate_table(out, kind, section, "req/s", per_sec)
+            }
             Tool::Iperf3 | Tool::Download => {
-                rate_table(out, scenario.kind, section, "Gbit/s", |f| match f {
+                rate_table(out, kind, section, "Gbit/s", |f| match f {
                     Figure::Bandwidth { bits_per_sec } => {
                         Some(format!("{:.2}", bits_per_sec / 1e9))
                     }
                     _ => None,
                 })
             }
-            Tool::PacedWrk => latency_table(out, scenario.kind, section),
-            Tool::IdleConnections => {
-                memory_table(out, scenario.kind, section, meta.idle_connections)
-            }
-            Tool::TlsHandshakes => handshake_table(out, section),
-            Tool::TlsDownload => rate_table(out, scenario.kind, section, "MB/s", |f| match f {
+            Tool::TlsDownload => rate_table(out, kind, section, "MB/s", |f| match f {
                 Figure::Bandwidth { bits_per_sec } => Some(format!("{:.0}", bits_per_sec / 8e6)),
                 _ => None,
             }),
-            Tool::H2load | Tool::Replay | Tool::WrkRecordedRequests => {
-                rate_table(out, scenario.kind, section, "req/s", |f| match f {
-                    Figure::RequestRate { per_sec } => Some(format_count(*per_sec)),
-                    _ => None,
-                })
-            }
+            Tool::PacedWrk => latency_table(out, kind, section),
+            Tool::IdleConnections => memory_table(out, kind, section, meta.idle_connections),
+            Tool::TlsHandshakes => handshake_table(out, section),
             Tool::SinkDrain => sink_table(out, section),
         }
         out.push('\n');
     }
 }
 
-/// Requests per second or Gbit/s, ratio to direct, target, and each round.
-fn rate_table(
+/// A table of `section`: path, contender, then the columns `head` names, filled by `cells` from each
+/// row's summary against the section's direct row, and last every round's figure as `round` writes
+/// it. On wrk's tables a server that closes every client connection is footnoted.
+fn table(
     out: &mut String,
-    kind: ScenarioKind,
     section: &Section,
-    unit: &str,
-    show: fn(&Figure) -> Option<String>,
+    head: &str,
+    cells: impl Fn(&Row, &RowSummary) -> String,
+    round: fn(&Figure) -> Option<String>,
 ) {
-    markdown::head(
-        out,
-        &format!("path | contender | {unit}: | × direct: | target | each round ({unit})"),
-    );
+    markdown::head(out, &format!("path | contender | {head}"));
     let wrk = matches!(section.tool, Tool::Wrk { .. });
     let mut closing = Vec::new();
     for row in &section.rows {
-        let summary = summarize(row, section.baseline());
-        let (value, ratio) = value_and_ratio(&summary, show);
         let mut contender = contender_cell(row);
         if wrk
             && row
@@ -245,13 +214,17 @@ fn rate_table(
             contender.push_str(" ¹");
             closing.push(row.contender());
         }
-        let _ = writeln!(
-            out,
-            "| {} | {contender} | {value} | {ratio} | {} | {} |",
-            row.group,
-            target_cell(kind, row, &summary),
-            rounds_cell(&row.outcomes, show),
-        );
+        let rounds = row
+            .outcomes
+            .iter()
+            .map(|outcome| match outcome {
+                Ok(figure) => round(figure).unwrap_or_else(|| "?".to_owned()),
+                Err(invalid) => format!("✗ {}", markdown::escape(&invalid.0)),
+            })
+            .collect::<Vec<_>>()
+            .join(" · ");
+        let cells = cells(row, &summarize(row, section.baseline()));
+        let _ = writeln!(out, "| {} | {contender} | {cells} | {rounds} |", row.group);
     }
     if !closing.is_empty() {
         let _ = writeln!(
@@ -265,14 +238,43 @@ fn rate_table(
     }
 }
 
-/// A row's median as `show` writes it ("no result" without one), and its ratio to direct.
-fn value_and_ratio(summary: &RowSummary, show: fn(&Figure) -> Option<String>) -> (String, String) {
-    let value = summary
+/// Requests per second or Gbit/s, ratio to direct, target, and each round.
+fn rate_table(
+    out: &mut String,
+    kind: ScenarioKind,
+    section: &Section,
+    unit: &str,
+    show: fn(&Figure) -> Option<String>,
+) {
+    let head = format!("{unit}: | × direct: | target | each round ({unit})");
+    let cells = |row: &Row, summary: &RowSummary| {
+        format!(
+            "{} | {} | {}",
+            median_cell(summary, show),
+            ratio_cell(summary),
+            target_cell(kind, row, summary)
+        )
+    };
+    table(out, section, &head, cells, show);
+}
+
+/// Requests, handshakes or records per second, as a count.
+fn per_sec(figure: &Figure) -> Option<String> {
+    match figure {
+        Figure::RequestRate { per_sec }
+        | Figure::Handshakes { per_sec, .. }
+        | Figure::SinkRate { per_sec, .. } => Some(format_count(*per_sec)),
+        _ => None,
+    }
+}
+
+/// A row's median as `show` writes it, or "no result" without one.
+fn median_cell(summary: &RowSummary, show: fn(&Figure) -> Option<String>) -> String {
+    summary
         .figure
         .as_ref()
         .and_then(show)
-        .unwrap_or_else(|| "no result".to_owned());
-    (value, ratio_cell(summary))
+        .unwrap_or_else(|| "no result".to_owned())
 }
 
 /// The ratio to direct, two decimals, or a dash without one.
@@ -283,14 +285,7 @@ fn ratio_cell(summary: &RowSummary) -> String {
 /// New TLS connections per second, ratio to direct, and for an intercepting sidecar the leaf
 /// certificates it showed: minted or from its cache (summed over the rounds' measurements).
 fn handshake_table(out: &mut String, section: &Section) {
-    markdown::head(out, "path | contender | handshakes/s: | × direct: | leaf certificates during the measurements | each round (handshakes/s)");
-    let show: fn(&Figure) -> Option<String> = |f| match f {
-        Figure::Handshakes { per_sec, .. } => Some(format_count(*per_sec)),
-        _ => None,
-    };
-    for row in &section.rows {
-        let summary = summarize(row, section.baseline());
-        let (value, ratio) = value_and_ratio(&summary, show);
+    let cells = |_: &Row, summary: &RowSummary| {
         let leaves = match summary.figure {
             Some(Figure::Handshakes {
                 leaves: Some(leaves),
@@ -298,53 +293,38 @@ fn handshake_table(out: &mut String, section: &Section) {
             }) => leaf_cell(&leaves),
             _ => String::new(),
         };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {value} | {ratio} | {leaves} | {} |",
-            row.group,
-            contender_cell(row),
-            rounds_cell(&row.outcomes, show),
-        );
-    }
+        format!(
+            "{} | {} | {leaves}",
+            median_cell(summary, per_sec),
+            ratio_cell(summary)
+        )
+    };
+    table(out, section, "handshakes/s: | × direct: | leaf certificates during the measurements | each round (handshakes/s)", cells, per_sec);
 }
 
 /// The NATS sink: records JetStream acknowledged per second (from the first request to the last
 /// acknowledgement), per CPU-second of the sidecar's publisher thread and of the whole sidecar.
 fn sink_table(out: &mut String, section: &Section) {
-    markdown::head(out, "path | contender | records/s acknowledged: | records per publisher CPU-second: | records per sidecar CPU-second: | dropped: | each round (records/s)");
-    let show: fn(&Figure) -> Option<String> = |f| match f {
-        Figure::SinkRate { per_sec, .. } => Some(format_count(*per_sec)),
-        _ => None,
+    let cells = |_: &Row, summary: &RowSummary| match summary.figure {
+        Some(Figure::SinkRate {
+            per_sec,
+            per_publisher_cpu_sec,
+            per_process_cpu_sec,
+            dropped,
+        }) => format!(
+            "{} | {} | {} | {}",
+            format_count(per_sec),
+            format_count(per_publisher_cpu_sec),
+            format_count(per_process_cpu_sec),
+            format_count(dropped as f64)
+        ),
+        _ => "no result | | | ".to_owned(),
     };
-    for row in &section.rows {
-        let summary = summarize(row, None);
-        let cells = match summary.figure {
-            Some(Figure::SinkRate {
-                per_sec,
-                per_publisher_cpu_sec,
-                per_process_cpu_sec,
-                dropped,
-            }) => format!(
-                "{} | {} | {} | {}",
-                format_count(per_sec),
-                format_count(per_publisher_cpu_sec),
-                format_count(per_process_cpu_sec),
-                format_count(dropped as f64)
-            ),
-            _ => "no result | | | ".to_owned(),
-        };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {cells} | {} |",
-            row.group,
-            contender_cell(row),
-            rounds_cell(&row.outcomes, show),
-        );
-    }
+    table(out, section, "records/s acknowledged: | records per publisher CPU-second: | records per sidecar CPU-second: | dropped: | each round (records/s)", cells, per_sec);
 }
 
 /// `0 minted, 41,212 cached (100.0 % hits); 1 minted since start`.
-pub fn leaf_cell(leaves: &LeafCounts) -> String {
+fn leaf_cell(leaves: &LeafCounts) -> String {
     let shown = leaves.minted + leaves.cached;
     let hits = if shown == 0 {
         "no leaf shown".to_owned()
@@ -360,10 +340,8 @@ pub fn leaf_cell(leaves: &LeafCounts) -> String {
 }
 
 fn latency_table(out: &mut String, kind: ScenarioKind, section: &Section) {
-    markdown::head(out, "path | contender | p50 ms: | p99 ms: | p99.9 ms: | req/s: | p99 × direct: | target | each round (p99 ms)");
-    for row in &section.rows {
-        let summary = summarize(row, section.baseline());
-        let cells = match summary.figure {
+    let cells = |row: &Row, summary: &RowSummary| {
+        let figures = match summary.figure {
             Some(Figure::Latency {
                 p50_ms,
                 p99_ms,
@@ -375,26 +353,27 @@ fn latency_table(out: &mut String, kind: ScenarioKind, section: &Section) {
             ),
             _ => "no result | | | ".to_owned(),
         };
-        let ratio = ratio_cell(&summary);
-        let _ = writeln!(
-            out,
-            "| {} | {} | {cells} | {ratio} | {} | {} |",
-            row.group,
-            contender_cell(row),
-            target_cell(kind, row, &summary),
-            rounds_cell(&row.outcomes, |f| match f {
-                Figure::Latency { p99_ms, .. } => Some(format!("{p99_ms:.3}")),
-                _ => None,
-            }),
-        );
-    }
+        format!(
+            "{figures} | {} | {}",
+            ratio_cell(summary),
+            target_cell(kind, row, summary)
+        )
+    };
+    table(
+        out,
+        section,
+        "p50 ms: | p99 ms: | p99.9 ms: | req/s: | p99 × direct: | target | each round (p99 ms)",
+        cells,
+        |f| match f {
+            Figure::Latency { p99_ms, .. } => Some(format!("{p99_ms:.3}")),
+            _ => None,
+        },
+    );
 }
 
 fn memory_table(out: &mut String, kind: ScenarioKind, section: &Section, connections: u32) {
-    markdown::head(out, &format!("path | contender | RSS idle (MB): | RSS with {connections} idle connections (MB): | KB per connection: | PSS with them (MB): | processes: | target | each round (idle → loaded RSS, MB)"));
-    for row in &section.rows {
-        let summary = summarize(row, None);
-        let cells = match summary.figure {
+    let cells = |row: &Row, summary: &RowSummary| {
+        let figures = match summary.figure {
             Some(Figure::Memory {
                 idle_kib,
                 loaded_kib,
@@ -410,26 +389,20 @@ fn memory_table(out: &mut String, kind: ScenarioKind, section: &Section, connect
             ),
             _ => "no result | | | | ".to_owned(),
         };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {cells} | {} | {} |",
-            row.group,
-            contender_cell(row),
-            target_cell(kind, row, &summary),
-            rounds_cell(&row.outcomes, |f| match f {
-                Figure::Memory {
-                    idle_kib,
-                    loaded_kib,
-                    ..
-                } => Some(format!(
-                    "{:.1} → {:.1}",
-                    kib_to_mb(*idle_kib),
-                    kib_to_mb(*loaded_kib)
-                )),
-                _ => None,
-            }),
-        );
-    }
+        format!("{figures} | {}", target_cell(kind, row, summary))
+    };
+    table(out, section, &format!("RSS idle (MB): | RSS with {connections} idle connections (MB): | KB per connection: | PSS with them (MB): | processes: | target | each round (idle → loaded RSS, MB)"), cells, |f| match f {
+        Figure::Memory {
+            idle_kib,
+            loaded_kib,
+            ..
+        } => Some(format!(
+            "{:.1} → {:.1}",
+            kib_to_mb(*idle_kib),
+            kib_to_mb(*loaded_kib)
+        )),
+        _ => None,
+    });
 }
 
 /// Ours in bold, with the capture setting.
@@ -441,33 +414,16 @@ fn contender_cell(row: &Row) -> String {
     }
 }
 
+/// Our row's target and whether it is met; nothing for a row without a target.
 fn target_cell(kind: ScenarioKind, row: &Row, summary: &RowSummary) -> String {
-    if !row.is_ours() {
-        return String::new();
-    }
     match goal_for(kind, row.group) {
-        Some(goal) => match judge(goal, summary) {
-            Verdict::Met => format!("{goal}: met"),
-            verdict => format!("{goal}: {verdict}"),
-        },
-        None => String::new(),
+        Some(goal) if row.is_ours() => format!("{goal}: {}", judge(goal, summary)),
+        _ => String::new(),
     }
-}
-
-/// Every round's figure, or `✗ reason` for an invalid one.
-fn rounds_cell(outcomes: &[Outcome], show: fn(&Figure) -> Option<String>) -> String {
-    outcomes
-        .iter()
-        .map(|outcome| match outcome {
-            Ok(figure) => show(figure).unwrap_or_else(|| "?".to_owned()),
-            Err(invalid) => format!("✗ {}", markdown::escape(&invalid.0)),
-        })
-        .collect::<Vec<_>>()
-        .join(" · ")
 }
 
 /// 12345.6 → "12,346".
-pub fn format_count(value: f64) -> String {
+fn format_count(value: f64) -> String {
     let rounded = value.round().max(0.0) as u64;
     let digits = rounded.to_string();
     let mut out = String::new();
@@ -480,7 +436,7 @@ pub fn format_count(value: f64) -> String {
     out
 }
 
-pub fn format_duration(duration: Duration) -> String {
+fn format_duration(duration: Duration) -> String {
     let seconds = duration.as_secs();
     if seconds >= 60 {
         format!("{} min {} s", seconds / 60, seconds % 60)
@@ -489,5 +445,7 @@ pub fn format_duration(duration: Duration) -> String {
     }
 }
 
+#[cfg(test)]
+mod fixtures;
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@
 //! sidecar relays the same requests to the origin (the reference is a row of its own, so the two
 //! medians are divided).
 
-use super::{not_measured, rate_goal, ratio_to_direct, request_rate, summary, GoalCheck};
+use super::{ratio_to_direct, request_rate, section, share_goal, summary, GoalCheck};
 use crate::contenders::{Capture, ServerSpec, SidecarMode};
 use crate::results::{Group, Scenario, ScenarioKind, Tool};
 
@@ -22,38 +22,27 @@ const FORWARD_CAPTURING: ServerSpec = ServerSpec::Sidecar(SidecarMode::ForwardHt
 const REVERSE_CAPTURING: ServerSpec = ServerSpec::Sidecar(SidecarMode::ReverseHttp, Capture::On);
 
 pub fn goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
-    let goal = format!("replay --rate max ≥ {REPLAY_SHARE:.2} × wrk");
-    let replay = ratio_to_direct(summary(
-        scenarios,
-        ScenarioKind::ReplayMock,
-        Tool::Replay,
+    let replay = summary(
+        &section(scenarios, ScenarioKind::ReplayMock, Tool::Replay),
         Group::Replay,
         REVERSE_CAPTURING,
+    );
+    checks.push(GoalCheck::new(
+        AREA,
+        format!("replay --rate max ≥ {REPLAY_SHARE:.2} × wrk"),
+        ratio_to_direct(replay, "wrk", REPLAY_SHARE),
     ));
-    checks.push(match replay {
-        Ok(ratio) => GoalCheck {
-            area: AREA,
-            goal,
-            measured: format!("{ratio:.2} × wrk"),
-            status: super::judged(ratio >= REPLAY_SHARE),
-        },
-        Err(why) => not_measured(AREA, goal, why),
-    });
-    let rate = |group| {
-        request_rate(summary(
-            scenarios,
-            ScenarioKind::ReplayMock,
-            Tool::WrkRecordedRequests,
-            group,
-            FORWARD_CAPTURING,
-        ))
-    };
-    checks.push(rate_goal(
+    let mock = section(
+        scenarios,
+        ScenarioKind::ReplayMock,
+        Tool::WrkRecordedRequests,
+    );
+    let rate = |group| request_rate(summary(&mock, group, FORWARD_CAPTURING));
+    checks.push(share_goal(
         AREA,
         format!("--mock ≥ {MOCK_SHARE:.2} × the forward relay (absolute-form, capture on)"),
         rate(Group::Mock),
         rate(Group::AbsoluteForm),
         MOCK_SHARE,
-        false,
     ));
 }
