@@ -55,8 +55,11 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<Series<'_>>> {
     Ok(series)
 }
 
-/// The text of /metrics.
-pub async fn scrape(admin: SocketAddr) -> anyhow::Result<String> {
+/// /metrics, as `read` makes it out of the exposition text.
+pub async fn scrape<T>(
+    admin: SocketAddr,
+    read: impl FnOnce(&str) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let response = tokio::time::timeout(SCRAPE_TIMEOUT, get(admin, "/metrics"))
         .await
         .with_context(|| {
@@ -65,8 +68,9 @@ pub async fn scrape(admin: SocketAddr) -> anyhow::Result<String> {
     if response.status != 200 {
         bail!("GET http://{admin}/metrics answered {}", response.status);
     }
-    String::from_utf8(response.body.to_vec())
-        .with_context(|| format!("http://{admin}/metrics is not UTF-8"))
+    let text = std::str::from_utf8(&response.body)
+        .with_context(|| format!("http://{admin}/metrics is not UTF-8"))?;
+    read(text).with_context(|| format!("http://{admin}/metrics"))
 }
 
 /// The status of a GET on the admin port.

@@ -118,18 +118,8 @@ pub async fn expect_body(
     expected: &[u8],
 ) -> anyhow::Result<()> {
     let answer = route::get(route, origin_port, path, false).await;
-    let wrong = |(response, _closed_on_drop): (Response, _)| {
-        (response.status != 200 || response.body != expected).then(|| {
-            format!(
-                "{} and a {}-byte body {:?}, not 200 and {:?}",
-                response.status,
-                response.body.len(),
-                String::from_utf8_lossy(&response.body[..response.body.len().min(200)]),
-                String::from_utf8_lossy(expected),
-            )
-        })
-    };
     let request = format!("GET {path} through {route:?}");
+    let wrong = |(response, _closed_on_drop): (Response, _)| not_the_body(&response, expected);
     verdict(server, request, answer.map(wrong))
 }
 
@@ -138,20 +128,23 @@ pub async fn expect_https_body(
     server: &mut ServerProcess,
     target: &HttpsTarget,
 ) -> anyhow::Result<()> {
-    let expected = target.expected_body;
-    let wrong = |response: Response| {
-        (response.status != 200 || response.body != expected).then(|| {
-            format!(
-                "{} and a {}-byte body, not 200 and {:?}",
-                response.status,
-                response.body.len(),
-                String::from_utf8_lossy(expected),
-            )
-        })
-    };
     let request = format!("GET {} over TLS through {:?}", target.path, target.route);
     let answer = tls_handshakes::fetch(target).await;
+    let wrong = |response: Response| not_the_body(&response, target.expected_body);
     verdict(server, request, answer.map(wrong))
+}
+
+/// What is wrong with `response` if it is not 200 and exactly `expected`.
+fn not_the_body(response: &Response, expected: &[u8]) -> Option<String> {
+    (response.status != 200 || response.body != expected).then(|| {
+        format!(
+            "{} and a {}-byte body {:?}, not 200 and {:?}",
+            response.status,
+            response.body.len(),
+            String::from_utf8_lossy(&response.body[..response.body.len().min(200)]),
+            String::from_utf8_lossy(expected),
+        )
+    })
 }
 
 /// One GET of `path` over HTTP/2 cleartext (prior knowledge) on 127.0.0.1:`port`, the origin's h2c

@@ -109,9 +109,7 @@ pub async fn sample(
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .with_context(|| format!("cannot list /proc/{pid}/fd"))?
         .count() as u64;
-    let metrics = admin_port::scrape(admin).await?;
-    let scraped =
-        ScrapedGauges::parse(&metrics).with_context(|| format!("http://{admin}/metrics"))?;
+    let scraped = admin_port::scrape(admin, ScrapedGauges::parse).await?;
     Ok(Sample {
         elapsed,
         phase,

@@ -1,13 +1,12 @@
 //! The programs that put load on a path, and what their output says: wrk (alone, or inside proxychains4
 //! for CONNECT and SOCKS5), iperf3, curl, h2load (HTTP/2 cleartext); the harness's own holder of idle connections and its own TLS
-//! handshake load generator; and the sidecar's tls-out counters.
+//! handshake load generator.
 
 pub mod curl;
 pub mod h2load;
 pub mod idle;
 pub mod iperf3;
 pub mod proxychains;
-pub mod sidecar_metrics;
 pub mod tls_handshakes;
 pub mod wrk;
 

@@ -2,6 +2,8 @@
 //! contender the plan names, all started (and each proven ready) before the first round, and all
 //! stopped when the fleet is dropped.
 
+use std::net::{Ipv4Addr, SocketAddr};
+
 use super::{origin, Context, Server, ServerSpec};
 use crate::process::ServerProcess;
 
@@ -41,10 +43,11 @@ impl Fleet {
             .ok_or_else(|| anyhow::anyhow!("{} was not started", spec.describe()))
     }
 
-    /// The admin port of a started sidecar-proxy.
-    pub fn admin_port(&self, spec: &ServerSpec) -> anyhow::Result<u16> {
+    /// The admin port's address (on 127.0.0.1) of a started sidecar-proxy.
+    pub fn admin(&self, spec: &ServerSpec) -> anyhow::Result<SocketAddr> {
         self.server(spec)
             .and_then(|server| server.admin_port)
+            .map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
             .ok_or_else(|| anyhow::anyhow!("{} has no admin port", spec.describe()))
     }
 

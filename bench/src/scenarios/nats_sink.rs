@@ -6,7 +6,7 @@
 //! request to the last acknowledgement and by the CPU time the sidecar used meanwhile: its publisher
 //! thread's (the sink's own cost per core) and the whole process's.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -61,20 +61,14 @@ impl SinkCounters {
     }
 }
 
-async fn scrape(admin_port: u16) -> anyhow::Result<SinkCounters> {
-    let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, admin_port));
-    let text = admin_port::scrape(admin).await?;
-    SinkCounters::parse(&text).with_context(|| format!("http://{admin}/metrics"))
-}
-
 /// Waits until JetStream has acknowledged every record spooled, and the spool has taken nothing new for
 /// [`SETTLE`]: the last exchanges' records may still be on their way to the spool (the capture writer
 /// batches) when the counters first agree. The counters then, or why not.
-async fn until_drained(admin_port: u16) -> anyhow::Result<Result<SinkCounters, Invalid>> {
+async fn until_drained(admin: SocketAddr) -> anyhow::Result<Result<SinkCounters, Invalid>> {
     let deadline = Instant::now() + DRAIN_LIMIT;
     let mut agreed_since: Option<(f64, Instant)> = None;
     loop {
-        let counters = scrape(admin_port).await?;
+        let counters = admin_port::scrape(admin, SinkCounters::parse).await?;
         if counters.drained() {
             match agreed_since {
                 Some((spooled, since)) if spooled == counters.spooled => {
@@ -133,7 +127,7 @@ pub async fn wrk_row(
     spec: ServerSpec,
     connection_close: bool,
 ) -> anyhow::Result<Outcome> {
-    let admin = bench.fleet.admin_port(&spec)?;
+    let admin = bench.fleet.admin(&spec)?;
     let measured =
         http_load::measure(bench, route, connection_close, ReadErrors::NoneAllowed).await?;
     Ok(match until_drained(admin).await? {
@@ -148,9 +142,9 @@ pub async fn drain(bench: &Bench<'_>, route: Route, spec: ServerSpec) -> anyhow:
         .fleet
         .server(&spec)
         .with_context(|| format!("{} was not started", spec.describe()))?;
-    let admin = bench.fleet.admin_port(&spec)?;
+    let admin = bench.fleet.admin(&spec)?;
     let pid = server.process.pid();
-    let before = scrape(admin).await?;
+    let before = admin_port::scrape(admin, SinkCounters::parse).await?;
     let (process_before, publisher_before) = cpu(pid)?;
     let started = Instant::now();
     let summary =

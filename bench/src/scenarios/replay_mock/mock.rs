@@ -120,10 +120,7 @@ pub async fn measure(bench: &Bench<'_>) -> anyhow::Result<Outcome> {
     )
     .await?;
     let never_recorded = item_path(count + 1);
-    let stream = route::open(route, origin_port).await?;
-    let target = route.request_target(origin_port, &never_recorded);
-    let host = format!("127.0.0.1:{origin_port}");
-    let (refused, _) = http_client::get(stream, &target, &host, false).await?;
+    let (refused, _) = route::get(route, origin_port, &never_recorded, false).await?;
     if refused.status != 502 {
         bail!(
             "the mock answered GET {never_recorded}, never recorded, with {} instead of 502: it is not \
