@@ -119,10 +119,17 @@ fn is_executable(path: &Path) -> bool {
 }
 
 fn dpkg_installed(package: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", package])
+    dpkg_query(package, "${Status}").is_some_and(|status| status.contains("install ok installed"))
+}
+
+/// `dpkg-query -W -f=FORMAT PACKAGE`, trimmed, if dpkg knows the package.
+pub fn dpkg_query(package: &str, format: &str) -> Option<String> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", &format!("-f={format}"), package])
         .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    out.status.success().then_some(text)
 }
 
 fn apt_install(packages: &[&str]) -> anyhow::Result<()> {

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::process::Command;
 
 use super::{Capture, Context, Launch, OriginEndpoints, SidecarMode};
-use crate::process::ServerProcess;
 
 /// A capture file rotates at this size and one old file is kept; rotation is what a production
 /// sidecar would run with, too.
@@ -105,21 +104,6 @@ pub fn args(
         }
     };
     flags.0
-}
-
-/// Starts one instance on a new admin port (see [`launch`]); returns it and its admin port.
-pub fn spawn(
-    ctx: &Context,
-    name: &str,
-    stem: &str,
-    mode: SidecarMode,
-    capture: Capture,
-    port: u16,
-    adjust: impl FnOnce(&mut Vec<String>),
-) -> anyhow::Result<(ServerProcess, u16)> {
-    let admin_port = ctx.ports.next()?;
-    let (command, log) = launch(ctx, stem, mode, capture, port, admin_port, adjust)?;
-    Ok((ServerProcess::spawn(name, command, &log)?, admin_port))
 }
 
 /// One instance with its files named `<stem>.log` and `<stem>.jsonl` (the capture), its command line

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::install::Tools;
+use crate::install::{self, Tools};
 use crate::workspace::Workspace;
 
 pub struct Machine {
@@ -137,15 +137,9 @@ fn clean_version_line(line: &str) -> &str {
 }
 
 fn debian_version(package: &str) -> String {
-    match Command::new("dpkg-query")
-        .args(["-W", "-f=${Version}", package])
-        .output()
-    {
-        Ok(output) if output.status.success() => format!(
-            "{} (Debian package)",
-            String::from_utf8_lossy(&output.stdout).trim()
-        ),
-        _ => "unknown (not a Debian package here)".to_owned(),
+    match install::dpkg_query(package, "${Version}") {
+        Some(version) => format!("{version} (Debian package)"),
+        None => "unknown (not a Debian package here)".to_owned(),
     }
 }
 

@@ -33,14 +33,15 @@ impl CapturingSidecar {
         let port = ctx.ports.next()?;
         let stem = format!("{stem}-{port}");
         let name = format!("sidecar-proxy ({stem})");
-        let on = Capture::On;
-        let (mut process, _admin_port) =
-            sidecar::spawn(ctx, &name, &stem, mode, on, port, |args| {
+        let admin_port = ctx.ports.next()?;
+        let (command, log) =
+            sidecar::launch(ctx, &stem, mode, Capture::On, port, admin_port, |args| {
                 if let Some(at) = args.iter().position(|arg| arg == "--capture-rotate-size") {
                     args[at + 1] = NO_ROTATION.to_owned();
                 }
                 args.extend(extra.iter().map(|arg| arg.to_string()));
             })?;
+        let mut process = ServerProcess::spawn(&name, command, &log)?;
         probe::until_listening(&mut process, port, probe::LISTEN_TIMEOUT).await?;
         Ok(CapturingSidecar {
             process,
