@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::Bench;
 
-use crate::clients::proxychains::{self, Tunnel};
+use crate::clients::proxychains;
 use crate::clients::wrk::{self, Load, ReadErrors, Script};
 use crate::clients::Invalid;
 use crate::contenders::SMALL_PATH;
@@ -33,14 +33,11 @@ pub async fn run_script(
     read_errors: ReadErrors,
 ) -> anyhow::Result<Result<wrk::Summary, Invalid>> {
     let origin_port = bench.ctx.origin.http_port;
-    let (hop, proxychains) = match route {
-        Route::Connect { proxy_port } => (origin_port, Some((Tunnel::HttpConnect, proxy_port))),
-        Route::Socks5 { proxy_port } => (origin_port, Some((Tunnel::Socks5, proxy_port))),
-        _ => (route.first_hop(origin_port), None),
+    let config = proxychains::write_config(&bench.ctx.workdir, route)?;
+    let hop = match config {
+        Some(_) => origin_port,
+        None => route.first_hop(origin_port),
     };
-    let config = proxychains
-        .map(|(tunnel, port)| proxychains::write_config(&bench.ctx.workdir, tunnel, port))
-        .transpose()?;
     let script_path = bench.ctx.workdir.write(name, script)?;
     let url = format!("http://127.0.0.1:{hop}{SMALL_PATH}");
     wrk::run(
