@@ -135,8 +135,7 @@ fn medianed(figure: &mut Figure) -> Vec<&mut f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clients::Invalid;
-    use crate::contenders::{Capture, ServerSpec, SidecarMode};
+    use crate::report::fixtures::{invalid, on, rate, row, HTTP};
     use crate::results::Group;
     use rstest::rstest;
 
@@ -150,23 +149,11 @@ mod tests {
         assert_eq!(median(values), expected);
     }
 
-    fn rate(per_sec: f64) -> Result<Figure, Invalid> {
-        Ok(Figure::RequestRate { per_sec })
-    }
-
     #[test]
     fn ratios_pair_each_round_with_its_own_direct_figure() {
-        let mut direct = Row::direct();
-        direct.outcomes = vec![rate(100.0), rate(200.0), rate(100.0)];
-        let mut ours = Row::through(
-            Group::ReverseHttp,
-            ServerSpec::Sidecar(SidecarMode::ReverseHttp, Capture::On),
-        );
-        ours.outcomes = vec![
-            rate(50.0),
-            rate(180.0),
-            Err(Invalid("socket errors".into())),
-        ];
+        let direct = row(Group::Direct, None, [rate(100.0), rate(200.0), rate(100.0)]);
+        let rounds = [rate(50.0), rate(180.0), invalid("socket errors")];
+        let ours = row(Group::ReverseHttp, on(HTTP), rounds);
         let summary = summarize(&ours, Some(&direct));
         // Rounds 1 and 2: 0.5 and 0.9; round 3 is invalid and left out.
         assert_eq!(summary.ratio, Some(0.7));

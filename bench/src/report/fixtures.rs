@@ -1,4 +1,4 @@
-//! Made-up measurements for the report's and the goals' tests: a run in which every goal of
+//! Made-up measurements for the report's, the goals' and the statistics' tests: a run in which every goal of
 //! [`super::goals`] is met at its bound, and the rows and sections the goals do not read.
 
 use std::time::Duration;

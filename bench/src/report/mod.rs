@@ -446,6 +446,6 @@ fn format_duration(duration: Duration) -> String {
 }
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 #[cfg(test)]
 mod tests;
