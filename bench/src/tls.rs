@@ -60,9 +60,10 @@ impl TlsMaterial {
         let dir = workdir.subdir("tls", 0o755)?;
         let (origin_ca, origin, origin_key) =
             generate_origin().context("cannot make the origin's test CA")?;
-        let origin_ca_file = write(&dir.join("origin-ca.crt"), &origin_ca.pem(), 0o644)?;
-        let origin_cert_file = write(&dir.join("origin.crt"), &origin.pem(), 0o644)?;
-        let origin_key_file = write(&dir.join("origin.key"), &origin_key.serialize_pem(), 0o600)?;
+        let origin_ca_file = workdir.write("tls/origin-ca.crt", &origin_ca.pem())?;
+        let origin_cert_file = workdir.write("tls/origin.crt", &origin.pem())?;
+        let origin_key_file = workdir.write("tls/origin.key", &origin_key.serialize_pem())?;
+        set_mode(&origin_key_file, 0o600)?;
 
         let capture_ca_dir = dir.join("capture-ca");
         create_capture_ca(sidecar_proxy, &capture_ca_dir)?;
@@ -151,12 +152,6 @@ fn create_capture_ca(sidecar_proxy: &Path, dir: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn write(path: &Path, contents: &str, mode: u32) -> anyhow::Result<PathBuf> {
-    std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))?;
-    set_mode(path, mode)?;
-    Ok(path.to_owned())
 }
 
 /// Trusts `root` alone, offers HTTP/1.1 (what the load generator speaks), and never resumes a session:
