@@ -41,7 +41,10 @@ pub async fn handshakes(
     let intercepting = match server {
         Some(spec) if trust == Trust::Capture => {
             let admin = bench.fleet.admin(&spec)?;
-            Some((admin, admin_port::scrape(admin, TlsOutCounters::parse).await?))
+            Some((
+                admin,
+                admin_port::scrape(admin, TlsOutCounters::parse).await?,
+            ))
         }
         _ => None,
     };
