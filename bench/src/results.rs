@@ -150,6 +150,17 @@ pub enum Tool {
     WrkRecordedRequests,
 }
 
+impl Tool {
+    /// Scenario 1's wrk, over keep-alive connections.
+    pub const KEEP_ALIVE: Tool = Tool::Wrk {
+        connection_close: false,
+    };
+    /// Scenario 2's wrk, a new connection per request.
+    pub const NEW_CONNECTION: Tool = Tool::Wrk {
+        connection_close: true,
+    };
+}
+
 /// One round's figure for one row.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Figure {

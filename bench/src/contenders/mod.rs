@@ -130,6 +130,14 @@ pub enum ServerSpec {
 }
 
 impl ServerSpec {
+    /// The forward http sidecar with capture on: the relay of the TLS and mock rows and, with
+    /// `--mock`, the mock.
+    pub const FORWARD_CAPTURING: ServerSpec =
+        ServerSpec::Sidecar(SidecarMode::ForwardHttp, Capture::On);
+    /// The reverse http sidecar with capture on, which records the capture the replay row sends again.
+    pub const REVERSE_CAPTURING: ServerSpec =
+        ServerSpec::Sidecar(SidecarMode::ReverseHttp, Capture::On);
+
     /// The contender's name in the report.
     pub fn contender(&self) -> &'static str {
         match self {

@@ -86,12 +86,6 @@ pub const FORWARD: SidecarMode = SidecarMode::ForwardHttp;
 pub const SOCKS: SidecarMode = SidecarMode::ForwardSocks;
 pub const H2C: SidecarMode = SidecarMode::ReverseTcp(Upstream::H2c);
 pub const RELAY: Option<ServerSpec> = Some(ServerSpec::MinimalRelay(Upstream::Http));
-const KEEP_ALIVE: Tool = Tool::Wrk {
-    connection_close: false,
-};
-const NEW_CONNECTION: Tool = Tool::Wrk {
-    connection_close: true,
-};
 
 /// A run in which every goal is met, each by a small margin or exactly at its bound.
 pub fn passing_run() -> Vec<Scenario> {
@@ -181,8 +175,12 @@ pub fn passing_run() -> Vec<Scenario> {
         ),
     ];
     vec![
-        scenario(ScenarioKind::KeepAlive, KEEP_ALIVE, keep_alive),
-        scenario(ScenarioKind::NewConnection, NEW_CONNECTION, new_connection),
+        scenario(ScenarioKind::KeepAlive, Tool::KEEP_ALIVE, keep_alive),
+        scenario(
+            ScenarioKind::NewConnection,
+            Tool::NEW_CONNECTION,
+            new_connection,
+        ),
         bulk,
         scenario(ScenarioKind::Latency, Tool::PacedWrk, latency),
         scenario(ScenarioKind::Memory, Tool::IdleConnections, memory_rows),

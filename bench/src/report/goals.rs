@@ -185,13 +185,6 @@ fn ours(group: Group, capture: Capture) -> ServerSpec {
     ServerSpec::Sidecar(mode, capture)
 }
 
-const KEEP_ALIVE: Tool = Tool::Wrk {
-    connection_close: false,
-};
-const NEW_CONNECTION: Tool = Tool::Wrk {
-    connection_close: true,
-};
-
 /// Every goal of issue #17, in the order of the report's scenarios.
 pub fn evaluate(scenarios: &[Scenario]) -> Vec<GoalCheck> {
     let mut checks = Vec::new();
@@ -222,7 +215,7 @@ fn nats_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
 
 /// The request rate of a row of scenario 1, by path and server.
 fn keep_alive_rate(scenarios: &[Scenario]) -> impl Fn(Group, ServerSpec) -> Reading + '_ {
-    let section = section(scenarios, ScenarioKind::KeepAlive, KEEP_ALIVE);
+    let section = section(scenarios, ScenarioKind::KeepAlive, Tool::KEEP_ALIVE);
     move |group, spec| request_rate(summary(&section, group, spec))
 }
 
@@ -278,7 +271,7 @@ fn new_connection_goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
         Group::Connect,
         Group::Socks5,
     ];
-    let section = section(scenarios, ScenarioKind::NewConnection, NEW_CONNECTION);
+    let section = section(scenarios, ScenarioKind::NewConnection, Tool::NEW_CONNECTION);
     for group in groups {
         let ours = request_rate(summary(&section, group, ours(group, Capture::On)));
         let judged = ours.and_then(|ours| {

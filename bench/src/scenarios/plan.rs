@@ -64,7 +64,7 @@ fn socks5() -> Vec<Row> {
 }
 
 /// The reverse http sidecar capturing to NATS: the NATS sink's own figure.
-pub const NATS_SINK: ServerSpec = ServerSpec::Sidecar(SidecarMode::ReverseHttp, Capture::Nats);
+const NATS_SINK: ServerSpec = ServerSpec::Sidecar(SidecarMode::ReverseHttp, Capture::Nats);
 
 /// Scenarios 1 and 2 share their rows: every relay against the tools users know for it; keep-alive
 /// (`with_nats`) adds the reverse rows capturing to NATS.
@@ -93,7 +93,7 @@ fn http_load_rows(with_nats: bool) -> Vec<Row> {
 fn tls_out_rows() -> Vec<Row> {
     vec![
         Row::direct(),
-        Row::through(Group::ConnectTlsRelayed, FORWARD_CAPTURING),
+        Row::through(Group::ConnectTlsRelayed, ServerSpec::FORWARD_CAPTURING),
         Row::through(
             Group::ConnectTlsIntercepted,
             ServerSpec::Sidecar(SidecarMode::ForwardHttpTlsOut, Capture::On),
@@ -101,21 +101,13 @@ fn tls_out_rows() -> Vec<Row> {
     ]
 }
 
-/// The forward http sidecar with capture on: the relay of the TLS and mock rows and, with `--mock`, the
-/// mock.
-const FORWARD_CAPTURING: ServerSpec = ServerSpec::Sidecar(SidecarMode::ForwardHttp, Capture::On);
-/// The reverse http sidecar with capture on, which records the capture the replay row sends again.
-const REVERSE_CAPTURING: ServerSpec = ServerSpec::Sidecar(SidecarMode::ReverseHttp, Capture::On);
-
 /// The whole plan, in the order each round measures it: each section with the scenario it belongs to.
 pub fn plan() -> Vec<Scenario> {
     let sections = [
         (
             ScenarioKind::KeepAlive,
             "wrk, 50 keep-alive connections",
-            Tool::Wrk {
-                connection_close: false,
-            },
+            Tool::KEEP_ALIVE,
             http_load_rows(true),
         ),
         (
@@ -128,9 +120,7 @@ pub fn plan() -> Vec<Scenario> {
         (
             ScenarioKind::NewConnection,
             "wrk, 50 connections, `Connection: close`",
-            Tool::Wrk {
-                connection_close: true,
-            },
+            Tool::NEW_CONNECTION,
             http_load_rows(false),
         ),
         (
@@ -205,7 +195,7 @@ pub fn plan() -> Vec<Scenario> {
             Tool::Replay,
             vec![
                 Row::direct(),
-                Row::through(Group::Replay, REVERSE_CAPTURING),
+                Row::through(Group::Replay, ServerSpec::REVERSE_CAPTURING),
             ],
         ),
         (
@@ -216,8 +206,8 @@ pub fn plan() -> Vec<Scenario> {
             Tool::WrkRecordedRequests,
             vec![
                 Row::direct(),
-                Row::through(Group::AbsoluteForm, FORWARD_CAPTURING),
-                Row::through(Group::Mock, FORWARD_CAPTURING),
+                Row::through(Group::AbsoluteForm, ServerSpec::FORWARD_CAPTURING),
+                Row::through(Group::Mock, ServerSpec::FORWARD_CAPTURING),
             ],
         ),
     ];
@@ -296,7 +286,7 @@ mod tests {
     /// the forward relay of the mock's reference row: the recording sidecars and the mock are its own.
     #[rstest]
     #[case(ScenarioKind::Memory, &[])]
-    #[case(ScenarioKind::ReplayMock, &[FORWARD_CAPTURING])]
+    #[case(ScenarioKind::ReplayMock, &[ServerSpec::FORWARD_CAPTURING])]
     fn rows_that_start_their_own_servers_leave_them_out_of_the_fleet(
         #[case] kind: ScenarioKind,
         #[case] fleet: &[ServerSpec],

@@ -5,7 +5,7 @@
 //! medians are divided).
 
 use super::{ratio_to_direct, request_rate, section, share_goal, summary, GoalCheck};
-use crate::contenders::{Capture, ServerSpec, SidecarMode};
+use crate::contenders::ServerSpec;
 use crate::results::{Group, Scenario, ScenarioKind, Tool};
 
 /// Replay's rate against wrk's.
@@ -15,17 +15,11 @@ pub const MOCK_SHARE: f64 = 0.80;
 
 const AREA: &str = "9. replay and mock";
 
-/// The forward http sidecar with capture on: the relay of the reference row and, with `--mock`, the
-/// mock's.
-const FORWARD_CAPTURING: ServerSpec = ServerSpec::Sidecar(SidecarMode::ForwardHttp, Capture::On);
-/// The reverse http sidecar with capture on, which records the capture the replay row sends again.
-const REVERSE_CAPTURING: ServerSpec = ServerSpec::Sidecar(SidecarMode::ReverseHttp, Capture::On);
-
 pub fn goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
     let replay = summary(
         &section(scenarios, ScenarioKind::ReplayMock, Tool::Replay),
         Group::Replay,
-        REVERSE_CAPTURING,
+        ServerSpec::REVERSE_CAPTURING,
     );
     checks.push(GoalCheck::new(
         AREA,
@@ -37,7 +31,7 @@ pub fn goals(scenarios: &[Scenario], checks: &mut Vec<GoalCheck>) {
         ScenarioKind::ReplayMock,
         Tool::WrkRecordedRequests,
     );
-    let rate = |group| request_rate(summary(&mock, group, FORWARD_CAPTURING));
+    let rate = |group| request_rate(summary(&mock, group, ServerSpec::FORWARD_CAPTURING));
     checks.push(share_goal(
         AREA,
         format!("--mock ≥ {MOCK_SHARE:.2} × the forward relay (absolute-form, capture on)"),

@@ -43,21 +43,21 @@ fn every_goal_is_there_and_met_at_its_bound() {
 #[rstest]
 // Just under 0.95 × the minimal relay.
 #[case(
-    (KEEP_ALIVE, Group::Connect, on(FORWARD), rate(56_999.0)),
+    (Tool::KEEP_ALIVE, Group::Connect, on(FORWARD), rate(56_999.0)),
     "1. keep-alive | forward, CONNECT, capture on ≥ 0.95 × the minimal relay (reverse tcp)"
 )]
 // Just under 0.95 × its own capture-off row.
 #[case(
-    (KEEP_ALIVE, Group::Socks5, off(SOCKS), rate(62_200.0)),
+    (Tool::KEEP_ALIVE, Group::Socks5, off(SOCKS), rate(62_200.0)),
     "1. keep-alive | forward, SOCKS5, capture on ≥ 0.95 × capture off"
 )]
 // Equal to nginx is not above it.
 #[case(
-    (KEEP_ALIVE, Group::ReverseHttp, Some(ServerSpec::NginxReverse), rate(54_000.0)),
+    (Tool::KEEP_ALIVE, Group::ReverseHttp, Some(ServerSpec::NginxReverse), rate(54_000.0)),
     "1. keep-alive | reverse http, capture on above nginx"
 )]
 #[case(
-    (KEEP_ALIVE, Group::AbsoluteForm, on(FORWARD), rate(53_999.0)),
+    (Tool::KEEP_ALIVE, Group::AbsoluteForm, on(FORWARD), rate(53_999.0)),
     "1. keep-alive | forward, absolute-form, capture on ≥ 0.90 × the minimal relay (reverse tcp)"
 )]
 #[case(
@@ -65,7 +65,7 @@ fn every_goal_is_there_and_met_at_its_bound() {
     "4. latency | reverse http, capture on: p99 ≤ nginx's p99"
 )]
 #[case(
-    (NEW_CONNECTION, Group::Connect, Some(ServerSpec::Squid), rate(4_001.0)),
+    (Tool::NEW_CONNECTION, Group::Connect, Some(ServerSpec::Squid), rate(4_001.0)),
     "2. new connection per request | forward, CONNECT, capture on ≥ the best peer"
 )]
 #[case(
@@ -85,7 +85,7 @@ fn every_goal_is_there_and_met_at_its_bound() {
     "8. h2c | reverse tcp, capture on ≥ 0.90 × capture off"
 )]
 #[case(
-    (KEEP_ALIVE, Group::ReverseTcp, nats(TCP), rate(54_149.0)),
+    (Tool::KEEP_ALIVE, Group::ReverseTcp, nats(TCP), rate(54_149.0)),
     "1. keep-alive | reverse tcp, capture to NATS ≥ 0.95 × capture on (a file)"
 )]
 #[case(
@@ -118,7 +118,10 @@ fn a_figure_just_past_its_bound_is_not_met_and_fails_only_its_goal(
 fn missing_and_invalid_rows_leave_their_goals_not_measured_and_the_table_counts_the_verdicts() {
     let mut run = passing_run();
     let no_request = invalid("no request completed");
-    set(&mut run, (KEEP_ALIVE, Group::ReverseTcp, RELAY, no_request));
+    set(
+        &mut run,
+        (Tool::KEEP_ALIVE, Group::ReverseTcp, RELAY, no_request),
+    );
     set(
         &mut run,
         (Tool::H2load, Group::ReverseTcp, on(H2C), rate(1_000.0)),
