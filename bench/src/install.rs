@@ -12,6 +12,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context as _};
 
+use crate::process;
+
 /// The Debian package that provides each command the run calls.
 pub const DEBIAN_COMMANDS: &[(&str, &str)] = &[
     ("wrk", "wrk"),
@@ -124,12 +126,9 @@ fn dpkg_installed(package: &str) -> bool {
 
 /// `dpkg-query -W -f=FORMAT PACKAGE`, trimmed, if dpkg knows the package.
 pub fn dpkg_query(package: &str, format: &str) -> Option<String> {
-    let out = Command::new("dpkg-query")
-        .args(["-W", &format!("-f={format}"), package])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    out.status.success().then_some(text)
+    let query = ["-W", &format!("-f={format}"), package];
+    let out = process::stdout_of(Command::new("dpkg-query").args(query)).ok()?;
+    Some(out.trim().to_owned())
 }
 
 fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
@@ -214,11 +213,8 @@ fn ensure_mitmproxy(venv: &Path) -> anyhow::Result<PathBuf> {
 }
 
 fn installed_mitmproxy(pip: &Path) -> Option<String> {
-    let out = Command::new(pip)
-        .args(["show", "mitmproxy"])
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
+    process::stdout_of(Command::new(pip).args(["show", "mitmproxy"]))
+        .ok()?
         .lines()
         .find_map(|line| line.strip_prefix("Version:").map(|v| v.trim().to_owned()))
 }

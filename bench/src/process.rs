@@ -1,6 +1,7 @@
 //! The servers the harness starts. Each runs in a process group of its own, so that stopping it also
 //! stops whatever it forked (nginx's workers, dante's children, squid's helpers), and each is stopped
-//! when its [`ServerProcess`] is dropped: after the report, on an error and on Ctrl-C alike.
+//! when its [`ServerProcess`] is dropped: after the report, on an error and on Ctrl-C alike. And
+//! [`stdout_of`], for the short commands whose answer the harness reads (dpkg-query, git, `ca create`).
 
 use std::fs::File;
 use std::os::unix::process::CommandExt;
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use anyhow::{bail, Context as _};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
@@ -143,6 +145,22 @@ pub fn raise_fd_limit() -> anyhow::Result<u64> {
     }
     setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
     Ok(hard)
+}
+
+/// Runs `command` to completion: its stdout, or an error naming it, its exit status and its stderr.
+pub fn stdout_of(command: &mut Command) -> anyhow::Result<String> {
+    let shown = format!("{command:?}");
+    let output = command
+        .output()
+        .with_context(|| format!("cannot run {shown}"))?;
+    if !output.status.success() {
+        bail!(
+            "{shown} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// The last `lines` lines of a log file, or why it cannot be read.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DnType, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
@@ -23,6 +23,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 
+use crate::process;
 use crate::workdir::{set_mode, Workdir};
 
 /// The name HTTPS clients ask for (their SNI; the origin's certificate and the sidecar's leaf name
@@ -131,26 +132,9 @@ fn generate_origin() -> Result<(Certificate, Certificate, KeyPair), rcgen::Error
 
 /// `sidecar-proxy ca create --out DIR`: the capture CA as users make it.
 fn create_capture_ca(sidecar_proxy: &Path, dir: &Path) -> anyhow::Result<()> {
-    let output = Command::new(sidecar_proxy)
-        .args([
-            "ca",
-            "create",
-            "--name",
-            "sidecar-bench capture CA",
-            "--out",
-        ])
-        .arg(dir)
-        .output()
-        .with_context(|| format!("cannot run {} ca create", sidecar_proxy.display()))?;
-    if !output.status.success() {
-        bail!(
-            "{} ca create --out {} failed ({}): {}",
-            sidecar_proxy.display(),
-            dir.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
+    let mut command = Command::new(sidecar_proxy);
+    command.args(["ca", "create", "--name", "sidecar-bench capture CA"]);
+    process::stdout_of(command.arg("--out").arg(dir))?;
     Ok(())
 }
 

@@ -7,6 +7,8 @@ use std::process::Command;
 use anyhow::{bail, Context as _};
 use serde::Deserialize;
 
+use crate::process::stdout_of;
+
 #[derive(Debug, Clone)]
 pub struct Workspace {
     pub root: PathBuf,
@@ -43,29 +45,14 @@ fn cargo() -> Command {
 impl Workspace {
     /// Asks Cargo, which knows CARGO_TARGET_DIR and `.cargo/config.toml` alike.
     pub fn locate() -> anyhow::Result<Workspace> {
-        let output = cargo()
-            .args([
-                "metadata",
-                "--format-version",
-                "1",
-                "--no-deps",
-                "--offline",
-            ])
-            .output()
-            .with_context(|| {
-                format!(
-                    "cannot run cargo metadata (run {} inside the repository)",
-                    program_name()
-                )
-            })?;
-        if !output.status.success() {
-            bail!(
-                "cargo metadata failed: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        let metadata: Metadata = serde_json::from_slice(&output.stdout)
-            .context("cannot read cargo metadata's output")?;
+        let mut metadata = cargo();
+        metadata.args(["metadata", "--format-version", "1"]);
+        let output = stdout_of(metadata.args(["--no-deps", "--offline"])).with_context(|| {
+            let program = program_name();
+            format!("cannot locate the workspace (run {program} inside the repository)")
+        })?;
+        let metadata: Metadata =
+            serde_json::from_str(&output).context("cannot read cargo metadata's output")?;
         Ok(Workspace {
             root: metadata.workspace_root,
             target_dir: metadata.target_directory,
@@ -102,20 +89,12 @@ impl Workspace {
     /// Short commit of HEAD, and whether proxy/ has uncommitted changes (the numbers are then of code
     /// no commit holds).
     pub fn proxy_revision(&self) -> String {
-        let git = |args: &[&str]| {
-            Command::new("git")
-                .current_dir(&self.root)
-                .args(args)
-                .output()
+        let git = |args: &[&str]| stdout_of(Command::new("git").current_dir(&self.root).args(args));
+        let Ok(head) = git(&["rev-parse", "--short", "HEAD"]) else {
+            return "unknown (no git)".to_owned();
         };
-        let head = match git(&["rev-parse", "--short", "HEAD"]) {
-            Ok(out) if out.status.success() => {
-                String::from_utf8_lossy(&out.stdout).trim().to_owned()
-            }
-            _ => return "unknown (no git)".to_owned(),
-        };
-        let clean = git(&["status", "--porcelain", "--", "proxy"])
-            .is_ok_and(|out| out.status.success() && out.stdout.is_empty());
+        let head = head.trim().to_owned();
+        let clean = git(&["status", "--porcelain", "--", "proxy"]).is_ok_and(|out| out.is_empty());
         if clean {
             head
         } else {
