@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use super::Context;
 use crate::probe;
 use crate::process::ServerProcess;
+use crate::route;
 
 /// The stream, and the subjects it takes: each sidecar publishes to `bench.<its slug and port>`.
 pub const STREAM: &str = "BENCH";
@@ -22,7 +23,6 @@ pub const SUBJECT_PREFIX: &str = "bench";
 const STREAM_MAX_BYTES: u64 = 512 * 1024 * 1024;
 /// JetStream's de-duplication window (the sidecar's message ids make re-sends harmless within it).
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
-const API_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Starts nats-server with JetStream on `ctx.origin.nats_port` and creates the stream.
 pub async fn start(ctx: &Context) -> anyhow::Result<ServerProcess> {
@@ -39,10 +39,8 @@ pub async fn start(ctx: &Context) -> anyhow::Result<ServerProcess> {
         &ctx.workdir.file("nats-server.log"),
     )?;
     probe::until_listening(&mut server, ctx.origin.nats_port, probe::LISTEN_TIMEOUT).await?;
-    tokio::time::timeout(API_TIMEOUT, create_stream(ctx.origin.nats_port))
+    route::answered_in_time(create_stream(ctx.origin.nats_port))
         .await
-        .map_err(|_| anyhow::anyhow!("no answer within {API_TIMEOUT:?}"))
-        .and_then(|created| created)
         .map_err(|error| server.failed(format!("did not create the stream {STREAM}: {error:#}")))?;
     Ok(server)
 }
