@@ -33,7 +33,7 @@ pub async fn run(mut settings: Settings, command_line: String) -> anyhow::Result
     let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let workspace = Workspace::locate()?;
     let proxy = match &settings.proxy_bin {
-        Some(path) => workspace::check_proxy_bin(path)?,
+        Some(path) => workspace::check_given_bin("--proxy-bin", path)?,
         None => workspace.build_proxy()?,
     };
     let relay = match &settings.relay_bin {

@@ -113,8 +113,3 @@ pub fn check_given_bin(flag: &str, path: &Path) -> anyhow::Result<PathBuf> {
     }
     Ok(path)
 }
-
-/// [`check_given_bin`] for --proxy-bin.
-pub fn check_proxy_bin(path: &Path) -> anyhow::Result<PathBuf> {
-    check_given_bin("--proxy-bin", path)
-}

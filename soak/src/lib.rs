@@ -29,7 +29,7 @@ use anyhow::{bail, Context as _};
 use tokio_util::sync::CancellationToken;
 
 use sampler::{Phase, Sample};
-use sidecar_bench::workspace::{check_proxy_bin, Workspace};
+use sidecar_bench::workspace::{check_given_bin, Workspace};
 use verdict::{Bounds, Timeline};
 
 /// Samples of the resting sidecars taken before the load; their median is the resting level.
@@ -212,7 +212,10 @@ pub fn replot(dir: &Path) -> anyhow::Result<()> {
 /// The binary under test and a revision to name it by.
 fn proxy_binary(given: Option<&Path>) -> anyhow::Result<(PathBuf, String)> {
     match given {
-        Some(path) => Ok((check_proxy_bin(path)?, "given by --proxy-bin".to_owned())),
+        Some(path) => Ok((
+            check_given_bin("--proxy-bin", path)?,
+            "given by --proxy-bin".to_owned(),
+        )),
         None => {
             let workspace = Workspace::locate()?;
             let binary = workspace.build_proxy()?;
