@@ -12,9 +12,9 @@
 //! - [`process`], [`ports`], [`workdir`]: the servers the harness starts, their ports and their files;
 //! - [`route`], [`http_client`], [`probe`]: one real request through any contender, to prove it ready;
 //! - [`contenders`]: one module per kind of server configuration;
-//! - [`clients`]: the load generators (wrk, proxychains4, iperf3, curl, and our own for TLS handshakes),
-//!   the idle-connection holder, and the sidecar's tls-out counters; [`admin_port`]: a sidecar's
-//!   /readyz and /metrics, read by the benchmark and the soak;
+//! - [`clients`]: the load generators (wrk, proxychains4, iperf3, curl, h2load, and our own for TLS
+//!   handshakes) and the idle-connection holder; [`admin_port`]: a sidecar's /readyz and /metrics, read
+//!   by the benchmark (tls-out's and the NATS sink's counters) and the soak;
 //! - [`markdown`]: the table head and cell escaping both reports (benchmark and soak) write with;
 //! - [`tls`]: the run's certificates for the HTTPS rows (the origin's test CA, the capture CA);
 //! - [`scenarios`]: what is measured, round by round; [`results`]: the rows and figures it gives;
