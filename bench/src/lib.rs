@@ -25,6 +25,8 @@ pub mod admin_port;
 pub mod cli;
 pub mod clients;
 pub mod contenders;
+#[cfg(test)]
+mod golden;
 pub mod http_client;
 pub mod install;
 pub mod markdown;

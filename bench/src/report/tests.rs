@@ -4,20 +4,14 @@ use rstest::rstest;
 
 use super::fixtures::{full_run, smoke_meta};
 use super::*;
+use crate::golden::assert_golden;
 
 /// The whole report of a run with every tool and figure, invalid rounds and a smoke run's header,
 /// byte for byte. After a deliberate change to the report, `BLESS=1 cargo test` rewrites golden.md.
 #[test]
 fn a_whole_report_renders_as_the_golden_file() {
     let report = render(&smoke_meta(), &full_run());
-    if std::env::var_os("BLESS").is_some() {
-        std::fs::write(
-            concat!(env!("CARGO_MANIFEST_DIR"), "/src/report/golden.md"),
-            &report,
-        )
-        .unwrap();
-    }
-    assert_eq!(report, include_str!("golden.md"));
+    assert_golden(&report, "src/report/golden.md", include_str!("golden.md"));
 }
 
 #[rstest]

@@ -249,6 +249,7 @@ pub fn fleet_specs(plan: &[Scenario]) -> Vec<ServerSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::golden::assert_golden;
     use rstest::rstest;
     use std::fmt::Write as _;
 
@@ -276,10 +277,7 @@ mod tests {
     #[test]
     fn the_plan_is_the_golden_listing() {
         let golden = include_str!("plan.golden.txt");
-        let listing = listing();
-        if listing != golden {
-            panic!("the plan differs from plan.golden.txt; it is now:\n{listing}");
-        }
+        assert_golden(&listing(), "src/scenarios/plan.golden.txt", golden);
     }
 
     /// Measured alone, the memory scenario needs no fleet (a fresh server per round), and scenario 9 only

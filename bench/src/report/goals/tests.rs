@@ -1,6 +1,7 @@
 use rstest::rstest;
 
 use super::*;
+use crate::golden::assert_golden;
 use crate::report::fixtures::*;
 use crate::results::Outcome;
 
@@ -133,12 +134,5 @@ fn missing_and_invalid_rows_leave_their_goals_not_measured_and_the_table_counts_
     let mut out = String::new();
     render(&mut out, &evaluate(&[]));
     render(&mut out, &evaluate(&run));
-    if std::env::var_os("BLESS").is_some() {
-        std::fs::write(
-            concat!(env!("CARGO_MANIFEST_DIR"), "/src/report/goals/goals.md"),
-            &out,
-        )
-        .unwrap();
-    }
-    assert_eq!(out, include_str!("goals.md"));
+    assert_golden(&out, "src/report/goals/goals.md", include_str!("goals.md"));
 }
